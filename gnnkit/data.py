@@ -1,0 +1,232 @@
+"""Datasets by name, through PyG's and OGB's own dataset classes, offline.
+
+Where the data is looked for, in this order:
+
+1. the ``root`` argument of :func:`load_dataset`;
+2. the environment variable ``GNNKIT_DATA``;
+3. the ``datasets/`` folder bundled with gnnkit (Cora and MUTAG only).
+
+Each root uses the layout of ``../shared/datasets``::
+
+    ROOT/planetoid/Cora/raw/ind.cora.*            Planetoid(ROOT/planetoid, "Cora")
+    ROOT/tu/MUTAG/raw/MUTAG_*.txt                 TUDataset(ROOT/tu, "MUTAG")
+    ROOT/ogb/ogbl_ddi/{raw,split,RELEASE_v1.txt}  PygLinkPropPredDataset("ogbl-ddi", ROOT/ogb)
+
+Raw folders may be read-only: processed files then go to a cache folder
+(``$GNNKIT_CACHE``, default ``~/.cache/gnnkit``) that mirrors the raw files by
+symbolic links.  gnnkit never downloads: missing files raise
+:class:`DatasetNotFoundError` naming the folder and the files to put there.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "datasets"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The raw files of a dataset are not where gnnkit looked for them."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str  # the name users pass, e.g. "Cora" or "ogbl-ddi"
+    family: str  # "planetoid" | "tu" | "ogbg" | "ogbl"
+    subdir: str  # folder below ROOT that the loader class takes as its root
+    folder: str  # folder below subdir that holds raw/ (and split/ for OGB)
+    raw_files: Tuple[str, ...]  # files below folder that must exist
+
+
+def _planetoid(name: str) -> DatasetSpec:
+    low = name.lower()
+    files = tuple(f"raw/ind.{low}.{s}" for s in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index"))
+    return DatasetSpec(name, "planetoid", "planetoid", name, files)
+
+
+def _tu(name: str) -> DatasetSpec:
+    files = tuple(f"raw/{name}_{s}.txt" for s in ("A", "graph_indicator", "graph_labels"))
+    return DatasetSpec(name, "tu", "tu", name, files)
+
+
+_OGB_COMMON = ("RELEASE_v1.txt",)
+SPECS: Dict[str, DatasetSpec] = {
+    "cora": _planetoid("Cora"),
+    "citeseer": _planetoid("CiteSeer"),
+    "pubmed": _planetoid("PubMed"),
+    "mutag": _tu("MUTAG"),
+    "proteins": _tu("PROTEINS"),
+    "enzymes": _tu("ENZYMES"),
+    "ogbg-molhiv": DatasetSpec(
+        "ogbg-molhiv", "ogbg", "ogb", "ogbg_molhiv",
+        _OGB_COMMON + ("raw/edge.csv.gz", "raw/node-feat.csv.gz", "raw/edge-feat.csv.gz",
+                       "raw/graph-label.csv.gz", "raw/num-node-list.csv.gz", "raw/num-edge-list.csv.gz",
+                       "split/scaffold/train.csv.gz", "split/scaffold/valid.csv.gz",
+                       "split/scaffold/test.csv.gz"),
+    ),
+    "ogbl-ddi": DatasetSpec(
+        "ogbl-ddi", "ogbl", "ogb", "ogbl_ddi",
+        _OGB_COMMON + ("raw/edge.csv.gz", "raw/num-node-list.csv.gz", "raw/num-edge-list.csv.gz",
+                       "split/target/train.pt", "split/target/valid.pt", "split/target/test.pt"),
+    ),
+}
+
+
+def dataset_names() -> List[str]:
+    """The names :func:`load_dataset` accepts."""
+    return [s.name for s in SPECS.values()]
+
+
+def _spec(name: str) -> DatasetSpec:
+    try:
+        return SPECS[name.lower().replace("_", "-")]
+    except KeyError:
+        raise ValueError(
+            f"load_dataset: unknown dataset name={name!r}; choose one of {dataset_names()}") from None
+
+
+def candidate_roots(root: Optional[str] = None) -> List[Tuple[str, Path]]:
+    """The roots searched, in order, each with where it came from."""
+    if root is not None:
+        return [("argument root", Path(root).expanduser())]
+    roots = []
+    env = os.environ.get("GNNKIT_DATA")
+    if env:
+        roots.append(("$GNNKIT_DATA", Path(env).expanduser()))
+    roots.append(("bundled datasets/", BUNDLED_ROOT))
+    return roots
+
+
+def _missing(spec: DatasetSpec, root: Path) -> List[str]:
+    base = root / spec.subdir / spec.folder
+    return [f for f in spec.raw_files if not (base / f).is_file()]
+
+
+def find_root(name: str, root: Optional[str] = None) -> Path:
+    """The first root that holds every raw file of ``name``.
+
+    An explicit ``root`` or a set ``$GNNKIT_DATA`` is authoritative: when it
+    lacks the files the error says so rather than falling back silently to a
+    different copy.
+    """
+    spec = _spec(name)
+    tried = []
+    for origin, r in candidate_roots(root):
+        missing = _missing(spec, r)
+        if not missing:
+            return r
+        tried.append((origin, r, missing))
+        if origin != "bundled datasets/":
+            break  # an explicit choice must hold the data
+    lines = [f"dataset {spec.name!r} not found (gnnkit never downloads)."]
+    for origin, r, missing in tried:
+        where = r / spec.subdir / spec.folder
+        lines.append(f"  looked in {where} (from {origin}); missing: {', '.join(missing[:6])}"
+                     + (" ..." if len(missing) > 6 else ""))
+    lines.append(f"Fix: put the raw files under ROOT/{spec.subdir}/{spec.folder}/ and pass root=ROOT "
+                 "or set GNNKIT_DATA=ROOT (e.g. GNNKIT_DATA=../shared/datasets).")
+    raise DatasetNotFoundError("\n".join(lines))
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("GNNKIT_CACHE", "~/.cache/gnnkit")).expanduser()
+
+
+def _writable_root(spec: DatasetSpec, root: Path) -> Path:
+    """``root/subdir`` if the loader may write there, else a mirror in the cache."""
+    base = root / spec.subdir
+    target = base / spec.folder
+    if os.access(target, os.W_OK):
+        return base
+    key = hashlib.sha1(str(target.resolve()).encode()).hexdigest()[:12]
+    mirror_base = _cache_dir() / "datasets" / key / spec.subdir
+    mirror = mirror_base / spec.folder
+    mirror.mkdir(parents=True, exist_ok=True)
+    # Link every top-level entry except processed/ (which the loader writes).
+    for entry in target.iterdir():
+        if entry.name == "processed":
+            continue
+        link = mirror / entry.name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(entry.resolve())
+    return mirror_base
+
+
+@contextlib.contextmanager
+def relaxed_torch_load() -> Iterator[None]:
+    """Let OGB's own ``torch.load`` calls read its pickled files under torch >= 2.6.
+
+    OGB 1.3.x calls ``torch.load`` without ``weights_only``; torch >= 2.6
+    defaults to weights-only loading and refuses PyG ``Data`` objects and
+    numpy arrays.  This sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` for the
+    duration of the call only and restores the caller's environment after.
+    """
+    key = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    old = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def _no_prompt(*_args, **_kwargs):
+    raise DatasetNotFoundError(
+        "the OGB loader asked to update the dataset (RELEASE_v1.txt missing or outdated). "
+        "Fix: keep RELEASE_v1.txt in the dataset folder.")
+
+
+def _wrap_relaxed(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with relaxed_torch_load():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def load_dataset(name: str, root: Optional[str] = None, transform=None):
+    """Load a dataset by name with its own PyG/OGB class, offline.
+
+    Args:
+        name: one of :func:`dataset_names` (case-insensitive).
+        root: folder laid out like ``../shared/datasets``; default: ``$GNNKIT_DATA``,
+            then the bundled ``datasets/``.
+        transform: an optional PyG transform applied on access.
+
+    Returns:
+        The PyG dataset (``Planetoid``, ``TUDataset``, ``PygGraphPropPredDataset``
+        or ``PygLinkPropPredDataset``).  OGB datasets keep their
+        ``get_idx_split`` / ``get_edge_split`` methods, made safe under torch >= 2.6.
+    """
+    spec = _spec(name)
+    base = _writable_root(spec, find_root(name, root))
+    if spec.family == "planetoid":
+        from torch_geometric.datasets import Planetoid
+        return Planetoid(str(base), spec.name, transform=transform)
+    if spec.family == "tu":
+        from torch_geometric.datasets import TUDataset
+        return TUDataset(str(base), spec.name, transform=transform)
+    import builtins
+    old_input = builtins.input
+    builtins.input = _no_prompt  # OGB prompts when RELEASE_v1.txt is absent: never hang CI
+    try:
+        with relaxed_torch_load():
+            if spec.family == "ogbg":
+                from ogb.graphproppred import PygGraphPropPredDataset as cls
+            else:
+                from ogb.linkproppred import PygLinkPropPredDataset as cls
+            ds = cls(spec.name, root=str(base), transform=transform)
+    finally:
+        builtins.input = old_input
+    for method in ("get_idx_split", "get_edge_split"):
+        if hasattr(ds, method):
+            object.__setattr__(ds, method, _wrap_relaxed(getattr(ds, method)))
+    return ds

@@ -1,0 +1,311 @@
+"""The graph structure every op runs on: CSR by destination, built once.
+
+A :class:`Graph` is made from any adjacency form PyG layers accept:
+
+* ``edge_index`` — an integer tensor ``[2, E]`` with row 0 = source and row 1 =
+  destination (PyG's ``flow="source_to_target"``), int32 or int64, also
+  ``torch_geometric.EdgeIndex``;
+* ``adj_t`` — a ``torch.sparse`` COO or CSR matrix of shape
+  ``[num_dst, num_src]`` whose entry ``(i, j)`` is the edge ``j -> i``
+  (PyG's ``adj_t`` convention); its values become edge weights;
+* ``torch_sparse.SparseTensor`` in the same ``adj_t`` convention, when
+  torch-sparse is installed.
+
+It holds ``rowptr``/``col`` (CSR by destination, sources sorted within a
+row so gathers walk memory in order), ``row`` (the destination of each CSR
+slot), ``perm`` (CSR slot -> input edge id, so per-edge tensors given in input
+order can be moved to CSR order and back), degrees, and lazily the transpose
+(CSR by source) that backward passes need.  The sort is stable, so duplicate
+edges keep their input order and every op is deterministic.
+
+:func:`as_graph` validates the input once and caches the result keyed on the
+identity and version of the ``edge_index`` tensor, so a layer called every
+epoch with the same ``edge_index`` does not sort again.
+"""
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+try:  # optional peer
+    from torch_sparse import SparseTensor  # type: ignore
+except Exception:  # pragma: no cover - depends on the environment
+    SparseTensor = None  # type: ignore
+
+Size = Optional[Tuple[int, int]]  # (num_src, num_dst), PyG's order
+
+
+def _is_compiling() -> bool:
+    try:
+        return torch.compiler.is_compiling()
+    except AttributeError:  # pragma: no cover - torch < 2.3
+        return False
+
+
+class Graph:
+    """CSR-by-destination structure of a (possibly bipartite) directed graph.
+
+    Attributes:
+        rowptr: ``[num_dst + 1]`` int64, slot range of each destination.
+        col: ``[E]`` int64, the source node of each CSR slot.
+        row: ``[E]`` int64, the destination node of each CSR slot.
+        perm: ``[E]`` int64 with ``perm[k]`` = input edge id stored in slot ``k``,
+            or ``None`` when the input was already in CSR order.
+        num_src, num_dst: node counts of the two sides (equal for plain graphs).
+    """
+
+    __slots__ = ("rowptr", "col", "row", "perm", "num_src", "num_dst", "_t", "_inv_perm",
+                 "_out_degree", "__weakref__")
+
+    def __init__(self, rowptr: Tensor, col: Tensor, row: Tensor, perm: Optional[Tensor],
+                 num_src: int, num_dst: int):
+        self.rowptr = rowptr
+        self.col = col
+        self.row = row
+        self.perm = perm
+        self.num_src = int(num_src)
+        self.num_dst = int(num_dst)
+        self._t: Optional[Tuple[Tensor, Tensor, Tensor]] = None
+        self._inv_perm: Optional[Tensor] = None
+        self._out_degree: Optional[Tensor] = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_coo(cls, src: Tensor, dst: Tensor, num_src: int, num_dst: int) -> "Graph":
+        """Sort validated ``src -> dst`` pairs into CSR by destination."""
+        src = src.long()
+        dst = dst.long()
+        key = dst * max(num_src, 1) + src
+        perm = torch.sort(key, stable=True).indices
+        row = dst[perm]
+        col = src[perm]
+        rowptr = torch.searchsorted(row, torch.arange(num_dst + 1, device=row.device))
+        return cls(rowptr, col, row, perm, num_src, num_dst)
+
+    @classmethod
+    def from_csr(cls, rowptr: Tensor, col: Tensor, num_src: int, num_dst: int) -> "Graph":
+        rowptr = rowptr.long()
+        col = col.long()
+        deg = rowptr[1:] - rowptr[:-1]
+        row = torch.repeat_interleave(torch.arange(num_dst, device=col.device), deg,
+                                      output_size=col.numel())
+        return cls(rowptr, col, row, None, num_src, num_dst)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_edges(self) -> int:
+        return self.col.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.col.device
+
+    @property
+    def is_square(self) -> bool:
+        return self.num_src == self.num_dst
+
+    def in_degree(self) -> Tensor:
+        """Number of incoming edges of each destination node, ``[num_dst]`` int64."""
+        return self.rowptr[1:] - self.rowptr[:-1]
+
+    def out_degree(self) -> Tensor:
+        """Number of outgoing edges of each source node, ``[num_src]`` int64."""
+        if self._out_degree is None:
+            rowptr_t = self.transpose()[0]
+            self._out_degree = rowptr_t[1:] - rowptr_t[:-1]
+        return self._out_degree
+
+    def transpose(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(rowptr_t, col_t, perm_t)``: CSR by source; ``col_t`` holds destinations and
+        ``perm_t[k]`` is the CSR-by-destination slot of transposed slot ``k``."""
+        if self._t is None:
+            key = self.col * max(self.num_dst, 1) + self.row
+            perm_t = torch.sort(key, stable=True).indices
+            src_sorted = self.col[perm_t]
+            rowptr_t = torch.searchsorted(src_sorted, torch.arange(self.num_src + 1, device=self.device))
+            self._t = (rowptr_t, self.row[perm_t], perm_t)
+        return self._t
+
+    # ------------------------------------------------------------------ edge order
+    def to_csr_order(self, edge_values: Tensor) -> Tensor:
+        """Per-edge values in input order -> CSR slot order."""
+        return edge_values if self.perm is None else edge_values.index_select(0, self.perm)
+
+    def from_csr_order(self, slot_values: Tensor) -> Tensor:
+        """Per-slot values in CSR order -> input edge order."""
+        if self.perm is None:
+            return slot_values
+        if self._inv_perm is None:
+            self._inv_perm = torch.empty_like(self.perm)
+            self._inv_perm[self.perm] = torch.arange(self.perm.numel(), device=self.perm.device)
+        return slot_values.index_select(0, self._inv_perm)
+
+    def edge_index(self) -> Tensor:
+        """``[2, E]`` (source, destination) in input edge order."""
+        return torch.stack([self.from_csr_order(self.col), self.from_csr_order(self.row)])
+
+    def __repr__(self) -> str:
+        return (f"Graph(num_src={self.num_src}, num_dst={self.num_dst}, num_edges={self.num_edges}, "
+                f"device={self.device})")
+
+
+# ---------------------------------------------------------------------- validation
+def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Optional[int],
+                        name: str = "edge_index") -> Tuple[int, int]:
+    """Check an ``edge_index`` tensor and return ``(num_src, num_dst)``.
+
+    Raises ValueError / IndexError that name ``name`` and say how to fix it.
+    """
+    if not isinstance(edge_index, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape [2, E] (or a sparse adjacency), "
+                         f"got {type(edge_index).__name__}")
+    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer node ids, got dtype {edge_index.dtype}; "
+                         f"convert it with {name}.long()")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        hint = f"; it looks transposed, pass {name}.t()" if edge_index.dim() == 2 and \
+            edge_index.size(1) == 2 else ""
+        raise ValueError(f"{name} must have shape [2, E], got {list(edge_index.shape)}{hint}")
+    E = edge_index.size(1)
+    if E == 0 or _is_compiling():
+        if num_src is None or num_dst is None:
+            if _is_compiling():
+                raise ValueError(f"under torch.compile pass the number of nodes with {name}")
+            num_src = num_src if num_src is not None else 0
+            num_dst = num_dst if num_dst is not None else num_src
+        return num_src, num_dst
+    lo = int(edge_index.min())
+    if lo < 0:
+        raise IndexError(f"{name} holds a negative node id ({lo}); node ids must lie in [0, num_nodes)")
+    hi_src = int(edge_index[0].max())
+    hi_dst = int(edge_index[1].max())
+    if num_src is None and num_dst is None:
+        num_src = num_dst = max(hi_src, hi_dst) + 1
+    elif num_src is None:
+        num_src = num_dst
+    elif num_dst is None:
+        num_dst = num_src
+    if hi_src >= num_src:
+        raise IndexError(f"{name}[0] holds source id {hi_src} but there are only {num_src} source nodes; "
+                         f"ids must lie in [0, {num_src}) — pass the right num_nodes/size or fix {name}")
+    if hi_dst >= num_dst:
+        raise IndexError(f"{name}[1] holds destination id {hi_dst} but there are only {num_dst} "
+                         f"destination nodes; ids must lie in [0, {num_dst}) — pass the right "
+                         f"num_nodes/size or fix {name}")
+    return num_src, num_dst
+
+
+# ---------------------------------------------------------------------- cache
+_CACHE: "OrderedDict[tuple, Tuple[weakref.ref, Graph]]" = OrderedDict()
+_CACHE_SIZE = 16
+
+
+def clear_cache() -> None:
+    """Forget every cached :class:`Graph`."""
+    _CACHE.clear()
+
+
+def _cached(t: Tensor, num_src: Optional[int], num_dst: Optional[int], build):
+    if _is_compiling():
+        return build()
+    key = (id(t), t.data_ptr(), t._version, tuple(t.shape), t.device, num_src, num_dst)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0]() is t:
+        _CACHE.move_to_end(key)
+        return hit[1]
+    out = build()
+    _CACHE[key] = (weakref.ref(t), out)
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return out
+
+
+def _size(num_nodes: Optional[int], size: Size) -> Tuple[Optional[int], Optional[int]]:
+    if size is not None:
+        if num_nodes is not None:
+            raise ValueError("pass either num_nodes or size=(num_src, num_dst), not both")
+        if len(size) != 2:
+            raise ValueError(f"size must be (num_src, num_dst), got {size!r}")
+        return (None if size[0] is None else int(size[0]), None if size[1] is None else int(size[1]))
+    return num_nodes, num_nodes
+
+
+def is_sparse_adj(adj: Any) -> bool:
+    """True for the sparse adjacency forms (torch.sparse COO/CSR, SparseTensor)."""
+    if SparseTensor is not None and isinstance(adj, SparseTensor):
+        return True
+    return isinstance(adj, Tensor) and adj.layout in (torch.sparse_coo, torch.sparse_csr)
+
+
+def as_graph(adj: Any, num_nodes: Optional[int] = None, size: Size = None,
+             name: str = "edge_index") -> Tuple[Graph, Optional[Tensor]]:
+    """Build (or fetch from the cache) the :class:`Graph` of any accepted adjacency form.
+
+    Args:
+        adj: ``edge_index`` ``[2, E]`` (int32/int64, also ``EdgeIndex``), a
+            ``torch.sparse`` COO/CSR ``adj_t`` of shape ``[num_dst, num_src]``, or a
+            ``torch_sparse.SparseTensor`` ``adj_t``.
+        num_nodes: node count of a plain graph (default: inferred).
+        size: ``(num_src, num_dst)`` for bipartite graphs, PyG's order.
+        name: argument name used in error messages.
+
+    Returns:
+        ``(graph, edge_weight)`` where ``edge_weight`` is the sparse matrix's values
+        in CSR order (``graph.perm is None`` then), or ``None`` for ``edge_index`` input.
+    """
+    num_src, num_dst = _size(num_nodes, size)
+    if SparseTensor is not None and isinstance(adj, SparseTensor):
+        return _from_sparse_tensor(adj, num_src, num_dst, name)
+    if isinstance(adj, Tensor) and adj.layout in (torch.sparse_coo, torch.sparse_csr):
+        return _cached(adj, num_src, num_dst, lambda: _from_torch_sparse(adj, num_src, num_dst, name))
+    if isinstance(adj, Tensor) and adj.layout != torch.strided:
+        raise ValueError(f"{name}: sparse layout {adj.layout} is not supported; use COO or CSR "
+                         f"(adj_t.to_sparse_csr()) or an edge_index [2, E]")
+    if isinstance(adj, Tensor):
+        try:  # torch_geometric.EdgeIndex knows its sparse size
+            from torch_geometric import EdgeIndex
+            if isinstance(adj, EdgeIndex):
+                s0, s1 = adj.sparse_size()
+                num_src = num_src if num_src is not None else s0
+                num_dst = num_dst if num_dst is not None else s1
+                adj = adj.as_tensor()
+        except ImportError:  # pragma: no cover
+            pass
+
+    def build():
+        ns, nd = validate_edge_index(adj, num_src, num_dst, name)
+        return Graph.from_coo(adj[0], adj[1], ns, nd)
+
+    return _cached(adj, num_src, num_dst, build), None
+
+
+def _check_adj_size(shape, num_src, num_dst, name):
+    nd, ns = int(shape[0]), int(shape[1])
+    if num_src is not None and num_src != ns or num_dst is not None and num_dst != nd:
+        raise ValueError(f"{name} has shape [{nd}, {ns}] (adj_t convention: [num_dst, num_src]) but the "
+                         f"inputs have num_src={num_src}, num_dst={num_dst}; check the node features "
+                         f"or pass adj.t() if it is not transposed")
+    return ns, nd
+
+
+def _from_torch_sparse(adj: Tensor, num_src, num_dst, name) -> Tuple[Graph, Optional[Tensor]]:
+    if adj.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D sparse matrix, got {adj.dim()} dimensions")
+    ns, nd = _check_adj_size(adj.shape, num_src, num_dst, name)
+    if adj.layout == torch.sparse_coo:
+        adj = adj.coalesce()
+        idx = adj.indices()
+        g = Graph.from_coo(idx[1], idx[0], ns, nd)
+        return g, g.to_csr_order(adj.values())
+    g = Graph.from_csr(adj.crow_indices(), adj.col_indices(), ns, nd)
+    return g, adj.values()
+
+
+def _from_sparse_tensor(adj, num_src, num_dst, name) -> Tuple[Graph, Optional[Tensor]]:
+    ns, nd = _check_adj_size(adj.sizes(), num_src, num_dst, name)
+    rowptr, col, value = adj.csr()
+    return Graph.from_csr(rowptr, col, ns, nd), value

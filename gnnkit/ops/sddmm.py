@@ -1,0 +1,100 @@
+r"""SDDMM: one dot product per edge, sampled on the graph's sparsity pattern.
+
+.. math::
+    s_{e,h} = \langle \mathbf{a}_{i,h}, \mathbf{b}_{j,h} \rangle \quad \text{for } e = (j \to i)
+
+Internal layout (the contract with ``gnnkit.kernels.sddmm``): ``a`` ``[N, H, F]``
+(destination side), ``b`` ``[S, H, F]`` (source side), result ``[E, H]`` in CSR
+slot order, fp32 accumulation.
+"""
+import torch
+from torch import Tensor
+
+from ._backend import kernel, use_triton
+from .graph import Graph
+
+_LOW = (torch.float16, torch.bfloat16)
+
+
+def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Reference SDDMM with ``torch.sparse.sampled_addmm`` (PyTorch's CPU SDDMM), one head at a time."""
+    N, H, F = a.shape
+    S = b.shape[0]
+    E = col.numel()
+    dtype = a.dtype
+    ac = a.float() if dtype in _LOW else a
+    bc = b.to(ac.dtype)
+    out = ac.new_empty(E, H)
+    if E == 0:
+        return out.to(dtype)
+    zeros = torch.zeros(E, dtype=ac.dtype, device=a.device)
+    pattern = torch.sparse_csr_tensor(rowptr, col, zeros, (N, S))
+    for h in range(H):
+        res = torch.sparse.sampled_addmm(pattern, ac[:, h].contiguous(), bc[:, h].t().contiguous(), beta=0.0)
+        out[:, h] = res.values()
+    return out.to(dtype)
+
+
+@torch.library.custom_op("gnnkit::sddmm", mutates_args=())
+def _sddmm_op(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    if use_triton("sddmm", a):
+        return kernel("sddmm").sddmm_fwd(rowptr, col, a, b)
+    return sddmm_csr_ref(rowptr, col, a, b)
+
+
+@_sddmm_op.register_fake
+def _(rowptr, col, a, b):
+    return a.new_empty((col.shape[0], a.shape[1]))
+
+
+class SDDMMFunction(torch.autograd.Function):
+    """Autograd of SDDMM: both gradients are SpMMs with the incoming gradient as edge values."""
+
+    @staticmethod
+    def forward(ctx, graph: Graph, a: Tensor, b: Tensor) -> Tensor:
+        ctx.graph = graph
+        ctx.save_for_backward(a, b)
+        return _sddmm_op(graph.rowptr, graph.col, a, b)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        from .spmm import _spmm_op
+        graph: Graph = ctx.graph
+        a, b = ctx.saved_tensors
+        grad = grad.contiguous().to(a.dtype)
+        ga = gb = None
+        if ctx.needs_input_grad[1]:
+            ga = _spmm_op(graph.rowptr, graph.col, grad, b, "sum")
+        if ctx.needs_input_grad[2]:
+            rowptr_t, col_t, perm_t = graph.transpose()
+            gb = _spmm_op(rowptr_t, col_t, grad.index_select(0, perm_t), a, "sum")
+        return None, ga, gb
+
+
+def _sddmm_slots(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
+    """SDDMM on 3-D inputs, result in CSR slot order."""
+    return SDDMMFunction.apply(graph, a.contiguous(), b.to(a.dtype).contiguous())
+
+
+def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
+    """Per-edge dot products ``out[e] = <a[dst_e], b[src_e]>``.
+
+    Args:
+        graph: from :func:`gnnkit.ops.as_graph`.
+        a: destination-side features ``[num_dst, F]`` or ``[num_dst, H, F]``.
+        b: source-side features ``[num_src, F]`` or ``[num_src, H, F]``.
+
+    Returns:
+        ``[E]`` (or ``[E, H]``) in the input edge order.
+    """
+    if a.dim() != b.dim() or a.dim() not in (2, 3) or a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"a and b must both be [nodes, F] or [nodes, H, F] with equal trailing sizes, "
+                         f"got a {list(a.shape)} and b {list(b.shape)}")
+    if a.size(0) != graph.num_dst or b.size(0) != graph.num_src:
+        raise ValueError(f"a must have num_dst={graph.num_dst} rows and b num_src={graph.num_src} rows, "
+                         f"got {a.size(0)} and {b.size(0)}")
+    a3 = a.unsqueeze(1) if a.dim() == 2 else a
+    b3 = b.unsqueeze(1) if b.dim() == 2 else b
+    out = graph.from_csr_order(_sddmm_slots(graph, a3, b3))
+    return out.squeeze(1) if a.dim() == 2 else out
