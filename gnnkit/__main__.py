@@ -1,0 +1,5 @@
+import sys
+
+from gnnkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,43 @@
+"""The ``gnnkit`` command line: one sub-command per module in ``gnnkit.commands``.
+
+Each module in :data:`COMMANDS` defines ``HELP`` (one line), ``add_arguments(parser)``
+and ``run(args) -> int``.  Modules are imported only when their command runs
+(or for ``--help``), so ``gnnkit --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# name -> module; add a line here to add a sub-command
+COMMANDS = {
+    "train": "gnnkit.commands.train",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gnnkit",
+        description="gnnkit: drop-in PyG layers on CSR sparse ops, with Triton kernels on CUDA.")
+    from gnnkit import __version__
+    parser.add_argument("--version", action="version", version=f"gnnkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Link prediction without leakage: splits, negative sampling, leakage checks, metrics."""
