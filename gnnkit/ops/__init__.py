@@ -6,14 +6,14 @@ public function that dispatches to a Triton kernel on CUDA or the torch path
 """
 from ._backend import backend_mode, use_triton
 from .gat import gat_attention
-from .graph import Graph, as_graph, clear_cache, is_sparse_adj, validate_edge_index
+from .graph import Graph, as_graph, cached_for, clear_cache, is_sparse_adj, validate_edge_index
 from .sddmm import sddmm, sddmm_csr_ref
 from .segment import segment_reduce, segment_reduce_ref
 from .softmax import segment_softmax, segment_softmax_ref
 from .spmm import spmm, spmm_csr_ref
 
 __all__ = [
-    "Graph", "as_graph", "clear_cache", "is_sparse_adj", "validate_edge_index",
+    "Graph", "as_graph", "cached_for", "clear_cache", "is_sparse_adj", "validate_edge_index",
     "spmm", "spmm_csr_ref", "sddmm", "sddmm_csr_ref", "segment_softmax", "segment_softmax_ref",
     "segment_reduce", "segment_reduce_ref", "gat_attention", "backend_mode", "use_triton",
 ]

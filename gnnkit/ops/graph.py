@@ -209,10 +209,22 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _cached(t: Tensor, num_src: Optional[int], num_dst: Optional[int], build):
+def cached_for(t: Tensor, tag: tuple, build):
+    """``build()``, cached on the identity and version of tensor ``t`` plus ``tag``.
+
+    Anything derived only from ``t``'s values (a graph structure, normalised
+    weights) can be cached this way; an in-place change of ``t`` bumps its
+    version and invalidates the entry, and a dead ``t`` never matches.
+    """
     if _is_compiling():
         return build()
-    key = (id(t), t.data_ptr(), t._version, tuple(t.shape), t.device, num_src, num_dst)
+    if t.layout == torch.sparse_coo:
+        ptr = t._values().data_ptr()
+    elif t.layout == torch.sparse_csr:
+        ptr = t.values().data_ptr()
+    else:
+        ptr = t.data_ptr()
+    key = (id(t), ptr, t._version, tuple(t.shape), t.device) + tuple(tag)
     hit = _CACHE.get(key)
     if hit is not None and hit[0]() is t:
         _CACHE.move_to_end(key)
@@ -261,7 +273,7 @@ def as_graph(adj: Any, num_nodes: Optional[int] = None, size: Size = None,
     if SparseTensor is not None and isinstance(adj, SparseTensor):
         return _from_sparse_tensor(adj, num_src, num_dst, name)
     if isinstance(adj, Tensor) and adj.layout in (torch.sparse_coo, torch.sparse_csr):
-        return _cached(adj, num_src, num_dst, lambda: _from_torch_sparse(adj, num_src, num_dst, name))
+        return _from_torch_sparse(adj, num_src, num_dst, name)
     if isinstance(adj, Tensor) and adj.layout != torch.strided:
         raise ValueError(f"{name}: sparse layout {adj.layout} is not supported; use COO or CSR "
                          f"(adj_t.to_sparse_csr()) or an edge_index [2, E]")
@@ -280,7 +292,7 @@ def as_graph(adj: Any, num_nodes: Optional[int] = None, size: Size = None,
         ns, nd = validate_edge_index(adj, num_src, num_dst, name)
         return Graph.from_coo(adj[0], adj[1], ns, nd)
 
-    return _cached(adj, num_src, num_dst, build), None
+    return cached_for(adj, ("graph", num_src, num_dst), build), None
 
 
 def _check_adj_size(shape, num_src, num_dst, name):
@@ -293,15 +305,17 @@ def _check_adj_size(shape, num_src, num_dst, name):
 
 
 def _from_torch_sparse(adj: Tensor, num_src, num_dst, name) -> Tuple[Graph, Optional[Tensor]]:
+    """The structure is cached on ``adj``; the values are read afresh every call."""
     if adj.dim() != 2:
         raise ValueError(f"{name} must be a 2-D sparse matrix, got {adj.dim()} dimensions")
     ns, nd = _check_adj_size(adj.shape, num_src, num_dst, name)
     if adj.layout == torch.sparse_coo:
-        adj = adj.coalesce()
+        if not adj.is_coalesced():
+            adj = adj.coalesce()  # sums duplicates, as PyG's to_edge_index does
         idx = adj.indices()
-        g = Graph.from_coo(idx[1], idx[0], ns, nd)
+        g = cached_for(adj, ("graph", ns, nd), lambda: Graph.from_coo(idx[1], idx[0], ns, nd))
         return g, g.to_csr_order(adj.values())
-    g = Graph.from_csr(adj.crow_indices(), adj.col_indices(), ns, nd)
+    g = cached_for(adj, ("graph", ns, nd), lambda: Graph.from_csr(adj.crow_indices(), adj.col_indices(), ns, nd))
     return g, adj.values()
 
 

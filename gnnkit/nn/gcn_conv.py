@@ -1,0 +1,228 @@
+"""GCNConv: drop-in for ``torch_geometric.nn.GCNConv`` on gnnkit's CSR SpMM."""
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import zeros
+
+from gnnkit.ops import Graph, as_graph, cached_for, is_sparse_adj, segment_reduce, spmm
+from gnnkit.ops.graph import SparseTensor, validate_edge_index
+from gnnkit.ops.spmm import spmm_slots
+
+
+def _self_loop_structure(edge_index: Tensor, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
+    """``A`` with PyG's *remaining* self-loops: existing loops are dropped and one loop per node
+    is appended.  Returns the new graph, the ids of the kept input edges, and for each node
+    the id of an input self-loop whose weight it inherits (-1: none)."""
+    validate_edge_index(edge_index, num_nodes, num_nodes)
+    ei = edge_index.long()
+    is_loop = ei[0] == ei[1]
+    keep = (~is_loop).nonzero().view(-1)
+    loop_edge = torch.full((num_nodes,), -1, dtype=torch.long, device=ei.device)
+    loop_ids = is_loop.nonzero().view(-1)
+    # the last self-loop edge of a node wins (deterministic; PyG's assignment picks one of them)
+    loop_edge.scatter_reduce_(0, ei[0, loop_ids], loop_ids, "amax")
+    nodes = torch.arange(num_nodes, device=ei.device)
+    src = torch.cat([ei[0, keep], nodes])
+    dst = torch.cat([ei[1, keep], nodes])
+    return Graph.from_coo(src, dst, num_nodes, num_nodes), keep, loop_edge
+
+
+def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: Optional[int] = None,
+             improved: bool = False, add_self_loops: bool = True,
+             dtype: Optional[torch.dtype] = None) -> Tuple[Graph, Tensor]:
+    r"""Symmetric GCN normalisation :math:`\hat D^{-1/2} \hat A \hat D^{-1/2}`.
+
+    Follows PyG's ``gcn_norm`` for each input form: ``edge_index`` gets *remaining*
+    self-loops (an existing loop keeps its weight), a ``torch.sparse`` ``adj_t`` gets
+    self-loops added to its diagonal, a ``SparseTensor`` gets its diagonal set to the fill
+    value.  Degrees are summed in CSR order (deterministic).
+
+    Returns:
+        ``(graph, weight)`` with ``weight`` ``[E']`` in ``graph``'s CSR slot order.
+    """
+    fill = 2.0 if improved else 1.0
+    if is_sparse_adj(edge_index):
+        if edge_weight is not None:
+            raise ValueError("edge_weight must be None when the adjacency is a sparse matrix: "
+                             "its values are the edge weights")
+        graph, w = _sparse_with_loops(edge_index, num_nodes, fill, add_self_loops, dtype)
+    elif add_self_loops:
+        n = num_nodes if num_nodes is not None else validate_edge_index(edge_index, None, None)[0]
+        graph, keep, loop_edge = cached_for(edge_index, ("gcn_loops", n),
+                                            lambda: _self_loop_structure(edge_index, n))
+        dt = dtype or (edge_weight.dtype if edge_weight is not None else torch.get_default_dtype())
+        if edge_weight is None:
+            # as PyG: without weights every edge and every loop weighs 1 (improved has no effect)
+            w = torch.ones(graph.num_edges, dtype=dt, device=graph.device)
+        else:
+            _check_weight(edge_weight, edge_index.size(1))
+            loop_w = torch.where(loop_edge >= 0, edge_weight[loop_edge.clamp(min=0)],
+                                 torch.full((n,), fill, dtype=edge_weight.dtype, device=edge_weight.device))
+            w = torch.cat([edge_weight[keep], loop_w]).to(dt)
+        w = graph.to_csr_order(w)
+    else:
+        graph, _ = as_graph(edge_index, num_nodes=num_nodes)
+        dt = dtype or torch.get_default_dtype()
+        if edge_weight is None:
+            w = torch.ones(graph.num_edges, dtype=dt, device=graph.device)
+        else:
+            _check_weight(edge_weight, graph.num_edges)
+            w = graph.to_csr_order(edge_weight)
+    deg = segment_reduce_slots(graph, w)
+    dis = deg.pow(-0.5)
+    dis = dis.masked_fill(dis == float("inf"), 0.0)
+    return graph, dis.index_select(0, graph.row) * w * dis.index_select(0, graph.col)
+
+
+def segment_reduce_slots(graph: Graph, w: Tensor) -> Tensor:
+    """Sum of slot weights per destination (the weighted in-degree)."""
+    return segment_reduce(graph, graph.from_csr_order(w).view(-1, 1), "sum").view(-1)
+
+
+def _check_weight(edge_weight: Tensor, num_edges: int) -> None:
+    if edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
+        raise ValueError(f"edge_weight must have shape [E={num_edges}] (one weight per edge of edge_index), "
+                         f"got {list(edge_weight.shape)}")
+    if not edge_weight.is_floating_point():
+        raise ValueError(f"edge_weight must be floating point, got {edge_weight.dtype}; use edge_weight.float()")
+
+
+def _sparse_with_loops(adj: Any, num_nodes: Optional[int], fill: float, add_self_loops: bool,
+                       dtype: Optional[torch.dtype]) -> Tuple[Graph, Tensor]:
+    graph, w = as_graph(adj, num_nodes=num_nodes, name="adj_t")
+    if graph.num_src != graph.num_dst:
+        raise ValueError(f"GCNConv needs a square adjacency, got adj_t of shape [{graph.num_dst}, {graph.num_src}]")
+    dt = dtype or (w.dtype if w is not None else torch.get_default_dtype())
+    w = torch.ones(graph.num_edges, dtype=dt, device=graph.device) if w is None else w.to(dt)
+    if not add_self_loops:
+        return graph, w
+    n = graph.num_dst
+    is_loop = graph.row == graph.col
+    nodes = torch.arange(n, device=graph.device)
+    if SparseTensor is not None and isinstance(adj, SparseTensor):
+        # torch_sparse.fill_diag: the diagonal is replaced by the fill value
+        keep = (~is_loop).nonzero().view(-1)
+        src = torch.cat([graph.col[keep], nodes])
+        dst = torch.cat([graph.row[keep], nodes])
+        vals = torch.cat([w[keep], torch.full((n,), fill, dtype=dt, device=graph.device)])
+    else:
+        # torch.sparse + add_self_loops: loops are appended and duplicates summed on coalesce
+        src = torch.cat([graph.col, nodes])
+        dst = torch.cat([graph.row, nodes])
+        vals = torch.cat([w, torch.full((n,), fill, dtype=dt, device=graph.device)])
+    g2 = Graph.from_coo(src, dst, n, n)
+    return g2, g2.to_csr_order(vals)
+
+
+class GCNConv(torch.nn.Module):
+    r"""The graph convolutional operator from `"Semi-supervised Classification with Graph
+    Convolutional Networks" <https://arxiv.org/abs/1609.02907>`_, a drop-in for
+    :class:`torch_geometric.nn.GCNConv`.
+
+    .. math::
+        \mathbf{X}^{\prime} = \mathbf{\hat{D}}^{-1/2} \mathbf{\hat{A}}
+        \mathbf{\hat{D}}^{-1/2} \mathbf{X} \mathbf{\Theta}
+
+    with :math:`\mathbf{\hat{A}} = \mathbf{A} + \mathbf{I}` (``+ 2I`` if ``improved``); node-wise
+    :math:`\mathbf{x}^{\prime}_i = \mathbf{\Theta}^{\top} \sum_{j \in \mathcal{N}(i) \cup \{ i \}}
+    \frac{e_{j,i}}{\sqrt{\hat{d}_j \hat{d}_i}} \mathbf{x}_j`.
+
+    The aggregation is one CSR SpMM (``gnnkit.ops``) with the normalisation folded into the
+    edge values; the self-loop structure and, without ``edge_weight``, the normalised values
+    are cached per ``edge_index`` tensor, so repeated calls do not re-sort or re-normalise.
+
+    Args:
+        in_channels: size of each input sample, or -1 to infer it lazily.
+        out_channels: size of each output sample.
+        improved: use :math:`\mathbf{A} + 2\mathbf{I}` (default False).
+        cached: cache the normalised adjacency of the first call and reuse it (transductive
+            use only; a later call with a different node count raises) (default False).
+        add_self_loops: add self-loops; default: the value of ``normalize``.
+        normalize: apply the symmetric normalisation (default True).
+        bias: learn an additive bias (default True).
+
+    Shapes:
+        - input: node features :math:`(|V|, F_{in})`, edge indices :math:`(2, |E|)` or a sparse
+          ``adj_t`` :math:`(|V|, |V|)`, edge weights :math:`(|E|)` (optional)
+        - output: node features :math:`(|V|, F_{out})`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, improved: bool = False, cached: bool = False,
+                 add_self_loops: Optional[bool] = None, normalize: bool = True, bias: bool = True):
+        super().__init__()
+        if add_self_loops is None:
+            add_self_loops = normalize
+        if add_self_loops and not normalize:
+            raise ValueError("GCNConv does not support add_self_loops=True with normalize=False; "
+                             "add the loops to edge_index yourself or set normalize=True")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.improved = improved
+        self.cached = cached
+        self.add_self_loops = add_self_loops
+        self.normalize = normalize
+        self._cached_norm: Optional[Tuple[Graph, Tensor]] = None
+        self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
+        if bias:
+            self.bias = Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.lin.reset_parameters()
+        zeros(self.bias)
+        self._cached_norm = None
+
+    def _normalised(self, edge_index: Any, edge_weight: Optional[Tensor], n: int, dtype) -> Tuple[Graph, Tensor]:
+        if not self.normalize:
+            graph, w = as_graph(edge_index, num_nodes=n)
+            if w is not None and edge_weight is not None:
+                raise ValueError("edge_weight must be None when the adjacency is a sparse matrix: "
+                                 "its values are the edge weights")
+            if w is None and edge_weight is not None:
+                _check_weight(edge_weight, graph.num_edges)
+                w = graph.to_csr_order(edge_weight)
+            if w is None:
+                w = torch.ones(graph.num_edges, dtype=dtype, device=graph.device)
+            return graph, w.to(dtype)
+        if edge_weight is None and isinstance(edge_index, Tensor) and edge_index.layout == torch.strided:
+            # the normalised values depend on the structure alone: cache them with it
+            key = ("gcn_norm", n, self.improved, self.add_self_loops, dtype)
+            return cached_for(edge_index, key, lambda: gcn_norm(
+                edge_index, None, n, self.improved, self.add_self_loops, dtype))
+        return gcn_norm(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype)
+
+    def forward(self, x: Tensor, edge_index: Any, edge_weight: Optional[Tensor] = None) -> Tensor:
+        if isinstance(x, (tuple, list)):
+            raise ValueError("GCNConv received a tuple of node features but does not support bipartite "
+                             "message passing; use SAGEConv or GATConv for (x_src, x_dst)")
+        if not isinstance(x, Tensor) or x.dim() != 2:
+            raise ValueError(f"x must be a [num_nodes, in_channels] tensor, got "
+                             f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        if self.in_channels > 0 and x.size(-1) != self.in_channels:
+            raise ValueError(f"x has {x.size(-1)} features but GCNConv was built with "
+                             f"in_channels={self.in_channels}; fix in_channels or the input")
+        n = x.size(0)
+        if self.cached and self._cached_norm is not None:
+            graph, w = self._cached_norm
+            if graph.num_dst != n:
+                raise ValueError(f"GCNConv(cached=True) was cached on a graph with {graph.num_dst} nodes but x "
+                                 f"has {n}; cached=True is for one fixed graph (transductive) — use "
+                                 "cached=False for mini-batches")
+        else:
+            graph, w = self._normalised(edge_index, edge_weight, n, x.dtype)
+            if self.cached:
+                self._cached_norm = (graph, w.detach())
+        h = self.lin(x)
+        out = spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), "sum").squeeze(1)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"
