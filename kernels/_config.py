@@ -1,0 +1,164 @@
+"""Block-size policy and row schedule shared by every gnnkit Triton kernel.
+
+Policy (the only place block sizes are chosen): keyed on the feature width and
+the dtype, never on the node or edge count, which change every batch.
+
+Row schedule: a destination row with more than :func:`row_split` edges is cut
+into chunks of at most that many edges; each chunk is one program, chunks of a
+split row write partial results that a combine kernel folds in chunk order
+(deterministic, no atomics).  A hub with 10,000 neighbours next to degree-1
+nodes is thus spread over many programs instead of stalling one.
+"""
+from __future__ import annotations
+
+import os
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+DEFAULT_ROW_SPLIT = 1024  # edges per program before a row is split
+
+
+def row_split() -> int:
+    """Longest chunk of a row one program handles (``GNNKIT_ROW_SPLIT`` overrides, >= 1)."""
+    raw = os.environ.get("GNNKIT_ROW_SPLIT", "")
+    if not raw:
+        return DEFAULT_ROW_SPLIT
+    try:
+        v = int(raw)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise ValueError(f"GNNKIT_ROW_SPLIT={raw!r} must be a positive integer (edges per program); unset it "
+                         f"for the default {DEFAULT_ROW_SPLIT}")
+    return v
+
+
+def acc_dtype(dtype: torch.dtype):
+    """Accumulator type: fp64 for fp64 inputs, fp32 for everything else (fp32/fp16/bf16)."""
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def torch_acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def feature_blocks(F: int, dtype: torch.dtype) -> Tuple[int, int, int]:
+    """``(BLOCK_E, BLOCK_F, num_warps)`` for kernels that gather ``[edges, features]`` tiles.
+
+    BLOCK_F covers the feature width up to 128 (fp32/fp64) or 256 (16-bit) values
+    (wider features use several programs); BLOCK_E fills a tile of about 4096 values.
+    """
+    cap = 256 if dtype in (torch.float16, torch.bfloat16) else 128
+    block_f = min(max(triton.next_power_of_2(max(F, 1)), 16), cap)
+    block_e = max(8, min(128, 4096 // block_f))
+    warps = 4 if block_e * block_f >= 2048 else 2
+    return block_e, block_f, warps
+
+
+def head_blocks(H: int, dtype: torch.dtype) -> Tuple[int, int, int]:
+    """``(BLOCK_E, BLOCK_H, num_warps)`` for edge-parallel kernels over ``[E, H]`` scores."""
+    block_h = max(triton.next_power_of_2(max(H, 1)), 1)
+    block_e = max(16, min(1024, 4096 // block_h))
+    return block_e, block_h, 4
+
+
+# ---------------------------------------------------------------------- row schedule
+@dataclass
+class Schedule:
+    """Work list of one CSR ``rowptr`` for a given split length.
+
+    ``split`` False: one program per row (no row is longer than the split length);
+    the other fields are then None.  Otherwise chunk ``c`` covers slots
+    ``[start[c], end[c])`` of row ``row[c]`` and writes to partial slot ``part[c]``
+    (``-1``: the row has a single chunk and writes its output directly); the
+    partials of long row ``long_rows[l]`` are ``long_ptr[l] .. long_ptr[l+1]``.
+    """
+    num_rows: int
+    split: bool
+    num_chunks: int
+    row: Optional[torch.Tensor] = None
+    start: Optional[torch.Tensor] = None
+    end: Optional[torch.Tensor] = None
+    part: Optional[torch.Tensor] = None
+    num_parts: int = 0
+    long_rows: Optional[torch.Tensor] = None
+    long_ptr: Optional[torch.Tensor] = None
+    slot_row: Optional[torch.Tensor] = None  # destination of each CSR slot, built on demand
+
+
+_CACHE: "OrderedDict[tuple, Tuple[weakref.ref, Schedule]]" = OrderedDict()
+_CACHE_SIZE = 32
+
+
+def _build_schedule(rowptr: torch.Tensor, split_len: int) -> Schedule:
+    N = rowptr.numel() - 1
+    rp = rowptr.long()
+    deg = rp[1:] - rp[:-1]
+    if N <= 0:
+        return Schedule(num_rows=max(N, 0), split=False, num_chunks=0)
+    nch = torch.div(deg + (split_len - 1), split_len, rounding_mode="floor").clamp_(min=1)
+    C = int(nch.sum())  # one host sync per new rowptr (cached below)
+    if C == N:
+        return Schedule(num_rows=N, split=False, num_chunks=N)
+    dev = rowptr.device
+    rows = torch.arange(N, device=dev)
+    first = torch.cumsum(nch, 0) - nch
+    crow = torch.repeat_interleave(rows, nch, output_size=C)
+    k = torch.arange(C, device=dev) - first[crow]
+    start = rp[crow] + k * split_len
+    end = torch.minimum(start + split_len, rp[crow + 1])
+    multi = nch > 1
+    is_part = multi[crow]
+    part = torch.where(is_part, torch.cumsum(is_part.long(), 0) - 1, torch.full_like(crow, -1))
+    long_rows = torch.nonzero(multi).flatten()
+    long_ptr = torch.zeros(long_rows.numel() + 1, dtype=torch.long, device=dev)
+    torch.cumsum(nch[long_rows], 0, out=long_ptr[1:])
+    return Schedule(num_rows=N, split=True, num_chunks=C, row=crow, start=start, end=end, part=part,
+                    num_parts=int(long_ptr[-1]), long_rows=long_rows, long_ptr=long_ptr)
+
+
+def schedule(rowptr: torch.Tensor) -> Schedule:
+    """The (cached) row schedule of ``rowptr`` under the current split length."""
+    split_len = row_split()
+    key = (rowptr.data_ptr(), rowptr._version, rowptr.numel(), rowptr.dtype, str(rowptr.device), split_len)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0]() is rowptr:
+        _CACHE.move_to_end(key)
+        return hit[1]
+    sch = _build_schedule(rowptr, split_len)
+    try:
+        _CACHE[key] = (weakref.ref(rowptr), sch)
+    except TypeError:  # pragma: no cover - tensor subclasses without weakref support
+        return sch
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return sch
+
+
+def slot_rows(rowptr: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """Destination row of every CSR slot ``[E]`` int64 (cached with the schedule)."""
+    sch = schedule(rowptr)
+    if sch.slot_row is None or sch.slot_row.numel() != num_slots:
+        N = rowptr.numel() - 1
+        rp = rowptr.long()
+        sch.slot_row = torch.repeat_interleave(torch.arange(N, device=rowptr.device), rp[1:] - rp[:-1],
+                                               output_size=num_slots)
+    return sch.slot_row
+
+
+def check_index(name: str, t: torch.Tensor) -> None:
+    if t.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"{name} must be an int32 or int64 tensor, got {t.dtype}; convert it with {name}.long()")
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {list(t.shape)}")
+
+
+def check_float(name: str, t: torch.Tensor) -> None:
+    if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        raise ValueError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")

@@ -1,0 +1,319 @@
+r"""Triton CSR SpMM: ``out[i, h] = reduce_{e=(j->i)} w[e, h] * x[j, h]``.
+
+Schedule: one program per (row chunk, head, feature block).  A program walks its
+slots in tiles of ``BLOCK_E x BLOCK_F``, gathers ``x`` rows through ``col`` and
+accumulates in fp32 (fp64 for fp64 inputs).  Rows longer than the split length
+(:mod:`._config`) are cut into chunks whose partials ``_spmm_combine_kernel``
+folds in chunk order, so the result is deterministic and a hub row does not
+serialise the launch.  max/min track the first slot attaining the extremum
+(strict comparisons across tiles and chunks), which the arg backward uses.
+
+The same reduction kernel serves :mod:`.segment` (identity gather,
+``HAS_COL=False``) and the reductions inside :mod:`.gat`'s backward.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from ._config import (acc_dtype, check_float, check_index, feature_blocks, schedule, slot_rows,
+                      torch_acc_dtype)
+
+REDUCE_CODES = {"sum": 0, "mean": 1, "max": 2, "min": 3}
+
+
+# ---------------------------------------------------------------------- kernels
+@triton.jit
+def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr, arg_ptr,
+                     wrow_ptr, wstart_ptr, wend_ptr, wpart_ptr, part_ptr, part_arg_ptr,
+                     H, F,
+                     HAS_COL: tl.constexpr, HAS_VALUE: tl.constexpr, REDUCE: tl.constexpr,
+                     STORE_ARG: tl.constexpr, SPLIT: tl.constexpr, ACC: tl.constexpr,
+                     BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    fb = tl.program_id(2).to(tl.int64)
+    if SPLIT:
+        row = tl.load(wrow_ptr + pid)
+        start = tl.load(wstart_ptr + pid)
+        end = tl.load(wend_ptr + pid)
+    else:
+        row = pid
+        start = tl.load(rowptr_ptr + pid).to(tl.int64)
+        end = tl.load(rowptr_ptr + pid + 1).to(tl.int64)
+    offs_f = fb * BLOCK_F + tl.arange(0, BLOCK_F)
+    fmask = offs_f < F
+    if REDUCE == 2:
+        acc = tl.full([BLOCK_F], float("-inf"), ACC)
+    elif REDUCE == 3:
+        acc = tl.full([BLOCK_F], float("inf"), ACC)
+    else:
+        acc = tl.zeros([BLOCK_F], ACC)
+    arg = tl.full([BLOCK_F], -1, tl.int64)
+    for e0 in range(start, end, BLOCK_E):
+        offs_e = e0 + tl.arange(0, BLOCK_E).to(tl.int64)
+        emask = offs_e < end
+        if HAS_COL:
+            src = tl.load(col_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+        else:
+            src = offs_e
+        m2 = emask[:, None] & fmask[None, :]
+        xv = tl.load(x_ptr + (src[:, None] * H + h) * F + offs_f[None, :], mask=m2, other=0.0).to(ACC)
+        if HAS_VALUE:
+            w = tl.load(val_ptr + offs_e * H + h, mask=emask, other=0.0).to(ACC)
+            xv = xv * w[:, None]
+        if REDUCE <= 1:
+            acc += tl.sum(xv, axis=0)
+        else:
+            if REDUCE == 2:
+                xv = tl.where(m2, xv, float("-inf"))
+                bm = tl.max(xv, axis=0)
+                better = (bm > acc) | (arg < 0)
+            else:
+                xv = tl.where(m2, xv, float("inf"))
+                bm = tl.min(xv, axis=0)
+                better = (bm < acc) | (arg < 0)
+            if STORE_ARG:
+                cand = tl.where((xv == bm[None, :]) & m2, offs_e[:, None], 9223372036854775807)
+                arg = tl.where(better, tl.min(cand, axis=0), arg)
+            else:
+                arg = tl.where(better, 0, arg)
+            acc = tl.where(better, bm, acc)
+    if SPLIT:
+        part = tl.load(wpart_ptr + pid)
+        part_f = offs_f * 0 + part  # scalar broadcast first (the interpreter needs block masks)
+        tl.store(part_ptr + (part * H + h) * F + offs_f, acc, mask=fmask & (part_f >= 0))
+        if STORE_ARG:
+            tl.store(part_arg_ptr + (part * H + h) * F + offs_f, arg, mask=fmask & (part_f >= 0))
+        direct = fmask & (part_f < 0)
+    else:
+        direct = fmask
+    deg = end - start
+    res = acc
+    if REDUCE == 1:
+        res = acc / tl.maximum(deg, 1).to(ACC)
+    if REDUCE >= 2:
+        res = tl.where(deg > 0, acc, 0.0)
+    tl.store(out_ptr + (row * H + h) * F + offs_f, res.to(out_ptr.dtype.element_ty), mask=direct)
+    if STORE_ARG:
+        tl.store(arg_ptr + (row * H + h) * F + offs_f, arg, mask=direct)
+
+
+@triton.jit
+def _spmm_combine_kernel(rowptr_ptr, out_ptr, arg_ptr, part_ptr, part_arg_ptr, long_rows_ptr, long_ptr_ptr,
+                         H, F, REDUCE: tl.constexpr, STORE_ARG: tl.constexpr, ACC: tl.constexpr,
+                         BLOCK_F: tl.constexpr):
+    """Fold the chunk partials of one long row, in chunk order (deterministic)."""
+    lid = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    fb = tl.program_id(2).to(tl.int64)
+    row = tl.load(long_rows_ptr + lid)
+    p0 = tl.load(long_ptr_ptr + lid)
+    p1 = tl.load(long_ptr_ptr + lid + 1)
+    offs_f = fb * BLOCK_F + tl.arange(0, BLOCK_F)
+    fmask = offs_f < F
+    if REDUCE == 2:
+        acc = tl.full([BLOCK_F], float("-inf"), ACC)
+    elif REDUCE == 3:
+        acc = tl.full([BLOCK_F], float("inf"), ACC)
+    else:
+        acc = tl.zeros([BLOCK_F], ACC)
+    arg = tl.full([BLOCK_F], -1, tl.int64)
+    for p in range(p0, p1):
+        v = tl.load(part_ptr + (p * H + h) * F + offs_f, mask=fmask, other=0.0).to(ACC)
+        if REDUCE <= 1:
+            acc += v
+        else:
+            if REDUCE == 2:
+                better = (v > acc) | (arg < 0)
+            else:
+                better = (v < acc) | (arg < 0)
+            if STORE_ARG:
+                a = tl.load(part_arg_ptr + (p * H + h) * F + offs_f, mask=fmask, other=-1)
+                arg = tl.where(better, a, arg)
+            else:
+                arg = tl.where(better, 0, arg)
+            acc = tl.where(better, v, acc)
+    if REDUCE == 1:
+        deg = tl.load(rowptr_ptr + row + 1).to(tl.int64) - tl.load(rowptr_ptr + row).to(tl.int64)
+        acc = acc / tl.maximum(deg, 1).to(ACC)
+    tl.store(out_ptr + (row * H + h) * F + offs_f, acc.to(out_ptr.dtype.element_ty), mask=fmask)
+    if STORE_ARG:
+        tl.store(arg_ptr + (row * H + h) * F + offs_f, arg, mask=fmask)
+
+
+@triton.jit
+def _spmm_bwd_kernel(rowptr_t_ptr, col_t_ptr, perm_t_ptr, val_ptr, arg_ptr, g_ptr, out_ptr,
+                     wrow_ptr, wstart_ptr, wend_ptr, wpart_ptr, part_ptr,
+                     H, F, HAS_VALUE: tl.constexpr, SPLIT: tl.constexpr, ACC: tl.constexpr,
+                     BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+    """max/min backward to ``x``: walk the transposed CSR of source ``j`` and take
+    ``grad_out[i] * w[e]`` from every destination ``i`` whose arg slot is ``e``."""
+    pid = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    fb = tl.program_id(2).to(tl.int64)
+    if SPLIT:
+        row = tl.load(wrow_ptr + pid)
+        start = tl.load(wstart_ptr + pid)
+        end = tl.load(wend_ptr + pid)
+    else:
+        row = pid
+        start = tl.load(rowptr_t_ptr + pid).to(tl.int64)
+        end = tl.load(rowptr_t_ptr + pid + 1).to(tl.int64)
+    offs_f = fb * BLOCK_F + tl.arange(0, BLOCK_F)
+    fmask = offs_f < F
+    acc = tl.zeros([BLOCK_F], ACC)
+    for k0 in range(start, end, BLOCK_E):
+        offs_k = k0 + tl.arange(0, BLOCK_E).to(tl.int64)
+        kmask = offs_k < end
+        dst = tl.load(col_t_ptr + offs_k, mask=kmask, other=0).to(tl.int64)
+        e = tl.load(perm_t_ptr + offs_k, mask=kmask, other=-1).to(tl.int64)
+        m2 = kmask[:, None] & fmask[None, :]
+        off = (dst[:, None] * H + h) * F + offs_f[None, :]
+        a = tl.load(arg_ptr + off, mask=m2, other=-2)
+        g = tl.load(g_ptr + off, mask=m2 & (a == e[:, None]), other=0.0).to(ACC)
+        if HAS_VALUE:
+            w = tl.load(val_ptr + e * H + h, mask=kmask, other=0.0).to(ACC)
+            g = g * w[:, None]
+        acc += tl.sum(g, axis=0)
+    if SPLIT:
+        part = tl.load(wpart_ptr + pid)
+        part_f = offs_f * 0 + part
+        tl.store(part_ptr + (part * H + h) * F + offs_f, acc, mask=fmask & (part_f >= 0))
+        direct = fmask & (part_f < 0)
+    else:
+        direct = fmask
+    tl.store(out_ptr + (row * H + h) * F + offs_f, acc.to(out_ptr.dtype.element_ty), mask=direct)
+
+
+@triton.jit
+def _spmm_value_bwd_kernel(slot_row_ptr, col_ptr, arg_ptr, g_ptr, x_ptr, gv_ptr, E, H, F,
+                           ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+    """max/min backward to the edge weights: ``gv[e, h] = sum_f [arg == e] g[i] x[j]``."""
+    eb = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    offs_e = eb * BLOCK_E + tl.arange(0, BLOCK_E).to(tl.int64)
+    emask = offs_e < E
+    dst = tl.load(slot_row_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+    src = tl.load(col_ptr + offs_e, mask=emask, other=0).to(tl.int64)
+    acc = tl.zeros([BLOCK_E], ACC)
+    for f0 in range(0, F, BLOCK_F):
+        offs_f = f0 + tl.arange(0, BLOCK_F)
+        m2 = emask[:, None] & (offs_f < F)[None, :]
+        a = tl.load(arg_ptr + (dst[:, None] * H + h) * F + offs_f[None, :], mask=m2, other=-2)
+        hit = m2 & (a == offs_e[:, None])
+        g = tl.load(g_ptr + (dst[:, None] * H + h) * F + offs_f[None, :], mask=hit, other=0.0).to(ACC)
+        xv = tl.load(x_ptr + (src[:, None] * H + h) * F + offs_f[None, :], mask=hit, other=0.0).to(ACC)
+        acc += tl.sum(g * xv, axis=1)
+    tl.store(gv_ptr + offs_e * H + h, acc.to(gv_ptr.dtype.element_ty), mask=emask)
+
+
+# ---------------------------------------------------------------------- shared launch
+def reduce_rows(rowptr: torch.Tensor, col: Optional[torch.Tensor], value: Optional[torch.Tensor],
+                x: torch.Tensor, reduce: str, store_arg: bool = False,
+                out_dtype: Optional[torch.dtype] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Reduce ``x`` ``[S, H, F]`` (gathered through ``col``, or slot ``e`` itself when
+    ``col`` is None) over the CSR rows of ``rowptr``; returns ``(out [N, H, F], arg or None)``.
+    ``arg`` holds the first slot attaining the extremum (``-1`` for empty rows)."""
+    N = rowptr.numel() - 1
+    _, H, F = x.shape
+    dev = x.device
+    out = torch.empty((N, H, F), dtype=out_dtype or x.dtype, device=dev)
+    arg = torch.empty((N, H, F), dtype=torch.long, device=dev) if store_arg else None
+    if N == 0 or H == 0 or F == 0:
+        return out, arg
+    code = REDUCE_CODES[reduce]
+    ACC = acc_dtype(x.dtype)
+    BLOCK_E, BLOCK_F, warps = feature_blocks(F, x.dtype)
+    nfb = triton.cdiv(F, BLOCK_F)
+    sch = schedule(rowptr)
+    dummy = rowptr
+    if sch.split:
+        part = torch.empty((sch.num_parts, H, F), dtype=torch_acc_dtype(x.dtype), device=dev)
+        part_arg = torch.empty((sch.num_parts, H, F), dtype=torch.long, device=dev) if store_arg else dummy
+        w = (sch.row, sch.start, sch.end, sch.part, part, part_arg)
+    else:
+        w = (dummy,) * 6
+    _spmm_fwd_kernel[(sch.num_chunks, H, nfb)](
+        rowptr, col if col is not None else dummy, value if value is not None else dummy, x, out,
+        arg if arg is not None else dummy, *w, H, F,
+        HAS_COL=col is not None, HAS_VALUE=value is not None, REDUCE=code, STORE_ARG=store_arg,
+        SPLIT=sch.split, ACC=ACC, BLOCK_E=BLOCK_E, BLOCK_F=BLOCK_F, num_warps=warps)
+    if sch.split and sch.long_rows.numel() > 0:
+        _spmm_combine_kernel[(sch.long_rows.numel(), H, nfb)](
+            rowptr, out, arg if arg is not None else dummy, w[4], w[5], sch.long_rows, sch.long_ptr, H, F,
+            REDUCE=code, STORE_ARG=store_arg, ACC=ACC, BLOCK_F=BLOCK_F, num_warps=warps)
+    return out, arg
+
+
+def _check(rowptr, col, value, x, reduce):
+    check_index("rowptr", rowptr)
+    check_index("col", col)
+    check_float("x", x)
+    if reduce not in REDUCE_CODES:
+        raise ValueError(f"reduce={reduce!r} is not supported; use one of {tuple(REDUCE_CODES)}")
+    if x.dim() != 3 or not x.is_contiguous():
+        raise ValueError(f"x must be a contiguous [S, H, F] tensor, got shape {list(x.shape)} "
+                         f"(contiguous={x.is_contiguous()}); pass x.contiguous()")
+    if value is not None and (value.shape != (col.numel(), x.shape[1]) or not value.is_contiguous()):
+        raise ValueError(f"value must be a contiguous [E={col.numel()}, H={x.shape[1]}] tensor in CSR slot "
+                         f"order, got {list(value.shape)}")
+
+
+# ---------------------------------------------------------------------- launchers
+def spmm_fwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tensor], x: torch.Tensor,
+             reduce: str) -> torch.Tensor:
+    """``out [N, H, F]`` in ``x.dtype``; empty rows give 0."""
+    _check(rowptr, col, value, x, reduce)
+    out, _ = reduce_rows(rowptr, col, value, x, reduce)
+    return out
+
+
+def spmm_arg_bwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tensor], x: torch.Tensor,
+                 grad_out: torch.Tensor, reduce: str, rowptr_t: torch.Tensor, col_t: torch.Tensor,
+                 perm_t: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """max/min backward: ``(grad_x [S, H, F], grad_value [E, H] or None)``; each
+    ``(row, head, feature)`` sends its gradient to the first CSR slot attaining the extremum."""
+    _check(rowptr, col, value, x, reduce)
+    if reduce not in ("max", "min"):
+        raise ValueError(f"spmm_arg_bwd is for reduce='max'/'min', got {reduce!r}; sum/mean use spmm_fwd "
+                         "on the transposed CSR")
+    for name, t in (("rowptr_t", rowptr_t), ("col_t", col_t), ("perm_t", perm_t)):
+        check_index(name, t)
+    S, H, F = x.shape
+    E = col.numel()
+    grad_out = grad_out.contiguous()
+    _, arg = reduce_rows(rowptr, col, value, x, reduce, store_arg=True)
+    grad_x = torch.empty_like(x)
+    gv = None if value is None else torch.empty_like(value)
+    if S == 0 or H == 0 or F == 0:
+        if gv is not None:
+            gv.zero_()
+        return grad_x, gv
+    ACC = acc_dtype(x.dtype)
+    BLOCK_E, BLOCK_F, warps = feature_blocks(F, x.dtype)
+    nfb = triton.cdiv(F, BLOCK_F)
+    sch = schedule(rowptr_t)
+    dummy = rowptr_t
+    if sch.split:
+        part = torch.empty((sch.num_parts, H, F), dtype=torch_acc_dtype(x.dtype), device=x.device)
+        w = (sch.row, sch.start, sch.end, sch.part, part)
+    else:
+        w = (dummy,) * 5
+    _spmm_bwd_kernel[(sch.num_chunks, H, nfb)](
+        rowptr_t, col_t, perm_t, value if value is not None else dummy, arg, grad_out, grad_x, *w, H, F,
+        HAS_VALUE=value is not None, SPLIT=sch.split, ACC=ACC, BLOCK_E=BLOCK_E, BLOCK_F=BLOCK_F,
+        num_warps=warps)
+    if sch.split and sch.long_rows.numel() > 0:
+        _spmm_combine_kernel[(sch.long_rows.numel(), H, nfb)](
+            rowptr_t, grad_x, dummy, part, dummy, sch.long_rows, sch.long_ptr, H, F,
+            REDUCE=0, STORE_ARG=False, ACC=ACC, BLOCK_F=BLOCK_F, num_warps=warps)
+    if gv is not None and E > 0:
+        srow = slot_rows(rowptr, E)
+        _spmm_value_bwd_kernel[(triton.cdiv(E, BLOCK_E), H)](
+            srow, col, arg, grad_out, x, gv, E, H, F, ACC=ACC, BLOCK_E=BLOCK_E, BLOCK_F=BLOCK_F,
+            num_warps=warps)
+    return grad_x, gv
