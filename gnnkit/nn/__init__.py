@@ -1,4 +1,6 @@
 """Drop-in replacements for PyG conv layers on gnnkit's sparse ops (one layer per file)."""
 from .gcn_conv import GCNConv, gcn_norm
+from .lstm_aggr import LSTMAggregation
+from .sage_conv import SAGEConv
 
-__all__ = ["GCNConv", "gcn_norm"]
+__all__ = ["GCNConv", "gcn_norm", "SAGEConv", "LSTMAggregation"]

@@ -1,0 +1,130 @@
+"""Input handling shared by the conv layers: node-feature pairs, adjacency -> :class:`Graph`,
+argument checks with errors that name the argument and the fix."""
+from typing import Any, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from gnnkit.ops import Graph, as_graph, is_sparse_adj
+from gnnkit.ops.graph import SparseTensor, Size
+
+PairTensor = Tuple[Tensor, Optional[Tensor]]
+
+
+def is_compiling() -> bool:
+    try:
+        return torch.compiler.is_compiling()
+    except AttributeError:  # pragma: no cover - torch < 2.3
+        return False
+
+
+def node_pair(x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], layer: str) -> Tuple[Tensor, Optional[Tensor], bool]:
+    """``(x_src, x_dst, is_pair)``; a plain tensor gives ``(x, x, False)``."""
+    if isinstance(x, (tuple, list)):
+        if len(x) != 2:
+            raise ValueError(f"{layer}: x must be a tensor or a pair (x_src, x_dst), got a sequence of {len(x)}")
+        x_src, x_dst = x
+        if not isinstance(x_src, Tensor) or x_src.dim() != 2:
+            raise ValueError(f"{layer}: x_src must be a [num_src, F] tensor, got "
+                             f"{list(x_src.shape) if isinstance(x_src, Tensor) else type(x_src).__name__}")
+        if x_dst is not None and (not isinstance(x_dst, Tensor) or x_dst.dim() != 2):
+            raise ValueError(f"{layer}: x_dst must be a [num_dst, F] tensor or None, got "
+                             f"{list(x_dst.shape) if isinstance(x_dst, Tensor) else type(x_dst).__name__}")
+        return x_src, x_dst, True
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ValueError(f"{layer}: x must be a [num_nodes, F] tensor or a pair (x_src, x_dst), got "
+                         f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    return x, x, False
+
+
+def check_width(t: Optional[Tensor], expected: int, layer: str, arg: str, ctor: str) -> None:
+    """``t.size(-1) == expected`` unless ``expected`` is lazy (<= 0)."""
+    if t is not None and expected > 0 and t.size(-1) != expected:
+        raise ValueError(f"{layer}: {arg} has {t.size(-1)} features but the layer was built with "
+                         f"{ctor}={expected}; fix {ctor} or the input")
+
+
+def plain_edge_index(edge_index: Tensor) -> Tensor:
+    """A ``torch_geometric.EdgeIndex`` as a plain tensor (other tensors unchanged)."""
+    try:
+        from torch_geometric import EdgeIndex
+        if isinstance(edge_index, EdgeIndex):
+            return edge_index.as_tensor()
+    except ImportError:  # pragma: no cover
+        pass
+    return edge_index
+
+
+def edge_index_size(edge_index: Any) -> Optional[Tuple[Optional[int], Optional[int]]]:
+    try:
+        from torch_geometric import EdgeIndex
+        if isinstance(edge_index, EdgeIndex):
+            return edge_index.sparse_size()
+    except ImportError:  # pragma: no cover
+        pass
+    return None
+
+
+def resolve_size(edge_index: Any, x_src: Tensor, x_dst: Optional[Tensor], size: Size) -> Tuple[int, Optional[int]]:
+    """``(num_src, num_dst)`` from the features, ``size`` and a sparse adjacency's shape."""
+    if size is not None:
+        if len(size) != 2:
+            raise ValueError(f"size must be (num_src, num_dst), got {size!r}")
+        ns, nd = size
+    else:
+        ns = nd = None
+    ns = x_src.size(0) if ns is None else int(ns)
+    if ns != x_src.size(0):
+        raise ValueError(f"size[0]={ns} but x_src has {x_src.size(0)} rows; size is (num_src, num_dst)")
+    if x_dst is not None:
+        if nd is not None and int(nd) != x_dst.size(0):
+            raise ValueError(f"size[1]={nd} but x_dst has {x_dst.size(0)} rows; size is (num_src, num_dst)")
+        nd = x_dst.size(0)
+    if nd is None:
+        if is_sparse_adj(edge_index):
+            nd = int(edge_index.sizes()[0] if SparseTensor is not None and isinstance(edge_index, SparseTensor)
+                     else edge_index.size(0))
+        else:
+            es = edge_index_size(edge_index)
+            nd = es[1] if es is not None and es[1] is not None else ns
+    return ns, int(nd)
+
+
+def graph_of(edge_index: Any, num_src: int, num_dst: int, use_values: bool = True
+             ) -> Tuple[Graph, Optional[Tensor]]:
+    """``(graph, csr_weight)`` of any adjacency form PyG layers accept.
+
+    ``csr_weight`` is a ``torch.sparse`` matrix's values in CSR order (PyG multiplies by
+    them), ``None`` for ``edge_index`` and for ``SparseTensor`` when ``use_values`` is False
+    (PyG's SAGE/GIN call ``adj_t.set_value(None)``).
+    """
+    if edge_index is None:
+        raise ValueError("edge_index is required: pass an edge_index [2, E] or a sparse adj_t")
+    graph, w = as_graph(edge_index, size=(num_src, num_dst))
+    if w is not None and not use_values and SparseTensor is not None and isinstance(edge_index, SparseTensor):
+        w = None
+    if is_compiling():
+        # build the transposed CSR here, outside the autograd.Function, so the backward
+        # that reads it does not mutate the graph inside a traced higher-order op
+        graph.transpose()
+    return graph, w
+
+
+def check_edge_rows(t: Optional[Tensor], num_edges: int, layer: str, arg: str) -> None:
+    if t is None:
+        return
+    if t.dim() == 0 or t.size(0) != num_edges:
+        raise ValueError(f"{layer}: {arg} must have one row per edge (E={num_edges}), got shape "
+                         f"{list(t.shape)}; pass {arg} in the same order as edge_index")
+    if not t.is_floating_point():
+        raise ValueError(f"{layer}: {arg} must be floating point, got {t.dtype}; use {arg}.float()")
+
+
+def aggregate(graph: Graph, x: Tensor, csr_weight: Optional[Tensor], reduce: str) -> Tensor:
+    """``reduce_{j -> i} w_ji x_j`` for ``x`` ``[num_src, F]`` with weights already in CSR order."""
+    from gnnkit.ops.spmm import spmm_slots
+    if x.size(0) != graph.num_src:
+        raise ValueError(f"x has {x.size(0)} rows but the graph has {graph.num_src} source nodes; "
+                         "check the node features against edge_index/size")
+    value = None if csr_weight is None else csr_weight.to(x.dtype).view(-1, 1)
+    return spmm_slots(graph, x.unsqueeze(1), value, reduce).squeeze(1)
