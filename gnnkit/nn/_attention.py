@@ -1,0 +1,119 @@
+"""Graph structure for the attention layers: PyG's ``remove_self_loops`` + ``add_self_loops``
+(with ``fill_value`` for edge features), cached per ``edge_index``, and the
+``return_attention_weights`` output in the form PyG returns it."""
+from typing import Any, NamedTuple, Optional, Union
+
+import torch
+from torch import Tensor
+
+from gnnkit.ops import Graph, cached_for, is_sparse_adj
+from gnnkit.ops.graph import SparseTensor, validate_edge_index
+
+from ._utils import graph_of, is_compiling, plain_edge_index
+
+_FILLS = ("mean", "add", "sum", "max", "min")
+
+
+class AttnStructure(NamedTuple):
+    graph: Graph          # edges in "attention order": kept input edges, then loops 0..num_loops-1
+    keep: Optional[Tensor]  # ids of the kept input edges (None: all, no loops added)
+    num_loops: int
+    kept_dst: Optional[Tensor]  # destination of each kept edge (for fill_value reductions)
+
+
+def _loops_from_coo(src: Tensor, dst: Tensor, ns: int, nd: int, n_loops: int) -> AttnStructure:
+    keep = (src != dst).nonzero().view(-1)
+    loops = torch.arange(n_loops, device=src.device)
+    s = torch.cat([src.long()[keep], loops])
+    d = torch.cat([dst.long()[keep], loops])
+    return AttnStructure(Graph.from_coo(s, d, ns, nd), keep, n_loops, dst.long()[keep])
+
+
+def attention_structure(edge_index: Any, ns: int, nd: int, add_self_loops: bool) -> AttnStructure:
+    """The graph the attention runs on.  ``edge_index`` input keeps PyG's edge order (kept
+    edges, then one loop per node ``< min(num_src, num_dst)``); sparse input keeps its
+    row-major order."""
+    if not add_self_loops:
+        graph, _ = graph_of(edge_index, ns, nd)
+        return AttnStructure(graph, None, 0, None)
+    n_loops = min(ns, nd)
+    if is_sparse_adj(edge_index):
+        g0, _ = graph_of(edge_index, ns, nd)
+        st = _loops_from_coo(g0.from_csr_order(g0.col), g0.from_csr_order(g0.row), ns, nd, n_loops)
+    else:
+        ei = plain_edge_index(edge_index)
+
+        def build():
+            validate_edge_index(ei, ns, nd)
+            return _loops_from_coo(ei[0], ei[1], ns, nd, n_loops)
+
+        st = cached_for(ei, ("attn_loops", ns, nd), build)
+    if is_compiling():
+        st.graph.transpose()
+    return st
+
+
+def edge_features(st: AttnStructure, edge_attr: Tensor, fill_value: Union[float, Tensor, str]) -> Tensor:
+    """``edge_attr`` ``[E, D]`` (input order) -> ``[E', D]`` in attention order, with the
+    self-loops' features given by ``fill_value`` as in PyG's ``add_self_loops``."""
+    if st.keep is None:
+        return edge_attr
+    kept = edge_attr.index_select(0, st.keep)
+    n, D = st.num_loops, edge_attr.size(1)
+    if isinstance(fill_value, str):
+        if fill_value not in _FILLS:
+            raise ValueError(f"fill_value={fill_value!r} is not supported; use a number, a tensor or one of {_FILLS}")
+        dst = st.kept_dst
+        inside = dst < n
+        dst_in, kept_in = dst[inside], kept[inside]
+        if fill_value == "mean" or fill_value in ("add", "sum"):
+            loop = kept.new_zeros(n, D).index_add(0, dst_in, kept_in)
+            if fill_value == "mean":
+                cnt = torch.bincount(dst_in, minlength=n).clamp(min=1).to(kept.dtype)
+                loop = loop / cnt.view(-1, 1)
+        else:
+            loop = kept.new_zeros(n, D).scatter_reduce(0, dst_in.view(-1, 1).expand(-1, D), kept_in,
+                                                       "amax" if fill_value == "max" else "amin",
+                                                       include_self=False)
+    else:
+        fv = torch.as_tensor(fill_value, dtype=kept.dtype, device=kept.device)
+        loop = fv.expand(n, D) if fv.dim() <= 1 else fv
+    return torch.cat([kept, loop.to(kept.dtype)], 0)
+
+
+def attention_edge_index(st: AttnStructure, edge_index: Tensor) -> Tensor:
+    """``edge_index`` after PyG's remove/add self-loops (same dtype as the input)."""
+    ei = plain_edge_index(edge_index)
+    if st.keep is None:
+        return ei
+    loops = torch.arange(st.num_loops, device=ei.device, dtype=ei.dtype)
+    return torch.cat([ei.index_select(1, st.keep), torch.stack([loops, loops])], 1)
+
+
+def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int, nd: int):
+    """What PyG returns with ``return_attention_weights``: ``(edge_index, alpha)`` for
+    ``edge_index``, ``(adj_t with alpha values, alpha)`` for ``torch.sparse``, a
+    ``SparseTensor`` with alpha values for ``SparseTensor``.  Sparse results are row-major."""
+    if not is_sparse_adj(edge_index):
+        return attention_edge_index(st, edge_index), alpha
+    g = st.graph
+    a = g.to_csr_order(alpha)
+    if SparseTensor is not None and isinstance(edge_index, SparseTensor):
+        return SparseTensor(row=g.row, col=g.col, value=a, sparse_sizes=(nd, ns), is_sorted=True)
+    if edge_index.layout == torch.sparse_csr:
+        adj = torch.sparse_csr_tensor(g.rowptr, g.col, a, (nd, ns))
+    else:
+        adj = torch.sparse_coo_tensor(torch.stack([g.row, g.col]), a, (nd, ns) + tuple(a.shape[1:]),
+                                      is_coalesced=True)
+    return adj, a
+
+
+def num_input_edges(edge_index: Any) -> int:
+    """Number of edges of the adjacency as given (before any self-loop rewrite)."""
+    if SparseTensor is not None and isinstance(edge_index, SparseTensor):
+        return int(edge_index.nnz())
+    if isinstance(edge_index, Tensor) and edge_index.layout == torch.sparse_coo:
+        return int(edge_index._nnz())
+    if isinstance(edge_index, Tensor) and edge_index.layout == torch.sparse_csr:
+        return int(edge_index.values().numel())
+    return int(edge_index.size(1))

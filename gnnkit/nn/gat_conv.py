@@ -1,0 +1,164 @@
+"""GATConv: drop-in for ``torch_geometric.nn.GATConv`` on gnnkit's fused attention op."""
+from typing import Any, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import glorot, zeros
+
+from gnnkit.ops import gat_attention
+
+from ._attention import attention_output, num_input_edges, attention_structure, edge_features
+from ._utils import check_edge_rows, check_width, node_pair, resolve_size
+
+
+class GATConv(torch.nn.Module):
+    r"""The graph attentional operator from `"Graph Attention Networks"
+    <https://arxiv.org/abs/1710.10903>`_, a drop-in for :class:`torch_geometric.nn.GATConv`.
+
+    .. math::
+        \mathbf{x}^{\prime}_i = \Big\Vert_{h=1}^{H} \sum_{j \in \mathcal{N}(i) \cup \{ i \}}
+        \alpha_{i,j}^{h} \mathbf{\Theta}^{h}_{s} \mathbf{x}_{j}, \qquad
+        \alpha_{i,j}^{h} = \operatorname{softmax}_j \Big( \mathrm{LeakyReLU}\big(
+        \mathbf{a}^{h\top}_{s} \mathbf{\Theta}^{h}_{s} \mathbf{x}_j +
+        \mathbf{a}^{h\top}_{t} \mathbf{\Theta}^{h}_{t} \mathbf{x}_i +
+        \mathbf{a}^{h\top}_{e} \mathbf{\Theta}^{h}_{e} \mathbf{e}_{j,i} \big) \Big)
+
+    (heads averaged instead of concatenated when ``concat=False``).  The logits split into
+    per-node terms plus an optional per-edge term, so the layer calls
+    :func:`gnnkit.ops.gat_attention` and never builds an ``E x H x F`` tensor; the edge term
+    is folded to ``edge_attr @ M`` with ``M = (Θ_e · a_e)`` ``[edge_dim, H]``.
+
+    Differences from PyG, on purpose: ``edge_attr`` without ``edge_dim`` raises (PyG ignores
+    it silently, pyg-team/pytorch_geometric#9940); int32 ``edge_index`` works without
+    self-loops (PyG 2.8.1 crashes).
+
+    Args:
+        in_channels: input width, or ``(src, dst)`` widths for bipartite graphs; -1 = lazy.
+        out_channels: width per head.
+        heads: number of attention heads (default 1).
+        concat: concatenate the heads (True, default) or average them.
+        negative_slope: LeakyReLU slope (default 0.2).
+        dropout: dropout on the attention coefficients in training (default 0).
+        add_self_loops: add a self-loop to every node (existing loops are replaced; default True).
+        edge_dim: edge feature width; needed to use ``edge_attr`` (default None).
+        fill_value: edge features of the added loops: a number, a tensor, or ``"mean"``
+            (default), ``"add"``/``"sum"``, ``"max"``, ``"min"`` of the incoming edges' features.
+        bias: learn an additive bias (default True).
+        residual: add a linear projection of the (destination) input (default False).
+
+    Shapes:
+        - input: node features :math:`(|V|, F_{in})` or a pair; edge indices :math:`(2, |E|)`
+          or a sparse ``adj_t``; edge features :math:`(|E|, D)` (optional)
+        - output: :math:`(|V_t|, H \cdot F_{out})` (or :math:`(|V_t|, F_{out})` without
+          concat); with ``return_attention_weights=True`` also ``(edge_index, alpha [E', H])``
+    """
+
+    def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int, heads: int = 1,
+                 concat: bool = True, negative_slope: float = 0.2, dropout: float = 0.0,
+                 add_self_loops: bool = True, edge_dim: Optional[int] = None,
+                 fill_value: Union[float, Tensor, str] = "mean", bias: bool = True, residual: bool = False):
+        super().__init__()
+        if heads < 1:
+            raise ValueError(f"GATConv: heads must be >= 1, got {heads}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"GATConv: dropout must lie in [0, 1), got {dropout}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.heads = heads
+        self.concat = concat
+        self.negative_slope = negative_slope
+        self.dropout = dropout
+        self.add_self_loops = add_self_loops
+        self.edge_dim = edge_dim
+        self.fill_value = fill_value
+        self.residual = residual
+        self.lin = self.lin_src = self.lin_dst = None
+        if isinstance(in_channels, int):
+            self.lin = Linear(in_channels, heads * out_channels, bias=False, weight_initializer="glorot")
+        else:
+            self.lin_src = Linear(in_channels[0], heads * out_channels, False, weight_initializer="glorot")
+            self.lin_dst = Linear(in_channels[1], heads * out_channels, False, weight_initializer="glorot")
+        self.att_src = Parameter(torch.empty(1, heads, out_channels))
+        self.att_dst = Parameter(torch.empty(1, heads, out_channels))
+        if edge_dim is not None:
+            self.lin_edge = Linear(edge_dim, heads * out_channels, bias=False, weight_initializer="glorot")
+            self.att_edge = Parameter(torch.empty(1, heads, out_channels))
+        else:
+            self.lin_edge = None
+            self.register_parameter("att_edge", None)
+        total = out_channels * (heads if concat else 1)
+        if residual:
+            self.res = Linear(in_channels if isinstance(in_channels, int) else in_channels[1], total,
+                              bias=False, weight_initializer="glorot")
+        else:
+            self.register_parameter("res", None)
+        if bias:
+            self.bias = Parameter(torch.empty(total))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in (self.lin, self.lin_src, self.lin_dst, self.lin_edge, self.res):
+            if lin is not None:
+                lin.reset_parameters()
+        glorot(self.att_src)
+        glorot(self.att_dst)
+        glorot(self.att_edge)
+        zeros(self.bias)
+
+    def forward(self, x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], edge_index: Any,
+                edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
+                return_attention_weights: Optional[bool] = None):
+        H, C = self.heads, self.out_channels
+        x_src, x_dst, is_pair = node_pair(x, "GATConv")
+        if self.lin is not None:
+            check_width(x_src, self.in_channels, "GATConv", "x", "in_channels")
+            check_width(x_dst, self.in_channels, "GATConv", "x_dst", "in_channels")
+        else:
+            check_width(x_src, self.in_channels[0], "GATConv", "x_src", "in_channels[0]")
+            check_width(x_dst, self.in_channels[1], "GATConv", "x_dst", "in_channels[1]")
+        if edge_attr is not None and self.lin_edge is None:
+            raise ValueError("GATConv got edge_attr but was built without edge_dim; pass "
+                             "edge_dim=edge_attr.size(-1) to the constructor (PyG would ignore edge_attr "
+                             "silently) or drop edge_attr")
+        ns, nd = resolve_size(edge_index, x_src, x_dst, size)
+
+        res = self.res(x_dst) if self.res is not None and x_dst is not None else None
+        if self.lin is not None:
+            h_src = self.lin(x_src).view(-1, H, C)
+            h_dst = None if x_dst is None else (h_src if not is_pair else self.lin(x_dst).view(-1, H, C))
+        else:
+            h_src = self.lin_src(x_src).view(-1, H, C)
+            h_dst = None if x_dst is None else self.lin_dst(x_dst).view(-1, H, C)
+        a_src = (h_src * self.att_src).sum(-1)  # [S, H]
+        a_dst = h_src.new_zeros(nd, H) if h_dst is None else (h_dst * self.att_dst).sum(-1)
+
+        st = attention_structure(edge_index, ns, nd, self.add_self_loops)
+        edge_term = None
+        if edge_attr is not None:
+            ea = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
+            check_edge_rows(ea, num_input_edges(edge_index), "GATConv", "edge_attr")
+            check_width(ea, self.edge_dim, "GATConv", "edge_attr", "edge_dim")
+            ea = edge_features(st, ea, self.fill_value)
+            # <Θ_e e, a_e> per head == e @ M with M[d, h] = Σ_c Θ_e[h*C + c, d] a_e[h, c]
+            M = (self.lin_edge.weight.view(H, C, -1) * self.att_edge.view(H, C, 1)).sum(1).t()
+            edge_term = ea @ M  # [E', H]
+
+        out, alpha = gat_attention(st.graph, h_src, a_src, a_dst, edge_term, self.negative_slope,
+                                   self.dropout, self.training, bool(return_attention_weights))
+        out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
+        if res is not None:
+            out = out + res
+        if self.bias is not None:
+            out = out + self.bias
+        if return_attention_weights:
+            return out, attention_output(edge_index, st, alpha, ns, nd)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads})"
+
