@@ -1,0 +1,107 @@
+"""Link-prediction metrics from OGB's ``Evaluator`` and scikit-learn, minus their traps.
+
+* OGB's Hits@K returns 1.0 when there are fewer than K negatives; here that is a
+  :class:`ValueError`.
+* OGB's MRR on numpy input ranks ties the other way round from its torch branch and
+  fails on some shapes; inputs are converted to torch first.
+* scikit-learn's ROC-AUC / AP on one class only is undefined; here that is a
+  :class:`ValueError` naming the missing class, as are NaN scores.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _scores(x, name: str, dim: int = 1) -> Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    elif not isinstance(x, Tensor):
+        x = torch.as_tensor(x)
+    x = x.detach().cpu()
+    if not torch.is_floating_point(x):
+        x = x.double()
+    if dim == 1:
+        x = x.reshape(-1)
+    elif x.dim() != dim:
+        raise ValueError(f"{name} must have {dim} dimensions, got shape {list(x.shape)}")
+    if torch.isnan(x).any():
+        raise ValueError(f"{name} holds NaN scores; fix: check the model output")
+    return x
+
+
+def hits_at_k(pos_scores, neg_scores, k: int) -> float:
+    """Fraction of positives scored above the K-th best negative (OGB's Hits@K).
+
+    Every positive is ranked against the same negatives.  Raises ``ValueError`` when
+    there are fewer than ``k`` negatives (OGB would silently return 1.0).
+    """
+    from ogb.linkproppred import Evaluator
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    pos, neg = _scores(pos_scores, "pos_scores"), _scores(neg_scores, "neg_scores")
+    if neg.numel() < k:
+        raise ValueError(f"hits_at_k: only {neg.numel()} negatives for Hits@{k}; OGB would report 1.0. "
+                         f"Fix: sample at least {k} negatives or use a smaller k")
+    if pos.numel() == 0:
+        raise ValueError("hits_at_k: no positive scores")
+    ev = Evaluator(name="ogbl-ddi")
+    ev.K = k
+    return float(ev.eval({"y_pred_pos": pos.float(), "y_pred_neg": neg.float()})[f"hits@{k}"])
+
+
+def mrr(pos_scores, neg_scores) -> float:
+    """Mean reciprocal rank of each positive among its own row of negatives (OGB's MRR).
+
+    Args:
+        pos_scores: ``[P]`` scores of the positives.
+        neg_scores: ``[P, K]`` scores of each positive's negatives; numpy works.
+    """
+    from ogb.linkproppred import Evaluator
+    pos = _scores(pos_scores, "pos_scores")
+    neg = _scores(neg_scores, "neg_scores", dim=2)
+    if neg.size(0) != pos.numel():
+        raise ValueError(f"mrr: neg_scores has {neg.size(0)} rows for {pos.numel()} positives; "
+                         "fix: one row of negatives per positive")
+    if neg.size(1) == 0:
+        raise ValueError("mrr: no negatives per positive")
+    ev = Evaluator(name="ogbl-citation2")
+    out = ev.eval({"y_pred_pos": pos.float(), "y_pred_neg": neg.float()})
+    return float(out["mrr_list"].mean())
+
+
+def _binary(pos_scores, neg_scores):
+    pos, neg = _scores(pos_scores, "pos_scores"), _scores(neg_scores, "neg_scores")
+    if pos.numel() == 0 or neg.numel() == 0:
+        missing = "positive" if pos.numel() == 0 else "negative"
+        raise ValueError(f"no {missing} scores: ROC-AUC and AP need both classes")
+    y = np.concatenate([np.ones(pos.numel()), np.zeros(neg.numel())])
+    s = torch.cat([pos, neg]).double().numpy()
+    return y, s
+
+
+def roc_auc(pos_scores, neg_scores) -> float:
+    """Area under the ROC curve (scikit-learn)."""
+    from sklearn.metrics import roc_auc_score
+    y, s = _binary(pos_scores, neg_scores)
+    return float(roc_auc_score(y, s))
+
+
+def average_precision(pos_scores, neg_scores) -> float:
+    """Average precision (scikit-learn)."""
+    from sklearn.metrics import average_precision_score
+    y, s = _binary(pos_scores, neg_scores)
+    return float(average_precision_score(y, s))
+
+
+def evaluate(pos_scores, neg_scores, ks: Sequence[int] = (20, 50, 100)) -> Dict[str, float]:
+    """ROC-AUC, AP and Hits@K for each ``k`` that has enough negatives."""
+    out = {"auc": roc_auc(pos_scores, neg_scores), "ap": average_precision(pos_scores, neg_scores)}
+    n_neg = _scores(neg_scores, "neg_scores").numel()
+    for k in ks:
+        if n_neg >= k:
+            out[f"hits@{k}"] = hits_at_k(pos_scores, neg_scores, k)
+    return out
