@@ -1,0 +1,61 @@
+"""GINConv: drop-in for ``torch_geometric.nn.GINConv``."""
+from typing import Any, Callable, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from torch_geometric.nn.inits import reset
+
+from ._utils import aggregate, graph_of, node_pair, resolve_size
+
+
+class GINConv(torch.nn.Module):
+    r"""The graph isomorphism operator from `"How Powerful are Graph Neural Networks?"
+    <https://arxiv.org/abs/1810.00826>`_, a drop-in for :class:`torch_geometric.nn.GINConv`.
+
+    .. math::
+        \mathbf{x}^{\prime}_i = h_{\mathbf{\Theta}} \Big( (1 + \epsilon) \cdot \mathbf{x}_i +
+        \sum_{j \in \mathcal{N}(i)} \mathbf{x}_j \Big)
+
+    The neighbour sum is one CSR SpMM: deterministic and with exact gradients for int32
+    and int64 ``edge_index`` (PyG 2.8.1's int32 gradients are wrong).
+
+    Args:
+        nn: the network :math:`h_{\mathbf{\Theta}}` applied after the sum (e.g. an MLP).
+        eps: initial :math:`\epsilon` (default 0).
+        train_eps: learn :math:`\epsilon` (default False).
+
+    Shapes:
+        - input: node features :math:`(|V|, F_{in})` or a pair; edge indices or sparse ``adj_t``
+        - output: :math:`(|V_t|, F_{out})`
+    """
+
+    def __init__(self, nn: Callable, eps: float = 0.0, train_eps: bool = False):
+        super().__init__()
+        self.nn = nn
+        self.initial_eps = eps
+        if train_eps:
+            self.eps = torch.nn.Parameter(torch.empty(1))
+        else:
+            self.register_buffer("eps", torch.empty(1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        reset(self.nn)
+        self.eps.data.fill_(self.initial_eps)
+
+    def forward(self, x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], edge_index: Any,
+                size: Optional[Tuple[int, int]] = None) -> Tensor:
+        x_src, x_dst, _ = node_pair(x, "GINConv")
+        if x_dst is not None and x_dst.size(-1) != x_src.size(-1):
+            raise ValueError(f"GINConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
+                             "both sides must have the same width (the root term is added to the sum)")
+        ns, nd = resolve_size(edge_index, x_src, x_dst, size)
+        graph, w = graph_of(edge_index, ns, nd, use_values=False)
+        out = aggregate(graph, x_src, w, "sum")
+        if x_dst is not None:
+            out = out + (1 + self.eps) * x_dst
+        return self.nn(out)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(nn={self.nn})"
