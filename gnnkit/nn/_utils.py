@@ -100,7 +100,8 @@ def graph_of(edge_index: Any, num_src: int, num_dst: int, use_values: bool = Tru
     """
     if edge_index is None:
         raise ValueError("edge_index is required: pass an edge_index [2, E] or a sparse adj_t")
-    graph, w = as_graph(edge_index, size=(num_src, num_dst))
+    graph, w = as_graph(edge_index, size=(num_src, num_dst),
+                        name="adj_t" if is_sparse_adj(edge_index) else "edge_index")
     if w is not None and not use_values and SparseTensor is not None and isinstance(edge_index, SparseTensor):
         w = None
     if is_compiling():

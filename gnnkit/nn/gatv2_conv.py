@@ -104,7 +104,7 @@ class GATv2Conv(torch.nn.Module):
         x_src, x_dst, _ = node_pair(x, "GATv2Conv")
         if x_dst is None:
             raise ValueError("GATv2Conv needs destination features: pass x=(x_src, x_dst) with a tensor x_dst")
-        check_width(x_src, self._in[0], "GATv2Conv", "x (source features)", "in_channels")
+        check_width(x_src, self._in[0], "GATv2Conv", "x", "in_channels")
         check_width(x_dst, self._in[1], "GATv2Conv", "x_dst", "in_channels[1]")
         if edge_attr is not None and self.lin_edge is None:
             raise ValueError("GATv2Conv got edge_attr but was built without edge_dim; pass "

@@ -87,7 +87,7 @@ class SAGEConv(torch.nn.Module):
     def forward(self, x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], edge_index: Any,
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
         x_src, x_dst, _ = node_pair(x, "SAGEConv")
-        check_width(x_src, self._in[0], "SAGEConv", "x (source features)", "in_channels")
+        check_width(x_src, self._in[0], "SAGEConv", "x", "in_channels")
         check_width(x_dst, self._in[1], "SAGEConv", "x_dst", "in_channels[1]")
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
         graph, w = graph_of(edge_index, ns, nd, use_values=False)
