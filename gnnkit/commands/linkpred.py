@@ -1,0 +1,140 @@
+"""``gnnkit linkpred``: train a GNN encoder + decoder for link prediction on a leak-free split."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "train GCN/GraphSAGE + dot/MLP decoder for link prediction; report AUC / AP / Hits@K"
+
+# Per-dataset defaults; every value can be overridden on the command line.
+PRESETS = {
+    # OGB's ogbl-ddi example: GraphSAGE, 2 layers, 256 channels, dropout 0.5, MLP predictor
+    "ogbl-ddi": dict(model="sage", decoder="mlp", hidden=256, out_channels=256, num_layers=2, dropout=0.5,
+                     lr=0.005, epochs=200, batch_size=64 * 1024, eval_every=1, select="hits@20", ks=(20,)),
+    # GAE-style (Kipf & Welling 2016) link prediction on feature graphs
+    "default": dict(model="gcn", decoder="dot", hidden=128, out_channels=64, num_layers=2, dropout=0.0,
+                    lr=0.01, epochs=100, batch_size=0, eval_every=1, select="auc", ks=(20, 50, 100)),
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="dataset name, e.g. Cora or ogbl-ddi")
+    p.add_argument("--split", default=None, help="a folder written by `gnnkit split` (default: make a split)")
+    p.add_argument("--official", choices=("auto", "yes", "no"), default="auto",
+                   help="use OGB's official edge split (auto: yes for ogbl-* datasets)")
+    p.add_argument("--model", choices=("gcn", "sage"), default=None, help="encoder (default: per-dataset preset)")
+    p.add_argument("--decoder", choices=("dot", "mlp"), default=None, help="decoder (default: preset)")
+    p.add_argument("--hidden", type=int, default=None, help="hidden channels (default: preset)")
+    p.add_argument("--out-channels", type=int, default=None, help="embedding size (default: preset)")
+    p.add_argument("--layers", type=int, default=None, help="GNN layers (default: preset)")
+    p.add_argument("--dropout", type=float, default=None, help="dropout (default: preset)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: preset)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: preset)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="supervision edges per step, 0 = all (default: preset)")
+    p.add_argument("--eval-every", type=int, default=None, help="evaluate every N epochs (default: preset)")
+    p.add_argument("--select", default=None, help="validation metric that picks the epoch (default: preset)")
+    p.add_argument("--ks", default=None, help="comma-separated K for Hits@K (default: preset)")
+    p.add_argument("--normalize-features", choices=("yes", "no"), default="yes",
+                   help="row-normalise node features (as the GAE / PyG examples do)")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--json", default=None, help="also write the results as JSON to this file (atomically)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # the split options, used when no --split folder is given
+    g = p.add_argument_group("split (when --split is not given)")
+    g.add_argument("--mode", choices=("transductive", "inductive"), default="transductive", help="split mode")
+    g.add_argument("--neg", choices=("uniform", "degree", "hard"), default="uniform",
+                   help="negatives of the split and of training")
+    g.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
+    g.add_argument("--num-val", type=float, default=0.05, help="validation fraction")
+    g.add_argument("--num-test", type=float, default=0.1, help="test fraction")
+    g.add_argument("--disjoint-train-ratio", type=float, default=0.3,
+                   help="transductive: training edges kept as supervision only")
+    g.add_argument("--supervision-ratio", type=float, default=0.3, help="inductive: supervision fraction per part")
+    g.add_argument("--partition", choices=("random", "region"), default="random", help="inductive partition")
+    g.add_argument("--neg-ratio", type=float, default=1.0, help="negatives per positive in val/test")
+    g.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto", help="undirected edges")
+    g.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
+
+
+def config_from_args(args):
+    from gnnkit.linkpred.train import LinkPredConfig
+    preset = dict(PRESETS.get(args.dataset.lower(), PRESETS["default"]))
+    over = dict(model=args.model, decoder=args.decoder, hidden=args.hidden, out_channels=args.out_channels,
+                num_layers=args.layers, dropout=args.dropout, lr=args.lr, epochs=args.epochs,
+                batch_size=args.batch_size, eval_every=args.eval_every, select=args.select)
+    preset.update({k: v for k, v in over.items() if v is not None})
+    if args.ks is not None:
+        try:
+            preset["ks"] = tuple(int(k) for k in args.ks.split(","))
+        except ValueError:
+            raise ValueError(f"--ks must be comma-separated integers, got {args.ks!r}") from None
+    return LinkPredConfig(neg_method=args.neg, seed=args.seed, device=args.device, **preset)
+
+
+def get_splits(args):
+    """(train, val, test, description) from --split, the official split, or a fresh split."""
+    from gnnkit.commands.split import load_graph, make_split
+    from gnnkit.linkpred import check_leakage
+    from gnnkit.linkpred.io import load_split, ogb_official_split
+    official = args.official == "yes" or (args.official == "auto" and args.dataset.lower().startswith("ogbl")
+                                          and args.split is None)
+    if official:
+        from gnnkit.data import load_dataset
+        if not args.dataset.lower().startswith("ogbl"):
+            raise ValueError(f"--official yes needs an ogbl-* dataset, got {args.dataset!r}")
+        ds = load_dataset(args.dataset, root=args.root)
+        tr, va, te = ogb_official_split(ds)
+        rep = check_leakage(tr, va, te, is_undirected=True, allow_train_overlap=True)
+        return tr, va, te, {"split": "ogb-official", "leakage": rep.to_dict()}
+    if args.split is not None:
+        data, multi, _ = load_graph(args.dataset, args.root)
+        tr, va, te, manifest = load_split(args.split, full=data)
+        if manifest.get("dataset", "").lower() != args.dataset.lower():
+            raise ValueError(f"--split {args.split} was made from {manifest.get('dataset')!r}, not "
+                             f"{args.dataset!r}; fix: pass the matching dataset")
+        return tr, va, te, {"split": args.split, "leakage": manifest.get("leakage")}
+    (tr, va, te), manifest = make_split(args)
+    if not manifest["leakage"]["ok"]:
+        raise ValueError("the split failed its leakage check:\n" + json.dumps(manifest["leakage"], indent=2))
+    return tr, va, te, {"split": "fresh", "sizes": manifest["sizes"], "leakage": manifest["leakage"]}
+
+
+def run(args) -> int:
+    try:
+        return _run(args)
+    except (ValueError, IndexError) as e:
+        print(f"gnnkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from gnnkit.linkpred.train import fit
+    cfg = config_from_args(args)
+    tr, va, te, info = get_splits(args)
+    if args.normalize_features == "yes":
+        for d in (tr, va, te):
+            if "x" in d and d.x is not None:
+                x = d.x.float()
+                d.x = x / x.sum(1, keepdim=True).clamp_min(1e-12)
+    res = fit(tr, va, te, cfg, progress=not args.no_progress)
+    print(f"{args.dataset}: {cfg.model}+{cfg.decoder}, {cfg.epochs} epochs, {res.seconds:.1f} s; "
+          f"best validation {cfg.select} at epoch {res.best_epoch}")
+    for name, m in (("val", res.val), ("test", res.test)):
+        print(f"  {name:4s} " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
+    if args.json:
+        import os
+        import tempfile
+        from pathlib import Path
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"dataset": args.dataset, "best_epoch": res.best_epoch, "val": res.val, "test": res.test,
+                   "seconds": res.seconds, "config": res.config, "split": info, "history": res.history,
+                   "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, out)
+    return 0

@@ -1,0 +1,112 @@
+"""``gnnkit split``: write a leak-free link split of a dataset, with a JSON manifest."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Dict, Tuple
+
+HELP = "write a leak-free train/val/test link split (message vs supervision edges) and its manifest"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", help="dataset name, e.g. Cora, ogbl-ddi, MUTAG (see gnnkit.data.dataset_names)")
+    p.add_argument("--mode", choices=("transductive", "inductive"), default="transductive",
+                   help="transductive: all nodes visible, edges split; inductive: node-disjoint parts "
+                        "(whole graphs for datasets of many graphs)")
+    p.add_argument("--neg", choices=("uniform", "degree", "hard"), default="uniform",
+                   help="how negatives are drawn")
+    p.add_argument("--seed", type=int, default=0, help="random seed (the split is a function of it)")
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--num-val", type=float, default=0.1, help="fraction of edges (nodes/graphs if inductive) for validation")
+    p.add_argument("--num-test", type=float, default=0.2, help="fraction of edges (nodes/graphs if inductive) for test")
+    p.add_argument("--disjoint-train-ratio", type=float, default=0.3,
+                   help="transductive: fraction of training edges kept as supervision only (0 = PyG's overlap)")
+    p.add_argument("--supervision-ratio", type=float, default=0.3,
+                   help="inductive: fraction of each part's edges used as supervision")
+    p.add_argument("--partition", choices=("random", "region"), default="random",
+                   help="inductive node partition: random nodes or connected regions")
+    p.add_argument("--neg-ratio", type=float, default=1.0, help="negatives per positive")
+    p.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto",
+                   help="treat edges as undirected (auto: when the dataset stores both directions)")
+    p.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
+
+
+def load_graph(name: str, root=None):
+    """(data, is_multi_graph, dataset) — one Data, or the disjoint union of a dataset of graphs."""
+    from gnnkit.data import load_dataset
+    ds = load_dataset(name, root=root)
+    if len(ds) == 1:
+        return ds[0], False, ds
+    from gnnkit.linkpred.split import _as_union
+    union, _ = _as_union(ds)
+    return union, True, ds
+
+
+def decide_undirected(choice: str, data) -> bool:
+    if choice != "auto":
+        return choice == "yes"
+    from torch_geometric.utils import is_undirected
+    return bool(is_undirected(data.edge_index, num_nodes=data.num_nodes))
+
+
+def make_split(args) -> Tuple[tuple, Dict[str, object]]:
+    """Build the split the arguments describe; returns (splits, manifest without files)."""
+    from gnnkit.linkpred import InductiveLinkSplit, TransductiveLinkSplit, check_leakage
+    from gnnkit.linkpred.split import both_directions, unique_edges
+    from gnnkit.data import load_dataset
+    data, multi, ds = load_graph(args.dataset, args.root)
+    und = decide_undirected(args.undirected, data)
+    t0 = time.perf_counter()
+    if args.mode == "transductive":
+        if multi:
+            raise ValueError(f"{args.dataset} holds {len(ds)} graphs; a transductive split needs one graph. "
+                             "Fix: --mode inductive (splits whole graphs)")
+        tf = TransductiveLinkSplit(args.num_val, args.num_test, is_undirected=und,
+                                   disjoint_train_ratio=args.disjoint_train_ratio,
+                                   neg_sampling_ratio=args.neg_ratio, seed=args.seed, neg_method=args.neg)
+        splits = tf(data)
+    else:
+        tf = InductiveLinkSplit(args.num_val, args.num_test, is_undirected=und,
+                                supervision_ratio=args.supervision_ratio, partition=args.partition,
+                                neg_sampling_ratio=args.neg_ratio, seed=args.seed, neg_method=args.neg)
+        splits = tf(ds if multi else data)
+    seconds = time.perf_counter() - t0
+    edges, _ = unique_edges(data.edge_index, int(data.num_nodes), und)
+    full = both_directions(edges) if und else edges
+    allow = args.mode == "transductive" and args.disjoint_train_ratio == 0
+    report = check_leakage(*splits, full_edge_index=full, is_undirected=und, allow_train_overlap=allow)
+    manifest = {
+        "dataset": args.dataset, "mode": args.mode, "seed": args.seed, "undirected": und,
+        "multi_graph": multi, "num_nodes": int(data.num_nodes),
+        "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "command"},
+        "sizes": tf.stats, "split_seconds": round(seconds, 3), "leakage": report.to_dict(),
+    }
+    return splits, manifest
+
+
+def run(args) -> int:
+    try:
+        return _run(args)
+    except (ValueError, IndexError) as e:
+        print(f"gnnkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from gnnkit.linkpred.io import save_split
+    splits, manifest = make_split(args)
+    if not manifest["leakage"]["ok"]:
+        print(json.dumps(manifest["leakage"], indent=2), file=sys.stderr)
+        print("split NOT written: the leakage check failed", file=sys.stderr)
+        return 1
+    out = save_split(args.out, splits, manifest)
+    s = manifest["sizes"]
+    print(f"wrote {out} ({args.mode}, seed {args.seed}, {manifest['split_seconds']:.2f} s)")
+    for name in ("train", "val", "test"):
+        keys = [k for k in s if k.startswith(name + "_")]
+        print(f"  {name:5s} " + ", ".join(f"{k[len(name) + 1:]}={s[k]}" for k in keys))
+    warn = [i for i in manifest["leakage"]["issues"] if i["severity"] == "warning"]
+    print(f"  leakage check: ok" + (f" ({len(warn)} warning(s), see manifest.json)" if warn else ""))
+    return 0
