@@ -14,6 +14,8 @@ from typing import List, Optional
 # name -> module; add a line here to add a sub-command
 COMMANDS = {
     "train": "gnnkit.commands.train",
+    "split": "gnnkit.commands.split",
+    "linkpred": "gnnkit.commands.linkpred",
 }
 
 
