@@ -1,0 +1,195 @@
+"""Ready models: ``GCN``, ``GraphSAGE``, ``GAT``, ``GIN`` for node and graph tasks.
+
+Every model is a stack of ``num_layers`` convs with, between layers, an optional norm,
+ReLU and dropout; options from the lectures: node dropout (drop whole node rows),
+residual connections, Jumping Knowledge, a virtual node, and a graph readout.
+
+* Node tasks (``readout=None``): the last conv maps to ``out_channels`` (or, with ``jk``,
+  all convs are hidden and a linear layer maps the combined representation).
+* Graph tasks (``readout="sum" | "mean" | "max" | "gated"``): every conv is hidden, nodes
+  are pooled per graph (``batch``) and a linear layer maps to ``out_channels``.
+"""
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import BatchNorm1d, LayerNorm, Linear, ModuleList, ReLU, Sequential
+
+from .gat_conv import GATConv
+from .gcn_conv import GCNConv
+from .gin_conv import GINConv
+from .gine_conv import GINEConv
+from .readout import POOLS, GatedReadout
+from .sage_conv import SAGEConv
+from .skip import JumpingKnowledge
+from .virtual_node import VirtualNode
+
+_NORMS = {"batch": BatchNorm1d, "layer": LayerNorm}
+
+
+class _GNN(torch.nn.Module):
+    supports_edge_attr = False
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
+                 dropout: float = 0.0, node_dropout: float = 0.0, norm: Optional[str] = None,
+                 jk: Optional[str] = None, residual: bool = False, virtual_node: bool = False,
+                 readout: Optional[str] = None):
+        super().__init__()
+        name = type(self).__name__
+        if num_layers < 1:
+            raise ValueError(f"{name}: num_layers must be >= 1, got {num_layers}")
+        if norm is not None and norm not in _NORMS:
+            raise ValueError(f"{name}: norm={norm!r} is not supported; use None or one of {tuple(_NORMS)}")
+        if readout is not None and readout not in (*POOLS, "gated"):
+            raise ValueError(f"{name}: readout={readout!r} is not supported; use None (node task) or one of "
+                             f"{(*POOLS, 'gated')}")
+        if not (0 <= dropout < 1 and 0 <= node_dropout < 1):
+            raise ValueError(f"{name}: dropout and node_dropout must lie in [0, 1)")
+        self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
+        self.num_layers = num_layers
+        self.dropout, self.node_dropout = dropout, node_dropout
+        self.residual, self.readout = residual, readout
+        self.jk_mode = jk
+        head = jk is not None or readout is not None  # a final linear layer maps to out_channels
+        self.convs = ModuleList()
+        self.norms = ModuleList()
+        for i in range(num_layers):
+            last = i == num_layers - 1
+            c_in = in_channels if i == 0 and not (virtual_node and in_channels != hidden_channels) \
+                else hidden_channels
+            c_out = out_channels if (last and not head) else hidden_channels
+            self.convs.append(self.init_conv(c_in, c_out, last and not head))
+            if norm is not None and not (last and not head):
+                self.norms.append(_NORMS[norm](c_out))
+        self.vn = None
+        if virtual_node:
+            if num_layers < 2:
+                raise ValueError(f"{name}: virtual_node=True needs num_layers >= 2 (the state is updated "
+                                 "between layers)")
+            if in_channels != hidden_channels:
+                self.lin_in = Linear(in_channels, hidden_channels)
+            self.vn = ModuleList([VirtualNode(hidden_channels, dropout) for _ in range(num_layers - 1)])
+        self.jk = None
+        if jk is not None:
+            self.jk = JumpingKnowledge(jk, hidden_channels, num_layers)
+        width = hidden_channels * num_layers if jk == "cat" else hidden_channels
+        self.pool = GatedReadout(width, width) if readout == "gated" else None
+        self.lin = Linear(width, out_channels) if head else None
+
+    def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
+        raise NotImplementedError  # each model defines its conv
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def _conv(self, i: int, x: Tensor, edge_index, edge_attr: Optional[Tensor]) -> Tensor:
+        if edge_attr is not None and self.supports_edge_attr:
+            return self.convs[i](x, edge_index, edge_attr)
+        return self.convs[i](x, edge_index)
+
+    def forward(self, x: Tensor, edge_index, edge_attr: Optional[Tensor] = None,
+                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
+        if edge_attr is not None and not self.supports_edge_attr:
+            raise ValueError(f"{type(self).__name__} does not use edge_attr; build it with edge_dim=... "
+                             "(GAT, GIN) or drop edge_attr")
+        head = self.lin is not None
+        if self.vn is not None:
+            if hasattr(self, "lin_in"):
+                x = self.lin_in(x)
+            state = self.vn[0].initial_state(batch, num_graphs)
+        xs: List[Tensor] = []
+        n_norm = 0
+        for i in range(self.num_layers):
+            last = i == self.num_layers - 1
+            if self.vn is not None:
+                x = self.vn[0].broadcast(x, state, batch)
+                h_vn = x
+            if self.node_dropout > 0 and self.training:
+                keep = torch.rand(x.size(0), 1, device=x.device) >= self.node_dropout
+                x = x * keep.to(x.dtype) / (1 - self.node_dropout)
+            h = self._conv(i, x, edge_index, edge_attr)
+            if not (last and not head):
+                if len(self.norms) > 0:
+                    h = self.norms[n_norm](h)
+                    n_norm += 1
+                h = h.relu()
+                h = F.dropout(h, self.dropout, self.training)
+            if self.residual and h.shape == x.shape:
+                h = h + x
+            if self.vn is not None and not last:
+                state = self.vn[i].update(h_vn, state, batch)
+            xs.append(h)
+            x = h
+        if self.jk is not None:
+            x = self.jk(xs)
+        if self.readout is not None:
+            x = self.pool(x, batch, num_graphs) if self.pool is not None else POOLS[self.readout](x, batch, num_graphs)
+        return self.lin(x) if head else x
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, num_layers={self.num_layers})")
+
+
+class GCN(_GNN):
+    r"""Graph convolutional network (Kipf & Welling 2017) built from :class:`GCNConv`."""
+
+    def init_conv(self, in_channels, out_channels, is_output):
+        return GCNConv(in_channels, out_channels)
+
+
+class GraphSAGE(_GNN):
+    r"""GraphSAGE (Hamilton et al. 2017) built from :class:`SAGEConv`; ``aggr`` picks
+    mean / sum / max / lstm and ``project=True`` the pooling variant."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
+                 aggr: str = "mean", project: bool = False, **options):
+        self.aggr, self.project = aggr, project
+        super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
+
+    def init_conv(self, in_channels, out_channels, is_output):
+        return SAGEConv(in_channels, out_channels, aggr=self.aggr, project=self.project)
+
+
+class GAT(_GNN):
+    r"""Graph attention network (Veličković et al. 2018) built from :class:`GATConv`.
+    Hidden layers use ``heads`` heads of ``hidden_channels // heads`` channels (concatenated);
+    a node-task output layer uses ``out_heads`` heads averaged.  ``attn_dropout`` drops
+    attention weights (the paper uses 0.6 on inputs and attention)."""
+
+    supports_edge_attr = True
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
+                 heads: int = 8, out_heads: int = 1, attn_dropout: float = 0.0, edge_dim: Optional[int] = None,
+                 **options):
+        if hidden_channels % heads != 0:
+            raise ValueError(f"GAT: hidden_channels={hidden_channels} must be divisible by heads={heads}")
+        self.heads, self.out_heads, self.attn_dropout, self.edge_dim = heads, out_heads, attn_dropout, edge_dim
+        super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
+
+    def init_conv(self, in_channels, out_channels, is_output):
+        if is_output:
+            return GATConv(in_channels, out_channels, heads=self.out_heads, concat=False,
+                           dropout=self.attn_dropout, edge_dim=self.edge_dim)
+        return GATConv(in_channels, out_channels // self.heads, heads=self.heads, dropout=self.attn_dropout,
+                       edge_dim=self.edge_dim)
+
+
+class GIN(_GNN):
+    r"""Graph isomorphism network (Xu et al. 2019) built from :class:`GINConv` with a 2-layer MLP
+    (Linear, BatchNorm, ReLU, Linear) per layer; with ``edge_dim`` it uses :class:`GINEConv`."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
+                 train_eps: bool = False, edge_dim: Optional[int] = None, **options):
+        self.train_eps, self.edge_dim = train_eps, edge_dim
+        self.supports_edge_attr = edge_dim is not None
+        super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
+
+    def init_conv(self, in_channels, out_channels, is_output):
+        mlp = Sequential(Linear(in_channels, out_channels), BatchNorm1d(out_channels), ReLU(),
+                         Linear(out_channels, out_channels))
+        if self.edge_dim is not None:
+            return GINEConv(mlp, train_eps=self.train_eps, edge_dim=self.edge_dim)
+        return GINConv(mlp, train_eps=self.train_eps)

@@ -1,0 +1,139 @@
+r"""Graph readouts (sum / mean / max pooling, the gated readout) and the edge readout.
+
+Pooling reduces node rows into their graph (``batch[i]`` = graph of node ``i``, any order)
+with ``index_add``/``scatter_reduce`` (deterministic on CPU); graphs without nodes give 0.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.nn import Linear, ReLU, Sequential
+
+
+def _batch(x: Tensor, batch: Optional[Tensor], size: Optional[int]):
+    if x.dim() != 2:
+        raise ValueError(f"x must be [num_nodes, F], got {list(x.shape)}")
+    if batch is None:
+        return torch.zeros(x.size(0), dtype=torch.long, device=x.device), 1 if size is None else size
+    if batch.dim() != 1 or batch.numel() != x.size(0):
+        raise ValueError(f"batch must be [num_nodes={x.size(0)}] (the graph id of each node), got "
+                         f"{list(batch.shape)}")
+    if batch.is_floating_point():
+        raise ValueError(f"batch must hold integer graph ids, got {batch.dtype}; use batch.long()")
+    batch = batch.long()
+    if size is None:
+        size = int(batch.max()) + 1 if batch.numel() > 0 else 0
+    elif batch.numel() > 0 and int(batch.max()) >= size:
+        raise IndexError(f"batch holds graph id {int(batch.max())} but size={size}; pass size > max(batch)")
+    if batch.numel() > 0 and int(batch.min()) < 0:
+        raise IndexError("batch holds a negative graph id; ids must lie in [0, num_graphs)")
+    return batch, size
+
+
+def global_add_pool(x: Tensor, batch: Optional[Tensor] = None, size: Optional[int] = None) -> Tensor:
+    r""":math:`\mathbf{r}_g = \sum_{i \in g} \mathbf{x}_i` -> ``[num_graphs, F]``."""
+    batch, size = _batch(x, batch, size)
+    return x.new_zeros(size, x.size(1)).index_add(0, batch, x)
+
+
+def global_mean_pool(x: Tensor, batch: Optional[Tensor] = None, size: Optional[int] = None) -> Tensor:
+    r""":math:`\mathbf{r}_g = \frac{1}{|g|} \sum_{i \in g} \mathbf{x}_i`."""
+    batch, size = _batch(x, batch, size)
+    s = x.new_zeros(size, x.size(1)).index_add(0, batch, x)
+    cnt = torch.bincount(batch, minlength=size).clamp(min=1).to(x.dtype)
+    return s / cnt.view(-1, 1)
+
+
+def global_max_pool(x: Tensor, batch: Optional[Tensor] = None, size: Optional[int] = None) -> Tensor:
+    r""":math:`\mathbf{r}_g = \max_{i \in g} \mathbf{x}_i` (element-wise)."""
+    batch, size = _batch(x, batch, size)
+    return x.new_zeros(size, x.size(1)).scatter_reduce(0, batch.view(-1, 1).expand_as(x), x, "amax",
+                                                       include_self=False)
+
+
+POOLS = {"sum": global_add_pool, "add": global_add_pool, "mean": global_mean_pool, "max": global_max_pool}
+
+
+def _mlp(i: int, h: int, o: int) -> Sequential:
+    return Sequential(Linear(i, h), ReLU(), Linear(h, o))
+
+
+class GatedReadout(torch.nn.Module):
+    r"""Gated graph readout (Li et al. 2016, "Gated Graph Sequence Neural Networks"):
+
+    .. math::
+        \mathbf{r}_g = \sum_{i \in g} \sigma\big(\mathrm{MLP}_1(\mathbf{h}_i)\big) \odot
+        \mathrm{MLP}_2(\mathbf{h}_i)
+
+    Args:
+        in_channels: node width. out_channels: graph embedding width.
+        hidden_channels: width of both MLPs (default ``in_channels``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: Optional[int] = None):
+        super().__init__()
+        h = hidden_channels or in_channels
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.gate = _mlp(in_channels, h, out_channels)
+        self.value = _mlp(in_channels, h, out_channels)
+
+    def reset_parameters(self) -> None:
+        for m in (*self.gate, *self.value):
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor, batch: Optional[Tensor] = None, size: Optional[int] = None) -> Tensor:
+        if x.dim() != 2 or x.size(1) != self.in_channels:
+            raise ValueError(f"GatedReadout: x must be [num_nodes, {self.in_channels}], got {list(x.shape)}")
+        return global_add_pool(torch.sigmoid(self.gate(x)) * self.value(x), batch, size)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"
+
+
+class EdgeReadout(torch.nn.Module):
+    r"""Per-edge prediction head :math:`\hat y_{j \to i} = \mathrm{MLP}([\mathbf{h}_i, \mathbf{h}_j,
+    \mathbf{e}_{j,i}])` (edge classification / regression, link scoring).
+
+    The first layer is split into per-node parts computed once per node, so the only
+    ``E``-sized tensor is ``[E, hidden]``.
+
+    Args:
+        in_channels: node width. out_channels: output per edge.
+        edge_dim: edge feature width (None: no edge features).
+        hidden_channels: MLP width (default ``in_channels``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, edge_dim: Optional[int] = None,
+                 hidden_channels: Optional[int] = None):
+        super().__init__()
+        h = hidden_channels or in_channels
+        self.in_channels, self.out_channels, self.edge_dim = in_channels, out_channels, edge_dim
+        self.lin_dst = Linear(in_channels, h)
+        self.lin_src = Linear(in_channels, h, bias=False)
+        self.lin_edge = Linear(edge_dim, h, bias=False) if edge_dim else None
+        self.lin_out = Linear(h, out_channels)
+
+    def reset_parameters(self) -> None:
+        for lin in (self.lin_dst, self.lin_src, self.lin_edge, self.lin_out):
+            if lin is not None:
+                lin.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None) -> Tensor:
+        from gnnkit.ops import validate_edge_index
+        if x.dim() != 2 or x.size(1) != self.in_channels:
+            raise ValueError(f"EdgeReadout: x must be [num_nodes, {self.in_channels}], got {list(x.shape)}")
+        validate_edge_index(edge_index, x.size(0), x.size(0))
+        src, dst = edge_index[0].long(), edge_index[1].long()
+        h = self.lin_dst(x).index_select(0, dst) + self.lin_src(x).index_select(0, src)
+        if self.lin_edge is not None:
+            if edge_attr is None or edge_attr.size(0) != edge_index.size(1):
+                raise ValueError(f"EdgeReadout was built with edge_dim={self.edge_dim}: pass edge_attr "
+                                 f"[E={edge_index.size(1)}, {self.edge_dim}]")
+            h = h + self.lin_edge(edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)
+        elif edge_attr is not None:
+            raise ValueError("EdgeReadout got edge_attr but was built without edge_dim; pass edge_dim")
+        return self.lin_out(h.relu())
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, edge_dim={self.edge_dim})"

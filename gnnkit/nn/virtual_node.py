@@ -1,0 +1,69 @@
+"""Virtual node: one learnable extra node per graph, connected to all of the graph's nodes."""
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.nn import BatchNorm1d, Embedding, Linear, ReLU, Sequential
+
+from .readout import global_add_pool
+
+
+class VirtualNode(torch.nn.Module):
+    r"""The virtual node of the OGB molecule examples (Gilmer et al. 2017; Hu et al. 2020),
+    usable with any conv layer.
+
+    .. math::
+        \mathbf{h}_i \leftarrow \mathbf{h}_i + \mathbf{v}_{g(i)}, \qquad
+        \mathbf{v}_g \leftarrow \mathrm{MLP}\Big(\sum_{i \in g} \mathbf{h}_i + \mathbf{v}_g\Big)
+        \; (+\, \mathbf{v}_g \text{ with } \texttt{residual})
+
+    The state starts from one learned embedding (initialised to zero, as in OGB).  Per layer:
+    ``h = vn.broadcast(h, state, batch)`` before the conv, then
+    ``state = vn.update(h, state, batch)`` with the same (broadcast) ``h``.
+
+    Args:
+        channels: node width.
+        dropout: dropout after the MLP (default 0).
+        residual: add the old state to the new one (default False).
+    """
+
+    def __init__(self, channels: int, dropout: float = 0.0, residual: bool = False):
+        super().__init__()
+        self.channels = channels
+        self.dropout = dropout
+        self.residual = residual
+        self.embedding = Embedding(1, channels)
+        self.mlp = Sequential(Linear(channels, 2 * channels), BatchNorm1d(2 * channels), ReLU(),
+                              Linear(2 * channels, channels), BatchNorm1d(channels), ReLU())
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.zeros_(self.embedding.weight)
+        for m in self.mlp:
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def initial_state(self, batch: Optional[Tensor], num_graphs: Optional[int] = None) -> Tensor:
+        """``[num_graphs, channels]``, every row the learned initial embedding."""
+        if num_graphs is None:
+            num_graphs = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1
+        return self.embedding.weight.expand(num_graphs, -1)
+
+    def broadcast(self, x: Tensor, state: Tensor, batch: Optional[Tensor]) -> Tensor:
+        """Add each graph's virtual-node state to its nodes."""
+        if x.size(-1) != self.channels:
+            raise ValueError(f"VirtualNode: x has {x.size(-1)} features but channels={self.channels}")
+        if batch is None:
+            return x + state[:1]
+        return x + state.index_select(0, batch.long())
+
+    def update(self, x: Tensor, state: Tensor, batch: Optional[Tensor]) -> Tensor:
+        """New state from the pooled nodes plus the old state."""
+        pooled = global_add_pool(x, batch, state.size(0))
+        new = self.mlp(pooled + state)
+        if self.residual:
+            new = new + state
+        return torch.nn.functional.dropout(new, self.dropout, self.training)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.channels})"
