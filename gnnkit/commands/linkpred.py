@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=None, help="evaluate every N epochs (default: preset)")
     p.add_argument("--select", default=None, help="validation metric that picks the epoch (default: preset)")
     p.add_argument("--ks", default=None, help="comma-separated K for Hits@K (default: preset)")
-    p.add_argument("--normalize-features", choices=("yes", "no"), default="yes",
+    p.add_argument("--normalize-features", choices=("yes", "no"), default="no",
                    help="row-normalise node features (as the GAE / PyG examples do)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--json", default=None, help="also write the results as JSON to this file (atomically)")

@@ -108,6 +108,10 @@ class LinkPredConfig:
     ks: Tuple[int, ...] = (20, 50, 100)
     seed: int = 0
     device: str = "cpu"
+    # re-divide the training edges into message / supervision edges every epoch (same
+    # proportion, still disjoint): every training edge supervises some epochs and is
+    # never in the input when it does; only when the split's two sets are disjoint
+    reshuffle_train: bool = True
 
     def __post_init__(self):
         if self.decoder not in DECODERS:
@@ -151,6 +155,28 @@ def score_split(enc: Encoder, dec: nn.Module, data: Data, device) -> Tuple[Tenso
     return s[lab == 1], s[lab == 0]
 
 
+def _reshuffler(train_data: Data, pos: Tensor, cfg: LinkPredConfig):
+    """A callable giving a fresh (message edges, supervision positives) division, or None."""
+    from .split import both_directions, infer_undirected, unique_edges, is_bipartite
+    if is_bipartite(train_data) or pos.size(1) == 0:
+        return None
+    und = infer_undirected(train_data)
+    n = int(train_data.num_nodes)
+    msg, _ = unique_edges(train_data.edge_index, n, und)
+    sup, _ = unique_edges(pos, n, und)
+    if bool(torch.isin(sup[0] * n + sup[1], msg[0] * n + msg[1]).any()):
+        return None  # the split trains on overlapping edges on purpose (OGB protocol / ratio 0)
+    edges = torch.cat([msg, sup], 1)
+    n_sup = sup.size(1)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def draw():
+        perm = torch.randperm(edges.size(1), generator=gen)
+        s, m = edges[:, perm[:n_sup]], edges[:, perm[n_sup:]]
+        return (both_directions(m) if und else m), s
+    return draw
+
+
 def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
         progress: bool = True) -> LinkPredResult:
     """Train and report the test metrics at the best validation epoch."""
@@ -170,6 +196,7 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
     bs = P if cfg.batch_size <= 0 else cfg.batch_size
     x = _x(train_data, device)
     msg = train_data.edge_index.to(device)
+    reshuffle = _reshuffler(train_data, pos, cfg) if cfg.reshuffle_train else None
     gen = torch.Generator().manual_seed(cfg.seed)
     best, history = None, []
     t0 = time.perf_counter()
@@ -178,6 +205,9 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
         enc.train()
         dec.train()
         neg = sampler.sample()  # fresh negatives every epoch
+        if reshuffle is not None:
+            msg_cpu, pos = reshuffle()
+            msg = msg_cpu.to(device)
         perm = torch.randperm(P, generator=gen)
         total = 0.0
         for i in range(0, P, bs):
