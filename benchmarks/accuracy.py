@@ -41,16 +41,35 @@ CORA = {
     # model factory, lr, weight decay, epochs
     "cora-gcn": (lambda d: GCN(d.num_features, 16, 2, d.num_classes, dropout=0.5), 0.01, 5e-4, 200, 0.5),
     "cora-gat": (lambda d: GAT(d.num_features, 64, 2, d.num_classes, heads=8, out_heads=1, dropout=0.6,
-                               attn_dropout=0.6), 0.005, 5e-4, 300, 0.6),
+                               attn_dropout=0.6), 0.005, 5e-4, 200, 0.6),
     "cora-sage": (lambda d: GraphSAGE(d.num_features, 64, 2, d.num_classes, dropout=0.5), 0.01, 5e-4, 200, 0.5),
 }
 
 
-def run_cora(task: str, seeds: int) -> dict:
+class InputDropout:
+    """Dropout of a mostly-zero feature matrix (Cora's bag of words): only the non-zeros draw a
+    mask, which gives the same distribution as ``F.dropout(x, p)`` at a fraction of the cost
+    (CPU ``bernoulli_`` on all 3.9M entries dominated the epoch time)."""
+
+    def __init__(self, x: torch.Tensor, p: float):
+        self.shape, self.p = x.shape, p
+        self.idx = x.view(-1).nonzero().view(-1)
+        self.val = x.view(-1)[self.idx]
+
+    def __call__(self) -> torch.Tensor:
+        keep = torch.rand(self.val.numel()) >= self.p
+        out = torch.zeros(self.shape[0] * self.shape[1])
+        out[self.idx] = self.val * keep / (1 - self.p)
+        return out.view(self.shape)
+
+
+def run_cora(task: str, seeds: int, epochs_override=None) -> dict:
     ds = load_dataset("Cora", transform=T.NormalizeFeatures())
     data = ds[0]
     make, lr, wd, epochs, in_drop = CORA[task]
+    epochs = epochs_override or epochs
     accs = []
+    drop_input = InputDropout(data.x, in_drop)
     for seed in range(seeds):
         torch.manual_seed(seed)
         model = make(ds)
@@ -59,7 +78,7 @@ def run_cora(task: str, seeds: int) -> dict:
         for _ in range(epochs):
             model.train()
             opt.zero_grad()
-            out = model(F.dropout(data.x, in_drop, True), data.edge_index)
+            out = model(drop_input(), data.edge_index)
             F.cross_entropy(out[data.train_mask], data.y[data.train_mask]).backward()
             opt.step()
             model.eval()
@@ -138,14 +157,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", required=True, choices=[*CORA, *GRAPH], help="benchmark to run (no default)")
     ap.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
-    ap.add_argument("--epochs", type=int, default=200, help="epochs for the GIN tasks (default 200)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="training epochs (default: 200 for Cora, 100 for the GIN tasks)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if "GNNKIT_DATA" not in os.environ:
         print("note: GNNKIT_DATA is not set; using the bundled datasets if any")
     t0 = time.time()
-    res = run_cora(args.task, args.seeds) if args.task in CORA else run_graph(args.task, args.seeds, args.epochs)
+    if args.task in CORA:
+        res = run_cora(args.task, args.seeds, args.epochs)
+    else:
+        res = run_graph(args.task, args.seeds, args.epochs or 100)
     res.update(task=args.task, seeds=args.seeds, seconds=round(time.time() - t0, 1), torch=torch.__version__,
                machine=platform.processor() or platform.machine(), threads=args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)

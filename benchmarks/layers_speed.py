@@ -1,0 +1,241 @@
+"""CPU speed and peak memory of gnnkit's layers against the same PyG layers, forward+backward.
+
+Synthetic arxiv-like graph: N=169,343 nodes, E=1,166,243 directed edges, F=128 features;
+sources uniform, destinations drawn with probability ~ (rank+1)^-0.6 (a power-law in-degree,
+max in-degree in the thousands, like a citation graph), node ids shuffled.
+
+Each (layer, implementation) runs in its own subprocess (so caches and the allocator do not
+leak between measurements) with ``MALLOC_MMAP_THRESHOLD_=65536`` (large tensors are returned
+to the OS on free, so the resident set follows live memory).  Per measurement: inputs and
+the adjacency object are built first (PyG's ``SparseTensor`` / ``torch.sparse`` conversions
+are not timed), one warm-up call, then ``--reps`` timed calls of ``out = layer(x, adj);
+out.backward(g)`` with ``x.requires_grad``; the median is reported.  Peak memory is the
+resident-set high-water mark (``/proc/self/status`` VmHWM, reset through
+``/proc/self/clear_refs``) during one more call, minus the resident set before it.
+
+PyG's LSTM aggregation pads every node to the maximum in-degree (N x max_deg x F floats),
+which does not fit in memory on this graph; the LSTM comparison therefore also runs on a
+degree-capped copy (every node keeps its first 16 in-edges), where PyG can run, and gnnkit's
+LSTM is additionally timed alone on the full graph.
+
+Example::
+
+    nice -n 10 python benchmarks/layers_speed.py            # all layers, JSON + plot
+    python benchmarks/layers_speed.py --layers gcn --reps 3
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+N, E, F = 169_343, 1_166_243, 128
+LSTM_CAP = 16
+
+
+def make_graph(seed: int = 0, cap: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, N, (E,), generator=g)
+    w = (torch.arange(N, dtype=torch.float64) + 1).pow(-0.6)
+    dst = torch.multinomial(w, E, replacement=True, generator=g)
+    relabel = torch.randperm(N, generator=g)
+    ei = torch.stack([relabel[src], relabel[dst]])
+    if cap:
+        # keep the first `cap` in-edges of each node (in input order)
+        order = torch.sort(ei[1], stable=True).indices
+        d = ei[1, order]
+        start = torch.searchsorted(d, torch.arange(N))
+        pos = torch.arange(E) - start[d]
+        ei = ei[:, order[pos < cap]]
+        # PyG's LSTM aggregation needs edges sorted by destination
+    return ei
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------- layers
+def _build(layer: str, impl: str, ei: torch.Tensor):
+    """(module, adjacency) for one measurement."""
+    import torch_geometric.nn as pnn
+    import gnnkit.nn as gnn
+    torch.manual_seed(0)
+    lib = gnn if impl.startswith("gnnkit") else pnn
+    if layer == "gcn":
+        mod = lib.GCNConv(F, F, cached=impl.endswith("cached"))
+    elif layer == "sage":
+        mod = lib.SAGEConv(F, F)
+    elif layer == "gin":
+        mod = lib.GINConv(torch.nn.Sequential(torch.nn.Linear(F, F), torch.nn.ReLU(), torch.nn.Linear(F, F)))
+    elif layer == "gat":
+        mod = lib.GATConv(F, F // 8, heads=8)
+    elif layer.startswith("sage_lstm"):
+        mod = lib.SAGEConv(F, F, aggr="lstm")
+    else:
+        raise ValueError(layer)
+    if "sparsetensor" in impl:
+        from torch_sparse import SparseTensor
+        adj = SparseTensor(row=ei[1], col=ei[0], sparse_sizes=(N, N))
+    elif "torchcsr" in impl:
+        adj = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1)), (N, N)).coalesce().to_sparse_csr()
+    elif impl.endswith("int32"):
+        adj = ei.to(torch.int32)
+    else:
+        adj = ei
+    return mod, adj
+
+
+def worker(layer: str, impl: str, reps: int) -> dict:
+    warnings.filterwarnings("ignore")
+    ei = make_graph(cap=LSTM_CAP if layer == "sage_lstm_capped" else 0)
+    if layer.startswith("sage_lstm") and impl.startswith("pyg"):
+        max_deg = int(torch.bincount(ei[1], minlength=N).max())
+        need = N * max_deg * F * 4
+        if need > 4e9:
+            return {"skipped": f"PyG's LSTM aggregation would pad to N x max_deg x F = {N} x {max_deg} x {F} "
+                               f"floats = {need / 1e9:.0f} GB"}
+    mod, adj = _build(layer, impl, ei)
+    mod.train()
+    x = torch.randn(N, F, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+
+    def step():
+        out = mod(x, adj)
+        out.backward(torch.ones_like(out))
+        x.grad = None
+        for p in mod.parameters():
+            p.grad = None
+
+    step()  # warm-up: caches, allocator
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    ok = _reset_peak()
+    base = _rss_kb("VmRSS")
+    step()
+    peak = _rss_kb("VmHWM") - base if ok else None
+    return {"median_s": statistics.median(times), "times_s": times,
+            "peak_mb": None if peak is None else round(peak / 1024, 1), "num_edges": int(ei.size(1))}
+
+
+IMPLS = {
+    "gcn": ["gnnkit", "gnnkit-int32", "pyg-edge_index", "pyg-torchcsr", "pyg-sparsetensor", "pyg-sparsetensor-cached"],
+    "sage": ["gnnkit", "gnnkit-int32", "pyg-edge_index", "pyg-torchcsr", "pyg-sparsetensor"],
+    "gin": ["gnnkit", "gnnkit-int32", "pyg-edge_index", "pyg-torchcsr", "pyg-sparsetensor"],
+    "gat": ["gnnkit", "pyg-edge_index", "pyg-sparsetensor"],
+    "sage_lstm_capped": ["gnnkit", "pyg-edge_index"],
+    "sage_lstm": ["gnnkit", "pyg-edge_index"],
+}
+# targets: (gnnkit impl, baseline impl, minimum speed-up, maximum memory ratio or None)
+TARGETS = [
+    ("gcn", "pyg-sparsetensor", 1.2, None), ("gcn", "pyg-edge_index", 2.5, None),
+    ("sage", "pyg-sparsetensor", 1.2, None), ("sage", "pyg-edge_index", 2.5, None),
+    ("gin", "pyg-sparsetensor", 1.2, None), ("gin", "pyg-edge_index", 2.5, None),
+    ("gat", "pyg-edge_index", 2.0, 0.3), ("sage_lstm_capped", "pyg-edge_index", 2.0, None),
+]
+
+
+def _has_torch_sparse() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("torch_sparse") is not None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", default="gcn,sage,gin,gat,sage_lstm_capped,sage_lstm",
+                    help="comma-separated subset of " + ",".join(IMPLS) + " (default: all)")
+    ap.add_argument("--reps", type=int, default=5, help="timed calls per measurement (default 5; LSTM uses 2)")
+    ap.add_argument("--out", default=str(RESULTS / "layers_speed.json"), help="JSON output path")
+    ap.add_argument("--worker", nargs=2, metavar=("LAYER", "IMPL"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args.worker[0], args.worker[1], args.reps)))
+        return
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    results = {}
+    for layer in args.layers.split(","):
+        results[layer] = {}
+        for impl in IMPLS[layer]:
+            if "sparsetensor" in impl and not _has_torch_sparse():
+                results[layer][impl] = {"skipped": "torch-sparse is not installed"}
+                continue
+            reps = 2 if layer.startswith("sage_lstm") else args.reps
+            proc = subprocess.run([sys.executable, __file__, "--worker", layer, impl, "--reps", str(reps)],
+                                  capture_output=True, text=True, env=env)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode != 0 or not line:
+                res = {"failed": (proc.stderr or proc.stdout)[-600:]}
+            else:
+                res = json.loads(line[0][7:])
+            results[layer][impl] = res
+            print(f"{layer:18s} {impl:26s} {json.dumps(res)[:160]}", flush=True)
+    checks = []
+    for layer, base, speedup, mem in TARGETS:
+        r = results.get(layer, {})
+        ours, ref = r.get("gnnkit", {}), r.get(base, {})
+        if "median_s" not in ours or "median_s" not in ref:
+            checks.append({"layer": layer, "baseline": base, "target_speedup": speedup, "status": "not measured",
+                           "why": ref.get("skipped") or ref.get("failed") or ours.get("failed")})
+            continue
+        s = ref["median_s"] / ours["median_s"]
+        c = {"layer": layer, "baseline": base, "target_speedup": speedup, "speedup": round(s, 2),
+             "met": s >= speedup}
+        if mem is not None and ours.get("peak_mb") and ref.get("peak_mb"):
+            m = ours["peak_mb"] / ref["peak_mb"]
+            c.update(target_mem_ratio=mem, mem_ratio=round(m, 3), met=c["met"] and m <= mem)
+        checks.append(c)
+        print(json.dumps(c))
+    out = {"graph": {"num_nodes": N, "num_edges": E, "features": F, "generator": "make_graph(seed=0)"},
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor(),
+           "cores": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "results": results, "targets": checks}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
+    _plot(results, Path(args.out).with_suffix(".png"))
+
+
+def _plot(results: dict, path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover
+        return
+    layers = [lay for lay in results if any("median_s" in v for v in results[lay].values())]
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.6), squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        items = [(k, v["median_s"]) for k, v in results[layer].items() if "median_s" in v]
+        ax.barh([k for k, _ in items], [t for _, t in items],
+                color=["tab:green" if k.startswith("gnnkit") else "tab:gray" for k, _ in items])
+        ax.set_title(layer)
+        ax.set_xlabel("fwd+bwd seconds")
+    fig.suptitle(f"arxiv-like graph N={N:,} E={E:,} F={F}, CPU ({os.cpu_count()} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
