@@ -10,6 +10,12 @@ GAT's logits split into per-node terms (``a_src = <x_j, att_src>``,
 features), so the only E-sized tensors are the ``[E, H]`` scores.
 The torch path composes :mod:`.softmax` and :mod:`.spmm` (whose hand-written
 backwards never build an ``E x H x F`` tensor).
+
+The fused path (:class:`FusedGATFunction`, Triton, taken when
+``use_triton("gat", x)`` and neither attention dropout in training nor
+``return_attention`` is asked) computes scores, softmax and aggregation in one
+kernel that keeps only the per-node softmax max and sum ``[N, H]``; its backward
+recomputes the attention from them (see ``kernels/gat.py`` and docs/kernels.md).
 """
 from __future__ import annotations
 
@@ -19,9 +25,68 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._backend import kernel, use_triton
 from .graph import Graph
 from .softmax import segment_softmax_slots
 from .spmm import spmm_slots
+
+
+# ---------------------------------------------------------------------- fused path (Triton)
+@torch.library.custom_op("gnnkit::gat_fused", mutates_args=())
+def _gat_fused_op(rowptr: Tensor, col: Tensor, x: Tensor, a_src: Tensor, a_dst: Tensor,
+                  edge_term: Optional[Tensor], negative_slope: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(out [N, H, F], row max m [N, H] fp32, row sum z [N, H] fp32)``; ``edge_term`` in CSR slot order."""
+    return kernel("gat").gat_fwd(rowptr, col, x, a_src, a_dst, edge_term, negative_slope)
+
+
+@_gat_fused_op.register_fake
+def _(rowptr, col, x, a_src, a_dst, edge_term, negative_slope):
+    N = rowptr.shape[0] - 1
+    stats = x.new_empty((N, x.shape[1]), dtype=torch.float32)
+    return x.new_empty((N, x.shape[1], x.shape[2])), stats, torch.empty_like(stats)
+
+
+@torch.library.custom_op("gnnkit::gat_fused_bwd", mutates_args=())
+def _gat_fused_bwd_op(rowptr: Tensor, col: Tensor, rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor, x: Tensor,
+                      a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor], out: Tensor, m: Tensor,
+                      z: Tensor, grad_out: Tensor, negative_slope: float
+                      ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(grad_x, grad_a_src, grad_a_dst, grad_edge_term)``; the last is empty without ``edge_term``."""
+    gx, gs, gd, gt = kernel("gat").gat_bwd(rowptr, col, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term,
+                                           out, m, z, grad_out, negative_slope)
+    return gx, gs, gd, x.new_empty(0) if gt is None else gt
+
+
+@_gat_fused_bwd_op.register_fake
+def _(rowptr, col, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out, m, z, grad_out, negative_slope):
+    gt = x.new_empty(0) if edge_term is None else torch.empty_like(edge_term)
+    return torch.empty_like(x), torch.empty_like(a_src), torch.empty_like(a_dst), gt
+
+
+class FusedGATFunction(torch.autograd.Function):
+    """Fused GAT attention: forward keeps only ``out`` and the ``[N, H]`` softmax statistics;
+    backward recomputes the attention weights from them (no ``E x H x F`` tensor, no atomics)."""
+
+    @staticmethod
+    def forward(ctx, graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor],
+                negative_slope: float) -> Tensor:
+        out, m, z = _gat_fused_op(graph.rowptr, graph.col, x, a_src, a_dst, edge_term, float(negative_slope))
+        ctx.graph = graph
+        ctx.negative_slope = float(negative_slope)
+        ctx.save_for_backward(x, a_src, a_dst, edge_term, out, m, z)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        graph: Graph = ctx.graph
+        x, a_src, a_dst, edge_term, out, m, z = ctx.saved_tensors
+        rowptr_t, col_t, perm_t = graph.transpose()
+        gx, gs, gd, gt = _gat_fused_bwd_op(graph.rowptr, graph.col, rowptr_t, col_t, perm_t, x, a_src, a_dst,
+                                           edge_term, out, m, z, grad_out.contiguous(), ctx.negative_slope)
+        need = ctx.needs_input_grad
+        return (None, gx if need[1] else None, gs if need[2] else None, gd if need[3] else None,
+                gt if edge_term is not None and need[4] else None, None)
 
 
 def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor] = None,
@@ -49,6 +114,11 @@ def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_te
                          f"H={H}], got {list(a_src.shape)} and {list(a_dst.shape)}")
     if edge_term is not None and edge_term.shape != (graph.num_edges, H):
         raise ValueError(f"edge_term must be [E={graph.num_edges}, H={H}], got {list(edge_term.shape)}")
+    if not return_attention and not (training and dropout > 0) and use_triton("gat", x):
+        t = None if edge_term is None else graph.to_csr_order(edge_term).contiguous()
+        out = FusedGATFunction.apply(graph, x.contiguous(), a_src.contiguous(), a_dst.contiguous(), t,
+                                     negative_slope)
+        return out, None
     s = a_src.index_select(0, graph.col) + a_dst.index_select(0, graph.row)
     if edge_term is not None:
         s = s + graph.to_csr_order(edge_term)

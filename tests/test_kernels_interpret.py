@@ -1,0 +1,374 @@
+"""Every Triton kernel against the torch reference, on CPU under Triton's interpreter.
+
+``TRITON_INTERPRET=1`` must be set when the kernel modules are decorated (import
+time), so this module sets it, imports ``gnnkit.kernels.*`` (re-importing them
+if another module got there first without the interpreter), then restores the
+environment; each test runs with ``TRITON_INTERPRET=1``, ``GNNKIT_BACKEND=triton``
+and a small row-split length so that row splitting is exercised on tiny graphs.
+"""
+import importlib
+import os
+import sys
+
+_prev_interpret = os.environ.get("TRITON_INTERPRET")
+os.environ["TRITON_INTERPRET"] = "1"
+try:
+    import triton  # noqa: F401
+    _KMODS = ["gnnkit.kernels._config", "gnnkit.kernels.spmm", "gnnkit.kernels.sddmm",
+              "gnnkit.kernels.softmax", "gnnkit.kernels.segment", "gnnkit.kernels.gat"]
+    for _name in _KMODS:
+        if _name in sys.modules:
+            importlib.reload(sys.modules[_name])
+        else:
+            importlib.import_module(_name)
+    from gnnkit.ops import _backend
+    _backend._kernel_module.cache_clear()
+finally:
+    if _prev_interpret is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _prev_interpret
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from gnnkit.kernels import _config, gat as kgat, sddmm as ksddmm, segment as kseg  # noqa: E402
+from gnnkit.kernels import softmax as ksoftmax, spmm as kspmm  # noqa: E402
+from gnnkit.ops import as_graph, gat_attention, sddmm, segment_reduce, segment_softmax, spmm  # noqa: E402
+from gnnkit.ops.graph import Graph  # noqa: E402
+from gnnkit.ops.sddmm import sddmm_csr_ref  # noqa: E402
+from gnnkit.ops.segment import segment_reduce_bwd_ref, segment_reduce_ref  # noqa: E402
+from gnnkit.ops.softmax import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: E402
+from gnnkit.ops.spmm import spmm_arg_bwd_ref, spmm_csr_ref  # noqa: E402
+
+SPLIT = 8  # row-split length in these tests: rows longer than 8 slots are cut into chunks
+TOL = {torch.float32: (2e-5, 2e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16: (1.6e-2, 1.6e-2)}
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+REDUCES = ["sum", "mean", "max", "min"]
+
+
+@pytest.fixture(autouse=True)
+def _interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setenv("GNNKIT_BACKEND", "triton")
+    monkeypatch.setenv("GNNKIT_ROW_SPLIT", str(SPLIT))
+
+
+def close(a, b, dtype, scale=1.0):
+    rtol, atol = TOL[dtype]
+    torch.testing.assert_close(a.float(), b.float(), rtol=rtol * scale, atol=atol * scale)
+
+
+def adversarial_edges(seed=0):
+    """16 nodes: hub 0 with 18 in-edges (3 chunks of 8, duplicates included), self-loops,
+    a duplicated edge, isolated nodes 10 and 11 (no edges at all), degree-1 rows;
+    shuffled so the input order differs from the CSR order."""
+    g = torch.Generator().manual_seed(seed)
+    N = 16
+    hub_src = torch.cat([torch.arange(1, 16), torch.tensor([1, 2, 3])])
+    src = [hub_src, torch.tensor([3, 4, 2, 2, 5, 6, 7, 8, 9, 12, 13, 14, 15]), torch.randint(12, 16, (4,), generator=g)]
+    dst = [torch.zeros(18, dtype=torch.long), torch.tensor([3, 4, 1, 1, 6, 7, 8, 9, 5, 13, 14, 15, 12]),
+           torch.randint(12, 16, (4,), generator=g)]
+    ei = torch.stack([torch.cat(src), torch.cat(dst)])
+    return ei[:, torch.randperm(ei.size(1), generator=g)], N
+
+
+ISOLATED = [10, 11]
+# (feature dtype, index dtype, heads): every dtype and both index types, without the full product
+COMBOS = [(torch.float32, torch.int64, 2), (torch.float16, torch.int32, 1), (torch.bfloat16, torch.int64, 1)]
+
+
+def csr(ei, N, idx_dtype):
+    g = Graph.from_coo(ei[0], ei[1], N, N)
+    rpt, colt, permt = g.transpose()
+    cast = (lambda t: t.to(idx_dtype))
+    return g, cast(g.rowptr), cast(g.col), cast(rpt), cast(colt), cast(permt)
+
+
+# ---------------------------------------------------------------------- launchers
+@pytest.mark.parametrize("dtype,idx_dtype,H", COMBOS)
+def test_spmm_launchers(dtype, idx_dtype, H):
+    ei, N = adversarial_edges()
+    g, rp, col, rpt, colt, permt = csr(ei, N, idx_dtype)
+    torch.manual_seed(1)
+    F = 5
+    x = torch.randn(N, H, F).to(dtype)
+    value = torch.rand(g.num_edges, H).add_(0.5).to(dtype)
+    for reduce in REDUCES:
+        for v in (None, value):
+            out = kspmm.spmm_fwd(rp, col, v, x, reduce)
+            assert out.dtype == dtype and out.shape == (N, H, F)
+            close(out, spmm_csr_ref(g.rowptr, g.col, v, x, reduce), dtype)
+            assert torch.all(out[ISOLATED] == 0), "rows without edges must give 0"
+            if reduce in ("max", "min"):
+                go = torch.randn(N, H, F).to(dtype)
+                gx, gv = kspmm.spmm_arg_bwd(rp, col, v, x, go, reduce, rpt, colt, permt)
+                rx, rv = spmm_arg_bwd_ref(g.rowptr, g.col, v, x, go, reduce)
+                close(gx, rx, dtype)
+                assert (gv is None) == (v is None)
+                if v is not None:
+                    close(gv, rv, dtype, scale=4.0)
+
+
+def test_spmm_arg_backward_goes_to_first_tied_slot():
+    # row 0 receives the same value from sources 1, 2 and 3 (duplicates and ties)
+    ei = torch.tensor([[1, 2, 3, 2], [0, 0, 0, 0]])
+    g, rp, col, rpt, colt, permt = csr(ei, 4, torch.int64)
+    x = torch.ones(4, 1, 3)
+    go = torch.arange(1.0, 5.0).view(4, 1, 1).expand(4, 1, 3).contiguous()
+    gx, _ = kspmm.spmm_arg_bwd(rp, col, None, x, go, "max", rpt, colt, permt)
+    expect = torch.zeros(4, 1, 3)
+    expect[1] = 1.0  # slot 0 of row 0 holds source 1 (sources sorted within a row)
+    assert torch.equal(gx, expect)
+
+
+@pytest.mark.parametrize("dtype,idx_dtype,H", COMBOS)
+def test_sddmm_softmax_segment_launchers(dtype, idx_dtype, H):
+    ei, N = adversarial_edges(1)
+    g, rp, col, *_ = csr(ei, N, idx_dtype)
+    E = g.num_edges
+    torch.manual_seed(2)
+    H, F = H + 1, 7
+    a = torch.randn(N, H, F).to(dtype)
+    b = torch.randn(N, H, F).to(dtype)
+    close(ksddmm.sddmm_fwd(rp, col, a, b), sddmm_csr_ref(g.rowptr, g.col, a, b), dtype, scale=2.0)
+
+    s = (3 * torch.randn(E, H)).to(dtype)
+    p = ksoftmax.segment_softmax_fwd(rp, s)
+    close(p, segment_softmax_ref(g.rowptr, g.row, s), dtype)
+    grad = torch.randn(E, H).to(dtype)
+    close(ksoftmax.segment_softmax_bwd(rp, p, grad), segment_softmax_bwd_ref(g.rowptr, g.row, p, grad), dtype)
+
+    vals = torch.randn(E, 2, 3).to(dtype)
+    for reduce in REDUCES:
+        close(kseg.segment_reduce_fwd(rp, vals, reduce), segment_reduce_ref(g.rowptr, vals, reduce), dtype)
+        go = torch.randn(N, 2, 3).to(dtype)
+        close(kseg.segment_reduce_bwd(rp, vals, go, reduce), segment_reduce_bwd_ref(g.rowptr, vals, go, reduce),
+              dtype)
+
+
+def _gat_reference(g, x, a_src, a_dst, t_slots, slope):
+    """Dense-free autograd reference of the fused GAT in fp32."""
+    pre = a_src[g.col] + a_dst[g.row]
+    if t_slots is not None:
+        pre = pre + t_slots
+    s = torch.nn.functional.leaky_relu(pre, slope)
+    alpha = segment_softmax_ref(g.rowptr, g.row, s)
+    msg = alpha.unsqueeze(-1) * x[g.col]
+    return torch.zeros(g.num_dst, *x.shape[1:], dtype=x.dtype).index_add_(0, g.row, msg)
+
+
+@pytest.mark.parametrize("dtype,idx_dtype,H", COMBOS)
+@pytest.mark.parametrize("with_t", [False, True])
+def test_gat_launchers(dtype, idx_dtype, H, with_t):
+    ei, N = adversarial_edges(2)
+    g, rp, col, rpt, colt, permt = csr(ei, N, idx_dtype)
+    torch.manual_seed(3)
+    F = 6
+    x = torch.randn(N, H, F).to(dtype)
+    a_src, a_dst = torch.randn(N, H).to(dtype), torch.randn(N, H).to(dtype)
+    t = torch.randn(g.num_edges, H).to(dtype) if with_t else None
+    out, m, z = kgat.gat_fwd(rp, col, x, a_src, a_dst, t, 0.2)
+    assert m.shape == z.shape == (N, H) and m.dtype == torch.float32
+    leaves = [u.float().requires_grad_() for u in (x, a_src, a_dst)] + \
+        ([t.float().requires_grad_()] if with_t else [None])
+    ref = _gat_reference(g, *leaves, 0.2)
+    close(out, ref, dtype)
+    assert torch.all(out[ISOLATED] == 0)
+    go = torch.randn(N, H, F).to(dtype)
+    ref.backward(go.float())
+    grads = kgat.gat_bwd(rp, col, rpt, colt, permt, x, a_src, a_dst, t, out, m, z, go, 0.2)
+    for got, leaf in zip(grads, leaves):
+        if leaf is None:
+            assert got is None
+        else:
+            assert got.dtype == dtype
+            close(got, leaf.grad, dtype, scale=4.0)
+
+
+def test_hub_with_10000_neighbours_is_split_over_many_programs(monkeypatch):
+    """A hub with 10,000 in-edges next to degree-1 rows: at the default split length it
+    becomes ceil(10000 / split) chunks of at most split slots (checked on the schedule);
+    the kernels then run on a 200-neighbour hub split into 25 chunks (the interpreter
+    runs a program in milliseconds, so 10,000 rows would take minutes here)."""
+    monkeypatch.delenv("GNNKIT_ROW_SPLIT")
+    hub = 10_000
+    src = torch.cat([torch.arange(1, hub + 1), torch.tensor([0, 1, 2])])
+    dst = torch.cat([torch.zeros(hub, dtype=torch.long), torch.tensor([1, 2, 3])])
+    g = Graph.from_coo(src, dst, hub + 1, hub + 1)
+    sch = _config.schedule(g.rowptr)
+    n_chunks = -(-hub // _config.DEFAULT_ROW_SPLIT)
+    assert sch.split and sch.long_rows.tolist() == [0] and sch.num_parts == n_chunks
+    assert int((sch.end - sch.start).max()) <= _config.DEFAULT_ROW_SPLIT
+    assert sch.num_chunks == hub + 1 - 1 + n_chunks
+
+    monkeypatch.setenv("GNNKIT_ROW_SPLIT", str(SPLIT))
+    hub = 200
+    src = torch.cat([torch.arange(1, hub + 1), torch.tensor([0, 1, 2])])
+    dst = torch.cat([torch.zeros(hub, dtype=torch.long), torch.tensor([1, 2, 3])])
+    N = 4
+    g = Graph.from_coo(src, dst, hub + 1, N)
+    assert _config.schedule(g.rowptr).num_parts == hub // SPLIT
+    torch.manual_seed(4)
+    x = torch.randn(hub + 1, 1, 3)
+    for reduce in ("sum", "max"):
+        close(kspmm.spmm_fwd(g.rowptr, g.col, None, x, reduce), spmm_csr_ref(g.rowptr, g.col, None, x, reduce),
+              torch.float32, scale=10.0)
+    a_src, a_dst = torch.randn(hub + 1, 1), torch.randn(N, 1)
+    out, _, _ = kgat.gat_fwd(g.rowptr, g.col, x, a_src, a_dst, None, 0.2)
+    close(out, _gat_reference(g, x, a_src, a_dst, None, 0.2), torch.float32)
+    s = torch.randn(g.num_edges, 1)
+    close(ksoftmax.segment_softmax_fwd(g.rowptr, s), segment_softmax_ref(g.rowptr, g.row, s), torch.float32)
+
+
+def test_schedule_chunks_cover_every_slot_once():
+    ei, N = adversarial_edges()
+    g = Graph.from_coo(ei[0], ei[1], N, N)
+    sch = _config._build_schedule(g.rowptr, SPLIT)
+    assert sch.split
+    covered = torch.zeros(g.num_edges, dtype=torch.long)
+    for s, e in zip(sch.start.tolist(), sch.end.tolist()):
+        assert 0 < e - s <= SPLIT or s == e
+        covered[s:e] += 1
+    assert torch.all(covered == 1)
+    # partial slots of a long row are contiguous and in chunk order
+    for lr, p0, p1 in zip(sch.long_rows.tolist(), sch.long_ptr[:-1].tolist(), sch.long_ptr[1:].tolist()):
+        chunks = (sch.row == lr).nonzero().flatten()
+        assert sch.part[chunks].tolist() == list(range(p0, p1))
+
+
+def test_empty_graph_and_no_nodes():
+    x = torch.randn(4, 2, 3)
+    rp = torch.zeros(5, dtype=torch.long)
+    col = torch.zeros(0, dtype=torch.long)
+    for reduce in REDUCES:
+        assert torch.equal(kspmm.spmm_fwd(rp, col, None, x, reduce), torch.zeros(4, 2, 3))
+    assert kseg.segment_reduce_fwd(rp, torch.randn(0, 3), "max").shape == (4, 3)
+    assert torch.equal(kseg.segment_reduce_fwd(rp, torch.randn(0, 3), "max"), torch.zeros(4, 3))
+    assert ksoftmax.segment_softmax_fwd(rp, torch.randn(0, 2)).shape == (0, 2)
+    assert ksddmm.sddmm_fwd(rp, col, x, x).shape == (0, 2)
+    out, m, z = kgat.gat_fwd(rp, col, x, torch.randn(4, 2), torch.randn(4, 2), None, 0.2)
+    assert torch.equal(out, torch.zeros(4, 2, 3))
+    rp0 = torch.zeros(1, dtype=torch.long)
+    assert kspmm.spmm_fwd(rp0, col, None, torch.randn(0, 1, 3), "sum").shape == (0, 1, 3)
+
+
+def test_launchers_reject_bad_input():
+    rp = torch.tensor([0, 1, 2])
+    col = torch.tensor([1, 0])
+    x = torch.randn(2, 1, 3)
+    with pytest.raises(ValueError, match="col"):
+        kspmm.spmm_fwd(rp, col.float(), None, x, "sum")
+    with pytest.raises(ValueError, match="reduce"):
+        kspmm.spmm_fwd(rp, col, None, x, "prod")
+    with pytest.raises(ValueError, match="contiguous"):
+        kspmm.spmm_fwd(rp, col, None, x.transpose(0, 2), "sum")
+    with pytest.raises(ValueError, match="value"):
+        kspmm.spmm_fwd(rp, col, torch.ones(3, 1), x, "sum")
+    with pytest.raises(ValueError, match="a_src"):
+        kgat.gat_fwd(rp, col, x, torch.randn(3, 1), torch.randn(2, 1), None, 0.2)
+    with pytest.raises(ValueError, match="GNNKIT_ROW_SPLIT"):
+        os.environ["GNNKIT_ROW_SPLIT"] = "0"
+        _config.row_split()
+
+
+# ---------------------------------------------------------------------- public ops with autograd
+@st.composite
+def small_graphs(draw):
+    N = draw(st.integers(1, 8))
+    E = draw(st.integers(0, 20))
+    src = draw(st.lists(st.integers(0, N - 1), min_size=E, max_size=E))
+    dst = draw(st.lists(st.integers(0, N - 1), min_size=E, max_size=E))
+    if E and draw(st.booleans()):  # pile edges onto one destination: a hub that gets split
+        hub = draw(st.integers(0, N - 1))
+        dst = [hub if i % 2 == 0 else d for i, d in enumerate(dst)]
+    idx = draw(st.sampled_from([torch.int32, torch.int64]))
+    H = draw(st.integers(1, 2))
+    F = draw(st.sampled_from([1, 3, 17]))
+    reduce = draw(st.sampled_from(REDUCES))
+    seed = draw(st.integers(0, 2 ** 16))
+    return torch.tensor([src, dst], dtype=idx).view(2, E), N, H, F, reduce, seed
+
+
+def _both_backends(monkeypatch, fn):
+    """Run ``fn()`` (returns tensors) with the Triton kernels and with the torch path."""
+    got = fn()
+    monkeypatch.setenv("GNNKIT_BACKEND", "torch")
+    try:
+        ref = fn()
+    finally:
+        monkeypatch.setenv("GNNKIT_BACKEND", "triton")
+    return got, ref
+
+
+@settings(max_examples=int(os.environ.get("GNNKIT_HYPOTHESIS_EXAMPLES", 8)), deadline=None, derandomize=True,
+          database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=small_graphs())
+def test_public_ops_match_torch_path(monkeypatch, case):
+    ei, N, H, F, reduce, seed = case
+    g, _ = as_graph(ei, num_nodes=N)
+    E = g.num_edges
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, H, F, generator=gen)
+    w = torch.rand(E, H, generator=gen) + 0.5
+    a_src, a_dst = torch.randn(N, H, generator=gen), torch.randn(N, H, generator=gen)
+    t = torch.randn(E, H, generator=gen)
+    logits = torch.randn(E, H, generator=gen)
+    gy = torch.randn(N, H, F, generator=gen)
+    ge = torch.randn(E, H, generator=gen)
+
+    def run():
+        leaves = [u.clone().requires_grad_() for u in (x, w, a_src, a_dst, t, logits)]
+        lx, lw, las, lad, lt, ll = leaves
+        y = spmm(g, lx, lw, reduce=reduce)
+        y2, _ = gat_attention(g, lx, las, lad, lt)
+        s = sddmm(g, lx, lx)
+        p = segment_softmax(g, ll)
+        r = segment_reduce(g, lw, reduce=reduce)
+        loss = (y * gy).sum() + (y2 * gy).sum() + (s * ge).sum() + (p * ge).sum() + (r[:, :1] * 2).sum()
+        loss.backward()
+        return [y, y2, s, p, r] + [u.grad if u.grad is not None else torch.zeros_like(u) for u in leaves]
+
+    got, ref = _both_backends(monkeypatch, run)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_public_gat_low_precision_and_int32(monkeypatch, dtype):
+    ei, N = adversarial_edges(3)
+    ei = ei.to(torch.int32)
+    g, _ = as_graph(ei, num_nodes=N)
+    torch.manual_seed(5)
+    H, F = 1, 9
+    base = [torch.randn(N, H, F), torch.randn(N, H), torch.randn(N, H), torch.randn(g.num_edges, H)]
+    gy = torch.randn(N, H, F)
+
+    def run():
+        leaves = [u.to(dtype).requires_grad_() for u in base]
+        y, att = gat_attention(g, *leaves)
+        assert att is None
+        (y.float() * gy).sum().backward()
+        return [y] + [u.grad for u in leaves]
+
+    got, _ = _both_backends(monkeypatch, run)
+    # reference in fp32 from the same low-precision inputs
+    leaves = [u.to(dtype).float().requires_grad_() for u in base]
+    y = _gat_reference(g, leaves[0], leaves[1], leaves[2], g.to_csr_order(leaves[3]), 0.2)
+    (y * gy).sum().backward()
+    close(got[0], y, dtype)
+    for a, leaf in zip(got[1:], leaves):
+        close(a, leaf.grad, dtype, scale=4.0)
+
+
+def test_gat_falls_back_to_composite_for_attention_and_dropout(monkeypatch):
+    ei, N = adversarial_edges(4)
+    g, _ = as_graph(ei, num_nodes=N)
+    x, a_s, a_d = torch.randn(N, 2, 4), torch.randn(N, 2), torch.randn(N, 2)
+    y, att = gat_attention(g, x, a_s, a_d, return_attention=True)
+    assert att is not None and att.shape == (g.num_edges, 2)
+    y_fused, none = gat_attention(g, x, a_s, a_d)
+    assert none is None
+    torch.testing.assert_close(y, y_fused, rtol=1e-5, atol=1e-6)
