@@ -39,7 +39,7 @@ def segment_softmax_bwd_ref(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor
     pc = p.float() if dtype in _LOW else p
     gc = grad.to(pc.dtype)
     if pc.numel() == 0:
-        return gc.to(dtype)
+        return gc.to(dtype, copy=True)  # a custom op's output must not alias its input
     dot = _segment_sum(rowptr, pc * gc)
     return (pc * (gc - dot.index_select(0, row))).to(dtype)
 
