@@ -23,6 +23,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
@@ -170,7 +171,9 @@ def relaxed_torch_load() -> Iterator[None]:
     old = os.environ.get(key)
     os.environ[key] = "1"
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+            yield
     finally:
         if old is None:
             os.environ.pop(key, None)

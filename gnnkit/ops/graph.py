@@ -272,7 +272,10 @@ def as_graph(adj: Any, num_nodes: Optional[int] = None, size: Size = None,
     num_src, num_dst = _size(num_nodes, size)
     if SparseTensor is not None and isinstance(adj, SparseTensor):
         return _from_sparse_tensor(adj, num_src, num_dst, name)
-    if isinstance(adj, Tensor) and adj.layout in (torch.sparse_coo, torch.sparse_csr):
+    if not isinstance(adj, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor [2, E], a torch.sparse adj_t or a SparseTensor, "
+                         f"got {type(adj).__name__}; convert it with torch.as_tensor(...)")
+    if adj.layout in (torch.sparse_coo, torch.sparse_csr):
         return _from_torch_sparse(adj, num_src, num_dst, name)
     if isinstance(adj, Tensor) and adj.layout != torch.strided:
         raise ValueError(f"{name}: sparse layout {adj.layout} is not supported; use COO or CSR "

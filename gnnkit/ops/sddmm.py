@@ -27,11 +27,21 @@ def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     out = ac.new_empty(E, H)
     if E == 0:
         return out.to(dtype)
-    zeros = torch.zeros(E, dtype=ac.dtype, device=a.device)
+    # sampled_addmm rejects duplicate (row, col) entries: sample the unique pattern, then gather
+    row = torch.repeat_interleave(torch.arange(N, device=a.device), rowptr[1:] - rowptr[:-1], output_size=E)
+    first = torch.ones(E, dtype=torch.bool, device=a.device)
+    first[1:] = (row[1:] != row[:-1]) | (col[1:] != col[:-1])
+    gather = None
+    if not bool(first.all()):
+        gather = torch.cumsum(first, 0) - 1
+        col = col[first]
+        rowptr = torch.searchsorted(row[first], torch.arange(N + 1, device=a.device))
+    zeros = torch.zeros(col.numel(), dtype=ac.dtype, device=a.device)
     pattern = torch.sparse_csr_tensor(rowptr, col, zeros, (N, S))
     for h in range(H):
         res = torch.sparse.sampled_addmm(pattern, ac[:, h].contiguous(), bc[:, h].t().contiguous(), beta=0.0)
-        out[:, h] = res.values()
+        vals = res.values()
+        out[:, h] = vals if gather is None else vals.index_select(0, gather)
     return out.to(dtype)
 
 

@@ -1,0 +1,145 @@
+"""GCNConv against torch_geometric.nn.GCNConv with loaded weights, for every input form."""
+import pytest
+import torch
+import torch_geometric.nn as pyg_nn
+from torch_geometric import EdgeIndex
+from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
+
+from gnnkit.nn import GCNConv
+from gnnkit.ops.graph import SparseTensor
+from tests.conftest import random_graph
+
+N, FIN, FOUT = 40, 11, 7  # feature sizes that are not powers of two
+
+
+def _pair(**kw):
+    ref = pyg_nn.GCNConv(FIN, FOUT, **kw)
+    torch.nn.init.normal_(ref.bias)  # a non-zero bias so it is compared too
+    ours = GCNConv(FIN, FOUT, **kw)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    return ref.eval(), ours.eval()
+
+
+def _graph(seed=0):
+    ei = random_graph(N, 150, seed=seed, self_loops=True, duplicates=True, hub=30)
+    ei[:, :3] = torch.tensor([[5, 5, 9], [5, 5, 9]])  # repeated self-loops
+    return ei
+
+
+def test_state_dict_keys_and_repr():
+    ref, ours = _pair()
+    assert list(ours.state_dict()) == list(ref.state_dict()) == ["bias", "lin.weight"]
+    assert repr(ours) == "GCNConv(11, 7)"
+
+
+@pytest.mark.parametrize("improved", [False, True])
+@pytest.mark.parametrize("add_self_loops", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
+def test_matches_pyg_edge_index(improved, add_self_loops, weighted, dtype):
+    ref, ours = _pair(improved=improved, add_self_loops=add_self_loops)
+    ei = _graph()
+    x = torch.randn(N, FIN, requires_grad=True)
+    w = torch.rand(ei.size(1), requires_grad=True) if weighted else None
+    out_ref = ref(x, ei, w)  # PyG on int64 (its int32 path is not trusted; field.md)
+    out = ours(x, ei.to(dtype), w)
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(out)
+    grads_ref = torch.autograd.grad(out_ref, [x, ref.lin.weight] + ([w] if weighted else []), g)
+    grads = torch.autograd.grad(out, [x, ours.lin.weight] + ([w] if weighted else []), g)
+    if weighted and add_self_loops:
+        # edges 0 and 1 are the same self-loop; only the last one's weight is used. PyG's
+        # index_put backward still sends a gradient to the overwritten edge 0; ours is exactly 0.
+        assert grads[2][0] == 0
+        grads, grads_ref = (grads[0], grads[1], grads[2][1:]), (grads_ref[0], grads_ref[1], grads_ref[2][1:])
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _forms(ei):
+    yield "EdgeIndex", EdgeIndex(ei, sparse_size=(N, N))
+    yield "coo", to_torch_coo_tensor(ei.flip(0), size=(N, N))
+    yield "csr", to_torch_csr_tensor(ei.flip(0), size=(N, N))
+    if SparseTensor is not None:
+        yield "SparseTensor", SparseTensor(row=ei[1], col=ei[0], sparse_sizes=(N, N))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_matches_pyg_every_form(normalize):
+    ref, ours = _pair(normalize=normalize)
+    ei = _graph(seed=1)
+    x = torch.randn(N, FIN)
+    for name, adj in _forms(ei):
+        torch.testing.assert_close(ours(x, adj), ref(x, adj), atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_cached_and_cache_reuse():
+    ref, ours = _pair(cached=True)
+    ei = _graph(seed=2)
+    x = torch.randn(N, FIN)
+    torch.testing.assert_close(ours(x, ei), ref(x, ei), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours(x, ei), ref(x, ei), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="cached=True"):
+        ours(torch.randn(N + 3, FIN), ei)
+    ours.reset_parameters()
+    assert ours._cached_norm is None
+
+
+def test_edge_weight_in_place_change_is_seen():
+    _, ours = _pair()
+    ei = _graph(seed=3)
+    x = torch.randn(N, FIN)
+    w = torch.rand(ei.size(1))
+    a = ours(x, ei, w)
+    w.mul_(3.0)
+    w[:10] = 0.0
+    ref = pyg_nn.GCNConv(FIN, FOUT)
+    ref.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(ours(x, ei, w), ref(x, ei, w), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(a, ours(x, ei, w))
+
+
+def test_isolated_nodes_and_empty_graph():
+    ref, ours = _pair()
+    x = torch.randn(N, FIN)
+    ei = torch.tensor([[0, 1], [1, 2]])  # most nodes isolated
+    torch.testing.assert_close(ours(x, ei), ref(x, ei), atol=1e-5, rtol=1e-5)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    torch.testing.assert_close(ours(x, empty), ref(x, empty), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("call, exc, msg", [
+    (lambda m, x, ei: m(x, ei.float()), ValueError, "integer"),
+    (lambda m, x, ei: m(x, ei.t()), ValueError, "transposed"),
+    (lambda m, x, ei: m(x[:5], ei), IndexError, "ids must lie"),
+    (lambda m, x, ei: m(x, ei, torch.ones(3)), ValueError, "edge_weight"),
+    (lambda m, x, ei: m(x[:, :4], ei), ValueError, "in_channels"),
+    (lambda m, x, ei: m((x, x), ei), ValueError, "bipartite"),
+])
+def test_bad_input(call, exc, msg):
+    _, ours = _pair()
+    ei = _graph(seed=4)
+    with pytest.raises(exc, match=msg):
+        call(ours, torch.randn(N, FIN), ei)
+
+
+def test_add_self_loops_without_normalize_is_an_error():
+    with pytest.raises(ValueError, match="normalize"):
+        GCNConv(4, 4, add_self_loops=True, normalize=False)
+
+
+def test_training_step_matches_pyg():
+    """A few optimiser steps stay equal: the gradients agree, not just the forward."""
+    torch.manual_seed(0)
+    ref, ours = _pair()
+    ref.train(), ours.train()
+    ei = _graph(seed=5)
+    x = torch.randn(N, FIN)
+    y = torch.randint(0, FOUT, (N,))
+    opts = [torch.optim.Adam(m.parameters(), lr=0.05) for m in (ref, ours)]
+    for _ in range(5):
+        for m, opt in zip((ref, ours), opts):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(m(x, ei), y).backward()
+            opt.step()
+    torch.testing.assert_close(ours.lin.weight, ref.lin.weight, atol=1e-5, rtol=1e-4)
