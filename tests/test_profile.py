@@ -1,0 +1,98 @@
+"""``gnnkit profile`` on CPU on tiny graphs, and the pieces it is built from."""
+import json
+import math
+
+import pytest
+import torch
+
+from gnnkit import profile as prof
+from gnnkit.cli import main
+
+
+def test_profile_quick_writes_json_and_png(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    rc = main(["profile", "--quick", "--synthetic", "200", "1500", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    png = out.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*.tmp")), "temporary files must be renamed away"
+    assert report["graph"] == {"name": "powerlaw(N=200,E=1500)", "num_nodes": 200, "num_edges": 1500}
+    assert report["copy_gbps"] > 0 and report["memory_method"].startswith("peak RSS delta")
+    got = {(r["op"], r["backend"], r["mode"]): r for r in report["results"]}
+    # every op runs on the gnnkit torch path and on PyG, forward and forward+backward
+    for op in prof.OPS:
+        for backend in ("gnnkit-torch", "pyg"):
+            for mode in prof.MODES:
+                r = got[(op, backend, mode)]
+                assert r["error"] is None, r
+                assert r["median_ms"] > 0 and len(r["times_ms"]) == 3
+                assert r["bytes_model"] > 0 and math.isclose(
+                    r["gbps"], r["bytes_model"] / (r["median_ms"] / 1e3) / 1e9, rel_tol=1e-9)
+                assert r["peak_mb"] >= 0
+    assert got[("spmm", "torch.sparse", "fwd+bwd")]["error"] is None
+    assert got[("segment", "torch.sparse", "fwd")]["error"] == "not offered by this backend"
+    table = capsys.readouterr().out
+    assert "spmm     gnnkit-torch   fwd" in table and "copy bandwidth" in table
+
+
+def test_profile_edge_list_file_and_bad_input(tmp_path):
+    f = tmp_path / "g.txt"
+    f.write_text("# src dst\n0 1\n1,2\n2 0\n\n3 0  # trailing comment\n")
+    g = prof.edge_list_graph(str(f))
+    assert g.num_nodes == 4 and g.edge_index.tolist() == [[0, 1, 2, 3], [1, 2, 0, 0]]
+    torch.save(torch.tensor([[0, 5], [5, 0]]), tmp_path / "g.pt")
+    assert prof.edge_list_graph(str(tmp_path / "g.pt")).num_nodes == 6
+    with pytest.raises(ValueError, match="no such file"):
+        prof.edge_list_graph(str(tmp_path / "missing.txt"))
+    (tmp_path / "bad.txt").write_text("0 x\n")
+    with pytest.raises(ValueError, match="line 1"):
+        prof.edge_list_graph(str(tmp_path / "bad.txt"))
+    with pytest.raises(ValueError, match="--features"):
+        main(["profile", "--quick", "--features", "0", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(ValueError, match="num_nodes"):
+        prof.power_law_graph(0, 10)
+
+
+def test_profile_on_edge_file_runs_one_op(tmp_path):
+    f = tmp_path / "g.txt"
+    f.write_text("\n".join(f"{i} {(i * 7 + 1) % 50}" for i in range(50)) + "\n")
+    out = tmp_path / "r.json"
+    assert main(["profile", "--edges", str(f), "--ops", "spmm", "--modes", "fwd", "--backends", "gnnkit-torch",
+                 "--repeats", "2", "--warmup", "0", "--no-plot", "--no-progress", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [(r["op"], r["backend"], r["mode"]) for r in report["results"]] == [("spmm", "gnnkit-torch", "fwd")]
+    assert not out.with_suffix(".png").exists()
+
+
+def test_power_law_graph_is_skewed():
+    g = prof.power_law_graph(2000, 20000, seed=1)
+    deg = torch.bincount(g.edge_index[1], minlength=2000)
+    assert g.edge_index.shape == (2, 20000) and int(g.edge_index.max()) < 2000
+    assert int(deg.max()) > 20 * float(deg.float().mean())  # hubs far above the mean degree
+    assert torch.equal(g.edge_index, prof.power_law_graph(2000, 20000, seed=1).edge_index)
+
+
+def test_compulsory_bytes_model():
+    N, E, F, b, i = 10, 40, 8, 4, 8
+    struct = (N + 1) * i + E * i
+    assert prof.compulsory_bytes("spmm", "fwd", N, E, F, 1, b) == struct + 2 * N * F * b
+    assert prof.compulsory_bytes("spmm", "fwd+bwd", N, E, F, 1, b) == 2 * (struct + 2 * N * F * b)
+    assert prof.compulsory_bytes("softmax", "fwd", N, E, 1, 4, b) == struct + 2 * E * 4 * b
+    with pytest.raises(ValueError, match="op"):
+        prof.compulsory_bytes("conv", "fwd", N, E, F, 1, b)
+
+
+def test_cpu_peak_memory_sees_a_large_temporary():
+    mem = prof.PeakMemory(torch.device("cpu"))
+    if mem.method == "unavailable":
+        pytest.skip("no /proc/self/clear_refs here")
+    stats = {}
+    with mem.measure(stats):
+        t = torch.ones(32 * 2 ** 20 // 4)  # 32 MiB, touched
+        del t
+    assert stats["peak_bytes"] >= 30 * 2 ** 20
+    small = {}
+    with mem.measure(small):
+        torch.ones(16).sum()
+    assert small["peak_bytes"] < 8 * 2 ** 20
