@@ -16,6 +16,7 @@ COMMANDS = {
     "train": "gnnkit.commands.train",
     "split": "gnnkit.commands.split",
     "linkpred": "gnnkit.commands.linkpred",
+    "profile": "gnnkit.commands.profile",
 }
 
 
