@@ -143,3 +143,19 @@ def test_training_step_matches_pyg():
             torch.nn.functional.cross_entropy(m(x, ei), y).backward()
             opt.step()
     torch.testing.assert_close(ours.lin.weight, ref.lin.weight, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fin, fout", [(5, 9), (9, 5)])
+def test_both_aggregation_orders_match_pyg_with_input_grad(fin, fout):
+    """x narrower than the output is aggregated first, wider x is transformed first: same result."""
+    ref = pyg_nn.GCNConv(fin, fout)
+    ours = GCNConv(fin, fout)
+    ours.load_state_dict(ref.state_dict())
+    ei = _graph(seed=6)
+    x = torch.randn(N, fin, requires_grad=True)
+    out, out_ref = ours(x, ei), ref(x, ei)
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, [x, ours.lin.weight], g),
+                    torch.autograd.grad(out_ref, [x, ref.lin.weight], g)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -218,11 +218,19 @@ class GCNConv(torch.nn.Module):
             graph, w = self._normalised(edge_index, edge_weight, n, x.dtype)
             if self.cached:
                 self._cached_norm = (graph, w.detach())
-        h = self.lin(x)
-        out = spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), "sum").squeeze(1)
+        # A (x W) == (A x) W.  Aggregating first skips the backward SpMM when x needs no gradient
+        # (e.g. input features) and is cheaper whenever x is narrower than the output.
+        if not x.requires_grad or (0 < x.size(-1) < self.out_channels):
+            out = self.lin(self._propagate(graph, w, x))
+        else:
+            out = self._propagate(graph, w, self.lin(x))
         if self.bias is not None:
             out = out + self.bias
         return out
+
+    @staticmethod
+    def _propagate(graph: Graph, w: Tensor, h: Tensor) -> Tensor:
+        return spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), "sum").squeeze(1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"
