@@ -271,6 +271,10 @@ class TransductiveLinkSplit:
             # hard negatives score on the split's message graph and corrupt its positives
             sampler = NegativeSampler(msg, num_nodes, k, self.neg_method, exclude=kn,
                                       force_undirected=und, seed=seed_i, targets=sup)
+            if k > sampler.num_available:
+                raise ValueError(f"the {('train', 'val', 'test')[i]} split needs {k} negatives but only "
+                                 f"{sampler.num_available} node pairs are not edges; fix: a smaller "
+                                 "neg_sampling_ratio")
             neg = sampler.sample()
             d = copy.copy(base)
             d.edge_index = both_directions(msg) if und else msg
@@ -486,6 +490,10 @@ class InductiveLinkSplit:
                 k = 0
             sampler = NegativeSampler(msg, nn, k, self.neg_method, exclude=sup, force_undirected=und,
                                       seed=_subseed(gen), batch=lbatch, targets=sup)
+            if k > sampler.num_available:
+                raise ValueError(f"the {name} part ({src_nodes.numel()} nodes, {local.size(1)} edges) has only "
+                                 f"{sampler.num_available} non-edges for {k} negatives; fix: a smaller "
+                                 "neg_sampling_ratio or larger parts (num_val / num_test)")
             neg = sampler.sample()
             d = Data()
             for key in base.keys():

@@ -1,0 +1,96 @@
+"""`gnnkit split` / `gnnkit linkpred`: files, manifest, atomic writes, determinism."""
+import json
+import os
+
+import pytest
+import torch
+
+from gnnkit.cli import main
+
+
+def test_split_writes_three_splits_and_manifest(tmp_path):
+    out = tmp_path / "cora"
+    assert main(["split", "Cora", "--mode", "transductive", "--neg", "uniform", "--seed", "3",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test.pt", "train.pt", "val.pt"]
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["seed"] == 3 and man["leakage"]["ok"] and man["undirected"] is True
+    assert man["sizes"]["unique_edges"] == 5278
+    tr = torch.load(out / "train.pt", weights_only=True)
+    assert tr["edge_label"].numel() == man["sizes"]["train_supervision"] + man["sizes"]["train_negatives"]
+    from gnnkit.data import load_dataset
+    from gnnkit.linkpred import check_leakage
+    from gnnkit.linkpred.io import load_split
+    data = load_dataset("Cora")[0]
+    a, b, c, m2 = load_split(out, full=data)
+    assert torch.equal(a.x, data.x) and check_leakage(a, b, c, strict=True).ok
+    # same seed -> identical files' content
+    out2 = tmp_path / "cora2"
+    assert main(["split", "Cora", "--seed", "3", "--out", str(out2)]) == 0
+    for f in ("train.pt", "val.pt", "test.pt"):
+        x, y = torch.load(out / f, weights_only=True), torch.load(out2 / f, weights_only=True)
+        assert all(torch.equal(x[k], y[k]) for k in x if isinstance(x[k], torch.Tensor))
+
+
+def test_split_inductive_dataset_and_errors(tmp_path, capsys):
+    out = tmp_path / "mutag"
+    assert main(["split", "MUTAG", "--mode", "inductive", "--neg", "hard", "--out", str(out)]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["multi_graph"] and man["leakage"]["inductive"] and man["sizes"]["cross_part_edges_dropped"] == 0
+    assert main(["split", "MUTAG", "--mode", "transductive", "--out", str(tmp_path / "x")]) == 2
+    assert "--mode inductive" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    # refuses to overwrite a folder that is not a split
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(["split", "Cora", "--out", str(other)]) == 2
+    assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_split_is_atomic_when_interrupted(tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    assert main(["split", "Cora", "--seed", "1", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    import gnnkit.linkpred.io as io
+    real_save, calls = torch.save, []
+
+    def dying_save(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # interrupted half-way through writing
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(io.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        main(["split", "Cora", "--seed", "2", "--out", str(out)])
+    monkeypatch.setattr(io.torch, "save", real_save)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old split intact
+    assert sorted(os.listdir(tmp_path)) == ["s"]  # no temporary leftovers
+
+
+def test_linkpred_trains_and_is_deterministic(tmp_path):
+    res = []
+    for i in range(2):
+        j = tmp_path / f"r{i}.json"
+        assert main(["linkpred", "Cora", "--model", "gcn", "--decoder", "dot", "--epochs", "6",
+                     "--eval-every", "3", "--hidden", "32", "--out-channels", "16", "--no-progress",
+                     "--json", str(j)]) == 0
+        res.append(json.loads(j.read_text()))
+    assert res[0]["test"] == res[1]["test"] and res[0]["history"] == res[1]["history"]
+    t = res[0]["test"]
+    assert {"auc", "ap", "hits@20"} <= set(t) and 0.5 < t["auc"] <= 1.0
+    assert res[0]["history"][-1]["loss"] < res[0]["history"][0]["loss"]
+    assert res[0]["split"]["leakage"]["ok"]
+
+
+def test_linkpred_on_saved_split_with_sage_mlp(tmp_path):
+    out = tmp_path / "s"
+    assert main(["split", "Cora", "--num-val", "0.05", "--num-test", "0.1", "--out", str(out)]) == 0
+    j = tmp_path / "r.json"
+    assert main(["linkpred", "Cora", "--split", str(out), "--model", "sage", "--decoder", "mlp",
+                 "--epochs", "3", "--hidden", "16", "--out-channels", "16", "--no-progress",
+                 "--json", str(j)]) == 0
+    r = json.loads(j.read_text())
+    assert r["split"]["split"] == str(out) and r["config"]["model"] == "sage"
+    assert main(["linkpred", "MUTAG", "--split", str(out), "--epochs", "1", "--no-progress"]) == 2

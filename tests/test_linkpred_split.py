@@ -1,0 +1,289 @@
+"""Transductive / inductive link splits: the message/supervision rule, orientation,
+bipartite graphs, datasets of many graphs, and check_leakage on real and generated graphs."""
+import os
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch_geometric.data import Data
+
+from gnnkit.linkpred import (InductiveLinkSplit, LeakageError, TransductiveLinkSplit, check_leakage,
+                             train_negative_sampler)
+
+
+def load(name):
+    """Datasets by name; a missing dataset fails when GNNKIT_DATA is set and skips otherwise."""
+    from gnnkit.data import DatasetNotFoundError, load_dataset
+    try:
+        return load_dataset(name)
+    except DatasetNotFoundError:
+        if os.environ.get("GNNKIT_DATA"):
+            raise
+        pytest.skip(f"{name} not available (set GNNKIT_DATA)")
+
+
+def pairs(ei, und):
+    u, v = ei[0].tolist(), ei[1].tolist()
+    return {(min(a, b), max(a, b)) if und else (a, b) for a, b in zip(u, v)}
+
+
+def pos(d):
+    return d.edge_label_index[:, d.edge_label == 1]
+
+
+def neg(d):
+    return d.edge_label_index[:, d.edge_label == 0]
+
+
+def assert_rules(tr, va, te, full, und, overlap=False):
+    """The message/supervision rule of TransductiveLinkSplit, checked independently of check_leakage."""
+    P = [pairs(pos(d), und) for d in (tr, va, te)]
+    M = [pairs(d.edge_index, und) for d in (tr, va, te)]
+    N = [pairs(neg(d), und) for d in (tr, va, te)]
+    allp = pairs(full, und)
+    # supervision never among messages of the same or an earlier split
+    for i in range(3):
+        for j in range(i + 1):
+            if not (overlap and i == j == 0):
+                assert not (P[i] & M[j])
+    # message sets: val = train msg + train sup; test = val msg + val positives
+    assert M[1] == M[0] | P[0]
+    assert M[2] == M[1] | P[1]
+    # every edge is somewhere, exactly once
+    assert (M[0] | P[0] | P[1] | P[2]) == allp
+    assert not (P[1] & P[2]) and not (P[0] & P[1]) and not (P[0] & P[2])
+    assert len(M[0]) + len(P[0]) + len(P[1]) + len(P[2]) == len(allp) + (len(P[0]) if overlap else 0)
+    # negatives exclude what the split knows; test negatives are non-edges
+    assert not (N[0] & (M[0] | P[0]))
+    assert not (N[1] & (M[1] | P[1]))
+    assert not (N[2] & allp)
+    for d in (tr, va, te):
+        assert set(d.edge_label.unique().tolist()) <= {0.0, 1.0}
+        if und:  # messages in both directions
+            assert pairs(d.edge_index, False) == pairs(d.edge_index.flip(0), False)
+
+
+@st.composite
+def random_graph(draw):
+    n = draw(st.integers(8, 30))
+    m = draw(st.integers(10, 60))
+    src = draw(st.lists(st.integers(0, n - 1), min_size=m, max_size=m))
+    dst = draw(st.lists(st.integers(0, n - 1), min_size=m, max_size=m))
+    return Data(edge_index=torch.tensor([src, dst]), num_nodes=n)
+
+
+@settings(max_examples=12, deadline=None)
+@given(random_graph(), st.booleans(), st.sampled_from([0.0, 0.3]), st.sampled_from(["uniform", "degree", "hard"]),
+       st.integers(0, 1000))
+def test_transductive_rules_on_generated_graphs(data, und, dtr, method, seed):
+    from gnnkit.linkpred import unique_edges
+    edges, _ = unique_edges(data.edge_index, data.num_nodes, und)
+    if edges.size(1) < 10:
+        return
+    tf = TransductiveLinkSplit(0.2, 0.2, is_undirected=und, disjoint_train_ratio=dtr, seed=seed,
+                               neg_method=method, neg_sampling_ratio=0.5, debug=True)
+    tr, va, te = tf(data)
+    assert_rules(tr, va, te, edges, und, overlap=dtr == 0)
+    rep = check_leakage(tr, va, te, full_edge_index=edges, is_undirected=und, allow_train_overlap=dtr == 0)
+    assert rep.ok, str(rep)
+    if dtr == 0:
+        assert pairs(pos(tr), und) == pairs(tr.edge_index, und)  # PyG's behaviour, on request
+
+
+@settings(max_examples=12, deadline=None)
+@given(random_graph(), st.sampled_from(["random", "region"]), st.integers(0, 1000))
+def test_inductive_rules_on_generated_graphs(data, partition, seed):
+    tf = InductiveLinkSplit(0.25, 0.25, is_undirected=True, partition=partition, seed=seed, debug=True)
+    try:
+        tr, va, te = tf(data)
+    except ValueError as e:  # a part too small for its edges or negatives is a clear error
+        assert "part" in str(e) and "fix:" in str(e)
+        return
+    ids = [set(d.n_id.tolist()) for d in (tr, va, te)]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert sum(map(len, ids)) == data.num_nodes
+    full = pairs(data.edge_index[:, data.edge_index[0] != data.edge_index[1]], True)
+    kept = 0
+    for d in (tr, va, te):
+        g = lambda ei: d.n_id[ei]  # noqa: E731
+        assert d.edge_index.numel() == 0 or int(d.edge_index.max()) < d.num_nodes
+        P, M = pairs(g(pos(d)), True), pairs(g(d.edge_index), True)
+        assert not (P & M) and (P | M) <= full
+        assert not (pairs(g(neg(d)), True) & full)
+        kept += len(P | M)
+    assert kept + tf.stats["cross_part_edges_dropped"] == len(full)
+
+
+def test_undirected_orientation_does_not_matter():
+    g = torch.Generator().manual_seed(0)
+    e = torch.randint(0, 40, (2, 150), generator=g)
+    e = e[:, e[0] != e[1]]
+    lo = torch.stack([e.min(0).values, e.max(0).values])
+    hi = lo.flip(0)  # stored only as row > col (PyG drops these)
+    both = torch.cat([lo, hi], 1)
+    mixed = torch.where(torch.rand(lo.size(1), generator=g) < 0.5, lo, hi)
+    outs = []
+    for ei in (lo, hi, both, mixed):
+        tr, va, te = TransductiveLinkSplit(0.1, 0.2, is_undirected=True, seed=5)(Data(edge_index=ei, num_nodes=40))
+        outs.append([pairs(pos(d), True) for d in (tr, va, te)] + [pairs(tr.edge_index, True)])
+    for o in outs[1:]:
+        assert o == outs[0]
+    assert len(outs[0][0] | outs[0][1] | outs[0][2] | outs[0][3]) == len(pairs(lo, True))
+
+
+def test_num_val_zero_keeps_test_out_of_messages():
+    # PyG #10590: num_val=0 made train and test share message edges
+    data = Data(edge_index=torch.randint(0, 30, (2, 120), generator=torch.Generator().manual_seed(1)),
+                num_nodes=30)
+    tr, va, te = TransductiveLinkSplit(0, 0.2, is_undirected=True, seed=0, debug=True)(data)
+    assert va.edge_label.numel() == 0
+    assert not (pairs(pos(te), True) & pairs(te.edge_index, True))
+    assert pairs(va.edge_index, True) == pairs(te.edge_index, True)
+
+
+def test_seed_determinism_and_split_sizes():
+    data = Data(edge_index=torch.randint(0, 50, (2, 300), generator=torch.Generator().manual_seed(2)), num_nodes=50)
+    a = TransductiveLinkSplit(0.1, 0.2, is_undirected=True, seed=3)(data)
+    b = TransductiveLinkSplit(0.1, 0.2, is_undirected=True, seed=3)(data)
+    c = TransductiveLinkSplit(0.1, 0.2, is_undirected=True, seed=4)(data)
+    for x, y in zip(a, b):
+        assert torch.equal(x.edge_index, y.edge_index) and torch.equal(x.edge_label_index, y.edge_label_index)
+    assert not torch.equal(a[2].edge_label_index, c[2].edge_label_index)
+
+
+def test_bipartite_splits():
+    g = torch.Generator().manual_seed(0)
+    users, items = 40, 25
+    ei = torch.stack([torch.randint(0, users, (300,), generator=g), torch.randint(0, items, (300,), generator=g)])
+    data = Data(edge_index=ei, num_src=users, num_dst=items, num_nodes=users + items)
+    for method in ("uniform", "degree", "hard"):
+        tr, va, te = TransductiveLinkSplit(0.1, 0.2, seed=0, neg_method=method, debug=True)(data)
+        for d in (tr, va, te):
+            assert int(d.edge_label_index[0].max()) < users and int(d.edge_label_index[1].max()) < items
+        assert not (pairs(neg(te), False) & pairs(ei, False))
+    with pytest.raises(ValueError, match="bipartite"):
+        TransductiveLinkSplit(is_undirected=True)(data)
+    tr, va, te = InductiveLinkSplit(0.2, 0.2, seed=0, debug=True)(data)
+    for d in (tr, va, te):
+        assert d.num_src == d.n_id_src.numel() and d.num_dst == d.n_id_dst.numel()
+    assert not set(tr.n_id_src.tolist()) & set(te.n_id_src.tolist())
+    rep = check_leakage(tr, va, te, full_edge_index=ei)
+    assert rep.ok and rep.inductive
+
+
+def test_check_leakage_catches_the_known_faults():
+    from torch_geometric.transforms import RandomLinkSplit
+    g = torch.Generator().manual_seed(0)
+    data = Data(edge_index=torch.randint(0, 60, (2, 400), generator=g), num_nodes=60)
+    tr, va, te = TransductiveLinkSplit(0.1, 0.2, is_undirected=True, seed=0)(data)
+    assert check_leakage(tr, va, te).ok
+    # a test edge put back into the training messages
+    bad = tr.clone()
+    t = pos(te)[:, :3]
+    bad.edge_index = torch.cat([tr.edge_index, t.flip(0)], 1)  # reversed copy only
+    rep = check_leakage(bad, va, te, is_undirected=True)
+    assert [i.kind for i in rep.errors] == ["supervision_in_messages"] and rep.errors[0].count == 3
+    with pytest.raises(LeakageError):
+        check_leakage(bad, va, te, is_undirected=True, strict=True)
+    # a val/test positive overlap, a negative that is a real edge, offset labels
+    bad_va = va.clone()
+    bad_va.edge_label_index = torch.cat([va.edge_label_index, t], 1)
+    bad_va.edge_label = torch.cat([va.edge_label, torch.ones(3)])
+    assert "positive_overlap" in {i.kind for i in check_leakage(tr, bad_va, te).errors}
+    bad_te = te.clone()
+    bad_te.edge_label_index = torch.cat([te.edge_label_index, pos(tr)[:, :2]], 1)
+    bad_te.edge_label = torch.cat([te.edge_label, torch.zeros(2)])
+    kinds = {i.kind for i in check_leakage(tr, va, bad_te).errors}
+    assert "negative_is_known_edge" in kinds
+    off = te.clone()
+    off.edge_label = te.edge_label + 1
+    assert "bad_labels" in {i.kind for i in check_leakage(tr, va, off).errors}
+    # PyG's RandomLinkSplit default: train supervision == train messages
+    ptr, pva, pte = RandomLinkSplit(0.1, 0.2, is_undirected=True)(data)
+    rep = check_leakage(ptr, pva, pte, is_undirected=True)
+    assert "supervision_in_messages" in {i.kind for i in rep.errors}
+    # inductive node overlap
+    itr, iva, ite = InductiveLinkSplit(0.2, 0.2, is_undirected=True, seed=0)(data)
+    ite2 = ite.clone()
+    ite2.n_id = ite.n_id.clone()
+    ite2.n_id[0] = itr.n_id[0]
+    assert "node_overlap" in {i.kind for i in check_leakage(itr, iva, ite2).errors}
+
+
+def test_training_sampler_excludes_only_training_edges():
+    g = torch.Generator().manual_seed(0)
+    data = Data(edge_index=torch.randint(0, 25, (2, 150), generator=g), num_nodes=25)
+    tr, va, te = TransductiveLinkSplit(0.1, 0.2, is_undirected=True, seed=0,
+                                       add_negative_train_samples=False)(data)
+    assert bool((tr.edge_label == 1).all())
+    s = train_negative_sampler(tr, 1.0, seed=0)
+    known = pairs(tr.edge_index, True) | pairs(pos(tr), True)
+    held = pairs(pos(va), True) | pairs(pos(te), True)
+    seen = set()
+    for _ in range(30):
+        n = pairs(s.sample(), True)
+        assert not (n & known)
+        seen |= n
+    # held-out edges are *not* excluded: with enough draws some appear as negatives
+    assert seen & held
+
+
+def test_bad_arguments_are_clear():
+    data = Data(edge_index=torch.tensor([[0, 1], [1, 2]]), num_nodes=3)
+    with pytest.raises(ValueError, match="num_val"):
+        TransductiveLinkSplit(num_val=1.5)
+    with pytest.raises(ValueError, match="no training edges"):
+        TransductiveLinkSplit(0.5, 0.5)(data)
+    with pytest.raises(ValueError, match="neg_method"):
+        TransductiveLinkSplit(neg_method="bogus")
+    with pytest.raises(ValueError, match="partition"):
+        InductiveLinkSplit(partition="metis")
+    with pytest.raises(IndexError, match="num_nodes"):
+        TransductiveLinkSplit()(Data(edge_index=torch.tensor([[0], [5]]), num_nodes=3))
+
+
+@pytest.mark.data
+def test_cora_splits_pass_check_leakage():
+    data = load("Cora")[0]
+    for method in ("uniform", "hard"):
+        tf = TransductiveLinkSplit(0.05, 0.1, is_undirected=True, seed=0, neg_method=method, debug=True)
+        tr, va, te = tf(data)
+        assert_rules(tr, va, te, tf_edges(data), True)
+        assert tr.x.shape == data.x.shape  # all nodes visible
+    for partition in ("random", "region"):
+        tf = InductiveLinkSplit(0.1, 0.2, is_undirected=True, partition=partition, seed=0, debug=True)
+        tr, va, te = tf(data)
+        assert tr.num_nodes + va.num_nodes + te.num_nodes == data.num_nodes
+        assert torch.equal(tr.x, data.x[tr.n_id])
+
+
+def tf_edges(data):
+    from gnnkit.linkpred import unique_edges
+    return unique_edges(data.edge_index, data.num_nodes, True)[0]
+
+
+@pytest.mark.data
+def test_mutag_splits_whole_graphs():
+    ds = load("MUTAG")
+    tf = InductiveLinkSplit(0.1, 0.2, is_undirected=True, seed=0, debug=True)
+    tr, va, te = tf(ds)
+    assert tf.stats["cross_part_edges_dropped"] == 0
+    assert tr.graph_id.numel() + va.graph_id.numel() + te.graph_id.numel() == len(ds)
+    for d in (tr, va, te):
+        # negatives stay inside one molecule
+        e = neg(d)
+        assert bool((d.batch[e[0]] == d.batch[e[1]]).all())
+
+
+@pytest.mark.data
+def test_ogbl_ddi_split_is_leak_free_and_fast():
+    import time
+    data = load("ogbl-ddi")[0]
+    t = time.perf_counter()
+    tf = TransductiveLinkSplit(0.1, 0.1, is_undirected=True, seed=0)
+    tr, va, te = tf(data)
+    assert time.perf_counter() - t < 30
+    rep = check_leakage(tr, va, te, full_edge_index=data.edge_index, strict=True)
+    assert rep.sizes["val"]["positives"] == tf.stats["val_edges"]
+    assert tf.stats["unique_edges"] == data.edge_index.size(1) // 2
