@@ -197,9 +197,9 @@ def test_models_node_and_graph_tasks_train(model):
     node = M(6, 16, 3, 4, jk="cat", norm="batch", residual=True, node_dropout=0.1, dropout=0.2, **extra)
     graph = M(6, 16, 3, 2, virtual_node=True, readout="gated", jk="lstm", **extra)
     for m, target in ((node, torch.randint(0, 4, (20,))), (graph, torch.randint(0, 2, (4,)))):
-        opt = torch.optim.Adam(m.parameters(), lr=0.01)
+        opt = torch.optim.Adam(m.parameters(), lr=0.02)
         losses = []
-        for _ in range(30):
+        for _ in range(15):
             opt.zero_grad()
             out = m(x, ei, ea if extra else None, batch=batch)
             loss = torch.nn.functional.cross_entropy(out, target)
