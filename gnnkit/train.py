@@ -53,10 +53,27 @@ class NodeClassifier(torch.nn.Module):
         self.dropout = dropout
 
     def forward(self, x, edge_index):
-        x = F.dropout(x, self.dropout, self.training)
+        x = input_dropout(x, self.dropout, self.training)
         x = F.relu(self.conv1(x, edge_index))
         x = F.dropout(x, self.dropout, self.training)
         return self.conv2(x, edge_index)
+
+
+def input_dropout(x, p: float, training: bool):
+    """``F.dropout`` for a mostly-zero input (Cora's bag of words is 1.3% non-zero).
+
+    Only the non-zero entries draw a keep mask, so the result has exactly the distribution of
+    ``F.dropout(x, p)`` (a zero stays zero either way) while drawing 77x fewer random numbers:
+    on CPU, ``bernoulli_`` over all 3.9M entries of Cora's features cost more than the GCN itself.
+    """
+    if not training or p == 0.0:
+        return x
+    flat = x.reshape(-1)
+    idx = flat.nonzero().view(-1)
+    keep = torch.rand(idx.numel(), device=x.device) >= p
+    out = torch.zeros_like(flat)
+    out[idx] = flat[idx] * keep / (1.0 - p)
+    return out.view_as(x)
 
 
 def conv_class(model: str, impl: str):

@@ -39,3 +39,19 @@ def test_train_rejects_bad_arguments():
 def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "gnnkit", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "train" in r.stdout
+
+
+def test_input_dropout_has_dropout_statistics():
+    import torch
+
+    from gnnkit.train import input_dropout
+    torch.manual_seed(0)
+    x = torch.zeros(200, 300)
+    x[torch.rand_like(x) < 0.05] = 2.0
+    outs = torch.stack([input_dropout(x, 0.4, True) for _ in range(200)])
+    nz = x != 0
+    assert torch.all(outs[:, ~nz] == 0)  # zeros stay zero
+    kept = (outs[:, nz] != 0).float().mean()
+    assert abs(float(kept) - 0.6) < 0.01  # keep probability 1 - p
+    assert torch.allclose(outs[:, nz][outs[:, nz] != 0], torch.tensor(2.0 / 0.6))  # inverted scaling
+    assert torch.equal(input_dropout(x, 0.4, False), x)
