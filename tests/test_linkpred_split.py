@@ -287,3 +287,9 @@ def test_ogbl_ddi_split_is_leak_free_and_fast():
     rep = check_leakage(tr, va, te, full_edge_index=data.edge_index, strict=True)
     assert rep.sizes["val"]["positives"] == tf.stats["val_edges"]
     assert tf.stats["unique_edges"] == data.edge_index.size(1) // 2
+    ind = InductiveLinkSplit(0.1, 0.1, is_undirected=True, seed=0, partition="region")
+    itr, iva, ite = ind(data)
+    rep = check_leakage(itr, iva, ite, full_edge_index=data.edge_index, strict=True)
+    assert rep.inductive and itr.num_nodes + iva.num_nodes + ite.num_nodes == data.num_nodes
+    kept = sum(ind.stats[f"{s}_edges"] for s in ("train", "val", "test"))
+    assert kept + ind.stats["cross_part_edges_dropped"] == ind.stats["unique_edges"]

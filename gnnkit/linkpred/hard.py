@@ -9,8 +9,8 @@ is shifted by ``num_src``):
 * ``ra``  — resource allocation, ``e_f A D^-1 A`` (bipartite ``e_f A D^-1 A D^-1 A``);
 * ``ppr`` — personalised PageRank from the kept endpoint (alpha 0.15, 20 steps).
 
-Rows are computed once per distinct (kept endpoint, corrupted side) and in chunks of
-at most ``2**23`` scores, so memory is bounded by ``O(2**23 + N)``.  Known pairs and
+Rows are computed once per distinct (kept endpoint, corrupted side) — per kept
+endpoint for undirected graphs — in float32, in chunks of at most ``2**23`` scores, so memory is bounded by ``O(2**23 + N)``.  Known pairs and
 (unless allowed) self-loops are masked before ranking, ties are broken at random, and
 a kept endpoint shared by ``m`` positives contributes its ``m * q`` best candidates.
 """
@@ -68,6 +68,8 @@ def hard_candidates(s: "NegativeSampler", k: int) -> Tensor:
     head, tail = targets[0, tsel], targets[1, tsel]
     corrupt_head = torch.rand(tsel.numel(), generator=gen, device=dev) < 0.5
     fixed = torch.where(corrupt_head, tail + shift, head)  # homogeneous id of the kept endpoint
+    if s.undirected:
+        corrupt_head = torch.zeros_like(corrupt_head)  # symmetric masks and pairs: one row per node
     # distinct (kept endpoint, side) rows and how many positives share each
     row_key = fixed * 2 + corrupt_head.long()
     uniq, mult = torch.unique(row_key, return_counts=True)
@@ -79,8 +81,8 @@ def hard_candidates(s: "NegativeSampler", k: int) -> Tensor:
     keep = su != sv
     su, sv = su[keep], sv[keep]
     rowptr, col = _csr(nh, su, sv)
-    deg = rowptr.diff().double()
-    vals = torch.ones(col.numel(), dtype=torch.float64, device=dev)
+    deg = rowptr.diff().float()
+    vals = torch.ones(col.numel(), dtype=torch.float32, device=dev)
     A = torch.sparse_csr_tensor(rowptr, col, vals, (nh, nh))
     inv_deg = torch.where(deg > 0, 1.0 / deg.clamp_min(1), torch.zeros_like(deg))
 
@@ -96,7 +98,7 @@ def hard_candidates(s: "NegativeSampler", k: int) -> Tensor:
     for c0 in range(0, uniq.numel(), chunk):
         fx, hd, mu = r_fixed[c0:c0 + chunk], r_head[c0:c0 + chunk], mult[c0:c0 + chunk]
         c = fx.numel()
-        X = torch.zeros(c, nh, dtype=torch.float64, device=dev)
+        X = torch.zeros(c, nh, dtype=torch.float32, device=dev)
         X[torch.arange(c, device=dev), fx] = 1.0
         if s.hard_score == "ppr":
             X0 = X
@@ -108,7 +110,8 @@ def hard_candidates(s: "NegativeSampler", k: int) -> Tensor:
                 if h > 0 and s.hard_score == "ra":
                     X = X * inv_deg
                 X = torch.sparse.mm(A, X.t().contiguous()).t()
-        X = X + torch.rand(X.shape, generator=gen, device=dev, dtype=torch.float64) * 1e-12
+        # random tie-breaking below any meaningful score difference (relative to the row's best)
+        X = X + torch.rand(X.shape, generator=gen, device=dev) * (1e-6 * X.amax(1, keepdim=True).clamp_min(1e-30))
         # candidate range of each row: the other side (bipartite) or the kept node's graph
         if bip:
             lo = torch.where(hd, torch.zeros_like(fx), torch.full_like(fx, ns))

@@ -76,7 +76,9 @@ def unique_edges(edge_index: Tensor, num_nodes, undirected: bool) -> Tuple[Tenso
     """Distinct edges without self-loops; undirected ones once as ``row < col``.
 
     An undirected edge stored as ``(u, v)``, as ``(v, u)`` or both gives the same
-    single pair, so stored orientation never drops an edge.
+    single pair, so stored orientation never drops an edge.  The returned counts:
+    ``input_edges``, ``self_loops_removed`` and ``duplicates_removed`` (entries merged
+    into another: repeated edges and, for undirected graphs, reverse copies).
     """
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
