@@ -456,7 +456,8 @@ def run_one(p: Problem, op: str, backend: str, mode: str, device: torch.device, 
         try:
             built = build_callables(p, backend, op)
             if built is None:
-                return rec if _mark(rec, "not offered by this backend") else rec
+                rec.error = "not offered by this backend"
+                return rec
             fn, leaves = built
             if mode == "fwd":
                 def call():
@@ -484,16 +485,11 @@ def run_one(p: Problem, op: str, backend: str, mode: str, device: torch.device, 
             rec.pct_copy = 100.0 * rec.gbps / copy_gbps if copy_gbps > 0 else float("nan")
             rec.peak_mb = stats["peak_bytes"] / 2 ** 20
         except Exception as e:  # one backend failing (OOM, unsupported) must not stop the run
-            _mark(rec, f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+            rec.error = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         finally:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     return rec
-
-
-def _mark(rec: Record, msg: str) -> bool:
-    rec.error = msg
-    return True
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -503,6 +499,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -552,7 +551,7 @@ def profile(graph: GraphSpec, device: torch.device, features: int = 64, heads: i
             head_dim: Optional[int] = None, dtype: torch.dtype = torch.float32, ops: Tuple[str, ...] = OPS,
             backends: Optional[List[str]] = None, modes: Tuple[str, ...] = MODES, warmup: int = 2,
             repeats: int = 10, compile_: bool = True, seed: int = 0, progress: bool = True,
-            copy_mb: int = 256) -> dict:
+            copy_mb: int = 256, compile_ops: Optional[Tuple[str, ...]] = None) -> dict:
     """Run the whole grid and return the report (a JSON-able dict)."""
     from tqdm.auto import tqdm
 
@@ -580,6 +579,8 @@ def profile(graph: GraphSpec, device: torch.device, features: int = 64, heads: i
         bar.set_postfix_str(f"{o} {bk} {m}")
         if bk not in avail:
             rec = Record(o, bk, m, error="backend not available here")
+        elif bk == "pyg-compiled" and compile_ops is not None and o not in compile_ops:
+            rec = Record(o, bk, m, error=f"torch.compile limited to {', '.join(compile_ops)} in this run")
         else:
             rec = run_one(p, o, bk, m, device, warmup, repeats, mem, features, C, copy_gbps)
         results.append(asdict(rec))
@@ -593,7 +594,8 @@ def profile(graph: GraphSpec, device: torch.device, features: int = 64, heads: i
         "triton": _version("triton"),
         "dtype": str(dtype).replace("torch.", ""),
         "graph": {"name": graph.name, "num_nodes": graph.num_nodes, "num_edges": int(graph.edge_index.size(1))},
-        "features": features, "heads": heads, "head_dim": C,
+        "features": features, "heads": heads, "head_dim": C, "compile_ops": list(compile_ops or OPS)
+        if compile_ else [],
         "warmup": warmup, "repeats": repeats,
         "copy_gbps": copy_gbps,
         "memory_method": mem.method,
@@ -619,7 +621,8 @@ def format_table(report: dict) -> str:
     lines = [f"{'op':8} {'backend':14} {'mode':8} {'median ms':>10} {'GB/s':>8} {'% copy':>7} {'peak MB':>9}"]
     for r in report["results"]:
         if r["error"] is not None:
-            if r["error"] not in ("not offered by this backend", "backend not available here"):
+            if r["error"] not in ("not offered by this backend", "backend not available here") and \
+                    not r["error"].startswith("torch.compile limited"):
                 lines.append(f"{r['op']:8} {r['backend']:14} {r['mode']:8} error: {r['error'][:60]}")
             continue
         lines.append(f"{r['op']:8} {r['backend']:14} {r['mode']:8} {r['median_ms']:10.3f} {r['gbps']:8.2f} "

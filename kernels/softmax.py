@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import acc_dtype, check_float, check_index, head_blocks, schedule, slot_rows
+from ._config import check_float, check_index, head_blocks, schedule, slot_rows
 from .spmm import reduce_rows
 
 
