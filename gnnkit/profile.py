@@ -13,8 +13,11 @@ available here, and each mode (``fwd``, ``fwd+bwd``) it records:
   ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.  CPU:
   the process's peak resident set size (``VmHWM``, reset through
   ``/proc/self/clear_refs``) minus the resident size before the run, with glibc's
-  mmap threshold pinned at 64 KiB (``mallopt``) so freed tensors leave the RSS;
-  it counts every allocation of the run (torch, PyG, allocator overhead).
+  mmap threshold pinned at 64 KiB (``mallopt``) during that run so freed tensors
+  leave the RSS;
+  it counts every allocation of the run (torch, PyG, allocator overhead).  Outside
+  the measured run the threshold is set to 32 MiB (glibc's own dynamic maximum), so
+  timed runs allocate as usual.
 
 Backends: ``gnnkit-triton`` (CUDA + triton), ``gnnkit-torch`` (the pure-torch path),
 ``pyg`` (PyG's own ``MessagePassing`` / ``torch_geometric.utils``), ``pyg-compiled``
@@ -118,14 +121,16 @@ def edge_list_graph(path: str) -> GraphSpec:
 
 # ---------------------------------------------------------------------- memory and time
 _M_MMAP_THRESHOLD = -3
+_MEASURE_THRESHOLD = 64 * 1024  # while measuring: blocks >= 64 KiB are mmapped and unmapped on free
+_RUN_THRESHOLD = 32 * 2 ** 20  # afterwards: glibc's own upper limit for its dynamic threshold
 
 
-def _pin_mmap_threshold() -> bool:
-    """Make glibc return freed blocks >= 64 KiB to the OS so the RSS follows live tensors."""
+def _set_mmap_threshold(nbytes: int) -> bool:
+    """glibc ``mallopt(M_MMAP_THRESHOLD)``; False where there is no glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024))
-    except OSError:
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, nbytes))
+    except (OSError, AttributeError):
         return False
 
 
@@ -155,11 +160,13 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.device = device
         self.method = "unavailable"
+        self._glibc = False
         if device.type == "cuda":
             self.method = "torch.cuda.max_memory_allocated"
         elif _status_kb("VmHWM") is not None and _reset_hwm():
+            self._glibc = _set_mmap_threshold(_RUN_THRESHOLD)
             self.method = "peak RSS delta (VmHWM via /proc/self/clear_refs, glibc mmap threshold 64 KiB)" \
-                if _pin_mmap_threshold() else "peak RSS delta (VmHWM via /proc/self/clear_refs)"
+                if self._glibc else "peak RSS delta (VmHWM via /proc/self/clear_refs)"
 
     @contextlib.contextmanager
     def measure(self, out: Dict[str, float]):
@@ -171,10 +178,16 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             out["peak_bytes"] = float(torch.cuda.max_memory_allocated(self.device) - base)
         elif self.method != "unavailable":
-            base = _status_kb("VmRSS")
-            _reset_hwm()
-            yield
-            out["peak_bytes"] = float(max(_status_kb("VmHWM") - base, 0) * 1024)
+            if self._glibc:  # large blocks leave the RSS when freed, only while measuring
+                _set_mmap_threshold(_MEASURE_THRESHOLD)
+            try:
+                base = _status_kb("VmRSS")
+                _reset_hwm()
+                yield
+                out["peak_bytes"] = float(max(_status_kb("VmHWM") - base, 0) * 1024)
+            finally:
+                if self._glibc:
+                    _set_mmap_threshold(_RUN_THRESHOLD)
         else:
             yield
             out["peak_bytes"] = float("nan")

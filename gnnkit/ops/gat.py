@@ -19,6 +19,8 @@ recomputes the attention from them (see ``kernels/gat.py`` and docs/kernels.md).
 """
 from __future__ import annotations
 
+import importlib.util
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -32,11 +34,38 @@ from .spmm import spmm_slots
 
 
 # ---------------------------------------------------------------------- fused path (Triton)
+_TRITON_FOUND = importlib.util.find_spec("triton") is not None  # found, not imported
+
+
+def _use_fused(x: Tensor) -> bool:
+    """Whether ``gat_attention`` takes the fused Triton path for ``x``.
+
+    Eager: :func:`use_triton` (which imports the kernel module).  Under ``torch.compile``
+    the same rule is evaluated without importing anything (Dynamo cannot trace
+    ``importlib``); the kernel module is imported when the custom op runs."""
+    if not torch.compiler.is_compiling():
+        return use_triton("gat", x)
+    mode = os.environ.get("GNNKIT_BACKEND", "auto").strip().lower() or "auto"
+    if mode == "torch":
+        return False
+    if mode == "triton":
+        return True
+    return x.is_cuda and _TRITON_FOUND
+
+
+def _gat_kernels():
+    mod = kernel("gat")
+    if mod is None:
+        raise RuntimeError("the fused GAT path needs triton and gnnkit.kernels.gat, which could not be imported; "
+                           "set GNNKIT_BACKEND=torch to use the composite path")
+    return mod
+
+
 @torch.library.custom_op("gnnkit::gat_fused", mutates_args=())
 def _gat_fused_op(rowptr: Tensor, col: Tensor, x: Tensor, a_src: Tensor, a_dst: Tensor,
                   edge_term: Optional[Tensor], negative_slope: float) -> Tuple[Tensor, Tensor, Tensor]:
     """``(out [N, H, F], row max m [N, H] fp32, row sum z [N, H] fp32)``; ``edge_term`` in CSR slot order."""
-    return kernel("gat").gat_fwd(rowptr, col, x, a_src, a_dst, edge_term, negative_slope)
+    return _gat_kernels().gat_fwd(rowptr, col, x, a_src, a_dst, edge_term, negative_slope)
 
 
 @_gat_fused_op.register_fake
@@ -52,7 +81,7 @@ def _gat_fused_bwd_op(rowptr: Tensor, col: Tensor, rowptr_t: Tensor, col_t: Tens
                       z: Tensor, grad_out: Tensor, negative_slope: float
                       ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(grad_x, grad_a_src, grad_a_dst, grad_edge_term)``; the last is empty without ``edge_term``."""
-    gx, gs, gd, gt = kernel("gat").gat_bwd(rowptr, col, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term,
+    gx, gs, gd, gt = _gat_kernels().gat_bwd(rowptr, col, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term,
                                            out, m, z, grad_out, negative_slope)
     return gx, gs, gd, x.new_empty(0) if gt is None else gt
 
@@ -114,7 +143,7 @@ def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_te
                          f"H={H}], got {list(a_src.shape)} and {list(a_dst.shape)}")
     if edge_term is not None and edge_term.shape != (graph.num_edges, H):
         raise ValueError(f"edge_term must be [E={graph.num_edges}, H={H}], got {list(edge_term.shape)}")
-    if not return_attention and not (training and dropout > 0) and use_triton("gat", x):
+    if not return_attention and not (training and dropout > 0) and _use_fused(x):
         t = None if edge_term is None else graph.to_csr_order(edge_term).contiguous()
         out = FusedGATFunction.apply(graph, x.contiguous(), a_src.contiguous(), a_dst.contiguous(), t,
                                      negative_slope)
