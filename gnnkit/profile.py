@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
-import math
 import os
 import platform
 import statistics
@@ -251,40 +250,68 @@ def compulsory_bytes(op: str, mode: str, N: int, E: int, F: int, H: int, b: int,
 
 
 # ---------------------------------------------------------------------- problems
-@dataclass
 class Problem:
-    """Inputs of every op on one graph, in one dtype and on one device."""
-    edge_index: Tensor
-    num_nodes: int
-    rowptr: Tensor
-    csr_perm: Tensor
-    x: Tensor  # [N, F]  (spmm / sddmm)
-    xh: Tensor  # [N, H, C] (gat)
-    att_src: Tensor  # [H, C]
-    att_dst: Tensor
-    logits: Tensor  # [E, H] (softmax)
-    values: Tensor  # [E, F] (segment)
-    heads: int
+    """Inputs of every op on one graph, in one dtype and on one device.
+
+    The dense inputs are made on first use and dropped by :meth:`release` after each
+    op, so an op's ``[E, F]`` tensors never sit in memory while another op is timed."""
+
+    def __init__(self, g: GraphSpec, F: int, H: int, C: int, dtype: torch.dtype, device: torch.device,
+                 seed: int = 0):
+        self.edge_index = g.edge_index.to(device)
+        self.num_nodes = N = g.num_nodes
+        self.F, self.heads, self.C, self.dtype, self.device, self.seed = F, H, C, dtype, device, seed
+        dst = self.edge_index[1]
+        self.csr_perm = torch.sort(dst * max(N, 1) + self.edge_index[0], stable=True).indices
+        self.rowptr = torch.searchsorted(dst[self.csr_perm], torch.arange(N + 1, device=device))
+        self._made: Dict[str, Tensor] = {}
+
+    def _make(self, name: str, *shape: int, scale: float = 1.0) -> Tensor:
+        if name not in self._made:
+            gen = torch.Generator(device=self.device).manual_seed(self.seed + len(name))
+            t = torch.randn(*shape, generator=gen, device=self.device, dtype=torch.float32) * scale
+            self._made[name] = t.to(self.dtype)
+        return self._made[name]
+
+    @property
+    def num_edges(self) -> int:
+        return self.edge_index.size(1)
+
+    @property
+    def x(self) -> Tensor:  # [N, F] (spmm, sddmm)
+        return self._make("x", self.num_nodes, self.F)
+
+    @property
+    def x2(self) -> Tensor:  # [N, F] second operand of sddmm
+        return self._make("x2", self.num_nodes, self.F)
+
+    @property
+    def xh(self) -> Tensor:  # [N, H, C] (gat)
+        return self._make("xh", self.num_nodes, self.heads, self.C)
+
+    @property
+    def att_src(self) -> Tensor:  # [H, C]
+        return self._make("att_src", self.heads, self.C, scale=self.C ** -0.5)
+
+    @property
+    def att_dst(self) -> Tensor:
+        return self._make("att_dst", self.heads, self.C, scale=self.C ** -0.5)
+
+    @property
+    def logits(self) -> Tensor:  # [E, H] (softmax)
+        return self._make("logits", self.num_edges, self.heads)
+
+    @property
+    def values(self) -> Tensor:  # [E, F] (segment)
+        return self._make("values", self.num_edges, self.F)
+
+    def release(self) -> None:
+        self._made.clear()
 
 
 def make_problem(g: GraphSpec, F: int, H: int, C: int, dtype: torch.dtype, device: torch.device,
                  seed: int = 0) -> Problem:
-    torch.manual_seed(seed)
-    ei = g.edge_index.to(device)
-    N = g.num_nodes
-    E = ei.size(1)
-    dst = ei[1]
-    perm = torch.sort(dst * max(N, 1) + ei[0], stable=True).indices
-    rowptr = torch.searchsorted(dst[perm], torch.arange(N + 1, device=device))
-    return Problem(
-        edge_index=ei, num_nodes=N, rowptr=rowptr, csr_perm=perm,
-        x=torch.randn(N, F, device=device, dtype=dtype),
-        xh=torch.randn(N, H, C, device=device, dtype=dtype),
-        att_src=torch.randn(H, C, device=device, dtype=dtype) / math.sqrt(C),
-        att_dst=torch.randn(H, C, device=device, dtype=dtype) / math.sqrt(C),
-        logits=torch.randn(E, H, device=device, dtype=dtype),
-        values=torch.randn(E, F, device=device, dtype=dtype),
-        heads=H)
+    return Problem(g, F, H, C, dtype, device, seed)
 
 
 def _pyg_modules():
@@ -338,7 +365,7 @@ def build_callables(p: Problem, backend: str, op: str) -> Optional[Tuple[Callabl
         if op == "spmm":
             return (lambda x: ops.spmm(graph, x)), [p.x]
         if op == "sddmm":
-            return (lambda a, b: ops.sddmm(graph, a, b)), [p.x, p.x.clone()]
+            return (lambda a, b: ops.sddmm(graph, a, b)), [p.x, p.x2]
         if op == "softmax":
             return (lambda s: ops.segment_softmax(graph, s)), [p.logits]
         if op == "segment":
@@ -356,7 +383,7 @@ def build_callables(p: Problem, backend: str, op: str) -> Optional[Tuple[Callabl
             return (lambda x: m(x, ei)), [p.x]
         if op == "sddmm":
             f = wrap(lambda a, b: (a.index_select(0, dst) * b.index_select(0, src)).sum(-1))
-            return f, [p.x, p.x.clone()]
+            return f, [p.x, p.x2]
         if op == "softmax":
             f = wrap(lambda s: pyg_softmax(s, dst, num_nodes=N))
             return f, [p.logits]
@@ -376,7 +403,7 @@ def build_callables(p: Problem, backend: str, op: str) -> Optional[Tuple[Callabl
             pattern = torch.sparse_csr_tensor(p.rowptr, col, torch.zeros(col.numel(), dtype=p.x.dtype,
                                                                           device=col.device), (N, N))
             return (lambda a, b: torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0.0).values()), \
-                [p.x, p.x.clone()]
+                [p.x, p.x2]
         if op == "softmax":
             idx = torch.stack([dst, src])
 
@@ -462,7 +489,7 @@ def run_one(p: Problem, op: str, backend: str, mode: str, device: torch.device, 
             mem: PeakMemory, F: int, C: int, copy_gbps: float) -> Record:
     rec = Record(op, backend, mode)
     N, E = p.num_nodes, p.edge_index.size(1)
-    b = p.x.element_size()
+    b = torch.empty((), dtype=p.dtype).element_size()
     width, H = (C, p.heads) if op == "gat" else ((1, p.heads) if op == "softmax" else (F, 1))
     rec.bytes_model = compulsory_bytes(op, mode, N, E, width, H, b)
     with _backend_env(backend):
@@ -588,8 +615,10 @@ def profile(graph: GraphSpec, device: torch.device, features: int = 64, heads: i
     grid = [(o, bk, m) for o in ops for bk in backends for m in modes]
     results = []
     bar = tqdm(grid, desc="profile", disable=not progress, leave=False)
-    for o, bk, m in bar:
+    for k, (o, bk, m) in enumerate(bar):
         bar.set_postfix_str(f"{o} {bk} {m}")
+        if k and grid[k - 1][0] != o:
+            p.release()  # drop the previous op's inputs before timing the next op
         if bk not in avail:
             rec = Record(o, bk, m, error="backend not available here")
         elif bk == "pyg-compiled" and compile_ops is not None and o not in compile_ops:
