@@ -14,9 +14,10 @@ resident-set high-water mark (``/proc/self/status`` VmHWM, reset through
 ``/proc/self/clear_refs``) during one more call, minus the resident set before it.
 
 PyG's LSTM aggregation pads every node to the maximum in-degree (N x max_deg x F floats),
-which does not fit in memory on this graph; the LSTM comparison therefore also runs on a
-degree-capped copy (every node keeps its first 16 in-edges), where PyG can run, and gnnkit's
-LSTM is additionally timed alone on the full graph.
+which does not fit in memory on this graph (max in-degree 3,829), nor on a degree-capped copy
+(every node keeps its first 16 in-edges: PyG was OOM-killed at 21 GB RSS, gnnkit ran in
+7.8 GB).  The LSTM speed comparison therefore runs on a smaller graph from the same generator
+(``sage_lstm_small``: N=20,000, same average degree, in-degree capped at 16).
 
 Example::
 
@@ -41,19 +42,22 @@ N, E, F = 169_343, 1_166_243, 128
 LSTM_CAP = 16
 
 
-def make_graph(seed: int = 0, cap: int = 0) -> torch.Tensor:
+SMALL_N = 20_000  # the LSTM comparison graph: same generator, same average degree, degree cap 16
+
+
+def make_graph(seed: int = 0, cap: int = 0, n: int = N, e: int = E) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    src = torch.randint(0, N, (E,), generator=g)
-    w = (torch.arange(N, dtype=torch.float64) + 1).pow(-0.6)
-    dst = torch.multinomial(w, E, replacement=True, generator=g)
-    relabel = torch.randperm(N, generator=g)
+    src = torch.randint(0, n, (e,), generator=g)
+    w = (torch.arange(n, dtype=torch.float64) + 1).pow(-0.6)
+    dst = torch.multinomial(w, e, replacement=True, generator=g)
+    relabel = torch.randperm(n, generator=g)
     ei = torch.stack([relabel[src], relabel[dst]])
     if cap:
         # keep the first `cap` in-edges of each node (in input order)
         order = torch.sort(ei[1], stable=True).indices
         d = ei[1, order]
-        start = torch.searchsorted(d, torch.arange(N))
-        pos = torch.arange(E) - start[d]
+        start = torch.searchsorted(d, torch.arange(n))
+        pos = torch.arange(e) - start[d]
         ei = ei[:, order[pos < cap]]
         # PyG's LSTM aggregation needs edges sorted by destination
     return ei
@@ -109,16 +113,20 @@ def _build(layer: str, impl: str, ei: torch.Tensor):
 
 def worker(layer: str, impl: str, reps: int) -> dict:
     warnings.filterwarnings("ignore")
-    ei = make_graph(cap=LSTM_CAP if layer == "sage_lstm_capped" else 0)
+    n = SMALL_N if layer == "sage_lstm_small" else N
+    ei = make_graph(cap=LSTM_CAP if layer in ("sage_lstm_capped", "sage_lstm_small") else 0, n=n,
+                    e=round(E * n / N))
     if layer.startswith("sage_lstm") and impl.startswith("pyg"):
-        max_deg = int(torch.bincount(ei[1], minlength=N).max())
-        need = N * max_deg * F * 4
-        if need > 4e9:
-            return {"skipped": f"PyG's LSTM aggregation would pad to N x max_deg x F = {N} x {max_deg} x {F} "
-                               f"floats = {need / 1e9:.0f} GB"}
+        max_deg = int(torch.bincount(ei[1], minlength=n).max())
+        # PyG pads N x max_deg x F, and the LSTM keeps ~10 such tensors for backward
+        need = 10 * n * max_deg * F * 4
+        if need > 8e9:
+            return {"skipped": f"PyG's LSTM aggregation pads to N x max_deg x F = {n} x {max_deg} x {F} floats; "
+                               f"with the LSTM's saved activations ~{need / 1e9:.0f} GB, more than this machine "
+                               f"can give (a capped run was OOM-killed at 21 GB RSS)"}
     mod, adj = _build(layer, impl, ei)
     mod.train()
-    x = torch.randn(N, F, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    x = torch.randn(n, F, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
 
     def step():
         out = mod(x, adj)
@@ -146,6 +154,7 @@ IMPLS = {
     "sage": ["gnnkit", "gnnkit-int32", "pyg-edge_index", "pyg-torchcsr", "pyg-sparsetensor"],
     "gin": ["gnnkit", "gnnkit-int32", "pyg-edge_index", "pyg-torchcsr", "pyg-sparsetensor"],
     "gat": ["gnnkit", "pyg-edge_index", "pyg-sparsetensor"],
+    "sage_lstm_small": ["gnnkit", "pyg-edge_index"],
     "sage_lstm_capped": ["gnnkit", "pyg-edge_index"],
     "sage_lstm": ["gnnkit", "pyg-edge_index"],
 }
@@ -154,7 +163,8 @@ TARGETS = [
     ("gcn", "pyg-sparsetensor", 1.2, None), ("gcn", "pyg-edge_index", 2.5, None),
     ("sage", "pyg-sparsetensor", 1.2, None), ("sage", "pyg-edge_index", 2.5, None),
     ("gin", "pyg-sparsetensor", 1.2, None), ("gin", "pyg-edge_index", 2.5, None),
-    ("gat", "pyg-edge_index", 2.0, 0.3), ("sage_lstm_capped", "pyg-edge_index", 2.0, None),
+    ("gat", "pyg-edge_index", 2.0, 0.3), ("sage_lstm_small", "pyg-edge_index", 2.0, None),
+    ("sage_lstm_capped", "pyg-edge_index", 2.0, None),
 ]
 
 
@@ -165,9 +175,12 @@ def _has_torch_sparse() -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--layers", default="gcn,sage,gin,gat,sage_lstm_capped,sage_lstm",
+    ap.add_argument("--layers", default="gcn,sage,gin,gat,sage_lstm_small",
                     help="comma-separated subset of " + ",".join(IMPLS) + " (default: all)")
     ap.add_argument("--reps", type=int, default=5, help="timed calls per measurement (default 5; LSTM uses 2)")
+    ap.add_argument("--impls", default=None,
+                    help="comma-separated implementations to (re)measure, e.g. pyg-sparsetensor (default: all); "
+                         "other entries are kept from an existing JSON at --out")
     ap.add_argument("--out", default=str(RESULTS / "layers_speed.json"), help="JSON output path")
     ap.add_argument("--worker", nargs=2, metavar=("LAYER", "IMPL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -176,9 +189,13 @@ def main() -> None:
         return
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     results = {}
+    if args.impls and Path(args.out).exists():
+        results = json.loads(Path(args.out).read_text())["results"]
     for layer in args.layers.split(","):
-        results[layer] = {}
+        results.setdefault(layer, {})
         for impl in IMPLS[layer]:
+            if args.impls and impl not in args.impls.split(","):
+                continue
             if "sparsetensor" in impl and not _has_torch_sparse():
                 results[layer][impl] = {"skipped": "torch-sparse is not installed"}
                 continue
@@ -195,6 +212,8 @@ def main() -> None:
     checks = []
     for layer, base, speedup, mem in TARGETS:
         r = results.get(layer, {})
+        if not r:
+            continue
         ours, ref = r.get("gnnkit", {}), r.get(base, {})
         if "median_s" not in ours or "median_s" not in ref:
             checks.append({"layer": layer, "baseline": base, "target_speedup": speedup, "status": "not measured",
