@@ -293,3 +293,16 @@ def test_ogbl_ddi_split_is_leak_free_and_fast():
     assert rep.inductive and itr.num_nodes + iva.num_nodes + ite.num_nodes == data.num_nodes
     kept = sum(ind.stats[f"{s}_edges"] for s in ("train", "val", "test"))
     assert kept + ind.stats["cross_part_edges_dropped"] == ind.stats["unique_edges"]
+
+
+@pytest.mark.data
+def test_ogbg_molhiv_splits_whole_graphs():
+    ds = load("ogbg-molhiv")
+    tf = InductiveLinkSplit(0.1, 0.1, is_undirected=True, seed=0)
+    tr, va, te = tf(ds)
+    assert tf.stats["cross_part_edges_dropped"] == 0
+    assert sum(d.graph_id.numel() for d in (tr, va, te)) == len(ds)
+    assert check_leakage(tr, va, te, strict=True).inductive
+    e = neg(te)
+    assert bool((te.batch[e[0]] == te.batch[e[1]]).all())
+    assert te.y.size(0) == te.graph_id.numel()

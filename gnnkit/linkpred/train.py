@@ -220,7 +220,7 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * idx.numel()
+            total += float(loss.detach()) * idx.numel()
         row = {"epoch": epoch, "loss": total / P}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             val = evaluate(*score_split(enc, dec, val_data, device), ks=cfg.ks)
