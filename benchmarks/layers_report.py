@@ -52,7 +52,8 @@ def speed_section():
     out = [f"Synthetic arxiv-like graph, N={g['num_nodes']:,}, E={g['num_edges']:,}, F={g['features']}, "
            f"forward+backward (input gradients included), median of the timed calls, {r['cores']} CPU cores "
            f"shared with other jobs (load average at the end: {', '.join(f'{x:.1f}' for x in r['load_avg_at_end'])}).",
-           "", "| layer | implementation | seconds | peak MB |", "|---|---|---|---|"]
+           ""] + ([f"Note: {r['note']}", ""] if r.get("note") else []) + [
+           "| layer | implementation | seconds | peak MB |", "|---|---|---|---|"]
     for layer, impls in r["results"].items():
         for impl, v in impls.items():
             if "median_s" in v:

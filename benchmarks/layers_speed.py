@@ -163,6 +163,9 @@ TARGETS = [
     ("gcn", "pyg-sparsetensor", 1.2, None), ("gcn", "pyg-edge_index", 2.5, None),
     ("sage", "pyg-sparsetensor", 1.2, None), ("sage", "pyg-edge_index", 2.5, None),
     ("gin", "pyg-sparsetensor", 1.2, None), ("gin", "pyg-edge_index", 2.5, None),
+    # PyG's torch.sparse CSR path: what PyG's SparseTensor path calls on CPU after converting
+    # (torch_geometric.utils.spmm -> torch.sparse.mm), shown as a proxy while torch-sparse is missing
+    ("gcn", "pyg-torchcsr", 1.2, None), ("sage", "pyg-torchcsr", 1.2, None), ("gin", "pyg-torchcsr", 1.2, None),
     ("gat", "pyg-edge_index", 2.0, 0.3), ("sage_lstm_small", "pyg-edge_index", 2.0, None),
     ("sage_lstm_capped", "pyg-edge_index", 2.0, None),
 ]
