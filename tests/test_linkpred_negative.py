@@ -1,5 +1,4 @@
 """negative_sampling / NegativeSampler: exact counts, uniqueness, exclusions, errors."""
-import math
 
 import pytest
 import torch

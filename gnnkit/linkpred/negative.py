@@ -21,7 +21,6 @@ known edge and returns each sampled pair once, as ``row < col``.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple, Union
 
 import torch

@@ -21,7 +21,6 @@ de-duplication and re-orientation they no longer line up with the edges.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch

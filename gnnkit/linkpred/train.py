@@ -9,7 +9,6 @@ own message edges; the test result reported is the one at the best validation ep
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
