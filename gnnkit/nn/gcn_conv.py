@@ -218,9 +218,11 @@ class GCNConv(torch.nn.Module):
             graph, w = self._normalised(edge_index, edge_weight, n, x.dtype)
             if self.cached:
                 self._cached_norm = (graph, w.detach())
-        # A (x W) == (A x) W.  Aggregating first skips the backward SpMM when x needs no gradient
-        # (e.g. input features) and is cheaper whenever x is narrower than the output.
-        if not x.requires_grad or (0 < x.size(-1) < self.out_channels):
+        # A (x W) == (A x) W: pick the order that moves fewer features through SpMMs.  Transform
+        # first costs an SpMM of width out_channels forward and again backward; aggregate first
+        # costs one of width in_channels forward, and backward only when x needs a gradient.
+        f_in, f_out = x.size(-1), self.out_channels
+        if f_in * (2 if x.requires_grad else 1) < 2 * f_out:
             out = self.lin(self._propagate(graph, w, x))
         else:
             out = self._propagate(graph, w, self.lin(x))
