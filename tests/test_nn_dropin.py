@@ -206,12 +206,13 @@ def test_sage_lstm_reads_real_last_neighbour_and_shuffles():
         else:
             agg = lstm(x[srcs].unsqueeze(0))[1][0][-1, 0]
         _close(out[i], g.lin_l(agg))
-    # packed, not padded: the LSTM input holds exactly one row per edge
-    from gnnkit.nn.lstm_aggr import _packed_layout
+    # bucketed by degree, not padded: the LSTM input holds exactly one row per edge
+    from gnnkit.nn.lstm_aggr import _degree_buckets
     from gnnkit.ops import as_graph
-    gather, batch_sizes, _, _ = _packed_layout(as_graph(ei, num_nodes=N)[0], shuffle=True)
-    assert gather.numel() == ei.size(1) == int(batch_sizes.sum())
-    assert int(batch_sizes[0]) == int((deg > 0).sum()) and batch_sizes.numel() == int(deg.max())
+    buckets = _degree_buckets(as_graph(ei, num_nodes=N)[0], shuffle=True)
+    assert sum(src.numel() for _, src in buckets) == ei.size(1)
+    assert all(bool((deg[nd] == src.size(1)).all()) for nd, src in buckets)
+    assert sum(nd.numel() for nd, _ in buckets) == int((deg > 0).sum())
     g.train()
     a, b = g(x, ei), g(x, ei)
     assert not torch.allclose(a, b), "training mode must draw a fresh neighbour permutation per call"
