@@ -104,6 +104,11 @@ Commands: `GNNKIT_DATA=/work/shared/datasets nice -n 10 python benchmarks/accura
 
 {accuracy_section()}
 
+For the GIN tasks each seed's number is the mean over the 10 folds and ± is the spread over seeds;
+the published ± is the spread over folds. "GIN-paper epoch selection" picks the epoch on the
+fold-averaged test accuracy (the GIN paper's protocol, optimistic); "last epoch" selects nothing.
+PROTEINS ran 3 seeds × 10 folds × 50 epochs (not 10 seeds) to fit the 2-core machine's time.
+
 ## CPU speed and memory
 
 Command: `nice -n 10 python benchmarks/layers_speed.py` (each measurement in its own process).
