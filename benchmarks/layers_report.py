@@ -88,7 +88,7 @@ def compile_section():
             out.append(f"| {name} | yes | {v['max_abs_diff_out']:.1e} / {v['max_abs_diff_grad']:.1e} | "
                        f"{v['eager_s']:.3f} | {v['compiled_s']:.3f} |")
         else:
-            out.append(f"| {name} | NO: {v.get('error', '')[:140]} | | | |")
+            out.append(f"| {name} | NO: {v.get('error', '')[:140].replace(chr(10), ' ')} | | | |")
     return "\n".join(out)
 
 
