@@ -159,3 +159,16 @@ def test_both_aggregation_orders_match_pyg_with_input_grad(fin, fout):
     for a, b in zip(torch.autograd.grad(out, [x, ours.lin.weight], g),
                     torch.autograd.grad(out_ref, [x, ref.lin.weight], g)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_compiles_fullgraph_with_backward():
+    torch._dynamo.reset()
+    ref, ours = _pair()
+    ei = _graph(seed=7)
+    x = torch.randn(N, FIN, requires_grad=True)
+    compiled = torch.compile(ours, fullgraph=True, backend="aot_eager")
+    out = compiled(x, ei)
+    torch.testing.assert_close(out, ref(x, ei), atol=1e-5, rtol=1e-5)
+    (gx,) = torch.autograd.grad(out.sum(), x)
+    (gx_ref,) = torch.autograd.grad(ref(x, ei).sum(), x)
+    torch.testing.assert_close(gx, gx_ref, atol=1e-5, rtol=1e-5)

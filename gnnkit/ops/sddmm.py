@@ -84,6 +84,8 @@ class SDDMMFunction(torch.autograd.Function):
 
 def _sddmm_slots(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
     """SDDMM on 3-D inputs, result in CSR slot order."""
+    if torch.compiler.is_compiling():
+        graph.transpose()  # build it in the traced forward: the backward may not mutate the graph
     return SDDMMFunction.apply(graph, a.contiguous(), b.to(a.dtype).contiguous())
 
 

@@ -151,6 +151,8 @@ class SpMMFunction(torch.autograd.Function):
 
 def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: str = "sum") -> Tensor:
     """SpMM with ``x`` ``[S, H, F]`` and ``value`` ``[E, H]`` already in CSR slot order."""
+    if torch.compiler.is_compiling():
+        graph.transpose()  # build it in the traced forward: the backward may not mutate the graph
     return SpMMFunction.apply(graph, x.contiguous(), value, reduce)
 
 
