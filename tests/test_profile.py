@@ -83,16 +83,33 @@ def test_compulsory_bytes_model():
         prof.compulsory_bytes("conv", "fwd", N, E, F, 1, b)
 
 
-def test_cpu_peak_memory_sees_a_large_temporary():
-    mem = prof.PeakMemory(torch.device("cpu"))
-    if mem.method == "unavailable":
-        pytest.skip("no /proc/self/clear_refs here")
-    stats = {}
-    with mem.measure(stats):
+_PEAK_PROBE = """
+import torch
+from gnnkit import profile as prof
+mem = prof.PeakMemory(torch.device("cpu"))
+if mem.method == "unavailable":
+    print("unavailable")
+else:
+    big, small = {}, {}
+    with mem.measure(big):
         t = torch.ones(32 * 2 ** 20 // 4)  # 32 MiB, touched
         del t
-    assert stats["peak_bytes"] >= 30 * 2 ** 20
-    small = {}
     with mem.measure(small):
         torch.ones(16).sum()
-    assert small["peak_bytes"] < 8 * 2 ** 20
+    print(big["peak_bytes"], small["peak_bytes"])
+"""
+
+
+def test_cpu_peak_memory_sees_a_large_temporary():
+    # In a fresh process: inside a long pytest run, freed heap pages that are still resident can
+    # be reused and hide the rise (seen once in CI: 0 bytes); the probe's contract is per process.
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", _PEAK_PROBE], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split()
+    if out == ["unavailable"]:
+        pytest.skip("no /proc/self/clear_refs here")
+    big, small = float(out[0]), float(out[1])
+    assert big >= 30 * 2 ** 20
+    assert small < 8 * 2 ** 20
