@@ -24,8 +24,9 @@ def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     dtype = a.dtype
     ac = a.float() if dtype in _LOW else a
     bc = b.to(ac.dtype)
+    out = ac.new_empty(E, H)
     if E == 0:
-        return ac.new_empty(E, H).to(dtype)
+        return out.to(dtype)
     # sampled_addmm rejects duplicate (row, col) entries: sample the unique pattern, then gather
     row = torch.repeat_interleave(torch.arange(N, device=a.device), rowptr[1:] - rowptr[:-1], output_size=E)
     first = torch.ones(E, dtype=torch.bool, device=a.device)
@@ -37,13 +38,10 @@ def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
         rowptr = torch.searchsorted(row[first], torch.arange(N + 1, device=a.device))
     zeros = torch.zeros(col.numel(), dtype=ac.dtype, device=a.device)
     pattern = torch.sparse_csr_tensor(rowptr, col, zeros, (N, S))
-    if H == 1:
-        ah, bh = ac.reshape(1, N, F), bc.reshape(1, S, F)
-    else:  # head-major copies once, not one strided copy per head
-        ah, bh = ac.transpose(0, 1).contiguous(), bc.transpose(0, 1).contiguous()
-    vals = torch.stack([torch.sparse.sampled_addmm(pattern, ah[h], bh[h].t(), beta=0.0).values()
-                        for h in range(H)], dim=1)  # [E_unique, H]
-    out = vals if gather is None else vals.index_select(0, gather)
+    for h in range(H):
+        res = torch.sparse.sampled_addmm(pattern, ac[:, h].contiguous(), bc[:, h].t().contiguous(), beta=0.0)
+        vals = res.values()
+        out[:, h] = vals if gather is None else vals.index_select(0, gather)
     return out.to(dtype)
 
 

@@ -43,16 +43,12 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
         ones = torch.ones(col.numel(), dtype=xc.dtype, device=x.device)
         A = torch.sparse_csr_tensor(rowptr, col, ones, (N, S))
         out = torch.sparse.mm(A, xc.reshape(S, H * F), reduce=r).reshape(N, H, F)
-    elif H == 1:
-        A = torch.sparse_csr_tensor(rowptr, col, value.to(xc.dtype).reshape(-1), (N, S))
-        out = torch.sparse.mm(A, xc.reshape(S, F), reduce=r).reshape(N, 1, F)
     else:
-        # head-major copies once (not one strided copy per head), one CSR SpMM per head
-        vh = value.to(xc.dtype).t().contiguous()  # [H, E]
-        xh = xc.transpose(0, 1).contiguous()  # [H, S, F]
-        outh = torch.stack([torch.sparse.mm(torch.sparse_csr_tensor(rowptr, col, vh[h], (N, S)), xh[h],
-                                            reduce=r) for h in range(H)])
-        out = outh.transpose(0, 1).contiguous()
+        vc = value.to(xc.dtype)
+        out = xc.new_empty(N, H, F)
+        for h in range(H):
+            A = torch.sparse_csr_tensor(rowptr, col, vc[:, h].contiguous(), (N, S))
+            out[:, h] = torch.sparse.mm(A, xc[:, h].contiguous(), reduce=r)
     return out.to(dtype)
 
 
