@@ -8,7 +8,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
-from gnnkit.ops import Graph, as_graph, cached_for, is_sparse_adj, segment_reduce, spmm
+from gnnkit.ops import Graph, as_graph, cached_for, is_sparse_adj, segment_reduce
 from gnnkit.ops.graph import SparseTensor, validate_edge_index
 from gnnkit.ops.spmm import spmm_slots
 

@@ -44,16 +44,26 @@ def segment_reduce_bwd_ref(rowptr: Tensor, values: Tensor, grad_out: Tensor, red
         g = g / deg.clamp(min=1).to(g.dtype).view(-1, *([1] * (g.dim() - 1)))
         return g.index_select(0, row).to(values.dtype)
     v = values.to(g.dtype)
-    out = segment_reduce_ref(rowptr, v, reduce)
-    shape = (E,) + (1,) * (v.dim() - 1)
-    hit = v == out.index_select(0, row)
-    slot = torch.arange(E, device=v.device).view(shape).expand_as(v)
+    return route_to_first_extremum(v, segment_reduce_ref(rowptr, v, reduce), row, g).to(values.dtype)
+
+
+def route_to_first_extremum(msg: Tensor, out: Tensor, row: Tensor, grad_out: Tensor) -> Tensor:
+    """Gradient of a max/min over CSR segments with respect to the per-slot messages.
+
+    ``msg`` ``[E, ...]`` are the slot values, ``out`` ``[N, ...]`` their row extrema and ``row``
+    the row of each slot; each entry of ``grad_out`` goes to the first slot (in CSR order)
+    whose message equals the extremum — deterministic, unlike an atomic scatter.
+    """
+    E = msg.size(0)
+    shape = (E,) + (1,) * (msg.dim() - 1)
+    hit = msg == out.index_select(0, row)
+    slot = torch.arange(E, device=msg.device).view(shape).expand_as(msg)
     cand = torch.where(hit, slot, torch.full_like(slot, E))
-    first = torch.full(out.shape, E, dtype=torch.long, device=v.device)
-    first.scatter_reduce_(0, row.view(shape).expand_as(v), cand, "amin")
-    grad = g.new_zeros((E + 1,) + tuple(v.shape[1:]))
-    grad.scatter_(0, first, g)
-    return grad[:E].to(values.dtype)
+    first = torch.full(out.shape, E, dtype=torch.long, device=msg.device)
+    first.scatter_reduce_(0, row.view(shape).expand_as(msg), cand, "amin")
+    grad = grad_out.new_zeros((E + 1,) + tuple(msg.shape[1:]))  # slot E collects rows without edges
+    grad.scatter_(0, first, grad_out)
+    return grad[:E]
 
 
 @torch.library.custom_op("gnnkit::segment_reduce", mutates_args=())

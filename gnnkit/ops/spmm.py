@@ -20,6 +20,7 @@ from torch import Tensor
 from ._backend import kernel, use_triton
 from .graph import Graph
 from .sddmm import _sddmm_slots
+from .segment import route_to_first_extremum
 
 REDUCES = ("sum", "mean", "max", "min")
 _TORCH_REDUCE = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}
@@ -66,14 +67,7 @@ def spmm_arg_bwd_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Te
     msg = xc.index_select(0, col)  # [E, H, F]
     if vc is not None:
         msg = msg * vc.unsqueeze(-1)
-    hit = msg == out.index_select(0, row)
-    slot = torch.arange(E, device=x.device).view(E, 1, 1).expand(E, H, F)
-    cand = torch.where(hit, slot, torch.full_like(slot, E))
-    first = torch.full((N, H, F), E, dtype=torch.long, device=x.device)
-    first.scatter_reduce_(0, row.view(E, 1, 1).expand(E, H, F), cand, "amin")
-    grad_msg = xc.new_zeros(E + 1, H, F)  # slot E collects rows without edges
-    grad_msg.scatter_(0, first, grad_out.to(xc.dtype))
-    grad_msg = grad_msg[:E]
+    grad_msg = route_to_first_extremum(msg, out, row, grad_out.to(xc.dtype))
     grad_value = None
     if vc is not None:
         grad_value = (grad_msg * xc.index_select(0, col)).sum(-1).to(value.dtype)
