@@ -1,5 +1,5 @@
 import sys
 
-from gnnkit.cli import main
+from gnnkit.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -42,5 +42,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     return int(args._module.run(args) or 0)
 
 
+def console_main(argv: Optional[List[str]] = None) -> int:
+    """The ``gnnkit`` executable: :func:`main`, with bad input reported as one line, not a traceback."""
+    try:
+        return main(argv)
+    except (ValueError, IndexError, FileNotFoundError) as e:
+        cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS), "")
+        print(f"gnnkit {cmd}: error: {e}".replace("gnnkit : ", "gnnkit: "), file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

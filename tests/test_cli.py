@@ -55,3 +55,10 @@ def test_input_dropout_has_dropout_statistics():
     assert abs(float(kept) - 0.6) < 0.01  # keep probability 1 - p
     assert torch.allclose(outs[:, nz][outs[:, nz] != 0], torch.tensor(2.0 / 0.6))  # inverted scaling
     assert torch.equal(input_dropout(x, 0.4, False), x)
+
+
+def test_bad_dataset_is_one_clear_line(capsys):
+    from gnnkit.cli import console_main
+    assert console_main(["train", "--dataset", "nope", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "gnnkit train: error:" in err and "unknown dataset" in err and "Traceback" not in err
