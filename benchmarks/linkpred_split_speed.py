@@ -8,15 +8,15 @@ Target: a transductive split of ogbl-ddi in under 30 s on CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from gnnkit._atomic import write_json_atomic
 
 
 def timed(fn, repeats):
@@ -66,12 +66,7 @@ def main() -> int:
         "note": "shared machine: other jobs were running; times are wall-clock",
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, out)
+    write_json_atomic(payload, out)
     print(f"wrote {out}")
     return 0
 

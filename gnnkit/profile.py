@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +39,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from gnnkit._atomic import atomic_write
 
 OPS = ("spmm", "sddmm", "softmax", "segment", "gat")
 MODES = ("fwd", "fwd+bwd")
@@ -397,7 +398,7 @@ def build_callables(p: Problem, backend: str, op: str) -> Optional[Tuple[Callabl
         col = src[p.csr_perm]
         if op == "spmm":
             ones = torch.ones(col.numel(), dtype=p.x.dtype, device=col.device)
-            A = torch.sparse_csr_tensor(p.rowptr, col, ones, (N, N))
+            A = torch.sparse_csr_tensor(p.rowptr, col, ones, (N, N), check_invariants=False)
             return (lambda x: torch.sparse.mm(A, x)), [p.x]
         if op == "sddmm":
             pattern = torch.sparse_csr_tensor(p.rowptr, col, torch.zeros(col.numel(), dtype=p.x.dtype,
@@ -530,23 +531,6 @@ def run_one(p: Problem, op: str, backend: str, mode: str, device: torch.device, 
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     return rec
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def plot(report: dict, path: Path) -> None:

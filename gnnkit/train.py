@@ -9,11 +9,7 @@ The test accuracy is read at the epoch of best validation accuracy.
 """
 from __future__ import annotations
 
-import json
-import math
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -179,16 +175,3 @@ def format_table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(obj, path: str) -> None:
-    """Write JSON to ``path`` through a temp file in the same folder and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -153,6 +153,54 @@ def test_hard_negatives_score_higher_than_uniform():
         assert all(a in ends or b in ends for a, b in hard.t().tolist())
 
 
+@pytest.mark.parametrize("bipartite", [False, True])
+def test_hard_dense_and_sparse_products_agree(monkeypatch, bipartite):
+    """hard.py multiplies by A densely on dense graphs (ogbl-ddi) and as CSR otherwise:
+    both paths must give the same negatives, for every score."""
+    import gnnkit.linkpred.hard as hard
+    g = torch.Generator().manual_seed(1)
+    if bipartite:
+        ei, size = torch.stack([torch.randint(0, 25, (120,), generator=g),
+                                torch.randint(0, 18, (120,), generator=g)]), (25, 18)
+    else:
+        ei, size = torch.randint(0, 40, (2, 200), generator=g), 40
+        ei = ei[:, ei[0] != ei[1]]
+    targets = ei[:, :30]
+    for score in ("cn", "ra", "ppr"):
+        out = {}
+        for name, density in (("dense", 0.0), ("sparse", 2.0)):
+            monkeypatch.setattr(hard, "DENSE_MIN_DENSITY", density)
+            out[name] = negative_sampling(ei, size, 30, "hard", force_undirected=not bipartite, seed=3,
+                                          targets=targets, hard_score=score)
+        assert torch.equal(out["dense"], out["sparse"]), score
+
+
+def test_hard_cn_picks_the_top_common_neighbour_pairs():
+    """One target, tail corruption: the negatives are the kept endpoint's non-neighbours
+    with the most common neighbours (brute-force oracle on a dense A)."""
+    g = torch.Generator().manual_seed(2)
+    n = 30
+    ei = torch.randint(0, n, (2, 150), generator=g)
+    ei = ei[:, ei[0] != ei[1]]
+    A = torch.zeros(n, n)
+    A[ei[0], ei[1]] = 1
+    A = ((A + A.t()) > 0).float()
+    cn = A @ A
+    targets = ei[:, :1]
+    k = 5
+    neg = negative_sampling(ei, n, k, "hard", force_undirected=True, seed=0, targets=targets, hard_score="cn")
+    check_negatives(neg, ei, n, k, True)
+    # the kept endpoint is the head or the tail of the target (chosen at random)
+    kept = [int(e) for e in targets[:, 0] if bool(((neg[0] == e) | (neg[1] == e)).all())]
+    assert kept, "every negative must keep one endpoint of the target"
+    u = kept[0]
+    others = torch.where(neg[0] == u, neg[1], neg[0])
+    assert bool(((neg[0] == u) | (neg[1] == u)).all())
+    allowed = (A[u] == 0) & (torch.arange(n) != u)
+    best = cn[u][allowed].sort(descending=True).values
+    assert sorted(cn[u, others].tolist(), reverse=True) == best[:k].tolist()
+
+
 def test_bipartite_and_batched():
     # bipartite: 4 users x 3 items, separate numbering
     ei = torch.tensor([[0, 0, 1, 3], [0, 2, 1, 2]])

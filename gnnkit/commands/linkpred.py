@@ -118,23 +118,21 @@ def _run(args) -> int:
             if "x" in d and d.x is not None:
                 x = d.x.float()
                 d.x = x / x.sum(1, keepdim=True).clamp_min(1e-12)
-    res = fit(tr, va, te, cfg, progress=not args.no_progress)
+    from gnnkit._atomic import write_json_atomic
+
+    def save(res, complete=False):
+        """Results so far (after every epoch of a long run) or final, written atomically."""
+        payload = {"dataset": args.dataset, "complete": complete, "epochs_done": len(res.history),
+                   "best_epoch": res.best_epoch, "val": res.val, "test": res.test, "seconds": res.seconds,
+                   "config": res.config, "split": info, "history": res.history,
+                   "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
+        write_json_atomic(payload, args.json)
+    res = fit(tr, va, te, cfg, progress=not args.no_progress, on_epoch=save if args.json else None)
     print(f"{args.dataset}: {cfg.model}+{cfg.decoder}, {cfg.epochs} epochs, {res.seconds:.1f} s; "
           f"best validation {cfg.select} at epoch {res.best_epoch}")
     for name, m in (("val", res.val), ("test", res.test)):
         print(f"  {name:4s} " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
     if args.json:
-        import os
-        import tempfile
-        from pathlib import Path
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"dataset": args.dataset, "best_epoch": res.best_epoch, "val": res.val, "test": res.test,
-                   "seconds": res.seconds, "config": res.config, "split": info, "history": res.history,
-                   "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, out)
+        save(res, complete=True)
     return 0
+

@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gnnkit.train import TrainConfig, format_table, run as train_run, write_json_atomic
+    from gnnkit._atomic import write_json_atomic
+    from gnnkit.train import TrainConfig, format_table, run as train_run
     for name in ("hidden", "epochs", "runs"):
         if getattr(args, name) < 1:
             raise SystemExit(f"gnnkit train: --{name} must be >= 1, got {getattr(args, name)}")

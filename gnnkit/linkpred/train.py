@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
+
+from gnnkit.nn.dropout import dropout
 
 from .metrics import evaluate
 from .split import train_negative_sampler
@@ -65,7 +67,7 @@ class Encoder(nn.Module):
             h = conv(h, edge_index)
             if i < len(self.convs) - 1:
                 h = F.relu(h)
-                h = F.dropout(h, self.dropout, self.training)
+                h = dropout(h, self.dropout, self.training)
         return h
 
 
@@ -86,7 +88,7 @@ class MLPDecoder(nn.Module):
     def forward(self, z: Tensor, pairs: Tensor) -> Tensor:
         h = z[pairs[0]] * z[pairs[1]]
         for lin in self.lins[:-1]:
-            h = F.dropout(F.relu(lin(h)), self.dropout, self.training)
+            h = dropout(F.relu(lin(h)), self.dropout, self.training)
         return self.lins[-1](h).view(-1)
 
 
@@ -177,8 +179,11 @@ def _reshuffler(train_data: Data, pos: Tensor, cfg: LinkPredConfig):
 
 
 def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
-        progress: bool = True) -> LinkPredResult:
-    """Train and report the test metrics at the best validation epoch."""
+        progress: bool = True, on_epoch: Optional[Callable[[LinkPredResult], None]] = None) -> LinkPredResult:
+    """Train and report the test metrics at the best validation epoch.
+
+    ``on_epoch``, if given, is called after every evaluated epoch with the result so far
+    (``history`` up to that epoch), e.g. to save partial results of a long run."""
     from tqdm.auto import tqdm
     if "x" not in train_data or train_data.x is None:
         if "n_id" in train_data:
@@ -233,6 +238,9 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
                 best = (epoch, val, test)
             bar.set_postfix(loss=f"{row['loss']:.4f}", **{f"val_{cfg.select}": f"{val[cfg.select]:.4f}"})
         history.append(row)
+        if on_epoch is not None and "val_" + cfg.select in row:
+            on_epoch(LinkPredResult(best_epoch=best[0], val=best[1], test=best[2], history=list(history),
+                                    seconds=time.perf_counter() - t0, config=asdict(cfg)))
     assert best is not None
     return LinkPredResult(best_epoch=best[0], val=best[1], test=best[2], history=history,
                           seconds=time.perf_counter() - t0, config=asdict(cfg))

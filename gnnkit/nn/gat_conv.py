@@ -7,11 +7,22 @@ from torch.nn import Parameter
 
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
+from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
 from gnnkit.ops import gat_attention
 
 from ._attention import attention_output, num_input_edges, attention_structure, edge_features
 from ._utils import check_edge_rows, check_width, node_pair, resolve_size
+
+
+def _score_matrix(weight: Tensor, att: Tensor, H: int, C: int) -> Tensor:
+    """``M [F_in, H]`` with ``x @ M == (Θ x).view(H, C) · att`` per head: ``M[d, h] = Σ_c Θ[h*C+c, d] att[h, c]``."""
+    return (weight.view(H, C, -1) * att.view(H, C, 1)).sum(1).t()
+
+
+def _folds(*lins) -> bool:
+    """The score matrices need materialised weights (not PyG's lazy ``in_channels=-1``)."""
+    return all(lin is not None and not is_uninitialized_parameter(lin.weight) for lin in lins)
 
 
 class GATConv(torch.nn.Module):
@@ -128,14 +139,22 @@ class GATConv(torch.nn.Module):
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
 
         res = self.res(x_dst) if self.res is not None and x_dst is not None else None
-        if self.lin is not None:
-            h_src = self.lin(x_src).view(-1, H, C)
-            h_dst = None if x_dst is None else (h_src if not is_pair else self.lin(x_dst).view(-1, H, C))
+        lin_s, lin_d = (self.lin, self.lin) if self.lin is not None else (self.lin_src, self.lin_dst)
+        h_src = lin_s(x_src).view(-1, H, C)
+        if not _folds(lin_s, lin_d):  # lazy Linear before its first call: PyG's order of operations
+            h_dst = None if x_dst is None else (h_src if not is_pair else lin_d(x_dst).view(-1, H, C))
+            a_src = (h_src * self.att_src).sum(-1)
+            a_dst = h_src.new_zeros(nd, H) if h_dst is None else (h_dst * self.att_dst).sum(-1)
+        elif not is_pair and x_dst is not None:
+            # <Θ x_j, a_s> = x_j @ M_s with M_s[d, h] = Σ_c Θ[h*C + c, d] a_s[h, c]: both node
+            # scores in one [S, F_in] x [F_in, 2H] product, no pass over the [S, H, C] features
+            a = x_src @ torch.cat([_score_matrix(lin_s.weight, self.att_src, H, C),
+                                   _score_matrix(lin_s.weight, self.att_dst, H, C)], 1)
+            a_src, a_dst = a[:, :H], a[:, H:]
         else:
-            h_src = self.lin_src(x_src).view(-1, H, C)
-            h_dst = None if x_dst is None else self.lin_dst(x_dst).view(-1, H, C)
-        a_src = (h_src * self.att_src).sum(-1)  # [S, H]
-        a_dst = h_src.new_zeros(nd, H) if h_dst is None else (h_dst * self.att_dst).sum(-1)
+            a_src = x_src @ _score_matrix(lin_s.weight, self.att_src, H, C)
+            a_dst = (h_src.new_zeros(nd, H) if x_dst is None
+                     else x_dst @ _score_matrix(lin_d.weight, self.att_dst, H, C))
 
         st = attention_structure(edge_index, ns, nd, self.add_self_loops)
         edge_term = None
@@ -144,9 +163,7 @@ class GATConv(torch.nn.Module):
             check_edge_rows(ea, num_input_edges(edge_index), "GATConv", "edge_attr")
             check_width(ea, self.edge_dim, "GATConv", "edge_attr", "edge_dim")
             ea = edge_features(st, ea, self.fill_value)
-            # <Θ_e e, a_e> per head == e @ M with M[d, h] = Σ_c Θ_e[h*C + c, d] a_e[h, c]
-            M = (self.lin_edge.weight.view(H, C, -1) * self.att_edge.view(H, C, 1)).sum(1).t()
-            edge_term = ea @ M  # [E', H]
+            edge_term = ea @ _score_matrix(self.lin_edge.weight, self.att_edge, H, C)  # [E', H]
 
         out, alpha = gat_attention(st.graph, h_src, a_src, a_dst, edge_term, self.negative_slope,
                                    self.dropout, self.training, bool(return_attention_weights))

@@ -4,6 +4,12 @@ Every op has a pure-torch reference (``*_ref``), an autograd Function, and one
 public function that dispatches to a Triton kernel on CUDA or the torch path
 (``GNNKIT_BACKEND=torch|triton|auto`` forces either).
 """
+import warnings as _warnings
+
+# gnnkit builds torch.sparse CSR tensors internally (the CPU SpMM path); PyTorch's one-time
+# "beta state" notice is about the public sparse-CSR API, not something gnnkit's users do.
+_warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
 from ._backend import backend_mode, use_triton
 from .gat import gat_attention
 from .graph import Graph, as_graph, cached_for, clear_cache, is_sparse_adj, validate_edge_index
