@@ -207,9 +207,10 @@ def test_sage_lstm_reads_real_last_neighbour_and_shuffles():
             agg = lstm(x[srcs].unsqueeze(0))[1][0][-1, 0]
         _close(out[i], g.lin_l(agg))
     # bucketed by degree, not padded: the LSTM input holds exactly one row per edge
-    from gnnkit.nn.lstm_aggr import _degree_buckets
+    from gnnkit.nn.lstm_aggr import _degree_buckets, _slot_order
     from gnnkit.ops import as_graph
-    buckets = _degree_buckets(as_graph(ei, num_nodes=N)[0], shuffle=True)
+    graph = as_graph(ei, num_nodes=N)[0]
+    buckets = _degree_buckets(graph.rowptr, graph.col, _slot_order(graph, shuffle=True))
     assert sum(src.numel() for _, src in buckets) == ei.size(1)
     assert all(bool((deg[nd] == src.size(1)).all()) for nd, src in buckets)
     assert sum(nd.numel() for nd, _ in buckets) == int((deg > 0).sum())

@@ -14,25 +14,40 @@ the padding), the dense batches take PyTorch's fast LSTM kernel (a ``PackedSeque
 call shuffles each neighbourhood with a fresh permutation (GraphSAGE, Hamilton et al.
 2017); in eval the order is the CSR order (sources ascending), so results are repeatable.
 Nodes without neighbours get zeros.
+
+Under ``torch.compile`` the bucketing (data-dependent shapes) cannot be traced, so the
+aggregation runs as one opaque custom op, ``gnnkit::lstm_aggr``, whose backward recomputes
+the forward with autograd (activation-checkpoint style: training costs one extra forward).
+The random neighbour order is drawn outside the op, in the traced graph, so forward and
+backward see the same permutation.  ``fullgraph=True`` compiles without graph breaks.
 """
+import contextlib
+from typing import List, Tuple
+
 import torch
 from torch import Tensor
-from torch.nn import LSTM
 
 from gnnkit.ops import Graph
 
+from ._utils import is_compiling
 
-def _degree_buckets(graph: Graph, shuffle: bool):
-    """``[(nodes [n_d], sources [n_d, d])]``, one entry per distinct in-degree ``d > 0``:
-    ``sources[k, t]`` is the ``t``-th neighbour of ``nodes[k]`` (a random order per call when
-    ``shuffle``, CSR order otherwise).  Every edge appears exactly once: no padding."""
-    deg = graph.in_degree()
+
+def _slot_order(graph: Graph, shuffle: bool) -> Tensor:
+    """CSR slots in the order the LSTM reads them: CSR order, or (``shuffle``) a fresh random
+    order within each row (sort random keys, then stably regroup by row)."""
     E = graph.num_edges
     slots = torch.arange(E, device=graph.device)
     if shuffle and E > 0:
-        # random order within each row: sort random keys, then stably regroup by row
         p = torch.randperm(E, device=graph.device)
         slots = p[torch.sort(graph.row[p], stable=True).indices]
+    return slots
+
+
+def _degree_buckets(rowptr: Tensor, col: Tensor, slots: Tensor):
+    """``[(nodes [n_d], sources [n_d, d])]``, one entry per distinct in-degree ``d > 0``:
+    ``sources[k, t]`` is the ``t``-th neighbour of ``nodes[k]`` in the order ``slots``.
+    Every edge appears exactly once: no padding."""
+    deg = rowptr[1:] - rowptr[:-1]
     order = torch.sort(deg, stable=True).indices  # nodes by increasing degree
     sdeg = deg[order]
     values, counts = torch.unique_consecutive(sdeg, return_counts=True)
@@ -43,9 +58,115 @@ def _degree_buckets(graph: Graph, shuffle: bool):
         start += c
         if d == 0:
             continue
-        pos = graph.rowptr[nodes].view(-1, 1) + torch.arange(d, device=graph.device).view(1, -1)
-        buckets.append((nodes, graph.col[slots[pos]]))
+        pos = rowptr[nodes].view(-1, 1) + torch.arange(d, device=rowptr.device).view(1, -1)
+        buckets.append((nodes, col[slots[pos]]))
     return buckets
+
+
+def _lstm_aggregate(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, weights: List[Tensor],
+                    hidden: int) -> Tensor:
+    """The bucketed LSTM aggregation with explicit LSTM weights ``[w_ih, w_hh, b_ih, b_hh]``."""
+    num_dst = rowptr.numel() - 1
+    out = x.new_zeros(num_dst, hidden)
+    buckets = _degree_buckets(rowptr, col, slots)
+    if not buckets:
+        return out + 0 * sum(w.sum() for w in weights)
+    nodes, states = [], []
+    for nd, src in buckets:
+        seq = x[src]  # [n_d, d, F]: one dense batch per degree
+        h0 = seq.new_zeros(1, seq.size(0), hidden)
+        _, h, _ = torch._VF.lstm(seq, (h0, h0), weights, True, 1, 0.0, False, False, True)
+        nodes.append(nd)
+        states.append(h[-1])
+    return out.index_copy(0, torch.cat(nodes), torch.cat(states))
+
+
+@torch.library.custom_op("gnnkit::lstm_aggr", mutates_args=())
+def _lstm_aggr_op(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, w_ih: Tensor, w_hh: Tensor,
+                  b_ih: Tensor, b_hh: Tensor) -> Tensor:
+    with torch.no_grad():
+        return _lstm_aggregate(x, rowptr, col, slots, [w_ih, w_hh, b_ih, b_hh], w_hh.size(1))
+
+
+@_lstm_aggr_op.register_fake
+def _(x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh):
+    return x.new_empty(rowptr.shape[0] - 1, w_hh.shape[1])
+
+
+@contextlib.contextmanager
+def _autograd_inside_custom_op():
+    """A custom op's body runs with autograd's dispatch keys excluded; the recompute in the
+    backward needs them back (the same thing torch.utils.checkpoint relies on)."""
+    K = torch._C.DispatchKey
+    with contextlib.ExitStack() as stack:
+        for key in ("AutogradFunctionality", "AutogradOther"):
+            if hasattr(K, key) and hasattr(torch._C, "_SetExcludeDispatchKeyGuard"):
+                stack.enter_context(torch._C._SetExcludeDispatchKeyGuard(getattr(K, key), False))
+        stack.enter_context(torch.enable_grad())
+        yield
+
+
+@torch.library.custom_op("gnnkit::lstm_aggr_bwd", mutates_args=())
+def _lstm_aggr_bwd_op(grad_out: Tensor, x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, w_ih: Tensor,
+                      w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients w.r.t. ``(x, w_ih, w_hh, b_ih, b_hh)`` by recomputing the forward with autograd."""
+    inputs = [t.detach().requires_grad_(True) for t in (x, w_ih, w_hh, b_ih, b_hh)]
+    with _autograd_inside_custom_op():
+        out = _lstm_aggregate(inputs[0], rowptr, col, slots, inputs[1:], w_hh.size(1))
+        grads = torch.autograd.grad(out, inputs, grad_out, allow_unused=True)
+    return tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs))
+
+
+@_lstm_aggr_bwd_op.register_fake
+def _(grad_out, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh):
+    return tuple(torch.empty_like(t) for t in (x, w_ih, w_hh, b_ih, b_hh))
+
+
+def _setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, grad_out: Tensor):
+    x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+    gx, gwi, gwh, gbi, gbh = _lstm_aggr_bwd_op(grad_out.contiguous(), x, rowptr, col, slots, w_ih, w_hh, b_ih,
+                                               b_hh)
+    return gx, None, None, None, gwi, gwh, gbi, gbh
+
+
+_lstm_aggr_op.register_autograd(_backward, setup_context=_setup)
+
+
+class LSTMWeights(torch.nn.Module):
+    """The parameters of a one-layer ``torch.nn.LSTM`` (same names, shapes, order and
+    initialisation, so ``state_dict`` keys ``lstm.weight_ih_l0`` ... match PyG's), without
+    ``nn.LSTM``'s module, which ``torch.compile`` refuses to trace even to read a weight."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight_ih_l0 = torch.nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh_l0 = torch.nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias_ih_l0 = torch.nn.Parameter(torch.empty(4 * hidden_size))
+        self.bias_hh_l0 = torch.nn.Parameter(torch.empty(4 * hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.LSTM``'s: every weight uniform in ``±1/sqrt(hidden_size)``, in registration order."""
+        bound = 1.0 / self.hidden_size ** 0.5 if self.hidden_size > 0 else 0.0
+        for w in self.parameters():
+            torch.nn.init.uniform_(w, -bound, bound)
+
+    def flat_weights(self) -> List[Tensor]:
+        return [self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0]
+
+    def forward(self, seq: Tensor) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+        """``nn.LSTM(batch_first=True)``'s call: ``[B, T, F]`` -> ``(output, (h_n, c_n))``."""
+        h0 = seq.new_zeros(1, seq.size(0), self.hidden_size)
+        out, h, c = torch._VF.lstm(seq, (h0, h0), self.flat_weights(), True, 1, 0.0, self.training, False, True)
+        return out, (h, c)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
 
 
 class LSTMAggregation(torch.nn.Module):
@@ -55,7 +176,7 @@ class LSTMAggregation(torch.nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.lstm = LSTM(in_channels, out_channels, batch_first=True)
+        self.lstm = LSTMWeights(in_channels, out_channels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -65,16 +186,11 @@ class LSTMAggregation(torch.nn.Module):
         """``x`` ``[num_src, F]`` -> ``[num_dst, out_channels]``."""
         if x.size(0) != graph.num_src:
             raise ValueError(f"LSTMAggregation: x has {x.size(0)} rows but the graph has {graph.num_src} sources")
-        buckets = _degree_buckets(graph, self.training)
-        if not buckets:
-            return x.new_zeros(graph.num_dst, self.out_channels) + 0 * sum(p.sum() for p in self.lstm.parameters())
-        nodes, states = [], []
-        for nd, src in buckets:
-            _, (h, _) = self.lstm(x[src])  # [n_d, d, F]: one dense batch per degree
-            nodes.append(nd)
-            states.append(h[-1])
-        out = x.new_zeros(graph.num_dst, self.out_channels)
-        return out.index_copy(0, torch.cat(nodes), torch.cat(states))
+        slots = _slot_order(graph, self.training)
+        weights = self.lstm.flat_weights()
+        if is_compiling():
+            return _lstm_aggr_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights)
+        return _lstm_aggregate(x, graph.rowptr, graph.col, slots, weights, self.out_channels)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"
