@@ -18,7 +18,6 @@ Example::
     GNNKIT_DATA=/work/shared/datasets nice -n 10 python benchmarks/accuracy.py --task cora-gcn --seeds 10
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 import torch_geometric.transforms as T
 from torch_geometric.loader import DataLoader
 
+from gnnkit._atomic import write_json_atomic
 from gnnkit.data import load_dataset
 from gnnkit.nn import GAT, GCN, GIN, GraphSAGE
 
@@ -171,9 +171,8 @@ def main() -> None:
         res = run_graph(args.task, args.seeds, args.epochs or 100)
     res.update(task=args.task, seeds=args.seeds, seconds=round(time.time() - t0, 1), torch=torch.__version__,
                machine=platform.processor() or platform.machine(), threads=args.threads)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"accuracy_{args.task}.json"
-    path.write_text(json.dumps(res, indent=2))
+    write_json_atomic(res, path)
     print(f"wrote {path} in {res['seconds']} s")
 
 

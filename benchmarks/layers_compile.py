@@ -8,6 +8,7 @@ Example::
 """
 import argparse
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from torch.nn import Linear, ReLU, Sequential
 
 import gnnkit.nn as gnn
+from gnnkit._atomic import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -24,6 +26,7 @@ def layers(f: int):
     return {
         "GCNConv": lambda: gnn.GCNConv(f, f),
         "SAGEConv": lambda: gnn.SAGEConv(f, f),
+        "SAGEConv-lstm": lambda: gnn.SAGEConv(f, f, aggr="lstm").eval(),  # eval: same neighbour order
         "GATConv": lambda: gnn.GATConv(f, f // 8, heads=8),
         "GATv2Conv": lambda: gnn.GATv2Conv(f, f // 4, heads=4),
         "GINConv": lambda: gnn.GINConv(Sequential(Linear(f, f), ReLU(), Linear(f, f))),
@@ -85,10 +88,10 @@ def main() -> None:
             rec["error"] = f"{type(exc).__name__}: {str(exc)[:400]}"
         out[name] = rec
         print(name, json.dumps(rec), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "layers_compile.json"
-    path.write_text(json.dumps({"graph": {"nodes": n, "edges": e, "features": f}, "torch": torch.__version__,
-                                "results": out}, indent=2))
+    write_json_atomic({"graph": {"nodes": n, "edges": e, "features": f}, "torch": torch.__version__,
+                       "threads": torch.get_num_threads(), "load_avg_at_end": list(os.getloadavg()),
+                       "results": out}, path)
     print(f"wrote {path}")
 
 
