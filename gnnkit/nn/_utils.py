@@ -11,6 +11,13 @@ from gnnkit.ops.graph import SparseTensor, Size
 PairTensor = Tuple[Tensor, Optional[Tensor]]
 
 
+def materialised(*lins) -> bool:
+    """All ``lins`` exist and hold real weights (not PyG's lazy ``in_channels=-1`` placeholders
+    before the first call), so a layer may use ``lin.weight`` directly."""
+    from torch_geometric.nn.dense.linear import is_uninitialized_parameter
+    return all(lin is not None and not is_uninitialized_parameter(lin.weight) for lin in lins)
+
+
 def is_compiling() -> bool:
     try:
         return torch.compiler.is_compiling()

@@ -7,22 +7,16 @@ from torch.nn import Parameter
 
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
-from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
 from gnnkit.ops import gat_attention
 
 from ._attention import attention_output, num_input_edges, attention_structure, edge_features
-from ._utils import check_edge_rows, check_width, node_pair, resolve_size
+from ._utils import check_edge_rows, check_width, materialised, node_pair, resolve_size
 
 
 def _score_matrix(weight: Tensor, att: Tensor, H: int, C: int) -> Tensor:
     """``M [F_in, H]`` with ``x @ M == (Θ x).view(H, C) · att`` per head: ``M[d, h] = Σ_c Θ[h*C+c, d] att[h, c]``."""
     return (weight.view(H, C, -1) * att.view(H, C, 1)).sum(1).t()
-
-
-def _folds(*lins) -> bool:
-    """The score matrices need materialised weights (not PyG's lazy ``in_channels=-1``)."""
-    return all(lin is not None and not is_uninitialized_parameter(lin.weight) for lin in lins)
 
 
 class GATConv(torch.nn.Module):
@@ -141,7 +135,7 @@ class GATConv(torch.nn.Module):
         res = self.res(x_dst) if self.res is not None and x_dst is not None else None
         lin_s, lin_d = (self.lin, self.lin) if self.lin is not None else (self.lin_src, self.lin_dst)
         h_src = lin_s(x_src).view(-1, H, C)
-        if not _folds(lin_s, lin_d):  # lazy Linear before its first call: PyG's order of operations
+        if not materialised(lin_s, lin_d):  # lazy Linear before its first call: PyG's order of operations
             h_dst = None if x_dst is None else (h_src if not is_pair else lin_d(x_dst).view(-1, H, C))
             a_src = (h_src * self.att_src).sum(-1)
             a_dst = h_src.new_zeros(nd, H) if h_dst is None else (h_dst * self.att_dst).sum(-1)

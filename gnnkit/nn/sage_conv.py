@@ -7,7 +7,7 @@ from torch import Tensor
 
 from torch_geometric.nn.dense.linear import Linear
 
-from ._utils import aggregate, check_width, graph_of, node_pair, resolve_size
+from ._utils import aggregate, check_width, graph_of, materialised, node_pair, resolve_size
 from .lstm_aggr import LSTMAggregation
 
 _AGGRS = ("mean", "sum", "add", "max", "min", "lstm")
@@ -98,9 +98,16 @@ class SAGEConv(torch.nn.Module):
         else:
             reduce = "sum" if self.aggr == "add" else self.aggr
             out = aggregate(graph, x_src, w, reduce)
-        out = self.lin_l(out)
-        if self.root_weight and x_dst is not None:
-            out = out + self.lin_r(x_dst)
+        if self.root_weight and x_dst is not None and materialised(self.lin_l, self.lin_r) \
+                and out.dim() == 2 and x_dst.dim() == 2:
+            # lin_l(agg) + lin_r(x) as two accumulating GEMMs: no separate bias/add passes over [N, F]
+            W_l, W_r, b = self.lin_l.weight, self.lin_r.weight, self.lin_l.bias
+            base = x_dst @ W_r.t() if b is None else torch.addmm(b, x_dst, W_r.t())
+            out = torch.addmm(base, out, W_l.t())
+        else:
+            out = self.lin_l(out)
+            if self.root_weight and x_dst is not None:
+                out = out + self.lin_r(x_dst)
         if self.normalize:
             out = F.normalize(out, p=2.0, dim=-1)
         return out
