@@ -24,6 +24,21 @@ import triton.language as tl
 DEFAULT_ROW_SPLIT = 1024  # edges per program before a row is split
 
 
+@triton.jit
+def row_range(pid, rowptr_ptr, wrow_ptr, wstart_ptr, wend_ptr, SPLIT: tl.constexpr):
+    """``(row, start, end)`` of program ``pid``: a whole CSR row, or (``SPLIT``) one chunk of
+    the schedule (see :func:`schedule`)."""
+    if SPLIT:
+        row = tl.load(wrow_ptr + pid)
+        start = tl.load(wstart_ptr + pid)
+        end = tl.load(wend_ptr + pid)
+    else:
+        row = pid
+        start = tl.load(rowptr_ptr + pid).to(tl.int64)
+        end = tl.load(rowptr_ptr + pid + 1).to(tl.int64)
+    return row, start, end
+
+
 def row_split() -> int:
     """Longest chunk of a row one program handles (``GNNKIT_ROW_SPLIT`` overrides, >= 1)."""
     raw = os.environ.get("GNNKIT_ROW_SPLIT", "")

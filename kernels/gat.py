@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import (acc_dtype, check_float, check_index, feature_blocks, schedule, slot_rows,
+from ._config import (acc_dtype, check_float, check_index, feature_blocks, row_range, schedule, slot_rows,
                       torch_acc_dtype)
 from .sddmm import sddmm_pairs
 from .spmm import reduce_rows
@@ -45,14 +45,7 @@ def _gat_fwd_kernel(rowptr_ptr, col_ptr, x_ptr, as_ptr, ad_ptr, t_ptr, out_ptr, 
     pid = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     fb = tl.program_id(2).to(tl.int64)
-    if SPLIT:
-        row = tl.load(wrow_ptr + pid)
-        start = tl.load(wstart_ptr + pid)
-        end = tl.load(wend_ptr + pid)
-    else:
-        row = pid
-        start = tl.load(rowptr_ptr + pid).to(tl.int64)
-        end = tl.load(rowptr_ptr + pid + 1).to(tl.int64)
+    row, start, end = row_range(pid, rowptr_ptr, wrow_ptr, wstart_ptr, wend_ptr, SPLIT)
     offs_f = fb * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = offs_f < F
     a_d = tl.load(ad_ptr + row * H + h).to(tl.float32)

@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import check_float, check_index, head_blocks, schedule, slot_rows
+from ._config import check_float, check_index, head_blocks, row_range, schedule, slot_rows
 from .spmm import reduce_rows
 
 
@@ -28,14 +28,7 @@ def _segment_softmax_fwd_kernel(rowptr_ptr, s_ptr, m_ptr, z_ptr, wrow_ptr, wstar
                                 pm_ptr, pz_ptr, H, SPLIT: tl.constexpr, BLOCK_E: tl.constexpr,
                                 BLOCK_H: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
-    if SPLIT:
-        row = tl.load(wrow_ptr + pid)
-        start = tl.load(wstart_ptr + pid)
-        end = tl.load(wend_ptr + pid)
-    else:
-        row = pid
-        start = tl.load(rowptr_ptr + pid).to(tl.int64)
-        end = tl.load(rowptr_ptr + pid + 1).to(tl.int64)
+    row, start, end = row_range(pid, rowptr_ptr, wrow_ptr, wstart_ptr, wend_ptr, SPLIT)
     offs_h = tl.arange(0, BLOCK_H)
     hmask = offs_h < H
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)

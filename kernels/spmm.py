@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import (acc_dtype, check_float, check_index, feature_blocks, schedule, slot_rows,
+from ._config import (acc_dtype, check_float, check_index, feature_blocks, row_range, schedule, slot_rows,
                       torch_acc_dtype)
 
 REDUCE_CODES = {"sum": 0, "mean": 1, "max": 2, "min": 3}
@@ -36,14 +36,7 @@ def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr, arg_ptr,
     pid = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     fb = tl.program_id(2).to(tl.int64)
-    if SPLIT:
-        row = tl.load(wrow_ptr + pid)
-        start = tl.load(wstart_ptr + pid)
-        end = tl.load(wend_ptr + pid)
-    else:
-        row = pid
-        start = tl.load(rowptr_ptr + pid).to(tl.int64)
-        end = tl.load(rowptr_ptr + pid + 1).to(tl.int64)
+    row, start, end = row_range(pid, rowptr_ptr, wrow_ptr, wstart_ptr, wend_ptr, SPLIT)
     offs_f = fb * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = offs_f < F
     if REDUCE == 2:
@@ -155,14 +148,7 @@ def _spmm_bwd_kernel(rowptr_t_ptr, col_t_ptr, perm_t_ptr, val_ptr, arg_ptr, g_pt
     pid = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
     fb = tl.program_id(2).to(tl.int64)
-    if SPLIT:
-        row = tl.load(wrow_ptr + pid)
-        start = tl.load(wstart_ptr + pid)
-        end = tl.load(wend_ptr + pid)
-    else:
-        row = pid
-        start = tl.load(rowptr_t_ptr + pid).to(tl.int64)
-        end = tl.load(rowptr_t_ptr + pid + 1).to(tl.int64)
+    row, start, end = row_range(pid, rowptr_t_ptr, wrow_ptr, wstart_ptr, wend_ptr, SPLIT)
     offs_f = fb * BLOCK_F + tl.arange(0, BLOCK_F)
     fmask = offs_f < F
     acc = tl.zeros([BLOCK_F], ACC)
