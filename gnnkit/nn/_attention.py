@@ -14,6 +14,40 @@ from ._utils import graph_of, is_compiling, plain_edge_index
 _FILLS = ("mean", "add", "sum", "max", "min")
 
 
+def set_attention_options(layer: torch.nn.Module, name: str, in_channels, out_channels: int, heads: int,
+                          concat: bool, negative_slope: float, dropout: float, add_self_loops: bool,
+                          edge_dim: Optional[int], fill_value, residual: bool) -> None:
+    """Validate and store the constructor options GATConv and GATv2Conv share (PyG's attribute names)."""
+    if heads < 1:
+        raise ValueError(f"{name}: heads must be >= 1, got {heads}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{name}: dropout must lie in [0, 1), got {dropout}")
+    layer.in_channels = in_channels
+    layer.out_channels = out_channels
+    layer.heads = heads
+    layer.concat = concat
+    layer.negative_slope = negative_slope
+    layer.dropout = dropout
+    layer.add_self_loops = add_self_loops
+    layer.edge_dim = edge_dim
+    layer.fill_value = fill_value
+    layer.residual = residual
+
+
+def add_residual_and_bias(layer: torch.nn.Module, dst_channels: int, residual: bool, bias: bool) -> None:
+    """``layer.res`` (a glorot Linear of the destination input, or None) and ``layer.bias``, as PyG registers them."""
+    from torch_geometric.nn.dense.linear import Linear
+    total = layer.out_channels * (layer.heads if layer.concat else 1)
+    if residual:
+        layer.res = Linear(dst_channels, total, bias=False, weight_initializer="glorot")
+    else:
+        layer.register_parameter("res", None)
+    if bias:
+        layer.bias = torch.nn.Parameter(torch.empty(total))
+    else:
+        layer.register_parameter("bias", None)
+
+
 class AttnStructure(NamedTuple):
     graph: Graph          # edges in "attention order": kept input edges, then loops 0..num_loops-1
     keep: Optional[Tensor]  # ids of the kept input edges (None: all, no loops added)

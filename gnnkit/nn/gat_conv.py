@@ -10,7 +10,8 @@ from torch_geometric.nn.inits import glorot, zeros
 
 from gnnkit.ops import gat_attention
 
-from ._attention import attention_output, num_input_edges, attention_structure, edge_features
+from ._attention import (add_residual_and_bias, attention_output, attention_structure, edge_features,
+                         num_input_edges, set_attention_options)
 from ._utils import check_edge_rows, check_width, materialised, node_pair, resolve_size
 
 
@@ -66,20 +67,8 @@ class GATConv(torch.nn.Module):
                  add_self_loops: bool = True, edge_dim: Optional[int] = None,
                  fill_value: Union[float, Tensor, str] = "mean", bias: bool = True, residual: bool = False):
         super().__init__()
-        if heads < 1:
-            raise ValueError(f"GATConv: heads must be >= 1, got {heads}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"GATConv: dropout must lie in [0, 1), got {dropout}")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.heads = heads
-        self.concat = concat
-        self.negative_slope = negative_slope
-        self.dropout = dropout
-        self.add_self_loops = add_self_loops
-        self.edge_dim = edge_dim
-        self.fill_value = fill_value
-        self.residual = residual
+        set_attention_options(self, "GATConv", in_channels, out_channels, heads, concat, negative_slope, dropout,
+                              add_self_loops, edge_dim, fill_value, residual)
         self.lin = self.lin_src = self.lin_dst = None
         if isinstance(in_channels, int):
             self.lin = Linear(in_channels, heads * out_channels, bias=False, weight_initializer="glorot")
@@ -94,16 +83,7 @@ class GATConv(torch.nn.Module):
         else:
             self.lin_edge = None
             self.register_parameter("att_edge", None)
-        total = out_channels * (heads if concat else 1)
-        if residual:
-            self.res = Linear(in_channels if isinstance(in_channels, int) else in_channels[1], total,
-                              bias=False, weight_initializer="glorot")
-        else:
-            self.register_parameter("res", None)
-        if bias:
-            self.bias = Parameter(torch.empty(total))
-        else:
-            self.register_parameter("bias", None)
+        add_residual_and_bias(self, in_channels if isinstance(in_channels, int) else in_channels[1], residual, bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

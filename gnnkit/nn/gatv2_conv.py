@@ -12,7 +12,8 @@ from torch_geometric.nn.inits import glorot, zeros
 from gnnkit.ops.softmax import segment_softmax_slots
 from gnnkit.ops.spmm import spmm_slots
 
-from ._attention import attention_output, attention_structure, edge_features, num_input_edges
+from ._attention import (add_residual_and_bias, attention_output, attention_structure, edge_features,
+                         num_input_edges, set_attention_options)
 from ._utils import check_edge_rows, check_width, node_pair, resolve_size
 
 
@@ -50,20 +51,8 @@ class GATv2Conv(torch.nn.Module):
                  fill_value: Union[float, Tensor, str] = "mean", bias: bool = True,
                  share_weights: bool = False, residual: bool = False):
         super().__init__()
-        if heads < 1:
-            raise ValueError(f"GATv2Conv: heads must be >= 1, got {heads}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"GATv2Conv: dropout must lie in [0, 1), got {dropout}")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.heads = heads
-        self.concat = concat
-        self.negative_slope = negative_slope
-        self.dropout = dropout
-        self.add_self_loops = add_self_loops
-        self.edge_dim = edge_dim
-        self.fill_value = fill_value
-        self.residual = residual
+        set_attention_options(self, "GATv2Conv", in_channels, out_channels, heads, concat, negative_slope,
+                              dropout, add_self_loops, edge_dim, fill_value, residual)
         self.share_weights = share_weights
         ins = (in_channels, in_channels) if isinstance(in_channels, int) else tuple(in_channels)
         self._in = ins
@@ -77,15 +66,7 @@ class GATv2Conv(torch.nn.Module):
             self.lin_edge = Linear(edge_dim, heads * out_channels, bias=False, weight_initializer="glorot")
         else:
             self.lin_edge = None
-        total = out_channels * (heads if concat else 1)
-        if residual:
-            self.res = Linear(ins[1], total, bias=False, weight_initializer="glorot")
-        else:
-            self.register_parameter("res", None)
-        if bias:
-            self.bias = Parameter(torch.empty(total))
-        else:
-            self.register_parameter("bias", None)
+        add_residual_and_bias(self, ins[1], residual, bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
