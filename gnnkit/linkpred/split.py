@@ -174,6 +174,27 @@ def _debug_default(debug: Optional[bool]) -> bool:
 
 
 # --------------------------------------------------------------------------- transductive
+def _set_common_options(split, num_val, num_test, is_undirected, neg_sampling_ratio, add_negative_train_samples,
+                        seed, neg_method, debug) -> None:
+    """Validate and store the options both splitters share (PyG's ``RandomLinkSplit`` names)."""
+    _count(num_val, 1, "num_val")
+    _count(num_test, 1, "num_test")
+    if isinstance(neg_sampling_ratio, bool) or not (isinstance(neg_sampling_ratio, (int, float))
+                                                     and neg_sampling_ratio >= 0):
+        raise ValueError(f"neg_sampling_ratio must be a number >= 0, got {neg_sampling_ratio!r}")
+    from .negative import METHODS
+    if neg_method not in METHODS:
+        raise ValueError(f"neg_method must be one of {METHODS}, got {neg_method!r}")
+    split.num_val, split.num_test = num_val, num_test
+    split.is_undirected = bool(is_undirected)
+    split.neg_sampling_ratio = float(neg_sampling_ratio)
+    split.add_negative_train_samples = bool(add_negative_train_samples)
+    split.seed = seed
+    split.neg_method = neg_method
+    split.debug = debug
+    split.stats = {}
+
+
 class TransductiveLinkSplit:
     r"""Edge-level train/val/test split of one graph; every split sees all nodes.
 
@@ -217,22 +238,10 @@ class TransductiveLinkSplit:
                  disjoint_train_ratio: Ratio = 0.3, neg_sampling_ratio: float = 1.0,
                  add_negative_train_samples: bool = True, seed: Optional[int] = None,
                  neg_method: str = "uniform", debug: Optional[bool] = None):
-        for name, x in (("num_val", num_val), ("num_test", num_test), ("disjoint_train_ratio", disjoint_train_ratio)):
-            _count(x, 1, name)
-        if not (isinstance(neg_sampling_ratio, (int, float)) and neg_sampling_ratio >= 0):
-            raise ValueError(f"neg_sampling_ratio must be a number >= 0, got {neg_sampling_ratio!r}")
-        from .negative import METHODS
-        if neg_method not in METHODS:
-            raise ValueError(f"neg_method must be one of {METHODS}, got {neg_method!r}")
-        self.num_val, self.num_test = num_val, num_test
-        self.is_undirected = bool(is_undirected)
+        _set_common_options(self, num_val, num_test, is_undirected, neg_sampling_ratio, add_negative_train_samples,
+                            seed, neg_method, debug)
+        _count(disjoint_train_ratio, 1, "disjoint_train_ratio")
         self.disjoint_train_ratio = disjoint_train_ratio
-        self.neg_sampling_ratio = float(neg_sampling_ratio)
-        self.add_negative_train_samples = bool(add_negative_train_samples)
-        self.seed = seed
-        self.neg_method = neg_method
-        self.debug = debug
-        self.stats: Dict[str, int] = {}
 
     def __call__(self, data: Data) -> Tuple[Data, Data, Data]:
         num_nodes = _num_nodes(data)
@@ -389,25 +398,14 @@ class InductiveLinkSplit:
                  supervision_ratio: float = 0.3, partition: str = "random", neg_sampling_ratio: float = 1.0,
                  add_negative_train_samples: bool = True, seed: Optional[int] = None,
                  neg_method: str = "uniform", debug: Optional[bool] = None):
-        _count(num_val, 1, "num_val")
-        _count(num_test, 1, "num_test")
+        _set_common_options(self, num_val, num_test, is_undirected, neg_sampling_ratio, add_negative_train_samples,
+                            seed, neg_method, debug)
         if not (isinstance(supervision_ratio, float) and 0.0 < supervision_ratio < 1.0):
             raise ValueError(f"supervision_ratio must be a float in (0, 1), got {supervision_ratio!r}")
         if partition not in ("random", "region"):
             raise ValueError(f"partition must be 'random' or 'region', got {partition!r}")
-        from .negative import METHODS
-        if neg_method not in METHODS:
-            raise ValueError(f"neg_method must be one of {METHODS}, got {neg_method!r}")
-        self.num_val, self.num_test = num_val, num_test
-        self.is_undirected = bool(is_undirected)
         self.supervision_ratio = supervision_ratio
         self.partition = partition
-        self.neg_sampling_ratio = float(neg_sampling_ratio)
-        self.add_negative_train_samples = bool(add_negative_train_samples)
-        self.seed = seed
-        self.neg_method = neg_method
-        self.debug = debug
-        self.stats: Dict[str, int] = {}
 
     def _sizes(self, total: int, what: str) -> List[int]:
         n_test = _count(self.num_test, total, "num_test")
