@@ -106,8 +106,8 @@ def test_featureless_sage_mlp_dropout_is_deterministic_and_reports_every_epoch()
     g = torch.Generator().manual_seed(0)
     data = Data(edge_index=torch.randint(0, 120, (2, 900), generator=g), num_nodes=120)
     tr, va, te = TransductiveLinkSplit(0.1, 0.1, is_undirected=True, seed=0)(data)
-    cfg = LinkPredConfig(model="sage", decoder="mlp", hidden=16, out_channels=16, dropout=0.5, lr=0.01,
-                         epochs=3, batch_size=64, select="auc", ks=(10,))
+    cfg = LinkPredConfig(model="sage", decoder="mlp", decoder_layers=2, clip_grad=1.0, hidden=16, out_channels=16,
+                         dropout=0.5, lr=0.01, epochs=3, batch_size=64, select="auc", ks=(10,))
     runs = []
     for _ in range(2):
         seen = []

@@ -9,8 +9,10 @@ HELP = "train GCN/GraphSAGE + dot/MLP decoder for link prediction; report AUC / 
 
 # Per-dataset defaults; every value can be overridden on the command line.
 PRESETS = {
-    # OGB's ogbl-ddi example: GraphSAGE, 2 layers, 256 channels, dropout 0.5, MLP predictor
-    "ogbl-ddi": dict(model="sage", decoder="mlp", hidden=256, out_channels=256, num_layers=2, dropout=0.5,
+    # OGB's ogbl-ddi example (examples/linkproppred/ddi/gnn.py): GraphSAGE, 2 layers, 256 channels,
+    # dropout 0.5, a 2-layer MLP predictor, gradient norms clipped to 1
+    "ogbl-ddi": dict(model="sage", decoder="mlp", decoder_layers=2, clip_grad=1.0, hidden=256, out_channels=256,
+                     num_layers=2, dropout=0.5,
                      lr=0.005, epochs=200, batch_size=64 * 1024, eval_every=1, select="hits@20", ks=(20,)),
     # GAE-style (Kipf & Welling 2016) link prediction on feature graphs
     "default": dict(model="gcn", decoder="dot", hidden=128, out_channels=64, num_layers=2, dropout=0.0,
@@ -25,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use OGB's official edge split (auto: yes for ogbl-* datasets)")
     p.add_argument("--model", choices=("gcn", "sage"), default=None, help="encoder (default: per-dataset preset)")
     p.add_argument("--decoder", choices=("dot", "mlp"), default=None, help="decoder (default: preset)")
+    p.add_argument("--decoder-layers", type=int, default=None, help="linear layers of the MLP decoder (default: preset)")
+    p.add_argument("--clip-grad", type=float, default=None,
+                   help="clip each part's gradient norm to this, 0 = off (default: preset)")
     p.add_argument("--hidden", type=int, default=None, help="hidden channels (default: preset)")
     p.add_argument("--out-channels", type=int, default=None, help="embedding size (default: preset)")
     p.add_argument("--layers", type=int, default=None, help="GNN layers (default: preset)")
@@ -61,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args):
     from gnnkit.linkpred.train import LinkPredConfig
     preset = dict(PRESETS.get(args.dataset.lower(), PRESETS["default"]))
-    over = dict(model=args.model, decoder=args.decoder, hidden=args.hidden, out_channels=args.out_channels,
+    over = dict(model=args.model, decoder=args.decoder, decoder_layers=args.decoder_layers, clip_grad=args.clip_grad,
+                hidden=args.hidden, out_channels=args.out_channels,
                 num_layers=args.layers, dropout=args.dropout, lr=args.lr, epochs=args.epochs,
                 batch_size=args.batch_size, eval_every=args.eval_every, select=args.select)
     preset.update({k: v for k, v in over.items() if v is not None})

@@ -113,6 +113,8 @@ class LinkPredConfig:
     # proportion, still disjoint): every training edge supervises some epochs and is
     # never in the input when it does; only when the split's two sets are disjoint
     reshuffle_train: bool = True
+    decoder_layers: int = 3  # linear layers of the MLP decoder
+    clip_grad: float = 0.0  # > 0: clip the gradient norm of embedding, encoder and decoder separately (OGB)
 
     def __post_init__(self):
         if self.decoder not in DECODERS:
@@ -121,6 +123,10 @@ class LinkPredConfig:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if self.epochs < 1 or self.eval_every < 1:
             raise ValueError("epochs and eval_every must be >= 1")
+        if self.decoder_layers < 1:
+            raise ValueError(f"decoder_layers must be >= 1, got {self.decoder_layers}")
+        if self.clip_grad < 0:
+            raise ValueError(f"clip_grad must be >= 0 (0 = no clipping), got {self.clip_grad}")
 
 
 @dataclass
@@ -138,7 +144,7 @@ def build_model(cfg: LinkPredConfig, data: Data) -> Tuple[Encoder, nn.Module]:
     in_ch = None if x is None else x.size(1)
     enc = Encoder(cfg.model, in_ch, int(data.num_nodes), cfg.hidden, cfg.out_channels, cfg.num_layers,
                   cfg.dropout)
-    dec = DotDecoder() if cfg.decoder == "dot" else MLPDecoder(cfg.out_channels, cfg.hidden, 3, cfg.dropout)
+    dec = DotDecoder() if cfg.decoder == "dot" else MLPDecoder(cfg.out_channels, cfg.hidden, cfg.decoder_layers, cfg.dropout)
     return enc, dec
 
 
@@ -194,6 +200,9 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
     enc, dec = build_model(cfg, train_data)
     enc, dec = enc.to(device), dec.to(device)
     opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=cfg.lr)
+    clip_groups = [g for g in ([] if enc.emb is None else list(enc.emb.parameters()),
+                               [p for n, p in enc.named_parameters() if not n.startswith("emb.")],
+                               list(dec.parameters())) if g]
     sampler = train_negative_sampler(train_data, 1.0, cfg.neg_method, seed=cfg.seed)
     pos = train_data.edge_label_index[:, train_data.edge_label == 1]
     P = pos.size(1)
@@ -223,6 +232,9 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
                 F.binary_cross_entropy_with_logits(ns, torch.zeros_like(ns))
             opt.zero_grad()
             loss.backward()
+            if cfg.clip_grad > 0:  # as OGB's ogbl-ddi example: each part's norm on its own
+                for group in clip_groups:
+                    torch.nn.utils.clip_grad_norm_(group, cfg.clip_grad)
             opt.step()
             total += float(loss.detach()) * idx.numel()
         row = {"epoch": epoch, "loss": total / P}
