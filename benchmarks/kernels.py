@@ -9,7 +9,9 @@ Needs only this repository and a standard PyTorch + PyG install (CUDA build for
 skipped with a note.  For every graph it runs ``gnnkit profile``'s grid (every op,
 every backend available, fwd and fwd+bwd), then a layer benchmark on the
 arxiv-like (and products-like) graph: gnnkit's ``GATConv`` against PyG's
-``GATConv`` (eager and ``torch.compile``), H=8 heads of 64, forward+backward.
+``GATConv`` (eager and ``torch.compile``), H=8 heads of 64, forward+backward; and
+(on CUDA, products-like) a 3-layer GAT of the same width trained full-batch with Adam,
+gnnkit vs PyG, where PyG is expected to run out of memory (``--train-graphs``).
 
 Writes ``benchmarks/results/kernels_<device>.json`` (everything, plus the target
 ratios) and ``kernels_<device>.png`` atomically, and prints the markdown table that
@@ -107,6 +109,71 @@ def gat_layer_bench(g: prof.GraphSpec, device: torch.device, in_channels: int, h
     return rows
 
 
+def gat3_train_bench(g: prof.GraphSpec, device: torch.device, in_channels: int, heads: int, head_dim: int,
+                     num_classes: int, steps: int) -> List[dict]:
+    """A 3-layer GAT (heads x head_dim, ELU, heads averaged in the last layer) trained full-batch with
+    Adam on the whole graph, gnnkit's GATConv vs PyG's: ``steps`` optimiser steps (the first one
+    untimed), median step time and peak memory, or the error (PyG's out-of-memory is a result)."""
+    import torch.nn.functional as F
+    from torch_geometric.nn import GATConv as PygGAT
+
+    from gnnkit.nn import GATConv as GnnkitGAT
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(g.num_nodes, in_channels, generator=gen).to(device)
+    y = torch.randint(0, num_classes, (g.num_nodes,), generator=gen).to(device)
+    train = (torch.rand(g.num_nodes, generator=gen) < 0.1).to(device)
+    ei = g.edge_index.to(device)
+    mem = prof.PeakMemory(device)
+    rows = []
+    for name, conv in (("gnnkit 3-layer GAT", GnnkitGAT), ("pyg 3-layer GAT", PygGAT)):
+        row = {"model": name, "steps": steps, "median_step_ms": float("nan"), "peak_mb": float("nan"),
+               "losses": [], "error": None}
+        model = opt = None
+        try:
+            torch.manual_seed(0)
+            model = torch.nn.ModuleList([conv(in_channels, head_dim, heads=heads),
+                                         conv(heads * head_dim, head_dim, heads=heads),
+                                         conv(heads * head_dim, num_classes, heads=heads, concat=False)]).to(device)
+            opt = torch.optim.Adam(model.parameters(), lr=0.005)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                h = x
+                for i, layer in enumerate(model):
+                    h = layer(h, ei)
+                    if i < len(model) - 1:
+                        h = F.elu(h)
+                loss = F.cross_entropy(h[train], y[train])
+                loss.backward()
+                opt.step()
+                return float(loss)
+
+            stats: Dict[str, float] = {}
+            with mem.measure(stats):
+                row["losses"].append(step())
+            times = []
+            for _ in range(steps - 1):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                row["losses"].append(step())
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t)
+            row.update(peak_mb=stats["peak_bytes"] / 2 ** 20, times_ms=[t * 1e3 for t in times],
+                       median_step_ms=statistics.median(times) * 1e3 if times else float("nan"))
+        except Exception as e:  # PyG running out of memory is the expected result on products-like
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        finally:
+            model = opt = None  # free before the next model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        row["memory_method"] = mem.method
+        rows.append(row)
+    return rows
+
+
 def _median(report: dict, op: str, backend: str, mode: str) -> Optional[float]:
     for r in report["results"]:
         if r["op"] == op and r["backend"] == backend and r["mode"] == mode and r["error"] is None:
@@ -171,6 +238,14 @@ def markdown(report: dict) -> str:
                     lines.append(f"| {gname} | {r['layer']} | {r['median_ms']:.1f} | {r['peak_mb']:.0f} |")
                 else:
                     lines.append(f"| {gname} | {r['layer']} | {r['error'][:60]} | – |")
+    if report.get("train"):
+        lines += ["", "| graph | 3-layer GAT, full-batch training | median step ms | peak MB |", "|---|---|---:|---:|"]
+        for gname, rows in report["train"].items():
+            for r in rows:
+                if r["error"] is None:
+                    lines.append(f"| {gname} | {r['model']} | {r['median_step_ms']:.1f} | {r['peak_mb']:.0f} |")
+                else:
+                    lines.append(f"| {gname} | {r['model']} | {r['error'][:60]} | – |")
     s = report["summary"]
     lines += ["", f"SpMM forward+backward, {s['ours']} vs the fastest of PyG eager / compiled / torch.sparse:"]
     for gname, v in s["spmm_fwd_bwd_speedup"].items():
@@ -234,6 +309,12 @@ def main(argv=None) -> int:
                     help="on CPU, gat op width per head on ogbl-ddi (PyG's E x H x C messages there "
                          "would need ~10 GB at 64 per head)")
     ap.add_argument("--no-layer", action="store_true", help="skip the GAT layer benchmark")
+    ap.add_argument("--train-graphs", nargs="*", choices=list(SUITE), default=None,
+                    help="graphs for the 3-layer full-batch GAT training run, gnnkit vs PyG (default: "
+                         "products-like on CUDA, none on CPU)")
+    ap.add_argument("--train-steps", type=int, default=5, help="optimiser steps of the training run")
+    ap.add_argument("--train-in", type=int, default=100, help="input width of the training run (products: 100)")
+    ap.add_argument("--train-classes", type=int, default=47, help="classes of the training run (products: 47)")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"), help="where results go")
     ap.add_argument("--tag", default=None, help="file name tag (default: the device type)")
     args = ap.parse_args(argv)
@@ -275,7 +356,26 @@ def main(argv=None) -> int:
                 print(f"   {r['layer']:24} {r['median_ms']:10.2f} ms  peak {r['peak_mb']:9.1f} MB"
                       + (f"  ({r['error']})" if r["error"] else ""), flush=True)
         del g
+    train_names = args.train_graphs if args.train_graphs is not None else (["products-like"] if cuda else [])
+    report["train"] = {}
+    for name in train_names:
+        print(f"== {name}: 3-layer GAT full-batch training, {args.heads} x {args.head_dim}", flush=True)
+        try:
+            g = load_graph(name, seed=0)
+        except Exception as e:
+            report["skipped"][f"train {name}"] = f"{type(e).__name__}: {e}"
+            continue
+        rows = gat3_train_bench(g, device, args.train_in, args.heads, args.head_dim, args.train_classes,
+                                args.train_steps)
+        report["train"][name] = rows
+        for r in rows:
+            print(f"   {r['model']:20} step {r['median_step_ms']:10.1f} ms  peak {r['peak_mb']:9.1f} MB"
+                  + (f"  ({r['error']})" if r["error"] else ""), flush=True)
+        del g
     report["summary"] = summarize(report["graphs"], report["layers"], device)
+    report["summary"]["gat3_training"] = {
+        name: {r["model"]: ("ok" if r["error"] is None else r["error"][:120]) for r in rows}
+        for name, rows in report["train"].items()}
     tag = args.tag or device.type
     out_dir = Path(args.out_dir)
     prof.atomic_write(out_dir / f"kernels_{tag}.json", (json.dumps(report, indent=1) + "\n").encode())
