@@ -37,6 +37,8 @@ from pathlib import Path
 
 import torch
 
+from gnnkit._atomic import write_json_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results"
 N, E, F = 169_343, 1_166_243, 128
 LSTM_CAP = 16
@@ -191,6 +193,7 @@ def main() -> None:
         print("RESULT " + json.dumps(worker(args.worker[0], args.worker[1], args.reps)))
         return
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    load_at_start = os.getloadavg()
     results = {}
     if args.impls and Path(args.out).exists():
         results = json.loads(Path(args.out).read_text())["results"]
@@ -232,9 +235,9 @@ def main() -> None:
         print(json.dumps(c))
     out = {"graph": {"num_nodes": N, "num_edges": E, "features": F, "generator": "make_graph(seed=0)"},
            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor(),
-           "cores": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "results": results, "targets": checks}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+           "cores": os.cpu_count(), "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg(),
+           "results": results, "targets": checks}
+    write_json_atomic(out, args.out)
     print(f"wrote {args.out}")
     _plot(results, Path(args.out).with_suffix(".png"))
 
