@@ -103,7 +103,7 @@ class SAGEConv(torch.nn.Module):
             # lin_l(agg) + lin_r(x) as two accumulating GEMMs: no separate bias/add passes over [N, F]
             W_l, W_r, b = self.lin_l.weight, self.lin_r.weight, self.lin_l.bias
             base = x_dst @ W_r.t() if b is None else torch.addmm(b, x_dst, W_r.t())
-            out = torch.addmm(base, out, W_l.t())
+            out = base.addmm_(out, W_l.t())  # in place: addmm would copy base first
         else:
             out = self.lin_l(out)
             if self.root_weight and x_dst is not None:

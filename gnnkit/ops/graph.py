@@ -59,7 +59,7 @@ class Graph:
     """
 
     __slots__ = ("rowptr", "col", "row", "perm", "num_src", "num_dst", "_t", "_inv_perm",
-                 "_out_degree", "__weakref__")
+                 "_out_degree", "_mean_t", "__weakref__")
 
     def __init__(self, rowptr: Tensor, col: Tensor, row: Tensor, perm: Optional[Tensor],
                  num_src: int, num_dst: int):
@@ -72,6 +72,7 @@ class Graph:
         self._t: Optional[Tuple[Tensor, Tensor, Tensor]] = None
         self._inv_perm: Optional[Tensor] = None
         self._out_degree: Optional[Tensor] = None
+        self._mean_t: Optional[Tensor] = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -129,6 +130,16 @@ class Graph:
             rowptr_t = torch.searchsorted(src_sorted, torch.arange(self.num_src + 1, device=self.device))
             self._t = (rowptr_t, self.row[perm_t], perm_t)
         return self._t
+
+    def mean_weights_t(self) -> Tensor:
+        """``[E_t, 1]`` float32 ``1 / in_degree(destination)`` per transposed slot: the weights
+        that make the backward of a mean aggregation one weighted SpMM through the transposed
+        CSR (no separate division pass).  Cached."""
+        if self._mean_t is None:
+            rowptr_t, col_t, _ = self.transpose()
+            deg = self.in_degree().clamp(min=1).to(torch.float32)
+            self._mean_t = (1.0 / deg).index_select(0, col_t).view(-1, 1)
+        return self._mean_t
 
     # ------------------------------------------------------------------ edge order
     def to_csr_order(self, edge_values: Tensor) -> Tensor:

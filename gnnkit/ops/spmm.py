@@ -44,6 +44,9 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
         ones = torch.ones(col.numel(), dtype=xc.dtype, device=x.device)
         A = torch.sparse_csr_tensor(rowptr, col, ones, (N, S), check_invariants=False)
         out = torch.sparse.mm(A, xc.reshape(S, H * F), reduce=r).reshape(N, H, F)
+    elif H == 1:  # one weighted product, written in place (no per-head output copy)
+        A = torch.sparse_csr_tensor(rowptr, col, value.to(xc.dtype).reshape(-1), (N, S), check_invariants=False)
+        out = torch.sparse.mm(A, xc.reshape(S, F), reduce=r).reshape(N, 1, F)
     else:
         vc = value.to(xc.dtype)
         out = xc.new_empty(N, H, F)
@@ -132,6 +135,11 @@ class SpMMFunction(torch.autograd.Function):
                                       rowptr_t, col_t, perm_t)
             return None, gx if need_x else None, gv if need_v else None, None
         if ctx.reduce == "mean":
+            if value is None and grad_out.size(1) == 1 and grad_out.dtype != torch.float64 \
+                    and not torch.compiler.is_compiling():
+                # one weighted SpMM through the transposed CSR instead of a division pass + SpMM
+                w = graph.mean_weights_t().to(grad_out.dtype)
+                return None, _spmm_op(rowptr_t, col_t, w, grad_out, "sum") if need_x else None, None, None
             deg = graph.in_degree().clamp(min=1).to(grad_out.dtype)
             grad_out = grad_out / deg.view(-1, 1, 1)
         gx = gv = None
