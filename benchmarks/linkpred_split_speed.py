@@ -63,7 +63,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]},
-        "note": "shared machine: other jobs were running; times are wall-clock",
+        "note": "times are wall-clock; see load_avg_1m for how busy the machine was",
     }
     out = Path(args.out)
     write_json_atomic(payload, out)
