@@ -220,3 +220,18 @@ def test_sage_lstm_reads_real_last_neighbour_and_shuffles():
     # nodes with at most one neighbour are unaffected by the shuffle
     small = deg <= 1
     _close(a[small], out[small])
+
+
+@pytest.mark.parametrize("form", ["single", "pair", "pair-none"])
+def test_gat_score_folding_matches_pyg_for_every_input_form(form):
+    """GATConv folds the node scores into ``x @ M``; with separate lin_src/lin_dst (tuple
+    in_channels) the destination score must come from lin_dst even for a single tensor x."""
+    torch.manual_seed(0)
+    x = torch.randn(30, 6)
+    ei = torch.randint(0, 30, (2, 120))
+    ins = 6 if form == "pair-none" else (6, 6)
+    p = pnn.GATConv(ins, 4, heads=2)
+    g = gnn.GATConv(ins, 4, heads=2)
+    g.load_state_dict(p.state_dict())
+    inp = {"single": x, "pair": (x, x + 1), "pair-none": (x, None)}[form]
+    _close(g(inp, ei), p(inp, ei))

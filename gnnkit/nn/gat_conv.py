@@ -119,7 +119,7 @@ class GATConv(torch.nn.Module):
             h_dst = None if x_dst is None else (h_src if not is_pair else lin_d(x_dst).view(-1, H, C))
             a_src = (h_src * self.att_src).sum(-1)
             a_dst = h_src.new_zeros(nd, H) if h_dst is None else (h_dst * self.att_dst).sum(-1)
-        elif not is_pair and x_dst is not None:
+        elif not is_pair and x_dst is not None and lin_s is lin_d:
             # <Θ x_j, a_s> = x_j @ M_s with M_s[d, h] = Σ_c Θ[h*C + c, d] a_s[h, c]: both node
             # scores in one [S, F_in] x [F_in, 2H] product, no pass over the [S, H, C] features
             a = x_src @ torch.cat([_score_matrix(lin_s.weight, self.att_src, H, C),
