@@ -71,7 +71,8 @@ def speed_section():
             out.append(f"| {c['layer']} | {c['baseline']} | ≥ {c['target_speedup']}× | not measured: "
                        f"{str(c.get('why'))[:100]} | — |")
             continue
-        tgt = f"≥ {c['target_speedup']}×" + (f", memory ≤ {c['target_mem_ratio']}×" if "target_mem_ratio" in c else "")
+        tgt = f"≥ {c['target_speedup']}×" + \
+            (f", memory ≤ {c['target_mem_ratio']}×" if "target_mem_ratio" in c else "")
         got = f"{c['speedup']}×" + (f", memory {c['mem_ratio']}×" if "mem_ratio" in c else "")
         out.append(f"| {c['layer']} | {c['baseline']} | {tgt} | {got} | {'yes' if c['met'] else 'NO'} |")
     out += ["", "Noise: on this 2-core VM one forward+backward step varies by about ±15% from call to call "

@@ -1,5 +1,6 @@
 """The Triton kernels run on CUDA at realistic sizes (skipped without a GPU; compiling every
-kernel for sm_90 / sm_80 without a GPU is ``tests/test_kernels_aot.py``).  Sizes: a power-law graph with 60,000 nodes and 600,000
+kernel for sm_90 / sm_80 without a GPU is ``tests/test_kernels_aot.py``).  Sizes: a power-law graph
+with 60,000 nodes and 600,000
 edges plus a hub with 20,000 in-edges (split into chunks at the default split
 length), feature widths that are not powers of two, fp32/fp16/bf16, int32 and
 int64 indices; determinism (bitwise equal reruns), ``torch.compile`` with

@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use OGB's official edge split (auto: yes for ogbl-* datasets)")
     p.add_argument("--model", choices=("gcn", "sage"), default=None, help="encoder (default: per-dataset preset)")
     p.add_argument("--decoder", choices=("dot", "mlp"), default=None, help="decoder (default: preset)")
-    p.add_argument("--decoder-layers", type=int, default=None, help="linear layers of the MLP decoder (default: preset)")
+    p.add_argument("--decoder-layers", type=int, default=None,
+                   help="linear layers of the MLP decoder (default: preset)")
     p.add_argument("--clip-grad", type=float, default=None,
                    help="clip each part's gradient norm to this, 0 = off (default: preset)")
     p.add_argument("--hidden", type=int, default=None, help="hidden channels (default: preset)")

@@ -10,9 +10,12 @@ is shifted by ``num_src``):
 * ``ppr`` — personalised PageRank from the kept endpoint (alpha 0.15, 20 steps).
 
 Rows are computed once per distinct (kept endpoint, corrupted side) — per kept
-endpoint for undirected graphs — in float32, in chunks of at most ``2**23`` scores, so memory is bounded by ``O(2**23 + N)``.  Known pairs and
-(unless allowed) self-loops are masked before ranking, ties are broken at random, and
-a kept endpoint shared by ``m`` positives contributes its ``m * q`` best candidates.
+endpoint for undirected graphs — in float32, in chunks of at most ``2**23`` scores, so
+memory is bounded by ``O(2**23 + N)`` (plus a dense ``N x N`` copy of the structure when
+it is dense and small enough to pay, see :func:`_right_multiplier`).  For ``cn``/``ra``
+the first hop is a row gather of ``A``, not a product.  Known pairs and (unless allowed)
+self-loops are masked before ranking, ties are broken at random, and a kept endpoint
+shared by ``m`` positives contributes its ``m * q`` best candidates.
 """
 from __future__ import annotations
 

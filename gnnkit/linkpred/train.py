@@ -144,7 +144,8 @@ def build_model(cfg: LinkPredConfig, data: Data) -> Tuple[Encoder, nn.Module]:
     in_ch = None if x is None else x.size(1)
     enc = Encoder(cfg.model, in_ch, int(data.num_nodes), cfg.hidden, cfg.out_channels, cfg.num_layers,
                   cfg.dropout)
-    dec = DotDecoder() if cfg.decoder == "dot" else MLPDecoder(cfg.out_channels, cfg.hidden, cfg.decoder_layers, cfg.dropout)
+    dec = DotDecoder() if cfg.decoder == "dot" else \
+        MLPDecoder(cfg.out_channels, cfg.hidden, cfg.decoder_layers, cfg.dropout)
     return enc, dec
 
 

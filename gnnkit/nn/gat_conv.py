@@ -16,7 +16,8 @@ from ._utils import check_edge_rows, check_width, materialised, node_pair, resol
 
 
 def _score_matrix(weight: Tensor, att: Tensor, H: int, C: int) -> Tensor:
-    """``M [F_in, H]`` with ``x @ M == (Θ x).view(H, C) · att`` per head: ``M[d, h] = Σ_c Θ[h*C+c, d] att[h, c]``."""
+    """``M [F_in, H]`` with ``x @ M == (Θ x).view(H, C) · att`` per head:
+    ``M[d, h] = Σ_c Θ[h*C+c, d] att[h, c]``."""
     return (weight.view(H, C, -1) * att.view(H, C, 1)).sum(1).t()
 
 
