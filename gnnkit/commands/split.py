@@ -55,7 +55,6 @@ def make_split(args) -> Tuple[tuple, Dict[str, object]]:
     """Build the split the arguments describe; returns (splits, manifest without files)."""
     from gnnkit.linkpred import InductiveLinkSplit, TransductiveLinkSplit, check_leakage
     from gnnkit.linkpred.split import both_directions, unique_edges
-    from gnnkit.data import load_dataset
     data, multi, ds = load_graph(args.dataset, args.root)
     und = decide_undirected(args.undirected, data)
     t0 = time.perf_counter()
@@ -108,5 +107,5 @@ def _run(args) -> int:
         keys = [k for k in s if k.startswith(name + "_")]
         print(f"  {name:5s} " + ", ".join(f"{k[len(name) + 1:]}={s[k]}" for k in keys))
     warn = [i for i in manifest["leakage"]["issues"] if i["severity"] == "warning"]
-    print(f"  leakage check: ok" + (f" ({len(warn)} warning(s), see manifest.json)" if warn else ""))
+    print("  leakage check: ok" + (f" ({len(warn)} warning(s), see manifest.json)" if warn else ""))
     return 0
