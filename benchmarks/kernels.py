@@ -212,6 +212,20 @@ def summarize(graphs: Dict[str, dict], layers: Dict[str, List[dict]], device: to
     return out
 
 
+def _rows_table(groups: Dict[str, List[dict]], what: str, name_key: str, ms_key: str, ms_label: str) -> List[str]:
+    """Markdown rows ``graph | name | ms | peak MB`` (or the error) for per-graph benchmark rows."""
+    if not groups:
+        return []
+    lines = ["", f"| graph | {what} | {ms_label} | peak MB |", "|---|---|---:|---:|"]
+    for gname, rows in groups.items():
+        for r in rows:
+            if r["error"] is None:
+                lines.append(f"| {gname} | {r[name_key]} | {r[ms_key]:.1f} | {r['peak_mb']:.0f} |")
+            else:
+                lines.append(f"| {gname} | {r[name_key]} | {r['error'][:60]} | – |")
+    return lines
+
+
 def markdown(report: dict) -> str:
     lines = [f"Device: {report['device']}; dtype float32; F={report['features']}; gat: H={report['heads']} × "
              f"{report['head_dim']} per head (per-graph overrides in the JSON); "
@@ -230,22 +244,9 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {gname} | {op} | {bk} | {cell(fw, 'median_ms', '.2f')} | "
                              f"{cell(fb, 'median_ms', '.2f')} | {cell(fb, 'gbps', '.2f')} | "
                              f"{cell(fb, 'pct_copy', '.1f')} | {cell(fb, 'peak_mb', '.0f')} |")
-    if report["layers"]:
-        lines += ["", "| graph | layer (H=8 × 64, fwd+bwd) | median ms | peak MB |", "|---|---|---:|---:|"]
-        for gname, rows in report["layers"].items():
-            for r in rows:
-                if r["error"] is None:
-                    lines.append(f"| {gname} | {r['layer']} | {r['median_ms']:.1f} | {r['peak_mb']:.0f} |")
-                else:
-                    lines.append(f"| {gname} | {r['layer']} | {r['error'][:60]} | – |")
-    if report.get("train"):
-        lines += ["", "| graph | 3-layer GAT, full-batch training | median step ms | peak MB |", "|---|---|---:|---:|"]
-        for gname, rows in report["train"].items():
-            for r in rows:
-                if r["error"] is None:
-                    lines.append(f"| {gname} | {r['model']} | {r['median_step_ms']:.1f} | {r['peak_mb']:.0f} |")
-                else:
-                    lines.append(f"| {gname} | {r['model']} | {r['error'][:60]} | – |")
+    lines += _rows_table(report["layers"], "layer (H=8 × 64, fwd+bwd)", "layer", "median_ms", "median ms")
+    lines += _rows_table(report.get("train", {}), "3-layer GAT, full-batch training", "model", "median_step_ms",
+                         "median step ms")
     s = report["summary"]
     lines += ["", f"SpMM forward+backward, {s['ours']} vs the fastest of PyG eager / compiled / torch.sparse:"]
     for gname, v in s["spmm_fwd_bwd_speedup"].items():
@@ -319,6 +320,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default=None, help="file name tag (default: the device type)")
     args = ap.parse_args(argv)
 
+    if args.train_steps < 2:
+        raise ValueError(f"--train-steps must be >= 2 (the first step is untimed), got {args.train_steps}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but CUDA is not available here; use --device cpu")

@@ -4,6 +4,7 @@ from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
 from gnnkit.ops import Graph, as_graph, is_sparse_adj
 from gnnkit.ops.graph import SparseTensor, Size
@@ -14,7 +15,6 @@ PairTensor = Tuple[Tensor, Optional[Tensor]]
 def materialised(*lins) -> bool:
     """All ``lins`` exist and hold real weights (not PyG's lazy ``in_channels=-1`` placeholders
     before the first call), so a layer may use ``lin.weight`` directly."""
-    from torch_geometric.nn.dense.linear import is_uninitialized_parameter
     return all(lin is not None and not is_uninitialized_parameter(lin.weight) for lin in lins)
 
 
