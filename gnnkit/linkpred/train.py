@@ -71,9 +71,16 @@ class Encoder(nn.Module):
         return h
 
 
+def _pair_product(z: Tensor, pairs: Tensor) -> Tensor:
+    """``z[u] * z[v]`` for each pair. ``index_select``, not ``z[idx]``: the backward of advanced
+    indexing accumulates with atomics on CPU (thread-order dependent sums), index_select's
+    backward is a sequential index_add, so a seeded run is bit-identical across processes."""
+    return z.index_select(0, pairs[0]) * z.index_select(0, pairs[1])
+
+
 class DotDecoder(nn.Module):
     def forward(self, z: Tensor, pairs: Tensor) -> Tensor:
-        return (z[pairs[0]] * z[pairs[1]]).sum(-1)
+        return _pair_product(z, pairs).sum(-1)
 
 
 class MLPDecoder(nn.Module):
@@ -86,7 +93,7 @@ class MLPDecoder(nn.Module):
         self.dropout = dropout
 
     def forward(self, z: Tensor, pairs: Tensor) -> Tensor:
-        h = z[pairs[0]] * z[pairs[1]]
+        h = _pair_product(z, pairs)
         for lin in self.lins[:-1]:
             h = dropout(F.relu(lin(h)), self.dropout, self.training)
         return self.lins[-1](h).view(-1)

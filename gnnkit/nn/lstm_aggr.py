@@ -73,7 +73,8 @@ def _lstm_aggregate(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, weigh
         return out + 0 * sum(w.sum() for w in weights)
     nodes, states = [], []
     for nd, src in buckets:
-        seq = x[src]  # [n_d, d, F]: one dense batch per degree
+        # [n_d, d, F]: one dense batch per degree (index_select: a deterministic backward on CPU)
+        seq = x.index_select(0, src.reshape(-1)).view(src.size(0), src.size(1), x.size(1))
         h0 = seq.new_zeros(1, seq.size(0), hidden)
         _, h, _ = torch._VF.lstm(seq, (h0, h0), weights, True, 1, 0.0, False, False, True)
         nodes.append(nd)
