@@ -128,11 +128,18 @@ def check_edge_rows(t: Optional[Tensor], num_edges: int, layer: str, arg: str) -
         raise ValueError(f"{layer}: {arg} must be floating point, got {t.dtype}; use {arg}.float()")
 
 
-def aggregate(graph: Graph, x: Tensor, csr_weight: Optional[Tensor], reduce: str) -> Tensor:
-    """``reduce_{j -> i} w_ji x_j`` for ``x`` ``[num_src, F]`` with weights already in CSR order."""
+def aggregate(graph: Graph, x: Tensor, csr_weight: Optional[Tensor], reduce: str,
+              root: Optional[Tensor] = None, root_scale: Optional[Tensor] = None) -> Tensor:
+    """``reduce_{j -> i} w_ji x_j`` for ``x`` ``[num_src, F]`` with weights already in CSR order;
+    with ``root`` ``[num_dst, F]``, plus ``root_scale * root`` (added in place into the fresh
+    SpMM result: one pass, no extra ``[N, F]`` tensor)."""
     from gnnkit.ops.spmm import spmm_slots
     if x.size(0) != graph.num_src:
         raise ValueError(f"x has {x.size(0)} rows but the graph has {graph.num_src} source nodes; "
                          "check the node features against edge_index/size")
     value = None if csr_weight is None else csr_weight.to(x.dtype).view(-1, 1)
-    return spmm_slots(graph, x.unsqueeze(1), value, reduce).squeeze(1)
+    out = spmm_slots(graph, x.unsqueeze(1), value, reduce)
+    if root is not None:
+        r = root.unsqueeze(1)
+        out = out.add_(r) if root_scale is None else out.addcmul_(r, root_scale)
+    return out.squeeze(1)

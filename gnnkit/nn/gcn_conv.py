@@ -222,17 +222,16 @@ class GCNConv(torch.nn.Module):
         # first costs an SpMM of width out_channels forward and again backward; aggregate first
         # costs one of width in_channels forward, and backward only when x needs a gradient.
         f_in, f_out = x.size(-1), self.out_channels
+        # the bias is added in place into the last op's fresh result (no saved tensor is touched)
         if f_in * (2 if x.requires_grad else 1) < 2 * f_out:
             out = self.lin(self._propagate(graph, w, x))
-        else:
-            out = self._propagate(graph, w, self.lin(x))
-        if self.bias is not None:
-            out = out + self.bias
-        return out
+            return out if self.bias is None else out.add_(self.bias)
+        return self._propagate(graph, w, self.lin(x), self.bias)
 
     @staticmethod
-    def _propagate(graph: Graph, w: Tensor, h: Tensor) -> Tensor:
-        return spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), "sum").squeeze(1)
+    def _propagate(graph: Graph, w: Tensor, h: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+        out = spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), "sum")
+        return (out if bias is None else out.add_(bias)).squeeze(1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"

@@ -118,6 +118,56 @@ class FusedGATFunction(torch.autograd.Function):
                 gt if edge_term is not None and need[4] else None, None)
 
 
+# ---------------------------------------------------------------------- composite path
+class EdgeScoresFunction(torch.autograd.Function):
+    """``s = LeakyReLU(a_src[col] + a_dst[row] + t)`` in CSR slot order, built in place in one
+    ``[E, H]`` tensor.  Backward: both node gradients are segment sums (``a_dst``'s over the CSR
+    rows, ``a_src``'s over the transposed CSR), never a scatter: faster on CPU than
+    ``index_add`` and free of atomics on GPU."""
+
+    @staticmethod
+    def forward(ctx, graph: Graph, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor],
+                negative_slope: float) -> Tensor:
+        if torch.compiler.is_compiling():
+            graph.transpose()  # build it in the traced forward: the backward may not mutate the graph
+        s = a_src.index_select(0, graph.col)
+        s.add_(a_dst.index_select(0, graph.row))
+        if edge_term is not None:
+            s.add_(edge_term)
+        ctx.graph, ctx.slope, ctx.num_src = graph, negative_slope, a_src.size(0)
+        ctx.has_term = edge_term is not None
+        if negative_slope >= 0:  # the sign of the output is the sign of the input
+            F.leaky_relu_(s, negative_slope)
+            ctx.save_for_backward(s)
+        else:
+            pos = s > 0
+            F.leaky_relu_(s, negative_slope)
+            ctx.save_for_backward(pos)
+        return s
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        graph: Graph = ctx.graph
+        (saved,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        if ctx.slope >= 0:
+            g = torch.ops.aten.leaky_relu_backward(grad, saved, ctx.slope, True)
+        else:
+            g = torch.where(saved, grad, grad * ctx.slope)
+        need = ctx.needs_input_grad
+        g_src = g_dst = None
+        empty = g.size(0) == 0
+        if need[1]:  # a segment sum over the transposed CSR: a gather + an ordered reduction, no scatter
+            rowptr_t, _, perm_t = graph.transpose()
+            g_src = g.new_zeros(ctx.num_src, g.size(1)) if empty else \
+                torch.segment_reduce(g.index_select(0, perm_t), "sum", offsets=rowptr_t, axis=0)
+        if need[2]:
+            g_dst = g.new_zeros(graph.num_dst, g.size(1)) if empty else \
+                torch.segment_reduce(g, "sum", offsets=graph.rowptr, axis=0)
+        return None, g_src, g_dst, (g if ctx.has_term and need[3] else None), None
+
+
 def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor] = None,
                   negative_slope: float = 0.2, dropout: float = 0.0, training: bool = False,
                   return_attention: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
@@ -148,10 +198,8 @@ def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_te
         out = FusedGATFunction.apply(graph, x.contiguous(), a_src.contiguous(), a_dst.contiguous(), t,
                                      negative_slope)
         return out, None
-    s = a_src.index_select(0, graph.col) + a_dst.index_select(0, graph.row)
-    if edge_term is not None:
-        s = s + graph.to_csr_order(edge_term)
-    s = F.leaky_relu(s, negative_slope)
+    t = None if edge_term is None else graph.to_csr_order(edge_term)
+    s = EdgeScoresFunction.apply(graph, a_src, a_dst, t, float(negative_slope))
     alpha = segment_softmax_slots(graph, s)
     weights = F.dropout(alpha, p=dropout, training=training) if dropout > 0 else alpha
     out = spmm_slots(graph, x, weights.to(x.dtype), "sum")

@@ -59,7 +59,7 @@ class Graph:
     """
 
     __slots__ = ("rowptr", "col", "row", "perm", "num_src", "num_dst", "_t", "_inv_perm",
-                 "_out_degree", "_mean_t", "__weakref__")
+                 "_out_degree", "_mean_t", "_values_t", "__weakref__")
 
     def __init__(self, rowptr: Tensor, col: Tensor, row: Tensor, perm: Optional[Tensor],
                  num_src: int, num_dst: int):
@@ -73,6 +73,7 @@ class Graph:
         self._inv_perm: Optional[Tensor] = None
         self._out_degree: Optional[Tensor] = None
         self._mean_t: Optional[Tensor] = None
+        self._values_t: Optional[tuple] = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -140,6 +141,22 @@ class Graph:
             deg = self.in_degree().clamp(min=1).to(torch.float32)
             self._mean_t = (1.0 / deg).index_select(0, col_t).view(-1, 1)
         return self._mean_t
+
+    def values_t(self, value: Tensor) -> Tensor:
+        """``value`` (per CSR slot, first dimension ``E``) in transposed-CSR slot order.
+
+        Constant weights (no gradient, e.g. GCN's normalisation cached with the structure) are
+        cached against the tensor and its version, one entry; values that change every call
+        (attention) are gathered each time."""
+        rowptr_t, col_t, perm_t = self.transpose()
+        if value.requires_grad or torch.compiler.is_compiling():
+            return value.index_select(0, perm_t)
+        hit = self._values_t
+        if hit is not None and hit[0]() is value and hit[1] == value._version:
+            return hit[2]
+        vt = value.index_select(0, perm_t)
+        self._values_t = (weakref.ref(value), value._version, vt)
+        return vt
 
     # ------------------------------------------------------------------ edge order
     def to_csr_order(self, edge_values: Tensor) -> Tensor:
@@ -241,7 +258,8 @@ def cached_for(t: Tensor, tag: tuple, build):
         _CACHE.move_to_end(key)
         return hit[1]
     out = build()
-    _CACHE[key] = (weakref.ref(t), out)
+    # the entry goes when t dies: a deleted edge_index does not keep its structure alive
+    _CACHE[key] = (weakref.ref(t, lambda _, k=key: _CACHE.pop(k, None)), out)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return out

@@ -7,6 +7,10 @@ Internal layout (the contract with ``gnnkit.kernels.sddmm``): ``a`` ``[N, H, F]`
 (destination side), ``b`` ``[S, H, F]`` (source side), result ``[E, H]`` in CSR
 slot order, fp32 accumulation.
 """
+import weakref
+from collections import OrderedDict
+from typing import Optional, Tuple
+
 import torch
 from torch import Tensor
 
@@ -14,6 +18,35 @@ from ._backend import kernel, use_triton
 from .graph import Graph
 
 _LOW = (torch.float16, torch.bfloat16)
+
+
+_PATTERNS: "OrderedDict[int, tuple]" = OrderedDict()  # id(col) -> (weak col, weak rowptr, versions, pattern)
+
+
+def _unique_pattern(rowptr: Tensor, col: Tensor, N: int) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """``(rowptr, col, gather)`` of the CSR pattern without duplicate ``(row, col)`` slots
+    (``sampled_addmm`` rejects them) and the slot -> unique-slot map (None: no duplicates).
+    Cached for the last few structures (a layer sees the same graph every call)."""
+    key = id(col)
+    hit = _PATTERNS.get(key)
+    versions = (rowptr._version, col._version)
+    if hit is not None and hit[0]() is col and hit[1]() is rowptr and hit[2] == versions:
+        _PATTERNS.move_to_end(key)
+        return (rowptr, col, None) if hit[3] is None else hit[3]
+    E = col.numel()
+    row = torch.repeat_interleave(torch.arange(N, device=col.device), rowptr[1:] - rowptr[:-1], output_size=E)
+    first = torch.ones(E, dtype=torch.bool, device=col.device)
+    first[1:] = (row[1:] != row[:-1]) | (col[1:] != col[:-1])
+    dedup = None  # no duplicates: the pattern is the input (not stored: the cache holds no strong ref)
+    if not bool(first.all()):
+        dedup = (torch.searchsorted(row[first], torch.arange(N + 1, device=col.device)).to(rowptr.dtype),
+                 col[first], torch.cumsum(first, 0) - 1)
+    if not torch.compiler.is_compiling():
+        _PATTERNS[key] = (weakref.ref(col, lambda _, k=key: _PATTERNS.pop(k, None)), weakref.ref(rowptr),
+                          versions, dedup)
+        while len(_PATTERNS) > 4:
+            _PATTERNS.popitem(last=False)
+    return (rowptr, col, None) if dedup is None else dedup
 
 
 def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -27,15 +60,7 @@ def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     out = ac.new_empty(E, H)
     if E == 0:
         return out.to(dtype)
-    # sampled_addmm rejects duplicate (row, col) entries: sample the unique pattern, then gather
-    row = torch.repeat_interleave(torch.arange(N, device=a.device), rowptr[1:] - rowptr[:-1], output_size=E)
-    first = torch.ones(E, dtype=torch.bool, device=a.device)
-    first[1:] = (row[1:] != row[:-1]) | (col[1:] != col[:-1])
-    gather = None
-    if not bool(first.all()):
-        gather = torch.cumsum(first, 0) - 1
-        col = col[first]
-        rowptr = torch.searchsorted(row[first], torch.arange(N + 1, device=a.device))
+    rowptr, col, gather = _unique_pattern(rowptr, col, N)
     zeros = torch.zeros(col.numel(), dtype=ac.dtype, device=a.device)
     pattern = torch.sparse_csr_tensor(rowptr, col, zeros, (N, S), check_invariants=False)
     # head-major result rows (contiguous writes), strided head slices passed as views: sampled_addmm

@@ -84,7 +84,10 @@ def spmm_arg_bwd_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Te
 def _spmm_op(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str) -> Tensor:
     if use_triton("spmm", x):
         return kernel("spmm").spmm_fwd(rowptr, col, value, x, reduce)
-    return spmm_csr_ref(rowptr, col, value, x, reduce)
+    out = spmm_csr_ref(rowptr, col, value, x, reduce)
+    # a reshaped torch.sparse.mm result is a view; returned as one, autograd would forbid the
+    # layers' in-place epilogues (bias, root term) on it.  No autograd runs in here.
+    return out.detach() if out._is_view() else out
 
 
 @_spmm_op.register_fake
@@ -144,7 +147,7 @@ class SpMMFunction(torch.autograd.Function):
             grad_out = grad_out / deg.view(-1, 1, 1)
         gx = gv = None
         if need_x:
-            vt = None if value is None else value.index_select(0, perm_t)
+            vt = None if value is None else graph.values_t(value)
             gx = _spmm_op(rowptr_t, col_t, vt, grad_out, "sum")
         if need_v:
             gv = _sddmm_slots(graph, grad_out, x)
