@@ -43,6 +43,7 @@ LAYERS = {
     "gatv2_edge_shared": (lambda m: m.GATv2Conv(F_IN, 5, heads=2, edge_dim=D, share_weights=True,
                                                residual=True), True),
     "gin": (lambda m: m.GINConv(_mlp(), eps=0.2, train_eps=True), False),
+    "gin_fixed_eps": (lambda m: m.GINConv(_mlp(), eps=-0.3), False),
     "gine_edge_dim": (lambda m: m.GINEConv(_mlp(), edge_dim=D), True),
 }
 

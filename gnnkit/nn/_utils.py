@@ -129,10 +129,11 @@ def check_edge_rows(t: Optional[Tensor], num_edges: int, layer: str, arg: str) -
 
 
 def aggregate(graph: Graph, x: Tensor, csr_weight: Optional[Tensor], reduce: str,
-              root: Optional[Tensor] = None, root_scale: Optional[Tensor] = None) -> Tensor:
+              root: Optional[Tensor] = None, root_scale: Union[Tensor, float, None] = None) -> Tensor:
     """``reduce_{j -> i} w_ji x_j`` for ``x`` ``[num_src, F]`` with weights already in CSR order;
     with ``root`` ``[num_dst, F]``, plus ``root_scale * root`` (added in place into the fresh
-    SpMM result: one pass, no extra ``[N, F]`` tensor)."""
+    SpMM result: one pass, no extra ``[N, F]`` tensor).  A number as ``root_scale`` (1 or None:
+    the gradient passes to ``root`` without a multiply) or a tensor (e.g. a learnt ``1 + eps``)."""
     from gnnkit.ops.spmm import spmm_slots
     if x.size(0) != graph.num_src:
         raise ValueError(f"x has {x.size(0)} rows but the graph has {graph.num_src} source nodes; "
@@ -141,5 +142,8 @@ def aggregate(graph: Graph, x: Tensor, csr_weight: Optional[Tensor], reduce: str
     out = spmm_slots(graph, x.unsqueeze(1), value, reduce)
     if root is not None:
         r = root.unsqueeze(1)
-        out = out.add_(r) if root_scale is None else out.addcmul_(r, root_scale)
+        if root_scale is None or isinstance(root_scale, (int, float)):
+            out = out.add_(r, alpha=1.0 if root_scale is None else root_scale)
+        else:
+            out = out.addcmul_(r, root_scale)
     return out.squeeze(1)

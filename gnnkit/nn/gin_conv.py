@@ -52,8 +52,15 @@ class GINConv(torch.nn.Module):
                              "both sides must have the same width (the root term is added to the sum)")
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
         graph, w = graph_of(edge_index, ns, nd, use_values=False)
-        # (1 + eps) x_dst is added in place into the SpMM result: one pass, not a multiply and an add
-        out = aggregate(graph, x_src, w, "sum", x_dst, None if x_dst is None else 1 + self.eps)
+        # (1 + eps) x_dst is added in place into the SpMM result: one pass, not a multiply and an add.
+        # A fixed eps on CPU is read as a number (free there), so with eps = 0 the backward hands the
+        # gradient to x_dst as it is instead of multiplying it by 1.
+        scale = None
+        if x_dst is not None:
+            scale = 1 + self.eps
+            if not self.eps.requires_grad and self.eps.device.type == "cpu" and not torch.compiler.is_compiling():
+                scale = 1.0 + float(self.eps)
+        out = aggregate(graph, x_src, w, "sum", x_dst, scale)
         return self.nn(out)
 
     def __repr__(self) -> str:
