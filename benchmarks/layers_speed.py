@@ -342,7 +342,7 @@ def _pool(rounds: list) -> dict:
     out = {"median_s": statistics.median(times), "times_s": times,
            "round_medians_s": [r["median_s"] for r in rounds], "num_edges": rounds[-1]["num_edges"]}
     peaks = [r["peak_mb"] for r in rounds if r.get("peak_mb") is not None]
-    out["peak_mb"] = statistics.median(peaks) if peaks else None
+    out["peak_mb"] = round(statistics.median(peaks), 1) if peaks else None
     return out
 
 
