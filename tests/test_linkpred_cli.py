@@ -116,3 +116,10 @@ def test_featureless_sage_mlp_dropout_is_deterministic_and_reports_every_epoch()
         assert seen == [1, 2, 3]
     assert runs[0].history == runs[1].history and runs[0].test == runs[1].test
     assert runs[0].history[-1]["loss"] < runs[0].history[0]["loss"]
+
+
+@pytest.mark.parametrize("flag,value", [("--clip-grad", "-1"), ("--decoder-layers", "0"), ("--eval-every", "0")])
+def test_bad_training_flags_are_named_as_typed(flag, value, capsys):
+    assert main(["linkpred", "Cora", flag, value, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and flag.lstrip("-").replace("-", "_") not in err

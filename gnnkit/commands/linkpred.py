@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import json
 import sys
 
@@ -77,7 +78,17 @@ def config_from_args(args):
             preset["ks"] = tuple(int(k) for k in args.ks.split(","))
         except ValueError:
             raise ValueError(f"--ks must be comma-separated integers, got {args.ks!r}") from None
-    return LinkPredConfig(neg_method=args.neg, seed=args.seed, device=args.device, **preset)
+    try:
+        return LinkPredConfig(neg_method=args.neg, seed=args.seed, device=args.device, **preset)
+    except ValueError as e:  # name the flag the user typed, not the config field behind it
+        pattern = r"(?<![-\w])(" + "|".join(sorted(_FLAGS, key=len, reverse=True)) + r")\b"
+        raise ValueError(re.sub(pattern, lambda m: _FLAGS[m.group(1)], str(e))) from None
+
+
+# LinkPredConfig fields -> the command-line flags that set them (for error messages)
+_FLAGS = {"decoder_layers": "--decoder-layers", "clip_grad": "--clip-grad", "eval_every": "--eval-every",
+          "num_layers": "--layers", "out_channels": "--out-channels", "batch_size": "--batch-size",
+          "epochs": "--epochs", "decoder": "--decoder", "model": "--model", "select": "--select"}
 
 
 def get_splits(args):
