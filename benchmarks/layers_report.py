@@ -113,6 +113,10 @@ def compile_section():
                        f"{v['eager_s']:.3f} | {v['compiled_s']:.3f} |")
         else:
             out.append(f"| {name} | NO: {v.get('error', '')[:140].replace(chr(10), ' ')} | | | |")
+    out += ["", "Compiled is slower than eager for most layers: inside the compiled region the CSR structure "
+                "(a sort of the edges) is rebuilt on every call, because the eager cache keyed on the "
+                "edge_index tensor's identity cannot be traced. Compiling is supported (no graph breaks, "
+                "same results); making it faster than eager is not done."]
     return "\n".join(out)
 
 
