@@ -115,41 +115,8 @@ def _build(layer: str, impl: str, ei: torch.Tensor):
 
 
 def worker(layer: str, impl: str, reps: int) -> dict:
-    warnings.filterwarnings("ignore")
-    n = SMALL_N if layer == "sage_lstm_small" else N
-    ei = make_graph(cap=LSTM_CAP if layer in ("sage_lstm_capped", "sage_lstm_small") else 0, n=n,
-                    e=round(E * n / N))
-    if layer.startswith("sage_lstm") and impl.startswith("pyg"):
-        max_deg = int(torch.bincount(ei[1], minlength=n).max())
-        # PyG pads N x max_deg x F, and the LSTM keeps ~10 such tensors for backward
-        need = 10 * n * max_deg * F * 4
-        if need > 8e9:
-            return {"skipped": f"PyG's LSTM aggregation pads to N x max_deg x F = {n} x {max_deg} x {F} floats; "
-                               f"with the LSTM's saved activations ~{need / 1e9:.0f} GB, more than this machine "
-                               f"can give (a capped run was OOM-killed at 21 GB RSS)"}
-    mod, adj = _build(layer, impl, ei)
-    mod.train()
-    x = torch.randn(n, F, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
-
-    def step():
-        out = mod(x, adj)
-        out.backward(torch.ones_like(out))
-        x.grad = None
-        for p in mod.parameters():
-            p.grad = None
-
-    step()  # warm-up: caches, allocator
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    ok = _reset_peak()
-    base = _rss_kb("VmRSS")
-    step()
-    peak = _rss_kb("VmHWM") - base if ok else None
-    return {"median_s": statistics.median(times), "times_s": times,
-            "peak_mb": None if peak is None else round(peak / 1024, 1), "num_edges": int(ei.size(1))}
+    """One implementation alone in this process (the default, separate-process mode)."""
+    return paired_worker(layer, [impl], reps)[impl]
 
 
 def paired_worker(layer: str, impls: list, reps: int) -> dict:
@@ -163,10 +130,14 @@ def paired_worker(layer: str, impls: list, reps: int) -> dict:
     x = torch.randn(n, F, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
     steps, out = {}, {}
     for impl in impls:
-        if layer.startswith("sage_lstm") and impl.startswith("pyg") and \
-                10 * n * int(torch.bincount(ei[1], minlength=n).max()) * F * 4 > 8e9:
-            out[impl] = {"skipped": "PyG's LSTM aggregation pads to N x max_deg x F: does not fit in memory"}
-            continue
+        if layer.startswith("sage_lstm") and impl.startswith("pyg"):
+            max_deg = int(torch.bincount(ei[1], minlength=n).max())
+            need = 10 * n * max_deg * F * 4  # PyG pads N x max_deg x F; the LSTM keeps ~10 such tensors
+            if need > 8e9:
+                out[impl] = {"skipped": f"PyG's LSTM aggregation pads to N x max_deg x F = {n} x {max_deg} x {F} "
+                                        f"floats; with the LSTM's saved activations ~{need / 1e9:.0f} GB, more "
+                                        "than this machine can give (a capped run was OOM-killed at 21 GB RSS)"}
+                continue
         mod, adj = _build(layer, impl, ei)
         mod.train()
 
