@@ -1,0 +1,29 @@
+"""benchmarks/layers_speed.py at toy scale: the paired (round-robin) worker times every
+implementation, measures memory, and the pooled rounds and paired ratios come out consistent."""
+import importlib.util
+from pathlib import Path
+
+
+def _load():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "layers_speed.py"
+    spec = importlib.util.spec_from_file_location("gnnkit_bench_layers_speed", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_paired_worker_and_pooling_at_toy_scale(monkeypatch):
+    ls = _load()
+    monkeypatch.setattr(ls, "N", 400)
+    monkeypatch.setattr(ls, "E", 2400)
+    monkeypatch.setattr(ls, "F", 8)
+    res = ls.paired_worker("gat", ["gnnkit", "pyg-edge_index"], reps=3)
+    assert set(res) == {"gnnkit", "pyg-edge_index"}
+    for r in res.values():
+        assert len(r["times_s"]) == 3 and all(t > 0 for t in r["times_s"])
+        assert r["median_s"] == sorted(r["times_s"])[1] and r["num_edges"] == 2400
+    pooled = ls._pool([res["gnnkit"], res["gnnkit"]])
+    assert len(pooled["times_s"]) == 6 and pooled["round_medians_s"] == [res["gnnkit"]["median_s"]] * 2
+    assert ls._pool([res["gnnkit"], {"failed": "boom"}]) == {"failed": "boom"}  # a bad round is reported
+    single = ls.worker("gin", "gnnkit", 2)
+    assert len(single["times_s"]) == 2
