@@ -296,3 +296,22 @@ def test_spmm_mean_backward_fp32_matches_autograd_oracle(g, feat, bipartite):
     torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
     (again,) = torch.autograd.grad(spmm(graph, x, None, "mean"), x, go)  # cached weights reused
     assert torch.equal(again, got)
+
+
+def test_review_regressions_inference_cache_and_dtypes():
+    """sddmm under inference_mode; the transposed-weight cache hits through a fresh view;
+    in-place epilogues keep PyG's type promotion."""
+    import gnnkit.nn as gnn
+    ei = torch.tensor([[0, 1, 2, 2, 3], [1, 2, 3, 3, 0]])
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    with torch.inference_mode():
+        g, _ = as_graph(ei, num_nodes=4)
+        torch.testing.assert_close(sddmm(g, a, b), (a[ei[1]] * b[ei[0]]).sum(-1))
+    g, _ = as_graph(ei.clone(), num_nodes=4)
+    w = torch.rand(g.num_edges)
+    assert g.values_t(w.view(-1, 1)) is g.values_t(w.view(-1, 1))
+    x = torch.randn(4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 GEMM/SpMM result + fp32 bias promotes, as in PyG
+        assert gnn.GCNConv(4, 2)(x, ei).dtype == torch.float32
+    out = gnn.GINConv(torch.nn.Identity())((x, torch.randn(4, 4, dtype=torch.float64)), ei)
+    assert out.dtype == torch.float64

@@ -140,7 +140,9 @@ def aggregate(graph: Graph, x: Tensor, csr_weight: Optional[Tensor], reduce: str
                          "check the node features against edge_index/size")
     value = None if csr_weight is None else csr_weight.to(x.dtype).view(-1, 1)
     out = spmm_slots(graph, x.unsqueeze(1), value, reduce)
-    if root is not None:
+    if root is not None and root.dtype != out.dtype:  # mixed dtypes: out of place, torch's promotion
+        out = out + root.unsqueeze(1) * (1.0 if root_scale is None else root_scale)
+    elif root is not None:
         r = root.unsqueeze(1)
         if root_scale is None or isinstance(root_scale, (int, float)):
             out = out.add_(r, alpha=1.0 if root_scale is None else root_scale)

@@ -118,6 +118,11 @@ def _sparse_with_loops(adj: Any, num_nodes: Optional[int], fill: float, add_self
     return g2, g2.to_csr_order(vals)
 
 
+def _add_bias(out: Tensor, bias: Tensor) -> Tensor:
+    """In place into a fresh result, unless the sum promotes (e.g. autocast bf16 + fp32 bias)."""
+    return out.add_(bias) if bias.dtype == out.dtype else out + bias
+
+
 class GCNConv(torch.nn.Module):
     r"""The graph convolutional operator from `"Semi-supervised Classification with Graph
     Convolutional Networks" <https://arxiv.org/abs/1609.02907>`_, a drop-in for
@@ -225,13 +230,13 @@ class GCNConv(torch.nn.Module):
         # the bias is added in place into the last op's fresh result (no saved tensor is touched)
         if f_in * (2 if x.requires_grad else 1) < 2 * f_out:
             out = self.lin(self._propagate(graph, w, x))
-            return out if self.bias is None else out.add_(self.bias)
+            return out if self.bias is None else _add_bias(out, self.bias)
         return self._propagate(graph, w, self.lin(x), self.bias)
 
     @staticmethod
     def _propagate(graph: Graph, w: Tensor, h: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         out = spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), "sum")
-        return (out if bias is None else out.add_(bias)).squeeze(1)
+        return (out if bias is None else _add_bias(out, bias)).squeeze(1)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"

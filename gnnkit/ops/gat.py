@@ -131,9 +131,12 @@ class EdgeScoresFunction(torch.autograd.Function):
         if torch.compiler.is_compiling():
             graph.transpose()  # build it in the traced forward: the backward may not mutate the graph
         s = a_src.index_select(0, graph.col)
-        s.add_(a_dst.index_select(0, graph.row))
-        if edge_term is not None:
-            s.add_(edge_term)
+        if a_dst.dtype == s.dtype and (edge_term is None or edge_term.dtype == s.dtype):
+            s.add_(a_dst.index_select(0, graph.row))  # in place: one [E, H] tensor
+            if edge_term is not None:
+                s.add_(edge_term)
+        else:  # mixed dtypes: out of place, with torch's type promotion
+            s = s + a_dst.index_select(0, graph.row) + (0 if edge_term is None else edge_term)
         ctx.graph, ctx.slope, ctx.num_src = graph, negative_slope, a_src.size(0)
         ctx.has_term = edge_term is not None
         if negative_slope >= 0:  # the sign of the output is the sign of the input

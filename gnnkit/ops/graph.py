@@ -149,13 +149,16 @@ class Graph:
         cached against the tensor and its version, one entry; values that change every call
         (attention) are gathered each time."""
         rowptr_t, col_t, perm_t = self.transpose()
-        if value.requires_grad or torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or value.requires_grad or value.is_inference():
             return value.index_select(0, perm_t)
+        # layers pass a fresh view (w.view(-1, 1)) of the cached weights each call: key on the base
+        base = value if value._base is None else value._base
+        layout = (tuple(value.shape), value.stride(), value.storage_offset(), value.dtype)
         hit = self._values_t
-        if hit is not None and hit[0]() is value and hit[1] == value._version:
-            return hit[2]
+        if hit is not None and hit[0]() is base and hit[1] == value._version and hit[2] == layout:
+            return hit[3]
         vt = value.index_select(0, perm_t)
-        self._values_t = (weakref.ref(value), value._version, vt)
+        self._values_t = (weakref.ref(base), value._version, layout, vt)
         return vt
 
     # ------------------------------------------------------------------ edge order

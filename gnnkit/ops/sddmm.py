@@ -27,26 +27,32 @@ def _unique_pattern(rowptr: Tensor, col: Tensor, N: int) -> Tuple[Tensor, Tensor
     """``(rowptr, col, gather)`` of the CSR pattern without duplicate ``(row, col)`` slots
     (``sampled_addmm`` rejects them) and the slot -> unique-slot map (None: no duplicates).
     Cached for the last few structures (a layer sees the same graph every call)."""
+    if torch.compiler.is_compiling() or rowptr.is_inference() or col.is_inference():  # not cacheable
+        return _dedup(rowptr, col, N) or (rowptr, col, None)
     key = id(col)
     hit = _PATTERNS.get(key)
     versions = (rowptr._version, col._version)
     if hit is not None and hit[0]() is col and hit[1]() is rowptr and hit[2] == versions:
         _PATTERNS.move_to_end(key)
         return (rowptr, col, None) if hit[3] is None else hit[3]
-    E = col.numel()
-    row = torch.repeat_interleave(torch.arange(N, device=col.device), rowptr[1:] - rowptr[:-1], output_size=E)
-    first = torch.ones(E, dtype=torch.bool, device=col.device)
-    first[1:] = (row[1:] != row[:-1]) | (col[1:] != col[:-1])
-    dedup = None  # no duplicates: the pattern is the input (not stored: the cache holds no strong ref)
-    if not bool(first.all()):
-        dedup = (torch.searchsorted(row[first], torch.arange(N + 1, device=col.device)).to(rowptr.dtype),
-                 col[first], torch.cumsum(first, 0) - 1)
+    dedup = _dedup(rowptr, col, N)  # None: no duplicates, the pattern is the input (not stored)
     if not torch.compiler.is_compiling():
         _PATTERNS[key] = (weakref.ref(col, lambda _, k=key: _PATTERNS.pop(k, None)), weakref.ref(rowptr),
                           versions, dedup)
         while len(_PATTERNS) > 4:
             _PATTERNS.popitem(last=False)
     return (rowptr, col, None) if dedup is None else dedup
+
+
+def _dedup(rowptr: Tensor, col: Tensor, N: int):
+    E = col.numel()
+    row = torch.repeat_interleave(torch.arange(N, device=col.device), rowptr[1:] - rowptr[:-1], output_size=E)
+    first = torch.ones(E, dtype=torch.bool, device=col.device)
+    first[1:] = (row[1:] != row[:-1]) | (col[1:] != col[:-1])
+    if bool(first.all()):
+        return None
+    return (torch.searchsorted(row[first], torch.arange(N + 1, device=col.device)).to(rowptr.dtype),
+            col[first], torch.cumsum(first, 0) - 1)
 
 
 def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
