@@ -4,6 +4,17 @@ import pytest
 import torch
 
 
+def load_benchmark(script: str):
+    """Import ``benchmarks/<script>.py`` as a module (the benchmarks folder is not a package)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"gnnkit_bench_{script}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def load_or_skip(name: str, **kw):
     """Load a dataset for a test.
 

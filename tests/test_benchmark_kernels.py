@@ -1,21 +1,13 @@
 """benchmarks/kernels.py's 3-layer GAT training stage (the GPU command's out-of-memory comparison)
 runs end to end at toy scale on CPU: both models train, and the result rows are complete."""
-import importlib.util
-from pathlib import Path
 
 import torch
 
-
-def _load():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "kernels.py"
-    spec = importlib.util.spec_from_file_location("gnnkit_bench_kernels", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_benchmark
 
 
 def test_gat3_training_stage_runs_for_gnnkit_and_pyg():
-    bench = _load()
+    bench = load_benchmark("kernels")
     from gnnkit import profile as prof
     pg = prof.power_law_graph(300, 2400, seed=1)
     g = prof.GraphSpec("toy", pg.edge_index, pg.num_nodes)

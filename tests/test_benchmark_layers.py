@@ -1,19 +1,10 @@
 """benchmarks/layers_speed.py at toy scale: the paired (round-robin) worker times every
 implementation, measures memory, and the pooled rounds and paired ratios come out consistent."""
-import importlib.util
-from pathlib import Path
-
-
-def _load():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "layers_speed.py"
-    spec = importlib.util.spec_from_file_location("gnnkit_bench_layers_speed", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_benchmark
 
 
 def test_paired_worker_and_pooling_at_toy_scale(monkeypatch):
-    ls = _load()
+    ls = load_benchmark("layers_speed")
     monkeypatch.setattr(ls, "N", 400)
     monkeypatch.setattr(ls, "E", 2400)
     monkeypatch.setattr(ls, "F", 8)
