@@ -209,12 +209,8 @@ def main() -> None:
                     help="time all implementations of a layer in one process, round-robin (gnnkit, PyG, "
                          "gnnkit, PyG, ...), and report the median of the per-call ratios; steadier on a "
                          "noisy machine than separate processes")
-    ap.add_argument("--worker", nargs=2, metavar=("LAYER", "IMPL"), help=argparse.SUPPRESS)
     ap.add_argument("--paired-worker", nargs=2, metavar=("LAYER", "IMPLS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.worker:
-        print("RESULT " + json.dumps(worker(args.worker[0], args.worker[1], args.reps)))
-        return
     if args.paired_worker:
         print("RESULT " + json.dumps(paired_worker(args.paired_worker[0], args.paired_worker[1].split(","),
                                                    args.reps)))
@@ -234,37 +230,23 @@ def main() -> None:
     for rnd in range(args.rounds):
         for layer in layers:
             results.setdefault(layer, {})
-            if args.paired:
-                impls = [i for i in IMPLS[layer] if not (args.impls and i not in args.impls.split(","))
-                         and not ("sparsetensor" in i and not _has_torch_sparse())]
-                reps = 3 if layer.startswith("sage_lstm") else args.reps
-                proc = subprocess.run([sys.executable, __file__, "--paired-worker", layer, ",".join(impls),
+            wanted = [i for i in IMPLS[layer] if not (args.impls and i not in args.impls.split(","))]
+            impls = [i for i in wanted if not ("sparsetensor" in i and not _has_torch_sparse())]
+            for impl in set(wanted) - set(impls):
+                results[layer][impl] = {"skipped": "torch-sparse is not installed"}
+            # paired: one process times the whole layer round-robin; otherwise one process per implementation
+            groups = [impls] if args.paired else [[i] for i in impls]
+            reps = (3 if args.paired else 2) if layer.startswith("sage_lstm") else args.reps
+            for group in groups:
+                proc = subprocess.run([sys.executable, __file__, "--paired-worker", layer, ",".join(group),
                                        "--reps", str(reps)], capture_output=True, text=True, env=env)
                 line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 got = json.loads(line[0][7:]) if proc.returncode == 0 and line else \
-                    {i: {"failed": (proc.stderr or proc.stdout)[-600:]} for i in impls}
+                    {i: {"failed": (proc.stderr or proc.stdout)[-600:]} for i in group}
                 for impl, res in got.items():
                     runs.setdefault((layer, impl), []).append(res)
                     results[layer][impl] = _pool(runs[(layer, impl)])
                     print(f"round {rnd + 1}/{args.rounds} {layer:18s} {impl:26s} {json.dumps(res)[:140]}", flush=True)
-                continue
-            for impl in IMPLS[layer]:
-                if args.impls and impl not in args.impls.split(","):
-                    continue
-                if "sparsetensor" in impl and not _has_torch_sparse():
-                    results[layer][impl] = {"skipped": "torch-sparse is not installed"}
-                    continue
-                reps = 2 if layer.startswith("sage_lstm") else args.reps
-                proc = subprocess.run([sys.executable, __file__, "--worker", layer, impl, "--reps", str(reps)],
-                                      capture_output=True, text=True, env=env)
-                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-                if proc.returncode != 0 or not line:
-                    res = {"failed": (proc.stderr or proc.stdout)[-600:]}
-                else:
-                    res = json.loads(line[0][7:])
-                runs.setdefault((layer, impl), []).append(res)
-                results[layer][impl] = _pool(runs[(layer, impl)])
-                print(f"round {rnd + 1}/{args.rounds} {layer:18s} {impl:26s} {json.dumps(res)[:140]}", flush=True)
     checks = []
     for layer, base, speedup, mem in TARGETS:
         r = results.get(layer, {})

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ._backend import kernel, use_triton
 from .graph import Graph
-from .softmax import segment_softmax_slots
+from .softmax import _segment_sum, segment_softmax_slots
 from .spmm import spmm_slots
 
 
@@ -164,10 +164,10 @@ class EdgeScoresFunction(torch.autograd.Function):
         if need[1]:  # a segment sum over the transposed CSR: a gather + an ordered reduction, no scatter
             rowptr_t, _, perm_t = graph.transpose()
             g_src = g.new_zeros(ctx.num_src, g.size(1)) if empty else \
-                torch.segment_reduce(g.index_select(0, perm_t), "sum", offsets=rowptr_t, axis=0)
+                _segment_sum(rowptr_t, g.index_select(0, perm_t))
         if need[2]:
             g_dst = g.new_zeros(graph.num_dst, g.size(1)) if empty else \
-                torch.segment_reduce(g, "sum", offsets=graph.rowptr, axis=0)
+                _segment_sum(graph.rowptr, g)
         return None, g_src, g_dst, (g if ctx.has_term and need[3] else None), None
 
 
