@@ -11,7 +11,9 @@ every backend available, fwd and fwd+bwd), then a layer benchmark on the
 arxiv-like (and products-like) graph: gnnkit's ``GATConv`` against PyG's
 ``GATConv`` (eager and ``torch.compile``), H=8 heads of 64, forward+backward; and
 (on CUDA, products-like) a 3-layer GAT of the same width trained full-batch with Adam,
-gnnkit vs PyG, where PyG is expected to run out of memory (``--train-graphs``).
+gnnkit vs PyG, where PyG is expected to run out of memory (``--train-graphs``); and a
+nearest-codeword (VQ) search, ``torch.cdist`` + ``min`` vs gnnkit's ``nearest_code``
+(N=65536, D=64, K=8192 on CUDA; 4096 x 64 against 1024 on CPU; ``--vq N D K``, ``--no-vq``).
 
 Writes ``benchmarks/results/kernels_<device>.json`` (everything, plus the target
 ratios) and ``kernels_<device>.png`` atomically, and prints the markdown table that
@@ -174,6 +176,38 @@ def gat3_train_bench(g: prof.GraphSpec, device: torch.device, in_channels: int, 
     return rows
 
 
+def vq_bench(device: torch.device, N: int, D: int, K: int, warmup: int, repeats: int) -> List[dict]:
+    """Nearest-codeword search (VQ), ``z`` ``[N, D]`` against a ``[K, D]`` codebook, fp32: PyTorch's
+    ``torch.cdist`` + ``min`` (the whole ``N x K`` matrix) vs gnnkit's ``nearest_code`` (the fused
+    Triton kernel on CUDA, the chunked torch path on CPU); median time and peak memory."""
+    from gnnkit.ops.vq import nearest_code
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(N, D, generator=gen).to(device)
+    e = torch.randn(K, D, generator=gen).to(device)
+    mem = prof.PeakMemory(device)
+    ours = "gnnkit nearest_code (triton)" if device.type == "cuda" else "gnnkit nearest_code (torch)"
+    rows = []
+    for name, fn in (("torch cdist+min", lambda: torch.cdist(z, e).min(dim=1)), (ours, lambda: nearest_code(z, e))):
+        row = {"op": name, "N": N, "D": D, "K": K, "median_ms": float("nan"), "peak_mb": float("nan"),
+               "error": None}
+        try:
+            times = prof.time_fn(fn, device, warmup, repeats)
+            stats: Dict[str, float] = {}
+            with mem.measure(stats):
+                fn()
+            row.update(median_ms=statistics.median(times) * 1e3, times_ms=[t * 1e3 for t in times],
+                       peak_mb=stats["peak_bytes"] / 2 ** 20)
+        except Exception as e:  # cdist's N x K matrix may not fit: a result, not a crash
+            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        row["memory_method"] = mem.method
+        rows.append(row)
+    return rows
+
+
 def _median(report: dict, op: str, backend: str, mode: str) -> Optional[float]:
     for r in report["results"]:
         if r["op"] == op and r["backend"] == backend and r["mode"] == mode and r["error"] is None:
@@ -247,6 +281,9 @@ def markdown(report: dict) -> str:
     lines += _rows_table(report["layers"], "layer (H=8 × 64, fwd+bwd)", "layer", "median_ms", "median ms")
     lines += _rows_table(report.get("train", {}), "3-layer GAT, full-batch training", "model", "median_step_ms",
                          "median step ms")
+    vq = report.get("vq", [])
+    lines += _rows_table({f"VQ N={vq[0]['N']} D={vq[0]['D']} K={vq[0]['K']}": vq} if vq else {},
+                         "nearest codeword, fp32", "op", "median_ms", "median ms")
     s = report["summary"]
     lines += ["", f"SpMM forward+backward, {s['ours']} vs the fastest of PyG eager / compiled / torch.sparse:"]
     for gname, v in s["spmm_fwd_bwd_speedup"].items():
@@ -316,6 +353,9 @@ def main(argv=None) -> int:
     ap.add_argument("--train-steps", type=int, default=5, help="optimiser steps of the training run")
     ap.add_argument("--train-in", type=int, default=100, help="input width of the training run (products: 100)")
     ap.add_argument("--train-classes", type=int, default=47, help="classes of the training run (products: 47)")
+    ap.add_argument("--vq", nargs=3, type=int, metavar=("N", "D", "K"), default=None,
+                    help="nearest-codeword benchmark shape (default: 65536 64 8192 on CUDA, 4096 64 1024 on CPU)")
+    ap.add_argument("--no-vq", action="store_true", help="skip the nearest-codeword (VQ) benchmark")
     ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"), help="where results go")
     ap.add_argument("--tag", default=None, help="file name tag (default: the device type)")
     args = ap.parse_args(argv)
@@ -375,6 +415,14 @@ def main(argv=None) -> int:
             print(f"   {r['model']:20} step {r['median_step_ms']:10.1f} ms  peak {r['peak_mb']:9.1f} MB"
                   + (f"  ({r['error']})" if r["error"] else ""), flush=True)
         del g
+    report["vq"] = []
+    if not args.no_vq:
+        n, d, k = args.vq or ((65536, 64, 8192) if cuda else (4096, 64, 1024))
+        print(f"== nearest codeword (VQ): N={n} D={d} K={k}", flush=True)
+        report["vq"] = vq_bench(device, n, d, k, warmup, repeats)
+        for r in report["vq"]:
+            print(f"   {r['op']:30} {r['median_ms']:10.2f} ms  peak {r['peak_mb']:9.1f} MB"
+                  + (f"  ({r['error']})" if r["error"] else ""), flush=True)
     report["summary"] = summarize(report["graphs"], report["layers"], device)
     report["summary"]["gat3_training"] = {
         name: {r["model"]: ("ok" if r["error"] is None else r["error"][:120]) for r in rows}

@@ -83,6 +83,21 @@ def head_blocks(H: int, dtype: torch.dtype) -> Tuple[int, int, int]:
     return block_e, block_h, 4
 
 
+def code_blocks(D: int, dtype: torch.dtype) -> Tuple[int, int, int, int]:
+    """``(BLOCK_N, BLOCK_K, BLOCK_D, num_warps)`` for the nearest-codeword search (:mod:`.vq`).
+
+    Its ``[BLOCK_N rows, BLOCK_K codewords, BLOCK_D features]`` difference tile holds about
+    8192 accumulator values (4096 for fp64): BLOCK_D = next_pow2(D) clamped to [4, 16],
+    BLOCK_N = 32 rows, BLOCK_K fills the tile (16 to 64 codewords).  Keyed on D and the
+    dtype only, never on N or K.
+    """
+    block_d = min(max(triton.next_power_of_2(max(D, 1)), 4), 16)
+    tile = 4096 if dtype == torch.float64 else 8192
+    block_n = 32
+    block_k = max(16, min(64, tile // (block_n * block_d)))
+    return block_n, block_k, block_d, 4
+
+
 # ---------------------------------------------------------------------- row schedule
 @dataclass
 class Schedule:

@@ -98,7 +98,7 @@ def _graph(idx_dtype, hub=40):
 
 def _launch_everything(dtype, idx_dtype, H, F):
     from gnnkit.kernels import gat as kgat, sddmm as ksddmm, segment as kseg, softmax as ksoftmax
-    from gnnkit.kernels import spmm as kspmm
+    from gnnkit.kernels import spmm as kspmm, vq as kvq
     rp, col, rpt, colt, permt = _graph(idx_dtype)
     N, E = rp.numel() - 1, col.numel()
     x = torch.randn(N, H, F).to(dtype)
@@ -121,6 +121,10 @@ def _launch_everything(dtype, idx_dtype, H, F):
     for t in (None, torch.randn(E, H).to(dtype)):
         out, m, z = kgat.gat_fwd(rp, col, x, a_src, a_dst, t, 0.2)
         kgat.gat_bwd(rp, col, rpt, colt, permt, x, a_src, a_dst, t, out, m, z, go, 0.2)
+    # nearest codeword: D = H * F (37, 64, 260), a codebook spanning several BLOCK_K chunks, a strided z
+    codebook = torch.randn(70, H * F).to(dtype)
+    kvq.nearest_code_fwd(x.view(N, H * F), codebook)
+    kvq.nearest_code_fwd(torch.randn(H * F, N).to(dtype).t(), codebook)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -139,7 +143,7 @@ def test_every_kernel_compiles_to_cubin(arch, monkeypatch):
     import gnnkit.kernels as K
     from triton.runtime.jit import JITFunction
     defined = set()
-    for mod in (K.spmm, K.sddmm, K.softmax, K.segment, K.gat):
+    for mod in (K.spmm, K.sddmm, K.softmax, K.segment, K.gat, K.vq):
         defined |= {name for name, obj in vars(mod).items()
                     if isinstance(obj, JITFunction) and name.endswith("_kernel") and obj.__module__ == mod.__name__}
     compiled = {name for name, _ in log}

@@ -190,3 +190,54 @@ def test_fused_gat_memory_has_no_edge_by_feature_tensor(big_graph):
     ehf = E * H * C * 4
     # forward output + grads are O(N·H·C); backward keeps O(E·H) fp32 scratch; no E·H·C tensor
     assert extra < ehf / 4, f"peak extra {extra / 2**20:.0f} MiB vs an E x H x C tensor of {ehf / 2**20:.0f} MiB"
+
+
+def _exact_sq_dist(z, codebook, index):
+    """fp64 squared distance from each row of ``z`` to ``codebook[index]`` (upcast inputs)."""
+    return (z.double() - codebook.double().index_select(0, index)).square().sum(1)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("N,D,K", [(4096, 64, 65536), (65536, 64, 8192), (1, 37, 65536), (1000, 3, 5)])
+def test_nearest_code_cuda(dtype, N, D, K):
+    """The fused search against the chunked torch path (direct form, fp32, on the GPU): where the
+    two pick different codewords, both are optimal within fp32 rounding of the upcast inputs;
+    the distance is the chosen codeword's; reruns are bitwise equal; no N x K buffer is allocated."""
+    from gnnkit.kernels import vq as kvq
+    from gnnkit.ops.vq import nearest_code_ref
+    g = torch.Generator(device="cuda").manual_seed(N + K)
+    z = torch.randn(N, D, device="cuda", generator=g).to(dtype)
+    e = torch.randn(K, D, device="cuda", generator=g).to(dtype)
+    e[K // 2] = e[0]  # a duplicate codeword far from the first one: ties go to the lowest index
+    z[0] = e[0]
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    index, dist = kvq.nearest_code_fwd(z, e)
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - base <= N * 16 + 4096  # the two outputs only
+    assert index.dtype == torch.int64 and dist.dtype == torch.float32
+    assert int(index[0]) == 0 and float(dist[0]) == 0.0
+    again = kvq.nearest_code_fwd(z, e)
+    assert torch.equal(index, again[0]) and torch.equal(dist, again[1])
+    ri, _ = nearest_code_ref(z, e)
+    mine, theirs = _exact_sq_dist(z, e, index), _exact_sq_dist(z, e, ri)
+    tol = 1e-5 * (1 + theirs)
+    assert torch.all(mine <= theirs + tol)
+    assert torch.all(dist >= 0)
+    torch.testing.assert_close(dist.double(), mine, rtol=1e-5, atol=1e-5)
+    assert (index != ri).float().mean() < 1e-3  # disagreements only on near-ties
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_public_nearest_code_cuda_dispatches_to_triton(monkeypatch):
+    from gnnkit.ops.vq import nearest_code
+    z, e = torch.randn(2048, 64, device="cuda"), torch.randn(4096, 64, device="cuda")
+    got = nearest_code(z, e)
+    monkeypatch.setenv("GNNKIT_BACKEND", "torch")
+    ref = nearest_code(z, e)
+    assert (got[0] != ref[0]).float().mean() < 1e-3
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-5)

@@ -24,13 +24,15 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from gnnkit.kernels import _config, gat as kgat, sddmm as ksddmm, segment as kseg  # noqa: E402
-from gnnkit.kernels import softmax as ksoftmax, spmm as kspmm  # noqa: E402
+from gnnkit.kernels import softmax as ksoftmax, spmm as kspmm, vq as kvq  # noqa: E402
 from gnnkit.ops import as_graph, gat_attention, sddmm, segment_reduce, segment_softmax, spmm  # noqa: E402
 from gnnkit.ops.graph import Graph  # noqa: E402
 from gnnkit.ops.sddmm import sddmm_csr_ref  # noqa: E402
 from gnnkit.ops.segment import segment_reduce_bwd_ref, segment_reduce_ref  # noqa: E402
 from gnnkit.ops.softmax import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: E402
 from gnnkit.ops.spmm import spmm_arg_bwd_ref, spmm_csr_ref  # noqa: E402
+from gnnkit.ops.vq import nearest_code, nearest_code_ref  # noqa: E402
+from tests.test_ops_vq import brute, check_against_brute  # noqa: E402
 
 
 def test_interpreter_subprocess():
@@ -277,6 +279,103 @@ def test_launchers_reject_bad_input(monkeypatch):
     with pytest.raises(ValueError, match="GNNKIT_ROW_SPLIT"):
         monkeypatch.setenv("GNNKIT_ROW_SPLIT", "0")
         _config.row_split()
+
+
+# ---------------------------------------------------------------------- nearest codeword (VQ)
+VQ_DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", VQ_DTYPES)
+def test_nearest_code_launcher_odd_shapes(dtype):
+    """Kernel vs the torch reference vs brute force (fp64 from the upcast inputs) on every
+    N in {1, 37, 130}, D in {3, 16, 37}, K in {1, 5, 300}: K=300 spans several BLOCK_K chunks,
+    D=37 several BLOCK_D tiles.  Distances are accumulated in fp32 for every input dtype, so
+    the tolerance is fp32's; indices must agree wherever the runner-up is farther than it."""
+    for N in (1, 37, 130):
+        for D in (3, 16, 37):
+            for K in (1, 5, 300):
+                g = torch.Generator().manual_seed(N * 1000 + D * 10 + K)
+                z = torch.randn(N, D, generator=g).to(dtype)
+                e = torch.randn(K, D, generator=g).to(dtype)
+                index, dist = kvq.nearest_code_fwd(z, e)
+                assert index.dtype == torch.int64 and dist.dtype == torch.float32
+                assert index.shape == dist.shape == (N,)
+                check_against_brute(z, e, index, dist, rtol=1e-5)
+                ri, rd = nearest_code_ref(z, e, chunk_size=997)
+                d = brute(z, e)
+                best = d.min(1).values
+                runner_up = d.scatter(1, ri.view(-1, 1), float("inf")).min(1).values
+                clear = runner_up - best > 1e-5 * (1 + best)
+                assert torch.equal(index[clear], ri[clear]), (N, D, K)
+                torch.testing.assert_close(dist, rd, rtol=1e-5, atol=1e-6)
+
+
+def test_nearest_code_ties_and_duplicates_take_the_lowest_index():
+    """Integer-valued data (every distance exact): many exact ties, duplicate codewords in
+    different BLOCK_K chunks; the kernel's indices are exactly torch.argmin's."""
+    g = torch.Generator().manual_seed(7)
+    K, D = 300, 5
+    e = torch.randint(-2, 3, (K, D), generator=g).float()
+    e[200], e[290] = e[5], e[5]  # duplicates of codeword 5, two chunks later
+    z = torch.randint(-3, 4, (130, D), generator=g).float()
+    z[:4] = e[5]
+    for dtype in VQ_DTYPES:
+        index, dist = kvq.nearest_code_fwd(z.to(dtype), e.to(dtype))
+        d = brute(z, e)
+        assert torch.equal(index, d.argmin(1)), dtype
+        assert torch.equal(dist.double(), d.min(1).values)
+        assert index[:4].tolist() == [5] * 4 and torch.all(dist[:4] == 0)
+        assert torch.equal(index, nearest_code_ref(z.to(dtype), e.to(dtype), chunk_size=64)[0])
+    # z = 0 is equidistant from +v and -v: the first of them wins
+    v = torch.randn(3, 16, generator=g)
+    e = torch.cat([torch.randn(100, 16, generator=g) + 10, v, -v, v])
+    index, _ = kvq.nearest_code_fwd(torch.zeros(2, 16), e)
+    assert index.tolist() == [100 + int(v.square().sum(1).argmin())] * 2
+
+
+def test_nearest_code_special_inputs():
+    g = torch.Generator().manual_seed(8)
+    e = torch.randn(70, 37, generator=g)
+    zt = torch.randn(37, 40, generator=g)
+    # strided (transposed) z and codebook are read in place
+    index, dist = kvq.nearest_code_fwd(zt.t(), e.t().contiguous().t())
+    ri, rd = nearest_code_ref(zt.t().contiguous(), e)
+    assert torch.equal(index, ri)
+    torch.testing.assert_close(dist, rd, rtol=1e-5, atol=1e-6)
+    # fp64 accumulates in fp64
+    index, dist = kvq.nearest_code_fwd(zt.t().double(), e.double())
+    assert dist.dtype == torch.float64 and torch.equal(index, ri)
+    torch.testing.assert_close(dist, brute(zt.t(), e).min(1).values, rtol=1e-12, atol=1e-12)
+    # NaN: the first NaN codeword is the minimum (torch.argmin), dist NaN
+    e2 = torch.tensor([[0.0, 0.0], [float("nan"), 0.0], [1.0, 1.0], [float("nan"), 1.0]])
+    z2 = torch.tensor([[1.0, 1.0], [float("nan"), 0.0], [0.1, 0.0]])
+    index, dist = kvq.nearest_code_fwd(z2, e2)
+    assert index.tolist() == [1, 0, 1] == brute(z2, e2).argmin(1).tolist()
+    assert torch.isnan(dist).all()
+    # empty z, zero width
+    index, dist = kvq.nearest_code_fwd(torch.randn(0, 4), torch.randn(3, 4))
+    assert index.shape == dist.shape == (0,)
+    index, dist = kvq.nearest_code_fwd(torch.randn(3, 0), torch.randn(2, 0))
+    assert index.tolist() == [0, 0, 0] and dist.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_nearest_code_launcher_rejects_bad_input():
+    z, e = torch.randn(4, 3), torch.randn(5, 3)
+    for args, msg in (((z[0], e), "z must be 2-D"), ((z, e[None]), "codebook must be 2-D"),
+                      ((z, e[:0]), "codebook must have at least one"), ((z, e[:, :2]), "same width"),
+                      ((z.long(), e), "z must be float"), ((z, e.to("meta")), "same device")):
+        with pytest.raises(ValueError, match=msg):
+            kvq.nearest_code_fwd(*args)
+
+
+def test_public_nearest_code_matches_torch_path(monkeypatch):
+    g = torch.Generator().manual_seed(9)
+    z = torch.randn(130, 16, generator=g).requires_grad_()
+    e = torch.randn(300, 16, generator=g)
+    got, ref = _both_backends(monkeypatch, lambda: nearest_code(z, e))
+    assert torch.equal(got[0], ref[0])
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-5, atol=1e-6)
+    assert not got[1].requires_grad
 
 
 # ---------------------------------------------------------------------- public ops with autograd

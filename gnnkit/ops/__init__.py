@@ -17,9 +17,10 @@ from .sddmm import sddmm, sddmm_csr_ref
 from .segment import segment_reduce, segment_reduce_ref
 from .softmax import segment_softmax, segment_softmax_ref
 from .spmm import spmm, spmm_csr_ref
+from .vq import nearest_code, nearest_code_ref
 
 __all__ = [
     "Graph", "as_graph", "cached_for", "clear_cache", "is_sparse_adj", "validate_edge_index",
     "spmm", "spmm_csr_ref", "sddmm", "sddmm_csr_ref", "segment_softmax", "segment_softmax_ref",
-    "segment_reduce", "segment_reduce_ref", "gat_attention", "backend_mode", "use_triton",
+    "segment_reduce", "segment_reduce_ref", "gat_attention", "nearest_code", "nearest_code_ref", "backend_mode", "use_triton",
 ]
