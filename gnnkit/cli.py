@@ -17,6 +17,7 @@ COMMANDS = {
     "split": "gnnkit.commands.split",
     "linkpred": "gnnkit.commands.linkpred",
     "profile": "gnnkit.commands.profile",
+    "vq": "gnnkit.commands.vq",
 }
 
 

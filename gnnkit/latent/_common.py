@@ -1,0 +1,76 @@
+"""What every gnnkit quantizer returns, and the code-usage bookkeeping they share."""
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class QuantizerCollapseWarning(UserWarning):
+    """Fewer than the given fraction of a codebook's codes were used over a window of assignments."""
+
+
+class QuantizerStats(NamedTuple):
+    """Code usage of one forward pass (detached scalars).
+
+    * ``perplexity`` — :math:`\\exp(-\\sum_k p_k \\log p_k)` of the batch's code histogram
+      (1 = every vector got the same code, ``num_codes`` = perfectly uniform use);
+    * ``usage`` — fraction of the codebook's codes used at least once in the batch;
+    * ``num_used`` — how many codes that is.
+    """
+    perplexity: Tensor
+    usage: Tensor
+    num_used: Tensor
+
+
+class QuantizerOutput(NamedTuple):
+    """``quantized`` ``[..., dim]`` (gradients reach the input through it), ``indices`` ``[...]``
+    (long), ``loss`` (scalar, already weighted; add it to the model's loss) and ``stats``."""
+    quantized: Tensor
+    indices: Tensor
+    loss: Tensor
+    stats: QuantizerStats
+
+
+def usage_stats(indices: Tensor, num_codes: int) -> QuantizerStats:
+    """Perplexity and usage of a batch of code indices."""
+    counts = torch.bincount(indices.reshape(-1).detach().long(), minlength=num_codes).double()
+    total = counts.sum().clamp_min(1.0)
+    p = counts / total
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum()
+    used = (counts > 0).sum()
+    return QuantizerStats(perplexity=torch.exp(entropy).float(), usage=(used.double() / num_codes).float(),
+                          num_used=used)
+
+
+class UsageMonitor(torch.nn.Module):
+    """Counts code assignments seen in training; after every ``window_factor * num_codes`` of them
+    it warns (:class:`QuantizerCollapseWarning`) when fewer than ``min_usage`` of the codes were used,
+    then starts a new window. A batch alone is a poor judge (a batch of 20 vectors cannot use 10% of
+    512 codes), a window that scales with the codebook is not."""
+
+    def __init__(self, num_codes: int, min_usage: float = 0.1, window_factor: int = 10):
+        super().__init__()
+        if not 0.0 <= min_usage <= 1.0:
+            raise ValueError(f"min_usage={min_usage} must be in [0, 1] (0 disables the collapse warning)")
+        self.num_codes = num_codes
+        self.min_usage = min_usage
+        self.window = max(1, window_factor * num_codes)
+        self.register_buffer("hist", torch.zeros(num_codes, dtype=torch.long), persistent=False)
+        self.last_window_usage: float = float("nan")
+
+    @torch.no_grad()
+    def update(self, indices: Tensor, name: str) -> None:
+        self.hist += torch.bincount(indices.reshape(-1).long(), minlength=self.num_codes).to(self.hist.device)
+        if int(self.hist.sum()) < self.window:
+            return
+        usage = float((self.hist > 0).float().mean())
+        self.last_window_usage = usage
+        self.hist.zero_()
+        if usage < self.min_usage:
+            warnings.warn(f"{name}: only {usage:.1%} of its {self.num_codes} codes were used over the last "
+                          f"{self.window} assignments (codebook collapse); try kmeans_init=True, "
+                          f"dead_code_threshold > 0, a smaller codebook or a lower learning rate",
+                          QuantizerCollapseWarning, stacklevel=3)

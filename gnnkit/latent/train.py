@@ -1,0 +1,524 @@
+"""Two-stage training of a graph VQ-VAE and its prior, checkpoints, sampling and evaluation.
+
+Stage 1 trains the autoencoder (:class:`GraphVQVAE` or :class:`HierarchicalGraphVQVAE`) on the training
+graphs; stage 2 encodes them to codes and fits the prior(s) (:class:`CodePrior`; a top and a bottom prior
+for two levels, as VQ-VAE-2's Algorithm 2). :class:`VQRun` holds both stages and writes one checkpoint
+(``checkpoint.pt`` in the run folder) atomically after every epoch; a run resumes from it and gives
+the same result as an uninterrupted one, because each epoch re-seeds from ``(seed, stage, epoch)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import pickle
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch_geometric.data import Batch, Data
+
+from gnnkit._atomic import atomic_write
+
+from .datasets import GenerationDataset, from_pyg, load_generation_dataset, to_pyg
+from .fsq import FSQ
+from .gumbel import GumbelQuantizer, TemperatureSchedule
+from .order import canonical
+from .prior import CodePrior
+from .vq import VectorQuantizer
+from .vqvae import Codes, GraphVQVAE, HierarchicalGraphVQVAE
+
+FORMAT = "gnnkit-vq"
+VERSION = 1
+QUANTIZERS = ("vq", "fsq", "gumbel")
+CHECKPOINT = "checkpoint.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is not a complete gnnkit VQ checkpoint."""
+
+
+@dataclass
+class VQConfig:
+    """Everything that defines a run (saved in the checkpoint). Defaults suit the small generation
+    sets; :data:`DATASET_DEFAULTS` adjusts them per dataset."""
+    dataset: str = "community-small"
+    levels: int = 1
+    quantizer: str = "vq"
+    codes: int = 64              # K (VQ, Gumbel); FSQ's K is the product of fsq_levels
+    code_dim: int = 16           # codeword width (VQ, Gumbel)
+    fsq_levels: Tuple[int, ...] = (8, 5, 5)
+    parts: int = 2               # code slots per node
+    top_codes: int = 32          # two levels: top codebook size (FSQ: levels (8, 4) -> 32)
+    top_slots: int = 2           # two levels: graph-level codes
+    hidden: int = 128
+    layers: int = 3
+    conv: str = "gin"
+    decoder_layers: int = 2
+    heads: int = 4
+    beta: float = 0.25
+    ema: bool = True
+    epochs: int = 300            # stage 1
+    batch_size: int = 32
+    lr: float = 1e-3
+    prior_epochs: int = 300      # stage 2
+    prior_lr: float = 5e-4
+    prior_d_model: int = 128
+    prior_layers: int = 4
+    prior_dropout: float = 0.1
+    tau_start: float = 1.0       # Gumbel temperature schedule (exponential)
+    tau_end: float = 1.0 / 16
+    kl_weight: float = 5e-4      # Gumbel KL to the uniform prior
+    threshold: float = 0.5       # edge probability above which a decoded pair is an edge
+    seed: int = 0
+    data_seed: int = 0
+
+    def validate(self) -> "VQConfig":
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"--quantizer {self.quantizer!r} is not available; use one of {QUANTIZERS}")
+        if self.levels not in (1, 2):
+            raise ValueError(f"--levels {self.levels} is not supported; use 1 or 2")
+        for name in ("codes", "code_dim", "parts", "top_codes", "top_slots", "hidden", "layers", "epochs",
+                     "batch_size", "prior_epochs", "prior_d_model", "prior_layers", "heads", "decoder_layers"):
+            value = getattr(self, name)
+            minimum = 0 if name in ("epochs", "prior_epochs") else 1
+            if not isinstance(value, int) or value < minimum:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
+        if self.quantizer != "fsq" and self.codes < 2:
+            raise ValueError(f"--codes must be >= 2, got {self.codes}")
+        for name in ("hidden", "prior_d_model"):
+            if getattr(self, name) % self.heads:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be divisible by "
+                                 f"--heads {self.heads}")
+        if self.levels == 2 and self.quantizer != "fsq" and self.top_codes < 2:
+            raise ValueError(f"--top-codes must be >= 2 for a two-level {self.quantizer} model, got {self.top_codes}")
+        if not (self.lr > 0 and self.prior_lr > 0):
+            raise ValueError(f"--lr and --prior-lr must be > 0, got {self.lr}, {self.prior_lr}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"--threshold must be in (0, 1), got {self.threshold}")
+        if any(int(v) < 2 for v in self.fsq_levels):
+            raise ValueError(f"--fsq-levels must all be >= 2, got {self.fsq_levels}")
+        return self
+
+
+# Per-dataset defaults (what `gnnkit vq train DATASET` uses unless a flag overrides it).
+DATASET_DEFAULTS: Dict[str, Dict[str, object]] = {
+    "community-small": dict(epochs=300, prior_epochs=300, batch_size=16),
+    "ego-small": dict(epochs=200, prior_epochs=200, batch_size=32),
+    "enzymes": dict(epochs=100, prior_epochs=100, batch_size=32, hidden=128),
+}
+
+
+def config_for(dataset: str, **overrides) -> VQConfig:
+    """:class:`VQConfig` for ``dataset`` with its defaults, then ``overrides`` (``None`` values ignored)."""
+    from .datasets import _canonical
+    key = _canonical(dataset)
+    values = dict(DATASET_DEFAULTS.get(key, {}))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    names = {f.name for f in dataclasses.fields(VQConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown configuration keys {unknown}; known: {sorted(names)}")
+    return VQConfig(dataset=key, **values).validate()
+
+
+# -- building blocks -------------------------------------------------------------------------------
+def _quantizer(kind: str, codes: int, dim: int, cfg: VQConfig, fsq_levels: Sequence[int], steps: int):
+    if kind == "vq":
+        return VectorQuantizer(codes, dim, beta=cfg.beta, ema=cfg.ema, kmeans_init=True, dead_code_threshold=0.05)
+    if kind == "fsq":
+        return FSQ(fsq_levels)
+    schedule = TemperatureSchedule("exp", cfg.tau_start, cfg.tau_end, max(1, steps))
+    return GumbelQuantizer(codes, dim, schedule, hard=True, kl_weight=cfg.kl_weight)
+
+
+def build_model(cfg: VQConfig, max_nodes: int, num_node_labels: int, steps: int = 1) -> GraphVQVAE:
+    """The autoencoder a configuration describes (``steps``: training steps, for Gumbel annealing)."""
+    q = _quantizer(cfg.quantizer, cfg.codes, cfg.code_dim, cfg, cfg.fsq_levels, steps)
+    kwargs = dict(num_node_labels=num_node_labels, hidden_channels=cfg.hidden, num_layers=cfg.layers,
+                  parts=cfg.parts, conv=cfg.conv, decoder_layers=cfg.decoder_layers, heads=cfg.heads)
+    if cfg.levels == 1:
+        return GraphVQVAE(q, max_nodes, **kwargs)
+    top = _quantizer(cfg.quantizer, cfg.top_codes, cfg.code_dim, cfg, (8, 4), steps)
+    return HierarchicalGraphVQVAE(q, top, max_nodes, top_slots=cfg.top_slots, **kwargs)
+
+
+def build_priors(cfg: VQConfig, model: GraphVQVAE) -> Dict[str, CodePrior]:
+    """One prior over ``[n, node codes]`` (one level), or a top prior over ``[n, top codes]`` and a
+    bottom prior over the node codes given them (two levels)."""
+    common = dict(parts=cfg.parts, d_model=cfg.prior_d_model, layers=cfg.prior_layers, heads=cfg.heads,
+                  dropout=cfg.prior_dropout)
+    if cfg.levels == 1:
+        return {"prior": CodePrior(model.num_codes, model.max_nodes, **common)}
+    top = dict(top_codes=model.top_quantizer.num_codes, top_slots=model.top_slots)
+    return {"top": CodePrior(model.num_codes, model.max_nodes, predict="top", **top, **common),
+            "bottom": CodePrior(model.num_codes, model.max_nodes, predict="nodes", **top, **common)}
+
+
+def prepare(graphs: Sequence) -> List[Data]:
+    """networkx graphs or PyG ``Data`` → canonical (BFS-ordered) ``Data`` for the autoencoder."""
+    out = []
+    for g in graphs:
+        d = to_pyg([g])[0] if not isinstance(g, Data) else g
+        out.append(canonical(d))
+    return out
+
+
+def _batches(data: List[Data], batch_size: int, shuffle: bool) -> List[Batch]:
+    order = torch.randperm(len(data)).tolist() if shuffle else list(range(len(data)))
+    return [Batch.from_data_list([data[i] for i in order[s:s + batch_size]]) for s in range(0, len(order), batch_size)]
+
+
+def _seed(cfg: VQConfig, stage: int, epoch: int) -> None:
+    torch.manual_seed((cfg.seed * 1_000_003 + stage * 10_007 + epoch) % (2 ** 63))
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+def save_checkpoint(state: dict, path: Union[str, Path]) -> None:
+    """Write ``state`` whole or not at all (temporary file + rename)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def load_checkpoint(path: Union[str, Path]) -> dict:
+    """Read a gnnkit VQ checkpoint (a file, or a run folder holding ``checkpoint.pt``), with a clear
+    :class:`CheckpointError` for anything else: missing, truncated, corrupted or foreign files."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; give a run folder written by "
+                                f"'gnnkit vq train' or its {CHECKPOINT}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError,
+            AttributeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path} is not a readable gnnkit VQ checkpoint (truncated or corrupted?): "
+                              f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a gnnkit VQ checkpoint (no format={FORMAT!r} marker); "
+                              f"it may come from another program")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {state.get('version')!r}; this gnnkit reads "
+                              f"version {VERSION}")
+    missing = [k for k in ("config", "meta", "model", "priors", "stage", "epoch", "history") if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {missing}; the file is incomplete")
+    return state
+
+
+# -- the run ---------------------------------------------------------------------------------------
+@dataclass
+class Sampled:
+    """Generated graphs (PyG ``Data``, canonical order) and the codes they came from."""
+    graphs: List[Data]
+    codes: Codes
+
+
+class VQRun:
+    """A two-stage graph VQ-VAE run in a folder: build with :meth:`create` or :meth:`resume`, call
+    :meth:`fit`, then :meth:`sample` / :meth:`evaluate`."""
+
+    def __init__(self, cfg: VQConfig, run_dir: Optional[Union[str, Path]], data: Optional[GenerationDataset],
+                 meta: dict):
+        self.cfg, self.meta, self.data = cfg, meta, data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        steps = cfg.epochs * max(1, math.ceil(meta["num_train"] / cfg.batch_size))
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg, meta["max_nodes"], meta["num_node_labels"], steps)
+        self.priors = build_priors(cfg, self.model)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.prior_opts = {k: torch.optim.Adam(p.parameters(), lr=cfg.prior_lr) for k, p in self.priors.items()}
+        self.stage = "autoencoder"
+        self.epoch = 0
+        self.history: List[dict] = []
+        self.seconds = {"autoencoder": 0.0, "prior": 0.0}
+
+    # construction
+    @classmethod
+    def create(cls, cfg: VQConfig, run_dir: Optional[Union[str, Path]] = None, root: Optional[str] = None,
+               data: Optional[GenerationDataset] = None) -> "VQRun":
+        cfg.validate()
+        data = data if data is not None else load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed)
+        meta = {"max_nodes": int(data.max_nodes), "num_node_labels": int(data.num_node_labels),
+                "num_train": len(data.train), "num_test": len(data.test), "dataset": data.name,
+                "description": data.description}
+        return cls(cfg, run_dir, data, meta)
+
+    @classmethod
+    def resume(cls, path: Union[str, Path], root: Optional[str] = None, load_data: bool = True) -> "VQRun":
+        state = load_checkpoint(path)
+        try:
+            cfg = VQConfig(**{k: (tuple(v) if k == "fsq_levels" else v) for k, v in state["config"].items()})
+            cfg.validate()
+            meta = state["meta"]
+            for key in ("max_nodes", "num_node_labels", "num_train", "num_test", "dataset", "description"):
+                meta[key]  # noqa: B018 (KeyError if absent)
+            if state["stage"] not in ("autoencoder", "prior", "done") or not isinstance(state["epoch"], int):
+                raise ValueError(f"stage {state['stage']!r} / epoch {state['epoch']!r} are not a training state")
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise CheckpointError(f"{path}: its configuration is not valid for this gnnkit: "
+                                  f"{type(e).__name__}: {e}") from None
+        data = load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed) if load_data else None
+        p = Path(path)
+        run = cls(cfg, p if p.is_dir() else p.parent, data, meta)
+        try:
+            run.model.load_state_dict(state["model"])
+            for k, prior in run.priors.items():
+                prior.load_state_dict(state["priors"][k])
+            if state.get("optim"):
+                run.opt.load_state_dict(state["optim"])
+            for k, o in run.prior_opts.items():
+                if state.get("prior_optim", {}).get(k):
+                    o.load_state_dict(state["prior_optim"][k])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"{path}: the saved weights do not fit the saved configuration: "
+                                  f"{str(e).splitlines()[0][:300]}") from None
+        run.stage, run.epoch, run.history = state["stage"], int(state["epoch"]), list(state["history"])
+        run.seconds = dict(state.get("seconds", run.seconds))
+        return run
+
+    def state(self) -> dict:
+        cfg = dataclasses.asdict(self.cfg)
+        cfg["fsq_levels"] = list(cfg["fsq_levels"])
+        return {"format": FORMAT, "version": VERSION, "config": cfg, "meta": self.meta,
+                "model": self.model.state_dict(), "priors": {k: p.state_dict() for k, p in self.priors.items()},
+                "optim": self.opt.state_dict(), "prior_optim": {k: o.state_dict() for k, o in self.prior_opts.items()},
+                "stage": self.stage, "epoch": self.epoch, "history": self.history, "seconds": self.seconds}
+
+    def save(self) -> Optional[Path]:
+        if self.run_dir is None:
+            return None
+        path = self.run_dir / CHECKPOINT
+        save_checkpoint(self.state(), path)
+        return path
+
+    # training
+    def fit(self, progress: bool = True, on_epoch: Optional[Callable[[dict], None]] = None,
+            stop_after: Optional[int] = None) -> "VQRun":
+        """Run what is left of both stages (``stop_after``: stop after that many epochs in this call, for
+        tests of interrupted runs). Saves after every epoch when the run has a folder."""
+        from tqdm.auto import tqdm
+        if self.data is None:
+            raise ValueError("this run was resumed without its data (load_data=False); it cannot train")
+        train = prepare(self.data.train)
+        done = 0
+        if self.stage == "autoencoder":
+            bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc="stage 1: autoencoder", disable=not progress)
+            while self.epoch < self.cfg.epochs:
+                if stop_after is not None and done >= stop_after:
+                    bar.close()
+                    return self
+                rec = self._ae_epoch(train)
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", perplexity=f"{rec['perplexity']:.1f}")
+                done += 1
+                if on_epoch:
+                    on_epoch(rec)
+                if self.epoch < self.cfg.epochs:
+                    self.save()
+            bar.close()
+            self.stage, self.epoch = "prior", 0
+            self.save()
+        if self.stage == "prior":
+            seqs = self._prior_sequences(train)
+            bar = tqdm(total=self.cfg.prior_epochs, initial=self.epoch, desc="stage 2: prior", disable=not progress)
+            while self.epoch < self.cfg.prior_epochs:
+                if stop_after is not None and done >= stop_after:
+                    bar.close()
+                    return self
+                rec = self._prior_epoch(seqs)
+                bar.update(1)
+                bar.set_postfix(nll=f"{rec['nll']:.4f}")
+                done += 1
+                if on_epoch:
+                    on_epoch(rec)
+                if self.epoch < self.cfg.prior_epochs:
+                    self.save()
+            bar.close()
+            self.stage = "done"
+            self.save()
+        return self
+
+    def _ae_epoch(self, train: List[Data]) -> dict:
+        t0 = time.perf_counter()
+        _seed(self.cfg, 1, self.epoch)
+        self.model.train()
+        totals: Dict[str, float] = {}
+        n, perplexity = 0, 0.0
+        for batch in _batches(train, self.cfg.batch_size, shuffle=True):
+            out = self.model(batch)
+            self.opt.zero_grad()
+            out.loss.backward()
+            self.opt.step()
+            n += 1
+            totals["loss"] = totals.get("loss", 0.0) + out.loss.item()
+            for k, v in out.terms.items():
+                totals[k] = totals.get(k, 0.0) + v.item()
+            perplexity += float(out.stats.perplexity)
+        self.epoch += 1
+        self.seconds["autoencoder"] += time.perf_counter() - t0
+        rec = {"stage": "autoencoder", "epoch": self.epoch, **{k: v / n for k, v in totals.items()},
+               "perplexity": perplexity / n}
+        self.history.append(rec)
+        return rec
+
+    @torch.no_grad()
+    def encode(self, graphs: List[Data]) -> Codes:
+        """Codes of canonical graphs (eval mode), in batches."""
+        counts, nodes, tops = [], [], []
+        for batch in _batches(graphs, 64, shuffle=False):
+            c = self.model.encode(batch)
+            counts.append(c.num_nodes)
+            nodes.extend(c.nodes)
+            if c.top is not None:
+                tops.append(c.top)
+        return Codes(torch.cat(counts), nodes, torch.cat(tops) if tops else None)
+
+    def _prior_sequences(self, train: List[Data]) -> Dict[str, List[torch.Tensor]]:
+        codes = self.encode(train)
+        return {k: p.sequences(codes) for k, p in self.priors.items()}
+
+    def _prior_epoch(self, seqs: Dict[str, List[torch.Tensor]]) -> dict:
+        t0 = time.perf_counter()
+        _seed(self.cfg, 2, self.epoch)
+        rec = {"stage": "prior", "epoch": self.epoch + 1}
+        for k, prior in self.priors.items():
+            prior.train()
+            s = seqs[k]
+            order = torch.randperm(len(s)).tolist()
+            total, n = 0.0, 0
+            for start in range(0, len(order), self.cfg.batch_size):
+                loss = prior.loss([s[i] for i in order[start:start + self.cfg.batch_size]])
+                self.prior_opts[k].zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+                self.prior_opts[k].step()
+                total, n = total + loss.item(), n + 1
+            rec[f"nll_{k}" if len(self.priors) > 1 else "nll"] = total / n
+        if len(self.priors) > 1:
+            rec["nll"] = sum(v for key, v in rec.items() if key.startswith("nll_")) / len(self.priors)
+        self.epoch += 1
+        self.seconds["prior"] += time.perf_counter() - t0
+        self.history.append(rec)
+        return rec
+
+    # generation
+    @torch.no_grad()
+    def sample(self, num_samples: int, seed: int = 0, temperature: float = 1.0) -> Sampled:
+        """``num_samples`` new graphs, reproducible for a ``seed``."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if self.stage != "done":
+            raise ValueError(f"this run has not finished training (stage {self.stage!r}, epoch {self.epoch}); "
+                             f"finish it with 'gnnkit vq train --resume RUN_DIR'")
+        gen = torch.Generator().manual_seed(seed)
+        if "prior" in self.priors:
+            seqs = self.priors["prior"].sample(num_samples=num_samples, generator=gen, temperature=temperature)
+            codes = self.priors["prior"].to_codes(seqs)
+        else:
+            top = self.priors["top"].sample(num_samples=num_samples, generator=gen, temperature=temperature)
+            seqs = self.priors["bottom"].sample(prefix=top, generator=gen, temperature=temperature)
+            codes = self.priors["bottom"].to_codes(seqs)
+        return Sampled(self.model.decode(codes, threshold=self.cfg.threshold), codes)
+
+    @torch.no_grad()
+    def reconstruction(self, graphs: List[Data]) -> dict:
+        """Edge ROC-AUC / accuracy over all node pairs (over edges and as many sampled non-edges for
+        batches of graphs above 256 nodes, as in training), node-label accuracy and codebook perplexity of
+        ``graphs`` (canonical), in eval mode."""
+        from sklearn.metrics import roc_auc_score
+        self.model.eval()
+        logits, targets, label_hits, label_total, idx = [], [], 0, 0, []
+        for batch in _batches(graphs, 64, shuffle=False):
+            out = self.model(batch)
+            logits.append(out.edge_logits)
+            targets.append(out.edge_targets)
+            idx.append(out.node_indices.reshape(-1))
+            if out.label_logits is not None:
+                label_hits += int((out.label_logits.argmax(-1) == batch.node_label).sum())
+                label_total += batch.num_nodes
+        lg, tg = torch.cat(logits), torch.cat(targets)
+        from ._common import usage_stats
+        stats = usage_stats(torch.cat(idx), self.model.num_codes)
+        res = {"edge_auc": float(roc_auc_score(tg.numpy(), lg.numpy())) if 0 < float(tg.mean()) < 1 else float("nan"),
+               "edge_accuracy": float(((lg > 0).float() == tg).float().mean()),
+               "perplexity": float(stats.perplexity), "codes_used": int(stats.num_used),
+               "num_codes": int(self.model.num_codes)}
+        if label_total:
+            res["label_accuracy"] = label_hits / label_total
+        return res
+
+    def evaluate(self, num_samples: Optional[int] = None, seed: int = 0,
+                 protocols: Sequence[str] = ("graphrnn", "gran")) -> dict:
+        """Generation MMD² of ``num_samples`` sampled graphs (default: as many as test graphs) against the
+        test graphs under each protocol, validity/uniqueness/novelty, and test-set reconstruction."""
+        from .metrics import generation_mmd, novelty, uniqueness, validity
+        if self.data is None:
+            raise ValueError("evaluation needs the run's data; resume it with load_data=True")
+        n = num_samples or len(self.data.test)
+        t0 = time.perf_counter()
+        sampled = self.sample(n, seed=seed)
+        sample_seconds = time.perf_counter() - t0
+        gen = [from_pyg(g) for g in sampled.graphs]
+        # networkx graphs without isolated padding: a decoded node without edges stays a node
+        res = {"dataset": self.meta["dataset"], "description": self.meta["description"], "num_samples": n,
+               "num_test": len(self.data.test), "sample_seed": seed, "sample_seconds": sample_seconds,
+               "train_seconds": dict(self.seconds), "config": dataclasses.asdict(self.cfg)}
+        for protocol in protocols:
+            res[f"mmd_{protocol}"] = generation_mmd(self.data.test, gen, protocol=protocol)
+        res["validity"] = validity(gen)
+        res["uniqueness"] = uniqueness(gen)
+        res["novelty"] = novelty(gen, self.data.train)
+        res["reconstruction_test"] = self.reconstruction(prepare(self.data.test))
+        res["sampled_nodes_mean"] = sum(g.number_of_nodes() for g in gen) / len(gen)
+        res["sampled_edges_mean"] = sum(g.number_of_edges() for g in gen) / len(gen)
+        return res
+
+
+# Published MMD² on the same datasets (../shared/guide/field.md); protocol "graphrnn" = Gaussian-EMD kernels as in
+# GraphRNN's / GDSS's evaluation code. GraphRNN's own numbers come from its paper's protocol; GDSS re-ran GraphRNN.
+PUBLISHED_MMD: Dict[str, List[Tuple[str, str, Tuple[Optional[float], Optional[float], Optional[float]], str]]] = {
+    "community-small": [
+        ("GraphVAE", "graphrnn", (0.35, 0.98, 0.54), "GraphRNN paper"),
+        ("GraphRNN", "graphrnn", (0.03, 0.03, 0.01), "GraphRNN paper"),
+        ("GraphRNN (GDSS re-run)", "graphrnn", (0.080, 0.120, 0.040), "GDSS paper"),
+        ("GDSS", "graphrnn", (0.045, 0.086, 0.007), "GDSS paper (avg 0.046)"),
+    ],
+    "ego-small": [
+        ("GraphVAE (CiteSeer)", "graphrnn", (0.13, 0.17, 0.05), "GraphRNN paper"),
+        ("GraphRNN (CiteSeer)", "graphrnn", (0.0003, 0.05, 0.0009), "GraphRNN paper"),
+    ],
+}
+
+
+def format_table(result: dict) -> str:
+    """The MMD² table of :meth:`VQRun.evaluate`'s result, one block per protocol, with published rows."""
+    lines = []
+    for key in sorted((k for k in result if k.startswith("mmd_")), key=lambda k: k != "mmd_graphrnn"):
+        res = result[key]
+        protocol = key[4:]
+        lines.append(f"MMD² under protocol {protocol!r} ({res.get('description', '')})".rstrip(" ()"))
+        lines.append(f"{'model':40s} {'degree':>9s} {'cluster':>9s} {'orbit':>9s} {'avg':>9s}")
+        vals = [res.get(m) for m in ("degree", "clustering", "orbit")]
+        got = [v for v in vals if v is not None]
+        fmt = lambda v: f"{v:9.4f}" if v is not None else f"{'-':>9s}"  # noqa: E731
+        name = f"gnnkit VQ ({result['config']['quantizer']}, {result['config']['levels']} level)"
+        lines.append(f"{name:40s} " + " ".join(fmt(v) for v in vals) + " " + fmt(sum(got) / len(got) if got else None))
+        for model, proto, pub, source in PUBLISHED_MMD.get(result["dataset"], []):
+            if proto == protocol:
+                avg = sum(pub) / 3
+                lines.append(f"{model + ' [' + source + ']':40s} " + " ".join(fmt(v) for v in pub) + " " + fmt(avg))
+        lines.append("")
+    rec = result.get("reconstruction_test", {})
+    lines.append(f"validity {result['validity']:.3f}  uniqueness {result['uniqueness']:.3f}  "
+                 f"novelty {result['novelty']:.3f}  ({result['num_samples']} samples vs {result['num_test']} test graphs)")
+    if rec:
+        lines.append(f"test reconstruction: edge ROC-AUC {rec['edge_auc']:.4f}, edge accuracy {rec['edge_accuracy']:.4f}"
+                     + (f", node-label accuracy {rec['label_accuracy']:.4f}" if "label_accuracy" in rec else "")
+                     + f"; codebook perplexity {rec['perplexity']:.1f} ({rec['codes_used']}/{rec['num_codes']} codes used)")
+    return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""Graph VQ-VAEs, the code prior, two-stage runs, checkpoints and the `gnnkit vq` command."""
+import json
+import os
+
+import networkx as nx
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from gnnkit.cli import main
+from gnnkit.latent import (FSQ, CodePrior, Codes, GraphVQVAE, GumbelQuantizer, HierarchicalGraphVQVAE,
+                           VectorQuantizer, bfs_order, canonical)
+from gnnkit.latent.datasets import community_small, to_pyg
+from gnnkit.latent.io import read_edge_list
+from gnnkit.latent.train import CheckpointError, VQRun, config_for, load_checkpoint
+
+TINY = dict(hidden=16, layers=1, epochs=3, prior_epochs=2, prior_d_model=16, prior_layers=1, batch_size=32,
+            codes=8, code_dim=4, heads=2)
+
+
+def _graphs(n=8, seed=0):
+    return [canonical(d) for d in to_pyg(community_small(n, seed=seed))]
+
+
+def _labelled(n=6):
+    out = []
+    for k in range(n):
+        g = nx.path_graph(5 + k) if k % 2 else nx.cycle_graph(5 + k)
+        for v in g.nodes:
+            g.nodes[v]["label"] = v % 3
+        out.append(canonical(to_pyg([g])[0]))
+    return out
+
+
+# -- canonical order ---------------------------------------------------------------------------------
+def test_bfs_order_is_a_bfs_from_the_highest_degree_node():
+    g = nx.Graph([(0, 1), (1, 2), (2, 3), (3, 4), (2, 5), (2, 6)])
+    d = to_pyg([g])[0]
+    perm = bfs_order(d.edge_index, 7)
+    assert perm[0] == 2 and sorted(perm.tolist()) == list(range(7))
+    dist = nx.single_source_shortest_path_length(g, 2)
+    assert [dist[int(v)] for v in perm] == sorted(dist[int(v)] for v in perm)
+    c = canonical(d)
+    back = nx.relabel_nodes(nx.Graph(c.edge_index.t().tolist()), {i: int(c.perm[i]) for i in range(7)})
+    assert set(map(frozenset, back.edges())) == set(map(frozenset, g.edges()))
+    # disconnected graph and isolated nodes: every node gets a rank
+    d2 = Data(edge_index=torch.tensor([[0, 1, 3, 4], [1, 0, 4, 3]]), num_nodes=6)
+    assert sorted(bfs_order(d2.edge_index, 6).tolist()) == list(range(6))
+
+
+# -- the autoencoders --------------------------------------------------------------------------------
+def _models():
+    return {
+        "vq": lambda: GraphVQVAE(VectorQuantizer(16, 4, kmeans_init=True), 20, hidden_channels=32, heads=2),
+        "vq-ema-rotation": lambda: GraphVQVAE(VectorQuantizer(16, 4, ema=True, gradient="rotation"), 20,
+                                              hidden_channels=32, heads=2),
+        "fsq": lambda: GraphVQVAE(FSQ([4, 4]), 20, hidden_channels=32, heads=2),
+        "gumbel": lambda: GraphVQVAE(GumbelQuantizer(16, 4, temperature=0.7), 20, hidden_channels=32, heads=2),
+        "two-level": lambda: HierarchicalGraphVQVAE(VectorQuantizer(16, 4), VectorQuantizer(8, 4), 20, top_slots=2,
+                                                    hidden_channels=32, heads=2),
+    }
+
+
+@pytest.mark.parametrize("name", list(_models()))
+def test_training_lowers_the_loss_and_gradients_reach_the_encoder(name):
+    torch.manual_seed(0)
+    model = _models()[name]()
+    batch = Batch.from_data_list(_graphs(8))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = model(batch)
+    first.loss.backward()
+    enc = model.encoder.convs[0]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())  # through the quantizer
+    opt.step()
+    losses = []
+    for _ in range(40):
+        out = model(batch)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.terms["edge"].item())
+    assert losses[-1] < 0.75 * first.terms["edge"].item()
+    assert out.node_indices.shape == (batch.num_nodes, model.parts)
+
+
+def test_dense_pairs_and_targets_are_the_graphs_own():
+    graphs = _graphs(3)
+    batch = Batch.from_data_list(graphs)
+    model = GraphVQVAE(FSQ([3, 3]), 20, hidden_channels=16, heads=2)
+    out = model(batch)
+    pairs, targets = out.edge_pairs, out.edge_targets
+    sizes = [g.num_nodes for g in graphs]
+    assert pairs.size(1) == sum(n * (n - 1) // 2 for n in sizes)
+    assert (pairs[0] < pairs[1]).all() and (batch.batch[pairs[0]] == batch.batch[pairs[1]]).all()
+    assert int(targets.sum()) == sum(g.edge_index.size(1) // 2 for g in graphs)
+
+
+def test_sampled_edge_loss_for_large_graphs():
+    g = nx.barabasi_albert_graph(300, 3, seed=0)
+    d = canonical(to_pyg([g])[0])
+    model = GraphVQVAE(VectorQuantizer(16, 4), 300, hidden_channels=16, heads=2, edge_loss="auto")
+    out = model(Batch.from_data_list([d]))
+    pos = int(out.edge_targets.sum())
+    assert pos == g.number_of_edges() and out.edge_targets.numel() == 2 * pos  # as many non-edges, no all-pairs
+    keys = set(map(tuple, out.edge_pairs[:, out.edge_targets == 0].t().tolist()))
+    assert len(keys) == pos and not keys & set(map(tuple, d.edge_index.t().tolist()))
+
+
+def test_labels_are_reconstructed_and_decoded():
+    torch.manual_seed(0)
+    graphs = _labelled()
+    model = GraphVQVAE(VectorQuantizer(16, 4), 12, num_node_labels=3, hidden_channels=32, heads=2)
+    batch = Batch.from_data_list(graphs)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        out = model(batch)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert (out.label_logits.argmax(-1) == batch.node_label).float().mean() > 0.9
+    decoded = model.decode(model.encode(batch))
+    assert [g.num_nodes for g in decoded] == [g.num_nodes for g in graphs]
+    acc = torch.cat([(d.node_label == g.node_label).float() for d, g in zip(decoded, graphs)]).mean()
+    assert acc > 0.9
+    with pytest.raises(ValueError, match="node_label"):
+        model(Batch.from_data_list([canonical(to_pyg([nx.path_graph(5)])[0])]))
+
+
+def test_encode_decode_reproduces_a_memorised_graph():
+    torch.manual_seed(0)
+    graphs = _graphs(4)
+    batch = Batch.from_data_list(graphs)
+    model = GraphVQVAE(VectorQuantizer(32, 8, kmeans_init=True), 20, hidden_channels=64, heads=2, parts=2)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(150):
+        out = model(batch)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    decoded = model.decode(model.encode(batch))
+    for d, g in zip(decoded, graphs):
+        a = set(map(tuple, d.edge_index.t().tolist()))
+        b = set(map(tuple, g.edge_index.t().tolist()))
+        assert len(a ^ b) <= 0.1 * len(b)
+
+
+def test_bad_input_names_the_fix():
+    model = GraphVQVAE(FSQ([3, 3]), 10, hidden_channels=16, heads=2)
+    with pytest.raises(ValueError, match="max_nodes=10"):
+        model(Batch.from_data_list(_graphs(2)))
+    with pytest.raises(ValueError, match="heads"):
+        GraphVQVAE(FSQ([3, 3]), 10, hidden_channels=15, heads=2)
+    with pytest.raises(ValueError, match="conv"):
+        GraphVQVAE(FSQ([3, 3]), 10, hidden_channels=16, heads=2, conv="nope")
+    with pytest.raises(ValueError, match="num_nodes"):
+        model.decode(Codes(torch.tensor([11]), [torch.zeros(11, 2, dtype=torch.long)], None))
+
+
+# -- the prior ---------------------------------------------------------------------------------------
+def test_prior_layout_masks_and_round_trip():
+    p = CodePrior(5, 4, parts=2, top_codes=3, top_slots=2, predict="all", d_model=16, layers=1, heads=2).eval()
+    codes = Codes(torch.tensor([2, 4]), [torch.tensor([[0, 1], [2, 3]]), torch.arange(8).view(4, 2) % 5],
+                  torch.tensor([[0, 2], [1, 1]]))
+    seqs = p.sequences(codes)
+    back = p.to_codes(seqs)
+    assert torch.equal(back.num_nodes, codes.num_nodes) and torch.equal(back.top, codes.top)
+    assert all(torch.equal(a, b) for a, b in zip(back.nodes, codes.nodes))
+    logits = p.logits(seqs[1].unsqueeze(0))
+    allowed = torch.isfinite(logits[0])
+    assert allowed[0].nonzero().flatten().tolist() == list(range(p.count_offset + 1, p.count_offset + 5))
+    assert allowed[1].nonzero().flatten().tolist() == list(range(p.top_offset, p.top_offset + 3))
+    assert allowed[3].nonzero().flatten().tolist() == list(range(p.node_offset, p.node_offset + 5))
+    # causal: changing a later token leaves earlier logits unchanged
+    s2 = seqs[1].clone()
+    s2[-1] = p.node_offset + (int(s2[-1]) - p.node_offset + 1) % 5
+    assert torch.allclose(p.logits(s2.unsqueeze(0))[0, :-1], logits[0, :-1], atol=1e-5)
+
+
+def test_prior_learns_and_samples_reproducibly():
+    torch.manual_seed(0)
+    p = CodePrior(4, 6, parts=1, d_model=32, layers=2, heads=2, dropout=0.0)
+    codes = Codes(torch.tensor([3] * 8), [torch.tensor([[0], [1], [2]])] * 8, None)  # one sequence only
+    seqs = p.sequences(codes)
+    opt = torch.optim.Adam(p.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = p.loss(seqs)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+    a = p.sample(num_samples=5, generator=torch.Generator().manual_seed(1))
+    b = p.sample(num_samples=5, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, seqs[0]) for x in a)  # it memorised the only sequence
+    with pytest.raises(ValueError, match="max_nodes=6"):
+        p.sequences(Codes(torch.tensor([7]), [torch.zeros(7, 1, dtype=torch.long)], None))
+
+
+# -- two-stage runs, checkpoints, resume ------------------------------------------------------------
+@pytest.mark.parametrize("quantizer,levels", [("vq", 1), ("fsq", 2), ("gumbel", 1)])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, quantizer, levels):
+    cfg = config_for("community-small", quantizer=quantizer, levels=levels, **TINY)
+    ref = VQRun.create(cfg, tmp_path / "ref").fit(progress=False)
+    run = VQRun.create(cfg, tmp_path / "cut").fit(progress=False, stop_after=2)
+    assert run.stage == "autoencoder" and run.epoch == 2
+    resumed = VQRun.resume(tmp_path / "cut").fit(progress=False, stop_after=2)  # stops inside stage 2
+    assert resumed.stage == "prior" and resumed.epoch == 1
+    resumed = VQRun.resume(tmp_path / "cut").fit(progress=False)
+    assert resumed.stage == "done"
+    for a, b in ((ref.model, resumed.model), *((ref.priors[k], resumed.priors[k]) for k in ref.priors)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    g1 = ref.sample(6, seed=3).graphs
+    g2 = resumed.sample(6, seed=3).graphs
+    assert all(torch.equal(x.edge_index, y.edge_index) for x, y in zip(g1, g2))
+
+
+def test_sampling_is_reproducible_and_seed_dependent(tmp_path):
+    cfg = config_for("community-small", **TINY)
+    run = VQRun.create(cfg, tmp_path / "r").fit(progress=False)
+    a, b, c = (run.sample(8, seed=s).graphs for s in (0, 0, 1))
+    assert all(torch.equal(x.edge_index, y.edge_index) and x.num_nodes == y.num_nodes for x, y in zip(a, b))
+    assert any(x.num_nodes != y.num_nodes or not torch.equal(x.edge_index, y.edge_index) for x, y in zip(a, c))
+    assert all(1 <= g.num_nodes <= run.model.max_nodes for g in a)
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    cfg = config_for("community-small", **TINY)
+    run = VQRun.create(cfg, tmp_path / "r").fit(progress=False)
+    good = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    cases = {"truncated.pt": good[: len(good) // 2], "random.pt": os.urandom(4096), "empty.pt": b""}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(CheckpointError, match=name):
+            load_checkpoint(tmp_path / name)
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a gnnkit VQ checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    state["model"].pop(next(iter(state["model"])))
+    torch.save(state, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        VQRun.resume(tmp_path / "mismatch.pt")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    unfinished = VQRun.create(cfg, tmp_path / "u").fit(progress=False, stop_after=1)
+    with pytest.raises(ValueError, match="--resume"):
+        unfinished.sample(2)
+    assert run.stage == "done"
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="--quantizer"):
+        config_for("community-small", quantizer="pq")
+    with pytest.raises(ValueError, match="--levels"):
+        config_for("community-small", levels=3)
+    with pytest.raises(ValueError, match="--epochs"):
+        config_for("community-small", epochs=-1)
+    with pytest.raises(ValueError, match="available"):
+        config_for("qm9")
+
+
+# -- the command line --------------------------------------------------------------------------------
+def test_cli_train_sample_eval(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["vq", "train", "community-small", "--epochs", "2", "--prior-epochs", "2", "--hidden", "16",
+            "--layers", "1", "--codes", "8", "--no-progress"]
+    assert main(args) == 0
+    run_dir = tmp_path / "vq-community-small-vq-1level-seed0"
+    assert str(run_dir.name) in capsys.readouterr().out and (run_dir / "checkpoint.pt").exists()
+    assert main(args) == 0  # a second run goes to a new folder
+    assert (tmp_path / "vq-community-small-vq-1level-seed0-1" / "checkpoint.pt").exists()
+    assert main(["vq", "sample", str(run_dir), "-n", "5", "--out", "s", "--seed", "2"]) == 0
+    manifest = json.loads((tmp_path / "s" / "samples.json").read_text())
+    assert len(manifest["graphs"]) == 5 and (tmp_path / "s" / "graphs.png").stat().st_size > 1000
+    for i, info in enumerate(manifest["graphs"]):
+        g = read_edge_list(tmp_path / "s" / f"graph_{i:03d}.txt")
+        d = torch.load(tmp_path / "s" / f"graph_{i:03d}.pt", weights_only=False)
+        assert g.num_nodes == d.num_nodes == info["num_nodes"]
+        assert set(map(tuple, g.edge_index.t().tolist())) == set(map(tuple, d.edge_index.t().tolist()))
+    assert main(["vq", "eval", str(run_dir), "--json", "e.json"]) == 0
+    out = capsys.readouterr().out
+    assert "protocol 'graphrnn'" in out and "protocol 'gran'" in out and "GDSS" in out
+    res = json.loads((tmp_path / "e.json").read_text())
+    assert res["mmd_graphrnn"]["protocol"] == "graphrnn" and res["num_samples"] == res["num_test"] == 20
+
+
+def test_cli_errors(tmp_path, capsys, monkeypatch):
+    from gnnkit.cli import console_main
+    monkeypatch.chdir(tmp_path)
+    assert console_main(["vq", "train", "qm9"]) == 2
+    assert "available" in capsys.readouterr().err
+    assert console_main(["vq", "train", "--resume", "nowhere"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "x").mkdir()
+    assert console_main(["vq", "train", "community-small", "--resume", "x"]) == 2
+    assert "drop" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    assert console_main(["vq", "sample", "bad.pt", "--out", "o"]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+    assert console_main(["vq", "train", "community-small", "--codes", "1"]) == 2
