@@ -94,12 +94,7 @@ def gat_layer_bench(g: prof.GraphSpec, device: torch.device, in_channels: int, h
                     grad = torch.randn_like(out)
                 out.backward(grad)
 
-            times = prof.time_fn(step, device, warmup, repeats)
-            stats: Dict[str, float] = {}
-            with mem.measure(stats):
-                step()
-            row.update(median_ms=statistics.median(times) * 1e3, times_ms=[t * 1e3 for t in times],
-                       peak_mb=stats["peak_bytes"] / 2 ** 20)
+            _timed(row, step, device, warmup, repeats, mem)
         except Exception as e:  # OOM in PyG on big graphs is a result, not a crash
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         finally:
@@ -176,6 +171,16 @@ def gat3_train_bench(g: prof.GraphSpec, device: torch.device, in_channels: int, 
     return rows
 
 
+def _timed(row: dict, step, device: torch.device, warmup: int, repeats: int, mem) -> None:
+    """Median time of ``step`` over ``repeats`` calls and the peak memory of one more, into ``row``."""
+    times = prof.time_fn(step, device, warmup, repeats)
+    stats: Dict[str, float] = {}
+    with mem.measure(stats):
+        step()
+    row.update(median_ms=statistics.median(times) * 1e3, times_ms=[t * 1e3 for t in times],
+               peak_mb=stats["peak_bytes"] / 2 ** 20)
+
+
 def vq_bench(device: torch.device, N: int, D: int, K: int, warmup: int, repeats: int) -> List[dict]:
     """Nearest-codeword search (VQ), ``z`` ``[N, D]`` against a ``[K, D]`` codebook, fp32: PyTorch's
     ``torch.cdist`` + ``min`` (the whole ``N x K`` matrix) vs gnnkit's ``nearest_code`` (the fused
@@ -192,12 +197,7 @@ def vq_bench(device: torch.device, N: int, D: int, K: int, warmup: int, repeats:
         row = {"op": name, "N": N, "D": D, "K": K, "median_ms": float("nan"), "peak_mb": float("nan"),
                "error": None}
         try:
-            times = prof.time_fn(fn, device, warmup, repeats)
-            stats: Dict[str, float] = {}
-            with mem.measure(stats):
-                fn()
-            row.update(median_ms=statistics.median(times) * 1e3, times_ms=[t * 1e3 for t in times],
-                       peak_mb=stats["peak_bytes"] / 2 ** 20)
+            _timed(row, fn, device, warmup, repeats, mem)
         except Exception as e:  # cdist's N x K matrix may not fit: a result, not a crash
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
         finally:

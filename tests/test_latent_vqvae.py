@@ -43,6 +43,15 @@ def test_bfs_order_is_a_bfs_from_the_highest_degree_node():
     c = canonical(d)
     back = nx.relabel_nodes(nx.Graph(c.edge_index.t().tolist()), {i: int(c.perm[i]) for i in range(7)})
     assert set(map(frozenset, back.edges())) == set(map(frozenset, g.edges()))
+    # random BFS orders (GraphRNN's augmentation): still BFS orders, from different roots per seed
+    orders = set()
+    for seed in range(20):
+        p = bfs_order(d.edge_index, 7, torch.Generator().manual_seed(seed))
+        root = int(p[0])
+        dr = nx.single_source_shortest_path_length(g, root)
+        assert [dr[int(v)] for v in p] == sorted(dr[int(v)] for v in p)
+        orders.add(tuple(p.tolist()))
+    assert len(orders) > 5
     # disconnected graph and isolated nodes: every node gets a rank
     d2 = Data(edge_index=torch.tensor([[0, 1, 3, 4], [1, 0, 4, 3]]), num_nodes=6)
     assert sorted(bfs_order(d2.edge_index, 6).tolist()) == list(range(6))
@@ -279,11 +288,14 @@ def test_cli_train_sample_eval(tmp_path, capsys, monkeypatch):
         d = torch.load(tmp_path / "s" / f"graph_{i:03d}.pt", weights_only=False)
         assert g.num_nodes == d.num_nodes == info["num_nodes"]
         assert set(map(tuple, g.edge_index.t().tolist())) == set(map(tuple, d.edge_index.t().tolist()))
-    assert main(["vq", "eval", str(run_dir), "--json", "e.json"]) == 0
+    assert main(["vq", "eval", str(run_dir), "--json", "e.json", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "protocol 'graphrnn'" in out and "protocol 'gran'" in out and "GDSS" in out
     res = json.loads((tmp_path / "e.json").read_text())
     assert res["mmd_graphrnn"]["protocol"] == "graphrnn" and res["num_samples"] == res["num_test"] == 20
+    assert res["sample_seeds"] == [0, 1] and len(res["runs"]) == 2
+    degrees = [r["mmd_graphrnn"]["degree"] for r in res["runs"]]
+    assert abs(res["mmd_graphrnn"]["degree"] - sum(degrees) / 2) < 1e-12
 
 
 def test_cli_errors(tmp_path, capsys, monkeypatch):

@@ -22,6 +22,8 @@ CONFIG_FLAGS = {
     "batch_size": (int, "graphs per batch"),
     "lr": (float, "autoencoder learning rate"),
     "prior_lr": (float, "prior learning rate"),
+    "prior_orderings": (int, "random BFS orders per training graph in each prior epoch"),
+    "prior_batch_size": (int, "code sequences per prior batch"),
     "seed": (int, "training seed"),
     "data_seed": (int, "seed of the generated dataset (community-small)"),
 }
@@ -30,16 +32,21 @@ CONFIG_FLAGS = {
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="vq_command", metavar="ACTION")
     sub.required = True
-    t = sub.add_parser("train", help="train both stages (autoencoder, then prior) on a generation dataset",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from gnnkit.latent.train import DATASET_DEFAULTS, VQConfig
+    t = sub.add_parser("train", help="train both stages (autoencoder, then prior) on a generation dataset")
     t.add_argument("dataset", nargs="?", help="community-small | ego-small | enzymes (omit with --resume)")
+    base = VQConfig()
     for name, (typ, text) in CONFIG_FLAGS.items():
+        per = ", ".join(f"{ds}: {d[name]}" for ds, d in DATASET_DEFAULTS.items() if name in d)
         t.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
-                       help=text + " (default: the dataset's, see gnnkit.latent.train.DATASET_DEFAULTS)")
+                       help=f"{text} (default: {per})" if per else f"{text} (default: {getattr(base, name)})")
+    t.add_argument("--canonical-order", dest="random_order", action="store_const", const=False, default=None,
+                   help="train on each graph's canonical BFS order only (default: random BFS orders, as GraphRNN "
+                        "trains)")
     t.add_argument("--out", default=None, help="run folder (default: a new folder vq-DATASET-... under the "
                                                "working directory); checkpoint.pt is rewritten after every epoch")
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its folder")
-    t.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
+    t.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then the bundled datasets/)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     s = sub.add_parser("sample", help="sample graphs from a trained run",
@@ -54,7 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("checkpoint", help="run folder or its checkpoint.pt")
     e.add_argument("-n", "--num", type=int, default=None, help="graphs to sample (default: as many as test graphs)")
-    e.add_argument("--seed", type=int, default=0, help="sampling seed")
+    e.add_argument("--seed", type=int, default=0, help="first sampling seed")
+    e.add_argument("--repeats", type=int, default=3, help="sampling seeds (seed, seed+1, ...) to average over")
+    e.add_argument("--temperature", type=float, default=1.0, help="prior sampling temperature (> 0)")
     e.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
     e.add_argument("--json", default=None, help="write the full result here (atomically)")
 
@@ -69,7 +78,7 @@ def _new_run_dir(cfg) -> Path:
 
 def _train(args) -> int:
     from gnnkit.latent.train import VQRun, config_for
-    given = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in (*CONFIG_FLAGS, "random_order") if getattr(args, name) is not None}
     if args.resume:
         if args.dataset or given:
             flags = ([args.dataset] if args.dataset else []) + ["--" + k.replace("_", "-") for k in given]
@@ -115,7 +124,7 @@ def _eval(args) -> int:
     from gnnkit._atomic import write_json_atomic
     from gnnkit.latent.train import VQRun, format_table
     run = VQRun.resume(args.checkpoint, root=args.root)
-    res = run.evaluate(num_samples=args.num, seed=args.seed)
+    res = run.evaluate(num_samples=args.num, seed=args.seed, repeats=args.repeats, temperature=args.temperature)
     print(format_table(res))
     if args.json:
         write_json_atomic(res, args.json)

@@ -6,17 +6,22 @@ prior models the node codes in the same order, so a sampled sequence decodes pos
 from __future__ import annotations
 
 from collections import deque
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
 
-def bfs_order(edge_index: Tensor, num_nodes: int) -> Tensor:
-    """A deterministic BFS order of ``num_nodes`` nodes: the root is the node of highest degree
-    (lowest id on ties), neighbours are visited by decreasing degree (then id); a disconnected graph
-    continues from the highest-degree unvisited node. Returns ``perm`` with ``perm[rank] = node``."""
+def bfs_order(edge_index: Tensor, num_nodes: int, generator: Optional[torch.Generator] = None) -> Tensor:
+    """A BFS order of ``num_nodes`` nodes; returns ``perm`` with ``perm[rank] = node``.
+
+    Without ``generator`` it is deterministic (the canonical order): the root is the node of highest
+    degree (lowest id on ties), neighbours are visited by decreasing degree (then id), and a
+    disconnected graph continues from the highest-degree unvisited node. With a ``generator`` it is
+    GraphRNN's random BFS: a uniformly random root (and next root for each further component) and
+    neighbours in random order — the augmentation GraphRNN trains on, so that a model sees many
+    orders of each graph."""
     if num_nodes == 0:
         return torch.zeros(0, dtype=torch.long)
     ei = edge_index.detach().cpu().long()
@@ -25,12 +30,18 @@ def bfs_order(edge_index: Tensor, num_nodes: int) -> Tensor:
         if u != v:
             adj[u].add(v)
             adj[v].add(u)
-    deg = [len(a) for a in adj]
-    key = lambda n: (-deg[n], n)  # noqa: E731
-    remaining = sorted(range(num_nodes), key=key)
+    if generator is None:
+        deg = [len(a) for a in adj]
+        key = lambda n: (-deg[n], n)  # noqa: E731
+        roots = sorted(range(num_nodes), key=key)
+        visit = lambda nbrs: sorted(nbrs, key=key)  # noqa: E731
+    else:
+        rank = torch.randperm(num_nodes, generator=generator).tolist()  # a random priority per node
+        roots = sorted(range(num_nodes), key=lambda n: rank[n])
+        visit = lambda nbrs: sorted(nbrs, key=lambda n: rank[n])  # noqa: E731
     seen = [False] * num_nodes
     order: List[int] = []
-    for root in remaining:
+    for root in roots:
         if seen[root]:
             continue
         seen[root] = True
@@ -38,19 +49,20 @@ def bfs_order(edge_index: Tensor, num_nodes: int) -> Tensor:
         while queue:
             u = queue.popleft()
             order.append(u)
-            for v in sorted(adj[u], key=key):
+            for v in visit(adj[u]):
                 if not seen[v]:
                     seen[v] = True
                     queue.append(v)
     return torch.tensor(order, dtype=torch.long)
 
 
-def canonical(data: Data) -> Data:
-    """A copy of ``data`` with its nodes renumbered in :func:`bfs_order` (node ``i`` = BFS rank ``i``);
-    node-level tensors (``x``, ``node_label``) are permuted alike, ``edge_index`` is relabelled and
-    sorted, and ``perm`` records the original id of each new node."""
+def canonical(data: Data, generator: Optional[torch.Generator] = None) -> Data:
+    """A copy of ``data`` with its nodes renumbered in :func:`bfs_order` (node ``i`` = BFS rank ``i``;
+    the canonical order, or a random BFS order with ``generator``); node-level tensors (``x``,
+    ``node_label``) are permuted alike, ``edge_index`` is relabelled and sorted, and ``perm`` records
+    the original id of each new node."""
     n = int(data.num_nodes)
-    perm = bfs_order(data.edge_index, n)
+    perm = bfs_order(data.edge_index, n, generator)
     rank = torch.empty(n, dtype=torch.long)
     rank[perm] = torch.arange(n)
     out = Data(num_nodes=n)

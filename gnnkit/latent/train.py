@@ -73,6 +73,9 @@ class VQConfig:
     tau_end: float = 1.0 / 16
     kl_weight: float = 5e-4      # Gumbel KL to the uniform prior
     threshold: float = 0.5       # edge probability above which a decoded pair is an edge
+    random_order: bool = True    # train on random BFS orders (GraphRNN's augmentation), else the canonical one
+    prior_orderings: int = 8     # random orders per training graph in each prior epoch (random_order only)
+    prior_batch_size: int = 64
     seed: int = 0
     data_seed: int = 0
 
@@ -82,7 +85,8 @@ class VQConfig:
         if self.levels not in (1, 2):
             raise ValueError(f"--levels {self.levels} is not supported; use 1 or 2")
         for name in ("codes", "code_dim", "parts", "top_codes", "top_slots", "hidden", "layers", "epochs",
-                     "batch_size", "prior_epochs", "prior_d_model", "prior_layers", "heads", "decoder_layers"):
+                     "batch_size", "prior_epochs", "prior_d_model", "prior_layers", "heads", "decoder_layers",
+                     "prior_orderings", "prior_batch_size"):
             value = getattr(self, name)
             minimum = 0 if name in ("epochs", "prior_epochs") else 1
             if not isinstance(value, int) or value < minimum:
@@ -106,9 +110,9 @@ class VQConfig:
 
 # Per-dataset defaults (what `gnnkit vq train DATASET` uses unless a flag overrides it).
 DATASET_DEFAULTS: Dict[str, Dict[str, object]] = {
-    "community-small": dict(epochs=300, prior_epochs=300, batch_size=16),
-    "ego-small": dict(epochs=200, prior_epochs=200, batch_size=32),
-    "enzymes": dict(epochs=100, prior_epochs=100, batch_size=32, hidden=128),
+    "community-small": dict(epochs=300, prior_epochs=150, batch_size=16, prior_orderings=8),
+    "ego-small": dict(epochs=200, prior_epochs=100, batch_size=32, prior_orderings=4),
+    "enzymes": dict(epochs=100, prior_epochs=30, batch_size=32, prior_orderings=2),
 }
 
 
@@ -158,13 +162,18 @@ def build_priors(cfg: VQConfig, model: GraphVQVAE) -> Dict[str, CodePrior]:
             "bottom": CodePrior(model.num_codes, model.max_nodes, predict="nodes", **top, **common)}
 
 
-def prepare(graphs: Sequence) -> List[Data]:
-    """networkx graphs or PyG ``Data`` → canonical (BFS-ordered) ``Data`` for the autoencoder."""
+def prepare(graphs: Sequence, generator: Optional[torch.Generator] = None) -> List[Data]:
+    """networkx graphs or PyG ``Data`` → BFS-ordered ``Data`` for the autoencoder: the canonical order,
+    or a random BFS order per graph drawn from ``generator``."""
     out = []
     for g in graphs:
         d = to_pyg([g])[0] if not isinstance(g, Data) else g
-        out.append(canonical(d))
+        out.append(canonical(d, generator))
     return out
+
+
+def _generator(cfg: "VQConfig", stage: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + stage * 10_007 + epoch + 7919) % (2 ** 63))
 
 
 def _batches(data: List[Data], batch_size: int, shuffle: bool) -> List[Batch]:
@@ -305,48 +314,49 @@ class VQRun:
         from tqdm.auto import tqdm
         if self.data is None:
             raise ValueError("this run was resumed without its data (load_data=False); it cannot train")
-        train = prepare(self.data.train)
+        train = [to_pyg([g])[0] for g in self.data.train]
+
+        def prior_epoch() -> dict:
+            fixed = None if self.cfg.random_order else self._prior_sequences(prepare(train))
+            return lambda: self._prior_epoch(fixed if fixed is not None else self._prior_sequences(
+                [d for r in range(self.cfg.prior_orderings)
+                 for d in prepare(train, _generator(self.cfg, 2, self.epoch * 1000 + r))]))
+
+        # (stage, epochs, progress label, builder of the epoch function, progress fields, next stage)
+        stages = [
+            ("autoencoder", self.cfg.epochs, "stage 1: autoencoder", lambda: lambda: self._ae_epoch(train),
+             lambda r: dict(loss=f"{r['loss']:.4f}", perplexity=f"{r['perplexity']:.1f}"), "prior"),
+            ("prior", self.cfg.prior_epochs, "stage 2: prior", prior_epoch,
+             lambda r: dict(nll=f"{r['nll']:.4f}"), "done"),
+        ]
         done = 0
-        if self.stage == "autoencoder":
-            bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc="stage 1: autoencoder", disable=not progress)
-            while self.epoch < self.cfg.epochs:
+        for stage, total, label, build, fields, next_stage in stages:
+            if self.stage != stage:
+                continue
+            epoch_fn = build()
+            bar = tqdm(total=total, initial=self.epoch, desc=label, disable=not progress)
+            while self.epoch < total:
                 if stop_after is not None and done >= stop_after:
                     bar.close()
                     return self
-                rec = self._ae_epoch(train)
+                rec = epoch_fn()
                 bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.4f}", perplexity=f"{rec['perplexity']:.1f}")
+                bar.set_postfix(**fields(rec))
                 done += 1
                 if on_epoch:
                     on_epoch(rec)
-                if self.epoch < self.cfg.epochs:
+                if self.epoch < total:
                     self.save()
             bar.close()
-            self.stage, self.epoch = "prior", 0
-            self.save()
-        if self.stage == "prior":
-            seqs = self._prior_sequences(train)
-            bar = tqdm(total=self.cfg.prior_epochs, initial=self.epoch, desc="stage 2: prior", disable=not progress)
-            while self.epoch < self.cfg.prior_epochs:
-                if stop_after is not None and done >= stop_after:
-                    bar.close()
-                    return self
-                rec = self._prior_epoch(seqs)
-                bar.update(1)
-                bar.set_postfix(nll=f"{rec['nll']:.4f}")
-                done += 1
-                if on_epoch:
-                    on_epoch(rec)
-                if self.epoch < self.cfg.prior_epochs:
-                    self.save()
-            bar.close()
-            self.stage = "done"
+            self.stage = next_stage
+            self.epoch = 0 if next_stage != "done" else self.epoch
             self.save()
         return self
 
-    def _ae_epoch(self, train: List[Data]) -> dict:
+    def _ae_epoch(self, raw: List[Data]) -> dict:
         t0 = time.perf_counter()
         _seed(self.cfg, 1, self.epoch)
+        train = prepare(raw, _generator(self.cfg, 1, self.epoch) if self.cfg.random_order else None)
         self.model.train()
         totals: Dict[str, float] = {}
         n, perplexity = 0, 0.0
@@ -392,8 +402,8 @@ class VQRun:
             s = seqs[k]
             order = torch.randperm(len(s)).tolist()
             total, n = 0.0, 0
-            for start in range(0, len(order), self.cfg.batch_size):
-                loss = prior.loss([s[i] for i in order[start:start + self.cfg.batch_size]])
+            for start in range(0, len(order), self.cfg.prior_batch_size):
+                loss = prior.loss([s[i] for i in order[start:start + self.cfg.prior_batch_size]])
                 self.prior_opts[k].zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
@@ -453,30 +463,48 @@ class VQRun:
             res["label_accuracy"] = label_hits / label_total
         return res
 
-    def evaluate(self, num_samples: Optional[int] = None, seed: int = 0,
-                 protocols: Sequence[str] = ("graphrnn", "gran")) -> dict:
-        """Generation MMD² of ``num_samples`` sampled graphs (default: as many as test graphs) against the
-        test graphs under each protocol, validity/uniqueness/novelty, and test-set reconstruction."""
-        from .metrics import generation_mmd, novelty, uniqueness, validity
+    def evaluate(self, num_samples: Optional[int] = None, seed: int = 0, repeats: int = 3,
+                 protocols: Sequence[str] = ("graphrnn", "gran"), temperature: float = 1.0) -> dict:
+        """Generation MMD² of ``num_samples`` sampled graphs (default: as many as test graphs, as GDSS
+        samples) against the test graphs under each protocol, and validity / uniqueness / novelty, for
+        ``repeats`` sampling seeds ``seed, seed+1, …`` (mean and standard deviation over them; small
+        test sets make one draw noisy); plus test-set reconstruction."""
+        from .metrics import STATISTICS, generation_mmd, novelty, uniqueness, validity
         if self.data is None:
             raise ValueError("evaluation needs the run's data; resume it with load_data=True")
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
         n = num_samples or len(self.data.test)
-        t0 = time.perf_counter()
-        sampled = self.sample(n, seed=seed)
-        sample_seconds = time.perf_counter() - t0
-        gen = [from_pyg(g) for g in sampled.graphs]
-        # networkx graphs without isolated padding: a decoded node without edges stays a node
+        runs = []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            sampled = self.sample(n, seed=seed + r, temperature=temperature)
+            gen = [from_pyg(g) for g in sampled.graphs]
+            one = {"seed": seed + r, "sample_seconds": time.perf_counter() - t0,
+                   "validity": validity(gen), "uniqueness": uniqueness(gen), "novelty": novelty(gen, self.data.train),
+                   "nodes_mean": sum(g.number_of_nodes() for g in gen) / n,
+                   "edges_mean": sum(g.number_of_edges() for g in gen) / n}
+            for protocol in protocols:
+                one[f"mmd_{protocol}"] = generation_mmd(self.data.test, gen, protocol=protocol)
+            runs.append(one)
+
+        def mean_std(values: List[float]) -> Tuple[float, float]:
+            t = torch.tensor(values, dtype=torch.float64)
+            return float(t.mean()), float(t.std(unbiased=False)) if len(values) > 1 else 0.0
+
         res = {"dataset": self.meta["dataset"], "description": self.meta["description"], "num_samples": n,
-               "num_test": len(self.data.test), "sample_seed": seed, "sample_seconds": sample_seconds,
-               "train_seconds": dict(self.seconds), "config": dataclasses.asdict(self.cfg)}
+               "num_test": len(self.data.test), "sample_seeds": [seed + r for r in range(repeats)],
+               "temperature": temperature,
+               "train_seconds": dict(self.seconds), "config": dataclasses.asdict(self.cfg), "runs": runs}
         for protocol in protocols:
-            res[f"mmd_{protocol}"] = generation_mmd(self.data.test, gen, protocol=protocol)
-        res["validity"] = validity(gen)
-        res["uniqueness"] = uniqueness(gen)
-        res["novelty"] = novelty(gen, self.data.train)
+            agg: Dict[str, object] = {"protocol": protocol}
+            for stat in STATISTICS:
+                if stat in runs[0][f"mmd_{protocol}"]:
+                    agg[stat], agg[f"{stat}_std"] = mean_std([x[f"mmd_{protocol}"][stat] for x in runs])
+            res[f"mmd_{protocol}"] = agg
+        for key in ("validity", "uniqueness", "novelty", "nodes_mean", "edges_mean", "sample_seconds"):
+            res[key], res[f"{key}_std"] = mean_std([x[key] for x in runs])
         res["reconstruction_test"] = self.reconstruction(prepare(self.data.test))
-        res["sampled_nodes_mean"] = sum(g.number_of_nodes() for g in gen) / len(gen)
-        res["sampled_edges_mean"] = sum(g.number_of_edges() for g in gen) / len(gen)
         return res
 
 
@@ -497,26 +525,30 @@ PUBLISHED_MMD: Dict[str, List[Tuple[str, str, Tuple[Optional[float], Optional[fl
 
 
 def format_table(result: dict) -> str:
-    """The MMD² table of :meth:`VQRun.evaluate`'s result, one block per protocol, with published rows."""
+    """The MMD² table of :meth:`VQRun.evaluate`'s result (mean ± std over sampling seeds), one block per
+    protocol, with the published rows of the same protocol."""
     lines = []
+    seeds = result.get("sample_seeds", [0])
     for key in sorted((k for k in result if k.startswith("mmd_")), key=lambda k: k != "mmd_graphrnn"):
         res = result[key]
         protocol = key[4:]
-        lines.append(f"MMD² under protocol {protocol!r} ({res.get('description', '')})".rstrip(" ()"))
-        lines.append(f"{'model':40s} {'degree':>9s} {'cluster':>9s} {'orbit':>9s} {'avg':>9s}")
-        vals = [res.get(m) for m in ("degree", "clustering", "orbit")]
-        got = [v for v in vals if v is not None]
-        fmt = lambda v: f"{v:9.4f}" if v is not None else f"{'-':>9s}"  # noqa: E731
+        lines.append(f"MMD² under protocol {protocol!r}, {result['num_samples']} samples vs {result['num_test']} "
+                     f"test graphs, mean ± std over {len(seeds)} sampling seed(s)")
+        lines.append(f"{'model':40s} {'degree':>15s} {'cluster':>15s} {'orbit':>15s} {'avg':>8s}")
+        stats = ("degree", "clustering", "orbit")
+        cell = lambda m, sd: f"{m:7.4f} ± {sd:.4f}" if sd is not None else f"{m:7.4f}{'':8s}"  # noqa: E731
+        got = [res[m] for m in stats if m in res]
         name = f"gnnkit VQ ({result['config']['quantizer']}, {result['config']['levels']} level)"
-        lines.append(f"{name:40s} " + " ".join(fmt(v) for v in vals) + " " + fmt(sum(got) / len(got) if got else None))
+        lines.append(f"{name:40s} " + " ".join(cell(res[m], res.get(m + "_std")) if m in res else f"{'-':>15s}"
+                                             for m in stats) + f" {sum(got) / max(len(got), 1):8.4f}")
         for model, proto, pub, source in PUBLISHED_MMD.get(result["dataset"], []):
             if proto == protocol:
-                avg = sum(pub) / 3
-                lines.append(f"{model + ' [' + source + ']':40s} " + " ".join(fmt(v) for v in pub) + " " + fmt(avg))
+                lines.append(f"{model + ' [' + source + ']':40s} " + " ".join(cell(v, None) for v in pub)
+                             + f" {sum(pub) / 3:8.4f}")
         lines.append("")
-    rec = result.get("reconstruction_test", {})
     lines.append(f"validity {result['validity']:.3f}  uniqueness {result['uniqueness']:.3f}  "
-                 f"novelty {result['novelty']:.3f}  ({result['num_samples']} samples vs {result['num_test']} test graphs)")
+                 f"novelty {result['novelty']:.3f}  (validity = connected; mean over the sampling seeds)")
+    rec = result.get("reconstruction_test", {})
     if rec:
         lines.append(f"test reconstruction: edge ROC-AUC {rec['edge_auc']:.4f}, edge accuracy {rec['edge_accuracy']:.4f}"
                      + (f", node-label accuracy {rec['label_accuracy']:.4f}" if "label_accuracy" in rec else "")

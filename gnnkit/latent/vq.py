@@ -243,7 +243,10 @@ class VectorQuantizer(torch.nn.Module):
         loss = self.beta * commitment
         if not self.ema:
             loss = loss + F.mse_loss(e, zf.detach())
-        out = rotate_to(zf, e) if self.gradient == "rotation" else zf + (e - zf).detach()
+        if not zf.requires_grad:
+            out = e.detach()  # nothing to pass a gradient to: the codewords themselves (exactly)
+        else:
+            out = rotate_to(zf, e) if self.gradient == "rotation" else zf + (e - zf).detach()
         if self.training:
             if self.ema:
                 self._ema_update(zf.detach(), idx)
