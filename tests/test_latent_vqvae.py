@@ -290,12 +290,13 @@ def test_cli_train_sample_eval(tmp_path, capsys, monkeypatch):
         assert set(map(tuple, g.edge_index.t().tolist())) == set(map(tuple, d.edge_index.t().tolist()))
     assert main(["vq", "eval", str(run_dir), "--json", "e.json", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
-    assert "protocol 'graphrnn'" in out and "protocol 'gran'" in out and "GDSS" in out
+    assert "protocol 'graphrnn'" in out and "protocol 'gran'" in out and "GDSS" in out and "calibration" in out
     res = json.loads((tmp_path / "e.json").read_text())
     assert res["mmd_graphrnn"]["protocol"] == "graphrnn" and res["num_samples"] == res["num_test"] == 20
     assert res["sample_seeds"] == [0, 1] and len(res["runs"]) == 2
     degrees = [r["mmd_graphrnn"]["degree"] for r in res["runs"]]
     assert abs(res["mmd_graphrnn"]["degree"] - sum(degrees) / 2) < 1e-12
+    assert 0 <= res["mmd_gran"]["train_subset_clustering"] < 1
 
 
 def test_cli_errors(tmp_path, capsys, monkeypatch):

@@ -492,6 +492,14 @@ class VQRun:
             t = torch.tensor(values, dtype=torch.float64)
             return float(t.mean()), float(t.std(unbiased=False)) if len(values) > 1 else 0.0
 
+        # calibration: the same statistics for random subsets of the *training* graphs (no model at all);
+        # with 20 test graphs this is how close independent draws of the same distribution get
+        import random
+        base = []
+        for r in range(repeats):
+            subset = random.Random(seed + r).sample(list(self.data.train), min(n, len(self.data.train)))
+            base.append({p: generation_mmd(self.data.test, subset, protocol=p) for p in protocols})
+
         res = {"dataset": self.meta["dataset"], "description": self.meta["description"], "num_samples": n,
                "num_test": len(self.data.test), "sample_seeds": [seed + r for r in range(repeats)],
                "temperature": temperature,
@@ -501,6 +509,8 @@ class VQRun:
             for stat in STATISTICS:
                 if stat in runs[0][f"mmd_{protocol}"]:
                     agg[stat], agg[f"{stat}_std"] = mean_std([x[f"mmd_{protocol}"][stat] for x in runs])
+                    agg[f"train_subset_{stat}"], agg[f"train_subset_{stat}_std"] = mean_std(
+                        [b[protocol][stat] for b in base])
             res[f"mmd_{protocol}"] = agg
         for key in ("validity", "uniqueness", "novelty", "nodes_mean", "edges_mean", "sample_seconds"):
             res[key], res[f"{key}_std"] = mean_std([x[key] for x in runs])
@@ -541,6 +551,10 @@ def format_table(result: dict) -> str:
         name = f"gnnkit VQ ({result['config']['quantizer']}, {result['config']['levels']} level)"
         lines.append(f"{name:40s} " + " ".join(cell(res[m], res.get(m + "_std")) if m in res else f"{'-':>15s}"
                                              for m in stats) + f" {sum(got) / max(len(got), 1):8.4f}")
+        if "train_subset_degree" in res:
+            lines.append(f"{'training graphs, no model (calibration)':40s} "
+                         + " ".join(cell(res["train_subset_" + m], res.get(f"train_subset_{m}_std")) for m in stats)
+                         + f" {sum(res['train_subset_' + m] for m in stats) / 3:8.4f}")
         for model, proto, pub, source in PUBLISHED_MMD.get(result["dataset"], []):
             if proto == protocol:
                 lines.append(f"{model + ' [' + source + ']':40s} " + " ".join(cell(v, None) for v in pub)
