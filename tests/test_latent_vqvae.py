@@ -313,3 +313,10 @@ def test_cli_errors(tmp_path, capsys, monkeypatch):
     assert console_main(["vq", "sample", "bad.pt", "--out", "o"]) == 2
     assert "bad.pt" in capsys.readouterr().err
     assert console_main(["vq", "train", "community-small", "--codes", "1"]) == 2
+    (tmp_path / "afile").write_text("x")
+    assert console_main(["vq", "train", "community-small", "--out", "afile"]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert console_main(["vq", "eval", "bad.pt", "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert console_main(["vq", "sample", "bad.pt", "--out", "o", "-n", "0"]) == 2
+    assert "-n must be >= 1" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +68,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--json", default=None, help="write the full result here (atomically)")
 
 
+def _check_output(path: str, flag: str, folder: bool) -> None:
+    """Refuse an output that cannot be written before any long work starts."""
+    p = Path(path)
+    if not str(path):
+        raise ValueError(f"{flag} is empty; give a path")
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {path} is a file; give a folder")
+    if not folder and p.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name")
+    parent = p if folder and p.exists() else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag} {path}: {parent} is not writable")
+
+
 def _new_run_dir(cfg) -> Path:
     base = f"vq-{cfg.dataset}-{cfg.quantizer}-{cfg.levels}level-seed{cfg.seed}"
     path, k = Path(base), 1
@@ -89,6 +105,8 @@ def _train(args) -> int:
         if not args.dataset:
             raise ValueError("give a DATASET (community-small, ego-small, enzymes) or --resume RUN_DIR")
         cfg = config_for(args.dataset, **given)
+        if args.out is not None:
+            _check_output(args.out, "--out", folder=True)
         run_dir = Path(args.out) if args.out else _new_run_dir(cfg)
         if (run_dir / "checkpoint.pt").exists():
             raise ValueError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
@@ -110,6 +128,9 @@ def _sample(args) -> int:
     from gnnkit.latent.train import VQRun
     if args.num < 1:
         raise ValueError(f"-n must be >= 1, got {args.num}")
+    if not args.temperature > 0:
+        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    _check_output(args.out, "--out", folder=True)
     run = VQRun.resume(args.checkpoint, load_data=False)
     sampled = run.sample(args.num, seed=args.seed, temperature=args.temperature)
     manifest = {"checkpoint": str(args.checkpoint), "seed": args.seed, "temperature": args.temperature,
@@ -123,6 +144,12 @@ def _sample(args) -> int:
 def _eval(args) -> int:
     from gnnkit._atomic import write_json_atomic
     from gnnkit.latent.train import VQRun, format_table
+    if args.json:
+        _check_output(args.json, "--json", folder=False)
+    if args.num is not None and args.num < 1:
+        raise ValueError(f"-n must be >= 1, got {args.num}")
+    if args.repeats < 1 or not args.temperature > 0:
+        raise ValueError(f"--repeats must be >= 1 and --temperature > 0, got {args.repeats}, {args.temperature}")
     run = VQRun.resume(args.checkpoint, root=args.root)
     res = run.evaluate(num_samples=args.num, seed=args.seed, repeats=args.repeats, temperature=args.temperature)
     print(format_table(res))
