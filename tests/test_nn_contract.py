@@ -56,6 +56,21 @@ def test_bad_edge_index_raises_named_errors(name):
             layer(torch.randn(N, 5), ei)
 
 
+@pytest.mark.parametrize("name", list(PLAIN))
+def test_edge_index_made_under_inference_mode(name):
+    """Regression (issue 13.1): an edge_index created under torch.inference_mode() crashed every layer
+    ('Inference tensors do not track version counter', from the graph cache)."""
+    torch.manual_seed(0)
+    layer = PLAIN[name]().eval()
+    x, ei = _graph()
+    with torch.inference_mode():
+        ei_inf = ei.clone()
+        inside = layer(x, ei_inf)
+    with torch.no_grad():
+        assert torch.allclose(layer(x, ei_inf), layer(x, ei), atol=1e-6)
+    assert torch.allclose(inside, layer(x, ei).detach(), atol=1e-6)
+
+
 def test_bad_edge_attr_and_weights():
     x, ei = _graph()
     with pytest.raises(ValueError, match="edge_attr.*without edge_dim.*edge_dim="):

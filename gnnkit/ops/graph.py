@@ -247,8 +247,8 @@ def cached_for(t: Tensor, tag: tuple, build):
     weights) can be cached this way; an in-place change of ``t`` bumps its
     version and invalidates the entry, and a dead ``t`` never matches.
     """
-    if _is_compiling():
-        return build()
+    if _is_compiling() or t.is_inference():
+        return build()  # inference tensors have no version counter: an in-place edit could not be seen
     if t.layout == torch.sparse_coo:
         ptr = t._values().data_ptr()
     elif t.layout == torch.sparse_csr:
