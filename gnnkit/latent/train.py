@@ -475,13 +475,15 @@ class VQRun:
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
         n = num_samples or len(self.data.test)
+        attr = "label" if self.meta["num_node_labels"] else None  # labelled graphs: isomorphism respects labels
         runs = []
         for r in range(repeats):
             t0 = time.perf_counter()
             sampled = self.sample(n, seed=seed + r, temperature=temperature)
             gen = [from_pyg(g) for g in sampled.graphs]
             one = {"seed": seed + r, "sample_seconds": time.perf_counter() - t0,
-                   "validity": validity(gen), "uniqueness": uniqueness(gen), "novelty": novelty(gen, self.data.train),
+                   "validity": validity(gen), "uniqueness": uniqueness(gen, node_attr=attr),
+                   "novelty": novelty(gen, self.data.train, node_attr=attr),
                    "nodes_mean": sum(g.number_of_nodes() for g in gen) / n,
                    "edges_mean": sum(g.number_of_edges() for g in gen) / n}
             for protocol in protocols:
