@@ -110,7 +110,7 @@ class VQConfig:
 
 # Per-dataset defaults (what `gnnkit vq train DATASET` uses unless a flag overrides it).
 DATASET_DEFAULTS: Dict[str, Dict[str, object]] = {
-    "community-small": dict(epochs=300, prior_epochs=150, batch_size=16, prior_orderings=8),
+    "community-small": dict(epochs=1000, prior_epochs=150, batch_size=16, prior_orderings=8),
     "ego-small": dict(epochs=200, prior_epochs=100, batch_size=32, prior_orderings=4),
     "enzymes": dict(epochs=100, prior_epochs=30, batch_size=32, prior_orderings=2),
 }
