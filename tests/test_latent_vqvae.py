@@ -313,6 +313,11 @@ def test_cli_errors(tmp_path, capsys, monkeypatch):
     assert console_main(["vq", "sample", "bad.pt", "--out", "o"]) == 2
     assert "bad.pt" in capsys.readouterr().err
     assert console_main(["vq", "train", "community-small", "--codes", "1"]) == 2
+    assert console_main(["vq", "train", "community-small", "--device", "bogus"]) == 2
+    assert "not a torch device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert console_main(["vq", "train", "community-small", "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
     (tmp_path / "afile").write_text("x")
     assert console_main(["vq", "train", "community-small", "--out", "afile"]) == 2
     assert "is a file" in capsys.readouterr().err
@@ -320,3 +325,16 @@ def test_cli_errors(tmp_path, capsys, monkeypatch):
     assert "is a folder" in capsys.readouterr().err
     assert console_main(["vq", "sample", "bad.pt", "--out", "o", "-n", "0"]) == 2
     assert "-n must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("quantizer,levels", [("vq", 1), ("fsq", 2), ("gumbel", 1)])
+def test_run_trains_and_samples_on_cuda(tmp_path, quantizer, levels):
+    cfg = config_for("community-small", quantizer=quantizer, levels=levels, **TINY)
+    run = VQRun.create(cfg, tmp_path / "r", device="cuda").fit(progress=False)
+    assert next(run.model.parameters()).is_cuda
+    graphs = run.sample(4, seed=0).graphs
+    again = VQRun.resume(tmp_path / "r", device="cuda").sample(4, seed=0).graphs
+    assert all(torch.equal(a.edge_index, b.edge_index) for a, b in zip(graphs, again))
+    assert run.reconstruction(_graphs(4))["edge_auc"] > 0.5

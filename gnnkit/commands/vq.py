@@ -47,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                "working directory); checkpoint.pt is rewritten after every epoch")
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its folder")
     t.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then the bundled datasets/)")
+    t.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1, ...)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     s = sub.add_parser("sample", help="sample graphs from a trained run",
@@ -56,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--out", required=True, help="folder for graph_*.txt (u v per line), graph_*.pt, graphs.png")
     s.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same graphs)")
     s.add_argument("--temperature", type=float, default=1.0, help="prior sampling temperature (> 0)")
+    s.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
 
     e = sub.add_parser("eval", help="MMD² (GraphRNN/GDSS and GRAN protocols) of sampled vs test graphs",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -66,6 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--temperature", type=float, default=1.0, help="prior sampling temperature (> 0)")
     e.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
     e.add_argument("--json", default=None, help="write the full result here (atomically)")
+    e.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
 
 
 def _check_output(path: str, flag: str, folder: bool) -> None:
@@ -99,7 +102,7 @@ def _train(args) -> int:
         if args.dataset or given:
             flags = ([args.dataset] if args.dataset else []) + ["--" + k.replace("_", "-") for k in given]
             raise ValueError(f"--resume takes the dataset and configuration from the checkpoint; drop {flags}")
-        run = VQRun.resume(args.resume, root=args.root)
+        run = VQRun.resume(args.resume, root=args.root, device=args.device)
         print(f"resuming {args.resume}: stage {run.stage}, epoch {run.epoch}", file=sys.stderr)
     else:
         if not args.dataset:
@@ -111,7 +114,7 @@ def _train(args) -> int:
         if (run_dir / "checkpoint.pt").exists():
             raise ValueError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
                              f"or choose another folder")
-        run = VQRun.create(cfg, run_dir, root=args.root)
+        run = VQRun.create(cfg, run_dir, root=args.root, device=args.device)
         run.save()
     run.fit(progress=not args.no_progress)
     last_ae = next((h for h in reversed(run.history) if h["stage"] == "autoencoder"), {})
@@ -131,7 +134,7 @@ def _sample(args) -> int:
     if not args.temperature > 0:
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     _check_output(args.out, "--out", folder=True)
-    run = VQRun.resume(args.checkpoint, load_data=False)
+    run = VQRun.resume(args.checkpoint, load_data=False, device=args.device)
     sampled = run.sample(args.num, seed=args.seed, temperature=args.temperature)
     manifest = {"checkpoint": str(args.checkpoint), "seed": args.seed, "temperature": args.temperature,
                 "dataset": run.meta["dataset"], "quantizer": run.cfg.quantizer, "levels": run.cfg.levels}
@@ -150,7 +153,7 @@ def _eval(args) -> int:
         raise ValueError(f"-n must be >= 1, got {args.num}")
     if args.repeats < 1 or not args.temperature > 0:
         raise ValueError(f"--repeats must be >= 1 and --temperature > 0, got {args.repeats}, {args.temperature}")
-    run = VQRun.resume(args.checkpoint, root=args.root)
+    run = VQRun.resume(args.checkpoint, root=args.root, device=args.device)
     res = run.evaluate(num_samples=args.num, seed=args.seed, repeats=args.repeats, temperature=args.temperature)
     print(format_table(res))
     if args.json:

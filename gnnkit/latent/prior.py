@@ -162,7 +162,7 @@ class CodePrior(torch.nn.Module):
                 for r, b in enumerate(todo):
                     tokens[r, :seqs[b].numel()] = seqs[b]
                 logits = self.logits(tokens.to(device))
-                step = logits[torch.arange(len(todo)), last.to(device)].cpu() / temperature
+                step = logits[torch.arange(len(todo), device=device), last.to(device)].cpu() / temperature
                 probs = F.softmax(step, dim=-1)
                 draw = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 for r, b in enumerate(todo):

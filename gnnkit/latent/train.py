@@ -181,6 +181,16 @@ def _batches(data: List[Data], batch_size: int, shuffle: bool) -> List[Batch]:
     return [Batch.from_data_list([data[i] for i in order[s:s + batch_size]]) for s in range(0, len(order), batch_size)]
 
 
+def _device(device: Union[str, torch.device]) -> torch.device:
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, ...): {e}") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return d
+
+
 def _seed(cfg: VQConfig, stage: int, epoch: int) -> None:
     torch.manual_seed((cfg.seed * 1_000_003 + stage * 10_007 + epoch) % (2 ** 63))
 
@@ -233,13 +243,17 @@ class VQRun:
     :meth:`fit`, then :meth:`sample` / :meth:`evaluate`."""
 
     def __init__(self, cfg: VQConfig, run_dir: Optional[Union[str, Path]], data: Optional[GenerationDataset],
-                 meta: dict):
+                 meta: dict, device: Union[str, torch.device] = "cpu"):
         self.cfg, self.meta, self.data = cfg, meta, data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         steps = cfg.epochs * max(1, math.ceil(meta["num_train"] / cfg.batch_size))
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, meta["max_nodes"], meta["num_node_labels"], steps)
         self.priors = build_priors(cfg, self.model)
+        self.device = _device(device)
+        self.model.to(self.device)
+        for prior in self.priors.values():
+            prior.to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.prior_opts = {k: torch.optim.Adam(p.parameters(), lr=cfg.prior_lr) for k, p in self.priors.items()}
         self.stage = "autoencoder"
@@ -250,16 +264,17 @@ class VQRun:
     # construction
     @classmethod
     def create(cls, cfg: VQConfig, run_dir: Optional[Union[str, Path]] = None, root: Optional[str] = None,
-               data: Optional[GenerationDataset] = None) -> "VQRun":
+               data: Optional[GenerationDataset] = None, device: Union[str, torch.device] = "cpu") -> "VQRun":
         cfg.validate()
         data = data if data is not None else load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed)
         meta = {"max_nodes": int(data.max_nodes), "num_node_labels": int(data.num_node_labels),
                 "num_train": len(data.train), "num_test": len(data.test), "dataset": data.name,
                 "description": data.description}
-        return cls(cfg, run_dir, data, meta)
+        return cls(cfg, run_dir, data, meta, device)
 
     @classmethod
-    def resume(cls, path: Union[str, Path], root: Optional[str] = None, load_data: bool = True) -> "VQRun":
+    def resume(cls, path: Union[str, Path], root: Optional[str] = None, load_data: bool = True,
+               device: Union[str, torch.device] = "cpu") -> "VQRun":
         state = load_checkpoint(path)
         try:
             cfg = VQConfig(**{k: (tuple(v) if k == "fsq_levels" else v) for k, v in state["config"].items()})
@@ -274,7 +289,7 @@ class VQRun:
                                   f"{type(e).__name__}: {e}") from None
         data = load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed) if load_data else None
         p = Path(path)
-        run = cls(cfg, p if p.is_dir() else p.parent, data, meta)
+        run = cls(cfg, p if p.is_dir() else p.parent, data, meta, device)
         try:
             run.model.load_state_dict(state["model"])
             for k, prior in run.priors.items():
@@ -361,6 +376,7 @@ class VQRun:
         totals: Dict[str, float] = {}
         n, perplexity = 0, 0.0
         for batch in _batches(train, self.cfg.batch_size, shuffle=True):
+            batch = batch.to(self.device)
             out = self.model(batch)
             self.opt.zero_grad()
             out.loss.backward()
@@ -382,7 +398,7 @@ class VQRun:
         """Codes of canonical graphs (eval mode), in batches."""
         counts, nodes, tops = [], [], []
         for batch in _batches(graphs, 64, shuffle=False):
-            c = self.model.encode(batch)
+            c = self.model.encode(batch.to(self.device))
             counts.append(c.num_nodes)
             nodes.extend(c.nodes)
             if c.top is not None:
@@ -445,6 +461,7 @@ class VQRun:
         self.model.eval()
         logits, targets, label_hits, label_total, idx = [], [], 0, 0, []
         for batch in _batches(graphs, 64, shuffle=False):
+            batch = batch.to(self.device)
             out = self.model(batch)
             logits.append(out.edge_logits)
             targets.append(out.edge_targets)
@@ -452,7 +469,7 @@ class VQRun:
             if out.label_logits is not None:
                 label_hits += int((out.label_logits.argmax(-1) == batch.node_label).sum())
                 label_total += batch.num_nodes
-        lg, tg = torch.cat(logits), torch.cat(targets)
+        lg, tg = torch.cat(logits).cpu(), torch.cat(targets).cpu()
         from ._common import usage_stats
         stats = usage_stats(torch.cat(idx), self.model.num_codes)
         res = {"edge_auc": float(roc_auc_score(tg.numpy(), lg.numpy())) if 0 < float(tg.mean()) < 1 else float("nan"),
