@@ -82,8 +82,8 @@ class GumbelQuantizer(torch.nn.Module):
         hard (bool): straight-through: the forward value is the arg max one-hot, the gradient that
             of the soft sample (default ``True``).
         kl_weight (float): weight of :math:`\\mathrm{KL}(q \\| \\mathcal{U}(K)) = \\sum_k q_k \\log q_k + \\log K`
-            (closed form, ``q = softmax(logits)``), averaged over vectors (default ``0.0``... a small
-            value such as 5e-4 keeps codes in use).
+            (closed form, ``q = softmax(logits)``), averaged over vectors (default 0: no KL term; a
+            small weight such as 5e-4, ``gnnkit vq``'s default, pulls unused codes back into use).
         min_usage (float): collapse warning threshold (fraction of codes used over a window).
 
     In eval mode no noise is drawn: the code is the arg max of the logits (deterministic).
