@@ -25,6 +25,7 @@ OUT = ROOT / "results" / "generation"
 # name -> (dataset, overrides of gnnkit.latent.train.config_for)
 RUNS = {
     "cs_vq1": ("community-small", dict(quantizer="vq", levels=1)),
+    "cs_vq1_seed1": ("community-small", dict(quantizer="vq", levels=1, seed=1)),
     "cs_fsq1": ("community-small", dict(quantizer="fsq", levels=1, epochs=300)),
     "cs_gumbel1": ("community-small", dict(quantizer="gumbel", levels=1, epochs=300)),
     "cs_vq2": ("community-small", dict(quantizer="vq", levels=2, epochs=300)),
