@@ -133,9 +133,10 @@ def test_kmeans_init_finds_separated_clusters_and_dead_codes_restart():
     assert q.codebook[4, 0] == 99 and q.restart_pending[4:].all()
     q.train()(z)  # ... and moved onto vectors of the batch at the start of the next training forward
     assert torch.cdist(q.codebook.detach()[4:], z).min(1).values.max() < 1e-5
-    qk = VectorQuantizer(4, 2, kmeans_init=True)
+    qk = VectorQuantizer(4, 2, kmeans_init=True, dead_code_threshold=5.0)
     qk.train()(z)
     assert bool(qk.initialised)
+    assert not qk.restart_pending.any()  # the usage average starts from the k-means assignment (review fix)
     assert qk(z).stats.num_used == 4
 
 

@@ -338,3 +338,16 @@ def test_run_trains_and_samples_on_cuda(tmp_path, quantizer, levels):
     again = VQRun.resume(tmp_path / "r", device="cuda").sample(4, seed=0).graphs
     assert all(torch.equal(a.edge_index, b.edge_index) for a, b in zip(graphs, again))
     assert run.reconstruction(_graphs(4))["edge_auc"] > 0.5
+
+
+def test_edge_loss_is_finite_without_pairs_and_on_complete_graphs():
+    """Review regressions: single-node graphs gave a NaN edge loss; sampled negatives on a complete graph
+    asked for more non-edges than exist."""
+    single = [Data(edge_index=torch.zeros(2, 0, dtype=torch.long), num_nodes=1) for _ in range(3)]
+    model = GraphVQVAE(FSQ([3, 3]), 8, hidden_channels=16, heads=2)
+    out = model(Batch.from_data_list([canonical(d) for d in single]))
+    assert torch.isfinite(out.loss) and out.edge_logits.numel() == 0
+    k5 = canonical(to_pyg([nx.complete_graph(5)])[0])
+    sampled = GraphVQVAE(FSQ([3, 3]), 8, hidden_channels=16, heads=2, edge_loss="sampled")
+    out = sampled(Batch.from_data_list([k5]))
+    assert torch.isfinite(out.loss) and int(out.edge_targets.sum()) == 10 and out.edge_targets.numel() == 10
