@@ -236,5 +236,7 @@ def test_bad_arguments_name_the_argument():
         VectorQuantizer(4, 2)(torch.randn(3, 5))
     with pytest.raises(ValueError, match="levels"):
         FSQ([1, 4])
+    with pytest.raises(ValueError, match="k=0"):
+        kmeans(torch.randn(5, 2), 0)
     with pytest.raises(ValueError, match="num_codes=6"):
         GumbelQuantizer(6, 2)(torch.randn(3, 5))

@@ -163,6 +163,15 @@ def test_bad_input_names_the_fix():
         GraphVQVAE(FSQ([3, 3]), 10, hidden_channels=16, heads=2, conv="nope")
     with pytest.raises(ValueError, match="num_nodes"):
         model.decode(Codes(torch.tensor([11]), [torch.zeros(11, 2, dtype=torch.long)], None))
+    with pytest.raises(ValueError, match="quantizer Linear lacks"):
+        GraphVQVAE(torch.nn.Linear(2, 2), 10)
+    with pytest.raises(ValueError, match="to_pyg"):
+        canonical(torch.zeros(2, 3))
+    for kwargs, arg in ((dict(num_codes=0, max_nodes=5), "num_codes"), (dict(num_codes=4, max_nodes=0), "max_nodes"),
+                        (dict(num_codes=4, max_nodes=5, parts=0), "parts"),
+                        (dict(num_codes=4, max_nodes=5, d_model=30, heads=4), "d_model")):
+        with pytest.raises(ValueError, match=arg):
+            CodePrior(**kwargs)
 
 
 # -- the prior ---------------------------------------------------------------------------------------

@@ -61,6 +61,9 @@ def canonical(data: Data, generator: Optional[torch.Generator] = None) -> Data:
     the canonical order, or a random BFS order with ``generator``); node-level tensors (``x``,
     ``node_label``) are permuted alike, ``edge_index`` is relabelled and sorted, and ``perm`` records
     the original id of each new node."""
+    if not isinstance(data, Data) or getattr(data, "edge_index", None) is None:
+        raise ValueError(f"data must be a torch_geometric Data with edge_index, got {type(data).__name__}; "
+                         f"convert networkx graphs with gnnkit.latent.datasets.to_pyg")
     n = int(data.num_nodes)
     perm = bfs_order(data.edge_index, n, generator)
     rank = torch.empty(n, dtype=torch.long)

@@ -42,6 +42,12 @@ class CodePrior(torch.nn.Module):
     def __init__(self, num_codes: int, max_nodes: int, parts: int = 1, top_codes: int = 0, top_slots: int = 0,
                  predict: str = "all", d_model: int = 128, layers: int = 4, heads: int = 4, dropout: float = 0.1):
         super().__init__()
+        for name, value in (("num_codes", num_codes), ("max_nodes", max_nodes), ("parts", parts),
+                            ("d_model", d_model), ("layers", layers), ("heads", heads)):
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
+        if d_model % heads:
+            raise ValueError(f"d_model={d_model} must be divisible by heads={heads}")
         if predict not in PREDICTS:
             raise ValueError(f"predict={predict!r} is not supported; use one of {PREDICTS}")
         if (top_codes > 0) != (top_slots > 0):

@@ -61,8 +61,10 @@ def kmeans(x: Tensor, k: int, iters: int = 10, generator: Optional[torch.Generat
     one); with ``M < k`` rows the extra centres are rows plus small noise. An empty cluster keeps its
     centre. Draws come from ``generator`` (CPU), or torch's global generator."""
     m = x.size(0)
-    if m == 0:
-        raise ValueError("kmeans needs at least one vector")
+    if m == 0 or x.dim() != 2:
+        raise ValueError(f"x must be [M, D] with M >= 1 vectors, got shape {list(x.shape)}")
+    if k < 1 or iters < 1:
+        raise ValueError(f"k={k} and iters={iters} must be >= 1")
     first = int(torch.randint(0, m, (1,), generator=generator))
     centres = [x[first]]
     d2 = (x - x[first]).square().sum(1)

@@ -172,6 +172,10 @@ class GraphVQVAE(torch.nn.Module):
                              f"num_layers={num_layers} must all be >= 1")
         if hidden_channels % heads:
             raise ValueError(f"hidden_channels={hidden_channels} must be divisible by heads={heads}")
+        missing = [a for a in ("input_dim", "dim", "num_codes", "codes_from_indices") if not hasattr(quantizer, a)]
+        if missing:
+            raise ValueError(f"quantizer {type(quantizer).__name__} lacks {missing}; pass a VectorQuantizer, FSQ or "
+                             f"GumbelQuantizer (or a module with the same attributes)")
         if edge_loss not in EDGE_LOSSES:
             raise ValueError(f"edge_loss={edge_loss!r} is not supported; use one of {EDGE_LOSSES}")
         self.max_nodes, self.parts, self.hidden = max_nodes, parts, hidden_channels
