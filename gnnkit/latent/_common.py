@@ -34,9 +34,16 @@ class QuantizerOutput(NamedTuple):
     stats: QuantizerStats
 
 
-def usage_stats(indices: Tensor, num_codes: int) -> QuantizerStats:
-    """Perplexity and usage of a batch of code indices."""
-    counts = torch.bincount(indices.reshape(-1).detach().long(), minlength=num_codes).double()
+def code_counts(indices: Tensor, num_codes: int) -> Tensor:
+    """How often each of ``num_codes`` codes occurs in ``indices`` (long ``[num_codes]``); computed once per
+    forward and shared by the stats, the usage monitor and the codebook updates."""
+    return torch.bincount(indices.reshape(-1).detach().long(), minlength=num_codes)
+
+
+def usage_stats(counts: Tensor) -> QuantizerStats:
+    """Perplexity and usage of a batch, from its :func:`code_counts`."""
+    num_codes = counts.numel()
+    counts = counts.double()
     total = counts.sum().clamp_min(1.0)
     p = counts / total
     entropy = -(p * torch.log(p.clamp_min(1e-30))).sum()
@@ -62,8 +69,9 @@ class UsageMonitor(torch.nn.Module):
         self.last_window_usage: float = float("nan")
 
     @torch.no_grad()
-    def update(self, indices: Tensor, name: str) -> None:
-        self.hist += torch.bincount(indices.reshape(-1).long(), minlength=self.num_codes).to(self.hist.device)
+    def update(self, counts: Tensor, name: str) -> None:
+        """Add one training batch's :func:`code_counts`."""
+        self.hist += counts.to(self.hist.device)
         if int(self.hist.sum()) < self.window:
             return
         usage = float((self.hist > 0).float().mean())

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ._common import QuantizerOutput, UsageMonitor, usage_stats
+from ._common import QuantizerOutput, UsageMonitor, code_counts, usage_stats
 
 
 class FSQ(torch.nn.Module):
@@ -72,9 +72,10 @@ class FSQ(torch.nn.Module):
         q = b + (b.round() - b).detach()
         quantized = q / self._half_width
         indices = self.indices_from_codes(quantized.detach())
+        counts = code_counts(indices, self.num_codes)
         if self.training:
-            self.monitor.update(indices, type(self).__name__)
-        return QuantizerOutput(quantized.to(z.dtype), indices, zf.new_zeros(()), usage_stats(indices, self.num_codes))
+            self.monitor.update(counts, type(self).__name__)
+        return QuantizerOutput(quantized.to(z.dtype), indices, zf.new_zeros(()), usage_stats(counts))
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, num_codes={self.num_codes}"

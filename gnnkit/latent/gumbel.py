@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import QuantizerOutput, UsageMonitor, usage_stats
+from ._common import QuantizerOutput, UsageMonitor, code_counts, usage_stats
 
 _U_EPS = 1e-10  # U is drawn in [eps, 1 - eps] (fp32) so -log(-log U) stays finite
 
@@ -145,7 +145,6 @@ class GumbelQuantizer(torch.nn.Module):
                 hard = F.one_hot(indices, self.num_codes).to(y.dtype)
                 y = hard - y.detach() + y
             self.step += 1
-            self.monitor.update(indices, type(self).__name__)
         else:
             indices = lf.argmax(-1)
             y = F.one_hot(indices, self.num_codes).to(lf.dtype)
@@ -155,7 +154,10 @@ class GumbelQuantizer(torch.nn.Module):
             loss = self.kl_weight * kl.mean()
         else:
             loss = lf.new_zeros(())
-        return QuantizerOutput(quantized, indices, loss, usage_stats(indices, self.num_codes))
+        counts = code_counts(indices, self.num_codes)
+        if self.training:
+            self.monitor.update(counts, type(self).__name__)
+        return QuantizerOutput(quantized, indices, loss, usage_stats(counts))
 
     def extra_repr(self) -> str:
         return f"{self.num_codes}, {self.dim}, temperature={self.schedule}, hard={self.hard}, kl_weight={self.kl_weight}"

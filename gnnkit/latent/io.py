@@ -83,7 +83,7 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
         stem = out / f"graph_{i:0{width}d}"
         atomic_write(stem.with_suffix(".txt"), edge_list_text(g).encode())
         buf = io.BytesIO()
-        torch.save(Data(**{k: v for k, v in g.to_dict().items()}), buf)
+        torch.save(g, buf)
         atomic_write(stem.with_suffix(".pt"), buf.getvalue())
         written += [stem.with_suffix(".txt"), stem.with_suffix(".pt")]
     draw_grid(graphs, out / "graphs.png", title=title)

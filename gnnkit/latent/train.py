@@ -23,6 +23,7 @@ from torch_geometric.data import Batch, Data
 
 from gnnkit._atomic import atomic_write
 
+from ._common import code_counts, usage_stats
 from .datasets import GenerationDataset, from_pyg, load_generation_dataset, to_pyg
 from .fsq import FSQ
 from .gumbel import GumbelQuantizer, TemperatureSchedule
@@ -172,8 +173,14 @@ def prepare(graphs: Sequence, generator: Optional[torch.Generator] = None) -> Li
     return out
 
 
+def _seed_value(cfg: "VQConfig", stage: int, epoch: int) -> int:
+    """The seed of one epoch of one stage: a run re-seeds from it, so a resumed run repeats the draws."""
+    return (cfg.seed * 1_000_003 + stage * 10_007 + epoch) % (2 ** 63)
+
+
 def _generator(cfg: "VQConfig", stage: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed((cfg.seed * 1_000_003 + stage * 10_007 + epoch + 7919) % (2 ** 63))
+    """A CPU generator for the epoch's BFS orders (its own stream, apart from torch's global one)."""
+    return torch.Generator().manual_seed(_seed_value(cfg, stage, epoch + 7919))
 
 
 def _batches(data: List[Data], batch_size: int, shuffle: bool) -> List[Batch]:
@@ -192,7 +199,7 @@ def _device(device: Union[str, torch.device]) -> torch.device:
 
 
 def _seed(cfg: VQConfig, stage: int, epoch: int) -> None:
-    torch.manual_seed((cfg.seed * 1_000_003 + stage * 10_007 + epoch) % (2 ** 63))
+    torch.manual_seed(_seed_value(cfg, stage, epoch))
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -470,8 +477,7 @@ class VQRun:
                 label_hits += int((out.label_logits.argmax(-1) == batch.node_label).sum())
                 label_total += batch.num_nodes
         lg, tg = torch.cat(logits).cpu(), torch.cat(targets).cpu()
-        from ._common import usage_stats
-        stats = usage_stats(torch.cat(idx), self.model.num_codes)
+        stats = usage_stats(code_counts(torch.cat(idx), self.model.num_codes))
         res = {"edge_auc": float(roc_auc_score(tg.numpy(), lg.numpy())) if 0 < float(tg.mean()) < 1 else float("nan"),
                "edge_accuracy": float(((lg > 0).float() == tg).float().mean()),
                "perplexity": float(stats.perplexity), "codes_used": int(stats.num_used),

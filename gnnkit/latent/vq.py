@@ -30,7 +30,7 @@ from torch import Tensor
 
 from gnnkit.ops import nearest_code
 
-from ._common import QuantizerOutput, UsageMonitor, usage_stats
+from ._common import QuantizerOutput, UsageMonitor, code_counts, usage_stats
 
 METRICS = ("l2", "cosine")
 GRADIENTS = ("straight_through", "rotation")
@@ -187,8 +187,8 @@ class VectorQuantizer(torch.nn.Module):
         self.initialised.fill_(True)
 
     @torch.no_grad()
-    def _ema_update(self, zf: Tensor, idx: Tensor) -> None:
-        counts = torch.bincount(idx, minlength=self.num_codes).float()
+    def _ema_update(self, zf: Tensor, idx: Tensor, counts: Tensor) -> None:
+        counts = counts.float()
         sums = torch.zeros(self.num_codes, self.dim, device=zf.device).index_add_(0, idx, zf)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
@@ -197,12 +197,11 @@ class VectorQuantizer(torch.nn.Module):
         self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))
 
     @torch.no_grad()
-    def _find_dead(self, zf: Tensor, idx: Tensor) -> None:
+    def _find_dead(self, zf: Tensor, counts: Tensor) -> None:
         """Update the usage average; codes below ``dead_code_threshold`` get a random vector of this
         batch, applied at the start of the next training forward (not now: the current step's
         backward still needs the codebook as it was)."""
-        counts = torch.bincount(idx, minlength=self.num_codes).float()
-        self.usage_ema.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.usage_ema.mul_(self.decay).add_(counts.float(), alpha=1 - self.decay)
         if self.dead_code_threshold <= 0:
             return
         dead = (self.usage_ema < self.dead_code_threshold).nonzero().flatten()
@@ -239,8 +238,9 @@ class VectorQuantizer(torch.nn.Module):
             self._apply_restart()
             if not bool(self.initialised):
                 self._init_kmeans(zf.detach())
-        idx, _ = nearest_code(zf.detach(), self._codewords().detach())
-        e = self._codewords().index_select(0, idx)
+        codewords = self._codewords()
+        idx, _ = nearest_code(zf.detach(), codewords.detach())
+        e = codewords.index_select(0, idx)
         commitment = F.mse_loss(zf, e.detach())
         loss = self.beta * commitment
         if not self.ema:
@@ -249,13 +249,14 @@ class VectorQuantizer(torch.nn.Module):
             out = e.detach()  # nothing to pass a gradient to: the codewords themselves (exactly)
         else:
             out = rotate_to(zf, e) if self.gradient == "rotation" else zf + (e - zf).detach()
+        counts = code_counts(idx, self.num_codes)
         if self.training:
             if self.ema:
-                self._ema_update(zf.detach(), idx)
-            self._find_dead(zf.detach(), idx)
-            self.monitor.update(idx, type(self).__name__)
+                self._ema_update(zf.detach(), idx, counts)
+            self._find_dead(zf.detach(), counts)
+            self.monitor.update(counts, type(self).__name__)
         return QuantizerOutput(out.to(z.dtype).reshape(*shape, self.dim), idx.reshape(shape), loss,
-                               usage_stats(idx, self.num_codes))
+                               usage_stats(counts))
 
     def extra_repr(self) -> str:
         return (f"{self.num_codes}, {self.dim}, beta={self.beta}, metric={self.metric!r}, ema={self.ema}, "
