@@ -344,8 +344,11 @@ class HierarchicalGraphVQVAE(GraphVQVAE):
     that reads both. Arguments as :class:`GraphVQVAE`, plus ``top_quantizer`` and ``top_slots``."""
 
     def __init__(self, quantizer: torch.nn.Module, top_quantizer: torch.nn.Module, max_nodes: int,
-                 top_slots: int = 4, **kwargs):
-        super().__init__(quantizer, max_nodes, **kwargs)
+                 top_slots: int = 4, in_channels: int = 0, num_node_labels: int = 0, hidden_channels: int = 128,
+                 num_layers: int = 3, parts: int = 2, conv: str = "gin", decoder_layers: int = 2, heads: int = 4,
+                 edge_channels: int = 32, edge_loss: str = "auto", dropout: float = 0.0):
+        super().__init__(quantizer, max_nodes, in_channels, num_node_labels, hidden_channels, num_layers, parts,
+                         conv, decoder_layers, heads, edge_channels, edge_loss, dropout)
         if top_slots < 1:
             raise ValueError(f"top_slots={top_slots} must be >= 1")
         h = self.hidden
@@ -355,8 +358,7 @@ class HierarchicalGraphVQVAE(GraphVQVAE):
         self.top_out = Linear(top_quantizer.dim, h)
         self.top_slot = torch.nn.Embedding(top_slots, h)
         self.cond = Linear(top_slots * top_quantizer.dim, h)
-        conv = kwargs.get("conv", "gin")
-        self.bottom = GraphEncoder(h, 1, 0, 0, 0, conv, kwargs.get("dropout", 0.0))
+        self.bottom = GraphEncoder(h, 1, 0, 0, 0, conv, dropout)
 
     def _top(self, h: Tensor, data: Batch, rank: Tensor):
         b = data.num_graphs
