@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from gnnkit import profile as prof  # noqa: E402
+from gnnkit._atomic import atomic_write  # noqa: E402
 
 SUITE = {
     # name: (source, args, cuda_only)
@@ -325,7 +326,7 @@ def plot_summary(report: dict, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    prof.atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def main(argv=None) -> int:
@@ -429,11 +430,11 @@ def main(argv=None) -> int:
         for name, rows in report["train"].items()}
     tag = args.tag or device.type
     out_dir = Path(args.out_dir)
-    prof.atomic_write(out_dir / f"kernels_{tag}.json", (json.dumps(report, indent=1) + "\n").encode())
+    atomic_write(out_dir / f"kernels_{tag}.json", (json.dumps(report, indent=1) + "\n").encode())
     if report["graphs"]:
         plot_summary(report, out_dir / f"kernels_{tag}.png")
         md = markdown(report)
-        prof.atomic_write(out_dir / f"kernels_{tag}.md", (md + "\n").encode())
+        atomic_write(out_dir / f"kernels_{tag}.md", (md + "\n").encode())
         print(md)
     print(f"wrote {out_dir / f'kernels_{tag}.json'}")
     return 0

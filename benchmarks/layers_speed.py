@@ -10,8 +10,9 @@ to the OS on free, so the resident set follows live memory).  Per measurement: i
 the adjacency object are built first (PyG's ``SparseTensor`` / ``torch.sparse`` conversions
 are not timed), one warm-up call, then ``--reps`` timed calls of ``out = layer(x, adj);
 out.backward(g)`` with ``x.requires_grad``; the median is reported.  Peak memory is the
-resident-set high-water mark (``/proc/self/status`` VmHWM, reset through
-``/proc/self/clear_refs``) during one more call, minus the resident set before it.
+resident-set high-water mark during one more call, minus the resident set before it, measured
+by ``gnnkit.profile.PeakMemory`` (the probe ``gnnkit profile`` uses: VmHWM reset through
+``/proc/self/clear_refs``, glibc's mmap threshold pinned at 64 KiB during the call).
 
 PyG's LSTM aggregation pads every node to the maximum in-degree (N x max_deg x F floats),
 which does not fit in memory on this graph (max in-degree 3,829), nor on a degree-capped copy
@@ -39,6 +40,7 @@ from pathlib import Path
 import torch
 
 from gnnkit._atomic import atomic_write, write_json_atomic
+from gnnkit.profile import PeakMemory
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N, E, F = 169_343, 1_166_243, 128
@@ -64,23 +66,6 @@ def make_graph(seed: int = 0, cap: int = 0, n: int = N, e: int = E) -> torch.Ten
         ei = ei[:, order[pos < cap]]
         # PyG's LSTM aggregation needs edges sorted by destination
     return ei
-
-
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 # ---------------------------------------------------------------------------- layers
@@ -155,13 +140,15 @@ def paired_worker(layer: str, impls: list, reps: int) -> dict:
             t = time.perf_counter()
             step()
             times[impl].append(time.perf_counter() - t)
+    mem = PeakMemory(torch.device("cpu"))  # gnnkit profile's probe: peak-RSS delta of one step
     for impl, step in steps.items():
-        ok = _reset_peak()
-        base = _rss_kb("VmRSS")
-        step()
-        peak = _rss_kb("VmHWM") - base if ok else None
+        rec = {}
+        with mem.measure(rec):
+            step()
+        peak = rec["peak_bytes"]
         out[impl] = {"median_s": statistics.median(times[impl]), "times_s": times[impl],
-                     "peak_mb": None if peak is None else round(peak / 1024, 1), "num_edges": int(ei.size(1))}
+                     "peak_mb": None if peak != peak else round(peak / 2 ** 20, 1), "num_edges": int(ei.size(1)),
+                     "memory_method": mem.method}
     return out
 
 

@@ -171,8 +171,14 @@ def schedule(rowptr: torch.Tensor) -> Schedule:
     return sch
 
 
-def slot_rows(rowptr: torch.Tensor, num_slots: int) -> torch.Tensor:
-    """Destination row of every CSR slot ``[E]`` int64 (cached with the schedule)."""
+def slot_rows(rowptr: torch.Tensor, num_slots: int, row: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Destination row of every CSR slot ``[E]`` int64: ``row`` when the caller has it
+    (``gnnkit.ops`` passes ``Graph.row``), else built from ``rowptr`` (cached with the schedule)."""
+    if row is not None:
+        check_index("row", row)
+        if row.numel() != num_slots:
+            raise ValueError(f"row must have one entry per CSR slot ({num_slots}), got {row.numel()}")
+        return row
     sch = schedule(rowptr)
     if sch.slot_row is None or sch.slot_row.numel() != num_slots:
         N = rowptr.numel() - 1

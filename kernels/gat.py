@@ -207,7 +207,7 @@ def gat_fwd(rowptr: torch.Tensor, col: torch.Tensor, x: torch.Tensor, a_src: tor
 def gat_bwd(rowptr: torch.Tensor, col: torch.Tensor, rowptr_t: torch.Tensor, col_t: torch.Tensor,
             perm_t: torch.Tensor, x: torch.Tensor, a_src: torch.Tensor, a_dst: torch.Tensor,
             edge_term: Optional[torch.Tensor], out: torch.Tensor, m: torch.Tensor, z: torch.Tensor,
-            grad_out: torch.Tensor, negative_slope: float
+            grad_out: torch.Tensor, negative_slope: float, *, row: Optional[torch.Tensor] = None
             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """``(grad_x, grad_a_src, grad_a_dst, grad_edge_term or None)`` by recomputation from ``m, z``."""
     _check(rowptr, col, x, a_src, a_dst, edge_term)
@@ -230,7 +230,7 @@ def gat_bwd(rowptr: torch.Tensor, col: torch.Tensor, rowptr_t: torch.Tensor, col
     alpha = torch.empty((E, H), dtype=torch.float32, device=dev)
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, x.dtype)
     _gat_bwd_kernel[(triton.cdiv(E, BLOCK_E), H)](
-        slot_rows(rowptr, E), col, x, a_src, a_dst, t if t is not None else rowptr, m, z, g, D, dpre, alpha,
+        slot_rows(rowptr, E, row), col, x, a_src, a_dst, t if t is not None else rowptr, m, z, g, D, dpre, alpha,
         E, H, F, float(negative_slope), HAS_T=t is not None, ACC=acc_dtype(x.dtype), BLOCK_E=BLOCK_E,
         BLOCK_F=BLOCK_F, num_warps=warps)
     grad_x, _ = reduce_rows(rowptr_t, col_t, alpha.index_select(0, perm_t), g, "sum", out_dtype=x.dtype)

@@ -52,7 +52,8 @@ def sddmm_pairs(row: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.
     return out
 
 
-def sddmm_fwd(rowptr: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def sddmm_fwd(rowptr: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *,
+              row: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``[E, H]`` in CSR slot order, ``a.dtype``; ``a`` ``[N, H, F]``, ``b`` ``[S, H, F]``."""
     check_index("rowptr", rowptr)
     check_index("col", col)
@@ -65,4 +66,4 @@ def sddmm_fwd(rowptr: torch.Tensor, col: torch.Tensor, a: torch.Tensor, b: torch
         raise ValueError(f"a has {a.shape[0]} rows but rowptr describes {rowptr.numel() - 1} destinations")
     a = a.contiguous()
     b = b.to(a.dtype).contiguous()
-    return sddmm_pairs(slot_rows(rowptr, col.numel()), col, a, b)
+    return sddmm_pairs(slot_rows(rowptr, col.numel(), row), col, a, b)

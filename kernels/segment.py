@@ -9,6 +9,8 @@ attaining the extremum (found by re-running the forward with arg tracking).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
@@ -65,7 +67,7 @@ def segment_reduce_fwd(rowptr: torch.Tensor, values: torch.Tensor, reduce: str) 
 
 
 def segment_reduce_bwd(rowptr: torch.Tensor, values: torch.Tensor, grad_out: torch.Tensor,
-                       reduce: str) -> torch.Tensor:
+                       reduce: str, *, row: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Gradient w.r.t. ``values`` (only shape/dtype of ``values`` are read for sum/mean)."""
     _check(rowptr, values, reduce)
     E = values.shape[0]
@@ -87,6 +89,6 @@ def segment_reduce_bwd(rowptr: torch.Tensor, values: torch.Tensor, grad_out: tor
         arg = rowptr
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, values.dtype)
     _segment_reduce_bwd_kernel[(triton.cdiv(E, BLOCK_E), triton.cdiv(F, BLOCK_F))](
-        rowptr, slot_rows(rowptr, E), g, arg, out, E, F, REDUCE=code, ACC=acc_dtype(values.dtype),
+        rowptr, slot_rows(rowptr, E, row), g, arg, out, E, F, REDUCE=code, ACC=acc_dtype(values.dtype),
         BLOCK_E=BLOCK_E, BLOCK_F=BLOCK_F, num_warps=warps)
     return out

@@ -15,6 +15,8 @@ Extra memory: ``[N, H]`` fp32 statistics (plus chunk partials).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import triton
 import triton.language as tl
@@ -141,7 +143,8 @@ def _check(rowptr, logits, name="logits"):
                          f"{list(logits.shape)}; pass {name}.contiguous()")
 
 
-def segment_softmax_fwd(rowptr: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+def segment_softmax_fwd(rowptr: torch.Tensor, logits: torch.Tensor, *,
+                        row: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Edge softmax of ``logits`` ``[E, H]`` (CSR slot order), same dtype."""
     _check(rowptr, logits)
     E, H = logits.shape
@@ -150,12 +153,13 @@ def segment_softmax_fwd(rowptr: torch.Tensor, logits: torch.Tensor) -> torch.Ten
         return p
     m, z = softmax_stats(rowptr, logits)
     BLOCK_E, BLOCK_H, warps = head_blocks(H, logits.dtype)
-    _segment_softmax_norm_kernel[(triton.cdiv(E, BLOCK_E),)](slot_rows(rowptr, E), logits, m, z, p, E, H,
+    _segment_softmax_norm_kernel[(triton.cdiv(E, BLOCK_E),)](slot_rows(rowptr, E, row), logits, m, z, p, E, H,
                                                              BLOCK_E=BLOCK_E, BLOCK_H=BLOCK_H, num_warps=warps)
     return p
 
 
-def segment_softmax_bwd(rowptr: torch.Tensor, p: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+def segment_softmax_bwd(rowptr: torch.Tensor, p: torch.Tensor, grad: torch.Tensor, *,
+                        row: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Gradient of the edge softmax w.r.t. its logits: ``p * (grad - sum_row(p * grad))``."""
     _check(rowptr, p, "p")
     check_float("grad", grad)
@@ -169,6 +173,6 @@ def segment_softmax_bwd(rowptr: torch.Tensor, p: torch.Tensor, grad: torch.Tenso
     # dot[i, h] = sum_e p[e, h] * grad[e, h]: identity-gather CSR reduction with p as weights
     dot, _ = reduce_rows(rowptr, None, p, grad.view(E, H, 1), "sum", out_dtype=torch.float32)
     BLOCK_E, BLOCK_H, warps = head_blocks(H, p.dtype)
-    _segment_softmax_bwd_kernel[(triton.cdiv(E, BLOCK_E),)](slot_rows(rowptr, E), p, grad, dot, out, E, H,
+    _segment_softmax_bwd_kernel[(triton.cdiv(E, BLOCK_E),)](slot_rows(rowptr, E, row), p, grad, dot, out, E, H,
                                                             BLOCK_E=BLOCK_E, BLOCK_H=BLOCK_H, num_warps=warps)
     return out

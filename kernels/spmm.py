@@ -260,7 +260,8 @@ def spmm_fwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tens
 
 def spmm_arg_bwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tensor], x: torch.Tensor,
                  grad_out: torch.Tensor, reduce: str, rowptr_t: torch.Tensor, col_t: torch.Tensor,
-                 perm_t: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                 perm_t: torch.Tensor, *, row: Optional[torch.Tensor] = None
+                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """max/min backward: ``(grad_x [S, H, F], grad_value [E, H] or None)``; each
     ``(row, head, feature)`` sends its gradient to the first CSR slot attaining the extremum."""
     _check(rowptr, col, value, x, reduce)
@@ -298,7 +299,7 @@ def spmm_arg_bwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.
             rowptr_t, grad_x, dummy, part, dummy, sch.long_rows, sch.long_ptr, H, F,
             REDUCE=0, STORE_ARG=False, ACC=ACC, BLOCK_F=BLOCK_F, num_warps=warps)
     if gv is not None and E > 0:
-        srow = slot_rows(rowptr, E)
+        srow = slot_rows(rowptr, E, row)
         _spmm_value_bwd_kernel[(triton.cdiv(E, BLOCK_E), H)](
             srow, col, arg, grad_out, x, gv, E, H, F, ACC=ACC, BLOCK_E=BLOCK_E, BLOCK_F=BLOCK_F,
             num_warps=warps)

@@ -209,11 +209,10 @@ def test_transposed_constant_values_are_cached_until_changed():
 
 
 def test_sddmm_pattern_cache_follows_the_structure():
-    """Duplicates force a de-duplicated pattern; it is cached per structure, and a second graph
-    (or a structure changed in place) never reuses another's pattern."""
+    """Duplicates force a de-duplicated pattern; it is kept in the Graph it belongs to (built once,
+    reused, dying with the graph), and a second graph never reuses another's pattern."""
     import gc
-    import importlib
-    sd = importlib.import_module("gnnkit.ops.sddmm")
+    import weakref
     a, b = torch.randn(6, 2, 3), torch.randn(6, 2, 3)
     for seed in range(3):
         ei = torch.cat([random_graph(6, 25, seed=seed), torch.tensor([[1, 1], [2, 2]])], 1)  # (1->2) twice
@@ -221,11 +220,16 @@ def test_sddmm_pattern_cache_follows_the_structure():
         want = (a[ei[1]] * b[ei[0]]).sum(-1)
         for _ in range(2):
             torch.testing.assert_close(sddmm(g, a, b), want)
-    n_before = len(sd._PATTERNS)
-    assert n_before >= 1
-    del g, ei
+        pat = g.derived_or_none("sddmm_pattern")
+        assert pat is not None and pat[2] is not None  # duplicates: a gather map
+        assert g.sddmm_pattern() is pat  # built once
+        assert pat[1].numel() == ei.unique(dim=1).size(1)  # one slot per distinct (src, dst)
+    clean, _ = as_graph(random_graph(6, 10, seed=9).unique(dim=1), num_nodes=6)
+    assert clean.sddmm_pattern()[2] is None and clean.sddmm_pattern()[1] is clean.col  # no copy without duplicates
+    ref = weakref.ref(pat[1])
+    del g, ei, pat
     gc.collect()
-    assert len(sd._PATTERNS) < n_before  # an entry dies with its structure (no strong reference)
+    assert ref() is None  # the pattern dies with its graph (no other strong reference)
 
 
 def test_empty_graph_everywhere():

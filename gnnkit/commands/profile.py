@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         n, e = args.synthetic or ((300, 2000) if args.quick else (10_000, 100_000))
         graph = prof.power_law_graph(n, e, seed=args.seed)
     report = prof.profile(graph, device, features=features, heads=heads, head_dim=args.head_dim,
-                          dtype=prof._DTYPES[args.dtype], ops=tuple(args.ops), backends=args.backends,
+                          dtype=prof.DTYPES[args.dtype], ops=tuple(args.ops), backends=args.backends,
                           modes=tuple(args.modes), warmup=warmup, repeats=repeats, compile_=compile_,
                           seed=args.seed, progress=not args.no_progress, copy_mb=copy_mb)
     out = Path(args.out)

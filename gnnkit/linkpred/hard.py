@@ -20,13 +20,25 @@ shared by ``m`` positives contributes its ``m * q`` best candidates.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Tuple
+from typing import Any, Optional, Protocol, Tuple
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .negative import NegativeSampler
+
+class SamplerState(Protocol):
+    """What :func:`hard_candidates` reads of a :class:`~gnnkit.linkpred.NegativeSampler`
+    (stated here so this module does not import the sampler that imports it)."""
+
+    space: Any
+    device: torch.device
+    generator: Optional[torch.Generator]
+    targets: Tensor
+    edge_index: Tensor
+    undirected: bool
+    hard_score: str
+
+    def _forbidden_edges(self) -> Tensor: ...
 
 CHUNK_SCORES = 2 ** 23
 PPR_ALPHA, PPR_STEPS = 0.15, 20
@@ -69,7 +81,7 @@ def _right_multiplier(rowptr: Tensor, col: Tensor, n: int):
     return lambda X: torch.sparse.mm(A, X.t().contiguous()).t()
 
 
-def hard_candidates(s: "NegativeSampler", k: int) -> Tensor:
+def hard_candidates(s: SamplerState, k: int) -> Tensor:
     """Candidate ranks in priority order (may hold duplicates; the caller de-duplicates)."""
     space, dev, gen = s.space, s.device, s.generator
     bip = space.bipartite

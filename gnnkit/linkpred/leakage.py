@@ -35,6 +35,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ._graph import infer_undirected, is_bipartite
+
 SPLITS = ("train", "val", "test")
 
 
@@ -127,7 +129,6 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
     Returns:
         A :class:`LeakageReport`.
     """
-    from .split import infer_undirected, is_bipartite
     splits = (train_data, val_data, test_data)
     bips = [is_bipartite(d) for d in splits]
     if len(set(bips)) != 1:

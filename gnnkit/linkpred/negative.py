@@ -26,6 +26,8 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from .hard import hard_candidates
+
 NumNodes = Union[int, Tuple[int, int]]
 METHODS = ("uniform", "degree", "hard")
 HARD_SCORES = ("ra", "cn", "ppr")
@@ -384,7 +386,6 @@ class NegativeSampler:
 
     # hard (HeaRT-style) -------------------------------------------------------------
     def _hard(self, k: int) -> Tensor:
-        from .hard import hard_candidates
         ranks = hard_candidates(self, k)
         ranks = ranks[_first_occurrence(ranks)][:k]
         if ranks.numel() < k:

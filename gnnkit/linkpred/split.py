@@ -21,26 +21,22 @@ de-duplication and re-orientation they no longer line up with the edges.
 from __future__ import annotations
 
 import copy
+import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from .negative import NegativeSampler
+from ._graph import both_directions, infer_undirected, is_bipartite  # noqa: F401  (re-exported)
+from .hard import _csr, _gather_rows
+from .leakage import check_leakage
+from .negative import METHODS, NegativeSampler
 
 Ratio = Union[int, float]
 
 
 # --------------------------------------------------------------------------- helpers
-def is_bipartite(data: Data) -> bool:
-    """A bipartite ``Data`` carries integer ``num_src`` and ``num_dst`` attributes."""
-    has_s, has_d = "num_src" in data, "num_dst" in data
-    if has_s != has_d:
-        raise ValueError("a bipartite Data needs both num_src and num_dst; fix: set the missing one")
-    return has_s
-
-
 def _num_nodes(data: Data):
     if is_bipartite(data):
         return (int(data.num_src), int(data.num_dst))
@@ -109,10 +105,6 @@ def unique_edges(edge_index: Tensor, num_nodes, undirected: bool) -> Tuple[Tenso
                  "duplicates_removed": e.size(1) - out.size(1)}
 
 
-def both_directions(e: Tensor) -> Tensor:
-    return torch.cat([e, e.flip(0)], 1)
-
-
 def _strip_edge_attrs(data: Data) -> Data:
     out = copy.copy(data)
     for key in list(out.keys()):
@@ -157,19 +149,7 @@ def train_negative_sampler(train_data: Data, neg_sampling_ratio: float = 1.0, me
                            force_undirected=is_undirected, seed=seed, batch=batch, targets=pos)
 
 
-def infer_undirected(data: Data) -> bool:
-    """True when ``data`` is homogeneous and its message edges are stored in both directions."""
-    if is_bipartite(data) or data.edge_index.numel() == 0:
-        return False
-    ei = data.edge_index.long()
-    n = int(ei.max()) + 1
-    fwd = torch.unique(ei[0] * n + ei[1])
-    rev = torch.unique(ei[1] * n + ei[0])
-    return fwd.numel() == rev.numel() and bool((fwd == rev).all())
-
-
 def _debug_default(debug: Optional[bool]) -> bool:
-    import os
     return bool(debug) if debug is not None else os.environ.get("GNNKIT_DEBUG", "") not in ("", "0")
 
 
@@ -182,7 +162,6 @@ def _set_common_options(split, num_val, num_test, is_undirected, neg_sampling_ra
     if isinstance(neg_sampling_ratio, bool) or not (isinstance(neg_sampling_ratio, (int, float))
                                                      and neg_sampling_ratio >= 0):
         raise ValueError(f"neg_sampling_ratio must be a number >= 0, got {neg_sampling_ratio!r}")
-    from .negative import METHODS
     if neg_method not in METHODS:
         raise ValueError(f"neg_method must be one of {METHODS}, got {neg_method!r}")
     split.num_val, split.num_test = num_val, num_test
@@ -296,7 +275,6 @@ class TransductiveLinkSplit:
                           val_negatives=int((out[1].edge_label == 0).sum()),
                           test_negatives=int((out[2].edge_label == 0).sum()))
         if _debug_default(self.debug):
-            from .leakage import check_leakage
             full = both_directions(edges) if und else edges
             check_leakage(*out, full_edge_index=full, is_undirected=und, strict=True,
                           allow_train_overlap=(n_sup == 0))
@@ -339,7 +317,6 @@ def _as_union(dataset) -> Tuple[Data, int]:
 
 def _region_partition(edges: Tensor, n: int, sizes: Sequence[int], gen: torch.Generator) -> Tensor:
     """Grow connected regions by breadth-first search: part 2 (test), then part 1 (val)."""
-    from .hard import _csr, _gather_rows
     rowptr, col = _csr(n, torch.cat([edges[0], edges[1]]), torch.cat([edges[1], edges[0]]))
     part = torch.zeros(n, dtype=torch.long)
     free = torch.ones(n, dtype=torch.bool)
@@ -529,7 +506,6 @@ class InductiveLinkSplit:
                 stats[f"{name}_graphs"] = int((graph_part == p).sum())
         self.stats = stats
         if _debug_default(self.debug):
-            from .leakage import check_leakage
             full = edges
             check_leakage(*out, full_edge_index=both_directions(full) if und else full, is_undirected=und,
                           strict=True)

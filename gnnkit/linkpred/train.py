@@ -21,7 +21,7 @@ from torch_geometric.data import Data
 from gnnkit.nn.dropout import dropout
 
 from .metrics import evaluate
-from .split import train_negative_sampler
+from .split import both_directions, infer_undirected, is_bipartite, train_negative_sampler, unique_edges
 
 MODELS = ("gcn", "sage")
 DECODERS = ("dot", "mlp")
@@ -172,7 +172,6 @@ def score_split(enc: Encoder, dec: nn.Module, data: Data, device) -> Tuple[Tenso
 
 def _reshuffler(train_data: Data, pos: Tensor, cfg: LinkPredConfig):
     """A callable giving a fresh (message edges, supervision positives) division, or None."""
-    from .split import both_directions, infer_undirected, unique_edges, is_bipartite
     if is_bipartite(train_data) or pos.size(1) == 0:
         return None
     und = infer_undirected(train_data)

@@ -6,10 +6,9 @@ from typing import Any, NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
-from gnnkit.ops import Graph, cached_for, is_sparse_adj
-from gnnkit.ops.graph import SparseTensor, validate_edge_index
+from gnnkit.ops import Graph, SparseTensor, is_sparse_adj
 
-from ._utils import graph_of, is_compiling, plain_edge_index
+from ._utils import graph_of, plain_edge_index
 
 _FILLS = ("mean", "add", "sum", "max", "min")
 
@@ -64,27 +63,19 @@ def _loops_from_coo(src: Tensor, dst: Tensor, ns: int, nd: int, n_loops: int) ->
 
 
 def attention_structure(edge_index: Any, ns: int, nd: int, add_self_loops: bool) -> AttnStructure:
-    """The graph the attention runs on.  ``edge_index`` input keeps PyG's edge order (kept
-    edges, then one loop per node ``< min(num_src, num_dst)``); sparse input keeps its
-    row-major order."""
+    """The graph the attention runs on, kept in the input's :class:`Graph` (built once).
+    ``edge_index`` (or ``Graph``) input keeps PyG's edge order (kept edges, then one loop per
+    node ``< min(num_src, num_dst)``); sparse input keeps its row-major order."""
+    g0, _ = graph_of(edge_index, ns, nd)
     if not add_self_loops:
-        graph, _ = graph_of(edge_index, ns, nd)
-        return AttnStructure(graph, None, 0, None)
+        return AttnStructure(g0, None, 0, None)
     n_loops = min(ns, nd)
-    if is_sparse_adj(edge_index):
-        g0, _ = graph_of(edge_index, ns, nd)
-        st = _loops_from_coo(g0.from_csr_order(g0.col), g0.from_csr_order(g0.row), ns, nd, n_loops)
-    else:
-        ei = plain_edge_index(edge_index)
-
-        def build():
-            validate_edge_index(ei, ns, nd)
-            return _loops_from_coo(ei[0], ei[1], ns, nd, n_loops)
-
-        st = cached_for(ei, ("attn_loops", ns, nd), build)
-    if is_compiling():
-        st.graph.transpose()
-    return st
+    if is_sparse_adj(edge_index):  # slots in CSR (row-major) order are the "input order"
+        return g0.derived(("attn_loops", "csr", n_loops),
+                          lambda: _loops_from_coo(g0.col, g0.row, ns, nd, n_loops))
+    return g0.derived(("attn_loops", "input", n_loops),
+                      lambda: _loops_from_coo(g0.from_csr_order(g0.col), g0.from_csr_order(g0.row), ns, nd,
+                                              n_loops))
 
 
 def edge_features(st: AttnStructure, edge_attr: Tensor, fill_value: Union[float, Tensor, str]) -> Tensor:
@@ -115,9 +106,9 @@ def edge_features(st: AttnStructure, edge_attr: Tensor, fill_value: Union[float,
     return torch.cat([kept, loop.to(kept.dtype)], 0)
 
 
-def attention_edge_index(st: AttnStructure, edge_index: Tensor) -> Tensor:
+def attention_edge_index(st: AttnStructure, edge_index: Any) -> Tensor:
     """``edge_index`` after PyG's remove/add self-loops (same dtype as the input)."""
-    ei = plain_edge_index(edge_index)
+    ei = edge_index.edge_index() if isinstance(edge_index, Graph) else plain_edge_index(edge_index)
     if st.keep is None:
         return ei
     loops = torch.arange(st.num_loops, device=ei.device, dtype=ei.dtype)
@@ -125,13 +116,14 @@ def attention_edge_index(st: AttnStructure, edge_index: Tensor) -> Tensor:
 
 
 def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int, nd: int):
-    """What PyG returns with ``return_attention_weights``: ``(edge_index, alpha)`` for
-    ``edge_index``, ``(adj_t with alpha values, alpha)`` for ``torch.sparse``, a
-    ``SparseTensor`` with alpha values for ``SparseTensor``.  Sparse results are row-major."""
-    if not is_sparse_adj(edge_index):
-        return attention_edge_index(st, edge_index), alpha
+    """What PyG returns with ``return_attention_weights``, from ``alpha`` ``[E', H]`` in CSR slot
+    order: ``(edge_index, alpha)`` (attention edge order) for ``edge_index`` and ``Graph``,
+    ``(adj_t with alpha values, alpha)`` for ``torch.sparse``, a ``SparseTensor`` with alpha
+    values for ``SparseTensor``.  Sparse results are row-major."""
     g = st.graph
-    a = g.to_csr_order(alpha)
+    if not is_sparse_adj(edge_index):
+        return attention_edge_index(st, edge_index), g.from_csr_order(alpha)
+    a = alpha
     if SparseTensor is not None and isinstance(edge_index, SparseTensor):
         return SparseTensor(row=g.row, col=g.col, value=a, sparse_sizes=(nd, ns), is_sorted=True)
     if edge_index.layout == torch.sparse_csr:
@@ -144,6 +136,8 @@ def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int,
 
 def num_input_edges(edge_index: Any) -> int:
     """Number of edges of the adjacency as given (before any self-loop rewrite)."""
+    if isinstance(edge_index, Graph):
+        return edge_index.num_edges
     if SparseTensor is not None and isinstance(edge_index, SparseTensor):
         return int(edge_index.nnz())
     if isinstance(edge_index, Tensor) and edge_index.layout == torch.sparse_coo:

@@ -6,8 +6,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
-from gnnkit.ops import Graph, as_graph, is_sparse_adj
-from gnnkit.ops.graph import SparseTensor, Size
+from gnnkit.ops import Graph, Size, SparseTensor, as_graph, is_sparse_adj, spmm_slots
 
 PairTensor = Tuple[Tensor, Optional[Tensor]]
 
@@ -16,13 +15,6 @@ def materialised(*lins) -> bool:
     """All ``lins`` exist and hold real weights (not PyG's lazy ``in_channels=-1`` placeholders
     before the first call), so a layer may use ``lin.weight`` directly."""
     return all(lin is not None and not is_uninitialized_parameter(lin.weight) for lin in lins)
-
-
-def is_compiling() -> bool:
-    try:
-        return torch.compiler.is_compiling()
-    except AttributeError:  # pragma: no cover - torch < 2.3
-        return False
 
 
 def node_pair(x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], layer: str) -> Tuple[Tensor, Optional[Tensor], bool]:
@@ -88,7 +80,9 @@ def resolve_size(edge_index: Any, x_src: Tensor, x_dst: Optional[Tensor], size: 
             raise ValueError(f"size[1]={nd} but x_dst has {x_dst.size(0)} rows; size is (num_src, num_dst)")
         nd = x_dst.size(0)
     if nd is None:
-        if is_sparse_adj(edge_index):
+        if isinstance(edge_index, Graph):
+            nd = edge_index.num_dst
+        elif is_sparse_adj(edge_index):
             nd = int(edge_index.sizes()[0] if SparseTensor is not None and isinstance(edge_index, SparseTensor)
                      else edge_index.size(0))
         else:
@@ -106,15 +100,11 @@ def graph_of(edge_index: Any, num_src: int, num_dst: int, use_values: bool = Tru
     (PyG's SAGE/GIN call ``adj_t.set_value(None)``).
     """
     if edge_index is None:
-        raise ValueError("edge_index is required: pass an edge_index [2, E] or a sparse adj_t")
+        raise ValueError("edge_index is required: pass an edge_index [2, E], a sparse adj_t or a gnnkit Graph")
     graph, w = as_graph(edge_index, size=(num_src, num_dst),
                         name="adj_t" if is_sparse_adj(edge_index) else "edge_index")
     if w is not None and not use_values and SparseTensor is not None and isinstance(edge_index, SparseTensor):
         w = None
-    if is_compiling():
-        # build the transposed CSR here, outside the autograd.Function, so the backward
-        # that reads it does not mutate the graph inside a traced higher-order op
-        graph.transpose()
     return graph, w
 
 
@@ -134,7 +124,6 @@ def aggregate(graph: Graph, x: Tensor, csr_weight: Optional[Tensor], reduce: str
     with ``root`` ``[num_dst, F]``, plus ``root_scale * root`` (added in place into the fresh
     SpMM result: one pass, no extra ``[N, F]`` tensor).  A number as ``root_scale`` (1 or None:
     the gradient passes to ``root`` without a multiply) or a tensor (e.g. a learnt ``1 + eps``)."""
-    from gnnkit.ops.spmm import spmm_slots
     if x.size(0) != graph.num_src:
         raise ValueError(f"x has {x.size(0)} rows but the graph has {graph.num_src} source nodes; "
                          "check the node features against edge_index/size")

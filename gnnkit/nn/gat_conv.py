@@ -8,7 +8,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
-from gnnkit.ops import gat_attention
+from gnnkit.ops import gat_attention_slots
 
 from ._attention import (add_residual_and_bias, attention_output, attention_structure, edge_features,
                          num_input_edges, set_attention_options)
@@ -137,11 +137,11 @@ class GATConv(torch.nn.Module):
             ea = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
             check_edge_rows(ea, num_input_edges(edge_index), "GATConv", "edge_attr")
             check_width(ea, self.edge_dim, "GATConv", "edge_attr", "edge_dim")
-            ea = edge_features(st, ea, self.fill_value)
-            edge_term = ea @ _score_matrix(self.lin_edge.weight, self.att_edge, H, C)  # [E', H]
+            ea = st.graph.to_csr_order(edge_features(st, ea, self.fill_value))
+            edge_term = ea @ _score_matrix(self.lin_edge.weight, self.att_edge, H, C)  # [E', H], CSR order
 
-        out, alpha = gat_attention(st.graph, h_src, a_src, a_dst, edge_term, self.negative_slope,
-                                   self.dropout, self.training, bool(return_attention_weights))
+        out, alpha = gat_attention_slots(st.graph, h_src, a_src, a_dst, edge_term, self.negative_slope,
+                                         self.dropout, self.training, bool(return_attention_weights))
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if res is not None:
             out = out + res

@@ -9,8 +9,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
-from gnnkit.ops.softmax import segment_softmax_slots
-from gnnkit.ops.spmm import spmm_slots
+from gnnkit.ops import segment_softmax_slots, spmm_slots
 
 from ._attention import (add_residual_and_bias, attention_output, attention_structure, edge_features,
                          num_input_edges, set_attention_options)
@@ -114,7 +113,7 @@ class GATv2Conv(torch.nn.Module):
         if self.bias is not None:
             out = out + self.bias
         if return_attention_weights:
-            return out, attention_output(edge_index, st, g.from_csr_order(alpha), ns, nd)
+            return out, attention_output(edge_index, st, alpha, ns, nd)
         return out
 
     def __repr__(self) -> str:

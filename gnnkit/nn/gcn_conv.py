@@ -8,17 +8,14 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
-from gnnkit.ops import Graph, as_graph, cached_for, is_sparse_adj, segment_reduce
-from gnnkit.ops.graph import SparseTensor, validate_edge_index
-from gnnkit.ops.spmm import spmm_slots
+from gnnkit.ops import Graph, SparseTensor, as_graph, is_sparse_adj, segment_reduce_slots, spmm_slots
 
 
-def _self_loop_structure(edge_index: Tensor, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
+def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
     """``A`` with PyG's *remaining* self-loops: existing loops are dropped and one loop per node
     is appended.  Returns the new graph, the ids of the kept input edges, and for each node
     the id of an input self-loop whose weight it inherits (-1: none)."""
-    validate_edge_index(edge_index, num_nodes, num_nodes)
-    ei = edge_index.long()
+    ei = base.edge_index()  # input edge order
     is_loop = ei[0] == ei[1]
     keep = (~is_loop).nonzero().view(-1)
     loop_edge = torch.full((num_nodes,), -1, dtype=torch.long, device=ei.device)
@@ -51,15 +48,17 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
                              "its values are the edge weights")
         graph, w = _sparse_with_loops(edge_index, num_nodes, fill, add_self_loops, dtype)
     elif add_self_loops:
-        n = num_nodes if num_nodes is not None else validate_edge_index(edge_index, None, None)[0]
-        graph, keep, loop_edge = cached_for(edge_index, ("gcn_loops", n),
-                                            lambda: _self_loop_structure(edge_index, n))
+        base, _ = as_graph(edge_index, num_nodes=num_nodes)
+        n = base.num_dst
+        if base.num_src != n:
+            raise ValueError(f"GCNConv needs a square graph, got num_src={base.num_src}, num_dst={n}")
+        graph, keep, loop_edge = base.derived(("gcn_loops", n), lambda: _self_loop_structure(base, n))
         dt = dtype or (edge_weight.dtype if edge_weight is not None else torch.get_default_dtype())
         if edge_weight is None:
             # as PyG: without weights every edge and every loop weighs 1 (improved has no effect)
             w = torch.ones(graph.num_edges, dtype=dt, device=graph.device)
         else:
-            _check_weight(edge_weight, edge_index.size(1))
+            _check_weight(edge_weight, base.num_edges)
             loop_w = torch.where(loop_edge >= 0, edge_weight[loop_edge.clamp(min=0)],
                                  torch.full((n,), fill, dtype=edge_weight.dtype, device=edge_weight.device))
             w = torch.cat([edge_weight[keep], loop_w]).to(dt)
@@ -72,15 +71,10 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
         else:
             _check_weight(edge_weight, graph.num_edges)
             w = graph.to_csr_order(edge_weight)
-    deg = segment_reduce_slots(graph, w)
+    deg = segment_reduce_slots(graph, w.view(-1, 1), "sum").view(-1)  # weighted in-degree, CSR order
     dis = deg.pow(-0.5)
     dis = dis.masked_fill(dis == float("inf"), 0.0)
     return graph, dis.index_select(0, graph.row) * w * dis.index_select(0, graph.col)
-
-
-def segment_reduce_slots(graph: Graph, w: Tensor) -> Tensor:
-    """Sum of slot weights per destination (the weighted in-degree)."""
-    return segment_reduce(graph, graph.from_csr_order(w).view(-1, 1), "sum").view(-1)
 
 
 def _check_weight(edge_weight: Tensor, num_edges: int) -> None:
@@ -195,11 +189,11 @@ class GCNConv(torch.nn.Module):
             if w is None:
                 w = torch.ones(graph.num_edges, dtype=dtype, device=graph.device)
             return graph, w.to(dtype)
-        if edge_weight is None and isinstance(edge_index, Tensor) and edge_index.layout == torch.strided:
-            # the normalised values depend on the structure alone: cache them with it
-            key = ("gcn_norm", n, self.improved, self.add_self_loops, dtype)
-            return cached_for(edge_index, key, lambda: gcn_norm(
-                edge_index, None, n, self.improved, self.add_self_loops, dtype))
+        if edge_weight is None and not is_sparse_adj(edge_index):
+            # the normalised values depend on the structure alone: keep them with it
+            base, _ = as_graph(edge_index, num_nodes=n)
+            key = ("gcn_norm", self.improved, self.add_self_loops, dtype)
+            return base.derived(key, lambda: gcn_norm(base, None, n, self.improved, self.add_self_loops, dtype))
         return gcn_norm(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype)
 
     def forward(self, x: Tensor, edge_index: Any, edge_weight: Optional[Tensor] = None) -> Tensor:

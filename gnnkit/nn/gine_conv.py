@@ -7,7 +7,7 @@ from torch import Tensor
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
-from gnnkit.ops.segment import SegmentReduceFunction
+from gnnkit.ops import segment_reduce_slots
 
 from ._attention import num_input_edges
 from ._utils import check_edge_rows, graph_of, node_pair, resolve_size
@@ -91,7 +91,7 @@ class GINEConv(torch.nn.Module):
             raise ValueError(f"GINEConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
                              "both sides must have the same width")
         msg = (x_src.index_select(0, graph.col) + graph.to_csr_order(ea)).relu()  # [E, F] in CSR order
-        out = SegmentReduceFunction.apply(graph, msg.contiguous(), "sum")
+        out = segment_reduce_slots(graph, msg, "sum")
         if x_dst is not None:
             out = out + (1 + self.eps) * x_dst
         return self.nn(out)

@@ -29,8 +29,6 @@ from torch import Tensor
 
 from gnnkit.ops import Graph
 
-from ._utils import is_compiling
-
 
 def _slot_order(graph: Graph, shuffle: bool) -> Tensor:
     """CSR slots in the order the LSTM reads them: CSR order, or (``shuffle``) a fresh random
@@ -189,7 +187,7 @@ class LSTMAggregation(torch.nn.Module):
             raise ValueError(f"LSTMAggregation: x has {x.size(0)} rows but the graph has {graph.num_src} sources")
         slots = _slot_order(graph, self.training)
         weights = self.lstm.flat_weights()
-        if is_compiling():
+        if torch.compiler.is_compiling():
             return _lstm_aggr_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights)
         return _lstm_aggregate(x, graph.rowptr, graph.col, slots, weights, self.out_channels)
 

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 from torch.nn import GRUCell, Linear, ModuleList
 
-from gnnkit.ops.segment import SegmentReduceFunction
+from gnnkit.ops import segment_reduce_slots
 
 from ._attention import num_input_edges
 from ._utils import check_edge_rows, check_width, graph_of, node_pair, resolve_size
@@ -109,7 +109,7 @@ class MPNNConv(torch.nn.Module):
         for t in range(self.num_steps):
             k = 0 if self.share_weights else t
             msg = self.message[k](h, graph, ea)
-            m = SegmentReduceFunction.apply(graph, msg.contiguous(), self.aggr)
+            m = segment_reduce_slots(graph, msg, self.aggr)
             h = self.gru[k](m, h)
         return h
 

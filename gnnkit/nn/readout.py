@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 from torch.nn import Linear, ReLU, Sequential
 
+from gnnkit.ops import validate_edge_index
+
 
 def _batch(x: Tensor, batch: Optional[Tensor], size: Optional[int]):
     if x.dim() != 2:
@@ -120,7 +122,6 @@ class EdgeReadout(torch.nn.Module):
                 lin.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None) -> Tensor:
-        from gnnkit.ops import validate_edge_index
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(f"EdgeReadout: x must be [num_nodes, {self.in_channels}], got {list(x.shape)}")
         validate_edge_index(edge_index, x.size(0), x.size(0))

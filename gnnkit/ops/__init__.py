@@ -1,8 +1,16 @@
 """Sparse ops with autograd on a CSR graph structure (see docs/architecture.md).
 
-Every op has a pure-torch reference (``*_ref``), an autograd Function, and one
-public function that dispatches to a Triton kernel on CUDA or the torch path
-(``GNNKIT_BACKEND=torch|triton|auto`` forces either).
+The one API layers use.  Two tiers per op:
+
+* the public boundary (``spmm``, ``sddmm``, ``segment_softmax``, ``segment_reduce``,
+  ``gat_attention``): per-edge tensors in the input edge order, inputs checked;
+* the CSR-slot tier (``*_slots``): per-edge tensors already in the :class:`Graph`'s CSR slot
+  order, 3-D node features ``[nodes, H, F]``, no reordering and no second check — what
+  layers call every step.
+
+Each op has a pure-torch reference (``*_ref``, :mod:`.reference`), an autograd Function, and
+a registered custom op (:mod:`.primitives`) that runs the Triton kernel from
+``gnnkit.kernels`` on CUDA or the torch path (``GNNKIT_BACKEND=torch|triton|auto`` forces either).
 """
 import warnings as _warnings
 
@@ -10,17 +18,23 @@ import warnings as _warnings
 # "beta state" notice is about the public sparse-CSR API, not something gnnkit's users do.
 _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
-from ._backend import backend_mode, use_triton
-from .gat import gat_attention
-from .graph import Graph, as_graph, cached_for, clear_cache, is_sparse_adj, validate_edge_index
-from .sddmm import sddmm, sddmm_csr_ref
-from .segment import segment_reduce, segment_reduce_ref
-from .softmax import segment_softmax, segment_softmax_ref
-from .spmm import spmm, spmm_csr_ref
-from .vq import nearest_code, nearest_code_ref
+from ._backend import backend_mode, use_triton  # noqa: E402
+from .gat import gat_attention, gat_attention_slots  # noqa: E402
+from .graph import (Graph, Size, SparseTensor, as_graph, cached_for, clear_cache, is_sparse_adj,  # noqa: E402
+                    validate_edge_index)
+from .reference import (sddmm_csr_ref, segment_reduce_ref, segment_softmax_ref,  # noqa: E402
+                        spmm_csr_ref)
+from .sddmm import sddmm, sddmm_slots  # noqa: E402
+from .segment import segment_reduce, segment_reduce_slots  # noqa: E402
+from .softmax import segment_softmax, segment_softmax_slots  # noqa: E402
+from .spmm import spmm, spmm_slots  # noqa: E402
+from .vq import nearest_code, nearest_code_ref  # noqa: E402
 
 __all__ = [
-    "Graph", "as_graph", "cached_for", "clear_cache", "is_sparse_adj", "validate_edge_index",
-    "spmm", "spmm_csr_ref", "sddmm", "sddmm_csr_ref", "segment_softmax", "segment_softmax_ref",
-    "segment_reduce", "segment_reduce_ref", "gat_attention", "nearest_code", "nearest_code_ref", "backend_mode", "use_triton",
+    "Graph", "Size", "SparseTensor", "as_graph", "cached_for", "clear_cache", "is_sparse_adj",
+    "validate_edge_index",
+    "spmm", "spmm_slots", "spmm_csr_ref", "sddmm", "sddmm_slots", "sddmm_csr_ref",
+    "segment_softmax", "segment_softmax_slots", "segment_softmax_ref",
+    "segment_reduce", "segment_reduce_slots", "segment_reduce_ref",
+    "gat_attention", "gat_attention_slots", "nearest_code", "nearest_code_ref", "backend_mode", "use_triton",
 ]

@@ -13,13 +13,15 @@ Decided per call from the input's device and one environment variable:
 """
 from __future__ import annotations
 
-import functools
-import importlib
+import importlib.util
 import os
 
 import torch
 
 _MODES = ("auto", "torch", "triton")
+# whether triton is installed: looked up once, without importing it (the CPU path never
+# imports triton, and torch.compile can evaluate use_triton without tracing an import)
+TRITON_FOUND = importlib.util.find_spec("triton") is not None
 
 
 def backend_mode() -> str:
@@ -29,41 +31,20 @@ def backend_mode() -> str:
     return mode
 
 
-@functools.lru_cache(maxsize=None)
-def _kernel_module(op: str):
-    """``gnnkit.kernels.<op>`` if triton and that module import, else None."""
-    try:
-        import triton  # noqa: F401
-    except Exception:  # triton missing or broken (e.g. CPU-only install)
-        return None
-    try:
-        return importlib.import_module(f"gnnkit.kernels.{op}")
-    except ModuleNotFoundError as e:
-        if e.name in (f"gnnkit.kernels.{op}", "gnnkit.kernels"):
-            return None
-        raise
-
-
 def use_triton(op: str, t: torch.Tensor) -> bool:
-    """True when ``op`` should run its Triton kernel on tensor ``t``."""
+    """True when ``op`` should run its Triton kernel on tensor ``t``.
+
+    The one place the backend is chosen; the kernel itself is imported by the custom op
+    that launches it (:mod:`gnnkit.ops.primitives`)."""
     mode = backend_mode()
     if mode == "torch":
         return False
-    if mode == "auto" and not t.is_cuda:
-        return False  # no import of triton on the CPU fast path
-    mod = _kernel_module(op)
     if mode == "triton":
-        if mod is None:
-            raise RuntimeError(
-                f"GNNKIT_BACKEND=triton but no Triton kernel for op {op!r} could be imported "
-                "(is triton installed?); unset GNNKIT_BACKEND to use the torch path")
+        if not TRITON_FOUND:
+            raise RuntimeError(f"GNNKIT_BACKEND=triton but triton is not installed (op {op!r}); install it or "
+                               "unset GNNKIT_BACKEND to use the torch path")
         if not t.is_cuda and os.environ.get("TRITON_INTERPRET", "0") != "1":
             raise RuntimeError(
                 "GNNKIT_BACKEND=triton on CPU tensors needs TRITON_INTERPRET=1 (Triton's interpreter)")
         return True
-    return mod is not None and t.is_cuda
-
-
-def kernel(op: str):
-    """The launcher module ``gnnkit.kernels.<op>`` (only after :func:`use_triton` said yes)."""
-    return _kernel_module(op)
+    return t.is_cuda and TRITON_FOUND

@@ -19,79 +19,21 @@ recomputes the attention from them (see ``kernels/gat.py`` and docs/kernels.md).
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._backend import kernel, use_triton
+from ._backend import use_triton
 from .graph import Graph
-from .softmax import _segment_sum, segment_softmax_slots
+from .primitives import gat_fused_bwd_op, gat_fused_op
+from .reference import segment_sum
+from .softmax import segment_softmax_slots
 from .spmm import spmm_slots
 
 
 # ---------------------------------------------------------------------- fused path (Triton)
-_TRITON_FOUND = importlib.util.find_spec("triton") is not None  # found, not imported
-
-
-def _use_fused(x: Tensor) -> bool:
-    """Whether ``gat_attention`` takes the fused Triton path for ``x``.
-
-    Eager: :func:`use_triton` (which imports the kernel module).  Under ``torch.compile``
-    the same rule is evaluated without importing anything (Dynamo cannot trace
-    ``importlib``); the kernel module is imported when the custom op runs."""
-    if not torch.compiler.is_compiling():
-        return use_triton("gat", x)
-    mode = os.environ.get("GNNKIT_BACKEND", "auto").strip().lower() or "auto"
-    if mode == "torch":
-        return False
-    if mode == "triton":
-        return True
-    return x.is_cuda and _TRITON_FOUND
-
-
-def _gat_kernels():
-    mod = kernel("gat")
-    if mod is None:
-        raise RuntimeError("the fused GAT path needs triton and gnnkit.kernels.gat, which could not be imported; "
-                           "set GNNKIT_BACKEND=torch to use the composite path")
-    return mod
-
-
-@torch.library.custom_op("gnnkit::gat_fused", mutates_args=())
-def _gat_fused_op(rowptr: Tensor, col: Tensor, x: Tensor, a_src: Tensor, a_dst: Tensor,
-                  edge_term: Optional[Tensor], negative_slope: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """``(out [N, H, F], row max m [N, H] fp32, row sum z [N, H] fp32)``; ``edge_term`` in CSR slot order."""
-    return _gat_kernels().gat_fwd(rowptr, col, x, a_src, a_dst, edge_term, negative_slope)
-
-
-@_gat_fused_op.register_fake
-def _(rowptr, col, x, a_src, a_dst, edge_term, negative_slope):
-    N = rowptr.shape[0] - 1
-    stats = x.new_empty((N, x.shape[1]), dtype=torch.float32)
-    return x.new_empty((N, x.shape[1], x.shape[2])), stats, torch.empty_like(stats)
-
-
-@torch.library.custom_op("gnnkit::gat_fused_bwd", mutates_args=())
-def _gat_fused_bwd_op(rowptr: Tensor, col: Tensor, rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor, x: Tensor,
-                      a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor], out: Tensor, m: Tensor,
-                      z: Tensor, grad_out: Tensor, negative_slope: float
-                      ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(grad_x, grad_a_src, grad_a_dst, grad_edge_term)``; the last is empty without ``edge_term``."""
-    gx, gs, gd, gt = _gat_kernels().gat_bwd(rowptr, col, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term,
-                                           out, m, z, grad_out, negative_slope)
-    return gx, gs, gd, x.new_empty(0) if gt is None else gt
-
-
-@_gat_fused_bwd_op.register_fake
-def _(rowptr, col, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out, m, z, grad_out, negative_slope):
-    gt = x.new_empty(0) if edge_term is None else torch.empty_like(edge_term)
-    return torch.empty_like(x), torch.empty_like(a_src), torch.empty_like(a_dst), gt
-
-
 class FusedGATFunction(torch.autograd.Function):
     """Fused GAT attention: forward keeps only ``out`` and the ``[N, H]`` softmax statistics;
     backward recomputes the attention weights from them (no ``E x H x F`` tensor, no atomics)."""
@@ -99,8 +41,9 @@ class FusedGATFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor],
                 negative_slope: float) -> Tensor:
-        out, m, z = _gat_fused_op(graph.rowptr, graph.col, x, a_src, a_dst, edge_term, float(negative_slope))
+        out, m, z = gat_fused_op(graph.rowptr, graph.col, x, a_src, a_dst, edge_term, float(negative_slope))
         ctx.graph = graph
+        ctx.t = graph.transpose() if any(ctx.needs_input_grad) else None
         ctx.negative_slope = float(negative_slope)
         ctx.save_for_backward(x, a_src, a_dst, edge_term, out, m, z)
         return out
@@ -110,9 +53,9 @@ class FusedGATFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         graph: Graph = ctx.graph
         x, a_src, a_dst, edge_term, out, m, z = ctx.saved_tensors
-        rowptr_t, col_t, perm_t = graph.transpose()
-        gx, gs, gd, gt = _gat_fused_bwd_op(graph.rowptr, graph.col, rowptr_t, col_t, perm_t, x, a_src, a_dst,
-                                           edge_term, out, m, z, grad_out.contiguous(), ctx.negative_slope)
+        rowptr_t, col_t, perm_t = ctx.t
+        gx, gs, gd, gt = gat_fused_bwd_op(graph.rowptr, graph.col, graph.row, rowptr_t, col_t, perm_t, x, a_src,
+                                          a_dst, edge_term, out, m, z, grad_out.contiguous(), ctx.negative_slope)
         need = ctx.needs_input_grad
         return (None, gx if need[1] else None, gs if need[2] else None, gd if need[3] else None,
                 gt if edge_term is not None and need[4] else None, None)
@@ -128,8 +71,6 @@ class EdgeScoresFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor],
                 negative_slope: float) -> Tensor:
-        if torch.compiler.is_compiling():
-            graph.transpose()  # build it in the traced forward: the backward may not mutate the graph
         s = a_src.index_select(0, graph.col)
         if a_dst.dtype == s.dtype and (edge_term is None or edge_term.dtype == s.dtype):
             s.add_(a_dst.index_select(0, graph.row))  # in place: one [E, H] tensor
@@ -138,6 +79,7 @@ class EdgeScoresFunction(torch.autograd.Function):
         else:  # mixed dtypes: out of place, with torch's type promotion
             s = s + a_dst.index_select(0, graph.row) + (0 if edge_term is None else edge_term)
         ctx.graph, ctx.slope, ctx.num_src = graph, negative_slope, a_src.size(0)
+        ctx.t = graph.transpose() if ctx.needs_input_grad[1] else None
         ctx.has_term = edge_term is not None
         if negative_slope >= 0:  # the sign of the output is the sign of the input
             F.leaky_relu_(s, negative_slope)
@@ -162,13 +104,30 @@ class EdgeScoresFunction(torch.autograd.Function):
         g_src = g_dst = None
         empty = g.size(0) == 0
         if need[1]:  # a segment sum over the transposed CSR: a gather + an ordered reduction, no scatter
-            rowptr_t, _, perm_t = graph.transpose()
+            rowptr_t, _, perm_t = ctx.t
             g_src = g.new_zeros(ctx.num_src, g.size(1)) if empty else \
-                _segment_sum(rowptr_t, g.index_select(0, perm_t))
+                segment_sum(rowptr_t, g.index_select(0, perm_t))
         if need[2]:
             g_dst = g.new_zeros(graph.num_dst, g.size(1)) if empty else \
-                _segment_sum(graph.rowptr, g)
+                segment_sum(graph.rowptr, g)
         return None, g_src, g_dst, (g if ctx.has_term and need[3] else None), None
+
+
+def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor] = None,
+                        negative_slope: float = 0.2, dropout: float = 0.0, training: bool = False,
+                        return_attention: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+    """:func:`gat_attention` with ``edge_term`` and the returned attention weights in CSR slot
+    order (what layers use); inputs are not checked again (the layer did)."""
+    if not return_attention and not (training and dropout > 0) and use_triton("gat", x):
+        t = None if edge_term is None else edge_term.contiguous()
+        out = FusedGATFunction.apply(graph, x.contiguous(), a_src.contiguous(), a_dst.contiguous(), t,
+                                     negative_slope)
+        return out, None
+    s = EdgeScoresFunction.apply(graph, a_src, a_dst, edge_term, float(negative_slope))
+    alpha = segment_softmax_slots(graph, s)
+    weights = F.dropout(alpha, p=dropout, training=training) if dropout > 0 else alpha
+    out = spmm_slots(graph, x, weights.to(x.dtype), "sum")
+    return out, (alpha if return_attention else None)
 
 
 def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor] = None,
@@ -196,14 +155,6 @@ def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_te
                          f"H={H}], got {list(a_src.shape)} and {list(a_dst.shape)}")
     if edge_term is not None and edge_term.shape != (graph.num_edges, H):
         raise ValueError(f"edge_term must be [E={graph.num_edges}, H={H}], got {list(edge_term.shape)}")
-    if not return_attention and not (training and dropout > 0) and _use_fused(x):
-        t = None if edge_term is None else graph.to_csr_order(edge_term).contiguous()
-        out = FusedGATFunction.apply(graph, x.contiguous(), a_src.contiguous(), a_dst.contiguous(), t,
-                                     negative_slope)
-        return out, None
     t = None if edge_term is None else graph.to_csr_order(edge_term)
-    s = EdgeScoresFunction.apply(graph, a_src, a_dst, t, float(negative_slope))
-    alpha = segment_softmax_slots(graph, s)
-    weights = F.dropout(alpha, p=dropout, training=training) if dropout > 0 else alpha
-    out = spmm_slots(graph, x, weights.to(x.dtype), "sum")
-    return out, (graph.from_csr_order(alpha) if return_attention else None)
+    out, alpha = gat_attention_slots(graph, x, a_src, a_dst, t, negative_slope, dropout, training, return_attention)
+    return out, (None if alpha is None else graph.from_csr_order(alpha))

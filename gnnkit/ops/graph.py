@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -40,10 +40,7 @@ Size = Optional[Tuple[int, int]]  # (num_src, num_dst), PyG's order
 
 
 def _is_compiling() -> bool:
-    try:
-        return torch.compiler.is_compiling()
-    except AttributeError:  # pragma: no cover - torch < 2.3
-        return False
+    return torch.compiler.is_compiling()
 
 
 class Graph:
@@ -56,10 +53,16 @@ class Graph:
         perm: ``[E]`` int64 with ``perm[k]`` = input edge id stored in slot ``k``,
             or ``None`` when the input was already in CSR order.
         num_src, num_dst: node counts of the two sides (equal for plain graphs).
+
+    Everything derived from the structure (the transpose, the SDDMM pattern, a layer's
+    self-loop graph or normalised weights) is built once, on first use, and kept in the
+    graph itself (:meth:`derived`): one cache, keyed by what it is, dying with the graph.
+    A ``Graph`` can be passed to every gnnkit layer in place of ``edge_index``; under
+    ``torch.compile`` a graph built outside the compiled region (and used once, so its
+    derived state exists) makes the compiled code read that state instead of rebuilding it.
     """
 
-    __slots__ = ("rowptr", "col", "row", "perm", "num_src", "num_dst", "_t", "_inv_perm",
-                 "_out_degree", "_mean_t", "_values_t", "__weakref__")
+    __slots__ = ("rowptr", "col", "row", "perm", "num_src", "num_dst", "_derived", "__weakref__")
 
     def __init__(self, rowptr: Tensor, col: Tensor, row: Tensor, perm: Optional[Tensor],
                  num_src: int, num_dst: int):
@@ -69,11 +72,7 @@ class Graph:
         self.perm = perm
         self.num_src = int(num_src)
         self.num_dst = int(num_dst)
-        self._t: Optional[Tuple[Tensor, Tensor, Tensor]] = None
-        self._inv_perm: Optional[Tensor] = None
-        self._out_degree: Optional[Tensor] = None
-        self._mean_t: Optional[Tensor] = None
-        self._values_t: Optional[tuple] = None
+        self._derived: Dict[Hashable, Any] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -97,6 +96,31 @@ class Graph:
                                       output_size=col.numel())
         return cls(rowptr, col, row, None, num_src, num_dst)
 
+    @classmethod
+    def build(cls, edge_index: Any, num_nodes: Optional[int] = None, size: Size = None) -> "Graph":
+        """The graph of ``edge_index`` (or a sparse ``adj_t``), validated, for passing to layers in
+        place of ``edge_index`` (for example into a ``torch.compile``-d model).  A sparse matrix's
+        values are not part of the structure: pass them as ``edge_weight``."""
+        return as_graph(edge_index, num_nodes=num_nodes, size=size)[0]
+
+    # ------------------------------------------------------------------ derived state
+    def derived(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()`` once per ``key``, kept in this graph.
+
+        Not stored under ``torch.inference_mode`` (inference tensors could not be used by a
+        later training step).  Under ``torch.compile`` a missing entry is built in the
+        compiled region and stored as a side effect, so the next call finds it."""
+        hit = self._derived.get(key)
+        if hit is None:
+            hit = build()
+            if torch.compiler.is_compiling() or not torch.is_inference_mode_enabled():
+                self._derived[key] = hit
+        return hit
+
+    def derived_or_none(self, key: Hashable) -> Any:
+        """The entry for ``key`` if it was built, else None (never builds)."""
+        return self._derived.get(key)
+
     # ------------------------------------------------------------------ properties
     @property
     def num_edges(self) -> int:
@@ -116,50 +140,56 @@ class Graph:
 
     def out_degree(self) -> Tensor:
         """Number of outgoing edges of each source node, ``[num_src]`` int64."""
-        if self._out_degree is None:
-            rowptr_t = self.transpose()[0]
-            self._out_degree = rowptr_t[1:] - rowptr_t[:-1]
-        return self._out_degree
+        rowptr_t = self.transpose()[0]
+        return rowptr_t[1:] - rowptr_t[:-1]
 
     def transpose(self) -> Tuple[Tensor, Tensor, Tensor]:
         """``(rowptr_t, col_t, perm_t)``: CSR by source; ``col_t`` holds destinations and
-        ``perm_t[k]`` is the CSR-by-destination slot of transposed slot ``k``."""
-        if self._t is None:
-            key = self.col * max(self.num_dst, 1) + self.row
-            perm_t = torch.sort(key, stable=True).indices
-            src_sorted = self.col[perm_t]
-            rowptr_t = torch.searchsorted(src_sorted, torch.arange(self.num_src + 1, device=self.device))
-            self._t = (rowptr_t, self.row[perm_t], perm_t)
-        return self._t
+        ``perm_t[k]`` is the CSR-by-destination slot of transposed slot ``k``.  Built once."""
+        return self.derived("transpose", self._build_transpose)
+
+    def _build_transpose(self) -> Tuple[Tensor, Tensor, Tensor]:
+        key = self.col * max(self.num_dst, 1) + self.row
+        perm_t = torch.sort(key, stable=True).indices
+        src_sorted = self.col[perm_t]
+        rowptr_t = torch.searchsorted(src_sorted, torch.arange(self.num_src + 1, device=self.device))
+        return rowptr_t, self.row[perm_t], perm_t
 
     def mean_weights_t(self) -> Tensor:
         """``[E_t, 1]`` float32 ``1 / in_degree(destination)`` per transposed slot: the weights
         that make the backward of a mean aggregation one weighted SpMM through the transposed
-        CSR (no separate division pass).  Cached."""
-        if self._mean_t is None:
-            rowptr_t, col_t, _ = self.transpose()
+        CSR (no separate division pass).  Built once."""
+        def build():
+            col_t = self.transpose()[1]
             deg = self.in_degree().clamp(min=1).to(torch.float32)
-            self._mean_t = (1.0 / deg).index_select(0, col_t).view(-1, 1)
-        return self._mean_t
+            return (1.0 / deg).index_select(0, col_t).view(-1, 1)
+        return self.derived("mean_weights_t", build)
 
     def values_t(self, value: Tensor) -> Tensor:
         """``value`` (per CSR slot, first dimension ``E``) in transposed-CSR slot order.
 
-        Constant weights (no gradient, e.g. GCN's normalisation cached with the structure) are
-        cached against the tensor and its version, one entry; values that change every call
-        (attention) are gathered each time."""
-        rowptr_t, col_t, perm_t = self.transpose()
+        Constant weights (no gradient, e.g. GCN's normalisation kept with the structure) are
+        remembered against the tensor and its version, one entry; values that change every
+        call (attention) are gathered each time."""
+        perm_t = self.transpose()[2]
         if torch.compiler.is_compiling() or value.requires_grad or value.is_inference():
             return value.index_select(0, perm_t)
-        # layers pass a fresh view (w.view(-1, 1)) of the cached weights each call: key on the base
+        # layers pass a fresh view (w.view(-1, 1)) of the kept weights each call: key on the base
         base = value if value._base is None else value._base
         layout = (tuple(value.shape), value.stride(), value.storage_offset(), value.dtype)
-        hit = self._values_t
+        hit = self._derived.get("values_t")
         if hit is not None and hit[0]() is base and hit[1] == value._version and hit[2] == layout:
             return hit[3]
         vt = value.index_select(0, perm_t)
-        self._values_t = (weakref.ref(base), value._version, layout, vt)
+        if not torch.is_inference_mode_enabled():
+            self._derived["values_t"] = (weakref.ref(base), value._version, layout, vt)
         return vt
+
+    def sddmm_pattern(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """``(rowptr, col, gather)`` of the CSR pattern without duplicate ``(row, col)`` slots
+        (``torch.sparse.sampled_addmm`` rejects them) and the slot -> unique-slot map
+        (``gather`` None: no duplicates, the pattern is the graph's own).  Built once."""
+        return self.derived("sddmm_pattern", lambda: unique_pattern(self.rowptr, self.col, self.row))
 
     # ------------------------------------------------------------------ edge order
     def to_csr_order(self, edge_values: Tensor) -> Tensor:
@@ -170,10 +200,12 @@ class Graph:
         """Per-slot values in CSR order -> input edge order."""
         if self.perm is None:
             return slot_values
-        if self._inv_perm is None:
-            self._inv_perm = torch.empty_like(self.perm)
-            self._inv_perm[self.perm] = torch.arange(self.perm.numel(), device=self.perm.device)
-        return slot_values.index_select(0, self._inv_perm)
+        return slot_values.index_select(0, self.derived("inv_perm", self._build_inv_perm))
+
+    def _build_inv_perm(self) -> Tensor:
+        inv = torch.empty_like(self.perm)
+        inv[self.perm] = torch.arange(self.perm.numel(), device=self.perm.device)
+        return inv
 
     def edge_index(self) -> Tensor:
         """``[2, E]`` (source, destination) in input edge order."""
@@ -182,6 +214,18 @@ class Graph:
     def __repr__(self) -> str:
         return (f"Graph(num_src={self.num_src}, num_dst={self.num_dst}, num_edges={self.num_edges}, "
                 f"device={self.device})")
+
+
+def unique_pattern(rowptr: Tensor, col: Tensor, row: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """See :meth:`Graph.sddmm_pattern` (one host sync: whether duplicates exist)."""
+    E = col.numel()
+    first = torch.ones(E, dtype=torch.bool, device=col.device)
+    first[1:] = (row[1:] != row[:-1]) | (col[1:] != col[:-1])
+    if bool(first.all()):
+        return rowptr, col, None
+    N = rowptr.numel() - 1
+    return (torch.searchsorted(row[first], torch.arange(N + 1, device=col.device)).to(rowptr.dtype),
+            col[first], torch.cumsum(first, 0) - 1)
 
 
 # ---------------------------------------------------------------------- validation
@@ -247,8 +291,10 @@ def cached_for(t: Tensor, tag: tuple, build):
     weights) can be cached this way; an in-place change of ``t`` bumps its
     version and invalidates the entry, and a dead ``t`` never matches.
     """
-    if _is_compiling() or t.is_inference():
-        return build()  # inference tensors have no version counter: an in-place edit could not be seen
+    if _is_compiling() or t.is_inference() or torch.is_inference_mode_enabled():
+        # inference tensors have no version counter (an in-place edit could not be seen), and a
+        # structure built under inference_mode would be unusable by a later training step
+        return build()
     if t.layout == torch.sparse_coo:
         ptr = t._values().data_ptr()
     elif t.layout == torch.sparse_csr:
@@ -290,7 +336,7 @@ def as_graph(adj: Any, num_nodes: Optional[int] = None, size: Size = None,
     """Build (or fetch from the cache) the :class:`Graph` of any accepted adjacency form.
 
     Args:
-        adj: ``edge_index`` ``[2, E]`` (int32/int64, also ``EdgeIndex``), a
+        adj: a :class:`Graph` (returned as it is), ``edge_index`` ``[2, E]`` (int32/int64, also ``EdgeIndex``), a
             ``torch.sparse`` COO/CSR ``adj_t`` of shape ``[num_dst, num_src]``, or a
             ``torch_sparse.SparseTensor`` ``adj_t``.
         num_nodes: node count of a plain graph (default: inferred).
@@ -302,6 +348,12 @@ def as_graph(adj: Any, num_nodes: Optional[int] = None, size: Size = None,
         in CSR order (``graph.perm is None`` then), or ``None`` for ``edge_index`` input.
     """
     num_src, num_dst = _size(num_nodes, size)
+    if isinstance(adj, Graph):
+        if num_src is not None and num_src != adj.num_src or num_dst is not None and num_dst != adj.num_dst:
+            raise ValueError(f"{name} is a Graph with num_src={adj.num_src}, num_dst={adj.num_dst} but the "
+                             f"inputs have num_src={num_src}, num_dst={num_dst}; build the Graph for these "
+                             "node features")
+        return adj, None
     if SparseTensor is not None and isinstance(adj, SparseTensor):
         return _from_sparse_tensor(adj, num_src, num_dst, name)
     if not isinstance(adj, Tensor):

@@ -6,80 +6,21 @@ r"""Edge softmax: normalise per-edge scores over each destination's incoming edg
 
 Backward: :math:`\partial s = \alpha \odot (\partial\alpha - \sum_{e' \to i} \alpha_{e'} \partial\alpha_{e'})`.
 
-Internal layout (the contract with ``gnnkit.kernels.softmax``): scores ``[E, H]``
-in CSR slot order; the torch path also takes ``row`` (destination per slot).
+:func:`segment_softmax` takes scores in the input edge order; :func:`segment_softmax_slots`
+``[E, H]`` scores in CSR slot order.  Kernel contract: :func:`gnnkit.ops.primitives.softmax_op`.
 """
 import torch
 from torch import Tensor
 
-from ._backend import kernel, use_triton
 from .graph import Graph
-
-_LOW = (torch.float16, torch.bfloat16)
-
-
-def _tracks_grad(*ts: Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
-
-
-def _segment_sum(rowptr: Tensor, v: Tensor) -> Tensor:
-    return torch.segment_reduce(v, "sum", offsets=rowptr, axis=0)
-
-
-def segment_softmax_ref(rowptr: Tensor, row: Tensor, logits: Tensor) -> Tensor:
-    """Reference edge softmax over CSR segments (fp32 math for low precision)."""
-    dtype = logits.dtype
-    s = logits.float() if dtype in _LOW else logits
-    if s.numel() == 0:
-        return logits.clone()
-    m = torch.segment_reduce(s, "max", offsets=rowptr, axis=0, initial=float("-inf"))
-    e = s - m.index_select(0, row)
-    if _tracks_grad(s):  # differentiable reference (tests take gradients through it)
-        e = e.exp()
-        return (e / _segment_sum(rowptr, e).index_select(0, row)).to(dtype)
-    e.exp_()  # the op's own path: in place, one [E, H] allocation for the whole softmax
-    return e.div_(_segment_sum(rowptr, e).index_select(0, row)).to(dtype)
-
-
-def segment_softmax_bwd_ref(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor) -> Tensor:
-    dtype = p.dtype
-    pc = p.float() if dtype in _LOW else p
-    gc = grad.to(pc.dtype)
-    if pc.numel() == 0:
-        return gc.to(dtype, copy=True)  # a custom op's output must not alias its input
-    dot = _segment_sum(rowptr, pc * gc)
-    d = gc - dot.index_select(0, row)
-    return (pc * d if _tracks_grad(pc, gc) else d.mul_(pc)).to(dtype)
-
-
-@torch.library.custom_op("gnnkit::segment_softmax", mutates_args=())
-def _softmax_op(rowptr: Tensor, row: Tensor, logits: Tensor) -> Tensor:
-    if use_triton("softmax", logits):
-        return kernel("softmax").segment_softmax_fwd(rowptr, logits)
-    return segment_softmax_ref(rowptr, row, logits)
-
-
-@_softmax_op.register_fake
-def _(rowptr, row, logits):
-    return torch.empty_like(logits)
-
-
-@torch.library.custom_op("gnnkit::segment_softmax_bwd", mutates_args=())
-def _softmax_bwd_op(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor) -> Tensor:
-    if use_triton("softmax", p):
-        return kernel("softmax").segment_softmax_bwd(rowptr, p, grad)
-    return segment_softmax_bwd_ref(rowptr, row, p, grad)
-
-
-@_softmax_bwd_op.register_fake
-def _(rowptr, row, p, grad):
-    return torch.empty_like(p)
+from .primitives import softmax_bwd_op, softmax_op
+from .reference import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: F401  (re-exported)
 
 
 class SegmentSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, logits: Tensor) -> Tensor:
-        p = _softmax_op(graph.rowptr, graph.row, logits)
+        p = softmax_op(graph.rowptr, graph.row, logits)
         ctx.graph = graph
         ctx.save_for_backward(p)
         return p
@@ -89,7 +30,7 @@ class SegmentSoftmaxFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         (p,) = ctx.saved_tensors
         graph: Graph = ctx.graph
-        return None, _softmax_bwd_op(graph.rowptr, graph.row, p, grad.contiguous())
+        return None, softmax_bwd_op(graph.rowptr, graph.row, p, grad.contiguous())
 
 
 def segment_softmax_slots(graph: Graph, logits: Tensor) -> Tensor:

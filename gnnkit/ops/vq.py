@@ -30,7 +30,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ._backend import kernel, use_triton
+from ._backend import use_triton
 
 DEFAULT_CHUNK_SIZE = 1 << 24  # distance entries per block of the torch path: 64 MB of fp32
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -109,7 +109,8 @@ def nearest_code_ref(z: Tensor, codebook: Tensor, chunk_size: int = DEFAULT_CHUN
 @torch.library.custom_op("gnnkit::nearest_code", mutates_args=())
 def _nearest_code_op(z: Tensor, codebook: Tensor) -> Tuple[Tensor, Tensor]:
     if use_triton("vq", z):
-        return kernel("vq").nearest_code_fwd(z, codebook)
+        from gnnkit.kernels import vq as kernels
+        return kernels.nearest_code_fwd(z, codebook)
     return nearest_code_ref(z, codebook)
 
 

@@ -1,0 +1,172 @@
+"""The registered custom ops (``torch.ops.gnnkit.*``): each runs its Triton kernel from
+``gnnkit.kernels`` or its pure-torch reference from :mod:`.reference`.
+
+This is the only module that reaches ``gnnkit.kernels``, always by an explicit import of
+the op's launcher module inside the op (lazy: triton is imported only when a kernel is
+launched).  The autograd Functions (:mod:`.spmm`, :mod:`.sddmm`, :mod:`.softmax`,
+:mod:`.segment`, :mod:`.gat`) call these ops; being custom ops they are opaque to
+``torch.compile``, which sees only their fake (shape) functions.
+
+Contracts (checked once more by the launchers): CSR slot order for every per-edge
+tensor; ``x`` ``[S, H, F]`` contiguous; ``value``/scores ``[E, H]``; ``row`` is
+:attr:`Graph.row` (the destination of each slot), passed so no kernel rebuilds it.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ._backend import use_triton
+from .graph import Graph
+from .reference import (segment_reduce_bwd_ref, segment_reduce_ref, segment_softmax_bwd_ref, segment_softmax_ref,
+                        sddmm_csr_ref, spmm_arg_bwd_ref, spmm_csr_ref)
+
+
+# ---------------------------------------------------------------------- SpMM
+@torch.library.custom_op("gnnkit::spmm", mutates_args=())
+def spmm_op(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str) -> Tensor:
+    """``out[i] = reduce_{slots k of row i} value[k] * x[col[k]]`` -> ``[N, H, F]``."""
+    if use_triton("spmm", x):
+        from gnnkit.kernels import spmm as kernels
+        return kernels.spmm_fwd(rowptr, col, value, x, reduce)
+    out = spmm_csr_ref(rowptr, col, value, x, reduce)
+    # a reshaped torch.sparse.mm result is a view; returned as one, autograd would forbid the
+    # layers' in-place epilogues (bias, root term) on it.  No autograd runs in here.
+    return out.detach() if out._is_view() else out
+
+
+@spmm_op.register_fake
+def _(rowptr, col, value, x, reduce):
+    return x.new_empty((rowptr.shape[0] - 1, x.shape[1], x.shape[2]))
+
+
+@torch.library.custom_op("gnnkit::spmm_arg_bwd", mutates_args=())
+def spmm_arg_bwd_op(rowptr: Tensor, col: Tensor, row: Tensor, value: Optional[Tensor], x: Tensor,
+                    grad_out: Tensor, reduce: str, rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor
+                    ) -> Tuple[Tensor, Tensor]:
+    """Backward of max/min SpMM: ``(grad_x, grad_value)``; ``grad_value`` is empty without ``value``."""
+    if use_triton("spmm", x):
+        from gnnkit.kernels import spmm as kernels
+        gx, gv = kernels.spmm_arg_bwd(rowptr, col, value, x, grad_out, reduce, rowptr_t, col_t, perm_t, row=row)
+    else:
+        gx, gv = spmm_arg_bwd_ref(rowptr, col, value, x, grad_out, reduce, row)
+    return gx, x.new_empty(0) if gv is None else gv
+
+
+@spmm_arg_bwd_op.register_fake
+def _(rowptr, col, row, value, x, grad_out, reduce, rowptr_t, col_t, perm_t):
+    gv = x.new_empty(0) if value is None else value.new_empty(value.shape)
+    return x.new_empty(x.shape), gv
+
+
+# ---------------------------------------------------------------------- SDDMM
+def sddmm_pattern_args(graph: Graph):
+    """The pattern arguments of :func:`~gnnkit.ops.primitives.sddmm_op`: the graph's duplicate-free
+    SDDMM pattern, built once in eager mode; under ``torch.compile`` the one already built or
+    ``None`` (the op then builds it inside, where its host sync cannot break the graph)."""
+    pat = graph.derived_or_none("sddmm_pattern") if torch.compiler.is_compiling() else graph.sddmm_pattern()
+    return (None, None, None) if pat is None else pat
+
+
+@torch.library.custom_op("gnnkit::sddmm", mutates_args=())
+def sddmm_op(rowptr: Tensor, col: Tensor, row: Tensor, a: Tensor, b: Tensor, pattern_rowptr: Optional[Tensor],
+             pattern_col: Optional[Tensor], pattern_gather: Optional[Tensor]) -> Tensor:
+    """``out[k, h] = <a[row[k], h], b[col[k], h]>`` -> ``[E, H]``.  ``pattern_*``:
+    :meth:`Graph.sddmm_pattern` for the torch path (``pattern_rowptr`` None: built here)."""
+    if use_triton("sddmm", a):
+        from gnnkit.kernels import sddmm as kernels
+        return kernels.sddmm_fwd(rowptr, col, a, b, row=row)
+    pattern = None if pattern_rowptr is None else (pattern_rowptr, pattern_col, pattern_gather)
+    return sddmm_csr_ref(rowptr, col, a, b, pattern)
+
+
+@sddmm_op.register_fake
+def _(rowptr, col, row, a, b, pattern_rowptr, pattern_col, pattern_gather):
+    return a.new_empty((col.shape[0], a.shape[1]))
+
+
+# ---------------------------------------------------------------------- edge softmax
+@torch.library.custom_op("gnnkit::segment_softmax", mutates_args=())
+def softmax_op(rowptr: Tensor, row: Tensor, logits: Tensor) -> Tensor:
+    if use_triton("softmax", logits):
+        from gnnkit.kernels import softmax as kernels
+        return kernels.segment_softmax_fwd(rowptr, logits, row=row)
+    return segment_softmax_ref(rowptr, row, logits)
+
+
+@softmax_op.register_fake
+def _(rowptr, row, logits):
+    return torch.empty_like(logits)
+
+
+@torch.library.custom_op("gnnkit::segment_softmax_bwd", mutates_args=())
+def softmax_bwd_op(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor) -> Tensor:
+    if use_triton("softmax", p):
+        from gnnkit.kernels import softmax as kernels
+        return kernels.segment_softmax_bwd(rowptr, p, grad, row=row)
+    return segment_softmax_bwd_ref(rowptr, row, p, grad)
+
+
+@softmax_bwd_op.register_fake
+def _(rowptr, row, p, grad):
+    return torch.empty_like(p)
+
+
+# ---------------------------------------------------------------------- segment reduction
+@torch.library.custom_op("gnnkit::segment_reduce", mutates_args=())
+def segment_op(rowptr: Tensor, values: Tensor, reduce: str) -> Tensor:
+    if use_triton("segment", values):
+        from gnnkit.kernels import segment as kernels
+        return kernels.segment_reduce_fwd(rowptr, values, reduce)
+    return segment_reduce_ref(rowptr, values, reduce)
+
+
+@segment_op.register_fake
+def _(rowptr, values, reduce):
+    return values.new_empty((rowptr.shape[0] - 1,) + tuple(values.shape[1:]))
+
+
+@torch.library.custom_op("gnnkit::segment_reduce_bwd", mutates_args=())
+def segment_bwd_op(rowptr: Tensor, row: Tensor, values: Tensor, grad_out: Tensor, reduce: str) -> Tensor:
+    if use_triton("segment", values):
+        from gnnkit.kernels import segment as kernels
+        return kernels.segment_reduce_bwd(rowptr, values, grad_out, reduce, row=row)
+    return segment_reduce_bwd_ref(rowptr, values, grad_out, reduce, row)
+
+
+@segment_bwd_op.register_fake
+def _(rowptr, row, values, grad_out, reduce):
+    return torch.empty_like(values)
+
+
+# ---------------------------------------------------------------------- fused GAT (Triton only)
+@torch.library.custom_op("gnnkit::gat_fused", mutates_args=())
+def gat_fused_op(rowptr: Tensor, col: Tensor, x: Tensor, a_src: Tensor, a_dst: Tensor,
+                 edge_term: Optional[Tensor], negative_slope: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(out [N, H, F], row max m [N, H] fp32, row sum z [N, H] fp32)``; ``edge_term`` in CSR slot order."""
+    from gnnkit.kernels import gat as kernels
+    return kernels.gat_fwd(rowptr, col, x, a_src, a_dst, edge_term, negative_slope)
+
+
+@gat_fused_op.register_fake
+def _(rowptr, col, x, a_src, a_dst, edge_term, negative_slope):
+    N = rowptr.shape[0] - 1
+    stats = x.new_empty((N, x.shape[1]), dtype=torch.float32)
+    return x.new_empty((N, x.shape[1], x.shape[2])), stats, torch.empty_like(stats)
+
+
+@torch.library.custom_op("gnnkit::gat_fused_bwd", mutates_args=())
+def gat_fused_bwd_op(rowptr: Tensor, col: Tensor, row: Tensor, rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor,
+                     x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor], out: Tensor, m: Tensor,
+                     z: Tensor, grad_out: Tensor, negative_slope: float) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(grad_x, grad_a_src, grad_a_dst, grad_edge_term)``; the last is empty without ``edge_term``."""
+    from gnnkit.kernels import gat as kernels
+    gx, gs, gd, gt = kernels.gat_bwd(rowptr, col, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out, m, z,
+                                     grad_out, negative_slope, row=row)
+    return gx, gs, gd, x.new_empty(0) if gt is None else gt
+
+
+@gat_fused_bwd_op.register_fake
+def _(rowptr, col, row, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out, m, z, grad_out, negative_slope):
+    gt = x.new_empty(0) if edge_term is None else torch.empty_like(edge_term)
+    return torch.empty_like(x), torch.empty_like(a_src), torch.empty_like(a_dst), gt

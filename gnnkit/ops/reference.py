@@ -1,0 +1,183 @@
+"""Pure-torch references of gnnkit's CSR primitives: what every Triton kernel is tested
+against, and the path taken on CPU (``GNNKIT_BACKEND=torch`` everywhere).
+
+All take the graph in CSR-by-destination slot order (``rowptr``, ``col`` and, where a
+destination per slot is needed, ``row`` = :attr:`gnnkit.ops.Graph.row`; it is rebuilt
+from ``rowptr`` only when a caller does not pass it).  Low-precision inputs are computed
+in fp32 and returned in their own dtype.  This module imports nothing else from gnnkit
+but :mod:`.graph`: the op modules and :mod:`.primitives` build on it.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .graph import unique_pattern
+
+LOW = (torch.float16, torch.bfloat16)
+_TORCH_REDUCE = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin"}
+
+
+def slot_rows(rowptr: Tensor, num_slots: int) -> Tensor:
+    """Destination of each CSR slot from ``rowptr`` (for callers without a :class:`Graph`)."""
+    N = rowptr.numel() - 1
+    return torch.repeat_interleave(torch.arange(N, device=rowptr.device), rowptr[1:] - rowptr[:-1],
+                                   output_size=num_slots)
+
+
+def tracks_grad(*ts: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
+
+
+def segment_sum(rowptr: Tensor, v: Tensor) -> Tensor:
+    """Sum of the rows of ``v`` ``[E, ...]`` within each CSR segment (deterministic)."""
+    return torch.segment_reduce(v, "sum", offsets=rowptr, axis=0)
+
+
+# ---------------------------------------------------------------------- SpMM
+def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str) -> Tensor:
+    """Reference SpMM on CSR slots with ``torch.sparse.mm`` (PyTorch's fast CPU kernel)."""
+    N = rowptr.numel() - 1
+    S, H, F = x.shape
+    dtype = x.dtype
+    xc = x.float() if dtype in LOW else x
+    r = _TORCH_REDUCE[reduce]
+    if value is None:
+        ones = torch.ones(col.numel(), dtype=xc.dtype, device=x.device)
+        A = torch.sparse_csr_tensor(rowptr, col, ones, (N, S), check_invariants=False)
+        out = torch.sparse.mm(A, xc.reshape(S, H * F), reduce=r).reshape(N, H, F)
+    elif H == 1:  # one weighted product, written in place (no per-head output copy)
+        A = torch.sparse_csr_tensor(rowptr, col, value.to(xc.dtype).reshape(-1), (N, S), check_invariants=False)
+        out = torch.sparse.mm(A, xc.reshape(S, F), reduce=r).reshape(N, 1, F)
+    else:
+        vc = value.to(xc.dtype)
+        out = xc.new_empty(N, H, F)
+        for h in range(H):
+            A = torch.sparse_csr_tensor(rowptr, col, vc[:, h].contiguous(), (N, S), check_invariants=False)
+            out[:, h] = torch.sparse.mm(A, xc[:, h].contiguous(), reduce=r)
+    return out.to(dtype)
+
+
+def spmm_arg_bwd_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor,
+                     grad_out: Tensor, reduce: str, row: Optional[Tensor] = None
+                     ) -> Tuple[Tensor, Optional[Tensor]]:
+    """Backward of max/min: each (row, head, feature) sends its gradient to the first
+    CSR slot that attains the extremum (deterministic)."""
+    S, H, F = x.shape
+    xc = x.float() if x.dtype in LOW else x
+    vc = None if value is None else value.to(xc.dtype)
+    out = spmm_csr_ref(rowptr, col, vc, xc, reduce)
+    row = slot_rows(rowptr, col.numel()) if row is None else row
+    msg = xc.index_select(0, col)  # [E, H, F]
+    if vc is not None:
+        msg = msg * vc.unsqueeze(-1)
+    grad_msg = route_to_first_extremum(msg, out, row, grad_out.to(xc.dtype))
+    grad_value = None
+    if vc is not None:
+        grad_value = (grad_msg * xc.index_select(0, col)).sum(-1).to(value.dtype)
+        grad_msg = grad_msg * vc.unsqueeze(-1)
+    grad_x = xc.new_zeros(S, H, F).index_add_(0, col, grad_msg)
+    return grad_x.to(x.dtype), grad_value
+
+
+def route_to_first_extremum(msg: Tensor, out: Tensor, row: Tensor, grad_out: Tensor) -> Tensor:
+    """Gradient of a max/min over CSR segments with respect to the per-slot messages.
+
+    ``msg`` ``[E, ...]`` are the slot values, ``out`` ``[N, ...]`` their row extrema and ``row``
+    the row of each slot; each entry of ``grad_out`` goes to the first slot (in CSR order)
+    whose message equals the extremum — deterministic, unlike an atomic scatter.
+    """
+    E = msg.size(0)
+    shape = (E,) + (1,) * (msg.dim() - 1)
+    hit = msg == out.index_select(0, row)
+    slot = torch.arange(E, device=msg.device).view(shape).expand_as(msg)
+    cand = torch.where(hit, slot, torch.full_like(slot, E))
+    first = torch.full(out.shape, E, dtype=torch.long, device=msg.device)
+    first.scatter_reduce_(0, row.view(shape).expand_as(msg), cand, "amin")
+    grad = grad_out.new_zeros((E + 1,) + tuple(msg.shape[1:]))  # slot E collects rows without edges
+    grad.scatter_(0, first, grad_out)
+    return grad[:E]
+
+
+# ---------------------------------------------------------------------- SDDMM
+def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor,
+                  pattern: Optional[Tuple[Tensor, Tensor, Optional[Tensor]]] = None) -> Tensor:
+    """Reference SDDMM with ``torch.sparse.sampled_addmm`` (PyTorch's CPU SDDMM), one head at a time.
+
+    ``pattern``: :meth:`Graph.sddmm_pattern` (duplicate-free pattern and gather map); built
+    here when not given."""
+    N, H, F = a.shape
+    S = b.shape[0]
+    E = col.numel()
+    dtype = a.dtype
+    ac = a.float() if dtype in LOW else a
+    bc = b.to(ac.dtype)
+    out = ac.new_empty(E, H)
+    if E == 0:
+        return out.to(dtype)
+    if pattern is None:
+        pattern = unique_pattern(rowptr, col, slot_rows(rowptr, E))
+    p_rowptr, p_col, gather = pattern
+    zeros = torch.zeros(p_col.numel(), dtype=ac.dtype, device=a.device)
+    sparse = torch.sparse_csr_tensor(p_rowptr, p_col, zeros, (N, S), check_invariants=False)
+    # head-major result rows (contiguous writes), strided head slices passed as views: sampled_addmm
+    # reads them in place (copying b[:, h].t() per head cost a quarter of the op on CPU)
+    out_hm = ac.new_empty(H, E)
+    for h in range(H):
+        vals = torch.sparse.sampled_addmm(sparse, ac[:, h], bc[:, h].t(), beta=0.0).values()
+        out_hm[h] = vals if gather is None else vals.index_select(0, gather)
+    out.copy_(out_hm.t())
+    return out.to(dtype)
+
+
+# ---------------------------------------------------------------------- edge softmax
+def segment_softmax_ref(rowptr: Tensor, row: Tensor, logits: Tensor) -> Tensor:
+    """Reference edge softmax over CSR segments (fp32 math for low precision)."""
+    dtype = logits.dtype
+    s = logits.float() if dtype in LOW else logits
+    if s.numel() == 0:
+        return logits.clone()
+    m = torch.segment_reduce(s, "max", offsets=rowptr, axis=0, initial=float("-inf"))
+    e = s - m.index_select(0, row)
+    if tracks_grad(s):  # differentiable reference (tests take gradients through it)
+        e = e.exp()
+        return (e / segment_sum(rowptr, e).index_select(0, row)).to(dtype)
+    e.exp_()  # the op's own path: in place, one [E, H] allocation for the whole softmax
+    return e.div_(segment_sum(rowptr, e).index_select(0, row)).to(dtype)
+
+
+def segment_softmax_bwd_ref(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor) -> Tensor:
+    dtype = p.dtype
+    pc = p.float() if dtype in LOW else p
+    gc = grad.to(pc.dtype)
+    if pc.numel() == 0:
+        return gc.to(dtype, copy=True)  # a custom op's output must not alias its input
+    dot = segment_sum(rowptr, pc * gc)
+    d = gc - dot.index_select(0, row)
+    return (pc * d if tracks_grad(pc, gc) else d.mul_(pc)).to(dtype)
+
+
+# ---------------------------------------------------------------------- segment reduction
+def segment_reduce_ref(rowptr: Tensor, values: Tensor, reduce: str) -> Tensor:
+    """Reference with ``torch.segment_reduce``; empty segments give 0."""
+    dtype = values.dtype
+    v = values.float() if dtype in LOW else values
+    out = torch.segment_reduce(v, reduce, offsets=rowptr, axis=0, initial=0.0 if reduce == "sum" else None)
+    if reduce != "sum":
+        empty = (rowptr[1:] == rowptr[:-1]).view(-1, *([1] * (v.dim() - 1)))
+        out = out.masked_fill(empty, 0.0)
+    return out.to(dtype)
+
+
+def segment_reduce_bwd_ref(rowptr: Tensor, values: Tensor, grad_out: Tensor, reduce: str,
+                           row: Optional[Tensor] = None) -> Tensor:
+    deg = rowptr[1:] - rowptr[:-1]
+    row = slot_rows(rowptr, values.size(0)) if row is None else row
+    g = grad_out.to(torch.float32 if values.dtype in LOW else values.dtype)
+    if reduce == "sum":
+        return g.index_select(0, row).to(values.dtype)
+    if reduce == "mean":
+        g = g / deg.clamp(min=1).to(g.dtype).view(-1, *([1] * (g.dim() - 1)))
+        return g.index_select(0, row).to(values.dtype)
+    v = values.to(g.dtype)
+    return route_to_first_extremum(v, segment_reduce_ref(rowptr, v, reduce), row, g).to(values.dtype)

@@ -1,0 +1,143 @@
+"""Measurement: peak memory of a region (CUDA allocator or peak-RSS delta), timing, the copy
+bandwidth of the device and the compulsory-bytes model of each op (docs/kernels.md)."""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import statistics
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+OPS = ("spmm", "sddmm", "softmax", "segment", "gat")
+
+# ---------------------------------------------------------------------- memory and time
+_M_MMAP_THRESHOLD = -3
+_MEASURE_THRESHOLD = 64 * 1024  # while measuring: blocks >= 64 KiB are mmapped and unmapped on free
+_RUN_THRESHOLD = 32 * 2 ** 20  # afterwards: glibc's own upper limit for its dynamic threshold
+
+
+def _set_mmap_threshold(nbytes: int) -> bool:
+    """glibc ``mallopt(M_MMAP_THRESHOLD)``; False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, nbytes))
+    except (OSError, AttributeError):
+        return False
+
+
+def _status_kb(key: str) -> Optional[int]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """Peak memory of a code region above what was in use before it (bytes), see module doc."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.method = "unavailable"
+        self._glibc = False
+        if device.type == "cuda":
+            self.method = "torch.cuda.max_memory_allocated"
+        elif _status_kb("VmHWM") is not None and _reset_hwm():
+            self._glibc = _set_mmap_threshold(_RUN_THRESHOLD)
+            self.method = "peak RSS delta (VmHWM via /proc/self/clear_refs, glibc mmap threshold 64 KiB)" \
+                if self._glibc else "peak RSS delta (VmHWM via /proc/self/clear_refs)"
+
+    @contextlib.contextmanager
+    def measure(self, out: Dict[str, float]):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            base = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            yield
+            torch.cuda.synchronize(self.device)
+            out["peak_bytes"] = float(torch.cuda.max_memory_allocated(self.device) - base)
+        elif self.method != "unavailable":
+            if self._glibc:  # large blocks leave the RSS when freed, only while measuring
+                _set_mmap_threshold(_MEASURE_THRESHOLD)
+            try:
+                base = _status_kb("VmRSS")
+                _reset_hwm()
+                yield
+                out["peak_bytes"] = float(max(_status_kb("VmHWM") - base, 0) * 1024)
+            finally:
+                if self._glibc:
+                    _set_mmap_threshold(_RUN_THRESHOLD)
+        else:
+            yield
+            out["peak_bytes"] = float("nan")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> List[float]:
+    """Wall times (seconds) of ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def copy_bandwidth(device: torch.device, nbytes: int = 256 * 2 ** 20, repeats: int = 5) -> float:
+    """Device copy bandwidth in GB/s (bytes read + bytes written per second), median of ``repeats``."""
+    n = nbytes // 4
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    times = time_fn(lambda: dst.copy_(src), device, warmup=2, repeats=repeats)
+    return 2 * n * 4 / statistics.median(times) / 1e9
+
+
+# ---------------------------------------------------------------------- bandwidth model
+def compulsory_bytes(op: str, mode: str, N: int, E: int, F: int, H: int, b: int, i: int = 8) -> int:
+    """Bytes an ideal kernel must move (docs/kernels.md, field.md's model): CSR structure
+    ``(N+1)·i + E·i``, each dense input read once, each output written once.  ``F`` is the
+    width per head (total width ``H·F``); backward adds the transposed structure and the
+    gradients' reads and writes."""
+    struct = (N + 1) * i + E * i
+    W = H * F
+    if op == "spmm":  # Y = A X (sum), X read once (perfect reuse), Y written once
+        fwd = struct + N * W * b + N * W * b
+        bwd = struct + N * W * b + N * W * b  # dX = A^T dY
+    elif op == "sddmm":  # s_e = <a_i, b_j>
+        fwd = struct + 2 * N * W * b + E * H * b
+        bwd = 2 * struct + E * H * b + 2 * N * W * b + 2 * N * W * b  # two SpMMs with dS as values
+    elif op == "softmax":
+        fwd = struct + 2 * E * H * b
+        bwd = struct + 3 * E * H * b
+    elif op == "segment":  # values [E, W] in, [N, W] out
+        fwd = (N + 1) * i + E * W * b + N * W * b
+        bwd = (N + 1) * i + N * W * b + E * W * b
+    elif op == "gat":  # x, a_src, a_dst in; out and the [N, H] fp32 statistics out
+        fwd = struct + N * W * b + 2 * N * H * b + N * W * b + 2 * N * H * 4
+        bwd = 2 * struct + 3 * N * W * b + 2 * N * H * b + N * W * b + 2 * N * H * b
+    else:
+        raise ValueError(f"op {op!r} has no bandwidth model; use one of {OPS}")
+    return fwd if mode == "fwd" else fwd + bwd
