@@ -72,6 +72,7 @@ def make_graph(seed: int = 0, cap: int = 0, n: int = N, e: int = E) -> torch.Ten
 def _build(layer: str, impl: str, ei: torch.Tensor):
     """(module, adjacency) for one measurement."""
     import torch_geometric.nn as pnn
+
     import gnnkit.nn as gnn
     torch.manual_seed(0)
     lib = gnn if impl.startswith("gnnkit") else pnn

@@ -26,7 +26,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "datasets"
 
@@ -195,7 +195,7 @@ def _wrap_relaxed(fn: Callable) -> Callable:
     return wrapper
 
 
-def load_dataset(name: str, root: Optional[str] = None, transform=None):
+def load_dataset(name: str, root: Optional[str] = None, transform: Optional[Callable] = None) -> Any:
     """Load a dataset by name with its own PyG/OGB class, offline.
 
     Args:

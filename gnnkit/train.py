@@ -5,17 +5,22 @@ both start from the same weights in each run (the gnnkit model loads the PyG
 model's ``state_dict``), so accuracy differences come from numerics alone.
 Defaults are Kipf & Welling's (2017): 2 layers, 16 hidden units, dropout 0.5,
 Adam with lr 0.01 and weight decay 5e-4, 200 epochs, row-normalised features.
-The test accuracy is read at the epoch of best validation accuracy.
+The test accuracy is read at the epoch of best validation accuracy; time is the median
+training epoch, memory the peak of one training step (forward + backward) above what was in
+use before it.
 """
 from __future__ import annotations
 
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+
+from gnnkit.typing import Adj
 
 # model name -> (conv class name, shared by gnnkit.nn and torch_geometric.nn, extra conv kwargs)
 MODELS: Dict[str, tuple] = {
@@ -48,14 +53,14 @@ class NodeClassifier(torch.nn.Module):
         self.conv2 = conv_cls(hidden, out_channels, **kw)
         self.dropout = dropout
 
-    def forward(self, x, edge_index):
+    def forward(self, x: Tensor, edge_index: Adj) -> Tensor:
         x = input_dropout(x, self.dropout, self.training)
         x = F.relu(self.conv1(x, edge_index))
         x = F.dropout(x, self.dropout, self.training)
         return self.conv2(x, edge_index)
 
 
-def input_dropout(x, p: float, training: bool):
+def input_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """``F.dropout`` for a mostly-zero input (Cora's bag of words is 1.3% non-zero).
 
     Only the non-zero entries draw a keep mask, so the result has exactly the distribution of
@@ -72,7 +77,7 @@ def input_dropout(x, p: float, training: bool):
     return out.view_as(x)
 
 
-def conv_class(model: str, impl: str):
+def conv_class(model: str, impl: str) -> Tuple[type, dict]:
     if model not in MODELS:
         raise ValueError(f"--model {model!r} is not known; choose one of {sorted(MODELS)}")
     if impl not in IMPLS:
@@ -113,7 +118,24 @@ def train_once(model, data, cfg: TrainConfig, on_epoch: Optional[Callable[[], No
             on_epoch()
     # the first epochs include one-off work (graph sort, caches): report the median
     return {"test_acc": test_at_best, "val_acc": best_val, "best_epoch": best_epoch,
-            "epoch_ms": 1e3 * statistics.median(epoch_times)}
+            "epoch_ms": 1e3 * statistics.median(epoch_times), "step_peak_mb": step_peak_mb(model, data)}
+
+
+def step_peak_mb(model, data) -> float:
+    """Peak memory (MiB) of one training step's forward and backward above what was in use before it,
+    measured with :class:`gnnkit.profile.PeakMemory` (CUDA allocator peak, or peak-RSS delta on CPU);
+    the gradients are dropped afterwards, the weights are not changed.  NaN where it cannot be measured."""
+    from gnnkit.profile import PeakMemory
+
+    model.train()
+    model.zero_grad(set_to_none=True)
+    rec: Dict[str, float] = {}
+    with PeakMemory(data.x.device).measure(rec):
+        out = model(data.x, data.edge_index)
+        F.cross_entropy(out[data.train_mask], data.y[data.train_mask]).backward()
+        del out
+    model.zero_grad(set_to_none=True)
+    return rec["peak_bytes"] / 2 ** 20
 
 
 def run(cfg: TrainConfig, progress: bool = True) -> dict:
@@ -155,6 +177,7 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
             "test_acc_mean": statistics.mean(accs),
             "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "epoch_ms_median": statistics.median(x["epoch_ms"] for x in rs),
+            "step_peak_mb_median": statistics.median(x["step_peak_mb"] for x in rs),
             "runs": rs,
         }
     return {"config": asdict(cfg), "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -165,10 +188,10 @@ def format_table(res: dict) -> str:
     cfg = res["config"]
     lines = [f"{cfg['model']} on {cfg['dataset']}: {cfg['runs']} run(s), {cfg['epochs']} epochs, "
              f"test accuracy at the best validation epoch",
-             f"{'implementation':<16}{'test acc (%)':>22}{'train epoch (ms)':>20}"]
+             f"{'implementation':<16}{'test acc (%)':>22}{'train epoch (ms)':>20}{'step peak (MiB)':>18}"]
     for impl, s in res["summary"].items():
         acc = f"{100 * s['test_acc_mean']:.2f} ± {100 * s['test_acc_std']:.2f}"
-        lines.append(f"{impl:<16}{acc:>22}{s['epoch_ms_median']:>20.2f}")
+        lines.append(f"{impl:<16}{acc:>22}{s['epoch_ms_median']:>20.2f}{s['step_peak_mb_median']:>18.1f}")
     if "gnnkit" in res["summary"] and "pyg" in res["summary"]:
         ratio = res["summary"]["pyg"]["epoch_ms_median"] / max(res["summary"]["gnnkit"]["epoch_ms_median"], 1e-9)
         lines.append(f"gnnkit epoch speed-up over PyG: {ratio:.2f}x")

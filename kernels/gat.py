@@ -31,8 +31,16 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import (acc_dtype, check_float, check_index, feature_blocks, row_range, schedule, slot_rows,
-                      torch_acc_dtype)
+from ._config import (
+    acc_dtype,
+    check_float,
+    check_index,
+    feature_blocks,
+    row_range,
+    schedule,
+    slot_rows,
+    torch_acc_dtype,
+)
 from .sddmm import sddmm_pairs
 from .spmm import reduce_rows
 

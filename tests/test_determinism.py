@@ -111,8 +111,9 @@ def test_no_atomic_accumulation_in_backward(name):
 
 @pytest.mark.parametrize("model,decoder,features", [("sage", "mlp", False), ("gcn", "dot", True)])
 def test_link_prediction_models_have_no_atomic_accumulation(model, decoder, features):
-    from gnnkit.linkpred.train import LinkPredConfig, build_model
     from torch_geometric.data import Data
+
+    from gnnkit.linkpred.train import LinkPredConfig, build_model
     x, ei, _, _ = _graph()
     data = Data(x=x if features else None, edge_index=ei, num_nodes=N)
     cfg = LinkPredConfig(model=model, decoder=decoder, decoder_layers=2, hidden=16, out_channels=8, dropout=0.5)

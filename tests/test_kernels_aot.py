@@ -48,6 +48,7 @@ class _TargetOnlyDriver:
 def compile_only(arch: int, log: list):
     """Within: every ``kernel[grid](...)`` compiles for ``sm_<arch>`` and is recorded in ``log``."""
     import os
+
     from triton.runtime import driver
     from triton.runtime.jit import JITFunction
     if os.environ.get("TRITON_INTERPRET") == "1":
@@ -97,8 +98,14 @@ def _graph(idx_dtype, hub=40):
 
 
 def _launch_everything(dtype, idx_dtype, H, F):
-    from gnnkit.kernels import gat as kgat, sddmm as ksddmm, segment as kseg, softmax as ksoftmax
-    from gnnkit.kernels import spmm as kspmm, vq as kvq
+    from gnnkit.kernels import (
+        gat as kgat,
+        sddmm as ksddmm,
+        segment as kseg,
+        softmax as ksoftmax,
+        spmm as kspmm,
+        vq as kvq,
+    )
     rp, col, rpt, colt, permt = _graph(idx_dtype)
     N, E = rp.numel() - 1, col.numel()
     x = torch.randn(N, H, F).to(dtype)
@@ -140,8 +147,9 @@ def test_every_kernel_compiles_to_cubin(arch, monkeypatch):
         assert kernel is not None and len(kernel.asm["cubin"]) > 0, name
         assert f"sm_{arch}" in kernel.asm["ptx"] or f".target sm_{arch}" in kernel.asm["ptx"], name
     # every @triton.jit kernel of every module was compiled at least once
-    import gnnkit.kernels as K
     from triton.runtime.jit import JITFunction
+
+    import gnnkit.kernels as K
     defined = set()
     for mod in (K.spmm, K.sddmm, K.softmax, K.segment, K.gat, K.vq):
         defined |= {name for name, obj in vars(mod).items()

@@ -18,21 +18,27 @@ from pathlib import Path
 
 IN_INTERPRETER = os.environ.get("TRITON_INTERPRET") == "1"
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from gnnkit.kernels import _config, gat as kgat, sddmm as ksddmm, segment as kseg  # noqa: E402
-from gnnkit.kernels import softmax as ksoftmax, spmm as kspmm, vq as kvq  # noqa: E402
-from gnnkit.ops import as_graph, gat_attention, sddmm, segment_reduce, segment_softmax, spmm  # noqa: E402
-from gnnkit.ops.graph import Graph  # noqa: E402
-from gnnkit.ops.sddmm import sddmm_csr_ref  # noqa: E402
-from gnnkit.ops.segment import segment_reduce_bwd_ref, segment_reduce_ref  # noqa: E402
-from gnnkit.ops.softmax import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: E402
-from gnnkit.ops.spmm import spmm_arg_bwd_ref, spmm_csr_ref  # noqa: E402
-from gnnkit.ops.vq import nearest_code, nearest_code_ref  # noqa: E402
-from tests.test_ops_vq import brute, check_against_brute  # noqa: E402
+from gnnkit.kernels import (
+    _config,
+    gat as kgat,
+    sddmm as ksddmm,
+    segment as kseg,
+    softmax as ksoftmax,
+    spmm as kspmm,
+    vq as kvq,
+)
+from gnnkit.ops import as_graph, gat_attention, sddmm, segment_reduce, segment_softmax, spmm
+from gnnkit.ops.graph import Graph
+from gnnkit.ops.sddmm import sddmm_csr_ref
+from gnnkit.ops.segment import segment_reduce_bwd_ref, segment_reduce_ref
+from gnnkit.ops.softmax import segment_softmax_bwd_ref, segment_softmax_ref
+from gnnkit.ops.spmm import spmm_arg_bwd_ref, spmm_csr_ref
+from gnnkit.ops.vq import nearest_code, nearest_code_ref
+from tests.test_ops_vq import brute, check_against_brute
 
 
 def test_interpreter_subprocess():

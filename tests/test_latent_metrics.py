@@ -291,7 +291,8 @@ def test_both_protocols_named_in_every_output():
             assert isinstance(r, MMDResult) and r.protocol == p
             assert float(r) == r.value >= 0
     specs = protocol_kernels("graphrnn")
-    assert (specs["degree"].kernel, specs["degree"].sigma, specs["degree"].distance_scaling) == ("gaussian_emd", 1.0, 1.0)
+    deg = specs["degree"]
+    assert (deg.kernel, deg.sigma, deg.distance_scaling) == ("gaussian_emd", 1.0, 1.0)
     assert (specs["clustering"].kernel, specs["clustering"].sigma, specs["clustering"].distance_scaling) == (
         "gaussian_emd", 0.1, 100.0)
     assert (specs["orbit"].kernel, specs["orbit"].sigma, specs["orbit"].is_hist) == ("gaussian", 30.0, False)

@@ -6,8 +6,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gnnkit.latent import (FSQ, GumbelQuantizer, QuantizerCollapseWarning, TemperatureSchedule, VectorQuantizer,
-                           kmeans, rotate_to)
+from gnnkit.latent import (
+    FSQ,
+    GumbelQuantizer,
+    QuantizerCollapseWarning,
+    TemperatureSchedule,
+    VectorQuantizer,
+    kmeans,
+    rotate_to,
+)
 
 
 def _vq(**kw):

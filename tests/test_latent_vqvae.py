@@ -8,8 +8,17 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from gnnkit.cli import main
-from gnnkit.latent import (FSQ, CodePrior, Codes, GraphVQVAE, GumbelQuantizer, HierarchicalGraphVQVAE,
-                           VectorQuantizer, bfs_order, canonical)
+from gnnkit.latent import (
+    FSQ,
+    CodePrior,
+    Codes,
+    GraphVQVAE,
+    GumbelQuantizer,
+    HierarchicalGraphVQVAE,
+    VectorQuantizer,
+    bfs_order,
+    canonical,
+)
 from gnnkit.latent.datasets import community_small, to_pyg
 from gnnkit.latent.io import read_edge_list
 from gnnkit.latent.train import CheckpointError, VQRun, config_for, load_checkpoint

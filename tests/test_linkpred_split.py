@@ -4,12 +4,16 @@ import os
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from torch_geometric.data import Data
 
-from gnnkit.linkpred import (InductiveLinkSplit, LeakageError, TransductiveLinkSplit, check_leakage,
-                             train_negative_sampler)
+from gnnkit.linkpred import (
+    InductiveLinkSplit,
+    LeakageError,
+    TransductiveLinkSplit,
+    check_leakage,
+    train_negative_sampler,
+)
 
 
 def load(name):

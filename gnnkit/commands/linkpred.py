@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import re
 import json
+import re
 import sys
+from typing import TYPE_CHECKING, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch_geometric.data import Data
+
+    from gnnkit.linkpred.train import LinkPredConfig
 
 HELP = "train GCN/GraphSAGE + dot/MLP decoder for link prediction; report AUC / AP / Hits@K"
 
@@ -65,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
 
 
-def config_from_args(args):
+def config_from_args(args: argparse.Namespace) -> "LinkPredConfig":
     from gnnkit.linkpred.train import LinkPredConfig
     preset = dict(PRESETS.get(args.dataset.lower(), PRESETS["default"]))
     over = dict(model=args.model, decoder=args.decoder, decoder_layers=args.decoder_layers, clip_grad=args.clip_grad,
@@ -91,7 +97,7 @@ _FLAGS = {"decoder_layers": "--decoder-layers", "clip_grad": "--clip-grad", "eva
           "epochs": "--epochs", "decoder": "--decoder", "model": "--model", "select": "--select"}
 
 
-def get_splits(args):
+def get_splits(args: argparse.Namespace) -> Tuple[Data, Data, Data, str]:
     """(train, val, test, description) from --split, the official split, or a fresh split."""
     from gnnkit.commands.split import load_graph, make_split
     from gnnkit.linkpred import check_leakage

@@ -5,7 +5,10 @@ import argparse
 import json
 import sys
 import time
-from typing import Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch_geometric.data import Data
 
 HELP = "write a leak-free train/val/test link split (message vs supervision edges) and its manifest"
 
@@ -19,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how negatives are drawn")
     p.add_argument("--seed", type=int, default=0, help="random seed (the split is a function of it)")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
-    p.add_argument("--num-val", type=float, default=0.1, help="fraction of edges (nodes/graphs if inductive) for validation")
+    p.add_argument("--num-val", type=float, default=0.1,
+                   help="fraction of edges (nodes/graphs if inductive) for validation")
     p.add_argument("--num-test", type=float, default=0.2, help="fraction of edges (nodes/graphs if inductive) for test")
     p.add_argument("--disjoint-train-ratio", type=float, default=0.3,
                    help="transductive: fraction of training edges kept as supervision only (0 = PyG's overlap)")
@@ -33,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
 
 
-def load_graph(name: str, root=None):
+def load_graph(name: str, root: Optional[str] = None) -> Tuple[Data, bool, Any]:
     """(data, is_multi_graph, dataset) — one Data, or the disjoint union of a dataset of graphs."""
     from gnnkit.data import load_dataset
     ds = load_dataset(name, root=root)

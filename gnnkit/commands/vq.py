@@ -119,7 +119,8 @@ def _train(args) -> int:
     run.fit(progress=not args.no_progress)
     last_ae = next((h for h in reversed(run.history) if h["stage"] == "autoencoder"), {})
     last_pr = next((h for h in reversed(run.history) if h["stage"] == "prior"), {})
-    print(f"autoencoder: loss {last_ae.get('loss', float('nan')):.4f}, edge BCE {last_ae.get('edge', float('nan')):.4f}, "
+    print(f"autoencoder: loss {last_ae.get('loss', float('nan')):.4f}, "
+          f"edge BCE {last_ae.get('edge', float('nan')):.4f}, "
           f"perplexity {last_ae.get('perplexity', float('nan')):.1f} ({run.seconds['autoencoder']:.0f} s); "
           f"prior: NLL {last_pr.get('nll', float('nan')):.4f} nats/token ({run.seconds['prior']:.0f} s)")
     print(f"run folder: {run.run_dir}")

@@ -31,11 +31,14 @@ node class where the data set has one (ENZYMES); graph-level facts are in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import networkx as nx
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch_geometric.data import Data
 
 __all__ = [
     "GenerationDataset",
@@ -479,7 +482,7 @@ def load_generation_dataset(name: str, root: Optional[str] = None, seed: SeedLik
 # PyG conversion
 # --------------------------------------------------------------------------------------
 
-def to_pyg(graphs: Union[nx.Graph, Sequence[nx.Graph]]):
+def to_pyg(graphs: Union[nx.Graph, Sequence[nx.Graph]]) -> Union[Data, List[Data]]:
     """networkx graphs -> PyG ``Data`` (a list for a list, one ``Data`` for one graph).
 
     Each ``Data`` has ``edge_index`` (``int64``, both directions, sorted, no

@@ -5,7 +5,8 @@ codebook is the product grid of :math:`\\prod_i L_i` points, so nothing can coll
 codebook or commitment loss. GLAD (Nguyen et al. 2024) found it the best quantizer for graph latents.
 
 .. math::
-    \\hat z_i = \\mathrm{round}\\big(\\tfrac{(L_i - 1)(1+\\epsilon)}{2} \\tanh(z_i + s_i) - o_i\\big) \\,/\\, \\lfloor L_i / 2 \\rfloor,
+    \\hat z_i = \\mathrm{round}\\big(\\tfrac{(L_i - 1)(1+\\epsilon)}{2} \\tanh(z_i + s_i) - o_i\\big)
+    \\,/\\, \\lfloor L_i / 2 \\rfloor,
 
 with :math:`o_i = 1/2` for even :math:`L_i` (0 for odd) and :math:`s_i = \\operatorname{atanh}(o_i / h_i)`,
 rounding with a straight-through gradient, as in the paper's reference code (which shifts with

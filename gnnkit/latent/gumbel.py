@@ -118,7 +118,7 @@ class GumbelQuantizer(torch.nn.Module):
         self.monitor = UsageMonitor(num_codes, min_usage)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         torch.nn.init.normal_(self.codebook.weight)
         self.step.zero_()
 
@@ -160,4 +160,5 @@ class GumbelQuantizer(torch.nn.Module):
         return QuantizerOutput(quantized, indices, loss, usage_stats(counts))
 
     def extra_repr(self) -> str:
-        return f"{self.num_codes}, {self.dim}, temperature={self.schedule}, hard={self.hard}, kl_weight={self.kl_weight}"
+        return (f"{self.num_codes}, {self.dim}, temperature={self.schedule}, hard={self.hard}, "
+                f"kl_weight={self.kl_weight}")

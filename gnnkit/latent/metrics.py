@@ -480,14 +480,14 @@ def node_orbit_counts(graph: nx.Graph) -> np.ndarray:
 
     C = _orbit_containment()
     edges_of = [len(e) for _, e, _ in _ORBIT_GRAPHLETS]
-    I = np.zeros_like(Ni)
+    induced = np.zeros_like(Ni)
     for o in sorted(range(NUM_ORBITS), key=lambda x: -edges_of[x]):
         acc = Ni[:, o].copy()
         for o2 in range(NUM_ORBITS):
             if o2 != o and C[o, o2]:
-                acc -= C[o, o2] * I[:, o2]
-        I[:, o] = acc
-    return I
+                acc -= C[o, o2] * induced[:, o2]
+        induced[:, o] = acc
+    return induced
 
 
 def orbit_features(graph: nx.Graph) -> np.ndarray:

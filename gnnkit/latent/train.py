@@ -14,7 +14,7 @@ import math
 import pickle
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -589,7 +589,9 @@ def format_table(result: dict) -> str:
                  f"novelty {result['novelty']:.3f}  (validity = connected; mean over the sampling seeds)")
     rec = result.get("reconstruction_test", {})
     if rec:
-        lines.append(f"test reconstruction: edge ROC-AUC {rec['edge_auc']:.4f}, edge accuracy {rec['edge_accuracy']:.4f}"
+        lines.append(f"test reconstruction: edge ROC-AUC {rec['edge_auc']:.4f}, "
+                     f"edge accuracy {rec['edge_accuracy']:.4f}"
                      + (f", node-label accuracy {rec['label_accuracy']:.4f}" if "label_accuracy" in rec else "")
-                     + f"; codebook perplexity {rec['perplexity']:.1f} ({rec['codes_used']}/{rec['num_codes']} codes used)")
+                     + f"; codebook perplexity {rec['perplexity']:.1f} "
+                       f"({rec['codes_used']}/{rec['num_codes']} codes used)")
     return "\n".join(lines)

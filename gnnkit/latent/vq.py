@@ -11,7 +11,8 @@ or passed through a rotation (Fifty et al. 2024, https://arxiv.org/abs/2410.0642
 codebook term is replaced by exponential moving averages (VQ-VAE appendix; Razavi et al. 2019):
 
 .. math::
-    N_k \\leftarrow \\gamma N_k + (1-\\gamma) n_k, \\quad m_k \\leftarrow \\gamma m_k + (1-\\gamma) \\sum_{i: k_i = k} z_i,
+    N_k \\leftarrow \\gamma N_k + (1-\\gamma) n_k, \\quad
+    m_k \\leftarrow \\gamma m_k + (1-\\gamma) \\sum_{i: k_i = k} z_i,
     \\quad e_k = m_k / \\tilde N_k, \\quad \\tilde N_k = \\frac{N_k + \\epsilon}{\\sum_j N_j + K\\epsilon} \\sum_j N_j
 
 (the Laplace-smoothed counts :math:`\\tilde N_k` keep unused codes from dividing by zero).
@@ -40,7 +41,8 @@ def rotate_to(z: Tensor, e: Tensor, eps: float = 1e-8) -> Tensor:
     """The rotation trick: :math:`\\mathrm{sg}[\\lambda R]\\, z`, where :math:`R` rotates
     :math:`\\hat z` onto :math:`\\hat e` and :math:`\\lambda = \\|e\\| / \\|z\\|`, so the forward value is ``e``
     and the gradient reaching ``z`` is the decoder's, rotated and scaled. ``R z`` is computed as
-    :math:`z - 2 r (r^\\top z) + 2 \\hat e (\\hat z^\\top z)` with :math:`r = (\\hat z + \\hat e)/\\|\\hat z + \\hat e\\|`
+    :math:`z - 2 r (r^\\top z) + 2 \\hat e (\\hat z^\\top z)` with
+    :math:`r = (\\hat z + \\hat e)/\\|\\hat z + \\hat e\\|`
     (never a ``D × D`` matrix). Vectors pointing exactly away from their codeword fall back to the
     straight-through copy."""
     zn = z.detach().norm(dim=-1, keepdim=True).clamp_min(eps)
@@ -151,7 +153,7 @@ class VectorQuantizer(torch.nn.Module):
         self.monitor = UsageMonitor(num_codes, min_usage)
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         with torch.no_grad():
             # uniform(-1/K, 1/K) as in the VQ-VAE reference (sonnet); EMA: unit normal, as Razavi et al.
             if self.ema:

@@ -12,8 +12,14 @@ See ``docs/linkpred.md``.
 from .leakage import Issue, LeakageError, LeakageReport, check_leakage
 from .metrics import average_precision, evaluate, hits_at_k, mrr, roc_auc
 from .negative import NegativeSampler, PairSpace, negative_sampling
-from .split import (InductiveLinkSplit, TransductiveLinkSplit, infer_undirected, is_bipartite,
-                    train_negative_sampler, unique_edges)
+from .split import (
+                    InductiveLinkSplit,
+                    TransductiveLinkSplit,
+                    infer_undirected,
+                    is_bipartite,
+                    train_negative_sampler,
+                    unique_edges,
+)
 
 __all__ = [
     "TransductiveLinkSplit", "InductiveLinkSplit", "train_negative_sampler", "negative_sampling",

@@ -28,7 +28,7 @@ DECODERS = ("dot", "mlp")
 _CONV_NAMES = {"gcn": "GCNConv", "sage": "SAGEConv"}
 
 
-def conv_class(model: str):
+def conv_class(model: str) -> type:
     """gnnkit's layer for ``model`` and where it came from."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")

@@ -2,7 +2,6 @@
 argument checks with errors that name the argument and the fix."""
 from typing import Any, Optional, Tuple, Union
 
-import torch
 from torch import Tensor
 from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 

@@ -1,17 +1,23 @@
 """GATConv: drop-in for ``torch_geometric.nn.GATConv`` on gnnkit's fused attention op."""
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.nn import Parameter
-
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
 from gnnkit.ops import gat_attention_slots
+from gnnkit.typing import Adj, AttentionOutput, NodeFeatures
 
-from ._attention import (add_residual_and_bias, attention_output, attention_structure, edge_features,
-                         num_input_edges, set_attention_options)
+from ._attention import (
+    add_residual_and_bias,
+    attention_output,
+    attention_structure,
+    edge_features,
+    num_input_edges,
+    set_attention_options,
+)
 from ._utils import check_edge_rows, check_width, materialised, node_pair, resolve_size
 
 
@@ -96,9 +102,9 @@ class GATConv(torch.nn.Module):
         glorot(self.att_edge)
         zeros(self.bias)
 
-    def forward(self, x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], edge_index: Any,
+    def forward(self, x: NodeFeatures, edge_index: Adj,
                 edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
-                return_attention_weights: Optional[bool] = None):
+                return_attention_weights: Optional[bool] = None) -> AttentionOutput:
         H, C = self.heads, self.out_channels
         x_src, x_dst, is_pair = node_pair(x, "GATConv")
         if self.lin is not None:

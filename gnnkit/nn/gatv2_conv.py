@@ -1,18 +1,24 @@
 """GATv2Conv: drop-in for ``torch_geometric.nn.GATv2Conv``."""
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
-
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
-from gnnkit.ops import segment_softmax_slots, spmm_slots
+from gnnkit.ops import gather_slots, segment_softmax_slots, spmm_slots
+from gnnkit.typing import Adj, AttentionOutput, NodeFeatures
 
-from ._attention import (add_residual_and_bias, attention_output, attention_structure, edge_features,
-                         num_input_edges, set_attention_options)
+from ._attention import (
+    add_residual_and_bias,
+    attention_output,
+    attention_structure,
+    edge_features,
+    num_input_edges,
+    set_attention_options,
+)
 from ._utils import check_edge_rows, check_width, node_pair, resolve_size
 
 
@@ -78,8 +84,9 @@ class GATv2Conv(torch.nn.Module):
         glorot(self.att)
         zeros(self.bias)
 
-    def forward(self, x: Union[Tensor, Tuple[Tensor, Tensor]], edge_index: Any,
-                edge_attr: Optional[Tensor] = None, return_attention_weights: Optional[bool] = None):
+    def forward(self, x: NodeFeatures, edge_index: Adj,
+                edge_attr: Optional[Tensor] = None,
+                return_attention_weights: Optional[bool] = None) -> AttentionOutput:
         H, C = self.heads, self.out_channels
         x_src, x_dst, _ = node_pair(x, "GATv2Conv")
         if x_dst is None:
@@ -96,7 +103,7 @@ class GATv2Conv(torch.nn.Module):
 
         st = attention_structure(edge_index, ns, nd, self.add_self_loops)
         g = st.graph
-        s = h_l.index_select(0, g.col) + h_r.index_select(0, g.row)  # [E', H, C] in CSR order
+        s = gather_slots(g, h_l, "src") + gather_slots(g, h_r, "dst")  # [E', H, C] in CSR order
         if edge_attr is not None:
             ea = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
             check_edge_rows(ea, num_input_edges(edge_index), "GATv2Conv", "edge_attr")

@@ -4,11 +4,11 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 from torch.nn import Parameter
-
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
 from gnnkit.ops import Graph, SparseTensor, as_graph, is_sparse_adj, segment_reduce_slots, spmm_slots
+from gnnkit.typing import Adj
 
 
 def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
@@ -196,7 +196,7 @@ class GCNConv(torch.nn.Module):
             return base.derived(key, lambda: gcn_norm(base, None, n, self.improved, self.add_self_loops, dtype))
         return gcn_norm(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype)
 
-    def forward(self, x: Tensor, edge_index: Any, edge_weight: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj, edge_weight: Optional[Tensor] = None) -> Tensor:
         if isinstance(x, (tuple, list)):
             raise ValueError("GCNConv received a tuple of node features but does not support bipartite "
                              "message passing; use SAGEConv or GATConv for (x_src, x_dst)")

@@ -1,10 +1,11 @@
 """GINConv: drop-in for ``torch_geometric.nn.GINConv``."""
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
-
 from torch_geometric.nn.inits import reset
+
+from gnnkit.typing import Adj, NodeFeatures
 
 from ._utils import aggregate, graph_of, node_pair, resolve_size
 
@@ -44,7 +45,7 @@ class GINConv(torch.nn.Module):
         reset(self.nn)
         self.eps.data.fill_(self.initial_eps)
 
-    def forward(self, x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], edge_index: Any,
+    def forward(self, x: NodeFeatures, edge_index: Adj,
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
         x_src, x_dst, _ = node_pair(x, "GINConv")
         if x_dst is not None and x_dst.size(-1) != x_src.size(-1):

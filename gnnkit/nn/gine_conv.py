@@ -1,13 +1,13 @@
 """GINEConv: drop-in for ``torch_geometric.nn.GINEConv`` (GIN with edge features)."""
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
-
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
-from gnnkit.ops import segment_reduce_slots
+from gnnkit.ops import gather_slots, segment_reduce_slots
+from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._utils import check_edge_rows, graph_of, node_pair, resolve_size
@@ -67,7 +67,7 @@ class GINEConv(torch.nn.Module):
         if self.lin is not None:
             self.lin.reset_parameters()
 
-    def forward(self, x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], edge_index: Any,
+    def forward(self, x: NodeFeatures, edge_index: Adj,
                 edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None) -> Tensor:
         x_src, x_dst, _ = node_pair(x, "GINEConv")
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
@@ -90,7 +90,7 @@ class GINEConv(torch.nn.Module):
         if x_dst is not None and x_dst.size(-1) != x_src.size(-1):
             raise ValueError(f"GINEConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
                              "both sides must have the same width")
-        msg = (x_src.index_select(0, graph.col) + graph.to_csr_order(ea)).relu()  # [E, F] in CSR order
+        msg = (gather_slots(graph, x_src) + graph.to_csr_order(ea)).relu()  # [E, F] in CSR order
         out = segment_reduce_slots(graph, msg, "sum")
         if x_dst is not None:
             out = out + (1 + self.eps) * x_dst

@@ -98,9 +98,8 @@ def _autograd_inside_custom_op():
     backward needs them back (the same thing torch.utils.checkpoint relies on)."""
     K = torch._C.DispatchKey
     with contextlib.ExitStack() as stack:
-        for key in ("AutogradFunctionality", "AutogradOther"):
-            if hasattr(K, key) and hasattr(torch._C, "_SetExcludeDispatchKeyGuard"):
-                stack.enter_context(torch._C._SetExcludeDispatchKeyGuard(getattr(K, key), False))
+        for key in (K.AutogradFunctionality, K.AutogradOther):
+            stack.enter_context(torch._C._SetExcludeDispatchKeyGuard(key, False))
         stack.enter_context(torch.enable_grad())
         yield
 

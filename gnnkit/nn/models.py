@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, LayerNorm, Linear, ModuleList, ReLU, Sequential
 
+from gnnkit.typing import Adj
+
 from .gat_conv import GATConv
 from .gcn_conv import GCNConv
 from .gin_conv import GINConv
@@ -85,12 +87,12 @@ class _GNN(torch.nn.Module):
             if m is not self and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
-    def _conv(self, i: int, x: Tensor, edge_index, edge_attr: Optional[Tensor]) -> Tensor:
+    def _conv(self, i: int, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor]) -> Tensor:
         if edge_attr is not None and self.supports_edge_attr:
             return self.convs[i](x, edge_index, edge_attr)
         return self.convs[i](x, edge_index)
 
-    def forward(self, x: Tensor, edge_index, edge_attr: Optional[Tensor] = None,
+    def forward(self, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor] = None,
                 batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
         if edge_attr is not None and not self.supports_edge_attr:
             raise ValueError(f"{type(self).__name__} does not use edge_attr; build it with edge_dim=... "
@@ -136,7 +138,7 @@ class _GNN(torch.nn.Module):
 class GCN(_GNN):
     r"""Graph convolutional network (Kipf & Welling 2017) built from :class:`GCNConv`."""
 
-    def init_conv(self, in_channels, out_channels, is_output):
+    def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         return GCNConv(in_channels, out_channels)
 
 
@@ -149,7 +151,7 @@ class GraphSAGE(_GNN):
         self.aggr, self.project = aggr, project
         super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
 
-    def init_conv(self, in_channels, out_channels, is_output):
+    def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         return SAGEConv(in_channels, out_channels, aggr=self.aggr, project=self.project)
 
 
@@ -169,7 +171,7 @@ class GAT(_GNN):
         self.heads, self.out_heads, self.attn_dropout, self.edge_dim = heads, out_heads, attn_dropout, edge_dim
         super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
 
-    def init_conv(self, in_channels, out_channels, is_output):
+    def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         if is_output:
             return GATConv(in_channels, out_channels, heads=self.out_heads, concat=False,
                            dropout=self.attn_dropout, edge_dim=self.edge_dim)
@@ -187,7 +189,7 @@ class GIN(_GNN):
         self.supports_edge_attr = edge_dim is not None
         super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
 
-    def init_conv(self, in_channels, out_channels, is_output):
+    def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         mlp = Sequential(Linear(in_channels, out_channels), BatchNorm1d(out_channels), ReLU(),
                          Linear(out_channels, out_channels))
         if self.edge_dim is not None:

@@ -1,11 +1,12 @@
 """MPNNConv: message MLP over [h_i, h_j, e_ij], CSR aggregation, GRU update (Gilmer et al. 2017)."""
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 from torch.nn import GRUCell, Linear, ModuleList
 
-from gnnkit.ops import segment_reduce_slots
+from gnnkit.ops import gather_slots, segment_reduce_slots
+from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
 from ._utils import check_edge_rows, check_width, graph_of, node_pair, resolve_size
@@ -30,7 +31,7 @@ class _Message(torch.nn.Module):
                 lin.reset_parameters()
 
     def forward(self, x: Tensor, graph, ea_csr: Optional[Tensor]) -> Tensor:
-        h = self.lin_i(x).index_select(0, graph.row) + self.lin_j(x).index_select(0, graph.col)
+        h = gather_slots(graph, self.lin_i(x), "dst") + gather_slots(graph, self.lin_j(x), "src")
         if self.lin_e is not None:
             h = h + self.lin_e(ea_csr)
         return self.lin_out(h.relu())  # [E, F] in CSR order
@@ -86,7 +87,7 @@ class MPNNConv(torch.nn.Module):
             m.reset_parameters()
             g.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Any, edge_attr: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor] = None) -> Tensor:
         x, _, is_pair = node_pair(x, "MPNNConv")
         if is_pair:
             raise ValueError("MPNNConv updates node states in place of themselves; pass one tensor x, not a pair")

@@ -1,11 +1,12 @@
 """SAGEConv: drop-in for ``torch_geometric.nn.SAGEConv`` (mean / sum / max / min / LSTM)."""
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
 from torch_geometric.nn.dense.linear import Linear
+
+from gnnkit.typing import Adj, NodeFeatures
 
 from ._utils import aggregate, check_width, graph_of, materialised, node_pair, resolve_size
 from .lstm_aggr import LSTMAggregation
@@ -84,7 +85,7 @@ class SAGEConv(torch.nn.Module):
         if self.root_weight:
             self.lin_r.reset_parameters()
 
-    def forward(self, x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], edge_index: Any,
+    def forward(self, x: NodeFeatures, edge_index: Adj,
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
         x_src, x_dst, _ = node_pair(x, "SAGEConv")
         check_width(x_src, self._in[0], "SAGEConv", "x", "in_channels")

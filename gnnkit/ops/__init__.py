@@ -14,26 +14,24 @@ a registered custom op (:mod:`.primitives`) that runs the Triton kernel from
 """
 import warnings as _warnings
 
+from ._backend import backend_mode, use_triton
+from .gat import gat_attention, gat_attention_slots
+from .graph import Graph, Size, SparseTensor, as_graph, cached_for, clear_cache, is_sparse_adj, validate_edge_index
+from .reference import sddmm_csr_ref, segment_reduce_ref, segment_softmax_ref, spmm_csr_ref
+from .sddmm import sddmm, sddmm_slots
+from .segment import segment_reduce, segment_reduce_slots
+from .softmax import segment_softmax, segment_softmax_slots
+from .spmm import gather_slots, spmm, spmm_slots
+from .vq import nearest_code, nearest_code_ref
+
 # gnnkit builds torch.sparse CSR tensors internally (the CPU SpMM path); PyTorch's one-time
 # "beta state" notice is about the public sparse-CSR API, not something gnnkit's users do.
 _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
-from ._backend import backend_mode, use_triton  # noqa: E402
-from .gat import gat_attention, gat_attention_slots  # noqa: E402
-from .graph import (Graph, Size, SparseTensor, as_graph, cached_for, clear_cache, is_sparse_adj,  # noqa: E402
-                    validate_edge_index)
-from .reference import (sddmm_csr_ref, segment_reduce_ref, segment_softmax_ref,  # noqa: E402
-                        spmm_csr_ref)
-from .sddmm import sddmm, sddmm_slots  # noqa: E402
-from .segment import segment_reduce, segment_reduce_slots  # noqa: E402
-from .softmax import segment_softmax, segment_softmax_slots  # noqa: E402
-from .spmm import spmm, spmm_slots  # noqa: E402
-from .vq import nearest_code, nearest_code_ref  # noqa: E402
-
 __all__ = [
     "Graph", "Size", "SparseTensor", "as_graph", "cached_for", "clear_cache", "is_sparse_adj",
     "validate_edge_index",
-    "spmm", "spmm_slots", "spmm_csr_ref", "sddmm", "sddmm_slots", "sddmm_csr_ref",
+    "spmm", "spmm_slots", "gather_slots", "spmm_csr_ref", "sddmm", "sddmm_slots", "sddmm_csr_ref",
     "segment_softmax", "segment_softmax_slots", "segment_softmax_ref",
     "segment_reduce", "segment_reduce_slots", "segment_reduce_ref",
     "gat_attention", "gat_attention_slots", "nearest_code", "nearest_code_ref", "backend_mode", "use_triton",

@@ -284,7 +284,7 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def cached_for(t: Tensor, tag: tuple, build):
+def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
     """``build()``, cached on the identity and version of tensor ``t`` plus ``tag``.
 
     Anything derived only from ``t``'s values (a graph structure, normalised

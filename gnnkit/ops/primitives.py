@@ -18,8 +18,15 @@ from torch import Tensor
 
 from ._backend import use_triton
 from .graph import Graph
-from .reference import (segment_reduce_bwd_ref, segment_reduce_ref, segment_softmax_bwd_ref, segment_softmax_ref,
-                        sddmm_csr_ref, spmm_arg_bwd_ref, spmm_csr_ref)
+from .reference import (
+    sddmm_csr_ref,
+    segment_reduce_bwd_ref,
+    segment_reduce_ref,
+    segment_softmax_bwd_ref,
+    segment_softmax_ref,
+    spmm_arg_bwd_ref,
+    spmm_csr_ref,
+)
 
 
 # ---------------------------------------------------------------------- SpMM
@@ -60,7 +67,7 @@ def _(rowptr, col, row, value, x, grad_out, reduce, rowptr_t, col_t, perm_t):
 
 
 # ---------------------------------------------------------------------- SDDMM
-def sddmm_pattern_args(graph: Graph):
+def sddmm_pattern_args(graph: Graph) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """The pattern arguments of :func:`~gnnkit.ops.primitives.sddmm_op`: the graph's duplicate-free
     SDDMM pattern, built once in eager mode; under ``torch.compile`` the one already built or
     ``None`` (the op then builds it inside, where its host sync cannot break the graph)."""

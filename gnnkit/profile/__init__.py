@@ -28,8 +28,17 @@ The package: :mod:`.graphs` (what to profile on), :mod:`.measure` (peak memory, 
 bandwidth model), :mod:`.backends` (the callables per backend and op, one measured run),
 :mod:`.report` (the grid, JSON, plot, table).  ``benchmarks/`` reuses these pieces.
 """
-from .backends import (BACKENDS, DTYPES, MODES, Problem, Record, available_backends, build_callables, make_problem,
-                       run_one)
+from .backends import (
+                       BACKENDS,
+                       DTYPES,
+                       MODES,
+                       Problem,
+                       Record,
+                       available_backends,
+                       build_callables,
+                       make_problem,
+                       run_one,
+)
 from .graphs import GraphSpec, dataset_graph, edge_list_graph, power_law_graph
 from .measure import OPS, PeakMemory, compulsory_bytes, copy_bandwidth, time_fn
 from .report import format_table, plot, profile, write_report

@@ -124,8 +124,7 @@ def _pyg_modules():
 def build_callables(p: Problem, backend: str, op: str) -> Optional[Tuple[Callable, List[Tensor]]]:
     """``(fn, leaves)``: ``fn()`` returns the op's output from ``leaves`` (the tensors that
     get gradients in fwd+bwd); None when the backend does not offer the op here."""
-    from torch_geometric.utils import scatter
-    from torch_geometric.utils import softmax as pyg_softmax
+    from torch_geometric.utils import scatter, softmax as pyg_softmax
 
     ei, N = p.edge_index, p.num_nodes
     src, dst = ei[0], ei[1]
@@ -185,8 +184,7 @@ def build_callables(p: Problem, backend: str, op: str) -> Optional[Tuple[Callabl
         return None
     if backend == "torch-sparse":
         try:
-            from torch_sparse import SparseTensor
-            from torch_sparse import matmul as ts_matmul
+            from torch_sparse import SparseTensor, matmul as ts_matmul
         except Exception:
             return None
         if op == "spmm":

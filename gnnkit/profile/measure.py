@@ -6,7 +6,7 @@ import contextlib
 import ctypes
 import statistics
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 
@@ -62,7 +62,7 @@ class PeakMemory:
                 if self._glibc else "peak RSS delta (VmHWM via /proc/self/clear_refs)"
 
     @contextlib.contextmanager
-    def measure(self, out: Dict[str, float]):
+    def measure(self, out: Dict[str, float]) -> Iterator[None]:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             base = torch.cuda.memory_allocated(self.device)

@@ -1,0 +1,95 @@
+"""The layering rules of docs/architecture.md, checked on the source: layers import only
+``gnnkit.ops`` (never an ops submodule or ``gnnkit.kernels``), only ``gnnkit/ops/primitives.py``
+imports ``gnnkit.kernels``, kernels import nothing from gnnkit, and no two modules import each
+other in a circle (imports inside functions and under TYPE_CHECKING included)."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modules():
+    mods = {}
+    for p in (ROOT / "gnnkit").rglob("*.py"):
+        name = ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        mods[name[:-len(".__init__")] if name.endswith(".__init__") else name] = p
+    for p in (ROOT / "kernels").glob("*.py"):
+        mods["gnnkit.kernels" + ("" if p.stem == "__init__" else "." + p.stem)] = p
+    return mods
+
+
+def _imports(name: str, path: Path, mods, targets_only: bool = False) -> set:
+    """gnnkit modules ``name`` imports: the ``from X`` / ``import X`` targets, plus (unless
+    ``targets_only``) ``from X import y`` names that are themselves modules."""
+    pkg = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")[:len(pkg.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            cands = [target] + ([] if targets_only else [f"{target}.{a.name}" for a in node.names])
+        elif isinstance(node, ast.Import):
+            cands = [a.name for a in node.names]
+        else:
+            continue
+        out.update(c for c in cands if c.startswith("gnnkit") and c != name and (c == cands[0] or c in mods))
+    return out
+
+
+def test_layers_import_only_the_public_ops_api():
+    mods = _modules()
+    bad = []
+    for name, path in mods.items():
+        if name.startswith("gnnkit.nn."):
+            for imp in _imports(name, path, mods, targets_only=True):
+                if imp.startswith("gnnkit.ops.") or imp.startswith("gnnkit.kernels"):
+                    bad.append(f"{name} imports {imp}")
+    assert not bad, "layers must import gnnkit.ops only:\n" + "\n".join(bad)
+
+
+def test_only_primitives_reach_the_kernels():
+    mods = _modules()
+    users = {name for name, path in mods.items() if not name.startswith("gnnkit.kernels")
+             and any(i.startswith("gnnkit.kernels") for i in _imports(name, path, mods))}
+    assert users <= {"gnnkit.ops.primitives", "gnnkit.ops.vq"}, users
+    for name, path in mods.items():
+        if name.startswith("gnnkit.kernels"):
+            outside = [i for i in _imports(name, path, mods) if not i.startswith("gnnkit.kernels")]
+            assert not outside, f"{name} imports {outside}: kernels import nothing from gnnkit"
+
+
+def test_no_import_circles():
+    mods = _modules()
+    edges = {n: {i for i in _imports(n, p, mods) if i in mods} for n, p in mods.items()}
+    # Tarjan's strongly connected components
+    index, low, stack, on, comps, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                comps.append(sorted(comp))
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    assert not comps, f"import circles: {comps}"
