@@ -190,3 +190,66 @@ def test_compiled_lstm_aggregation_trains_like_eager():
     torch.testing.assert_close(results[1][0], results[0][0], atol=1e-5, rtol=1e-5)
     for a, b in zip(results[1][1], results[0][1]):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+ALL_FORMS = dict(COMPILED, **{
+    "GCNConv": lambda: gnn.GCNConv(F_IN, 6),
+    "MPNNConv": lambda: gnn.MPNNConv(F_IN, edge_dim=3, num_steps=2),
+    "GATv2Conv-edge": lambda: gnn.GATv2Conv(F_IN, 4, heads=2, edge_dim=3),
+})
+
+
+def _args(name, graph_like, ea):
+    return (graph_like, ea) if name in ("GATConv", "GINEConv", "MPNNConv", "GATv2Conv-edge") else (graph_like,)
+
+
+@pytest.mark.parametrize("name", list(ALL_FORMS))
+def test_a_prebuilt_graph_equals_edge_index(name):
+    """A gnnkit.ops.Graph passed in place of edge_index gives the same output and gradients (and its
+    derived state is built once: the second call adds no entry)."""
+    from gnnkit.ops import Graph
+    torch.manual_seed(0)
+    layer = ALL_FORMS[name]()
+    x, ei = _graph(3)
+    ea = torch.randn(E, 3)
+    graph = Graph.build(ei, num_nodes=N)
+    outs = []
+    for adj in (ei, graph, graph):
+        xr = x.clone().requires_grad_(True)
+        y = layer(xr, *_args(name, adj, ea))
+        outs.append((y, torch.autograd.grad(y.sum(), xr)[0]))
+        if adj is graph and len(outs) == 2:
+            keys = set(graph._derived)
+    assert set(graph._derived) == keys
+    for y, g in outs[1:]:
+        torch.testing.assert_close(y, outs[0][0])
+        torch.testing.assert_close(g, outs[0][1])
+    with pytest.raises(ValueError, match="Graph with num_src=30"):
+        layer(torch.randn(N + 1, F_IN), *_args(name, graph, ea))
+
+
+@pytest.mark.parametrize("name", list(ALL_FORMS))
+def test_compiled_with_a_prebuilt_graph(name):
+    """The compile path of benchmarks/layers_compile.py: a Graph built outside the compiled region,
+    one eager call, then fullgraph compilation (forward and backward) that matches eager, with the
+    graph's state read, not rebuilt (no recompilation on the second compiled call)."""
+    from gnnkit.ops import Graph
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    layer = ALL_FORMS[name]()
+    x, ei = _graph(4)
+    ea = torch.randn(E, 3)
+    graph = Graph.build(ei, num_nodes=N)
+    xe = x.clone().requires_grad_(True)
+    ref = layer(xe, *_args(name, graph, ea))
+    (gref,) = torch.autograd.grad(ref.sum(), xe)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    from torch._dynamo.utils import counters
+    counters.clear()
+    for _ in range(2):
+        xc = x.clone().requires_grad_(True)
+        out = compiled(xc, *_args(name, graph, ea))
+        (gout,) = torch.autograd.grad(out.sum(), xc)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(gout, gref, atol=1e-5, rtol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])

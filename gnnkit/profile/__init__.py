@@ -12,7 +12,9 @@ available here, and each mode (``fwd``, ``fwd+bwd``) it records:
 * peak memory of one run above the memory in use before it.  CUDA:
   ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.  CPU:
   the process's peak resident set size (``VmHWM``, reset through
-  ``/proc/self/clear_refs``) minus the resident size before the run, with glibc's
+  ``/proc/self/clear_refs``) minus the resident size before the run (taken after
+  ``malloc_trim(0)``, so free heap chunks the run could reuse unseen are not counted as
+  in use), with glibc's
   mmap threshold pinned at 64 KiB (``mallopt``) during that run so freed tensors
   leave the RSS;
   it counts every allocation of the run (torch, PyG, allocator overhead).  Outside

@@ -27,6 +27,15 @@ def _set_mmap_threshold(nbytes: int) -> bool:
         return False
 
 
+def _malloc_trim() -> bool:
+    """glibc ``malloc_trim(0)``: hand free heap memory back to the OS, so the resident set before a
+    measured run is live memory, not free chunks the run would reuse unseen."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def _status_kb(key: str) -> Optional[int]:
     try:
         with open("/proc/self/status") as f:
@@ -74,6 +83,8 @@ class PeakMemory:
             if self._glibc:  # large blocks leave the RSS when freed, only while measuring
                 _set_mmap_threshold(_MEASURE_THRESHOLD)
             try:
+                if self._glibc:
+                    _malloc_trim()
                 base = _status_kb("VmRSS")
                 _reset_hwm()
                 yield
