@@ -253,3 +253,31 @@ def test_compiled_with_a_prebuilt_graph(name):
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(gout, gref, atol=1e-5, rtol=1e-5)
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+
+
+def test_compiled_lstm_keeps_its_graph_for_backward_and_bounds_it():
+    """Under compile in training, the LSTM aggregation keeps its autograd graph for the backward (no
+    recompute); at most _KEEP_MAX graphs wait for a backward, and one whose graph was dropped recomputes
+    the forward and still gives eager's gradients; no graph is kept without gradients."""
+    from gnnkit.nn import lstm_aggr
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    lstm_aggr._KEPT.clear()
+    layer = gnn.SAGEConv(F_IN, 6, aggr="lstm").eval()
+    x, ei = _graph(5)
+    xr = x.clone().requires_grad_(True)
+    (gref,) = torch.autograd.grad(layer(xr, ei).sum(), xr)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        compiled(x, ei)
+    assert len(lstm_aggr._KEPT) == 0
+    outs = []
+    for _ in range(lstm_aggr._KEEP_MAX + 3):
+        xc = x.clone().requires_grad_(True)
+        outs.append((xc, compiled(xc, ei)))
+    assert len(lstm_aggr._KEPT) == lstm_aggr._KEEP_MAX
+    for xc, out in (outs[0], outs[-1]):  # dropped (recomputes) and kept
+        (g,) = torch.autograd.grad(out.sum(), xc)
+        torch.testing.assert_close(g, gref, atol=1e-5, rtol=1e-5)
+    assert len(lstm_aggr._KEPT) == lstm_aggr._KEEP_MAX - 1  # the kept one was used and released
+    lstm_aggr._KEPT.clear()

@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
-from gnnkit.ops import gather_slots, segment_reduce_slots
+from gnnkit.ops import relu_message_slots, segment_reduce_slots
 from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
@@ -78,7 +78,9 @@ class GINEConv(torch.nn.Module):
                                  "graphs without edge features)")
             edge_attr = graph.from_csr_order(w)  # PyG reads a sparse adj_t's values as edge_attr
         check_edge_rows(edge_attr, num_input_edges(edge_index), "GINEConv", "edge_attr")
-        ea = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
+        # to CSR slot order first: a row permutation commutes with the row-wise linear map, and permuting
+        # the raw features (no gradient) spares the backward a scatter of the [E, F] gradient
+        ea = graph.to_csr_order(edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)
         if self.lin is not None:
             if self.lin.in_channels > 0 and ea.size(-1) != self.lin.in_channels:
                 raise ValueError(f"GINEConv: edge_attr has {ea.size(-1)} features but edge_dim="
@@ -90,7 +92,7 @@ class GINEConv(torch.nn.Module):
         if x_dst is not None and x_dst.size(-1) != x_src.size(-1):
             raise ValueError(f"GINEConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
                              "both sides must have the same width")
-        msg = (gather_slots(graph, x_src) + graph.to_csr_order(ea)).relu()  # [E, F] in CSR order
+        msg = relu_message_slots(graph, x_src, ea)  # relu(x_j + e_ji), [E, F] in CSR order
         out = segment_reduce_slots(graph, msg, "sum")
         if x_dst is not None:
             out = out + (1 + self.eps) * x_dst

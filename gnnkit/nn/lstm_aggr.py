@@ -15,14 +15,19 @@ call shuffles each neighbourhood with a fresh permutation (GraphSAGE, Hamilton e
 2017); in eval the order is the CSR order (sources ascending), so results are repeatable.
 Nodes without neighbours get zeros.
 
-Under ``torch.compile`` the bucketing (data-dependent shapes) cannot be traced, so the
-aggregation runs as one opaque custom op, ``gnnkit::lstm_aggr``, whose backward recomputes
-the forward with autograd (activation-checkpoint style: training costs one extra forward).
+Under ``torch.compile`` the bucketing (data-dependent shapes) cannot be traced (and inductor
+cannot compile aten's CPU LSTM either), so the aggregation runs as one opaque custom op.  When a
+backward can follow (gradients on and an input or weight requiring them), it is
+``gnnkit::lstm_aggr_keep``, which runs the LSTM under autograd inside the op and keeps that graph
+for its backward op (at most 8 kept at a time; a backward whose graph was dropped recomputes the
+forward); otherwise ``gnnkit::lstm_aggr`` runs it without autograd.
 The random neighbour order is drawn outside the op, in the traced graph, so forward and
 backward see the same permutation.  ``fullgraph=True`` compiles without graph breaks.
 """
 import contextlib
-from typing import List, Tuple
+import itertools
+from collections import OrderedDict
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -134,6 +139,67 @@ def _backward(ctx, grad_out: Tensor):
 _lstm_aggr_op.register_autograd(_backward, setup_context=_setup)
 
 
+# The training variant under torch.compile: the forward op runs the LSTM under autograd and keeps
+# that graph (keyed by a token it returns) for the backward op, which then costs one backward instead
+# of a forward and a backward.  At most _KEEP_MAX graphs are kept (oldest dropped first: a forward
+# whose backward never comes, e.g. evaluation with gradients on, cannot hold memory for long); a
+# backward whose graph was dropped recomputes the forward, as the plain op does.
+_KEPT: "OrderedDict[int, Tuple[Tensor, List[Tensor]]]" = OrderedDict()
+_KEEP_MAX = 8
+_TOKENS = itertools.count()
+
+
+@torch.library.custom_op("gnnkit::lstm_aggr_keep", mutates_args=())
+def _lstm_aggr_keep_op(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, w_ih: Tensor, w_hh: Tensor,
+                       b_ih: Tensor, b_hh: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(aggregate, token)``; the autograd graph of the aggregate is kept under ``token``."""
+    inputs = [t.detach().requires_grad_(True) for t in (x, w_ih, w_hh, b_ih, b_hh)]
+    with _autograd_inside_custom_op():
+        out = _lstm_aggregate(inputs[0], rowptr, col, slots, inputs[1:], w_hh.size(1))
+    key = next(_TOKENS)
+    _KEPT[key] = (out, inputs)
+    while len(_KEPT) > _KEEP_MAX:
+        _KEPT.popitem(last=False)
+    return out.detach(), torch.full((1,), key, dtype=torch.long)
+
+
+@_lstm_aggr_keep_op.register_fake
+def _(x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh):
+    return x.new_empty(rowptr.shape[0] - 1, w_hh.shape[1]), x.new_empty(1, dtype=torch.long)
+
+
+@torch.library.custom_op("gnnkit::lstm_aggr_keep_bwd", mutates_args=())
+def _lstm_aggr_keep_bwd_op(grad_out: Tensor, token: Tensor, x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor,
+                           w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
+                           ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    kept = _KEPT.pop(int(token.item()), None)
+    if kept is None:  # dropped (or never kept): recompute
+        return _lstm_aggr_bwd_op(grad_out, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh)
+    out, inputs = kept
+    with _autograd_inside_custom_op():
+        grads = torch.autograd.grad(out, inputs, grad_out, allow_unused=True)
+    return tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs))
+
+
+@_lstm_aggr_keep_bwd_op.register_fake
+def _(grad_out, token, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh):
+    return tuple(torch.empty_like(t) for t in (x, w_ih, w_hh, b_ih, b_hh))
+
+
+def _setup_keep(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output[1], *inputs)
+
+
+def _backward_keep(ctx, grad_out: Tensor, grad_token: Optional[Tensor]):
+    token, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+    gx, gwi, gwh, gbi, gbh = _lstm_aggr_keep_bwd_op(grad_out.contiguous(), token, x, rowptr, col, slots, w_ih, w_hh,
+                                                    b_ih, b_hh)
+    return gx, None, None, None, gwi, gwh, gbi, gbh
+
+
+_lstm_aggr_keep_op.register_autograd(_backward_keep, setup_context=_setup_keep)
+
+
 class LSTMWeights(torch.nn.Module):
     """The parameters of a one-layer ``torch.nn.LSTM`` (same names, shapes, order and
     initialisation, so ``state_dict`` keys ``lstm.weight_ih_l0`` ... match PyG's), without
@@ -187,6 +253,8 @@ class LSTMAggregation(torch.nn.Module):
         slots = _slot_order(graph, self.training)
         weights = self.lstm.flat_weights()
         if torch.compiler.is_compiling():
+            if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
+                return _lstm_aggr_keep_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights)[0]
             return _lstm_aggr_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights)
         return _lstm_aggregate(x, graph.rowptr, graph.col, slots, weights, self.out_channels)
 

@@ -66,6 +66,47 @@ def _(rowptr, col, row, value, x, grad_out, reduce, rowptr_t, col_t, perm_t):
     return x.new_empty(x.shape), gv
 
 
+# ---------------------------------------------------------------------- ReLU messages
+@torch.library.custom_op("gnnkit::relu_message", mutates_args=())
+def relu_message_op(x: Tensor, index: Tensor, edge_term: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(relu(x[index] + edge_term), mask)`` with ``mask = result > 0`` (bool, for the backward): one
+    fresh ``[E, F]`` buffer, worked in place.  Opaque to ``torch.compile``: inductor's generated CPU
+    loops for this gather-add-ReLU were slower than aten's kernels (benchmarks/layers_compile.py)."""
+    m = x.index_select(0, index)
+    if m.dtype == torch.result_type(m, edge_term):
+        m.add_(edge_term)
+    else:  # mixed dtypes: torch's promotion
+        m = m + edge_term
+    m.relu_()
+    return m, m > 0
+
+
+@relu_message_op.register_fake
+def _(x, index, edge_term):
+    shape = (index.shape[0],) + tuple(x.shape[1:])
+    out = x.new_empty(shape, dtype=torch.result_type(x, edge_term))
+    return out, x.new_empty(shape, dtype=torch.bool)
+
+
+@torch.library.custom_op("gnnkit::relu_message_bwd", mutates_args=())
+def relu_message_bwd_op(grad: Tensor, mask: Tensor, rowptr_t: Tensor, perm_t: Tensor, num_nodes: int,
+                        x_dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+    """``(grad_x [num_nodes, F], grad_edge_term [E, F])``: the masked gradient, and its sum per source
+    node through the transposed CSR (one SpMM, no scatter)."""
+    ge = grad.masked_fill(~mask, 0)
+    E = ge.size(0)
+    width = 1
+    for d in ge.shape[1:]:
+        width *= d
+    gx = spmm_op(rowptr_t, perm_t, None, ge.to(x_dtype).reshape(E, 1, width).contiguous(), "sum")
+    return gx.reshape((num_nodes,) + tuple(ge.shape[1:])), ge
+
+
+@relu_message_bwd_op.register_fake
+def _(grad, mask, rowptr_t, perm_t, num_nodes, x_dtype):
+    return grad.new_empty((num_nodes,) + tuple(grad.shape[1:]), dtype=x_dtype), torch.empty_like(grad)
+
+
 # ---------------------------------------------------------------------- SDDMM
 def sddmm_pattern_args(graph: Graph) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """The pattern arguments of :func:`~gnnkit.ops.primitives.sddmm_op`: the graph's duplicate-free

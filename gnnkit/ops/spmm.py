@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .graph import Graph
-from .primitives import sddmm_op, sddmm_pattern_args, spmm_arg_bwd_op, spmm_op
+from .primitives import relu_message_bwd_op, relu_message_op, sddmm_op, sddmm_pattern_args, spmm_arg_bwd_op, spmm_op
 from .reference import spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401  (re-exported: the op's reference)
 
 REDUCES = ("sum", "mean", "max", "min")
@@ -120,6 +120,38 @@ def gather_slots(graph: Graph, x: Tensor, side: str = "src") -> Tensor:
     if x.dim() < 1 or x.size(0) != n:
         raise ValueError(f"x must have one row per {side} node ({n}), got shape {list(x.shape)}")
     return GatherFunction.apply(graph, x, side)
+
+
+class ReluMessageFunction(torch.autograd.Function):
+    """``relu(x[col] + edge_term)`` per CSR slot (GINE's message); saves a bool mask, not the messages."""
+
+    @staticmethod
+    def forward(ctx, graph: Graph, x: Tensor, edge_term: Tensor) -> Tensor:
+        out, mask = relu_message_op(x, graph.col, edge_term)
+        ctx.num_nodes, ctx.x_dtype = x.size(0), x.dtype
+        ctx.t = graph.transpose() if ctx.needs_input_grad[1] else None
+        ctx.save_for_backward(mask)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        (mask,) = ctx.saved_tensors
+        if ctx.t is None:  # only edge_term needs a gradient
+            return None, None, grad.masked_fill(~mask, 0)
+        rowptr_t, _, perm_t = ctx.t
+        gx, ge = relu_message_bwd_op(grad.contiguous(), mask, rowptr_t, perm_t, ctx.num_nodes, ctx.x_dtype)
+        return None, gx, ge if ctx.needs_input_grad[2] else None
+
+
+def relu_message_slots(graph: Graph, x: Tensor, edge_term: Tensor) -> Tensor:
+    """GINE's messages ``relu(x[src] + edge_term)`` per CSR slot: ``x`` ``[num_src, ...]``,
+    ``edge_term`` ``[E, ...]`` in CSR slot order -> ``[E, ...]``.  Backward without a scatter (one SpMM over
+    the transposed CSR) and a 1-byte mask saved instead of the ``[E, F]`` messages."""
+    if x.size(0) != graph.num_src or edge_term.size(0) != graph.num_edges or x.shape[1:] != edge_term.shape[1:]:
+        raise ValueError(f"x must be [num_src={graph.num_src}, F] and edge_term [E={graph.num_edges}, F] with the "
+                         f"same F, got {list(x.shape)} and {list(edge_term.shape)}")
+    return ReluMessageFunction.apply(graph, x.contiguous(), edge_term.contiguous())
 
 
 def spmm(graph: Graph, x: Tensor, edge_weight: Optional[Tensor] = None, reduce: str = "sum") -> Tensor:
