@@ -177,7 +177,9 @@ class GCNConv(torch.nn.Module):
         zeros(self.bias)
         self._cached_norm = None
 
-    def _normalised(self, edge_index: Any, edge_weight: Optional[Tensor], n: int, dtype) -> Tuple[Graph, Tensor]:
+    def _normalised(self, edge_index: Any, edge_weight: Optional[Tensor], n: int, dtype: torch.dtype
+                    ) -> Tuple[Graph, Tensor, Optional[Tensor]]:
+        """``(graph, weights, weights in transposed slot order or None)``."""
         if not self.normalize:
             graph, w = as_graph(edge_index, num_nodes=n)
             if w is not None and edge_weight is not None:
@@ -188,13 +190,16 @@ class GCNConv(torch.nn.Module):
                 w = graph.to_csr_order(edge_weight)
             if w is None:
                 w = torch.ones(graph.num_edges, dtype=dtype, device=graph.device)
-            return graph, w.to(dtype)
+            return graph, w.to(dtype), None
         if edge_weight is None and not is_sparse_adj(edge_index):
             # the normalised values depend on the structure alone: keep them with it
             base, _ = as_graph(edge_index, num_nodes=n)
             key = ("gcn_norm", self.improved, self.add_self_loops, dtype)
-            return base.derived(key, lambda: gcn_norm(base, None, n, self.improved, self.add_self_loops, dtype))
-        return gcn_norm(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype)
+            graph, w = base.derived(key, lambda: gcn_norm(base, None, n, self.improved, self.add_self_loops, dtype))
+            # and in transposed slot order, for the backward (read, not gathered, under torch.compile too)
+            w_t = base.derived(key + ("transposed",), lambda: w.index_select(0, graph.transpose()[2]))
+            return graph, w, w_t
+        return gcn_norm(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype) + (None,)
 
     def forward(self, x: Tensor, edge_index: Adj, edge_weight: Optional[Tensor] = None) -> Tensor:
         if isinstance(x, (tuple, list)):
@@ -207,6 +212,7 @@ class GCNConv(torch.nn.Module):
             raise ValueError(f"x has {x.size(-1)} features but GCNConv was built with "
                              f"in_channels={self.in_channels}; fix in_channels or the input")
         n = x.size(0)
+        w_t = None
         if self.cached and self._cached_norm is not None:
             graph, w = self._cached_norm
             if graph.num_dst != n:
@@ -214,7 +220,7 @@ class GCNConv(torch.nn.Module):
                                  f"has {n}; cached=True is for one fixed graph (transductive) — use "
                                  "cached=False for mini-batches")
         else:
-            graph, w = self._normalised(edge_index, edge_weight, n, x.dtype)
+            graph, w, w_t = self._normalised(edge_index, edge_weight, n, x.dtype)
             if self.cached:
                 self._cached_norm = (graph, w.detach())
         # A (x W) == (A x) W: pick the order that moves fewer features through SpMMs.  Transform
@@ -223,13 +229,15 @@ class GCNConv(torch.nn.Module):
         f_in, f_out = x.size(-1), self.out_channels
         # the bias is added in place into the last op's fresh result (no saved tensor is touched)
         if f_in * (2 if x.requires_grad else 1) < 2 * f_out:
-            out = self.lin(self._propagate(graph, w, x))
+            out = self.lin(self._propagate(graph, w, w_t, x))
             return out if self.bias is None else _add_bias(out, self.bias)
-        return self._propagate(graph, w, self.lin(x), self.bias)
+        return self._propagate(graph, w, w_t, self.lin(x), self.bias)
 
     @staticmethod
-    def _propagate(graph: Graph, w: Tensor, h: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-        out = spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), "sum")
+    def _propagate(graph: Graph, w: Tensor, w_t: Optional[Tensor], h: Tensor, bias: Optional[Tensor] = None
+                   ) -> Tensor:
+        vt = None if w_t is None else w_t.to(h.dtype).view(-1, 1)
+        out = spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), "sum", vt)
         return (out if bias is None else _add_bias(out, bias)).squeeze(1)
 
     def __repr__(self) -> str:

@@ -38,10 +38,12 @@ class SpMMFunction(torch.autograd.Function):
     forward, so a backward never builds graph state (which ``torch.compile`` forbids there)."""
 
     @staticmethod
-    def forward(ctx, graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str) -> Tensor:
+    def forward(ctx, graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str,
+                value_t: Optional[Tensor] = None) -> Tensor:
         out = spmm_op(graph.rowptr, graph.col, value, x, reduce)
         ctx.graph = graph
         ctx.reduce = reduce
+        ctx.value_t = value_t
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             ctx.t = graph.transpose()
         if ctx.needs_input_grad[2] and reduce not in ("max", "min"):
@@ -60,28 +62,32 @@ class SpMMFunction(torch.autograd.Function):
         if ctx.reduce in ("max", "min"):
             gx, gv = spmm_arg_bwd_op(graph.rowptr, graph.col, graph.row, value, x, grad_out, ctx.reduce,
                                      rowptr_t, col_t, perm_t)
-            return None, gx if need_x else None, gv if need_v else None, None
+            return None, gx if need_x else None, gv if need_v else None, None, None
         if ctx.reduce == "mean":
             if value is None and grad_out.size(1) == 1 and grad_out.dtype != torch.float64 \
                     and not torch.compiler.is_compiling():
                 # one weighted SpMM through the transposed CSR instead of a division pass + SpMM
                 w = graph.mean_weights_t().to(grad_out.dtype)
-                return None, spmm_op(rowptr_t, col_t, w, grad_out, "sum") if need_x else None, None, None
+                return None, spmm_op(rowptr_t, col_t, w, grad_out, "sum") if need_x else None, None, None, None
             deg = graph.in_degree().clamp(min=1).to(grad_out.dtype)
             grad_out = grad_out / deg.view(-1, 1, 1)
         gx = gv = None
         if need_x:
-            vt = None if value is None else graph.values_t(value)
+            vt = ctx.value_t if ctx.value_t is not None else None if value is None else graph.values_t(value)
             gx = spmm_op(rowptr_t, col_t, vt, grad_out, "sum")
         if need_v:
             gv = sddmm_op(graph.rowptr, graph.col, graph.row, grad_out, x.to(grad_out.dtype).contiguous(),
                           *ctx.pattern)
-        return None, gx, gv, None
+        return None, gx, gv, None, None
 
 
-def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: str = "sum") -> Tensor:
-    """SpMM with ``x`` ``[S, H, F]`` and ``value`` ``[E, H]`` already in CSR slot order -> ``[N, H, F]``."""
-    return SpMMFunction.apply(graph, x.contiguous(), value, reduce)
+def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: str = "sum",
+               value_t: Optional[Tensor] = None) -> Tensor:
+    """SpMM with ``x`` ``[S, H, F]`` and ``value`` ``[E, H]`` already in CSR slot order -> ``[N, H, F]``.
+
+    ``value_t``: ``value`` in transposed-CSR slot order, when the caller keeps it (constant weights kept
+    in the graph's derived state, e.g. GCN's normalisation); the backward otherwise gathers it."""
+    return SpMMFunction.apply(graph, x.contiguous(), value, reduce, value_t)
 
 
 class GatherFunction(torch.autograd.Function):
