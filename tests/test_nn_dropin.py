@@ -216,11 +216,17 @@ def test_sage_lstm_reads_real_last_neighbour_and_shuffles():
     assert all(bool((deg[nd] == src.size(1)).all()) for nd, src in buckets)
     assert sum(nd.numel() for nd, _ in buckets) == int((deg > 0).sum())
     g.train()
-    a, b = g(x, ei), g(x, ei)
-    assert not torch.allclose(a, b), "training mode must draw a fresh neighbour permutation per call"
+    _close(g(x, ei), out)  # default (PyG's): training reads the neighbours in edge order too
+    # GraphSAGE's shuffle is one option away: a fresh neighbour permutation per training call
+    s = gnn.SAGEConv(F_IN, 6, aggr="lstm", root_weight=False, aggr_kwargs={"shuffle": True})
+    s.load_state_dict(g.state_dict())
+    a, b = s(x, ei), s(x, ei)
+    assert not torch.allclose(a, b), "shuffle=True in training must draw a fresh neighbour permutation per call"
     # nodes with at most one neighbour are unaffected by the shuffle
     small = deg <= 1
     _close(a[small], out[small])
+    with pytest.raises(ValueError, match="aggr_kwargs.*shuffle"):
+        gnn.SAGEConv(F_IN, 6, aggr="lstm", aggr_kwargs={"bogus": 1})
 
 
 @pytest.mark.parametrize("form", ["single", "pair", "pair-none"])

@@ -127,7 +127,7 @@ def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int,
     if SparseTensor is not None and isinstance(edge_index, SparseTensor):
         return SparseTensor(row=g.row, col=g.col, value=a, sparse_sizes=(nd, ns), is_sorted=True)
     if edge_index.layout == torch.sparse_csr:
-        adj = torch.sparse_csr_tensor(g.rowptr, g.col, a, (nd, ns), check_invariants=False)
+        adj = torch.sparse_csr_tensor(g.rowptr, g.col, a, (nd, ns) + tuple(a.shape[1:]), check_invariants=False)
     else:
         adj = torch.sparse_coo_tensor(torch.stack([g.row, g.col]), a, (nd, ns) + tuple(a.shape[1:]),
                                       is_coalesced=True)

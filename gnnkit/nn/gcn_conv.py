@@ -10,6 +10,9 @@ from torch_geometric.nn.inits import zeros
 from gnnkit.ops import Graph, SparseTensor, as_graph, is_sparse_adj, segment_reduce_slots, spmm_slots
 from gnnkit.typing import Adj
 
+from ._attention import num_input_edges
+from ._base import CSRMessagePassing, slot_mask
+
 
 def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
     """``A`` with PyG's *remaining* self-loops: existing loops are dropped and one loop per node
@@ -117,7 +120,7 @@ def _add_bias(out: Tensor, bias: Tensor) -> Tensor:
     return out.add_(bias) if bias.dtype == out.dtype else out + bias
 
 
-class GCNConv(torch.nn.Module):
+class GCNConv(CSRMessagePassing):
     r"""The graph convolutional operator from `"Semi-supervised Classification with Graph
     Convolutional Networks" <https://arxiv.org/abs/1609.02907>`_, a drop-in for
     :class:`torch_geometric.nn.GCNConv`.
@@ -151,13 +154,18 @@ class GCNConv(torch.nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, improved: bool = False, cached: bool = False,
-                 add_self_loops: Optional[bool] = None, normalize: bool = True, bias: bool = True):
-        super().__init__()
+                 add_self_loops: Optional[bool] = None, normalize: bool = True, bias: bool = True, **kwargs: Any):
+        kwargs.setdefault("aggr", "add")
+        if kwargs["aggr"] not in ("add", "sum"):
+            raise ValueError(f"GCNConv: aggr={kwargs['aggr']!r} is not supported (the normalised sum is the "
+                             "operator); use aggr='add'")
+        super().__init__(**kwargs)
         if add_self_loops is None:
             add_self_loops = normalize
         if add_self_loops and not normalize:
-            raise ValueError("GCNConv does not support add_self_loops=True with normalize=False; "
-                             "add the loops to edge_index yourself or set normalize=True")
+            raise ValueError("GCNConv does not support adding self-loops to the graph when no on-the-fly "
+                             "normalization is applied (add_self_loops=True with normalize=False); add the loops "
+                             "to edge_index yourself or set normalize=True")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.improved = improved
@@ -165,6 +173,8 @@ class GCNConv(torch.nn.Module):
         self.add_self_loops = add_self_loops
         self.normalize = normalize
         self._cached_norm: Optional[Tuple[Graph, Tensor]] = None
+        self._cached_edge_index: Optional[Tuple[Graph, Tensor]] = None
+        self._cached_adj_t: Optional[Tuple[Graph, Tensor]] = None
         self.lin = Linear(in_channels, out_channels, bias=False, weight_initializer="glorot")
         if bias:
             self.bias = Parameter(torch.empty(out_channels))
@@ -173,9 +183,10 @@ class GCNConv(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         self.lin.reset_parameters()
         zeros(self.bias)
-        self._cached_norm = None
+        self._cached_norm = self._cached_edge_index = self._cached_adj_t = None
 
     def _normalised(self, edge_index: Any, edge_weight: Optional[Tensor], n: int, dtype: torch.dtype
                     ) -> Tuple[Graph, Tensor, Optional[Tensor]]:
@@ -205,13 +216,14 @@ class GCNConv(torch.nn.Module):
         if isinstance(x, (tuple, list)):
             raise ValueError("GCNConv received a tuple of node features but does not support bipartite "
                              "message passing; use SAGEConv or GATConv for (x_src, x_dst)")
-        if not isinstance(x, Tensor) or x.dim() != 2:
-            raise ValueError(f"x must be a [num_nodes, in_channels] tensor, got "
-                             f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        if not isinstance(x, Tensor) or x.dim() not in (2, 3):
+            raise ValueError(f"x must be a [num_nodes, in_channels] tensor (or [batch, num_nodes, in_channels] "
+                             f"for a static graph), got {list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
         if self.in_channels > 0 and x.size(-1) != self.in_channels:
             raise ValueError(f"x has {x.size(-1)} features but GCNConv was built with "
                              f"in_channels={self.in_channels}; fix in_channels or the input")
-        n = x.size(0)
+        edge_index = self.oriented(edge_index)
+        n = x.size(-2)
         w_t = None
         if self.cached and self._cached_norm is not None:
             graph, w = self._cached_norm
@@ -223,6 +235,26 @@ class GCNConv(torch.nn.Module):
             graph, w, w_t = self._normalised(edge_index, edge_weight, n, x.dtype)
             if self.cached:
                 self._cached_norm = (graph, w.detach())
+                # PyG's attribute names for the same cache (one of them set, by input form)
+                if is_sparse_adj(edge_index):
+                    self._cached_adj_t = self._cached_norm
+                else:
+                    self._cached_edge_index = self._cached_norm
+        mask = self.explain_mask(num_input_edges(edge_index))
+        if mask is not None:  # PyG's explain_message: each input edge's message times its mask
+            if is_sparse_adj(edge_index):
+                raise ValueError("GCNConv: explaining needs an edge_index [2, E] (as in PyG); got a sparse adj_t")
+            w, w_t = w * self._slot_mask(edge_index, graph, mask, n).to(w.dtype), None
+        if x.dim() == 3 or x.is_sparse:
+            # static graph [B, N, F] (one graph for every batch row) or sparse x: transform first, then
+            # aggregate all batch rows in one SpMM over the node axis
+            h = self.lin(x)
+            if h.dim() == 2:
+                return self._propagate(graph, w, w_t, h, self.bias)
+            B, N, C = h.shape
+            out = self._propagate(graph, w, w_t, h.transpose(0, 1).reshape(N, B * C))
+            out = out.view(N, B, C).transpose(0, 1)
+            return out if self.bias is None else out + self.bias
         # A (x W) == (A x) W: pick the order that moves fewer features through SpMMs.  Transform
         # first costs an SpMM of width out_channels forward and again backward; aggregate first
         # costs one of width in_channels forward, and backward only when x needs a gradient.
@@ -232,6 +264,13 @@ class GCNConv(torch.nn.Module):
             out = self.lin(self._propagate(graph, w, w_t, x))
             return out if self.bias is None else _add_bias(out, self.bias)
         return self._propagate(graph, w, w_t, self.lin(x), self.bias)
+
+    def _slot_mask(self, edge_index: Any, graph: Graph, mask: Tensor, n: int) -> Tensor:
+        if not self.add_self_loops:
+            return slot_mask(graph, mask)
+        base, _ = as_graph(edge_index, num_nodes=n)
+        _, keep, _ = base.derived(("gcn_loops", n), lambda: _self_loop_structure(base, n))
+        return slot_mask(graph, mask, keep, n)
 
     @staticmethod
     def _propagate(graph: Graph, w: Tensor, w_t: Optional[Tensor], h: Tensor, bias: Optional[Tensor] = None

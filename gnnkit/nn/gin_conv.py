@@ -1,5 +1,5 @@
 """GINConv: drop-in for ``torch_geometric.nn.GINConv``."""
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -7,10 +7,12 @@ from torch_geometric.nn.inits import reset
 
 from gnnkit.typing import Adj, NodeFeatures
 
+from ._attention import num_input_edges
+from ._base import CSRMessagePassing, slot_mask
 from ._utils import aggregate, graph_of, node_pair, resolve_size
 
 
-class GINConv(torch.nn.Module):
+class GINConv(CSRMessagePassing):
     r"""The graph isomorphism operator from `"How Powerful are Graph Neural Networks?"
     <https://arxiv.org/abs/1810.00826>`_, a drop-in for :class:`torch_geometric.nn.GINConv`.
 
@@ -31,8 +33,12 @@ class GINConv(torch.nn.Module):
         - output: :math:`(|V_t|, F_{out})`
     """
 
-    def __init__(self, nn: Callable, eps: float = 0.0, train_eps: bool = False):
-        super().__init__()
+    def __init__(self, nn: Callable, eps: float = 0.0, train_eps: bool = False, **kwargs: Any):
+        kwargs.setdefault("aggr", "add")
+        if kwargs["aggr"] not in ("add", "sum"):
+            raise ValueError(f"GINConv: aggr={kwargs['aggr']!r} is not supported (GIN sums its neighbours); "
+                             "use aggr='add'")
+        super().__init__(**kwargs)
         self.nn = nn
         self.initial_eps = eps
         if train_eps:
@@ -42,17 +48,24 @@ class GINConv(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         reset(self.nn)
         self.eps.data.fill_(self.initial_eps)
 
     def forward(self, x: NodeFeatures, edge_index: Adj,
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
+        if isinstance(x, Tensor) and x.dim() == 3:  # static graph: [B, N, F], one graph for every batch row
+            return self._static(x, edge_index)
+        edge_index = self.oriented(edge_index)
         x_src, x_dst, _ = node_pair(x, "GINConv")
         if x_dst is not None and x_dst.size(-1) != x_src.size(-1):
             raise ValueError(f"GINConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
                              "both sides must have the same width (the root term is added to the sum)")
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
         graph, w = graph_of(edge_index, ns, nd, use_values=False)
+        mask = self.explain_mask(num_input_edges(edge_index))
+        if mask is not None:  # PyG's explain_message: each edge's message times its mask
+            w = slot_mask(graph, mask)
         # (1 + eps) x_dst is added in place into the SpMM result: one pass, not a multiply and an add.
         # A fixed eps on CPU is read as a number (free there), so with eps = 0 the backward hands the
         # gradient to x_dst as it is instead of multiplying it by 1.
@@ -63,6 +76,15 @@ class GINConv(torch.nn.Module):
                 scale = 1.0 + float(self.eps)
         out = aggregate(graph, x_src, w, "sum", x_dst, scale)
         return self.nn(out)
+
+    def _static(self, x: Tensor, edge_index: Adj) -> Tensor:
+        B, N, F = x.shape
+        flat = x.transpose(0, 1).reshape(N, B * F)  # every batch row aggregated by one SpMM
+        graph, w = graph_of(self.oriented(edge_index), N, N, use_values=False)
+        mask = self.explain_mask(num_input_edges(edge_index))
+        w = slot_mask(graph, mask) if mask is not None else w
+        out = aggregate(graph, flat, w, "sum").view(N, B, F).transpose(0, 1)
+        return self.nn(out + (1 + self.eps) * x)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(nn={self.nn})"

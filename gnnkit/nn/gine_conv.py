@@ -1,5 +1,5 @@
 """GINEConv: drop-in for ``torch_geometric.nn.GINEConv`` (GIN with edge features)."""
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -10,10 +10,11 @@ from gnnkit.ops import relu_message_slots, segment_reduce_slots
 from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
+from ._base import CSRMessagePassing, slot_mask
 from ._utils import check_edge_rows, graph_of, node_pair, resolve_size
 
 
-class GINEConv(torch.nn.Module):
+class GINEConv(CSRMessagePassing):
     r"""The modified GIN operator from `"Strategies for Pre-training Graph Neural Networks"
     <https://arxiv.org/abs/1905.12265>`_, a drop-in for :class:`torch_geometric.nn.GINEConv`.
 
@@ -39,8 +40,12 @@ class GINEConv(torch.nn.Module):
     """
 
     def __init__(self, nn: torch.nn.Module, eps: float = 0.0, train_eps: bool = False,
-                 edge_dim: Optional[int] = None):
-        super().__init__()
+                 edge_dim: Optional[int] = None, **kwargs: Any):
+        kwargs.setdefault("aggr", "add")
+        if kwargs["aggr"] not in ("add", "sum"):
+            raise ValueError(f"GINEConv: aggr={kwargs['aggr']!r} is not supported (GINE sums its messages); "
+                             "use aggr='add'")
+        super().__init__(**kwargs)
         self.nn = nn
         self.initial_eps = eps
         if train_eps:
@@ -62,6 +67,7 @@ class GINEConv(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         reset(self.nn)
         self.eps.data.fill_(self.initial_eps)
         if self.lin is not None:
@@ -69,8 +75,14 @@ class GINEConv(torch.nn.Module):
 
     def forward(self, x: NodeFeatures, edge_index: Adj,
                 edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None) -> Tensor:
-        x_src, x_dst, _ = node_pair(x, "GINEConv")
-        ns, nd = resolve_size(edge_index, x_src, x_dst, size)
+        edge_index = self.oriented(edge_index)
+        static = isinstance(x, Tensor) and x.dim() == 3
+        if static:  # static graph [B, N, F]: one graph for every batch row, nodes first inside
+            x_src = x_dst = x.transpose(0, 1)
+            ns = nd = x.size(1)
+        else:
+            x_src, x_dst, _ = node_pair(x, "GINEConv")
+            ns, nd = resolve_size(edge_index, x_src, x_dst, size)
         graph, w = graph_of(edge_index, ns, nd, use_values=True)
         if edge_attr is None:
             if w is None:
@@ -92,11 +104,16 @@ class GINEConv(torch.nn.Module):
         if x_dst is not None and x_dst.size(-1) != x_src.size(-1):
             raise ValueError(f"GINEConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
                              "both sides must have the same width")
+        if static:
+            ea = ea.unsqueeze(1).expand(-1, x_src.size(1), -1)
         msg = relu_message_slots(graph, x_src, ea)  # relu(x_j + e_ji), [E, F] in CSR order
+        mask = self.explain_mask(num_input_edges(edge_index))
+        if mask is not None:  # PyG's explain_message: each edge's message times its mask
+            msg = msg * slot_mask(graph, mask).to(msg.dtype).view((-1,) + (1,) * (msg.dim() - 1))
         out = segment_reduce_slots(graph, msg, "sum")
         if x_dst is not None:
             out = out + (1 + self.eps) * x_dst
-        return self.nn(out)
+        return self.nn(out.transpose(0, 1) if static else out)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(nn={self.nn})"

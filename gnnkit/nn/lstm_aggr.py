@@ -236,10 +236,11 @@ class LSTMWeights(torch.nn.Module):
 class LSTMAggregation(torch.nn.Module):
     """State-dict compatible with ``torch_geometric.nn.aggr.LSTMAggregation`` (``lstm.*``)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, shuffle: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
+        self.shuffle = shuffle
         self.lstm = LSTMWeights(in_channels, out_channels)
         self.reset_parameters()
 
@@ -250,7 +251,7 @@ class LSTMAggregation(torch.nn.Module):
         """``x`` ``[num_src, F]`` -> ``[num_dst, out_channels]``."""
         if x.size(0) != graph.num_src:
             raise ValueError(f"LSTMAggregation: x has {x.size(0)} rows but the graph has {graph.num_src} sources")
-        slots = _slot_order(graph, self.training)
+        slots = _slot_order(graph, self.training and self.shuffle)
         weights = self.lstm.flat_weights()
         if torch.compiler.is_compiling():
             if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):

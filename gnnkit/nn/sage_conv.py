@@ -1,20 +1,41 @@
 """SAGEConv: drop-in for ``torch_geometric.nn.SAGEConv`` (mean / sum / max / min / LSTM)."""
-from typing import Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.nn.aggr import (
+    Aggregation,
+    MaxAggregation,
+    MeanAggregation,
+    MinAggregation,
+    MultiAggregation,
+    SumAggregation,
+)
 from torch_geometric.nn.dense.linear import Linear
 
+from gnnkit.ops import gather_slots
 from gnnkit.typing import Adj, NodeFeatures
 
+from ._attention import num_input_edges
+from ._base import CSRMessagePassing, slot_mask
 from ._utils import aggregate, check_width, graph_of, materialised, node_pair, resolve_size
 from .lstm_aggr import LSTMAggregation
 
-_AGGRS = ("mean", "sum", "add", "max", "min", "lstm")
+# aggregations gnnkit runs as one CSR SpMM; any other aggregation (a name, an Aggregation, a list) runs
+# PyG's own Aggregation module on gnnkit's sorted CSR
+_FAST = {"mean": "mean", "sum": "sum", "add": "sum", "max": "max", "min": "min"}
+_FAST_MODULES = ((SumAggregation, "sum"), (MeanAggregation, "mean"), (MaxAggregation, "max"), (MinAggregation, "min"))
 
 
-class SAGEConv(torch.nn.Module):
+def _fast_reduce(aggr: Any) -> Optional[str]:
+    for cls, name in _FAST_MODULES:
+        if type(aggr) is cls:
+            return name
+    return None
+
+
+class SAGEConv(CSRMessagePassing):
     r"""The GraphSAGE operator from `"Inductive Representation Learning on Large Graphs"
     <https://arxiv.org/abs/1706.02216>`_, a drop-in for :class:`torch_geometric.nn.SAGEConv`.
 
@@ -47,18 +68,33 @@ class SAGEConv(torch.nn.Module):
         - output: :math:`(|V|, F_{out})` or :math:`(|V_t|, F_{out})`
     """
 
-    def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int, aggr: str = "mean",
-                 normalize: bool = False, root_weight: bool = True, project: bool = False, bias: bool = True):
-        super().__init__()
-        if not isinstance(aggr, str) or aggr not in _AGGRS:
-            raise ValueError(f"SAGEConv: aggr={aggr!r} is not supported; use one of {_AGGRS}")
+    def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int,
+                 aggr: Optional[Union[str, List[str], Aggregation]] = "mean", normalize: bool = False,
+                 root_weight: bool = True, project: bool = False, bias: bool = True, **kwargs: Any):
+        ins = (in_channels, in_channels) if isinstance(in_channels, int) else tuple(in_channels)
+        if aggr is None:
+            raise ValueError("SAGEConv: aggr=None is not supported; pass a name ('mean', 'max', 'lstm', ...), an "
+                             "Aggregation or a list of them")
+        reduce = _FAST.get(aggr) if isinstance(aggr, str) else _fast_reduce(aggr)
+        shuffle = False
+        if aggr == "lstm":
+            if ins[0] <= 0:
+                raise ValueError("SAGEConv(aggr='lstm') needs the input width; in_channels=-1 is not supported")
+            lstm_kwargs = dict(kwargs.pop("aggr_kwargs", None) or {})
+            shuffle = bool(lstm_kwargs.pop("shuffle", False))
+            if lstm_kwargs:
+                raise ValueError(f"SAGEConv(aggr='lstm'): unknown aggr_kwargs {sorted(lstm_kwargs)}; gnnkit's LSTM "
+                                 "aggregation takes only shuffle=True|False")
+            super().__init__(None, **kwargs)  # gnnkit's own LSTM aggregation, set below
+            self.aggr = "lstm"
+        else:
+            super().__init__(aggr, **kwargs)  # PyG's aggregation module (used where no CSR op is faster)
+        self._reduce, self._shuffle = reduce, shuffle
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.aggr = aggr
         self.normalize = normalize
         self.root_weight = root_weight
         self.project = project
-        ins = (in_channels, in_channels) if isinstance(in_channels, int) else tuple(in_channels)
         self._in = ins
         if project:
             if ins[0] <= 0:
@@ -66,27 +102,26 @@ class SAGEConv(torch.nn.Module):
                                  "project=True; pass the input width")
             self.lin = Linear(ins[0], ins[0], bias=True)
         if aggr == "lstm":
-            if ins[0] <= 0:
-                raise ValueError("SAGEConv(aggr='lstm') needs the input width; in_channels=-1 is not supported")
-            self.aggr_module = LSTMAggregation(ins[0], ins[0])
-        else:
-            self.aggr_module = None
-        self.lin_l = Linear(ins[0], out_channels, bias=bias)
+            self.aggr_module = LSTMAggregation(ins[0], ins[0], shuffle=self._shuffle)
+        aggr_out = ins[0]
+        if isinstance(self.aggr_module, MultiAggregation):
+            aggr_out = self.aggr_module.get_out_channels(ins[0])
+        self.lin_l = Linear(aggr_out, out_channels, bias=bias)
         if root_weight:
             self.lin_r = Linear(ins[1], out_channels, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         if self.project:
             self.lin.reset_parameters()
-        if self.aggr_module is not None:
-            self.aggr_module.reset_parameters()
         self.lin_l.reset_parameters()
         if self.root_weight:
             self.lin_r.reset_parameters()
 
     def forward(self, x: NodeFeatures, edge_index: Adj,
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
+        edge_index = self.oriented(edge_index)
         x_src, x_dst, _ = node_pair(x, "SAGEConv")
         check_width(x_src, self._in[0], "SAGEConv", "x", "in_channels")
         check_width(x_dst, self._in[1], "SAGEConv", "x_dst", "in_channels[1]")
@@ -94,11 +129,19 @@ class SAGEConv(torch.nn.Module):
         graph, w = graph_of(edge_index, ns, nd, use_values=False)
         if self.project:
             x_src = self.lin(x_src).relu()
+        mask = self.explain_mask(num_input_edges(edge_index))
         if self.aggr == "lstm":
+            if mask is not None:
+                raise NotImplementedError("SAGEConv(aggr='lstm'): explaining the LSTM aggregation is not supported "
+                                          "by gnnkit; explain a model with a 'mean'/'max'/'sum' aggregation")
             out = self.aggr_module(x_src, graph)
-        else:
-            reduce = "sum" if self.aggr == "add" else self.aggr
-            out = aggregate(graph, x_src, w, reduce)
+        elif self._reduce is not None:  # one CSR SpMM (the explainer's mask as edge weights)
+            out = aggregate(graph, x_src, slot_mask(graph, mask) if mask is not None else w, self._reduce)
+        else:  # PyG's Aggregation module(s) on gnnkit's sorted CSR: messages per slot, index = row, ptr = rowptr
+            msg = gather_slots(graph, x_src)
+            if mask is not None:
+                msg = msg * slot_mask(graph, mask).to(msg.dtype).view(-1, 1)
+            out = self.aggr_module(msg, index=graph.row, ptr=graph.rowptr, dim_size=graph.num_dst)
         if self.root_weight and x_dst is not None and materialised(self.lin_l, self.lin_r) \
                 and out.dim() == 2 and x_dst.dim() == 2:
             # lin_l(agg) + lin_r(x) as two accumulating GEMMs: no separate bias/add passes over [N, F]

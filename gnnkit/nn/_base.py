@@ -1,0 +1,96 @@
+"""The base of gnnkit's drop-in layers: a :class:`torch_geometric.nn.MessagePassing`, so PyG's
+tooling (``to_hetero``, ``HeteroConv``, ``torch_geometric.explain``, ``Sequential``, ``flow``,
+``node_dim``, ``aggr``, ``decomposed_layers``) treats them as its own, while ``forward`` runs
+gnnkit's fused CSR ops instead of ``propagate``/``message``/``aggregate``.
+
+What PyG's tooling sets on a ``MessagePassing`` and gnnkit honours:
+
+* ``explain`` with ``_edge_mask`` / ``_apply_sigmoid`` (set by ``torch_geometric.explain``): the
+  mask multiplies each input edge's message, as ``MessagePassing.explain_message`` does; edges a
+  layer adds (self-loops) get 1 and input self-loops a layer removes are dropped with it;
+* ``flow="target_to_source"``: ``edge_index`` is read the other way round (``edge_index`` input only,
+  as in PyG);
+* ``decomposed_layers``: accepted (it only changes PyG's peak memory; results are the same).
+
+Message-level hooks (``register_message_forward_pre_hook`` and the other eight) raise a clear
+error: gnnkit never calls ``message``/``aggregate``, so such a hook would silently never run.
+"""
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+from torch_geometric.nn.conv import MessagePassing
+
+from gnnkit.ops import Graph, cached_for, is_sparse_adj
+
+_HOOKS = ("register_propagate_forward_pre_hook", "register_propagate_forward_hook",
+          "register_message_forward_pre_hook", "register_message_forward_hook",
+          "register_aggregate_forward_pre_hook", "register_aggregate_forward_hook",
+          "register_message_and_aggregate_forward_pre_hook", "register_message_and_aggregate_forward_hook",
+          "register_edge_update_forward_pre_hook", "register_edge_update_forward_hook")
+
+
+class CSRMessagePassing(MessagePassing):
+    """``MessagePassing`` whose subclasses aggregate with gnnkit's CSR ops (see the module doc)."""
+
+    def __init__(self, aggr: Any = "add", **kwargs: Any):
+        super().__init__(aggr, **kwargs)
+
+    # ------------------------------------------------------------------ PyG options
+    def oriented(self, edge_index: Any) -> Any:
+        """``edge_index`` as ``source -> target`` rows: flipped (once per tensor, cached) under
+        ``flow="target_to_source"``."""
+        if self.flow == "source_to_target":
+            return edge_index
+        if isinstance(edge_index, Graph) or is_sparse_adj(edge_index):
+            raise ValueError(f"{type(self).__name__}: flow='target_to_source' needs an edge_index [2, E]; a "
+                             f"{type(edge_index).__name__} is already oriented (as in PyG, which rejects "
+                             "sparse adjacencies with this flow) — flip it yourself or use the default flow")
+        try:  # torch_geometric.EdgeIndex: flip the plain tensor
+            from torch_geometric import EdgeIndex
+            if isinstance(edge_index, EdgeIndex):
+                edge_index = edge_index.as_tensor()
+        except ImportError:  # pragma: no cover
+            pass
+        if not isinstance(edge_index, Tensor):
+            return edge_index  # the layer's own check names the problem
+        return cached_for(edge_index, ("flipped",), lambda: edge_index.flip(0))
+
+    def explain_mask(self, num_edges: int) -> Optional[Tensor]:
+        """The explainer's mask ``[E]`` over the input edges (after the sigmoid), or None when not
+        explaining."""
+        if self._explain is not True:
+            return None
+        mask = self._edge_mask
+        if mask is None:
+            raise ValueError(f"{type(self).__name__}: explain=True but no edge mask was set (PyG's explainers "
+                             "set one through torch_geometric.explain.algorithm.utils.set_masks)")
+        if self._apply_sigmoid:
+            mask = mask.sigmoid()
+        if mask.dim() != 1 or mask.size(0) != num_edges:
+            raise ValueError(f"{type(self).__name__}: the explainer's edge mask has shape {list(mask.shape)} but "
+                             f"the layer got {num_edges} edges; edge masks must have one entry per input edge")
+        return mask
+
+
+def _unsupported(name: str) -> Callable:
+    def hook(self: CSRMessagePassing, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__}.{name}: gnnkit's layers aggregate with fused CSR ops and never call "
+            "propagate()/message()/aggregate(), so this hook would never run; use the module hooks "
+            "(register_forward_pre_hook / register_forward_hook) or the PyG layer")
+    hook.__name__ = name
+    return hook
+
+
+for _name in _HOOKS:
+    setattr(CSRMessagePassing, _name, _unsupported(_name))
+
+
+def slot_mask(graph: Graph, mask: Tensor, keep: Optional[Tensor] = None, num_loops: int = 0) -> Tensor:
+    """An input-edge mask as per-slot weights of ``graph`` (CSR order): the kept input edges' entries
+    (``keep``: their ids, None: all), then 1 for each of the ``num_loops`` self-loops the layer added."""
+    m = mask if keep is None else mask.index_select(0, keep)
+    if num_loops:
+        m = torch.cat([m, m.new_ones(num_loops)])
+    return graph.to_csr_order(m)
