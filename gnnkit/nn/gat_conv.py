@@ -1,5 +1,5 @@
 """GATConv: drop-in for ``torch_geometric.nn.GATConv`` on gnnkit's fused attention op."""
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -18,6 +18,7 @@ from ._attention import (
     num_input_edges,
     set_attention_options,
 )
+from ._base import CSRMessagePassing, slot_mask
 from ._utils import check_edge_rows, check_width, materialised, node_pair, resolve_size
 
 
@@ -27,7 +28,7 @@ def _score_matrix(weight: Tensor, att: Tensor, H: int, C: int) -> Tensor:
     return (weight.view(H, C, -1) * att.view(H, C, 1)).sum(1).t()
 
 
-class GATConv(torch.nn.Module):
+class GATConv(CSRMessagePassing):
     r"""The graph attentional operator from `"Graph Attention Networks"
     <https://arxiv.org/abs/1710.10903>`_, a drop-in for :class:`torch_geometric.nn.GATConv`.
 
@@ -72,8 +73,13 @@ class GATConv(torch.nn.Module):
     def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int, heads: int = 1,
                  concat: bool = True, negative_slope: float = 0.2, dropout: float = 0.0,
                  add_self_loops: bool = True, edge_dim: Optional[int] = None,
-                 fill_value: Union[float, Tensor, str] = "mean", bias: bool = True, residual: bool = False):
-        super().__init__()
+                 fill_value: Union[float, Tensor, str] = "mean", bias: bool = True, residual: bool = False,
+                 **kwargs: Any):
+        kwargs.setdefault("aggr", "add")
+        if kwargs["aggr"] not in ("add", "sum"):
+            raise ValueError(f"GATConv: aggr={kwargs['aggr']!r} is not supported (attention weights sum); use "
+                             "aggr='add'")
+        super().__init__(node_dim=kwargs.pop("node_dim", 0), **kwargs)
         set_attention_options(self, "GATConv", in_channels, out_channels, heads, concat, negative_slope, dropout,
                               add_self_loops, edge_dim, fill_value, residual)
         self.lin = self.lin_src = self.lin_dst = None
@@ -94,6 +100,7 @@ class GATConv(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         for lin in (self.lin, self.lin_src, self.lin_dst, self.lin_edge, self.res):
             if lin is not None:
                 lin.reset_parameters()
@@ -106,6 +113,7 @@ class GATConv(torch.nn.Module):
                 edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
                 return_attention_weights: Optional[bool] = None) -> AttentionOutput:
         H, C = self.heads, self.out_channels
+        edge_index = self.oriented(edge_index)
         x_src, x_dst, is_pair = node_pair(x, "GATConv")
         if self.lin is not None:
             check_width(x_src, self.in_channels, "GATConv", "x", "in_channels")
@@ -146,8 +154,10 @@ class GATConv(torch.nn.Module):
             ea = st.graph.to_csr_order(edge_features(st, ea, self.fill_value))
             edge_term = ea @ _score_matrix(self.lin_edge.weight, self.att_edge, H, C)  # [E', H], CSR order
 
+        mask = self.explain_mask(num_input_edges(edge_index))
+        scale = None if mask is None else slot_mask(st.graph, mask, st.keep, st.num_loops)
         out, alpha = gat_attention_slots(st.graph, h_src, a_src, a_dst, edge_term, self.negative_slope,
-                                         self.dropout, self.training, bool(return_attention_weights))
+                                         self.dropout, self.training, bool(return_attention_weights), scale)
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if res is not None:
             out = out + res

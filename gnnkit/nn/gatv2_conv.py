@@ -1,5 +1,5 @@
 """GATv2Conv: drop-in for ``torch_geometric.nn.GATv2Conv``."""
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +19,11 @@ from ._attention import (
     num_input_edges,
     set_attention_options,
 )
+from ._base import CSRMessagePassing, slot_mask
 from ._utils import check_edge_rows, check_width, node_pair, resolve_size
 
 
-class GATv2Conv(torch.nn.Module):
+class GATv2Conv(CSRMessagePassing):
     r"""The GATv2 operator from `"How Attentive are Graph Attention Networks?"
     <https://arxiv.org/abs/2105.14491>`_, a drop-in for :class:`torch_geometric.nn.GATv2Conv`.
 
@@ -54,8 +55,12 @@ class GATv2Conv(torch.nn.Module):
                  concat: bool = True, negative_slope: float = 0.2, dropout: float = 0.0,
                  add_self_loops: bool = True, edge_dim: Optional[int] = None,
                  fill_value: Union[float, Tensor, str] = "mean", bias: bool = True,
-                 share_weights: bool = False, residual: bool = False):
-        super().__init__()
+                 share_weights: bool = False, residual: bool = False, **kwargs: Any):
+        kwargs.setdefault("aggr", "add")
+        if kwargs["aggr"] not in ("add", "sum"):
+            raise ValueError(f"GATv2Conv: aggr={kwargs['aggr']!r} is not supported (attention weights sum); use "
+                             "aggr='add'")
+        super().__init__(node_dim=kwargs.pop("node_dim", 0), **kwargs)
         set_attention_options(self, "GATv2Conv", in_channels, out_channels, heads, concat, negative_slope,
                               dropout, add_self_loops, edge_dim, fill_value, residual)
         self.share_weights = share_weights
@@ -75,6 +80,7 @@ class GATv2Conv(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         self.lin_l.reset_parameters()
         self.lin_r.reset_parameters()
         if self.lin_edge is not None:
@@ -88,6 +94,7 @@ class GATv2Conv(torch.nn.Module):
                 edge_attr: Optional[Tensor] = None,
                 return_attention_weights: Optional[bool] = None) -> AttentionOutput:
         H, C = self.heads, self.out_channels
+        edge_index = self.oriented(edge_index)
         x_src, x_dst, _ = node_pair(x, "GATv2Conv")
         if x_dst is None:
             raise ValueError("GATv2Conv needs destination features: pass x=(x_src, x_dst) with a tensor x_dst")
@@ -113,6 +120,9 @@ class GATv2Conv(torch.nn.Module):
         logits = (F.leaky_relu(s, self.negative_slope) * self.att).sum(-1)  # [E', H]
         alpha = segment_softmax_slots(g, logits)
         weights = F.dropout(alpha, p=self.dropout, training=self.training) if self.dropout > 0 else alpha
+        mask = self.explain_mask(num_input_edges(edge_index))
+        if mask is not None:  # PyG's explain_message: each edge's message times its mask
+            weights = weights * slot_mask(g, mask, st.keep, st.num_loops).to(weights.dtype).view(-1, 1)
         out = spmm_slots(g, h_l, weights.to(h_l.dtype), "sum")
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if res is not None:

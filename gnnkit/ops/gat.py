@@ -115,10 +115,13 @@ class EdgeScoresFunction(torch.autograd.Function):
 
 def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor] = None,
                         negative_slope: float = 0.2, dropout: float = 0.0, training: bool = False,
-                        return_attention: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+                        return_attention: bool = False, edge_scale: Optional[Tensor] = None
+                        ) -> Tuple[Tensor, Optional[Tensor]]:
     """:func:`gat_attention` with ``edge_term`` and the returned attention weights in CSR slot
-    order (what layers use); inputs are not checked again (the layer did)."""
-    if not return_attention and not (training and dropout > 0) and use_triton("gat", x):
+    order (what layers use); inputs are not checked again (the layer did).  ``edge_scale`` ``[E]``
+    (CSR order) multiplies each edge's message after the softmax (an explainer's edge mask); the
+    returned attention weights are the unscaled ones."""
+    if not return_attention and not (training and dropout > 0) and edge_scale is None and use_triton("gat", x):
         t = None if edge_term is None else edge_term.contiguous()
         out = FusedGATFunction.apply(graph, x.contiguous(), a_src.contiguous(), a_dst.contiguous(), t,
                                      negative_slope)
@@ -126,6 +129,8 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
     s = EdgeScoresFunction.apply(graph, a_src, a_dst, edge_term, float(negative_slope))
     alpha = segment_softmax_slots(graph, s)
     weights = F.dropout(alpha, p=dropout, training=training) if dropout > 0 else alpha
+    if edge_scale is not None:
+        weights = weights * edge_scale.to(weights.dtype).view(-1, 1)
     out = spmm_slots(graph, x, weights.to(x.dtype), "sum")
     return out, (alpha if return_attention else None)
 
