@@ -311,3 +311,20 @@ def test_compiled_two_layer_stack_equals_pyg(kind, adj):
     _close(xg.grad, xp.grad, atol=1e-4)
     for q1, q2 in zip(p.parameters(), g.parameters()):
         _close(q2.grad, q1.grad, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["GATConv", "GATv2Conv"])
+def test_attention_dropout_in_training_drops_the_edges_pyg_drops(name):
+    """Same seed, training mode, attention dropout 0.5: gnnkit draws its mask in PyG's edge order."""
+    torch.manual_seed(0)
+    make = {"GATConv": lambda lib: lib.GATConv(F_IN, 3, heads=2, dropout=0.5),
+            "GATv2Conv": lambda lib: lib.GATv2Conv(F_IN, 3, heads=2, dropout=0.5)}[name]
+    p = make(pnn)
+    g = make(gnn)
+    g.load_state_dict(p.state_dict())
+    x, ei = _graph(12)
+    outs = []
+    for m in (p, g):
+        torch.manual_seed(3)
+        outs.append(m.train()(x, ei))
+    _close(outs[1], outs[0])

@@ -8,7 +8,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
-from gnnkit.ops import gather_slots, segment_softmax_slots, spmm_slots
+from gnnkit.ops import edge_dropout, gather_slots, segment_softmax_slots, spmm_slots
 from gnnkit.typing import Adj, AttentionOutput, NodeFeatures
 
 from ._attention import (
@@ -119,7 +119,7 @@ class GATv2Conv(CSRMessagePassing):
             s = s + self.lin_edge(ea).view(-1, H, C)
         logits = (F.leaky_relu(s, self.negative_slope) * self.att).sum(-1)  # [E', H]
         alpha = segment_softmax_slots(g, logits)
-        weights = F.dropout(alpha, p=self.dropout, training=self.training) if self.dropout > 0 else alpha
+        weights = edge_dropout(g, alpha, self.dropout, self.training)
         mask = self.explain_mask(num_input_edges(edge_index))
         if mask is not None:  # PyG's explain_message: each edge's message times its mask
             weights = weights * slot_mask(g, mask, st.keep, st.num_loops).to(weights.dtype).view(-1, 1)

@@ -15,7 +15,7 @@ a registered custom op (:mod:`.primitives`) that runs the Triton kernel from
 import warnings as _warnings
 
 from ._backend import backend_mode, use_triton
-from .gat import gat_attention, gat_attention_slots
+from .gat import edge_dropout, gat_attention, gat_attention_slots
 from .graph import Graph, Size, SparseTensor, as_graph, cached_for, clear_cache, is_sparse_adj, validate_edge_index
 from .reference import sddmm_csr_ref, segment_reduce_ref, segment_softmax_ref, spmm_csr_ref
 from .sddmm import sddmm, sddmm_slots
@@ -34,5 +34,6 @@ __all__ = [
     "spmm", "spmm_slots", "gather_slots", "relu_message_slots", "spmm_csr_ref", "sddmm", "sddmm_slots", "sddmm_csr_ref",
     "segment_softmax", "segment_softmax_slots", "segment_softmax_ref",
     "segment_reduce", "segment_reduce_slots", "segment_reduce_ref",
-    "gat_attention", "gat_attention_slots", "nearest_code", "nearest_code_ref", "backend_mode", "use_triton",
+    "gat_attention", "gat_attention_slots", "edge_dropout", "nearest_code", "nearest_code_ref", "backend_mode",
+    "use_triton",
 ]

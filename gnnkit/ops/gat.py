@@ -113,6 +113,15 @@ class EdgeScoresFunction(torch.autograd.Function):
         return None, g_src, g_dst, (g if ctx.has_term and need[3] else None), None
 
 
+def edge_dropout(graph: Graph, weights: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout on per-slot ``weights`` (CSR order) whose random mask is drawn in the graph's input
+    edge order, so a seeded run drops the same edges as PyG (which drops in edge order)."""
+    if p <= 0 or not training:
+        return weights
+    keep = F.dropout(weights.new_ones(weights.shape), p=p, training=True)
+    return weights * graph.to_csr_order(keep)
+
+
 def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor] = None,
                         negative_slope: float = 0.2, dropout: float = 0.0, training: bool = False,
                         return_attention: bool = False, edge_scale: Optional[Tensor] = None
@@ -128,7 +137,7 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
         return out, None
     s = EdgeScoresFunction.apply(graph, a_src, a_dst, edge_term, float(negative_slope))
     alpha = segment_softmax_slots(graph, s)
-    weights = F.dropout(alpha, p=dropout, training=training) if dropout > 0 else alpha
+    weights = edge_dropout(graph, alpha, dropout, training)
     if edge_scale is not None:
         weights = weights * edge_scale.to(weights.dtype).view(-1, 1)
     out = spmm_slots(graph, x, weights.to(x.dtype), "sum")
