@@ -328,3 +328,28 @@ def test_attention_dropout_in_training_drops_the_edges_pyg_drops(name):
         torch.manual_seed(3)
         outs.append(m.train()(x, ei))
     _close(outs[1], outs[0])
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_lstm_with_pyg_padding_equals_pyg(compiled):
+    """aggr_kwargs={"pyg_padding": True}: PyG's reading of the LSTM (state after the padding to the
+    largest degree, nodes without neighbours included) on a graph of mixed degrees, with gradients."""
+    torch._dynamo.reset()
+    g_ = torch.Generator().manual_seed(13)
+    ei = torch.randint(0, N, (2, 60), generator=g_)
+    ei = ei[:, ei[1] < N - 3]  # three nodes without neighbours
+    ei = ei[:, (ei[1] * N + ei[0]).argsort()]  # PyG's LSTM needs edges sorted by destination
+    torch.manual_seed(0)
+    p = pnn.SAGEConv(F_IN, 5, aggr="lstm")
+    g = gnn.SAGEConv(F_IN, 5, aggr="lstm", aggr_kwargs={"pyg_padding": True})
+    g.load_state_dict(p.state_dict(), strict=True)
+    run = torch.compile(g, fullgraph=True, backend="aot_eager") if compiled else g
+    x = torch.randn(N, F_IN, generator=g_)
+    xp, xg = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = p(xp, ei), run(xg, ei)
+    _close(b, a)
+    a.sum().backward()
+    b.sum().backward()
+    _close(xg.grad, xp.grad, atol=1e-4)
+    for q1, q2 in zip(p.parameters(), g.parameters()):
+        _close(q2.grad, q1.grad, atol=1e-4)

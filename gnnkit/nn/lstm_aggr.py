@@ -67,33 +67,50 @@ def _degree_buckets(rowptr: Tensor, col: Tensor, slots: Tensor):
 
 
 def _lstm_aggregate(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, weights: List[Tensor],
-                    hidden: int) -> Tensor:
-    """The bucketed LSTM aggregation with explicit LSTM weights ``[w_ih, w_hh, b_ih, b_hh]``."""
+                    hidden: int, pyg_padding: bool = False) -> Tensor:
+    """The bucketed LSTM aggregation with explicit LSTM weights ``[w_ih, w_hh, b_ih, b_hh]``.
+
+    ``pyg_padding``: PyG's reading instead of GraphSAGE's — every sequence continues with zero inputs
+    up to the largest in-degree ``D`` and the state after step ``D`` is read (nodes without neighbours
+    get the state after ``D`` zeros)."""
     num_dst = rowptr.numel() - 1
     out = x.new_zeros(num_dst, hidden)
     buckets = _degree_buckets(rowptr, col, slots)
     if not buckets:
         return out + 0 * sum(w.sum() for w in weights)
+    max_deg = buckets[-1][1].size(1)  # buckets come in increasing degree
     nodes, states = [], []
     for nd, src in buckets:
         # [n_d, d, F]: one dense batch per degree (index_select: a deterministic backward on CPU)
         seq = x.index_select(0, src.reshape(-1)).view(src.size(0), src.size(1), x.size(1))
         h0 = seq.new_zeros(1, seq.size(0), hidden)
-        _, h, _ = torch._VF.lstm(seq, (h0, h0), weights, True, 1, 0.0, False, False, True)
+        _, h, c = torch._VF.lstm(seq, (h0, h0), weights, True, 1, 0.0, False, False, True)
+        if pyg_padding and src.size(1) < max_deg:  # continue over the padding, from the state reached
+            pad = seq.new_zeros(seq.size(0), max_deg - src.size(1), x.size(1))
+            _, h, _ = torch._VF.lstm(pad, (h, c), weights, True, 1, 0.0, False, False, True)
         nodes.append(nd)
         states.append(h[-1])
+    if pyg_padding:
+        deg = rowptr[1:] - rowptr[:-1]
+        empty = (deg == 0).nonzero().view(-1)
+        if empty.numel() > 0:  # every node without neighbours: the state after max_deg zero inputs
+            pad = x.new_zeros(1, max_deg, x.size(1))
+            h0 = pad.new_zeros(1, 1, hidden)
+            _, h, _ = torch._VF.lstm(pad, (h0, h0), weights, True, 1, 0.0, False, False, True)
+            nodes.append(empty)
+            states.append(h[-1].expand(empty.numel(), hidden))
     return out.index_copy(0, torch.cat(nodes), torch.cat(states))
 
 
 @torch.library.custom_op("gnnkit::lstm_aggr", mutates_args=())
 def _lstm_aggr_op(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, w_ih: Tensor, w_hh: Tensor,
-                  b_ih: Tensor, b_hh: Tensor) -> Tensor:
+                  b_ih: Tensor, b_hh: Tensor, pyg_padding: bool) -> Tensor:
     with torch.no_grad():
-        return _lstm_aggregate(x, rowptr, col, slots, [w_ih, w_hh, b_ih, b_hh], w_hh.size(1))
+        return _lstm_aggregate(x, rowptr, col, slots, [w_ih, w_hh, b_ih, b_hh], w_hh.size(1), pyg_padding)
 
 
 @_lstm_aggr_op.register_fake
-def _(x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh):
+def _(x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh, pyg_padding):
     return x.new_empty(rowptr.shape[0] - 1, w_hh.shape[1])
 
 
@@ -111,29 +128,31 @@ def _autograd_inside_custom_op():
 
 @torch.library.custom_op("gnnkit::lstm_aggr_bwd", mutates_args=())
 def _lstm_aggr_bwd_op(grad_out: Tensor, x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, w_ih: Tensor,
-                      w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                      w_hh: Tensor, b_ih: Tensor, b_hh: Tensor, pyg_padding: bool
+                      ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients w.r.t. ``(x, w_ih, w_hh, b_ih, b_hh)`` by recomputing the forward with autograd."""
     inputs = [t.detach().requires_grad_(True) for t in (x, w_ih, w_hh, b_ih, b_hh)]
     with _autograd_inside_custom_op():
-        out = _lstm_aggregate(inputs[0], rowptr, col, slots, inputs[1:], w_hh.size(1))
+        out = _lstm_aggregate(inputs[0], rowptr, col, slots, inputs[1:], w_hh.size(1), pyg_padding)
         grads = torch.autograd.grad(out, inputs, grad_out, allow_unused=True)
     return tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs))
 
 
 @_lstm_aggr_bwd_op.register_fake
-def _(grad_out, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh):
+def _(grad_out, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh, pyg_padding):
     return tuple(torch.empty_like(t) for t in (x, w_ih, w_hh, b_ih, b_hh))
 
 
 def _setup(ctx, inputs, output) -> None:
-    ctx.save_for_backward(*inputs)
+    ctx.save_for_backward(*inputs[:-1])
+    ctx.pyg_padding = inputs[-1]
 
 
 def _backward(ctx, grad_out: Tensor):
     x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
     gx, gwi, gwh, gbi, gbh = _lstm_aggr_bwd_op(grad_out.contiguous(), x, rowptr, col, slots, w_ih, w_hh, b_ih,
-                                               b_hh)
-    return gx, None, None, None, gwi, gwh, gbi, gbh
+                                               b_hh, ctx.pyg_padding)
+    return gx, None, None, None, gwi, gwh, gbi, gbh, None
 
 
 _lstm_aggr_op.register_autograd(_backward, setup_context=_setup)
@@ -151,11 +170,11 @@ _TOKENS = itertools.count()
 
 @torch.library.custom_op("gnnkit::lstm_aggr_keep", mutates_args=())
 def _lstm_aggr_keep_op(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, w_ih: Tensor, w_hh: Tensor,
-                       b_ih: Tensor, b_hh: Tensor) -> Tuple[Tensor, Tensor]:
+                       b_ih: Tensor, b_hh: Tensor, pyg_padding: bool) -> Tuple[Tensor, Tensor]:
     """``(aggregate, token)``; the autograd graph of the aggregate is kept under ``token``."""
     inputs = [t.detach().requires_grad_(True) for t in (x, w_ih, w_hh, b_ih, b_hh)]
     with _autograd_inside_custom_op():
-        out = _lstm_aggregate(inputs[0], rowptr, col, slots, inputs[1:], w_hh.size(1))
+        out = _lstm_aggregate(inputs[0], rowptr, col, slots, inputs[1:], w_hh.size(1), pyg_padding)
     key = next(_TOKENS)
     _KEPT[key] = (out, inputs)
     while len(_KEPT) > _KEEP_MAX:
@@ -164,17 +183,17 @@ def _lstm_aggr_keep_op(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, w_
 
 
 @_lstm_aggr_keep_op.register_fake
-def _(x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh):
+def _(x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh, pyg_padding):
     return x.new_empty(rowptr.shape[0] - 1, w_hh.shape[1]), x.new_empty(1, dtype=torch.long)
 
 
 @torch.library.custom_op("gnnkit::lstm_aggr_keep_bwd", mutates_args=())
 def _lstm_aggr_keep_bwd_op(grad_out: Tensor, token: Tensor, x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor,
-                           w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
+                           w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor, pyg_padding: bool
                            ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     kept = _KEPT.pop(int(token.item()), None)
     if kept is None:  # dropped (or never kept): recompute
-        return _lstm_aggr_bwd_op(grad_out, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh)
+        return _lstm_aggr_bwd_op(grad_out, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh, pyg_padding)
     out, inputs = kept
     with _autograd_inside_custom_op():
         grads = torch.autograd.grad(out, inputs, grad_out, allow_unused=True)
@@ -182,19 +201,20 @@ def _lstm_aggr_keep_bwd_op(grad_out: Tensor, token: Tensor, x: Tensor, rowptr: T
 
 
 @_lstm_aggr_keep_bwd_op.register_fake
-def _(grad_out, token, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh):
+def _(grad_out, token, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh, pyg_padding):
     return tuple(torch.empty_like(t) for t in (x, w_ih, w_hh, b_ih, b_hh))
 
 
 def _setup_keep(ctx, inputs, output) -> None:
-    ctx.save_for_backward(output[1], *inputs)
+    ctx.save_for_backward(output[1], *inputs[:-1])
+    ctx.pyg_padding = inputs[-1]
 
 
 def _backward_keep(ctx, grad_out: Tensor, grad_token: Optional[Tensor]):
     token, x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
     gx, gwi, gwh, gbi, gbh = _lstm_aggr_keep_bwd_op(grad_out.contiguous(), token, x, rowptr, col, slots, w_ih, w_hh,
-                                                    b_ih, b_hh)
-    return gx, None, None, None, gwi, gwh, gbi, gbh
+                                                    b_ih, b_hh, ctx.pyg_padding)
+    return gx, None, None, None, gwi, gwh, gbi, gbh, None
 
 
 _lstm_aggr_keep_op.register_autograd(_backward_keep, setup_context=_setup_keep)
@@ -236,11 +256,12 @@ class LSTMWeights(torch.nn.Module):
 class LSTMAggregation(torch.nn.Module):
     """State-dict compatible with ``torch_geometric.nn.aggr.LSTMAggregation`` (``lstm.*``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, shuffle: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, shuffle: bool = False, pyg_padding: bool = False):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.shuffle = shuffle
+        self.pyg_padding = pyg_padding
         self.lstm = LSTMWeights(in_channels, out_channels)
         self.reset_parameters()
 
@@ -255,9 +276,10 @@ class LSTMAggregation(torch.nn.Module):
         weights = self.lstm.flat_weights()
         if torch.compiler.is_compiling():
             if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
-                return _lstm_aggr_keep_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights)[0]
-            return _lstm_aggr_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights)
-        return _lstm_aggregate(x, graph.rowptr, graph.col, slots, weights, self.out_channels)
+                return _lstm_aggr_keep_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights,
+                                          self.pyg_padding)[0]
+            return _lstm_aggr_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights, self.pyg_padding)
+        return _lstm_aggregate(x, graph.rowptr, graph.col, slots, weights, self.out_channels, self.pyg_padding)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"

@@ -76,20 +76,22 @@ class SAGEConv(CSRMessagePassing):
             raise ValueError("SAGEConv: aggr=None is not supported; pass a name ('mean', 'max', 'lstm', ...), an "
                              "Aggregation or a list of them")
         reduce = _FAST.get(aggr) if isinstance(aggr, str) else _fast_reduce(aggr)
-        shuffle = False
+        shuffle = pyg_padding = False
         if aggr == "lstm":
             if ins[0] <= 0:
                 raise ValueError("SAGEConv(aggr='lstm') needs the input width; in_channels=-1 is not supported")
             lstm_kwargs = dict(kwargs.pop("aggr_kwargs", None) or {})
             shuffle = bool(lstm_kwargs.pop("shuffle", False))
+            pyg_padding = bool(lstm_kwargs.pop("pyg_padding", False))
+            lstm_kwargs.pop("in_channels", None), lstm_kwargs.pop("out_channels", None)  # PyG's; fixed here
             if lstm_kwargs:
                 raise ValueError(f"SAGEConv(aggr='lstm'): unknown aggr_kwargs {sorted(lstm_kwargs)}; gnnkit's LSTM "
-                                 "aggregation takes only shuffle=True|False")
+                                 "aggregation takes shuffle=True|False and pyg_padding=True|False")
             super().__init__(None, **kwargs)  # gnnkit's own LSTM aggregation, set below
             self.aggr = "lstm"
         else:
             super().__init__(aggr, **kwargs)  # PyG's aggregation module (used where no CSR op is faster)
-        self._reduce, self._shuffle = reduce, shuffle
+        self._reduce, self._shuffle, self._pyg_padding = reduce, shuffle, pyg_padding
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.normalize = normalize
@@ -102,7 +104,7 @@ class SAGEConv(CSRMessagePassing):
                                  "project=True; pass the input width")
             self.lin = Linear(ins[0], ins[0], bias=True)
         if aggr == "lstm":
-            self.aggr_module = LSTMAggregation(ins[0], ins[0], shuffle=self._shuffle)
+            self.aggr_module = LSTMAggregation(ins[0], ins[0], shuffle=self._shuffle, pyg_padding=self._pyg_padding)
         aggr_out = ins[0]
         if isinstance(self.aggr_module, MultiAggregation):
             aggr_out = self.aggr_module.get_out_channels(ins[0])
