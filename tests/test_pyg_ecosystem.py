@@ -353,3 +353,29 @@ def test_lstm_with_pyg_padding_equals_pyg(compiled):
     _close(xg.grad, xp.grad, atol=1e-4)
     for q1, q2 in zip(p.parameters(), g.parameters()):
         _close(q2.grad, q1.grad, atol=1e-4)
+
+
+@pytest.mark.parametrize("aggr", ["mean", "max", "min"])
+@pytest.mark.parametrize("name", ["GCNConv", "GINConv", "GINEConv", "GATConv", "GATv2Conv"])
+def test_aggr_keyword_equals_pyg(name, aggr):
+    """PyG's MessagePassing ``aggr=`` on layers that sum by default: same outputs and gradients."""
+    make = {"GCNConv": lambda lib: lib.GCNConv(F_IN, 6, aggr=aggr),
+            "GINConv": lambda lib: lib.GINConv(torch.nn.Linear(F_IN, 6), aggr=aggr),
+            "GINEConv": lambda lib: lib.GINEConv(torch.nn.Linear(F_IN, 6), edge_dim=3, aggr=aggr),
+            "GATConv": lambda lib: lib.GATConv(F_IN, 3, heads=2, aggr=aggr),
+            "GATv2Conv": lambda lib: lib.GATv2Conv(F_IN, 3, heads=2, aggr=aggr)}[name]
+    torch.manual_seed(0)
+    p = make(pnn)
+    g = make(gnn)
+    g.load_state_dict(p.state_dict(), strict=True)
+    x, ei = _graph(14)
+    args = (ei, torch.randn(E, 3)) if name == "GINEConv" else (ei,)
+    xp, xg = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = p(xp, *args), g(xg, *args)
+    _close(b, a)
+    a.sum().backward()
+    b.sum().backward()
+    _close(xg.grad, xp.grad, atol=1e-4)
+    with pytest.raises(ValueError, match="aggr='median' is not supported"):
+        make(gnn).__class__(F_IN, 6, aggr="median") if name in ("GCNConv",) else gnn.GINConv(
+            torch.nn.Linear(F_IN, 6), aggr="median")

@@ -73,6 +73,17 @@ class CSRMessagePassing(MessagePassing):
         return mask
 
 
+REDUCES = {"add": "sum", "sum": "sum", "mean": "mean", "max": "max", "min": "min"}
+
+
+def reduce_of(layer: str, aggr: Any) -> str:
+    """The CSR reduction for a layer's ``aggr`` (PyG's names ``add``/``sum``/``mean``/``max``/``min``)."""
+    if not isinstance(aggr, str) or aggr not in REDUCES:
+        raise ValueError(f"{layer}: aggr={aggr!r} is not supported; use one of {sorted(REDUCES)} (SAGEConv takes "
+                         "every PyG aggregation)")
+    return REDUCES[aggr]
+
+
 def _unsupported(name: str) -> Callable:
     def hook(self: CSRMessagePassing, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(

@@ -18,7 +18,7 @@ from ._attention import (
     num_input_edges,
     set_attention_options,
 )
-from ._base import CSRMessagePassing, slot_mask
+from ._base import CSRMessagePassing, reduce_of, slot_mask
 from ._utils import check_edge_rows, check_width, materialised, node_pair, resolve_size
 
 
@@ -76,10 +76,9 @@ class GATConv(CSRMessagePassing):
                  fill_value: Union[float, Tensor, str] = "mean", bias: bool = True, residual: bool = False,
                  **kwargs: Any):
         kwargs.setdefault("aggr", "add")
-        if kwargs["aggr"] not in ("add", "sum"):
-            raise ValueError(f"GATConv: aggr={kwargs['aggr']!r} is not supported (attention weights sum); use "
-                             "aggr='add'")
+        reduce = reduce_of("GATConv", kwargs["aggr"])
         super().__init__(node_dim=kwargs.pop("node_dim", 0), **kwargs)
+        self._reduce = reduce
         set_attention_options(self, "GATConv", in_channels, out_channels, heads, concat, negative_slope, dropout,
                               add_self_loops, edge_dim, fill_value, residual)
         self.lin = self.lin_src = self.lin_dst = None
@@ -157,7 +156,8 @@ class GATConv(CSRMessagePassing):
         mask = self.explain_mask(num_input_edges(edge_index))
         scale = None if mask is None else slot_mask(st.graph, mask, st.keep, st.num_loops)
         out, alpha = gat_attention_slots(st.graph, h_src, a_src, a_dst, edge_term, self.negative_slope,
-                                         self.dropout, self.training, bool(return_attention_weights), scale)
+                                         self.dropout, self.training, bool(return_attention_weights), scale,
+                                         self._reduce)
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if res is not None:
             out = out + res

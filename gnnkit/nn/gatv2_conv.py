@@ -19,7 +19,7 @@ from ._attention import (
     num_input_edges,
     set_attention_options,
 )
-from ._base import CSRMessagePassing, slot_mask
+from ._base import CSRMessagePassing, reduce_of, slot_mask
 from ._utils import check_edge_rows, check_width, node_pair, resolve_size
 
 
@@ -57,10 +57,9 @@ class GATv2Conv(CSRMessagePassing):
                  fill_value: Union[float, Tensor, str] = "mean", bias: bool = True,
                  share_weights: bool = False, residual: bool = False, **kwargs: Any):
         kwargs.setdefault("aggr", "add")
-        if kwargs["aggr"] not in ("add", "sum"):
-            raise ValueError(f"GATv2Conv: aggr={kwargs['aggr']!r} is not supported (attention weights sum); use "
-                             "aggr='add'")
+        reduce = reduce_of("GATv2Conv", kwargs["aggr"])
         super().__init__(node_dim=kwargs.pop("node_dim", 0), **kwargs)
+        self._reduce = reduce
         set_attention_options(self, "GATv2Conv", in_channels, out_channels, heads, concat, negative_slope,
                               dropout, add_self_loops, edge_dim, fill_value, residual)
         self.share_weights = share_weights
@@ -123,7 +122,7 @@ class GATv2Conv(CSRMessagePassing):
         mask = self.explain_mask(num_input_edges(edge_index))
         if mask is not None:  # PyG's explain_message: each edge's message times its mask
             weights = weights * slot_mask(g, mask, st.keep, st.num_loops).to(weights.dtype).view(-1, 1)
-        out = spmm_slots(g, h_l, weights.to(h_l.dtype), "sum")
+        out = spmm_slots(g, h_l, weights.to(h_l.dtype), self._reduce)
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if res is not None:
             out = out + res

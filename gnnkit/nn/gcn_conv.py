@@ -11,7 +11,7 @@ from gnnkit.ops import Graph, SparseTensor, as_graph, is_sparse_adj, segment_red
 from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
-from ._base import CSRMessagePassing, slot_mask
+from ._base import CSRMessagePassing, reduce_of, slot_mask
 
 
 def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
@@ -156,10 +156,9 @@ class GCNConv(CSRMessagePassing):
     def __init__(self, in_channels: int, out_channels: int, improved: bool = False, cached: bool = False,
                  add_self_loops: Optional[bool] = None, normalize: bool = True, bias: bool = True, **kwargs: Any):
         kwargs.setdefault("aggr", "add")
-        if kwargs["aggr"] not in ("add", "sum"):
-            raise ValueError(f"GCNConv: aggr={kwargs['aggr']!r} is not supported (the normalised sum is the "
-                             "operator); use aggr='add'")
+        reduce = reduce_of("GCNConv", kwargs["aggr"])
         super().__init__(**kwargs)
+        self._reduce = reduce
         if add_self_loops is None:
             add_self_loops = normalize
         if add_self_loops and not normalize:
@@ -260,7 +259,7 @@ class GCNConv(CSRMessagePassing):
         # costs one of width in_channels forward, and backward only when x needs a gradient.
         f_in, f_out = x.size(-1), self.out_channels
         # the bias is added in place into the last op's fresh result (no saved tensor is touched)
-        if f_in * (2 if x.requires_grad else 1) < 2 * f_out:
+        if self._reduce in ("sum", "mean") and f_in * (2 if x.requires_grad else 1) < 2 * f_out:
             out = self.lin(self._propagate(graph, w, w_t, x))
             return out if self.bias is None else _add_bias(out, self.bias)
         return self._propagate(graph, w, w_t, self.lin(x), self.bias)
@@ -272,11 +271,10 @@ class GCNConv(CSRMessagePassing):
         _, keep, _ = base.derived(("gcn_loops", n), lambda: _self_loop_structure(base, n))
         return slot_mask(graph, mask, keep, n)
 
-    @staticmethod
-    def _propagate(graph: Graph, w: Tensor, w_t: Optional[Tensor], h: Tensor, bias: Optional[Tensor] = None
+    def _propagate(self, graph: Graph, w: Tensor, w_t: Optional[Tensor], h: Tensor, bias: Optional[Tensor] = None
                    ) -> Tensor:
         vt = None if w_t is None else w_t.to(h.dtype).view(-1, 1)
-        out = spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), "sum", vt)
+        out = spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), self._reduce, vt)
         return (out if bias is None else _add_bias(out, bias)).squeeze(1)
 
     def __repr__(self) -> str:

@@ -8,7 +8,7 @@ from torch_geometric.nn.inits import reset
 from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
-from ._base import CSRMessagePassing, slot_mask
+from ._base import CSRMessagePassing, reduce_of, slot_mask
 from ._utils import aggregate, graph_of, node_pair, resolve_size
 
 
@@ -35,10 +35,9 @@ class GINConv(CSRMessagePassing):
 
     def __init__(self, nn: Callable, eps: float = 0.0, train_eps: bool = False, **kwargs: Any):
         kwargs.setdefault("aggr", "add")
-        if kwargs["aggr"] not in ("add", "sum"):
-            raise ValueError(f"GINConv: aggr={kwargs['aggr']!r} is not supported (GIN sums its neighbours); "
-                             "use aggr='add'")
+        reduce = reduce_of("GINConv", kwargs["aggr"])
         super().__init__(**kwargs)
+        self._reduce = reduce
         self.nn = nn
         self.initial_eps = eps
         if train_eps:
@@ -74,7 +73,7 @@ class GINConv(CSRMessagePassing):
             scale = 1 + self.eps
             if not self.eps.requires_grad and self.eps.device.type == "cpu" and not torch.compiler.is_compiling():
                 scale = 1.0 + float(self.eps)
-        out = aggregate(graph, x_src, w, "sum", x_dst, scale)
+        out = aggregate(graph, x_src, w, self._reduce, x_dst, scale)
         return self.nn(out)
 
     def _static(self, x: Tensor, edge_index: Adj) -> Tensor:
@@ -83,7 +82,7 @@ class GINConv(CSRMessagePassing):
         graph, w = graph_of(self.oriented(edge_index), N, N, use_values=False)
         mask = self.explain_mask(num_input_edges(edge_index))
         w = slot_mask(graph, mask) if mask is not None else w
-        out = aggregate(graph, flat, w, "sum").view(N, B, F).transpose(0, 1)
+        out = aggregate(graph, flat, w, self._reduce).view(N, B, F).transpose(0, 1)
         return self.nn(out + (1 + self.eps) * x)
 
     def __repr__(self) -> str:

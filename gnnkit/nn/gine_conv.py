@@ -10,7 +10,7 @@ from gnnkit.ops import relu_message_slots, segment_reduce_slots
 from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
-from ._base import CSRMessagePassing, slot_mask
+from ._base import CSRMessagePassing, reduce_of, slot_mask
 from ._utils import check_edge_rows, graph_of, node_pair, resolve_size
 
 
@@ -42,10 +42,9 @@ class GINEConv(CSRMessagePassing):
     def __init__(self, nn: torch.nn.Module, eps: float = 0.0, train_eps: bool = False,
                  edge_dim: Optional[int] = None, **kwargs: Any):
         kwargs.setdefault("aggr", "add")
-        if kwargs["aggr"] not in ("add", "sum"):
-            raise ValueError(f"GINEConv: aggr={kwargs['aggr']!r} is not supported (GINE sums its messages); "
-                             "use aggr='add'")
+        reduce = reduce_of("GINEConv", kwargs["aggr"])
         super().__init__(**kwargs)
+        self._reduce = reduce
         self.nn = nn
         self.initial_eps = eps
         if train_eps:
@@ -110,7 +109,7 @@ class GINEConv(CSRMessagePassing):
         mask = self.explain_mask(num_input_edges(edge_index))
         if mask is not None:  # PyG's explain_message: each edge's message times its mask
             msg = msg * slot_mask(graph, mask).to(msg.dtype).view((-1,) + (1,) * (msg.dim() - 1))
-        out = segment_reduce_slots(graph, msg, "sum")
+        out = segment_reduce_slots(graph, msg, self._reduce)
         if x_dst is not None:
             out = out + (1 + self.eps) * x_dst
         return self.nn(out.transpose(0, 1) if static else out)

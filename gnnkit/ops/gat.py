@@ -124,13 +124,15 @@ def edge_dropout(graph: Graph, weights: Tensor, p: float, training: bool) -> Ten
 
 def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor] = None,
                         negative_slope: float = 0.2, dropout: float = 0.0, training: bool = False,
-                        return_attention: bool = False, edge_scale: Optional[Tensor] = None
-                        ) -> Tuple[Tensor, Optional[Tensor]]:
+                        return_attention: bool = False, edge_scale: Optional[Tensor] = None,
+                        reduce: str = "sum") -> Tuple[Tensor, Optional[Tensor]]:
     """:func:`gat_attention` with ``edge_term`` and the returned attention weights in CSR slot
     order (what layers use); inputs are not checked again (the layer did).  ``edge_scale`` ``[E]``
     (CSR order) multiplies each edge's message after the softmax (an explainer's edge mask); the
-    returned attention weights are the unscaled ones."""
-    if not return_attention and not (training and dropout > 0) and edge_scale is None and use_triton("gat", x):
+    returned attention weights are the unscaled ones.  ``reduce``: how the weighted messages are
+    combined (``sum``, GAT's; ``mean``/``max``/``min`` as PyG's ``aggr``)."""
+    if not return_attention and not (training and dropout > 0) and edge_scale is None and reduce == "sum" \
+            and use_triton("gat", x):
         t = None if edge_term is None else edge_term.contiguous()
         out = FusedGATFunction.apply(graph, x.contiguous(), a_src.contiguous(), a_dst.contiguous(), t,
                                      negative_slope)
@@ -140,7 +142,7 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
     weights = edge_dropout(graph, alpha, dropout, training)
     if edge_scale is not None:
         weights = weights * edge_scale.to(weights.dtype).view(-1, 1)
-    out = spmm_slots(graph, x, weights.to(x.dtype), "sum")
+    out = spmm_slots(graph, x, weights.to(x.dtype), reduce)
     return out, (alpha if return_attention else None)
 
 
