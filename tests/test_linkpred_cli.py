@@ -123,3 +123,45 @@ def test_bad_training_flags_are_named_as_typed(flag, value, capsys):
     assert main(["linkpred", "Cora", flag, value, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert flag in err and flag.lstrip("-").replace("-", "_") not in err
+
+
+def test_resplit_keeps_the_users_other_files(tmp_path):
+    """Regression (issue 13.3): re-splitting into an existing split folder replaced the whole folder and
+    deleted what the user had put there; now only gnnkit's four files change."""
+    out = tmp_path / "s"
+    assert main(["split", "Cora", "--seed", "1", "--out", str(out)]) == 0
+    (out / "results.json").write_text('{"auc": 0.9}')
+    (out / "notes").mkdir()
+    (out / "notes" / "run.txt").write_text("kept")
+    old_train = (out / "train.pt").read_bytes()
+    assert main(["split", "Cora", "--seed", "2", "--out", str(out)]) == 0
+    assert (out / "results.json").read_text() == '{"auc": 0.9}'
+    assert (out / "notes" / "run.txt").read_text() == "kept"
+    assert (out / "train.pt").read_bytes() != old_train
+    assert json.loads((out / "manifest.json").read_text())["seed"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["s"]
+
+
+def test_an_overwrite_killed_between_renames_is_restored(tmp_path, monkeypatch):
+    """Regression (issue 13.3): without an atomic exchange, a kill between moving the old split aside and
+    moving the new one in left nothing at --out; the next write or load now restores the old split."""
+    import gnnkit.linkpred.io as io
+    out = tmp_path / "s"
+    assert main(["split", "Cora", "--seed", "1", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(io, "_exchange", lambda a, b: False)  # a filesystem without RENAME_EXCHANGE
+    real_rename, calls = os.rename, []
+
+    def dying_rename(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:  # the second rename: the new split into place
+            raise KeyboardInterrupt
+        return real_rename(a, b)
+
+    monkeypatch.setattr(io.os, "rename", dying_rename)
+    with pytest.raises(KeyboardInterrupt):
+        main(["split", "Cora", "--seed", "2", "--out", str(out)])
+    monkeypatch.setattr(io.os, "rename", real_rename)
+    assert not out.exists()  # the state a SIGKILL at that point leaves
+    a, b, c, man = io.load_split(out)  # load puts the old split back
+    assert man["seed"] == 1 and {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -3,11 +3,18 @@
 A split folder holds ``train.pt``, ``val.pt``, ``test.pt`` (dicts of tensors and ints,
 loadable with ``torch.load(..., weights_only=True)``) and ``manifest.json``.  Node
 features are not copied: :func:`load_split` re-attaches them from the dataset.
-The folder is written under a temporary name next to its destination and renamed
-into place, so an interrupted run leaves either the old folder or the new one.
+The folder is written under a temporary name next to its destination and swapped into
+place with one atomic ``renameat2(RENAME_EXCHANGE)`` (Linux), so an interrupted run leaves
+either the old split or the new one at the destination, never neither.  An existing
+destination keeps everything gnnkit did not write there (a ``results.json``, a ``notes/``
+folder): those entries are hard-linked (or copied) into the new folder before the swap.
+Where the filesystem cannot exchange, the old folder is first renamed aside and, if a run
+dies between the two renames, the next write or load puts it back.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
@@ -36,15 +43,67 @@ def split_to_dict(d: Data) -> Dict[str, object]:
     return out
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _restore_interrupted(out: Path) -> None:
+    """A previous overwrite that died between its two renames left the old split aside: put it back."""
+    if out.exists():
+        return
+    backups = sorted(out.parent.glob(f".{out.name}.old-*/split"))
+    if backups:
+        os.rename(backups[-1], out)
+        shutil.rmtree(backups[-1].parent, ignore_errors=True)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """``src`` -> ``dst`` with hard links (copies where links are impossible)."""
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=link)
+    elif src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+    else:
+        link(src, dst)
+
+
+def _is_gnnkit_split(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def write_atomic_dir(out_dir, files: Dict[str, object], manifest: Dict[str, object]) -> Path:
-    """Write ``files`` (name -> object for ``torch.save``) and ``manifest.json`` atomically."""
+    """Write ``files`` (name -> object for ``torch.save``) and ``manifest.json`` atomically, keeping
+    every other entry of an existing ``out_dir`` (see the module doc)."""
     out = Path(out_dir).expanduser().resolve()
+    _restore_interrupted(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file; fix: choose a folder path")
-    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-        raise ValueError(f"--out {out} exists, is not empty and holds no gnnkit split (no manifest.json); "
-                         "fix: choose a new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(out.parent, os.W_OK):
+        raise PermissionError(f"--out {out}: the folder {out.parent} is not writable; fix: choose a writable path")
+    ours = set(files) | {"manifest.json"}
+    if out.is_dir() and any(out.iterdir()) and not _is_gnnkit_split(out):
+        raise ValueError(f"--out {out} exists, is not empty and holds no gnnkit split (no gnnkit manifest.json); "
+                         "fix: choose a new folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         for name, obj in files.items():
@@ -57,13 +116,20 @@ def write_atomic_dir(out_dir, files: Dict[str, object], manifest: Dict[str, obje
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        old = None
-        if out.exists():
+        if out.is_dir():
+            for entry in out.iterdir():  # what gnnkit did not write stays
+                if entry.name not in ours:
+                    _link_tree(entry, tmp / entry.name)
+            os.chmod(tmp, out.stat().st_mode & 0o7777)
+            if _exchange(tmp, out):  # tmp now holds the old split
+                shutil.rmtree(tmp, ignore_errors=True)
+                return out
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.rename(out, old / "split")
-        os.rename(tmp, out)
-        if old is not None:
+            os.rename(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -83,6 +149,7 @@ def load_split(split_dir, full: Optional[Data] = None) -> Tuple[Data, Data, Data
     ``x`` is copied from ``full.x`` (rows ``n_id`` for inductive splits).
     """
     p = Path(split_dir)
+    _restore_interrupted(p.expanduser().resolve())
     man_path = p / "manifest.json"
     if not man_path.is_file():
         raise ValueError(f"{p} holds no manifest.json; fix: pass a folder written by `gnnkit split`")
