@@ -310,3 +310,52 @@ def test_ogbg_molhiv_splits_whole_graphs():
     e = neg(te)
     assert bool((te.batch[e[0]] == te.batch[e[1]]).all())
     assert te.y.size(0) == te.graph_id.numel()
+
+
+def _random_undirected(n=120, e=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)
+    ei = ei[:, ei[0] != ei[1]]
+    return Data(edge_index=torch.cat([ei, ei.flip(0)], 1), num_nodes=n)
+
+
+def test_rounding_never_turns_disjoint_supervision_into_overlap():
+    """Regression (issue 13.2): a disjoint_train_ratio that rounds to 0 silently fell back to PyG's overlap
+    (every training positive also a training message), even with debug=True."""
+    g = torch.Generator().manual_seed(0)
+    data = Data(edge_index=torch.randint(0, 200, (2, 600), generator=g), num_nodes=200)
+    with pytest.raises(ValueError, match="rounds to 0 supervision edges"):
+        TransductiveLinkSplit(0.1, 0.2, is_undirected=True, disjoint_train_ratio=0.001, seed=0, debug=True)(data)
+    odd = Data(edge_index=torch.stack([torch.arange(0, 601), torch.arange(1, 602)]), num_nodes=602)
+    with pytest.raises(ValueError, match="no training edges|rounds to 0 supervision"):
+        TransductiveLinkSplit(num_val=0.5, num_test=0.5, seed=0)(odd)
+    # disjoint_train_ratio=0 is PyG's overlap on purpose, and still allowed
+    tr, _, _ = TransductiveLinkSplit(0.1, 0.2, disjoint_train_ratio=0, seed=0)(data)
+    assert tr.edge_label.sum() > 0
+
+
+@pytest.mark.parametrize("splitter", ["transductive", "inductive"])
+def test_undirected_graphs_are_recognised_by_default(splitter):
+    """Regression (issue 13.2): on a graph stored in both directions (like Cora) the default
+    is_undirected=False put the reverse of most supervision edges into the messages."""
+    data = _random_undirected()
+    split = TransductiveLinkSplit(seed=0) if splitter == "transductive" else InductiveLinkSplit(seed=0)
+    tr, va, te = split(data)
+    assert split.stats["undirected"] is True and split.stats["undirected_inferred"] is True
+    for d in (tr, va, te):
+        pos = d.edge_label_index[:, d.edge_label == 1]
+        msg = set(map(tuple, d.edge_index.t().tolist()))
+        assert not any((v, u) in msg or (u, v) in msg for u, v in pos.t().tolist()), "a supervision edge leaked"
+    assert check_leakage(tr, va, te, strict=True).ok
+
+
+def test_check_leakage_sees_a_reverse_pair_added_to_the_training_messages():
+    """Regression (issue 13.2): adding the reverse of one validation positive to the training messages made the
+    training graph asymmetric, so the check compared ordered pairs and said "ok"."""
+    data = _random_undirected(seed=1)
+    tr, va, te = TransductiveLinkSplit(seed=0)(data)
+    u, v = va.edge_label_index[:, va.edge_label == 1][:, 0].tolist()
+    bad = tr.clone()
+    bad.edge_index = torch.cat([tr.edge_index, torch.tensor([[v], [u]])], 1)
+    assert not check_leakage(bad, va, te).ok
+    assert not check_leakage(bad, va, te, full_edge_index=data.edge_index).ok

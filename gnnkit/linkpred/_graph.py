@@ -17,9 +17,16 @@ def is_bipartite(data: Data) -> bool:
 
 def infer_undirected(data: Data) -> bool:
     """True when ``data`` is homogeneous and its message edges are stored in both directions."""
-    if is_bipartite(data) or data.edge_index.numel() == 0:
+    if is_bipartite(data):
         return False
-    ei = data.edge_index.long()
+    return is_symmetric(data.edge_index)
+
+
+def is_symmetric(edge_index: Tensor) -> bool:
+    """Every edge ``(u, v)`` of ``edge_index`` also appears as ``(v, u)`` (an empty one is not)."""
+    if edge_index.numel() == 0:
+        return False
+    ei = edge_index.long()
     n = int(ei.max()) + 1
     fwd = torch.unique(ei[0] * n + ei[1])
     rev = torch.unique(ei[1] * n + ei[0])

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._graph import infer_undirected, is_bipartite
+from ._graph import infer_undirected, is_bipartite, is_symmetric
 
 SPLITS = ("train", "val", "test")
 
@@ -121,8 +121,9 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
         full_edge_index: every edge of the original graph (original ids); enables the
             check that test negatives are non-edges and counts held-out collisions.
         strict: raise :class:`LeakageError` when an error is found.
-        is_undirected: compare unordered pairs; default: inferred from the training
-            message edges being stored in both directions.
+        is_undirected: compare unordered pairs; default: inferred — from ``full_edge_index``
+            when given (symmetric input graph), else from any split's message edges being
+            stored in both directions (one edited split cannot hide a reverse pair).
         allow_train_overlap: report training supervision edges that are also
             training message edges as a warning, not an error.
 
@@ -134,7 +135,14 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
     if len(set(bips)) != 1:
         raise ValueError("check_leakage: either all three splits are bipartite (num_src/num_dst) or none")
     bip = bips[0]
-    und = infer_undirected(train_data) if is_undirected is None else bool(is_undirected)
+    if is_undirected is not None:
+        und = bool(is_undirected)
+    elif bip:
+        und = False
+    elif full_edge_index is not None:  # the input graph decides: symmetric -> reverse pairs count
+        und = is_symmetric(full_edge_index)
+    else:  # a symmetric message graph in any split (an edited one may no longer be)
+        und = any(infer_undirected(d) for d in splits)
     if bip and und:
         raise ValueError("check_leakage: is_undirected=True is not defined for bipartite splits")
     report = LeakageReport(undirected=und)

@@ -165,7 +165,7 @@ def _set_common_options(split, num_val, num_test, is_undirected, neg_sampling_ra
     if neg_method not in METHODS:
         raise ValueError(f"neg_method must be one of {METHODS}, got {neg_method!r}")
     split.num_val, split.num_test = num_val, num_test
-    split.is_undirected = bool(is_undirected)
+    split.is_undirected = None if is_undirected is None else bool(is_undirected)
     split.neg_sampling_ratio = float(neg_sampling_ratio)
     split.add_negative_train_samples = bool(add_negative_train_samples)
     split.seed = seed
@@ -197,7 +197,9 @@ class TransductiveLinkSplit:
     Args:
         num_val: fraction (float) or number (int) of edges for validation.
         num_test: fraction or number of edges for test.
-        is_undirected: treat the graph as undirected (not for bipartite data).
+        is_undirected: treat the graph as undirected (not for bipartite data); default None:
+            inferred from the data (every edge stored in both directions -> undirected, as for
+            Cora), recorded in :attr:`stats` (``undirected``, ``undirected_inferred``).
         disjoint_train_ratio: fraction or number of training edges used only as
             supervision.  ``0`` reproduces PyG's ``RandomLinkSplit`` default (every
             training edge is both message and supervision) — on request only.
@@ -213,7 +215,7 @@ class TransductiveLinkSplit:
     After a call, :attr:`stats` holds the sizes of every part.
     """
 
-    def __init__(self, num_val: Ratio = 0.1, num_test: Ratio = 0.2, is_undirected: bool = False,
+    def __init__(self, num_val: Ratio = 0.1, num_test: Ratio = 0.2, is_undirected: Optional[bool] = None,
                  disjoint_train_ratio: Ratio = 0.3, neg_sampling_ratio: float = 1.0,
                  add_negative_train_samples: bool = True, seed: Optional[int] = None,
                  neg_method: str = "uniform", debug: Optional[bool] = None):
@@ -224,7 +226,7 @@ class TransductiveLinkSplit:
 
     def __call__(self, data: Data) -> Tuple[Data, Data, Data]:
         num_nodes = _num_nodes(data)
-        und = self.is_undirected
+        und = infer_undirected(data) if self.is_undirected is None else self.is_undirected
         edges, st = unique_edges(data.edge_index, num_nodes, und)
         E = edges.size(1)
         gen = _generator(self.seed)
@@ -238,6 +240,13 @@ class TransductiveLinkSplit:
         e = edges[:, perm]
         test_e, val_e, train_e = e[:, :n_test], e[:, n_test:n_test + n_val], e[:, n_test + n_val:]
         n_sup = _count(self.disjoint_train_ratio, n_train, "disjoint_train_ratio")
+        if n_sup == 0 and self.disjoint_train_ratio != 0:
+            # rounding must never turn disjoint supervision into PyG's overlap (supervision edges that
+            # are also training messages): that overlap is a choice, disjoint_train_ratio=0
+            raise ValueError(f"disjoint_train_ratio={self.disjoint_train_ratio} of {n_train} training edges rounds "
+                             "to 0 supervision edges, which would put every training positive into the training "
+                             "messages; fix: a larger ratio (or an int >= 1), more edges, smaller num_val/num_test, "
+                             "or disjoint_train_ratio=0 to ask for PyG's overlap on purpose")
         if n_sup == 0:
             sup_e, msg_e = train_e, train_e
         else:
@@ -269,7 +278,8 @@ class TransductiveLinkSplit:
             d.edge_index = both_directions(msg) if und else msg
             d.edge_label_index, d.edge_label = _labelled(sup, neg)
             out.append(d)
-        self.stats = dict(st, unique_edges=E, train_edges=n_train, train_message=msg_e.size(1),
+        self.stats = dict(st, undirected=und, undirected_inferred=self.is_undirected is None, unique_edges=E,
+                          train_edges=n_train, train_message=msg_e.size(1),
                           train_supervision=sup_e.size(1), val_edges=n_val, test_edges=n_test,
                           train_negatives=int((out[0].edge_label == 0).sum()),
                           val_negatives=int((out[1].edge_label == 0).sum()),
@@ -364,14 +374,15 @@ class InductiveLinkSplit:
     Args:
         num_val: fraction or number of nodes (graphs for datasets) for validation.
         num_test: fraction or number of nodes (graphs) for test.
-        is_undirected: treat edges as undirected.
+        is_undirected: treat edges as undirected; default None: inferred from the data
+            (symmetric -> undirected), recorded in :attr:`stats`.
         supervision_ratio: fraction of each part's edges used as supervision.
         partition: ``"random"`` or ``"region"`` (one homogeneous graph only).
         neg_sampling_ratio, add_negative_train_samples, seed, neg_method, debug:
             as in :class:`TransductiveLinkSplit`.
     """
 
-    def __init__(self, num_val: Ratio = 0.1, num_test: Ratio = 0.2, is_undirected: bool = False,
+    def __init__(self, num_val: Ratio = 0.1, num_test: Ratio = 0.2, is_undirected: Optional[bool] = None,
                  supervision_ratio: float = 0.3, partition: str = "random", neg_sampling_ratio: float = 1.0,
                  add_negative_train_samples: bool = True, seed: Optional[int] = None,
                  neg_method: str = "uniform", debug: Optional[bool] = None):
@@ -431,11 +442,12 @@ class InductiveLinkSplit:
                graph_part: Optional[Tensor] = None) -> Tuple[Data, Data, Data]:
         num_nodes = _num_nodes(data)
         bip = isinstance(num_nodes, tuple)
-        und = self.is_undirected
+        und = infer_undirected(data) if self.is_undirected is None else self.is_undirected
         edges, st = unique_edges(data.edge_index, num_nodes, und)
         ps, pd = part if bip else (part, part)
         same = ps[edges[0]] == pd[edges[1]]
-        stats = dict(st, unique_edges=edges.size(1), cross_part_edges_dropped=int((~same).sum()))
+        stats = dict(st, undirected=und, undirected_inferred=self.is_undirected is None, unique_edges=edges.size(1),
+                     cross_part_edges_dropped=int((~same).sum()))
         base = _strip_edge_attrs(data)
         out: List[Data] = []
         for p, name in enumerate(("train", "val", "test")):
