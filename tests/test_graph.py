@@ -93,3 +93,27 @@ def test_sparse_shape_mismatch():
     adj = to_torch_csr_tensor(torch.tensor([[0], [1]]), size=(3, 3))
     with pytest.raises(ValueError, match="adj_t convention"):
         as_graph(adj, num_nodes=4)
+
+
+def test_an_edit_behind_the_version_counter_is_seen():
+    """Regression (issue 13.6): edge_index changed through .data or numpy (no version bump) got the old
+    graph from the cache; PyG uses the new edges, and so must gnnkit."""
+    import gnnkit.nn as gnn
+    from gnnkit.ops import spmm
+    torch.manual_seed(0)
+    x = torch.randn(6, 3)
+    ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+    g1, _ = as_graph(ei, num_nodes=6)
+    assert g1.edge_index().tolist() == ei.tolist()
+    ei.numpy()[0, 0] = 5                      # numpy view: the version counter does not move
+    g2, _ = as_graph(ei, num_nodes=6)
+    assert g2.edge_index().tolist() == [[5, 1, 2, 3], [1, 2, 3, 4]]
+    ei.data[1, 3] = 0                         # .data: no version bump either
+    assert as_graph(ei, num_nodes=6)[0].edge_index().tolist() == [[5, 1, 2, 3], [1, 2, 3, 0]]
+    # the layers see the new edges: equal to a fresh tensor with the same values
+    conv = gnn.GCNConv(3, 2)
+    fresh = ei.clone()
+    torch.testing.assert_close(conv(x, ei), conv(x, fresh))
+    ei.numpy()[0, 1] = 4
+    torch.testing.assert_close(conv(x, ei), conv(x, ei.clone()))
+    torch.testing.assert_close(spmm(as_graph(ei, num_nodes=6)[0], x), spmm(as_graph(ei.clone(), num_nodes=6)[0], x))

@@ -275,7 +275,7 @@ def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Option
 
 
 # ---------------------------------------------------------------------- cache
-_CACHE: "OrderedDict[tuple, Tuple[weakref.ref, Graph]]" = OrderedDict()
+_CACHE: "OrderedDict[tuple, Tuple[weakref.ref, Any, Optional[tuple]]]" = OrderedDict()
 _CACHE_SIZE = 16
 
 
@@ -284,12 +284,24 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
+def _fingerprint(t: Tensor) -> Optional[tuple]:
+    """Three integer sums over a strided integer tensor (values, squares, products of neighbours): an
+    edit that bypasses the version counter (``t.data[...] = ...``, ``t.numpy()[...] = ...``) changes
+    them, so a cache hit cannot return the structure of edges that are no longer there.  One pass over
+    the tensor and one host sync per lookup."""
+    if t.layout != torch.strided or t.is_floating_point() or t.is_complex() or t.numel() == 0:
+        return None
+    flat = t.detach().reshape(-1).long()
+    return tuple(torch.stack([flat.sum(), (flat * flat).sum(), (flat[1:] * flat[:-1]).sum()]).tolist())
+
+
 def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
     """``build()``, cached on the identity and version of tensor ``t`` plus ``tag``.
 
     Anything derived only from ``t``'s values (a graph structure, normalised
     weights) can be cached this way; an in-place change of ``t`` bumps its
-    version and invalidates the entry, and a dead ``t`` never matches.
+    version and invalidates the entry, an edit that bypasses the version counter
+    changes the tensor's fingerprint and invalidates it too, and a dead ``t`` never matches.
     """
     if _is_compiling() or t.is_inference() or torch.is_inference_mode_enabled():
         # inference tensors have no version counter (an in-place edit could not be seen), and a
@@ -303,12 +315,13 @@ def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
         ptr = t.data_ptr()
     key = (id(t), ptr, t._version, tuple(t.shape), t.device) + tuple(tag)
     hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is t:
+    fp = _fingerprint(t)
+    if hit is not None and hit[0]() is t and hit[2] == fp:
         _CACHE.move_to_end(key)
         return hit[1]
     out = build()
     # the entry goes when t dies: a deleted edge_index does not keep its structure alive
-    _CACHE[key] = (weakref.ref(t, lambda _, k=key: _CACHE.pop(k, None)), out)
+    _CACHE[key] = (weakref.ref(t, lambda _, k=key: _CACHE.pop(k, None)), out, fp)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return out
