@@ -248,3 +248,47 @@ def test_int32_input_and_large_sparse_graph_is_fast():
     assert time.perf_counter() - t < 10
     assert neg.dtype == torch.int64 and neg.size(1) == 500_000
     assert torch.unique(neg[0].long() * n + neg[1]).numel() == 500_000
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_loop_free_rank_space_enumerates_exactly_the_allowed_pairs(batched, seed):
+    """The forbidden self-loops are left out analytically: allowed(0..num_allowed-1) is exactly the sorted
+    set of ranks that are neither a known edge nor a loop, for plain and batched graphs."""
+    from gnnkit.linkpred.negative import PairSpace, _Forbidden
+    g = torch.Generator().manual_seed(seed)
+    n = 17
+    batch = torch.tensor([0] * 5 + [1] * 1 + [2] * 11) if batched else None
+    space = PairSpace(n, batch=batch)
+    ei = torch.randint(0, n, (2, 40), generator=g)
+    if batched:
+        ei = ei[:, batch[ei[0]] == batch[ei[1]]]
+    ei = torch.cat([ei, torch.tensor([[3, 3], [3, 3]])], 1)  # an explicit self-loop too
+    for und in (False, True):
+        f = _Forbidden(space, ei, und, allow_self_loops=False)
+        got = f.allowed(torch.arange(f.num_allowed)).tolist()
+        forb = {tuple(p) for p in ei.t().tolist()} | ({tuple(p) for p in ei.flip(0).t().tolist()} if und else set())
+        want = []
+        for u in range(n):
+            for v in range(n):
+                if u != v and (u, v) not in forb and (batch is None or batch[u] == batch[v]):
+                    want.append(int(space.rank(torch.tensor([u]), torch.tensor([v]))[0]))
+        assert got == sorted(want)
+        r = torch.tensor(sorted(want) + [int(space.rank(torch.tensor([2]), torch.tensor([2]))[0])])
+        assert f.contains(r).tolist() == [False] * len(want) + [True]
+
+
+@pytest.mark.parametrize("num_nodes", [10 ** 8, 2 ** 31])
+def test_negative_sampling_memory_follows_the_samples_not_the_nodes(num_nodes):
+    """Regression (issue 13.7): forbidding self-loops listed all N loop ranks (one edge with num_nodes=1e8
+    took > 5.5 GB; 2**31 was killed). Now it is instant and small."""
+    import resource
+    import time
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    neg = negative_sampling(torch.tensor([[0], [1]]), num_nodes, 1000, seed=0)
+    assert time.perf_counter() - t < 5
+    assert neg.shape == (2, 1000) and bool((neg[0] != neg[1]).all()) and int(neg.max()) < num_nodes
+    assert not bool(((neg[0] == 0) & (neg[1] == 1)).any())
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"peak RSS grew by {grown_mb:.0f} MB"

@@ -106,7 +106,10 @@ class PairSpace:
             self.batch = batch
         sizes = self.ptr.diff()
         self.cum = torch.cat([sizes.new_zeros(1), (sizes * sizes).cumsum(0)])
+        # the same numbering without the diagonal (no self-loops): n * (n - 1) pairs per graph
+        self.cum_lf = torch.cat([sizes.new_zeros(1), (sizes * (sizes - 1)).cumsum(0)])
         self.size = int(self.cum[-1])
+        self.size_lf = int(self.cum_lf[-1])
 
     # group of each node / range of the candidates of a node's row
     def group(self, u: Tensor) -> Tensor:
@@ -132,6 +135,24 @@ class PairSpace:
         t = r - self.cum[g]
         return start + t // n, start + t % n
 
+    def to_loopfree(self, r: Tensor) -> Tensor:
+        """Index of (non-diagonal) rank ``r`` among the ranks without the diagonal (order kept)."""
+        u, v = self.unrank(r)
+        g = self.group(u)
+        s = self.ptr[g]
+        n = self.ptr[g + 1] - s
+        return self.cum_lf[g] + (u - s) * (n - 1) + (v - s) - (v > u).long()
+
+    def from_loopfree(self, j: Tensor) -> Tensor:
+        """Rank of the ``j``-th pair without the diagonal: the inverse of :meth:`to_loopfree`."""
+        g = torch.searchsorted(self.cum_lf, j, right=True) - 1
+        s = self.ptr[g]
+        n = self.ptr[g + 1] - s
+        t = j - self.cum_lf[g]
+        m = (n - 1).clamp(min=1)
+        a, c = t // m, t % m
+        return self.cum[g] + a * n + c + (c >= a).long()
+
     def self_loop_ranks(self) -> Tensor:
         if self.bipartite:
             return torch.empty(0, dtype=torch.long, device=self.device)
@@ -149,27 +170,35 @@ class _Forbidden:
         if undirected:
             u, v = torch.cat([u, v]), torch.cat([v, u])
         r, inside = space.rank(u, v)
-        parts = [r[inside]]
-        if not allow_self_loops:
-            parts.append(space.self_loop_ranks())
-        f = torch.unique(torch.cat(parts))
-        self.ranks = f
-        self.gap = f - torch.arange(f.numel(), device=f.device)
-        self.num_allowed = space.size - f.numel()
+        # Self-loops, when forbidden, are left out of the rank space analytically (PairSpace's loop-free
+        # numbering) instead of listing all N of them: memory follows the edges, not the node count.
+        self.skip_diag = not allow_self_loops and not space.bipartite
+        keep = inside & (u != v) if self.skip_diag else inside
+        f = torch.unique(r[keep])
+        self.ranks = f  # the forbidden ranks listed explicitly (never a diagonal one when skip_diag)
+        idx = space.to_loopfree(f) if self.skip_diag else f
+        self.gap = idx - torch.arange(idx.numel(), device=f.device)
+        self.num_allowed = (space.size_lf if self.skip_diag else space.size) - f.numel()
         self.num_loops_allowed = 0
         if allow_self_loops and not space.bipartite:
-            loops = space.self_loop_ranks()
-            self.num_loops_allowed = int(loops.numel() - self.contains(loops).sum())
+            fu, fv = space.unrank(f)
+            self.num_loops_allowed = space.num_src - int((fu == fv).sum())
 
     def contains(self, r: Tensor) -> Tensor:
         if self.ranks.numel() == 0:
-            return torch.zeros_like(r, dtype=torch.bool)
-        pos = torch.searchsorted(self.ranks, r).clamp_max(self.ranks.numel() - 1)
-        return self.ranks[pos] == r
+            hit = torch.zeros_like(r, dtype=torch.bool)
+        else:
+            pos = torch.searchsorted(self.ranks, r).clamp_max(self.ranks.numel() - 1)
+            hit = self.ranks[pos] == r
+        if self.skip_diag:
+            u, v = self.space.unrank(r)
+            hit = hit | (u == v)
+        return hit
 
     def allowed(self, i: Tensor) -> Tensor:
         """The ``i``-th allowed rank, for ``0 <= i < num_allowed``."""
-        return i + torch.searchsorted(self.gap, i, right=True)
+        j = i + torch.searchsorted(self.gap, i, right=True)
+        return self.space.from_loopfree(j) if self.skip_diag else j
 
 
 class NegativeSampler:
