@@ -165,3 +165,68 @@ def test_an_overwrite_killed_between_renames_is_restored(tmp_path, monkeypatch):
     assert not out.exists()  # the state a SIGKILL at that point leaves
     a, b, c, man = io.load_split(out)  # load puts the old split back
     assert man["seed"] == 1 and {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _resha(out, name):
+    import hashlib
+    man = json.loads((out / "manifest.json").read_text())
+    man["sha256"][name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(man))
+
+
+def test_saved_splits_are_verified_on_load(tmp_path, capsys):
+    """Regression (issue 13.4): a val.pt from another seed, swapped files, edited labels, bit flips,
+    truncation, bad tensors — `gnnkit linkpred --split` used to train on them with exit 0."""
+    from gnnkit.linkpred.io import SplitFileError, load_split
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["split", "Cora", "--seed", "1", "--out", str(a)]) == 0
+    assert main(["split", "Cora", "--seed", "2", "--out", str(b)]) == 0
+    load_split(a)  # intact: loads (and passes its leakage check)
+    pristine = {p.name: p.read_bytes() for p in a.iterdir()}
+
+    def restore():
+        for name, data in pristine.items():
+            (a / name).write_bytes(data)
+
+    def fails(match):
+        with pytest.raises(SplitFileError, match=match):
+            load_split(a)
+        restore()
+
+    (a / "val.pt").write_bytes((b / "val.pt").read_bytes())
+    fails(r"val\.pt: its SHA-256 does not match")
+    (a / "train.pt").write_bytes(pristine["val.pt"])
+    (a / "val.pt").write_bytes(pristine["train.pt"])
+    fails(r"train\.pt: its SHA-256 does not match")
+    raw = torch.load(a / "test.pt", weights_only=True)
+    raw["edge_label"] = torch.ones_like(raw["edge_label"])
+    torch.save(raw, a / "test.pt")
+    fails(r"test\.pt: its SHA-256")
+    flipped = bytearray(pristine["train.pt"])
+    flipped[len(flipped) // 2] ^= 0xFF
+    (a / "train.pt").write_bytes(bytes(flipped))
+    fails(r"train\.pt: its SHA-256")
+    (a / "val.pt").write_bytes(pristine["val.pt"][:100])
+    fails(r"val\.pt: its SHA-256")
+    (a / "val.pt").write_bytes(pristine["val.pt"][:100])
+    _resha(a, "val.pt")  # even with a matching manifest a truncated file is named
+    fails(r"val\.pt: not a readable split file")
+    for edit, match in ((lambda r: r.__setitem__("edge_index", r["edge_index"].float()), "integer"),
+                        (lambda r: r.pop("edge_index"), "no edge_index tensor"),
+                        (lambda r: r["edge_label_index"].__setitem__((0, 0), 10 ** 6), "outside the split"),
+                        (lambda r: r["edge_label"].__setitem__(0, 7.0), "other than 0 and 1")):
+        raw = torch.load(a / "train.pt", weights_only=True)
+        edit(raw)
+        torch.save(raw, a / "train.pt")
+        _resha(a, "train.pt")
+        fails(match)
+    torch.save([1, 2, 3], a / "test.pt")
+    _resha(a, "test.pt")
+    fails(r"test\.pt: holds a list")
+    (a / "manifest.json").write_text("{not json")
+    fails(r"manifest\.json: not readable JSON")
+    # the command: one line naming the file, non-zero exit, before any training
+    (a / "val.pt").write_bytes((b / "val.pt").read_bytes())
+    assert main(["linkpred", "Cora", "--split", str(a), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "val.pt" in err[0] and "SHA-256" in err[0]

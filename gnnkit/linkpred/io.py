@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -108,7 +110,10 @@ def write_atomic_dir(out_dir, files: Dict[str, object], manifest: Dict[str, obje
     try:
         for name, obj in files.items():
             with open(tmp / name, "wb") as f:
-                torch.save(obj, f)
+                if isinstance(obj, (bytes, bytearray)):  # already serialised (its SHA-256 is in the manifest)
+                    f.write(obj)
+                else:
+                    torch.save(obj, f)
                 f.flush()
                 os.fsync(f.fileno())
         with open(tmp / "manifest.json", "w") as f:
@@ -136,29 +141,97 @@ def write_atomic_dir(out_dir, files: Dict[str, object], manifest: Dict[str, obje
     return out
 
 
+def _serialised(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
 def save_split(out_dir, splits: Tuple[Data, Data, Data], manifest: Dict[str, object]) -> Path:
-    """Save three splits and a manifest (``format`` is added) atomically."""
-    files = {name: split_to_dict(d) for name, d in zip(SPLIT_FILES, splits)}
-    manifest = dict(manifest, format=FORMAT, files=list(SPLIT_FILES) + ["manifest.json"])
-    return write_atomic_dir(out_dir, files, manifest)
+    """Save three splits and a manifest (``format``, file list and each file's SHA-256 are added)
+    atomically."""
+    blobs = {name: _serialised(split_to_dict(d)) for name, d in zip(SPLIT_FILES, splits)}
+    manifest = dict(manifest, format=FORMAT, files=list(SPLIT_FILES) + ["manifest.json"],
+                    sha256={name: hashlib.sha256(b).hexdigest() for name, b in blobs.items()})
+    return write_atomic_dir(out_dir, blobs, manifest)
 
 
-def load_split(split_dir, full: Optional[Data] = None) -> Tuple[Data, Data, Data, Dict[str, object]]:
+class SplitFileError(ValueError):
+    """A saved split that cannot be trusted: missing, truncated, edited or inconsistent files."""
+
+
+def _read_split_file(path: Path, expected_sha: Optional[str]) -> Dict[str, object]:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SplitFileError(f"{path}: cannot be read ({e.strerror or e}); fix: re-run gnnkit split") from None
+    if expected_sha is not None and hashlib.sha256(data).hexdigest() != expected_sha:
+        raise SplitFileError(f"{path}: its SHA-256 does not match manifest.json (edited, truncated, swapped or "
+                             "from another run); fix: re-run gnnkit split")
+    try:
+        raw = torch.load(io.BytesIO(data), weights_only=True)
+    except Exception as e:  # truncated/garbled pickles raise many types
+        raise SplitFileError(f"{path}: not a readable split file ({type(e).__name__}); fix: re-run gnnkit split") \
+            from None
+    if not isinstance(raw, dict):
+        raise SplitFileError(f"{path}: holds a {type(raw).__name__}, not a split dict; fix: re-run gnnkit split")
+    return raw
+
+
+def _check_split_dict(path: Path, raw: Dict[str, object], num_nodes: Optional[int] = None) -> None:
+    """The tensors a split needs, with integer ids in range and 0/1 labels of the right length
+    (``num_nodes``: the graph's, for splits that do not store their own)."""
+    for key in ("edge_index", "edge_label_index", "edge_label"):
+        if not isinstance(raw.get(key), Tensor):
+            raise SplitFileError(f"{path}: no {key} tensor; fix: re-run gnnkit split")
+    n_src = raw.get("num_src", raw.get("num_nodes", num_nodes))
+    n_dst = raw.get("num_dst", raw.get("num_nodes", num_nodes))
+    if "n_id" in raw and isinstance(raw["n_id"], Tensor):
+        n_src = n_dst = raw["n_id"].numel()
+    for key in ("edge_index", "edge_label_index"):
+        t = raw[key]
+        if t.is_floating_point() or t.dim() != 2 or t.size(0) != 2:
+            raise SplitFileError(f"{path}: {key} must be an integer [2, E] tensor, got {t.dtype} "
+                                 f"{list(t.shape)}; fix: re-run gnnkit split")
+        if t.numel() and (int(t.min()) < 0 or (n_src is not None and int(t[0].max()) >= int(n_src))
+                          or (n_dst is not None and int(t[1].max()) >= int(n_dst))):
+            raise SplitFileError(f"{path}: {key} holds node ids outside the split's nodes; fix: re-run gnnkit split")
+    lab = raw["edge_label"]
+    if lab.dim() != 1 or lab.numel() != raw["edge_label_index"].size(1):
+        raise SplitFileError(f"{path}: edge_label has {lab.numel()} entries for "
+                             f"{raw['edge_label_index'].size(1)} labelled pairs; fix: re-run gnnkit split")
+    if lab.numel() and not bool(((lab == 0) | (lab == 1)).all()):
+        raise SplitFileError(f"{path}: edge_label holds values other than 0 and 1; fix: re-run gnnkit split")
+
+
+def load_split(split_dir, full: Optional[Data] = None, verify: bool = True
+               ) -> Tuple[Data, Data, Data, Dict[str, object]]:
     """Load a split folder; with ``full`` (the graph or union it came from) node features return.
 
-    ``x`` is copied from ``full.x`` (rows ``n_id`` for inductive splits).
+    ``x`` is copied from ``full.x`` (rows ``n_id`` for inductive splits).  Every file is checked
+    against the SHA-256 in ``manifest.json``, its tensors are checked (integer ids in range, 0/1
+    labels), and with ``verify`` the leakage check runs again; anything wrong raises
+    :class:`SplitFileError` (a ``ValueError``) naming the file.
     """
     p = Path(split_dir)
     _restore_interrupted(p.expanduser().resolve())
     man_path = p / "manifest.json"
     if not man_path.is_file():
-        raise ValueError(f"{p} holds no manifest.json; fix: pass a folder written by `gnnkit split`")
-    manifest = json.loads(man_path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{man_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+        raise SplitFileError(f"{p} holds no manifest.json; fix: pass a folder written by `gnnkit split`")
+    try:
+        manifest = json.loads(man_path.read_text())
+    except (OSError, ValueError) as e:
+        raise SplitFileError(f"{man_path}: not readable JSON ({type(e).__name__}); fix: re-run gnnkit split") \
+            from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise SplitFileError(f"{man_path}: format {got!r}, expected {FORMAT!r}")
+    shas = manifest.get("sha256") or {}
     out = []
     for name in SPLIT_FILES:
-        raw = torch.load(p / name, weights_only=True)
+        raw = _read_split_file(p / name, shas.get(name))
+        n = manifest.get("num_nodes") if (manifest.get("arguments") or {}).get("mode") != "inductive" else None
+        _check_split_dict(p / name, raw, n if isinstance(n, int) else None)
         d = Data(**raw)
         if full is not None:
             if "x" in full and full.x is not None:
@@ -166,6 +239,15 @@ def load_split(split_dir, full: Optional[Data] = None) -> Tuple[Data, Data, Data
             if "n_id" not in d and "num_nodes" not in raw:
                 d.num_nodes = full.num_nodes
         out.append(d)
+    if verify:
+        from .leakage import check_leakage
+        a = manifest.get("arguments") or {}
+        overlap = a.get("mode", "transductive") == "transductive" and a.get("disjoint_train_ratio", 1) == 0
+        rep = check_leakage(*out, is_undirected=manifest.get("undirected"), allow_train_overlap=overlap)
+        if not rep.ok:
+            e = rep.errors[0]
+            raise SplitFileError(f"{p}: the saved split fails its leakage check ({e.split}: {e.kind} x{e.count}); "
+                                 "fix: re-run gnnkit split")
     return out[0], out[1], out[2], manifest
 
 
