@@ -359,3 +359,12 @@ def test_check_leakage_sees_a_reverse_pair_added_to_the_training_messages():
     bad.edge_index = torch.cat([tr.edge_index, torch.tensor([[v], [u]])], 1)
     assert not check_leakage(bad, va, te).ok
     assert not check_leakage(bad, va, te, full_edge_index=data.edge_index).ok
+
+
+def test_inductive_num_val_zero_gives_an_empty_validation_part():
+    """Regression (issue 13.8): InductiveLinkSplit(num_val=0) said "num_nodes must be positive"."""
+    data = _random_undirected(n=100, e=400)
+    tr, va, te = InductiveLinkSplit(num_val=0, seed=0)(data)
+    assert va.num_nodes == 0 and va.edge_label.numel() == 0 and va.edge_index.size(1) == 0
+    assert tr.edge_label.numel() > 0 and te.edge_label.numel() > 0
+    assert check_leakage(tr, va, te, strict=True).ok

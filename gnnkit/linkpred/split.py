@@ -476,13 +476,17 @@ class InductiveLinkSplit:
             k = int(round(self.neg_sampling_ratio * n_sup))
             if p == 0 and not self.add_negative_train_samples:
                 k = 0
-            sampler = NegativeSampler(msg, nn, k, self.neg_method, exclude=sup, force_undirected=und,
-                                      seed=_subseed(gen), batch=lbatch, targets=sup)
-            if k > sampler.num_available:
-                raise ValueError(f"the {name} part ({src_nodes.numel()} nodes, {local.size(1)} edges) has only "
-                                 f"{sampler.num_available} non-edges for {k} negatives; fix: a smaller "
-                                 "neg_sampling_ratio or larger parts (num_val / num_test)")
-            neg = sampler.sample()
+            seed_p = _subseed(gen)
+            if src_nodes.numel() == 0 or (bip and dst_nodes.numel() == 0):  # an empty part (num_val=0)
+                neg = torch.empty(2, 0, dtype=torch.long)
+            else:
+                sampler = NegativeSampler(msg, nn, k, self.neg_method, exclude=sup, force_undirected=und,
+                                          seed=seed_p, batch=lbatch, targets=sup)
+                if k > sampler.num_available:
+                    raise ValueError(f"the {name} part ({src_nodes.numel()} nodes, {local.size(1)} edges) has only "
+                                     f"{sampler.num_available} non-edges for {k} negatives; fix: a smaller "
+                                     "neg_sampling_ratio or larger parts (num_val / num_test)")
+                neg = sampler.sample()
             d = Data()
             for key in base.keys():
                 val = base[key]
