@@ -62,3 +62,36 @@ def test_bad_dataset_is_one_clear_line(capsys):
     assert console_main(["train", "--dataset", "nope", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "gnnkit train: error:" in err and "unknown dataset" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["split", "Cora", "--neg-ratio", "inf", "--out", "{tmp}/s"], "--neg-ratio"),
+    (["split", "Cora", "--out", ""], "--out"),
+    (["split", "Cora", "--out", "{tmp}/afile/x"], "--out"),
+    (["split", "Cora", "--seed", "-1", "--out", "{tmp}/s"], "--seed"),
+    (["linkpred", "Cora", "--device", "bogus"], "--device"),
+    (["linkpred", "Cora", "--device", "cuda:99"], "--device"),
+    (["linkpred", "Cora", "--seed", str(2 ** 70)], "--seed"),
+    (["linkpred", "Cora", "--hidden", "0"], "--hidden"),
+    (["linkpred", "Cora", "--batch-size", "-1"], "--batch-size"),
+    (["linkpred", "Cora", "--json", "{tmp}"], "--json"),
+    (["linkpred", "Cora", "--dropout", "1.5"], "--dropout"),
+    (["train", "--out", "{tmp}"], "--out"),
+    (["train", "--out", "{tmp}/afile/r.json"], "--out"),
+    (["train", "--epochs", "0"], "--epochs"),
+    (["profile", "--out", ""], "--out"),
+    (["vq", "sample", "x", "--out", "{tmp}/afile"], "--out"),
+    (["vq", "train", "community-small", "--device", "cuda:99"], "--device"),
+])
+def test_nonsense_flags_are_one_line_errors_before_any_work(args, flag, tmp_path, capsys):
+    """Regression (issue 13.8): nonsense values and unwritable outputs gave tracebacks after the work was
+    done, misleading errors, or silently ran (--hidden 0, --batch-size -1, --out '')."""
+    (tmp_path / "afile").write_text("")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    text = capsys.readouterr().err
+    err = [ln for ln in text.splitlines() if "error:" in ln]  # argparse prints its usage, then one error line
+    assert len(err) == 1 and f"argument {flag}" in err[0] and "Traceback" not in text, text
+    assert not (tmp_path / "s").exists()

@@ -7,6 +7,8 @@ import re
 import sys
 from typing import TYPE_CHECKING, Tuple
 
+from . import _args
+
 if TYPE_CHECKING:  # pragma: no cover
     from torch_geometric.data import Data
 
@@ -34,39 +36,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use OGB's official edge split (auto: yes for ogbl-* datasets)")
     p.add_argument("--model", choices=("gcn", "sage"), default=None, help="encoder (default: per-dataset preset)")
     p.add_argument("--decoder", choices=("dot", "mlp"), default=None, help="decoder (default: preset)")
-    p.add_argument("--decoder-layers", type=int, default=None,
+    p.add_argument("--decoder-layers", type=_args.positive_int, default=None,
                    help="linear layers of the MLP decoder (default: preset)")
-    p.add_argument("--clip-grad", type=float, default=None,
+    p.add_argument("--clip-grad", type=_args.positive_float, default=None,
                    help="clip each part's gradient norm to this, 0 = off (default: preset)")
-    p.add_argument("--hidden", type=int, default=None, help="hidden channels (default: preset)")
-    p.add_argument("--out-channels", type=int, default=None, help="embedding size (default: preset)")
-    p.add_argument("--layers", type=int, default=None, help="GNN layers (default: preset)")
-    p.add_argument("--dropout", type=float, default=None, help="dropout (default: preset)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: preset)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: preset)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--hidden", type=_args.positive_int, default=None, help="hidden channels (default: preset)")
+    p.add_argument("--out-channels", type=_args.positive_int, default=None, help="embedding size (default: preset)")
+    p.add_argument("--layers", type=_args.positive_int, default=None, help="GNN layers (default: preset)")
+    p.add_argument("--dropout", type=_args.probability, default=None, help="dropout (default: preset)")
+    p.add_argument("--lr", type=_args.positive_float, default=None, help="Adam learning rate (default: preset)")
+    p.add_argument("--epochs", type=_args.positive_int, default=None, help="training epochs (default: preset)")
+    p.add_argument("--batch-size", type=_args.nonneg_int, default=None,
                    help="supervision edges per step, 0 = all (default: preset)")
-    p.add_argument("--eval-every", type=int, default=None, help="evaluate every N epochs (default: preset)")
+    p.add_argument("--eval-every", type=_args.positive_int, default=None,
+                   help="evaluate every N epochs (default: preset)")
     p.add_argument("--select", default=None, help="validation metric that picks the epoch (default: preset)")
     p.add_argument("--ks", default=None, help="comma-separated K for Hits@K (default: preset)")
     p.add_argument("--normalize-features", choices=("yes", "no"), default="no",
                    help="row-normalise node features (as the GAE / PyG examples do)")
-    p.add_argument("--device", default="cpu", help="torch device")
-    p.add_argument("--json", default=None, help="also write the results as JSON to this file (atomically)")
+    p.add_argument("--device", type=_args.device, default="cpu",
+                   help="torch device")
+    p.add_argument("--json", type=_args.out_file, default=None,
+                   help="also write the results as JSON to this file (atomically)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # the split options, used when no --split folder is given
     g = p.add_argument_group("split (when --split is not given)")
     g.add_argument("--mode", choices=("transductive", "inductive"), default="transductive", help="split mode")
     g.add_argument("--neg", choices=("uniform", "degree", "hard"), default="uniform",
                    help="negatives of the split and of training")
-    g.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
+    g.add_argument("--seed", type=_args.seed, default=0, help="seed of the split and of training")
     g.add_argument("--num-val", type=float, default=0.05, help="validation fraction")
     g.add_argument("--num-test", type=float, default=0.1, help="test fraction")
     g.add_argument("--disjoint-train-ratio", type=float, default=0.3,
                    help="transductive: training edges kept as supervision only")
     g.add_argument("--supervision-ratio", type=float, default=0.3, help="inductive: supervision fraction per part")
     g.add_argument("--partition", choices=("random", "region"), default="random", help="inductive partition")
-    g.add_argument("--neg-ratio", type=float, default=1.0, help="negatives per positive in val/test")
+    g.add_argument("--neg-ratio", type=_args.nonneg_float, default=1.0, help="negatives per positive in val/test")
     g.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto", help="undirected edges")
     g.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
 

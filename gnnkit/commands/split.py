@@ -7,6 +7,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
+from . import _args
+
 if TYPE_CHECKING:  # pragma: no cover
     from torch_geometric.data import Data
 
@@ -20,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(whole graphs for datasets of many graphs)")
     p.add_argument("--neg", choices=("uniform", "degree", "hard"), default="uniform",
                    help="how negatives are drawn")
-    p.add_argument("--seed", type=int, default=0, help="random seed (the split is a function of it)")
-    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--seed", type=_args.seed, default=0, help="random seed (the split is a function of it)")
+    p.add_argument("--out", type=_args.out_dir, required=True, help="output folder (written atomically)")
     p.add_argument("--num-val", type=float, default=0.1,
                    help="fraction of edges (nodes/graphs if inductive) for validation")
     p.add_argument("--num-test", type=float, default=0.2, help="fraction of edges (nodes/graphs if inductive) for test")
@@ -31,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inductive: fraction of each part's edges used as supervision")
     p.add_argument("--partition", choices=("random", "region"), default="random",
                    help="inductive node partition: random nodes or connected regions")
-    p.add_argument("--neg-ratio", type=float, default=1.0, help="negatives per positive")
+    p.add_argument("--neg-ratio", type=_args.nonneg_float, default=1.0, help="negatives per positive")
     p.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto",
                    help="treat edges as undirected (auto: when the dataset stores both directions)")
     p.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")

@@ -1,6 +1,8 @@
 """``gnnkit train``: node classification with gnnkit's layers side by side with PyG's."""
 import argparse
 
+from . import _args
+
 HELP = "train a node classifier (default: 2-layer GCN on Cora) with gnnkit and PyG layers and print test accuracy"
 
 
@@ -10,17 +12,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     p.add_argument("--dataset", default=d.dataset, help=f"dataset name (node classification): {dataset_names()[:3]}")
     p.add_argument("--model", default=d.model, choices=sorted(MODELS), help="model")
-    p.add_argument("--hidden", type=int, default=d.hidden, help="hidden units")
-    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout probability")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs per run")
-    p.add_argument("--runs", type=int, default=d.runs, help="runs (seeds seed, seed+1, ...); >1 prints mean ± std")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the first run")
+    p.add_argument("--hidden", type=_args.positive_int, default=d.hidden, help="hidden units")
+    p.add_argument("--dropout", type=_args.probability, default=d.dropout, help="dropout probability")
+    p.add_argument("--lr", type=_args.positive_float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--weight-decay", type=_args.nonneg_float, default=d.weight_decay, help="Adam weight decay")
+    p.add_argument("--epochs", type=_args.positive_int, default=d.epochs, help="training epochs per run")
+    p.add_argument("--runs", type=_args.positive_int, default=d.runs,
+                   help="runs (seeds seed, seed+1, ...); >1 prints mean ± std")
+    p.add_argument("--seed", type=_args.seed, default=d.seed, help="seed of the first run")
     p.add_argument("--impl", choices=["both", "gnnkit", "pyg"], default="both",
                    help="which implementation(s) to train")
     p.add_argument("--root", default=None, help="data root (default: $GNNKIT_DATA, then the bundled datasets/)")
-    p.add_argument("--out", default=None, help="also write the results as JSON to this file")
+    p.add_argument("--out", type=_args.out_file, default=None, help="also write the results as JSON to this file")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

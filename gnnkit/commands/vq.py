@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import _args
+
 HELP = "discrete-latent graph generation: 'vq train' a graph VQ-VAE + prior, 'vq sample' graphs, 'vq eval' MMD"
 
 # flags that set the configuration (None = the dataset's default; refused with --resume)
@@ -43,32 +45,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--canonical-order", dest="random_order", action="store_const", const=False, default=None,
                    help="train on each graph's canonical BFS order only (default: random BFS orders, as GraphRNN "
                         "trains)")
-    t.add_argument("--out", default=None, help="run folder (default: a new folder vq-DATASET-... under the "
+    t.add_argument("--out", type=_args.out_dir, default=None,
+                   help="run folder (default: a new folder vq-DATASET-... under the "
                                                "working directory); checkpoint.pt is rewritten after every epoch")
     t.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its folder")
-    t.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then the bundled datasets/)")
-    t.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1, ...)")
+    t.add_argument("--root", default=None,
+                   help="dataset root (default: $GNNKIT_DATA, then the bundled datasets/)")
+    t.add_argument("--device", type=_args.device, default="cpu",
+                   help="torch device to train on (cpu, cuda, cuda:1, ...)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     s = sub.add_parser("sample", help="sample graphs from a trained run",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("checkpoint", help="run folder or its checkpoint.pt")
-    s.add_argument("-n", "--num", type=int, default=16, help="number of graphs")
-    s.add_argument("--out", required=True, help="folder for graph_*.txt (u v per line), graph_*.pt, graphs.png")
-    s.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same graphs)")
-    s.add_argument("--temperature", type=float, default=1.0, help="prior sampling temperature (> 0)")
-    s.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    s.add_argument("checkpoint",
+                   help="run folder or its checkpoint.pt")
+    s.add_argument("-n", "--num", type=_args.positive_int, default=16, help="number of graphs")
+    s.add_argument("--out", type=_args.out_dir, required=True,
+                   help="folder for graph_*.txt (u v per line), graph_*.pt, graphs.png")
+    s.add_argument("--seed", type=_args.seed, default=0, help="sampling seed (same seed, same graphs)")
+    s.add_argument("--temperature", type=_args.positive_float, default=1.0, help="prior sampling temperature (> 0)")
+    s.add_argument("--device", type=_args.device, default="cpu", help="torch device (cpu, cuda, ...)")
 
-    e = sub.add_parser("eval", help="MMD² (GraphRNN/GDSS and GRAN protocols) of sampled vs test graphs",
+    e = sub.add_parser("eval",
+                       help="MMD² (GraphRNN/GDSS and GRAN protocols) of sampled vs test graphs",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("checkpoint", help="run folder or its checkpoint.pt")
-    e.add_argument("-n", "--num", type=int, default=None, help="graphs to sample (default: as many as test graphs)")
-    e.add_argument("--seed", type=int, default=0, help="first sampling seed")
-    e.add_argument("--repeats", type=int, default=3, help="sampling seeds (seed, seed+1, ...) to average over")
-    e.add_argument("--temperature", type=float, default=1.0, help="prior sampling temperature (> 0)")
+    e.add_argument("-n", "--num", type=_args.positive_int, default=None,
+                   help="graphs to sample (default: as many as test graphs)")
+    e.add_argument("--seed", type=_args.seed, default=0, help="first sampling seed")
+    e.add_argument("--repeats", type=_args.positive_int, default=3,
+                   help="sampling seeds (seed, seed+1, ...) to average over")
+    e.add_argument("--temperature", type=_args.positive_float, default=1.0, help="prior sampling temperature (> 0)")
     e.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
-    e.add_argument("--json", default=None, help="write the full result here (atomically)")
-    e.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    e.add_argument("--json", type=_args.out_file, default=None, help="write the full result here (atomically)")
+    e.add_argument("--device", type=_args.device, default="cpu", help="torch device (cpu, cuda, ...)")
 
 
 def _check_output(path: str, flag: str, folder: bool) -> None:

@@ -1,0 +1,130 @@
+"""Argument types shared by the commands: every value is checked when the command line is parsed,
+before any long work starts, and a bad one is one line naming the flag (argparse's
+``gnnkit CMD: error: argument --flag: ...``, exit code 2)."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import torch
+
+MAX_SEED = 2 ** 63 - 1
+
+
+def seed(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer seed") from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 2**63 - 1]; pass a smaller non-negative seed")
+    return v
+
+
+def positive_int(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return v
+
+
+def nonneg_int(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return v
+
+
+def _finite(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{value} is not a finite number")
+    return v
+
+
+def nonneg_float(value: str) -> float:
+    v = _finite(value)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return v
+
+
+def positive_float(value: str) -> float:
+    v = _finite(value)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return v
+
+
+def probability(value: str) -> float:
+    v = _finite(value)
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} must lie in [0, 1)")
+    return v
+
+
+def device(value: str) -> str:
+    """A torch device this machine has: ``cpu``, ``cuda``, ``cuda:K``."""
+    try:
+        d = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a device; use cpu, cuda or cuda:K") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{value}: no CUDA device is available on this machine; use cpu")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif d.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{value}: gnnkit runs on cpu or cuda")
+    return value
+
+
+def _writable_ancestor(p: Path) -> Path:
+    a = p
+    while not a.exists():
+        if a.parent == a:
+            break
+        a = a.parent
+    if not a.is_dir():
+        raise argparse.ArgumentTypeError(f"{p}: {a} is a file, not a folder; choose another path")
+    if not os.access(a, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{p}: the folder {a} is not writable; choose another path")
+    return a
+
+
+def out_file(value: str) -> str:
+    """A file to write: not empty, not an existing folder, in a folder that exists or can be made and is
+    writable."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path; pass a file path")
+    p = Path(value).expanduser()
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a folder; pass a file path, e.g. {p / 'results.json'}")
+    _writable_ancestor(p.parent if str(p.parent) else Path("."))
+    return value
+
+
+def out_dir(value: str) -> str:
+    """A folder to write: not empty, not an existing file, with a writable (existing) ancestor."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path; pass a folder path")
+    p = Path(value).expanduser()
+    if p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a file; pass a folder path")
+    if p.is_dir():
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"{value}: the folder is not writable; choose another path")
+    else:
+        _writable_ancestor(p)
+    return value
