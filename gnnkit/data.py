@@ -35,6 +35,53 @@ class DatasetNotFoundError(FileNotFoundError):
     """The raw files of a dataset are not where gnnkit looked for them."""
 
 
+class DatasetIntegrityError(ValueError):
+    """A dataset file differs from the checksum its root's ``SHA256SUMS`` lists, or cannot be read."""
+
+
+_VERIFIED: Dict[Tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _VERIFIED[key] = h.hexdigest()
+    return _VERIFIED[key]
+
+
+def verify_checksums(name: str, root: Path) -> int:
+    """Check every file of dataset ``name`` that ``root/SHA256SUMS`` lists (when the root ships one)
+    against its checksum; returns how many were checked.  A mismatch (a truncated or edited raw file)
+    or a listed file that is missing raises :class:`DatasetIntegrityError` naming the file."""
+    sums = root / "SHA256SUMS"
+    if not sums.is_file():
+        return 0
+    spec = _spec(name)
+    prefix = f"{spec.subdir}/{spec.folder}/"
+    checked = 0
+    for line in sums.read_text().splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) != 2:
+            continue
+        digest, rel = parts[0].lower(), parts[1].lstrip("*").strip()
+        rel = rel[2:] if rel.startswith("./") else rel
+        if not rel.startswith(prefix):
+            continue
+        path = root / rel
+        if not path.is_file():
+            raise DatasetIntegrityError(f"{path}: listed in {sums} but missing; fix: restore the dataset's files")
+        if _sha256(path) != digest:
+            raise DatasetIntegrityError(f"{path}: its SHA-256 differs from {sums} (truncated or edited); fix: "
+                                        "restore the original file")
+        checked += 1
+    return checked
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str  # the name users pass, e.g. "Cora" or "ogbl-ddi"
@@ -210,7 +257,21 @@ def load_dataset(name: str, root: Optional[str] = None, transform: Optional[Call
         ``get_idx_split`` / ``get_edge_split`` methods, made safe under torch >= 2.6.
     """
     spec = _spec(name)
-    base = _writable_root(spec, find_root(name, root))
+    found = find_root(name, root)
+    verify_checksums(name, found)
+    base = _writable_root(spec, found)
+    try:
+        return _load(spec, base, transform)
+    except (DatasetNotFoundError, DatasetIntegrityError):
+        raise
+    except Exception as e:  # truncated pickles / processed files raise many types
+        where = base / spec.folder
+        raise DatasetIntegrityError(f"{spec.name}: the files under {where} could not be loaded ({type(e).__name__}: "
+                                    f"{str(e)[:200]}); fix: delete {where / 'processed'} to rebuild it, and check the "
+                                    "raw files") from e
+
+
+def _load(spec: DatasetSpec, base: Path, transform: Optional[Callable]) -> Any:
     if spec.family == "planetoid":
         from torch_geometric.datasets import Planetoid
         return Planetoid(str(base), spec.name, transform=transform)

@@ -77,3 +77,32 @@ def test_read_only_root_is_mirrored(tmp_path, monkeypatch):
         assert not (ro / "tu" / "MUTAG" / "processed").exists() or os.access(ro / "tu" / "MUTAG", os.W_OK)
     finally:
         os.chmod(ro / "tu" / "MUTAG", 0o755)
+
+
+def test_a_truncated_raw_file_is_refused_by_its_checksum(tmp_path):
+    """Regression (issue 13.5): ind.cora.test.index cut to 500 lines was accepted (accuracy on half the test
+    set); SHA256SUMS shipped with the data was never read."""
+    import shutil
+
+    from gnnkit.data import BUNDLED_ROOT, DatasetIntegrityError, load_dataset
+    shutil.copytree(BUNDLED_ROOT / "planetoid" / "Cora" / "raw", tmp_path / "planetoid" / "Cora" / "raw")
+    shutil.copy(BUNDLED_ROOT / "SHA256SUMS", tmp_path / "SHA256SUMS")
+    assert load_dataset("Cora", root=str(tmp_path))[0].num_nodes == 2708  # intact: loads
+    shutil.rmtree(tmp_path / "planetoid" / "Cora" / "processed")
+    idx = tmp_path / "planetoid" / "Cora" / "raw" / "ind.cora.test.index"
+    idx.write_text("\n".join(idx.read_text().splitlines()[:500]) + "\n")
+    with pytest.raises(DatasetIntegrityError, match=r"ind\.cora\.test\.index: its SHA-256 differs"):
+        load_dataset("Cora", root=str(tmp_path))
+
+
+def test_an_unreadable_processed_file_is_named(tmp_path):
+    """Regression (issue 13.5): truncated processed/ files gave raw tracebacks."""
+    import shutil
+
+    from gnnkit.data import BUNDLED_ROOT, DatasetIntegrityError, load_dataset
+    shutil.copytree(BUNDLED_ROOT / "planetoid" / "Cora" / "raw", tmp_path / "planetoid" / "Cora" / "raw")
+    load_dataset("Cora", root=str(tmp_path))
+    for f in (tmp_path / "planetoid" / "Cora" / "processed").glob("data.pt"):
+        f.write_bytes(f.read_bytes()[:64])
+    with pytest.raises(DatasetIntegrityError, match="processed"):
+        load_dataset("Cora", root=str(tmp_path))
