@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command and return its exit code; a flag argparse rejects raises ``SystemExit(2)`` after
+    printing its one-line error (``--help``/``--version``: ``SystemExit(0)``)."""
     args = build_parser().parse_args(argv)
     return int(args._module.run(args) or 0)
 
@@ -47,6 +49,8 @@ def console_main(argv: Optional[List[str]] = None) -> int:
     """The ``gnnkit`` executable: :func:`main`, with bad input reported as one line, not a traceback."""
     try:
         return main(argv)
+    except SystemExit as e:  # argparse: its error line is printed already
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except (ValueError, IndexError, FileNotFoundError) as e:
         cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS), "")
         print(f"gnnkit {cmd}: error: {e}".replace("gnnkit : ", "gnnkit: "), file=sys.stderr)

@@ -79,10 +79,10 @@ def device(value: str) -> str:
     try:
         d = torch.device(value)
     except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a device; use cpu, cuda or cuda:K") from None
+        raise argparse.ArgumentTypeError(f"{value!r} is not a torch device; use cpu, cuda or cuda:K") from None
     if d.type == "cuda":
         if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{value}: no CUDA device is available on this machine; use cpu")
+            raise argparse.ArgumentTypeError(f"{value}: CUDA is not available on this machine; use cpu")
         if d.index is not None and d.index >= torch.cuda.device_count():
             raise argparse.ArgumentTypeError(f"{value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif d.type != "cpu":

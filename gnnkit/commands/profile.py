@@ -18,20 +18,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--synthetic", nargs=2, type=int, metavar=("N", "E"), default=None,
                      help="synthetic power-law graph with N nodes and E edges (default when no source "
                           "is given: 10000 100000; --quick: 300 2000)")
-    parser.add_argument("--features", "-F", type=_args.positive_int, default=64,
+    parser.add_argument("--features", "-F", type=int, default=64,
                         help="feature width F of spmm/sddmm/segment")
-    parser.add_argument("--heads", type=_args.positive_int, default=8, help="heads H of softmax and gat")
-    parser.add_argument("--head-dim", type=_args.positive_int, default=None, help="gat width per head (default F // H)")
+    parser.add_argument("--heads", type=int, default=8, help="heads H of softmax and gat")
+    parser.add_argument("--head-dim", type=int, default=None, help="gat width per head (default F // H)")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                         help="feature dtype")
-    parser.add_argument("--device", type=_args.device, default=None,
+    parser.add_argument("--device", default=None,
                         help="cpu or cuda[:k] (default: cuda when available)")
     parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS), help="ops to time")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None,
                         help="backends to time (default: every one available here)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="fwd and/or fwd+bwd")
-    parser.add_argument("--warmup", type=_args.nonneg_int, default=2, help="untimed runs before timing")
-    parser.add_argument("--repeats", type=_args.positive_int, default=10, help="timed runs (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs (the median is reported)")
     parser.add_argument("--no-compile", action="store_true", help="skip the pyg-compiled backend")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run for tests: default graph 300 nodes / 2000 edges, F=16, H=2, 1 warmup, "

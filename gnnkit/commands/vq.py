@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("checkpoint",
                    help="run folder or its checkpoint.pt")
-    s.add_argument("-n", "--num", type=_args.positive_int, default=16, help="number of graphs")
+    s.add_argument("-n", "--num", type=int, default=16, help="number of graphs")
     s.add_argument("--out", type=_args.out_dir, required=True,
                    help="folder for graph_*.txt (u v per line), graph_*.pt, graphs.png")
     s.add_argument("--seed", type=_args.seed, default=0, help="sampling seed (same seed, same graphs)")
@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="MMD² (GraphRNN/GDSS and GRAN protocols) of sampled vs test graphs",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("checkpoint", help="run folder or its checkpoint.pt")
-    e.add_argument("-n", "--num", type=_args.positive_int, default=None,
+    e.add_argument("-n", "--num", type=int, default=None,
                    help="graphs to sample (default: as many as test graphs)")
     e.add_argument("--seed", type=_args.seed, default=0, help="first sampling seed")
     e.add_argument("--repeats", type=_args.positive_int, default=3,
