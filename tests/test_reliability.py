@@ -86,3 +86,19 @@ def test_fuzzed_layer_inputs_behave_like_pyg(data):
         return
     got = g(x, ei.to(dtype))
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_reliability_harness_finds_no_silent_wrong_and_no_traceback(tmp_path):
+    """benchmarks/reliability.py (the table in docs/reliability.md) stays at zero silent wrongs and zero
+    tracebacks."""
+    import json
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "reliability.py"
+    out = tmp_path / "rel.json"
+    r = subprocess.run([sys.executable, str(script), "--out", str(out)], capture_output=True, text=True,
+                       timeout=900, env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    bad = [c for c in res["cases"] if c["outcome"] in ("silent wrong", "traceback")]
+    assert not bad, bad
+    assert len(res["cases"]) >= 100

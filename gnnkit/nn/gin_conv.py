@@ -12,6 +12,15 @@ from ._base import CSRMessagePassing, reduce_of, slot_mask
 from ._utils import aggregate, graph_of, node_pair, resolve_size
 
 
+def _input_width(nn: Any) -> Optional[int]:
+    """The input width of ``nn`` when its first layer states one (``in_features``, lazy -1 excluded)."""
+    first = nn[0] if isinstance(nn, torch.nn.Sequential) and len(nn) > 0 else nn
+    w = getattr(first, "in_features", None)
+    if w is None:
+        w = getattr(first, "in_channels", None)
+    return w if isinstance(w, int) and w > 0 else None
+
+
 class GINConv(CSRMessagePassing):
     r"""The graph isomorphism operator from `"How Powerful are Graph Neural Networks?"
     <https://arxiv.org/abs/1810.00826>`_, a drop-in for :class:`torch_geometric.nn.GINConv`.
@@ -57,6 +66,10 @@ class GINConv(CSRMessagePassing):
             return self._static(x, edge_index)
         edge_index = self.oriented(edge_index)
         x_src, x_dst, _ = node_pair(x, "GINConv")
+        width = _input_width(self.nn)
+        if width is not None and x_src.size(-1) != width:
+            raise ValueError(f"GINConv: x has {x_src.size(-1)} features but nn expects {width} (its first layer's "
+                             "in_features); fix the input or nn")
         if x_dst is not None and x_dst.size(-1) != x_src.size(-1):
             raise ValueError(f"GINConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
                              "both sides must have the same width (the root term is added to the sum)")

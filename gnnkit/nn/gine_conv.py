@@ -92,6 +92,8 @@ class GINEConv(CSRMessagePassing):
         # to CSR slot order first: a row permutation commutes with the row-wise linear map, and permuting
         # the raw features (no gradient) spares the backward a scatter of the [E, F] gradient
         ea = graph.to_csr_order(edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)
+        if ea.is_floating_point() and ea.dtype != x_src.dtype:  # e.g. float32 edge features in a .double() model
+            ea = ea.to(x_src.dtype)
         if self.lin is not None:
             if self.lin.in_channels > 0 and ea.size(-1) != self.lin.in_channels:
                 raise ValueError(f"GINEConv: edge_attr has {ea.size(-1)} features but edge_dim="
