@@ -23,24 +23,22 @@ def seed(value: str) -> int:
     return v
 
 
-def positive_int(value: str) -> int:
+def _int_at_least(value: str, lo: int) -> int:
     try:
         v = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    if v < lo:
+        raise argparse.ArgumentTypeError(f"{value} must be >= {lo}")
     return v
+
+
+def positive_int(value: str) -> int:
+    return _int_at_least(value, 1)
 
 
 def nonneg_int(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return v
+    return _int_at_least(value, 0)
 
 
 def _finite(value: str) -> float:
