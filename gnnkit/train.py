@@ -14,13 +14,16 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from gnnkit.typing import Adj
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch_geometric.data import Data
 
 # model name -> (conv class name, shared by gnnkit.nn and torch_geometric.nn, extra conv kwargs)
 MODELS: Dict[str, tuple] = {
@@ -47,7 +50,7 @@ class TrainConfig:
 class NodeClassifier(torch.nn.Module):
     """Two convs with ReLU and dropout between them: ``conv2(dropout(relu(conv1(dropout(x)))))``."""
 
-    def __init__(self, conv_cls, in_channels: int, hidden: int, out_channels: int, dropout: float, **kw):
+    def __init__(self, conv_cls: type, in_channels: int, hidden: int, out_channels: int, dropout: float, **kw):
         super().__init__()
         self.conv1 = conv_cls(in_channels, hidden, **kw)
         self.conv2 = conv_cls(hidden, out_channels, **kw)
@@ -94,7 +97,8 @@ def _accuracy(logits, y, mask) -> float:
     return float((logits[mask].argmax(-1) == y[mask]).float().mean())
 
 
-def train_once(model, data, cfg: TrainConfig, on_epoch: Optional[Callable[[], None]] = None) -> dict:
+def train_once(model: torch.nn.Module, data: "Data", cfg: TrainConfig,
+               on_epoch: Optional[Callable[[], None]] = None) -> dict:
     """Train one model; return test accuracy at the best validation epoch and timings."""
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_val, test_at_best, best_epoch = -1.0, 0.0, 0
@@ -121,7 +125,7 @@ def train_once(model, data, cfg: TrainConfig, on_epoch: Optional[Callable[[], No
             "epoch_ms": 1e3 * statistics.median(epoch_times), "step_peak_mb": step_peak_mb(model, data)}
 
 
-def step_peak_mb(model, data) -> float:
+def step_peak_mb(model: torch.nn.Module, data: "Data") -> float:
     """Peak memory (MiB) of one training step's forward and backward above what was in use before it,
     measured with :class:`gnnkit.profile.PeakMemory` (CUDA allocator peak, or peak-RSS delta on CPU);
     the gradients are dropped afterwards, the weights are not changed.  NaN where it cannot be measured."""

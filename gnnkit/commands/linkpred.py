@@ -130,7 +130,7 @@ def get_splits(args: argparse.Namespace) -> Tuple[Data, Data, Data, str]:
     return tr, va, te, {"split": "fresh", "sizes": manifest["sizes"], "leakage": manifest["leakage"]}
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except (ValueError, IndexError) as e:

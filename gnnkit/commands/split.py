@@ -50,14 +50,14 @@ def load_graph(name: str, root: Optional[str] = None) -> Tuple[Data, bool, Any]:
     return union, True, ds
 
 
-def decide_undirected(choice: str, data) -> bool:
+def decide_undirected(choice: str, data: "Data") -> bool:
     if choice != "auto":
         return choice == "yes"
     from torch_geometric.utils import is_undirected
     return bool(is_undirected(data.edge_index, num_nodes=data.num_nodes))
 
 
-def make_split(args) -> Tuple[tuple, Dict[str, object]]:
+def make_split(args: argparse.Namespace) -> Tuple[tuple, Dict[str, object]]:
     """Build the split the arguments describe; returns (splits, manifest without files)."""
     from gnnkit.linkpred import InductiveLinkSplit, TransductiveLinkSplit, check_leakage
     from gnnkit.linkpred.split import both_directions, unique_edges
@@ -91,7 +91,7 @@ def make_split(args) -> Tuple[tuple, Dict[str, object]]:
     return splits, manifest
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except (ValueError, IndexError) as e:

@@ -172,5 +172,5 @@ def _eval(args) -> int:
     return 0
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     return {"train": _train, "sample": _sample, "eval": _eval}[args.vq_command](args)

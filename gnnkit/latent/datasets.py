@@ -521,7 +521,7 @@ def to_pyg(graphs: Union[nx.Graph, Sequence[nx.Graph]]) -> Union[Data, List[Data
     return out[0] if single else out
 
 
-def from_pyg(data) -> nx.Graph:
+def from_pyg(data: "Data") -> nx.Graph:
     """PyG ``Data`` -> undirected :class:`networkx.Graph` (inverse of :func:`to_pyg`).
 
     Nodes ``0..num_nodes-1``; ``node_label`` becomes the node attribute ``label``

@@ -13,7 +13,7 @@ annealed during training; the loss adds :math:`\\mathrm{KL}(q(z \\mid x) \\,\\|\
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,8 @@ class TemperatureSchedule:
         return f"TemperatureSchedule({self.kind!r}, start={self.start}, end={self.end}, steps={self.steps})"
 
 
-def gumbel_noise(shape, generator: Optional[torch.Generator] = None, device=None) -> Tensor:
+def gumbel_noise(shape: Union[torch.Size, Tuple[int, ...]], generator: Optional[torch.Generator] = None,
+                 device: Optional[Union[str, torch.device]] = None) -> Tensor:
     """Gumbel(0, 1) samples in fp32: :math:`-\\log(-\\log U)` with :math:`U` kept inside
     :math:`[10^{-10}, 1 - 10^{-10}]`, so every sample is finite."""
     u = torch.rand(shape, generator=generator, device=device, dtype=torch.float32)

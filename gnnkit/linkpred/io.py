@@ -22,12 +22,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+PathLike = Union[str, os.PathLike]
 FORMAT = "gnnkit-linkpred-split/1"
 SPLIT_FILES = ("train.pt", "val.pt", "test.pt")
 _TENSORS = ("edge_index", "edge_label_index", "edge_label", "n_id", "n_id_src", "n_id_dst", "batch", "graph_id")
@@ -92,7 +93,7 @@ def _is_gnnkit_split(folder: Path) -> bool:
         return False
 
 
-def write_atomic_dir(out_dir, files: Dict[str, object], manifest: Dict[str, object]) -> Path:
+def write_atomic_dir(out_dir: PathLike, files: Dict[str, object], manifest: Dict[str, object]) -> Path:
     """Write ``files`` (name -> object for ``torch.save``) and ``manifest.json`` atomically, keeping
     every other entry of an existing ``out_dir`` (see the module doc)."""
     out = Path(out_dir).expanduser().resolve()
@@ -147,7 +148,7 @@ def _serialised(obj: object) -> bytes:
     return buf.getvalue()
 
 
-def save_split(out_dir, splits: Tuple[Data, Data, Data], manifest: Dict[str, object]) -> Path:
+def save_split(out_dir: PathLike, splits: Tuple[Data, Data, Data], manifest: Dict[str, object]) -> Path:
     """Save three splits and a manifest (``format``, file list and each file's SHA-256 are added)
     atomically."""
     blobs = {name: _serialised(split_to_dict(d)) for name, d in zip(SPLIT_FILES, splits)}
@@ -204,7 +205,7 @@ def _check_split_dict(path: Path, raw: Dict[str, object], num_nodes: Optional[in
         raise SplitFileError(f"{path}: edge_label holds values other than 0 and 1; fix: re-run gnnkit split")
 
 
-def load_split(split_dir, full: Optional[Data] = None, verify: bool = True
+def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = True
                ) -> Tuple[Data, Data, Data, Dict[str, object]]:
     """Load a split folder; with ``full`` (the graph or union it came from) node features return.
 
@@ -251,7 +252,7 @@ def load_split(split_dir, full: Optional[Data] = None, verify: bool = True
     return out[0], out[1], out[2], manifest
 
 
-def ogb_official_split(dataset) -> Tuple[Data, Data, Data]:
+def ogb_official_split(dataset: Any) -> Tuple[Data, Data, Data]:
     """OGB's official link split in gnnkit's convention (undirected datasets such as ogbl-ddi).
 
     Following OGB's protocol, training edges are both message and supervision edges

@@ -9,11 +9,13 @@
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
+
+Scores = Union[Tensor, Sequence[float]]  # a 1-D tensor of scores (lists and arrays are converted)
 
 
 def _scores(x, name: str, dim: int = 1) -> Tensor:
@@ -33,7 +35,7 @@ def _scores(x, name: str, dim: int = 1) -> Tensor:
     return x
 
 
-def hits_at_k(pos_scores, neg_scores, k: int) -> float:
+def hits_at_k(pos_scores: Scores, neg_scores: Scores, k: int) -> float:
     """Fraction of positives scored above the K-th best negative (OGB's Hits@K).
 
     Every positive is ranked against the same negatives.  Raises ``ValueError`` when
@@ -53,7 +55,7 @@ def hits_at_k(pos_scores, neg_scores, k: int) -> float:
     return float(ev.eval({"y_pred_pos": pos.float(), "y_pred_neg": neg.float()})[f"hits@{k}"])
 
 
-def mrr(pos_scores, neg_scores) -> float:
+def mrr(pos_scores: Scores, neg_scores: Scores) -> float:
     """Mean reciprocal rank of each positive among its own row of negatives (OGB's MRR).
 
     Args:
@@ -83,21 +85,21 @@ def _binary(pos_scores, neg_scores):
     return y, s
 
 
-def roc_auc(pos_scores, neg_scores) -> float:
+def roc_auc(pos_scores: Scores, neg_scores: Scores) -> float:
     """Area under the ROC curve (scikit-learn)."""
     from sklearn.metrics import roc_auc_score
     y, s = _binary(pos_scores, neg_scores)
     return float(roc_auc_score(y, s))
 
 
-def average_precision(pos_scores, neg_scores) -> float:
+def average_precision(pos_scores: Scores, neg_scores: Scores) -> float:
     """Average precision (scikit-learn)."""
     from sklearn.metrics import average_precision_score
     y, s = _binary(pos_scores, neg_scores)
     return float(average_precision_score(y, s))
 
 
-def evaluate(pos_scores, neg_scores, ks: Sequence[int] = (20, 50, 100)) -> Dict[str, float]:
+def evaluate(pos_scores: Scores, neg_scores: Scores, ks: Sequence[int] = (20, 50, 100)) -> Dict[str, float]:
     """ROC-AUC, AP and Hits@K for each ``k`` that has enough negatives."""
     out = {"auc": roc_auc(pos_scores, neg_scores), "ap": average_precision(pos_scores, neg_scores)}
     n_neg = _scores(neg_scores, "neg_scores").numel()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -67,7 +67,8 @@ def _subseed(gen: torch.Generator) -> int:
     return int(torch.randint(0, 2 ** 62, (1,), generator=gen))
 
 
-def unique_edges(edge_index: Tensor, num_nodes, undirected: bool) -> Tuple[Tensor, Dict[str, int]]:
+def unique_edges(edge_index: Tensor, num_nodes: Union[int, Tuple[int, int]], undirected: bool
+                 ) -> Tuple[Tensor, Dict[str, int]]:
     """Distinct edges without self-loops; undirected ones once as ``row < col``.
 
     An undirected edge stored as ``(u, v)``, as ``(v, u)`` or both gives the same
@@ -412,7 +413,7 @@ class InductiveLinkSplit:
         part[perm[sizes[2]:sizes[2] + sizes[1]]] = 1
         return part
 
-    def __call__(self, data) -> Tuple[Data, Data, Data]:
+    def __call__(self, data: Any) -> Tuple[Data, Data, Data]:
         gen = _generator(self.seed)
         if not isinstance(data, Data):
             return self._split_graphs(data, gen)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -161,7 +161,7 @@ def _x(data: Data, device) -> Optional[Tensor]:
 
 
 @torch.no_grad()
-def score_split(enc: Encoder, dec: nn.Module, data: Data, device) -> Tuple[Tensor, Tensor]:
+def score_split(enc: Encoder, dec: nn.Module, data: Data, device: Union[str, torch.device]) -> Tuple[Tensor, Tensor]:
     enc.eval()
     dec.eval()
     z = enc(_x(data, device), data.edge_index.to(device))

@@ -13,7 +13,7 @@ The powers are sparse products of the adjacency (``torch.sparse.mm``), so a new 
 Self-loops created by the powers (walks ``i -> j -> i``) are dropped unless
 ``self_loops=True``; self-loops of the input are kept.
 """
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -97,7 +97,7 @@ class AddKHopEdges:
             raise ValueError(f"weights={weights!r} is not supported; use one of {_WEIGHTS}")
         self.k, self.weights, self.self_loops = k, weights, self_loops
 
-    def __call__(self, data):
+    def __call__(self, data: Any) -> Any:
         if getattr(data, "edge_attr", None) is not None:
             raise ValueError("AddKHopEdges cannot invent edge_attr for new edges; drop data.edge_attr or "
                              "use a scalar edge_weight")
