@@ -369,3 +369,18 @@ def test_edge_loss_is_finite_without_pairs_and_on_complete_graphs():
     sampled = GraphVQVAE(FSQ([3, 3]), 8, hidden_channels=16, heads=2, edge_loss="sampled")
     out = sampled(Batch.from_data_list([k5]))
     assert torch.isfinite(out.loss) and int(out.edge_targets.sum()) == 10 and out.edge_targets.numel() == 10
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_refused(tmp_path):
+    """Regression (issue 13.3/13.4): torch's zip format does not check its CRCs, so a flipped byte inside a
+    tensor loaded silently; checkpoints now carry their SHA-256 (checkpoint.pt.sha256) and resume refuses."""
+    cfg = config_for("community-small", **TINY)
+    VQRun.create(cfg, tmp_path / "r").fit(progress=False, stop_after=1)
+    ck = tmp_path / "r" / "checkpoint.pt"
+    assert (tmp_path / "r" / "checkpoint.pt.sha256").is_file()
+    load_checkpoint(ck)  # intact
+    data = bytearray(ck.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ck.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        VQRun.resume(tmp_path / "r")
