@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +25,21 @@ from gnnkit.typing import Adj
 if TYPE_CHECKING:  # pragma: no cover
     from torch_geometric.data import Data
 
-# model name -> (conv class name, shared by gnnkit.nn and torch_geometric.nn, extra conv kwargs)
-MODELS: Dict[str, tuple] = {
-    "gcn": ("GCNConv", {}),
+def _gin(lib: Any, i: int, o: int, hidden: int) -> torch.nn.Module:
+    return lib.GINConv(torch.nn.Sequential(torch.nn.Linear(i, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, o)))
+
+
+# model name -> builder(lib, in_channels, out_channels, hidden, last) of one conv; ``lib`` is gnnkit.nn or
+# torch_geometric.nn (same class names, same state_dict keys).  GAT follows Velickovic et al.: 8 heads of
+# ``hidden`` features, then one head for the classes.
+MODELS: Dict[str, Callable[..., torch.nn.Module]] = {
+    "gcn": lambda lib, i, o, hidden, last: lib.GCNConv(i, o),
+    "sage": lambda lib, i, o, hidden, last: lib.SAGEConv(i, o),
+    "gat": lambda lib, i, o, hidden, last: (lib.GATConv(i, o, heads=1, concat=False) if last
+                                            else lib.GATConv(i, hidden, heads=8)),
+    "gin": lambda lib, i, o, hidden, last: _gin(lib, i, o, hidden),
 }
+_WIDTH = {"gat": 8}  # the first layer's output width is hidden * heads
 IMPLS = ("gnnkit", "pyg")
 
 
@@ -48,12 +59,15 @@ class TrainConfig:
 
 
 class NodeClassifier(torch.nn.Module):
-    """Two convs with ReLU and dropout between them: ``conv2(dropout(relu(conv1(dropout(x)))))``."""
+    """Two convs with ReLU and dropout between them: ``conv2(dropout(relu(conv1(dropout(x)))))``.
 
-    def __init__(self, conv_cls: type, in_channels: int, hidden: int, out_channels: int, dropout: float, **kw):
+    ``model``: a key of :data:`MODELS`; ``lib``: ``gnnkit.nn`` or ``torch_geometric.nn``."""
+
+    def __init__(self, model: str, lib: Any, in_channels: int, hidden: int, out_channels: int, dropout: float):
         super().__init__()
-        self.conv1 = conv_cls(in_channels, hidden, **kw)
-        self.conv2 = conv_cls(hidden, out_channels, **kw)
+        build = MODELS[model]
+        self.conv1 = build(lib, in_channels, hidden, hidden, False)
+        self.conv2 = build(lib, hidden * _WIDTH.get(model, 1), out_channels, hidden, True)
         self.dropout = dropout
 
     def forward(self, x: Tensor, edge_index: Adj) -> Tensor:
@@ -80,17 +94,17 @@ def input_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return out.view_as(x)
 
 
-def conv_class(model: str, impl: str) -> Tuple[type, dict]:
+def layer_library(model: str, impl: str) -> Any:
+    """The module the layers of ``model`` come from: ``gnnkit.nn`` or ``torch_geometric.nn``."""
     if model not in MODELS:
         raise ValueError(f"--model {model!r} is not known; choose one of {sorted(MODELS)}")
     if impl not in IMPLS:
         raise ValueError(f"impl {impl!r} is not known; choose from {IMPLS}")
-    name, kw = MODELS[model]
     if impl == "gnnkit":
         import gnnkit.nn as mod
     else:
         import torch_geometric.nn as mod
-    return getattr(mod, name), kw
+    return mod
 
 
 def _accuracy(logits, y, mask) -> float:
@@ -150,7 +164,7 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
     from gnnkit.data import load_dataset
 
     for impl in cfg.impls:
-        conv_class(cfg.model, impl)  # validate names before loading data
+        layer_library(cfg.model, impl)  # validate names before loading data
     ds = load_dataset(cfg.dataset, root=cfg.root, transform=T.NormalizeFeatures())
     data = ds[0]
     if not hasattr(data, "train_mask"):
@@ -163,9 +177,9 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
         seed = cfg.seed + r
         state = None
         for impl in cfg.impls:
-            conv, kw = conv_class(cfg.model, impl)
+            lib = layer_library(cfg.model, impl)
             torch.manual_seed(seed)
-            model = NodeClassifier(conv, ds.num_features, cfg.hidden, ds.num_classes, cfg.dropout, **kw)
+            model = NodeClassifier(cfg.model, lib, ds.num_features, cfg.hidden, ds.num_classes, cfg.dropout)
             if state is None:
                 state = {k: v.clone() for k, v in model.state_dict().items()}
             else:
