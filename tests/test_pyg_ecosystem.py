@@ -218,11 +218,13 @@ def test_message_level_hooks_raise_a_named_error():
     (["mean", "max", "std"], {"aggr_kwargs": {"mode": "cat"}}),
     (["mean", "sum", "softmax"], {"aggr_kwargs": {"mode": "proj", "mode_kwargs": {"in_channels": F_IN,
                                                                                   "out_channels": F_IN}}}),
-    ("mean-object", {}), ("max-object", {}),
+    ("mean-object", {}), ("max-object", {}), ("var-object", {}), ("std-object", {}), ("std-semi", {}),
 ])
 def test_sage_aggregations_equal_pyg(aggr, kwargs):
     from torch_geometric.nn import aggr as A
-    objects = {"mean-object": lambda: A.MeanAggregation(), "max-object": lambda: A.MaxAggregation()}
+    objects = {"mean-object": lambda: A.MeanAggregation(), "max-object": lambda: A.MaxAggregation(),
+               "var-object": lambda: A.VarAggregation(), "std-object": lambda: A.StdAggregation(),
+               "std-semi": lambda: A.StdAggregation(semi_grad=True)}
     x, ei = _graph(7)
     x = x.abs() + 0.1 if aggr in ("powermean", "mul") else x
     mods = []

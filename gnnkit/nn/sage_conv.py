@@ -1,4 +1,5 @@
 """SAGEConv: drop-in for ``torch_geometric.nn.SAGEConv`` (mean / sum / max / min / LSTM)."""
+import math
 from typing import Any, List, Optional, Tuple, Union
 
 import torch
@@ -10,7 +11,9 @@ from torch_geometric.nn.aggr import (
     MeanAggregation,
     MinAggregation,
     MultiAggregation,
+    StdAggregation,
     SumAggregation,
+    VarAggregation,
 )
 from torch_geometric.nn.dense.linear import Linear
 
@@ -32,6 +35,18 @@ def _fast_reduce(aggr: Any) -> Optional[str]:
     for cls, name in _FAST_MODULES:
         if type(aggr) is cls:
             return name
+    return None
+
+
+def _moment(aggr: Any) -> Optional[str]:
+    """``"var"``/``"std"`` when the aggregation is PyG's variance / standard deviation with full gradients:
+    gnnkit computes them from two mean SpMMs (E[x^2] - E[x]^2) instead of gathering [E, F] messages."""
+    if isinstance(aggr, str):
+        return aggr if aggr in ("var", "std") else None
+    if type(aggr) is VarAggregation and not aggr.semi_grad:
+        return "var"
+    if type(aggr) is StdAggregation and not aggr.var_aggr.semi_grad:
+        return "std"
     return None
 
 
@@ -92,6 +107,7 @@ class SAGEConv(CSRMessagePassing):
         else:
             super().__init__(aggr, **kwargs)  # PyG's aggregation module (used where no CSR op is faster)
         self._reduce, self._shuffle, self._pyg_padding = reduce, shuffle, pyg_padding
+        self._moment = None if reduce is not None else _moment(aggr)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.normalize = normalize
@@ -139,6 +155,13 @@ class SAGEConv(CSRMessagePassing):
             out = self.aggr_module(x_src, graph)
         elif self._reduce is not None:  # one CSR SpMM (the explainer's mask as edge weights)
             out = aggregate(graph, x_src, slot_mask(graph, mask) if mask is not None else w, self._reduce)
+        elif self._moment is not None:  # var / std: E[x^2] - E[x]^2 from two mean SpMMs, as PyG defines them
+            wm = slot_mask(graph, mask) if mask is not None else None
+            mean = aggregate(graph, x_src, wm, "mean")
+            out = aggregate(graph, x_src * x_src, None if wm is None else wm * wm, "mean") - mean * mean
+            if self._moment == "std":
+                out = out.clamp(min=1e-5).sqrt()
+                out = out.masked_fill(out <= math.sqrt(1e-5), 0.0)
         else:  # PyG's Aggregation module(s) on gnnkit's sorted CSR: messages per slot, index = row, ptr = rowptr
             msg = gather_slots(graph, x_src)
             if mask is not None:
