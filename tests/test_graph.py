@@ -117,3 +117,13 @@ def test_an_edit_behind_the_version_counter_is_seen():
     ei.numpy()[0, 1] = 4
     torch.testing.assert_close(conv(x, ei), conv(x, ei.clone()))
     torch.testing.assert_close(spmm(as_graph(ei, num_nodes=6)[0], x), spmm(as_graph(ei.clone(), num_nodes=6)[0], x))
+
+
+def test_reversing_one_edge_behind_the_version_counter_is_seen():
+    """Review finding: reversing an edge through .data kept the sum, the squares and the neighbour products,
+    so the old structure came back; the positional (running) sum sees it."""
+    ei = torch.tensor([[0, 1, 1], [1, 2, 0]])
+    g1, _ = as_graph(ei, num_nodes=3)
+    ei.data[:, 1] = torch.tensor([2, 1])
+    g2, _ = as_graph(ei, num_nodes=3)
+    assert g2 is not g1 and g2.edge_index().tolist() == [[0, 2, 1], [1, 1, 0]]

@@ -281,3 +281,20 @@ def test_compiled_lstm_keeps_its_graph_for_backward_and_bounds_it():
         torch.testing.assert_close(g, gref, atol=1e-5, rtol=1e-5)
     assert len(lstm_aggr._KEPT) == lstm_aggr._KEEP_MAX - 1  # the kept one was used and released
     lstm_aggr._KEPT.clear()
+
+
+def test_a_compiled_inference_pass_does_not_poison_the_graph():
+    """Review finding: a compiled call under torch.inference_mode stored inference tensors in the Graph's
+    derived state, and the next training step on that graph crashed."""
+    from gnnkit.ops import Graph
+    torch._dynamo.reset()
+    x, ei = _graph(6)
+    graph = Graph.build(ei, num_nodes=N)
+    conv = gnn.GCNConv(F_IN, 4)
+    compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
+    with torch.inference_mode():
+        compiled(x, graph)
+    assert all(not t.is_inference() for v in graph._derived.values()
+               for t in (v if isinstance(v, tuple) else (v,)) if isinstance(t, torch.Tensor))
+    conv(x, graph).sum().backward()  # eager training on the same graph
+    compiled(x.clone().requires_grad_(True), graph).sum().backward()

@@ -381,3 +381,17 @@ def test_aggr_keyword_equals_pyg(name, aggr):
     with pytest.raises(ValueError, match="aggr='median' is not supported"):
         make(gnn).__class__(F_IN, 6, aggr="median") if name in ("GCNConv",) else gnn.GINConv(
             torch.nn.Linear(F_IN, 6), aggr="median")
+
+
+def test_lstm_reads_neighbours_in_input_edge_order_like_pyg():
+    """Edges sorted by destination only (PyG's requirement), sources in any order inside a row: gnnkit's
+    LSTM reads them in that order, as PyG does (with pyg_padding its output equals PyG's)."""
+    g_ = torch.Generator().manual_seed(21)
+    ei = torch.randint(0, N, (2, 70), generator=g_)
+    ei = ei[:, torch.sort(ei[1], stable=True).indices]  # by destination only
+    torch.manual_seed(0)
+    p = pnn.SAGEConv(F_IN, 5, aggr="lstm")
+    g = gnn.SAGEConv(F_IN, 5, aggr="lstm", aggr_kwargs={"pyg_padding": True})
+    g.load_state_dict(p.state_dict(), strict=True)
+    x = torch.randn(N, F_IN, generator=g_)
+    _close(g(x, ei), p(x, ei))

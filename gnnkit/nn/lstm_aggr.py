@@ -36,14 +36,16 @@ from gnnkit.ops import Graph
 
 
 def _slot_order(graph: Graph, shuffle: bool) -> Tensor:
-    """CSR slots in the order the LSTM reads them: CSR order, or (``shuffle``) a fresh random
-    order within each row (sort random keys, then stably regroup by row)."""
+    """CSR slots in the order the LSTM reads them: each row's slots in input edge order (as PyG reads
+    its neighbours), or (``shuffle``) a fresh random order within each row (sort random keys, then
+    stably regroup by row)."""
     E = graph.num_edges
-    slots = torch.arange(E, device=graph.device)
     if shuffle and E > 0:
         p = torch.randperm(E, device=graph.device)
-        slots = p[torch.sort(graph.row[p], stable=True).indices]
-    return slots
+        return p[torch.sort(graph.row[p], stable=True).indices]
+    if graph.perm is None or E == 0:  # input already in CSR order
+        return torch.arange(E, device=graph.device)
+    return graph.derived("lstm_input_order", lambda: torch.sort(graph.row * E + graph.perm).indices)
 
 
 def _degree_buckets(rowptr: Tensor, col: Tensor, slots: Tensor):
@@ -184,7 +186,7 @@ def _lstm_aggr_keep_op(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, w_
 
 @_lstm_aggr_keep_op.register_fake
 def _(x, rowptr, col, slots, w_ih, w_hh, b_ih, b_hh, pyg_padding):
-    return x.new_empty(rowptr.shape[0] - 1, w_hh.shape[1]), x.new_empty(1, dtype=torch.long)
+    return x.new_empty(rowptr.shape[0] - 1, w_hh.shape[1]), torch.empty(1, dtype=torch.long, device="cpu")
 
 
 @torch.library.custom_op("gnnkit::lstm_aggr_keep_bwd", mutates_args=())

@@ -107,13 +107,14 @@ class Graph:
     def derived(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """``build()`` once per ``key``, kept in this graph.
 
-        Not stored under ``torch.inference_mode`` (inference tensors could not be used by a
-        later training step).  Under ``torch.compile`` a missing entry is built in the
-        compiled region and stored as a side effect, so the next call finds it."""
+        Stored only in eager mode outside ``torch.inference_mode`` (inference tensors could not
+        be used by a later training step, and a compiled region cannot tell whether it runs
+        under inference mode).  Under ``torch.compile`` an entry built by an earlier eager call
+        is read; a missing one is built in the compiled region on every call."""
         hit = self._derived.get(key)
         if hit is None:
             hit = build()
-            if torch.compiler.is_compiling() or not torch.is_inference_mode_enabled():
+            if not torch.compiler.is_compiling() and not torch.is_inference_mode_enabled():
                 self._derived[key] = hit
         return hit
 
@@ -285,14 +286,18 @@ def clear_cache() -> None:
 
 
 def _fingerprint(t: Tensor) -> Optional[tuple]:
-    """Three integer sums over a strided integer tensor (values, squares, products of neighbours): an
+    """Four integer sums over a strided integer tensor (values, running sums, squares, products of
+    neighbours): an
     edit that bypasses the version counter (``t.data[...] = ...``, ``t.numpy()[...] = ...``) changes
     them, so a cache hit cannot return the structure of edges that are no longer there.  One pass over
     the tensor and one host sync per lookup."""
     if t.layout != torch.strided or t.is_floating_point() or t.is_complex() or t.numel() == 0:
         return None
     flat = t.detach().reshape(-1).long()
-    return tuple(torch.stack([flat.sum(), (flat * flat).sum(), (flat[1:] * flat[:-1]).sum()]).tolist())
+    # sum, positional sum (via the running sum: an exchange of two different values moves it), squares,
+    # products of neighbours; int64 overflow wraps, deterministically
+    return tuple(torch.stack([flat.sum(), flat.cumsum(0).sum(), (flat * flat).sum(),
+                              (flat[1:] * flat[:-1]).sum()]).tolist())
 
 
 def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
