@@ -243,10 +243,13 @@ def test_sage_aggregations_equal_pyg(aggr, kwargs):
 
 
 # ---------------------------------------------------------------------------- input forms
-@pytest.mark.parametrize("name", ["GCNConv", "GINConv", "GINEConv"])
+@pytest.mark.parametrize("name", ["GCNConv", "GINConv", "GINEConv", "SAGEConv", "SAGEConv-max", "SAGEConv-std"])
 def test_static_graphs_equal_pyg(name):
     torch.manual_seed(0)
     make = {"GCNConv": lambda lib: lib.GCNConv(F_IN, 6),
+            "SAGEConv": lambda lib: lib.SAGEConv(F_IN, 6),
+            "SAGEConv-max": lambda lib: lib.SAGEConv(F_IN, 6, aggr="max", project=True),
+            "SAGEConv-std": lambda lib: lib.SAGEConv(F_IN, 6, aggr="std"),
             "GINConv": lambda lib: lib.GINConv(torch.nn.Linear(F_IN, 6)),
             "GINEConv": lambda lib: lib.GINEConv(torch.nn.Linear(F_IN, 6), edge_dim=3)}[name]
     p = make(pnn)

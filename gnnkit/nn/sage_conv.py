@@ -140,6 +140,8 @@ class SAGEConv(CSRMessagePassing):
     def forward(self, x: NodeFeatures, edge_index: Adj,
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
         edge_index = self.oriented(edge_index)
+        if isinstance(x, Tensor) and x.dim() == 3:  # static graph [B, N, F]: one graph for every batch row
+            return self._static(x, edge_index)
         x_src, x_dst, _ = node_pair(x, "SAGEConv")
         check_width(x_src, self._in[0], "SAGEConv", "x", "in_channels")
         check_width(x_dst, self._in[1], "SAGEConv", "x_dst", "in_channels[1]")
@@ -180,6 +182,35 @@ class SAGEConv(CSRMessagePassing):
         if self.normalize:
             out = F.normalize(out, p=2.0, dim=-1)
         return out
+
+    def _static(self, x: Tensor, edge_index: Adj) -> Tensor:
+        if self._reduce is None and self._moment is None:
+            raise NotImplementedError(f"SAGEConv(aggr={self.aggr!r}) on a static graph (x of shape [B, N, F]) is "
+                                      "not supported by gnnkit; use sum/mean/max/min/var/std or one graph per call")
+        check_width(x, self._in[0], "SAGEConv", "x", "in_channels")
+        B, N = x.shape[0], x.shape[1]
+        graph, _ = graph_of(edge_index, N, N, use_values=False)
+        mask = self.explain_mask(num_input_edges(edge_index))
+        wm = slot_mask(graph, mask) if mask is not None else None
+        h = self.lin(x).relu() if self.project else x
+        Fh = h.size(-1)
+        flat = h.transpose(0, 1).reshape(N, B * Fh)  # every batch row aggregated by one SpMM
+
+        def agg(t: Tensor, w: Optional[Tensor], reduce: str) -> Tensor:
+            return aggregate(graph, t, w, reduce).view(N, B, Fh).transpose(0, 1)
+
+        if self._reduce is not None:
+            out = agg(flat, wm, self._reduce)
+        else:
+            mean = agg(flat, wm, "mean")
+            out = agg(flat * flat, None if wm is None else wm * wm, "mean") - mean * mean
+            if self._moment == "std":
+                out = out.clamp(min=1e-5).sqrt()
+                out = out.masked_fill(out <= math.sqrt(1e-5), 0.0)
+        out = self.lin_l(out)
+        if self.root_weight:
+            out = out + self.lin_r(x)
+        return F.normalize(out, p=2.0, dim=-1) if self.normalize else out
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, aggr={self.aggr})"
