@@ -230,3 +230,13 @@ def test_saved_splits_are_verified_on_load(tmp_path, capsys):
     assert main(["linkpred", "Cora", "--split", str(a), "--epochs", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "val.pt" in err[0] and "SHA-256" in err[0]
+
+
+def test_a_new_split_folder_gets_the_usual_permissions(tmp_path):
+    """Review finding: a first write left the folder at mkdtemp's 0700 (unreadable for the group)."""
+    umask = os.umask(0o022)
+    try:
+        assert main(["split", "Cora", "--out", str(tmp_path / "s")]) == 0
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "s").stat().st_mode & 0o777 == 0o755

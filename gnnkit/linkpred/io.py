@@ -7,7 +7,10 @@ The folder is written under a temporary name next to its destination and swapped
 place with one atomic ``renameat2(RENAME_EXCHANGE)`` (Linux), so an interrupted run leaves
 either the old split or the new one at the destination, never neither.  An existing
 destination keeps everything gnnkit did not write there (a ``results.json``, a ``notes/``
-folder): those entries are hard-linked (or copied) into the new folder before the swap.
+folder): those entries are hard-linked (or copied) into the new folder before the swap — so a
+sub-folder is a new directory with the same files afterwards (a shell whose working directory is
+inside it must ``cd`` again), and a file the user adds between that copy and the swap (a fraction
+of a second) would stay in the old folder, which is then removed.
 Where the filesystem cannot exchange, the old folder is first renamed aside and, if a run
 dies between the two renames, the next write or load puts it back.
 """
@@ -65,8 +68,8 @@ def _restore_interrupted(out: Path) -> None:
     """A previous overwrite that died between its two renames left the old split aside: put it back."""
     if out.exists():
         return
-    backups = sorted(out.parent.glob(f".{out.name}.old-*/split"))
-    if backups:
+    backups = sorted(out.parent.glob(f".{out.name}.old-*/split"), key=lambda b: b.stat().st_mtime)
+    if backups:  # the newest
         os.rename(backups[-1], out)
         shutil.rmtree(backups[-1].parent, ignore_errors=True)
 
@@ -135,6 +138,9 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, object], manifest: Dict
             os.rename(tmp, out)
             shutil.rmtree(old, ignore_errors=True)
         else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a new folder gets the usual permissions
             os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
