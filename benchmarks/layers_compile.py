@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=20000, help="nodes of the random graph (default 20000)")
     ap.add_argument("--edges", type=int, default=200000, help="edges (default 200000)")
     ap.add_argument("--features", type=int, default=64, help="feature width (default 64)")
-    ap.add_argument("--reps", type=int, default=15, help="timed calls per variant (default 15)")
+    ap.add_argument("--reps", type=int, default=20, help="timed calls per variant (default 20)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--only", default=None, help="comma-separated layer names (default: all)")
     args = ap.parse_args()

@@ -62,6 +62,8 @@ LAYERS = {
     "GATConv": lambda: (pnn.GATConv(5, 2, heads=2), gnn.GATConv(5, 2, heads=2)),
     "GATv2Conv": lambda: (pnn.GATv2Conv(5, 2, heads=2), gnn.GATv2Conv(5, 2, heads=2)),
     "GINConv": lambda: (pnn.GINConv(torch.nn.Linear(5, 4)), gnn.GINConv(torch.nn.Linear(5, 4))),
+    "GINEConv": lambda: (pnn.GINEConv(torch.nn.Linear(5, 4), edge_dim=3),
+                         gnn.GINEConv(torch.nn.Linear(5, 4), edge_dim=3)),
 }
 
 
@@ -78,13 +80,14 @@ def test_fuzzed_layer_inputs_behave_like_pyg(data):
     g.load_state_dict(p.state_dict(), strict=True)
     x = torch.randn(n, 5, dtype=torch.float64 if data.draw(st.booleans()) else torch.float32)
     p, g = p.to(x.dtype), g.to(x.dtype)
+    extra = (torch.randn(ei.size(1), 3, dtype=x.dtype),) if name == "GINEConv" else ()
     try:
-        want = p(x, ei)
+        want = p(x, ei, *extra)
     except Exception:
         with pytest.raises((ValueError, IndexError, TypeError)):
-            g(x, ei.to(dtype))
+            g(x, ei.to(dtype), *extra)
         return
-    got = g(x, ei.to(dtype))
+    got = g(x, ei.to(dtype), *extra)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 

@@ -31,6 +31,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from .leakage import check_leakage
+
 PathLike = Union[str, os.PathLike]
 FORMAT = "gnnkit-linkpred-split/1"
 SPLIT_FILES = ("train.pt", "val.pt", "test.pt")
@@ -247,7 +249,6 @@ def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = 
                 d.num_nodes = full.num_nodes
         out.append(d)
     if verify:
-        from .leakage import check_leakage
         a = manifest.get("arguments") or {}
         overlap = a.get("mode", "transductive") == "transductive" and a.get("disjoint_train_ratio", 1) == 0
         rep = check_leakage(*out, is_undirected=manifest.get("undirected"), allow_train_overlap=overlap)

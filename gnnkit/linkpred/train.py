@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
+import gnnkit.nn as gnn
 from gnnkit.nn.dropout import dropout
 
 from .metrics import evaluate
@@ -32,7 +33,6 @@ def conv_class(model: str) -> type:
     """gnnkit's layer for ``model`` and where it came from."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    import gnnkit.nn as gnn
     cls = getattr(gnn, _CONV_NAMES[model], None)
     if cls is None:
         raise ValueError(f"gnnkit.nn.{_CONV_NAMES[model]} is not available in this gnnkit build; "
