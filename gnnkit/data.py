@@ -58,10 +58,10 @@ def verify_checksums(name: str, root: Path) -> int:
     """Check every file of dataset ``name`` that ``root/SHA256SUMS`` lists (when the root ships one)
     against its checksum; returns how many were checked.  A mismatch (a truncated or edited raw file)
     or a listed file that is missing raises :class:`DatasetIntegrityError` naming the file."""
+    spec = _spec(name)
     sums = root / "SHA256SUMS"
     if not sums.is_file():
         return 0
-    spec = _spec(name)
     prefix = f"{spec.subdir}/{spec.folder}/"
     checked = 0
     for line in sums.read_text().splitlines():

@@ -98,8 +98,8 @@ def _is_gnnkit_split(folder: Path) -> bool:
         return False
 
 
-def write_atomic_dir(out_dir: PathLike, files: Dict[str, object], manifest: Dict[str, object]) -> Path:
-    """Write ``files`` (name -> object for ``torch.save``) and ``manifest.json`` atomically, keeping
+def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[str, object]) -> Path:
+    """Write ``files`` (name -> serialised bytes) and ``manifest.json`` atomically, keeping
     every other entry of an existing ``out_dir`` (see the module doc)."""
     out = Path(out_dir).expanduser().resolve()
     _restore_interrupted(out)
@@ -114,12 +114,9 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, object], manifest: Dict
                          "fix: choose a new folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        for name, obj in files.items():
+        for name, data in files.items():
             with open(tmp / name, "wb") as f:
-                if isinstance(obj, (bytes, bytearray)):  # already serialised (its SHA-256 is in the manifest)
-                    f.write(obj)
-                else:
-                    torch.save(obj, f)
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
         with open(tmp / "manifest.json", "w") as f:

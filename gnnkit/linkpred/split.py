@@ -125,11 +125,16 @@ def _labelled(pos: Tensor, neg: Tensor) -> Tuple[Tensor, Tensor]:
     return eli, lab
 
 
-def _sample_negatives(msg: Tensor, sup: Tensor, num_nodes, k: int, method: str, undirected: bool,
-                      seed: int, batch: Optional[Tensor] = None) -> Tensor:
-    """Negatives excluding ``msg`` and ``sup``; ``hard`` scores on ``msg`` and corrupts ``sup``."""
-    sampler = NegativeSampler(msg, num_nodes, k, method, exclude=sup, force_undirected=undirected,
+def _sample_negatives(msg: Tensor, sup: Tensor, known: Tensor, num_nodes: Union[int, Tuple[int, int]], k: int,
+                      method: str, undirected: bool, seed: int, what: str, fix: str,
+                      batch: Optional[Tensor] = None) -> Tensor:
+    """``k`` negatives excluding ``msg`` and ``known``; ``hard`` scores on ``msg`` and corrupts ``sup``.
+    Too few non-edges raise, naming ``what`` (the split or part) and the ``fix``."""
+    sampler = NegativeSampler(msg, num_nodes, k, method, exclude=known, force_undirected=undirected,
                               seed=seed, batch=batch, targets=sup)
+    if k > sampler.num_available:
+        raise ValueError(f"{what} needs {k} negatives but only {sampler.num_available} node pairs are not edges; "
+                         f"fix: {fix}")
     return sampler.sample()
 
 
@@ -266,15 +271,9 @@ class TransductiveLinkSplit:
             k = int(round(r * sup.size(1)))
             if i == 0 and not self.add_negative_train_samples:
                 k = 0
-            seed_i = _subseed(gen)
             # hard negatives score on the split's message graph and corrupt its positives
-            sampler = NegativeSampler(msg, num_nodes, k, self.neg_method, exclude=kn,
-                                      force_undirected=und, seed=seed_i, targets=sup)
-            if k > sampler.num_available:
-                raise ValueError(f"the {('train', 'val', 'test')[i]} split needs {k} negatives but only "
-                                 f"{sampler.num_available} node pairs are not edges; fix: a smaller "
-                                 "neg_sampling_ratio")
-            neg = sampler.sample()
+            neg = _sample_negatives(msg, sup, kn, num_nodes, k, self.neg_method, und, _subseed(gen),
+                                    f"the {('train', 'val', 'test')[i]} split", "a smaller neg_sampling_ratio")
             d = copy.copy(base)
             d.edge_index = both_directions(msg) if und else msg
             d.edge_label_index, d.edge_label = _labelled(sup, neg)
@@ -481,13 +480,10 @@ class InductiveLinkSplit:
             if src_nodes.numel() == 0 or (bip and dst_nodes.numel() == 0):  # an empty part (num_val=0)
                 neg = torch.empty(2, 0, dtype=torch.long)
             else:
-                sampler = NegativeSampler(msg, nn, k, self.neg_method, exclude=sup, force_undirected=und,
-                                          seed=seed_p, batch=lbatch, targets=sup)
-                if k > sampler.num_available:
-                    raise ValueError(f"the {name} part ({src_nodes.numel()} nodes, {local.size(1)} edges) has only "
-                                     f"{sampler.num_available} non-edges for {k} negatives; fix: a smaller "
-                                     "neg_sampling_ratio or larger parts (num_val / num_test)")
-                neg = sampler.sample()
+                neg = _sample_negatives(msg, sup, sup, nn, k, self.neg_method, und, seed_p,
+                                        f"the {name} part ({src_nodes.numel()} nodes, {local.size(1)} edges)",
+                                        "a smaller neg_sampling_ratio or larger parts (num_val / num_test)",
+                                        batch=lbatch)
             d = Data()
             for key in base.keys():
                 val = base[key]

@@ -17,7 +17,7 @@ from torch_geometric.nn.aggr import (
 )
 from torch_geometric.nn.dense.linear import Linear
 
-from gnnkit.ops import gather_slots
+from gnnkit.ops import Graph, gather_slots
 from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
@@ -155,15 +155,10 @@ class SAGEConv(CSRMessagePassing):
                 raise NotImplementedError("SAGEConv(aggr='lstm'): explaining the LSTM aggregation is not supported "
                                           "by gnnkit; explain a model with a 'mean'/'max'/'sum' aggregation")
             out = self.aggr_module(x_src, graph)
-        elif self._reduce is not None:  # one CSR SpMM (the explainer's mask as edge weights)
-            out = aggregate(graph, x_src, slot_mask(graph, mask) if mask is not None else w, self._reduce)
-        elif self._moment is not None:  # var / std: E[x^2] - E[x]^2 from two mean SpMMs, as PyG defines them
-            wm = slot_mask(graph, mask) if mask is not None else None
-            mean = aggregate(graph, x_src, wm, "mean")
-            out = aggregate(graph, x_src * x_src, None if wm is None else wm * wm, "mean") - mean * mean
-            if self._moment == "std":
-                out = out.clamp(min=1e-5).sqrt()
-                out = out.masked_fill(out <= math.sqrt(1e-5), 0.0)
+        elif self._reduce is not None or self._moment is not None:
+            # a torch.sparse adj_t's values weight the SpMM reductions (PyG's fused path), not var/std
+            weights = w if self._reduce is not None else None
+            out = self._csr_aggregate(graph, x_src, slot_mask(graph, mask) if mask is not None else weights)
         else:  # PyG's Aggregation module(s) on gnnkit's sorted CSR: messages per slot, index = row, ptr = rowptr
             msg = gather_slots(graph, x_src)
             if mask is not None:
@@ -183,6 +178,19 @@ class SAGEConv(CSRMessagePassing):
             out = F.normalize(out, p=2.0, dim=-1)
         return out
 
+    def _csr_aggregate(self, graph: Graph, x: Tensor, w: Optional[Tensor]) -> Tensor:
+        """The aggregations gnnkit runs on CSR SpMMs (``w``: per-slot weights, e.g. an explainer's mask):
+        sum/mean/max/min as one SpMM, var/std as ``E[x^2] - E[x]^2`` from two mean SpMMs (PyG's
+        definitions), column by column, so ``x`` may hold several batch rows side by side."""
+        if self._reduce is not None:
+            return aggregate(graph, x, w, self._reduce)
+        mean = aggregate(graph, x, w, "mean")
+        out = aggregate(graph, x * x, None if w is None else w * w, "mean") - mean * mean
+        if self._moment == "std":
+            out = out.clamp(min=1e-5).sqrt()
+            out = out.masked_fill(out <= math.sqrt(1e-5), 0.0)
+        return out
+
     def _static(self, x: Tensor, edge_index: Adj) -> Tensor:
         if self._reduce is None and self._moment is None:
             raise NotImplementedError(f"SAGEConv(aggr={self.aggr!r}) on a static graph (x of shape [B, N, F]) is "
@@ -191,23 +199,11 @@ class SAGEConv(CSRMessagePassing):
         B, N = x.shape[0], x.shape[1]
         graph, _ = graph_of(edge_index, N, N, use_values=False)
         mask = self.explain_mask(num_input_edges(edge_index))
-        wm = slot_mask(graph, mask) if mask is not None else None
         h = self.lin(x).relu() if self.project else x
         Fh = h.size(-1)
         flat = h.transpose(0, 1).reshape(N, B * Fh)  # every batch row aggregated by one SpMM
-
-        def agg(t: Tensor, w: Optional[Tensor], reduce: str) -> Tensor:
-            return aggregate(graph, t, w, reduce).view(N, B, Fh).transpose(0, 1)
-
-        if self._reduce is not None:
-            out = agg(flat, wm, self._reduce)
-        else:
-            mean = agg(flat, wm, "mean")
-            out = agg(flat * flat, None if wm is None else wm * wm, "mean") - mean * mean
-            if self._moment == "std":
-                out = out.clamp(min=1e-5).sqrt()
-                out = out.masked_fill(out <= math.sqrt(1e-5), 0.0)
-        out = self.lin_l(out)
+        out = self._csr_aggregate(graph, flat, slot_mask(graph, mask) if mask is not None else None)
+        out = self.lin_l(out.view(N, B, Fh).transpose(0, 1))
         if self.root_weight:
             out = out + self.lin_r(x)
         return F.normalize(out, p=2.0, dim=-1) if self.normalize else out

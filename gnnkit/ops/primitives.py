@@ -11,6 +11,7 @@ Contracts (checked once more by the launchers): CSR slot order for every per-edg
 tensor; ``x`` ``[S, H, F]`` contiguous; ``value``/scores ``[E, H]``; ``row`` is
 :attr:`Graph.row` (the destination of each slot), passed so no kernel rebuilds it.
 """
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -94,11 +95,8 @@ def relu_message_bwd_op(grad: Tensor, mask: Tensor, rowptr_t: Tensor, perm_t: Te
     """``(grad_x [num_nodes, F], grad_edge_term [E, F])``: the masked gradient, and its sum per source
     node through the transposed CSR (one SpMM, no scatter)."""
     ge = grad.masked_fill(~mask, 0)
-    E = ge.size(0)
-    width = 1
-    for d in ge.shape[1:]:
-        width *= d
-    gx = spmm_op(rowptr_t, perm_t, None, ge.to(x_dtype).reshape(E, 1, width).contiguous(), "sum")
+    gx = spmm_op(rowptr_t, perm_t, None, ge.to(x_dtype).reshape(ge.size(0), 1, math.prod(ge.shape[1:])).contiguous(),
+                 "sum")
     return gx.reshape((num_nodes,) + tuple(ge.shape[1:])), ge
 
 

@@ -13,6 +13,7 @@ boundary); :func:`spmm_slots` takes ``x`` ``[S, H, F]`` and ``value`` ``[E, H]``
 CSR slot order (what layers use: no reordering per call).  Kernel contract:
 :func:`gnnkit.ops.primitives.spmm_op`.
 """
+import math
 from typing import Optional
 
 import torch
@@ -109,10 +110,7 @@ class GatherFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         rowptr, slots = ctx.index
-        width = 1
-        for d in grad.shape[1:]:
-            width *= d
-        g3 = grad.reshape(grad.size(0), 1, width).contiguous()
+        g3 = grad.reshape(grad.size(0), 1, math.prod(grad.shape[1:])).contiguous()
         out = spmm_op(rowptr, slots, None, g3, "sum")  # [num_nodes, 1, prod(trailing)]
         return None, out.reshape((ctx.num_nodes,) + tuple(grad.shape[1:])), None
 
