@@ -366,3 +366,19 @@ def test_relu_message_slots_matches_autograd():
         torch.testing.assert_close(gt, ref[1])
     with pytest.raises(ValueError, match="same F"):
         relu_message_slots(graph, x, torch.randn(graph.num_edges, 5))
+
+
+def test_the_slot_tier_names_a_row_count_mismatch():
+    """The CSR-slot functions check one thing (cheaply): one row per node or edge of the graph."""
+    from gnnkit.ops import gat_attention_slots, sddmm_slots, segment_softmax_slots, spmm_slots
+    g, _ = as_graph(torch.tensor([[0, 1, 2], [1, 2, 0]]), num_nodes=3)
+    with pytest.raises(ValueError, match="x has 5 rows but the graph has 3 source nodes"):
+        spmm_slots(g, torch.randn(5, 1, 2))
+    with pytest.raises(ValueError, match="value has 2 rows but the graph has 3 edges"):
+        spmm_slots(g, torch.randn(3, 1, 2), torch.rand(2, 1))
+    with pytest.raises(ValueError, match="b has 4 rows"):
+        sddmm_slots(g, torch.randn(3, 1, 2), torch.randn(4, 1, 2))
+    with pytest.raises(ValueError, match="logits has 4 rows but the graph has 3 edges"):
+        segment_softmax_slots(g, torch.randn(4, 1))
+    with pytest.raises(ValueError, match="x has 2 rows"):
+        gat_attention_slots(g, torch.randn(2, 1, 2), torch.randn(2, 1), torch.randn(3, 1))

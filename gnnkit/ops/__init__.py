@@ -5,7 +5,7 @@ The one API layers use.  Two tiers per op:
 * the public boundary (``spmm``, ``sddmm``, ``segment_softmax``, ``segment_reduce``,
   ``gat_attention``): per-edge tensors in the input edge order, inputs checked;
 * the CSR-slot tier (``*_slots``): per-edge tensors already in the :class:`Graph`'s CSR slot
-  order, 3-D node features ``[nodes, H, F]``, no reordering and no second check — what
+  order, 3-D node features ``[nodes, H, F]``, no reordering and only a row-count check — what
   layers call every step.
 
 Each op has a pure-torch reference (``*_ref``, :mod:`.reference`), an autograd Function, and

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._backend import use_triton
-from .graph import Graph
+from .graph import Graph, check_rows
 from .primitives import gat_fused_bwd_op, gat_fused_op
 from .reference import segment_sum
 from .softmax import segment_softmax_slots
@@ -127,10 +127,12 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
                         return_attention: bool = False, edge_scale: Optional[Tensor] = None,
                         reduce: str = "sum") -> Tuple[Tensor, Optional[Tensor]]:
     """:func:`gat_attention` with ``edge_term`` and the returned attention weights in CSR slot
-    order (what layers use); inputs are not checked again (the layer did).  ``edge_scale`` ``[E]``
+    order (what layers use); only row counts are checked (the layer checked the rest).  ``edge_scale`` ``[E]``
     (CSR order) multiplies each edge's message after the softmax (an explainer's edge mask); the
     returned attention weights are the unscaled ones.  ``reduce``: how the weighted messages are
     combined (``sum``, GAT's; ``mean``/``max``/``min`` as PyG's ``aggr``)."""
+    check_rows(x, graph.num_src, "x", "source nodes")
+    check_rows(a_dst, graph.num_dst, "a_dst", "destination nodes")
     if not return_attention and not (training and dropout > 0) and edge_scale is None and reduce == "sum" \
             and use_triton("gat", x):
         t = None if edge_term is None else edge_term.contiguous()

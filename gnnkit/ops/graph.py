@@ -217,6 +217,13 @@ class Graph:
                 f"device={self.device})")
 
 
+def check_rows(t: Optional[Tensor], n: int, name: str, what: str) -> None:
+    """The one check of the CSR-slot tier: ``t`` has ``n`` rows (one per ``what`` of the graph)."""
+    if t is not None and (t.dim() == 0 or t.size(0) != n):
+        raise ValueError(f"{name} has {t.size(0) if t.dim() else 0} rows but the graph has {n} {what}; pass one row "
+                         f"per {what.rstrip('s')}")
+
+
 def unique_pattern(rowptr: Tensor, col: Tensor, row: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """See :meth:`Graph.sddmm_pattern` (one host sync: whether duplicates exist)."""
     E = col.numel()

@@ -10,7 +10,7 @@ order.  Kernel contract: :func:`gnnkit.ops.primitives.sddmm_op`.
 import torch
 from torch import Tensor
 
-from .graph import Graph
+from .graph import Graph, check_rows
 from .primitives import sddmm_op, sddmm_pattern_args, spmm_op
 from .reference import sddmm_csr_ref  # noqa: F401  (re-exported: the op's reference)
 
@@ -43,6 +43,8 @@ class SDDMMFunction(torch.autograd.Function):
 
 def sddmm_slots(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
     """SDDMM on ``a`` ``[N, H, F]``, ``b`` ``[S, H, F]`` -> ``[E, H]`` in CSR slot order."""
+    check_rows(a, graph.num_dst, "a", "destination nodes")
+    check_rows(b, graph.num_src, "b", "source nodes")
     return SDDMMFunction.apply(graph, a.contiguous(), b.to(a.dtype).contiguous())
 
 

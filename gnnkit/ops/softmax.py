@@ -12,7 +12,7 @@ Backward: :math:`\partial s = \alpha \odot (\partial\alpha - \sum_{e' \to i} \al
 import torch
 from torch import Tensor
 
-from .graph import Graph
+from .graph import Graph, check_rows
 from .primitives import softmax_bwd_op, softmax_op
 from .reference import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: F401  (re-exported)
 
@@ -35,6 +35,7 @@ class SegmentSoftmaxFunction(torch.autograd.Function):
 
 def segment_softmax_slots(graph: Graph, logits: Tensor) -> Tensor:
     """Edge softmax of ``[E, H]`` scores already in CSR slot order."""
+    check_rows(logits, graph.num_edges, "logits", "edges")
     return SegmentSoftmaxFunction.apply(graph, logits.contiguous())
 
 

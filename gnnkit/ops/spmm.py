@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .graph import Graph
+from .graph import Graph, check_rows
 from .primitives import relu_message_bwd_op, relu_message_op, sddmm_op, sddmm_pattern_args, spmm_arg_bwd_op, spmm_op
 from .reference import spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401  (re-exported: the op's reference)
 
@@ -88,6 +88,8 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
 
     ``value_t``: ``value`` in transposed-CSR slot order, when the caller keeps it (constant weights kept
     in the graph's derived state, e.g. GCN's normalisation); the backward otherwise gathers it."""
+    check_rows(x, graph.num_src, "x", "source nodes")
+    check_rows(value, graph.num_edges, "value", "edges")
     return SpMMFunction.apply(graph, x.contiguous(), value, reduce, value_t)
 
 
