@@ -110,6 +110,8 @@ def sddmm_pattern_args(graph: Graph) -> Tuple[Optional[Tensor], Optional[Tensor]
     """The pattern arguments of :func:`~gnnkit.ops.primitives.sddmm_op`: the graph's duplicate-free
     SDDMM pattern, built once in eager mode; under ``torch.compile`` the one already built or
     ``None`` (the op then builds it inside, where its host sync cannot break the graph)."""
+    if use_triton("sddmm", graph.col):  # the kernel needs no pattern: skip its host sync
+        return None, None, None
     pat = graph.derived_or_none("sddmm_pattern") if torch.compiler.is_compiling() else graph.sddmm_pattern()
     return (None, None, None) if pat is None else pat
 
