@@ -293,18 +293,16 @@ def clear_cache() -> None:
 
 
 def _fingerprint(t: Tensor) -> Optional[tuple]:
-    """Four integer sums over a strided integer tensor (values, running sums, squares, products of
-    neighbours): an
+    """Three integer sums over a strided integer tensor (values, running sums, squares): an
     edit that bypasses the version counter (``t.data[...] = ...``, ``t.numpy()[...] = ...``) changes
     them, so a cache hit cannot return the structure of edges that are no longer there.  One pass over
     the tensor and one host sync per lookup."""
     if t.layout != torch.strided or t.is_floating_point() or t.is_complex() or t.numel() == 0:
         return None
     flat = t.detach().reshape(-1).long()
-    # sum, positional sum (via the running sum: an exchange of two different values moves it), squares,
-    # products of neighbours; int64 overflow wraps, deterministically
-    return tuple(torch.stack([flat.sum(), flat.cumsum(0).sum(), (flat * flat).sum(),
-                              (flat[1:] * flat[:-1]).sum()]).tolist())
+    # sum, positional sum (via the running sum: an exchange of two different values moves it) and squares;
+    # int64 overflow wraps, deterministically
+    return tuple(torch.stack([flat.sum(), flat.cumsum(0).sum(), (flat * flat).sum()]).tolist())
 
 
 def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
