@@ -16,6 +16,7 @@ COMMANDS = {
     "train": "gnnkit.commands.train",
     "split": "gnnkit.commands.split",
     "linkpred": "gnnkit.commands.linkpred",
+    "ogb": "gnnkit.commands.ogb",
     "profile": "gnnkit.commands.profile",
     "vq": "gnnkit.commands.vq",
 }

@@ -11,6 +11,8 @@ Each root uses the layout of ``../shared/datasets``::
     ROOT/planetoid/Cora/raw/ind.cora.*            Planetoid(ROOT/planetoid, "Cora")
     ROOT/tu/MUTAG/raw/MUTAG_*.txt                 TUDataset(ROOT/tu, "MUTAG")
     ROOT/ogb/ogbl_ddi/{raw,split,RELEASE_v1.txt}  PygLinkPropPredDataset("ogbl-ddi", ROOT/ogb)
+    ROOT/ogb/ogbg_molhiv/{raw,split,RELEASE_v1.txt}  PygGraphPropPredDataset("ogbg-molhiv", ROOT/ogb)
+    ROOT/ogb/ogbn_arxiv/{raw,split,RELEASE_v1.txt}  PygNodePropPredDataset("ogbn-arxiv", ROOT/ogb)
 
 Raw folders may be read-only: processed files then go to a cache folder
 (``$GNNKIT_CACHE``, default ``~/.cache/gnnkit``) that mirrors the raw files by
@@ -85,7 +87,7 @@ def verify_checksums(name: str, root: Path) -> int:
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str  # the name users pass, e.g. "Cora" or "ogbl-ddi"
-    family: str  # "planetoid" | "tu" | "ogbg" | "ogbl"
+    family: str  # "planetoid" | "tu" | "ogbg" | "ogbn" | "ogbl"
     subdir: str  # folder below ROOT that the loader class takes as its root
     folder: str  # folder below subdir that holds raw/ (and split/ for OGB)
     raw_files: Tuple[str, ...]  # files below folder that must exist
@@ -117,6 +119,14 @@ SPECS: Dict[str, DatasetSpec] = {
                        "split/scaffold/train.csv.gz", "split/scaffold/valid.csv.gz",
                        "split/scaffold/test.csv.gz"),
     ),
+    **{name: DatasetSpec(
+        name, "ogbn", "ogb", name.replace("-", "_"),
+        _OGB_COMMON + ("raw/edge.csv.gz", "raw/num-node-list.csv.gz", "raw/num-edge-list.csv.gz",
+                       "raw/node-feat.csv.gz", "raw/node-label.csv.gz") + extra
+        + tuple(f"split/{split}/{part}.csv.gz" for part in ("train", "valid", "test")))
+       # OGB's homogeneous node datasets with plain-text files; the user provides them (none is staged here)
+       for name, split, extra in (("ogbn-arxiv", "time", ("raw/node_year.csv.gz",)),
+                                  ("ogbn-products", "sales_ranking", ()))},
     "ogbl-ddi": DatasetSpec(
         "ogbl-ddi", "ogbl", "ogb", "ogbl_ddi",
         _OGB_COMMON + ("raw/edge.csv.gz", "raw/num-node-list.csv.gz", "raw/num-edge-list.csv.gz",
@@ -252,8 +262,8 @@ def load_dataset(name: str, root: Optional[str] = None, transform: Optional[Call
         transform: an optional PyG transform applied on access.
 
     Returns:
-        The PyG dataset (``Planetoid``, ``TUDataset``, ``PygGraphPropPredDataset``
-        or ``PygLinkPropPredDataset``).  OGB datasets keep their
+        The PyG dataset (``Planetoid``, ``TUDataset``, ``PygGraphPropPredDataset``,
+        ``PygNodePropPredDataset`` or ``PygLinkPropPredDataset``).  OGB datasets keep their
         ``get_idx_split`` / ``get_edge_split`` methods, made safe under torch >= 2.6.
     """
     spec = _spec(name)
@@ -285,6 +295,8 @@ def _load(spec: DatasetSpec, base: Path, transform: Optional[Callable]) -> Any:
         with relaxed_torch_load():
             if spec.family == "ogbg":
                 from ogb.graphproppred import PygGraphPropPredDataset as cls
+            elif spec.family == "ogbn":
+                from ogb.nodeproppred import PygNodePropPredDataset as cls
             else:
                 from ogb.linkproppred import PygLinkPropPredDataset as cls
             ds = cls(spec.name, root=str(base), transform=transform)

@@ -25,14 +25,20 @@ from .metrics import evaluate
 from .split import both_directions, infer_undirected, is_bipartite, train_negative_sampler, unique_edges
 
 MODELS = ("gcn", "sage")
+LIBS = ("gnnkit", "pyg")  # where the conv layers come from
 DECODERS = ("dot", "mlp")
 _CONV_NAMES = {"gcn": "GCNConv", "sage": "SAGEConv"}
 
 
-def conv_class(model: str) -> type:
-    """gnnkit's layer for ``model`` and where it came from."""
+def conv_class(model: str, lib: str = "gnnkit") -> type:
+    """The conv layer of ``model`` from ``lib``: ``"gnnkit"`` (gnnkit.nn) or ``"pyg"`` (torch_geometric.nn)."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    if lib not in LIBS:
+        raise ValueError(f"lib must be one of {LIBS}, got {lib!r}")
+    if lib == "pyg":
+        import torch_geometric.nn as pyg_nn
+        return getattr(pyg_nn, _CONV_NAMES[model])
     cls = getattr(gnn, _CONV_NAMES[model], None)
     if cls is None:
         raise ValueError(f"gnnkit.nn.{_CONV_NAMES[model]} is not available in this gnnkit build; "
@@ -44,12 +50,12 @@ class Encoder(nn.Module):
     """``num_layers`` convolutions with ReLU and dropout between them; node embeddings when featureless."""
 
     def __init__(self, model: str, in_channels: Optional[int], num_nodes: int, hidden: int, out: int,
-                 num_layers: int, dropout: float):
+                 num_layers: int, dropout: float, lib: str = "gnnkit"):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.emb = nn.Embedding(num_nodes, hidden) if in_channels is None else None
-        cls = conv_class(model)
+        cls = conv_class(model, lib)
         dims = [in_channels if in_channels is not None else hidden] + [hidden] * (num_layers - 1) + [out]
         self.convs = nn.ModuleList(cls(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.dropout = dropout
@@ -122,6 +128,7 @@ class LinkPredConfig:
     reshuffle_train: bool = True
     decoder_layers: int = 3  # linear layers of the MLP decoder
     clip_grad: float = 0.0  # > 0: clip the gradient norm of embedding, encoder and decoder separately (OGB)
+    lib: str = "gnnkit"  # the conv layers' library: "gnnkit" or "pyg" (same model, same state_dict keys)
 
     def __post_init__(self):
         if self.decoder not in DECODERS:
@@ -132,6 +139,8 @@ class LinkPredConfig:
             raise ValueError("epochs and eval_every must be >= 1")
         if self.decoder_layers < 1:
             raise ValueError(f"decoder_layers must be >= 1, got {self.decoder_layers}")
+        if self.lib not in LIBS:
+            raise ValueError(f"lib must be one of {LIBS}, got {self.lib!r}")
         if self.clip_grad < 0:
             raise ValueError(f"clip_grad must be >= 0 (0 = no clipping), got {self.clip_grad}")
 
@@ -150,7 +159,7 @@ def build_model(cfg: LinkPredConfig, data: Data) -> Tuple[Encoder, nn.Module]:
     x = data.x if "x" in data and data.x is not None else None
     in_ch = None if x is None else x.size(1)
     enc = Encoder(cfg.model, in_ch, int(data.num_nodes), cfg.hidden, cfg.out_channels, cfg.num_layers,
-                  cfg.dropout)
+                  cfg.dropout, cfg.lib)
     dec = DotDecoder() if cfg.decoder == "dot" else \
         MLPDecoder(cfg.out_channels, cfg.hidden, cfg.decoder_layers, cfg.dropout)
     return enc, dec
@@ -171,7 +180,8 @@ def score_split(enc: Encoder, dec: nn.Module, data: Data, device: Union[str, tor
 
 
 def _reshuffler(train_data: Data, pos: Tensor, cfg: LinkPredConfig):
-    """A callable giving a fresh (message edges, supervision positives) division, or None."""
+    """A callable giving a fresh (message edges, supervision positives) division (its generator is its
+    ``generator`` attribute), or None."""
     if is_bipartite(train_data) or pos.size(1) == 0:
         return None
     und = infer_undirected(train_data)
@@ -188,7 +198,110 @@ def _reshuffler(train_data: Data, pos: Tensor, cfg: LinkPredConfig):
         perm = torch.randperm(edges.size(1), generator=gen)
         s, m = edges[:, perm[:n_sup]], edges[:, perm[n_sup:]]
         return (both_directions(m) if und else m), s
+    draw.generator = gen
     return draw
+
+
+class LinkPredTrainer:
+    """One model (encoder + decoder) on one split, trained epoch by epoch: the engine of :func:`fit` and of
+    ``gnnkit ogb`` for ``ogbl-*`` datasets.  Its :meth:`state_dict` holds the weights, the optimizer and every
+    random stream (negatives, batch order, message/supervision reshuffle, dropout), so a run restored from it
+    continues exactly as if it had not stopped.
+
+    ``init_state``: ``{"encoder": ..., "decoder": ...}`` weights to start from (e.g. the other library's model,
+    so that gnnkit's and PyG's layers start identical)."""
+
+    def __init__(self, train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
+                 init_state: Optional[Dict[str, Dict[str, Tensor]]] = None):
+        if "x" not in train_data or train_data.x is None:
+            if "n_id" in train_data:
+                raise ValueError("an inductive split of a featureless graph cannot use node embeddings "
+                                 "(test nodes are unseen); fix: a graph with node features or --mode transductive")
+        self.cfg, self.val_data, self.test_data = cfg, val_data, test_data
+        torch.manual_seed(cfg.seed)
+        self.device = device = torch.device(cfg.device)
+        enc, dec = build_model(cfg, train_data)
+        if init_state is not None:
+            enc.load_state_dict(init_state["encoder"])
+            dec.load_state_dict(init_state["decoder"])
+        self.enc, self.dec = enc.to(device), dec.to(device)
+        self.opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=cfg.lr)
+        self.clip_groups = [g for g in ([] if enc.emb is None else list(enc.emb.parameters()),
+                                        [p for n, p in enc.named_parameters() if not n.startswith("emb.")],
+                                        list(dec.parameters())) if g]
+        self.sampler = train_negative_sampler(train_data, 1.0, cfg.neg_method, seed=cfg.seed)
+        self.pos = train_data.edge_label_index[:, train_data.edge_label == 1]
+        self.x = _x(train_data, device)
+        self.msg = train_data.edge_index.to(device)
+        self.reshuffle = _reshuffler(train_data, self.pos, cfg) if cfg.reshuffle_train else None
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.epoch = 0
+
+    def initial_state(self) -> Dict[str, Dict[str, Tensor]]:
+        """The weights as ``init_state`` takes them."""
+        return {"encoder": {k: v.clone() for k, v in self.enc.state_dict().items()},
+                "decoder": {k: v.clone() for k, v in self.dec.state_dict().items()}}
+
+    def train_epoch(self) -> float:
+        """One pass over the supervision positives (with as many fresh negatives); the mean loss."""
+        cfg, device = self.cfg, self.device
+        self.enc.train()
+        self.dec.train()
+        neg = self.sampler.sample()  # fresh negatives every epoch
+        pos, msg = self.pos, self.msg
+        if self.reshuffle is not None:
+            msg_cpu, pos = self.reshuffle()
+            msg = msg_cpu.to(device)
+        P = pos.size(1)
+        bs = P if cfg.batch_size <= 0 else cfg.batch_size
+        perm = torch.randperm(P, generator=self.gen)
+        total = 0.0
+        for i in range(0, P, bs):
+            idx = perm[i:i + bs]
+            z = self.enc(self.x, msg)
+            ps = self.dec(z, pos[:, idx].to(device))
+            ns = self.dec(z, neg[:, idx].to(device))
+            loss = F.binary_cross_entropy_with_logits(ps, torch.ones_like(ps)) + \
+                F.binary_cross_entropy_with_logits(ns, torch.zeros_like(ns))
+            self.opt.zero_grad()
+            loss.backward()
+            if cfg.clip_grad > 0:  # as OGB's ogbl-ddi example: each part's norm on its own
+                for group in self.clip_groups:
+                    torch.nn.utils.clip_grad_norm_(group, cfg.clip_grad)
+            self.opt.step()
+            total += float(loss.detach()) * idx.numel()
+        self.epoch += 1
+        return total / max(P, 1)
+
+    def evaluate(self) -> Tuple[Dict[str, float], Dict[str, float]]:
+        """Validation and test metrics (AUC, AP, Hits@K) of the current weights."""
+        val = evaluate(*score_split(self.enc, self.dec, self.val_data, self.device), ks=self.cfg.ks)
+        test = evaluate(*score_split(self.enc, self.dec, self.test_data, self.device), ks=self.cfg.ks)
+        if self.cfg.select not in val:
+            raise ValueError(f"select={self.cfg.select!r} is not among the validation metrics {sorted(val)}; "
+                             "fix: --select auc / ap / hits@K with enough negatives")
+        return val, test
+
+    def state_dict(self) -> Dict[str, object]:
+        gens = {"batches": self.gen.get_state()}
+        if self.sampler.generator is not None:
+            gens["negatives"] = self.sampler.generator.get_state()
+        if self.reshuffle is not None:
+            gens["reshuffle"] = self.reshuffle.generator.get_state()
+        return {"encoder": self.enc.state_dict(), "decoder": self.dec.state_dict(),
+                "optimizer": self.opt.state_dict(), "generators": gens, "epoch": self.epoch}
+
+    def load_state_dict(self, state: Dict[str, object]) -> None:
+        self.enc.load_state_dict(state["encoder"])
+        self.dec.load_state_dict(state["decoder"])
+        self.opt.load_state_dict(state["optimizer"])
+        gens = state["generators"]
+        self.gen.set_state(gens["batches"])
+        if "negatives" in gens:
+            self.sampler.generator.set_state(gens["negatives"])
+        if "reshuffle" in gens:
+            self.reshuffle.generator.set_state(gens["reshuffle"])
+        self.epoch = int(state["epoch"])
 
 
 def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
@@ -198,59 +311,14 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
     ``on_epoch``, if given, is called after every evaluated epoch with the result so far
     (``history`` up to that epoch), e.g. to save partial results of a long run."""
     from tqdm.auto import tqdm
-    if "x" not in train_data or train_data.x is None:
-        if "n_id" in train_data:
-            raise ValueError("an inductive split of a featureless graph cannot use node embeddings "
-                             "(test nodes are unseen); fix: a graph with node features or --mode transductive")
-    torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
-    enc, dec = build_model(cfg, train_data)
-    enc, dec = enc.to(device), dec.to(device)
-    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=cfg.lr)
-    clip_groups = [g for g in ([] if enc.emb is None else list(enc.emb.parameters()),
-                               [p for n, p in enc.named_parameters() if not n.startswith("emb.")],
-                               list(dec.parameters())) if g]
-    sampler = train_negative_sampler(train_data, 1.0, cfg.neg_method, seed=cfg.seed)
-    pos = train_data.edge_label_index[:, train_data.edge_label == 1]
-    P = pos.size(1)
-    bs = P if cfg.batch_size <= 0 else cfg.batch_size
-    x = _x(train_data, device)
-    msg = train_data.edge_index.to(device)
-    reshuffle = _reshuffler(train_data, pos, cfg) if cfg.reshuffle_train else None
-    gen = torch.Generator().manual_seed(cfg.seed)
+    trainer = LinkPredTrainer(train_data, val_data, test_data, cfg)
     best, history = None, []
     t0 = time.perf_counter()
     bar = tqdm(range(1, cfg.epochs + 1), disable=not progress, desc=f"{cfg.model}+{cfg.decoder}", unit="epoch")
     for epoch in bar:
-        enc.train()
-        dec.train()
-        neg = sampler.sample()  # fresh negatives every epoch
-        if reshuffle is not None:
-            msg_cpu, pos = reshuffle()
-            msg = msg_cpu.to(device)
-        perm = torch.randperm(P, generator=gen)
-        total = 0.0
-        for i in range(0, P, bs):
-            idx = perm[i:i + bs]
-            z = enc(x, msg)
-            ps = dec(z, pos[:, idx].to(device))
-            ns = dec(z, neg[:, idx].to(device))
-            loss = F.binary_cross_entropy_with_logits(ps, torch.ones_like(ps)) + \
-                F.binary_cross_entropy_with_logits(ns, torch.zeros_like(ns))
-            opt.zero_grad()
-            loss.backward()
-            if cfg.clip_grad > 0:  # as OGB's ogbl-ddi example: each part's norm on its own
-                for group in clip_groups:
-                    torch.nn.utils.clip_grad_norm_(group, cfg.clip_grad)
-            opt.step()
-            total += float(loss.detach()) * idx.numel()
-        row = {"epoch": epoch, "loss": total / P}
+        row = {"epoch": epoch, "loss": trainer.train_epoch()}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            val = evaluate(*score_split(enc, dec, val_data, device), ks=cfg.ks)
-            test = evaluate(*score_split(enc, dec, test_data, device), ks=cfg.ks)
-            if cfg.select not in val:
-                raise ValueError(f"select={cfg.select!r} is not among the validation metrics {sorted(val)}; "
-                                 "fix: --select auc / ap / hits@K with enough negatives")
+            val, test = trainer.evaluate()
             row.update({f"val_{k}": v for k, v in val.items()})
             row.update({f"test_{k}": v for k, v in test.items()})
             if best is None or val[cfg.select] > best[1][cfg.select]:

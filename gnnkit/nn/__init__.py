@@ -1,6 +1,7 @@
 """Drop-in replacements for PyG conv layers on gnnkit's sparse ops (one layer per file),
 plus the building blocks and ready models of the lectures."""
 from .augment import AddKHopEdges, add_k_hop_edges
+from .edge_gcn_conv import EdgeGCNConv
 from .gat_conv import GATConv
 from .gatv2_conv import GATv2Conv
 from .gcn_conv import GCNConv, gcn_norm
@@ -15,7 +16,7 @@ from .skip import JumpingKnowledge, Residual
 from .virtual_node import VirtualNode
 
 __all__ = [
-    "GCNConv", "gcn_norm", "SAGEConv", "GATConv", "GATv2Conv", "GINConv", "GINEConv", "MPNNConv",
+    "GCNConv", "gcn_norm", "SAGEConv", "GATConv", "GATv2Conv", "GINConv", "GINEConv", "EdgeGCNConv", "MPNNConv",
     "LSTMAggregation", "VirtualNode", "Residual", "JumpingKnowledge", "add_k_hop_edges", "AddKHopEdges",
     "global_add_pool", "global_mean_pool", "global_max_pool", "GatedReadout", "EdgeReadout",
     "GCN", "GraphSAGE", "GAT", "GIN",

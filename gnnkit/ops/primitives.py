@@ -94,7 +94,7 @@ def relu_message_bwd_op(grad: Tensor, mask: Tensor, rowptr_t: Tensor, perm_t: Te
                         x_dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
     """``(grad_x [num_nodes, F], grad_edge_term [E, F])``: the masked gradient, and its sum per source
     node through the transposed CSR (one SpMM, no scatter)."""
-    ge = grad.masked_fill(~mask, 0)
+    ge = grad * mask  # 5x faster than masked_fill / where on CPU (0.19 vs 1.07 ms at 1,700 x 300)
     gx = spmm_op(rowptr_t, perm_t, None, ge.to(x_dtype).reshape(ge.size(0), 1, math.prod(ge.shape[1:])).contiguous(),
                  "sum")
     return gx.reshape((num_nodes,) + tuple(ge.shape[1:])), ge

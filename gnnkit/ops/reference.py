@@ -30,7 +30,15 @@ def tracks_grad(*ts: Tensor) -> bool:
 
 
 def segment_sum(rowptr: Tensor, v: Tensor) -> Tensor:
-    """Sum of the rows of ``v`` ``[E, ...]`` within each CSR segment (deterministic)."""
+    """Sum of the rows of ``v`` ``[E, ...]`` within each CSR segment (deterministic).
+
+    On CPU an ``index_add_`` over the slots' rows: it adds the slots in order, one after the other (the same
+    order and result as ``torch.segment_reduce``, which is 3-10x slower there: 0.82 vs 0.08 ms at E=1,700,
+    F=300; 240 vs 84 ms at E=1.17M, F=128).  Elsewhere ``torch.segment_reduce`` (``index_add_`` is atomic,
+    so run-to-run different, on CUDA)."""
+    if v.device.type == "cpu":
+        row = slot_rows(rowptr, v.size(0))
+        return v.new_zeros((rowptr.numel() - 1,) + tuple(v.shape[1:])).index_add_(0, row, v)
     return torch.segment_reduce(v, "sum", offsets=rowptr, axis=0)
 
 
@@ -159,14 +167,14 @@ def segment_softmax_bwd_ref(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor
 
 # ---------------------------------------------------------------------- segment reduction
 def segment_reduce_ref(rowptr: Tensor, values: Tensor, reduce: str) -> Tensor:
-    """Reference with ``torch.segment_reduce``; empty segments give 0."""
+    """Reference with ``torch.segment_reduce`` (a sum: :func:`segment_sum`); empty segments give 0."""
     dtype = values.dtype
     v = values.float() if dtype in LOW else values
-    out = torch.segment_reduce(v, reduce, offsets=rowptr, axis=0, initial=0.0 if reduce == "sum" else None)
-    if reduce != "sum":
-        empty = (rowptr[1:] == rowptr[:-1]).view(-1, *([1] * (v.dim() - 1)))
-        out = out.masked_fill(empty, 0.0)
-    return out.to(dtype)
+    if reduce == "sum":
+        return segment_sum(rowptr, v).to(dtype)
+    out = torch.segment_reduce(v, reduce, offsets=rowptr, axis=0)
+    empty = (rowptr[1:] == rowptr[:-1]).view(-1, *([1] * (v.dim() - 1)))
+    return out.masked_fill(empty, 0.0).to(dtype)
 
 
 def segment_reduce_bwd_ref(rowptr: Tensor, values: Tensor, grad_out: Tensor, reduce: str,

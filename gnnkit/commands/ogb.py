@@ -1,0 +1,88 @@
+"""``gnnkit ogb``: OGB's baselines on the official split and evaluator, gnnkit's layers beside PyG's."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from . import _args
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gnnkit.ogb import OGBConfig
+
+HELP = "run an OGB baseline (official split and Evaluator) with gnnkit's and PyG's layers side by side"
+
+DEFAULT_MODEL = {"ogbg": "gin-virtual", "ogbn-arxiv": "gcn", "ogbn-products": "sage", "ogbl": "sage"}
+
+EPILOG = """\
+datasets and models (files under $GNNKIT_DATA/ogb/, OGB's layout; gnnkit never downloads):
+  ogbg-molhiv    gcn, gin, gcn-virtual, gin-virtual   5 layers, width 300, batch 32, 100 epochs
+  ogbn-arxiv     gcn, sage                            3 layers, 256 hidden, full batch, 500 epochs
+  ogbn-products  sage                                 NeighborLoader 15/10/5, batch 1024, 20 epochs
+  ogbl-ddi       gcn, sage                            gnnkit's link trainer, Hits@20, 200 epochs
+OGB's protocol runs 10 seeds (--runs 10, the default); measured numbers are in docs/benchmarks.md.
+
+examples:
+  gnnkit ogb ogbg-molhiv --model gin-virtual --runs 10 --device cuda
+  gnnkit ogb ogbg-molhiv --model gcn --runs 1 --epochs 5          # a short run on CPU
+  gnnkit ogb ogbl-ddi --model sage --layers gnnkit --out runs/ddi --resume
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("dataset", help="ogbg-molhiv, ogbn-arxiv, ogbn-products or ogbl-ddi")
+    p.add_argument("--model", default=None,
+                   help="model (default: gin-virtual for ogbg, gcn for arxiv, sage for products and ddi)")
+    p.add_argument("--runs", type=_args.positive_int, default=None, help="seeds (default: OGB's 10)")
+    p.add_argument("--epochs", type=_args.positive_int, default=None, help="epochs per run (default: OGB's)")
+    p.add_argument("--layers", default="gnnkit,pyg",
+                   help="whose conv layers: gnnkit, pyg, or both as gnnkit,pyg (the same model and weights)")
+    p.add_argument("--device", type=_args.device, default="cpu", help="torch device")
+    p.add_argument("--seed", type=_args.seed, default=0, help="seed of the first run (run r uses seed + r)")
+    p.add_argument("--hidden", type=_args.positive_int, default=None, help="hidden width (default: OGB's)")
+    p.add_argument("--num-layers", type=_args.positive_int, default=None, help="conv layers (default: OGB's)")
+    p.add_argument("--dropout", type=_args.probability, default=None, help="dropout (default: OGB's)")
+    p.add_argument("--lr", type=_args.positive_float, default=None, help="Adam learning rate (default: OGB's)")
+    p.add_argument("--batch-size", type=_args.nonneg_int, default=None,
+                   help="graphs / seed nodes / edges per step (default: OGB's; 0 = full batch)")
+    p.add_argument("--fanout", default=None, help="ogbn-products: neighbours per layer, e.g. 15,10,5")
+    p.add_argument("--root", default=None, help="data root (default: $GNNKIT_DATA, then the bundled datasets/)")
+    p.add_argument("--out", type=_args.out_dir, default=None,
+                   help="folder for log.json, checkpoint.pt and results.json (default: ogb-runs/DATASET-MODEL)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out after an interruption")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> "OGBConfig":
+    from gnnkit.ogb import OGBConfig, family
+    fam = family(args.dataset)
+    model = args.model or DEFAULT_MODEL.get(args.dataset.lower(), DEFAULT_MODEL.get(fam))
+    layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
+    extra = {}
+    if args.fanout is not None:
+        if args.dataset.lower() != "ogbn-products":
+            raise ValueError("--fanout applies to ogbn-products (mini-batch training) only")
+        try:
+            extra["fanout"] = [int(k) for k in args.fanout.split(",")]
+        except ValueError:
+            raise ValueError(f"--fanout must be comma-separated integers, got {args.fanout!r}") from None
+    return OGBConfig(dataset=args.dataset, model=model, runs=args.runs, epochs=args.epochs, layers=layers,
+                     device=args.device, seed=args.seed, hidden=args.hidden, num_layers=args.num_layers,
+                     dropout=args.dropout, lr=args.lr, batch_size=args.batch_size, root=args.root, extra=extra)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gnnkit.data import DatasetIntegrityError, DatasetNotFoundError
+    from gnnkit.ogb import format_table, run as ogb_run
+    try:
+        cfg = config_from_args(args)
+        out = args.out or f"ogb-runs/{cfg.dataset}-{cfg.model}"
+        res = ogb_run(cfg, out, resume=args.resume, progress=not args.no_progress)
+    except (ValueError, DatasetNotFoundError, DatasetIntegrityError) as e:
+        print(f"gnnkit ogb: error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(res))
+    print(f"results in {out}/results.json (per-epoch log: {out}/log.json)")
+    return 0

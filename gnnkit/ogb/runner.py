@@ -1,0 +1,216 @@
+"""The OGB benchmark loop: runs x libraries x epochs, OGB's selection rule, logs, checkpoints, resume.
+
+For each run (seed ``seed + r``) every library in ``cfg.layers`` trains the same model from the same
+initial weights; after every epoch the official metric is computed on valid and test, and the reported
+test score is the one at the best validation epoch (OGB's rule; ties keep the earlier epoch).  The mean
+± std over runs is reported per library with the median training-epoch time and the peak memory of a
+training epoch.
+
+Files in ``out`` (all written atomically, whole or not at all):
+
+- ``log.json``: the protocol, then per library and run every epoch's loss, scores and time; rewritten
+  after every epoch;
+- ``checkpoint.pt``: the run in progress (weights, optimizer, every random stream, best so far);
+- ``results.json``: the summary, once every run has finished.
+
+``resume=True`` continues from them: finished runs are kept, the run in progress restarts after its last
+completed epoch and ends where an uninterrupted run would have ended.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+from gnnkit._atomic import atomic_write, write_json_atomic
+
+from .tasks import LEADERBOARD, OGBConfig, make_task
+
+
+class ResumeError(ValueError):
+    """``out`` holds a run that cannot be resumed with this configuration (or must not be overwritten)."""
+
+
+def _save_checkpoint(obj: Dict[str, Any], path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getvalue()
+    atomic_write(path, data)
+    atomic_write(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+
+
+def _load_checkpoint(path: Path) -> Dict[str, Any]:
+    data = path.read_bytes()
+    digest = path.with_name(path.name + ".sha256")
+    if digest.is_file() and digest.read_text().strip() != hashlib.sha256(data).hexdigest():
+        raise ResumeError(f"{path}: its SHA-256 differs from {digest.name} (the file was changed or damaged); "
+                          "fix: delete it to restart the run in progress from its first epoch")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+
+
+def _rng_state(device: torch.device) -> Dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _mean_std(xs: List[float]) -> Dict[str, float]:
+    return {"mean": statistics.mean(xs) if xs else math.nan,
+            "std": statistics.stdev(xs) if len(xs) > 1 else 0.0 if xs else math.nan}
+
+
+def summarize(log: Dict[str, Any]) -> Dict[str, Any]:
+    """Per library: test (and valid) at the best validation epoch, mean ± std over finished runs; median
+    training-epoch seconds (the epoch whose memory was measured left out when there are others) and peak
+    memory (MiB) of a training epoch, medians over runs."""
+    out: Dict[str, Any] = {}
+    for lib, runs in log["runs"].items():
+        done = [r for r in runs if r.get("complete")]
+        out[lib] = {"runs": len(done), "test": _mean_std([r["test_at_best"] for r in done]),
+                    "valid": _mean_std([r["best_valid"] for r in done]),
+                    "epoch_s": statistics.median(r["epoch_s_median"] for r in done) if done else math.nan,
+                    "peak_mb": statistics.median(r["peak_mb"] for r in done
+                                                 if r.get("peak_mb") is not None) if done else math.nan}
+    return out
+
+
+def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
+        on_epoch: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]:
+    """Run the benchmark of ``cfg``; write ``out``/log.json, checkpoint.pt and results.json; return the
+    results (``results.json``'s content).  ``on_epoch(lib, run, epoch)`` is called after every saved epoch."""
+    from tqdm.auto import tqdm
+
+    from gnnkit.profile import PeakMemory
+
+    out_dir = Path(out)
+    log_path, ckpt_path, res_path = out_dir / "log.json", out_dir / "checkpoint.pt", out_dir / "results.json"
+    device = torch.device(cfg.device)
+    protocol = json.loads(json.dumps(cfg.protocol()))
+    if log_path.exists():
+        if not resume:
+            raise ResumeError(f"{out_dir} already holds a run (log.json); fix: --resume to continue it, or "
+                              "another --out")
+        log = json.loads(log_path.read_text())
+        if log.get("protocol") != protocol:
+            diff = {k: (log.get("protocol", {}).get(k), v) for k, v in protocol.items()
+                    if log.get("protocol", {}).get(k) != v}
+            raise ResumeError(f"--resume: {out_dir} was run with another protocol (saved, now): {diff}; fix: the "
+                              "same settings, or another --out")
+    else:
+        if resume and ckpt_path.exists():
+            raise ResumeError(f"{out_dir}: checkpoint.pt without log.json; fix: another --out")
+        log = {"protocol": protocol, "runs": {}}
+    log["config"] = {"runs": cfg.runs, "layers": list(cfg.layers), "device": cfg.device,
+                     "torch": torch.__version__, "threads": torch.get_num_threads()}
+    for lib in cfg.layers:
+        log["runs"].setdefault(lib, [])
+
+    task = make_task(cfg)
+    log["metric"] = task.metric
+    ckpt = _load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    memory = PeakMemory(device)
+
+    for r in range(cfg.runs):
+        seed = cfg.seed + r
+        init = None
+        for lib in cfg.layers:
+            runs = log["runs"][lib]
+            if r < len(runs) and runs[r].get("complete"):
+                continue
+            if init is None:  # the first library's initial weights, for every library of this run
+                init = task.trainer(cfg.layers[0], seed).initial_state()
+            trainer = task.trainer(lib, seed, init)
+            torch.manual_seed(seed)  # the same dropout stream for every library
+            record = {"run": r, "seed": seed, "epochs": [], "complete": False, "best_epoch": 0,
+                      "best_valid": -math.inf, "test_at_best": math.nan, "peak_mb": None}
+            if ckpt is not None and ckpt["lib"] == lib and ckpt["run"] == r:
+                trainer.load_state_dict(ckpt["trainer"])
+                _set_rng_state(ckpt["rng"], device)
+                record = ckpt["record"]
+            ckpt = None
+            if r < len(runs):
+                runs[r] = record
+            else:
+                runs.append(record)
+            start = len(record["epochs"])
+            bar = tqdm(range(start + 1, cfg.epochs + 1), disable=not progress, unit="epoch",
+                       desc=f"{cfg.dataset} {cfg.model} [{lib}] run {r + 1}/{cfg.runs}", initial=start,
+                       total=cfg.epochs)
+            for epoch in bar:
+                measure = record["peak_mb"] is None
+                peak: Dict[str, float] = {}
+                _sync(device)
+                t0 = time.perf_counter()
+                if measure:
+                    with memory.measure(peak):
+                        loss = trainer.train_epoch(progress)
+                else:
+                    loss = trainer.train_epoch(progress)
+                _sync(device)
+                dt = time.perf_counter() - t0
+                if measure and "peak_bytes" in peak and not math.isnan(peak["peak_bytes"]):
+                    record["peak_mb"] = peak["peak_bytes"] / 2 ** 20
+                t1 = time.perf_counter()
+                scores = trainer.evaluate()
+                row = {"epoch": epoch, "loss": loss, "valid": scores["valid"], "test": scores["test"],
+                       "train_s": dt, "eval_s": time.perf_counter() - t1}
+                record["epochs"].append(row)
+                if scores["valid"] > record["best_valid"]:
+                    record.update(best_epoch=epoch, best_valid=scores["valid"], test_at_best=scores["test"])
+                row["memory_measured"] = measure  # glibc's allocator is slowed down while measuring memory
+                timed = [e["train_s"] for e in record["epochs"] if not e.get("memory_measured")]
+                record["epoch_s_median"] = statistics.median(timed or [e["train_s"] for e in record["epochs"]])
+                record["complete"] = epoch == cfg.epochs
+                bar.set_postfix(loss=f"{loss:.4f}", valid=f"{scores['valid']:.4f}", test=f"{scores['test']:.4f}")
+                # checkpoint first, log second: a log never claims an epoch its checkpoint lacks
+                _save_checkpoint({"lib": lib, "run": r, "trainer": trainer.state_dict(),
+                                  "rng": _rng_state(device), "record": record}, ckpt_path)
+                write_json_atomic(log, log_path)
+                if on_epoch is not None:
+                    on_epoch(lib, r, epoch)
+            bar.close()
+            del trainer
+    results = {"dataset": cfg.dataset, "model": cfg.model, "metric": log["metric"], "protocol": protocol,
+               "config": log["config"], "summary": summarize(log),
+               "leaderboard": LEADERBOARD.get((cfg.dataset, cfg.model))}
+    write_json_atomic(results, res_path)
+    return results
+
+
+def format_table(res: Dict[str, Any]) -> str:
+    """The side-by-side table printed at the end of ``gnnkit ogb``."""
+    p, c = res["protocol"], res["config"]
+    lines = [f"{res['dataset']} {res['model']}: test {res['metric']} at the best validation epoch; "
+             f"{p['epochs']} epochs, device {c['device']}, {c['threads']} threads",
+             f"{'layers':<10}{'runs':>6}{'test':>20}{'valid':>20}{'epoch (s)':>12}{'peak (MiB)':>12}"]
+    for lib, s in res["summary"].items():
+        t, v = s["test"], s["valid"]
+        lines.append(f"{lib:<10}{s['runs']:>6}{t['mean']:>12.4f} ± {t['std']:<6.4f}{v['mean']:>12.4f} ± "
+                     f"{v['std']:<6.4f}{s['epoch_s']:>12.3f}{s['peak_mb']:>12.1f}")
+    if res.get("leaderboard"):
+        m, sd = res["leaderboard"]
+        lines.append(f"{'OGB board':<10}{10:>6}{m:>12.4f} ± {sd:<6.4f}")
+    g, q = res["summary"].get("gnnkit"), res["summary"].get("pyg")
+    if g and q and g["epoch_s"] > 0:
+        lines.append(f"gnnkit epoch speed-up over PyG: {q['epoch_s'] / g['epoch_s']:.2f}x; peak memory "
+                     f"gnnkit/PyG: {g['peak_mb'] / q['peak_mb']:.2f}" if q["peak_mb"] else "")
+    return "\n".join(lines)

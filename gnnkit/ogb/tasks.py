@@ -1,0 +1,407 @@
+"""One OGB task per dataset family, each a source of trainers: OGB's dataset class, ``get_idx_split()`` /
+``get_edge_split()`` and ``Evaluator`` (never re-implemented), and one model built from gnnkit's or PyG's
+layers.
+
+A trainer trains one model epoch by epoch and has a ``state_dict`` holding its weights, optimizer and every
+random stream it draws from (batch order, neighbour samples, negatives), so that a run resumed from a
+checkpoint continues as if it had not stopped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gnnkit.data import dataset_names, load_dataset
+
+from .models import MOL_MODELS, NODE_MODELS, MolGNN, NodeGNN
+
+# Per-dataset protocol defaults: OGB's example scripts (and the leaderboard entries they produced).
+PRESETS: Dict[str, Dict[str, Any]] = {
+    # examples/graphproppred/mol/main_pyg.py: 5 layers, width 300, dropout 0.5, batch 32, 100 epochs, Adam 1e-3
+    "ogbg": dict(num_layers=5, hidden=300, dropout=0.5, batch_size=32, epochs=100, lr=0.001, runs=10,
+                 pooling="mean"),
+    # examples/nodeproppred/arxiv/gnn.py: 3 layers, 256 hidden, dropout 0.5, Adam 0.01, 500 epochs, full batch
+    "ogbn-arxiv": dict(num_layers=3, hidden=256, dropout=0.5, lr=0.01, epochs=500, runs=10, batch_size=0,
+                       batch_norm=True),
+    # examples/nodeproppred/products/neighbor_sampling.py: GraphSAGE, 3 layers, 256 hidden, fan-out 15/10/5,
+    # batch 1024, Adam 0.003, 20 epochs; evaluation with every neighbour, layer by layer
+    "ogbn-products": dict(num_layers=3, hidden=256, dropout=0.5, lr=0.003, epochs=20, runs=10, batch_size=1024,
+                          fanout=(15, 10, 5), batch_norm=False),
+    # examples/linkproppred/ddi/gnn.py (see gnnkit.commands.linkpred.PRESETS)
+    "ogbl-ddi": dict(num_layers=2, hidden=256, dropout=0.5, lr=0.005, epochs=200, runs=10, batch_size=64 * 1024),
+}
+LEADERBOARD = {  # test score (mean ± std over 10 runs) of OGB's leaderboard entry for each baseline
+    ("ogbg-molhiv", "gcn"): (0.7606, 0.0097), ("ogbg-molhiv", "gin"): (0.7558, 0.0140),
+    ("ogbg-molhiv", "gcn-virtual"): (0.7599, 0.0119), ("ogbg-molhiv", "gin-virtual"): (0.7707, 0.0149),
+    ("ogbn-arxiv", "gcn"): (0.7174, 0.0029), ("ogbn-arxiv", "sage"): (0.7149, 0.0027),
+    ("ogbn-products", "sage"): (0.7870, 0.0036),
+    ("ogbl-ddi", "gcn"): (0.3707, 0.0507), ("ogbl-ddi", "sage"): (0.5390, 0.0474),
+}
+
+
+def family(dataset: str) -> str:
+    """``ogbg`` / ``ogbn`` / ``ogbl`` of an OGB dataset name; a clear error for anything else."""
+    name = dataset.lower().replace("_", "-")
+    ogb = [n for n in dataset_names() if n.startswith("ogb")]
+    if name not in ogb:
+        raise ValueError(f"gnnkit ogb: unknown dataset {dataset!r}; available: {ogb} (their files under "
+                         "$GNNKIT_DATA/ogb/, see docs/benchmarks.md)")
+    return name.split("-")[0]
+
+
+def models_for(dataset: str) -> List[str]:
+    fam = family(dataset)
+    if fam == "ogbg":
+        return sorted(MOL_MODELS)
+    if fam == "ogbn":
+        return ["sage"] if dataset.lower() == "ogbn-products" else list(NODE_MODELS)
+    return ["gcn", "sage"]
+
+
+def preset(dataset: str) -> Dict[str, Any]:
+    fam = family(dataset)
+    return dict(PRESETS["ogbg" if fam == "ogbg" else dataset.lower()])
+
+
+@dataclass
+class OGBConfig:
+    """One benchmark: dataset, model, protocol (``None`` fields take the dataset's :data:`PRESETS`)."""
+    dataset: str
+    model: str
+    runs: Optional[int] = None
+    epochs: Optional[int] = None
+    layers: Tuple[str, ...] = ("gnnkit", "pyg")
+    device: str = "cpu"
+    seed: int = 0
+    hidden: Optional[int] = None
+    num_layers: Optional[int] = None
+    dropout: Optional[float] = None
+    lr: Optional[float] = None
+    batch_size: Optional[int] = None
+    root: Optional[str] = None
+    extra: Dict[str, Any] = field(default_factory=dict)  # other preset keys (pooling, fanout, batch_norm)
+
+    def __post_init__(self) -> None:
+        self.dataset = self.dataset.lower().replace("_", "-")
+        avail = models_for(self.dataset)
+        if self.model not in avail:
+            raise ValueError(f"gnnkit ogb: --model {self.model!r} does not fit {self.dataset}; available: {avail}")
+        p = preset(self.dataset)
+        for k in ("runs", "epochs", "hidden", "num_layers", "dropout", "lr", "batch_size"):
+            if getattr(self, k) is None:
+                setattr(self, k, p.pop(k))
+            else:
+                p.pop(k, None)
+        for k, v in p.items():
+            self.extra.setdefault(k, v)
+        self.extra = {k: list(v) if isinstance(v, tuple) else v for k, v in self.extra.items()}
+        self.layers = tuple(self.layers)
+        bad = [lib for lib in self.layers if lib not in ("gnnkit", "pyg")]
+        if bad or not self.layers:
+            raise ValueError(f"gnnkit ogb: --layers takes gnnkit, pyg or both, got {list(self.layers)}")
+        for k in ("runs", "epochs", "hidden", "num_layers"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"gnnkit ogb: --{k.replace('_', '-')} must be >= 1, got {getattr(self, k)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"gnnkit ogb: --dropout must lie in [0, 1), got {self.dropout}")
+
+    def protocol(self) -> Dict[str, Any]:
+        """The settings a result depends on (what ``--resume`` must find unchanged)."""
+        return {k: getattr(self, k) for k in ("dataset", "model", "epochs", "seed", "hidden", "num_layers",
+                                              "dropout", "lr", "batch_size")} | {"extra": self.extra}
+
+
+def _rng_state(gen: torch.Generator) -> Tensor:
+    return gen.get_state()
+
+
+class Trainer:
+    """What the runner drives; see the module doc."""
+    model: torch.nn.Module
+    metric: str
+
+    def train_epoch(self, progress: bool = False) -> float:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def evaluate(self) -> Dict[str, float]:  # pragma: no cover - interface
+        """``{"valid": ..., "test": ...}`` in the dataset's official metric (higher is better)."""
+        raise NotImplementedError
+
+    def state_dict(self) -> Dict[str, Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def initial_state(self) -> Dict[str, Any]:
+        return {k: v.clone() for k, v in self.model.state_dict().items()}
+
+
+def _bar(it: Any, total: int, progress: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+    return tqdm(it, total=total, disable=not progress, leave=False, desc=desc, unit="batch")
+
+
+# ------------------------------------------------------------------------------------------ graph level
+class GraphTask:
+    """ogbg-* (molecules): :class:`~gnnkit.ogb.models.MolGNN` with BCE on the labelled tasks."""
+
+    def __init__(self, cfg: OGBConfig):
+        from ogb.graphproppred import Evaluator
+        self.cfg = cfg
+        self.dataset = load_dataset(cfg.dataset, root=cfg.root)
+        self.split = self.dataset.get_idx_split()
+        self.evaluator = Evaluator(cfg.dataset)
+        self.metric = self.evaluator.eval_metric
+        if self.dataset.task_type != "binary classification":
+            raise ValueError(f"gnnkit ogb: {cfg.dataset} is a {self.dataset.task_type} task; the graph-level "
+                             "runner trains binary classification (ogbg-mol* classification sets)")
+
+    def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]] = None) -> "GraphTrainer":
+        return GraphTrainer(self, lib, seed, init_state)
+
+
+class GraphTrainer(Trainer):
+    def __init__(self, task: GraphTask, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]]):
+        from torch_geometric.loader import DataLoader
+        cfg = task.cfg
+        self.task, self.metric, self.device = task, task.metric, torch.device(cfg.device)
+        torch.manual_seed(seed)
+        self.model = MolGNN(cfg.model, lib, task.dataset.num_tasks, cfg.num_layers, cfg.hidden, cfg.dropout,
+                            cfg.extra.get("pooling", "mean"))
+        if init_state is not None:
+            self.model.load_state_dict(init_state)
+        self.model.to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.gen = torch.Generator().manual_seed(seed)
+        ds = task.dataset
+        self.train_loader = DataLoader(ds[task.split["train"]], batch_size=cfg.batch_size, shuffle=True,
+                                       generator=self.gen)
+        self.eval_loaders = {k: DataLoader(ds[task.split[k]], batch_size=cfg.batch_size, shuffle=False)
+                             for k in ("valid", "test")}
+
+    def train_epoch(self, progress: bool = False) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        for batch in _bar(self.train_loader, len(self.train_loader), progress, "train"):
+            batch = batch.to(self.device)
+            if batch.x.size(0) == 1 or int(batch.batch[-1]) == 0:
+                continue  # OGB's examples skip single-node / single-graph batches (batch norm)
+            pred = self.model(batch)
+            y = batch.y.to(pred.dtype)
+            labelled = y == y  # NaN marks a missing label
+            loss = F.binary_cross_entropy_with_logits(pred[labelled], y[labelled])
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            total += float(loss.detach()) * batch.num_graphs
+            count += batch.num_graphs
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def evaluate(self) -> Dict[str, float]:
+        self.model.eval()
+        out = {}
+        for part, loader in self.eval_loaders.items():
+            preds, ys = [], []
+            for batch in loader:
+                batch = batch.to(self.device)
+                preds.append(self.model(batch).cpu())
+                ys.append(batch.y.view(preds[-1].shape).cpu())
+            res = self.task.evaluator.eval({"y_true": torch.cat(ys), "y_pred": torch.cat(preds)})
+            out[part] = float(res[self.metric])
+        return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "generators": {"batches": _rng_state(self.gen)}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generators"]["batches"])
+
+
+# ------------------------------------------------------------------------------------------- node level
+class NodeTask:
+    """ogbn-arxiv (full batch) and ogbn-products (``NeighborLoader`` mini-batches, layer-wise inference)."""
+
+    def __init__(self, cfg: OGBConfig):
+        from ogb.nodeproppred import Evaluator
+        from torch_geometric.utils import to_undirected
+        self.cfg = cfg
+        ds = load_dataset(cfg.dataset, root=cfg.root)
+        self.dataset = ds
+        data = ds[0]
+        # OGB's examples make the graph undirected (adj_t.to_symmetric()); products already is
+        data.edge_index = to_undirected(data.edge_index, num_nodes=data.num_nodes)
+        data.y = data.y.view(-1)
+        self.data = data
+        self.split = ds.get_idx_split()
+        self.evaluator = Evaluator(cfg.dataset)
+        self.metric = self.evaluator.eval_metric
+        self.num_classes = int(ds.num_classes)
+        self.minibatch = cfg.batch_size > 0
+
+    def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]] = None) -> "NodeTrainer":
+        return NodeTrainer(self, lib, seed, init_state)
+
+
+class NodeTrainer(Trainer):
+    def __init__(self, task: NodeTask, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]]):
+        cfg = task.cfg
+        self.task, self.metric, self.device = task, task.metric, torch.device(cfg.device)
+        torch.manual_seed(seed)
+        data = task.data
+        self.model = NodeGNN(cfg.model, lib, data.num_features, cfg.hidden, task.num_classes, cfg.num_layers,
+                             cfg.dropout, cfg.extra.get("batch_norm", True), cached=not task.minibatch)
+        if init_state is not None:
+            self.model.load_state_dict(init_state)
+        self.model.to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.gens: Dict[str, torch.Generator] = {}
+        if task.minibatch:
+            from .sampling import neighbor_loader
+            fanout = list(cfg.extra.get("fanout", [15, 10, 5]))
+            if len(fanout) != cfg.num_layers:
+                raise ValueError(f"gnnkit ogb: the fan-out {fanout} needs one entry per layer "
+                                 f"(--num-layers {cfg.num_layers}); fix: --fanout with {cfg.num_layers} numbers")
+            self.gens["batches"] = torch.Generator().manual_seed(seed)
+            self.train_loader = neighbor_loader(data, fanout, seed=seed + 1, input_nodes=task.split["train"],
+                                                batch_size=cfg.batch_size, shuffle=True,
+                                                generator=self.gens["batches"])
+            sampler = self.train_loader.node_sampler
+            if hasattr(sampler, "generator"):
+                self.gens["neighbors"] = sampler.generator
+            self.all_loader = neighbor_loader(data, [-1], batch_size=max(cfg.batch_size, 4096), shuffle=False)
+        else:
+            self.x = data.x.to(self.device)
+            self.edge_index = data.edge_index.to(self.device)
+            self.y = data.y.to(self.device)
+            self.train_idx = task.split["train"].to(self.device)
+
+    def train_epoch(self, progress: bool = False) -> float:
+        self.model.train()
+        if not self.task.minibatch:
+            self.opt.zero_grad()
+            out = self.model(self.x, self.edge_index)[self.train_idx]
+            loss = F.cross_entropy(out, self.y[self.train_idx])
+            loss.backward()
+            self.opt.step()
+            return float(loss.detach())
+        total, count = 0.0, 0
+        for batch in _bar(self.train_loader, len(self.train_loader), progress, "train"):
+            batch = batch.to(self.device)
+            n = batch.batch_size
+            self.opt.zero_grad()
+            out = self.model(batch.x, batch.edge_index)[:n]
+            loss = F.cross_entropy(out, batch.y[:n])
+            loss.backward()
+            self.opt.step()
+            total += float(loss.detach()) * n
+            count += n
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def _logits(self) -> Tensor:
+        self.model.eval()
+        if not self.task.minibatch:
+            return self.model(self.x, self.edge_index).cpu()
+        x_all = self.task.data.x
+        for i in range(self.model.num_layers):  # layer by layer, every neighbour (OGB's inference)
+            parts = []
+            for batch in self.all_loader:
+                h = x_all[batch.n_id].to(self.device)
+                parts.append(self.model.forward_layer(i, h, batch.edge_index.to(self.device))[:batch.batch_size].cpu())
+            x_all = torch.cat(parts)
+        return x_all
+
+    def evaluate(self) -> Dict[str, float]:
+        pred = self._logits().argmax(-1, keepdim=True)
+        y = self.task.data.y.view(-1, 1)
+        out = {}
+        for part in ("valid", "test"):
+            idx = self.task.split[part]
+            out[part] = float(self.task.evaluator.eval({"y_true": y[idx], "y_pred": pred[idx]})[self.metric])
+        return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "generators": {k: g.get_state() for k, g in self.gens.items()}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        for k, s in state["generators"].items():
+            self.gens[k].set_state(s)
+
+
+# ------------------------------------------------------------------------------------------- link level
+class LinkTask:
+    """ogbl-ddi through gnnkit's link-prediction trainer (:class:`gnnkit.linkpred.LinkPredTrainer`) on OGB's
+    official split; the metric is the dataset's (Hits@20 for ddi), computed by OGB's ``Evaluator``."""
+
+    def __init__(self, cfg: OGBConfig):
+        from ogb.linkproppred import Evaluator
+
+        from gnnkit.commands.linkpred import PRESETS as LP_PRESETS
+        from gnnkit.linkpred.io import ogb_official_split
+        self.cfg = cfg
+        ds = load_dataset(cfg.dataset, root=cfg.root)
+        self.splits = ogb_official_split(ds)
+        self.evaluator = Evaluator(cfg.dataset)
+        self.metric = self.evaluator.eval_metric  # e.g. "hits@20"
+        self.lp_preset = dict(LP_PRESETS.get(cfg.dataset, LP_PRESETS["default"]))
+
+    def config(self, lib: str, seed: int) -> Any:
+        from gnnkit.linkpred.train import LinkPredConfig
+        cfg, p = self.cfg, self.lp_preset
+        k = int(self.metric.split("@")[1]) if "@" in self.metric else 20
+        return LinkPredConfig(model=cfg.model, decoder=p.get("decoder", "mlp"), hidden=cfg.hidden,
+                              out_channels=cfg.hidden, num_layers=cfg.num_layers, dropout=cfg.dropout, lr=cfg.lr,
+                              epochs=cfg.epochs, batch_size=cfg.batch_size, select=f"hits@{k}", ks=(k,), seed=seed,
+                              device=cfg.device, decoder_layers=p.get("decoder_layers", 2),
+                              clip_grad=p.get("clip_grad", 1.0), lib=lib)
+
+    def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Any]] = None) -> "LinkTrainer":
+        return LinkTrainer(self, lib, seed, init_state)
+
+
+class LinkTrainer(Trainer):
+    def __init__(self, task: LinkTask, lib: str, seed: int, init_state: Optional[Dict[str, Any]]):
+        from gnnkit.linkpred.train import LinkPredTrainer
+        self.task, self.metric = task, task.metric
+        self.inner = LinkPredTrainer(*task.splits, task.config(lib, seed), init_state=init_state)
+        self.model = torch.nn.ModuleDict({"encoder": self.inner.enc, "decoder": self.inner.dec})
+
+    def initial_state(self) -> Dict[str, Any]:
+        return self.inner.initial_state()
+
+    def train_epoch(self, progress: bool = False) -> float:
+        return self.inner.train_epoch()
+
+    @torch.no_grad()
+    def evaluate(self) -> Dict[str, float]:
+        from gnnkit.linkpred.train import score_split
+        inner, out = self.inner, {}
+        for part, data in (("valid", inner.val_data), ("test", inner.test_data)):
+            pos, neg = score_split(inner.enc, inner.dec, data, inner.device)
+            res = self.task.evaluator.eval({"y_pred_pos": pos, "y_pred_neg": neg})
+            out[part] = float(res[self.metric])
+        return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
+
+def make_task(cfg: OGBConfig) -> Any:
+    """The task object of ``cfg.dataset`` (loads the dataset, its split and its evaluator)."""
+    fam = family(cfg.dataset)
+    return {"ogbg": GraphTask, "ogbn": NodeTask, "ogbl": LinkTask}[fam](cfg)

@@ -1,0 +1,305 @@
+"""``gnnkit ogb``: models against their PyG builds, the neighbour sampler, every task family end to end on
+synthetic data in OGB's raw format, bad input, and an interrupted run resumed to the uninterrupted result."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from torch_geometric.data import Batch, Data
+
+from gnnkit.cli import console_main
+from gnnkit.nn import EdgeGCNConv
+from gnnkit.ogb import (
+    MolGNN,
+    NodeGNN,
+    OGBConfig,
+    PyGEdgeGCNConv,
+    ResumeError,
+    TorchNeighborSampler,
+    neighbor_loader,
+    run as ogb_run,
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ogb_synth import write_ddi, write_molhiv, write_node  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ogb_synth")
+    write_molhiv(root)
+    write_node(root, "ogbn-arxiv")
+    write_node(root, "ogbn-products")
+    write_ddi(root)
+    return root
+
+
+def _mol_batch(seed=0, graphs=6):
+    g = torch.Generator().manual_seed(seed)
+    data = []
+    for _ in range(graphs):
+        n = int(torch.randint(2, 9, (1,), generator=g))
+        ei = torch.randint(0, n, (2, 3 * n), generator=g)
+        x = torch.cat([torch.randint(0, 5, (n, 1), generator=g), torch.randint(0, 2, (n, 8), generator=g)], 1)
+        ea = torch.randint(0, 2, (ei.size(1), 3), generator=g)
+        data.append(Data(x=x, edge_index=ei, edge_attr=ea, y=torch.randint(0, 2, (1, 1), generator=g)))
+    return Batch.from_data_list(data)
+
+
+# ------------------------------------------------------------------------------------- layers / models
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 12), e=st.integers(0, 40), seed=st.integers(0, 10 ** 6))
+def test_edge_gcn_conv_matches_pyg_reference(n, e, seed):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)  # duplicates, self-loops and isolated nodes included
+    x = torch.randn(n, 8, generator=g, requires_grad=True)
+    ea = torch.randn(e, 8, generator=g, requires_grad=True)
+    ours, ref = EdgeGCNConv(8), PyGEdgeGCNConv(8)
+    ref.load_state_dict(ours.state_dict())
+    a, b = ours(x, ei, ea), ref(x, ei, ea)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    go = torch.randn(a.shape, generator=g)
+    ga = torch.autograd.grad(a, [x, ea] + list(ours.parameters()), go)
+    gb = torch.autograd.grad(b, [x, ea] + list(ref.parameters()), go)
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-5)
+
+
+def test_edge_gcn_conv_names_bad_input():
+    conv = EdgeGCNConv(4)
+    ei = torch.tensor([[0, 1], [1, 0]])
+    with pytest.raises(ValueError, match="edge_attr has 3 features"):
+        conv(torch.randn(2, 4), ei, torch.randn(2, 3))
+    with pytest.raises(ValueError, match="one row per edge"):
+        conv(torch.randn(2, 4), ei, torch.randn(3, 4))
+    with pytest.raises(ValueError, match="x must be"):
+        conv(torch.randn(2, 5), ei, torch.randn(2, 4))
+
+
+@pytest.mark.parametrize("model", ["gcn", "gin", "gcn-virtual", "gin-virtual"])
+def test_mol_models_same_function_in_both_libraries(model):
+    batch = _mol_batch()
+    torch.manual_seed(0)
+    ours = MolGNN(model, "gnnkit", 2, num_layers=3, emb_dim=16)
+    ref = MolGNN(model, "pyg", 2, num_layers=3, emb_dim=16)
+    assert ours.state_dict().keys() == ref.state_dict().keys()
+    ref.load_state_dict(ours.state_dict())
+    ours.eval()
+    ref.eval()
+    torch.testing.assert_close(ours(batch), ref(batch), rtol=1e-5, atol=1e-5)
+    ours.train()
+    ref.train()
+    grads = []
+    for m in (ours, ref):
+        torch.manual_seed(1)  # same dropout masks
+        m(batch).sum().backward()
+        grads.append([p.grad for p in m.parameters()])
+    for u, v in zip(*grads):
+        if u is None or v is None:
+            assert u is None and v is None
+        else:
+            torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-5)
+
+
+def test_mol_model_virtual_node_changes_the_function():
+    batch = _mol_batch()
+    torch.manual_seed(0)
+    plain = MolGNN("gin", "gnnkit", 1, num_layers=3, emb_dim=16)
+    torch.manual_seed(0)
+    virt = MolGNN("gin-virtual", "gnnkit", 1, num_layers=3, emb_dim=16)
+    virt.load_state_dict(plain.state_dict(), strict=False)
+    for vn in virt.virtual_nodes:  # a non-zero virtual node state must reach the nodes
+        torch.nn.init.normal_(vn.embedding.weight)
+    plain.eval()
+    virt.eval()
+    assert not torch.allclose(plain(batch), virt(batch))
+
+
+@pytest.mark.parametrize("model", ["gcn", "sage"])
+def test_node_models_same_function_in_both_libraries(model):
+    g = torch.Generator().manual_seed(0)
+    x, ei = torch.randn(30, 5, generator=g), torch.randint(0, 30, (2, 90), generator=g)
+    torch.manual_seed(0)
+    ours, ref = NodeGNN(model, "gnnkit", 5, 16, 3), NodeGNN(model, "pyg", 5, 16, 3)
+    ref.load_state_dict(ours.state_dict())
+    ours.eval()
+    ref.eval()
+    torch.testing.assert_close(ours(x, ei), ref(x, ei), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------ neighbour sampler
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 40), e=st.integers(1, 150), k1=st.integers(-1, 4), k2=st.integers(1, 3),
+       seed=st.integers(0, 1000))
+def test_torch_neighbor_sampler_samples_real_edges_within_fanout(n, e, k1, k2, seed):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)
+    data = Data(x=torch.arange(n).float().view(-1, 1), edge_index=ei, eid=torch.arange(e), num_nodes=n)
+    loader = _seeded_loader(data, [k1, k2], seed, batch_size=3)
+    indeg = torch.bincount(ei[1], minlength=n)
+    for b in loader:
+        assert torch.equal(b.x.view(-1).long(), b.n_id)  # node features follow the sampled ids
+        assert torch.equal(b.n_id[:b.batch_size], b.input_id)  # seeds first
+        assert torch.equal(ei[:, b.eid], b.n_id[b.edge_index])  # each sampled edge is the graph's, its own id
+        assert b.n_id.unique().numel() == b.n_id.numel()
+        # hop 1: each seed gets min(k1, in-degree) distinct incoming edges (all with -1)
+        hop1 = b.edge_index[:, :b.num_sampled_edges[0]]
+        for s in range(b.batch_size):
+            got = int((hop1[1] == s).sum())
+            want = int(indeg[b.n_id[s]]) if k1 < 0 else min(k1, int(indeg[b.n_id[s]]))
+            assert got == want
+            assert b.eid[:b.num_sampled_edges[0]][hop1[1] == s].unique().numel() == got  # no repeats
+
+
+def test_torch_neighbor_sampler_is_seeded():
+    g = torch.Generator().manual_seed(0)
+    data = Data(edge_index=torch.randint(0, 50, (2, 400), generator=g), num_nodes=50)
+    draw = lambda s: [b.n_id for b in _seeded_loader(data, [3, 2], s, batch_size=10)]
+    a, b, c = draw(1), draw(1), draw(2)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not all(torch.equal(u, v) for u, v in zip(a, c))
+
+
+def _seeded_loader(data, fanout, seed, batch_size):
+    """PyG's NeighborLoader driven by gnnkit's torch sampler (whether or not pyg-lib is installed)."""
+    from torch_geometric.loader import NeighborLoader
+    return NeighborLoader(data, fanout, neighbor_sampler=TorchNeighborSampler(data, fanout, seed=seed),
+                          batch_size=batch_size)
+
+
+def test_neighbor_loader_uses_a_sampler_that_works_here():
+    data = Data(edge_index=torch.tensor([[0, 1, 2], [1, 2, 0]]), num_nodes=3)
+    b = next(iter(neighbor_loader(data, [2], batch_size=3)))
+    assert b.edge_index.size(1) == 3
+
+
+# -------------------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize("dataset,model,extra", [
+    ("ogbg-molhiv", "gin-virtual", dict(hidden=16, num_layers=2)),
+    ("ogbg-molhiv", "gcn", dict(hidden=16, num_layers=2)),
+    ("ogbn-arxiv", "gcn", dict(hidden=16)),
+    ("ogbn-products", "sage", dict(hidden=16, batch_size=64)),
+    ("ogbl-ddi", "sage", dict(hidden=16, batch_size=256)),
+])
+def test_runner_end_to_end_both_libraries(synth, tmp_path, dataset, model, extra):
+    cfg = OGBConfig(dataset, model, runs=2, epochs=3, root=str(synth), **extra)
+    res = ogb_run(cfg, str(tmp_path / "out"), progress=False)
+    assert set(res["summary"]) == {"gnnkit", "pyg"}
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["summary"]["gnnkit"]["runs"] == 2
+    log = json.loads((tmp_path / "out" / "log.json").read_text())
+    for lib in ("gnnkit", "pyg"):
+        s = res["summary"][lib]
+        assert 0.0 <= s["test"]["mean"] <= 1.0 and s["epoch_s"] > 0
+        for r in log["runs"][lib]:
+            assert r["complete"] and len(r["epochs"]) == 3
+            best = max(r["epochs"], key=lambda e: e["valid"])  # OGB's rule: test at the best valid epoch
+            assert r["test_at_best"] == best["test"] and r["best_epoch"] == best["epoch"]
+    # same model, same start, same data order: the first epoch's loss agrees across libraries
+    g0, p0 = log["runs"]["gnnkit"][0]["epochs"][0], log["runs"]["pyg"][0]["epochs"][0]
+    assert g0["loss"] == pytest.approx(p0["loss"], rel=2e-3)
+    assert res["leaderboard"] is not None
+
+
+def test_runner_learns_on_synthetic_molecules(synth, tmp_path):
+    cfg = OGBConfig("ogbg-molhiv", "gin", runs=1, epochs=12, root=str(synth), hidden=32, num_layers=2,
+                    layers=("gnnkit",), lr=0.01, batch_size=16, dropout=0.0)
+    res = ogb_run(cfg, str(tmp_path / "o"), progress=False)
+    assert res["summary"]["gnnkit"]["valid"]["mean"] > 0.75  # the label is an atom type: learnable
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "gnnkit", "ogb", *args], capture_output=True, text=True,
+                          cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_bad_input_is_named(synth, tmp_path, capsys):
+    assert console_main(["ogb", "ogbg-nope", "--root", str(synth)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset" in err and "ogbg-molhiv" in err and "ogbn-arxiv" in err
+    assert console_main(["ogb", "ogbn-products", "--model", "gcn", "--root", str(synth)]) == 2
+    assert "available: ['sage']" in capsys.readouterr().err
+    assert console_main(["ogb", "ogbg-molhiv", "--model", "sage", "--root", str(synth)]) == 2
+    assert "gin-virtual" in capsys.readouterr().err
+    assert console_main(["ogb", "ogbn-arxiv", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "node-feat.csv.gz" in err
+    assert console_main(["ogb", "ogbg-molhiv", "--layers", "dgl", "--root", str(synth)]) == 2
+    assert "--layers" in capsys.readouterr().err
+    assert console_main(["ogb", "ogbg-molhiv", "--fanout", "5,5", "--root", str(synth)]) == 2
+    assert "--fanout applies to ogbn-products" in capsys.readouterr().err
+
+
+def test_existing_output_needs_resume_and_same_protocol(synth, tmp_path):
+    out = str(tmp_path / "o")
+    cfg = OGBConfig("ogbn-arxiv", "sage", runs=1, epochs=1, root=str(synth), hidden=8, layers=("gnnkit",))
+    ogb_run(cfg, out, progress=False)
+    with pytest.raises(ResumeError, match="--resume"):
+        ogb_run(cfg, out, progress=False)
+    other = OGBConfig("ogbn-arxiv", "sage", runs=1, epochs=1, root=str(synth), hidden=16, layers=("gnnkit",))
+    with pytest.raises(ResumeError, match="hidden"):
+        ogb_run(other, out, resume=True, progress=False)
+    more = OGBConfig("ogbn-arxiv", "sage", runs=2, epochs=1, root=str(synth), hidden=8, layers=("gnnkit",))
+    res = ogb_run(more, out, resume=True, progress=False)  # more runs on top of the finished one
+    assert res["summary"]["gnnkit"]["runs"] == 2
+
+
+def test_checkpoint_corruption_is_detected(synth, tmp_path):
+    out = tmp_path / "o"
+    cfg = OGBConfig("ogbn-arxiv", "gcn", runs=1, epochs=2, root=str(synth), hidden=8, layers=("gnnkit",))
+    ogb_run(cfg, str(out), progress=False)
+    data = bytearray((out / "checkpoint.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (out / "checkpoint.pt").write_bytes(bytes(data))
+    with pytest.raises(ResumeError, match="SHA-256"):
+        ogb_run(cfg, str(out), resume=True, progress=False)
+
+
+@pytest.mark.parametrize("dataset,args", [
+    ("ogbg-molhiv", ["--model", "gin-virtual", "--hidden", "16", "--num-layers", "2", "--epochs", "4",
+                     "--runs", "2"]),
+    ("ogbn-products", ["--hidden", "16", "--batch-size", "32", "--epochs", "4", "--runs", "1"]),
+])
+def test_killed_run_resumes_to_the_uninterrupted_result(synth, tmp_path, dataset, args):
+    common = [dataset, "--root", str(synth), "--no-progress", *args]
+    full = _cli(*common, "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "gnnkit", "ogb", *common, "--out", str(out)], cwd=REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    log = out / "log.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once the first library's run has 2 of its 4 epochs
+        try:
+            if len(json.loads(log.read_text())["runs"]["gnnkit"][0]["epochs"]) >= 2:
+                break
+        except (OSError, ValueError, KeyError, IndexError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cut = json.loads(log.read_text())
+    assert not all(r.get("complete") for rs in cut["runs"].values() for r in rs) or len(cut["runs"]["pyg"]) == 0
+    resumed = _cli(*common, "--out", str(out), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "full" / "log.json").read_text())["runs"]
+    b = json.loads(log.read_text())["runs"]
+    strip = lambda runs: {lib: [[{k: e[k] for k in ("epoch", "loss", "valid", "test")} for e in r["epochs"]]
+                                for r in rs] for lib, rs in runs.items()}
+    assert strip(a) == strip(b)  # bit-identical losses and scores, every epoch of every run
+
+
+def test_help_lists_datasets_and_models():
+    p = _cli("--help")
+    assert p.returncode == 0
+    for word in ("ogbg-molhiv", "gin-virtual", "ogbn-arxiv", "ogbn-products", "ogbl-ddi", "--resume", "--layers"):
+        assert word in p.stdout
