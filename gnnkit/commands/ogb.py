@@ -26,6 +26,7 @@ examples:
   gnnkit ogb ogbg-molhiv --model gin-virtual --runs 10 --device cuda
   gnnkit ogb ogbg-molhiv --model gcn --runs 1 --epochs 5          # a short run on CPU
   gnnkit ogb ogbl-ddi --model sage --layers gnnkit --out runs/ddi --resume
+  torchrun --nproc-per-node 4 -m gnnkit ogb ogbg-molhiv --device cuda   # data-parallel, docs/distributed.md
 """
 
 
@@ -48,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_args.nonneg_int, default=None,
                    help="graphs / seed nodes / edges per step (default: OGB's; 0 = full batch)")
     p.add_argument("--fanout", default=None, help="ogbn-products: neighbours per layer, e.g. 15,10,5")
+    p.add_argument("--batch-norm", choices=("yes", "no"), default=None,
+                   help="ogbn-*: batch norm between the convs (default: OGB's, yes for arxiv, no for products)")
     p.add_argument("--root", default=None, help="data root (default: $GNNKIT_DATA, then the bundled datasets/)")
     p.add_argument("--out", type=_args.out_dir, default=None,
                    help="folder for log.json, checkpoint.pt and results.json (default: ogb-runs/DATASET-MODEL)")
@@ -68,12 +71,17 @@ def config_from_args(args: argparse.Namespace) -> "OGBConfig":
             extra["fanout"] = [int(k) for k in args.fanout.split(",")]
         except ValueError:
             raise ValueError(f"--fanout must be comma-separated integers, got {args.fanout!r}") from None
+    if args.batch_norm is not None:
+        if fam != "ogbn":
+            raise ValueError("--batch-norm applies to ogbn-* datasets (the molecule models always use it)")
+        extra["batch_norm"] = args.batch_norm == "yes"
     return OGBConfig(dataset=args.dataset, model=model, runs=args.runs, epochs=args.epochs, layers=layers,
                      device=args.device, seed=args.seed, hidden=args.hidden, num_layers=args.num_layers,
                      dropout=args.dropout, lr=args.lr, batch_size=args.batch_size, root=args.root, extra=extra)
 
 
 def run(args: argparse.Namespace) -> int:
+    from gnnkit import distributed
     from gnnkit.data import DatasetIntegrityError, DatasetNotFoundError
     from gnnkit.ogb import format_table, run as ogb_run
     try:
@@ -83,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, DatasetNotFoundError, DatasetIntegrityError) as e:
         print(f"gnnkit ogb: error: {e}", file=sys.stderr)
         return 2
-    print(format_table(res))
-    print(f"results in {out}/results.json (per-epoch log: {out}/log.json)")
+    except distributed.DistributedError as e:
+        print(f"gnnkit ogb: error: {e}", file=sys.stderr)
+        return 3
+    finally:
+        distributed.shutdown()
+    if distributed.is_main_process():
+        print(format_table(res))
+        print(f"results in {out}/results.json (per-epoch log: {out}/log.json)")
     return 0

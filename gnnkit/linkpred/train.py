@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 import gnnkit.nn as gnn
+from gnnkit.distributed import DistContext, wrap
 from gnnkit.nn.dropout import dropout
 
 from .metrics import evaluate
@@ -209,10 +210,12 @@ class LinkPredTrainer:
     continues exactly as if it had not stopped.
 
     ``init_state``: ``{"encoder": ..., "decoder": ...}`` weights to start from (e.g. the other library's model,
-    so that gnnkit's and PyG's layers start identical)."""
+    so that gnnkit's and PyG's layers start identical).  ``ctx`` (:func:`gnnkit.distributed.init`): with
+    several processes, encoder and decoder are wrapped in ``DistributedDataParallel`` and each rank trains on
+    its share of every batch of positives, with negatives from its own seeded stream."""
 
     def __init__(self, train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
-                 init_state: Optional[Dict[str, Dict[str, Tensor]]] = None):
+                 init_state: Optional[Dict[str, Dict[str, Tensor]]] = None, ctx: Optional[DistContext] = None):
         if "x" not in train_data or train_data.x is None:
             if "n_id" in train_data:
                 raise ValueError("an inductive split of a featureless graph cannot use node embeddings "
@@ -225,11 +228,14 @@ class LinkPredTrainer:
             enc.load_state_dict(init_state["encoder"])
             dec.load_state_dict(init_state["decoder"])
         self.enc, self.dec = enc.to(device), dec.to(device)
+        self.ctx = ctx if ctx is not None else DistContext()
+        self.enc_net, self.dec_net = wrap(self.enc, self.ctx), wrap(self.dec, self.ctx)
         self.opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=cfg.lr)
         self.clip_groups = [g for g in ([] if enc.emb is None else list(enc.emb.parameters()),
                                         [p for n, p in enc.named_parameters() if not n.startswith("emb.")],
                                         list(dec.parameters())) if g]
-        self.sampler = train_negative_sampler(train_data, 1.0, cfg.neg_method, seed=cfg.seed)
+        neg_seed = cfg.seed + 7919 * self.ctx.rank  # rank 0 (and a 1-process run): the configured seed
+        self.sampler = train_negative_sampler(train_data, 1.0, cfg.neg_method, seed=neg_seed)
         self.pos = train_data.edge_label_index[:, train_data.edge_label == 1]
         self.x = _x(train_data, device)
         self.msg = train_data.edge_index.to(device)
@@ -257,12 +263,15 @@ class LinkPredTrainer:
         perm = torch.randperm(P, generator=self.gen)
         total = 0.0
         for i in range(0, P, bs):
-            idx = perm[i:i + bs]
-            z = self.enc(self.x, msg)
-            ps = self.dec(z, pos[:, idx].to(device))
-            ns = self.dec(z, neg[:, idx].to(device))
-            loss = F.binary_cross_entropy_with_logits(ps, torch.ones_like(ps)) + \
-                F.binary_cross_entropy_with_logits(ns, torch.zeros_like(ns))
+            idx = self.ctx.shard(perm[i:i + bs])  # this rank's share of the batch (all of it in 1 process)
+            z = self.enc_net(self.x, msg)
+            ps = self.dec_net(z, pos[:, idx].to(device))
+            ns = self.dec_net(z, neg[:, idx].to(device))
+            if idx.numel() == 0:  # a short last batch leaves this rank nothing: join the gradient average with 0
+                loss = (ps.sum() + ns.sum()) * 0.0
+            else:
+                loss = F.binary_cross_entropy_with_logits(ps, torch.ones_like(ps)) + \
+                    F.binary_cross_entropy_with_logits(ns, torch.zeros_like(ns))
             self.opt.zero_grad()
             loss.backward()
             if cfg.clip_grad > 0:  # as OGB's ogbl-ddi example: each part's norm on its own
@@ -271,7 +280,7 @@ class LinkPredTrainer:
             self.opt.step()
             total += float(loss.detach()) * idx.numel()
         self.epoch += 1
-        return total / max(P, 1)
+        return total / max(len(self.ctx.shard(perm)), 1)
 
     def evaluate(self) -> Tuple[Dict[str, float], Dict[str, float]]:
         """Validation and test metrics (AUC, AP, Hits@K) of the current weights."""
@@ -299,6 +308,8 @@ class LinkPredTrainer:
         self.gen.set_state(gens["batches"])
         if "negatives" in gens:
             self.sampler.generator.set_state(gens["negatives"])
+            if self.ctx.rank > 0:  # rank 0's stream was saved; the other ranks draw afresh from the epoch on
+                self.sampler.generator.manual_seed(self.cfg.seed + 7919 * self.ctx.rank + 104729 * int(state["epoch"]))
         if "reshuffle" in gens:
             self.reshuffle.generator.set_state(gens["reshuffle"])
         self.epoch = int(state["epoch"])

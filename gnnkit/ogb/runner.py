@@ -15,6 +15,10 @@ Files in ``out`` (all written atomically, whole or not at all):
 
 ``resume=True`` continues from them: finished runs are kept, the run in progress restarts after its last
 completed epoch and ends where an uninterrupted run would have ended.
+
+Under ``torchrun`` (several processes, :mod:`gnnkit.distributed`) every rank trains its share of the data
+in ``DistributedDataParallel``; rank 0 alone reads and writes the files; a resumed run may use another
+number of processes.
 """
 from __future__ import annotations
 
@@ -99,35 +103,37 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
     results (``results.json``'s content).  ``on_epoch(lib, run, epoch)`` is called after every saved epoch."""
     from tqdm.auto import tqdm
 
+    from gnnkit.distributed import comm_failure, init as dist_init, is_comm_error
     from gnnkit.profile import PeakMemory
 
+    ctx = dist_init(cfg.device)
     out_dir = Path(out)
     log_path, ckpt_path, res_path = out_dir / "log.json", out_dir / "checkpoint.pt", out_dir / "results.json"
-    device = torch.device(cfg.device)
+    device = ctx.device(cfg.device)
     protocol = json.loads(json.dumps(cfg.protocol()))
-    if log_path.exists():
-        if not resume:
-            raise ResumeError(f"{out_dir} already holds a run (log.json); fix: --resume to continue it, or "
-                              "another --out")
-        log = json.loads(log_path.read_text())
-        if log.get("protocol") != protocol:
-            diff = {k: (log.get("protocol", {}).get(k), v) for k, v in protocol.items()
-                    if log.get("protocol", {}).get(k) != v}
-            raise ResumeError(f"--resume: {out_dir} was run with another protocol (saved, now): {diff}; fix: the "
-                              "same settings, or another --out")
-    else:
-        if resume and ckpt_path.exists():
-            raise ResumeError(f"{out_dir}: checkpoint.pt without log.json; fix: another --out")
-        log = {"protocol": protocol, "runs": {}}
+    state, error = None, None
+    if ctx.is_main:  # rank 0 reads what is on disk and hands it to the others (no shared file system needed)
+        try:
+            state = _read_state(out_dir, protocol, resume)
+        except ResumeError as e:
+            error = str(e)
+    state, error = ctx.broadcast_object((state, error))
+    if error is not None:
+        raise ResumeError(error)
+    log, ckpt = state
     log["config"] = {"runs": cfg.runs, "layers": list(cfg.layers), "device": cfg.device,
-                     "torch": torch.__version__, "threads": torch.get_num_threads()}
+                     "world_size": ctx.world_size, "torch": torch.__version__, "threads": torch.get_num_threads()}
     for lib in cfg.layers:
         log["runs"].setdefault(lib, [])
 
+    if not ctx.is_main:  # rank 0 first: a dataset's first load writes its processed files
+        ctx.barrier()
     task = make_task(cfg)
+    if ctx.is_main:
+        ctx.barrier()
     log["metric"] = task.metric
-    ckpt = _load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     memory = PeakMemory(device)
+    progress = progress and ctx.is_main
 
     for r in range(cfg.runs):
         seed = cfg.seed + r
@@ -136,9 +142,9 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
             runs = log["runs"][lib]
             if r < len(runs) and runs[r].get("complete"):
                 continue
-            if init is None:  # the first library's initial weights, for every library of this run
+            if init is None:  # the first library's initial weights (seeded: the same on every rank)
                 init = task.trainer(cfg.layers[0], seed).initial_state()
-            trainer = task.trainer(lib, seed, init)
+            trainer = task.trainer(lib, seed, init, ctx)
             torch.manual_seed(seed)  # the same dropout stream for every library
             record = {"run": r, "seed": seed, "epochs": [], "complete": False, "best_epoch": 0,
                       "best_valid": -math.inf, "test_at_best": math.nan, "peak_mb": None}
@@ -160,17 +166,22 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                 peak: Dict[str, float] = {}
                 _sync(device)
                 t0 = time.perf_counter()
-                if measure:
-                    with memory.measure(peak):
+                try:
+                    if measure:
+                        with memory.measure(peak):
+                            loss = trainer.train_epoch(progress)
+                    else:
                         loss = trainer.train_epoch(progress)
-                else:
-                    loss = trainer.train_epoch(progress)
-                _sync(device)
-                dt = time.perf_counter() - t0
-                if measure and "peak_bytes" in peak and not math.isnan(peak["peak_bytes"]):
-                    record["peak_mb"] = peak["peak_bytes"] / 2 ** 20
-                t1 = time.perf_counter()
-                scores = trainer.evaluate()
+                    _sync(device)
+                    dt = time.perf_counter() - t0
+                    if measure and "peak_bytes" in peak and not math.isnan(peak["peak_bytes"]):
+                        record["peak_mb"] = peak["peak_bytes"] / 2 ** 20
+                    t1 = time.perf_counter()
+                    scores = trainer.evaluate()
+                except RuntimeError as e:  # DDP's gradient all-reduce inside backward, with a rank gone
+                    if ctx.enabled and is_comm_error(e):
+                        raise comm_failure(e, f"epoch {epoch} of {lib} run {r + 1}") from e
+                    raise
                 row = {"epoch": epoch, "loss": loss, "valid": scores["valid"], "test": scores["test"],
                        "train_s": dt, "eval_s": time.perf_counter() - t1}
                 record["epochs"].append(row)
@@ -181,19 +192,40 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                 record["epoch_s_median"] = statistics.median(timed or [e["train_s"] for e in record["epochs"]])
                 record["complete"] = epoch == cfg.epochs
                 bar.set_postfix(loss=f"{loss:.4f}", valid=f"{scores['valid']:.4f}", test=f"{scores['test']:.4f}")
-                # checkpoint first, log second: a log never claims an epoch its checkpoint lacks
-                _save_checkpoint({"lib": lib, "run": r, "trainer": trainer.state_dict(),
-                                  "rng": _rng_state(device), "record": record}, ckpt_path)
-                write_json_atomic(log, log_path)
-                if on_epoch is not None:
-                    on_epoch(lib, r, epoch)
+                if ctx.is_main:  # checkpoint first, log second: a log never claims an epoch its checkpoint lacks
+                    _save_checkpoint({"lib": lib, "run": r, "trainer": trainer.state_dict(),
+                                      "rng": _rng_state(device), "record": record}, ckpt_path)
+                    write_json_atomic(log, log_path)
+                    if on_epoch is not None:
+                        on_epoch(lib, r, epoch)
             bar.close()
             del trainer
     results = {"dataset": cfg.dataset, "model": cfg.model, "metric": log["metric"], "protocol": protocol,
                "config": log["config"], "summary": summarize(log),
                "leaderboard": LEADERBOARD.get((cfg.dataset, cfg.model))}
-    write_json_atomic(results, res_path)
+    if ctx.is_main:
+        write_json_atomic(results, res_path)
+    ctx.barrier()
     return results
+
+
+def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
+    """``(log, checkpoint or None)`` to start from: fresh, or the saved run when resuming it."""
+    log_path, ckpt_path = out_dir / "log.json", out_dir / "checkpoint.pt"
+    if log_path.exists():
+        if not resume:
+            raise ResumeError(f"{out_dir} already holds a run (log.json); fix: --resume to continue it, or "
+                              "another --out")
+        log = json.loads(log_path.read_text())
+        if log.get("protocol") != protocol:
+            diff = {k: (log.get("protocol", {}).get(k), v) for k, v in protocol.items()
+                    if log.get("protocol", {}).get(k) != v}
+            raise ResumeError(f"--resume: {out_dir} was run with another protocol (saved, now): {diff}; fix: the "
+                              "same settings, or another --out")
+        return log, (_load_checkpoint(ckpt_path) if ckpt_path.exists() else None)
+    if resume and ckpt_path.exists():
+        raise ResumeError(f"{out_dir}: checkpoint.pt without log.json; fix: another --out")
+    return {"protocol": protocol, "runs": {}}, None
 
 
 def format_table(res: Dict[str, Any]) -> str:
@@ -211,6 +243,7 @@ def format_table(res: Dict[str, Any]) -> str:
         lines.append(f"{'OGB board':<10}{10:>6}{m:>12.4f} ± {sd:<6.4f}")
     g, q = res["summary"].get("gnnkit"), res["summary"].get("pyg")
     if g and q and g["epoch_s"] > 0:
+        mem = f"{g['peak_mb'] / q['peak_mb']:.2f}" if q["peak_mb"] and q["peak_mb"] > 0 else "n/a"
         lines.append(f"gnnkit epoch speed-up over PyG: {q['epoch_s'] / g['epoch_s']:.2f}x; peak memory "
-                     f"gnnkit/PyG: {g['peak_mb'] / q['peak_mb']:.2f}" if q["peak_mb"] else "")
+                     f"gnnkit/PyG: {mem}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gnnkit.data import dataset_names, load_dataset
+from gnnkit.distributed import DistContext, wrap
 
 from .models import MOL_MODELS, NODE_MODELS, MolGNN, NodeGNN
 
@@ -141,6 +142,14 @@ class Trainer:
         return {k: v.clone() for k, v in self.model.state_dict().items()}
 
 
+_LOCAL = DistContext()
+
+
+def _rank_seed(seed: int, ctx: DistContext, epoch: int = 0) -> int:
+    """Seed of a per-rank random stream: rank 0 keeps ``seed`` (a 1-process run is unchanged)."""
+    return seed if ctx.rank == 0 and epoch == 0 else seed + 7919 * ctx.rank + 104729 * epoch
+
+
 def _bar(it: Any, total: int, progress: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
     return tqdm(it, total=total, disable=not progress, leave=False, desc=desc, unit="batch")
@@ -161,37 +170,56 @@ class GraphTask:
             raise ValueError(f"gnnkit ogb: {cfg.dataset} is a {self.dataset.task_type} task; the graph-level "
                              "runner trains binary classification (ogbg-mol* classification sets)")
 
-    def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]] = None) -> "GraphTrainer":
-        return GraphTrainer(self, lib, seed, init_state)
+    def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]] = None,
+                ctx: DistContext = _LOCAL) -> "GraphTrainer":
+        return GraphTrainer(self, lib, seed, init_state, ctx)
 
 
 class GraphTrainer(Trainer):
-    def __init__(self, task: GraphTask, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]]):
+    """Mini-batches of graphs.  With several processes each rank trains on its share of every epoch
+    (``DistributedSampler``, reshuffled per epoch from the seed, full batches only so every rank takes
+    the same number of steps) and evaluates its share of valid/test; rank 0 gathers the predictions and
+    computes the score once with OGB's ``Evaluator``."""
+
+    def __init__(self, task: GraphTask, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]],
+                 ctx: DistContext = _LOCAL):
         from torch_geometric.loader import DataLoader
         cfg = task.cfg
-        self.task, self.metric, self.device = task, task.metric, torch.device(cfg.device)
+        self.task, self.metric, self.ctx, self.seed = task, task.metric, ctx, seed
+        self.device = ctx.device(cfg.device)
         torch.manual_seed(seed)
         self.model = MolGNN(cfg.model, lib, task.dataset.num_tasks, cfg.num_layers, cfg.hidden, cfg.dropout,
                             cfg.extra.get("pooling", "mean"))
         if init_state is not None:
             self.model.load_state_dict(init_state)
         self.model.to(self.device)
+        self.net = wrap(self.model, ctx, find_unused_parameters=self.model.virtual_nodes is not None)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(seed)
+        self.epoch = 0
         ds = task.dataset
-        self.train_loader = DataLoader(ds[task.split["train"]], batch_size=cfg.batch_size, shuffle=True,
-                                       generator=self.gen)
-        self.eval_loaders = {k: DataLoader(ds[task.split[k]], batch_size=cfg.batch_size, shuffle=False)
-                             for k in ("valid", "test")}
+        train = ds[task.split["train"]]
+        if ctx.enabled:
+            from torch.utils.data.distributed import DistributedSampler
+            self.sampler = DistributedSampler(train, ctx.world_size, ctx.rank, shuffle=True, seed=seed)
+            self.train_loader = DataLoader(train, batch_size=cfg.batch_size, sampler=self.sampler, drop_last=True)
+        else:
+            self.sampler = None
+            self.train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=self.gen)
+        self.eval_parts = {k: ctx.shard(task.split[k]) for k in ("valid", "test")}
+        self.eval_loaders = {k: DataLoader(ds[idx], batch_size=cfg.batch_size, shuffle=False)
+                             for k, idx in self.eval_parts.items()}
 
     def train_epoch(self, progress: bool = False) -> float:
         self.model.train()
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
         total, count = 0.0, 0
         for batch in _bar(self.train_loader, len(self.train_loader), progress, "train"):
             batch = batch.to(self.device)
-            if batch.x.size(0) == 1 or int(batch.batch[-1]) == 0:
+            if self.sampler is None and (batch.x.size(0) == 1 or int(batch.batch[-1]) == 0):
                 continue  # OGB's examples skip single-node / single-graph batches (batch norm)
-            pred = self.model(batch)
+            pred = self.net(batch)
             y = batch.y.to(pred.dtype)
             labelled = y == y  # NaN marks a missing label
             loss = F.binary_cross_entropy_with_logits(pred[labelled], y[labelled])
@@ -200,30 +228,40 @@ class GraphTrainer(Trainer):
             self.opt.step()
             total += float(loss.detach()) * batch.num_graphs
             count += batch.num_graphs
-        return total / max(count, 1)
+        self.epoch += 1
+        return self.ctx.all_reduce_mean(total / max(count, 1))
 
     @torch.no_grad()
     def evaluate(self) -> Dict[str, float]:
         self.model.eval()
-        out = {}
+        local = {}
         for part, loader in self.eval_loaders.items():
             preds, ys = [], []
             for batch in loader:
                 batch = batch.to(self.device)
                 preds.append(self.model(batch).cpu())
                 ys.append(batch.y.view(preds[-1].shape).cpu())
-            res = self.task.evaluator.eval({"y_true": torch.cat(ys), "y_pred": torch.cat(preds)})
-            out[part] = float(res[self.metric])
-        return out
+            local[part] = (self.eval_parts[part], torch.cat(ys), torch.cat(preds))
+        gathered = self.ctx.all_gather_object(local)
+        out = None
+        if self.ctx.is_main:  # every rank's share, back in split order, scored once
+            out = {}
+            for part in local:
+                order = torch.argsort(torch.cat([g[part][0] for g in gathered]))
+                y = torch.cat([g[part][1] for g in gathered])[order]
+                pred = torch.cat([g[part][2] for g in gathered])[order]
+                out[part] = float(self.task.evaluator.eval({"y_true": y, "y_pred": pred})[self.metric])
+        return self.ctx.broadcast_object(out)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generators": {"batches": _rng_state(self.gen)}}
+                "generators": {"batches": _rng_state(self.gen)}, "epoch": self.epoch}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.gen.set_state(state["generators"]["batches"])
+        self.epoch = int(state.get("epoch", 0))
 
 
 # ------------------------------------------------------------------------------------------- node level
@@ -237,8 +275,10 @@ class NodeTask:
         ds = load_dataset(cfg.dataset, root=cfg.root)
         self.dataset = ds
         data = ds[0]
-        # OGB's examples make the graph undirected (adj_t.to_symmetric()); products already is
-        data.edge_index = to_undirected(data.edge_index, num_nodes=data.num_nodes)
+        # OGB's examples make the graph undirected (arxiv: adj_t.to_symmetric()); datasets stored with
+        # add_inverse_edge (products) already hold both directions, and re-sorting 124M edges costs GBs
+        if str(getattr(ds, "meta_info", {}).get("add_inverse_edge", "False")) != "True":
+            data.edge_index = to_undirected(data.edge_index, num_nodes=data.num_nodes)
         data.y = data.y.view(-1)
         self.data = data
         self.split = ds.get_idx_split()
@@ -247,14 +287,22 @@ class NodeTask:
         self.num_classes = int(ds.num_classes)
         self.minibatch = cfg.batch_size > 0
 
-    def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]] = None) -> "NodeTrainer":
-        return NodeTrainer(self, lib, seed, init_state)
+    def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]] = None,
+                ctx: DistContext = _LOCAL) -> "NodeTrainer":
+        return NodeTrainer(self, lib, seed, init_state, ctx)
 
 
 class NodeTrainer(Trainer):
-    def __init__(self, task: NodeTask, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]]):
+    """Full batch (every rank runs the whole graph; the loss is over its share of the training nodes) or
+    ``NeighborLoader`` mini-batches (each rank samples around its share of the seed nodes, shares cut to
+    one length so every rank takes the same number of steps).  Evaluation: the whole graph on every rank
+    (identical weights give identical scores) with OGB's ``Evaluator``."""
+
+    def __init__(self, task: NodeTask, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]],
+                 ctx: DistContext = _LOCAL):
         cfg = task.cfg
-        self.task, self.metric, self.device = task, task.metric, torch.device(cfg.device)
+        self.task, self.metric, self.ctx, self.seed = task, task.metric, ctx, seed
+        self.device = ctx.device(cfg.device)
         torch.manual_seed(seed)
         data = task.data
         self.model = NodeGNN(cfg.model, lib, data.num_features, cfg.hidden, task.num_classes, cfg.num_layers,
@@ -262,8 +310,14 @@ class NodeTrainer(Trainer):
         if init_state is not None:
             self.model.load_state_dict(init_state)
         self.model.to(self.device)
+        self.net = wrap(self.model, ctx)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.gens: Dict[str, torch.Generator] = {}
+        self.epoch = 0
+        train_idx = task.split["train"]
+        if ctx.enabled:  # equal shares: drop the remainder of a seeded permutation
+            perm = torch.randperm(train_idx.numel(), generator=torch.Generator().manual_seed(seed))
+            train_idx = ctx.shard(train_idx[perm[:train_idx.numel() // ctx.world_size * ctx.world_size]])
         if task.minibatch:
             from .sampling import neighbor_loader
             fanout = list(cfg.extra.get("fanout", [15, 10, 5]))
@@ -271,8 +325,8 @@ class NodeTrainer(Trainer):
                 raise ValueError(f"gnnkit ogb: the fan-out {fanout} needs one entry per layer "
                                  f"(--num-layers {cfg.num_layers}); fix: --fanout with {cfg.num_layers} numbers")
             self.gens["batches"] = torch.Generator().manual_seed(seed)
-            self.train_loader = neighbor_loader(data, fanout, seed=seed + 1, input_nodes=task.split["train"],
-                                                batch_size=cfg.batch_size, shuffle=True,
+            self.train_loader = neighbor_loader(data, fanout, seed=_rank_seed(seed + 1, ctx),
+                                                input_nodes=train_idx, batch_size=cfg.batch_size, shuffle=True,
                                                 generator=self.gens["batches"])
             sampler = self.train_loader.node_sampler
             if hasattr(sampler, "generator"):
@@ -282,29 +336,30 @@ class NodeTrainer(Trainer):
             self.x = data.x.to(self.device)
             self.edge_index = data.edge_index.to(self.device)
             self.y = data.y.to(self.device)
-            self.train_idx = task.split["train"].to(self.device)
+            self.train_idx = train_idx.to(self.device)
 
     def train_epoch(self, progress: bool = False) -> float:
         self.model.train()
+        self.epoch += 1
         if not self.task.minibatch:
             self.opt.zero_grad()
-            out = self.model(self.x, self.edge_index)[self.train_idx]
+            out = self.net(self.x, self.edge_index)[self.train_idx]
             loss = F.cross_entropy(out, self.y[self.train_idx])
             loss.backward()
             self.opt.step()
-            return float(loss.detach())
+            return self.ctx.all_reduce_mean(float(loss.detach()))
         total, count = 0.0, 0
         for batch in _bar(self.train_loader, len(self.train_loader), progress, "train"):
             batch = batch.to(self.device)
             n = batch.batch_size
             self.opt.zero_grad()
-            out = self.model(batch.x, batch.edge_index)[:n]
+            out = self.net(batch.x, batch.edge_index)[:n]
             loss = F.cross_entropy(out, batch.y[:n])
             loss.backward()
             self.opt.step()
             total += float(loss.detach()) * n
             count += n
-        return total / max(count, 1)
+        return self.ctx.all_reduce_mean(total / max(count, 1))
 
     @torch.no_grad()
     def _logits(self) -> Tensor:
@@ -331,13 +386,17 @@ class NodeTrainer(Trainer):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generators": {k: g.get_state() for k, g in self.gens.items()}}
+                "generators": {k: g.get_state() for k, g in self.gens.items()}, "epoch": self.epoch}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        self.epoch = int(state.get("epoch", 0))
         for k, s in state["generators"].items():
-            self.gens[k].set_state(s)
+            if k in self.gens:
+                self.gens[k].set_state(s)
+        if self.ctx.rank > 0 and "neighbors" in self.gens:  # rank 0's stream was saved; others start afresh
+            self.gens["neighbors"].manual_seed(_rank_seed(self.seed + 1, self.ctx, self.epoch))
 
 
 # ------------------------------------------------------------------------------------------- link level
@@ -367,22 +426,29 @@ class LinkTask:
                               device=cfg.device, decoder_layers=p.get("decoder_layers", 2),
                               clip_grad=p.get("clip_grad", 1.0), lib=lib)
 
-    def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Any]] = None) -> "LinkTrainer":
-        return LinkTrainer(self, lib, seed, init_state)
+    def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Any]] = None,
+                ctx: DistContext = _LOCAL) -> "LinkTrainer":
+        return LinkTrainer(self, lib, seed, init_state, ctx)
 
 
 class LinkTrainer(Trainer):
-    def __init__(self, task: LinkTask, lib: str, seed: int, init_state: Optional[Dict[str, Any]]):
+    """gnnkit's link trainer; with several processes each rank trains on its share of every batch of
+    positive edges, with negatives from its own seeded stream (evaluation: every rank, identical)."""
+
+    def __init__(self, task: LinkTask, lib: str, seed: int, init_state: Optional[Dict[str, Any]],
+                 ctx: DistContext = _LOCAL):
         from gnnkit.linkpred.train import LinkPredTrainer
         self.task, self.metric = task, task.metric
-        self.inner = LinkPredTrainer(*task.splits, task.config(lib, seed), init_state=init_state)
+        cfg = task.config(lib, seed)
+        cfg.device = str(ctx.device(cfg.device))
+        self.inner = LinkPredTrainer(*task.splits, cfg, init_state=init_state, ctx=ctx)
         self.model = torch.nn.ModuleDict({"encoder": self.inner.enc, "decoder": self.inner.dec})
 
     def initial_state(self) -> Dict[str, Any]:
         return self.inner.initial_state()
 
     def train_epoch(self, progress: bool = False) -> float:
-        return self.inner.train_epoch()
+        return self.inner.ctx.all_reduce_mean(self.inner.train_epoch())
 
     @torch.no_grad()
     def evaluate(self) -> Dict[str, float]:

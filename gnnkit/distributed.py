@@ -1,0 +1,162 @@
+"""Data-parallel training on ``torch.distributed``, as launched by ``torchrun``.
+
+gnnkit grows no cluster code of its own: ``torchrun`` starts one process per device and sets ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address; :func:`init` reads them and opens the process
+group (gloo on CPU, NCCL on CUDA), with a timeout so that a lost rank stops the others with an error
+instead of a hang.  Models are wrapped in ``DistributedDataParallel`` (gradients averaged every step);
+data is sharded by rank (``DistributedSampler`` for graphs, seed nodes / positive edges otherwise).
+
+Outside ``torchrun`` (``WORLD_SIZE`` unset or 1) everything here is a no-op: ``ctx.world_size == 1``.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class DistributedError(RuntimeError):
+    """A collective failed: a rank died or stopped answering within the process group's timeout."""
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: Optional[str] = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def device(self, requested: str) -> torch.device:
+        """The device of this rank: ``cuda:LOCAL_RANK`` when ``requested`` is CUDA, else ``requested``."""
+        dev = torch.device(requested)
+        if dev.type == "cuda" and self.enabled:
+            return torch.device("cuda", self.local_rank)
+        return dev
+
+    def shard(self, t: Tensor) -> Tensor:
+        """This rank's share of ``t`` along dim 0 (every ``world_size``-th row from ``rank``)."""
+        return t[self.rank::self.world_size] if self.enabled else t
+
+    def barrier(self) -> None:
+        if self.enabled:
+            _guard(dist.barrier)
+
+    def all_gather_object(self, obj: Any) -> List[Any]:
+        if not self.enabled:
+            return [obj]
+        out: List[Any] = [None] * self.world_size
+        _guard(dist.all_gather_object, out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any, src: int = 0) -> Any:
+        if not self.enabled:
+            return obj
+        box = [obj]
+        _guard(dist.broadcast_object_list, box, src)
+        return box[0]
+
+    def all_reduce_mean(self, value: float) -> float:
+        if not self.enabled:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self._comm_device())
+        _guard(dist.all_reduce, t)
+        return float(t) / self.world_size
+
+    def _comm_device(self) -> torch.device:
+        return torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
+
+
+_COMM_WORDS = ("gloo", "nccl", "connection reset", "connection closed", "timed out", "timeout", "broken pipe")
+
+
+def is_comm_error(e: BaseException) -> bool:
+    """Whether ``e`` is a failed collective (a peer gone or silent), not a bug of the step itself."""
+    backend_error = getattr(dist, "DistBackendError", None)
+    if backend_error is not None and isinstance(e, backend_error):
+        return True
+    return isinstance(e, RuntimeError) and any(w in str(e).lower() for w in _COMM_WORDS)
+
+
+def comm_failure(e: BaseException, where: str) -> DistributedError:
+    """The :class:`DistributedError` to raise for the failed collective ``e``."""
+    rank = dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
+    return DistributedError(
+        f"{where} failed on rank {rank}: another rank died or stopped answering ({type(e).__name__}: "
+        f"{str(e).splitlines()[0][:200]}); the run stops here - restart it with --resume (any number of "
+        "processes)")
+
+
+def _guard(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except RuntimeError as e:
+        if is_comm_error(e):
+            raise comm_failure(e, f"a collective ({getattr(fn, '__name__', fn)})") from e
+        raise
+
+
+_CTX: Optional[DistContext] = None
+
+
+def init(device: str = "cpu", timeout_s: Optional[float] = None) -> DistContext:
+    """The process group of this ``torchrun`` worker, opened once (a no-op context without ``torchrun``).
+
+    ``timeout_s`` (default ``$GNNKIT_DIST_TIMEOUT`` or 120 s): how long a collective waits for a silent
+    rank before the run fails with :class:`DistributedError`."""
+    global _CTX
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    if _CTX is not None and dist.is_initialized():
+        return _CTX
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.device(device).type == "cuda"
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("GNNKIT_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    _CTX = DistContext(rank=rank, world_size=world, local_rank=local_rank, backend=backend)
+    return _CTX
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` job, or a plain process (reads the environment; opens nothing)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def shutdown() -> None:
+    """Close the process group opened by :func:`init` (if any)."""
+    global _CTX
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _CTX = None
+
+
+def wrap(module: torch.nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> torch.nn.Module:
+    """``DistributedDataParallel(module)`` when ``ctx`` spans several processes, else ``module``.
+
+    ``find_unused_parameters``: for models holding parameters a step does not use (OGB's virtual node
+    keeps one initial embedding per layer and reads the first only)."""
+    if not ctx.enabled or sum(p.numel() for p in module.parameters() if p.requires_grad) == 0:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+    ids = [ctx.local_rank] if ctx.backend == "nccl" else None
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused_parameters)

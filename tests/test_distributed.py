@@ -1,0 +1,149 @@
+"""Data-parallel training on torch.distributed (gloo on this CPU machine): 2 processes end where 1 process
+on the combined batch ends; a lost rank stops the run with a clear error instead of a hang; torchrun
+launches the same command; a run resumes with another number of processes."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ogb_synth import write_ddi, write_molhiv, write_node  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dist_synth")
+    write_node(root, "ogbn-arxiv", n=240)
+    write_molhiv(root, num_graphs=120)
+    write_ddi(root, n=80)
+    return root
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(args, world, port, extra_env=None):
+    """``world`` ranks of ``python -m gnnkit ogb ARGS``, started as torchrun would (env:// rendezvous)."""
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world),
+               **(extra_env or {})}
+        procs.append(subprocess.Popen([sys.executable, "-m", "gnnkit", "ogb", *args], cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def _single(args):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    p = subprocess.run([sys.executable, "-m", "gnnkit", "ogb", *args], cwd=REPO, capture_output=True, text=True,
+                       env={**env, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr
+    return p
+
+
+def _model(out):
+    return torch.load(Path(out) / "checkpoint.pt", weights_only=False)["trainer"]["model"]
+
+
+def test_two_processes_end_where_one_process_on_the_combined_batch_ends(synth, tmp_path):
+    # full batch, no dropout / batch norm: rank r's loss is the mean over its half of the training nodes, and
+    # DDP's gradient average equals the gradient of the mean over all of them
+    args = ["ogbn-arxiv", "--model", "sage", "--root", str(synth), "--runs", "1", "--epochs", "5", "--hidden", "16",
+            "--dropout", "0", "--batch-norm", "no", "--layers", "gnnkit", "--no-progress"]
+    _single([*args, "--out", str(tmp_path / "one")])
+    procs = _spawn([*args, "--out", str(tmp_path / "two")], 2, _free_port())
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    one, two = _model(tmp_path / "one"), _model(tmp_path / "two")
+    assert one.keys() == two.keys()
+    for k in one:
+        torch.testing.assert_close(one[k], two[k], rtol=1e-4, atol=1e-5)
+    start = _model_after(tmp_path, args, epochs=1)
+    assert any(not torch.allclose(start[k], one[k]) for k in one)  # 4 more Adam steps moved the weights
+    log = json.loads((tmp_path / "two" / "log.json").read_text())
+    assert log["config"]["world_size"] == 2
+    assert not (tmp_path / "two").joinpath("results.json").read_text() == ""  # rank 0 wrote the results
+
+
+def _model_after(tmp_path, args, epochs):
+    out = tmp_path / f"after{epochs}"
+    a = list(args)
+    a[a.index("--epochs") + 1] = str(epochs)
+    _single([*a, "--out", str(out)])
+    return _model(out)
+
+
+@pytest.mark.parametrize("dataset,args", [
+    ("ogbg-molhiv", ["--model", "gin-virtual", "--hidden", "16", "--num-layers", "2", "--batch-size", "16"]),
+    ("ogbl-ddi", ["--model", "sage", "--hidden", "16", "--batch-size", "256"]),
+])
+def test_graph_and_link_tasks_train_data_parallel(synth, tmp_path, dataset, args):
+    procs = _spawn([dataset, "--root", str(synth), "--runs", "1", "--epochs", "2", "--no-progress",
+                    "--out", str(tmp_path / "o"), *args], 2, _free_port())
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    for lib in ("gnnkit", "pyg"):
+        assert res["summary"][lib]["runs"] == 1 and 0.0 <= res["summary"][lib]["test"]["mean"] <= 1.0
+    assert "gnnkit epoch speed-up" in outs[0][0] and outs[1][0] == ""  # only rank 0 reports
+
+
+def test_a_lost_rank_stops_the_run_with_a_clear_error(synth, tmp_path):
+    out = tmp_path / "o"
+    args = ["ogbg-molhiv", "--model", "gin", "--root", str(synth), "--runs", "1", "--epochs", "200", "--hidden",
+            "16", "--num-layers", "2", "--batch-size", "8", "--layers", "gnnkit", "--no-progress", "--out", str(out)]
+    procs = _spawn(args, 2, _free_port(), {"GNNKIT_DIST_TIMEOUT": "30"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "log.json").exists():
+        time.sleep(0.1)
+    assert (out / "log.json").exists(), procs[0].communicate(timeout=10)
+    procs[1].send_signal(signal.SIGKILL)
+    t0 = time.time()
+    stdout, stderr = procs[0].communicate(timeout=120)  # must not hang
+    procs[1].wait()
+    assert time.time() - t0 < 90
+    assert procs[0].returncode == 3, stderr
+    assert "another rank died or stopped answering" in stderr and "--resume" in stderr
+
+
+def test_resume_with_another_number_of_processes(synth, tmp_path):
+    out = tmp_path / "o"
+    base = ["ogbn-arxiv", "--model", "gcn", "--root", str(synth), "--runs", "2", "--hidden", "16", "--epochs", "3",
+            "--layers", "gnnkit", "--no-progress", "--out", str(out)]
+    procs = _spawn(base, 2, _free_port())
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    more = list(base)
+    more[more.index("--runs") + 1] = "3"
+    _single([*more, "--resume"])  # a third run, by one process
+    log = json.loads((out / "log.json").read_text())
+    assert len(log["runs"]["gnnkit"]) == 3 and all(r["complete"] for r in log["runs"]["gnnkit"])
+    assert log["config"]["world_size"] == 1
+
+
+def test_torchrun_launches_the_command(synth, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed next to this python")
+    p = subprocess.run([str(torchrun), "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "gnnkit",
+                        "ogb", "ogbn-arxiv", "--model", "sage", "--root", str(synth), "--runs", "1", "--epochs", "2",
+                        "--hidden", "8", "--layers", "gnnkit", "--no-progress", "--out", str(tmp_path / "o")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads((tmp_path / "o" / "log.json").read_text())["config"]["world_size"] == 2
