@@ -113,7 +113,18 @@ def _accuracy(logits, y, mask) -> float:
 
 def train_once(model: torch.nn.Module, data: "Data", cfg: TrainConfig,
                on_epoch: Optional[Callable[[], None]] = None) -> dict:
-    """Train one model; return test accuracy at the best validation epoch and timings."""
+    """Train one model; return test accuracy at the best validation epoch and timings.
+
+    Under ``torchrun`` (:mod:`gnnkit.distributed`) the model is wrapped in ``DistributedDataParallel`` and
+    each rank's loss covers its equal share of the training nodes (the gradient average is the gradient
+    of the full training loss); every rank evaluates the whole graph with the same weights."""
+    from gnnkit.distributed import init as dist_init, wrap
+
+    ctx = dist_init("cpu")
+    net = wrap(model, ctx)
+    train_nodes = data.train_mask.nonzero().view(-1)
+    if ctx.enabled:
+        train_nodes = ctx.shard(train_nodes[:train_nodes.numel() // ctx.world_size * ctx.world_size])
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_val, test_at_best, best_epoch = -1.0, 0.0, 0
     epoch_times = []
@@ -121,8 +132,8 @@ def train_once(model: torch.nn.Module, data: "Data", cfg: TrainConfig,
         t0 = time.perf_counter()
         model.train()
         opt.zero_grad()
-        out = model(data.x, data.edge_index)
-        loss = F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
+        out = net(data.x, data.edge_index)
+        loss = F.cross_entropy(out[train_nodes], data.y[train_nodes])
         loss.backward()
         opt.step()
         epoch_times.append(time.perf_counter() - t0)

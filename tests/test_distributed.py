@@ -147,3 +147,27 @@ def test_torchrun_launches_the_command(synth, tmp_path):
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads((tmp_path / "o" / "log.json").read_text())["config"]["world_size"] == 2
+
+
+def _spawn_cmd(cmd, world, port):
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world)}
+        procs.append(subprocess.Popen([sys.executable, "-m", "gnnkit", *cmd], cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * world, outs
+    return outs
+
+
+@pytest.mark.data
+def test_train_and_linkpred_commands_run_data_parallel(tmp_path):
+    outs = _spawn_cmd(["train", "--dataset", "Cora", "--epochs", "5", "--impl", "gnnkit", "--no-progress",
+                       "--out", str(tmp_path / "train.json")], 2, _free_port())
+    assert "gnnkit" in outs[0][0] and outs[1][0] == ""
+    assert json.loads((tmp_path / "train.json").read_text())["summary"]["gnnkit"]["test_acc_mean"] > 0.3
+    outs = _spawn_cmd(["linkpred", "Cora", "--epochs", "3", "--no-progress", "--json", str(tmp_path / "lp.json")],
+                      2, _free_port())
+    assert "test" in outs[0][0] and outs[1][0] == ""
+    assert json.loads((tmp_path / "lp.json").read_text())["complete"]

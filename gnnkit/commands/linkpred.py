@@ -157,6 +157,9 @@ def _run(args) -> int:
                    "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
         write_json_atomic(payload, args.json)
     res = fit(tr, va, te, cfg, progress=not args.no_progress, on_epoch=save if args.json else None)
+    from gnnkit import distributed
+    if not distributed.is_main_process():  # under torchrun rank 0 reports and writes
+        return 0
     print(f"{args.dataset}: {cfg.model}+{cfg.decoder}, {cfg.epochs} epochs, {res.seconds:.1f} s; "
           f"best validation {cfg.select} at epoch {res.best_epoch}")
     for name, m in (("val", res.val), ("test", res.test)):

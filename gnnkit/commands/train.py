@@ -39,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(dataset=args.dataset, model=args.model, hidden=args.hidden, dropout=args.dropout,
                       lr=args.lr, weight_decay=args.weight_decay, epochs=args.epochs, runs=args.runs,
                       seed=args.seed, impls=impls, root=args.root)
-    res = train_run(cfg, progress=not args.no_progress)
+    from gnnkit import distributed
+    res = train_run(cfg, progress=not args.no_progress and distributed.is_main_process())
+    if not distributed.is_main_process():  # under torchrun rank 0 reports and writes
+        return 0
     print(format_table(res))
     if args.out:
         write_json_atomic(res, args.out)

@@ -10,7 +10,7 @@ own message edges; the test result reported is the one at the best validation ep
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -320,14 +320,21 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
     """Train and report the test metrics at the best validation epoch.
 
     ``on_epoch``, if given, is called after every evaluated epoch with the result so far
-    (``history`` up to that epoch), e.g. to save partial results of a long run."""
+    (``history`` up to that epoch), e.g. to save partial results of a long run (on rank 0 only when
+    launched by ``torchrun``: then every rank trains its share of each batch, see :class:`LinkPredTrainer`)."""
     from tqdm.auto import tqdm
-    trainer = LinkPredTrainer(train_data, val_data, test_data, cfg)
+
+    from gnnkit.distributed import init as dist_init
+    ctx = dist_init(cfg.device)  # under torchrun: this rank's process group (else a 1-process no-op)
+    if ctx.enabled:
+        cfg = replace(cfg, device=str(ctx.device(cfg.device)))
+    trainer = LinkPredTrainer(train_data, val_data, test_data, cfg, ctx=ctx)
     best, history = None, []
     t0 = time.perf_counter()
-    bar = tqdm(range(1, cfg.epochs + 1), disable=not progress, desc=f"{cfg.model}+{cfg.decoder}", unit="epoch")
+    bar = tqdm(range(1, cfg.epochs + 1), disable=not progress or not ctx.is_main, desc=f"{cfg.model}+{cfg.decoder}",
+               unit="epoch")
     for epoch in bar:
-        row = {"epoch": epoch, "loss": trainer.train_epoch()}
+        row = {"epoch": epoch, "loss": ctx.all_reduce_mean(trainer.train_epoch())}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             val, test = trainer.evaluate()
             row.update({f"val_{k}": v for k, v in val.items()})
@@ -336,7 +343,7 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
                 best = (epoch, val, test)
             bar.set_postfix(loss=f"{row['loss']:.4f}", **{f"val_{cfg.select}": f"{val[cfg.select]:.4f}"})
         history.append(row)
-        if on_epoch is not None and "val_" + cfg.select in row:
+        if on_epoch is not None and "val_" + cfg.select in row and ctx.is_main:
             on_epoch(LinkPredResult(best_epoch=best[0], val=best[1], test=best[2], history=list(history),
                                     seconds=time.perf_counter() - t0, config=asdict(cfg)))
     assert best is not None
