@@ -122,6 +122,10 @@ class MolGNN(torch.nn.Module):
     def forward(self, data: Any) -> Tensor:
         x, edge_index, edge_attr, batch = data.x, data.edge_index, data.edge_attr, data.batch
         num_graphs = int(data.num_graphs) if hasattr(data, "num_graphs") else 1
+        # edges sorted by destination once per batch, for either library (a sum does not depend on the
+        # order): gnnkit's CSR then needs no per-layer gather of the [E, width] bond embeddings
+        order = torch.argsort(edge_index[1] * x.size(0) + edge_index[0], stable=True)
+        edge_index, edge_attr = edge_index[:, order], edge_attr[order]
         h = self.atom_encoder(x)
         state = self.virtual_nodes[0].initial_state(batch, num_graphs) if self.virtual_nodes is not None else None
         for layer, conv in enumerate(self.convs):

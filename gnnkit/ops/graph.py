@@ -85,6 +85,8 @@ class Graph:
         row = dst[perm]
         col = src[perm]
         rowptr = torch.searchsorted(row, torch.arange(num_dst + 1, device=row.device))
+        if perm.numel() > 0 and not _is_compiling() and bool((perm[1:] > perm[:-1]).all()):
+            perm = None  # already in CSR order (sorted by destination): per-edge tensors need no gather
         return cls(rowptr, col, row, perm, num_src, num_dst)
 
     @classmethod
