@@ -56,25 +56,35 @@ class TrainConfig:
     seed: int = 0
     impls: List[str] = field(default_factory=lambda: ["gnnkit", "pyg"])
     root: Optional[str] = None
+    num_layers: int = 2
+    diagnose: bool = False  # Dirichlet energy and MAD per layer of the trained models (gnnkit.nn.diagnostics)
 
 
 class NodeClassifier(torch.nn.Module):
-    """Two convs with ReLU and dropout between them: ``conv2(dropout(relu(conv1(dropout(x)))))``.
+    """``num_layers`` convs (default 2) with ReLU and dropout between them, dropout on the input:
+    ``conv2(dropout(relu(conv1(dropout(x)))))`` for two.
 
     ``model``: a key of :data:`MODELS`; ``lib``: ``gnnkit.nn`` or ``torch_geometric.nn``."""
 
-    def __init__(self, model: str, lib: Any, in_channels: int, hidden: int, out_channels: int, dropout: float):
+    def __init__(self, model: str, lib: Any, in_channels: int, hidden: int, out_channels: int, dropout: float,
+                 num_layers: int = 2):
         super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"--num-layers must be >= 1, got {num_layers}")
         build = MODELS[model]
-        self.conv1 = build(lib, in_channels, hidden, hidden, False)
-        self.conv2 = build(lib, hidden * _WIDTH.get(model, 1), out_channels, hidden, True)
+        width = hidden * _WIDTH.get(model, 1)
+        self.convs = torch.nn.ModuleList(
+            build(lib, in_channels if i == 0 else width, out_channels if i == num_layers - 1 else hidden, hidden,
+                  i == num_layers - 1) for i in range(num_layers))
         self.dropout = dropout
 
     def forward(self, x: Tensor, edge_index: Adj) -> Tensor:
         x = input_dropout(x, self.dropout, self.training)
-        x = F.relu(self.conv1(x, edge_index))
-        x = F.dropout(x, self.dropout, self.training)
-        return self.conv2(x, edge_index)
+        for i, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if i < len(self.convs) - 1:
+                x = F.dropout(F.relu(x), self.dropout, self.training)
+        return x
 
 
 def input_dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -190,7 +200,8 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
         for impl in cfg.impls:
             lib = layer_library(cfg.model, impl)
             torch.manual_seed(seed)
-            model = NodeClassifier(cfg.model, lib, ds.num_features, cfg.hidden, ds.num_classes, cfg.dropout)
+            model = NodeClassifier(cfg.model, lib, ds.num_features, cfg.hidden, ds.num_classes, cfg.dropout,
+                                   cfg.num_layers)
             if state is None:
                 state = {k: v.clone() for k, v in model.state_dict().items()}
             else:
@@ -198,6 +209,9 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
             torch.manual_seed(seed)  # identical dropout masks
             bar.set_postfix(impl=impl, run=r + 1)
             results[impl].append(train_once(model, data, cfg, on_epoch=lambda: bar.update(1)))
+            if cfg.diagnose:  # how alike the node embeddings are after each layer (over-smoothing)
+                from gnnkit.nn.diagnostics import smoothing_profile
+                results[impl][-1]["diagnostics"] = smoothing_profile(model, data.x, data.edge_index)
     bar.close()
     summary = {}
     for impl, rs in results.items():
@@ -224,6 +238,38 @@ def format_table(res: dict) -> str:
     if "gnnkit" in res["summary"] and "pyg" in res["summary"]:
         ratio = res["summary"]["pyg"]["epoch_ms_median"] / max(res["summary"]["gnnkit"]["epoch_ms_median"], 1e-9)
         lines.append(f"gnnkit epoch speed-up over PyG: {ratio:.2f}x")
+    for impl, s in res["summary"].items():
+        diag = s["runs"][-1].get("diagnostics")
+        if diag:
+            lines.append(f"over-smoothing, {impl} (last run, eval mode): Dirichlet energy and MAD after each layer")
+            lines.append(f"{'layer':<14}{'energy':>14}{'energy/norm':>14}{'MAD':>10}")
+            lines += [f"{d['layer']:<14}{d['energy']:>14.4g}{d['rel_energy']:>14.4g}{d['mad']:>10.4f}" for d in diag]
     return "\n".join(lines)
+
+
+def plot_diagnostics(res: dict, path: str) -> None:
+    """Dirichlet energy against depth (log scale), one line per implementation, written atomically as PNG."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gnnkit._atomic import atomic_write
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for impl, s in res["summary"].items():
+        diag = s["runs"][-1].get("diagnostics") or []
+        ax.plot(range(len(diag)), [max(d["rel_energy"], 1e-30) for d in diag], marker="o", label=impl)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (0 = input)")
+    ax.set_ylabel("Dirichlet energy / mean squared norm")
+    cfg = res["config"]
+    ax.set_title(f"{cfg['model']} on {cfg['dataset']}, {cfg['num_layers']} layers", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
 
 

@@ -24,6 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which implementation(s) to train")
     p.add_argument("--root", default=None, help="data root (default: $GNNKIT_DATA, then the bundled datasets/)")
     p.add_argument("--out", type=_args.out_file, default=None, help="also write the results as JSON to this file")
+    p.add_argument("--num-layers", type=_args.positive_int, default=d.num_layers, help="conv layers")
+    p.add_argument("--diagnose", type=_args.out_file, default=None, metavar="PNG",
+                   help="after training, print the Dirichlet energy and MAD of every layer's output "
+                        "(over-smoothing) and plot energy against depth to this PNG")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -38,12 +42,17 @@ def run(args: argparse.Namespace) -> int:
     impls = ["gnnkit", "pyg"] if args.impl == "both" else [args.impl]
     cfg = TrainConfig(dataset=args.dataset, model=args.model, hidden=args.hidden, dropout=args.dropout,
                       lr=args.lr, weight_decay=args.weight_decay, epochs=args.epochs, runs=args.runs,
-                      seed=args.seed, impls=impls, root=args.root)
+                      seed=args.seed, impls=impls, root=args.root, num_layers=args.num_layers,
+                      diagnose=args.diagnose is not None)
     from gnnkit import distributed
     res = train_run(cfg, progress=not args.no_progress and distributed.is_main_process())
     if not distributed.is_main_process():  # under torchrun rank 0 reports and writes
         return 0
     print(format_table(res))
+    if args.diagnose:
+        from gnnkit.train import plot_diagnostics
+        plot_diagnostics(res, args.diagnose)
+        print(f"energy against depth plotted to {args.diagnose}")
     if args.out:
         write_json_atomic(res, args.out)
         print(f"results written to {args.out}")
