@@ -304,3 +304,13 @@ def test_help_lists_datasets_and_models():
     assert p.returncode == 0
     for word in ("ogbg-molhiv", "gin-virtual", "ogbn-arxiv", "ogbn-products", "ogbl-ddi", "--resume", "--layers"):
         assert word in p.stdout
+
+
+def test_one_library_alone_repeats_its_column_of_a_joint_run(synth, tmp_path):
+    kw = dict(runs=1, epochs=2, root=str(synth), hidden=8, num_layers=2)
+    both = ogb_run(OGBConfig("ogbg-molhiv", "gin", **kw), str(tmp_path / "both"), progress=False)
+    alone = ogb_run(OGBConfig("ogbg-molhiv", "gin", layers=("pyg",), **kw), str(tmp_path / "alone"), progress=False)
+    a = json.loads((tmp_path / "both" / "log.json").read_text())["runs"]["pyg"][0]["epochs"]
+    b = json.loads((tmp_path / "alone" / "log.json").read_text())["runs"]["pyg"][0]["epochs"]
+    assert [(e["loss"], e["valid"], e["test"]) for e in a] == [(e["loss"], e["valid"], e["test"]) for e in b]
+    assert both["summary"]["pyg"]["test"] == alone["summary"]["pyg"]["test"]

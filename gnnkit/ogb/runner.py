@@ -1,10 +1,11 @@
 """The OGB benchmark loop: runs x libraries x epochs, OGB's selection rule, logs, checkpoints, resume.
 
 For each run (seed ``seed + r``) every library in ``cfg.layers`` trains the same model from the same
-initial weights; after every epoch the official metric is computed on valid and test, and the reported
-test score is the one at the best validation epoch (OGB's rule; ties keep the earlier epoch).  The mean
-± std over runs is reported per library with the median training-epoch time and the peak memory of a
-training epoch.
+initial weights (those of the gnnkit build under that seed, so a ``--layers pyg`` run repeats the PyG
+column of a ``--layers gnnkit,pyg`` one); after every epoch the official metric is computed on valid
+and test, and the reported test score is the one at the best validation epoch (OGB's rule; ties keep
+the earlier epoch).  The mean ± std over runs is reported per library with the median training-epoch
+time and the peak memory of a training epoch.
 
 Files in ``out`` (all written atomically, whole or not at all):
 
@@ -142,8 +143,9 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
             runs = log["runs"][lib]
             if r < len(runs) and runs[r].get("complete"):
                 continue
-            if init is None:  # the first library's initial weights (seeded: the same on every rank)
-                init = task.trainer(cfg.layers[0], seed).initial_state()
+            if init is None:  # gnnkit's build's seeded initial weights, whichever libraries run (the same on
+                # every rank, and in a --layers pyg run as in a --layers gnnkit,pyg one)
+                init = task.trainer("gnnkit", seed).initial_state()
             trainer = task.trainer(lib, seed, init, ctx)
             torch.manual_seed(seed)  # the same dropout stream for every library
             record = {"run": r, "seed": seed, "epochs": [], "complete": False, "best_epoch": 0,
