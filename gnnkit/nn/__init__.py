@@ -7,6 +7,7 @@ from .gatv2_conv import GATv2Conv
 from .gcn_conv import GCNConv, gcn_norm
 from .gin_conv import GINConv
 from .gine_conv import GINEConv
+from .idgnn_conv import IDGNN, IDGNNConv, cycle_count_features, ego_networks
 from .lstm_aggr import LSTMAggregation
 from .models import GAT, GCN, GIN, GraphSAGE
 from .mpnn_conv import MPNNConv
@@ -17,6 +18,7 @@ from .virtual_node import VirtualNode
 
 __all__ = [
     "GCNConv", "gcn_norm", "SAGEConv", "GATConv", "GATv2Conv", "GINConv", "GINEConv", "EdgeGCNConv", "MPNNConv",
+    "IDGNNConv", "IDGNN", "cycle_count_features", "ego_networks",
     "LSTMAggregation", "VirtualNode", "Residual", "JumpingKnowledge", "add_k_hop_edges", "AddKHopEdges",
     "global_add_pool", "global_mean_pool", "global_max_pool", "GatedReadout", "EdgeReadout",
     "GCN", "GraphSAGE", "GAT", "GIN",
