@@ -11,6 +11,7 @@ from .idgnn_conv import IDGNN, IDGNNConv, cycle_count_features, ego_networks
 from .lstm_aggr import LSTMAggregation
 from .models import GAT, GCN, GIN, GraphSAGE
 from .mpnn_conv import MPNNConv
+from .pgnn_conv import PGNN, PGNNConv, bourgain_anchor_sets, closest_anchors, shortest_path_scores
 from .readout import EdgeReadout, GatedReadout, global_add_pool, global_max_pool, global_mean_pool
 from .sage_conv import SAGEConv
 from .skip import JumpingKnowledge, Residual
@@ -18,7 +19,8 @@ from .virtual_node import VirtualNode
 
 __all__ = [
     "GCNConv", "gcn_norm", "SAGEConv", "GATConv", "GATv2Conv", "GINConv", "GINEConv", "EdgeGCNConv", "MPNNConv",
-    "IDGNNConv", "IDGNN", "cycle_count_features", "ego_networks",
+    "IDGNNConv", "IDGNN", "cycle_count_features", "ego_networks", "PGNNConv", "PGNN", "bourgain_anchor_sets",
+    "closest_anchors", "shortest_path_scores",
     "LSTMAggregation", "VirtualNode", "Residual", "JumpingKnowledge", "add_k_hop_edges", "AddKHopEdges",
     "global_add_pool", "global_mean_pool", "global_max_pool", "GatedReadout", "EdgeReadout",
     "GCN", "GraphSAGE", "GAT", "GIN",

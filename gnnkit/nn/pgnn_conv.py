@@ -1,0 +1,155 @@
+"""Position-aware GNN (P-GNN, You, Ying & Leskovec 2019): node embeddings from messages to random anchor
+sets, weighted by shortest-path distance.
+
+A message-passing GNN embeds two nodes with the same neighbourhood structure identically wherever they
+lie; P-GNN measures each node's position against ``k`` anchor sets :math:`S_1..S_k` (Bourgain's
+construction: ``copies`` sets for each size :math:`n/2, n/4, \\ldots`, resampled every training forward,
+fixed under a seed at evaluation).  Per layer, for node ``v`` and anchor set :math:`S_i` with ``u`` its
+closest anchor:
+
+.. math::
+    s(v, u) = \\frac{1}{d_{sp}(v, u) + 1} \\; (0 \\text{ beyond } q \\text{ hops}), \\qquad
+    \\mathbf{M}_{v,i} = \\sigma\\big(\\mathbf{W}\\,[\\, s(v,u)\\,\\mathbf{h}_u \\,\\Vert\\, \\mathbf{h}_v \\,]\\big)
+
+and the layer returns the position-aware :math:`\\mathbf{z}_v = (\\mathbf{w}^\\top \\mathbf{M}_{v,i})_{i=1..k}`
+and the structure-aware :math:`\\mathbf{h}'_v = \\frac{1}{k}\\sum_i \\mathbf{M}_{v,i}` that feeds the next layer
+(the authors' implementation: one anchor per set, the closest).  Distances are computed once per graph
+(breadth-first, capped at ``q`` hops, SciPy) and cached.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Linear, ModuleList
+
+MAX_NODES = 50_000  # the [N, N] distance table: above this, P-GNN's exact distances do not fit
+
+
+def shortest_path_scores(edge_index: Tensor, num_nodes: int, q: int) -> Tensor:
+    """``[N, N]`` float with ``1 / (d + 1)`` for shortest-path distance ``d <= q`` (``d(v, v) = 0`` gives 1),
+    0 beyond ``q`` or unreachable; the graph is taken as undirected (P-GNN's setting)."""
+    if q < 1:
+        raise ValueError(f"P-GNN: the distance cap q must be >= 1 hop, got {q}")
+    if num_nodes > MAX_NODES:
+        raise ValueError(f"P-GNN: {num_nodes} nodes need a {num_nodes}^2 distance table; at most {MAX_NODES} "
+                         "are supported (fix: a subgraph, or ID-GNN-Fast / positional encodings for large graphs)")
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import dijkstra
+    ei = edge_index.cpu().numpy()
+    adj = sp.coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(num_nodes, num_nodes)).tocsr()
+    dist = dijkstra(adj, directed=False, unweighted=True, limit=q + 0.5)  # stops searching past q hops
+    score = np.where(np.isfinite(dist), 1.0 / (dist + 1.0), 0.0)
+    return torch.from_numpy(score).to(torch.get_default_dtype())
+
+
+def bourgain_anchor_sets(num_nodes: int, copies: float = 0.5, generator: Optional[torch.Generator] = None
+                         ) -> List[Tensor]:
+    """Random anchor sets as in the authors' code: ``m = floor(log2 n)`` sizes ``n / 2^(i+1)``, ``i < m``, each
+    drawn ``max(1, int(copies * m))`` times without replacement (``k = m * copies`` sets, O(log² n))."""
+    m = max(int(math.log2(max(num_nodes, 2))), 1)
+    per = max(int(copies * m), 1)
+    sets = []
+    for i in range(m):
+        size = max(int(num_nodes / 2 ** (i + 1)), 1)
+        for _ in range(per):
+            sets.append(torch.randperm(num_nodes, generator=generator)[:size])
+    return sets
+
+
+def closest_anchors(score: Tensor, sets: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    """``(dist_max [N, k], dist_argmax [N, k])``: for every node and anchor set, the best score and the anchor
+    that has it (the closest one)."""
+    n = score.size(0)
+    best = torch.empty(n, len(sets), dtype=score.dtype)
+    arg = torch.empty(n, len(sets), dtype=torch.long)
+    for i, s in enumerate(sets):
+        vals, pos = score.index_select(1, s).max(1)
+        best[:, i], arg[:, i] = vals, s[pos]
+    return best, arg
+
+
+class PGNNConv(torch.nn.Module):
+    """One P-GNN layer (see the module doc).
+
+    ``forward(x, dist_max, dist_argmax)`` -> ``(position [N, k], structure [N, out_channels])`` with
+    ``dist_max`` / ``dist_argmax`` from :func:`closest_anchors`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.lin_hidden = Linear(2 * in_channels, out_channels)
+        self.lin_position = Linear(out_channels, 1)
+
+    def reset_parameters(self) -> None:
+        self.lin_hidden.reset_parameters()
+        self.lin_position.reset_parameters()
+
+    def forward(self, x: Tensor, dist_max: Tensor, dist_argmax: Tensor) -> Tuple[Tensor, Tensor]:
+        n, k = dist_argmax.shape
+        if x.dim() != 2 or x.size(0) != n or x.size(1) != self.in_channels:
+            raise ValueError(f"PGNNConv: x must be [N={n}, in_channels={self.in_channels}], got {list(x.shape)}")
+        anchors = x.index_select(0, dist_argmax.reshape(-1).to(x.device)).view(n, k, -1)
+        msg = anchors * dist_max.to(x.device, x.dtype).unsqueeze(-1)
+        msg = torch.cat([msg, x.unsqueeze(1).expand(-1, k, -1)], -1)
+        msg = F.relu(self.lin_hidden(msg))  # [N, k, out]
+        return self.lin_position(msg).squeeze(-1), msg.mean(1)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"
+
+
+class PGNN(torch.nn.Module):
+    """P-GNN: a linear input map, ``num_layers`` :class:`PGNNConv` (structure-aware output feeding the next;
+    dropout between them), the last layer's position-aware output, L2-normalised, as the embedding
+    (``[N, k]``, k anchor sets), as in the authors' model.
+
+    Args:
+        in_channels, hidden_channels: widths.
+        num_layers: P-GNN layers (default 2).
+        q: distance cap in hops (default 2; the paper's "approximate" variant; use the graph's diameter
+            for exact distances).
+        copies: anchor sets per size, as a fraction of ``log2 n`` (the authors' ``c``, default 0.5).
+        dropout: between layers.
+        seed: anchor sets at evaluation come from this seed (the same sets every eval forward).
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int = 2, q: int = 2,
+                 copies: float = 0.5, dropout: float = 0.0, seed: int = 0):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"PGNN: num_layers must be >= 1, got {num_layers}")
+        if q < 1:
+            raise ValueError(f"PGNN: the distance cap q must be >= 1 hop, got {q}")
+        self.q, self.copies, self.dropout, self.seed = q, copies, dropout, seed
+        self.lin_in = Linear(in_channels, hidden_channels)
+        self.convs = ModuleList(PGNNConv(hidden_channels, hidden_channels) for _ in range(num_layers))
+        self._scores: Dict[tuple, Tensor] = {}
+
+    def scores(self, edge_index: Tensor, num_nodes: int) -> Tensor:
+        """The cached ``[N, N]`` distance scores of this graph (computed on first use)."""
+        key = (num_nodes, edge_index.size(1), int(edge_index.sum()), int((edge_index[0] * 31 + edge_index[1]).sum()))
+        if key not in self._scores:
+            self._scores = {key: shortest_path_scores(edge_index, num_nodes, self.q)}  # one graph at a time
+        return self._scores[key]
+
+    def anchor_sets(self, num_nodes: int) -> List[Tensor]:
+        """Fresh random sets in training (from torch's global generator); the seed's sets in eval mode."""
+        gen = None if self.training else torch.Generator().manual_seed(self.seed)
+        return bourgain_anchor_sets(num_nodes, self.copies, gen)
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        n = x.size(0)
+        dist_max, dist_argmax = closest_anchors(self.scores(edge_index, n), self.anchor_sets(n))
+        h = self.lin_in(x)
+        pos = h
+        for i, conv in enumerate(self.convs):
+            pos, h = conv(h, dist_max, dist_argmax)
+            if i < len(self.convs) - 1:
+                h = F.dropout(h, self.dropout, self.training)
+        return F.normalize(pos, dim=-1)

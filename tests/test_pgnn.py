@@ -1,0 +1,94 @@
+"""P-GNN: distances capped at q hops, Bourgain anchor sets, the layer against a loop reference of the
+authors' layer, positions telling apart nodes a GCN cannot, anchors resampled in training only."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import gnnkit.nn as gnn
+from gnnkit.nn import PGNN, PGNNConv, bourgain_anchor_sets, closest_anchors, shortest_path_scores
+
+PATH5 = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])  # 0 - 1 - 2 - 3 - 4 (one direction stored)
+
+
+def test_scores_hand_worked_with_the_hop_cap():
+    s = shortest_path_scores(PATH5, 5, q=2)
+    assert s[0].tolist() == pytest.approx([1.0, 1 / 2, 1 / 3, 0.0, 0.0])  # beyond 2 hops: 0
+    assert torch.equal(s, s.t())  # undirected
+    assert shortest_path_scores(PATH5, 5, q=4)[0, 4] == pytest.approx(1 / 5)
+    assert shortest_path_scores(PATH5, 6, q=9)[0, 5] == 0.0  # unreachable (isolated node 5)
+
+
+def test_bourgain_sets():
+    g = torch.Generator().manual_seed(0)
+    sets = bourgain_anchor_sets(64, copies=0.5, generator=g)
+    # m = log2(64) = 6 sizes (32, 16, ..., 1), int(0.5 * 6) = 3 copies each
+    assert len(sets) == 18
+    assert sorted({s.numel() for s in sets}) == [1, 2, 4, 8, 16, 32]
+    assert all(s.unique().numel() == s.numel() for s in sets)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 12), seed=st.integers(0, 10 ** 6))
+def test_closest_anchors_brute_force(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, 2 * n), generator=g)
+    s = shortest_path_scores(ei, n, q=3)
+    sets = bourgain_anchor_sets(n, 1.0, g)
+    best, arg = closest_anchors(s, sets)
+    for v in range(n):
+        for i, a in enumerate(sets):
+            assert best[v, i] == max(float(s[v, u]) for u in a.tolist())
+            assert s[v, arg[v, i]] == best[v, i] and int(arg[v, i]) in a.tolist()
+
+
+def test_layer_matches_a_loop_reference():
+    torch.manual_seed(0)
+    n, k, f = 6, 4, 3
+    x, dmax = torch.randn(n, f), torch.rand(n, k)
+    darg = torch.randint(0, n, (n, k))
+    conv = PGNNConv(f, 5)
+    pos, struct = conv(x, dmax, darg)
+    for v in range(n):
+        msgs = [torch.relu(conv.lin_hidden(torch.cat([x[darg[v, i]] * dmax[v, i], x[v]]))) for i in range(k)]
+        torch.testing.assert_close(struct[v], torch.stack(msgs).mean(0))
+        torch.testing.assert_close(pos[v], torch.stack([conv.lin_position(m)[0] for m in msgs]))
+
+
+def _cycle(n, offset=0):
+    src = torch.arange(n) + offset
+    return torch.stack([src, (torch.arange(n) + 1) % n + offset])
+
+
+def test_positions_tell_apart_nodes_a_gcn_cannot():
+    ei = torch.cat([_cycle(3), _cycle(6, 3)], 1)  # a triangle (0-2) and a hexagon (3-8), all degree 2
+    ei = torch.cat([ei, ei.flip(0)], 1)
+    x = torch.ones(9, 4)
+    torch.manual_seed(0)
+    gcn_out = gnn.GCN(4, 8, 2, 4)(x, ei)
+    torch.testing.assert_close(gcn_out[0], gcn_out[3])
+    model = PGNN(4, 8, num_layers=2, q=3).eval()
+    out = model(x, ei)
+    assert (out[0] - out[3]).abs().max() > 1e-3
+
+
+def test_anchor_sets_fixed_in_eval_resampled_in_training():
+    ei = torch.randint(0, 30, (2, 80), generator=torch.Generator().manual_seed(1))
+    x = torch.randn(30, 4)
+    model = PGNN(4, 8, q=2, seed=3)
+    model.eval()
+    torch.testing.assert_close(model(x, ei), model(x, ei))
+    model.train()
+    torch.manual_seed(0)
+    a = model(x, ei)
+    b = model(x, ei)
+    assert not torch.allclose(a, b)
+    assert len(model._scores) == 1  # distances computed once for the graph
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="distance cap q must be >= 1"):
+        PGNN(4, 8, q=0)
+    with pytest.raises(ValueError, match="distance table"):
+        shortest_path_scores(PATH5, 60_000, q=2)
+    with pytest.raises(ValueError, match=r"x must be \[N=3"):
+        PGNNConv(4, 2)(torch.randn(2, 4), torch.rand(3, 2), torch.zeros(3, 2, dtype=torch.long))
