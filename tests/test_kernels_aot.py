@@ -100,6 +100,7 @@ def _graph(idx_dtype, hub=40):
 def _launch_everything(dtype, idx_dtype, H, F):
     from gnnkit.kernels import (
         gat as kgat,
+        graph_attention as kga,
         sddmm as ksddmm,
         segment as kseg,
         softmax as ksoftmax,
@@ -132,6 +133,12 @@ def _launch_everything(dtype, idx_dtype, H, F):
     codebook = torch.randn(70, H * F).to(dtype)
     kvq.nearest_code_fwd(x.view(N, H * F), codebook)
     kvq.nearest_code_fwd(torch.randn(H * F, N).to(dtype).t(), codebook)
+    # dense per-graph attention: head width F (37, 16, 130: BLOCK_D 64, 16, 256), with and without bias / mask
+    q = torch.randn(3, H, 21, F).to(dtype)
+    n, dist = torch.tensor([21, 5, 0]), torch.randint(0, 6, (3, 21, 21))
+    for bias in (None, torch.randn(H, 6).to(dtype)):
+        for adj in (False, True):
+            kga.graph_attention_fwd(q, q, q, n, dist, bias, adj, 0.1)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -151,7 +158,7 @@ def test_every_kernel_compiles_to_cubin(arch, monkeypatch):
 
     import gnnkit.kernels as K
     defined = set()
-    for mod in (K.spmm, K.sddmm, K.softmax, K.segment, K.gat, K.vq):
+    for mod in (K.spmm, K.sddmm, K.softmax, K.segment, K.gat, K.vq, K.graph_attention):
         defined |= {name for name, obj in vars(mod).items()
                     if isinstance(obj, JITFunction) and name.endswith("_kernel") and obj.__module__ == mod.__name__}
     compiled = {name for name, _ in log}

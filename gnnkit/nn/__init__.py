@@ -7,6 +7,7 @@ from .gatv2_conv import GATv2Conv
 from .gcn_conv import GCNConv, gcn_norm
 from .gin_conv import GINConv
 from .gine_conv import GINEConv
+from .graph_transformer_conv import GraphTransformerConv
 from .idgnn_conv import IDGNN, IDGNNConv, cycle_count_features, ego_networks
 from .lstm_aggr import LSTMAggregation
 from .models import GAT, GCN, GIN, GraphSAGE
@@ -20,7 +21,7 @@ from .virtual_node import VirtualNode
 __all__ = [
     "GCNConv", "gcn_norm", "SAGEConv", "GATConv", "GATv2Conv", "GINConv", "GINEConv", "EdgeGCNConv", "MPNNConv",
     "IDGNNConv", "IDGNN", "cycle_count_features", "ego_networks", "PGNNConv", "PGNN", "bourgain_anchor_sets",
-    "closest_anchors", "shortest_path_scores",
+    "closest_anchors", "shortest_path_scores", "GraphTransformerConv",
     "LSTMAggregation", "VirtualNode", "Residual", "JumpingKnowledge", "add_k_hop_edges", "AddKHopEdges",
     "global_add_pool", "global_mean_pool", "global_max_pool", "GatedReadout", "EdgeReadout",
     "GCN", "GraphSAGE", "GAT", "GIN",

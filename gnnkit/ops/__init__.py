@@ -22,6 +22,7 @@ from .sddmm import sddmm, sddmm_slots
 from .segment import segment_reduce, segment_reduce_slots
 from .softmax import segment_softmax, segment_softmax_slots
 from .spmm import gather_slots, relu_message_slots, spmm, spmm_slots
+from .transformer import batch_distances, graph_attention
 from .vq import nearest_code, nearest_code_ref
 
 # gnnkit builds torch.sparse CSR tensors internally (the CPU SpMM path); PyTorch's one-time
@@ -35,5 +36,5 @@ __all__ = [
     "segment_softmax", "segment_softmax_slots", "segment_softmax_ref",
     "segment_reduce", "segment_reduce_slots", "segment_reduce_ref",
     "gat_attention", "gat_attention_slots", "edge_dropout", "nearest_code", "nearest_code_ref", "backend_mode",
-    "use_triton",
+    "use_triton", "graph_attention", "batch_distances",
 ]

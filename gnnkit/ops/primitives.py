@@ -20,6 +20,7 @@ from torch import Tensor
 from ._backend import use_triton
 from .graph import Graph
 from .reference import (
+    graph_attention_ref,
     sddmm_csr_ref,
     segment_reduce_bwd_ref,
     segment_reduce_ref,
@@ -218,3 +219,21 @@ def gat_fused_bwd_op(rowptr: Tensor, col: Tensor, row: Tensor, rowptr_t: Tensor,
 def _(rowptr, col, row, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out, m, z, grad_out, negative_slope):
     gt = x.new_empty(0) if edge_term is None else torch.empty_like(edge_term)
     return torch.empty_like(x), torch.empty_like(a_src), torch.empty_like(a_dst), gt
+
+
+# ---------------------------------------------------------------------- dense per-graph attention
+@torch.library.custom_op("gnnkit::graph_attention", mutates_args=())
+def graph_attention_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Optional[Tensor],
+                       bias: Optional[Tensor], adjacency: bool, scale: float) -> Tensor:
+    """Attention within each padded graph (Graphormer's spatial bias, optional adjacency mask): the fused
+    Triton kernel, which never stores the ``[B, H, N, N]`` scores, or the torch reference."""
+    if use_triton("graph_attention", q):
+        from gnnkit.kernels import graph_attention as kernels
+        return kernels.graph_attention_fwd(q, k, v, num_nodes, dist, bias, adjacency, scale)
+    with torch.no_grad():
+        return graph_attention_ref(q, k, v, num_nodes, dist, bias, adjacency, scale)
+
+
+@graph_attention_op.register_fake
+def _(q, k, v, num_nodes, dist, bias, adjacency, scale):
+    return torch.empty_like(q)

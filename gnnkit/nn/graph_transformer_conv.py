@@ -1,0 +1,120 @@
+"""GraphTransformerConv: a transformer layer over all node pairs of each graph, with the graph as a mask or
+as a bias (Graphormer, Ying et al. 2021)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Embedding, LayerNorm, Linear, Parameter
+
+from gnnkit.ops import batch_distances, graph_attention
+
+MAX_NODES = 1024  # the largest graph the dense per-graph attention takes by default
+
+
+class GraphTransformerConv(torch.nn.Module):
+    r"""One pre-norm transformer layer per graph of a PyG batch — "transformers can be viewed as GNNs on
+    fully connected graphs" (the lectures):
+
+    .. math::
+        \mathbf{H}' = \mathbf{H} + \mathrm{MHA}(\mathrm{LN}(\mathbf{H})), \qquad
+        \mathbf{H}'' = \mathbf{H}' + \mathrm{FFN}(\mathrm{LN}(\mathbf{H}'))
+
+    with, per head, :math:`\mathrm{softmax}\big(\mathbf{q}_i^\top\mathbf{k}_j/\sqrt{d} + b_{\phi(i,j)}\big)`
+    over the nodes ``j`` of ``i``'s graph:
+
+    - ``attention="full"``: every pair; ``"adjacency"``: only ``i`` itself and its neighbours (the adjacency
+      matrix as a mask, renormalised: the GAT limit);
+    - ``spatial_bias``: :math:`b_{\phi(i,j)}` learned per head and per shortest-path distance
+      :math:`\phi(i,j) \in \{0..\text{max\_distance}\}` (one more bucket for farther / unreachable);
+    - ``degree_encoding``: a learned embedding of each node's degree (capped at ``max_degree``) added to
+      the input (Graphormer's centrality encoding).
+
+    On CUDA the attention runs as one fused Triton kernel per (graph, head, query block) that never stores
+    the ``[B, H, N, N]`` scores; elsewhere the torch reference (see :func:`gnnkit.ops.graph_attention`).
+
+    Args:
+        channels: node width (input = output).
+        heads: attention heads (``channels`` must be divisible by it).
+        attention: ``"full"`` or ``"adjacency"``.
+        spatial_bias, max_distance: see above (``max_distance >= 1``).
+        degree_encoding, max_degree: see above.
+        dropout: on the attention output and in the FFN.
+        ffn_ratio: FFN width over ``channels`` (0: no FFN block).
+        max_nodes: the largest graph accepted (dense per-graph attention: N² pairs per head).
+
+    ``forward(x, edge_index, batch)``: ``batch`` is PyG's graph id per node (required; for one graph pass
+    ``torch.zeros(N, dtype=torch.long)``).
+    """
+
+    def __init__(self, channels: int, heads: int = 4, attention: str = "full", spatial_bias: bool = True,
+                 max_distance: int = 8, degree_encoding: bool = True, max_degree: int = 32, dropout: float = 0.0,
+                 ffn_ratio: int = 2, max_nodes: int = MAX_NODES):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"GraphTransformerConv: channels={channels} must be divisible by heads={heads}")
+        if attention not in ("full", "adjacency"):
+            raise ValueError(f"GraphTransformerConv: attention must be 'full' or 'adjacency', got {attention!r}")
+        if max_distance < 1:
+            raise ValueError(f"GraphTransformerConv: max_distance must be >= 1 (hops of the spatial bias), got "
+                             f"{max_distance}")
+        self.channels, self.heads, self.attention = channels, heads, attention
+        self.max_distance, self.max_degree, self.max_nodes, self.dropout = max_distance, max_degree, max_nodes, dropout
+        self.norm1 = LayerNorm(channels)
+        self.qkv = Linear(channels, 3 * channels)
+        self.out = Linear(channels, channels)
+        self.spatial = Parameter(torch.zeros(heads, max_distance + 2)) if spatial_bias else None
+        self.degree = Embedding(max_degree + 1, channels) if degree_encoding else None
+        if ffn_ratio > 0:
+            self.norm2 = LayerNorm(channels)
+            self.ffn1, self.ffn2 = Linear(channels, ffn_ratio * channels), Linear(ffn_ratio * channels, channels)
+        else:
+            self.norm2 = self.ffn1 = self.ffn2 = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in (self.norm1, self.qkv, self.out, self.norm2, self.ffn1, self.ffn2):
+            if m is not None:
+                m.reset_parameters()
+        if self.spatial is not None:
+            torch.nn.init.zeros_(self.spatial)
+        if self.degree is not None:
+            torch.nn.init.normal_(self.degree.weight, std=0.02)
+
+    def forward(self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+        if batch is None:
+            raise ValueError("GraphTransformerConv needs batch (the graph id of every node, PyG's Batch.batch); "
+                             "for a single graph pass torch.zeros(N, dtype=torch.long)")
+        if x.dim() != 2 or x.size(-1) != self.channels:
+            raise ValueError(f"GraphTransformerConv: x must be [N, channels={self.channels}], got {list(x.shape)}")
+        if batch.shape != (x.size(0),):
+            raise ValueError(f"GraphTransformerConv: batch must be [N={x.size(0)}], got {list(batch.shape)}")
+        if x.size(0) == 0:
+            return x
+        from torch_geometric.utils import degree, to_dense_batch
+        dist, counts = batch_distances(edge_index, batch, self.max_distance)
+        if int(counts.max()) > self.max_nodes:
+            raise ValueError(f"GraphTransformerConv: a graph of {int(counts.max())} nodes exceeds max_nodes="
+                             f"{self.max_nodes} (dense attention over N^2 pairs per graph); fix: raise max_nodes if "
+                             "memory allows, or use a sparse layer (GATConv) for large graphs")
+        h = x
+        if self.degree is not None:
+            deg = degree(edge_index[1], x.size(0), dtype=torch.long).clamp(max=self.max_degree)
+            h = h + self.degree(deg)
+        dense, mask = to_dense_batch(self.norm1(h), batch, max_num_nodes=dist.size(-1))
+        B, N, C = dense.shape
+        q, k, v = self.qkv(dense).view(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        att = graph_attention(q.contiguous(), k.contiguous(), v.contiguous(), counts, dist, self.spatial,
+                              self.attention == "adjacency")
+        att = att.permute(0, 2, 1, 3).reshape(B, N, C)[mask]
+        h = h + F.dropout(self.out(att), self.dropout, self.training)
+        if self.ffn1 is not None:
+            f = self.ffn2(F.dropout(F.gelu(self.ffn1(self.norm2(h))), self.dropout, self.training))
+            h = h + F.dropout(f, self.dropout, self.training)
+        return h
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.channels}, heads={self.heads}, attention={self.attention!r}, "
+                f"spatial_bias={self.spatial is not None})")
