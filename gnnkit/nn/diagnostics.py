@@ -61,11 +61,13 @@ def dirichlet_energy(x: Tensor, edge_index: Tensor, normalized: bool = False) ->
 
 
 def relative_energy(x: Tensor, edge_index: Tensor) -> Tensor:
-    """Scale-free Dirichlet energy: :func:`dirichlet_energy` over the mean squared norm of the rows,
-    :math:`E(\\mathbf{X}) / (\\lVert \\mathbf{X} \rVert_F^2 / |V|)` (a Rayleigh quotient of the graph
-    Laplacian): weights that grow with training cannot hide that embeddings became alike."""
+    r"""Scale-free Dirichlet energy: the degree-normalised :func:`dirichlet_energy` over the mean squared
+    norm of the rows, :math:`E_{\hat D}(\mathbf{X}) / (\lVert \mathbf{X} \rVert_F^2 / |V|)` (a Rayleigh
+    quotient of the normalised Laplacian).  Degree-normalised because GCN propagation converges to rows
+    proportional to :math:`\sqrt{1 + d_i}`, which keep a plain energy but lose the normalised one;
+    scale-free because weights that grow with training must not hide that embeddings became alike."""
     scale = x.float().pow(2).sum() / max(x.size(0), 1)
-    e = dirichlet_energy(x, edge_index)
+    e = dirichlet_energy(x, edge_index, normalized=True)
     return e / scale if float(scale) > 0 else torch.zeros_like(e)
 
 
