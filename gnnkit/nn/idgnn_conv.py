@@ -128,14 +128,27 @@ class IDGNN(torch.nn.Module):
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = ModuleList(IDGNNConv(a, b, normalize) for a, b in zip(dims[:-1], dims[1:]))
         self.dropout, self.batch_size = dropout, batch_size
+        self._ego_key: Optional[tuple] = None
+        self._ego_cache: list = []
+
+    def _egos(self, edge_index: Tensor, n: int, nodes: Tensor, device: torch.device) -> list:
+        """The batched ego networks of ``nodes``, kept for the last graph seen (training re-reads them)."""
+        ei = edge_index.cpu()
+        key = (n, ei.size(1), int(ei.sum()), int((ei[0] * 31 + ei[1]).sum()), nodes.numel(), int(nodes.sum()),
+               int((nodes * nodes).sum()), len(self.convs), self.batch_size, str(device))
+        if self._ego_key != key:
+            chunks = []
+            for i in range(0, nodes.numel(), self.batch_size):
+                ids, sub, centre = ego_networks(ei, n, nodes[i:i + self.batch_size].cpu(), len(self.convs))
+                chunks.append((ids.to(device), sub.to(device), centre.to(device)))
+            self._ego_key, self._ego_cache = key, chunks
+        return self._ego_cache
 
     def forward(self, x: Tensor, edge_index: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
         n = x.size(0)
         nodes = torch.arange(n, device=x.device) if nodes is None else nodes.long().view(-1)
         outs = []
-        for i in range(0, nodes.numel(), self.batch_size):
-            ids, ei, centre = ego_networks(edge_index.cpu(), n, nodes[i:i + self.batch_size].cpu(), len(self.convs))
-            ids, ei, centre = ids.to(x.device), ei.to(x.device), centre.to(x.device)
+        for ids, ei, centre in self._egos(edge_index, n, nodes, x.device):
             h = x.index_select(0, ids)
             for k, conv in enumerate(self.convs):
                 h = conv(h, ei, centre)
