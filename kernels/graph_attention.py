@@ -69,16 +69,16 @@ def graph_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_n
                         dist: Optional[torch.Tensor], bias: Optional[torch.Tensor], adjacency: bool,
                         scale: float) -> torch.Tensor:
     """See the module doc."""
-    if q.dim() != 4 or q.shape != k.shape or q.shape != v.shape:
-        raise ValueError(f"q, k, v must share one shape [B, H, N, D], got {list(q.shape)}, {list(k.shape)}, "
-                         f"{list(v.shape)}")
-    B, H, N, D = q.shape
-    if num_nodes.shape != (B,):
-        raise ValueError(f"num_nodes must be [B={B}], got {list(num_nodes.shape)}")
-    if (bias is not None or adjacency) and (dist is None or dist.shape != (B, N, N)):
-        raise ValueError(f"dist must be [B, N, N] = {[B, N, N]} with a bias or the adjacency mask")
-    if bias is not None and (bias.dim() != 2 or bias.size(0) != H):
-        raise ValueError(f"bias must be [H={H}, buckets], got {list(bias.shape)}")
+    B, H, N, D = q.shape if q.dim() == 4 else (0, 0, 0, 0)
+    ok = (q.dim() == 4 and q.shape == k.shape == v.shape and num_nodes.shape == (B,)
+          and (dist is None or dist.shape == (B, N, N)) and (bias is None or (bias.dim() == 2 and bias.size(0) == H))
+          and (dist is not None or (bias is None and not adjacency)))
+    if not ok:
+        raise ValueError("graph_attention_fwd: expected q, k, v [B, H, N, D], num_nodes [B], dist [B, N, N] (needed "
+                         f"by a bias or the mask), bias [H, buckets]; got q {list(q.shape)}, k {list(k.shape)}, v "
+                         f"{list(v.shape)}, num_nodes {list(num_nodes.shape)}, "
+                         f"dist {None if dist is None else list(dist.shape)}, "
+                         f"bias {None if bias is None else list(bias.shape)}")
     out = torch.empty_like(q)
     if out.numel() == 0:
         return out

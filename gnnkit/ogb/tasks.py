@@ -141,6 +141,13 @@ class Trainer:
     def initial_state(self) -> Dict[str, Any]:
         return {k: v.clone() for k, v in self.model.state_dict().items()}
 
+    def _start(self, task: Any, seed: int, ctx: DistContext) -> "OGBConfig":
+        """Common set-up: task, metric, rank context, seed, device; seeds torch; returns the config."""
+        self.task, self.metric, self.ctx, self.seed = task, task.metric, ctx, seed
+        self.device = ctx.device(task.cfg.device)
+        torch.manual_seed(seed)
+        return task.cfg
+
 
 _LOCAL = DistContext()
 
@@ -184,10 +191,7 @@ class GraphTrainer(Trainer):
     def __init__(self, task: GraphTask, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]],
                  ctx: DistContext = _LOCAL):
         from torch_geometric.loader import DataLoader
-        cfg = task.cfg
-        self.task, self.metric, self.ctx, self.seed = task, task.metric, ctx, seed
-        self.device = ctx.device(cfg.device)
-        torch.manual_seed(seed)
+        cfg = self._start(task, seed, ctx)
         self.model = MolGNN(cfg.model, lib, task.dataset.num_tasks, cfg.num_layers, cfg.hidden, cfg.dropout,
                             cfg.extra.get("pooling", "mean"))
         if init_state is not None:
@@ -300,10 +304,7 @@ class NodeTrainer(Trainer):
 
     def __init__(self, task: NodeTask, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]],
                  ctx: DistContext = _LOCAL):
-        cfg = task.cfg
-        self.task, self.metric, self.ctx, self.seed = task, task.metric, ctx, seed
-        self.device = ctx.device(cfg.device)
-        torch.manual_seed(seed)
+        cfg = self._start(task, seed, ctx)
         data = task.data
         self.model = NodeGNN(cfg.model, lib, data.num_features, cfg.hidden, task.num_classes, cfg.num_layers,
                              cfg.dropout, cfg.extra.get("batch_norm", True), cached=not task.minibatch)
