@@ -90,11 +90,13 @@ def summarize(log: Dict[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for lib, runs in log["runs"].items():
         done = [r for r in runs if r.get("complete")]
+        if not done:  # a library with no finished run has nothing to report yet
+            continue
+        peaks = [r["peak_mb"] for r in done if r.get("peak_mb") is not None]  # None where not measurable
         out[lib] = {"runs": len(done), "test": _mean_std([r["test_at_best"] for r in done]),
                     "valid": _mean_std([r["best_valid"] for r in done]),
-                    "epoch_s": statistics.median(r["epoch_s_median"] for r in done) if done else math.nan,
-                    "peak_mb": statistics.median(r["peak_mb"] for r in done
-                                                 if r.get("peak_mb") is not None) if done else math.nan}
+                    "epoch_s": statistics.median(r["epoch_s_median"] for r in done),
+                    "peak_mb": statistics.median(peaks) if peaks else math.nan}
     return out
 
 
