@@ -52,6 +52,13 @@ class DistContext:
         """This rank's share of ``t`` along dim 0 (every ``world_size``-th row from ``rank``)."""
         return t[self.rank::self.world_size] if self.enabled else t
 
+    def equal_share(self, t: Tensor) -> Tensor:
+        """This rank's share of ``t`` after dropping its last ``len(t) % world_size`` rows, so every rank gets
+        the same number (and takes the same number of steps); all of ``t`` in one process."""
+        if not self.enabled:
+            return t
+        return self.shard(t[:t.size(0) // self.world_size * self.world_size])
+
     def barrier(self) -> None:
         if self.enabled:
             _guard(dist.barrier)

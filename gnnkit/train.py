@@ -132,9 +132,7 @@ def train_once(model: torch.nn.Module, data: "Data", cfg: TrainConfig,
 
     ctx = dist_init("cpu")
     net = wrap(model, ctx)
-    train_nodes = data.train_mask.nonzero().view(-1)
-    if ctx.enabled:
-        train_nodes = ctx.shard(train_nodes[:train_nodes.numel() // ctx.world_size * ctx.world_size])
+    train_nodes = ctx.equal_share(data.train_mask.nonzero().view(-1))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_val, test_at_best, best_epoch = -1.0, 0.0, 0
     epoch_times = []

@@ -140,3 +140,8 @@ def test_bad_input_is_named():
         GraphTransformerConv(8, heads=3)
     with pytest.raises(ValueError, match="an edge joins two graphs"):
         batch_distances(torch.tensor([[0], [3]]), torch.tensor([0, 0, 1, 1]), 2)
+
+
+def test_edge_index_out_of_range_is_named():
+    with pytest.raises(ValueError, match="edge_index refers to nodes outside"):
+        batch_distances(torch.tensor([[0], [7]]), torch.tensor([0, 0, 1]), 2)

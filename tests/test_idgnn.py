@@ -121,3 +121,8 @@ def test_bad_input_is_named():
         conv(torch.randn(3, 4), torch.tensor([[0], [1]]), torch.tensor([5]))
     with pytest.raises(ValueError, match="max_length must be >= 1"):
         cycle_count_features(torch.tensor([[0], [1]]), 2, 0)
+
+
+def test_idgnn_names_nodes_out_of_range():
+    with pytest.raises(ValueError, match=r"nodes must be node indices in \[0, 12\)"):
+        IDGNN(4, 8, 2)(torch.ones(12, 4), TWO_TRIANGLES_AND_HEXAGON, nodes=torch.tensor([12]))

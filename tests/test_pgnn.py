@@ -92,3 +92,8 @@ def test_bad_input_is_named():
         shortest_path_scores(PATH5, 60_000, q=2)
     with pytest.raises(ValueError, match=r"x must be \[N=3"):
         PGNNConv(4, 2)(torch.randn(2, 4), torch.rand(3, 2), torch.zeros(3, 2, dtype=torch.long))
+
+
+def test_edge_index_out_of_range_is_named():
+    with pytest.raises(ValueError, match=r"edge_index refers to nodes outside \[0, 3\)"):
+        shortest_path_scores(PATH5, 3, q=2)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Embedding, LayerNorm, Linear, Parameter
 
-from gnnkit.ops import batch_distances, graph_attention
+from gnnkit.ops import batch_distances, cached_for, graph_attention
 
 MAX_NODES = 1024  # the largest graph the dense per-graph attention takes by default
 
@@ -94,7 +94,9 @@ class GraphTransformerConv(torch.nn.Module):
         if x.size(0) == 0:
             return x
         from torch_geometric.utils import degree, to_dense_batch
-        dist, counts = batch_distances(edge_index, batch, self.max_distance)
+        # the same batch goes through every layer of a model: its distances are computed once, cached on it
+        tag = ("batch_distances", self.max_distance, batch.numel(), int(batch.sum()), int((batch * batch).sum()))
+        dist, counts = cached_for(edge_index, tag, lambda: batch_distances(edge_index, batch, self.max_distance))
         if int(counts.max()) > self.max_nodes:
             raise ValueError(f"GraphTransformerConv: a graph of {int(counts.max())} nodes exceeds max_nodes="
                              f"{self.max_nodes} (dense attention over N^2 pairs per graph); fix: raise max_nodes if "

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Linear, ModuleList, Parameter
 
-from gnnkit.ops import as_graph
+from gnnkit.ops import as_graph, cached_for
 
 from ._utils import aggregate
 from .gcn_conv import gcn_norm
@@ -128,25 +128,25 @@ class IDGNN(torch.nn.Module):
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = ModuleList(IDGNNConv(a, b, normalize) for a, b in zip(dims[:-1], dims[1:]))
         self.dropout, self.batch_size = dropout, batch_size
-        self._ego_key: Optional[tuple] = None
-        self._ego_cache: list = []
 
     def _egos(self, edge_index: Tensor, n: int, nodes: Tensor, device: torch.device) -> list:
-        """The batched ego networks of ``nodes``, kept for the last graph seen (training re-reads them)."""
-        ei = edge_index.cpu()
-        key = (n, ei.size(1), int(ei.sum()), int((ei[0] * 31 + ei[1]).sum()), nodes.numel(), int(nodes.sum()),
-               int((nodes * nodes).sum()), len(self.convs), self.batch_size, str(device))
-        if self._ego_key != key:
-            chunks = []
+        """The batched ego networks of ``nodes``, cached on ``edge_index`` (training re-reads them)."""
+        def build() -> list:
+            ei, chunks = edge_index.cpu(), []
             for i in range(0, nodes.numel(), self.batch_size):
                 ids, sub, centre = ego_networks(ei, n, nodes[i:i + self.batch_size].cpu(), len(self.convs))
                 chunks.append((ids.to(device), sub.to(device), centre.to(device)))
-            self._ego_key, self._ego_cache = key, chunks
-        return self._ego_cache
+            return chunks
+        tag = ("idgnn_egos", n, len(self.convs), self.batch_size, str(device), nodes.numel(), int(nodes.sum()),
+               int((nodes * nodes).sum()), int(nodes.cumsum(0).sum()))
+        return cached_for(edge_index, tag, build)
 
     def forward(self, x: Tensor, edge_index: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
         n = x.size(0)
         nodes = torch.arange(n, device=x.device) if nodes is None else nodes.long().view(-1)
+        if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= n):
+            raise ValueError(f"IDGNN: nodes must be node indices in [0, {n}), got values from {int(nodes.min())} "
+                             f"to {int(nodes.max())}")
         outs = []
         for ids, ei, centre in self._egos(edge_index, n, nodes, x.device):
             h = x.index_select(0, ids)

@@ -38,6 +38,10 @@ def shortest_path_scores(edge_index: Tensor, num_nodes: int, q: int) -> Tensor:
     if num_nodes > MAX_NODES:
         raise ValueError(f"P-GNN: {num_nodes} nodes need a {num_nodes}^2 distance table; at most {MAX_NODES} "
                          "are supported (fix: a subgraph, or ID-GNN-Fast / positional encodings for large graphs)")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"P-GNN: edge_index must be [2, E], got {list(edge_index.shape)}")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(f"P-GNN: edge_index refers to nodes outside [0, {num_nodes}); pass the graph of x")
     import scipy.sparse as sp
     from scipy.sparse.csgraph import dijkstra
     ei = edge_index.cpu().numpy()

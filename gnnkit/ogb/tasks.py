@@ -116,10 +116,6 @@ class OGBConfig:
                                               "dropout", "lr", "batch_size")} | {"extra": self.extra}
 
 
-def _rng_state(gen: torch.Generator) -> Tensor:
-    return gen.get_state()
-
-
 class Trainer:
     """What the runner drives; see the module doc."""
     model: torch.nn.Module
@@ -259,7 +255,7 @@ class GraphTrainer(Trainer):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generators": {"batches": _rng_state(self.gen)}, "epoch": self.epoch}
+                "generators": {"batches": self.gen.get_state()}, "epoch": self.epoch}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -316,9 +312,9 @@ class NodeTrainer(Trainer):
         self.gens: Dict[str, torch.Generator] = {}
         self.epoch = 0
         train_idx = task.split["train"]
-        if ctx.enabled:  # equal shares: drop the remainder of a seeded permutation
-            perm = torch.randperm(train_idx.numel(), generator=torch.Generator().manual_seed(seed))
-            train_idx = ctx.shard(train_idx[perm[:train_idx.numel() // ctx.world_size * ctx.world_size]])
+        if ctx.enabled:  # equal shares of a seeded permutation (the remainder dropped)
+            train_idx = ctx.equal_share(train_idx[torch.randperm(train_idx.numel(),
+                                                                 generator=torch.Generator().manual_seed(seed))])
         if task.minibatch:
             from .sampling import neighbor_loader
             fanout = list(cfg.extra.get("fanout", [15, 10, 5]))

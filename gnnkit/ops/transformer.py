@@ -103,6 +103,11 @@ def batch_distances(edge_index: Tensor, batch: Tensor, max_distance: int, num_gr
     ptr[1:] = torch.cumsum(counts, 0)
     local = torch.arange(batch.numel(), device=batch.device) - ptr[batch]
     ei = edge_index.long()
+    if ei.dim() != 2 or ei.size(0) != 2:
+        raise ValueError(f"batch_distances: edge_index must be [2, E], got {list(ei.shape)}")
+    if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= batch.numel()):
+        raise ValueError(f"batch_distances: edge_index refers to nodes outside [0, {batch.numel()}) (the length "
+                         "of batch); check edge_index against batch")
     if ei.numel() and bool((batch[ei[0]] != batch[ei[1]]).any()):
         raise ValueError("batch_distances: an edge joins two graphs of the batch; check edge_index against batch")
     adj = torch.zeros(B, n_max, n_max, dtype=torch.float32, device=batch.device)
