@@ -219,12 +219,19 @@ def test_message_level_hooks_raise_a_named_error():
     (["mean", "sum", "softmax"], {"aggr_kwargs": {"mode": "proj", "mode_kwargs": {"in_channels": F_IN,
                                                                                   "out_channels": F_IN}}}),
     ("mean-object", {}), ("max-object", {}), ("var-object", {}), ("std-object", {}), ("std-semi", {}),
+    ("softmax-learn", {}), ("softmax-semi", {}), ("softmax-negative", {}), ("powermean-learn", {}),
+    ("powermean-3", {}),
 ])
 def test_sage_aggregations_equal_pyg(aggr, kwargs):
     from torch_geometric.nn import aggr as A
     objects = {"mean-object": lambda: A.MeanAggregation(), "max-object": lambda: A.MaxAggregation(),
                "var-object": lambda: A.VarAggregation(), "std-object": lambda: A.StdAggregation(),
-               "std-semi": lambda: A.StdAggregation(semi_grad=True)}
+               "std-semi": lambda: A.StdAggregation(semi_grad=True),
+               "softmax-learn": lambda: A.SoftmaxAggregation(t=0.7, learn=True, channels=F_IN),
+               "softmax-semi": lambda: A.SoftmaxAggregation(t=2.0, semi_grad=True),
+               "softmax-negative": lambda: A.SoftmaxAggregation(t=-1.5, learn=True),
+               "powermean-learn": lambda: A.PowerMeanAggregation(p=2.0, learn=True, channels=F_IN),
+               "powermean-3": lambda: A.PowerMeanAggregation(p=3.0)}
     x, ei = _graph(7)
     x = x.abs() + 0.1 if aggr in ("powermean", "mul") else x
     mods = []
@@ -237,28 +244,84 @@ def test_sage_aggregations_equal_pyg(aggr, kwargs):
     xp, xg = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     a, b = p(xp, ei), g(xg, ei)
     _close(b, a, atol=1e-4)
-    a.sum().backward()
-    b.sum().backward()
+    a.square().sum().backward()
+    b.square().sum().backward()
     _close(xg.grad, xp.grad, atol=1e-4)
+    for (name, pa), pb in zip(p.named_parameters(), g.parameters()):  # learnt t / p included
+        _close(pb.grad, pa.grad, atol=1e-4)
+
+
+@pytest.mark.parametrize("aggr", ["softmax", "powermean", "var", "std", "max"])
+def test_sage_native_aggregations_gather_no_messages(aggr, monkeypatch):
+    """These aggregations run on gnnkit's CSR ops (not PyG's module on [E, F] gathered messages)."""
+    import gnnkit.nn.sage_conv as sage
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("PyG's module on gathered messages was used")
+    monkeypatch.setattr(sage, "gather_slots", refuse)
+    g = gnn.SAGEConv(F_IN, 5, aggr=aggr)
+    x, ei = _graph(3)
+    g(x.abs() + 0.1, ei).sum().backward()
+
+
+@pytest.mark.parametrize("aggr", ["softmax", "powermean"])
+def test_sage_softmax_and_powermean_under_an_explainer_mask_equal_pyg(aggr):
+    torch.manual_seed(0)
+    p, g = pnn.SAGEConv(F_IN, 5, aggr=aggr), gnn.SAGEConv(F_IN, 5, aggr=aggr)
+    g.load_state_dict(p.state_dict())
+    x, ei = _graph(11)
+    x = x.abs() + 0.1
+    mask = torch.randn(E)
+    for m in (p, g):
+        m.explain, m._edge_mask = True, mask
+    _close(g(x, ei), p(x, ei), atol=1e-5)
 
 
 # ---------------------------------------------------------------------------- input forms
-@pytest.mark.parametrize("name", ["GCNConv", "GINConv", "GINEConv", "SAGEConv", "SAGEConv-max", "SAGEConv-std"])
+@pytest.mark.parametrize("name", ["GCNConv", "GINConv", "GINEConv", "SAGEConv", "SAGEConv-max", "SAGEConv-std",
+                                  "SAGEConv-softmax", "SAGEConv-powermean"])
 def test_static_graphs_equal_pyg(name):
     torch.manual_seed(0)
     make = {"GCNConv": lambda lib: lib.GCNConv(F_IN, 6),
             "SAGEConv": lambda lib: lib.SAGEConv(F_IN, 6),
             "SAGEConv-max": lambda lib: lib.SAGEConv(F_IN, 6, aggr="max", project=True),
             "SAGEConv-std": lambda lib: lib.SAGEConv(F_IN, 6, aggr="std"),
+            "SAGEConv-softmax": lambda lib: lib.SAGEConv(F_IN, 6, aggr="softmax"),
+            "SAGEConv-powermean": lambda lib: lib.SAGEConv(F_IN, 6, aggr="powermean", aggr_kwargs={"p": 2.0}),
             "GINConv": lambda lib: lib.GINConv(torch.nn.Linear(F_IN, 6)),
             "GINEConv": lambda lib: lib.GINEConv(torch.nn.Linear(F_IN, 6), edge_dim=3)}[name]
     p = make(pnn)
     g = make(gnn)
     g.load_state_dict(p.state_dict())
     x = torch.randn(3, N, F_IN)
+    x = x.abs() + 0.1 if name == "SAGEConv-powermean" else x
     _, ei = _graph(8)
     args = (ei, torch.randn(E, 3)) if name == "GINEConv" else (ei,)
     _close(g(x, *args), p(x, *args))
+
+
+@pytest.mark.parametrize("name", ["GCNConv", "GINConv", "GINEConv", "SAGEConv", "SAGEConv-softmax"])
+def test_static_graphs_with_nodes_on_axis_0(name):
+    """node_dim=0: x [N, B, F] (PyG runs GIN/SAGE so; its GCN/GINE fail) equals the [B, N, F] layout."""
+    torch.manual_seed(0)
+    make = {"GCNConv": lambda lib, **k: lib.GCNConv(F_IN, 6, **k),
+            "SAGEConv": lambda lib, **k: lib.SAGEConv(F_IN, 6, **k),
+            "SAGEConv-softmax": lambda lib, **k: lib.SAGEConv(F_IN, 6, aggr="softmax", **k),
+            "GINConv": lambda lib, **k: lib.GINConv(torch.nn.Linear(F_IN, 6), **k),
+            "GINEConv": lambda lib, **k: lib.GINEConv(torch.nn.Linear(F_IN, 6), edge_dim=3, **k)}[name]
+    g0, g = make(gnn, node_dim=0), make(gnn)
+    g.load_state_dict(g0.state_dict())
+    x = torch.randn(N, 3, F_IN)
+    _, ei = _graph(8)
+    args = (ei, torch.randn(E, 3)) if name == "GINEConv" else (ei,)
+    want = g(x.transpose(0, 1), *args).transpose(0, 1)
+    _close(g0(x, *args), want)
+    if name in ("GINConv", "SAGEConv", "SAGEConv-softmax"):
+        p = make(pnn, node_dim=0)
+        p.load_state_dict(g0.state_dict())
+        _close(p(x, *args), want)
+    with pytest.raises(ValueError, match="node_dim=2 puts the nodes on axis 2"):
+        make(gnn, node_dim=2)(x, *args)
 
 
 def test_sparse_x_in_gcn_equals_pyg():

@@ -10,7 +10,10 @@ What PyG's tooling sets on a ``MessagePassing`` and gnnkit honours:
   layer adds (self-loops) get 1 and input self-loops a layer removes are dropped with it;
 * ``flow="target_to_source"``: ``edge_index`` is read the other way round (``edge_index`` input only,
   as in PyG);
-* ``decomposed_layers``: accepted (it only changes PyG's peak memory; results are the same).
+* ``decomposed_layers``: accepted (it only changes PyG's peak memory; results are the same);
+* ``node_dim``: for a static graph (one ``edge_index`` for every batch row), the axis of a 3-D ``x``
+  that holds the nodes: the second-to-last (PyG's default ``-2``, ``x`` ``[B, N, F]``) or the first
+  (``node_dim=0``, ``x`` ``[N, B, F]``, the output keeps that layout); 2-D ``x`` is ``[N, F]`` either way.
 
 Message-level hooks (``register_message_forward_pre_hook`` and the other eight) raise a clear
 error: gnnkit never calls ``message``/``aggregate``, so such a hook would silently never run.
@@ -55,6 +58,18 @@ class CSRMessagePassing(MessagePassing):
         if not isinstance(edge_index, Tensor):
             return edge_index  # the layer's own check names the problem
         return cached_for(edge_index, ("flipped",), lambda: edge_index.flip(0))
+
+    def static_nodes_first(self, x: Tensor) -> bool:
+        """For a 3-D ``x`` (a static graph): True when ``node_dim`` puts the nodes on axis 0 (``x`` ``[N, B,
+        F]``), False for the second-to-last axis (``[B, N, F]``, PyG's default); any other axis raises."""
+        axis = self.node_dim + x.dim() if self.node_dim < 0 else self.node_dim
+        if axis == x.dim() - 2:
+            return False
+        if axis == 0:
+            return True
+        raise ValueError(f"{type(self).__name__}: node_dim={self.node_dim} puts the nodes on axis {axis} of x with "
+                         f"shape {list(x.shape)}; gnnkit takes the nodes on axis 0 ([N, B, F]) or on the "
+                         "second-to-last axis ([B, N, F], node_dim=-2, the default); features are always last")
 
     def explain_mask(self, num_edges: int) -> Optional[Tensor]:
         """The explainer's mask ``[E]`` over the input edges (after the sigmoid), or None when not

@@ -222,7 +222,7 @@ class GCNConv(CSRMessagePassing):
             raise ValueError(f"x has {x.size(-1)} features but GCNConv was built with "
                              f"in_channels={self.in_channels}; fix in_channels or the input")
         edge_index = self.oriented(edge_index)
-        n = x.size(-2)
+        n = x.size(0) if x.dim() == 3 and self.static_nodes_first(x) else x.size(-2)
         w_t = None
         if self.cached and self._cached_norm is not None:
             graph, w = self._cached_norm
@@ -250,9 +250,11 @@ class GCNConv(CSRMessagePassing):
             h = self.lin(x)
             if h.dim() == 2:
                 return self._propagate(graph, w, w_t, h, self.bias)
-            B, N, C = h.shape
-            out = self._propagate(graph, w, w_t, h.transpose(0, 1).reshape(N, B * C))
-            out = out.view(N, B, C).transpose(0, 1)
+            nodes_first = self.static_nodes_first(h)  # node_dim=0: [N, B, F]
+            h = h if nodes_first else h.transpose(0, 1)
+            N, B, C = h.shape
+            out = self._propagate(graph, w, w_t, h.reshape(N, B * C)).view(N, B, C)
+            out = out if nodes_first else out.transpose(0, 1)
             return out if self.bias is None else out + self.bias
         # A (x W) == (A x) W: pick the order that moves fewer features through SpMMs.  Transform
         # first costs an SpMM of width out_channels forward and again backward; aggregate first

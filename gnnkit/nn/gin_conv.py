@@ -63,6 +63,8 @@ class GINConv(CSRMessagePassing):
     def forward(self, x: NodeFeatures, edge_index: Adj,
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
         if isinstance(x, Tensor) and x.dim() == 3:  # static graph: [B, N, F], one graph for every batch row
+            if self.static_nodes_first(x):  # node_dim=0: [N, B, F]
+                return self._static(x.transpose(0, 1), edge_index).transpose(0, 1)
             return self._static(x, edge_index)
         edge_index = self.oriented(edge_index)
         x_src, x_dst, _ = node_pair(x, "GINConv")

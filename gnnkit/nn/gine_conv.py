@@ -76,9 +76,10 @@ class GINEConv(CSRMessagePassing):
                 edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None) -> Tensor:
         edge_index = self.oriented(edge_index)
         static = isinstance(x, Tensor) and x.dim() == 3
+        nodes_first = static and self.static_nodes_first(x)  # node_dim=0: x is [N, B, F] already
         if static:  # static graph [B, N, F]: one graph for every batch row, nodes first inside
-            x_src = x_dst = x.transpose(0, 1)
-            ns = nd = x.size(1)
+            x_src = x_dst = x if nodes_first else x.transpose(0, 1)
+            ns = nd = x_src.size(0)
         else:
             x_src, x_dst, _ = node_pair(x, "GINEConv")
             ns, nd = resolve_size(edge_index, x_src, x_dst, size)
@@ -114,7 +115,7 @@ class GINEConv(CSRMessagePassing):
         out = segment_reduce_slots(graph, msg, self._reduce)
         if x_dst is not None:
             out = out + (1 + self.eps) * x_dst
-        return self.nn(out.transpose(0, 1) if static else out)
+        return self.nn(out.transpose(0, 1) if static and not nodes_first else out)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(nn={self.nn})"

@@ -11,13 +11,15 @@ from torch_geometric.nn.aggr import (
     MeanAggregation,
     MinAggregation,
     MultiAggregation,
+    PowerMeanAggregation,
+    SoftmaxAggregation,
     StdAggregation,
     SumAggregation,
     VarAggregation,
 )
 from torch_geometric.nn.dense.linear import Linear
 
-from gnnkit.ops import Graph, gather_slots
+from gnnkit.ops import Graph, gather_slots, softmax_aggregate_slots
 from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
@@ -25,28 +27,29 @@ from ._base import CSRMessagePassing, slot_mask
 from ._utils import aggregate, check_width, graph_of, materialised, node_pair, resolve_size
 from .lstm_aggr import LSTMAggregation
 
-# aggregations gnnkit runs as one CSR SpMM; any other aggregation (a name, an Aggregation, a list) runs
-# PyG's own Aggregation module on gnnkit's sorted CSR
-_FAST = {"mean": "mean", "sum": "sum", "add": "sum", "max": "max", "min": "min"}
-_FAST_MODULES = ((SumAggregation, "sum"), (MeanAggregation, "mean"), (MaxAggregation, "max"), (MinAggregation, "min"))
+# PyG aggregation modules gnnkit runs on its CSR ops (by exact type: a subclass may change the definition);
+# any other aggregation (an Aggregation, a list) runs PyG's own module on gnnkit's sorted CSR
+_SPMM = ("sum", "mean", "max", "min")
+_REDUCES = ((SumAggregation, "sum"), (MeanAggregation, "mean"), (MaxAggregation, "max"), (MinAggregation, "min"))
 
 
-def _fast_reduce(aggr: Any) -> Optional[str]:
-    for cls, name in _FAST_MODULES:
-        if type(aggr) is cls:
+def _native(module: Any) -> Optional[str]:
+    """How gnnkit runs ``module`` on CSR ops without gathering [E, F] messages through PyG's module:
+    sum/mean/max/min as one SpMM; var/std as ``E[x^2] - E[x]^2`` from two mean SpMMs; powermean as a
+    mean SpMM between two elementwise powers of node features; softmax by ``softmax_aggregate_slots``
+    (hand-written backward, keeps no per-edge tensor).  None: PyG's module on gathered messages."""
+    kind = type(module)
+    for cls, name in _REDUCES:
+        if kind is cls:
             return name
-    return None
-
-
-def _moment(aggr: Any) -> Optional[str]:
-    """``"var"``/``"std"`` when the aggregation is PyG's variance / standard deviation with full gradients:
-    gnnkit computes them from two mean SpMMs (E[x^2] - E[x]^2) instead of gathering [E, F] messages."""
-    if isinstance(aggr, str):
-        return aggr if aggr in ("var", "std") else None
-    if type(aggr) is VarAggregation and not aggr.semi_grad:
+    if kind is VarAggregation and not module.semi_grad:
         return "var"
-    if type(aggr) is StdAggregation and not aggr.var_aggr.semi_grad:
+    if kind is StdAggregation and not module.var_aggr.semi_grad:
         return "std"
+    if kind is SoftmaxAggregation:
+        return "softmax"
+    if kind is PowerMeanAggregation:
+        return "powermean"
     return None
 
 
@@ -64,13 +67,17 @@ class SAGEConv(CSRMessagePassing):
     ``normalize=True`` divides each output row by its L2 norm.
 
     The sum/mean/max/min aggregation is one CSR SpMM (deterministic, exact gradients for
-    int32 and int64 ``edge_index``); LSTM packs each neighbourhood as one sequence (see
-    :mod:`gnnkit.nn.lstm_aggr`), shuffled in training.
+    int32 and int64 ``edge_index``); var/std, powermean and softmax also run on gnnkit's CSR ops
+    without gathering ``[E, F]`` messages (see :func:`_native`); LSTM packs each neighbourhood as one
+    sequence (see :mod:`gnnkit.nn.lstm_aggr`); every other PyG aggregation runs PyG's module on
+    gnnkit's sorted CSR.
 
     Args:
         in_channels: input width, or ``(src, dst)`` widths for bipartite graphs; -1 = lazy.
         out_channels: output width.
-        aggr: ``"mean"`` (default), ``"sum"``/``"add"``, ``"max"``, ``"min"`` or ``"lstm"``.
+        aggr: ``"mean"`` (default), ``"sum"``/``"add"``, ``"max"``, ``"min"``, ``"lstm"``, any other
+            PyG aggregation name (``"var"``, ``"std"``, ``"softmax"``, ``"powermean"``, ``"median"``, ...),
+            an ``Aggregation`` object or a list of them (``aggr_kwargs={"mode": ...}``).
         normalize: L2-normalise the output (default False).
         root_weight: add the transformed root features :math:`\mathbf{W}_1 \mathbf{x}_i`
             (default True).
@@ -90,7 +97,6 @@ class SAGEConv(CSRMessagePassing):
         if aggr is None:
             raise ValueError("SAGEConv: aggr=None is not supported; pass a name ('mean', 'max', 'lstm', ...), an "
                              "Aggregation or a list of them")
-        reduce = _FAST.get(aggr) if isinstance(aggr, str) else _fast_reduce(aggr)
         shuffle = pyg_padding = False
         if aggr == "lstm":
             if ins[0] <= 0:
@@ -106,8 +112,8 @@ class SAGEConv(CSRMessagePassing):
             self.aggr = "lstm"
         else:
             super().__init__(aggr, **kwargs)  # PyG's aggregation module (used where no CSR op is faster)
-        self._reduce, self._shuffle, self._pyg_padding = reduce, shuffle, pyg_padding
-        self._moment = None if reduce is not None else _moment(aggr)
+        self._shuffle, self._pyg_padding = shuffle, pyg_padding
+        self._kind = None if aggr == "lstm" else _native(self.aggr_module)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.normalize = normalize
@@ -141,6 +147,8 @@ class SAGEConv(CSRMessagePassing):
                 size: Optional[Tuple[int, int]] = None) -> Tensor:
         edge_index = self.oriented(edge_index)
         if isinstance(x, Tensor) and x.dim() == 3:  # static graph [B, N, F]: one graph for every batch row
+            if self.static_nodes_first(x):  # node_dim=0: [N, B, F]
+                return self._static(x.transpose(0, 1), edge_index).transpose(0, 1)
             return self._static(x, edge_index)
         x_src, x_dst, _ = node_pair(x, "SAGEConv")
         check_width(x_src, self._in[0], "SAGEConv", "x", "in_channels")
@@ -155,9 +163,10 @@ class SAGEConv(CSRMessagePassing):
                 raise NotImplementedError("SAGEConv(aggr='lstm'): explaining the LSTM aggregation is not supported "
                                           "by gnnkit; explain a model with a 'mean'/'max'/'sum' aggregation")
             out = self.aggr_module(x_src, graph)
-        elif self._reduce is not None or self._moment is not None:
-            # a torch.sparse adj_t's values weight the SpMM reductions (PyG's fused path), not var/std
-            weights = w if self._reduce is not None else None
+        elif self._kind is not None and (mask is None or self._kind not in ("softmax", "powermean")):
+            # a torch.sparse adj_t's values weight the SpMM reductions (PyG's fused path), not the others;
+            # an explainer's mask weights the messages (for softmax/powermean: PyG's module, below)
+            weights = w if self._kind in _SPMM else None
             out = self._csr_aggregate(graph, x_src, slot_mask(graph, mask) if mask is not None else weights)
         else:  # PyG's Aggregation module(s) on gnnkit's sorted CSR: messages per slot, index = row, ptr = rowptr
             msg = gather_slots(graph, x_src)
@@ -178,23 +187,39 @@ class SAGEConv(CSRMessagePassing):
             out = F.normalize(out, p=2.0, dim=-1)
         return out
 
-    def _csr_aggregate(self, graph: Graph, x: Tensor, w: Optional[Tensor]) -> Tensor:
-        """The aggregations gnnkit runs on CSR SpMMs (``w``: per-slot weights, e.g. an explainer's mask):
-        sum/mean/max/min as one SpMM, var/std as ``E[x^2] - E[x]^2`` from two mean SpMMs (PyG's
-        definitions), column by column, so ``x`` may hold several batch rows side by side."""
-        if self._reduce is not None:
-            return aggregate(graph, x, w, self._reduce)
+    def _csr_aggregate(self, graph: Graph, x: Tensor, w: Optional[Tensor], repeat: int = 1) -> Tensor:
+        """The aggregations gnnkit runs on its CSR ops (``w``: per-slot weights, e.g. an explainer's mask; not
+        for softmax/powermean), PyG's definitions (see :func:`_native`), column by column, so ``x`` may hold
+        ``repeat`` batch rows side by side (per-channel parameters are repeated to match)."""
+        kind, module = self._kind, self.aggr_module
+        if kind in _SPMM:
+            return aggregate(graph, x, w, kind)
+        if kind == "softmax":
+            t = module.t
+            if isinstance(t, Tensor) and t.numel() > 1:
+                t = t.repeat(repeat)
+            return softmax_aggregate_slots(graph, x, t, semi_grad=module.semi_grad and not module.learn)
+        if kind == "powermean":
+            p = module.p
+            if isinstance(p, Tensor) and p.numel() > 1:
+                p = p.repeat(repeat).view(1, -1)
+            identity = isinstance(p, (int, float)) and p == 1
+            # the clamp and power are elementwise, so they run on the [N, F] sources, not on [E, F] messages
+            h = x if identity else x.clamp(min=module.min_value, max=module.max_value).pow(p)
+            out = aggregate(graph, h, None, "mean")
+            return out if identity else out.clamp(min=module.min_value, max=module.max_value).pow(1.0 / p)
         mean = aggregate(graph, x, w, "mean")
         out = aggregate(graph, x * x, None if w is None else w * w, "mean") - mean * mean
-        if self._moment == "std":
+        if kind == "std":
             out = out.clamp(min=1e-5).sqrt()
             out = out.masked_fill(out <= math.sqrt(1e-5), 0.0)
         return out
 
     def _static(self, x: Tensor, edge_index: Adj) -> Tensor:
-        if self._reduce is None and self._moment is None:
+        if self._kind is None:
             raise NotImplementedError(f"SAGEConv(aggr={self.aggr!r}) on a static graph (x of shape [B, N, F]) is "
-                                      "not supported by gnnkit; use sum/mean/max/min/var/std or one graph per call")
+                                      "not supported by gnnkit; use sum/mean/max/min/var/std/softmax/powermean or "
+                                      "one graph per call")
         check_width(x, self._in[0], "SAGEConv", "x", "in_channels")
         B, N = x.shape[0], x.shape[1]
         graph, _ = graph_of(edge_index, N, N, use_values=False)
@@ -202,7 +227,11 @@ class SAGEConv(CSRMessagePassing):
         h = self.lin(x).relu() if self.project else x
         Fh = h.size(-1)
         flat = h.transpose(0, 1).reshape(N, B * Fh)  # every batch row aggregated by one SpMM
-        out = self._csr_aggregate(graph, flat, slot_mask(graph, mask) if mask is not None else None)
+        if mask is not None and self._kind in ("softmax", "powermean"):
+            raise NotImplementedError(f"SAGEConv(aggr={self.aggr!r}): explaining a static graph (x of shape "
+                                      "[B, N, F]) is not supported by gnnkit for softmax/powermean; pass one graph "
+                                      "per call")
+        out = self._csr_aggregate(graph, flat, slot_mask(graph, mask) if mask is not None else None, repeat=B)
         out = self.lin_l(out.view(N, B, Fh).transpose(0, 1))
         if self.root_weight:
             out = out + self.lin_r(x)

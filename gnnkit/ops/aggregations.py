@@ -1,0 +1,146 @@
+r"""Softmax aggregation over CSR rows (DeeperGCN, Li et al. 2020; PyG's ``SoftmaxAggregation``).
+
+.. math::
+    \mathbf{y}_i = \sum_{j \to i} \frac{\exp(t\,\mathbf{x}_j)}{\sum_{k \to i} \exp(t\,\mathbf{x}_k)}
+    \odot \mathbf{x}_j \qquad \text{(per channel; } t \text{ a number or one per channel)}
+
+One autograd Function with a hand-written backward: the forward keeps only ``x``, the output and
+two ``[num_dst, F]`` statistics (row maximum and normaliser); the backward recomputes the per-slot
+weights.  PyG's module keeps about five ``[E, F]`` tensors for its backward.  With
+:math:`a_{ij}` the weights and :math:`g_i` the output gradient:
+
+.. math::
+    \frac{\partial L}{\partial \mathbf{x}_j} = \sum_{i \leftarrow j} a_{ij} \odot g_i \odot
+    \bigl(1 + t\,(\mathbf{x}_j - \mathbf{y}_i)\bigr), \qquad
+    \frac{\partial L}{\partial t} = \sum_{i, j} a_{ij} \odot g_i \odot \mathbf{x}_j \odot
+    (\mathbf{x}_j - \mathbf{y}_i)
+
+(``semi_grad``: the weights are constants, :math:`\partial L / \partial \mathbf{x}_j = \sum_i a_{ij}
+g_i`, PyG's option).  Rows without edges give 0; sums run over CSR segments (deterministic): the
+forward over destination rows, the backward over the transposed CSR (source rows), each in chunks of
+about a million elements, so no temporary grows with ``E * F``.
+:func:`softmax_aggregate_ref` is PyG's definition in plain torch, the tests' reference.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .graph import Graph
+from .reference import LOW, segment_sum
+
+_EPS = 1e-16  # PyG's softmax adds it to the normaliser
+
+
+_CHUNK = 1 << 20  # elements of one per-slot [slots, F] temporary (4 MiB in fp32)
+
+
+def _chunks(rowptr: Tensor, width: int):
+    """``(r0, r1, s0, s1)``: consecutive row ranges of a CSR whose slots ``s0:s1`` hold about ``_CHUNK``
+    elements of width ``width`` (a row is never split), so per-slot temporaries stay bounded."""
+    n = rowptr.numel() - 1
+    e = int(rowptr[-1])
+    step = max(1, _CHUNK // max(width, 1))
+    if e <= step:
+        yield 0, n, 0, e
+        return
+    cuts = torch.searchsorted(rowptr, torch.arange(step, e, step, device=rowptr.device), right=True) - 1
+    bounds = torch.unique(torch.cat([cuts.new_tensor([0]), cuts, cuts.new_tensor([n])])).tolist()
+    starts = rowptr[bounds].tolist()
+    for i in range(len(bounds) - 1):
+        yield bounds[i], bounds[i + 1], starts[i], starts[i + 1]
+
+
+def _local_rows(rowptr: Tensor, r0: int, r1: int, s0: int, s1: int) -> Tuple[Tensor, Tensor]:
+    """Local ``rowptr`` and per-slot row (0-based within the range) of rows ``r0:r1``."""
+    local = rowptr[r0:r1 + 1] - s0
+    row = torch.repeat_interleave(torch.arange(r1 - r0, device=rowptr.device), local.diff(), output_size=s1 - s0)
+    return local, row
+
+
+class SoftmaxAggregateFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, graph: Graph, x: Tensor, t: Tensor, semi_grad: bool) -> Tensor:
+        F = x.size(1)
+        out = x.new_zeros(graph.num_dst, F)
+        m = x.new_zeros(graph.num_dst, F)
+        s = x.new_zeros(graph.num_dst, F)
+        for r0, r1, s0, s1 in _chunks(graph.rowptr, F):  # destination rows, about _CHUNK elements at a time
+            if s1 == s0:
+                continue
+            local, row = _local_rows(graph.rowptr, r0, r1, s0, s1)
+            xj = x.index_select(0, graph.col[s0:s1])
+            e = xj * t
+            mc = e.new_full((r1 - r0, F), float("-inf")).scatter_reduce_(0, row.view(-1, 1).expand_as(e), e, "amax")
+            mc.masked_fill_(mc == float("-inf"), 0.0)  # rows without slots
+            e.sub_(mc.index_select(0, row)).exp_()
+            sc = segment_sum(local, e).add_(_EPS)
+            out[r0:r1] = segment_sum(local, e.mul_(xj)).div_(sc)
+            m[r0:r1], s[r0:r1] = mc, sc
+        s[s == 0] = _EPS  # rows of empty chunks
+        ctx.graph, ctx.semi_grad = graph, semi_grad
+        ctx.save_for_backward(x, t, out, m, s)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        x, t, out, m, s = ctx.saved_tensors
+        graph: Graph = ctx.graph
+        need_x, need_t = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        F = x.size(1)
+        g = grad_out / s
+        rowptr_t, col_t, _ = graph.transpose()  # CSR by source: each source's sum is one segment
+        grad_x = x.new_zeros(x.shape) if need_x else None
+        grad_t = torch.zeros_like(t) if need_t else None
+        for r0, r1, s0, s1 in _chunks(rowptr_t, F):  # source rows; weights recomputed from m and s
+            if s1 == s0:
+                continue
+            local, src = _local_rows(rowptr_t, r0, r1, s0, s1)
+            dst = col_t[s0:s1]
+            xj = x[r0:r1].index_select(0, src)
+            ga = (xj * t).sub_(m.index_select(0, dst)).exp_().mul_(g.index_select(0, dst))  # a_ij * g_i
+            diff = xj.sub_(out.index_select(0, dst)) if (need_t or not ctx.semi_grad) else None  # x_j - y_i
+            if need_t:
+                part = (ga * diff).mul_(diff + out.index_select(0, dst)).sum(0)  # a g x_j (x_j - y_i)
+                grad_t += part.sum() if t.dim() == 0 else part
+            if need_x:
+                per_slot = ga if ctx.semi_grad else ga.addcmul_(ga, diff.mul_(t))
+                grad_x[r0:r1] = segment_sum(local, per_slot)
+        return None, grad_x, grad_t, None
+
+
+def _as_t(t: Union[float, Tensor], x: Tensor) -> Tensor:
+    if isinstance(t, Tensor):
+        if t.numel() not in (1, x.size(1)):
+            raise ValueError(f"softmax_aggregate_slots: t has {t.numel()} values; pass a number or one per channel "
+                             f"of x ({x.size(1)})")
+        return t.reshape(-1).to(x.dtype) if t.numel() > 1 else t.reshape(()).to(x.dtype)
+    return x.new_tensor(float(t))
+
+
+def softmax_aggregate_slots(graph: Graph, x: Tensor, t: Union[float, Tensor] = 1.0,
+                            semi_grad: bool = False) -> Tensor:
+    """Softmax aggregation of source features ``x`` ``[num_src, F]`` into ``[num_dst, F]`` (module doc).
+
+    ``t``: the inverse temperature, a number or a tensor with one value or one per channel (learnable:
+    it gets a gradient); ``semi_grad=True`` treats the weights as constants in the backward."""
+    if x.dim() != 2 or x.size(0) != graph.num_src:
+        raise ValueError(f"softmax_aggregate_slots: x must be [num_src={graph.num_src}, F], got {list(x.shape)}")
+    tt = _as_t(t, x)
+    if x.dtype in LOW:  # computed in fp32, returned in x's dtype
+        return SoftmaxAggregateFunction.apply(graph, x.float(), tt.float(), semi_grad).to(x.dtype)
+    return SoftmaxAggregateFunction.apply(graph, x, tt, semi_grad)
+
+
+def softmax_aggregate_ref(index: Tensor, x_j: Tensor, num_dst: int, t: Union[float, Tensor] = 1.0,
+                          ptr: Optional[Tensor] = None) -> Tensor:
+    """PyG's ``SoftmaxAggregation`` on per-edge messages ``x_j`` with destinations ``index`` (plain torch
+    autograd): ``alpha = softmax(t x_j)`` per destination and channel, ``sum alpha * x_j``."""
+    logits = x_j * t
+    m = torch.full((num_dst, x_j.size(1)), float("-inf"), dtype=x_j.dtype, device=x_j.device)
+    m = m.scatter_reduce(0, index.view(-1, 1).expand_as(logits), logits.detach(), "amax")
+    e = (logits - m.index_select(0, index)).exp()
+    s = torch.zeros_like(m).index_add(0, index, e) + _EPS
+    alpha = e / s.index_select(0, index)
+    return torch.zeros_like(m).index_add(0, index, x_j * alpha)
