@@ -125,18 +125,22 @@ class _GCN(torch.nn.Module):
     def __init__(self, lib, conv="gcn"):
         super().__init__()
         make = {"gcn": lambda i, o: lib.GCNConv(i, o), "gat": lambda i, o: lib.GATConv(i, o, heads=1),
-                "sage": lambda i, o: lib.SAGEConv(i, o), "gin": lambda i, o: lib.GINConv(torch.nn.Linear(i, o))}[conv]
+                "sage": lambda i, o: lib.SAGEConv(i, o), "gin": lambda i, o: lib.GINConv(torch.nn.Linear(i, o)),
+                "sage-lstm": lambda i, o: lib.SAGEConv(i, o, aggr="lstm", **(
+                    {"aggr_kwargs": {"pyg_padding": True}} if lib is gnn else {}))}[conv]
         self.conv1, self.conv2 = make(F_IN, 16), make(16, 3)
 
     def forward(self, x, edge_index):
         return self.conv2(F.relu(self.conv1(x, edge_index)), edge_index).log_softmax(-1)
 
 
-@pytest.mark.parametrize("conv", ["gcn", "gat", "sage", "gin"])
+@pytest.mark.parametrize("conv", ["gcn", "gat", "sage", "gin", "sage-lstm"])
 def test_gnnexplainer_equals_pyg(conv):
     from torch_geometric.explain import Explainer, GNNExplainer
     x, ei = _graph(3)
     ei = torch.cat([ei, torch.tensor([[4, 9], [4, 9]])], 1)  # input self-loops: layers that add loops drop them
+    if conv == "sage-lstm":  # PyG's LSTM needs edges sorted by destination
+        ei = ei[:, torch.sort(ei[1], stable=True).indices]
     models = []
     for lib in (pnn, gnn):
         torch.manual_seed(0)
@@ -421,6 +425,33 @@ def test_lstm_with_pyg_padding_equals_pyg(compiled):
     _close(xg.grad, xp.grad, atol=1e-4)
     for q1, q2 in zip(p.parameters(), g.parameters()):
         _close(q2.grad, q1.grad, atol=1e-4)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_lstm_under_an_explainer_mask_equals_pyg(compiled):
+    """An explainer's edge mask multiplies each neighbour's message before the LSTM reads it (PyG's
+    explain_message); gradients reach the mask, as GNNExplainer needs."""
+    torch._dynamo.reset()
+    g_ = torch.Generator().manual_seed(17)
+    ei = torch.randint(0, N, (2, 60), generator=g_)
+    ei = ei[:, torch.sort(ei[1], stable=True).indices]  # PyG's LSTM needs edges sorted by destination
+    torch.manual_seed(0)
+    p = pnn.SAGEConv(F_IN, 5, aggr="lstm")
+    g = gnn.SAGEConv(F_IN, 5, aggr="lstm", aggr_kwargs={"pyg_padding": True})
+    g.load_state_dict(p.state_dict(), strict=True)
+    x = torch.randn(N, F_IN, generator=g_)
+    masks = [torch.randn(ei.size(1), generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+             for _ in range(2)]
+    for m, mask in zip((p, g), masks):
+        m.explain, m._edge_mask = True, mask
+    run = torch.compile(g, fullgraph=True, backend="aot_eager") if compiled else g
+    a, b = p(x, ei), run(x, ei)
+    _close(b, a)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    _close(masks[1].grad, masks[0].grad, atol=1e-4)
+    g.explain = False
+    assert (g(x, ei) - b).abs().max() > 1e-3  # the mask changed the result
 
 
 @pytest.mark.parametrize("aggr", ["mean", "max", "min"])

@@ -32,7 +32,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from gnnkit.ops import Graph
+from gnnkit.ops import Graph, gather_slots
 
 
 def _slot_order(graph: Graph, shuffle: bool) -> Tensor:
@@ -270,18 +270,23 @@ class LSTMAggregation(torch.nn.Module):
     def reset_parameters(self) -> None:
         self.lstm.reset_parameters()
 
-    def forward(self, x: Tensor, graph: Graph) -> Tensor:
-        """``x`` ``[num_src, F]`` -> ``[num_dst, out_channels]``."""
+    def forward(self, x: Tensor, graph: Graph, weight: Optional[Tensor] = None) -> Tensor:
+        """``x`` ``[num_src, F]`` -> ``[num_dst, out_channels]``.  ``weight`` ``[E]`` (CSR slot order, e.g. an
+        explainer's edge mask) multiplies each neighbour's features before the LSTM reads them."""
         if x.size(0) != graph.num_src:
             raise ValueError(f"LSTMAggregation: x has {x.size(0)} rows but the graph has {graph.num_src} sources")
         slots = _slot_order(graph, self.training and self.shuffle)
         weights = self.lstm.flat_weights()
+        col = graph.col
+        if weight is not None:  # per-slot messages x_j * w_ji; the LSTM reads message s as "source" s
+            x = gather_slots(graph, x) * weight.to(x.dtype).view(-1, 1)
+            col = torch.arange(graph.num_edges, device=x.device)
         if torch.compiler.is_compiling():
             if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
-                return _lstm_aggr_keep_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights,
+                return _lstm_aggr_keep_op(x.contiguous(), graph.rowptr, col, slots, *weights,
                                           self.pyg_padding)[0]
-            return _lstm_aggr_op(x.contiguous(), graph.rowptr, graph.col, slots, *weights, self.pyg_padding)
-        return _lstm_aggregate(x, graph.rowptr, graph.col, slots, weights, self.out_channels, self.pyg_padding)
+            return _lstm_aggr_op(x.contiguous(), graph.rowptr, col, slots, *weights, self.pyg_padding)
+        return _lstm_aggregate(x, graph.rowptr, col, slots, weights, self.out_channels, self.pyg_padding)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"

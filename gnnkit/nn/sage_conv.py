@@ -158,11 +158,8 @@ class SAGEConv(CSRMessagePassing):
         if self.project:
             x_src = self.lin(x_src).relu()
         mask = self.explain_mask(num_input_edges(edge_index))
-        if self.aggr == "lstm":
-            if mask is not None:
-                raise NotImplementedError("SAGEConv(aggr='lstm'): explaining the LSTM aggregation is not supported "
-                                          "by gnnkit; explain a model with a 'mean'/'max'/'sum' aggregation")
-            out = self.aggr_module(x_src, graph)
+        if self.aggr == "lstm":  # an explainer's mask multiplies each neighbour's message, as in PyG
+            out = self.aggr_module(x_src, graph, slot_mask(graph, mask) if mask is not None else None)
         elif self._kind is not None and (mask is None or self._kind not in ("softmax", "powermean")):
             # a torch.sparse adj_t's values weight the SpMM reductions (PyG's fused path), not the others;
             # an explainer's mask weights the messages (for softmax/powermean: PyG's module, below)
