@@ -18,3 +18,18 @@ def test_paired_worker_and_pooling_at_toy_scale(monkeypatch):
     assert ls._pool([res["gnnkit"], {"failed": "boom"}]) == {"failed": "boom"}  # a bad round is reported
     single = ls.worker("gin", "gnnkit", 2)
     assert len(single["times_s"]) == 2
+
+
+def test_sage_aggregations_benchmark_at_toy_scale(tmp_path, monkeypatch):
+    import json
+    import sys
+    sa = load_benchmark("sage_aggregations")
+    out = tmp_path / "sa.json"
+    monkeypatch.setattr(sys, "argv", ["sage_aggregations.py", "--nodes", "300", "--edges", "2000", "--features", "8",
+                                      "--reps", "2", "--aggrs", "softmax,powermean", "--out", str(out)])
+    sa.main()
+    rows = json.loads(out.read_text())["results"]
+    assert [r["aggr"] for r in rows] == ["softmax", "powermean"]
+    for r in rows:
+        assert r["max_abs_diff"] < 1e-4 and set(r["step_s"]) == {"gnnkit", "gnnkit-gathered", "pyg"}
+    assert out.with_suffix(".png").stat().st_size > 0
