@@ -1,14 +1,17 @@
-"""Files a user keeps (results, splits, reports) are written whole or not at all:
-to a temporary file in the same folder, then renamed over the target."""
+"""Files a user keeps (results, splits, reports, checkpoints) are written whole or not at all:
+to a temporary file in the same folder, then renamed over the target.  Files gnnkit reads back
+(checkpoints, logs, results) also carry their SHA-256 in a side file ``<name>.sha256``
+(:func:`write_verified` / :func:`read_verified`), checked on every read and by ``gnnkit verify``."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 
 def atomic_write(path: Union[str, Path], data: bytes) -> None:
@@ -34,3 +37,78 @@ def write_json_atomic(obj: Any, path: Union[str, Path]) -> None:
     text = json.dumps(obj, indent=2,
                       default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
     atomic_write(path, (text + "\n").encode())
+
+
+# ---------------------------------------------------------------------- verified files
+class IntegrityError(ValueError):
+    """A saved file fails its check: unreadable, or not the bytes gnnkit wrote (edited, truncated, corrupted)."""
+
+
+def digest_path(path: Union[str, Path]) -> Path:
+    """``<path>.sha256``: the SHA-256 side file of a file gnnkit wrote (``sha256sum`` line format)."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _known_digests(digest: Path) -> list:
+    return [ln.split()[0] for ln in digest.read_text().splitlines() if ln.strip()]
+
+
+def write_verified(path: Union[str, Path], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically with its SHA-256 in :func:`digest_path`.  The side file is
+    replaced first and lists the previous file's hash and the new one, so a process killed between the two
+    renames leaves a pair that still verifies (old file or new file, each with its hash)."""
+    path = Path(path)
+    digest = digest_path(path)
+    prev = []
+    if path.is_file() and digest.is_file():
+        prev = _known_digests(digest)[-1:]
+    new = hashlib.sha256(data).hexdigest()
+    atomic_write(digest, "".join(f"{h}  {path.name}\n" for h in dict.fromkeys(prev + [new])).encode())
+    atomic_write(path, data)
+
+
+def verify_file(path: Union[str, Path], data: Optional[bytes] = None) -> Optional[bool]:
+    """Check ``path`` (or its already-read bytes ``data``) against its side file: True when it matches,
+    None when it has no side file (written before gnnkit kept them, or not by gnnkit); a mismatch raises
+    :class:`IntegrityError` naming the file."""
+    path = Path(path)
+    digest = digest_path(path)
+    if not digest.is_file():
+        return None
+    try:
+        known = _known_digests(digest)
+    except (OSError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"{digest}: unreadable ({type(e).__name__}); fix: restore it or delete it") from None
+    if data is None:
+        data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() not in known:
+        raise IntegrityError(f"{path}: its SHA-256 is not the one {digest.name} recorded (edited, truncated or "
+                             "corrupted); fix: restore the file or write it again")
+    return True
+
+
+def read_verified(path: Union[str, Path]) -> bytes:
+    """The bytes of ``path`` after :func:`verify_file`; a missing file raises ``FileNotFoundError``."""
+    path = Path(path)
+    data = path.read_bytes()
+    verify_file(path, data)
+    return data
+
+
+def write_json_verified(obj: Any, path: Union[str, Path]) -> None:
+    """:func:`write_json_atomic` with a SHA-256 side file (:func:`write_verified`)."""
+    text = json.dumps(obj, indent=2,
+                      default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
+    write_verified(path, (text + "\n").encode())
+
+
+def read_json_verified(path: Union[str, Path]) -> Any:
+    """JSON written by gnnkit, checked against its side file; anything unreadable raises
+    :class:`IntegrityError` naming the file."""
+    data = read_verified(path)
+    try:
+        return json.loads(data.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IntegrityError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:120]}); fix: restore the file "
+                             "or write it again") from None

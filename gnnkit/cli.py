@@ -19,6 +19,7 @@ COMMANDS = {
     "ogb": "gnnkit.commands.ogb",
     "profile": "gnnkit.commands.profile",
     "vq": "gnnkit.commands.vq",
+    "verify": "gnnkit.commands.verify",
 }
 
 

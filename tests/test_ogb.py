@@ -262,6 +262,11 @@ def test_checkpoint_corruption_is_detected(synth, tmp_path):
     (out / "checkpoint.pt").write_bytes(bytes(data))
     with pytest.raises(ResumeError, match="SHA-256"):
         ogb_run(cfg, str(out), resume=True, progress=False)
+    log = out / "log.json"  # the log is read back on resume too: an edit is refused, naming the file
+    log.write_text(log.read_text().replace('"epochs": [', '"epochs": [ ', 1))
+    with pytest.raises(ResumeError, match="log.json: its SHA-256"):
+        ogb_run(cfg, str(out), resume=True, progress=False)
+    assert (out / "results.json.sha256").is_file()
 
 
 @pytest.mark.parametrize("dataset,args", [

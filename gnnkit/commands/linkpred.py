@@ -147,7 +147,7 @@ def _run(args) -> int:
             if "x" in d and d.x is not None:
                 x = d.x.float()
                 d.x = x / x.sum(1, keepdim=True).clamp_min(1e-12)
-    from gnnkit._atomic import write_json_atomic
+    from gnnkit._atomic import write_json_verified
 
     def save(res, complete=False):
         """Results so far (after every epoch of a long run) or final, written atomically."""
@@ -155,7 +155,7 @@ def _run(args) -> int:
                    "best_epoch": res.best_epoch, "val": res.val, "test": res.test, "seconds": res.seconds,
                    "config": res.config, "split": info, "history": res.history,
                    "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
-        write_json_atomic(payload, args.json)
+        write_json_verified(payload, args.json)
     res = fit(tr, va, te, cfg, progress=not args.no_progress, on_epoch=save if args.json else None)
     from gnnkit import distributed
     if not distributed.is_main_process():  # under torchrun rank 0 reports and writes

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gnnkit._atomic import write_json_atomic
+    from gnnkit._atomic import write_json_verified
     from gnnkit.train import TrainConfig, format_table, run as train_run
     for name in ("hidden", "epochs", "runs"):
         if getattr(args, name) < 1:
@@ -54,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
         plot_diagnostics(res, args.diagnose)
         print(f"energy against depth plotted to {args.diagnose}")
     if args.out:
-        write_json_atomic(res, args.out)
+        write_json_verified(res, args.out)
         print(f"results written to {args.out}")
     return 0

@@ -156,7 +156,7 @@ def _sample(args) -> int:
 
 
 def _eval(args) -> int:
-    from gnnkit._atomic import write_json_atomic
+    from gnnkit._atomic import write_json_verified
     from gnnkit.latent.train import VQRun, format_table
     if args.json:
         _check_output(args.json, "--json", folder=False)
@@ -168,7 +168,7 @@ def _eval(args) -> int:
     res = run.evaluate(num_samples=args.num, seed=args.seed, repeats=args.repeats, temperature=args.temperature)
     print(format_table(res))
     if args.json:
-        write_json_atomic(res, args.json)
+        write_json_verified(res, args.json)
     return 0
 
 

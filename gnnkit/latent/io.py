@@ -2,6 +2,7 @@
 drawings and a JSON manifest — every file written whole or not at all (temporary file + rename)."""
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch_geometric.data import Data
 
-from gnnkit._atomic import atomic_write, write_json_atomic
+from gnnkit._atomic import atomic_write, write_json_verified
 
 
 def edge_list_text(graph: Data) -> str:
@@ -74,7 +75,8 @@ def draw_grid(graphs: Sequence[Data], path: Union[str, Path], title: Optional[st
 def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: dict,
                   title: Optional[str] = None) -> List[Path]:
     """``graph_000.txt`` / ``graph_000.pt`` … per graph, ``graphs.png`` and ``samples.json`` (last, so a
-    folder with a manifest is complete) in ``out_dir``. Returns the paths written."""
+    folder with a manifest is complete; it holds every file's SHA-256, checked by ``gnnkit verify``)
+    in ``out_dir``. Returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(len(graphs) - 1)))
@@ -89,8 +91,9 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
     draw_grid(graphs, out / "graphs.png", title=title)
     written.append(out / "graphs.png")
     manifest = dict(manifest, files=[p.name for p in written],
+                    sha256={p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in written},
                     graphs=[{"num_nodes": int(g.num_nodes), "num_edges": int(g.edge_index.size(1)) // 2}
                             for g in graphs])
-    write_json_atomic(manifest, out / "samples.json")
+    write_json_verified(manifest, out / "samples.json")  # per-file hashes inside, its own in a side file
     written.append(out / "samples.json")
     return written

@@ -9,7 +9,6 @@ the same result as an uninterrupted one, because each epoch re-seeds from ``(see
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import math
 import pickle
@@ -22,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch_geometric.data import Batch, Data
 
-from gnnkit._atomic import atomic_write
+from gnnkit._atomic import IntegrityError, verify_file, write_verified
 
 from ._common import code_counts, usage_stats
 from .datasets import GenerationDataset, from_pyg, load_generation_dataset, to_pyg
@@ -204,25 +203,14 @@ def _seed(cfg: VQConfig, stage: int, epoch: int) -> None:
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
-def _digest_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
 def save_checkpoint(state: dict, path: Union[str, Path]) -> None:
     """Write ``state`` whole or not at all (temporary file + rename), with its SHA-256 in
     ``<path>.sha256`` (torch's zip format does not check its own CRCs: a flipped byte in a tensor
     loads silently).  The digest file lists the previous and the new checkpoint's hashes and is
     replaced first, so a run killed between the two renames still verifies."""
-    path = Path(path)
     buf = io.BytesIO()
     torch.save(state, buf)
-    data = buf.getvalue()
-    digest = _digest_path(path)
-    prev = []
-    if path.is_file() and digest.is_file():
-        prev = [ln.split()[0] for ln in digest.read_text().splitlines() if ln.strip()][-1:]
-    atomic_write(digest, "".join(f"{h}  {path.name}\n" for h in prev + [hashlib.sha256(data).hexdigest()]).encode())
-    atomic_write(path, data)
+    write_verified(path, buf.getvalue())
 
 
 def load_checkpoint(path: Union[str, Path]) -> dict:
@@ -234,12 +222,10 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; give a run folder written by "
                                 f"'gnnkit vq train' or its {CHECKPOINT}")
-    digest = _digest_path(path)
-    if digest.is_file():  # written by save_checkpoint (runs from before it have none)
-        known = {ln.split()[0] for ln in digest.read_text().splitlines() if ln.strip()}
-        if hashlib.sha256(path.read_bytes()).hexdigest() not in known:
-            raise CheckpointError(f"{path}: its SHA-256 is not the one {digest.name} recorded (edited, truncated or "
-                                  "corrupted); fix: use another run folder or retrain")
+    try:
+        verify_file(path)  # written by save_checkpoint (runs from before it have no side file)
+    except IntegrityError as e:
+        raise CheckpointError(f"{e}; or use another run folder or retrain") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError,

@@ -23,7 +23,6 @@ number of processes.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -34,7 +33,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from gnnkit._atomic import atomic_write, write_json_atomic
+from gnnkit._atomic import IntegrityError, read_json_verified, read_verified, write_json_verified, write_verified
 
 from .tasks import LEADERBOARD, OGBConfig, make_task
 
@@ -46,18 +45,19 @@ class ResumeError(ValueError):
 def _save_checkpoint(obj: Dict[str, Any], path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    data = buf.getvalue()
-    atomic_write(path, data)
-    atomic_write(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+    write_verified(path, buf.getvalue())  # with checkpoint.pt.sha256 (torch's zip format checks no CRCs)
 
 
 def _load_checkpoint(path: Path) -> Dict[str, Any]:
-    data = path.read_bytes()
-    digest = path.with_name(path.name + ".sha256")
-    if digest.is_file() and digest.read_text().strip() != hashlib.sha256(data).hexdigest():
-        raise ResumeError(f"{path}: its SHA-256 differs from {digest.name} (the file was changed or damaged); "
-                          "fix: delete it to restart the run in progress from its first epoch")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    try:
+        data = read_verified(path)
+    except IntegrityError as e:
+        raise ResumeError(f"{e}; or delete it to restart the run in progress from its first epoch") from None
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - torch.load raises many types for a damaged file
+        raise ResumeError(f"{path} is not a readable checkpoint ({type(e).__name__}); fix: delete it to restart "
+                          "the run in progress from its first epoch") from None
 
 
 def _rng_state(device: torch.device) -> Dict[str, Any]:
@@ -199,7 +199,7 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                 if ctx.is_main:  # checkpoint first, log second: a log never claims an epoch its checkpoint lacks
                     _save_checkpoint({"lib": lib, "run": r, "trainer": trainer.state_dict(),
                                       "rng": _rng_state(device), "record": record}, ckpt_path)
-                    write_json_atomic(log, log_path)
+                    write_json_verified(log, log_path)
                     if on_epoch is not None:
                         on_epoch(lib, r, epoch)
             bar.close()
@@ -208,7 +208,7 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                "config": log["config"], "summary": summarize(log),
                "leaderboard": LEADERBOARD.get((cfg.dataset, cfg.model))}
     if ctx.is_main:
-        write_json_atomic(results, res_path)
+        write_json_verified(results, res_path)
     ctx.barrier()
     return results
 
@@ -220,7 +220,12 @@ def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
         if not resume:
             raise ResumeError(f"{out_dir} already holds a run (log.json); fix: --resume to continue it, or "
                               "another --out")
-        log = json.loads(log_path.read_text())
+        try:
+            log = read_json_verified(log_path)
+        except IntegrityError as e:
+            raise ResumeError(f"--resume: {e}") from None
+        if not isinstance(log, dict) or not isinstance(log.get("runs"), dict):
+            raise ResumeError(f"--resume: {log_path} is not a gnnkit ogb log (no 'runs'); fix: another --out")
         if log.get("protocol") != protocol:
             diff = {k: (log.get("protocol", {}).get(k), v) for k, v in protocol.items()
                     if log.get("protocol", {}).get(k) != v}

@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from gnnkit._atomic import atomic_write
+from gnnkit._atomic import atomic_write, write_verified
 
 from .backends import BACKENDS, MODES, Record, available_backends, make_problem, run_one
 from .graphs import GraphSpec
@@ -122,7 +122,7 @@ def _version(mod: str) -> Optional[str]:
 
 
 def write_report(report: dict, json_path: Path, png_path: Optional[Path]) -> None:
-    atomic_write(json_path, (json.dumps(report, indent=1, allow_nan=True) + "\n").encode())
+    write_verified(json_path, (json.dumps(report, indent=1, allow_nan=True) + "\n").encode())
     if png_path is not None:
         plot(report, png_path)
 

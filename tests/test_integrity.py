@@ -1,0 +1,151 @@
+"""Saved files carry their SHA-256 and are checked on every read and by ``gnnkit verify``: results, logs
+and checkpoints (side files), splits (manifest), samples (samples.json), datasets (SHA256SUMS); a process
+killed while overwriting one leaves the old or the new file, each verifying."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from gnnkit._atomic import (
+    IntegrityError,
+    digest_path,
+    read_json_verified,
+    read_verified,
+    verify_file,
+    write_json_verified,
+    write_verified,
+)
+from gnnkit.cli import console_main
+from gnnkit.integrity import BAD, OK, UNCHECKED, verify
+
+
+def _flip(path, at=None):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 if at is None else at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_verified_write_read_and_detection(tmp_path):
+    p = tmp_path / "r.json"
+    write_json_verified({"auc": 0.9}, p)
+    assert read_json_verified(p) == {"auc": 0.9} and verify_file(p) is True
+    assert digest_path(p).read_text().split()[1] == "r.json"  # sha256sum's line format
+    _flip(p, at=3)
+    with pytest.raises(IntegrityError, match="r.json: its SHA-256"):
+        read_json_verified(p)
+    q = tmp_path / "plain.json"
+    q.write_text("{}")
+    assert verify_file(q) is None  # no record: not claimed good
+    bad = tmp_path / "bad.json"
+    write_verified(bad, b"{not json")
+    with pytest.raises(IntegrityError, match="bad.json: not valid JSON"):
+        read_json_verified(bad)
+
+
+def test_a_kill_between_the_two_renames_still_verifies(tmp_path):
+    """write_verified replaces the side file first with the old and the new hash: after the first rename
+    only (the state a SIGKILL between the two leaves) the old file still verifies, and so does the new."""
+    p = tmp_path / "c.pt"
+    write_verified(p, b"old")
+    import gnnkit._atomic as atomic
+    calls = []
+    real = atomic.atomic_write
+
+    def stop_after_first(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies before the data rename
+        real(path, data)
+    atomic.atomic_write = stop_after_first
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_verified(p, b"new")
+    finally:
+        atomic.atomic_write = real
+    assert read_verified(p) == b"old"
+    p.write_bytes(b"new")  # as if the second rename had happened
+    assert read_verified(p) == b"new"
+    p.write_bytes(b"other")
+    with pytest.raises(IntegrityError):
+        read_verified(p)
+
+
+def test_results_overwritten_survive_sigkill_at_random_points(tmp_path):
+    """A process overwriting a verified JSON file in a loop is SIGKILLed at random moments; after every kill
+    the file reads back whole and verified (one of the versions written), never half-written or refused."""
+    target = tmp_path / "results.json"
+    script = textwrap.dedent(f"""
+        import sys
+        from gnnkit._atomic import write_json_verified
+        i = 0
+        while True:
+            write_json_verified({{"i": i, "pad": "x" * (1000 + 997 * (i % 50))}}, {str(target)!r})
+            i += 1
+            if i == 3:
+                print("ready", flush=True)
+    """)
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(12):
+        p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.05))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        obj = read_json_verified(target)
+        assert len(obj["pad"]) == 1000 + 997 * (obj["i"] % 50)
+        seen.add(obj["i"])
+    assert len(seen) > 1
+
+
+def test_gnnkit_verify_reports_ok_bad_and_unchecked(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_json_verified({"a": 1}, run / "results.json")
+    write_verified(run / "checkpoint.pt", b"weights")
+    (run / "notes.json").write_text("{}")
+    found = {f.path.name: f.status for f in verify(run)}
+    assert found == {"results.json": OK, "checkpoint.pt": OK, "notes.json": UNCHECKED}
+    assert console_main(["verify", str(run)]) == 0
+    assert console_main(["verify", "--strict", str(run)]) == 1
+    _flip(run / "checkpoint.pt")
+    capsys.readouterr()
+    assert console_main(["verify", str(run / "checkpoint.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint.pt: its SHA-256" in err and err.count("\n") == 1
+    assert console_main(["verify", str(tmp_path / "missing")]) == 2
+
+
+def test_cli_results_carry_a_side_file_and_split_samples_datasets_verify(tmp_path):
+    out = tmp_path / "train.json"
+    assert console_main(["train", "--runs", "1", "--epochs", "2", "--out", str(out)]) == 0
+    assert verify_file(out) is True and json.loads(out.read_text())
+    split = tmp_path / "split"
+    assert console_main(["split", "Cora", "--out", str(split)]) == 0
+    assert [f.status for f in verify(split)] == [OK]
+    _flip(split / "train.pt")
+    (f,) = verify(split)
+    assert f.status == BAD and "train.pt" in f.detail
+    from pathlib import Path
+    data = Path(__file__).resolve().parents[1] / "datasets"
+    assert {f.status for f in verify(data)} == {OK}
+
+
+def test_samples_folder_lists_every_file_hash(tmp_path):
+    import torch
+    from torch_geometric.data import Data
+
+    from gnnkit.latent.io import write_samples
+    g = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
+    write_samples([g, g], tmp_path / "s", {"model": "test"})
+    assert [f.status for f in verify(tmp_path / "s")] == [OK, OK]  # samples.json's hashes, its side file
+    _flip(tmp_path / "s" / "graph_001.txt", at=0)
+    statuses = {f.path.name: f.status for f in verify(tmp_path / "s")}
+    assert statuses["graph_001.txt"] == BAD
