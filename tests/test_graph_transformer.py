@@ -145,3 +145,31 @@ def test_bad_input_is_named():
 def test_edge_index_out_of_range_is_named():
     with pytest.raises(ValueError, match="edge_index refers to nodes outside"):
         batch_distances(torch.tensor([[0], [7]]), torch.tensor([0, 0, 1]), 2)
+
+
+def test_layer_names_bad_edges_and_batch_ids():
+    conv = GraphTransformerConv(8, heads=2)
+    x, ei = torch.randn(5, 8), torch.tensor([[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match="integer node ids"):
+        conv(x, ei.float(), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(IndexError, match="source id 7"):
+        conv(x, torch.tensor([[7], [1]]), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="non-negative integer graph ids"):
+        conv(x, ei, torch.tensor([0, 0, 0, -1, -1]))
+
+
+def test_cached_distances_follow_the_batch():
+    """Two batches over one edge_index with the same sums of ids get their own distances (the cache is keyed
+    on the graph sizes of a sorted batch)."""
+    torch.manual_seed(0)
+    conv = GraphTransformerConv(8, heads=2).eval()
+    x = torch.randn(6, 8)
+    ei = torch.tensor([[0, 4], [1, 5]])
+    b1 = torch.tensor([0, 0, 1, 1, 1, 2])  # sizes (2, 3, 1)
+    b2 = torch.tensor([0, 0, 0, 1, 2, 2])  # sizes (3, 1, 2): sum 5 in both; the edges 4-5 join graphs in b1
+    with pytest.raises(ValueError, match="an edge joins two graphs"):
+        conv(x, ei, b1)
+    out = conv(x, ei, b2)
+    fresh = GraphTransformerConv(8, heads=2).eval()
+    fresh.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(out, fresh(x, ei.clone(), b2))

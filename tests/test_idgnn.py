@@ -126,3 +126,15 @@ def test_bad_input_is_named():
 def test_idgnn_names_nodes_out_of_range():
     with pytest.raises(ValueError, match=r"nodes must be node indices in \[0, 12\)"):
         IDGNN(4, 8, 2)(torch.ones(12, 4), TWO_TRIANGLES_AND_HEXAGON, nodes=torch.tensor([12]))
+
+
+def test_idgnn_takes_int32_and_names_bad_edges():
+    x = torch.ones(12, 4)
+    model = IDGNN(4, 8, 2).eval()
+    torch.testing.assert_close(model(x, TWO_TRIANGLES_AND_HEXAGON.int()), model(x, TWO_TRIANGLES_AND_HEXAGON))
+    with pytest.raises(ValueError, match="integer node ids"):
+        model(x, TWO_TRIANGLES_AND_HEXAGON.float())
+    with pytest.raises(IndexError, match="source id 12"):
+        model(x, torch.tensor([[12], [0]]))
+    with pytest.raises(ValueError, match=r"IDGNN: x must be \[N, in_channels=4\]"):
+        model(torch.ones(12, 5), TWO_TRIANGLES_AND_HEXAGON)

@@ -97,3 +97,29 @@ def test_bad_input_is_named():
 def test_edge_index_out_of_range_is_named():
     with pytest.raises(ValueError, match=r"edge_index refers to nodes outside \[0, 3\)"):
         shortest_path_scores(PATH5, 3, q=2)
+
+
+def test_distance_cache_sees_another_graph_with_the_same_sums():
+    """Two graphs whose edge sums (and 31*src+dst sums) agree — the old cache key — get their own distances."""
+    a = torch.tensor([[0, 1], [3, 2]])
+    b = torch.tensor([[0, 1], [2, 3]])
+    model = PGNN(3, 4, q=3).eval()
+    x = torch.randn(4, 3)
+    model(x, a)
+    torch.testing.assert_close(model.scores(b, 4), shortest_path_scores(b, 4, 3))
+    c = a.clone()
+    model(x, c)
+    c[1] = torch.tensor([2, 3])  # an in-place edit (c now equals b)
+    torch.testing.assert_close(model.scores(c, 4), shortest_path_scores(b, 4, 3))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda x, e: (x, e.float()), "integer node ids"),
+    (lambda x, e: (x, torch.tensor([[0, 9], [1, 2]])), "source id 9"),
+    (lambda x, e: (x[:, :2], e), r"in_channels=3"),
+    (lambda x, e: (x[:0], e[:, :0]), "no nodes"),
+])
+def test_bad_forward_input_is_named(bad, match):
+    x, e = bad(torch.randn(5, 3), PATH5)
+    with pytest.raises((ValueError, IndexError), match=match):
+        PGNN(3, 4)(x, e)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Embedding, LayerNorm, Linear, Parameter
 
-from gnnkit.ops import batch_distances, cached_for, graph_attention
+from gnnkit.ops import batch_distances, cached_for, graph_attention, validate_edge_index
 
 MAX_NODES = 1024  # the largest graph the dense per-graph attention takes by default
 
@@ -91,11 +91,17 @@ class GraphTransformerConv(torch.nn.Module):
             raise ValueError(f"GraphTransformerConv: x must be [N, channels={self.channels}], got {list(x.shape)}")
         if batch.shape != (x.size(0),):
             raise ValueError(f"GraphTransformerConv: batch must be [N={x.size(0)}], got {list(batch.shape)}")
+        validate_edge_index(edge_index, x.size(0), x.size(0))
         if x.size(0) == 0:
             return x
+        if batch.is_floating_point() or batch.dtype == torch.bool or int(batch.min()) < 0:
+            raise ValueError(f"GraphTransformerConv: batch must hold non-negative integer graph ids (PyG's "
+                             f"Batch.batch), got dtype {batch.dtype} with minimum {batch.min().item()}")
         from torch_geometric.utils import degree, to_dense_batch
-        # the same batch goes through every layer of a model: its distances are computed once, cached on it
-        tag = ("batch_distances", self.max_distance, batch.numel(), int(batch.sum()), int((batch * batch).sum()))
+        # the same batch goes through every layer of a model: its distances are computed once, cached on the
+        # edge_index under the batch's graph sizes (batch must be sorted, so the sizes determine it)
+        sizes = tuple(torch.bincount(batch.long()).tolist())
+        tag = ("batch_distances", self.max_distance, batch.numel(), sizes, bool((batch[1:] >= batch[:-1]).all()))
         dist, counts = cached_for(edge_index, tag, lambda: batch_distances(edge_index, batch, self.max_distance))
         if int(counts.max()) > self.max_nodes:
             raise ValueError(f"GraphTransformerConv: a graph of {int(counts.max())} nodes exceeds max_nodes="

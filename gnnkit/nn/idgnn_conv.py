@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Linear, ModuleList, Parameter
 
-from gnnkit.ops import as_graph, cached_for
+from gnnkit.ops import as_graph, cached_for, validate_edge_index
 
 from ._utils import aggregate
 from .gcn_conv import gcn_norm
@@ -132,7 +132,7 @@ class IDGNN(torch.nn.Module):
     def _egos(self, edge_index: Tensor, n: int, nodes: Tensor, device: torch.device) -> list:
         """The batched ego networks of ``nodes``, cached on ``edge_index`` (training re-reads them)."""
         def build() -> list:
-            ei, chunks = edge_index.cpu(), []
+            ei, chunks = edge_index.cpu().long(), []
             for i in range(0, nodes.numel(), self.batch_size):
                 ids, sub, centre = ego_networks(ei, n, nodes[i:i + self.batch_size].cpu(), len(self.convs))
                 chunks.append((ids.to(device), sub.to(device), centre.to(device)))
@@ -142,7 +142,11 @@ class IDGNN(torch.nn.Module):
         return cached_for(edge_index, tag, build)
 
     def forward(self, x: Tensor, edge_index: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
+        width = self.convs[0].in_channels
+        if x.dim() != 2 or x.size(1) != width:
+            raise ValueError(f"IDGNN: x must be [N, in_channels={width}], got {list(x.shape)}")
         n = x.size(0)
+        validate_edge_index(edge_index, n, n)
         nodes = torch.arange(n, device=x.device) if nodes is None else nodes.long().view(-1)
         if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= n):
             raise ValueError(f"IDGNN: nodes must be node indices in [0, {n}), got values from {int(nodes.min())} "

@@ -18,6 +18,7 @@ and the structure-aware :math:`\\mathbf{h}'_v = \\frac{1}{k}\\sum_i \\mathbf{M}_
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Dict, List, Optional, Tuple
 
@@ -26,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Linear, ModuleList
+
+from gnnkit.ops import validate_edge_index
 
 MAX_NODES = 50_000  # the [N, N] distance table: above this, P-GNN's exact distances do not fit
 
@@ -136,8 +139,11 @@ class PGNN(torch.nn.Module):
         self._scores: Dict[tuple, Tensor] = {}
 
     def scores(self, edge_index: Tensor, num_nodes: int) -> Tensor:
-        """The cached ``[N, N]`` distance scores of this graph (computed on first use)."""
-        key = (num_nodes, edge_index.size(1), int(edge_index.sum()), int((edge_index[0] * 31 + edge_index[1]).sum()))
+        """The cached ``[N, N]`` distance scores of this graph (computed on first use).  Keyed on the edges'
+        bytes (an O(E) hash per call, against the table's O(N^2)): any other graph, or an edit in place,
+        recomputes; one graph is kept at a time (the table is N^2)."""
+        ei = edge_index.detach().to("cpu", torch.long).contiguous()
+        key = (num_nodes, self.q, tuple(ei.shape), hashlib.sha1(ei.numpy().tobytes()).hexdigest())
         if key not in self._scores:
             self._scores = {key: shortest_path_scores(edge_index, num_nodes, self.q)}  # one graph at a time
         return self._scores[key]
@@ -148,7 +154,12 @@ class PGNN(torch.nn.Module):
         return bourgain_anchor_sets(num_nodes, self.copies, gen)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        if x.dim() != 2 or x.size(1) != self.lin_in.in_features:
+            raise ValueError(f"PGNN: x must be [N, in_channels={self.lin_in.in_features}], got {list(x.shape)}")
         n = x.size(0)
+        if n == 0:
+            raise ValueError("PGNN: x has no nodes; anchor sets and distances need at least one node")
+        validate_edge_index(edge_index, n, n)
         dist_max, dist_argmax = closest_anchors(self.scores(edge_index, n), self.anchor_sets(n))
         h = self.lin_in(x)
         pos = h
