@@ -134,6 +134,41 @@ def _inference_copy(t):
     with torch.inference_mode():
         return t.clone()
 
+# ---------------------------------------------------------------------------- the lectures' layers (issue 16)
+LECTURE = {  # gnnkit-only layers: no PyG twin, so "right" means equal to the same model on the plain input
+    "IDGNN": lambda: gnn.IDGNN(5, 8, 4).eval(),
+    "PGNN": lambda: gnn.PGNN(5, 8).eval(),
+    "GraphTransformerConv": lambda: gnn.GraphTransformerConv(5, heads=1).eval(),
+}
+BATCH = torch.zeros(N, dtype=torch.long)
+
+
+def _lecture(name):
+    torch.manual_seed(0)
+    m = LECTURE[name]()
+    return (lambda x, ei: m(x, ei, BATCH)) if name == "GraphTransformerConv" else m
+
+
+for name in LECTURE:
+    run = _lecture(name)
+    case("lectures", f"{name}: float edge_index", "error", "edge_index")(lambda run=run: run(X, EI.float()))
+    case("lectures", f"{name}: edge_index [E, 2]", "error", "edge_index")(lambda run=run: run(X, EI.t().contiguous()))
+    case("lectures", f"{name}: negative node id", "error", "edge_index")(
+        lambda run=run: run(X, torch.cat([EI, torch.tensor([[-1], [0]])], 1)))
+    case("lectures", f"{name}: node id >= N", "error", "edge_index")(
+        lambda run=run: run(X, torch.cat([EI, torch.tensor([[N], [0]])], 1)))
+    case("lectures", f"{name}: x of the wrong width", "error", "x")(lambda run=run: run(torch.randn(N, 7), EI))
+    case("lectures", f"{name}: int32 edge_index", ref=lambda run=run: run(X, EI))(lambda run=run: run(X, EI.int()))
+    case("lectures", f"{name}: edge_index made under inference_mode", ref=lambda run=run: run(X, EI))(
+        lambda run=run: run(X, _inference_copy(EI)))
+    case("lectures", f"{name}: edge_index edited in place behind the version counter",
+         ref=lambda name=name: _lecture(name)(X, EI.flip(0)))(
+        lambda run=run: (run(X, _ei := EI.clone()), _ei.numpy().__setitem__(slice(None), EI.flip(0).numpy()),
+                         run(X, _ei))[2])
+    case("lectures", f"{name}: no edges")(lambda run=run: run(X, EI[:, :0]))
+    case("lectures", f"{name}: duplicate edges and self-loops")(
+        lambda run=run: run(X, torch.cat([EI, EI[:, :5], torch.tensor([[3, 3], [3, 3]])], 1)))
+
 
 def _edited_behind_version(name):
     p, g = pair(name)
@@ -278,6 +313,24 @@ case("saved files", "gnnkit linkpred --split with a swapped val.pt", "error", "v
              _quiet_main(["linkpred", "Cora", "--split", str(SPLIT), "--epochs", "1"])))
 
 
+def _results_then(edit):
+    def run():
+        out = TMP / "train.json"
+        _quiet_main(["train", "--runs", "1", "--epochs", "1", "--out", str(out)])
+        edit(out)
+        return _quiet_main(["verify", str(out)])
+    return run
+
+
+case("saved files", "gnnkit train --out JSON with one byte changed, then gnnkit verify", "error", "train.json")(
+    _results_then(lambda p: p.write_bytes(p.read_bytes().replace(b"{", b"[", 1))))
+case("saved files", "gnnkit train --out JSON truncated, then gnnkit verify", "error", "train.json")(
+    _results_then(lambda p: p.write_bytes(p.read_bytes()[:40])))
+case("saved files", "gnnkit train --out JSON intact, then gnnkit verify", ref=lambda: 0)(_results_then(lambda p: None))
+case("saved files", "gnnkit verify on a split with a flipped byte", "error", "train.pt")(
+    lambda: (_fresh_split(), _bitflip(), _quiet_main(["verify", str(SPLIT)])))
+
+
 # ---------------------------------------------------------------------------- data loading
 from gnnkit.data import BUNDLED_ROOT, load_dataset  # noqa: E402
 
@@ -333,6 +386,13 @@ for argv, flag in [
     (["profile", "--device", "cuda:3"], "--device"),
     (["vq", "sample", "x", "--out", str(AFILE)], "--out"),
     (["vq", "train", "community-small", "--device", "bogus"], "--device"),
+    (["verify", f"{TMP}/missing"], "missing"),
+    (["ogb", "ogbg-molhivv"], "ogbg-molhiv"),
+    (["ogb", "ogbg-molhiv", "--model", "gat"], "--model"),
+    (["ogb", "ogbg-molhiv", "--runs", "0"], "--runs"),
+    (["train", "--model", "transformer"], "--model"),
+    (["train", "--num-layers", "0"], "--num-layers"),
+    (["train", "--diagnose", str(TMP)], "--diagnose"),
 ]:
     case("cli", "gnnkit " + " ".join(a if a else "''" for a in argv), "error", flag)(
         lambda argv=argv: _quiet_main(argv))

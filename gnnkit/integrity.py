@@ -37,7 +37,8 @@ class Finding:
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.status:9s} {self.path}: {self.detail}"
+        detail = self.detail.removeprefix(f"{self.path}: ")  # errors already name their file
+        return f"{self.status:9s} {self.path}: {detail}"
 
 
 def _check_file(path: Path) -> Finding:

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or f"ogb-runs/{cfg.dataset}-{cfg.model}"
         res = ogb_run(cfg, out, resume=args.resume, progress=not args.no_progress)
     except (ValueError, DatasetNotFoundError, DatasetIntegrityError) as e:
-        print(f"gnnkit ogb: error: {e}", file=sys.stderr)
+        print(f"gnnkit ogb: error: {str(e).removeprefix('gnnkit ogb: ')}", file=sys.stderr)
         return 2
     except distributed.DistributedError as e:
         print(f"gnnkit ogb: error: {e}", file=sys.stderr)
