@@ -10,6 +10,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -55,45 +56,71 @@ def _known_digests(digest: Path) -> list:
 
 
 def write_verified(path: Union[str, Path], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with its SHA-256 in :func:`digest_path`.  The side file is
-    replaced first and lists the previous file's hash and the new one, so a process killed between the two
-    renames leaves a pair that still verifies (old file or new file, each with its hash)."""
+    """Write ``data`` to ``path`` atomically with its SHA-256 in :func:`digest_path`.
+
+    Three renames: the side file first, listing the hash of the file now on disk (when that file verifies,
+    or has no readable side file) and the new hash; then the data; then the side file with the new hash
+    only.  A process killed at any point leaves the old file or the new one, each verifying, also after
+    several interrupted writes in a row; a finished write leaves one ``sha256sum`` line."""
     path = Path(path)
     digest = digest_path(path)
-    prev = []
-    if path.is_file() and digest.is_file():
-        prev = _known_digests(digest)[-1:]
     new = hashlib.sha256(data).hexdigest()
-    atomic_write(digest, "".join(f"{h}  {path.name}\n" for h in dict.fromkeys(prev + [new])).encode())
+    keep = []
+    if path.is_file():
+        current = _sha256_file(path)
+        try:
+            known = _known_digests(digest) if digest.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            known = None  # a damaged side file says nothing; the file on disk is what an interrupted run kept
+        if known is None or current in known:
+            keep = [current]
+    line = "{}  " + path.name + "\n"
+    atomic_write(digest, "".join(line.format(h) for h in dict.fromkeys(keep + [new])).encode())
     atomic_write(path, data)
+    if keep and keep != [new]:
+        atomic_write(digest, line.format(new).encode())
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checked(path: Path, data: Optional[bytes]) -> "tuple[bytes, Optional[bool]]":
+    """``(data, True|None)`` or IntegrityError.  A mismatch is re-read (side file and data) a few times
+    before it counts: a reader racing a writer can see a side file and data of two different writes."""
+    digest = digest_path(path)
+    for attempt in range(4):
+        if not digest.is_file():
+            return (path.read_bytes() if data is None else data), None
+        try:
+            known = _known_digests(digest)
+        except (OSError, UnicodeDecodeError) as e:
+            raise IntegrityError(f"{digest}: unreadable ({type(e).__name__}); fix: restore it or delete it "
+                                 "(the file is then unchecked)") from None
+        if data is None or attempt:
+            data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() in known:
+            return data, True
+        time.sleep(0.01 * (attempt + 1))
+    raise IntegrityError(f"{path}: its SHA-256 is not the one {digest.name} recorded (edited, truncated or "
+                         "corrupted); fix: restore the file or write it again")
 
 
 def verify_file(path: Union[str, Path], data: Optional[bytes] = None) -> Optional[bool]:
     """Check ``path`` (or its already-read bytes ``data``) against its side file: True when it matches,
     None when it has no side file (written before gnnkit kept them, or not by gnnkit); a mismatch raises
     :class:`IntegrityError` naming the file."""
-    path = Path(path)
-    digest = digest_path(path)
-    if not digest.is_file():
-        return None
-    try:
-        known = _known_digests(digest)
-    except (OSError, UnicodeDecodeError) as e:
-        raise IntegrityError(f"{digest}: unreadable ({type(e).__name__}); fix: restore it or delete it") from None
-    if data is None:
-        data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() not in known:
-        raise IntegrityError(f"{path}: its SHA-256 is not the one {digest.name} recorded (edited, truncated or "
-                             "corrupted); fix: restore the file or write it again")
-    return True
+    return _checked(Path(path), data)[1]
 
 
 def read_verified(path: Union[str, Path]) -> bytes:
-    """The bytes of ``path`` after :func:`verify_file`; a missing file raises ``FileNotFoundError``."""
-    path = Path(path)
-    data = path.read_bytes()
-    verify_file(path, data)
-    return data
+    """The bytes of ``path`` after :func:`verify_file` (the bytes that verified, when a writer raced the
+    read); a missing file raises ``FileNotFoundError``."""
+    return _checked(Path(path), None)[0]
 
 
 def write_json_verified(obj: Any, path: Union[str, Path]) -> None:

@@ -12,8 +12,8 @@ What gnnkit writes and how each is checked:
 * sample folders (``gnnkit vq sample``): ``samples.json`` holds every sample file's SHA-256;
 * a dataset root with ``SHA256SUMS`` (the project's data folder): every listed file.
 
-A folder is searched recursively for side files.  Files without any record are reported as
-"unchecked", never as good.
+A folder is walked recursively.  Files without any record are reported as "unchecked", never as
+good.
 """
 from __future__ import annotations
 
@@ -103,7 +103,9 @@ def _check_dataset_root(root: Path) -> List[Finding]:
 
 def verify(path: Union[str, Path]) -> List[Finding]:
     """Check a file or a folder gnnkit wrote (module doc); a path that does not exist raises
-    ``FileNotFoundError``."""
+    ``FileNotFoundError``.  Folders are walked: split and sample folders anywhere below are checked as
+    such, every side file is checked, and ``.json``/``.pt`` files with no record are listed as unchecked
+    (except below a data root, whose processed files PyG rebuilds)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; pass a file or folder gnnkit wrote")
@@ -112,19 +114,33 @@ def verify(path: Union[str, Path]) -> List[Finding]:
             path = path.with_name(path.name[:-len(".sha256")])
         return [_check_file(path)]
     findings: List[Finding] = []
-    if (path / "manifest.json").is_file():
-        findings.append(_check_split(path))
-    if (path / "samples.json").is_file():
-        findings += _check_samples(path)
-    if (path / "SHA256SUMS").is_file():
-        findings += _check_dataset_root(path)
+    covered = set()  # files a manifest already checked
+    data_roots = []
+    for folder in sorted([path, *(p for p in path.rglob("*") if p.is_dir())]):
+        if (folder / "manifest.json").is_file():
+            findings.append(_check_split(folder))
+            covered.update(p for p in folder.iterdir() if p.is_file())
+        if (folder / "samples.json").is_file():
+            findings += _check_samples(folder)
+            covered.update(p for p in folder.iterdir() if p.is_file())
+        if (folder / "SHA256SUMS").is_file():
+            findings += _check_dataset_root(folder)
+            data_roots.append(folder)
     for digest in sorted(path.rglob("*.sha256")):
-        findings.append(_check_file(digest.with_name(digest.name[:-len(".sha256")])))
-    if not any((path / m).is_file() for m in ("manifest.json", "samples.json", "SHA256SUMS")):
-        for p in sorted(path.iterdir()):  # what a run folder holds without a record
-            if p.is_file() and p.suffix in (".json", ".pt") and not digest_path(p).is_file():
-                findings.append(Finding(p, UNCHECKED, f"no {digest_path(p).name} side file (written before gnnkit "
-                                                      "kept them, or not by gnnkit)"))
+        target = digest.with_name(digest.name[:-len(".sha256")])
+        if target in covered:
+            continue
+        if not target.exists():
+            findings.append(Finding(target, UNCHECKED, f"only its side file {digest.name} exists (the first write of "
+                                                       "this file was interrupted); nothing to check"))
+            continue
+        findings.append(_check_file(target))
+        covered.add(target)
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and p.suffix in (".json", ".pt") and p not in covered and not digest_path(p).is_file() \
+                and not any(root in p.parents for root in data_roots):
+            findings.append(Finding(p, UNCHECKED, f"no {digest_path(p).name} side file (written before gnnkit "
+                                                  "kept them, or not by gnnkit)"))
     if not findings:
         findings.append(Finding(path, UNCHECKED, "no gnnkit manifest, samples.json, SHA256SUMS or .sha256 side "
                                                  "file inside"))

@@ -138,3 +138,15 @@ def test_idgnn_takes_int32_and_names_bad_edges():
         model(x, torch.tensor([[12], [0]]))
     with pytest.raises(ValueError, match=r"IDGNN: x must be \[N, in_channels=4\]"):
         model(torch.ones(12, 5), TWO_TRIANGLES_AND_HEXAGON)
+
+
+def test_ego_cache_follows_the_order_of_nodes():
+    """Two orders of one node set whose sums, sums of squares and running sums agree (the old cache key) give
+    each order's own rows."""
+    torch.manual_seed(0)
+    model = IDGNN(4, 8, 2).eval()
+    x = torch.randn(12, 4)
+    a, b = torch.tensor([1, 2, 0, 3]), torch.tensor([2, 0, 1, 3])
+    model(x, TWO_TRIANGLES_AND_HEXAGON, nodes=a)
+    full = model(x, TWO_TRIANGLES_AND_HEXAGON)
+    torch.testing.assert_close(model(x, TWO_TRIANGLES_AND_HEXAGON, nodes=b), full[b])

@@ -48,32 +48,77 @@ def test_verified_write_read_and_detection(tmp_path):
         read_json_verified(bad)
 
 
-def test_a_kill_between_the_two_renames_still_verifies(tmp_path):
-    """write_verified replaces the side file first with the old and the new hash: after the first rename
-    only (the state a SIGKILL between the two leaves) the old file still verifies, and so does the new."""
-    p = tmp_path / "c.pt"
-    write_verified(p, b"old")
+def _interrupted_write(path, data, stop_at):
+    """write_verified(path, data) killed before its ``stop_at``-th rename (1: side file, 2: data, 3: final
+    side file)."""
     import gnnkit._atomic as atomic
     calls = []
     real = atomic.atomic_write
 
-    def stop_after_first(path, data):
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the process dies before the data rename
-        real(path, data)
-    atomic.atomic_write = stop_after_first
+    def stop(p, d):
+        calls.append(p)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt  # the process dies here
+        real(p, d)
+    atomic.atomic_write = stop
     try:
         with pytest.raises(KeyboardInterrupt):
-            write_verified(p, b"new")
+            write_verified(path, data)
     finally:
         atomic.atomic_write = real
-    assert read_verified(p) == b"old"
-    p.write_bytes(b"new")  # as if the second rename had happened
-    assert read_verified(p) == b"new"
+
+
+@pytest.mark.parametrize("stop_at", [1, 2, 3])
+def test_a_kill_at_any_rename_leaves_a_verifying_file(tmp_path, stop_at):
+    p = tmp_path / "c.pt"
+    write_verified(p, b"old")
+    assert digest_path(p).read_text().count("\n") == 1  # a finished write: one sha256sum line
+    _interrupted_write(p, b"new", stop_at)
+    assert read_verified(p) == (b"new" if stop_at == 3 else b"old")
+    _interrupted_write(p, b"newer", 2)  # a second interrupted write in a row
+    assert read_verified(p) in (b"old", b"new")
     p.write_bytes(b"other")
     with pytest.raises(IntegrityError):
         read_verified(p)
+
+
+def test_a_kill_over_a_file_without_a_side_file_or_with_a_damaged_one(tmp_path):
+    legacy = tmp_path / "log.json"
+    legacy.write_text('{"runs": {}}')  # written before gnnkit kept side files
+    _interrupted_write(legacy, b'{"runs": 1}', 2)
+    assert read_verified(legacy) == b'{"runs": {}}'
+    damaged = tmp_path / "res.json"
+    write_verified(damaged, b"{}")
+    digest_path(damaged).write_bytes(b"\xff\xfe")
+    write_verified(damaged, b'{"a": 1}')  # the next save repairs it instead of failing after the work
+    assert read_json_verified(damaged) == {"a": 1}
+    corrupt = tmp_path / "x.pt"
+    write_verified(corrupt, b"good")
+    corrupt.write_bytes(b"bad!")
+    _interrupted_write(corrupt, b"new", 2)  # a corrupted file is not blessed by the next write's side file
+    with pytest.raises(IntegrityError):
+        read_verified(corrupt)
+
+
+def test_verify_while_a_writer_overwrites_reports_no_false_alarm(tmp_path):
+    import threading
+    p = tmp_path / "r.json"
+    write_json_verified({"i": 0}, p)
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            write_json_verified({"i": i, "pad": "x" * (i % 300)}, p)
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(3000):
+            verify_file(p)
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_results_overwritten_survive_sigkill_at_random_points(tmp_path):
@@ -145,7 +190,11 @@ def test_samples_folder_lists_every_file_hash(tmp_path):
     from gnnkit.latent.io import write_samples
     g = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
     write_samples([g, g], tmp_path / "s", {"model": "test"})
-    assert [f.status for f in verify(tmp_path / "s")] == [OK, OK]  # samples.json's hashes, its side file
+    assert [f.status for f in verify(tmp_path / "s")] == [OK]  # samples.json (with its side file) and its hashes
     _flip(tmp_path / "s" / "graph_001.txt", at=0)
     statuses = {f.path.name: f.status for f in verify(tmp_path / "s")}
     assert statuses["graph_001.txt"] == BAD
+    parent = verify(tmp_path)  # a folder above: the sample folder is found and checked as such
+    assert [f.path.name for f in parent if f.status == BAD] == ["graph_001.txt"]
+    _flip(tmp_path / "s" / "samples.json", at=5)
+    assert [f.status for f in verify(tmp_path / "s")] == [BAD]  # reported once

@@ -268,13 +268,15 @@ def test_sage_native_aggregations_gather_no_messages(aggr, monkeypatch):
     g(x.abs() + 0.1, ei).sum().backward()
 
 
+@pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("aggr", ["softmax", "powermean"])
-def test_sage_softmax_and_powermean_under_an_explainer_mask_equal_pyg(aggr):
+def test_sage_softmax_and_powermean_under_an_explainer_mask_equal_pyg(aggr, static):
     torch.manual_seed(0)
     p, g = pnn.SAGEConv(F_IN, 5, aggr=aggr), gnn.SAGEConv(F_IN, 5, aggr=aggr)
     g.load_state_dict(p.state_dict())
     x, ei = _graph(11)
     x = x.abs() + 0.1
+    x = torch.stack([x, x.flip(0)]) if static else x  # a static graph: [B, N, F]
     mask = torch.randn(E)
     for m in (p, g):
         m.explain, m._edge_mask = True, mask
@@ -283,7 +285,7 @@ def test_sage_softmax_and_powermean_under_an_explainer_mask_equal_pyg(aggr):
 
 # ---------------------------------------------------------------------------- input forms
 @pytest.mark.parametrize("name", ["GCNConv", "GINConv", "GINEConv", "SAGEConv", "SAGEConv-max", "SAGEConv-std",
-                                  "SAGEConv-softmax", "SAGEConv-powermean"])
+                                  "SAGEConv-softmax", "SAGEConv-powermean", "SAGEConv-median", "SAGEConv-multi"])
 def test_static_graphs_equal_pyg(name):
     torch.manual_seed(0)
     make = {"GCNConv": lambda lib: lib.GCNConv(F_IN, 6),
@@ -292,6 +294,8 @@ def test_static_graphs_equal_pyg(name):
             "SAGEConv-std": lambda lib: lib.SAGEConv(F_IN, 6, aggr="std"),
             "SAGEConv-softmax": lambda lib: lib.SAGEConv(F_IN, 6, aggr="softmax"),
             "SAGEConv-powermean": lambda lib: lib.SAGEConv(F_IN, 6, aggr="powermean", aggr_kwargs={"p": 2.0}),
+            "SAGEConv-median": lambda lib: lib.SAGEConv(F_IN, 6, aggr="median"),
+            "SAGEConv-multi": lambda lib: lib.SAGEConv(F_IN, 6, aggr=["mean", "max", "softmax"]),
             "GINConv": lambda lib: lib.GINConv(torch.nn.Linear(F_IN, 6)),
             "GINEConv": lambda lib: lib.GINEConv(torch.nn.Linear(F_IN, 6), edge_dim=3)}[name]
     p = make(pnn)
@@ -492,3 +496,20 @@ def test_lstm_reads_neighbours_in_input_edge_order_like_pyg():
     g.load_state_dict(p.state_dict(), strict=True)
     x = torch.randn(N, F_IN, generator=g_)
     _close(g(x, ei), p(x, ei))
+
+
+@pytest.mark.parametrize("nodes_first", [False, True])
+def test_gine_static_graph_with_per_row_edge_features_equals_pyg(nodes_first):
+    """Static graphs with edge features per batch row: [B, E, D] with x [B, N, F], or [E, B, D] with
+    node_dim=0 and x [N, B, F] — as PyG takes them."""
+    torch.manual_seed(0)
+    kw = {"node_dim": 0} if nodes_first else {}
+    p = pnn.GINEConv(torch.nn.Linear(F_IN, 6), edge_dim=3, **kw)
+    g = gnn.GINEConv(torch.nn.Linear(F_IN, 6), edge_dim=3, **kw)
+    g.load_state_dict(p.state_dict())
+    _, ei = _graph(12)
+    x = torch.randn(N, 2, F_IN) if nodes_first else torch.randn(2, N, F_IN)
+    ea = torch.randn(E, 2, 3) if nodes_first else torch.randn(2, E, 3)
+    _close(g(x, ei, ea), p(x, ei, ea))
+    with pytest.raises(ValueError, match="edge_attr"):
+        g(x, ei, torch.randn(E, 5, 3) if nodes_first else torch.randn(5, E, 3))

@@ -89,6 +89,13 @@ class GINEConv(CSRMessagePassing):
                 raise ValueError("GINEConv needs edge features: pass edge_attr [E, edge_dim] (use GINConv for "
                                  "graphs without edge features)")
             edge_attr = graph.from_csr_order(w)  # PyG reads a sparse adj_t's values as edge_attr
+        if static and edge_attr.dim() == 3:  # per-batch-row edge features: [E, B, D] (node_dim=0) or [B, E, D]
+            B = x_src.size(1)
+            edge_attr = edge_attr if nodes_first else edge_attr.transpose(0, 1)
+            if edge_attr.size(1) != B:
+                raise ValueError(f"GINEConv: a static graph with {B} batch rows takes edge_attr [E, D] (shared) or "
+                                 f"{'[E, B, D]' if nodes_first else '[B, E, D]'} with B={B}, got "
+                                 f"{list(edge_attr.shape) if nodes_first else list(edge_attr.transpose(0, 1).shape)}")
         check_edge_rows(edge_attr, num_input_edges(edge_index), "GINEConv", "edge_attr")
         # to CSR slot order first: a row permutation commutes with the row-wise linear map, and permuting
         # the raw features (no gradient) spares the backward a scatter of the [E, F] gradient
@@ -106,7 +113,7 @@ class GINEConv(CSRMessagePassing):
         if x_dst is not None and x_dst.size(-1) != x_src.size(-1):
             raise ValueError(f"GINEConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
                              "both sides must have the same width")
-        if static:
+        if static and ea.dim() == 2:  # one set of edge features for every batch row
             ea = ea.unsqueeze(1).expand(-1, x_src.size(1), -1)
         msg = relu_message_slots(graph, x_src, ea)  # relu(x_j + e_ji), [E, F] in CSR order
         mask = self.explain_mask(num_input_edges(edge_index))

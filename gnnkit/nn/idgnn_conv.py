@@ -19,6 +19,7 @@ disjoint graph).  ID-GNN-Fast instead adds to the input the cycle counts :math:`
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Optional, Tuple
 
 import torch
@@ -137,8 +138,9 @@ class IDGNN(torch.nn.Module):
                 ids, sub, centre = ego_networks(ei, n, nodes[i:i + self.batch_size].cpu(), len(self.convs))
                 chunks.append((ids.to(device), sub.to(device), centre.to(device)))
             return chunks
-        tag = ("idgnn_egos", n, len(self.convs), self.batch_size, str(device), nodes.numel(), int(nodes.sum()),
-               int((nodes * nodes).sum()), int(nodes.cumsum(0).sum()))
+        # keyed on the exact node list (order matters: row i of the output is nodes[i]); O(len(nodes)) per call
+        nodes_key = hashlib.sha1(nodes.detach().to("cpu", torch.long).contiguous().numpy().tobytes()).hexdigest()
+        tag = ("idgnn_egos", n, len(self.convs), self.batch_size, str(device), nodes.numel(), nodes_key)
         return cached_for(edge_index, tag, build)
 
     def forward(self, x: Tensor, edge_index: Tensor, nodes: Optional[Tensor] = None) -> Tensor:

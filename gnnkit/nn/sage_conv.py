@@ -213,10 +213,9 @@ class SAGEConv(CSRMessagePassing):
         return out
 
     def _static(self, x: Tensor, edge_index: Adj) -> Tensor:
-        if self._kind is None:
-            raise NotImplementedError(f"SAGEConv(aggr={self.aggr!r}) on a static graph (x of shape [B, N, F]) is "
-                                      "not supported by gnnkit; use sum/mean/max/min/var/std/softmax/powermean or "
-                                      "one graph per call")
+        if self.aggr == "lstm":
+            raise NotImplementedError("SAGEConv(aggr='lstm') on a static graph (x of shape [B, N, F]) is not "
+                                      "supported by gnnkit (nor by PyG's LSTM aggregation); pass one graph per call")
         check_width(x, self._in[0], "SAGEConv", "x", "in_channels")
         B, N = x.shape[0], x.shape[1]
         graph, _ = graph_of(edge_index, N, N, use_values=False)
@@ -224,12 +223,17 @@ class SAGEConv(CSRMessagePassing):
         h = self.lin(x).relu() if self.project else x
         Fh = h.size(-1)
         flat = h.transpose(0, 1).reshape(N, B * Fh)  # every batch row aggregated by one SpMM
-        if mask is not None and self._kind in ("softmax", "powermean"):
-            raise NotImplementedError(f"SAGEConv(aggr={self.aggr!r}): explaining a static graph (x of shape "
-                                      "[B, N, F]) is not supported by gnnkit for softmax/powermean; pass one graph "
-                                      "per call")
-        out = self._csr_aggregate(graph, flat, slot_mask(graph, mask) if mask is not None else None, repeat=B)
-        out = self.lin_l(out.view(N, B, Fh).transpose(0, 1))
+        if self._kind is None or (mask is not None and self._kind in ("softmax", "powermean")):
+            # PyG's Aggregation module over the messages [E, B, F] of all batch rows, reduced over the edges
+            msg = gather_slots(graph, flat)
+            if mask is not None:
+                msg = msg * slot_mask(graph, mask).to(msg.dtype).view(-1, 1)
+            out = self.aggr_module(msg.view(-1, B, Fh), index=graph.row, ptr=graph.rowptr, dim_size=N, dim=0)
+            out = out.transpose(0, 1)
+        else:
+            out = self._csr_aggregate(graph, flat, slot_mask(graph, mask) if mask is not None else None, repeat=B)
+            out = out.view(N, B, Fh).transpose(0, 1)
+        out = self.lin_l(out)
         if self.root_weight:
             out = out + self.lin_r(x)
         return F.normalize(out, p=2.0, dim=-1) if self.normalize else out

@@ -58,56 +58,81 @@ def _local_rows(rowptr: Tensor, r0: int, r1: int, s0: int, s1: int) -> Tuple[Ten
     return local, row
 
 
+# Both passes are custom ops: opaque to torch.compile (their chunk boundaries are data-dependent), so a
+# compiled model (fullgraph=True) calls them as it calls the SpMM ops.
+@torch.library.custom_op("gnnkit::softmax_aggr_fwd", mutates_args=())
+def _forward_op(rowptr: Tensor, col: Tensor, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(out, m, s)``: the aggregation, each row's maximum logit and normaliser ``[num_dst, F]``."""
+    n, F = rowptr.numel() - 1, x.size(1)
+    out, m, s = x.new_zeros(n, F), x.new_zeros(n, F), x.new_full((n, F), _EPS)
+    for r0, r1, s0, s1 in _chunks(rowptr, F):  # destination rows, about _CHUNK elements at a time
+        if s1 == s0:
+            continue
+        local, row = _local_rows(rowptr, r0, r1, s0, s1)
+        xj = x.index_select(0, col[s0:s1])
+        e = xj * t
+        mc = e.new_full((r1 - r0, F), float("-inf")).scatter_reduce_(0, row.view(-1, 1).expand_as(e), e, "amax")
+        mc.masked_fill_(mc == float("-inf"), 0.0)  # rows without slots
+        e.sub_(mc.index_select(0, row)).exp_()
+        sc = segment_sum(local, e).add_(_EPS)
+        out[r0:r1] = segment_sum(local, e.mul_(xj)).div_(sc)
+        m[r0:r1], s[r0:r1] = mc, sc
+    return out, m, s
+
+
+@_forward_op.register_fake
+def _(rowptr, col, x, t):
+    n = rowptr.numel() - 1
+    return x.new_empty(n, x.size(1)), x.new_empty(n, x.size(1)), x.new_empty(n, x.size(1))
+
+
+@torch.library.custom_op("gnnkit::softmax_aggr_bwd", mutates_args=())
+def _backward_op(rowptr_t: Tensor, col_t: Tensor, x: Tensor, t: Tensor, out: Tensor, m: Tensor, s: Tensor,
+                 grad_out: Tensor, semi_grad: bool, need_t: bool) -> Tuple[Tensor, Tensor]:
+    """``(grad_x, grad_t)`` over the transposed CSR (source rows), weights recomputed from ``m`` and ``s``;
+    ``grad_t`` is zeros unless ``need_t``."""
+    F = x.size(1)
+    g = grad_out / s
+    grad_x = x.new_zeros(x.shape)
+    grad_t = torch.zeros_like(t)
+    for r0, r1, s0, s1 in _chunks(rowptr_t, F):
+        if s1 == s0:
+            continue
+        local, src = _local_rows(rowptr_t, r0, r1, s0, s1)
+        dst = col_t[s0:s1]
+        xj = x[r0:r1].index_select(0, src)
+        ga = (xj * t).sub_(m.index_select(0, dst)).exp_().mul_(g.index_select(0, dst))  # a_ij * g_i
+        diff = xj.sub_(out.index_select(0, dst)) if (need_t or not semi_grad) else None  # x_j - y_i
+        if need_t:
+            part = (ga * diff).mul_(diff + out.index_select(0, dst)).sum(0)  # a g x_j (x_j - y_i)
+            grad_t += part.sum() if t.dim() == 0 else part
+        per_slot = ga if semi_grad else ga.addcmul_(ga, diff.mul_(t))
+        grad_x[r0:r1] = segment_sum(local, per_slot)
+    return grad_x, grad_t
+
+
+@_backward_op.register_fake
+def _(rowptr_t, col_t, x, t, out, m, s, grad_out, semi_grad, need_t):
+    return torch.empty_like(x), torch.empty_like(t)
+
+
 class SoftmaxAggregateFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, x: Tensor, t: Tensor, semi_grad: bool) -> Tensor:
-        F = x.size(1)
-        out = x.new_zeros(graph.num_dst, F)
-        m = x.new_zeros(graph.num_dst, F)
-        s = x.new_zeros(graph.num_dst, F)
-        for r0, r1, s0, s1 in _chunks(graph.rowptr, F):  # destination rows, about _CHUNK elements at a time
-            if s1 == s0:
-                continue
-            local, row = _local_rows(graph.rowptr, r0, r1, s0, s1)
-            xj = x.index_select(0, graph.col[s0:s1])
-            e = xj * t
-            mc = e.new_full((r1 - r0, F), float("-inf")).scatter_reduce_(0, row.view(-1, 1).expand_as(e), e, "amax")
-            mc.masked_fill_(mc == float("-inf"), 0.0)  # rows without slots
-            e.sub_(mc.index_select(0, row)).exp_()
-            sc = segment_sum(local, e).add_(_EPS)
-            out[r0:r1] = segment_sum(local, e.mul_(xj)).div_(sc)
-            m[r0:r1], s[r0:r1] = mc, sc
-        s[s == 0] = _EPS  # rows of empty chunks
-        ctx.graph, ctx.semi_grad = graph, semi_grad
-        ctx.save_for_backward(x, t, out, m, s)
+        out, m, s = _forward_op(graph.rowptr, graph.col, x, t)
+        rowptr_t, col_t, _ = graph.transpose()  # fetched here: what the backward reads (also under compile)
+        ctx.semi_grad = semi_grad
+        ctx.save_for_backward(x, t, out, m, s, rowptr_t, col_t)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
-        x, t, out, m, s = ctx.saved_tensors
-        graph: Graph = ctx.graph
+        x, t, out, m, s, rowptr_t, col_t = ctx.saved_tensors
         need_x, need_t = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        F = x.size(1)
-        g = grad_out / s
-        rowptr_t, col_t, _ = graph.transpose()  # CSR by source: each source's sum is one segment
-        grad_x = x.new_zeros(x.shape) if need_x else None
-        grad_t = torch.zeros_like(t) if need_t else None
-        for r0, r1, s0, s1 in _chunks(rowptr_t, F):  # source rows; weights recomputed from m and s
-            if s1 == s0:
-                continue
-            local, src = _local_rows(rowptr_t, r0, r1, s0, s1)
-            dst = col_t[s0:s1]
-            xj = x[r0:r1].index_select(0, src)
-            ga = (xj * t).sub_(m.index_select(0, dst)).exp_().mul_(g.index_select(0, dst))  # a_ij * g_i
-            diff = xj.sub_(out.index_select(0, dst)) if (need_t or not ctx.semi_grad) else None  # x_j - y_i
-            if need_t:
-                part = (ga * diff).mul_(diff + out.index_select(0, dst)).sum(0)  # a g x_j (x_j - y_i)
-                grad_t += part.sum() if t.dim() == 0 else part
-            if need_x:
-                per_slot = ga if ctx.semi_grad else ga.addcmul_(ga, diff.mul_(t))
-                grad_x[r0:r1] = segment_sum(local, per_slot)
-        return None, grad_x, grad_t, None
+        grad_x, grad_t = _backward_op(rowptr_t, col_t, x, t, out, m, s, grad_out.contiguous(), ctx.semi_grad,
+                                      bool(need_t))
+        return None, grad_x if need_x else None, grad_t if need_t else None, None
 
 
 def _as_t(t: Union[float, Tensor], x: Tensor) -> Tensor:
@@ -127,10 +152,10 @@ def softmax_aggregate_slots(graph: Graph, x: Tensor, t: Union[float, Tensor] = 1
     it gets a gradient); ``semi_grad=True`` treats the weights as constants in the backward."""
     if x.dim() != 2 or x.size(0) != graph.num_src:
         raise ValueError(f"softmax_aggregate_slots: x must be [num_src={graph.num_src}, F], got {list(x.shape)}")
-    tt = _as_t(t, x)
-    if x.dtype in LOW:  # computed in fp32, returned in x's dtype
-        return SoftmaxAggregateFunction.apply(graph, x.float(), tt.float(), semi_grad).to(x.dtype)
-    return SoftmaxAggregateFunction.apply(graph, x, tt, semi_grad)
+    if x.dtype in LOW:  # computed in fp32 (t too, not rounded to x's dtype first), returned in x's dtype
+        xf = x.float()
+        return SoftmaxAggregateFunction.apply(graph, xf, _as_t(t, xf), semi_grad).to(x.dtype)
+    return SoftmaxAggregateFunction.apply(graph, x, _as_t(t, x), semi_grad)
 
 
 def softmax_aggregate_ref(index: Tensor, x_j: Tensor, num_dst: int, t: Union[float, Tensor] = 1.0,
