@@ -6,10 +6,11 @@ every variant once), median reported, and the peak memory of one step measured:
 
 * ``gnnkit``: the layer as shipped (sum/mean/max/min one SpMM; var/std two mean SpMMs; powermean a
   mean SpMM between elementwise powers of node features; softmax ``gnnkit.ops.softmax_aggregate_slots``,
-  which keeps no per-edge tensor for its backward; median and the rest: PyG's module on gnnkit's CSR);
+  which keeps no per-edge tensor for its backward; median ``gnnkit.ops.quantile_aggregate_slots``, one
+  sort of (row, value) keys);
 * ``gnnkit-gathered``: the same layer forced onto its generic path (PyG's ``Aggregation`` module on
-  ``[E, F]`` messages gathered in CSR order) — what every aggregation but sum/mean/max/min/var/std
-  ran before the native paths existed;
+  ``[E, F]`` messages gathered in CSR order) — what softmax, powermean and median ran before their
+  CSR paths existed;
 * ``pyg``: ``torch_geometric.nn.SAGEConv`` with the same weights.
 
 Outputs are checked equal (``max_abs_diff``) before timing.  JSON and a bar plot in

@@ -196,6 +196,7 @@ ALL_FORMS = dict(COMPILED, **{
     "GCNConv": lambda: gnn.GCNConv(F_IN, 6),
     "SAGEConv-softmax": lambda: gnn.SAGEConv(F_IN, 6, aggr="softmax", aggr_kwargs={"learn": True}),
     "SAGEConv-powermean": lambda: gnn.SAGEConv(F_IN, 6, aggr="powermean", aggr_kwargs={"p": 2.0}),
+    "SAGEConv-median": lambda: gnn.SAGEConv(F_IN, 6, aggr="median"),
     "MPNNConv": lambda: gnn.MPNNConv(F_IN, edge_dim=3, num_steps=2),
     "GATv2Conv-edge": lambda: gnn.GATv2Conv(F_IN, 4, heads=2, edge_dim=3),
 })

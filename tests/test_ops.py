@@ -459,3 +459,46 @@ def test_softmax_aggregate_in_chunks_equals_one_pass(chunk, monkeypatch):
         torch.testing.assert_close(a, b)
     monkeypatch.setattr(agg, "_CHUNK", chunk)
     assert gradcheck(lambda x, t: agg.softmax_aggregate_slots(g, x, t), (x, t), fast_mode=True)
+
+
+# ---------------------------------------------------------------- quantile aggregation (SAGE's "median")
+@pytest.mark.parametrize("interpolation", ["lower", "higher", "nearest", "linear", "midpoint"])
+@given(g=graphs(), q=st.sampled_from([0.0, 0.3, 0.5, 0.75, 1.0]))
+@settings(max_examples=12, deadline=None)
+def test_quantile_aggregate_matches_a_per_row_oracle(interpolation, g, q):
+    from gnnkit.ops import quantile_aggregate_slots
+    n, e, seed = g
+    ei = random_graph(n, e, seed=seed)
+    graph, _ = as_graph(ei, num_nodes=n + 1)  # one isolated node
+    x = torch.randn(n + 1, 3, generator=torch.Generator().manual_seed(seed))
+    want = torch.full((n + 1, 3), -1.0)
+    for i in range(n + 1):
+        v = x[ei[0][ei[1] == i]]
+        if v.size(0):  # torch.quantile has the same five interpolations, on float64 positions
+            want[i] = torch.quantile(v.double(), q, dim=0, interpolation=interpolation).float()
+    got = quantile_aggregate_slots(graph, x, q, interpolation, fill_value=-1.0)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_quantile_aggregate_gradient_goes_to_the_chosen_source():
+    from gnnkit.ops import quantile_aggregate_slots
+    ei = torch.tensor([[0, 1, 2, 3, 4], [5, 5, 5, 5, 6]])
+    g, _ = as_graph(ei, num_nodes=7)
+    x = torch.tensor([[3.0], [1.0], [4.0], [2.0], [9.0], [0.0], [0.0]], requires_grad=True)
+    out = quantile_aggregate_slots(g, x)  # lower median of {3, 1, 4, 2} is 2 (node 3); of {9} is 9
+    assert out.view(-1).tolist() == [0.0] * 5 + [2.0, 9.0]
+    out.sum().backward()
+    assert x.grad.view(-1).tolist() == [0, 0, 0, 1, 1, 0, 0]
+
+
+def test_quantile_aggregate_names_bad_input():
+    from gnnkit.ops import quantile_aggregate_slots
+    g, _ = as_graph(torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
+    with pytest.raises(ValueError, match="interpolation='cubic'"):
+        quantile_aggregate_slots(g, torch.randn(2, 2), 0.5, "cubic")
+    with pytest.raises(ValueError, match=r"q must lie in \[0, 1\]"):
+        quantile_aggregate_slots(g, torch.randn(2, 2), 1.5)
+    with pytest.raises(ValueError, match="float64"):
+        quantile_aggregate_slots(g, torch.randn(2, 2, dtype=torch.float64))
+    empty, _ = as_graph(torch.empty(2, 0, dtype=torch.long), num_nodes=3)
+    assert quantile_aggregate_slots(empty, torch.randn(3, 2), fill_value=7.0).eq(7.0).all()

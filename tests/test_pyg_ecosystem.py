@@ -224,7 +224,8 @@ def test_message_level_hooks_raise_a_named_error():
                                                                                   "out_channels": F_IN}}}),
     ("mean-object", {}), ("max-object", {}), ("var-object", {}), ("std-object", {}), ("std-semi", {}),
     ("softmax-learn", {}), ("softmax-semi", {}), ("softmax-negative", {}), ("powermean-learn", {}),
-    ("powermean-3", {}),
+    ("powermean-3", {}), ("quantile-linear", {}), ("quantile-nearest", {}), ("quantile-midpoint", {}),
+    ("quantile-higher", {}), ("median-fill", {}),
 ])
 def test_sage_aggregations_equal_pyg(aggr, kwargs):
     from torch_geometric.nn import aggr as A
@@ -235,7 +236,12 @@ def test_sage_aggregations_equal_pyg(aggr, kwargs):
                "softmax-semi": lambda: A.SoftmaxAggregation(t=2.0, semi_grad=True),
                "softmax-negative": lambda: A.SoftmaxAggregation(t=-1.5, learn=True),
                "powermean-learn": lambda: A.PowerMeanAggregation(p=2.0, learn=True, channels=F_IN),
-               "powermean-3": lambda: A.PowerMeanAggregation(p=3.0)}
+               "powermean-3": lambda: A.PowerMeanAggregation(p=3.0),
+               "quantile-linear": lambda: A.QuantileAggregation(0.3, "linear"),
+               "quantile-nearest": lambda: A.QuantileAggregation([0.8], "nearest"),
+               "quantile-midpoint": lambda: A.QuantileAggregation(0.5, "midpoint"),
+               "quantile-higher": lambda: A.QuantileAggregation(0.1, "higher"),
+               "median-fill": lambda: A.MedianAggregation(fill_value=2.5)}
     x, ei = _graph(7)
     x = x.abs() + 0.1 if aggr in ("powermean", "mul") else x
     mods = []
@@ -255,7 +261,7 @@ def test_sage_aggregations_equal_pyg(aggr, kwargs):
         _close(pb.grad, pa.grad, atol=1e-4)
 
 
-@pytest.mark.parametrize("aggr", ["softmax", "powermean", "var", "std", "max"])
+@pytest.mark.parametrize("aggr", ["softmax", "powermean", "var", "std", "max", "median"])
 def test_sage_native_aggregations_gather_no_messages(aggr, monkeypatch):
     """These aggregations run on gnnkit's CSR ops (not PyG's module on [E, F] gathered messages)."""
     import gnnkit.nn.sage_conv as sage
@@ -269,7 +275,7 @@ def test_sage_native_aggregations_gather_no_messages(aggr, monkeypatch):
 
 
 @pytest.mark.parametrize("static", [False, True])
-@pytest.mark.parametrize("aggr", ["softmax", "powermean"])
+@pytest.mark.parametrize("aggr", ["softmax", "powermean", "median"])
 def test_sage_softmax_and_powermean_under_an_explainer_mask_equal_pyg(aggr, static):
     torch.manual_seed(0)
     p, g = pnn.SAGEConv(F_IN, 5, aggr=aggr), gnn.SAGEConv(F_IN, 5, aggr=aggr)

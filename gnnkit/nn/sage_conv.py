@@ -9,9 +9,11 @@ from torch_geometric.nn.aggr import (
     Aggregation,
     MaxAggregation,
     MeanAggregation,
+    MedianAggregation,
     MinAggregation,
     MultiAggregation,
     PowerMeanAggregation,
+    QuantileAggregation,
     SoftmaxAggregation,
     StdAggregation,
     SumAggregation,
@@ -19,7 +21,7 @@ from torch_geometric.nn.aggr import (
 )
 from torch_geometric.nn.dense.linear import Linear
 
-from gnnkit.ops import Graph, gather_slots, softmax_aggregate_slots
+from gnnkit.ops import Graph, gather_slots, quantile_aggregate_slots, softmax_aggregate_slots
 from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
@@ -37,7 +39,8 @@ def _native(module: Any) -> Optional[str]:
     """How gnnkit runs ``module`` on CSR ops without gathering [E, F] messages through PyG's module:
     sum/mean/max/min as one SpMM; var/std as ``E[x^2] - E[x]^2`` from two mean SpMMs; powermean as a
     mean SpMM between two elementwise powers of node features; softmax by ``softmax_aggregate_slots``
-    (hand-written backward, keeps no per-edge tensor).  None: PyG's module on gathered messages."""
+    (hand-written backward, keeps no per-edge tensor); median / one quantile by ``quantile_aggregate_slots``
+    (one sort, float32/16 features).  None: PyG's module on gathered messages."""
     kind = type(module)
     for cls, name in _REDUCES:
         if kind is cls:
@@ -50,6 +53,8 @@ def _native(module: Any) -> Optional[str]:
         return "softmax"
     if kind is PowerMeanAggregation:
         return "powermean"
+    if kind in (MedianAggregation, QuantileAggregation) and module.q.numel() == 1:
+        return "quantile"
     return None
 
 
@@ -160,7 +165,7 @@ class SAGEConv(CSRMessagePassing):
         mask = self.explain_mask(num_input_edges(edge_index))
         if self.aggr == "lstm":  # an explainer's mask multiplies each neighbour's message, as in PyG
             out = self.aggr_module(x_src, graph, slot_mask(graph, mask) if mask is not None else None)
-        elif self._kind is not None and (mask is None or self._kind not in ("softmax", "powermean")):
+        elif self._native_for(x_src, mask):
             # a torch.sparse adj_t's values weight the SpMM reductions (PyG's fused path), not the others;
             # an explainer's mask weights the messages (for softmax/powermean: PyG's module, below)
             weights = w if self._kind in _SPMM else None
@@ -184,6 +189,15 @@ class SAGEConv(CSRMessagePassing):
             out = F.normalize(out, p=2.0, dim=-1)
         return out
 
+    def _native_for(self, x: Tensor, mask: Optional[Tensor]) -> bool:
+        """Whether this call runs on gnnkit's CSR ops: an explainer's mask multiplies the messages, which
+        softmax/powermean/quantiles see only on the gathered path; quantiles sort float32 keys."""
+        if self._kind is None:
+            return False
+        if mask is not None and self._kind in ("softmax", "powermean", "quantile"):
+            return False
+        return self._kind != "quantile" or x.dtype in (torch.float32, torch.float16, torch.bfloat16)
+
     def _csr_aggregate(self, graph: Graph, x: Tensor, w: Optional[Tensor], repeat: int = 1) -> Tensor:
         """The aggregations gnnkit runs on its CSR ops (``w``: per-slot weights, e.g. an explainer's mask; not
         for softmax/powermean), PyG's definitions (see :func:`_native`), column by column, so ``x`` may hold
@@ -196,6 +210,9 @@ class SAGEConv(CSRMessagePassing):
             if isinstance(t, Tensor) and t.numel() > 1:
                 t = t.repeat(repeat)
             return softmax_aggregate_slots(graph, x, t, semi_grad=module.semi_grad and not module.learn)
+        if kind == "quantile":
+            q = module._q[0] if isinstance(module._q, (list, tuple)) else module._q  # a number: no tensor read
+            return quantile_aggregate_slots(graph, x, float(q), module.interpolation, module.fill_value)
         if kind == "powermean":
             p = module.p
             if isinstance(p, Tensor) and p.numel() > 1:
@@ -223,7 +240,7 @@ class SAGEConv(CSRMessagePassing):
         h = self.lin(x).relu() if self.project else x
         Fh = h.size(-1)
         flat = h.transpose(0, 1).reshape(N, B * Fh)  # every batch row aggregated by one SpMM
-        if self._kind is None or (mask is not None and self._kind in ("softmax", "powermean")):
+        if not self._native_for(flat, mask):
             # PyG's Aggregation module over the messages [E, B, F] of all batch rows, reduced over the edges
             msg = gather_slots(graph, flat)
             if mask is not None:

@@ -15,7 +15,7 @@ a registered custom op (:mod:`.primitives`) that runs the Triton kernel from
 import warnings as _warnings
 
 from ._backend import backend_mode, use_triton
-from .aggregations import softmax_aggregate_ref, softmax_aggregate_slots
+from .aggregations import quantile_aggregate_slots, softmax_aggregate_ref, softmax_aggregate_slots
 from .gat import edge_dropout, gat_attention, gat_attention_slots
 from .graph import Graph, Size, SparseTensor, as_graph, cached_for, clear_cache, is_sparse_adj, validate_edge_index
 from .reference import sddmm_csr_ref, segment_reduce_ref, segment_softmax_ref, spmm_csr_ref
@@ -38,4 +38,5 @@ __all__ = [
     "segment_reduce", "segment_reduce_slots", "segment_reduce_ref",
     "gat_attention", "gat_attention_slots", "edge_dropout", "nearest_code", "nearest_code_ref", "backend_mode",
     "use_triton", "graph_attention", "batch_distances", "softmax_aggregate_slots", "softmax_aggregate_ref",
+    "quantile_aggregate_slots",
 ]
