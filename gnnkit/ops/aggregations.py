@@ -192,9 +192,11 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: float = 0.5, interpolat
     ``(row << 32) | order-preserving bits of the value`` sorts every row's values at once.  The output
     gathers the chosen sources' features from ``x``, so the gradient goes straight to them (no ``[E, F]``
     tensor is kept).  Among equal values the earlier slot is chosen (PyG's choice among ties depends on an
-    unstable sort).  The quantile's position is computed in float64 (PyG's float32 position loses the
-    interpolation fraction once row offsets pass ~10^5, and rows past 2^24 slots).  float32, float16 and
-    bfloat16 ``x`` (keys from the float32 value); float64 raises."""
+    unstable sort).  The quantile's position is computed in float64 inside each row, as ``torch.quantile``
+    does: PyG computes it in float32 after adding the row's offset, so its interpolation fraction coarsens
+    once offsets pass ~10^5 (rows past 2^24 slots pick wrong elements), and its "nearest" rounds a .5
+    position up or down depending on the parity of the row's offset (here: half to even inside the row).
+    float32, float16 and bfloat16 ``x`` (keys from the float32 value); float64 raises."""
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"quantile_aggregate_slots: interpolation={interpolation!r}; use one of {INTERPOLATIONS}")
     if not 0.0 <= q <= 1.0:
@@ -209,23 +211,26 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: float = 0.5, interpolat
     if E == 0:
         return x.new_full((graph.num_dst, F), fill_value)
     with torch.no_grad():
-        vals = x.detach().float().index_select(0, graph.col)  # [E, F]
-        key = (graph.row.view(-1, 1) << 32) | _order_keys(vals)
-        # [F, E]: each channel's slots, row by row; stable: ties go to the earlier slot (input edge order)
-        perm = torch.sort(key.t().contiguous(), dim=1, stable=True).indices
-        point = q * (count - 1).clamp(min=0).to(torch.float64) + graph.rowptr[:-1]
-        lo = point.floor().long().clamp(max=E - 1)
-        hi = point.ceil().long().clamp(max=E - 1)
+        vals = x.detach().float().t().contiguous().index_select(1, graph.col)  # [F, E]: channels in rows
+        key = _order_keys(vals).bitwise_or_(graph.row.view(1, -1) << 32)
+        del vals
+        # each channel's slots, row by row; stable: ties go to the earlier slot (input edge order)
+        perm = torch.sort(key, dim=1, stable=True).indices
+        local = q * (count - 1).clamp(min=0).to(torch.float64)  # position inside each row
+        start = graph.rowptr[:-1]
+        lo = (local.floor().long() + start).clamp(max=E - 1)
+        hi = (local.ceil().long() + start).clamp(max=E - 1)
 
         def sources(slot: Tensor) -> Tensor:  # [N] chosen slot per row -> [N, F] source node per channel
             return graph.col[perm.gather(1, slot.view(1, -1).expand(F, -1))].t()
     if interpolation in ("lower", "higher", "nearest"):
-        pick = {"lower": lo, "higher": hi, "nearest": point.round().long().clamp(max=E - 1)}[interpolation]
+        nearest = (local.round().long() + start).clamp(max=E - 1) if interpolation == "nearest" else None
+        pick = {"lower": lo, "higher": hi, "nearest": nearest}[interpolation]
         out = x.gather(0, sources(pick))
     else:
         a, b = x.gather(0, sources(lo)), x.gather(0, sources(hi))
         if interpolation == "midpoint":
             out = 0.5 * a + 0.5 * b
         else:
-            out = a + (b - a) * point.frac().to(x.dtype).view(-1, 1)
+            out = a + (b - a) * local.frac().to(x.dtype).view(-1, 1)
     return out.masked_fill((count == 0).view(-1, 1), fill_value)
