@@ -221,14 +221,19 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: float = 0.5, interpolat
         lo = (local.floor().long() + start).clamp(max=E - 1)
         hi = (local.ceil().long() + start).clamp(max=E - 1)
 
-        def sources(slot: Tensor) -> Tensor:  # [N] chosen slot per row -> [N, F] source node per channel
-            return graph.col[perm.gather(1, slot.view(1, -1).expand(F, -1))].t()
+        channel = torch.arange(F, device=x.device).view(1, -1)
+
+        def flat(slot: Tensor) -> Tensor:  # [N] chosen slot per row -> [N * F] index of x[source, channel]
+            src = graph.col[perm.gather(1, slot.view(1, -1).expand(F, -1))].t()  # [N, F] source per channel
+            return (src * F + channel).reshape(-1)
+
+    def pick(index: Tensor) -> Tensor:  # index_select: a sequential (deterministic) index_add_ backward
+        return x.reshape(-1).index_select(0, index).view(-1, F)
     if interpolation in ("lower", "higher", "nearest"):
         nearest = (local.round().long() + start).clamp(max=E - 1) if interpolation == "nearest" else None
-        pick = {"lower": lo, "higher": hi, "nearest": nearest}[interpolation]
-        out = x.gather(0, sources(pick))
+        out = pick(flat({"lower": lo, "higher": hi, "nearest": nearest}[interpolation]))
     else:
-        a, b = x.gather(0, sources(lo)), x.gather(0, sources(hi))
+        a, b = pick(flat(lo)), pick(flat(hi))
         if interpolation == "midpoint":
             out = 0.5 * a + 0.5 * b
         else:
