@@ -23,14 +23,48 @@ def atomic_write(path: Union[str, Path], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the file
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a power loss keeps old or new, not neither); best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive advisory lock on ``folder`` (flock on the directory: no lock file is left behind), so
+    two processes writing the same verified file do not interleave their renames."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):  # no flock (not POSIX) or an unopenable folder: unlocked, as before
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_json_atomic(obj: Any, path: Union[str, Path]) -> None:
@@ -61,8 +95,15 @@ def write_verified(path: Union[str, Path], data: bytes) -> None:
     Three renames: the side file first, listing the hash of the file now on disk (when that file verifies,
     or has no readable side file) and the new hash; then the data; then the side file with the new hash
     only.  A process killed at any point leaves the old file or the new one, each verifying, also after
-    several interrupted writes in a row; a finished write leaves one ``sha256sum`` line."""
+    several interrupted writes in a row; a finished write leaves one ``sha256sum`` line.  Writers of one
+    folder take turns (an advisory lock on the folder), and every file is fsynced before its rename."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(path.parent):
+        _write_verified(path, data)
+
+
+def _write_verified(path: Path, data: bytes) -> None:
     digest = digest_path(path)
     new = hashlib.sha256(data).hexdigest()
     keep = []

@@ -18,6 +18,7 @@ good.
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +54,31 @@ def _check_file(path: Path) -> Finding:
     return Finding(path, OK, f"SHA-256 matches {digest_path(path).name}")
 
 
+SPLIT_FILES = ("train.pt", "val.pt", "test.pt", "manifest.json")
+
+
+def _is_split(folder: Path) -> bool:
+    """A gnnkit split folder: its manifest says so, or (a damaged manifest) it holds the split's files."""
+    if not (folder / "manifest.json").is_file():
+        return False
+    try:
+        meta = json.loads((folder / "manifest.json").read_text())
+        if isinstance(meta, dict) and str(meta.get("format", "")).startswith("gnnkit-linkpred-split/"):
+            return True
+    except (OSError, ValueError):
+        pass
+    return all((folder / f).is_file() for f in SPLIT_FILES[:3])
+
+
 def _check_split(folder: Path) -> Finding:
     from gnnkit.linkpred.io import load_split  # only when a split folder is checked (imports the splitter)
     try:
         with warnings.catch_warnings():  # PyG's "unable to infer num_nodes" on a split without features
             warnings.simplefilter("ignore")
             load_split(folder)
-    except (ValueError, OSError) as e:
-        return Finding(folder, BAD, str(e))
+    except Exception as e:  # anything a damaged split raises is a finding, not a crash of verify
+        msg = str(e) if isinstance(e, (ValueError, OSError)) else f"unreadable split ({type(e).__name__}: {e})"
+        return Finding(folder, BAD, msg)
     return Finding(folder, OK, "split: every file's SHA-256, tensor types, id ranges, labels and the leakage "
                                "check")
 
@@ -74,6 +92,7 @@ def _check_samples(folder: Path) -> List[Finding]:
     hashes = meta.get("sha256") if isinstance(meta, dict) else None
     if not isinstance(hashes, dict):
         return [Finding(folder, UNCHECKED, "samples.json lists no SHA-256 (written before gnnkit kept them)")]
+    hashes = {str(k): v for k, v in hashes.items()}
     out = []
     for name, digest in hashes.items():
         p = folder / name
@@ -87,18 +106,50 @@ def _check_samples(folder: Path) -> List[Finding]:
     return out
 
 
+def _sample_files(folder: Path) -> List[str]:
+    """The files samples.json lists (and itself), or just samples.json when it cannot be read."""
+    try:
+        meta = json.loads((folder / "samples.json").read_text())
+        names = [str(k) for k in meta.get("sha256", {})] if isinstance(meta, dict) else []
+    except (OSError, ValueError, AttributeError):
+        names = []
+    return names + ["samples.json"]
+
+
 def _check_dataset_root(root: Path) -> List[Finding]:
-    from gnnkit.data import DatasetIntegrityError, dataset_names, verify_checksums
-    out = []
-    for name in dataset_names():
-        try:
-            n = verify_checksums(name, root)
-        except DatasetIntegrityError as e:
-            out.append(Finding(root, BAD, str(e)))
+    """Every file ``SHA256SUMS`` lists (``sha256sum`` format), whatever dataset it belongs to."""
+    sums = root / "SHA256SUMS"
+    try:
+        lines = sums.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        return [Finding(sums, BAD, f"unreadable ({type(e).__name__}); fix: restore the data root's SHA256SUMS")]
+    out, good = [], 0
+    for line in lines:
+        parts = line.strip().split(None, 1)
+        if len(parts) != 2:
             continue
-        if n:
-            out.append(Finding(root, OK, f"dataset {name}: {n} files match SHA256SUMS"))
+        digest, rel = parts[0].lower(), parts[1].lstrip("*").strip()
+        path = root / (rel[2:] if rel.startswith("./") else rel)
+        if not path.is_file():
+            out.append(Finding(path, BAD, f"listed in {sums.name} but missing; fix: restore the dataset's files"))
+        elif _sha256(path) != digest:
+            out.append(Finding(path, BAD, f"its SHA-256 differs from {sums.name} (truncated or edited); fix: "
+                                          "restore the original file"))
+        else:
+            good += 1
+    if good:
+        out.append(Finding(root, OK, f"data root: {good} files listed in {sums.name} match"))
+    elif not out:
+        out.append(Finding(sums, UNCHECKED, "lists no file"))
     return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def verify(path: Union[str, Path]) -> List[Finding]:
@@ -111,18 +162,22 @@ def verify(path: Union[str, Path]) -> List[Finding]:
         raise FileNotFoundError(f"{path} does not exist; pass a file or folder gnnkit wrote")
     if path.is_file():
         if path.name.endswith(".sha256"):
-            path = path.with_name(path.name[:-len(".sha256")])
+            target = path.with_name(path.name[:-len(".sha256")])
+            if not target.exists():
+                return [Finding(target, UNCHECKED, f"only its side file {path.name} exists (the first write of this "
+                                                   "file was interrupted); nothing to check")]
+            path = target
         return [_check_file(path)]
     findings: List[Finding] = []
     covered = set()  # files a manifest already checked
     data_roots = []
     for folder in sorted([path, *(p for p in path.rglob("*") if p.is_dir())]):
-        if (folder / "manifest.json").is_file():
+        if _is_split(folder):
             findings.append(_check_split(folder))
-            covered.update(p for p in folder.iterdir() if p.is_file())
+            covered.update(folder / f for f in SPLIT_FILES)  # what the manifest lists; other files checked below
         if (folder / "samples.json").is_file():
             findings += _check_samples(folder)
-            covered.update(p for p in folder.iterdir() if p.is_file())
+            covered.update(folder / f for f in _sample_files(folder))
         if (folder / "SHA256SUMS").is_file():
             findings += _check_dataset_root(folder)
             data_roots.append(folder)

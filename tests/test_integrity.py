@@ -198,3 +198,21 @@ def test_samples_folder_lists_every_file_hash(tmp_path):
     assert [f.path.name for f in parent if f.status == BAD] == ["graph_001.txt"]
     _flip(tmp_path / "s" / "samples.json", at=5)
     assert [f.status for f in verify(tmp_path / "s")] == [BAD]  # reported once
+
+
+def test_two_processes_writing_one_file_leave_a_verifying_pair(tmp_path):
+    """Two runs saving to the same path (e.g. two `gnnkit train --out same.json`) take turns through the
+    folder lock, so the last side file always describes the last data."""
+    target = tmp_path / "same.json"
+    script = textwrap.dedent(f"""
+        import sys
+        from gnnkit._atomic import write_json_verified
+        for i in range(150):
+            write_json_verified({{"writer": sys.argv[1], "i": i, "pad": "x" * (i % 97)}}, {str(target)!r})
+    """)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", script, w], env=env) for w in ("a", "b")]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    obj = read_json_verified(target)
+    assert obj["i"] == 149 and digest_path(target).read_text().count("\n") == 1

@@ -92,6 +92,8 @@ class GINEConv(CSRMessagePassing):
         if static and edge_attr.dim() == 3:  # per-batch-row edge features: [E, B, D] (node_dim=0) or [B, E, D]
             B = x_src.size(1)
             edge_attr = edge_attr if nodes_first else edge_attr.transpose(0, 1)
+            if edge_attr.size(1) == 1:  # one set of features for every batch row, broadcast as in PyG
+                edge_attr = edge_attr.expand(-1, B, -1)
             if edge_attr.size(1) != B:
                 raise ValueError(f"GINEConv: a static graph with {B} batch rows takes edge_attr [E, D] (shared) or "
                                  f"{'[E, B, D]' if nodes_first else '[B, E, D]'} with B={B}, got "

@@ -211,8 +211,8 @@ class SAGEConv(CSRMessagePassing):
                 t = t.repeat(repeat)
             return softmax_aggregate_slots(graph, x, t, semi_grad=module.semi_grad and not module.learn)
         if kind == "quantile":
-            q = module._q[0] if isinstance(module._q, (list, tuple)) else module._q  # a number: no tensor read
-            return quantile_aggregate_slots(graph, x, float(q), module.interpolation, module.fill_value)
+            # the buffer (what load_state_dict sets), as PyG reads it
+            return quantile_aggregate_slots(graph, x, module.q, module.interpolation, module.fill_value)
         if kind == "powermean":
             p = module.p
             if isinstance(p, Tensor) and p.numel() > 1:

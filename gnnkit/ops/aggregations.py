@@ -26,6 +26,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from ._autograd import first_order_only
 from .graph import Graph
 from .reference import LOW, segment_sum
 
@@ -113,7 +114,7 @@ def _backward_op(rowptr_t: Tensor, col_t: Tensor, x: Tensor, t: Tensor, out: Ten
 
 @_backward_op.register_fake
 def _(rowptr_t, col_t, x, t, out, m, s, grad_out, semi_grad, need_t):
-    return torch.empty_like(x), torch.empty_like(t)
+    return x.new_empty(x.shape), t.new_empty(t.shape)  # contiguous, as the real op's results
 
 
 class SoftmaxAggregateFunction(torch.autograd.Function):
@@ -122,11 +123,13 @@ class SoftmaxAggregateFunction(torch.autograd.Function):
         out, m, s = _forward_op(graph.rowptr, graph.col, x, t)
         rowptr_t, col_t, _ = graph.transpose()  # fetched here: what the backward reads (also under compile)
         ctx.semi_grad = semi_grad
+        if x.is_inference():  # made under torch.inference_mode: cannot be saved as it is
+            x = x.clone()
         ctx.save_for_backward(x, t, out, m, s, rowptr_t, col_t)
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         x, t, out, m, s, rowptr_t, col_t = ctx.saved_tensors
         need_x, need_t = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
@@ -177,12 +180,15 @@ INTERPOLATIONS = ("lower", "higher", "nearest", "linear", "midpoint")
 
 def _order_keys(values: Tensor) -> Tensor:
     """int64 keys that order like the float32 ``values`` (IEEE bits with the negative range flipped),
-    shifted to [0, 2^32)."""
+    shifted to [0, 2^32): -0.0 equals +0.0 and every NaN (whatever its sign bit) sorts last, as in
+    ``torch.sort``."""
+    values = values + 0.0  # -0.0 -> +0.0
     i = values.contiguous().view(torch.int32)
-    return (i ^ ((i >> 31) & 0x7FFFFFFF)).long() + 2 ** 31
+    keys = (i ^ ((i >> 31) & 0x7FFFFFFF)).long() + 2 ** 31
+    return keys.masked_fill_(values.isnan(), 2 ** 32 - 1)
 
 
-def quantile_aggregate_slots(graph: Graph, x: Tensor, q: float = 0.5, interpolation: str = "lower",
+def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 0.5, interpolation: str = "lower",
                              fill_value: float = 0.0) -> Tensor:
     """Feature-wise ``q``-quantile of each destination's source features (PyG's ``QuantileAggregation``;
     ``q=0.5, "lower"`` is ``MedianAggregation``): ``[num_src, F]`` -> ``[num_dst, F]``, rows without edges
@@ -199,7 +205,11 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: float = 0.5, interpolat
     float32, float16 and bfloat16 ``x`` (keys from the float32 value); float64 raises."""
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"quantile_aggregate_slots: interpolation={interpolation!r}; use one of {INTERPOLATIONS}")
-    if not 0.0 <= q <= 1.0:
+    if isinstance(q, Tensor):  # e.g. QuantileAggregation's buffer: read as a tensor (no sync, compiles)
+        if q.numel() != 1:
+            raise ValueError(f"quantile_aggregate_slots: one q at a time, got {q.numel()} values")
+        q = q.reshape(()).to(torch.float64)
+    elif not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile_aggregate_slots: q must lie in [0, 1], got {q}")
     if x.dim() != 2 or x.size(0) != graph.num_src:
         raise ValueError(f"quantile_aggregate_slots: x must be [num_src={graph.num_src}, F], got {list(x.shape)}")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._autograd import first_order_only
 from ._backend import use_triton
 from .graph import Graph, check_rows
 from .primitives import gat_fused_bwd_op, gat_fused_op
@@ -49,7 +50,7 @@ class FusedGATFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         graph: Graph = ctx.graph
         x, a_src, a_dst, edge_term, out, m, z = ctx.saved_tensors
@@ -91,7 +92,7 @@ class EdgeScoresFunction(torch.autograd.Function):
         return s
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad: Tensor):
         graph: Graph = ctx.graph
         (saved,) = ctx.saved_tensors

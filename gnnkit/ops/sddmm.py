@@ -10,6 +10,7 @@ order.  Kernel contract: :func:`gnnkit.ops.primitives.sddmm_op`.
 import torch
 from torch import Tensor
 
+from ._autograd import first_order_only
 from .graph import Graph, check_rows
 from .primitives import sddmm_op, sddmm_pattern_args, spmm_op
 from .reference import sddmm_csr_ref  # noqa: F401  (re-exported: the op's reference)
@@ -27,7 +28,7 @@ class SDDMMFunction(torch.autograd.Function):
         return sddmm_op(graph.rowptr, graph.col, graph.row, a, b, *sddmm_pattern_args(graph))
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad: Tensor):
         graph: Graph = ctx.graph
         a, b = ctx.saved_tensors

@@ -14,6 +14,7 @@ first slot that attains the extremum (deterministic, unlike atomic scatter).
 import torch
 from torch import Tensor
 
+from ._autograd import first_order_only
 from .graph import Graph
 from .primitives import segment_bwd_op, segment_op
 from .reference import route_to_first_extremum, segment_reduce_bwd_ref, segment_reduce_ref  # noqa: F401
@@ -31,7 +32,7 @@ class SegmentReduceFunction(torch.autograd.Function):
         return segment_op(graph.rowptr, values, reduce)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         (values,) = ctx.saved_tensors
         if ctx.reduce in ("sum", "mean"):

@@ -12,6 +12,7 @@ Backward: :math:`\partial s = \alpha \odot (\partial\alpha - \sum_{e' \to i} \al
 import torch
 from torch import Tensor
 
+from ._autograd import first_order_only
 from .graph import Graph, check_rows
 from .primitives import softmax_bwd_op, softmax_op
 from .reference import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: F401  (re-exported)
@@ -26,7 +27,7 @@ class SegmentSoftmaxFunction(torch.autograd.Function):
         return p
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad: Tensor):
         (p,) = ctx.saved_tensors
         graph: Graph = ctx.graph

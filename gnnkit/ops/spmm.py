@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ._autograd import first_order_only
 from .graph import Graph, check_rows
 from .primitives import relu_message_bwd_op, relu_message_op, sddmm_op, sddmm_pattern_args, spmm_arg_bwd_op, spmm_op
 from .reference import spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401  (re-exported: the op's reference)
@@ -53,7 +54,7 @@ class SpMMFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad_out: Tensor):
         graph: Graph = ctx.graph
         x, value = ctx.saved_tensors
@@ -109,7 +110,7 @@ class GatherFunction(torch.autograd.Function):
         return x.index_select(0, graph.col if side == "src" else graph.row)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad: Tensor):
         rowptr, slots = ctx.index
         g3 = grad.reshape(grad.size(0), 1, math.prod(grad.shape[1:])).contiguous()
@@ -140,7 +141,7 @@ class ReluMessageFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad: Tensor):
         (mask,) = ctx.saved_tensors
         if ctx.t is None:  # only edge_term needs a gradient

@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ._autograd import first_order_only
 from .primitives import graph_attention_op
 from .reference import graph_attention_ref
 
@@ -28,7 +29,7 @@ class GraphAttentionFunction(torch.autograd.Function):
         return graph_attention_op(q, k, v, num_nodes, dist, bias, adjacency, scale)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_only
     def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         q, k, v, num_nodes, dist, bias = ctx.saved_tensors
         B, H, N, _ = q.shape
