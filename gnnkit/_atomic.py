@@ -108,7 +108,7 @@ def _write_verified(path: Path, data: bytes) -> None:
     new = hashlib.sha256(data).hexdigest()
     keep = []
     if path.is_file():
-        current = _sha256_file(path)
+        current = sha256_file(path)
         try:
             known = _known_digests(digest) if digest.is_file() else None
         except (OSError, UnicodeDecodeError):
@@ -122,7 +122,8 @@ def _write_verified(path: Path, data: bytes) -> None:
         atomic_write(digest, line.format(new).encode())
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Union[str, Path]) -> str:
+    """SHA-256 (hex) of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

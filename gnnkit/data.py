@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from gnnkit._atomic import sha256_file
+
 BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "datasets"
 
 
@@ -48,11 +50,7 @@ def _sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _VERIFIED:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _VERIFIED[key] = h.hexdigest()
+        _VERIFIED[key] = sha256_file(path)
     return _VERIFIED[key]
 
 

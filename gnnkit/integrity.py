@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Union
 
-from gnnkit._atomic import IntegrityError, digest_path, read_json_verified, verify_file
+from gnnkit._atomic import IntegrityError, digest_path, read_json_verified, sha256_file, verify_file
 
 OK, BAD, UNCHECKED = "ok", "bad", "unchecked"
 
@@ -132,7 +132,7 @@ def _check_dataset_root(root: Path) -> List[Finding]:
         path = root / (rel[2:] if rel.startswith("./") else rel)
         if not path.is_file():
             out.append(Finding(path, BAD, f"listed in {sums.name} but missing; fix: restore the dataset's files"))
-        elif _sha256(path) != digest:
+        elif sha256_file(path) != digest:
             out.append(Finding(path, BAD, f"its SHA-256 differs from {sums.name} (truncated or edited); fix: "
                                           "restore the original file"))
         else:
@@ -142,14 +142,6 @@ def _check_dataset_root(root: Path) -> List[Finding]:
     elif not out:
         out.append(Finding(sums, UNCHECKED, "lists no file"))
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify(path: Union[str, Path]) -> List[Finding]:

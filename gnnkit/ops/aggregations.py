@@ -123,7 +123,7 @@ class SoftmaxAggregateFunction(torch.autograd.Function):
         out, m, s = _forward_op(graph.rowptr, graph.col, x, t)
         rowptr_t, col_t, _ = graph.transpose()  # fetched here: what the backward reads (also under compile)
         ctx.semi_grad = semi_grad
-        if x.is_inference():  # made under torch.inference_mode: cannot be saved as it is
+        if not torch.compiler.is_compiling() and x.is_inference():  # made under inference_mode: not savable
             x = x.clone()
         ctx.save_for_backward(x, t, out, m, s, rowptr_t, col_t)
         return out
