@@ -91,8 +91,9 @@ class GraphTransformerConv(torch.nn.Module):
             raise ValueError(f"GraphTransformerConv: x must be [N, channels={self.channels}], got {list(x.shape)}")
         if batch.shape != (x.size(0),):
             raise ValueError(f"GraphTransformerConv: batch must be [N={x.size(0)}], got {list(batch.shape)}")
-        validate_edge_index(edge_index, x.size(0), x.size(0))
-        if x.size(0) == 0:
+        n = x.size(0)
+        if n == 0:
+            validate_edge_index(edge_index, 0, 0)
             return x
         if batch.is_floating_point() or batch.dtype == torch.bool or int(batch.min()) < 0:
             raise ValueError(f"GraphTransformerConv: batch must hold non-negative integer graph ids (PyG's "
@@ -102,7 +103,10 @@ class GraphTransformerConv(torch.nn.Module):
         # edge_index under the batch's graph sizes (batch must be sorted, so the sizes determine it)
         sizes = tuple(torch.bincount(batch.long()).tolist())
         tag = ("batch_distances", self.max_distance, batch.numel(), sizes, bool((batch[1:] >= batch[:-1]).all()))
-        dist, counts = cached_for(edge_index, tag, lambda: batch_distances(edge_index, batch, self.max_distance))
+        def build():  # validated once per edge_index and batch, with the distances (not on every layer call)
+            validate_edge_index(edge_index, n, n)
+            return batch_distances(edge_index, batch, self.max_distance)
+        dist, counts = cached_for(edge_index, tag, build)
         if int(counts.max()) > self.max_nodes:
             raise ValueError(f"GraphTransformerConv: a graph of {int(counts.max())} nodes exceeds max_nodes="
                              f"{self.max_nodes} (dense attention over N^2 pairs per graph); fix: raise max_nodes if "

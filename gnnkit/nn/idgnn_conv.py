@@ -132,7 +132,8 @@ class IDGNN(torch.nn.Module):
 
     def _egos(self, edge_index: Tensor, n: int, nodes: Tensor, device: torch.device) -> list:
         """The batched ego networks of ``nodes``, cached on ``edge_index`` (training re-reads them)."""
-        def build() -> list:
+        def build() -> list:  # validated once per edge_index, with the ego networks (not on every call)
+            validate_edge_index(edge_index, n, n)
             ei, chunks = edge_index.cpu().long(), []
             for i in range(0, nodes.numel(), self.batch_size):
                 ids, sub, centre = ego_networks(ei, n, nodes[i:i + self.batch_size].cpu(), len(self.convs))
@@ -148,7 +149,6 @@ class IDGNN(torch.nn.Module):
         if x.dim() != 2 or x.size(1) != width:
             raise ValueError(f"IDGNN: x must be [N, in_channels={width}], got {list(x.shape)}")
         n = x.size(0)
-        validate_edge_index(edge_index, n, n)
         nodes = torch.arange(n, device=x.device) if nodes is None else nodes.long().view(-1)
         if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= n):
             raise ValueError(f"IDGNN: nodes must be node indices in [0, {n}), got values from {int(nodes.min())} "
