@@ -439,6 +439,10 @@ def test_softmax_aggregate_names_bad_input():
         softmax_aggregate_slots(g, torch.randn(3, 2))
     with pytest.raises(ValueError, match="t has 3 values"):
         softmax_aggregate_slots(g, torch.randn(2, 2), torch.ones(3))
+    with pytest.raises(ValueError, match="graph must be a gnnkit.ops.Graph"):
+        softmax_aggregate_slots(torch.tensor([[0, 1], [1, 0]]), torch.randn(2, 2))
+    with pytest.raises(ValueError, match="floating-point"):
+        softmax_aggregate_slots(g, torch.ones(2, 2, dtype=torch.long))
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
@@ -500,6 +504,8 @@ def test_quantile_aggregate_names_bad_input():
         quantile_aggregate_slots(g, torch.randn(2, 2), 1.5)
     with pytest.raises(ValueError, match="float64"):
         quantile_aggregate_slots(g, torch.randn(2, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="graph must be a gnnkit.ops.Graph"):
+        quantile_aggregate_slots(torch.tensor([[0, 1], [1, 0]]), torch.randn(2, 2))
     empty, _ = as_graph(torch.empty(2, 0, dtype=torch.long), num_nodes=3)
     assert quantile_aggregate_slots(empty, torch.randn(3, 2), fill_value=7.0).eq(7.0).all()
 

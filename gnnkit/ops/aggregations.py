@@ -138,6 +138,18 @@ class SoftmaxAggregateFunction(torch.autograd.Function):
         return None, grad_x if need_x else None, grad_t if need_t else None, None
 
 
+def _check(name: str, graph: Graph, x: Tensor) -> None:
+    if not isinstance(graph, Graph):
+        raise ValueError(f"{name}: graph must be a gnnkit.ops.Graph, got {type(graph).__name__}; build one with "
+                         "gnnkit.ops.Graph.build(edge_index, num_nodes=N)")
+    if not isinstance(x, Tensor) or x.dim() != 2 or x.size(0) != graph.num_src:
+        shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name}: x must be [num_src={graph.num_src}, F], got {shape}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: x must hold floating-point features, got dtype {x.dtype}; convert it with "
+                         "x.float()")
+
+
 def _as_t(t: Union[float, Tensor], x: Tensor) -> Tensor:
     if isinstance(t, Tensor):
         if t.numel() not in (1, x.size(1)):
@@ -153,8 +165,7 @@ def softmax_aggregate_slots(graph: Graph, x: Tensor, t: Union[float, Tensor] = 1
 
     ``t``: the inverse temperature, a number or a tensor with one value or one per channel (learnable:
     it gets a gradient); ``semi_grad=True`` treats the weights as constants in the backward."""
-    if x.dim() != 2 or x.size(0) != graph.num_src:
-        raise ValueError(f"softmax_aggregate_slots: x must be [num_src={graph.num_src}, F], got {list(x.shape)}")
+    _check("softmax_aggregate_slots", graph, x)
     if x.dtype in LOW:  # computed in fp32 (t too, not rounded to x's dtype first), returned in x's dtype
         xf = x.float()
         return SoftmaxAggregateFunction.apply(graph, xf, _as_t(t, xf), semi_grad).to(x.dtype)
@@ -211,8 +222,7 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
         q = q.reshape(()).to(torch.float64)
     elif not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile_aggregate_slots: q must lie in [0, 1], got {q}")
-    if x.dim() != 2 or x.size(0) != graph.num_src:
-        raise ValueError(f"quantile_aggregate_slots: x must be [num_src={graph.num_src}, F], got {list(x.shape)}")
+    _check("quantile_aggregate_slots", graph, x)
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"quantile_aggregate_slots: x of dtype {x.dtype} is not supported (its values do not fit "
                          "the 32-bit sort key); use float32 or PyG's QuantileAggregation")
