@@ -41,7 +41,8 @@ def layers(f: int):
     return {
         "GCNConv": lambda: gnn.GCNConv(f, f),
         "SAGEConv": lambda: gnn.SAGEConv(f, f),
-        "SAGEConv-lstm": lambda: gnn.SAGEConv(f, f, aggr="lstm").eval(),  # eval: same neighbour order
+        # eval: same neighbour order; the random graph is not sorted by destination (gnnkit reads input order)
+        "SAGEConv-lstm": lambda: gnn.SAGEConv(f, f, aggr="lstm", aggr_kwargs={"require_sorted": False}).eval(),
         "GATConv": lambda: gnn.GATConv(f, f // 8, heads=8),
         "GATv2Conv": lambda: gnn.GATv2Conv(f, f // 4, heads=4),
         "GINConv": lambda: gnn.GINConv(Sequential(Linear(f, f), ReLU(), Linear(f, f))),

@@ -63,8 +63,7 @@ def make_graph(seed: int = 0, cap: int = 0, n: int = N, e: int = E) -> torch.Ten
         d = ei[1, order]
         start = torch.searchsorted(d, torch.arange(n))
         pos = torch.arange(e) - start[d]
-        ei = ei[:, order[pos < cap]]
-        # PyG's LSTM aggregation needs edges sorted by destination
+        ei = ei[:, order[pos < cap]]  # sorted by destination, as PyG's LSTM aggregation needs
     return ei
 
 
@@ -113,6 +112,8 @@ def paired_worker(layer: str, impls: list, reps: int) -> dict:
     n = SMALL_N if layer == "sage_lstm_small" else N
     ei = make_graph(cap=LSTM_CAP if layer in ("sage_lstm_capped", "sage_lstm_small") else 0, n=n,
                     e=round(E * n / N))
+    if layer.startswith("sage_lstm"):  # both libraries' LSTM aggregations need edges sorted by destination
+        ei = ei[:, torch.sort(ei[1], stable=True).indices]
     x = torch.randn(n, F, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
     steps, out = {}, {}
     for impl in impls:

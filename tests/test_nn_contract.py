@@ -14,6 +14,8 @@ import gnnkit.nn as gnn
 warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
 
 N, E, F_IN = 30, 120, 8
+# the random graphs here are not sorted by destination, which PyG's (and the drop-in's) LSTM refuses
+UNSORTED_OK = {"require_sorted": False}
 
 
 def _graph(seed=0):
@@ -27,7 +29,7 @@ def _mlp(i=F_IN, o=4):
 
 PLAIN = {
     "SAGEConv": lambda: gnn.SAGEConv(F_IN, 6),
-    "SAGEConv-lstm": lambda: gnn.SAGEConv(F_IN, 6, aggr="lstm"),
+    "SAGEConv-lstm": lambda: gnn.SAGEConv(F_IN, 6, aggr="lstm", aggr_kwargs=UNSORTED_OK),
     "GATConv": lambda: gnn.GATConv(F_IN, 4, heads=2),
     "GATv2Conv": lambda: gnn.GATv2Conv(F_IN, 4, heads=2),
     "GINConv": lambda: gnn.GINConv(_mlp()),
@@ -143,7 +145,7 @@ def test_neighbor_loader_minibatches_match_full_graph():
 COMPILED = {
     "SAGEConv": lambda: gnn.SAGEConv(F_IN, 6),
     "SAGEConv-max": lambda: gnn.SAGEConv(F_IN, 6, aggr="max"),
-    "SAGEConv-lstm": lambda: gnn.SAGEConv(F_IN, 6, aggr="lstm").eval(),
+    "SAGEConv-lstm": lambda: gnn.SAGEConv(F_IN, 6, aggr="lstm", aggr_kwargs=UNSORTED_OK).eval(),
     "GATConv": lambda: gnn.GATConv(F_IN, 4, heads=2, edge_dim=3),
     "GATv2Conv": lambda: gnn.GATv2Conv(F_IN, 4, heads=2),
     "GINConv": lambda: gnn.GINConv(_mlp()),
@@ -266,7 +268,7 @@ def test_compiled_lstm_keeps_its_graph_for_backward_and_bounds_it():
     torch.manual_seed(0)
     torch._dynamo.reset()
     lstm_aggr._KEPT.clear()
-    layer = gnn.SAGEConv(F_IN, 6, aggr="lstm").eval()
+    layer = gnn.SAGEConv(F_IN, 6, aggr="lstm", aggr_kwargs=UNSORTED_OK).eval()
     x, ei = _graph(5)
     xr = x.clone().requires_grad_(True)
     (gref,) = torch.autograd.grad(layer(xr, ei).sum(), xr)
@@ -301,3 +303,22 @@ def test_a_compiled_inference_pass_does_not_poison_the_graph():
                for t in (v if isinstance(v, tuple) else (v,)) if isinstance(t, torch.Tensor))
     conv(x, graph).sum().backward()  # eager training on the same graph
     compiled(x.clone().requires_grad_(True), graph).sum().backward()
+
+
+def test_compiled_lstm_keeps_pygs_sorting_rule():
+    """The drop-in LSTM's check that edge_index is sorted by destination runs eagerly and is read, not
+    recomputed, under fullgraph compilation; an unsorted graph is refused eagerly and compiled alike."""
+    from gnnkit.ops import Graph
+    torch._dynamo.reset()
+    layer = gnn.SAGEConv(F_IN, 6, aggr="lstm").eval()
+    x, ei = _graph(6)
+    ei_sorted = ei[:, torch.sort(ei[1], stable=True).indices]
+    graph = Graph.build(ei_sorted, num_nodes=N)
+    ref = layer(x, graph)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, graph), ref)
+    unsorted = Graph.build(ei, num_nodes=N)
+    with pytest.raises(ValueError, match="'index' tensor is not sorted"):
+        layer(x, unsorted)
+    with pytest.raises(Exception, match="'index' tensor is not sorted"):
+        compiled(x, unsorted)

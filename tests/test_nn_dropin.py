@@ -192,12 +192,21 @@ def test_sage_lstm_matches_pyg_on_sorted_regular_graph():
 
 def test_sage_lstm_reads_real_last_neighbour_and_shuffles():
     torch.manual_seed(0)
-    g = gnn.SAGEConv(F_IN, 6, aggr="lstm", root_weight=False)
+    g = gnn.SAGEConv(F_IN, 6, aggr="lstm", root_weight=False, aggr_kwargs={"require_sorted": False})
     x, ei, _ = _graph(6)
     ei = ei[:, ei[1] != N - 1]  # node N-1 has no neighbours: its aggregate is zero
     deg = torch.bincount(ei[1], minlength=N)
     g.eval()
     out = g(x, ei)
+    # the drop-in default is PyG's: an edge_index not sorted by destination is refused, naming the fix
+    strict = gnn.SAGEConv(F_IN, 6, aggr="lstm", root_weight=False).eval()
+    strict.load_state_dict(g.state_dict())
+    assert not bool((ei[1, 1:] >= ei[1, :-1]).all())
+    with pytest.raises(ValueError, match="'index' tensor is not sorted.*sort_edge_index.*require_sorted"):
+        strict(x, ei)
+    # sorted by destination with ties in input order (what PyG accepts): the same neighbour order
+    by_dst = torch.sort(ei[1], stable=True).indices
+    _close(strict(x, ei[:, by_dst]), g(x, ei))
     # node-by-node reference: an LSTM over the node's sources in input edge order (PyG's reading order)
     lstm = g.aggr_module.lstm
     for i in range(N):

@@ -58,6 +58,28 @@ def _native(module: Any) -> Optional[str]:
     return None
 
 
+def _destinations_sorted(graph: Graph) -> bool:
+    """Whether the input edges came sorted by destination (ties in any order), as PyG's LSTM needs."""
+    if graph.perm is None:  # already in CSR order
+        return True
+    dst = torch.empty_like(graph.row).index_copy_(0, graph.perm, graph.row)  # destinations in input order
+    return bool((dst[1:] >= dst[:-1]).all())
+
+
+def _check_sorted_by_destination(graph: Graph) -> None:
+    """PyG's LSTM aggregation refuses an ``edge_index`` not sorted by destination; so does gnnkit's drop-in
+    (under ``torch.compile`` the check uses what an eager call on the same graph found, else is skipped)."""
+    if torch.compiler.is_compiling():
+        ok = graph.derived_or_none("destinations_sorted")
+    else:
+        ok = graph.derived("destinations_sorted", lambda: _destinations_sorted(graph))
+    if ok is False:
+        raise ValueError("SAGEConv(aggr='lstm'): the 'index' tensor is not sorted: edge_index[1] (the destinations) "
+                         "must be sorted, as PyG's LSTM aggregation requires; sort it with "
+                         "torch_geometric.utils.sort_edge_index(edge_index, sort_by_row=False), or pass "
+                         "aggr_kwargs={'require_sorted': False} to read each node's neighbours in input order")
+
+
 class SAGEConv(CSRMessagePassing):
     r"""The GraphSAGE operator from `"Inductive Representation Learning on Large Graphs"
     <https://arxiv.org/abs/1706.02216>`_, a drop-in for :class:`torch_geometric.nn.SAGEConv`.
@@ -83,6 +105,10 @@ class SAGEConv(CSRMessagePassing):
         aggr: ``"mean"`` (default), ``"sum"``/``"add"``, ``"max"``, ``"min"``, ``"lstm"``, any other
             PyG aggregation name (``"var"``, ``"std"``, ``"softmax"``, ``"powermean"``, ``"median"``, ...),
             an ``Aggregation`` object or a list of them (``aggr_kwargs={"mode": ...}``).
+            ``"lstm"`` reads each node's neighbours in input edge order and, as PyG, needs ``edge_index``
+            sorted by destination (a ``ValueError`` otherwise); ``aggr_kwargs`` for it:
+            ``require_sorted=False`` (accept any order), ``shuffle=True`` (GraphSAGE's random neighbour
+            order in training; any input order), ``pyg_padding=True`` (PyG's reading of padded sequences).
         normalize: L2-normalise the output (default False).
         root_weight: add the transformed root features :math:`\mathbf{W}_1 \mathbf{x}_i`
             (default True).
@@ -103,21 +129,25 @@ class SAGEConv(CSRMessagePassing):
             raise ValueError("SAGEConv: aggr=None is not supported; pass a name ('mean', 'max', 'lstm', ...), an "
                              "Aggregation or a list of them")
         shuffle = pyg_padding = False
+        require_sorted = True
         if aggr == "lstm":
             if ins[0] <= 0:
                 raise ValueError("SAGEConv(aggr='lstm') needs the input width; in_channels=-1 is not supported")
             lstm_kwargs = dict(kwargs.pop("aggr_kwargs", None) or {})
             shuffle = bool(lstm_kwargs.pop("shuffle", False))
             pyg_padding = bool(lstm_kwargs.pop("pyg_padding", False))
+            require_sorted = bool(lstm_kwargs.pop("require_sorted", True))
             lstm_kwargs.pop("in_channels", None), lstm_kwargs.pop("out_channels", None)  # PyG's; fixed here
             if lstm_kwargs:
                 raise ValueError(f"SAGEConv(aggr='lstm'): unknown aggr_kwargs {sorted(lstm_kwargs)}; gnnkit's LSTM "
-                                 "aggregation takes shuffle=True|False and pyg_padding=True|False")
+                                 "aggregation takes shuffle=True|False, pyg_padding=True|False and "
+                                 "require_sorted=True|False")
             super().__init__(None, **kwargs)  # gnnkit's own LSTM aggregation, set below
             self.aggr = "lstm"
         else:
             super().__init__(aggr, **kwargs)  # PyG's aggregation module (used where no CSR op is faster)
         self._shuffle, self._pyg_padding = shuffle, pyg_padding
+        self._require_sorted = require_sorted and not shuffle
         self._kind = None if aggr == "lstm" else _native(self.aggr_module)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -164,6 +194,8 @@ class SAGEConv(CSRMessagePassing):
             x_src = self.lin(x_src).relu()
         mask = self.explain_mask(num_input_edges(edge_index))
         if self.aggr == "lstm":  # an explainer's mask multiplies each neighbour's message, as in PyG
+            if self._require_sorted:
+                _check_sorted_by_destination(graph)
             out = self.aggr_module(x_src, graph, slot_mask(graph, mask) if mask is not None else None)
         elif self._native_for(x_src, mask):
             # a torch.sparse adj_t's values weight the SpMM reductions (PyG's fused path), not the others;

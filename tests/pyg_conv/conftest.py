@@ -1,6 +1,6 @@
 """PyG's own conv tests run against gnnkit's layers (the files here are PyG 2.8's, with only the layer
 import changed).  Every test passes except the ones listed below, each with the reason it cannot:
-they test PyG internals a user of the layer does not see, or a PyG limitation gnnkit does not have.
+they test PyG internals a user of the layer does not see.
 They are strict xfails: if one starts passing, the list is out of date and the run fails."""
 import pytest
 
@@ -8,10 +8,6 @@ EXCEPTIONS = {
     "test_pyg_gcn_conv.py::test_gcn_conv_with_decomposed_layers":
         "PyG internals: a message-level hook (gnnkit never calls message(); registering one raises a clear "
         "NotImplementedError) and the module name of PyG's generated propagate()",
-    "test_pyg_sage_conv.py::test_lstm_aggr_sage_conv":
-        "a PyG limitation: PyG's LSTM aggregation rejects an edge_index not sorted by destination "
-        "(\"'index' tensor is not sorted\"); gnnkit sorts edges into CSR itself and accepts it — every "
-        "other assertion of the test passes",
 }
 
 
