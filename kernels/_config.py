@@ -7,15 +7,15 @@ Row schedule: a destination row with more than :func:`row_split` edges is cut
 into chunks of at most that many edges; each chunk is one program, chunks of a
 split row write partial results that a combine kernel folds in chunk order
 (deterministic, no atomics).  A hub with 10,000 neighbours next to degree-1
-nodes is thus spread over many programs instead of stalling one.
+nodes is thus spread over many programs instead of stalling one.  The schedule of a graph's CSR
+is built once by ``gnnkit.ops`` and kept in its ``Graph`` (:meth:`Schedule.pack`); the launchers
+take it as ``sched=`` (``sched_t=`` for the transposed CSR) and build one per call without it.
 """
 from __future__ import annotations
 
 import os
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import triton
@@ -119,11 +119,29 @@ class Schedule:
     num_parts: int = 0
     long_rows: Optional[torch.Tensor] = None
     long_ptr: Optional[torch.Tensor] = None
-    slot_row: Optional[torch.Tensor] = None  # destination of each CSR slot, built on demand
 
+    def pack(self, split_len: int) -> Tuple[Optional[torch.Tensor], List[int]]:
+        """``(plan, meta)``: the schedule as one int64 tensor (None when not split) and host ints
+        ``[split_len, split, num_chunks, num_parts, num_long_rows]`` — the form a caller that keeps the
+        schedule (``gnnkit.ops.Graph``) hands through a custom op; :meth:`unpack` reverses it."""
+        meta = [split_len, int(self.split), self.num_chunks, self.num_parts,
+                0 if self.long_rows is None else self.long_rows.numel()]
+        if not self.split:
+            return None, meta
+        return torch.cat([self.row, self.start, self.end, self.part, self.long_rows, self.long_ptr]), meta
 
-_CACHE: "OrderedDict[tuple, Tuple[weakref.ref, Schedule]]" = OrderedDict()
-_CACHE_SIZE = 32
+    @classmethod
+    def unpack(cls, rowptr: torch.Tensor, plan: Optional[torch.Tensor], meta: List[int]) -> "Schedule":
+        _, split, C, P, L = meta
+        N = max(rowptr.numel() - 1, 0)
+        if not split:
+            return cls(num_rows=N, split=False, num_chunks=C)
+        if plan is None or plan.numel() != 4 * C + 2 * L + 1:
+            raise ValueError(f"sched: a split schedule of {C} chunks and {L} long rows needs a plan of "
+                             f"{4 * C + 2 * L + 1} entries, got {None if plan is None else plan.numel()}")
+        row, start, end, part, long_rows, long_ptr = torch.split(plan, [C, C, C, C, L, L + 1])
+        return cls(num_rows=N, split=True, num_chunks=C, row=row, start=start, end=end, part=part, num_parts=P,
+                   long_rows=long_rows, long_ptr=long_ptr)
 
 
 def _build_schedule(rowptr: torch.Tensor, split_len: int) -> Schedule:
@@ -133,7 +151,7 @@ def _build_schedule(rowptr: torch.Tensor, split_len: int) -> Schedule:
     if N <= 0:
         return Schedule(num_rows=max(N, 0), split=False, num_chunks=0)
     nch = torch.div(deg + (split_len - 1), split_len, rounding_mode="floor").clamp_(min=1)
-    C = int(nch.sum())  # one host sync per new rowptr (cached below)
+    C = int(nch.sum())  # one host sync per new rowptr (kept by the caller: see build_schedule)
     if C == N:
         return Schedule(num_rows=N, split=False, num_chunks=N)
     dev = rowptr.device
@@ -153,39 +171,33 @@ def _build_schedule(rowptr: torch.Tensor, split_len: int) -> Schedule:
                     num_parts=int(long_ptr[-1]), long_rows=long_rows, long_ptr=long_ptr)
 
 
-def schedule(rowptr: torch.Tensor) -> Schedule:
-    """The (cached) row schedule of ``rowptr`` under the current split length."""
-    split_len = row_split()
-    key = (rowptr.data_ptr(), rowptr._version, rowptr.numel(), rowptr.dtype, str(rowptr.device), split_len)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is rowptr:
-        _CACHE.move_to_end(key)
-        return hit[1]
-    sch = _build_schedule(rowptr, split_len)
-    try:
-        _CACHE[key] = (weakref.ref(rowptr), sch)
-    except TypeError:  # pragma: no cover - tensor subclasses without weakref support
-        return sch
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return sch
+def build_schedule(rowptr: torch.Tensor, split_len: Optional[int] = None) -> Schedule:
+    """The row schedule of ``rowptr`` (default split length :func:`row_split`); one host sync.
+    Not cached here: ``gnnkit.ops`` keeps it in the ``Graph`` it belongs to and passes it to the
+    launchers (``sched=``); a direct caller without one gets it built per call."""
+    return _build_schedule(rowptr, row_split() if split_len is None else split_len)
+
+
+def schedule(rowptr: torch.Tensor, given: Optional[Schedule] = None) -> Schedule:
+    """``given`` (the caller's schedule of ``rowptr``), else one built now."""
+    if given is not None:
+        if given.num_rows != max(rowptr.numel() - 1, 0):
+            raise ValueError(f"sched was built for {given.num_rows} rows, but rowptr has {rowptr.numel() - 1}")
+        return given
+    return build_schedule(rowptr)
 
 
 def slot_rows(rowptr: torch.Tensor, num_slots: int, row: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Destination row of every CSR slot ``[E]`` int64: ``row`` when the caller has it
-    (``gnnkit.ops`` passes ``Graph.row``), else built from ``rowptr`` (cached with the schedule)."""
+    (``gnnkit.ops`` passes ``Graph.row``), else built from ``rowptr``."""
     if row is not None:
         check_index("row", row)
         if row.numel() != num_slots:
             raise ValueError(f"row must have one entry per CSR slot ({num_slots}), got {row.numel()}")
         return row
-    sch = schedule(rowptr)
-    if sch.slot_row is None or sch.slot_row.numel() != num_slots:
-        N = rowptr.numel() - 1
-        rp = rowptr.long()
-        sch.slot_row = torch.repeat_interleave(torch.arange(N, device=rowptr.device), rp[1:] - rp[:-1],
-                                               output_size=num_slots)
-    return sch.slot_row
+    N = rowptr.numel() - 1
+    rp = rowptr.long()
+    return torch.repeat_interleave(torch.arange(N, device=rowptr.device), rp[1:] - rp[:-1], output_size=num_slots)
 
 
 def check_index(name: str, t: torch.Tensor) -> None:

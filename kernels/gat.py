@@ -32,6 +32,7 @@ import triton
 import triton.language as tl
 
 from ._config import (
+    Schedule,
     acc_dtype,
     check_float,
     check_index,
@@ -174,9 +175,9 @@ def _check(rowptr, col, x, a_src, a_dst, edge_term):
 
 
 def gat_fwd(rowptr: torch.Tensor, col: torch.Tensor, x: torch.Tensor, a_src: torch.Tensor, a_dst: torch.Tensor,
-            edge_term: Optional[torch.Tensor], negative_slope: float
+            edge_term: Optional[torch.Tensor], negative_slope: float, *, sched: Optional[Schedule] = None
             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(out [N, H, F] in x.dtype, m [N, H] fp32, z [N, H] fp32)``."""
+    """``(out [N, H, F] in x.dtype, m [N, H] fp32, z [N, H] fp32)``; ``sched``: the row schedule of ``rowptr``."""
     _check(rowptr, col, x, a_src, a_dst, edge_term)
     N = rowptr.numel() - 1
     _, H, F = x.shape
@@ -192,7 +193,7 @@ def gat_fwd(rowptr: torch.Tensor, col: torch.Tensor, x: torch.Tensor, a_src: tor
     ACC = acc_dtype(x.dtype)
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, x.dtype)
     nfb = max(triton.cdiv(F, BLOCK_F), 1)
-    sch = schedule(rowptr)
+    sch = schedule(rowptr, sched)
     dummy = rowptr
     if sch.split:
         pm = torch.empty((sch.num_parts, H), dtype=torch.float32, device=dev)
@@ -215,7 +216,8 @@ def gat_fwd(rowptr: torch.Tensor, col: torch.Tensor, x: torch.Tensor, a_src: tor
 def gat_bwd(rowptr: torch.Tensor, col: torch.Tensor, rowptr_t: torch.Tensor, col_t: torch.Tensor,
             perm_t: torch.Tensor, x: torch.Tensor, a_src: torch.Tensor, a_dst: torch.Tensor,
             edge_term: Optional[torch.Tensor], out: torch.Tensor, m: torch.Tensor, z: torch.Tensor,
-            grad_out: torch.Tensor, negative_slope: float, *, row: Optional[torch.Tensor] = None
+            grad_out: torch.Tensor, negative_slope: float, *, row: Optional[torch.Tensor] = None,
+            sched: Optional[Schedule] = None, sched_t: Optional[Schedule] = None
             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """``(grad_x, grad_a_src, grad_a_dst, grad_edge_term or None)`` by recomputation from ``m, z``."""
     _check(rowptr, col, x, a_src, a_dst, edge_term)
@@ -241,9 +243,10 @@ def gat_bwd(rowptr: torch.Tensor, col: torch.Tensor, rowptr_t: torch.Tensor, col
         slot_rows(rowptr, E, row), col, x, a_src, a_dst, t if t is not None else rowptr, m, z, g, D, dpre, alpha,
         E, H, F, float(negative_slope), HAS_T=t is not None, ACC=acc_dtype(x.dtype), BLOCK_E=BLOCK_E,
         BLOCK_F=BLOCK_F, num_warps=warps)
-    grad_x, _ = reduce_rows(rowptr_t, col_t, alpha.index_select(0, perm_t), g, "sum", out_dtype=x.dtype)
+    grad_x, _ = reduce_rows(rowptr_t, col_t, alpha.index_select(0, perm_t), g, "sum", out_dtype=x.dtype,
+                            sched=sched_t)
     dpre3 = dpre.view(E, 1, H)
-    g_dst, _ = reduce_rows(rowptr, None, None, dpre3, "sum", out_dtype=a_dst.dtype)
-    g_src, _ = reduce_rows(rowptr_t, perm_t, None, dpre3, "sum", out_dtype=a_src.dtype)
+    g_dst, _ = reduce_rows(rowptr, None, None, dpre3, "sum", out_dtype=a_dst.dtype, sched=sched)
+    g_src, _ = reduce_rows(rowptr_t, perm_t, None, dpre3, "sum", out_dtype=a_src.dtype, sched=sched_t)
     gt = None if t is None else dpre.to(t.dtype)
     return grad_x, g_src.view(S, H), g_dst.view(N, H), gt

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import acc_dtype, check_float, check_index, feature_blocks, slot_rows
+from ._config import Schedule, acc_dtype, check_float, check_index, feature_blocks, slot_rows
 from .spmm import REDUCE_CODES, reduce_rows
 
 
@@ -53,7 +53,8 @@ def _check(rowptr, values, reduce):
         raise ValueError("values must have at least one dimension [E, ...]")
 
 
-def segment_reduce_fwd(rowptr: torch.Tensor, values: torch.Tensor, reduce: str) -> torch.Tensor:
+def segment_reduce_fwd(rowptr: torch.Tensor, values: torch.Tensor, reduce: str, *,
+                       sched: Optional[Schedule] = None) -> torch.Tensor:
     """``[N, ...]`` in ``values.dtype``; empty rows give 0."""
     _check(rowptr, values, reduce)
     E = values.shape[0]
@@ -62,12 +63,13 @@ def segment_reduce_fwd(rowptr: torch.Tensor, values: torch.Tensor, reduce: str) 
     for d in trail:
         F *= d
     v3 = values.contiguous().view(E, 1, F)
-    out, _ = reduce_rows(rowptr, None, None, v3, reduce)
+    out, _ = reduce_rows(rowptr, None, None, v3, reduce, sched=sched)
     return out.view((rowptr.numel() - 1,) + trail)
 
 
 def segment_reduce_bwd(rowptr: torch.Tensor, values: torch.Tensor, grad_out: torch.Tensor,
-                       reduce: str, *, row: Optional[torch.Tensor] = None) -> torch.Tensor:
+                       reduce: str, *, row: Optional[torch.Tensor] = None,
+                       sched: Optional[Schedule] = None) -> torch.Tensor:
     """Gradient w.r.t. ``values`` (only shape/dtype of ``values`` are read for sum/mean)."""
     _check(rowptr, values, reduce)
     E = values.shape[0]
@@ -84,7 +86,8 @@ def segment_reduce_bwd(rowptr: torch.Tensor, values: torch.Tensor, grad_out: tor
     g = grad_out.contiguous()
     code = REDUCE_CODES[reduce]
     if code >= 2:
-        _, arg = reduce_rows(rowptr, None, None, values.contiguous().view(E, 1, F), reduce, store_arg=True)
+        _, arg = reduce_rows(rowptr, None, None, values.contiguous().view(E, 1, F), reduce, store_arg=True,
+                             sched=sched)
     else:
         arg = rowptr
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, values.dtype)

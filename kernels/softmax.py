@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import check_float, check_index, head_blocks, row_range, schedule, slot_rows
+from ._config import Schedule, check_float, check_index, head_blocks, row_range, schedule, slot_rows
 from .spmm import reduce_rows
 
 
@@ -108,7 +108,7 @@ def _segment_softmax_bwd_kernel(slot_row_ptr, p_ptr, g_ptr, dot_ptr, out_ptr, E,
     tl.store(out_ptr + off, (p * (g - dot)).to(out_ptr.dtype.element_ty), mask=m2)
 
 
-def softmax_stats(rowptr: torch.Tensor, logits: torch.Tensor):
+def softmax_stats(rowptr: torch.Tensor, logits: torch.Tensor, sched: Optional[Schedule] = None):
     """Per-row max and sum of ``exp(s - max)``, each ``[N, H]`` fp32 (``-inf``/0 for empty rows)."""
     N = rowptr.numel() - 1
     E, H = logits.shape
@@ -119,7 +119,7 @@ def softmax_stats(rowptr: torch.Tensor, logits: torch.Tensor):
         return m, z
     BLOCK_E, BLOCK_H, warps = head_blocks(H, logits.dtype)
     BLOCK_E = min(BLOCK_E, 256)
-    sch = schedule(rowptr)
+    sch = schedule(rowptr, sched)
     dummy = rowptr
     if sch.split:
         pm = torch.empty((sch.num_parts, H), dtype=torch.float32, device=dev)
@@ -143,15 +143,15 @@ def _check(rowptr, logits, name="logits"):
                          f"{list(logits.shape)}; pass {name}.contiguous()")
 
 
-def segment_softmax_fwd(rowptr: torch.Tensor, logits: torch.Tensor, *,
-                        row: Optional[torch.Tensor] = None) -> torch.Tensor:
+def segment_softmax_fwd(rowptr: torch.Tensor, logits: torch.Tensor, *, row: Optional[torch.Tensor] = None,
+                        sched: Optional[Schedule] = None) -> torch.Tensor:
     """Edge softmax of ``logits`` ``[E, H]`` (CSR slot order), same dtype."""
     _check(rowptr, logits)
     E, H = logits.shape
     p = torch.empty_like(logits)
     if E == 0 or H == 0:
         return p
-    m, z = softmax_stats(rowptr, logits)
+    m, z = softmax_stats(rowptr, logits, sched)
     BLOCK_E, BLOCK_H, warps = head_blocks(H, logits.dtype)
     _segment_softmax_norm_kernel[(triton.cdiv(E, BLOCK_E),)](slot_rows(rowptr, E, row), logits, m, z, p, E, H,
                                                              BLOCK_E=BLOCK_E, BLOCK_H=BLOCK_H, num_warps=warps)
@@ -159,7 +159,7 @@ def segment_softmax_fwd(rowptr: torch.Tensor, logits: torch.Tensor, *,
 
 
 def segment_softmax_bwd(rowptr: torch.Tensor, p: torch.Tensor, grad: torch.Tensor, *,
-                        row: Optional[torch.Tensor] = None) -> torch.Tensor:
+                        row: Optional[torch.Tensor] = None, sched: Optional[Schedule] = None) -> torch.Tensor:
     """Gradient of the edge softmax w.r.t. its logits: ``p * (grad - sum_row(p * grad))``."""
     _check(rowptr, p, "p")
     check_float("grad", grad)
@@ -171,7 +171,7 @@ def segment_softmax_bwd(rowptr: torch.Tensor, p: torch.Tensor, grad: torch.Tenso
     if E == 0 or H == 0:
         return out
     # dot[i, h] = sum_e p[e, h] * grad[e, h]: identity-gather CSR reduction with p as weights
-    dot, _ = reduce_rows(rowptr, None, p, grad.view(E, H, 1), "sum", out_dtype=torch.float32)
+    dot, _ = reduce_rows(rowptr, None, p, grad.view(E, H, 1), "sum", out_dtype=torch.float32, sched=sched)
     BLOCK_E, BLOCK_H, warps = head_blocks(H, p.dtype)
     _segment_softmax_bwd_kernel[(triton.cdiv(E, BLOCK_E),)](slot_rows(rowptr, E, row), p, grad, dot, out, E, H,
                                                             BLOCK_E=BLOCK_E, BLOCK_H=BLOCK_H, num_warps=warps)

@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from ._config import (
+    Schedule,
     acc_dtype,
     check_float,
     check_index,
@@ -208,7 +209,8 @@ def _spmm_value_bwd_kernel(slot_row_ptr, col_ptr, arg_ptr, g_ptr, x_ptr, gv_ptr,
 # ---------------------------------------------------------------------- shared launch
 def reduce_rows(rowptr: torch.Tensor, col: Optional[torch.Tensor], value: Optional[torch.Tensor],
                 x: torch.Tensor, reduce: str, store_arg: bool = False,
-                out_dtype: Optional[torch.dtype] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                out_dtype: Optional[torch.dtype] = None, sched: Optional[Schedule] = None
+                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Reduce ``x`` ``[S, H, F]`` (gathered through ``col``, or slot ``e`` itself when
     ``col`` is None) over the CSR rows of ``rowptr``; returns ``(out [N, H, F], arg or None)``.
     ``arg`` holds the first slot attaining the extremum (``-1`` for empty rows)."""
@@ -223,7 +225,7 @@ def reduce_rows(rowptr: torch.Tensor, col: Optional[torch.Tensor], value: Option
     ACC = acc_dtype(x.dtype)
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, x.dtype)
     nfb = triton.cdiv(F, BLOCK_F)
-    sch = schedule(rowptr)
+    sch = schedule(rowptr, sched)
     dummy = rowptr
     if sch.split:
         part = torch.empty((sch.num_parts, H, F), dtype=torch_acc_dtype(x.dtype), device=dev)
@@ -259,17 +261,17 @@ def _check(rowptr, col, value, x, reduce):
 
 # ---------------------------------------------------------------------- launchers
 def spmm_fwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tensor], x: torch.Tensor,
-             reduce: str) -> torch.Tensor:
-    """``out [N, H, F]`` in ``x.dtype``; empty rows give 0."""
+             reduce: str, *, sched: Optional[Schedule] = None) -> torch.Tensor:
+    """``out [N, H, F]`` in ``x.dtype``; empty rows give 0.  ``sched``: the row schedule of ``rowptr``."""
     _check(rowptr, col, value, x, reduce)
-    out, _ = reduce_rows(rowptr, col, value, x, reduce)
+    out, _ = reduce_rows(rowptr, col, value, x, reduce, sched=sched)
     return out
 
 
 def spmm_arg_bwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tensor], x: torch.Tensor,
                  grad_out: torch.Tensor, reduce: str, rowptr_t: torch.Tensor, col_t: torch.Tensor,
-                 perm_t: torch.Tensor, *, row: Optional[torch.Tensor] = None
-                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                 perm_t: torch.Tensor, *, row: Optional[torch.Tensor] = None, sched: Optional[Schedule] = None,
+                 sched_t: Optional[Schedule] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """max/min backward: ``(grad_x [S, H, F], grad_value [E, H] or None)``; each
     ``(row, head, feature)`` sends its gradient to the first CSR slot attaining the extremum."""
     _check(rowptr, col, value, x, reduce)
@@ -281,7 +283,7 @@ def spmm_arg_bwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.
     S, H, F = x.shape
     E = col.numel()
     grad_out = grad_out.contiguous()
-    _, arg = reduce_rows(rowptr, col, value, x, reduce, store_arg=True)
+    _, arg = reduce_rows(rowptr, col, value, x, reduce, store_arg=True, sched=sched)
     grad_x = torch.empty_like(x)
     gv = None if value is None else torch.empty_like(value)
     if S == 0 or H == 0 or F == 0:
@@ -291,7 +293,7 @@ def spmm_arg_bwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.
     ACC = acc_dtype(x.dtype)
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, x.dtype)
     nfb = triton.cdiv(F, BLOCK_F)
-    sch = schedule(rowptr_t)
+    sch = schedule(rowptr_t, sched_t)
     dummy = rowptr_t
     if sch.split:
         part = torch.empty((sch.num_parts, H, F), dtype=torch_acc_dtype(x.dtype), device=x.device)

@@ -550,3 +550,49 @@ def test_public_graph_attention_dispatches_to_the_kernel_with_gradients(monkeypa
     gr = torch.autograd.grad(ref, [q, k, v, bias], go)
     for a, b in zip(ga, gr):
         close(a, b, torch.float32)
+
+
+def test_the_graph_owns_its_row_schedule(monkeypatch):
+    """The Triton row schedule of a graph's CSR and of its transpose is built once, kept in the Graph
+    (``kernel_plan``), and handed to the launchers: a second forward and backward through every op
+    builds no schedule; a graph with a split row gives the reference's outputs and gradients, and a
+    changed GNNKIT_ROW_SPLIT replans."""
+    from gnnkit.ops.primitives import kernel_plan
+    ei, N = adversarial_edges()
+    g = Graph.from_coo(ei[0], ei[1], N, N)
+    built = []
+    real = _config._build_schedule
+    monkeypatch.setattr(_config, "_build_schedule", lambda rowptr, split_len: built.append(split_len) or
+                        real(rowptr, split_len))
+    torch.manual_seed(0)
+    x = torch.randn(N, 2, 3, requires_grad=True)
+    w = torch.randn(g.num_edges, 2, requires_grad=True)
+    s = torch.randn(g.num_edges, 2, requires_grad=True)
+
+    def run():
+        from gnnkit.ops import segment_reduce_slots, segment_softmax_slots, spmm_slots
+        outs = [spmm_slots(g, x, w, r) for r in REDUCES]
+        outs.append(segment_softmax_slots(g, s))
+        outs.append(segment_reduce_slots(g, s, "max"))
+        loss = sum((o.float() * torch.linspace(-1, 1, o.numel()).view(o.shape)).sum() for o in outs)
+        return [o.detach() for o in outs], torch.autograd.grad(loss, (x, w, s))
+
+    first, grads1 = run()
+    assert built == [SPLIT, SPLIT], built  # the CSR's schedule and the transpose's, once each
+    plan, meta = kernel_plan(g, "spmm", x)
+    assert meta[:2] == [SPLIT, 1] and plan is not None
+    built.clear()
+    second, grads2 = run()
+    assert built == [], "a kept plan must not be rebuilt"
+    for a, b in zip(first + list(grads1), second + list(grads2)):
+        assert torch.equal(a, b)
+    # against the references, on the same graph
+    xr, wr, sr = (t.detach().requires_grad_(True) for t in (x, w, s))
+    refs = [spmm_csr_ref(g.rowptr, g.col, wr, xr, r) for r in REDUCES]
+    refs.append(segment_softmax_ref(g.rowptr, g.row, sr))
+    refs.append(segment_reduce_ref(g.rowptr, sr, "max"))
+    for a, b in zip(first, refs):
+        close(a, b.detach(), torch.float32)
+    monkeypatch.setenv("GNNKIT_ROW_SPLIT", "4")
+    run()
+    assert built == [4, 4]

@@ -28,7 +28,7 @@ from torch import Tensor
 from ._autograd import first_order_only
 from ._backend import use_triton
 from .graph import Graph, check_rows
-from .primitives import gat_fused_bwd_op, gat_fused_op
+from .primitives import NO_PLAN, gat_fused_bwd_op, gat_fused_op, kernel_plan
 from .reference import segment_sum
 from .softmax import segment_softmax_slots
 from .spmm import spmm_slots
@@ -42,9 +42,12 @@ class FusedGATFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor],
                 negative_slope: float) -> Tensor:
-        out, m, z = gat_fused_op(graph.rowptr, graph.col, x, a_src, a_dst, edge_term, float(negative_slope))
+        ctx.plan = kernel_plan(graph, "gat", x)
+        out, m, z = gat_fused_op(graph.rowptr, graph.col, x, a_src, a_dst, edge_term, float(negative_slope),
+                                 *ctx.plan)
         ctx.graph = graph
         ctx.t = graph.transpose() if any(ctx.needs_input_grad) else None
+        ctx.plan_t = kernel_plan(graph, "gat", x, transposed=True) if ctx.t is not None else NO_PLAN
         ctx.negative_slope = float(negative_slope)
         ctx.save_for_backward(x, a_src, a_dst, edge_term, out, m, z)
         return out
@@ -56,7 +59,8 @@ class FusedGATFunction(torch.autograd.Function):
         x, a_src, a_dst, edge_term, out, m, z = ctx.saved_tensors
         rowptr_t, col_t, perm_t = ctx.t
         gx, gs, gd, gt = gat_fused_bwd_op(graph.rowptr, graph.col, graph.row, rowptr_t, col_t, perm_t, x, a_src,
-                                          a_dst, edge_term, out, m, z, grad_out.contiguous(), ctx.negative_slope)
+                                          a_dst, edge_term, out, m, z, grad_out.contiguous(), ctx.negative_slope,
+                                          *ctx.plan, *ctx.plan_t)
         need = ctx.needs_input_grad
         return (None, gx if need[1] else None, gs if need[2] else None, gd if need[3] else None,
                 gt if edge_term is not None and need[4] else None, None)

@@ -120,6 +120,13 @@ class Graph:
                 self._derived[key] = hit
         return hit
 
+    def keep(self, key: Hashable, value: Any) -> None:
+        """Store ``value`` under ``key`` whatever the inference mode — only for entries that hold no tensor
+        autograd could meet (the Triton row plans, int64 indices built outside inference mode); never
+        from a compiled region."""
+        if not torch.compiler.is_compiling():
+            self._derived[key] = value
+
     def derived_or_none(self, key: Hashable) -> Any:
         """The entry for ``key`` if it was built, else None (never builds)."""
         return self._derived.get(key)

@@ -9,10 +9,12 @@ launched).  The autograd Functions (:mod:`.spmm`, :mod:`.sddmm`, :mod:`.softmax`
 
 Contracts (checked once more by the launchers): CSR slot order for every per-edge
 tensor; ``x`` ``[S, H, F]`` contiguous; ``value``/scores ``[E, H]``; ``row`` is
-:attr:`Graph.row` (the destination of each slot), passed so no kernel rebuilds it.
+:attr:`Graph.row` (the destination of each slot), passed so no kernel rebuilds it; ``plan``/
+``plan_meta`` (``plan_t``/``plan_t_meta`` for the transposed CSR) are the graph's Triton row
+schedule, built once and kept in the :class:`Graph` (:func:`kernel_plan`), ``None`` on the torch path.
 """
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -30,14 +32,50 @@ from .reference import (
     spmm_csr_ref,
 )
 
+# ---------------------------------------------------------------------- the graph's row schedule
+Plan = Tuple[Optional[Tensor], Optional[List[int]]]
+NO_PLAN: Plan = (None, None)
+
+
+def kernel_plan(graph: Graph, op: str, like: Tensor, transposed: bool = False) -> Plan:
+    """The Triton row schedule of ``graph``'s CSR (or of its transpose) for ``op`` on ``like``'s device,
+    as ``(plan, plan_meta)`` for the custom ops: built once (one host sync) and kept in the graph, even
+    under ``torch.inference_mode`` (it holds only int64 indices).  :data:`NO_PLAN` when ``op`` runs its
+    torch reference, or in a compiled region on a graph no eager call planned (the launcher then builds
+    one per call, inside its opaque op).  The split length is in ``plan_meta``: a changed
+    ``GNNKIT_ROW_SPLIT`` replans in eager mode."""
+    if not use_triton(op, like):
+        return NO_PLAN
+    key = ("kernel_plan", transposed)
+    hit = graph.derived_or_none(key)
+    if torch.compiler.is_compiling():
+        return NO_PLAN if hit is None else hit
+    from gnnkit.kernels import _config
+    split_len = _config.row_split()
+    if hit is None or hit[1][0] != split_len:
+        rowptr = graph.transpose()[0] if transposed else graph.rowptr
+        with torch.inference_mode(False):
+            hit = _config.build_schedule(rowptr, split_len).pack(split_len)
+        graph.keep(key, hit)
+    return hit
+
+
+def _schedule(rowptr: Tensor, plan: Optional[Tensor], plan_meta: Optional[List[int]]):
+    """The launcher's ``sched=`` from a kept plan (None: the launcher builds one)."""
+    if plan_meta is None:
+        return None
+    from gnnkit.kernels import _config
+    return _config.Schedule.unpack(rowptr, plan, plan_meta)
+
 
 # ---------------------------------------------------------------------- SpMM
 @torch.library.custom_op("gnnkit::spmm", mutates_args=())
-def spmm_op(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str) -> Tensor:
+def spmm_op(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str,
+            plan: Optional[Tensor] = None, plan_meta: Optional[List[int]] = None) -> Tensor:
     """``out[i] = reduce_{slots k of row i} value[k] * x[col[k]]`` -> ``[N, H, F]``."""
     if use_triton("spmm", x):
         from gnnkit.kernels import spmm as kernels
-        return kernels.spmm_fwd(rowptr, col, value, x, reduce)
+        return kernels.spmm_fwd(rowptr, col, value, x, reduce, sched=_schedule(rowptr, plan, plan_meta))
     out = spmm_csr_ref(rowptr, col, value, x, reduce)
     # a reshaped torch.sparse.mm result is a view; returned as one, autograd would forbid the
     # layers' in-place epilogues (bias, root term) on it.  No autograd runs in here.
@@ -45,25 +83,30 @@ def spmm_op(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, red
 
 
 @spmm_op.register_fake
-def _(rowptr, col, value, x, reduce):
+def _(rowptr, col, value, x, reduce, plan=None, plan_meta=None):
     return x.new_empty((rowptr.shape[0] - 1, x.shape[1], x.shape[2]))
 
 
 @torch.library.custom_op("gnnkit::spmm_arg_bwd", mutates_args=())
 def spmm_arg_bwd_op(rowptr: Tensor, col: Tensor, row: Tensor, value: Optional[Tensor], x: Tensor,
-                    grad_out: Tensor, reduce: str, rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor
+                    grad_out: Tensor, reduce: str, rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor,
+                    plan: Optional[Tensor] = None, plan_meta: Optional[List[int]] = None,
+                    plan_t: Optional[Tensor] = None, plan_t_meta: Optional[List[int]] = None
                     ) -> Tuple[Tensor, Tensor]:
     """Backward of max/min SpMM: ``(grad_x, grad_value)``; ``grad_value`` is empty without ``value``."""
     if use_triton("spmm", x):
         from gnnkit.kernels import spmm as kernels
-        gx, gv = kernels.spmm_arg_bwd(rowptr, col, value, x, grad_out, reduce, rowptr_t, col_t, perm_t, row=row)
+        gx, gv = kernels.spmm_arg_bwd(rowptr, col, value, x, grad_out, reduce, rowptr_t, col_t, perm_t, row=row,
+                                      sched=_schedule(rowptr, plan, plan_meta),
+                                      sched_t=_schedule(rowptr_t, plan_t, plan_t_meta))
     else:
         gx, gv = spmm_arg_bwd_ref(rowptr, col, value, x, grad_out, reduce, row)
     return gx, x.new_empty(0) if gv is None else gv
 
 
 @spmm_arg_bwd_op.register_fake
-def _(rowptr, col, row, value, x, grad_out, reduce, rowptr_t, col_t, perm_t):
+def _(rowptr, col, row, value, x, grad_out, reduce, rowptr_t, col_t, perm_t, plan=None, plan_meta=None, plan_t=None,
+      plan_t_meta=None):
     gv = x.new_empty(0) if value is None else value.new_empty(value.shape)
     return x.new_empty(x.shape), gv
 
@@ -136,69 +179,76 @@ def _(rowptr, col, row, a, b, pattern_rowptr, pattern_col, pattern_gather):
 
 # ---------------------------------------------------------------------- edge softmax
 @torch.library.custom_op("gnnkit::segment_softmax", mutates_args=())
-def softmax_op(rowptr: Tensor, row: Tensor, logits: Tensor) -> Tensor:
+def softmax_op(rowptr: Tensor, row: Tensor, logits: Tensor, plan: Optional[Tensor] = None,
+               plan_meta: Optional[List[int]] = None) -> Tensor:
     if use_triton("softmax", logits):
         from gnnkit.kernels import softmax as kernels
-        return kernels.segment_softmax_fwd(rowptr, logits, row=row)
+        return kernels.segment_softmax_fwd(rowptr, logits, row=row, sched=_schedule(rowptr, plan, plan_meta))
     return segment_softmax_ref(rowptr, row, logits)
 
 
 @softmax_op.register_fake
-def _(rowptr, row, logits):
+def _(rowptr, row, logits, plan=None, plan_meta=None):
     return torch.empty_like(logits)
 
 
 @torch.library.custom_op("gnnkit::segment_softmax_bwd", mutates_args=())
-def softmax_bwd_op(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor) -> Tensor:
+def softmax_bwd_op(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor, plan: Optional[Tensor] = None,
+                   plan_meta: Optional[List[int]] = None) -> Tensor:
     if use_triton("softmax", p):
         from gnnkit.kernels import softmax as kernels
-        return kernels.segment_softmax_bwd(rowptr, p, grad, row=row)
+        return kernels.segment_softmax_bwd(rowptr, p, grad, row=row, sched=_schedule(rowptr, plan, plan_meta))
     return segment_softmax_bwd_ref(rowptr, row, p, grad)
 
 
 @softmax_bwd_op.register_fake
-def _(rowptr, row, p, grad):
+def _(rowptr, row, p, grad, plan=None, plan_meta=None):
     return torch.empty_like(p)
 
 
 # ---------------------------------------------------------------------- segment reduction
 @torch.library.custom_op("gnnkit::segment_reduce", mutates_args=())
-def segment_op(rowptr: Tensor, values: Tensor, reduce: str) -> Tensor:
+def segment_op(rowptr: Tensor, values: Tensor, reduce: str, plan: Optional[Tensor] = None,
+               plan_meta: Optional[List[int]] = None) -> Tensor:
     if use_triton("segment", values):
         from gnnkit.kernels import segment as kernels
-        return kernels.segment_reduce_fwd(rowptr, values, reduce)
+        return kernels.segment_reduce_fwd(rowptr, values, reduce, sched=_schedule(rowptr, plan, plan_meta))
     return segment_reduce_ref(rowptr, values, reduce)
 
 
 @segment_op.register_fake
-def _(rowptr, values, reduce):
+def _(rowptr, values, reduce, plan=None, plan_meta=None):
     return values.new_empty((rowptr.shape[0] - 1,) + tuple(values.shape[1:]))
 
 
 @torch.library.custom_op("gnnkit::segment_reduce_bwd", mutates_args=())
-def segment_bwd_op(rowptr: Tensor, row: Tensor, values: Tensor, grad_out: Tensor, reduce: str) -> Tensor:
+def segment_bwd_op(rowptr: Tensor, row: Tensor, values: Tensor, grad_out: Tensor, reduce: str,
+                   plan: Optional[Tensor] = None, plan_meta: Optional[List[int]] = None) -> Tensor:
     if use_triton("segment", values):
         from gnnkit.kernels import segment as kernels
-        return kernels.segment_reduce_bwd(rowptr, values, grad_out, reduce, row=row)
+        return kernels.segment_reduce_bwd(rowptr, values, grad_out, reduce, row=row,
+                                          sched=_schedule(rowptr, plan, plan_meta))
     return segment_reduce_bwd_ref(rowptr, values, grad_out, reduce, row)
 
 
 @segment_bwd_op.register_fake
-def _(rowptr, row, values, grad_out, reduce):
+def _(rowptr, row, values, grad_out, reduce, plan=None, plan_meta=None):
     return torch.empty_like(values)
 
 
 # ---------------------------------------------------------------------- fused GAT (Triton only)
 @torch.library.custom_op("gnnkit::gat_fused", mutates_args=())
 def gat_fused_op(rowptr: Tensor, col: Tensor, x: Tensor, a_src: Tensor, a_dst: Tensor,
-                 edge_term: Optional[Tensor], negative_slope: float) -> Tuple[Tensor, Tensor, Tensor]:
+                 edge_term: Optional[Tensor], negative_slope: float, plan: Optional[Tensor] = None,
+                 plan_meta: Optional[List[int]] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """``(out [N, H, F], row max m [N, H] fp32, row sum z [N, H] fp32)``; ``edge_term`` in CSR slot order."""
     from gnnkit.kernels import gat as kernels
-    return kernels.gat_fwd(rowptr, col, x, a_src, a_dst, edge_term, negative_slope)
+    return kernels.gat_fwd(rowptr, col, x, a_src, a_dst, edge_term, negative_slope,
+                           sched=_schedule(rowptr, plan, plan_meta))
 
 
 @gat_fused_op.register_fake
-def _(rowptr, col, x, a_src, a_dst, edge_term, negative_slope):
+def _(rowptr, col, x, a_src, a_dst, edge_term, negative_slope, plan=None, plan_meta=None):
     N = rowptr.shape[0] - 1
     stats = x.new_empty((N, x.shape[1]), dtype=torch.float32)
     return x.new_empty((N, x.shape[1], x.shape[2])), stats, torch.empty_like(stats)
@@ -207,16 +257,20 @@ def _(rowptr, col, x, a_src, a_dst, edge_term, negative_slope):
 @torch.library.custom_op("gnnkit::gat_fused_bwd", mutates_args=())
 def gat_fused_bwd_op(rowptr: Tensor, col: Tensor, row: Tensor, rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor,
                      x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor], out: Tensor, m: Tensor,
-                     z: Tensor, grad_out: Tensor, negative_slope: float) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                     z: Tensor, grad_out: Tensor, negative_slope: float, plan: Optional[Tensor] = None,
+                     plan_meta: Optional[List[int]] = None, plan_t: Optional[Tensor] = None,
+                     plan_t_meta: Optional[List[int]] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(grad_x, grad_a_src, grad_a_dst, grad_edge_term)``; the last is empty without ``edge_term``."""
     from gnnkit.kernels import gat as kernels
     gx, gs, gd, gt = kernels.gat_bwd(rowptr, col, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out, m, z,
-                                     grad_out, negative_slope, row=row)
+                                     grad_out, negative_slope, row=row, sched=_schedule(rowptr, plan, plan_meta),
+                                     sched_t=_schedule(rowptr_t, plan_t, plan_t_meta))
     return gx, gs, gd, x.new_empty(0) if gt is None else gt
 
 
 @gat_fused_bwd_op.register_fake
-def _(rowptr, col, row, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out, m, z, grad_out, negative_slope):
+def _(rowptr, col, row, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out, m, z, grad_out, negative_slope,
+      plan=None, plan_meta=None, plan_t=None, plan_t_meta=None):
     gt = x.new_empty(0) if edge_term is None else torch.empty_like(edge_term)
     return torch.empty_like(x), torch.empty_like(a_src), torch.empty_like(a_dst), gt
 

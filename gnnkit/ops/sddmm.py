@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ._autograd import first_order_only
 from .graph import Graph, check_rows
-from .primitives import sddmm_op, sddmm_pattern_args, spmm_op
+from .primitives import kernel_plan, sddmm_op, sddmm_pattern_args, spmm_op
 from .reference import sddmm_csr_ref  # noqa: F401  (re-exported: the op's reference)
 
 
@@ -22,8 +22,11 @@ class SDDMMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, a: Tensor, b: Tensor) -> Tensor:
         ctx.graph = graph
+        if ctx.needs_input_grad[1]:
+            ctx.plan = kernel_plan(graph, "spmm", a)
         if ctx.needs_input_grad[2]:
             ctx.t = graph.transpose()
+            ctx.plan_t = kernel_plan(graph, "spmm", a, transposed=True)
         ctx.save_for_backward(a, b)
         return sddmm_op(graph.rowptr, graph.col, graph.row, a, b, *sddmm_pattern_args(graph))
 
@@ -35,10 +38,10 @@ class SDDMMFunction(torch.autograd.Function):
         grad = grad.contiguous().to(a.dtype)
         ga = gb = None
         if ctx.needs_input_grad[1]:
-            ga = spmm_op(graph.rowptr, graph.col, grad, b, "sum")
+            ga = spmm_op(graph.rowptr, graph.col, grad, b, "sum", *ctx.plan)
         if ctx.needs_input_grad[2]:
             rowptr_t, col_t, perm_t = ctx.t
-            gb = spmm_op(rowptr_t, col_t, grad.index_select(0, perm_t), a, "sum")
+            gb = spmm_op(rowptr_t, col_t, grad.index_select(0, perm_t), a, "sum", *ctx.plan_t)
         return None, ga, gb
 
 

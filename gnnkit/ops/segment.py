@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ._autograd import first_order_only
 from .graph import Graph
-from .primitives import segment_bwd_op, segment_op
+from .primitives import kernel_plan, segment_bwd_op, segment_op
 from .reference import route_to_first_extremum, segment_reduce_bwd_ref, segment_reduce_ref  # noqa: F401
 
 REDUCES = ("sum", "mean", "max", "min")
@@ -29,7 +29,8 @@ class SegmentReduceFunction(torch.autograd.Function):
         ctx.reduce = reduce
         ctx.save_for_backward(values if reduce in ("max", "min") else values[:0])
         ctx.shape = values.shape
-        return segment_op(graph.rowptr, values, reduce)
+        ctx.plan = kernel_plan(graph, "segment", values)
+        return segment_op(graph.rowptr, values, reduce, *ctx.plan)
 
     @staticmethod
     @first_order_only
@@ -38,7 +39,8 @@ class SegmentReduceFunction(torch.autograd.Function):
         if ctx.reduce in ("sum", "mean"):
             values = values.new_empty(ctx.shape)  # only its shape/dtype is read
         graph: Graph = ctx.graph
-        return None, segment_bwd_op(graph.rowptr, graph.row, values, grad_out.contiguous(), ctx.reduce), None
+        return None, segment_bwd_op(graph.rowptr, graph.row, values, grad_out.contiguous(), ctx.reduce,
+                                    *ctx.plan), None
 
 
 def _check(graph: Graph, values: Tensor, reduce: str) -> None:

@@ -14,14 +14,15 @@ from torch import Tensor
 
 from ._autograd import first_order_only
 from .graph import Graph, check_rows
-from .primitives import softmax_bwd_op, softmax_op
+from .primitives import kernel_plan, softmax_bwd_op, softmax_op
 from .reference import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: F401  (re-exported)
 
 
 class SegmentSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, logits: Tensor) -> Tensor:
-        p = softmax_op(graph.rowptr, graph.row, logits)
+        ctx.plan = kernel_plan(graph, "softmax", logits)
+        p = softmax_op(graph.rowptr, graph.row, logits, *ctx.plan)
         ctx.graph = graph
         ctx.save_for_backward(p)
         return p
@@ -31,7 +32,7 @@ class SegmentSoftmaxFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         (p,) = ctx.saved_tensors
         graph: Graph = ctx.graph
-        return None, softmax_bwd_op(graph.rowptr, graph.row, p, grad.contiguous())
+        return None, softmax_bwd_op(graph.rowptr, graph.row, p, grad.contiguous(), *ctx.plan)
 
 
 def segment_softmax_slots(graph: Graph, logits: Tensor) -> Tensor:

@@ -21,7 +21,15 @@ from torch import Tensor
 
 from ._autograd import first_order_only
 from .graph import Graph, check_rows
-from .primitives import relu_message_bwd_op, relu_message_op, sddmm_op, sddmm_pattern_args, spmm_arg_bwd_op, spmm_op
+from .primitives import (
+    kernel_plan,
+    relu_message_bwd_op,
+    relu_message_op,
+    sddmm_op,
+    sddmm_pattern_args,
+    spmm_arg_bwd_op,
+    spmm_op,
+)
 from .reference import spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401  (re-exported: the op's reference)
 
 REDUCES = ("sum", "mean", "max", "min")
@@ -42,12 +50,14 @@ class SpMMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str,
                 value_t: Optional[Tensor] = None) -> Tensor:
-        out = spmm_op(graph.rowptr, graph.col, value, x, reduce)
+        plan = kernel_plan(graph, "spmm", x)
+        out = spmm_op(graph.rowptr, graph.col, value, x, reduce, *plan)
         ctx.graph = graph
         ctx.reduce = reduce
         ctx.value_t = value_t
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             ctx.t = graph.transpose()
+            ctx.plans = (*plan, *kernel_plan(graph, "spmm", x, transposed=True))
         if ctx.needs_input_grad[2] and reduce not in ("max", "min"):
             ctx.pattern = sddmm_pattern_args(graph)
         ctx.save_for_backward(x, value)
@@ -63,20 +73,21 @@ class SpMMFunction(torch.autograd.Function):
         rowptr_t, col_t, perm_t = ctx.t
         if ctx.reduce in ("max", "min"):
             gx, gv = spmm_arg_bwd_op(graph.rowptr, graph.col, graph.row, value, x, grad_out, ctx.reduce,
-                                     rowptr_t, col_t, perm_t)
+                                     rowptr_t, col_t, perm_t, *ctx.plans)
             return None, gx if need_x else None, gv if need_v else None, None, None
         if ctx.reduce == "mean":
             if value is None and grad_out.size(1) == 1 and grad_out.dtype != torch.float64 \
                     and not torch.compiler.is_compiling():
                 # one weighted SpMM through the transposed CSR instead of a division pass + SpMM
                 w = graph.mean_weights_t().to(grad_out.dtype)
-                return None, spmm_op(rowptr_t, col_t, w, grad_out, "sum") if need_x else None, None, None, None
+                gx = spmm_op(rowptr_t, col_t, w, grad_out, "sum", *ctx.plans[2:]) if need_x else None
+                return None, gx, None, None, None
             deg = graph.in_degree().clamp(min=1).to(grad_out.dtype)
             grad_out = grad_out / deg.view(-1, 1, 1)
         gx = gv = None
         if need_x:
             vt = ctx.value_t if ctx.value_t is not None else None if value is None else graph.values_t(value)
-            gx = spmm_op(rowptr_t, col_t, vt, grad_out, "sum")
+            gx = spmm_op(rowptr_t, col_t, vt, grad_out, "sum", *ctx.plans[2:])
         if need_v:
             gv = sddmm_op(graph.rowptr, graph.col, graph.row, grad_out, x.to(grad_out.dtype).contiguous(),
                           *ctx.pattern)
@@ -107,6 +118,7 @@ class GatherFunction(torch.autograd.Function):
             ctx.index = (graph.transpose()[::2] if side == "src" else
                          (graph.rowptr, graph.derived("slot_ids", lambda: torch.arange(graph.num_edges,
                                                                                         device=graph.device))))
+            ctx.plan = kernel_plan(graph, "spmm", x, transposed=side == "src")
         return x.index_select(0, graph.col if side == "src" else graph.row)
 
     @staticmethod
@@ -114,7 +126,7 @@ class GatherFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         rowptr, slots = ctx.index
         g3 = grad.reshape(grad.size(0), 1, math.prod(grad.shape[1:])).contiguous()
-        out = spmm_op(rowptr, slots, None, g3, "sum")  # [num_nodes, 1, prod(trailing)]
+        out = spmm_op(rowptr, slots, None, g3, "sum", *ctx.plan)  # [num_nodes, 1, prod(trailing)]
         return None, out.reshape((ctx.num_nodes,) + tuple(grad.shape[1:])), None
 
 
