@@ -107,3 +107,58 @@ def test_train_takes_every_model_side_by_side(model, tmp_path, capsys):
     assert "step peak (MiB)" in text and f"{model} on Cora" in text
     s = json.loads(out.read_text())["summary"]
     assert abs(s["gnnkit"]["test_acc_mean"] - s["pyg"]["test_acc_mean"]) < 0.02
+
+
+READ_ONLY_CASES = [
+    (["split", "Cora", "--out", "{ro}/split"], "--out"),
+    (["split", "Cora", "--out", "{ro}/new/split"], "--out"),
+    (["linkpred", "Cora", "--json", "{ro}/r.json"], "--json"),
+    (["train", "--out", "{ro}/t.json"], "--out"),
+    (["train", "--diagnose", "{ro}/energy.png"], "--diagnose"),
+    (["profile", "--out", "{ro}/p.json"], "--out"),
+    (["vq", "train", "community-small", "--out", "{ro}/run"], "--out"),
+    (["vq", "sample", "x", "--out", "{ro}/samples"], "--out"),
+    (["vq", "eval", "x", "--json", "{ro}/e.json"], "--json"),
+    (["ogb", "ogbg-molhiv", "--model", "gin", "--out", "{ro}/ogb"], "--out"),
+]
+
+
+def _as_unprivileged():
+    """argv prefix running a command as an ordinary user: root may write into a read-only folder (and
+    os.access says so), so as root the command runs as 'nobody' through setpriv; None if that is impossible."""
+    import os
+    import shutil
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    return None if setpriv is None else [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@pytest.mark.parametrize("args,flag", READ_ONLY_CASES)
+def test_read_only_outputs_are_one_line_errors_before_any_work(args, flag):
+    """Regression (issue 13.8): an output in a read-only folder is refused at once, one line naming the flag
+    and the folder, exit 2 — tested as an ordinary user (as root nothing is read-only)."""
+    import os
+    import tempfile
+    prefix = _as_unprivileged()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: a read-only folder cannot be tested")
+    base = tempfile.mkdtemp(prefix="gnnkit-ro-")
+    try:
+        os.chmod(base, 0o755)
+        ro = os.path.join(base, "ro")
+        os.mkdir(ro)
+        os.chmod(ro, 0o555)
+        argv = [a.replace("{ro}", ro) for a in args]
+        env = {**os.environ, "HOME": base}
+        proc = subprocess.run([*prefix, sys.executable, "-m", "gnnkit", *argv], capture_output=True, text=True,
+                              timeout=120, env=env, cwd=base)
+        assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+        err = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+        assert len(err) == 1 and f"argument {flag}" in err[0] and "not writable" in err[0] and ro in err[0] \
+            and "Traceback" not in proc.stderr, proc.stderr
+        assert os.listdir(ro) == []
+    finally:
+        import shutil
+        os.chmod(os.path.join(base, "ro"), 0o755)
+        shutil.rmtree(base, ignore_errors=True)
