@@ -38,8 +38,22 @@ MODELS: Dict[str, Callable[..., torch.nn.Module]] = {
     "gat": lambda lib, i, o, hidden, last: (lib.GATConv(i, o, heads=1, concat=False) if last
                                             else lib.GATConv(i, hidden, heads=8)),
     "gin": lambda lib, i, o, hidden, last: _gin(lib, i, o, hidden),
+    # ID-GNN-Fast (You et al. 2021): a GCN on the node features plus each node's closed-walk counts
+    # (identity_features), so both libraries train the same model on the same augmented input
+    "idgnn-fast": lambda lib, i, o, hidden, last: lib.GCNConv(i, o),
 }
 _WIDTH = {"gat": 8}  # the first layer's output width is hidden * heads
+IDGNN_FAST_CYCLES = 4  # closed walks of length 1..4 (ID-GNN-Fast's cycle-count features)
+
+
+def identity_features(x: Tensor, edge_index: Tensor, max_length: int = IDGNN_FAST_CYCLES) -> Tensor:
+    """ID-GNN-Fast's input: ``x`` with ``max_length`` columns appended, column ``k-1`` =
+    ``log1p([A^k]_vv)`` (closed walks of length k, :func:`gnnkit.nn.cycle_count_features`) divided by its
+    largest value, so the counts (hundreds for hubs at k=4) sit on the scale of normalised features."""
+    from gnnkit.nn import cycle_count_features
+    c = cycle_count_features(edge_index, x.size(0), max_length).to(x.dtype).log1p()
+    c = c / c.amax(dim=0, keepdim=True).clamp(min=1e-12)
+    return torch.cat([x, c.to(x.device)], dim=1)
 IMPLS = ("gnnkit", "pyg")
 
 
@@ -189,6 +203,9 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
     if not hasattr(data, "train_mask"):
         raise ValueError(f"dataset {cfg.dataset!r} has no train/val/test masks; gnnkit train needs a node "
                          "classification dataset such as Cora, CiteSeer or PubMed")
+    if cfg.model == "idgnn-fast":  # computed once, the same input for both libraries
+        data = data.clone()
+        data.x = identity_features(data.x, data.edge_index)
     results = {impl: [] for impl in cfg.impls}
     bar = tqdm(total=cfg.runs * len(cfg.impls) * cfg.epochs, disable=not progress, unit="epoch",
                desc=f"{cfg.model} on {cfg.dataset}")
@@ -198,7 +215,7 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
         for impl in cfg.impls:
             lib = layer_library(cfg.model, impl)
             torch.manual_seed(seed)
-            model = NodeClassifier(cfg.model, lib, ds.num_features, cfg.hidden, ds.num_classes, cfg.dropout,
+            model = NodeClassifier(cfg.model, lib, data.num_features, cfg.hidden, ds.num_classes, cfg.dropout,
                                    cfg.num_layers)
             if state is None:
                 state = {k: v.clone() for k, v in model.state_dict().items()}

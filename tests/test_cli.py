@@ -97,7 +97,7 @@ def test_nonsense_flags_are_one_line_errors_before_any_work(args, flag, tmp_path
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("model", ["sage", "gat", "gin"])
+@pytest.mark.parametrize("model", ["sage", "gat", "gin", "idgnn-fast"])
 def test_train_takes_every_model_side_by_side(model, tmp_path, capsys):
     """`gnnkit train --model gcn|sage|gat|gin` (issue 14.5): both implementations from the same weights and
     dropout masks reach the same accuracy, and the table has time and memory columns."""
@@ -107,6 +107,30 @@ def test_train_takes_every_model_side_by_side(model, tmp_path, capsys):
     assert "step peak (MiB)" in text and f"{model} on Cora" in text
     s = json.loads(out.read_text())["summary"]
     assert abs(s["gnnkit"]["test_acc_mean"] - s["pyg"]["test_acc_mean"]) < 0.02
+
+
+def test_idgnn_fast_input_is_the_scaled_closed_walk_counts():
+    """`gnnkit train --model idgnn-fast`: the input is x with log1p([A^k]_vv) / max appended (k = 1..4); on a
+    triangle with a pendant node the counts are worked by hand."""
+    import math
+
+    import torch
+
+    from gnnkit.train import identity_features
+    # triangle 0-1-2 and pendant 3 attached to 0, both directions
+    und = [(0, 1), (1, 2), (2, 0), (0, 3)]
+    ei = torch.tensor([[a for a, b in und] + [b for a, b in und], [b for a, b in und] + [a for a, b in und]])
+    x = torch.zeros(4, 2)
+    out = identity_features(x, ei)
+    assert out.shape == (4, 6) and torch.equal(out[:, :2], x)
+    A = torch.zeros(4, 4)
+    A[ei[0], ei[1]] = 1
+    walks = torch.stack([torch.linalg.matrix_power(A, k).diagonal() for k in range(1, 5)], dim=1)
+    # node 0: degree 3, in one triangle -> [A^2]_00 = 3, [A^3]_00 = 2
+    assert walks[0, 1] == 3 and walks[0, 2] == 2 and walks[3, 2] == 0
+    expect = walks.log1p() / walks.log1p().amax(0).clamp(min=1e-12)
+    torch.testing.assert_close(out[:, 2:], expect)
+    assert math.isclose(float(out[:, 2:].max()), 1.0)
 
 
 READ_ONLY_CASES = [

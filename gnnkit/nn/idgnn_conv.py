@@ -174,7 +174,7 @@ def cycle_count_features(edge_index: Tensor, num_nodes: int, max_length: int = 4
         raise ValueError(f"cycle_count_features: max_length must be >= 1, got {max_length}")
     ei = edge_index.long()
     a = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), torch.ones(ei.size(1), dtype=torch.float64),
-                                (num_nodes, num_nodes)).coalesce()
+                                (num_nodes, num_nodes), check_invariants=False).coalesce()
     out = torch.zeros(num_nodes, max_length, dtype=torch.float64)
     for start in range(0, num_nodes, chunk):
         cols = torch.arange(start, min(start + chunk, num_nodes))
