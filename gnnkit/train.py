@@ -51,9 +51,11 @@ def identity_features(x: Tensor, edge_index: Tensor, max_length: int = IDGNN_FAS
     ``log1p([A^k]_vv)`` (closed walks of length k, :func:`gnnkit.nn.cycle_count_features`) divided by its
     largest value, so the counts (hundreds for hubs at k=4) sit on the scale of normalised features."""
     from gnnkit.nn import cycle_count_features
-    c = cycle_count_features(edge_index, x.size(0), max_length).to(x.dtype).log1p()
+    c = cycle_count_features(edge_index.cpu(), x.size(0), max_length).to(x.dtype).log1p()  # counted on the CPU
     c = c / c.amax(dim=0, keepdim=True).clamp(min=1e-12)
     return torch.cat([x, c.to(x.device)], dim=1)
+
+
 IMPLS = ("gnnkit", "pyg")
 
 

@@ -122,18 +122,22 @@ class Schedule:
 
     def pack(self, split_len: int) -> Tuple[Optional[torch.Tensor], List[int]]:
         """``(plan, meta)``: the schedule as one int64 tensor (None when not split) and host ints
-        ``[split_len, split, num_chunks, num_parts, num_long_rows]`` — the form a caller that keeps the
-        schedule (``gnnkit.ops.Graph``) hands through a custom op; :meth:`unpack` reverses it."""
+        ``[split_len, split, num_chunks, num_parts, num_long_rows, num_rows]`` — the form a caller that keeps
+        the schedule (``gnnkit.ops.Graph``) hands through a custom op; :meth:`unpack` reverses it."""
         meta = [split_len, int(self.split), self.num_chunks, self.num_parts,
-                0 if self.long_rows is None else self.long_rows.numel()]
+                0 if self.long_rows is None else self.long_rows.numel(), self.num_rows]
         if not self.split:
             return None, meta
         return torch.cat([self.row, self.start, self.end, self.part, self.long_rows, self.long_ptr]), meta
 
     @classmethod
     def unpack(cls, rowptr: torch.Tensor, plan: Optional[torch.Tensor], meta: List[int]) -> "Schedule":
-        _, split, C, P, L = meta
-        N = max(rowptr.numel() - 1, 0)
+        """The schedule :meth:`pack` gave; refused if it was built for a CSR with another number of rows
+        than ``rowptr`` (e.g. the transposed CSR of a bipartite graph)."""
+        _, split, C, P, L, N = meta
+        if N != max(rowptr.numel() - 1, 0):
+            raise ValueError(f"sched was built for a CSR of {N} rows, but rowptr has {rowptr.numel() - 1}: "
+                             "pass the schedule of this rowptr (the CSR's or the transposed CSR's)")
         if not split:
             return cls(num_rows=N, split=False, num_chunks=C)
         if plan is None or plan.numel() != 4 * C + 2 * L + 1:

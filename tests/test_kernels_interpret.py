@@ -554,45 +554,55 @@ def test_public_graph_attention_dispatches_to_the_kernel_with_gradients(monkeypa
 
 def test_the_graph_owns_its_row_schedule(monkeypatch):
     """The Triton row schedule of a graph's CSR and of its transpose is built once, kept in the Graph
-    (``kernel_plan``), and handed to the launchers: a second forward and backward through every op
-    builds no schedule; a graph with a split row gives the reference's outputs and gradients, and a
-    changed GNNKIT_ROW_SPLIT replans."""
+    (``kernel_plan``), and handed to the launchers: a second forward and backward through every op builds no
+    schedule.  The graph is bipartite with split rows on both sides (a destination with 20 in-edges, a
+    source with 19 out-edges, split 8), so a CSR plan handed to a transposed launch would be refused or give
+    other numbers: outputs and gradients equal the torch backend's.  A changed GNNKIT_ROW_SPLIT replans."""
+    from gnnkit.kernels._config import Schedule
+    from gnnkit.ops import gather_slots, relu_message_slots, segment_reduce_slots, segment_softmax_slots, spmm_slots
     from gnnkit.ops.primitives import kernel_plan
-    ei, N = adversarial_edges()
-    g = Graph.from_coo(ei[0], ei[1], N, N)
+    S, N = 24, 5
+    src = torch.cat([torch.arange(20), torch.full((19,), 23), torch.tensor([1, 2, 3, 5, 7])])
+    dst = torch.cat([torch.zeros(20, dtype=torch.long), torch.arange(19) % 4 + 1, torch.tensor([4, 4, 3, 2, 1])])
+    perm = torch.randperm(src.numel(), generator=torch.Generator().manual_seed(0))
+    g = Graph.from_coo(src[perm], dst[perm], S, N)
     built = []
     real = _config._build_schedule
     monkeypatch.setattr(_config, "_build_schedule", lambda rowptr, split_len: built.append(split_len) or
                         real(rowptr, split_len))
     torch.manual_seed(0)
-    x = torch.randn(N, 2, 3, requires_grad=True)
+    x = torch.randn(S, 2, 3, requires_grad=True)
     w = torch.randn(g.num_edges, 2, requires_grad=True)
     s = torch.randn(g.num_edges, 2, requires_grad=True)
+    t = torch.randn(g.num_edges, 6, requires_grad=True)
 
     def run():
-        from gnnkit.ops import segment_reduce_slots, segment_softmax_slots, spmm_slots
         outs = [spmm_slots(g, x, w, r) for r in REDUCES]
         outs.append(segment_softmax_slots(g, s))
         outs.append(segment_reduce_slots(g, s, "max"))
+        outs.append(gather_slots(g, x.view(S, 6), "src"))
+        outs.append(relu_message_slots(g, x.view(S, 6), t))
         loss = sum((o.float() * torch.linspace(-1, 1, o.numel()).view(o.shape)).sum() for o in outs)
-        return [o.detach() for o in outs], torch.autograd.grad(loss, (x, w, s))
+        return [o.detach() for o in outs], list(torch.autograd.grad(loss, (x, w, s, t)))
 
     first, grads1 = run()
     assert built == [SPLIT, SPLIT], built  # the CSR's schedule and the transpose's, once each
-    plan, meta = kernel_plan(g, "spmm", x)
-    assert meta[:2] == [SPLIT, 1] and plan is not None
+    for transposed, rows in ((False, N), (True, S)):
+        plan, meta = kernel_plan(g, "spmm", x, transposed=transposed)
+        assert meta[:2] == [SPLIT, 1] and meta[-1] == rows and plan is not None  # both sides have split rows
+    with pytest.raises(ValueError, match="built for a CSR of 5 rows"):
+        Schedule.unpack(g.transpose()[0], *kernel_plan(g, "spmm", x))
     built.clear()
     second, grads2 = run()
     assert built == [], "a kept plan must not be rebuilt"
-    for a, b in zip(first + list(grads1), second + list(grads2)):
+    for a, b in zip(first + grads1, second + grads2):
         assert torch.equal(a, b)
-    # against the references, on the same graph
-    xr, wr, sr = (t.detach().requires_grad_(True) for t in (x, w, s))
-    refs = [spmm_csr_ref(g.rowptr, g.col, wr, xr, r) for r in REDUCES]
-    refs.append(segment_softmax_ref(g.rowptr, g.row, sr))
-    refs.append(segment_reduce_ref(g.rowptr, sr, "max"))
-    for a, b in zip(first, refs):
-        close(a, b.detach(), torch.float32)
+    monkeypatch.setenv("GNNKIT_BACKEND", "torch")  # the reference path, same graph, same inputs
+    ref, ref_grads = run()
+    for a, b in zip(first + grads1, ref + ref_grads):
+        close(a, b, torch.float32, scale=4.0)
+    monkeypatch.setenv("GNNKIT_BACKEND", "triton")
     monkeypatch.setenv("GNNKIT_ROW_SPLIT", "4")
+    built.clear()
     run()
     assert built == [4, 4]

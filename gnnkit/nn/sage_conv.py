@@ -69,10 +69,10 @@ def _destinations_sorted(graph: Graph) -> bool:
 def _check_sorted_by_destination(graph: Graph) -> None:
     """PyG's LSTM aggregation refuses an ``edge_index`` not sorted by destination; so does gnnkit's drop-in
     (under ``torch.compile`` the check uses what an eager call on the same graph found, else is skipped)."""
-    if torch.compiler.is_compiling():
-        ok = graph.derived_or_none("destinations_sorted")
-    else:
-        ok = graph.derived("destinations_sorted", lambda: _destinations_sorted(graph))
+    ok = graph.derived_or_none("destinations_sorted")
+    if ok is None and not torch.compiler.is_compiling():
+        ok = _destinations_sorted(graph)
+        graph.keep("destinations_sorted", ok)  # a bool: kept under inference mode too
     if ok is False:
         raise ValueError("SAGEConv(aggr='lstm'): the 'index' tensor is not sorted: edge_index[1] (the destinations) "
                          "must be sorted, as PyG's LSTM aggregation requires; sort it with "
@@ -194,7 +194,7 @@ class SAGEConv(CSRMessagePassing):
             x_src = self.lin(x_src).relu()
         mask = self.explain_mask(num_input_edges(edge_index))
         if self.aggr == "lstm":  # an explainer's mask multiplies each neighbour's message, as in PyG
-            if self._require_sorted:
+            if getattr(self, "_require_sorted", True):  # (modules pickled before the option: PyG's rule)
                 _check_sorted_by_destination(graph)
             out = self.aggr_module(x_src, graph, slot_mask(graph, mask) if mask is not None else None)
         elif self._native_for(x_src, mask):

@@ -135,17 +135,18 @@ def _(x, index, edge_term):
 
 @torch.library.custom_op("gnnkit::relu_message_bwd", mutates_args=())
 def relu_message_bwd_op(grad: Tensor, mask: Tensor, rowptr_t: Tensor, perm_t: Tensor, num_nodes: int,
-                        x_dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+                        x_dtype: torch.dtype, plan_t: Optional[Tensor] = None,
+                        plan_t_meta: Optional[List[int]] = None) -> Tuple[Tensor, Tensor]:
     """``(grad_x [num_nodes, F], grad_edge_term [E, F])``: the masked gradient, and its sum per source
     node through the transposed CSR (one SpMM, no scatter)."""
     ge = grad * mask  # 5x faster than masked_fill / where on CPU (0.19 vs 1.07 ms at 1,700 x 300)
     gx = spmm_op(rowptr_t, perm_t, None, ge.to(x_dtype).reshape(ge.size(0), 1, math.prod(ge.shape[1:])).contiguous(),
-                 "sum")
+                 "sum", plan_t, plan_t_meta)
     return gx.reshape((num_nodes,) + tuple(ge.shape[1:])), ge
 
 
 @relu_message_bwd_op.register_fake
-def _(grad, mask, rowptr_t, perm_t, num_nodes, x_dtype):
+def _(grad, mask, rowptr_t, perm_t, num_nodes, x_dtype, plan_t=None, plan_t_meta=None):
     return grad.new_empty((num_nodes,) + tuple(grad.shape[1:]), dtype=x_dtype), torch.empty_like(grad)
 
 

@@ -22,6 +22,7 @@ from torch import Tensor
 from ._autograd import first_order_only
 from .graph import Graph, check_rows
 from .primitives import (
+    NO_PLAN,
     kernel_plan,
     relu_message_bwd_op,
     relu_message_op,
@@ -57,7 +58,9 @@ class SpMMFunction(torch.autograd.Function):
         ctx.value_t = value_t
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             ctx.t = graph.transpose()
-            ctx.plans = (*plan, *kernel_plan(graph, "spmm", x, transposed=True))
+            # the transposed CSR's plan: for x's gradient and the max/min backward (not for value's SDDMM)
+            need_t = ctx.needs_input_grad[1] or reduce in ("max", "min")
+            ctx.plans = (*plan, *(kernel_plan(graph, "spmm", x, transposed=True) if need_t else NO_PLAN))
         if ctx.needs_input_grad[2] and reduce not in ("max", "min"):
             ctx.pattern = sddmm_pattern_args(graph)
         ctx.save_for_backward(x, value)
@@ -149,6 +152,7 @@ class ReluMessageFunction(torch.autograd.Function):
         out, mask = relu_message_op(x, graph.col, edge_term)
         ctx.num_nodes, ctx.x_dtype = x.size(0), x.dtype
         ctx.t = graph.transpose() if ctx.needs_input_grad[1] else None
+        ctx.plan_t = kernel_plan(graph, "spmm", x, transposed=True) if ctx.t is not None else None
         ctx.save_for_backward(mask)
         return out
 
@@ -159,7 +163,8 @@ class ReluMessageFunction(torch.autograd.Function):
         if ctx.t is None:  # only edge_term needs a gradient
             return None, None, grad.masked_fill(~mask, 0)
         rowptr_t, _, perm_t = ctx.t
-        gx, ge = relu_message_bwd_op(grad.contiguous(), mask, rowptr_t, perm_t, ctx.num_nodes, ctx.x_dtype)
+        gx, ge = relu_message_bwd_op(grad.contiguous(), mask, rowptr_t, perm_t, ctx.num_nodes, ctx.x_dtype,
+                                     *ctx.plan_t)
         return None, gx, ge if ctx.needs_input_grad[2] else None
 
 
