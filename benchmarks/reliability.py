@@ -182,6 +182,31 @@ for name in LAYERS:
     case("layers", f"{name}: edge_index edited through numpy after a call",
          ref=lambda name=name: _edited_behind_version(name)[1])(lambda name=name: _edited_behind_version(name)[0])
 
+# ---------------------------------------------------------------------------- SAGE aggregations vs PyG
+EI_SORTED = EI[:, torch.sort(EI[1], stable=True).indices]  # PyG's LSTM aggregation needs this order
+
+
+def _sage_pair(aggr, **kw):
+    torch.manual_seed(0)
+    p = pnn.SAGEConv(5, 4, aggr=aggr)
+    g = gnn.SAGEConv(5, 4, aggr=aggr, **kw)
+    g.load_state_dict(p.state_dict(), strict=True)
+    return p.eval(), g.eval()
+
+
+for aggr in ("median", "softmax", "std", "powermean", ["mean", "max", "std"]):
+    label = aggr if isinstance(aggr, str) else "[" + ", ".join(aggr) + "]"
+    case("layers", f"SAGEConv(aggr={label})", ref=lambda aggr=aggr: _sage_pair(aggr)[0](X, EI))(
+        lambda aggr=aggr: _sage_pair(aggr)[1](X, EI))
+case("layers", "SAGEConv(aggr='lstm'): edge_index not sorted by destination (PyG refuses it too)", "error",
+     "sort_edge_index")(lambda: _sage_pair("lstm")[1](X, EI))
+case("layers", "SAGEConv(aggr='lstm', pyg_padding): edge_index sorted by destination",
+     ref=lambda: _sage_pair("lstm")[0](X, EI_SORTED))(
+    lambda: _sage_pair("lstm", aggr_kwargs={"pyg_padding": True})[1](X, EI_SORTED))
+case("layers", "SAGEConv(aggr='lstm', require_sorted=False): unsorted = input order within each destination",
+     ref=lambda: _sage_pair("lstm", aggr_kwargs={"pyg_padding": True})[1](X, EI_SORTED))(
+    lambda: _sage_pair("lstm", aggr_kwargs={"pyg_padding": True, "require_sorted": False})[1](X, EI))
+
 # ---------------------------------------------------------------------------- splits
 from gnnkit.linkpred import InductiveLinkSplit, TransductiveLinkSplit, check_leakage, negative_sampling  # noqa: E402
 
@@ -391,6 +416,7 @@ for argv, flag in [
     (["ogb", "ogbg-molhiv", "--model", "gat"], "--model"),
     (["ogb", "ogbg-molhiv", "--runs", "0"], "--runs"),
     (["train", "--model", "transformer"], "--model"),
+    (["train", "--model", "idgnn-fast", "--epochs", "0"], "--epochs"),
     (["train", "--num-layers", "0"], "--num-layers"),
     (["train", "--diagnose", str(TMP)], "--diagnose"),
 ]:
