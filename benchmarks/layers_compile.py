@@ -33,6 +33,7 @@ from torch.nn import Linear, ReLU, Sequential
 import gnnkit.nn as gnn
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph
+from gnnkit.profile import interleaved
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,24 +52,9 @@ def layers(f: int):
     }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _interleaved(fns: dict, reps: int, device: torch.device) -> dict:
     """Median seconds per call of each callable, rep k running every callable once."""
-    for fn in fns.values():  # warm-up
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            _sync(device)
-            t = time.perf_counter()
-            fn()
-            _sync(device)
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: statistics.median(v) for k, v in interleaved(fns, reps, device).items()}
 
 
 def main() -> None:

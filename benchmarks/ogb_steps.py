@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -25,14 +24,9 @@ import torch
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ogb import OGBConfig, make_task
 from gnnkit.ogb.tasks import GraphTrainer
-from gnnkit.profile import PeakMemory
+from gnnkit.profile import PeakMemory, interleaved
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure(dataset: str, model: str, steps: int, rounds: int, device: str, seed: int = 0) -> dict:
@@ -60,15 +54,9 @@ def measure(dataset: str, model: str, steps: int, rounds: int, device: str, seed
         with PeakMemory(dev).measure(rec):
             t.train_epoch()
         peaks[lib] = rec["peak_bytes"] / 2 ** 20
-    times = {lib: [] for lib in trainers}
-    for r in range(rounds):
-        order = ("gnnkit", "pyg") if r % 2 == 0 else ("pyg", "gnnkit")
-        for lib in order:
-            _sync(dev)
-            t0 = time.perf_counter()
-            trainers[lib].train_epoch()
-            _sync(dev)
-            times[lib].append(time.perf_counter() - t0)
+    # ABBA rounds: gnnkit first in even rounds, PyG first in odd ones
+    times = interleaved({lib: trainers[lib].train_epoch for lib in ("gnnkit", "pyg")}, rounds, dev, warmup=0,
+                        alternate=True)
     ratios = [p / g for g, p in zip(times["gnnkit"], times["pyg"])]
     return {"dataset": dataset, "model": model, "unit": unit, "rounds": rounds, "seconds": times,
             "median_s": {lib: statistics.median(v) for lib, v in times.items()},

@@ -23,7 +23,6 @@ Example::
 """
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -32,16 +31,11 @@ import torch_geometric.nn as pnn
 
 import gnnkit.nn as gnn
 from gnnkit._atomic import write_json_atomic
-from gnnkit.profile import PeakMemory
+from gnnkit.profile import PeakMemory, interleaved
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AGGRS = ["mean", "var", "std", "softmax", "powermean", "median"]
 VARIANTS = ["gnnkit", "gnnkit-gathered", "pyg"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _models(aggr: str, f: int, device: torch.device) -> dict:
@@ -82,14 +76,7 @@ def measure(aggr: str, x: torch.Tensor, edge_index: torch.Tensor, reps: int, dev
         with probe.measure(rec):
             fn()
         peaks[k] = rec["peak_bytes"]
-    times = {k: [] for k in steps}
-    for _ in range(reps):
-        for k, fn in steps.items():
-            _sync(device)
-            t = time.perf_counter()
-            fn()
-            _sync(device)
-            times[k].append(time.perf_counter() - t)
+    times = interleaved(steps, reps, device, warmup=0)  # warmed up above
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"aggr": aggr, "max_abs_diff": diff,
             "step_s": med, "peak_mib": {k: v / 2 ** 20 for k, v in peaks.items()},

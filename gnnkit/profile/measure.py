@@ -97,22 +97,45 @@ class PeakMemory:
             out["peak_bytes"] = float("nan")
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+
+def interleaved(fns: Dict[str, Callable[[], object]], rounds: int, device: torch.device, warmup: int = 1,
+                alternate: bool = False) -> Dict[str, List[float]]:
+    """Wall times (seconds) of each callable, timed round-robin: round ``k`` calls every callable once, so a
+    slow phase of the machine hits all of them alike and ratios within a round are meaningful.
+    ``alternate``: every other round runs them in reverse order (ABBA), so no callable always runs first.
+    ``warmup`` untimed calls of each first."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for k in (names[::-1] if alternate and r % 2 else names):
+            sync(device)
+            t0 = time.perf_counter()
+            fns[k]()
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return times
 
 
 def time_fn(fn: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> List[float]:
     """Wall times (seconds) of ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return times
 
