@@ -173,3 +173,46 @@ def test_cached_distances_follow_the_batch():
     fresh = GraphTransformerConv(8, heads=2).eval()
     fresh.load_state_dict(conv.state_dict())
     torch.testing.assert_close(out, fresh(x, ei.clone(), b2))
+
+
+@pytest.mark.parametrize("attention", ["full", "adjacency"])
+def test_graphs_of_very_different_sizes_are_padded_per_size_group(attention, monkeypatch):
+    """A batch mixing graphs of 3 to 90 nodes runs in size groups, each padded to its own largest graph;
+    outputs and gradients equal one group padded to the largest graph (the old way) and each graph alone."""
+    import gnnkit.nn.graph_transformer_conv as gt
+    torch.manual_seed(0)
+    sizes = (3, 90, 5, 40, 4, 12, 41)
+    graphs = [Data(x=torch.randn(n, 8), edge_index=_ring(n)) for n in sizes]
+    b = Batch.from_data_list(graphs)
+    groups = gt._size_buckets(b.edge_index, b.batch, sizes, 8)
+    assert len(groups) == 4 and [d.size(-1) for _, _, d, _ in groups] == [5, 12, 41, 90]
+    assert sorted(int(c) for _, _, _, counts in groups for c in counts) == sorted(sizes)
+    conv = GraphTransformerConv(8, heads=2, attention=attention).eval()
+
+    def run(layer):
+        x = b.x.clone().requires_grad_(True)
+        out = layer(x, b.edge_index.clone(), b.batch)
+        (gx,) = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum(), x)
+        return out.detach(), gx
+
+    grouped = run(conv)
+    real = gt._size_buckets
+    monkeypatch.setattr(gt, "_size_buckets", lambda ei, batch, s, m: [
+        (None, batch, *batch_distances(ei, batch, m, num_graphs=len(s)))])
+    padded = run(conv)
+    monkeypatch.setattr(gt, "_size_buckets", real)
+    torch.testing.assert_close(grouped[0], padded[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grouped[1], padded[1], rtol=1e-5, atol=1e-5)
+    for i, d in enumerate(graphs):
+        alone = conv(d.x, d.edge_index, torch.zeros(d.num_nodes, dtype=torch.long))
+        torch.testing.assert_close(grouped[0][b.ptr[i]:b.ptr[i + 1]], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_unsorted_batch_and_edges_across_graphs_are_named():
+    conv = GraphTransformerConv(8, heads=2)
+    with pytest.raises(ValueError, match="batch must be sorted"):
+        conv(torch.randn(4, 8), torch.tensor([[0], [1]]), torch.tensor([0, 1, 0, 1]))
+    sizes = (3, 40)
+    batch = torch.repeat_interleave(torch.arange(2), torch.tensor(sizes))
+    with pytest.raises(ValueError, match="an edge joins two graphs"):
+        conv(torch.randn(43, 8), torch.tensor([[0], [10]]), batch)

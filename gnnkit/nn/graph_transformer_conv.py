@@ -2,7 +2,7 @@
 as a bias (Graphormer, Ying et al. 2021)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,45 @@ from torch.nn import Embedding, LayerNorm, Linear, Parameter
 from gnnkit.ops import batch_distances, cached_for, graph_attention, validate_edge_index
 
 MAX_NODES = 1024  # the largest graph the dense per-graph attention takes by default
+
+
+def _size_buckets(edge_index: Tensor, batch: Tensor, sizes: Tuple[int, ...], max_distance: int
+                  ) -> List[Tuple[Optional[Tensor], Tensor, Tensor, Tensor]]:
+    """The batch's graphs grouped by size, each group padded only to its own largest graph (one graph of 600
+    nodes among 127 of 40 would otherwise pad every graph to 600: 128 x 600^2 attention pairs instead of
+    ~600^2 + 127 x 40^2).  Graphs sorted by size start a new group when larger than twice, and 8 more than,
+    the group's smallest.  Each group: ``(nodes or None for all, batch ids within the group, distances
+    [B_g, N_g, N_g], node counts [B_g])``."""
+    order = sorted(range(len(sizes)), key=sizes.__getitem__)
+    groups: List[List[int]] = []
+    for g in order:
+        if sizes[g] == 0:
+            continue
+        if groups and sizes[g] <= max(2 * sizes[groups[-1][0]], sizes[groups[-1][0]] + 8):
+            groups[-1].append(g)
+        else:
+            groups.append([g])
+    if len(groups) <= 1:  # one group (or no node at all): the whole batch, as is
+        dist, counts = batch_distances(edge_index, batch, max_distance, num_graphs=len(sizes))
+        return [(None, batch, dist, counts)]
+    batch = batch.long()
+    ei = edge_index.long()
+    edge_graph = batch[ei[0]] if ei.numel() else batch.new_zeros(0)
+    if ei.numel() and bool((edge_graph != batch[ei[1]]).any()):
+        raise ValueError("batch_distances: an edge joins two graphs of the batch; check edge_index against batch")
+    out = []
+    for members in groups:
+        graphs = torch.tensor(sorted(members), dtype=torch.long, device=batch.device)
+        rank = torch.full((len(sizes),), -1, dtype=torch.long, device=batch.device)
+        rank[graphs] = torch.arange(graphs.numel(), device=batch.device)
+        nodes = (rank[batch] >= 0).nonzero().view(-1)  # ascending: the group's graphs in batch order
+        remap = torch.full((batch.numel(),), -1, dtype=torch.long, device=batch.device)
+        remap[nodes] = torch.arange(nodes.numel(), device=batch.device)
+        sub = remap[ei[:, rank[edge_graph] >= 0]] if ei.numel() else ei
+        local = rank[batch[nodes]]
+        dist, counts = batch_distances(sub, local, max_distance, num_graphs=graphs.numel())
+        out.append((nodes, local, dist, counts))
+    return out
 
 
 class GraphTransformerConv(torch.nn.Module):
@@ -99,28 +138,41 @@ class GraphTransformerConv(torch.nn.Module):
             raise ValueError(f"GraphTransformerConv: batch must hold non-negative integer graph ids (PyG's "
                              f"Batch.batch), got dtype {batch.dtype} with minimum {batch.min().item()}")
         from torch_geometric.utils import degree, to_dense_batch
-        # the same batch goes through every layer of a model: its distances are computed once, cached on the
-        # edge_index under the batch's graph sizes (batch must be sorted, so the sizes determine it)
+        # the same batch goes through every layer of a model: its size buckets and distances are computed once,
+        # cached on the edge_index under the batch's graph sizes (batch must be sorted, so the sizes determine it)
+        if not bool((batch[1:] >= batch[:-1]).all()):
+            raise ValueError("GraphTransformerConv: batch must be sorted (the nodes of each graph together), as "
+                             "PyG's Batch makes it; sort the nodes by graph id")
         sizes = tuple(torch.bincount(batch.long()).tolist())
-        tag = ("batch_distances", self.max_distance, batch.numel(), sizes, bool((batch[1:] >= batch[:-1]).all()))
-        def build():  # validated once per edge_index and batch, with the distances (not on every layer call)
-            validate_edge_index(edge_index, n, n)
-            return batch_distances(edge_index, batch, self.max_distance)
-        dist, counts = cached_for(edge_index, tag, build)
-        if int(counts.max()) > self.max_nodes:
-            raise ValueError(f"GraphTransformerConv: a graph of {int(counts.max())} nodes exceeds max_nodes="
+        tag = ("graph_buckets", self.max_distance, batch.numel(), sizes)
+        if max(sizes) > self.max_nodes:
+            raise ValueError(f"GraphTransformerConv: a graph of {max(sizes)} nodes exceeds max_nodes="
                              f"{self.max_nodes} (dense attention over N^2 pairs per graph); fix: raise max_nodes if "
                              "memory allows, or use a sparse layer (GATConv) for large graphs")
+
+        def build():  # validated once per edge_index and batch, with the distances (not on every layer call)
+            validate_edge_index(edge_index, n, n)
+            return _size_buckets(edge_index, batch, sizes, self.max_distance)
+        buckets = cached_for(edge_index, tag, build)
         h = x
         if self.degree is not None:
             deg = degree(edge_index[1], x.size(0), dtype=torch.long).clamp(max=self.max_degree)
             h = h + self.degree(deg)
-        dense, mask = to_dense_batch(self.norm1(h), batch, max_num_nodes=dist.size(-1))
-        B, N, C = dense.shape
-        q, k, v = self.qkv(dense).view(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        att = graph_attention(q.contiguous(), k.contiguous(), v.contiguous(), counts, dist, self.spatial,
-                              self.attention == "adjacency")
-        att = att.permute(0, 2, 1, 3).reshape(B, N, C)[mask]
+        qkv = self.qkv(self.norm1(h))  # on the real nodes; padded per bucket below
+        C, H = self.channels, self.heads
+        att = None
+        for nodes, local_batch, dist, counts in buckets:
+            part = qkv if nodes is None else qkv.index_select(0, nodes)
+            dense, mask = to_dense_batch(part, local_batch, max_num_nodes=dist.size(-1), batch_size=counts.numel())
+            B, N = dense.shape[:2]
+            q, k, v = dense.view(B, N, 3, H, C // H).permute(2, 0, 3, 1, 4)
+            out = graph_attention(q.contiguous(), k.contiguous(), v.contiguous(), counts, dist, self.spatial,
+                                  self.attention == "adjacency")
+            out = out.permute(0, 2, 1, 3).reshape(B, N, C)[mask]
+            if nodes is None:
+                att = out
+            else:
+                att = (qkv.new_zeros(n, C) if att is None else att).index_copy(0, nodes, out)
         h = h + F.dropout(self.out(att), self.dropout, self.training)
         if self.ffn1 is not None:
             f = self.ffn2(F.dropout(F.gelu(self.ffn1(self.norm2(h))), self.dropout, self.training))
