@@ -182,6 +182,25 @@ def test_neighbor_loader_uses_a_sampler_that_works_here():
     assert b.edge_index.size(1) == 3
 
 
+def test_mol_transformer_is_gnnkit_only_and_batch_independent():
+    """--model gt: GraphTransformerConv blocks on the atom embeddings; no PyG build (a named error); a
+    molecule's prediction does not depend on the other molecules of its batch."""
+    from torch_geometric.data import Batch
+    batch = _mol_batch()
+    with pytest.raises(ValueError, match="no PyG counterpart"):
+        MolGNN("gt", "pyg", 2, num_layers=2, emb_dim=16)
+    torch.manual_seed(0)
+    model = MolGNN("gt", "gnnkit", 2, num_layers=2, emb_dim=16).eval()
+    out = model(batch)
+    assert out.shape == (batch.num_graphs, 2) and torch.isfinite(out).all()
+    for i in range(batch.num_graphs):
+        alone = model(Batch.from_data_list([batch.get_example(i)]))
+        torch.testing.assert_close(out[i:i + 1], alone, rtol=1e-5, atol=1e-5)
+    model.train()
+    model(batch).sum().backward()
+    assert all(p.grad is not None for p in model.convs.parameters())
+
+
 # -------------------------------------------------------------------------------------- end to end
 @pytest.mark.parametrize("dataset,model,extra", [
     ("ogbg-molhiv", "gin-virtual", dict(hidden=16, num_layers=2)),
@@ -208,6 +227,15 @@ def test_runner_end_to_end_both_libraries(synth, tmp_path, dataset, model, extra
     g0, p0 = log["runs"]["gnnkit"][0]["epochs"][0], log["runs"]["pyg"][0]["epochs"][0]
     assert g0["loss"] == pytest.approx(p0["loss"], rel=2e-3)
     assert res["leaderboard"] is not None
+
+
+def test_cli_runs_the_transformer_with_gnnkit_layers_by_default(synth, tmp_path, capsys):
+    """`gnnkit ogb ogbg-molhiv --model gt`: gnnkit's column alone (no --layers needed), OGB's evaluator."""
+    out = tmp_path / "gt"
+    assert console_main(["ogb", "ogbg-molhiv", "--model", "gt", "--root", str(synth), "--runs", "1", "--epochs", "2",
+                         "--hidden", "16", "--num-layers", "2", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["summary"]) == {"gnnkit"} and 0.0 <= res["summary"]["gnnkit"]["test"]["mean"] <= 1.0
 
 
 def test_runner_learns_on_synthetic_molecules(synth, tmp_path):
@@ -237,6 +265,8 @@ def test_bad_input_is_named(synth, tmp_path, capsys):
     assert "--layers" in capsys.readouterr().err
     assert console_main(["ogb", "ogbg-molhiv", "--fanout", "5,5", "--root", str(synth)]) == 2
     assert "--fanout applies to ogbn-products" in capsys.readouterr().err
+    assert console_main(["ogb", "ogbg-molhiv", "--model", "gt", "--layers", "gnnkit,pyg", "--root", str(synth)]) == 2
+    assert "no PyG counterpart" in capsys.readouterr().err
 
 
 def test_existing_output_needs_resume_and_same_protocol(synth, tmp_path):

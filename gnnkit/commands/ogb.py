@@ -17,6 +17,7 @@ DEFAULT_MODEL = {"ogbg": "gin-virtual", "ogbn-arxiv": "gcn", "ogbn-products": "s
 EPILOG = """\
 datasets and models (files under $GNNKIT_DATA/ogb/, OGB's layout; gnnkit never downloads):
   ogbg-molhiv    gcn, gin, gcn-virtual, gin-virtual   5 layers, width 300, batch 32, 100 epochs
+                 gt (GraphTransformerConv; --layers gnnkit: no PyG counterpart)
   ogbn-arxiv     gcn, sage                            3 layers, 256 hidden, full batch, 500 epochs
   ogbn-products  sage                                 NeighborLoader 15/10/5, batch 1024, 20 epochs
   ogbl-ddi       gcn, sage                            gnnkit's link trainer, Hits@20, 200 epochs
@@ -44,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model (default: gin-virtual for ogbg, gcn for arxiv, sage for products and ddi)")
     p.add_argument("--runs", type=_args.positive_int, default=None, help="seeds (default: OGB's 10)")
     p.add_argument("--epochs", type=_args.positive_int, default=None, help="epochs per run (default: OGB's)")
-    p.add_argument("--layers", default="gnnkit,pyg",
-                   help="whose conv layers: gnnkit, pyg, or both as gnnkit,pyg (the same model and weights)")
+    p.add_argument("--layers", default=None,
+                   help="whose conv layers: gnnkit, pyg, or both as gnnkit,pyg (the same model and weights; "
+                        "default both, gnnkit alone for gt)")
     p.add_argument("--device", type=_args.device, default="cpu", help="torch device")
     p.add_argument("--seed", type=_args.seed, default=0, help="seed of the first run (run r uses seed + r)")
     p.add_argument("--hidden", type=_args.positive_int, default=None, help="hidden width (default: OGB's)")
@@ -68,7 +70,9 @@ def config_from_args(args: argparse.Namespace) -> "OGBConfig":
     from gnnkit.ogb import OGBConfig, family
     fam = family(args.dataset)
     model = args.model or DEFAULT_MODEL.get(args.dataset.lower(), DEFAULT_MODEL.get(fam))
-    layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
+    from gnnkit.ogb.models import GNNKIT_ONLY
+    layers_arg = args.layers if args.layers is not None else ("gnnkit" if model in GNNKIT_ONLY else "gnnkit,pyg")
+    layers = tuple(x.strip() for x in layers_arg.split(",") if x.strip())
     extra = {}
     if args.fanout is not None:
         if args.dataset.lower() != "ogbn-products":

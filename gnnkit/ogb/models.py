@@ -7,7 +7,11 @@ one build's initial weights load into the other and a comparison differs only in
   a ``BondEncoder`` each, batch norm, ReLU (not after the last), dropout, optional virtual node
   (:class:`gnnkit.nn.VirtualNode`, one per layer but the last), mean pooling, a linear head.
   ``gin`` = ``GINEConv`` with OGB's MLP and a learned eps; ``gcn`` = OGB's GCN with bond features
-  (:class:`gnnkit.nn.EdgeGCNConv`, and :class:`PyGEdgeGCNConv` as its PyG counterpart).
+  (:class:`gnnkit.nn.EdgeGCNConv`, and :class:`PyGEdgeGCNConv` as its PyG counterpart); ``gt`` (gnnkit
+  only: PyG has no layer with a distance bias) = L :class:`gnnkit.nn.GraphTransformerConv` (pre-norm
+  transformer per molecule, Graphormer's spatial bias and degree encoding, 4 heads, dropout 0.1 inside as
+  Graphormer's) on the atom embeddings, a final LayerNorm, then OGB's pooling and head; bond features are
+  not used (the layer has no edge encoding).
 - :class:`NodeGNN`: OGB's ogbn-arxiv / ogbn-products model: L convs (GCN or GraphSAGE), batch norm
   optional, ReLU and dropout between them.
 """
@@ -75,7 +79,8 @@ class PyGVirtualNode(VirtualNode):
 
 
 MOL_MODELS = {"gcn": ("gcn", False), "gin": ("gin", False),
-              "gcn-virtual": ("gcn", True), "gin-virtual": ("gin", True)}
+              "gcn-virtual": ("gcn", True), "gin-virtual": ("gin", True), "gt": ("gt", False)}
+GNNKIT_ONLY = ("gt",)  # models without a PyG counterpart: --layers gnnkit only
 
 
 class MolGNN(torch.nn.Module):
@@ -100,9 +105,20 @@ class MolGNN(torch.nn.Module):
         if pooling not in ("mean", "sum", "max"):
             raise ValueError(f"pooling must be 'mean', 'sum' or 'max', got {pooling!r}")
         conv, virtual = MOL_MODELS[model]
+        if conv == "gt" and lib != "gnnkit":
+            raise ValueError("--model gt (GraphTransformerConv) has no PyG counterpart; use --layers gnnkit")
         mod = _lib(lib)
         self.model, self.lib, self.num_layers, self.dropout = model, lib, num_layers, dropout
         self.atom_encoder = AtomEncoder(emb_dim)
+        self.pool = getattr(mod, {"mean": "global_mean_pool", "sum": "global_add_pool", "max": "global_max_pool"}[
+            pooling])
+        if conv == "gt":  # residual transformer blocks (their own norms and dropout), then a final norm
+            from gnnkit.nn import GraphTransformerConv
+            self.convs = ModuleList(GraphTransformerConv(emb_dim, heads=4, dropout=0.1) for _ in range(num_layers))
+            self.final_norm = torch.nn.LayerNorm(emb_dim)
+            self.virtual_nodes = None
+            self.head = Linear(emb_dim, num_tasks)
+            return
         self.bond_encoders = ModuleList(BondEncoder(emb_dim) for _ in range(num_layers))
         if conv == "gin":  # OGB's GIN: eps learned from 0, MLP emb -> 2 emb (batch norm, ReLU) -> emb
             self.convs = ModuleList(
@@ -115,8 +131,6 @@ class MolGNN(torch.nn.Module):
         self.batch_norms = ModuleList(BatchNorm1d(emb_dim) for _ in range(num_layers))
         vn = VirtualNode if lib == "gnnkit" else PyGVirtualNode
         self.virtual_nodes = ModuleList(vn(emb_dim, dropout) for _ in range(num_layers - 1)) if virtual else None
-        self.pool = getattr(mod, {"mean": "global_mean_pool", "sum": "global_add_pool", "max": "global_max_pool"}[
-            pooling])
         self.head = Linear(emb_dim, num_tasks)
 
     def forward(self, data: Any) -> Tensor:
@@ -127,6 +141,11 @@ class MolGNN(torch.nn.Module):
         order = torch.argsort(edge_index[1] * x.size(0) + edge_index[0], stable=True)
         edge_index, edge_attr = edge_index[:, order], edge_attr[order]
         h = self.atom_encoder(x)
+        if self.model == "gt":
+            for conv in self.convs:
+                h = conv(h, edge_index, batch)
+            return self.head(self.pool(F.dropout(self.final_norm(h), self.dropout, self.training), batch,
+                                       num_graphs))
         state = self.virtual_nodes[0].initial_state(batch, num_graphs) if self.virtual_nodes is not None else None
         for layer, conv in enumerate(self.convs):
             if state is not None:

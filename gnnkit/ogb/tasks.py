@@ -18,7 +18,7 @@ from torch import Tensor
 from gnnkit.data import dataset_names, load_dataset
 from gnnkit.distributed import DistContext, wrap
 
-from .models import MOL_MODELS, NODE_MODELS, MolGNN, NodeGNN
+from .models import GNNKIT_ONLY, MOL_MODELS, NODE_MODELS, MolGNN, NodeGNN
 
 # Per-dataset protocol defaults: OGB's example scripts (and the leaderboard entries they produced).
 PRESETS: Dict[str, Dict[str, Any]] = {
@@ -104,6 +104,9 @@ class OGBConfig:
         bad = [lib for lib in self.layers if lib not in ("gnnkit", "pyg")]
         if bad or not self.layers:
             raise ValueError(f"gnnkit ogb: --layers takes gnnkit, pyg or both, got {list(self.layers)}")
+        if self.model in GNNKIT_ONLY and "pyg" in self.layers:
+            raise ValueError(f"gnnkit ogb: --model {self.model} (GraphTransformerConv) has no PyG counterpart; "
+                             "pass --layers gnnkit")
         for k in ("runs", "epochs", "hidden", "num_layers"):
             if getattr(self, k) < 1:
                 raise ValueError(f"gnnkit ogb: --{k.replace('_', '-')} must be >= 1, got {getattr(self, k)}")
