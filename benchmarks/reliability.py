@@ -238,6 +238,12 @@ case("splits", "transductive default on a graph stored both ways", ref=lambda: "
     lambda: _no_reverse_leak(TransductiveLinkSplit(seed=0)))
 case("splits", "inductive default on a graph stored both ways", ref=lambda: "no leak")(
     lambda: _no_reverse_leak(InductiveLinkSplit(seed=0)))
+case("splits", "a float edge_index with fractional ids", "error", "integer")(
+    lambda: TransductiveLinkSplit(seed=0)(Data(edge_index=_und().edge_index.float() + 0.7, num_nodes=120)))
+case("splits", "an edge_index tensor instead of a Data", "error", "Data")(
+    lambda: InductiveLinkSplit(seed=0)(_und().edge_index))
+case("splits", "a Data without edge_index", "error", "edge_index")(
+    lambda: TransductiveLinkSplit(seed=0)(Data(num_nodes=10)))
 case("splits", "InductiveLinkSplit(num_val=0)", ref=lambda: 0)(
     lambda: InductiveLinkSplit(num_val=0, seed=0)(_und())[1].edge_label.numel())
 
@@ -388,6 +394,27 @@ case("data", "processed/data.pt truncated", "error", "processed")(_cora_copy(_co
 case("data", "a raw file missing", "error", "ind.cora")(
     _cora_copy(lambda r: (r / "planetoid" / "Cora" / "raw" / "ind.cora.tx").unlink(), with_sums=False))
 case("data", "unknown dataset name", "error", "Cora")(lambda: load_dataset("Coraa"))
+
+
+def _halve(path):
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:len(lines) // 2]) + "\n")
+
+
+def _mutag_copy(part):
+    def run():
+        root = Path(tempfile.mkdtemp(dir=TMP))
+        shutil.copytree(BUNDLED_ROOT / "tu" / "MUTAG" / "raw", root / "tu" / "MUTAG" / "raw")
+        _halve(root / "tu" / "MUTAG" / "raw" / f"MUTAG_{part}.txt")
+        ds = load_dataset("MUTAG", root=str(root))
+        return len(ds), ds[len(ds) - 1]
+    return run
+
+
+case("data", "ind.cora.test.index cut to 500 lines, no SHA256SUMS", "error", "ind.cora.test.index")(
+    _cora_copy(_truncate_index, with_sums=False))
+for part in ("graph_labels", "node_labels", "A"):
+    case("data", f"MUTAG_{part}.txt cut in half, no SHA256SUMS", "error", "MUTAG")(_mutag_copy(part))
 
 # ---------------------------------------------------------------------------- command line
 AFILE = TMP / "afile"

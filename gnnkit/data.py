@@ -269,7 +269,9 @@ def load_dataset(name: str, root: Optional[str] = None, transform: Optional[Call
     verify_checksums(name, found)
     base = _writable_root(spec, found)
     try:
-        return _load(spec, base, transform)
+        ds = _load(spec, base, transform)
+        _check_consistent(spec, ds, base / spec.folder)
+        return ds
     except (DatasetNotFoundError, DatasetIntegrityError):
         raise
     except Exception as e:  # truncated pickles / processed files raise many types
@@ -277,6 +279,37 @@ def load_dataset(name: str, root: Optional[str] = None, transform: Optional[Call
         raise DatasetIntegrityError(f"{spec.name}: the files under {where} could not be loaded ({type(e).__name__}: "
                                     f"{str(e)[:200]}); fix: delete {where / 'processed'} to rebuild it, and check the "
                                     "raw files") from e
+
+
+def _check_consistent(spec: DatasetSpec, ds: Any, folder: Path) -> None:
+    """Structural checks that hold for any intact copy, SHA256SUMS or not: every stored attribute has as many
+    rows as its slices say (a truncated TU labels or attributes file leaves fewer, and PyG loads it), and a
+    Planetoid ``test.index`` lists one id per row of ``tx`` (a truncated one silently halves the test set)."""
+    import torch
+    store, slices = getattr(ds, "_data", None), getattr(ds, "slices", None)
+    if store is not None and slices:
+        for key, sl in slices.items():
+            value = store[key] if key in store else None
+            if not isinstance(value, torch.Tensor) or value.dim() == 0:
+                continue
+            dim = store.__cat_dim__(key, value)
+            if value.size(dim) != int(sl[-1]):
+                hint = {"y": "graph labels", "x": "node labels / attributes", "edge_attr": "edge labels / attributes",
+                        "edge_index": "edges (_A.txt)"}.get(key, key)
+                raise DatasetIntegrityError(
+                    f"{spec.name}: {key} has {value.size(dim)} rows but the graphs need {int(sl[-1])} — the "
+                    f"{hint} file under {folder / 'raw'} is truncated or from another copy; fix: restore the raw "
+                    f"files and delete {folder / 'processed'}")
+    if spec.family == "planetoid":
+        import pickle
+        low = spec.name.lower()
+        index = folder / "raw" / f"ind.{low}.test.index"
+        lines = sum(1 for line in index.read_text().splitlines() if line.strip())
+        with open(folder / "raw" / f"ind.{low}.tx", "rb") as f:
+            rows = pickle.load(f, encoding="latin1").shape[0]
+        if lines != rows:
+            raise DatasetIntegrityError(f"{index}: {lines} test ids for {rows} test feature rows (ind.{low}.tx): "
+                                        "the file is truncated or from another copy; fix: restore the original file")
 
 
 def _load(spec: DatasetSpec, base: Path, transform: Optional[Callable]) -> Any:

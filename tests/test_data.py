@@ -106,3 +106,29 @@ def test_an_unreadable_processed_file_is_named(tmp_path):
         f.write_bytes(f.read_bytes()[:64])
     with pytest.raises(DatasetIntegrityError, match="processed"):
         load_dataset("Cora", root=str(tmp_path))
+
+
+def _halve(path):
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:len(lines) // 2]) + "\n")
+
+
+def test_a_truncated_cora_index_is_refused_without_a_checksum_file(tmp_path):
+    """A user's own copy (no SHA256SUMS): a test.index with fewer ids than tx has rows is refused."""
+    from gnnkit.data import DatasetIntegrityError
+    shutil.copytree(BUNDLED_ROOT / "planetoid" / "Cora" / "raw", tmp_path / "planetoid" / "Cora" / "raw")
+    _halve(tmp_path / "planetoid" / "Cora" / "raw" / "ind.cora.test.index")
+    with pytest.raises(DatasetIntegrityError, match=r"ind\.cora\.test\.index: 500 test ids for 1000"):
+        load_dataset("Cora", root=str(tmp_path))
+
+
+@pytest.mark.parametrize("part,key", [("graph_labels", "y has 94 rows but the graphs need 188"),
+                                      ("node_labels", "x has 1685 rows but the graphs need 3371")])
+def test_a_truncated_tu_file_is_refused_without_a_checksum_file(tmp_path, part, key):
+    """PyG's TUDataset loads MUTAG with half its graph labels (or node labels) missing and hands out graphs
+    without a label; gnnkit checks every stored attribute against the slices."""
+    from gnnkit.data import DatasetIntegrityError
+    shutil.copytree(BUNDLED_ROOT / "tu" / "MUTAG" / "raw", tmp_path / "tu" / "MUTAG" / "raw")
+    _halve(tmp_path / "tu" / "MUTAG" / "raw" / f"MUTAG_{part}.txt")
+    with pytest.raises(DatasetIntegrityError, match=key):
+        load_dataset("MUTAG", root=str(tmp_path))

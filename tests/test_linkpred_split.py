@@ -368,3 +368,20 @@ def test_inductive_num_val_zero_gives_an_empty_validation_part():
     assert va.num_nodes == 0 and va.edge_label.numel() == 0 and va.edge_index.size(1) == 0
     assert tr.edge_label.numel() > 0 and te.edge_label.numel() > 0
     assert check_leakage(tr, va, te, strict=True).ok
+
+
+@pytest.mark.parametrize("splitter", ["transductive", "inductive"])
+def test_splitters_name_bad_data(splitter):
+    """Regression: a float edge_index was truncated to ids silently (1.7 -> 1); a tensor instead of a Data and
+    a Data without edge_index gave raw errors."""
+    from torch_geometric.data import Data
+
+    from gnnkit.linkpred import InductiveLinkSplit, TransductiveLinkSplit
+    make = TransductiveLinkSplit if splitter == "transductive" else InductiveLinkSplit
+    ei = torch.randint(0, 30, (2, 80), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="edge_index must be an integer tensor.*float32"):
+        make(seed=0)(Data(edge_index=ei.float() + 0.7, num_nodes=30))
+    with pytest.raises(TypeError, match="takes a torch_geometric.data.Data"):
+        make(seed=0)(ei)
+    with pytest.raises(ValueError, match="data has no edge_index"):
+        make(seed=0)(Data(num_nodes=30))

@@ -37,6 +37,14 @@ Ratio = Union[int, float]
 
 
 # --------------------------------------------------------------------------- helpers
+def _check_data(data: Any, who: str) -> None:
+    if not isinstance(data, Data):
+        raise TypeError(f"{who} takes a torch_geometric.data.Data with edge_index and num_nodes, got "
+                        f"{type(data).__name__}; fix: Data(edge_index=edge_index, num_nodes=N)")
+    if getattr(data, "edge_index", None) is None:
+        raise ValueError(f"{who}: data has no edge_index; fix: Data(edge_index=edge_index, num_nodes=N)")
+
+
 def _num_nodes(data: Data):
     if is_bipartite(data):
         return (int(data.num_src), int(data.num_dst))
@@ -76,8 +84,13 @@ def unique_edges(edge_index: Tensor, num_nodes: Union[int, Tuple[int, int]], und
     ``input_edges``, ``self_loops_removed`` and ``duplicates_removed`` (entries merged
     into another: repeated edges and, for undirected graphs, reverse copies).
     """
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"edge_index must be a [2, E] integer tensor, got {type(edge_index).__name__}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
+    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
+        raise ValueError(f"edge_index must be an integer tensor (int64 or int32), got dtype {edge_index.dtype}; "
+                         "fix: edge_index.long(), once the ids are checked to be whole numbers")
     ei = edge_index.long()
     if isinstance(num_nodes, tuple):
         if undirected:
@@ -231,6 +244,7 @@ class TransductiveLinkSplit:
         self.disjoint_train_ratio = disjoint_train_ratio
 
     def __call__(self, data: Data) -> Tuple[Data, Data, Data]:
+        _check_data(data, "TransductiveLinkSplit")
         num_nodes = _num_nodes(data)
         und = infer_undirected(data) if self.is_undirected is None else self.is_undirected
         edges, st = unique_edges(data.edge_index, num_nodes, und)
@@ -414,8 +428,11 @@ class InductiveLinkSplit:
 
     def __call__(self, data: Any) -> Tuple[Data, Data, Data]:
         gen = _generator(self.seed)
+        if isinstance(data, Tensor) or not isinstance(data, Data) and not hasattr(data, "__len__"):
+            _check_data(data, "InductiveLinkSplit")  # a dataset (a sequence of graphs) or one Data
         if not isinstance(data, Data):
             return self._split_graphs(data, gen)
+        _check_data(data, "InductiveLinkSplit")
         if is_bipartite(data):
             if self.partition != "random":
                 raise ValueError("partition='region' is for homogeneous graphs; fix: partition='random' "
