@@ -444,6 +444,10 @@ for argv, flag in [
     (["ogb", "ogbg-molhiv", "--runs", "0"], "--runs"),
     (["train", "--model", "transformer"], "--model"),
     (["train", "--model", "idgnn-fast", "--epochs", "0"], "--epochs"),
+    (["split", "Cora", "--supervision-ratio", "1.5", "--out", str(TMP / "s")], "--supervision-ratio"),
+    (["vq", "train", "community-small", "--epochs", "0"], "--epochs"),
+    (["ogb", "ogbg-molhiv", "--model", "gt", "--hidden", "7"], "--hidden"),
+    (["ogb", "ogbg-molhiv", "--model", "gt", "--layers", "pyg"], "--layers"),
     (["train", "--num-layers", "0"], "--num-layers"),
     (["train", "--diagnose", str(TMP)], "--diagnose"),
 ]:

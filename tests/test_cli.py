@@ -82,6 +82,9 @@ def test_bad_dataset_is_one_clear_line(capsys):
     (["profile", "--out", ""], "--out"),
     (["vq", "sample", "x", "--out", "{tmp}/afile"], "--out"),
     (["vq", "train", "community-small", "--device", "cuda:99"], "--device"),
+    (["split", "Cora", "--supervision-ratio", "1.5", "--out", "{tmp}/s"], "--supervision-ratio"),
+    (["split", "Cora", "--disjoint-train-ratio", "-0.2", "--out", "{tmp}/s"], "--disjoint-train-ratio"),
+    (["linkpred", "Cora", "--supervision-ratio", "0"], "--supervision-ratio"),
 ])
 def test_nonsense_flags_are_one_line_errors_before_any_work(args, flag, tmp_path, capsys):
     """Regression (issue 13.8): nonsense values and unwritable outputs gave tracebacks after the work was

@@ -284,6 +284,9 @@ def test_config_rejects_bad_values():
         config_for("community-small", levels=3)
     with pytest.raises(ValueError, match="--epochs"):
         config_for("community-small", epochs=-1)
+    for name in ("epochs", "prior_epochs"):  # 0 trained a prior on an untrained autoencoder, exit 0
+        with pytest.raises(ValueError, match=f"--{name.replace('_', '-')} must be an integer >= 1"):
+            config_for("community-small", **{name: 0})
     with pytest.raises(ValueError, match="available"):
         config_for("qm9")
 

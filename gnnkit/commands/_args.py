@@ -65,6 +65,13 @@ def positive_float(value: str) -> float:
     return v
 
 
+def open_fraction(value: str) -> float:
+    v = _finite(value)
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} must lie in (0, 1)")
+    return v
+
+
 def probability(value: str) -> float:
     v = _finite(value)
     if not 0.0 <= v < 1.0:

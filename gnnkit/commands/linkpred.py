@@ -67,9 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=_args.seed, default=0, help="seed of the split and of training")
     g.add_argument("--num-val", type=float, default=0.05, help="validation fraction")
     g.add_argument("--num-test", type=float, default=0.1, help="test fraction")
-    g.add_argument("--disjoint-train-ratio", type=float, default=0.3,
+    g.add_argument("--disjoint-train-ratio", type=_args.probability, default=0.3,
                    help="transductive: training edges kept as supervision only")
-    g.add_argument("--supervision-ratio", type=float, default=0.3, help="inductive: supervision fraction per part")
+    g.add_argument("--supervision-ratio", type=_args.open_fraction, default=0.3,
+                   help="inductive: supervision fraction per part")
     g.add_argument("--partition", choices=("random", "region"), default="random", help="inductive partition")
     g.add_argument("--neg-ratio", type=_args.nonneg_float, default=1.0, help="negatives per positive in val/test")
     g.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto", help="undirected edges")

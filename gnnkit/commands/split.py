@@ -27,9 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-val", type=float, default=0.1,
                    help="fraction of edges (nodes/graphs if inductive) for validation")
     p.add_argument("--num-test", type=float, default=0.2, help="fraction of edges (nodes/graphs if inductive) for test")
-    p.add_argument("--disjoint-train-ratio", type=float, default=0.3,
+    p.add_argument("--disjoint-train-ratio", type=_args.probability, default=0.3,
                    help="transductive: fraction of training edges kept as supervision only (0 = PyG's overlap)")
-    p.add_argument("--supervision-ratio", type=float, default=0.3,
+    p.add_argument("--supervision-ratio", type=_args.open_fraction, default=0.3,
                    help="inductive: fraction of each part's edges used as supervision")
     p.add_argument("--partition", choices=("random", "region"), default="random",
                    help="inductive node partition: random nodes or connected regions")

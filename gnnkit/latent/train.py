@@ -89,9 +89,8 @@ class VQConfig:
                      "batch_size", "prior_epochs", "prior_d_model", "prior_layers", "heads", "decoder_layers",
                      "prior_orderings", "prior_batch_size"):
             value = getattr(self, name)
-            minimum = 0 if name in ("epochs", "prior_epochs") else 1
-            if not isinstance(value, int) or value < minimum:
-                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
+            if not isinstance(value, int) or value < 1:  # --epochs 0 trained the prior on an untrained autoencoder
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
         if self.quantizer != "fsq" and self.codes < 2:
             raise ValueError(f"--codes must be >= 2, got {self.codes}")
         for name in ("hidden", "prior_d_model"):

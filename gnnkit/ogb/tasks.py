@@ -112,6 +112,9 @@ class OGBConfig:
                 raise ValueError(f"gnnkit ogb: --{k.replace('_', '-')} must be >= 1, got {getattr(self, k)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"gnnkit ogb: --dropout must lie in [0, 1), got {self.dropout}")
+        if self.model == "gt" and self.hidden % 4:
+            raise ValueError(f"gnnkit ogb: --hidden {self.hidden} must be divisible by 4 (the transformer's heads) "
+                             "for --model gt")
 
     def protocol(self) -> Dict[str, Any]:
         """The settings a result depends on (what ``--resume`` must find unchanged)."""
