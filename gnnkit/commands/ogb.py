@@ -70,9 +70,7 @@ def config_from_args(args: argparse.Namespace) -> "OGBConfig":
     from gnnkit.ogb import OGBConfig, family
     fam = family(args.dataset)
     model = args.model or DEFAULT_MODEL.get(args.dataset.lower(), DEFAULT_MODEL.get(fam))
-    from gnnkit.ogb.models import GNNKIT_ONLY
-    layers_arg = args.layers if args.layers is not None else ("gnnkit" if model in GNNKIT_ONLY else "gnnkit,pyg")
-    layers = tuple(x.strip() for x in layers_arg.split(",") if x.strip())
+    layers = None if args.layers is None else tuple(x.strip() for x in args.layers.split(",") if x.strip())
     extra = {}
     if args.fanout is not None:
         if args.dataset.lower() != "ogbn-products":

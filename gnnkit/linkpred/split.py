@@ -88,7 +88,8 @@ def unique_edges(edge_index: Tensor, num_nodes: Union[int, Tuple[int, int]], und
         raise TypeError(f"edge_index must be a [2, E] integer tensor, got {type(edge_index).__name__}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
-    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
+    if edge_index.numel() and (edge_index.is_floating_point() or edge_index.is_complex()
+                               or edge_index.dtype == torch.bool):  # (an empty float tensor([[], []]) is fine)
         raise ValueError(f"edge_index must be an integer tensor (int64 or int32), got dtype {edge_index.dtype}; "
                          "fix: edge_index.long(), once the ids are checked to be whole numbers")
     ei = edge_index.long()
@@ -429,7 +430,8 @@ class InductiveLinkSplit:
     def __call__(self, data: Any) -> Tuple[Data, Data, Data]:
         gen = _generator(self.seed)
         if isinstance(data, Tensor) or not isinstance(data, Data) and not hasattr(data, "__len__"):
-            _check_data(data, "InductiveLinkSplit")  # a dataset (a sequence of graphs) or one Data
+            raise TypeError(f"InductiveLinkSplit takes a torch_geometric.data.Data (one graph) or a dataset / list of "
+                            f"Data (many graphs), got {type(data).__name__}")
         if not isinstance(data, Data):
             return self._split_graphs(data, gen)
         _check_data(data, "InductiveLinkSplit")

@@ -75,7 +75,7 @@ class OGBConfig:
     model: str
     runs: Optional[int] = None
     epochs: Optional[int] = None
-    layers: Tuple[str, ...] = ("gnnkit", "pyg")
+    layers: Optional[Tuple[str, ...]] = None  # default: both, gnnkit alone for the gnnkit-only models
     device: str = "cpu"
     seed: int = 0
     hidden: Optional[int] = None
@@ -100,6 +100,8 @@ class OGBConfig:
         for k, v in p.items():
             self.extra.setdefault(k, v)
         self.extra = {k: list(v) if isinstance(v, tuple) else v for k, v in self.extra.items()}
+        if self.layers is None:
+            self.layers = ("gnnkit",) if self.model in GNNKIT_ONLY else ("gnnkit", "pyg")
         self.layers = tuple(self.layers)
         bad = [lib for lib in self.layers if lib not in ("gnnkit", "pyg")]
         if bad or not self.layers:

@@ -161,7 +161,7 @@ class ReluMessageFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         (mask,) = ctx.saved_tensors
         if ctx.t is None:  # only edge_term needs a gradient
-            return None, None, grad * mask.view(torch.uint8)  # (see relu_message_bwd_op)
+            return None, None, grad.masked_fill(~mask, 0)
         rowptr_t, _, perm_t = ctx.t
         gx, ge = relu_message_bwd_op(grad.contiguous(), mask, rowptr_t, perm_t, ctx.num_nodes, ctx.x_dtype,
                                      *ctx.plan_t)
