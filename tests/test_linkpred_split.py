@@ -385,5 +385,6 @@ def test_splitters_name_bad_data(splitter):
         make(seed=0)(ei)
     with pytest.raises(ValueError, match="data has no edge_index"):
         make(seed=0)(Data(num_nodes=30))
-    with pytest.raises(ValueError, match="leave no training|0 edges"):  # the empty float idiom: an empty graph, not a dtype error
+    # the empty float idiom tensor([[], []]) is an empty graph, not a dtype error
+    with pytest.raises(ValueError, match="leave no training|0 edges"):
         make(seed=0)(Data(edge_index=torch.tensor([[], []]), num_nodes=30))
