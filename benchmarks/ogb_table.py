@@ -36,6 +36,10 @@ def main() -> None:
           "peak (MiB) | OGB leaderboard | within 1 std |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for arg in sys.argv[1:]:
+        if not (Path(arg) / "results.json").exists():  # a run stopped before its last epoch writes none
+            print(f"skipped {arg}: no results.json (the run did not finish; its log.json has the epochs done)",
+                  file=sys.stderr)
+            continue
         for line in rows(Path(arg)):
             print(line)
 
