@@ -150,3 +150,11 @@ def test_ego_cache_follows_the_order_of_nodes():
     model(x, TWO_TRIANGLES_AND_HEXAGON, nodes=a)
     full = model(x, TWO_TRIANGLES_AND_HEXAGON)
     torch.testing.assert_close(model(x, TWO_TRIANGLES_AND_HEXAGON, nodes=b), full[b])
+
+
+def test_cycle_count_features_names_a_bad_edge_index():
+    from gnnkit.nn import cycle_count_features
+    with pytest.raises(ValueError, match="edge_index"):
+        cycle_count_features(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), 2)
+    with pytest.raises(IndexError, match="edge_index"):
+        cycle_count_features(torch.tensor([[0], [5]]), 2)

@@ -251,3 +251,10 @@ def test_gat_score_folding_matches_pyg_for_every_input_form(form):
     g.load_state_dict(p.state_dict())
     inp = {"single": x, "pair": (x, x + 1), "pair-none": (x, None)}[form]
     _close(g(inp, ei), p(inp, ei))
+
+
+def test_lstm_aggr_kwargs_flags_must_be_booleans():
+    """bool("no") is True: a string for an on/off option is refused, naming it."""
+    for name in ("require_sorted", "shuffle", "pyg_padding"):
+        with pytest.raises(ValueError, match=f"aggr_kwargs\\['{name}'\\] must be True or False"):
+            gnn.SAGEConv(F_IN, 6, aggr="lstm", aggr_kwargs={name: "no"})

@@ -189,6 +189,8 @@ def test_mol_transformer_is_gnnkit_only_and_batch_independent():
     batch = _mol_batch()
     with pytest.raises(ValueError, match="no PyG counterpart"):
         MolGNN("gt", "pyg", 2, num_layers=2, emb_dim=16)
+    with pytest.raises(ValueError, match="must be divisible by 4"):
+        MolGNN("gt", "gnnkit", 2, num_layers=2, emb_dim=7)
     assert OGBConfig("ogbg-molhiv", "gt").layers == ("gnnkit",)  # the Python API resolves the default too
     assert OGBConfig("ogbg-molhiv", "gin").layers == ("gnnkit", "pyg")
     torch.manual_seed(0)

@@ -113,3 +113,17 @@ def test_cpu_peak_memory_sees_a_large_temporary():
     big, small = float(out[0]), float(out[1])
     assert big >= 30 * 2 ** 20
     assert small < 8 * 2 ** 20
+
+
+def test_interleaved_times_every_callable_per_round_and_names_bad_rounds():
+    import torch
+
+    from gnnkit.profile import interleaved, time_fn
+    calls = []
+    t = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 2, torch.device("cpu"),
+                    warmup=1, alternate=True)
+    assert calls == ["a", "b", "a", "b", "b", "a"] and [len(v) for v in t.values()] == [2, 2]
+    assert len(time_fn(lambda: None, torch.device("cpu"), warmup=0, repeats=3)) == 3
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="rounds must be an int >= 1"):
+            interleaved({"a": lambda: None}, bad, torch.device("cpu"))

@@ -172,6 +172,7 @@ def cycle_count_features(edge_index: Tensor, num_nodes: int, max_length: int = 4
     time ``max_length x E x N``: meant for graphs up to ~10^5 nodes)."""
     if max_length < 1:
         raise ValueError(f"cycle_count_features: max_length must be >= 1, got {max_length}")
+    validate_edge_index(edge_index, num_nodes, num_nodes)
     ei = edge_index.long()
     a = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), torch.ones(ei.size(1), dtype=torch.float64),
                                 (num_nodes, num_nodes), check_invariants=False).coalesce()

@@ -62,8 +62,15 @@ def _destinations_sorted(graph: Graph) -> bool:
     """Whether the input edges came sorted by destination (ties in any order), as PyG's LSTM needs."""
     if graph.perm is None:  # already in CSR order
         return True
-    dst = torch.empty_like(graph.row).index_copy_(0, graph.perm, graph.row)  # destinations in input order
+    dst = graph.from_csr_order(graph.row)  # destinations in input order
     return bool((dst[1:] >= dst[:-1]).all())
+
+
+def _flag(kwargs: dict, name: str, default: bool) -> bool:
+    value = kwargs.pop(name, default)
+    if not isinstance(value, bool):  # bool("no") is True: a string or number here is a mistake, not a choice
+        raise ValueError(f"SAGEConv(aggr='lstm'): aggr_kwargs['{name}'] must be True or False, got {value!r}")
+    return value
 
 
 def _check_sorted_by_destination(graph: Graph) -> None:
@@ -134,9 +141,9 @@ class SAGEConv(CSRMessagePassing):
             if ins[0] <= 0:
                 raise ValueError("SAGEConv(aggr='lstm') needs the input width; in_channels=-1 is not supported")
             lstm_kwargs = dict(kwargs.pop("aggr_kwargs", None) or {})
-            shuffle = bool(lstm_kwargs.pop("shuffle", False))
-            pyg_padding = bool(lstm_kwargs.pop("pyg_padding", False))
-            require_sorted = bool(lstm_kwargs.pop("require_sorted", True))
+            shuffle = _flag(lstm_kwargs, "shuffle", False)
+            pyg_padding = _flag(lstm_kwargs, "pyg_padding", False)
+            require_sorted = _flag(lstm_kwargs, "require_sorted", True)
             lstm_kwargs.pop("in_channels", None), lstm_kwargs.pop("out_channels", None)  # PyG's; fixed here
             if lstm_kwargs:
                 raise ValueError(f"SAGEConv(aggr='lstm'): unknown aggr_kwargs {sorted(lstm_kwargs)}; gnnkit's LSTM "

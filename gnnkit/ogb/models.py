@@ -105,8 +105,11 @@ class MolGNN(torch.nn.Module):
         if pooling not in ("mean", "sum", "max"):
             raise ValueError(f"pooling must be 'mean', 'sum' or 'max', got {pooling!r}")
         conv, virtual = MOL_MODELS[model]
-        if conv == "gt" and lib != "gnnkit":
-            raise ValueError("--model gt (GraphTransformerConv) has no PyG counterpart; use --layers gnnkit")
+        if model in GNNKIT_ONLY and lib != "gnnkit":
+            raise ValueError(f"--model {model} (GraphTransformerConv) has no PyG counterpart; use --layers gnnkit")
+        if conv == "gt" and emb_dim % 4:
+            raise ValueError(f"--model gt: the width (--hidden / emb_dim) {emb_dim} must be divisible by 4, the "
+                             "transformer's heads")
         mod = _lib(lib)
         self.model, self.lib, self.num_layers, self.dropout = model, lib, num_layers, dropout
         self.atom_encoder = AtomEncoder(emb_dim)

@@ -110,6 +110,10 @@ def interleaved(fns: Dict[str, Callable[[], object]], rounds: int, device: torch
     slow phase of the machine hits all of them alike and ratios within a round are meaningful.
     ``alternate``: every other round runs them in reverse order (ABBA), so no callable always runs first.
     ``warmup`` untimed calls of each first."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"interleaved: rounds must be an int >= 1 (timed calls of each callable), got {rounds!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"interleaved: warmup must be an int >= 0, got {warmup!r}")
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -127,17 +131,7 @@ def interleaved(fns: Dict[str, Callable[[], object]], rounds: int, device: torch
 
 def time_fn(fn: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> List[float]:
     """Wall times (seconds) of ``repeats`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
+    return interleaved({"fn": fn}, repeats, device, warmup=warmup)["fn"]
 
 
 def copy_bandwidth(device: torch.device, nbytes: int = 256 * 2 ** 20, repeats: int = 5) -> float:
