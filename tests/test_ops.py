@@ -193,6 +193,39 @@ def test_gat_scores_segment_sum_backward(slope, with_t, idx):
     torch.testing.assert_close(ours(*ins), oracle(*ins))
 
 
+@pytest.mark.parametrize("need", [(True, True), (True, False), (False, True)])
+def test_node_sums_cpu_order_equals_the_transposed_segments(need):
+    """GAT's node gradients: on CPU ``index_add_`` over the sources in CSR slot order must add each source's
+    slots in the order of its transposed-CSR segment (what the segment-sum path of other devices adds), so the
+    two agree bit for bit; the destination side is a segment sum over the CSR."""
+    from gnnkit.ops.reference import node_sums_ref
+    g0 = torch.Generator().manual_seed(3)
+    S, N, H = 9, 12, 5
+    src = torch.cat([torch.randint(0, S, (80,), generator=g0), torch.tensor([2, 2, 2])])
+    dst = torch.cat([torch.randint(0, N - 1, (80,), generator=g0), torch.tensor([3, 3, 3])])  # duplicates
+    g, _ = as_graph(torch.stack([src, dst]), size=(S, N))  # node N-1 without edges
+    vals = torch.randn(g.num_edges, H, generator=g0) * 1e3  # another order would round differently
+
+    def ordered_sums(ptr, order):  # slot by slot, left to right
+        return torch.stack([sum((vals[k] for k in order[int(ptr[i]):int(ptr[i + 1])].tolist()), torch.zeros(H))
+                            for i in range(ptr.numel() - 1)])
+    rowptr_t, _, perm_t = g.transpose()
+    want_src = ordered_sums(rowptr_t, perm_t)  # the transposed CSR's segments
+    want_dst = ordered_sums(g.rowptr, torch.arange(g.num_edges))
+    got_src, got_dst = node_sums_ref(vals, g.rowptr, g.row, g.col, None, None, S, *need)
+    assert got_src.shape == ((S, H) if need[0] else (0, H)) and got_dst.shape == ((N, H) if need[1] else (0, H))
+    if need[0]:
+        assert torch.equal(got_src, want_src)
+        # what the other devices' branch computes (segment sums over the gathered transposed order)
+        torch.testing.assert_close(torch.segment_reduce(vals.index_select(0, perm_t), "sum", offsets=rowptr_t,
+                                                        axis=0), want_src)
+    if need[1]:
+        assert torch.equal(got_dst, want_dst)
+    no_edges = node_sums_ref(vals[:0], torch.zeros(N + 1, dtype=torch.long), g.row[:0], g.col[:0], None, None, S,
+                             True, True)
+    assert torch.equal(no_edges[0], torch.zeros(S, H)) and torch.equal(no_edges[1], torch.zeros(N, H))
+
+
 def test_transposed_constant_values_are_cached_until_changed():
     ei = random_graph(20, 90, seed=3)
     g, _ = as_graph(ei, num_nodes=20)

@@ -75,8 +75,8 @@ def _forward_op(rowptr: Tensor, col: Tensor, x: Tensor, t: Tensor) -> Tuple[Tens
         mc = e.new_full((r1 - r0, F), float("-inf")).scatter_reduce_(0, row.view(-1, 1).expand_as(e), e, "amax")
         mc.masked_fill_(mc == float("-inf"), 0.0)  # rows without slots
         e.sub_(mc.index_select(0, row)).exp_()
-        sc = segment_sum(local, e).add_(_EPS)
-        out[r0:r1] = segment_sum(local, e.mul_(xj)).div_(sc)
+        sc = segment_sum(local, e, row).add_(_EPS)
+        out[r0:r1] = segment_sum(local, e.mul_(xj), row).div_(sc)
         m[r0:r1], s[r0:r1] = mc, sc
     return out, m, s
 
@@ -108,7 +108,7 @@ def _backward_op(rowptr_t: Tensor, col_t: Tensor, x: Tensor, t: Tensor, out: Ten
             part = (ga * diff).mul_(diff + out.index_select(0, dst)).sum(0)  # a g x_j (x_j - y_i)
             grad_t += part.sum() if t.dim() == 0 else part
         per_slot = ga if semi_grad else ga.addcmul_(ga, diff.mul_(t))
-        grad_x[r0:r1] = segment_sum(local, per_slot)
+        grad_x[r0:r1] = segment_sum(local, per_slot, src)
     return grad_x, grad_t
 
 

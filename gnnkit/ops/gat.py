@@ -28,8 +28,7 @@ from torch import Tensor
 from ._autograd import first_order_only
 from ._backend import use_triton
 from .graph import Graph, check_rows
-from .primitives import NO_PLAN, gat_fused_bwd_op, gat_fused_op, kernel_plan
-from .reference import segment_sum
+from .primitives import NO_PLAN, gat_fused_bwd_op, gat_fused_op, kernel_plan, node_sums_op
 from .softmax import segment_softmax_slots
 from .spmm import spmm_slots
 
@@ -69,9 +68,9 @@ class FusedGATFunction(torch.autograd.Function):
 # ---------------------------------------------------------------------- composite path
 class EdgeScoresFunction(torch.autograd.Function):
     """``s = LeakyReLU(a_src[col] + a_dst[row] + t)`` in CSR slot order, built in place in one
-    ``[E, H]`` tensor.  Backward: both node gradients are segment sums (``a_dst``'s over the CSR
-    rows, ``a_src``'s over the transposed CSR), never a scatter: faster on CPU than
-    ``index_add`` and free of atomics on GPU."""
+    ``[E, H]`` tensor.  Backward: both node gradients are deterministic sums of the per-slot gradient
+    (:func:`gnnkit.ops.reference.node_sums_ref`, an op so a compiled backward calls it as eager does):
+    no atomics on GPU."""
 
     @staticmethod
     def forward(ctx, graph: Graph, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor],
@@ -84,7 +83,7 @@ class EdgeScoresFunction(torch.autograd.Function):
         else:  # mixed dtypes: out of place, with torch's type promotion
             s = s + a_dst.index_select(0, graph.row) + (0 if edge_term is None else edge_term)
         ctx.graph, ctx.slope, ctx.num_src = graph, negative_slope, a_src.size(0)
-        ctx.t = graph.transpose() if ctx.needs_input_grad[1] else None
+        ctx.t = graph.transpose() if ctx.needs_input_grad[1] and s.device.type != "cpu" else None
         ctx.has_term = edge_term is not None
         if negative_slope >= 0:  # the sign of the output is the sign of the input
             F.leaky_relu_(s, negative_slope)
@@ -106,15 +105,10 @@ class EdgeScoresFunction(torch.autograd.Function):
         else:
             g = torch.where(saved, grad, grad * ctx.slope)
         need = ctx.needs_input_grad
-        g_src = g_dst = None
-        empty = g.size(0) == 0
-        if need[1]:  # a segment sum over the transposed CSR: a gather + an ordered reduction, no scatter
-            rowptr_t, _, perm_t = ctx.t
-            g_src = g.new_zeros(ctx.num_src, g.size(1)) if empty else \
-                segment_sum(rowptr_t, g.index_select(0, perm_t))
-        if need[2]:
-            g_dst = g.new_zeros(graph.num_dst, g.size(1)) if empty else \
-                segment_sum(graph.rowptr, g)
+        rowptr_t, _, perm_t = ctx.t if ctx.t is not None else (None, None, None)
+        g_src, g_dst = node_sums_op(g, graph.rowptr, graph.row, graph.col, rowptr_t, perm_t, ctx.num_src,
+                                    bool(need[1]), bool(need[2]))
+        g_src, g_dst = (g_src if need[1] else None), (g_dst if need[2] else None)
         return None, g_src, g_dst, (g if ctx.has_term and need[3] else None), None
 
 
