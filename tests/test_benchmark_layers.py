@@ -1,5 +1,7 @@
 """benchmarks/layers_speed.py at toy scale: the paired (round-robin) worker times every
 implementation, measures memory, and the pooled rounds and paired ratios come out consistent."""
+import torch
+
 from tests.conftest import load_benchmark
 
 
@@ -35,3 +37,32 @@ def test_sage_aggregations_benchmark_at_toy_scale(tmp_path, monkeypatch):
     for r in rows:
         assert r["max_abs_diff"] < 1e-4 and set(r["step_s"]) == {"gnnkit", "gnnkit-gathered", "pyg"}
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_idgnn_paper_task_data_and_a_short_run(tmp_path, monkeypatch):
+    """benchmarks/expressive.py --task clustering-ba|ws: the ID-GNN paper's graphs (64 nodes; 124 edges for
+    Barabasi-Albert m=2, 128 for Watts-Strogatz k=4), labels = the clustering coefficient's decile class, the
+    same graph set for every seed (only the split moves); a 2-epoch run of the GraphGym body writes its JSON."""
+    import json
+    import sys
+
+    import networkx as nx
+    ex = load_benchmark("expressive")
+    for fam, edges in (("ba", 124), ("ws", 128)):
+        graphs, classes = ex.make_clustering_graphs(fam, 6, 0)
+        assert 2 <= classes <= 10 and len(graphs) == 6
+        for ei, y, n in graphs:
+            assert n == 64 and ei.size(1) == 2 * edges and y.shape == (64,) and int(y.max()) < classes
+        g = nx.Graph(graphs[0][0].t().tolist())
+        coef = torch.tensor([nx.clustering(g)[v] for v in range(64)])
+        order = coef.argsort()
+        assert bool((graphs[0][1][order].diff() >= 0).all())  # classes are ordered like the coefficient
+        again, _ = ex.make_clustering_graphs(fam, 6, 0)
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(graphs, again))
+    out = tmp_path / "c.json"
+    monkeypatch.setattr(sys, "argv", ["expressive.py", "--task", "clustering-ws", "--graphs", "10", "--epochs", "2",
+                                      "--seeds", "2", "--hidden", "8", "--out", str(out)])
+    ex.main()
+    res = json.loads(out.read_text())
+    assert res["arch"] == "gym" and set(res["results"]) == {"gcn", "idgnn-fast", "idgnn"}
+    assert all(len(r["test_acc"]) == 2 and all(0 <= a <= 1 for a in r["test_acc"]) for r in res["results"].values())
