@@ -7,6 +7,11 @@ int32 (keys ``j >= num_nodes[b]`` are padding); ``dist`` ``[B, N, N]`` int32 (bu
 ``bias`` ``[H, NB]``); ``ADJ``: attend only where ``dist <= 1`` (the node itself and its neighbours).
 A query row with no allowed key (padding) gets zeros.  Output ``[B, H, N, D]`` in ``q.dtype``, fp32
 accumulation.
+
+The backward (:func:`graph_attention_bwd`) is FlashAttention-2's: the forward also stores each row's
+log-sum-exp ``[B, H, N]``; one kernel walks the query blocks for each block of keys (dK, dV, and the bias
+gradient as per-program sums per distance bucket), one walks the key blocks for each block of queries (dQ),
+both recomputing P tile by tile, so training stores no ``[B, H, N, N]`` tensor either.
 """
 from __future__ import annotations
 
@@ -18,9 +23,9 @@ import triton.language as tl
 
 
 @triton.jit
-def _graph_attention_fwd_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, out_ptr, H, N, D, NB, scale,
-                                HAS_BIAS: tl.constexpr, ADJ: tl.constexpr, BLOCK_M: tl.constexpr,
-                                BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+def _graph_attention_fwd_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, out_ptr, lse_ptr, H, N, D, NB,
+                                scale, HAS_BIAS: tl.constexpr, ADJ: tl.constexpr, STORE_LSE: tl.constexpr,
+                                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     bh = tl.program_id(0)
     mb = tl.program_id(1)
     b = bh // H
@@ -63,34 +68,187 @@ def _graph_attention_fwd_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, 
     out = tl.where(l_i[:, None] > 0, acc / tl.where(l_i > 0, l_i, 1.0)[:, None], 0.0)
     tl.store(out_ptr + base + offs_m[:, None] * D + offs_d[None, :], out.to(out_ptr.dtype.element_ty),
              mask=m_ok[:, None] & d_ok[None, :])
+    if STORE_LSE:  # log-sum-exp of each row's allowed scores (+inf: no allowed key), for the backward
+        lse = tl.where(l_i > 0, m_i + tl.log(tl.where(l_i > 0, l_i, 1.0)), float("inf"))
+        tl.store(lse_ptr + bh.to(tl.int64) * N + offs_m, lse, mask=m_ok)
 
 
-def graph_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_nodes: torch.Tensor,
-                        dist: Optional[torch.Tensor], bias: Optional[torch.Tensor], adjacency: bool,
-                        scale: float) -> torch.Tensor:
-    """See the module doc."""
+def _check(q, k, v, num_nodes, dist, bias, adjacency, name):
     B, H, N, D = q.shape if q.dim() == 4 else (0, 0, 0, 0)
     ok = (q.dim() == 4 and q.shape == k.shape == v.shape and num_nodes.shape == (B,)
           and (dist is None or dist.shape == (B, N, N)) and (bias is None or (bias.dim() == 2 and bias.size(0) == H))
           and (dist is not None or (bias is None and not adjacency)))
     if not ok:
-        raise ValueError("graph_attention_fwd: expected q, k, v [B, H, N, D], num_nodes [B], dist [B, N, N] (needed "
+        raise ValueError(f"{name}: expected q, k, v [B, H, N, D], num_nodes [B], dist [B, N, N] (needed "
                          f"by a bias or the mask), bias [H, buckets]; got q {list(q.shape)}, k {list(k.shape)}, v "
                          f"{list(v.shape)}, num_nodes {list(num_nodes.shape)}, "
                          f"dist {None if dist is None else list(dist.shape)}, "
                          f"bias {None if bias is None else list(bias.shape)}")
-    out = torch.empty_like(q)
-    if out.numel() == 0:
-        return out
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+
+
+def _common(q, num_nodes, dist, bias):
     n32 = num_nodes.to(device=q.device, dtype=torch.int32).contiguous()
     d32 = dist if dist is not None else torch.zeros(1, dtype=torch.int32, device=q.device)
     d32 = d32.to(torch.int32).contiguous()
     bt = (bias if bias is not None else torch.zeros(1, dtype=q.dtype, device=q.device)).contiguous()
-    BLOCK_D = max(16, triton.next_power_of_2(D))
-    BLOCK_M = BLOCK_N = 32 if BLOCK_D <= 64 else 16
-    grid = (B * H, triton.cdiv(N, BLOCK_M))
-    _graph_attention_fwd_kernel[grid](q, k, v, n32, d32, bt, out, H, N, D, bt.size(-1) if bias is not None else 1,
-                                      float(scale), HAS_BIAS=bias is not None, ADJ=bool(adjacency),
-                                      BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, num_warps=4)
-    return out
+    BLOCK_D = max(16, triton.next_power_of_2(q.size(-1)))
+    block = 32 if BLOCK_D <= 64 else 16
+    return n32, d32, bt, BLOCK_D, block
+
+
+def graph_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_nodes: torch.Tensor,
+                        dist: Optional[torch.Tensor], bias: Optional[torch.Tensor], adjacency: bool,
+                        scale: float, return_lse: bool = False):
+    """See the module doc.  ``return_lse``: also return each row's log-sum-exp ``[B, H, N]`` fp32 (``+inf``
+    for rows without an allowed key), what :func:`graph_attention_bwd` needs."""
+    _check(q, k, v, num_nodes, dist, bias, adjacency, "graph_attention_fwd")
+    out = torch.empty_like(q)
+    lse = torch.full(q.shape[:3], float("inf"), dtype=torch.float32, device=q.device)
+    if out.numel() == 0:
+        return (out, lse) if return_lse else out
+    B, H, N, D = q.shape
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    n32, d32, bt, BLOCK_D, block = _common(q, num_nodes, dist, bias)
+    grid = (B * H, triton.cdiv(N, block))
+    _graph_attention_fwd_kernel[grid](q, k, v, n32, d32, bt, out, lse, H, N, D,
+                                      bt.size(-1) if bias is not None else 1, float(scale),
+                                      HAS_BIAS=bias is not None, ADJ=bool(adjacency), STORE_LSE=bool(return_lse),
+                                      BLOCK_M=block, BLOCK_N=block, BLOCK_D=BLOCK_D, num_warps=4)
+    return (out, lse) if return_lse else out
+
+
+@triton.jit
+def _tile(q, k_ptr_t, b, h, n_b, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB, scale,
+          HAS_BIAS: tl.constexpr, ADJ: tl.constexpr):
+    """Scores, the allowed mask and the distance buckets of one [BLOCK_M, BLOCK_N] tile (as the forward)."""
+    s = tl.dot(q, k_ptr_t) * scale
+    allowed = m_ok[:, None] & n_ok[None, :]
+    dist = tl.zeros(s.shape, tl.int32)
+    if HAS_BIAS or ADJ:
+        dist = tl.load(dist_ptr + b.to(tl.int64) * N * N + offs_m[:, None] * N + offs_n[None, :], mask=allowed,
+                       other=0)
+        if HAS_BIAS:
+            s += tl.load(bias_ptr + h * NB + dist, mask=allowed, other=0.0).to(tl.float32)
+        if ADJ:
+            allowed = allowed & (dist <= 1)
+    return s, allowed, dist
+
+
+@triton.jit
+def _graph_attention_bwd_kv_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, do_ptr, lse_ptr, delta_ptr,
+                                   dk_ptr, dv_ptr, dbias_ptr, H, N, D, NB, scale, HAS_BIAS: tl.constexpr,
+                                   ADJ: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                   BLOCK_D: tl.constexpr, BLOCK_NB: tl.constexpr):
+    """One block of keys: dK, dV over every query block (recomputing P from the saved log-sum-exp), and
+    this program's partial sums of dS per distance bucket (summed over programs by the launcher)."""
+    bh = tl.program_id(0)
+    nb = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    n_b = tl.load(n_ptr + b)
+    offs_n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    base = bh.to(tl.int64) * N * D
+    n_ok = offs_n < n_b
+    d_ok = offs_d < D
+    kv_mask = n_ok[:, None] & d_ok[None, :]
+    k = tl.load(k_ptr + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
+    v = tl.load(v_ptr + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
+    dk = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
+    dv = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
+    buckets = tl.arange(0, BLOCK_NB)
+    db = tl.zeros((BLOCK_NB,), tl.float32)
+    for start in range(0, N, BLOCK_M):
+        offs_m = start + tl.arange(0, BLOCK_M)
+        m_ok = offs_m < n_b
+        q_mask = m_ok[:, None] & d_ok[None, :]
+        q = tl.load(q_ptr + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0).to(tl.float32)
+        do = tl.load(do_ptr + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0).to(tl.float32)
+        lse = tl.load(lse_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=float("inf"))
+        delta = tl.load(delta_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
+        s, allowed, dist = _tile(q, tl.trans(k), b, h, n_b, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
+                                 scale, HAS_BIAS, ADJ)
+        p = tl.where(allowed, tl.exp(s - lse[:, None]), 0.0)
+        dv += tl.dot(tl.trans(p), do)
+        dp = tl.dot(do, tl.trans(v))
+        ds = p * (dp - delta[:, None])
+        dk += tl.dot(tl.trans(ds), q) * scale
+        if HAS_BIAS:
+            hit = dist[:, :, None] == buckets[None, None, :]
+            db += tl.sum(tl.sum(tl.where(hit, ds[:, :, None], 0.0), 1), 0)
+    tl.store(dk_ptr + base + offs_n[:, None] * D + offs_d[None, :], dk.to(dk_ptr.dtype.element_ty), mask=kv_mask)
+    tl.store(dv_ptr + base + offs_n[:, None] * D + offs_d[None, :], dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
+    if HAS_BIAS:
+        prog = bh.to(tl.int64) * tl.num_programs(1) + nb
+        tl.store(dbias_ptr + prog * BLOCK_NB + buckets, db)
+
+
+@triton.jit
+def _graph_attention_bwd_q_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, do_ptr, lse_ptr, delta_ptr,
+                                  dq_ptr, H, N, D, NB, scale, HAS_BIAS: tl.constexpr, ADJ: tl.constexpr,
+                                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """One block of queries: dQ over every key block."""
+    bh = tl.program_id(0)
+    mb = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    n_b = tl.load(n_ptr + b)
+    offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    base = bh.to(tl.int64) * N * D
+    m_ok = offs_m < n_b
+    d_ok = offs_d < D
+    q_mask = m_ok[:, None] & d_ok[None, :]
+    q = tl.load(q_ptr + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0).to(tl.float32)
+    do = tl.load(do_ptr + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0).to(tl.float32)
+    lse = tl.load(lse_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=float("inf"))
+    delta = tl.load(delta_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
+    dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
+    for start in range(0, N, BLOCK_N):
+        offs_n = start + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < n_b
+        kv_mask = n_ok[:, None] & d_ok[None, :]
+        k = tl.load(k_ptr + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
+        v = tl.load(v_ptr + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
+        s, allowed, dist = _tile(q, tl.trans(k), b, h, n_b, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
+                                 scale, HAS_BIAS, ADJ)
+        p = tl.where(allowed, tl.exp(s - lse[:, None]), 0.0)
+        dp = tl.dot(do, tl.trans(v))
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds, k) * scale
+    tl.store(dq_ptr + base + offs_m[:, None] * D + offs_d[None, :], dq.to(dq_ptr.dtype.element_ty),
+             mask=m_ok[:, None] & d_ok[None, :])
+
+
+def graph_attention_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_nodes: torch.Tensor,
+                        dist: Optional[torch.Tensor], bias: Optional[torch.Tensor], adjacency: bool, scale: float,
+                        out: torch.Tensor, lse: torch.Tensor, grad_out: torch.Tensor):
+    """``(dq, dk, dv, dbias)`` of :func:`graph_attention_fwd` from its output and log-sum-exp (FlashAttention-2's
+    backward: P recomputed per tile, never stored; ``dbias`` ``[H, buckets]`` fp32 from per-program partial sums,
+    summed in a fixed order — no atomics — or None without a bias)."""
+    _check(q, k, v, num_nodes, dist, bias, adjacency, "graph_attention_bwd")
+    if out.shape != q.shape or grad_out.shape != q.shape or lse.shape != q.shape[:3]:
+        raise ValueError(f"graph_attention_bwd: out and grad_out must be {list(q.shape)} and lse "
+                         f"{list(q.shape[:3])}, got {list(out.shape)}, {list(grad_out.shape)}, {list(lse.shape)}")
+    B, H, N, D = q.shape
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    dbias = None if bias is None else torch.zeros(bias.shape, dtype=torch.float32, device=q.device)
+    if q.numel() == 0:
+        return dq, dk, dv, dbias
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    do = grad_out.contiguous()
+    delta = (do.float() * out.float()).sum(-1).contiguous()  # [B, H, N]: rowsum(dO * O)
+    lse = lse.float().contiguous()
+    n32, d32, bt, BLOCK_D, block = _common(q, num_nodes, dist, bias)
+    NB = bt.size(-1) if bias is not None else 1
+    BLOCK_NB = max(2, triton.next_power_of_2(NB))
+    nblocks = triton.cdiv(N, block)
+    part = torch.zeros(B * H * nblocks, BLOCK_NB, dtype=torch.float32, device=q.device)
+    meta = dict(HAS_BIAS=bias is not None, ADJ=bool(adjacency), BLOCK_M=block, BLOCK_N=block, BLOCK_D=BLOCK_D)
+    _graph_attention_bwd_kv_kernel[(B * H, nblocks)](q, k, v, n32, d32, bt, do, lse, delta, dk, dv, part, H, N, D,
+                                                     NB, float(scale), BLOCK_NB=BLOCK_NB, num_warps=4, **meta)
+    _graph_attention_bwd_q_kernel[(B * H, nblocks)](q, k, v, n32, d32, bt, do, lse, delta, dq, H, N, D, NB,
+                                                    float(scale), num_warps=4, **meta)
+    if dbias is not None:
+        dbias = part.view(B, H, nblocks, BLOCK_NB).sum((0, 2))[:, :NB].contiguous()
+    return dq, dk, dv, dbias

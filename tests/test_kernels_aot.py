@@ -138,7 +138,8 @@ def _launch_everything(dtype, idx_dtype, H, F):
     n, dist = torch.tensor([21, 5, 0]), torch.randint(0, 6, (3, 21, 21))
     for bias in (None, torch.randn(H, 6).to(dtype)):
         for adj in (False, True):
-            kga.graph_attention_fwd(q, q, q, n, dist, bias, adj, 0.1)
+            out, lse = kga.graph_attention_fwd(q, q, q, n, dist, bias, adj, 0.1, True)
+            kga.graph_attention_bwd(q, q, q, n, dist, bias, adj, 0.1, out, lse, q)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -299,11 +299,8 @@ def _(rowptr, col, row, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out
 @torch.library.custom_op("gnnkit::graph_attention", mutates_args=())
 def graph_attention_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Optional[Tensor],
                        bias: Optional[Tensor], adjacency: bool, scale: float) -> Tensor:
-    """Attention within each padded graph (Graphormer's spatial bias, optional adjacency mask): the fused
-    Triton kernel, which never stores the ``[B, H, N, N]`` scores, or the torch reference."""
-    if use_triton("graph_attention", q):
-        from gnnkit.kernels import graph_attention as kernels
-        return kernels.graph_attention_fwd(q, k, v, num_nodes, dist, bias, adjacency, scale)
+    """Attention within each padded graph (Graphormer's spatial bias, optional adjacency mask), the torch
+    reference (the Triton path is :func:`graph_attention_fused_op`)."""
     with torch.no_grad():
         return graph_attention_ref(q, k, v, num_nodes, dist, bias, adjacency, scale)
 
@@ -311,3 +308,35 @@ def graph_attention_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist:
 @graph_attention_op.register_fake
 def _(q, k, v, num_nodes, dist, bias, adjacency, scale):
     return torch.empty_like(q)
+
+
+@torch.library.custom_op("gnnkit::graph_attention_fused", mutates_args=())
+def graph_attention_fused_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Optional[Tensor],
+                             bias: Optional[Tensor], adjacency: bool, scale: float) -> Tuple[Tensor, Tensor]:
+    """``(out, lse)``: the fused Triton kernel, which never stores the ``[B, H, N, N]`` scores, and each row's
+    log-sum-exp ``[B, H, N]`` fp32 for :func:`graph_attention_fused_bwd_op`."""
+    from gnnkit.kernels import graph_attention as kernels
+    return kernels.graph_attention_fwd(q, k, v, num_nodes, dist, bias, adjacency, scale, True)
+
+
+@graph_attention_fused_op.register_fake
+def _(q, k, v, num_nodes, dist, bias, adjacency, scale):
+    return torch.empty_like(q), q.new_empty(q.shape[:3], dtype=torch.float32)
+
+
+@torch.library.custom_op("gnnkit::graph_attention_fused_bwd", mutates_args=())
+def graph_attention_fused_bwd_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Optional[Tensor],
+                                 bias: Optional[Tensor], adjacency: bool, scale: float, out: Tensor, lse: Tensor,
+                                 grad_out: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(dq, dk, dv, dbias)`` by the fused backward kernels (P recomputed per tile from ``lse``); ``dbias``
+    ``[H, buckets]`` fp32, empty without a bias."""
+    from gnnkit.kernels import graph_attention as kernels
+    dq, dk, dv, db = kernels.graph_attention_bwd(q, k, v, num_nodes, dist, bias, adjacency, scale, out, lse,
+                                                 grad_out)
+    return dq, dk, dv, (q.new_empty(0, dtype=torch.float32) if db is None else db)
+
+
+@graph_attention_fused_bwd_op.register_fake
+def _(q, k, v, num_nodes, dist, bias, adjacency, scale, out, lse, grad_out):
+    db = q.new_empty(0, dtype=torch.float32) if bias is None else bias.new_empty(bias.shape, dtype=torch.float32)
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), db

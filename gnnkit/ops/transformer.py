@@ -1,9 +1,10 @@
 """Dense attention within each graph of a batch (graph transformers): the autograd Function around
 ``gnnkit::graph_attention``, and the per-graph shortest-path distances that bias it.
 
-Forward: the fused Triton kernel on CUDA (the ``[B, H, N, N]`` scores never stored), the torch reference
-elsewhere.  Backward: the reference recomputed a chunk of graphs at a time under autograd, so the
-scores of at most ``CHUNK_BYTES`` worth of graphs exist at once (not a fused backward kernel).
+On CUDA (Triton) forward and backward are fused kernels (FlashAttention-2 style, see
+``kernels/graph_attention.py``): the ``[B, H, N, N]`` scores are never stored, in training either; the forward
+keeps each row's log-sum-exp for the backward.  Elsewhere the torch reference; its backward recomputes a
+chunk of graphs at a time under autograd, so the scores of at most ``CHUNK_BYTES`` worth of graphs exist at once.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 from torch import Tensor
 
 from ._autograd import first_order_only
-from .primitives import graph_attention_op
+from ._backend import use_triton
+from .primitives import graph_attention_fused_bwd_op, graph_attention_fused_op, graph_attention_op
 from .reference import graph_attention_ref
 
 CHUNK_BYTES = 64 * 2 ** 20  # scores materialised at once by the backward recomputation
@@ -25,12 +27,22 @@ class GraphAttentionFunction(torch.autograd.Function):
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Optional[Tensor],
                 bias: Optional[Tensor], adjacency: bool, scale: float) -> Tensor:
         ctx.adjacency, ctx.scale = adjacency, scale
+        ctx.fused = use_triton("graph_attention", q)
+        if ctx.fused:
+            out, lse = graph_attention_fused_op(q, k, v, num_nodes, dist, bias, adjacency, scale)
+            ctx.save_for_backward(q, k, v, num_nodes, dist, bias, out, lse)
+            return out
         ctx.save_for_backward(q, k, v, num_nodes, dist, bias)
         return graph_attention_op(q, k, v, num_nodes, dist, bias, adjacency, scale)
 
     @staticmethod
     @first_order_only
     def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
+        if ctx.fused:
+            q, k, v, num_nodes, dist, bias, out, lse = ctx.saved_tensors
+            gq, gk, gv, gb = graph_attention_fused_bwd_op(q, k, v, num_nodes, dist, bias, ctx.adjacency, ctx.scale,
+                                                          out, lse, grad.contiguous())
+            return gq, gk, gv, None, None, (None if bias is None else gb.to(bias.dtype)), None, None
         q, k, v, num_nodes, dist, bias = ctx.saved_tensors
         B, H, N, _ = q.shape
         per_graph = max(H * N * N * 4 * 3, 1)  # scores, probabilities and their gradient, fp32
