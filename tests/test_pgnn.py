@@ -123,3 +123,24 @@ def test_bad_forward_input_is_named(bad, match):
     x, e = bad(torch.randn(5, 3), PATH5)
     with pytest.raises((ValueError, IndexError), match=match):
         PGNN(3, 4)(x, e)
+
+
+def test_edge_index_is_validated_once_per_graph_and_never_skipped(monkeypatch):
+    """Validation runs when a graph's distance scores are computed, not on every forward; a tensor with the
+    same values in another dtype (float) or with an id out of range is a new key and is still refused."""
+    import gnnkit.nn.pgnn_conv as P
+    calls = []
+    real = P.validate_edge_index
+    monkeypatch.setattr(P, "validate_edge_index", lambda *a, **k: calls.append(1) or real(*a, **k))
+    ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    model = PGNN(2, 8, q=2).eval()
+    x = torch.randn(4, 2)
+    model(x, ei)
+    model(x, ei)
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="integer node ids"):
+        model(x, ei.float())
+    with pytest.raises(IndexError, match="source id 4"):
+        model(x, torch.tensor([[0, 1, 2, 4], [1, 2, 3, 0]]))
+    with pytest.raises(ValueError, match=r"\[2, E\]"):
+        model(x, ei.t().contiguous()[:, :1].view(-1))

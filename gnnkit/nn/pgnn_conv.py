@@ -140,11 +140,16 @@ class PGNN(torch.nn.Module):
 
     def scores(self, edge_index: Tensor, num_nodes: int) -> Tensor:
         """The cached ``[N, N]`` distance scores of this graph (computed on first use).  Keyed on the edges'
-        bytes (an O(E) hash per call, against the table's O(N^2)): any other graph, or an edit in place,
-        recomputes; one graph is kept at a time (the table is N^2)."""
+        dtype and bytes (an O(E) hash per call, against the table's O(N^2)): any other graph, or an edit in
+        place, recomputes; one graph is kept at a time (the table is N^2).  ``edge_index`` is validated when
+        its scores are computed (a hit is the same tensor contents, validated then)."""
+        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2:
+            validate_edge_index(edge_index, num_nodes, num_nodes)  # raises the named error
         ei = edge_index.detach().to("cpu", torch.long).contiguous()
-        key = (num_nodes, self.q, tuple(ei.shape), hashlib.sha1(ei.numpy().tobytes()).hexdigest())
+        key = (num_nodes, self.q, str(edge_index.dtype), tuple(ei.shape),
+               hashlib.sha1(ei.numpy().tobytes()).hexdigest())
         if key not in self._scores:
+            validate_edge_index(edge_index, num_nodes, num_nodes)
             self._scores = {key: shortest_path_scores(edge_index, num_nodes, self.q)}  # one graph at a time
         return self._scores[key]
 
@@ -159,7 +164,6 @@ class PGNN(torch.nn.Module):
         n = x.size(0)
         if n == 0:
             raise ValueError("PGNN: x has no nodes; anchor sets and distances need at least one node")
-        validate_edge_index(edge_index, n, n)
         dist_max, dist_argmax = closest_anchors(self.scores(edge_index, n), self.anchor_sets(n))
         h = self.lin_in(x)
         pos = h
