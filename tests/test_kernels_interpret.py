@@ -562,6 +562,35 @@ def test_graph_attention_backward_launcher(B, H, N, D, adjacency, with_bias):
         assert bool((t.masked_select(pad.expand_as(t)) == 0).all())
 
 
+def test_graph_attention_kernels_take_strided_inputs_and_clamp_counts():
+    """q, k, v as a transposed view ([B, N, H, D] -> [B, H, N, D]) give the contiguous inputs' output and
+    gradients (the outputs are written contiguous, so they must be allocated so); a node count above N reads as
+    N, as the reference does, never past the graph's rows.  The public function names such a count."""
+    from gnnkit.kernels import graph_attention as kga
+    from gnnkit.ops import graph_attention
+    from gnnkit.ops.reference import graph_attention_ref
+    g = torch.Generator().manual_seed(5)
+    B, H, N, D = 2, 3, 6, 5
+    q, k, v = (torch.randn(B, N, H, D, generator=g).transpose(1, 2) for _ in range(3))
+    n = torch.tensor([6, 4])
+    dist = torch.randint(0, 4, (B, N, N), generator=g)
+    bias = torch.randn(H, 4, generator=g)
+    out, lse = kga.graph_attention_fwd(q, k, v, n, dist, bias, False, 0.3, True)
+    ref_in = [t.contiguous().requires_grad_() for t in (q, k, v)]
+    ref = graph_attention_ref(*ref_in, n, dist, bias, False, 0.3)
+    close(out, ref.detach(), torch.float32)
+    go = torch.randn(B, N, H, D, generator=g).transpose(1, 2)
+    got = kga.graph_attention_bwd(q, k, v, n, dist, bias, False, 0.3, out, lse, go)
+    for a, b in zip(got[:3], torch.autograd.grad(ref, ref_in, go)):
+        close(a, b, torch.float32)
+    big = torch.tensor([9, 4])  # 9 > N = 6: the reference reads 6
+    close(kga.graph_attention_fwd(q, k, v, big, dist, bias, False, 0.3), graph_attention_ref(q, k, v, big, dist, bias,
+                                                                                             False, 0.3),
+          torch.float32)
+    with pytest.raises(ValueError, match=r"num_nodes must lie in \[0, N=6\]"):
+        graph_attention(q, k, v, big, dist, bias)
+
+
 def test_public_graph_attention_dispatches_to_the_kernel_with_gradients(monkeypatch):
     from gnnkit.ops import batch_distances, graph_attention
     from gnnkit.ops.reference import graph_attention_ref

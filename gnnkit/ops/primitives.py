@@ -307,7 +307,7 @@ def graph_attention_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist:
 
 @graph_attention_op.register_fake
 def _(q, k, v, num_nodes, dist, bias, adjacency, scale):
-    return torch.empty_like(q)
+    return q.new_empty(q.shape)
 
 
 @torch.library.custom_op("gnnkit::graph_attention_fused", mutates_args=())
@@ -321,7 +321,7 @@ def graph_attention_fused_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor,
 
 @graph_attention_fused_op.register_fake
 def _(q, k, v, num_nodes, dist, bias, adjacency, scale):
-    return torch.empty_like(q), q.new_empty(q.shape[:3], dtype=torch.float32)
+    return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=torch.float32)
 
 
 @torch.library.custom_op("gnnkit::graph_attention_fused_bwd", mutates_args=())
@@ -339,4 +339,4 @@ def graph_attention_fused_bwd_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Ten
 @graph_attention_fused_bwd_op.register_fake
 def _(q, k, v, num_nodes, dist, bias, adjacency, scale, out, lse, grad_out):
     db = q.new_empty(0, dtype=torch.float32) if bias is None else bias.new_empty(bias.shape, dtype=torch.float32)
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), db
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), db

@@ -86,6 +86,9 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Op
     B, H, N, D = q.shape
     if num_nodes.shape != (B,):
         raise ValueError(f"graph_attention: num_nodes must be [B={B}], got {list(num_nodes.shape)}")
+    if B and (int(num_nodes.min()) < 0 or int(num_nodes.max()) > N):
+        raise ValueError(f"graph_attention: num_nodes must lie in [0, N={N}] (N: the padded size of q, k, v), got "
+                         f"values from {int(num_nodes.min())} to {int(num_nodes.max())}")
     if (bias is not None or adjacency) and (dist is None or dist.shape != (B, N, N)):
         raise ValueError(f"graph_attention: a bias or the adjacency mask needs dist [B, N, N] = {[B, N, N]}")
     if bias is not None and (bias.dim() != 2 or bias.size(0) != H):
