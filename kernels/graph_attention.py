@@ -120,6 +120,21 @@ def graph_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_n
 
 
 @triton.jit
+def _rows(ptr, base, offs, ok, offs_d, d_ok, D):
+    """Rows ``offs`` of one (graph, head) ``[N, D]`` slice as fp32 (masked rows and columns 0)."""
+    return tl.load(ptr + base + offs[:, None] * D + offs_d[None, :], mask=ok[:, None] & d_ok[None, :],
+                   other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _row_stats(lse_ptr, delta_ptr, bh, N, offs_m, m_ok):
+    """Each query row's log-sum-exp (+inf past the graph) and rowsum(dO * O)."""
+    lse = tl.load(lse_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=float("inf"))
+    delta = tl.load(delta_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
+    return lse, delta
+
+
+@triton.jit
 def _tile(q, k_ptr_t, b, h, n_b, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB, scale,
           HAS_BIAS: tl.constexpr, ADJ: tl.constexpr):
     """Scores, the allowed mask and the distance buckets of one [BLOCK_M, BLOCK_N] tile (as the forward)."""
@@ -154,8 +169,8 @@ def _graph_attention_bwd_kv_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_pt
     n_ok = offs_n < n_b
     d_ok = offs_d < D
     kv_mask = n_ok[:, None] & d_ok[None, :]
-    k = tl.load(k_ptr + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
-    v = tl.load(v_ptr + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
+    k = _rows(k_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
+    v = _rows(v_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
     dk = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     buckets = tl.arange(0, BLOCK_NB)
@@ -163,11 +178,9 @@ def _graph_attention_bwd_kv_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_pt
     for start in range(0, N, BLOCK_M):
         offs_m = start + tl.arange(0, BLOCK_M)
         m_ok = offs_m < n_b
-        q_mask = m_ok[:, None] & d_ok[None, :]
-        q = tl.load(q_ptr + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0).to(tl.float32)
-        do = tl.load(do_ptr + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0).to(tl.float32)
-        lse = tl.load(lse_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=float("inf"))
-        delta = tl.load(delta_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
+        q = _rows(q_ptr, base, offs_m, m_ok, offs_d, d_ok, D)
+        do = _rows(do_ptr, base, offs_m, m_ok, offs_d, d_ok, D)
+        lse, delta = _row_stats(lse_ptr, delta_ptr, bh, N, offs_m, m_ok)
         s, allowed, dist = _tile(q, tl.trans(k), b, h, n_b, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
                                  scale, HAS_BIAS, ADJ)
         p = tl.where(allowed, tl.exp(s - lse[:, None]), 0.0)
@@ -200,18 +213,15 @@ def _graph_attention_bwd_q_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr
     base = bh.to(tl.int64) * N * D
     m_ok = offs_m < n_b
     d_ok = offs_d < D
-    q_mask = m_ok[:, None] & d_ok[None, :]
-    q = tl.load(q_ptr + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0).to(tl.float32)
-    do = tl.load(do_ptr + base + offs_m[:, None] * D + offs_d[None, :], mask=q_mask, other=0.0).to(tl.float32)
-    lse = tl.load(lse_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=float("inf"))
-    delta = tl.load(delta_ptr + bh.to(tl.int64) * N + offs_m, mask=m_ok, other=0.0)
+    q = _rows(q_ptr, base, offs_m, m_ok, offs_d, d_ok, D)
+    do = _rows(do_ptr, base, offs_m, m_ok, offs_d, d_ok, D)
+    lse, delta = _row_stats(lse_ptr, delta_ptr, bh, N, offs_m, m_ok)
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for start in range(0, N, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         n_ok = offs_n < n_b
-        kv_mask = n_ok[:, None] & d_ok[None, :]
-        k = tl.load(k_ptr + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
-        v = tl.load(v_ptr + base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0).to(tl.float32)
+        k = _rows(k_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
+        v = _rows(v_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
         s, allowed, dist = _tile(q, tl.trans(k), b, h, n_b, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
                                  scale, HAS_BIAS, ADJ)
         p = tl.where(allowed, tl.exp(s - lse[:, None]), 0.0)
