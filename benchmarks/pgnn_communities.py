@@ -10,7 +10,10 @@ positive), dot-product decoder, binary cross-entropy, test ROC AUC at the best v
   python benchmarks/pgnn_communities.py --seeds 3 --epochs 200                 # communities
   python benchmarks/pgnn_communities.py --graph grid --seeds 3 --epochs 200
 
-Writes benchmarks/results/pgnn_<graph>.json.
+``--features identity`` gives every node a one-hot identity feature instead of the constant: the paper's
+"-T" settings (Grid-T, Communities-T; the authors' code uses ``np.identity(n)`` unless ``--rm_feature``).
+
+Writes benchmarks/results/pgnn_<graph>[_T][_q..][_c..][_e..].json.
 """
 from __future__ import annotations
 
@@ -59,17 +62,21 @@ TASKS = {"communities": "link prediction, connected caveman 20x20, 1% rewired, n
 
 
 class Encoder(torch.nn.Module):
-    def __init__(self, kind: str, q: int = 2, copies: float = 0.5):
+    def __init__(self, kind: str, q: int = 2, copies: float = 0.5, in_dim: int = 1):
         super().__init__()
         self.kind = kind
-        self.net = gnn.GCN(1, 32, 2, 32) if kind == "gcn" else gnn.PGNN(1, 32, num_layers=2, q=q, copies=copies)
+        self.net = gnn.GCN(in_dim, 32, 2, 32) if kind == "gcn" else \
+            gnn.PGNN(in_dim, 32, num_layers=2, q=q, copies=copies)
 
     def forward(self, x, ei):
         return self.net(x, ei)
 
 
-def run(kind: str, seed: int, epochs: int, graph: str = "communities", q: int = 2, copies: float = 0.5) -> float:
+def run(kind: str, seed: int, epochs: int, graph: str = "communities", q: int = 2, copies: float = 0.5,
+        features: str = "constant", lr_drop: int = 0) -> float:
     data = GRAPHS[graph](seed)
+    if features == "identity":
+        data.x = torch.eye(data.num_nodes)
     torch.manual_seed(seed)
     tr, va, te = TransductiveLinkSplit(num_val=0.1, num_test=0.1, is_undirected=True, seed=seed)(data)
     if kind == "degree":  # no learning: held-out edges are missing from the message graph, so their endpoints
@@ -77,8 +84,10 @@ def run(kind: str, seed: int, epochs: int, graph: str = "communities", q: int = 
         deg = torch.bincount(te.edge_index[1], minlength=data.num_nodes).float()
         u, v = te.edge_label_index
         return roc_auc_score(te.edge_label.numpy(), (-(deg[u] + deg[v])).numpy())
-    model = Encoder(kind, q, copies)
+    model = Encoder(kind, q, copies, data.x.size(1))
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    # the authors' schedule (JiaxuanYou/P-GNN main.py): lr / 10 at epoch 200; 0 = constant lr
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [lr_drop] if lr_drop > 0 else [], 0.1)
 
     def scores(split):
         z = model(split.x, split.edge_index)
@@ -96,6 +105,7 @@ def run(kind: str, seed: int, epochs: int, graph: str = "communities", q: int = 
             F.binary_cross_entropy_with_logits(s_neg, torch.zeros_like(s_neg))
         loss.backward()
         opt.step()
+        sched.step()
         model.eval()
         with torch.no_grad():
             val = roc_auc_score(va.edge_label.numpy(), scores(va).numpy())
@@ -113,6 +123,11 @@ def main() -> None:
                    help="P-GNN's distance cap in hops (2: the paper's fast P-GNN-F; the diameter: exact, P-GNN-E)")
     p.add_argument("--copies", type=float, default=0.5,
                    help="P-GNN anchor sets per size as a fraction of log2 n (the authors' code: 1.0, 64 sets here)")
+    p.add_argument("--features", choices=["constant", "identity"], default="constant",
+                   help="node features: constant (the paper's Grid / Communities) or one-hot identity (Grid-T / "
+                        "Communities-T)")
+    p.add_argument("--lr-drop", type=int, default=0,
+                   help="divide the learning rate by 10 at this epoch (the authors': 200; default 0: constant)")
     p.add_argument("--models", default="degree,gcn,pgnn",
                    help="comma-separated: degree (an untrained control, see run()), gcn, pgnn")
     args = p.parse_args()
@@ -123,15 +138,19 @@ def main() -> None:
         p.error(f"--models: choose from degree, gcn, pgnn, got {args.models!r}")
     res = {}
     for kind in models:
-        aucs = [run(kind, s, args.epochs, args.graph, args.q, args.copies) for s in range(args.seeds)]
+        aucs = [run(kind, s, args.epochs, args.graph, args.q, args.copies, args.features, args.lr_drop)
+                for s in range(args.seeds)]
         res[kind] = {"test_auc": aucs, "mean": statistics.mean(aucs),
                      "std": statistics.stdev(aucs) if len(aucs) > 1 else 0.0}
         print(f"{kind:<5} test ROC AUC {res[kind]['mean']:.4f} ± {res[kind]['std']:.4f}", flush=True)
-    tag = "".join([f"_q{args.q}" if args.q != 2 else "", f"_c{args.copies:g}" if args.copies != 0.5 else "",
-                   f"_e{args.epochs}" if args.epochs != 200 else ""])
+    tag = "".join(["_T" if args.features == "identity" else "", f"_q{args.q}" if args.q != 2 else "",
+                   f"_c{args.copies:g}" if args.copies != 0.5 else "",
+                   f"_e{args.epochs}" if args.epochs != 200 else "", f"_drop{args.lr_drop}" if args.lr_drop else ""])
     path = RESULTS / f"pgnn_{args.graph}{tag}.json"
-    write_json_atomic({"task": TASKS[args.graph], "graph": args.graph, "q": args.q, "copies": args.copies,
-                       "epochs": args.epochs, "seeds": args.seeds, "results": res}, path)
+    task = TASKS[args.graph].replace("no features", "one-hot identity features") if args.features == "identity" \
+        else TASKS[args.graph]
+    write_json_atomic({"task": task, "graph": args.graph, "features": args.features, "q": args.q, "copies": args.copies,
+                       "epochs": args.epochs, "lr_drop": args.lr_drop, "seeds": args.seeds, "results": res}, path)
     print(f"written {path}")
 
 
