@@ -66,3 +66,18 @@ def test_idgnn_paper_task_data_and_a_short_run(tmp_path, monkeypatch):
     res = json.loads(out.read_text())
     assert res["arch"] == "gym" and set(res["results"]) == {"gcn", "idgnn-fast", "idgnn"}
     assert all(len(r["test_acc"]) == 2 and all(0 <= a <= 1 for a in r["test_acc"]) for r in res["results"].values())
+
+
+def test_pgnn_benchmark_identity_features_and_lr_drop_at_toy_scale(tmp_path, monkeypatch):
+    """benchmarks/pgnn_communities.py: the -T settings (one-hot identity features) and the authors' learning-rate
+    drop run, and the JSON names both in its file name and content."""
+    import json
+    import sys
+    pc = load_benchmark("pgnn_communities")
+    monkeypatch.setattr(pc, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pgnn_communities.py", "--graph", "grid", "--features", "identity", "--q", "3",
+                                      "--epochs", "3", "--seeds", "1", "--lr-drop", "2", "--models", "gcn,pgnn"])
+    pc.main()
+    res = json.loads((tmp_path / "pgnn_grid_T_q3_e3_drop2.json").read_text())
+    assert res["features"] == "identity" and res["lr_drop"] == 2 and "identity" in res["task"]
+    assert all(0.0 <= r["mean"] <= 1.0 for r in res["results"].values())
