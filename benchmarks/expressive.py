@@ -222,6 +222,11 @@ def main() -> None:
                         "GraphGym body and mini-batches of 32 graphs (default for the clustering tasks)")
     p.add_argument("--out", default=None, help="JSON (default benchmarks/results/expressive_<task>.json)")
     args = p.parse_args()
+    if args.epochs < 1 or args.seeds < 1 or args.hidden < 1 or (args.graphs is not None and args.graphs < 2):
+        p.error("--epochs, --seeds and --hidden must be >= 1 and --graphs >= 2 (80/20 split of the graphs)")
+    models = args.models.split(",")
+    if not models or set(models) - {"gcn", "idgnn-fast", "idgnn"}:
+        p.error(f"--models: choose from gcn, idgnn-fast, idgnn; got {args.models!r}")
     clustering = args.task != "triangles"
     gym = (args.arch or ("gym" if clustering else "plain")) == "gym"
     num = args.graphs or (100 if clustering else 200)
@@ -234,7 +239,7 @@ def main() -> None:
         return make_graphs(num, s), 4
     res = {}
     t0 = time.perf_counter()
-    for name in args.models.split(","):
+    for name in models:
         accs = []
         for s in range(args.seeds):
             graphs, classes = data(s)

@@ -133,6 +133,8 @@ def main() -> None:
     args = p.parse_args()
     if args.seeds < 1 or args.epochs < 1 or args.q < 1:
         p.error("--seeds, --epochs and --q must be >= 1")
+    if args.lr_drop < 0:
+        p.error(f"--lr-drop must be an epoch >= 1, or 0 for a constant learning rate; got {args.lr_drop}")
     models = [m for m in args.models.split(",") if m]
     if not models or set(models) - {"degree", "gcn", "pgnn"}:
         p.error(f"--models: choose from degree, gcn, pgnn, got {args.models!r}")

@@ -47,9 +47,14 @@ class DatasetIntegrityError(ValueError):
 _VERIFIED: Dict[tuple, str] = {}
 
 
-def _sha256(path: Path) -> str:
+def _file_key(path: Path) -> tuple:
+    """``(path, size, mtime_ns)``: a file unchanged since a check has the same key."""
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+def _sha256(path: Path) -> str:
+    key = _file_key(path)
     if key not in _VERIFIED:
         _VERIFIED[key] = sha256_file(path)
     return _VERIFIED[key]
@@ -305,7 +310,7 @@ def _check_consistent(spec: DatasetSpec, ds: Any, folder: Path) -> None:
         import pickle
         low = spec.name.lower()
         index, tx = folder / "raw" / f"ind.{low}.test.index", folder / "raw" / f"ind.{low}.tx"
-        key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (index, tx))
+        key = (_file_key(index), _file_key(tx))
         if key in _VERIFIED:  # these two raw files were checked by this process already, unchanged since
             return
         lines = sum(1 for line in index.read_text().splitlines() if line.strip())

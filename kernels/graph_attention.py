@@ -37,33 +37,24 @@ def _graph_attention_fwd_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, 
     base = bh.to(tl.int64) * N * D
     m_ok = offs_m < N
     d_ok = offs_d < D
-    q = tl.load(q_ptr + base + offs_m[:, None] * D + offs_d[None, :], mask=m_ok[:, None] & d_ok[None, :],
-                other=0.0).to(tl.float32)
+    q_ok = offs_m < n_b  # query rows of the graph (padding rows stay 0)
+    q = _rows(q_ptr, base, offs_m, q_ok, offs_d, d_ok, D)
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for start in range(0, N, BLOCK_N):
         offs_n = start + tl.arange(0, BLOCK_N)
         n_ok = offs_n < n_b
-        kt = tl.load(k_ptr + base + offs_n[None, :] * D + offs_d[:, None], mask=n_ok[None, :] & d_ok[:, None],
-                     other=0.0).to(tl.float32)
-        s = tl.dot(q, kt) * scale
-        allowed = (offs_m[:, None] < n_b) & n_ok[None, :]
-        if HAS_BIAS or ADJ:
-            dist = tl.load(dist_ptr + b.to(tl.int64) * N * N + offs_m[:, None] * N + offs_n[None, :],
-                           mask=allowed, other=0)
-            if HAS_BIAS:
-                s += tl.load(bias_ptr + h * NB + dist, mask=allowed, other=0.0).to(tl.float32)
-            if ADJ:
-                allowed = allowed & (dist <= 1)
+        k = _rows(k_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
+        s, allowed, _ = _tile(q, tl.trans(k), b, h, offs_m, offs_n, q_ok, n_ok, dist_ptr, bias_ptr, N, NB, scale,
+                              HAS_BIAS, ADJ)
         s = tl.where(allowed, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         p = tl.exp(s - m_safe[:, None])
         alpha = tl.exp(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptr + base + offs_n[:, None] * D + offs_d[None, :], mask=n_ok[:, None] & d_ok[None, :],
-                    other=0.0).to(tl.float32)
+        v = _rows(v_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
         acc = acc * alpha[:, None] + tl.dot(p, v)
         m_i = m_new
     out = tl.where(l_i[:, None] > 0, acc / tl.where(l_i > 0, l_i, 1.0)[:, None], 0.0)
@@ -135,10 +126,11 @@ def _row_stats(lse_ptr, delta_ptr, bh, N, offs_m, m_ok):
 
 
 @triton.jit
-def _tile(q, k_ptr_t, b, h, n_b, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB, scale,
+def _tile(q, kt, b, h, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB, scale,
           HAS_BIAS: tl.constexpr, ADJ: tl.constexpr):
-    """Scores, the allowed mask and the distance buckets of one [BLOCK_M, BLOCK_N] tile (as the forward)."""
-    s = tl.dot(q, k_ptr_t) * scale
+    """Scores, the allowed mask and the distance buckets of one [BLOCK_M, BLOCK_N] tile (``kt``: the keys
+    transposed), the one definition the forward and both backward kernels share."""
+    s = tl.dot(q, kt) * scale
     allowed = m_ok[:, None] & n_ok[None, :]
     dist = tl.zeros(s.shape, tl.int32)
     if HAS_BIAS or ADJ:
@@ -181,7 +173,7 @@ def _graph_attention_bwd_kv_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_pt
         q = _rows(q_ptr, base, offs_m, m_ok, offs_d, d_ok, D)
         do = _rows(do_ptr, base, offs_m, m_ok, offs_d, d_ok, D)
         lse, delta = _row_stats(lse_ptr, delta_ptr, bh, N, offs_m, m_ok)
-        s, allowed, dist = _tile(q, tl.trans(k), b, h, n_b, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
+        s, allowed, dist = _tile(q, tl.trans(k), b, h, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
                                  scale, HAS_BIAS, ADJ)
         p = tl.where(allowed, tl.exp(s - lse[:, None]), 0.0)
         dv += tl.dot(tl.trans(p), do)
@@ -222,7 +214,7 @@ def _graph_attention_bwd_q_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr
         n_ok = offs_n < n_b
         k = _rows(k_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
         v = _rows(v_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
-        s, allowed, dist = _tile(q, tl.trans(k), b, h, n_b, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
+        s, allowed, dist = _tile(q, tl.trans(k), b, h, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
                                  scale, HAS_BIAS, ADJ)
         p = tl.where(allowed, tl.exp(s - lse[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(v))

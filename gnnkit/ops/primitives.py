@@ -229,15 +229,15 @@ def _(g, rowptr, row, col, rowptr_t, perm_t, num_src, need_src, need_dst):
 # ---------------------------------------------------------------------- segment reduction
 @torch.library.custom_op("gnnkit::segment_reduce", mutates_args=())
 def segment_op(rowptr: Tensor, values: Tensor, reduce: str, plan: Optional[Tensor] = None,
-               plan_meta: Optional[List[int]] = None) -> Tensor:
+               plan_meta: Optional[List[int]] = None, row: Optional[Tensor] = None) -> Tensor:
     if use_triton("segment", values):
         from gnnkit.kernels import segment as kernels
         return kernels.segment_reduce_fwd(rowptr, values, reduce, sched=_schedule(rowptr, plan, plan_meta))
-    return segment_reduce_ref(rowptr, values, reduce)
+    return segment_reduce_ref(rowptr, values, reduce, row)
 
 
 @segment_op.register_fake
-def _(rowptr, values, reduce, plan=None, plan_meta=None):
+def _(rowptr, values, reduce, plan=None, plan_meta=None, row=None):
     return values.new_empty((rowptr.shape[0] - 1,) + tuple(values.shape[1:]))
 
 

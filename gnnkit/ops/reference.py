@@ -50,19 +50,15 @@ def node_sums_ref(g: Tensor, rowptr: Tensor, row: Tensor, col: Tensor, rowptr_t:
     ``index_add_`` in slot order: for the sources that is the order of their transposed-CSR segments (the
     transpose sorts by source stably), so no gather into that order is needed; elsewhere segment sums over
     the CSR and over the transposed CSR (``rowptr_t``, ``perm_t``), no atomics."""
-    rest = tuple(g.shape[1:])
-    num_dst = rowptr.numel() - 1
-    g_src = g.new_zeros((num_src if need_src else 0,) + rest)
-    g_dst = g.new_zeros((num_dst if need_dst else 0,) + rest)
-    if g.size(0) == 0:
-        return g_src, g_dst
+    zeros = lambda n: g.new_zeros((n,) + tuple(g.shape[1:]))
+    g_src, g_dst = zeros(0), zeros(0)
     if need_src:
-        if g.device.type == "cpu":
-            g_src.index_add_(0, col, g)
+        if g.device.type == "cpu" or g.size(0) == 0:
+            g_src = zeros(num_src).index_add_(0, col, g)
         else:
             g_src = segment_sum(rowptr_t, g.index_select(0, perm_t))
     if need_dst:
-        g_dst = segment_sum(rowptr, g, row)
+        g_dst = zeros(rowptr.numel() - 1) if g.size(0) == 0 else segment_sum(rowptr, g, row)
     return g_src, g_dst
 
 
@@ -190,12 +186,13 @@ def segment_softmax_bwd_ref(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor
 
 
 # ---------------------------------------------------------------------- segment reduction
-def segment_reduce_ref(rowptr: Tensor, values: Tensor, reduce: str) -> Tensor:
-    """Reference with ``torch.segment_reduce`` (a sum: :func:`segment_sum`); empty segments give 0."""
+def segment_reduce_ref(rowptr: Tensor, values: Tensor, reduce: str, row: Optional[Tensor] = None) -> Tensor:
+    """Reference with ``torch.segment_reduce`` (a sum: :func:`segment_sum`, with the slots' ``row`` when
+    given); empty segments give 0."""
     dtype = values.dtype
     v = values.float() if dtype in LOW else values
     if reduce == "sum":
-        return segment_sum(rowptr, v).to(dtype)
+        return segment_sum(rowptr, v, row).to(dtype)
     out = torch.segment_reduce(v, reduce, offsets=rowptr, axis=0)
     empty = (rowptr[1:] == rowptr[:-1]).view(-1, *([1] * (v.dim() - 1)))
     return out.masked_fill(empty, 0.0).to(dtype)
@@ -212,7 +209,7 @@ def segment_reduce_bwd_ref(rowptr: Tensor, values: Tensor, grad_out: Tensor, red
         g = g / deg.clamp(min=1).to(g.dtype).view(-1, *([1] * (g.dim() - 1)))
         return g.index_select(0, row).to(values.dtype)
     v = values.to(g.dtype)
-    return route_to_first_extremum(v, segment_reduce_ref(rowptr, v, reduce), row, g).to(values.dtype)
+    return route_to_first_extremum(v, segment_reduce_ref(rowptr, v, reduce, row), row, g).to(values.dtype)
 
 
 # ---------------------------------------------------------------------- dense per-graph attention

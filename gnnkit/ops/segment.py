@@ -30,7 +30,7 @@ class SegmentReduceFunction(torch.autograd.Function):
         ctx.save_for_backward(values if reduce in ("max", "min") else values[:0])
         ctx.shape = values.shape
         ctx.plan = kernel_plan(graph, "segment", values)
-        return segment_op(graph.rowptr, values, reduce, *ctx.plan)
+        return segment_op(graph.rowptr, values, reduce, *ctx.plan, row=graph.row)
 
     @staticmethod
     @first_order_only
