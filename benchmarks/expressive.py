@@ -232,11 +232,11 @@ def main() -> None:
     num = args.graphs or (100 if clustering else 200)
     out = args.out or str(RESULTS / f"expressive_{args.task.replace('-', '_')}.json")
 
+    # clustering: one graph set (seed 0, as the paper's fixed dataset), built once, a split per seed
+    fixed = make_clustering_graphs(args.task.split("-")[1], num, 0) if clustering else None
+
     def data(s):
-        if clustering:  # one graph set (seed 0, as the paper's fixed dataset), a split per seed
-            graphs, classes = make_clustering_graphs(args.task.split("-")[1], num, 0)
-            return split(graphs, s), classes
-        return make_graphs(num, s), 4
+        return (split(fixed[0], s), fixed[1]) if clustering else (make_graphs(num, s), 4)
     res = {}
     t0 = time.perf_counter()
     for name in models:
