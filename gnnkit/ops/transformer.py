@@ -86,15 +86,22 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Op
     B, H, N, D = q.shape
     if num_nodes.shape != (B,):
         raise ValueError(f"graph_attention: num_nodes must be [B={B}], got {list(num_nodes.shape)}")
-    if B and (int(num_nodes.min()) < 0 or int(num_nodes.max()) > N):
-        raise ValueError(f"graph_attention: num_nodes must lie in [0, N={N}] (N: the padded size of q, k, v), got "
-                         f"values from {int(num_nodes.min())} to {int(num_nodes.max())}")
     if (bias is not None or adjacency) and (dist is None or dist.shape != (B, N, N)):
         raise ValueError(f"graph_attention: a bias or the adjacency mask needs dist [B, N, N] = {[B, N, N]}")
     if bias is not None and (bias.dim() != 2 or bias.size(0) != H):
         raise ValueError(f"graph_attention: bias must be [H={H}, buckets], got {list(bias.shape)}")
-    if dist is not None and bias is not None and dist.numel() and int(dist.max()) >= bias.size(1):
-        raise ValueError(f"graph_attention: dist has bucket {int(dist.max())} but bias has {bias.size(1)} buckets")
+    # the value checks read the device once (one host sync per call)
+    stats = {}
+    if B:
+        stats["lo"], stats["hi"] = num_nodes.min(), num_nodes.max()
+    if dist is not None and bias is not None and dist.numel():
+        stats["bucket"] = dist.max().to(num_nodes.device)
+    got = dict(zip(stats, torch.stack([t.long() for t in stats.values()]).tolist())) if stats else {}
+    if B and (got["lo"] < 0 or got["hi"] > N):
+        raise ValueError(f"graph_attention: num_nodes must lie in [0, N={N}] (N: the padded size of q, k, v), got "
+                         f"values from {got['lo']} to {got['hi']}")
+    if got.get("bucket", -1) >= (bias.size(1) if bias is not None else 0):
+        raise ValueError(f"graph_attention: dist has bucket {got['bucket']} but bias has {bias.size(1)} buckets")
     scale = 1.0 / math.sqrt(max(D, 1)) if scale is None else float(scale)
     return GraphAttentionFunction.apply(q, k, v, num_nodes.to(q.device), dist, bias, bool(adjacency), scale)
 
