@@ -81,3 +81,16 @@ def test_pgnn_benchmark_identity_features_and_lr_drop_at_toy_scale(tmp_path, mon
     res = json.loads((tmp_path / "pgnn_grid_T_q3_e3_drop2.json").read_text())
     assert res["features"] == "identity" and res["lr_drop"] == 2 and "identity" in res["task"]
     assert all(0.0 <= r["mean"] <= 1.0 for r in res["results"].values())
+
+
+def test_layers_report_tables_match_the_committed_results():
+    """docs/layers/benchmarks.md's generated tables are what benchmarks/layers_report.py writes from the
+    committed JSON files (the prose around them is kept), and a missing marker is a named error."""
+    import pytest
+    lr = load_benchmark("layers_report")
+    text = lr.OUT.read_text()
+    assert lr.render(text) == text, "run `python benchmarks/layers_report.py` after changing benchmarks/results"
+    for name in lr.SECTIONS:
+        _, end = lr._markers(name)
+        with pytest.raises(ValueError, match=name):
+            lr.render(text.replace(end, ""))
