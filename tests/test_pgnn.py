@@ -41,15 +41,25 @@ def test_closest_anchors_brute_force(n, seed):
             assert s[v, arg[v, i]] == best[v, i] and int(arg[v, i]) in a.tolist()
 
 
-def test_layer_matches_a_loop_reference():
+@pytest.mark.parametrize("distance_map", [True, False])
+def test_layer_matches_a_loop_reference(distance_map):
     torch.manual_seed(0)
     n, k, f = 6, 4, 3
     x, dmax = torch.randn(n, f), torch.rand(n, k)
+    dmax[0, 1] = 0.0  # an anchor set beyond q hops: the learned map still sends its bias term
     darg = torch.randint(0, n, (n, k))
-    conv = PGNNConv(f, 5)
+    conv = PGNNConv(f, 5, distance_map=distance_map)
+
+    def weight(s):  # the authors' Nonlinear(1, out, 1): Linear, ReLU, Linear on the scalar score
+        if not distance_map:
+            return s
+        lin1, lin2 = conv.distance_map[0], conv.distance_map[2]
+        return (lin2.weight @ torch.relu(lin1.weight[:, 0] * s + lin1.bias) + lin2.bias)[0]
+
     pos, struct = conv(x, dmax, darg)
     for v in range(n):
-        msgs = [torch.relu(conv.lin_hidden(torch.cat([x[darg[v, i]] * dmax[v, i], x[v]]))) for i in range(k)]
+        msgs = [torch.relu(conv.lin_hidden(torch.cat([x[darg[v, i]] * weight(dmax[v, i]), x[v]])))
+                for i in range(k)]
         torch.testing.assert_close(struct[v], torch.stack(msgs).mean(0))
         torch.testing.assert_close(pos[v], torch.stack([conv.lin_position(m)[0] for m in msgs]))
 

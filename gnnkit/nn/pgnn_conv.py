@@ -11,9 +11,11 @@ closest anchor:
     s(v, u) = \\frac{1}{d_{sp}(v, u) + 1} \\; (0 \\text{ beyond } q \\text{ hops}), \\qquad
     \\mathbf{M}_{v,i} = \\sigma\\big(\\mathbf{W}\\,[\\, s(v,u)\\,\\mathbf{h}_u \\,\\Vert\\, \\mathbf{h}_v \\,]\\big)
 
-and the layer returns the position-aware :math:`\\mathbf{z}_v = (\\mathbf{w}^\\top \\mathbf{M}_{v,i})_{i=1..k}`
-and the structure-aware :math:`\\mathbf{h}'_v = \\frac{1}{k}\\sum_i \\mathbf{M}_{v,i}` that feeds the next layer
-(the authors' implementation: one anchor per set, the closest).  Distances are computed once per graph
+(the authors' code, and gnnkit by default, first pass :math:`s` through a small learned map, see
+:class:`PGNNConv`), and the layer returns the position-aware
+:math:`\\mathbf{z}_v = (\\mathbf{w}^\\top \\mathbf{M}_{v,i})_{i=1..k}`
+and the structure-aware :math:`\\mathbf{h}'_v = \\frac{1}{k}\\sum_i \\mathbf{M}_{v,i}` that feeds the next
+layer (the authors' implementation: one anchor per set, the closest).  Distances are computed once per graph
 (breadth-first, capped at ``q`` hops, SciPy) and cached.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Linear, ModuleList
+from torch.nn import Linear, ModuleList, ReLU, Sequential
 
 from gnnkit.ops import validate_edge_index
 
@@ -83,32 +85,43 @@ def closest_anchors(score: Tensor, sets: List[Tensor]) -> Tuple[Tensor, Tensor]:
 class PGNNConv(torch.nn.Module):
     """One P-GNN layer (see the module doc).
 
+    ``distance_map=True`` (the authors' ``dist_trainable``, their default) passes each score through a learned
+    map :math:`\\phi(s) = \\mathbf{w}_2^\\top \\mathrm{ReLU}(\\mathbf{w}_1 s + \\mathbf{b}_1) + b_2` (hidden width
+    ``out_channels``) before it weights the anchor's features, so the layer learns how fast position decays
+    with distance (and what "beyond q hops", score 0, means); ``False`` uses :math:`s` as it is.
+
     ``forward(x, dist_max, dist_argmax)`` -> ``(position [N, k], structure [N, out_channels])`` with
     ``dist_max`` / ``dist_argmax`` from :func:`closest_anchors`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, distance_map: bool = True):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
+        self.distance_map = Sequential(Linear(1, out_channels), ReLU(), Linear(out_channels, 1)) \
+            if distance_map else None
         self.lin_hidden = Linear(2 * in_channels, out_channels)
         self.lin_position = Linear(out_channels, 1)
 
     def reset_parameters(self) -> None:
-        self.lin_hidden.reset_parameters()
-        self.lin_position.reset_parameters()
+        for m in ([] if self.distance_map is None else [self.distance_map[0], self.distance_map[2]]) + \
+                [self.lin_hidden, self.lin_position]:
+            m.reset_parameters()
 
     def forward(self, x: Tensor, dist_max: Tensor, dist_argmax: Tensor) -> Tuple[Tensor, Tensor]:
         n, k = dist_argmax.shape
         if x.dim() != 2 or x.size(0) != n or x.size(1) != self.in_channels:
             raise ValueError(f"PGNNConv: x must be [N={n}, in_channels={self.in_channels}], got {list(x.shape)}")
+        weight = dist_max.to(x.device, x.dtype).unsqueeze(-1)  # [N, k, 1]
+        if self.distance_map is not None:
+            weight = self.distance_map(weight)
         anchors = x.index_select(0, dist_argmax.reshape(-1).to(x.device)).view(n, k, -1)
-        msg = anchors * dist_max.to(x.device, x.dtype).unsqueeze(-1)
-        msg = torch.cat([msg, x.unsqueeze(1).expand(-1, k, -1)], -1)
+        msg = torch.cat([anchors * weight, x.unsqueeze(1).expand(-1, k, -1)], -1)
         msg = F.relu(self.lin_hidden(msg))  # [N, k, out]
         return self.lin_position(msg).squeeze(-1), msg.mean(1)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"
+        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+                f"distance_map={self.distance_map is not None})")
 
 
 class PGNN(torch.nn.Module):
@@ -124,10 +137,12 @@ class PGNN(torch.nn.Module):
         copies: anchor sets per size, as a fraction of ``log2 n`` (the authors' ``c``, default 0.5).
         dropout: between layers.
         seed: anchor sets at evaluation come from this seed (the same sets every eval forward).
+        distance_map: each layer learns a map of the distance scores (the authors' default; see
+            :class:`PGNNConv`); ``False``: the raw :math:`1/(d+1)`.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int = 2, q: int = 2,
-                 copies: float = 0.5, dropout: float = 0.0, seed: int = 0):
+                 copies: float = 0.5, dropout: float = 0.0, seed: int = 0, distance_map: bool = True):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"PGNN: num_layers must be >= 1, got {num_layers}")
@@ -135,7 +150,8 @@ class PGNN(torch.nn.Module):
             raise ValueError(f"PGNN: the distance cap q must be >= 1 hop, got {q}")
         self.q, self.copies, self.dropout, self.seed = q, copies, dropout, seed
         self.lin_in = Linear(in_channels, hidden_channels)
-        self.convs = ModuleList(PGNNConv(hidden_channels, hidden_channels) for _ in range(num_layers))
+        self.convs = ModuleList(PGNNConv(hidden_channels, hidden_channels, distance_map)
+                                for _ in range(num_layers))
         self._scores: Dict[tuple, Tensor] = {}
 
     def scores(self, edge_index: Tensor, num_nodes: int) -> Tensor:
