@@ -20,7 +20,7 @@ training ~56 % of the edges, ~35 components, and P-GNN's distances then differ b
 ``--features identity`` gives every node a one-hot identity feature instead of the constant: the paper's
 "-T" settings (Grid-T, Communities-T; the authors' code uses ``np.identity(n)`` unless ``--rm_feature``).
 
-Writes benchmarks/results/pgnn_<graph>[_T][_q..][_c..][_e..].json.
+Writes benchmarks/results/pgnn_<graph>[_T][_q..][_c..][_e..][_drop..][_disjoint][_rawdist].json.
 """
 from __future__ import annotations
 
@@ -69,11 +69,11 @@ TASKS = {"communities": "link prediction, connected caveman 20x20, 1% rewired, n
 
 
 class Encoder(torch.nn.Module):
-    def __init__(self, kind: str, q: int = 2, copies: float = 0.5, in_dim: int = 1):
+    def __init__(self, kind: str, q: int = 2, copies: float = 0.5, in_dim: int = 1, distance_map: bool = True):
         super().__init__()
         self.kind = kind
         self.net = gnn.GCN(in_dim, 32, 2, 32) if kind == "gcn" else \
-            gnn.PGNN(in_dim, 32, num_layers=2, q=q, copies=copies)
+            gnn.PGNN(in_dim, 32, num_layers=2, q=q, copies=copies, distance_map=distance_map)
 
     def forward(self, x, ei):
         z = self.net(x, ei)
@@ -95,7 +95,7 @@ def split_edges(data: Data, seed: int, split: str = "authors"):
 
 
 def run(kind: str, seed: int, epochs: int, graph: str = "communities", q: int = 2, copies: float = 0.5,
-        features: str = "constant", lr_drop: int = 0, split: str = "authors") -> float:
+        features: str = "constant", lr_drop: int = 0, split: str = "authors", distance_map: bool = True) -> float:
     data = GRAPHS[graph](seed)
     if features == "identity":
         data.x = torch.eye(data.num_nodes)
@@ -106,7 +106,7 @@ def run(kind: str, seed: int, epochs: int, graph: str = "communities", q: int = 
         deg = torch.bincount(te.edge_index[1], minlength=data.num_nodes).float()
         u, v = te.edge_label_index
         return roc_auc_score(te.edge_label.numpy(), (-(deg[u] + deg[v])).numpy())
-    model = Encoder(kind, q, copies, data.x.size(1))
+    model = Encoder(kind, q, copies, data.x.size(1), distance_map)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     # the authors' schedule (JiaxuanYou/P-GNN main.py): lr / 10 at epoch 200; 0 = constant lr
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [lr_drop] if lr_drop > 0 else [], 0.1)
@@ -119,8 +119,8 @@ def run(kind: str, seed: int, epochs: int, graph: str = "communities", q: int = 
     for _ in range(epochs):
         model.train()
         opt.zero_grad()
-        neg = torch.randint(0, data.num_nodes, tr.edge_label_index.shape)
         pos = tr.edge_label_index[:, tr.edge_label == 1]
+        neg = torch.randint(0, data.num_nodes, pos.shape)  # one fresh uniform negative per positive
         z = model(tr.x, tr.edge_index)
         s_pos, s_neg = (z[pos[0]] * z[pos[1]]).sum(-1), (z[neg[0]] * z[neg[1]]).sum(-1)
         loss = F.binary_cross_entropy_with_logits(s_pos, torch.ones_like(s_pos)) + \
@@ -153,6 +153,8 @@ def main() -> None:
     p.add_argument("--split", choices=["authors", "disjoint"], default="authors",
                    help="authors: every training edge a message and a positive, all splits scored on the training "
                         "graph (the paper's protocol); disjoint: gnnkit's default leak-free split (see the doc)")
+    p.add_argument("--distance-map", choices=["yes", "no"], default="yes",
+                   help="P-GNN's learned map of the distance scores (the authors' default: yes; no: raw 1/(d+1))")
     p.add_argument("--models", default="degree,gcn,pgnn",
                    help="comma-separated: degree (an untrained control, see run()), gcn, pgnn")
     args = p.parse_args()
@@ -165,7 +167,8 @@ def main() -> None:
         p.error(f"--models: choose from degree, gcn, pgnn, got {args.models!r}")
     res = {}
     for kind in models:
-        aucs = [run(kind, s, args.epochs, args.graph, args.q, args.copies, args.features, args.lr_drop, args.split)
+        aucs = [run(kind, s, args.epochs, args.graph, args.q, args.copies, args.features, args.lr_drop, args.split,
+                    args.distance_map == "yes")
                 for s in range(args.seeds)]
         res[kind] = {"test_auc": aucs, "mean": statistics.mean(aucs),
                      "std": statistics.stdev(aucs) if len(aucs) > 1 else 0.0}
@@ -173,13 +176,14 @@ def main() -> None:
     tag = "".join(["_T" if args.features == "identity" else "", f"_q{args.q}" if args.q != 2 else "",
                    f"_c{args.copies:g}" if args.copies != 0.5 else "",
                    f"_e{args.epochs}" if args.epochs != 200 else "", f"_drop{args.lr_drop}" if args.lr_drop else "",
-                   "_disjoint" if args.split == "disjoint" else ""])
+                   "_disjoint" if args.split == "disjoint" else "", "_rawdist" if args.distance_map == "no" else ""])
     path = RESULTS / f"pgnn_{args.graph}{tag}.json"
     task = TASKS[args.graph].replace("no features", "one-hot identity features") if args.features == "identity" \
         else TASKS[args.graph]
     write_json_atomic({"task": task, "graph": args.graph, "features": args.features, "q": args.q, "copies": args.copies,
                        "epochs": args.epochs, "lr_drop": args.lr_drop, "split": args.split, "seeds": args.seeds,
-                       "pgnn_distance_map": True, "results": res}, path)
+                       "pgnn_distance_map": args.distance_map == "yes", "negatives": "one uniform pair per positive, "
+                       "fresh every epoch (training); the split's (validation, test)", "results": res}, path)
     print(f"written {path}")
 
 

@@ -46,12 +46,14 @@ def test_layer_matches_a_loop_reference(distance_map):
     torch.manual_seed(0)
     n, k, f = 6, 4, 3
     x, dmax = torch.randn(n, f), torch.rand(n, k)
-    dmax[0, 1] = 0.0  # an anchor set beyond q hops: the learned map still sends its bias term
+    dmax[0, 1] = 0.0  # an anchor set beyond q hops
     darg = torch.randint(0, n, (n, k))
     conv = PGNNConv(f, 5, distance_map=distance_map)
 
     def weight(s):  # the authors' Nonlinear(1, out, 1): Linear, ReLU, Linear on the scalar score
         if not distance_map:
+            return s
+        if s == 0:  # no anchor within q hops: nothing from the (arbitrary) anchor
             return s
         lin1, lin2 = conv.distance_map[0], conv.distance_map[2]
         return (lin2.weight @ torch.relu(lin1.weight[:, 0] * s + lin1.bias) + lin2.bias)[0]
@@ -154,3 +156,10 @@ def test_edge_index_is_validated_once_per_graph_and_never_skipped(monkeypatch):
         model(x, torch.tensor([[0, 1, 2, 4], [1, 2, 3, 0]]))
     with pytest.raises(ValueError, match=r"\[2, E\]"):
         model(x, ei.t().contiguous()[:, :1].view(-1))
+
+
+def test_distance_map_flag_reaches_every_layer():
+    assert all(c.distance_map is not None for c in PGNN(4, 8, num_layers=3).convs)
+    off = PGNN(4, 8, num_layers=3, distance_map=False)
+    assert all(c.distance_map is None for c in off.convs)
+    assert sum(p.numel() for p in off.parameters()) < sum(p.numel() for p in PGNN(4, 8, num_layers=3).parameters())

@@ -88,7 +88,8 @@ class PGNNConv(torch.nn.Module):
     ``distance_map=True`` (the authors' ``dist_trainable``, their default) passes each score through a learned
     map :math:`\\phi(s) = \\mathbf{w}_2^\\top \\mathrm{ReLU}(\\mathbf{w}_1 s + \\mathbf{b}_1) + b_2` (hidden width
     ``out_channels``) before it weights the anchor's features, so the layer learns how fast position decays
-    with distance (and what "beyond q hops", score 0, means); ``False`` uses :math:`s` as it is.
+    with distance; ``False`` uses :math:`s` as it is.  A set with no anchor within ``q`` hops (score 0) sends
+    no anchor message either way (the authors' map sends :math:`\\phi(0)` times an arbitrary member).
 
     ``forward(x, dist_max, dist_argmax)`` -> ``(position [N, k], structure [N, out_channels])`` with
     ``dist_max`` / ``dist_argmax`` from :func:`closest_anchors`.
@@ -113,7 +114,9 @@ class PGNNConv(torch.nn.Module):
             raise ValueError(f"PGNNConv: x must be [N={n}, in_channels={self.in_channels}], got {list(x.shape)}")
         weight = dist_max.to(x.device, x.dtype).unsqueeze(-1)  # [N, k, 1]
         if self.distance_map is not None:
-            weight = self.distance_map(weight)
+            # no anchor of the set within q hops (score 0): the "closest" anchor is arbitrary, so it sends
+            # nothing, as with the raw score (the authors' code sends phi(0) times that arbitrary anchor)
+            weight = self.distance_map(weight) * (weight > 0)
         anchors = x.index_select(0, dist_argmax.reshape(-1).to(x.device)).view(n, k, -1)
         msg = torch.cat([anchors * weight, x.unsqueeze(1).expand(-1, k, -1)], -1)
         msg = F.relu(self.lin_hidden(msg))  # [N, k, out]
