@@ -27,6 +27,7 @@ measured on 2 CPU cores (one run each; test score at the best validation epoch):
   ogbg-molhiv gin-virtual, 10 epochs: 0.7380 (gnnkit layers)            OGB 0.7707 +- 0.0149
   ogbg-molhiv gcn, 40 epochs: 0.7413 (gnnkit layers)                   OGB 0.7606 +- 0.0097
   ogbg-molhiv gcn, 10 epochs: 0.7065 (gnnkit), 0.7380 (PyG)
+  ogbg-molhiv gt, 10 epochs: 0.6700 (gnnkit only; no leaderboard entry)
   ogbl-ddi sage, 100 of 200 epochs: Hits@20 0.4942 (gnnkit)             OGB 0.5390 +- 0.0474
   training speed, gnnkit/PyG paired: ddi 3.75x faster at 0.40x memory; molhiv 0.96-0.97x
 
