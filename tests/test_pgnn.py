@@ -163,3 +163,12 @@ def test_distance_map_flag_reaches_every_layer():
     off = PGNN(4, 8, num_layers=3, distance_map=False)
     assert all(c.distance_map is None for c in off.convs)
     assert sum(p.numel() for p in off.parameters()) < sum(p.numel() for p in PGNN(4, 8, num_layers=3).parameters())
+
+
+def test_reset_parameters_redraws_every_weight():
+    torch.manual_seed(0)
+    model = PGNN(4, 8, num_layers=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.reset_parameters()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == set(before), set(before) - changed

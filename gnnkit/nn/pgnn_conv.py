@@ -157,6 +157,11 @@ class PGNN(torch.nn.Module):
                                 for _ in range(num_layers))
         self._scores: Dict[tuple, Tensor] = {}
 
+    def reset_parameters(self) -> None:
+        self.lin_in.reset_parameters()
+        for conv in self.convs:
+            conv.reset_parameters()
+
     def scores(self, edge_index: Tensor, num_nodes: int) -> Tensor:
         """The cached ``[N, N]`` distance scores of this graph (computed on first use).  Keyed on the edges'
         dtype and bytes (an O(E) hash per call, against the table's O(N^2)): any other graph, or an edit in
