@@ -48,6 +48,9 @@ def test_profile_edge_list_file_and_bad_input(tmp_path):
     (tmp_path / "bad.txt").write_text("0 x\n")
     with pytest.raises(ValueError, match="line 1"):
         prof.edge_list_graph(str(tmp_path / "bad.txt"))
+    (tmp_path / "garbled.pt").write_bytes(b"\x80\x02" + bytes(range(40)))  # not a torch.save file
+    with pytest.raises(ValueError, match="--edges .*garbled.pt.*not a readable .pt file"):
+        prof.edge_list_graph(str(tmp_path / "garbled.pt"))
     with pytest.raises(ValueError, match="--features"):
         main(["profile", "--quick", "--features", "0", "--out", str(tmp_path / "x.json")])
     with pytest.raises(ValueError, match="num_nodes"):

@@ -52,7 +52,11 @@ def edge_list_graph(path: str) -> GraphSpec:
     if not p.is_file():
         raise ValueError(f"--edges {path!r}: no such file; give a .pt [2, E] tensor or a text edge list")
     if p.suffix == ".pt":
-        ei = torch.load(p, map_location="cpu", weights_only=True)
+        try:
+            ei = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a damaged or foreign file raises many types
+            raise ValueError(f"--edges {path!r}: not a readable .pt file ({type(e).__name__}); give a [2, E] "
+                             "tensor saved with torch.save, or a text edge list") from None
         if not isinstance(ei, Tensor) or ei.dim() != 2 or ei.size(0) != 2:
             raise ValueError(f"--edges {path!r}: expected a [2, E] tensor, got "
                              f"{getattr(ei, 'shape', type(ei).__name__)}")
