@@ -24,19 +24,24 @@ import triton.language as tl
 
 
 @triton.jit
+def _program(n_ptr, H, N, D, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's place: ``(bh, b, h, n_b, offs, offs_d, d_ok, base)`` = the (graph, head) slab index, the
+    graph, the head, the graph's node count, the rows of this program's block (along axis 1 of the grid), the
+    feature offsets and their mask, and the slab's offset in the ``[B, H, N, D]`` tensors."""
+    bh = tl.program_id(0)
+    b = bh // H
+    n_b = tl.load(n_ptr + b)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    offs_d = tl.arange(0, BLOCK_D)
+    return bh, b, bh % H, n_b, offs, offs_d, offs_d < D, bh.to(tl.int64) * N * D
+
+
+@triton.jit
 def _graph_attention_fwd_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, out_ptr, lse_ptr, H, N, D, NB,
                                 scale, HAS_BIAS: tl.constexpr, ADJ: tl.constexpr, STORE_LSE: tl.constexpr,
                                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    bh = tl.program_id(0)
-    mb = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    n_b = tl.load(n_ptr + b)
-    offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    base = bh.to(tl.int64) * N * D
+    bh, b, h, n_b, offs_m, offs_d, d_ok, base = _program(n_ptr, H, N, D, BLOCK_M, BLOCK_D)
     m_ok = offs_m < N
-    d_ok = offs_d < D
     q_ok = offs_m < n_b  # query rows of the graph (padding rows stay 0)
     q = _rows(q_ptr, base, offs_m, q_ok, offs_d, d_ok, D)
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
@@ -150,16 +155,8 @@ def _graph_attention_bwd_kv_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_pt
                                    BLOCK_D: tl.constexpr, BLOCK_NB: tl.constexpr):
     """One block of keys: dK, dV over every query block (recomputing P from the saved log-sum-exp), and
     this program's partial sums of dS per distance bucket (summed over programs by the launcher)."""
-    bh = tl.program_id(0)
-    nb = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    n_b = tl.load(n_ptr + b)
-    offs_n = nb * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    base = bh.to(tl.int64) * N * D
+    bh, b, h, n_b, offs_n, offs_d, d_ok, base = _program(n_ptr, H, N, D, BLOCK_N, BLOCK_D)
     n_ok = offs_n < n_b
-    d_ok = offs_d < D
     kv_mask = n_ok[:, None] & d_ok[None, :]
     k = _rows(k_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
     v = _rows(v_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
@@ -186,7 +183,7 @@ def _graph_attention_bwd_kv_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_pt
     tl.store(dk_ptr + base + offs_n[:, None] * D + offs_d[None, :], dk.to(dk_ptr.dtype.element_ty), mask=kv_mask)
     tl.store(dv_ptr + base + offs_n[:, None] * D + offs_d[None, :], dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
     if HAS_BIAS:
-        prog = bh.to(tl.int64) * tl.num_programs(1) + nb
+        prog = bh.to(tl.int64) * tl.num_programs(1) + tl.program_id(1)
         tl.store(dbias_ptr + prog * BLOCK_NB + buckets, db)
 
 
@@ -195,16 +192,8 @@ def _graph_attention_bwd_q_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr
                                   dq_ptr, H, N, D, NB, scale, HAS_BIAS: tl.constexpr, ADJ: tl.constexpr,
                                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """One block of queries: dQ over every key block."""
-    bh = tl.program_id(0)
-    mb = tl.program_id(1)
-    b = bh // H
-    h = bh % H
-    n_b = tl.load(n_ptr + b)
-    offs_m = mb * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    base = bh.to(tl.int64) * N * D
+    bh, b, h, n_b, offs_m, offs_d, d_ok, base = _program(n_ptr, H, N, D, BLOCK_M, BLOCK_D)
     m_ok = offs_m < n_b
-    d_ok = offs_d < D
     q = _rows(q_ptr, base, offs_m, m_ok, offs_d, d_ok, D)
     do = _rows(do_ptr, base, offs_m, m_ok, offs_d, d_ok, D)
     lse, delta = _row_stats(lse_ptr, delta_ptr, bh, N, offs_m, m_ok)
