@@ -104,9 +104,9 @@ class PGNNConv(torch.nn.Module):
         self.lin_position = Linear(out_channels, 1)
 
     def reset_parameters(self) -> None:
-        for m in ([] if self.distance_map is None else [self.distance_map[0], self.distance_map[2]]) + \
-                [self.lin_hidden, self.lin_position]:
-            m.reset_parameters()
+        for m in self.modules():
+            if isinstance(m, Linear):
+                m.reset_parameters()
 
     def forward(self, x: Tensor, dist_max: Tensor, dist_argmax: Tensor) -> Tuple[Tensor, Tensor]:
         n, k = dist_argmax.shape
