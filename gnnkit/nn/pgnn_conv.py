@@ -97,6 +97,8 @@ class PGNNConv(torch.nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, distance_map: bool = True):
         super().__init__()
+        if not isinstance(distance_map, bool):
+            raise ValueError(f"PGNNConv: distance_map must be True or False, got {distance_map!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.distance_map = Sequential(Linear(1, out_channels), ReLU(), Linear(out_channels, 1)) \
             if distance_map else None
