@@ -1,5 +1,6 @@
 """benchmarks/layers_speed.py at toy scale: the paired (round-robin) worker times every
 implementation, measures memory, and the pooled rounds and paired ratios come out consistent."""
+import pytest
 import torch
 
 from tests.conftest import load_benchmark
@@ -119,3 +120,34 @@ def test_pgnn_benchmark_splits_as_the_authors_do():
     assert len(pairs(trd.edge_index)) < 0.6 * undirected
     with pytest.raises(ValueError, match="split"):
         pc.split_edges(data, 0, "random")
+
+
+def test_compile_benchmark_paired_ratio_hand_worked():
+    lc = load_benchmark("layers_compile")
+    r = lc.paired_ratio([2.0, 4.0, 3.0], [1.0, 2.0, 1.0])  # ratios 2, 2, 3
+    assert r["median"] == 2.0 and r["ci95"][0] >= 2.0 and r["ci95"][1] <= 3.0 and r["verdict"] == "faster"
+    assert lc.paired_ratio([1.0] * 5, [2.0] * 5) == {"median": 0.5, "ci95": [0.5, 0.5], "verdict": "slower",
+                                                     "rounds": 5}
+    both_sides = lc.paired_ratio([0.9, 1.1, 0.95, 1.05, 1.0, 0.98, 1.02], [1.0] * 7)
+    assert both_sides["verdict"] == "parity" and both_sides["ci95"][0] < 1 < both_sides["ci95"][1]
+    with pytest.raises(ValueError, match="equally long"):
+        lc.paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_compile_benchmark_at_toy_scale(tmp_path, monkeypatch):
+    """The whole script on a toy graph for two layers: the compiled layer runs on a Graph no eager call
+    touched, is compiled at most twice, matches eager, and the record carries the paired statistics."""
+    import json
+    import sys
+    lc = load_benchmark("layers_compile")
+    monkeypatch.setattr(lc, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["layers_compile.py", "--nodes", "200", "--edges", "1500", "--features", "16",
+                                      "--reps", "3", "--only", "GCNConv,GATConv"])
+    lc.main()
+    res = json.loads((tmp_path / "layers_compile.json").read_text())["results"]
+    assert set(res) == {"GCNConv", "GATConv"}
+    for v in res.values():
+        assert v["compiles_fullgraph"], v
+        assert v["compiled_graphs"] <= 2 and v["max_abs_diff_out"] < 1e-4 and v["max_abs_diff_grad"] < 1e-4
+        assert v["paired"]["rounds"] == 3 and v["paired"]["verdict"] in ("faster", "slower", "parity")
+        assert v["paired"]["ci95"][0] <= v["paired"]["median"] <= v["paired"]["ci95"][1]

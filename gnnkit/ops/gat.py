@@ -132,6 +132,7 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
     combined (``sum``, GAT's; ``mean``/``max``/``min`` as PyG's ``aggr``)."""
     check_rows(x, graph.num_src, "x", "source nodes")
     check_rows(a_dst, graph.num_dst, "a_dst", "destination nodes")
+    graph.prepare_backward(x, a_src, a_dst, edge_term)
     if not return_attention and not (training and dropout > 0) and edge_scale is None and reduce == "sum" \
             and use_triton("gat", x):
         t = None if edge_term is None else edge_term.contiguous()

@@ -109,16 +109,31 @@ class Graph:
     def derived(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """``build()`` once per ``key``, kept in this graph.
 
-        Stored only in eager mode outside ``torch.inference_mode`` (inference tensors could not
-        be used by a later training step, and a compiled region cannot tell whether it runs
-        under inference mode).  Under ``torch.compile`` an entry built by an earlier eager call
-        is read; a missing one is built in the compiled region on every call."""
+        Eager mode stores it outside ``torch.inference_mode`` (an inference tensor could not be
+        used by a later training step).  Under ``torch.compile`` the store is a side effect the
+        compiled code replays after it runs, made only with gradients enabled (a compiled region
+        cannot ask whether it runs under inference mode, which turns gradients off): the first
+        compiled call builds the entry, the next one is compiled once more and reads it, so a
+        ``Graph`` that no eager call has touched is not rebuilt on every compiled call.  Dynamo
+        drops stores made inside an ``autograd.Function``'s forward; what a backward needs is
+        therefore fetched before ``Function.apply`` (:meth:`prepare_backward`)."""
         hit = self._derived.get(key)
         if hit is None:
             hit = build()
-            if not torch.compiler.is_compiling() and not torch.is_inference_mode_enabled():
+            if torch.is_grad_enabled() if torch.compiler.is_compiling() else not torch.is_inference_mode_enabled():
                 self._derived[key] = hit
         return hit
+
+    def prepare_backward(self, *inputs: Optional[Tensor], sddmm: bool = False) -> None:
+        """Build the transpose a backward through this graph reads (and with ``sddmm`` the SDDMM
+        pattern), when one of ``inputs`` will get a gradient: called by the ops before
+        ``Function.apply``, so under ``torch.compile`` the entries are kept (see :meth:`derived`).
+        Eager mode needs no call: the forward builds and keeps them."""
+        if torch.compiler.is_compiling() and torch.is_grad_enabled() \
+                and any(t is not None and t.requires_grad for t in inputs):
+            self.transpose()
+            if sddmm and self.col.device.type == "cpu":
+                self.sddmm_pattern()
 
     def keep(self, key: Hashable, value: Any) -> None:
         """Store ``value`` under ``key`` whatever the inference mode — only for entries that hold no tensor
@@ -198,7 +213,12 @@ class Graph:
     def sddmm_pattern(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """``(rowptr, col, gather)`` of the CSR pattern without duplicate ``(row, col)`` slots
         (``torch.sparse.sampled_addmm`` rejects them) and the slot -> unique-slot map
-        (``gather`` None: no duplicates, the pattern is the graph's own).  Built once."""
+        (``gather`` None: no duplicates, the pattern is the graph's own).  Built once.  Under
+        ``torch.compile`` it is built by the op ``gnnkit::sddmm_pattern`` (the host sync stays
+        inside it), whose ``gather`` is empty, not None, when there are no duplicates."""
+        if torch.compiler.is_compiling():
+            return self.derived("sddmm_pattern", lambda: tuple(torch.ops.gnnkit.sddmm_pattern(
+                self.rowptr, self.col, self.row)))
         return self.derived("sddmm_pattern", lambda: unique_pattern(self.rowptr, self.col, self.row))
 
     # ------------------------------------------------------------------ edge order
@@ -243,6 +263,22 @@ def unique_pattern(rowptr: Tensor, col: Tensor, row: Tensor) -> Tuple[Tensor, Te
     N = rowptr.numel() - 1
     return (torch.searchsorted(row[first], torch.arange(N + 1, device=col.device)).to(rowptr.dtype),
             col[first], torch.cumsum(first, 0) - 1)
+
+
+@torch.library.custom_op("gnnkit::sddmm_pattern", mutates_args=())
+def sddmm_pattern_op(rowptr: Tensor, col: Tensor, row: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """:func:`unique_pattern` as an op, for compiled code: ``gather`` is empty when the graph has no
+    duplicate slots (and the pattern a copy of ``rowptr``, ``col``: an op's outputs may not alias its inputs)."""
+    p_rowptr, p_col, gather = unique_pattern(rowptr, col, row)
+    if gather is None:
+        return p_rowptr.clone(), p_col.clone(), col.new_empty(0)
+    return p_rowptr, p_col, gather
+
+
+@sddmm_pattern_op.register_fake
+def _(rowptr, col, row):
+    ctx = torch.library.get_ctx()
+    return rowptr.new_empty(rowptr.shape), col.new_empty(ctx.new_dynamic_size()), col.new_empty(ctx.new_dynamic_size())
 
 
 # ---------------------------------------------------------------------- validation

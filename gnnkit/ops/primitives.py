@@ -5,7 +5,8 @@ This is the only module that reaches ``gnnkit.kernels``, always by an explicit i
 the op's launcher module inside the op (lazy: triton is imported only when a kernel is
 launched).  The autograd Functions (:mod:`.spmm`, :mod:`.sddmm`, :mod:`.softmax`,
 :mod:`.segment`, :mod:`.gat`) call these ops; being custom ops they are opaque to
-``torch.compile``, which sees only their fake (shape) functions.
+``torch.compile``, which sees only their fake (shape) functions.  One structure op,
+``gnnkit::sddmm_pattern``, lives in :mod:`.graph` with the pattern it builds.
 
 Contracts (checked once more by the launchers): CSR slot order for every per-edge
 tensor; ``x`` ``[S, H, F]`` contiguous; ``value``/scores ``[E, H]``; ``row`` is
@@ -156,12 +157,10 @@ def _(grad, mask, rowptr_t, perm_t, num_nodes, x_dtype, plan_t=None, plan_t_meta
 # ---------------------------------------------------------------------- SDDMM
 def sddmm_pattern_args(graph: Graph) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """The pattern arguments of :func:`~gnnkit.ops.primitives.sddmm_op`: the graph's duplicate-free
-    SDDMM pattern, built once in eager mode; under ``torch.compile`` the one already built or
-    ``None`` (the op then builds it inside, where its host sync cannot break the graph)."""
+    SDDMM pattern, built once and kept in the graph (:meth:`Graph.sddmm_pattern`)."""
     if use_triton("sddmm", graph.col):  # the kernel needs no pattern: skip its host sync
         return None, None, None
-    pat = graph.derived_or_none("sddmm_pattern") if torch.compiler.is_compiling() else graph.sddmm_pattern()
-    return (None, None, None) if pat is None else pat
+    return graph.sddmm_pattern()
 
 
 @torch.library.custom_op("gnnkit::sddmm", mutates_args=())
@@ -172,7 +171,10 @@ def sddmm_op(rowptr: Tensor, col: Tensor, row: Tensor, a: Tensor, b: Tensor, pat
     if use_triton("sddmm", a):
         from gnnkit.kernels import sddmm as kernels
         return kernels.sddmm_fwd(rowptr, col, a, b, row=row)
-    pattern = None if pattern_rowptr is None else (pattern_rowptr, pattern_col, pattern_gather)
+    pattern = None
+    if pattern_rowptr is not None:  # an empty gather (the compiled pattern op's): no duplicates
+        gather = pattern_gather if pattern_gather is not None and pattern_gather.numel() else None
+        pattern = (pattern_rowptr, pattern_col, gather)
     return sddmm_csr_ref(rowptr, col, a, b, pattern)
 
 

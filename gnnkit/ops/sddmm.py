@@ -49,6 +49,8 @@ def sddmm_slots(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
     """SDDMM on ``a`` ``[N, H, F]``, ``b`` ``[S, H, F]`` -> ``[E, H]`` in CSR slot order."""
     check_rows(a, graph.num_dst, "a", "destination nodes")
     check_rows(b, graph.num_src, "b", "source nodes")
+    sddmm_pattern_args(graph)  # here, not in the Function's forward: kept under torch.compile too
+    graph.prepare_backward(b)
     return SDDMMFunction.apply(graph, a.contiguous(), b.to(a.dtype).contiguous())
 
 

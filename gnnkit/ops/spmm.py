@@ -105,6 +105,7 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
     in the graph's derived state, e.g. GCN's normalisation); the backward otherwise gathers it."""
     check_rows(x, graph.num_src, "x", "source nodes")
     check_rows(value, graph.num_edges, "value", "edges")
+    graph.prepare_backward(x, value, sddmm=value is not None and value.requires_grad and reduce not in ("max", "min"))
     return SpMMFunction.apply(graph, x.contiguous(), value, reduce, value_t)
 
 
@@ -141,6 +142,8 @@ def gather_slots(graph: Graph, x: Tensor, side: str = "src") -> Tensor:
     n = graph.num_src if side == "src" else graph.num_dst
     if x.dim() < 1 or x.size(0) != n:
         raise ValueError(f"x must have one row per {side} node ({n}), got shape {list(x.shape)}")
+    if side == "src":
+        graph.prepare_backward(x)
     return GatherFunction.apply(graph, x, side)
 
 
@@ -175,6 +178,7 @@ def relu_message_slots(graph: Graph, x: Tensor, edge_term: Tensor) -> Tensor:
     if x.size(0) != graph.num_src or edge_term.size(0) != graph.num_edges or x.shape[1:] != edge_term.shape[1:]:
         raise ValueError(f"x must be [num_src={graph.num_src}, F] and edge_term [E={graph.num_edges}, F] with the "
                          f"same F, got {list(x.shape)} and {list(edge_term.shape)}")
+    graph.prepare_backward(x)
     return ReluMessageFunction.apply(graph, x.contiguous(), edge_term.contiguous())
 
 
