@@ -71,9 +71,9 @@ def attention_structure(edge_index: Any, ns: int, nd: int, add_self_loops: bool)
         return AttnStructure(g0, None, 0, None)
     n_loops = min(ns, nd)
     if is_sparse_adj(edge_index):  # slots in CSR (row-major) order are the "input order"
-        return g0.derived(("attn_loops", "csr", n_loops),
+        return g0.derived(("attn_loops", "csr"),
                           lambda: _loops_from_coo(g0.col, g0.row, ns, nd, n_loops))
-    return g0.derived(("attn_loops", "input", n_loops),
+    return g0.derived(("attn_loops", "input"),
                       lambda: _loops_from_coo(g0.from_csr_order(g0.col), g0.from_csr_order(g0.row), ns, nd,
                                               n_loops))
 

@@ -55,7 +55,7 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
         n = base.num_dst
         if base.num_src != n:
             raise ValueError(f"GCNConv needs a square graph, got num_src={base.num_src}, num_dst={n}")
-        graph, keep, loop_edge = base.derived(("gcn_loops", n), lambda: _self_loop_structure(base, n))
+        graph, keep, loop_edge = base.derived("gcn_loops", lambda: _self_loop_structure(base, n))
         dt = dtype or (edge_weight.dtype if edge_weight is not None else torch.get_default_dtype())
         if edge_weight is None:
             # as PyG: without weights every edge and every loop weighs 1 (improved has no effect)
@@ -270,7 +270,7 @@ class GCNConv(CSRMessagePassing):
         if not self.add_self_loops:
             return slot_mask(graph, mask)
         base, _ = as_graph(edge_index, num_nodes=n)
-        _, keep, _ = base.derived(("gcn_loops", n), lambda: _self_loop_structure(base, n))
+        _, keep, _ = base.derived("gcn_loops", lambda: _self_loop_structure(base, n))
         return slot_mask(graph, mask, keep, n)
 
     def _propagate(self, graph: Graph, w: Tensor, w_t: Optional[Tensor], h: Tensor, bias: Optional[Tensor] = None

@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ._backend import use_triton
+
 try:  # optional peer
     from torch_sparse import SparseTensor  # type: ignore
 except Exception:  # pragma: no cover - depends on the environment
@@ -132,7 +134,7 @@ class Graph:
         if torch.compiler.is_compiling() and torch.is_grad_enabled() \
                 and any(t is not None and t.requires_grad for t in inputs):
             self.transpose()
-            if sddmm and self.col.device.type == "cpu":
+            if sddmm and not use_triton("sddmm", self.col):  # the Triton kernel needs no pattern
                 self.sddmm_pattern()
 
     def keep(self, key: Hashable, value: Any) -> None:
