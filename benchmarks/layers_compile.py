@@ -80,7 +80,10 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=20000, help="nodes of the random graph (default 20000)")
     ap.add_argument("--edges", type=int, default=200000, help="edges (default 200000)")
     ap.add_argument("--features", type=int, default=64, help="feature width (default 64)")
-    ap.add_argument("--reps", type=int, default=30, help="timed rounds (default 30)")
+    ap.add_argument("--reps", type=int, default=30, help="timed rounds, at least (default 30)")
+    ap.add_argument("--budget-s", type=float, default=40.0,
+                    help="more rounds until about this many seconds of timing per layer (default 40; the "
+                         "per-round ratio of a ~10 ms step needs ~100+ rounds to settle on a noisy VM)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--only", default=None, help="comma-separated layer names (default: all)")
     args = ap.parse_args()
@@ -124,10 +127,14 @@ def main() -> None:
             run(compiled, graph_c)  # compiled once more, now reading the state the first call kept
             rec["recompile_s"] = round(time.perf_counter() - t0, 1)
             ref = run(layer, graph)
+            t0 = time.perf_counter()
+            run(layer, graph)
+            step_s = time.perf_counter() - t0  # one eager step: a rough third of a round
+            rounds = max(args.reps, int(args.budget_s / (3 * step_s)))
             rec["max_abs_diff_out"] = float((got[0] - ref[0]).abs().max())
             rec["max_abs_diff_grad"] = float((got[1] - ref[1]).abs().max())
             times = interleaved({"eager_edge_index_s": lambda: run(layer, ei), "eager_s": lambda: run(layer, graph),
-                                 "compiled_s": lambda: run(compiled, graph_c)}, args.reps, device, alternate=True)
+                                 "compiled_s": lambda: run(compiled, graph_c)}, rounds, device, alternate=True)
             rec["compiled_graphs"] = int(counters["stats"]["unique_graphs"])
             rec.update({k: statistics.median(v) for k, v in times.items()})
             rec["speedup"] = round(rec["eager_s"] / rec["compiled_s"], 3)
@@ -143,7 +150,10 @@ def main() -> None:
     header = {"graph": {"nodes": n, "edges": e, "features": f},
               "input": "gnnkit.ops.Graph built once; the compiled layer's untouched by eager calls",
               "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "reps": args.reps}
+              "reps": args.reps, "budget_s": args.budget_s,
+              # glibc's allocator settings change CPU step times by up to ~3x (docs/layers/benchmarks.md)
+              "allocator_env": {k: v for k, v in sorted(os.environ.items())
+                                if k.startswith("MALLOC_") or k == "LD_PRELOAD"}}
     if args.only and path.exists():  # a partial run updates its layers in the existing file (same setup only)
         old = json.loads(path.read_text())
         if all(old.get(k) == v for k, v in header.items()):

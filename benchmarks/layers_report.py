@@ -110,15 +110,17 @@ def compile_section():
     r = json.loads(p.read_text())
     g = r["graph"]
     out = [f"Random graph N={g['nodes']:,} E={g['edges']:,} F={g['features']}, {r['device']}, {r['threads']} "
-           f"threads, torch {r['torch']}, {r['reps']} interleaved rounds (ABBA), the compiled layer on a Graph no "
-           f"eager call touched (`benchmarks/results/layers_compile.json`).", "",
+           f"threads, torch {r['torch']}, interleaved rounds in ABBA order (at least {r['reps']}, more up to about "
+           f"{r.get('budget_s', 0):g} s of timing per layer), the compiled layer on a Graph no eager call touched "
+           f"(`benchmarks/results/layers_compile.json`).", "",
            "| layer | compiles | max diff out / grad | eager (edge_index) s | eager (Graph) s | compiled s "
            "| speed-up of medians | per-round speed-up, median [95 % CI] | verdict |",
            "|---|---|---|---|---|---|---|---|---|"]
     for name, v in r["results"].items():
         if v.get("compiles_fullgraph"):
             pr = v.get("paired")
-            paired = f"{pr['median']:.3f} [{pr['ci95'][0]:.3f}, {pr['ci95'][1]:.3f}]" if pr else "not measured"
+            paired = (f"{pr['median']:.3f} [{pr['ci95'][0]:.3f}, {pr['ci95'][1]:.3f}], {pr['rounds']} rounds"
+                      if pr else "not measured")
             out.append(f"| {name} | yes | {v['max_abs_diff_out']:.1e} / {v['max_abs_diff_grad']:.1e} | "
                        f"{v['eager_edge_index_s']:.4f} | {v['eager_s']:.4f} | {v['compiled_s']:.4f} | "
                        f"{v['speedup']:.2f} | {paired} | {pr['verdict'] if pr else ''} |")
