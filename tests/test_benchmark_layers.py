@@ -142,7 +142,7 @@ def test_compile_benchmark_at_toy_scale(tmp_path, monkeypatch):
     lc = load_benchmark("layers_compile")
     monkeypatch.setattr(lc, "RESULTS", tmp_path)
     monkeypatch.setattr(sys, "argv", ["layers_compile.py", "--nodes", "200", "--edges", "1500", "--features", "16",
-                                      "--reps", "3", "--only", "GCNConv,GATConv"])
+                                      "--reps", "3", "--budget-s", "0", "--only", "GCNConv,GATConv"])
     lc.main()
     res = json.loads((tmp_path / "layers_compile.json").read_text())["results"]
     assert set(res) == {"GCNConv", "GATConv"}
