@@ -108,6 +108,22 @@ def test_isolated_nodes_and_empty_graph():
     torch.testing.assert_close(ours(x, empty), ref(x, empty), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("improved", [False, True])
+def test_empty_graph_with_edge_weight(improved):
+    """Review finding: an empty edge_index with an (empty) edge_weight raised IndexError (every node's loop
+    weight was read from edge_weight); PyG gives each node its self-loop with the fill value."""
+    ref, ours = _pair(improved=improved)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    w = torch.rand(0, requires_grad=True)
+    xr, xo = (torch.randn(N, FIN).requires_grad_(True) for _ in range(2))
+    with torch.no_grad():
+        xo.copy_(xr)
+    out_r, out_o = ref(xr, empty, w), ours(xo, empty, w)
+    torch.testing.assert_close(out_o, out_r, atol=1e-5, rtol=1e-5)
+    (g_r,), (g_o,) = torch.autograd.grad(out_r.sum(), xr), torch.autograd.grad(out_o.sum(), xo)
+    torch.testing.assert_close(g_o, g_r, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("call, exc, msg", [
     (lambda m, x, ei: m(x, ei.float()), ValueError, "integer"),
     (lambda m, x, ei: m(x, ei.t()), ValueError, "transposed"),

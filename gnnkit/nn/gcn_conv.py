@@ -62,8 +62,9 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
             w = torch.ones(graph.num_edges, dtype=dt, device=graph.device)
         else:
             _check_weight(edge_weight, base.num_edges)
-            loop_w = torch.where(loop_edge >= 0, edge_weight[loop_edge.clamp(min=0)],
-                                 torch.full((n,), fill, dtype=edge_weight.dtype, device=edge_weight.device))
+            # a node without an input self-loop reads the appended fill value (also when E = 0)
+            padded = torch.cat([edge_weight, edge_weight.new_full((1,), fill)])
+            loop_w = padded[torch.where(loop_edge >= 0, loop_edge, edge_weight.numel())]
             w = torch.cat([edge_weight[keep], loop_w]).to(dt)
         w = graph.to_csr_order(w)
     else:
