@@ -42,7 +42,7 @@ from torch.nn import Linear, ReLU, Sequential
 import gnnkit.nn as gnn
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph
-from gnnkit.profile import interleaved
+from gnnkit.profile import interleaved, paired_ratio
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -61,20 +61,6 @@ def layers(f: int):
     }
 
 
-def paired_ratio(num: list, den: list, resamples: int = 2000, seed: int = 0) -> dict:
-    """Median of the per-round ratios ``num[k] / den[k]`` and a 95 % bootstrap interval of it."""
-    if len(num) != len(den) or not num:
-        raise ValueError(f"paired_ratio: needs two equally long, non-empty lists, got {len(num)} and {len(den)}")
-    ratios = torch.tensor([a / b for a, b in zip(num, den)], dtype=torch.float64)
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, len(ratios), (resamples, len(ratios)), generator=g)
-    meds = ratios[idx].median(dim=1).values.sort().values
-    lo, hi = float(meds[int(0.025 * resamples)]), float(meds[int(0.975 * resamples) - 1])
-    verdict = "faster" if lo > 1 else "slower" if hi < 1 else "parity"
-    return {"median": round(float(ratios.median()), 3), "ci95": [round(lo, 3), round(hi, 3)], "verdict": verdict,
-            "rounds": len(ratios)}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=20000, help="nodes of the random graph (default 20000)")
@@ -87,6 +73,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--only", default=None, help="comma-separated layer names (default: all)")
     args = ap.parse_args()
+    if args.reps < 1:
+        ap.error(f"--reps must be >= 1 (timed rounds), got {args.reps}")
+    if args.budget_s < 0:
+        ap.error(f"--budget-s must be >= 0 seconds, got {args.budget_s}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is available here; use --device cpu")

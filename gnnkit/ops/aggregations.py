@@ -166,7 +166,7 @@ def softmax_aggregate_slots(graph: Graph, x: Tensor, t: Union[float, Tensor] = 1
     ``t``: the inverse temperature, a number or a tensor with one value or one per channel (learnable:
     it gets a gradient); ``semi_grad=True`` treats the weights as constants in the backward."""
     _check("softmax_aggregate_slots", graph, x)
-    graph.prepare_backward(x, t if isinstance(t, Tensor) else None)
+    graph.prepare_backward(x, t)
     if x.dtype in LOW:  # computed in fp32 (t too, not rounded to x's dtype first), returned in x's dtype
         xf = x.float()
         return SoftmaxAggregateFunction.apply(graph, xf, _as_t(t, xf), semi_grad).to(x.dtype)

@@ -126,16 +126,21 @@ class Graph:
                 self._derived[key] = hit
         return hit
 
-    def prepare_backward(self, *inputs: Optional[Tensor], sddmm: bool = False) -> None:
-        """Build the transpose a backward through this graph reads (and with ``sddmm`` the SDDMM
-        pattern), when one of ``inputs`` will get a gradient: called by the ops before
-        ``Function.apply``, so under ``torch.compile`` the entries are kept (see :meth:`derived`).
-        Eager mode needs no call: the forward builds and keeps them."""
-        if torch.compiler.is_compiling() and torch.is_grad_enabled() \
-                and any(t is not None and t.requires_grad for t in inputs):
+    def prepare_backward(self, *inputs: Any, transpose: bool = True, sddmm: bool = False,
+                         slot_ids: bool = False) -> None:
+        """Build what a backward through this graph reads — the transpose, and as asked the SDDMM
+        pattern and the slot ids — when one of ``inputs`` (tensors; anything else is ignored) will get
+        a gradient: called by the ops before ``Function.apply``, so under ``torch.compile`` the entries
+        are kept (see :meth:`derived`).  Eager mode needs no call: the forward builds and keeps them."""
+        if not (torch.compiler.is_compiling() and torch.is_grad_enabled()
+                and any(isinstance(t, Tensor) and t.requires_grad for t in inputs)):
+            return
+        if transpose:
             self.transpose()
-            if sddmm and not use_triton("sddmm", self.col):  # the Triton kernel needs no pattern
-                self.sddmm_pattern()
+        if sddmm and not use_triton("sddmm", self.col):  # the Triton kernel needs no pattern
+            self.sddmm_pattern()
+        if slot_ids:
+            self.slot_ids()
 
     def keep(self, key: Hashable, value: Any) -> None:
         """Store ``value`` under ``key`` whatever the inference mode — only for entries that hold no tensor
@@ -218,10 +223,13 @@ class Graph:
         (``gather`` None: no duplicates, the pattern is the graph's own).  Built once.  Under
         ``torch.compile`` it is built by the op ``gnnkit::sddmm_pattern`` (the host sync stays
         inside it), whose ``gather`` is empty, not None, when there are no duplicates."""
-        if torch.compiler.is_compiling():
-            return self.derived("sddmm_pattern", lambda: tuple(torch.ops.gnnkit.sddmm_pattern(
-                self.rowptr, self.col, self.row)))
-        return self.derived("sddmm_pattern", lambda: unique_pattern(self.rowptr, self.col, self.row))
+        build = torch.ops.gnnkit.sddmm_pattern if torch.compiler.is_compiling() else unique_pattern
+        return self.derived("sddmm_pattern", lambda: tuple(build(self.rowptr, self.col, self.row)))
+
+    def slot_ids(self) -> Tensor:
+        """``arange(E)``: the CSR slots as the "columns" of a destination-side gather's backward SpMM.  Built
+        once."""
+        return self.derived("slot_ids", lambda: torch.arange(self.num_edges, device=self.device))
 
     # ------------------------------------------------------------------ edge order
     def to_csr_order(self, edge_values: Tensor) -> Tensor:

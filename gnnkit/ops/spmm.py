@@ -109,11 +109,6 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
     return SpMMFunction.apply(graph, x.contiguous(), value, reduce, value_t)
 
 
-def _slot_ids(graph: Graph) -> Tensor:
-    """``arange(E)``: the CSR slots as "columns" of the destination side's backward SpMM (kept in the graph)."""
-    return graph.derived("slot_ids", lambda: torch.arange(graph.num_edges, device=graph.device))
-
-
 class GatherFunction(torch.autograd.Function):
     """``x[col]`` (``side="src"``) or ``x[row]`` (``side="dst"``): one row per CSR slot.  Backward: the
     slot gradients summed into their node by one SpMM over the transposed CSR (source side) or the
@@ -124,7 +119,7 @@ class GatherFunction(torch.autograd.Function):
     def forward(ctx, graph: Graph, x: Tensor, side: str) -> Tensor:
         ctx.graph, ctx.side, ctx.num_nodes = graph, side, x.size(0)
         if ctx.needs_input_grad[1]:
-            ctx.index = graph.transpose()[::2] if side == "src" else (graph.rowptr, _slot_ids(graph))
+            ctx.index = graph.transpose()[::2] if side == "src" else (graph.rowptr, graph.slot_ids())
             ctx.plan = kernel_plan(graph, "spmm", x, transposed=side == "src")
         return x.index_select(0, graph.col if side == "src" else graph.row)
 
@@ -145,10 +140,7 @@ def gather_slots(graph: Graph, x: Tensor, side: str = "src") -> Tensor:
     n = graph.num_src if side == "src" else graph.num_dst
     if x.dim() < 1 or x.size(0) != n:
         raise ValueError(f"x must have one row per {side} node ({n}), got shape {list(x.shape)}")
-    if side == "src":
-        graph.prepare_backward(x)
-    elif x.requires_grad:
-        _slot_ids(graph)  # built here, not in the Function's forward: kept under torch.compile too
+    graph.prepare_backward(x, transpose=side == "src", slot_ids=side == "dst")
     return GatherFunction.apply(graph, x, side)
 
 

@@ -129,6 +129,22 @@ def interleaved(fns: Dict[str, Callable[[], object]], rounds: int, device: torch
     return times
 
 
+def paired_ratio(num: list, den: list, resamples: int = 2000, seed: int = 0) -> dict:
+    """Median of the per-round ratios ``num[k] / den[k]`` (e.g. two callables' times from one round of
+    :func:`interleaved`) and a 95 % bootstrap interval of that median (``resamples``, seeded); ``verdict``:
+    ``faster``/``slower`` when the whole interval lies above/below 1, else ``parity``."""
+    if len(num) != len(den) or not num:
+        raise ValueError(f"paired_ratio: needs two equally long, non-empty lists, got {len(num)} and {len(den)}")
+    ratios = torch.tensor([a / b for a, b in zip(num, den)], dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, len(ratios), (resamples, len(ratios)), generator=g)
+    meds = ratios[idx].median(dim=1).values.sort().values
+    lo, hi = float(meds[int(0.025 * resamples)]), float(meds[int(0.975 * resamples) - 1])
+    verdict = "faster" if lo > 1 else "slower" if hi < 1 else "parity"
+    return {"median": round(float(ratios.median()), 3), "ci95": [round(lo, 3), round(hi, 3)], "verdict": verdict,
+            "rounds": len(ratios)}
+
+
 def time_fn(fn: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> List[float]:
     """Wall times (seconds) of ``repeats`` calls after ``warmup`` calls."""
     return interleaved({"fn": fn}, repeats, device, warmup=warmup)["fn"]
