@@ -174,3 +174,34 @@ def test_reset_parameters_redraws_every_weight():
     model.reset_parameters()
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == set(before), set(before) - changed
+
+
+def test_distance_cache_keeps_a_splits_three_graphs_and_evicts_past_its_budget(monkeypatch):
+    """A transductive split scores three message graphs each epoch: each graph's search runs once; a budget
+    of two tables evicts the least recently used; a 0 budget keeps only the last graph."""
+    import gnnkit.nn.pgnn_conv as mod
+    calls = []
+    real = mod.shortest_path_scores
+    monkeypatch.setattr(mod, "shortest_path_scores", lambda ei, n, q: calls.append(ei) or real(ei, n, q))
+    gen = torch.Generator().manual_seed(0)
+    graphs = [torch.randint(0, 20, (2, 30 + i), generator=gen) for i in range(3)]
+    x = torch.randn(20, 3)
+    model = PGNN(3, 4, q=2).eval()
+    for _ in range(3):  # three epochs
+        for ei in graphs:
+            torch.testing.assert_close(model.scores(ei, 20), real(ei, 20, 2))
+    assert len(calls) == 3
+    table = 20 * 20 * torch.get_default_dtype().itemsize
+    calls.clear()
+    model = PGNN(3, 4, q=2, cache_bytes=2 * table).eval()
+    model(x, graphs[0]), model(x, graphs[1]), model(x, graphs[0])  # graph 1 is now the least recent
+    model(x, graphs[2])  # evicts graph 1
+    model(x, graphs[0]), model(x, graphs[2])
+    assert len(calls) == 3
+    model(x, graphs[1])
+    assert len(calls) == 4 and len(model._scores) == 2
+    model = PGNN(3, 4, q=2, cache_bytes=0).eval()
+    model(x, graphs[0]), model(x, graphs[1]), model(x, graphs[1])
+    assert len(model._scores) == 1
+    with pytest.raises(ValueError, match="cache_bytes must be >= 0"):
+        PGNN(3, 4, cache_bytes=-1)

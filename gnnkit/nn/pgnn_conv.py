@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Dict, List, Optional, Tuple
+from collections import OrderedDict
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -144,11 +145,18 @@ class PGNN(torch.nn.Module):
         seed: anchor sets at evaluation come from this seed (the same sets every eval forward).
         distance_map: each layer learns a map of the distance scores (the authors' default; see
             :class:`PGNNConv`); ``False``: the raw :math:`1/(d+1)`.
+        cache_bytes: the distance tables of the most recently used graphs are kept while together they
+            fit in this many bytes (default 1 GiB; the newest is always kept).  A transductive link split
+            has three message graphs (train, validation, test): all three stay cached, so an epoch that
+            scores each runs no shortest-path search.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int = 2, q: int = 2,
-                 copies: float = 0.5, dropout: float = 0.0, seed: int = 0, distance_map: bool = True):
+                 copies: float = 0.5, dropout: float = 0.0, seed: int = 0, distance_map: bool = True,
+                 cache_bytes: int = 2 ** 30):
         super().__init__()
+        if cache_bytes < 0:
+            raise ValueError(f"PGNN: cache_bytes must be >= 0 (0 keeps only the last graph), got {cache_bytes}")
         if num_layers < 1:
             raise ValueError(f"PGNN: num_layers must be >= 1, got {num_layers}")
         if q < 1:
@@ -157,7 +165,8 @@ class PGNN(torch.nn.Module):
         self.lin_in = Linear(in_channels, hidden_channels)
         self.convs = ModuleList(PGNNConv(hidden_channels, hidden_channels, distance_map)
                                 for _ in range(num_layers))
-        self._scores: Dict[tuple, Tensor] = {}
+        self.cache_bytes = cache_bytes
+        self._scores: "OrderedDict[tuple, Tensor]" = OrderedDict()  # least recently used first
 
     def reset_parameters(self) -> None:
         self.lin_in.reset_parameters()
@@ -167,17 +176,25 @@ class PGNN(torch.nn.Module):
     def scores(self, edge_index: Tensor, num_nodes: int) -> Tensor:
         """The cached ``[N, N]`` distance scores of this graph (computed on first use).  Keyed on the edges'
         dtype and bytes (an O(E) hash per call, against the table's O(N^2)): any other graph, or an edit in
-        place, recomputes; one graph is kept at a time (the table is N^2).  ``edge_index`` is validated when
-        its scores are computed (a hit is the same tensor contents, validated then)."""
+        place, recomputes; the recently used graphs' tables are kept up to ``cache_bytes`` (the table is
+        N^2).  ``edge_index`` is validated when its scores are computed (a hit is the same tensor contents,
+        validated then)."""
         if not isinstance(edge_index, Tensor) or edge_index.dim() != 2:
             validate_edge_index(edge_index, num_nodes, num_nodes)  # raises the named error
         ei = edge_index.detach().to("cpu", torch.long).contiguous()
         key = (num_nodes, self.q, str(edge_index.dtype), tuple(ei.shape),
                hashlib.sha1(ei.numpy().tobytes()).hexdigest())
-        if key not in self._scores:
-            validate_edge_index(edge_index, num_nodes, num_nodes)
-            self._scores = {key: shortest_path_scores(edge_index, num_nodes, self.q)}  # one graph at a time
-        return self._scores[key]
+        hit = self._scores.get(key)
+        if hit is not None:
+            self._scores.move_to_end(key)
+            return hit
+        validate_edge_index(edge_index, num_nodes, num_nodes)
+        hit = self._scores[key] = shortest_path_scores(edge_index, num_nodes, self.q)
+        kept = sum(t.numel() * t.element_size() for t in self._scores.values())
+        while len(self._scores) > 1 and kept > self.cache_bytes:  # evict the least recently used
+            old = self._scores.popitem(last=False)[1]
+            kept -= old.numel() * old.element_size()
+        return hit
 
     def anchor_sets(self, num_nodes: int) -> List[Tensor]:
         """Fresh random sets in training (from torch's global generator); the seed's sets in eval mode."""
