@@ -1,7 +1,7 @@
 """Graph structure for the attention layers: PyG's ``remove_self_loops`` + ``add_self_loops``
 (with ``fill_value`` for edge features), cached per ``edge_index``, and the
 ``return_attention_weights`` output in the form PyG returns it."""
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -51,15 +51,21 @@ class AttnStructure(NamedTuple):
     graph: Graph          # edges in "attention order": kept input edges, then loops 0..num_loops-1
     keep: Optional[Tensor]  # ids of the kept input edges (None: all, no loops added)
     num_loops: int
-    kept_dst: Optional[Tensor]  # destination of each kept edge (for fill_value reductions)
+    # for fill_value reductions: (kept edges ending at a looped node, their destinations, in-degree of each
+    # looped node from the kept edges, at least 1); structure only, so built once with the graph
+    fill: Optional[Tuple[Tensor, Tensor, Tensor]]
 
 
 def _loops_from_coo(src: Tensor, dst: Tensor, ns: int, nd: int, n_loops: int) -> AttnStructure:
     keep = (src != dst).nonzero().view(-1)
     loops = torch.arange(n_loops, device=src.device)
     s = torch.cat([src.long()[keep], loops])
-    d = torch.cat([dst.long()[keep], loops])
-    return AttnStructure(Graph.from_coo(s, d, ns, nd), keep, n_loops, dst.long()[keep])
+    kept_dst = dst.long()[keep]
+    d = torch.cat([kept_dst, loops])
+    inside = (kept_dst < n_loops).nonzero().view(-1)
+    dst_in = kept_dst[inside]
+    fill = (inside, dst_in, torch.bincount(dst_in, minlength=n_loops).clamp(min=1))
+    return AttnStructure(Graph.from_coo(s, d, ns, nd), keep, n_loops, fill)
 
 
 def attention_structure(edge_index: Any, ns: int, nd: int, add_self_loops: bool) -> AttnStructure:
@@ -88,14 +94,12 @@ def edge_features(st: AttnStructure, edge_attr: Tensor, fill_value: Union[float,
     if isinstance(fill_value, str):
         if fill_value not in _FILLS:
             raise ValueError(f"fill_value={fill_value!r} is not supported; use a number, a tensor or one of {_FILLS}")
-        dst = st.kept_dst
-        inside = dst < n
-        dst_in, kept_in = dst[inside], kept[inside]
+        inside, dst_in, cnt = st.fill
+        kept_in = kept.index_select(0, inside)
         if fill_value == "mean" or fill_value in ("add", "sum"):
             loop = kept.new_zeros(n, D).index_add(0, dst_in, kept_in)
             if fill_value == "mean":
-                cnt = torch.bincount(dst_in, minlength=n).clamp(min=1).to(kept.dtype)
-                loop = loop / cnt.view(-1, 1)
+                loop = loop / cnt.to(kept.dtype).view(-1, 1)
         else:
             loop = kept.new_zeros(n, D).scatter_reduce(0, dst_in.view(-1, 1).expand(-1, D), kept_in,
                                                        "amax" if fill_value == "max" else "amin",
