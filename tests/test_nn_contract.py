@@ -432,3 +432,87 @@ def test_compiled_lstm_keeps_pygs_sorting_rule():
         layer(x, unsorted)
     with pytest.raises(Exception, match="'index' tensor is not sorted"):
         compiled(x, unsorted)
+
+
+def _tensors_in(v, seen=None):
+    """Every tensor held by ``v``: tuples/lists, and Graphs with their structure and both derived stores."""
+    from gnnkit.ops import Graph
+    seen = set() if seen is None else seen
+    if id(v) in seen:
+        return
+    seen.add(id(v))
+    if isinstance(v, torch.Tensor):
+        yield v
+    elif isinstance(v, (tuple, list)):
+        for u in v:
+            yield from _tensors_in(u, seen)
+    elif isinstance(v, Graph):
+        for u in (v.rowptr, v.col, v.row, v.perm, *v._derived.values(), *v._derived_nograd.values()):
+            yield from _tensors_in(u, seen)
+
+
+def _main_store_tensors(graph):
+    """Tensors a training step may read: the main store, and the Graphs it holds (with their stores)."""
+    for v in graph._derived.values():
+        yield from _tensors_in(v)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("name", [k for k in ALL_FORMS if k not in SORTS_PER_STEP])
+def test_compiled_inference_keeps_the_graph_state(name, mode):
+    """Compiled inference on a Graph no call has touched (a model compiled for serving): the graph state the
+    first calls build is kept, so the third call rebuilds nothing (it was rebuilt per call: compiled GCN
+    inference 12.8 ms against 4.1 ms eager at N=20k); it matches eager; and a later training step on the
+    same graph, eager and compiled, finds no inference tensor in what it reads."""
+    from torch._dynamo.utils import counters
+    from torch.profiler import profile
+
+    from gnnkit.ops import Graph
+    ctx = torch.no_grad if mode == "no_grad" else torch.inference_mode
+    torch.manual_seed(0)
+    torch._dynamo.reset()
+    counters.clear()
+    layer = ALL_FORMS[name]()
+    x, ei = _graph(8)
+    ea = torch.randn(E, 3)
+    graph = Graph.build(ei.clone(), num_nodes=N)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    with ctx():
+        for _ in range(2):
+            compiled(x, *_args(name, graph, ea))
+        assert counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])
+        with profile() as prof:
+            out = compiled(x, *_args(name, graph, ea))
+        ref = layer(x, *_args(name, Graph.build(ei.clone(), num_nodes=N), ea))
+    found = {e.key: e.count for e in prof.key_averages() if e.key in STRUCTURE_OPS}
+    assert not found, f"a compiled {mode} call rebuilt graph structure: {found}"
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    assert not any(t.is_inference() for t in _main_store_tensors(graph))
+    xr = x.clone().requires_grad_(True)
+    (gref,) = torch.autograd.grad(layer(xr, *_args(name, Graph.build(ei.clone(), num_nodes=N), ea)).sum(), xr)
+    for fn in (layer, compiled):
+        xr = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(fn(xr, *_args(name, graph, ea)).sum(), xr)
+        torch.testing.assert_close(g, gref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["GCNConv", "GATConv", "SAGEConv"])
+def test_eager_inference_mode_keeps_the_structure_of_an_edge_index(name):
+    """Under torch.inference_mode an edge_index's graph (and a Graph's derived state) was rebuilt on every
+    call; it is now kept apart from what training reads, so the second call sorts nothing and a training
+    step on the same edge_index afterwards works."""
+    from torch.profiler import profile
+    torch.manual_seed(0)
+    layer = ALL_FORMS[name]()
+    x, ei = _graph(9)
+    ea = torch.randn(E, 3)
+    with torch.inference_mode():
+        ref = layer(x, *_args(name, ei, ea))
+        with profile() as prof:
+            out = layer(x, *_args(name, ei, ea))
+    found = {e.key: e.count for e in prof.key_averages() if e.key in STRUCTURE_OPS}
+    assert not found, f"an inference_mode call rebuilt graph structure: {found}"
+    torch.testing.assert_close(out, ref)
+    xr = x.clone().requires_grad_(True)
+    layer(xr, *_args(name, ei, ea)).sum().backward()  # training on the same edge_index
+    assert xr.grad is not None

@@ -60,11 +60,11 @@ class Graph:
     self-loop graph or normalised weights) is built once, on first use, and kept in the
     graph itself (:meth:`derived`): one cache, keyed by what it is, dying with the graph.
     A ``Graph`` can be passed to every gnnkit layer in place of ``edge_index``; under
-    ``torch.compile`` a graph built outside the compiled region (and used once, so its
-    derived state exists) makes the compiled code read that state instead of rebuilding it.
+    ``torch.compile`` a graph built outside the compiled region keeps the derived state the
+    compiled code builds, which later calls read instead of rebuilding it (:meth:`derived`).
     """
 
-    __slots__ = ("rowptr", "col", "row", "perm", "num_src", "num_dst", "_derived", "__weakref__")
+    __slots__ = ("rowptr", "col", "row", "perm", "num_src", "num_dst", "_derived", "_derived_nograd", "__weakref__")
 
     def __init__(self, rowptr: Tensor, col: Tensor, row: Tensor, perm: Optional[Tensor],
                  num_src: int, num_dst: int):
@@ -74,7 +74,8 @@ class Graph:
         self.perm = perm
         self.num_src = int(num_src)
         self.num_dst = int(num_dst)
-        self._derived: Dict[Hashable, Any] = {}
+        self._derived: Dict[Hashable, Any] = {}  # entries any call may use
+        self._derived_nograd: Dict[Hashable, Any] = {}  # built with gradients off: read only then
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -111,19 +112,28 @@ class Graph:
     def derived(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """``build()`` once per ``key``, kept in this graph.
 
-        Eager mode stores it outside ``torch.inference_mode`` (an inference tensor could not be
-        used by a later training step).  Under ``torch.compile`` the store is a side effect the
-        compiled code replays after it runs, made only with gradients enabled (a compiled region
-        cannot ask whether it runs under inference mode, which turns gradients off): the first
-        compiled call builds the entry, the next one is compiled once more and reads it, so a
-        ``Graph`` that no eager call has touched is not rebuilt on every compiled call.  Dynamo
-        drops stores made inside an ``autograd.Function``'s forward; what a backward needs is
-        therefore fetched before ``Function.apply`` (:meth:`prepare_backward`)."""
+        An entry built under ``torch.inference_mode`` holds inference tensors, which a later training
+        step could not use (autograd cannot save them); a compiled region cannot ask whether it runs
+        under inference mode.  So entries built under inference mode in eager mode, or with gradients
+        off under ``torch.compile``, go to a second store, read only by such calls; everything else
+        (eager calls outside inference mode, compiled calls with gradients on) goes to the main
+        store, which every call reads.
+
+        Under ``torch.compile`` the store is a side effect the compiled code replays after it runs:
+        the first compiled call builds the entry, the next one is compiled once more and reads it, so
+        a ``Graph`` that no eager call has touched is not rebuilt on every compiled call, in training
+        or inference.  Dynamo drops stores made inside an ``autograd.Function``'s forward (where
+        gradients are off too); what a backward needs is therefore fetched before ``Function.apply``
+        (:meth:`prepare_backward`), with gradients on, into the main store."""
+        compiling = torch.compiler.is_compiling()
+        # an autograd Function's forward runs with gradients off: eager mode asks for inference mode instead
+        nograd = not torch.is_grad_enabled() if compiling else torch.is_inference_mode_enabled()
         hit = self._derived.get(key)
+        if hit is None and nograd:
+            hit = self._derived_nograd.get(key)
         if hit is None:
             hit = build()
-            if torch.is_grad_enabled() if torch.compiler.is_compiling() else not torch.is_inference_mode_enabled():
-                self._derived[key] = hit
+            (self._derived_nograd if nograd else self._derived)[key] = hit
         return hit
 
     def prepare_backward(self, *inputs: Any, transpose: bool = True, sddmm: bool = False,
@@ -368,10 +378,8 @@ def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
     version and invalidates the entry, an edit that bypasses the version counter
     changes the tensor's fingerprint and invalidates it too, and a dead ``t`` never matches.
     """
-    if _is_compiling() or t.is_inference() or torch.is_inference_mode_enabled():
-        # inference tensors have no version counter (an in-place edit could not be seen), and a
-        # structure built under inference_mode would be unusable by a later training step
-        return build()
+    if _is_compiling() or t.is_inference():  # inference tensors have no version counter (an in-place
+        return build()  # edit could not be seen)
     if t.layout == torch.sparse_coo:
         ptr = t._values().data_ptr()
     elif t.layout == torch.sparse_csr:
@@ -379,11 +387,17 @@ def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
     else:
         ptr = t.data_ptr()
     key = (id(t), ptr, t._version, tuple(t.shape), t.device) + tuple(tag)
-    hit = _CACHE.get(key)
     fp = _fingerprint(t)
-    if hit is not None and hit[0]() is t and hit[2] == fp:
-        _CACHE.move_to_end(key)
-        return hit[1]
+    # a structure built under inference_mode holds inference tensors, unusable by a later training step:
+    # it is kept under its own key, which only calls under inference_mode read
+    inference = torch.is_inference_mode_enabled()
+    for k in (key, key + ("inference_mode",)) if inference else (key,):
+        hit = _CACHE.get(k)
+        if hit is not None and hit[0]() is t and hit[2] == fp:
+            _CACHE.move_to_end(k)
+            return hit[1]
+    if inference:
+        key = key + ("inference_mode",)
     out = build()
     # the entry goes when t dies: a deleted edge_index does not keep its structure alive
     _CACHE[key] = (weakref.ref(t, lambda _, k=key: _CACHE.pop(k, None)), out, fp)
