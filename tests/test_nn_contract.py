@@ -516,3 +516,41 @@ def test_eager_inference_mode_keeps_the_structure_of_an_edge_index(name):
     xr = x.clone().requires_grad_(True)
     layer(xr, *_args(name, ei, ea)).sum().backward()  # training on the same edge_index
     assert xr.grad is not None
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_compiled_no_grad_after_inference_mode_on_the_same_graph(backend):
+    """Review finding: GCN's normalised weights kept by inference-mode calls reached the SpMM's sparse tensor in
+    a later compiled no_grad call, which raised "Cannot set version_counter for inference tensor"."""
+    from gnnkit.ops import Graph
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = gnn.GCNConv(F_IN, 6)
+    compiled = torch.compile(layer, fullgraph=True, backend=backend)
+    for n in (N, N + 5):  # a second size: dynamic shapes
+        g = torch.Generator().manual_seed(n)
+        x, ei = torch.randn(n, F_IN, generator=g), torch.randint(0, n, (2, 4 * n), generator=g)
+        graph = Graph.build(ei, num_nodes=n)
+        with torch.inference_mode():
+            compiled(x, graph), compiled(x, graph)
+        with torch.no_grad():
+            out = compiled(x, graph)
+        torch.testing.assert_close(out, layer(x, Graph.build(ei.clone(), num_nodes=n)), atol=1e-5, rtol=1e-5)
+
+
+def test_training_state_replaces_the_inference_mode_copies():
+    """Review finding: state built under inference mode stayed alive beside the training copy built later (two
+    graphs per edge_index, two normalisations per Graph), never read again; it is now dropped."""
+    from gnnkit.ops import Graph, graph as graph_mod
+    graph_mod.clear_cache()
+    layer = gnn.GCNConv(F_IN, 6)
+    x, ei = _graph(10)
+    graph = Graph.build(ei.clone(), num_nodes=N)
+    with torch.inference_mode():
+        layer(x, graph), layer(x, ei)
+    assert graph._derived_nograd and sum(1 for k in graph_mod._CACHE if k[0] == id(ei)) == 1
+    layer(x.clone().requires_grad_(True), graph).sum().backward()
+    layer(x.clone().requires_grad_(True), ei).sum().backward()
+    assert not graph._derived_nograd
+    keys = [k for k in graph_mod._CACHE if k[0] == id(ei)]
+    assert len(keys) == 1 and "inference_mode" not in keys[0]

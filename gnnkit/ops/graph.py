@@ -133,7 +133,12 @@ class Graph:
             hit = self._derived_nograd.get(key)
         if hit is None:
             hit = build()
-            (self._derived_nograd if nograd else self._derived)[key] = hit
+            if nograd:
+                self._derived_nograd[key] = hit
+            else:
+                self._derived[key] = hit
+                if not compiling:  # the main entry serves every call: the inference-mode twin goes
+                    self._derived_nograd.pop(key, None)
         return hit
 
     def prepare_backward(self, *inputs: Any, transpose: bool = True, sddmm: bool = False,
@@ -398,6 +403,8 @@ def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
             return hit[1]
     if inference:
         key = key + ("inference_mode",)
+    else:  # the main entry serves every call: the inference-mode twin goes
+        _CACHE.pop(key + ("inference_mode",), None)
     out = build()
     # the entry goes when t dies: a deleted edge_index does not keep its structure alive
     _CACHE[key] = (weakref.ref(t, lambda _, k=key: _CACHE.pop(k, None)), out, fp)

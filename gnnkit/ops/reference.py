@@ -75,7 +75,10 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
         A = torch.sparse_csr_tensor(rowptr, col, ones, (N, S), check_invariants=False)
         out = torch.sparse.mm(A, xc.reshape(S, H * F), reduce=r).reshape(N, H, F)
     elif H == 1:  # one weighted product, written in place (no per-head output copy)
-        A = torch.sparse_csr_tensor(rowptr, col, value.to(xc.dtype).reshape(-1), (N, S), check_invariants=False)
+        v = value.to(xc.dtype).reshape(-1)
+        if v.is_inference() and not torch.is_inference_mode_enabled():
+            v = v.clone()  # weights kept by an inference-mode call: a sparse tensor outside it needs a plain one
+        A = torch.sparse_csr_tensor(rowptr, col, v, (N, S), check_invariants=False)
         out = torch.sparse.mm(A, xc.reshape(S, F), reduce=r).reshape(N, 1, F)
     else:
         vc = value.to(xc.dtype)
