@@ -203,5 +203,6 @@ def test_distance_cache_keeps_a_splits_three_graphs_and_evicts_past_its_budget(m
     model = PGNN(3, 4, q=2, cache_bytes=0).eval()
     model(x, graphs[0]), model(x, graphs[1]), model(x, graphs[1])
     assert len(model._scores) == 1
-    with pytest.raises(ValueError, match="cache_bytes must be >= 0"):
-        PGNN(3, 4, cache_bytes=-1)
+    for bad in (-1, "1G", 1.5, True):
+        with pytest.raises(ValueError, match="cache_bytes must be an int >= 0"):
+            PGNN(3, 4, cache_bytes=bad)

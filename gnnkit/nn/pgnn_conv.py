@@ -155,8 +155,9 @@ class PGNN(torch.nn.Module):
                  copies: float = 0.5, dropout: float = 0.0, seed: int = 0, distance_map: bool = True,
                  cache_bytes: int = 2 ** 30):
         super().__init__()
-        if cache_bytes < 0:
-            raise ValueError(f"PGNN: cache_bytes must be >= 0 (0 keeps only the last graph), got {cache_bytes}")
+        if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
+            raise ValueError(f"PGNN: cache_bytes must be an int >= 0 (0 keeps only the last graph), "
+                             f"got {cache_bytes!r}")
         if num_layers < 1:
             raise ValueError(f"PGNN: num_layers must be >= 1, got {num_layers}")
         if q < 1:
