@@ -73,6 +73,27 @@ def test_edge_index_made_under_inference_mode(name):
     assert torch.allclose(inside, layer(x, ei).detach(), atol=1e-6)
 
 
+def test_enable_grad_inside_inference_mode():
+    """Inference mode records nothing, even under enable_grad(), and PyG's layers run there.  gnnkit's
+    autograd Functions still recorded when a learned parameter went straight in (the softmax temperature,
+    the Graphormer bias) and crashed saving inference tensors ("Inference tensors cannot be saved for
+    backward").  Every form now runs there, equals its no_grad output and, as in PyG, needs no grad."""
+    torch.manual_seed(0)
+    x, ei = _graph(5)
+    ea = torch.randn(E, 3)
+    forms = {name: (make(), _args(name, ei, ea)) for name, make in ALL_FORMS.items()}
+    forms["GraphTransformerConv"] = (gnn.GraphTransformerConv(F_IN, heads=2),
+                                     (ei, torch.zeros(N, dtype=torch.long)))
+    for name, (layer, args) in forms.items():
+        layer.eval()
+        with torch.no_grad():
+            want = layer(x, *args)
+        with torch.inference_mode(), torch.enable_grad():
+            got = layer(x, *args)
+        assert not got.requires_grad, name
+        torch.testing.assert_close(got, want, msg=name)
+
+
 def test_bad_edge_attr_and_weights():
     x, ei = _graph()
     with pytest.raises(ValueError, match="edge_attr.*without edge_dim.*edge_dim="):
@@ -515,6 +536,36 @@ def test_eager_inference_mode_keeps_the_structure_of_an_edge_index(name):
     torch.testing.assert_close(out, ref)
     xr = x.clone().requires_grad_(True)
     layer(xr, *_args(name, ei, ea)).sum().backward()  # training on the same edge_index
+    assert xr.grad is not None
+
+
+@pytest.mark.parametrize("name", ["GCNConv", "SAGEConv", "GATConv", "GINConv"])
+def test_inference_mode_keeps_the_structure_with_flow_target_to_source(name):
+    """With flow="target_to_source" the flipped edge_index made under inference mode was an inference tensor,
+    which the graph cache cannot keep: every eager inference call rebuilt its structure.  The flip of a plain
+    edge_index is now a plain tensor, so the second call sorts nothing; outputs equal PyG's flow."""
+    import torch_geometric.nn as pyg
+    from torch.profiler import profile
+    torch.manual_seed(0)
+    make = {"GCNConv": lambda m: m.GCNConv(F_IN, 6, flow="target_to_source"),
+            "SAGEConv": lambda m: m.SAGEConv(F_IN, 6, flow="target_to_source"),
+            "GATConv": lambda m: m.GATConv(F_IN, 4, heads=2, flow="target_to_source"),
+            "GINConv": lambda m: m.GINConv(_mlp(), flow="target_to_source")}[name]
+    layer = make(gnn)
+    ref_layer = make(pyg)
+    ref_layer.load_state_dict(layer.state_dict())
+    x, ei = _graph(11)
+    with torch.inference_mode():
+        first = layer(x, ei)
+        with profile() as prof:
+            out = layer(x, ei)
+        want = ref_layer(x, ei)
+    found = {e.key: e.count for e in prof.key_averages() if e.key in STRUCTURE_OPS}
+    assert not found, f"an inference_mode call rebuilt graph structure: {found}"
+    torch.testing.assert_close(out, first)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    xr = x.clone().requires_grad_(True)
+    layer(xr, ei).sum().backward()  # training on the same edge_index afterwards
     assert xr.grad is not None
 
 

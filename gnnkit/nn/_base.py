@@ -33,6 +33,15 @@ _HOOKS = ("register_propagate_forward_pre_hook", "register_propagate_forward_hoo
           "register_edge_update_forward_pre_hook", "register_edge_update_forward_hook")
 
 
+def _flip(edge_index: Tensor) -> Tensor:
+    """``edge_index.flip(0)``; a plain tensor's flip stays plain under ``torch.inference_mode`` (an inference
+    tensor has no version counter, so the graph cache could not keep its structure, rebuilt on every call)."""
+    if not torch.compiler.is_compiling() and torch.is_inference_mode_enabled() and not edge_index.is_inference():
+        with torch.inference_mode(False):
+            return edge_index.flip(0)
+    return edge_index.flip(0)
+
+
 class CSRMessagePassing(MessagePassing):
     """``MessagePassing`` whose subclasses aggregate with gnnkit's CSR ops (see the module doc)."""
 
@@ -57,7 +66,7 @@ class CSRMessagePassing(MessagePassing):
             pass
         if not isinstance(edge_index, Tensor):
             return edge_index  # the layer's own check names the problem
-        return cached_for(edge_index, ("flipped",), lambda: edge_index.flip(0))
+        return cached_for(edge_index, ("flipped",), lambda: _flip(edge_index))
 
     def static_nodes_first(self, x: Tensor) -> bool:
         """For a 3-D ``x`` (a static graph): True when ``node_dim`` puts the nodes on axis 0 (``x`` ``[N, B,

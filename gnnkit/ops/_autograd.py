@@ -7,7 +7,7 @@ penalty) it returns a first derivative detached from ``x``, so the second deriva
 wrong.  This decorator raises instead, naming the op.
 """
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -24,3 +24,16 @@ def first_order_only(backward: Callable) -> Callable:
                                "references in gnnkit.ops")
         return inner(ctx, *grads)
     return wrapper
+
+
+def apply_function(fn: type, *args: Any) -> Any:
+    """``fn.apply(*args)``, unrecorded under ``torch.inference_mode()``.
+
+    Inference mode records nothing, even under ``enable_grad()``; but ``Function.apply`` still records when an
+    input requires grad (a learned parameter passed straight in, e.g. the softmax temperature or the
+    Graphormer bias), and saving the inference tensors then fails.  Under inference mode the call runs under
+    ``no_grad``, so its output requires no grad, as a PyG layer's does there."""
+    if not torch.compiler.is_compiling() and torch.is_inference_mode_enabled():  # (dynamo cannot trace the test)
+        with torch.no_grad():
+            return fn.apply(*args)
+    return fn.apply(*args)

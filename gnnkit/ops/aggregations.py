@@ -26,7 +26,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from ._autograd import first_order_only
+from ._autograd import apply_function, first_order_only
 from .graph import Graph
 from .reference import LOW, segment_sum
 
@@ -169,8 +169,8 @@ def softmax_aggregate_slots(graph: Graph, x: Tensor, t: Union[float, Tensor] = 1
     graph.prepare_backward(x, t)
     if x.dtype in LOW:  # computed in fp32 (t too, not rounded to x's dtype first), returned in x's dtype
         xf = x.float()
-        return SoftmaxAggregateFunction.apply(graph, xf, _as_t(t, xf), semi_grad).to(x.dtype)
-    return SoftmaxAggregateFunction.apply(graph, x, _as_t(t, x), semi_grad)
+        return apply_function(SoftmaxAggregateFunction, graph, xf, _as_t(t, xf), semi_grad).to(x.dtype)
+    return apply_function(SoftmaxAggregateFunction, graph, x, _as_t(t, x), semi_grad)
 
 
 def softmax_aggregate_ref(index: Tensor, x_j: Tensor, num_dst: int, t: Union[float, Tensor] = 1.0,

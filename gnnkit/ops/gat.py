@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._autograd import first_order_only
+from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
 from .graph import Graph, check_rows
 from .primitives import NO_PLAN, gat_fused_bwd_op, gat_fused_op, kernel_plan, node_sums_op
@@ -136,10 +136,10 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
     if not return_attention and not (training and dropout > 0) and edge_scale is None and reduce == "sum" \
             and use_triton("gat", x):
         t = None if edge_term is None else edge_term.contiguous()
-        out = FusedGATFunction.apply(graph, x.contiguous(), a_src.contiguous(), a_dst.contiguous(), t,
+        out = apply_function(FusedGATFunction, graph, x.contiguous(), a_src.contiguous(), a_dst.contiguous(), t,
                                      negative_slope)
         return out, None
-    s = EdgeScoresFunction.apply(graph, a_src, a_dst, edge_term, float(negative_slope))
+    s = apply_function(EdgeScoresFunction, graph, a_src, a_dst, edge_term, float(negative_slope))
     alpha = segment_softmax_slots(graph, s)
     weights = edge_dropout(graph, alpha, dropout, training)
     if edge_scale is not None:

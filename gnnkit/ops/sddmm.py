@@ -10,7 +10,7 @@ order.  Kernel contract: :func:`gnnkit.ops.primitives.sddmm_op`.
 import torch
 from torch import Tensor
 
-from ._autograd import first_order_only
+from ._autograd import apply_function, first_order_only
 from .graph import Graph, check_rows
 from .primitives import kernel_plan, sddmm_op, sddmm_pattern_args, spmm_op
 from .reference import sddmm_csr_ref  # noqa: F401  (re-exported: the op's reference)
@@ -51,7 +51,7 @@ def sddmm_slots(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
     check_rows(b, graph.num_src, "b", "source nodes")
     sddmm_pattern_args(graph)  # here, not in the Function's forward: kept under torch.compile too
     graph.prepare_backward(b)
-    return SDDMMFunction.apply(graph, a.contiguous(), b.to(a.dtype).contiguous())
+    return apply_function(SDDMMFunction, graph, a.contiguous(), b.to(a.dtype).contiguous())
 
 
 def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ first slot that attains the extremum (deterministic, unlike atomic scatter).
 import torch
 from torch import Tensor
 
-from ._autograd import first_order_only
+from ._autograd import apply_function, first_order_only
 from .graph import Graph
 from .primitives import kernel_plan, segment_bwd_op, segment_op
 from .reference import route_to_first_extremum, segment_reduce_bwd_ref, segment_reduce_ref  # noqa: F401
@@ -53,10 +53,10 @@ def _check(graph: Graph, values: Tensor, reduce: str) -> None:
 def segment_reduce_slots(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:
     """Reduce per-slot ``values`` ``[E, ...]`` (CSR slot order) into ``[num_dst, ...]``."""
     _check(graph, values, reduce)
-    return SegmentReduceFunction.apply(graph, values.contiguous(), reduce)
+    return apply_function(SegmentReduceFunction, graph, values.contiguous(), reduce)
 
 
 def segment_reduce(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:
     """Reduce per-edge ``values`` ``[E, ...]`` (input edge order) into ``[num_dst, ...]``."""
     _check(graph, values, reduce)
-    return SegmentReduceFunction.apply(graph, graph.to_csr_order(values).contiguous(), reduce)
+    return apply_function(SegmentReduceFunction, graph, graph.to_csr_order(values).contiguous(), reduce)

@@ -12,7 +12,7 @@ Backward: :math:`\partial s = \alpha \odot (\partial\alpha - \sum_{e' \to i} \al
 import torch
 from torch import Tensor
 
-from ._autograd import first_order_only
+from ._autograd import apply_function, first_order_only
 from .graph import Graph, check_rows
 from .primitives import kernel_plan, softmax_bwd_op, softmax_op
 from .reference import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: F401  (re-exported)
@@ -38,7 +38,7 @@ class SegmentSoftmaxFunction(torch.autograd.Function):
 def segment_softmax_slots(graph: Graph, logits: Tensor) -> Tensor:
     """Edge softmax of ``[E, H]`` scores already in CSR slot order."""
     check_rows(logits, graph.num_edges, "logits", "edges")
-    return SegmentSoftmaxFunction.apply(graph, logits.contiguous())
+    return apply_function(SegmentSoftmaxFunction, graph, logits.contiguous())
 
 
 def segment_softmax(graph: Graph, logits: Tensor) -> Tensor:

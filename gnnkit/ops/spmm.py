@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._autograd import first_order_only
+from ._autograd import apply_function, first_order_only
 from .graph import Graph, check_rows
 from .primitives import (
     NO_PLAN,
@@ -106,7 +106,7 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
     check_rows(x, graph.num_src, "x", "source nodes")
     check_rows(value, graph.num_edges, "value", "edges")
     graph.prepare_backward(x, value, sddmm=value is not None and value.requires_grad and reduce not in ("max", "min"))
-    return SpMMFunction.apply(graph, x.contiguous(), value, reduce, value_t)
+    return apply_function(SpMMFunction, graph, x.contiguous(), value, reduce, value_t)
 
 
 class GatherFunction(torch.autograd.Function):
@@ -141,7 +141,7 @@ def gather_slots(graph: Graph, x: Tensor, side: str = "src") -> Tensor:
     if x.dim() < 1 or x.size(0) != n:
         raise ValueError(f"x must have one row per {side} node ({n}), got shape {list(x.shape)}")
     graph.prepare_backward(x, transpose=side == "src", slot_ids=side == "dst")
-    return GatherFunction.apply(graph, x, side)
+    return apply_function(GatherFunction, graph, x, side)
 
 
 class ReluMessageFunction(torch.autograd.Function):
@@ -176,7 +176,7 @@ def relu_message_slots(graph: Graph, x: Tensor, edge_term: Tensor) -> Tensor:
         raise ValueError(f"x must be [num_src={graph.num_src}, F] and edge_term [E={graph.num_edges}, F] with the "
                          f"same F, got {list(x.shape)} and {list(edge_term.shape)}")
     graph.prepare_backward(x)
-    return ReluMessageFunction.apply(graph, x.contiguous(), edge_term.contiguous())
+    return apply_function(ReluMessageFunction, graph, x.contiguous(), edge_term.contiguous())
 
 
 def spmm(graph: Graph, x: Tensor, edge_weight: Optional[Tensor] = None, reduce: str = "sum") -> Tensor:

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._autograd import first_order_only
+from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
 from .primitives import graph_attention_fused_bwd_op, graph_attention_fused_op, graph_attention_op
 from .reference import graph_attention_ref
@@ -103,7 +103,7 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Op
     if got.get("bucket", -1) >= (bias.size(1) if bias is not None else 0):
         raise ValueError(f"graph_attention: dist has bucket {got['bucket']} but bias has {bias.size(1)} buckets")
     scale = 1.0 / math.sqrt(max(D, 1)) if scale is None else float(scale)
-    return GraphAttentionFunction.apply(q, k, v, num_nodes.to(q.device), dist, bias, bool(adjacency), scale)
+    return apply_function(GraphAttentionFunction, q, k, v, num_nodes.to(q.device), dist, bias, bool(adjacency), scale)
 
 
 def batch_distances(edge_index: Tensor, batch: Tensor, max_distance: int, num_graphs: Optional[int] = None
