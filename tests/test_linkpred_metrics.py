@@ -44,3 +44,29 @@ def test_auc_ap_and_their_traps():
         average_precision(torch.tensor([float("nan")]), n)
     out = evaluate(p, n, ks=(2, 10))
     assert set(out) == {"auc", "ap", "hits@2"}  # hits@10 needs 10 negatives: left out, not 1.0
+
+
+def test_float64_scores_keep_their_precision():
+    """Review finding: Hits@K and MRR rounded float64 scores to float32, so close scores became ties, which
+    Hits@K does not count (saturated sigmoids: 1.0 against OGB's 0.0 on the same float64 input)."""
+    from ogb.linkproppred import Evaluator
+    pos = torch.sigmoid(torch.tensor([20.0, 21.0, 22.0], dtype=torch.float64))
+    neg = torch.sigmoid(torch.tensor([19.0, -3.0], dtype=torch.float64))
+    ev = Evaluator(name="ogbl-ddi")
+    ev.K = 1
+    assert ev.eval({"y_pred_pos": pos, "y_pred_neg": neg})["hits@1"] == 1.0
+    assert hits_at_k(pos, neg, 1) == 1.0
+    assert hits_at_k(pos.numpy(), neg.numpy(), 1) == 1.0
+    assert hits_at_k([0.30000001, 0.30000001], [0.3, 0.1], 1) == 1.0  # Python floats are doubles
+    assert mrr(pos, neg[:1].expand(3, 1)) == 1.0
+
+
+def test_mrr_ties_take_the_mean_rank_and_hits_refuses_a_per_positive_matrix():
+    # a positive tied with 2 of its 3 negatives: 0 greater, 2 equal -> rank 1 + 0 + 2/2 = 2
+    assert mrr([0.5], [[0.5, 0.5, 0.1]]) == pytest.approx(0.5)
+    assert mrr(np.array([0.5]), np.array([[0.5, 0.5, 0.1]])) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"\[P, K\].*mrr"):
+        hits_at_k([0.9, 0.8], [[0.1, 0.2], [0.3, 0.4]], 1)
+    assert hits_at_k(torch.tensor([[0.9], [0.2]]), torch.tensor([[0.5], [0.1]]), 1) == 0.5  # [N, 1] is fine
+    with pytest.raises(ValueError, match="inf"):
+        roc_auc([float("inf")], [1.0])

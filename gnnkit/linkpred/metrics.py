@@ -2,10 +2,13 @@
 
 * OGB's Hits@K returns 1.0 when there are fewer than K negatives; here that is a
   :class:`ValueError`.
-* OGB's MRR on numpy input ranks ties the other way round from its torch branch and
-  fails on some shapes; inputs are converted to torch first.
+* OGB's MRR on numpy input fails (its numpy branch calls ``sum(dim=...)``); inputs are converted
+  to torch first.  Ties: a positive scored equal to some of its negatives gets the mean of its
+  optimistic and pessimistic rank, ``1 + #greater + #equal / 2`` (OGB's torch branch).
+* Scores keep their precision: float64 scores are ranked in float64 (rounding them to float32 turns
+  close scores into ties, which Hits@K does not count).
 * scikit-learn's ROC-AUC / AP on one class only is undefined; here that is a
-  :class:`ValueError` naming the missing class, as are NaN scores.
+  :class:`ValueError` naming the missing class, as are NaN scores (and ±inf for ROC-AUC / AP).
 """
 from __future__ import annotations
 
@@ -22,11 +25,17 @@ def _scores(x, name: str, dim: int = 1) -> Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     elif not isinstance(x, Tensor):
-        x = torch.as_tensor(x)
+        x = torch.as_tensor(x, dtype=torch.float64)  # Python floats are doubles
     x = x.detach().cpu()
     if not torch.is_floating_point(x):
         x = x.double()
+    elif x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     if dim == 1:
+        if x.dim() == 2 and min(x.shape) > 1:
+            raise ValueError(f"{name} must be one score per pair ([N] or [N, 1]), got shape {list(x.shape)}; "
+                             "fix: a [P, K] matrix of per-positive negatives is mrr's input, Hits@K ranks every "
+                             "positive against one shared pool of negatives")
         x = x.reshape(-1)
     elif x.dim() != dim:
         raise ValueError(f"{name} must have {dim} dimensions, got shape {list(x.shape)}")
@@ -52,7 +61,8 @@ def hits_at_k(pos_scores: Scores, neg_scores: Scores, k: int) -> float:
         raise ValueError("hits_at_k: no positive scores")
     ev = Evaluator(name="ogbl-ddi")
     ev.K = k
-    return float(ev.eval({"y_pred_pos": pos.float(), "y_pred_neg": neg.float()})[f"hits@{k}"])
+    dt = torch.promote_types(pos.dtype, neg.dtype)
+    return float(ev.eval({"y_pred_pos": pos.to(dt), "y_pred_neg": neg.to(dt)})[f"hits@{k}"])
 
 
 def mrr(pos_scores: Scores, neg_scores: Scores) -> float:
@@ -71,8 +81,9 @@ def mrr(pos_scores: Scores, neg_scores: Scores) -> float:
     if neg.size(1) == 0:
         raise ValueError("mrr: no negatives per positive")
     ev = Evaluator(name="ogbl-citation2")
-    out = ev.eval({"y_pred_pos": pos.float(), "y_pred_neg": neg.float()})
-    return float(out["mrr_list"].mean())
+    dt = torch.promote_types(pos.dtype, neg.dtype)
+    out = ev.eval({"y_pred_pos": pos.to(dt), "y_pred_neg": neg.to(dt)})
+    return float(out["mrr_list"].double().mean())
 
 
 def _binary(pos_scores, neg_scores):
@@ -80,6 +91,10 @@ def _binary(pos_scores, neg_scores):
     if pos.numel() == 0 or neg.numel() == 0:
         missing = "positive" if pos.numel() == 0 else "negative"
         raise ValueError(f"no {missing} scores: ROC-AUC and AP need both classes")
+    for x, name in ((pos, "pos_scores"), (neg, "neg_scores")):
+        if torch.isinf(x).any():
+            raise ValueError(f"{name} holds ±inf scores, which scikit-learn's ROC-AUC and AP refuse; fix: pass "
+                             "finite logits or probabilities")
     y = np.concatenate([np.ones(pos.numel()), np.zeros(neg.numel())])
     s = torch.cat([pos, neg]).double().numpy()
     return y, s
