@@ -353,10 +353,11 @@ class NegativeSampler:
             r = f.allowed(i)
             if self.undirected:
                 u, v = self.space.unrank(r)
-                # a self-loop has one orientation, other pairs two: thin loops to stay uniform
+                # a self-loop has one orientation, other pairs two: keep half of the other pairs' draws so that
+                # every unordered pair is drawn with the same probability
                 loop = u == v
                 if bool(loop.any()):
-                    keep = ~loop | (torch.rand(m, generator=gen, device=dev) < 0.5)
+                    keep = loop | (torch.rand(m, generator=gen, device=dev) < 0.5)
                     r = r[keep]
                 r = self._canon(r)
             have = torch.unique(torch.cat([have, r]))
