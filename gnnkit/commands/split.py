@@ -53,8 +53,8 @@ def load_graph(name: str, root: Optional[str] = None) -> Tuple[Data, bool, Any]:
 def decide_undirected(choice: str, data: "Data") -> bool:
     if choice != "auto":
         return choice == "yes"
-    from torch_geometric.utils import is_undirected
-    return bool(is_undirected(data.edge_index, num_nodes=data.num_nodes))
+    from gnnkit.linkpred._graph import decide_undirected as decide
+    return decide(data, yes="--undirected yes", no="--undirected no")
 
 
 def make_split(args: argparse.Namespace) -> Tuple[tuple, Dict[str, object]]:
@@ -113,5 +113,7 @@ def _run(args) -> int:
         keys = [k for k in s if k.startswith(name + "_")]
         print(f"  {name:5s} " + ", ".join(f"{k[len(name) + 1:]}={s[k]}" for k in keys))
     warn = [i for i in manifest["leakage"]["issues"] if i["severity"] == "warning"]
-    print("  leakage check: ok" + (f" ({len(warn)} warning(s), see manifest.json)" if warn else ""))
+    print("  leakage check: ok" + (f" ({len(warn)} warning(s), in manifest.json too)" if warn else ""))
+    for i in warn:
+        print(f"    warning {i['kind']} ({i['split']}): {i['count']} — {i['message']}")
     return 0

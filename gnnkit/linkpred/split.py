@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._graph import both_directions, infer_undirected, is_bipartite  # noqa: F401  (re-exported)
+from ._graph import both_directions, decide_undirected, infer_undirected, is_bipartite  # noqa: F401  (re-exported)
 from .hard import _csr, _gather_rows
 from .leakage import check_leakage
 from .negative import METHODS, NegativeSampler
@@ -247,7 +247,7 @@ class TransductiveLinkSplit:
     def __call__(self, data: Data) -> Tuple[Data, Data, Data]:
         _check_data(data, "TransductiveLinkSplit")
         num_nodes = _num_nodes(data)
-        und = infer_undirected(data) if self.is_undirected is None else self.is_undirected
+        und = decide_undirected(data) if self.is_undirected is None else self.is_undirected
         edges, st = unique_edges(data.edge_index, num_nodes, und)
         E = edges.size(1)
         gen = _generator(self.seed)
@@ -461,7 +461,7 @@ class InductiveLinkSplit:
                graph_part: Optional[Tensor] = None) -> Tuple[Data, Data, Data]:
         num_nodes = _num_nodes(data)
         bip = isinstance(num_nodes, tuple)
-        und = infer_undirected(data) if self.is_undirected is None else self.is_undirected
+        und = decide_undirected(data) if self.is_undirected is None else self.is_undirected
         edges, st = unique_edges(data.edge_index, num_nodes, und)
         ps, pd = part if bip else (part, part)
         same = ps[edges[0]] == pd[edges[1]]
