@@ -118,11 +118,27 @@ def test_featureless_sage_mlp_dropout_is_deterministic_and_reports_every_epoch()
     assert runs[0].history[-1]["loss"] < runs[0].history[0]["loss"]
 
 
-@pytest.mark.parametrize("flag,value", [("--clip-grad", "-1"), ("--decoder-layers", "0"), ("--eval-every", "0")])
-def test_bad_training_flags_are_named_as_typed(flag, value, capsys):
+def test_fit_refuses_a_bipartite_split():
+    """Review finding: fit ran on a bipartite split as if it were homogeneous (destination j read as source
+    node j: shared embedding row and messages) and reported numbers."""
+    from torch_geometric.data import Data
+
+    from gnnkit.linkpred import TransductiveLinkSplit
+    from gnnkit.linkpred.train import LinkPredConfig, fit
+    g = torch.Generator().manual_seed(0)
+    ui = torch.stack([torch.randint(0, 30, (200,), generator=g), torch.randint(0, 20, (200,), generator=g)])
+    tr, va, te = TransductiveLinkSplit(0.1, 0.2, seed=0)(Data(edge_index=ui, num_src=30, num_dst=20, num_nodes=50))
+    with pytest.raises(ValueError, match="bipartite.*fix: give the two node types one id space"):
+        fit(tr, va, te, LinkPredConfig(epochs=1, hidden=8, out_channels=4, ks=(5,)), progress=False)
+
+
+@pytest.mark.parametrize("flag,value,field", [("--clip-grad", "-1", "clip_grad"),
+                                              ("--decoder-layers", "0", "decoder_layers"),
+                                              ("--eval-every", "0", "eval_every"), ("--layers", "0", "num_layers")])
+def test_bad_training_flags_are_named_as_typed(flag, value, field, capsys):
     assert main(["linkpred", "Cora", flag, value, "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert flag in err and flag.lstrip("-").replace("-", "_") not in err
+    assert flag in err and field not in err
 
 
 def test_resplit_keeps_the_users_other_files(tmp_path):
@@ -240,3 +256,18 @@ def test_a_new_split_folder_gets_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "s").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_split_with_another_graph_is_refused_by_name(tmp_path, capsys):
+    """Review finding: `gnnkit linkpred Cora --split <a MUTAG split>` failed with a raw IndexError (the split's
+    ids indexed Cora's features before the dataset check); load_split(full=<another graph>) did too."""
+    from torch_geometric.data import Data
+
+    from gnnkit.linkpred.io import SplitFileError, load_split
+    out = tmp_path / "mutag"
+    assert main(["split", "MUTAG", "--mode", "inductive", "--out", str(out), "--seed", "0"]) == 0
+    capsys.readouterr()
+    assert main(["linkpred", "Cora", "--split", str(out), "--epochs", "1", "--no-progress"]) == 2
+    assert "made from 'MUTAG', not 'Cora'" in capsys.readouterr().err
+    with pytest.raises(SplitFileError, match="outside full's 5 nodes"):
+        load_split(out, full=Data(x=torch.randn(5, 7), edge_index=torch.zeros(2, 0, dtype=torch.long)))

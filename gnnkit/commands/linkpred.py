@@ -5,6 +5,7 @@ import argparse
 import json
 import re
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Tuple
 
 from . import _args
@@ -100,7 +101,8 @@ def config_from_args(args: argparse.Namespace) -> "LinkPredConfig":
 # LinkPredConfig fields -> the command-line flags that set them (for error messages)
 _FLAGS = {"decoder_layers": "--decoder-layers", "clip_grad": "--clip-grad", "eval_every": "--eval-every",
           "num_layers": "--layers", "out_channels": "--out-channels", "batch_size": "--batch-size",
-          "epochs": "--epochs", "decoder": "--decoder", "model": "--model", "select": "--select"}
+          "epochs": "--epochs", "decoder": "--decoder", "model": "--model", "select": "--select",
+          "hidden": "--hidden", "dropout": "--dropout", "lr": "--lr"}
 
 
 def get_splits(args: argparse.Namespace) -> Tuple[Data, Data, Data, str]:
@@ -119,11 +121,15 @@ def get_splits(args: argparse.Namespace) -> Tuple[Data, Data, Data, str]:
         rep = check_leakage(tr, va, te, is_undirected=True, allow_train_overlap=True)
         return tr, va, te, {"split": "ogb-official", "leakage": rep.to_dict()}
     if args.split is not None:
+        try:  # the dataset named in the split's manifest, checked before its ids index this dataset's features
+            made_from = json.loads((Path(args.split) / "manifest.json").read_text()).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            made_from = None  # load_split names what is wrong with the folder
+        if isinstance(made_from, str) and made_from.lower() != args.dataset.lower():
+            raise ValueError(f"--split {args.split} was made from {made_from!r}, not {args.dataset!r}; fix: pass the "
+                             "matching dataset")
         data, multi, _ = load_graph(args.dataset, args.root)
         tr, va, te, manifest = load_split(args.split, full=data)
-        if manifest.get("dataset", "").lower() != args.dataset.lower():
-            raise ValueError(f"--split {args.split} was made from {manifest.get('dataset')!r}, not "
-                             f"{args.dataset!r}; fix: pass the matching dataset")
         return tr, va, te, {"split": args.split, "leakage": manifest.get("leakage")}
     (tr, va, te), manifest = make_split(args)
     if not manifest["leakage"]["ok"]:

@@ -31,6 +31,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from gnnkit._atomic import _fsync_dir
+
 from .leakage import check_leakage
 
 PathLike = Union[str, os.PathLike]
@@ -124,23 +126,27 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        _fsync_dir(tmp)  # the new folder's entries are on disk before it replaces the old one
         if out.is_dir():
             for entry in out.iterdir():  # what gnnkit did not write stays
                 if entry.name not in ours:
                     _link_tree(entry, tmp / entry.name)
             os.chmod(tmp, out.stat().st_mode & 0o7777)
             if _exchange(tmp, out):  # tmp now holds the old split
+                _fsync_dir(out.parent)
                 shutil.rmtree(tmp, ignore_errors=True)
                 return out
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.rename(out, old / "split")
             os.rename(tmp, out)
+            _fsync_dir(out.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a new folder gets the usual permissions
             os.rename(tmp, out)
+            _fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -210,6 +216,18 @@ def _check_split_dict(path: Path, raw: Dict[str, object], num_nodes: Optional[in
         raise SplitFileError(f"{path}: edge_label holds values other than 0 and 1; fix: re-run gnnkit split")
 
 
+def _check_full(path: Path, d: Data, num_nodes: Optional[int], full: Data) -> None:
+    """``full`` must be the graph the split was made from: same node count (transductive), every ``n_id``
+    among its nodes (inductive)."""
+    have = int(full.num_nodes)
+    if num_nodes is not None and num_nodes != have:
+        raise SplitFileError(f"{path.parent}: the split was made on a graph of {num_nodes} nodes, but full has {have}; "
+                             "fix: pass the graph (or dataset) the split was made from")
+    if "n_id" in d and d.n_id.numel() and int(d.n_id.max()) >= have:
+        raise SplitFileError(f"{path}: node id {int(d.n_id.max())} is outside full's {have} nodes; fix: pass the "
+                             "graph (or dataset) the split was made from")
+
+
 def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = True
                ) -> Tuple[Data, Data, Data, Dict[str, object]]:
     """Load a split folder; with ``full`` (the graph or union it came from) node features return.
@@ -240,6 +258,7 @@ def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = 
         _check_split_dict(p / name, raw, n if isinstance(n, int) else None)
         d = Data(**raw)
         if full is not None:
+            _check_full(p / name, d, n if isinstance(n, int) else None, full)
             if "x" in full and full.x is not None:
                 d.x = full.x[d.n_id] if "n_id" in d else full.x
             if "n_id" not in d and "num_nodes" not in raw:

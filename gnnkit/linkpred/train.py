@@ -144,6 +144,15 @@ class LinkPredConfig:
             raise ValueError(f"lib must be one of {LIBS}, got {self.lib!r}")
         if self.clip_grad < 0:
             raise ValueError(f"clip_grad must be >= 0 (0 = no clipping), got {self.clip_grad}")
+        for name in ("num_layers", "hidden", "out_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 0:
+            raise ValueError(f"batch_size must be >= 0 (0 = one batch), got {self.batch_size}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 @dataclass
@@ -216,8 +225,14 @@ class LinkPredTrainer:
 
     def __init__(self, train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
                  init_state: Optional[Dict[str, Dict[str, Tensor]]] = None, ctx: Optional[DistContext] = None):
+        if is_bipartite(train_data):
+            raise ValueError("LinkPredTrainer / fit train a homogeneous encoder, but this split is bipartite "
+                             "(num_src/num_dst: source and destination ids are numbered apart, so item j would share "
+                             "user j's embedding and messages); fix: give the two node types one id space (shift "
+                             "destination ids by num_src) and split that graph, or train a heterogeneous model "
+                             "(e.g. PyG's to_hetero) on the bipartite split")
         if "x" not in train_data or train_data.x is None:
-            if "n_id" in train_data:
+            if "n_id" in train_data or "n_id_src" in train_data:
                 raise ValueError("an inductive split of a featureless graph cannot use node embeddings "
                                  "(test nodes are unseen); fix: a graph with node features or --mode transductive")
         self.cfg, self.val_data, self.test_data = cfg, val_data, test_data
