@@ -271,3 +271,18 @@ def test_a_split_with_another_graph_is_refused_by_name(tmp_path, capsys):
     assert "made from 'MUTAG', not 'Cora'" in capsys.readouterr().err
     with pytest.raises(SplitFileError, match="outside full's 5 nodes"):
         load_split(out, full=Data(x=torch.randn(5, 7), edge_index=torch.zeros(2, 0, dtype=torch.long)))
+
+
+def test_split_sizes_as_counts_and_an_empty_validation_split_named(tmp_path, capsys):
+    """Review finding: --num-val 1 said "pass a fraction or a count" while the flag only took floats; and
+    `gnnkit linkpred --num-val 0` trained an epoch, then failed with "no positive scores" naming no flag."""
+    out = tmp_path / "s"
+    assert main(["split", "Cora", "--num-val", "100", "--num-test", "200", "--out", str(out)]) == 0
+    sizes = json.loads((out / "manifest.json").read_text())["sizes"]
+    assert sizes["val_edges"] == 100 and sizes["test_edges"] == 200
+    with pytest.raises(SystemExit) as exit_:
+        main(["split", "Cora", "--num-test", "1.5", "--out", str(tmp_path / "t")])
+    assert exit_.value.code == 2
+    assert "--num-test: 1.5 must be a fraction in [0, 1) or a whole count" in capsys.readouterr().err
+    assert main(["linkpred", "Cora", "--num-val", "0", "--epochs", "1", "--no-progress"]) == 2
+    assert "val split has no positive edges" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import argparse
 import math
 import os
 from pathlib import Path
+from typing import Union
 
 import torch
 
@@ -69,6 +70,18 @@ def open_fraction(value: str) -> float:
     v = _finite(value)
     if not 0.0 < v < 1.0:
         raise argparse.ArgumentTypeError(f"{value} must lie in (0, 1)")
+    return v
+
+
+def share(value: str) -> Union[int, float]:
+    """A split size: a fraction in [0, 1) or a whole count >= 1 (``0.1``, ``500``)."""
+    v = _finite(value)
+    if v >= 1:
+        if v != int(v):
+            raise argparse.ArgumentTypeError(f"{value} must be a fraction in [0, 1) or a whole count")
+        return int(v)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be a fraction in [0, 1) or a count >= 1")
     return v
 
 

@@ -66,8 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--neg", choices=("uniform", "degree", "hard"), default="uniform",
                    help="negatives of the split and of training")
     g.add_argument("--seed", type=_args.seed, default=0, help="seed of the split and of training")
-    g.add_argument("--num-val", type=float, default=0.05, help="validation fraction")
-    g.add_argument("--num-test", type=float, default=0.1, help="test fraction")
+    g.add_argument("--num-val", type=_args.share, default=0.05, help="validation fraction (or count)")
+    g.add_argument("--num-test", type=_args.share, default=0.1, help="test fraction (or count)")
     g.add_argument("--disjoint-train-ratio", type=_args.probability, default=0.3,
                    help="transductive: training edges kept as supervision only")
     g.add_argument("--supervision-ratio", type=_args.open_fraction, default=0.3,

@@ -24,9 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how negatives are drawn")
     p.add_argument("--seed", type=_args.seed, default=0, help="random seed (the split is a function of it)")
     p.add_argument("--out", type=_args.out_dir, required=True, help="output folder (written atomically)")
-    p.add_argument("--num-val", type=float, default=0.1,
-                   help="fraction of edges (nodes/graphs if inductive) for validation")
-    p.add_argument("--num-test", type=float, default=0.2, help="fraction of edges (nodes/graphs if inductive) for test")
+    p.add_argument("--num-val", type=_args.share, default=0.1,
+                   help="fraction (or count) of edges (nodes/graphs if inductive) for validation")
+    p.add_argument("--num-test", type=_args.share, default=0.2,
+                   help="fraction (or count) of edges (nodes/graphs if inductive) for test")
     p.add_argument("--disjoint-train-ratio", type=_args.probability, default=0.3,
                    help="transductive: fraction of training edges kept as supervision only (0 = PyG's overlap)")
     p.add_argument("--supervision-ratio", type=_args.open_fraction, default=0.3,

@@ -231,6 +231,14 @@ class LinkPredTrainer:
                              "user j's embedding and messages); fix: give the two node types one id space (shift "
                              "destination ids by num_src) and split that graph, or train a heterogeneous model "
                              "(e.g. PyG's to_hetero) on the bipartite split")
+        for d, what in ((train_data, "train"), (val_data, "val"), (test_data, "test")):
+            lab = d.edge_label if "edge_label" in d else None
+            if lab is None or not bool((lab == 1).any()):
+                fix = {"train": "more edges or smaller num_val / num_test",
+                       "val": "num_val > 0 (--num-val; the reported epoch is the best on validation)",
+                       "test": "num_test > 0 (--num-test)"}[what]
+                verb = "train on" if what == "train" else "score"
+                raise ValueError(f"the {what} split has no positive edges to {verb}; fix: a split with {fix}")
         if "x" not in train_data or train_data.x is None:
             if "n_id" in train_data or "n_id_src" in train_data:
                 raise ValueError("an inductive split of a featureless graph cannot use node embeddings "
