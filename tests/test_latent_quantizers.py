@@ -147,6 +147,44 @@ def test_kmeans_init_finds_separated_clusters_and_dead_codes_restart():
     assert qk(z).stats.num_used == 4
 
 
+def test_dead_code_restart_without_kmeans_starts_from_the_first_batch():
+    """Review finding: without k-means init the usage average started at 0, so after step 1 it read 1 % of
+    each count and every code used fewer than threshold x 100 times was restarted (16 of 16 codes in full use
+    here, 20 vectors each)."""
+    torch.manual_seed(0)
+    q = VectorQuantizer(16, 2, dead_code_threshold=1.0)
+    z = q.codebook.detach().repeat_interleave(20, 0) + 1e-4 * torch.randn(320, 2)
+    q.train()(z)
+    assert not q.restart_pending.any()
+    assert torch.equal(q.usage_ema, torch.full((16,), 20.0))
+    q.train()(z[:300])  # later steps are the moving average
+    assert torch.allclose(q.usage_ema[:15], torch.full((15,), 20.0)) and q.usage_ema[15] < 20
+
+
+def test_rotation_trick_on_a_zero_vector_gives_its_codeword():
+    """Review finding: z = 0 has no direction; the scaled rotation gave 0, not the codeword (eval gave e)."""
+    torch.manual_seed(0)
+    q = VectorQuantizer(8, 3, gradient="rotation")
+    z = torch.cat([torch.zeros(1, 3), torch.randn(1, 3)]).requires_grad_(True)
+    out = q.train()(z)
+    torch.testing.assert_close(out.quantized, q.codebook.detach()[out.indices])
+    out.quantized.sum().backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_gumbel_kl_with_a_masked_code_is_finite():
+    """Review finding: a -inf logit (a masked code) made the KL term 0 * -inf = NaN."""
+    g = GumbelQuantizer(4, 2, kl_weight=1e-3)
+    logits = torch.tensor([[0.0, float("-inf"), 1.0, 0.5]], requires_grad=True)
+    for mode in (g.train(), g.eval()):
+        out = mode(logits, generator=torch.Generator().manual_seed(0)) if mode.training else mode(logits)
+        q = F.softmax(logits.detach()[:, [0, 2, 3]], -1)
+        want = 1e-3 * ((q * q.log()).sum() + math.log(4))
+        torch.testing.assert_close(out.loss, want)
+    out.loss.backward()
+    assert torch.isfinite(logits.grad).all()
+
+
 # -- numerical safety --------------------------------------------------------------------------------
 @pytest.mark.parametrize("tau", [1e-6, 1e-3, 1.0])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])

@@ -311,9 +311,13 @@ def test_cli_train_sample_eval(tmp_path, capsys, monkeypatch):
     assert len(manifest["graphs"]) == 5 and (tmp_path / "s" / "graphs.png").stat().st_size > 1000
     for i, info in enumerate(manifest["graphs"]):
         g = read_edge_list(tmp_path / "s" / f"graph_{i:03d}.txt")
-        d = torch.load(tmp_path / "s" / f"graph_{i:03d}.pt", weights_only=False)
+        d = Data(**torch.load(tmp_path / "s" / f"graph_{i:03d}.pt"))  # torch.load's default (weights_only) reads it
         assert g.num_nodes == d.num_nodes == info["num_nodes"]
         assert set(map(tuple, g.edge_index.t().tolist())) == set(map(tuple, d.edge_index.t().tolist()))
+    # a smaller draw into the same folder leaves no graph of the earlier one behind
+    assert main(["vq", "sample", str(run_dir), "-n", "2", "--out", "s", "--seed", "3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "s").glob("graph_*")) == \
+        ["graph_000.pt", "graph_000.txt", "graph_001.pt", "graph_001.txt"]
     assert main(["vq", "eval", str(run_dir), "--json", "e.json", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "protocol 'graphrnn'" in out and "protocol 'gran'" in out and "GDSS" in out and "calibration" in out

@@ -151,7 +151,9 @@ class GumbelQuantizer(torch.nn.Module):
             y = F.one_hot(indices, self.num_codes).to(lf.dtype)
         quantized = y.to(self.codebook.weight.dtype) @ self.codebook.weight
         if self.kl_weight > 0:
-            kl = (log_q.exp() * log_q).sum(-1) + math.log(self.num_codes)
+            # q log q, with 0 log 0 = 0 for a masked (-inf) logit (a plain product gives 0 * -inf = NaN, in the
+            # value and, through a where, in the gradient): the log is zeroed before the product
+            kl = (log_q.exp() * torch.where(torch.isfinite(log_q), log_q, 0.0)).sum(-1) + math.log(self.num_codes)
             loss = self.kl_weight * kl.mean()
         else:
             loss = lf.new_zeros(())

@@ -1,10 +1,12 @@
-"""Writing sampled graphs: one edge list (``u v`` a line) and one PyG ``Data`` file per graph, a PNG grid of
-drawings and a JSON manifest — every file written whole or not at all (temporary file + rename)."""
+"""Writing sampled graphs: one edge list (``u v`` a line) and one ``.pt`` file per graph (a dict of the PyG
+``Data``'s attributes, which plain ``torch.load`` reads: ``Data(**torch.load(path))``), a PNG grid of drawings
+and a JSON manifest — every file written whole or not at all (temporary file + rename)."""
 from __future__ import annotations
 
 import hashlib
 import io
 import math
+import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
@@ -72,11 +74,15 @@ def draw_grid(graphs: Sequence[Data], path: Union[str, Path], title: Optional[st
     atomic_write(path, buf.getvalue())
 
 
+_SAMPLE_FILE = re.compile(r"graph_\d+\.(txt|pt)")
+
+
 def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: dict,
                   title: Optional[str] = None) -> List[Path]:
     """``graph_000.txt`` / ``graph_000.pt`` … per graph, ``graphs.png`` and ``samples.json`` (last, so a
     folder with a manifest is complete; it holds every file's SHA-256, checked by ``gnnkit verify``)
-    in ``out_dir``. Returns the paths written."""
+    in ``out_dir``; then the ``graph_*`` files of an earlier, larger draw into the same folder go. Returns
+    the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(len(graphs) - 1)))
@@ -85,7 +91,7 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
         stem = out / f"graph_{i:0{width}d}"
         atomic_write(stem.with_suffix(".txt"), edge_list_text(g).encode())
         buf = io.BytesIO()
-        torch.save(g, buf)
+        torch.save(g.to_dict(), buf)  # plain tensors and ints: torch.load's default weights_only reads it
         atomic_write(stem.with_suffix(".pt"), buf.getvalue())
         written += [stem.with_suffix(".txt"), stem.with_suffix(".pt")]
     draw_grid(graphs, out / "graphs.png", title=title)
@@ -96,4 +102,8 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
                             for g in graphs])
     write_json_verified(manifest, out / "samples.json")  # per-file hashes inside, its own in a side file
     written.append(out / "samples.json")
+    names = {p.name for p in written}
+    for old in out.iterdir():  # an earlier draw's graphs (more of them, or numbered wider) would mix in
+        if _SAMPLE_FILE.fullmatch(old.name) and old.name not in names:
+            old.unlink(missing_ok=True)
     return written

@@ -43,8 +43,8 @@ def rotate_to(z: Tensor, e: Tensor, eps: float = 1e-8) -> Tensor:
     and the gradient reaching ``z`` is the decoder's, rotated and scaled. ``R z`` is computed as
     :math:`z - 2 r (r^\\top z) + 2 \\hat e (\\hat z^\\top z)` with
     :math:`r = (\\hat z + \\hat e)/\\|\\hat z + \\hat e\\|`
-    (never a ``D × D`` matrix). Vectors pointing exactly away from their codeword fall back to the
-    straight-through copy."""
+    (never a ``D × D`` matrix). Vectors pointing exactly away from their codeword, and zero vectors, fall
+    back to the straight-through copy."""
     zn = z.detach().norm(dim=-1, keepdim=True).clamp_min(eps)
     en = e.detach().norm(dim=-1, keepdim=True).clamp_min(eps)
     u, q = z.detach() / zn, e.detach() / en
@@ -54,7 +54,8 @@ def rotate_to(z: Tensor, e: Tensor, eps: float = 1e-8) -> Tensor:
     rz = z - 2 * r * (r * z).sum(-1, keepdim=True) + 2 * q * (u * z).sum(-1, keepdim=True)
     rotated = (en / zn) * rz
     straight = z + (e - z).detach()
-    return torch.where(sn > 1e-4, rotated, straight)
+    # a zero z has no direction to rotate (the scaled rotation would give 0, not e): straight-through too
+    return torch.where((sn > 1e-4) & (z.detach().norm(dim=-1, keepdim=True) > eps), rotated, straight)
 
 
 def kmeans(x: Tensor, k: int, iters: int = 10, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -203,7 +204,13 @@ class VectorQuantizer(torch.nn.Module):
         """Update the usage average; codes below ``dead_code_threshold`` get a random vector of this
         batch, applied at the start of the next training forward (not now: the current step's
         backward still needs the codebook as it was)."""
-        self.usage_ema.mul_(self.decay).add_(counts.float(), alpha=1 - self.decay)
+        if not bool(self.usage_ema.any()):
+            # the first training step (no k-means init seeded the average): it starts as this batch's use (the
+            # bias-corrected average of one step); an average from zero would read 1 % of every count and
+            # restart codes in full use
+            self.usage_ema.copy_(counts.float())
+        else:
+            self.usage_ema.mul_(self.decay).add_(counts.float(), alpha=1 - self.decay)
         if self.dead_code_threshold <= 0:
             return
         dead = (self.usage_ema < self.dead_code_threshold).nonzero().flatten()
