@@ -519,3 +519,30 @@ def test_non_symmetric_pyg_data_is_rejected():
     d = Data(edge_index=torch.tensor([[0, 1], [1, 2]]), num_nodes=3)
     with pytest.raises(ValueError, match=r"generated\[0\].*not symmetric.*to_undirected"):
         degree_mmd([nx.path_graph(3)], [d])
+
+
+def test_pyg_batches_subclasses_and_missing_labels():
+    """Review finding: a PyG Batch (its class lives in module 'abc') and any Data subclass were refused as 'not
+    a graph'; uniqueness with node_attr on unlabelled graphs raised a bare KeyError; a Data without edge_index an
+    AttributeError."""
+    import torch
+    from torch_geometric.data import Batch, Data
+    from torch_geometric.utils import from_networkx
+
+    class MyData(Data):
+        pass
+
+    graphs = [from_networkx(nx.path_graph(4)), from_networkx(nx.cycle_graph(5)), from_networkx(nx.star_graph(3))]
+    ref = [nx.path_graph(4), nx.cycle_graph(5), nx.star_graph(3)]
+    batch = Batch.from_data_list(graphs)
+    want = degree_mmd(ref, graphs).value
+    assert degree_mmd(ref, batch).value == want  # a Batch is its graphs
+    assert degree_mmd(ref, [MyData(edge_index=g.edge_index, num_nodes=g.num_nodes) for g in graphs]).value == want
+    with pytest.raises(ValueError, match=r"generated\[0\] is a Batch of 3 graphs; fix: pass batch.to_data_list"):
+        uniqueness([batch])
+    with pytest.raises(ValueError, match="without the attribute 'label'.*node_attr=None"):
+        uniqueness([nx.path_graph(3)], node_attr="label")
+    with pytest.raises(ValueError, match="without edge_index"):
+        degree_mmd(ref, [Data(num_nodes=3)])
+    labelled = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=2, label=torch.tensor([0, 1]))
+    assert uniqueness([labelled, labelled], node_attr="label") == 0.5

@@ -77,6 +77,7 @@ import functools
 import itertools
 import math
 import numbers
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -220,14 +221,19 @@ def _convert_one(g: object, name: str, index: int, node_attrs: Optional[Sequence
                 "fix: pass nx.Graph(G) to collapse them"
             )
         return g
-    # PyG Data, imported lazily (importing torch_geometric is slow)
-    mod = type(g).__module__ or ""
-    if mod.startswith("torch_geometric"):
-        from torch_geometric.data import Data
+    # PyG Data (a subclass too), imported lazily (importing torch_geometric is slow; without it no Data exists)
+    if "torch_geometric" in sys.modules:
+        from torch_geometric.data import Batch, Data
         from torch_geometric.utils import is_undirected, to_networkx
 
+        if isinstance(g, Batch):
+            raise ValueError(f"{name}[{index}] is a Batch of {g.num_graphs} graphs; fix: pass batch.to_data_list() "
+                             "(or its graphs in the list)")
         if isinstance(g, Data):
             ei = g.edge_index
+            if ei is None:
+                raise ValueError(f"{name}[{index}] is a Data without edge_index; fix: set data.edge_index (a [2, 0] "
+                                 "long tensor for a graph without edges) and data.num_nodes")
             if ei is not None and ei.numel() > 0 and not is_undirected(ei, num_nodes=g.num_nodes):
                 raise ValueError(
                     f"{name}[{index}] is a Data whose edge_index is not symmetric; "
@@ -256,10 +262,12 @@ def as_graph_list(graphs: Iterable[GraphLike], name: str = "graphs",
     collection, non-graph items, directed graphs, multigraphs and non-symmetric ``Data``.
     """
     single = isinstance(graphs, nx.Graph)
-    if not single and (type(graphs).__module__ or "").startswith("torch_geometric"):
-        from torch_geometric.data import Data
+    if not single and "torch_geometric" in sys.modules:
+        from torch_geometric.data import Batch, Data
 
-        single = isinstance(graphs, Data)  # a Data or Batch; a PyG dataset is fine
+        if isinstance(graphs, Batch):  # a batch of graphs is a collection: its graphs
+            graphs = graphs.to_data_list()
+        single = isinstance(graphs, Data)  # one Data; a PyG dataset is fine
     if single:
         raise ValueError(
             f"{name} must be a list of graphs, got a single {type(graphs).__name__}; "
@@ -762,6 +770,17 @@ def _novel_flags(gen: Sequence[nx.Graph], train: Sequence[nx.Graph], node_attr: 
     return [not index.contains(g) for g in gen]
 
 
+def _require_labels(graphs: List[nx.Graph], name: str, node_attr: Optional[str], edge_attr: Optional[str]) -> None:
+    """Every node (edge) carries ``node_attr`` (``edge_attr``) when one is asked for."""
+    for i, g in enumerate(graphs):
+        if node_attr and any(node_attr not in d for _, d in g.nodes(data=True)):
+            raise ValueError(f"{name}[{i}] has nodes without the attribute {node_attr!r}; fix: label every node "
+                             "(a Data attribute of that name, one entry per node) or pass node_attr=None")
+        if edge_attr and any(edge_attr not in d for _, _, d in g.edges(data=True)):
+            raise ValueError(f"{name}[{i}] has edges without the attribute {edge_attr!r}; fix: label every edge "
+                             "or pass edge_attr=None")
+
+
 def uniqueness(generated: Iterable[GraphLike], node_attr: Optional[str] = None,
                edge_attr: Optional[str] = None) -> float:
     """Fraction of generated graphs not isomorphic to an *earlier* generated graph.
@@ -771,6 +790,7 @@ def uniqueness(generated: Iterable[GraphLike], node_attr: Optional[str] = None,
     with ``nx.is_isomorphic``, so the answer is exact.
     """
     gen = as_graph_list(generated, "generated", _attrs(node_attr, "node_attr"), _attrs(edge_attr, "edge_attr"))
+    _require_labels(gen, "generated", node_attr, edge_attr)
     return sum(_unique_flags(gen, node_attr, edge_attr)) / len(gen)
 
 
@@ -780,6 +800,8 @@ def novelty(generated: Iterable[GraphLike], train: Iterable[GraphLike], node_att
     na, ea = _attrs(node_attr, "node_attr"), _attrs(edge_attr, "edge_attr")
     gen = as_graph_list(generated, "generated", na, ea)
     tr = as_graph_list(train, "train", na, ea)
+    _require_labels(gen, "generated", node_attr, edge_attr)
+    _require_labels(tr, "train", node_attr, edge_attr)
     return sum(_novel_flags(gen, tr, node_attr, edge_attr)) / len(gen)
 
 
@@ -797,6 +819,8 @@ def vun(generated: Iterable[GraphLike], train: Iterable[GraphLike],
     na, ea = _attrs(node_attr, "node_attr"), _attrs(edge_attr, "edge_attr")
     gen = as_graph_list(generated, "generated", na, ea)
     tr = as_graph_list(train, "train", na, ea)
+    _require_labels(gen, "generated", node_attr, edge_attr)
+    _require_labels(tr, "train", node_attr, edge_attr)
     valid = [bool(is_valid(g)) for g in gen]
     unique = _unique_flags(gen, node_attr, edge_attr)
     novel = _novel_flags(gen, tr, node_attr, edge_attr)
