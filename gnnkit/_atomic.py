@@ -67,11 +67,28 @@ def _folder_lock(folder: Path):
         os.close(fd)  # releases the lock
 
 
+def _finite(o: Any) -> Any:
+    """``o`` with every NaN and ±inf float (numpy scalars too) replaced by None: strict JSON has no such numbers,
+    and ``json.dumps`` never hands a float to ``default=``."""
+    if hasattr(o, "dtype") and hasattr(o, "item") and getattr(o, "shape", None) == ():  # numpy scalar
+        o = o.item()
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def json_text(obj: Any) -> str:
+    """Strict JSON, indented: NaN and ±inf written as null; other non-JSON values as their ``str``."""
+    return json.dumps(_finite(obj), indent=2, allow_nan=False, default=str)
+
+
 def write_json_atomic(obj: Any, path: Union[str, Path]) -> None:
-    """JSON (indented, NaN written as null) to ``path``, atomically."""
-    text = json.dumps(obj, indent=2,
-                      default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
-    atomic_write(path, (text + "\n").encode())
+    """JSON (indented, NaN and ±inf written as null) to ``path``, atomically."""
+    atomic_write(path, (json_text(obj) + "\n").encode())
 
 
 # ---------------------------------------------------------------------- verified files
@@ -167,9 +184,7 @@ def read_verified(path: Union[str, Path]) -> bytes:
 
 def write_json_verified(obj: Any, path: Union[str, Path]) -> None:
     """:func:`write_json_atomic` with a SHA-256 side file (:func:`write_verified`)."""
-    text = json.dumps(obj, indent=2,
-                      default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
-    write_verified(path, (text + "\n").encode())
+    write_verified(path, (json_text(obj) + "\n").encode())
 
 
 def read_json_verified(path: Union[str, Path]) -> Any:

@@ -216,3 +216,25 @@ def test_two_processes_writing_one_file_leave_a_verifying_pair(tmp_path):
         assert p.wait(timeout=120) == 0
     obj = read_json_verified(target)
     assert obj["i"] == 149 and digest_path(target).read_text().count("\n") == 1
+
+
+def test_json_writers_write_strict_json(tmp_path):
+    """Review finding: NaN and ±inf were written as bare NaN / Infinity (json.dumps never passes a float to
+    default=), so the documented "NaN written as null" did not hold and strict parsers refused the file."""
+    import json
+    import math
+
+    import numpy as np
+
+    from gnnkit._atomic import read_json_verified, write_json_atomic, write_json_verified
+    obj = {"auc": float("nan"), "x": float("inf"), "runs": [1.5, float("-inf"), np.float32("nan"), np.float64(2.5)],
+           "ok": True, "n": 3, "t": (0.5, math.nan)}
+    want = {"auc": None, "x": None, "runs": [1.5, None, None, 2.5], "ok": True, "n": 3, "t": [0.5, None]}
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+    write_json_atomic(obj, tmp_path / "a.json")
+    assert strict((tmp_path / "a.json").read_text()) == want
+    write_json_verified(obj, tmp_path / "b.json")
+    assert strict((tmp_path / "b.json").read_text()) == want and read_json_verified(tmp_path / "b.json") == want
