@@ -183,6 +183,39 @@ def test_bad_input_names_the_fix():
             CodePrior(**kwargs)
 
 
+def test_inconsistent_codes_and_inputs_are_refused_by_name():
+    """Review findings: decode took codes for 3 + 1 nodes as two graphs of 2 (codes went to the wrong graph);
+    an FSQ index past the grid wrapped round to code 0, -1 was read as a code; the prior's sequences took codes
+    out of range (an infinite loss, or an IndexError); a bottom prior sampled from [BOS] a count and top codes it
+    was never trained on; forward on one Data raised "no attribute 'ptr'"; empty input gave a NaN loss."""
+    torch.manual_seed(0)
+    m = GraphVQVAE(VectorQuantizer(8, 4), max_nodes=6, hidden_channels=16, num_layers=1, parts=2, heads=2)
+    with pytest.raises(ValueError, match=r"codes.nodes\[0\] holds 6 codes for num_nodes=2 x parts=2"):
+        m.decode(Codes(torch.tensor([2, 2]), [torch.zeros(3, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long)],
+                       None))
+    with pytest.raises(ValueError, match=r"outside \[0, 8\)"):
+        m.decode(Codes(torch.tensor([1]), [torch.tensor([[8, 0]])], None))
+    with pytest.raises(ValueError, match="Batch.from_data_list"):
+        m(_graphs(1)[0])
+    fsq = FSQ((3, 3))
+    for bad in (9, -1):
+        with pytest.raises(ValueError, match=r"code indices must lie in \[0, 9\)"):
+            fsq.codes_from_indices(torch.tensor([bad]))
+    with pytest.raises(ValueError, match="whole numbers"):
+        FSQ((2.7, 5))
+    with pytest.raises(ValueError, match="no vectors"):
+        VectorQuantizer(8, 3).train()(torch.zeros(0, 3))
+    p = CodePrior(5, 4, parts=2, d_model=16, layers=1, heads=2)
+    for nodes in (torch.tensor([[0, 9]]), torch.tensor([[-1, 0]])):
+        with pytest.raises(ValueError, match=r"node codes must lie in \[0, 5\)"):
+            p.sequences(Codes(torch.tensor([1]), [nodes], None))
+    with pytest.raises(ValueError, match="finite number > 0"):
+        p.sample(num_samples=1, temperature=float("nan"))
+    bottom = CodePrior(5, 4, parts=2, top_codes=3, top_slots=2, predict="nodes", d_model=16, layers=1, heads=2)
+    with pytest.raises(ValueError, match="sample the top prior first"):
+        bottom.sample(num_samples=2)
+
+
 # -- the prior ---------------------------------------------------------------------------------------
 def test_prior_layout_masks_and_round_trip():
     p = CodePrior(5, 4, parts=2, top_codes=3, top_slots=2, predict="all", d_model=16, layers=1, heads=2).eval()

@@ -22,12 +22,12 @@ CONFIG_FLAGS = {
     "epochs": (int, "stage-1 (autoencoder) epochs"),
     "prior_epochs": (int, "stage-2 (prior) epochs"),
     "batch_size": (int, "graphs per batch"),
-    "lr": (float, "autoencoder learning rate"),
-    "prior_lr": (float, "prior learning rate"),
+    "lr": (_args.positive_float, "autoencoder learning rate"),
+    "prior_lr": (_args.positive_float, "prior learning rate"),
     "prior_orderings": (int, "random BFS orders per training graph in each prior epoch"),
     "prior_batch_size": (int, "code sequences per prior batch"),
-    "seed": (int, "training seed"),
-    "data_seed": (int, "seed of the generated dataset (community-small)"),
+    "seed": (_args.seed, "training seed"),
+    "data_seed": (_args.seed, "seed of the generated dataset (community-small)"),
 }
 
 

@@ -34,6 +34,22 @@ class QuantizerOutput(NamedTuple):
     stats: QuantizerStats
 
 
+def check_indices(indices: Tensor, num_codes: int) -> None:
+    """Code ``indices`` must be integers in ``[0, num_codes)`` (an index outside wrapped round or failed deep in
+    an embedding lookup)."""
+    if torch.is_floating_point(indices) or indices.dtype == torch.bool:
+        raise ValueError(f"code indices must be an integer tensor, got {indices.dtype}")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_codes):
+        raise ValueError(f"code indices must lie in [0, {num_codes}), got values in [{int(indices.min())}, "
+                         f"{int(indices.max())}]; fix: indices of this quantizer's {num_codes} codes")
+
+
+def check_nonempty(z: Tensor) -> None:
+    """A quantizer needs at least one vector (an empty batch gave a NaN loss)."""
+    if z.numel() == 0:
+        raise ValueError(f"the quantizer got no vectors (input of shape {list(z.shape)}); fix: skip empty batches")
+
+
 def code_counts(indices: Tensor, num_codes: int) -> Tensor:
     """How often each of ``num_codes`` codes occurs in ``indices`` (long ``[num_codes]``); computed once per
     forward and shared by the stats, the usage monitor and the codebook updates."""

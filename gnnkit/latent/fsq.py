@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ._common import QuantizerOutput, UsageMonitor, code_counts, usage_stats
+from ._common import QuantizerOutput, UsageMonitor, check_indices, code_counts, usage_stats
 
 
 class FSQ(torch.nn.Module):
@@ -31,6 +31,9 @@ class FSQ(torch.nn.Module):
 
     def __init__(self, levels: Sequence[int], eps: float = 1e-3, min_usage: float = 0.1):
         super().__init__()
+        if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__") or \
+                any(isinstance(v, bool) or not float(v).is_integer() for v in levels):
+            raise ValueError(f"levels={levels!r} must be whole numbers >= 2, e.g. (8, 5, 5, 5)")
         levels = [int(v) for v in levels]
         if not levels or any(v < 2 for v in levels):
             raise ValueError(f"levels={levels} must be a non-empty list of integers >= 2, e.g. (8, 5, 5, 5)")
@@ -58,6 +61,7 @@ class FSQ(torch.nn.Module):
 
     def codes_from_indices(self, indices: Tensor) -> Tensor:
         """Grid points ``[..., d]`` (in [-1, 1]) of code ``indices`` ``[...]``."""
+        check_indices(indices, self.num_codes)
         digits = torch.div(indices.long().unsqueeze(-1), self._basis, rounding_mode="floor") % self._levels.long()
         return (digits.float() - self._half_width) / self._half_width
 
@@ -68,6 +72,8 @@ class FSQ(torch.nn.Module):
     def forward(self, z: Tensor) -> QuantizerOutput:
         if z.size(-1) != self.dim:
             raise ValueError(f"input has width {z.size(-1)}; FSQ with levels={self.levels} expects {self.dim}")
+        if not torch.is_floating_point(z):
+            raise ValueError(f"input must be a floating tensor, got {z.dtype}; fix: z.float()")
         zf = z.float()
         b = self.bound(zf)
         q = b + (b.round() - b).detach()

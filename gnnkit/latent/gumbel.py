@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import QuantizerOutput, UsageMonitor, code_counts, usage_stats
+from ._common import QuantizerOutput, UsageMonitor, check_indices, check_nonempty, code_counts, usage_stats
 
 _U_EPS = 1e-10  # U is drawn in [eps, 1 - eps] (fp32) so -log(-log U) stays finite
 
@@ -39,8 +39,8 @@ class TemperatureSchedule:
     def __init__(self, kind: str = "exp", start: float = 1.0, end: float = 1.0 / 16, steps: int = 10000):
         if kind not in self.KINDS:
             raise ValueError(f"kind={kind!r} is not a temperature schedule; use one of {self.KINDS}")
-        if not (start > 0 and end > 0):
-            raise ValueError(f"start={start} and end={end} must be > 0: a temperature of 0 divides by zero "
+        if not (0 < start < math.inf and 0 < end < math.inf):
+            raise ValueError(f"start={start} and end={end} must be finite and > 0: a temperature of 0 divides by zero "
                              f"(F.gumbel_softmax(tau=0) gives NaN); use a small floor such as 1/16")
         if end > start:
             raise ValueError(f"end={end} must be <= start={start} (the schedule anneals downwards)")
@@ -101,10 +101,12 @@ class GumbelQuantizer(torch.nn.Module):
             raise ValueError(f"num_codes={num_codes} must be >= 2")
         if dim < 1:
             raise ValueError(f"dim={dim} must be >= 1")
+        if isinstance(temperature, bool):
+            raise ValueError(f"temperature={temperature} must be a number > 0 or a TemperatureSchedule, not a bool")
         if isinstance(temperature, (int, float)):
-            if not temperature > 0:
-                raise ValueError(f"temperature={temperature} must be > 0 (0 gives NaN); use a small floor "
-                                 f"such as 1/16 or a TemperatureSchedule")
+            if not 0 < temperature < math.inf:
+                raise ValueError(f"temperature={temperature} must be a finite number > 0 (0 gives NaN); use a small "
+                                 f"floor such as 1/16 or a TemperatureSchedule")
             temperature = TemperatureSchedule("constant", float(temperature), float(temperature), 1)
         if not isinstance(temperature, TemperatureSchedule):
             raise ValueError(f"temperature must be a float or a TemperatureSchedule, got {type(temperature)}")
@@ -130,12 +132,14 @@ class GumbelQuantizer(torch.nn.Module):
 
     def codes_from_indices(self, indices: Tensor) -> Tensor:
         """Codewords ``[..., dim]`` of ``indices`` ``[...]``."""
+        check_indices(indices, self.num_codes)
         return F.embedding(indices.long(), self.codebook.weight)
 
     def forward(self, logits: Tensor, generator: Optional[torch.Generator] = None) -> QuantizerOutput:
         if logits.size(-1) != self.num_codes:
             raise ValueError(f"logits has {logits.size(-1)} entries in its last dimension; GumbelQuantizer "
                              f"expects num_codes={self.num_codes} logits per vector")
+        check_nonempty(logits)
         lf = logits.float()
         log_q = F.log_softmax(lf, dim=-1)
         if self.training:

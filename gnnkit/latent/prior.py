@@ -14,6 +14,7 @@ the bottom prior :math:`p(e_{bottom} \\mid n, e_{top})` of VQ-VAE-2.
 """
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -103,8 +104,19 @@ class CodePrior(torch.nn.Module):
             if self.top_slots:
                 if codes.top is None:
                     raise ValueError("a two-level prior needs top codes (codes.top is None)")
-                parts.append(codes.top[b].long().cpu() + self.top_offset)
-            parts.append(nodes.reshape(-1).long().cpu() + self.node_offset)
+                top = codes.top[b].long().cpu()
+                if top.numel() != self.top_slots or int(top.min()) < 0 or int(top.max()) >= self.top_codes:
+                    raise ValueError(f"graph {b}: codes.top must hold {self.top_slots} codes in [0, {self.top_codes}), "
+                                     f"got {top.tolist()}")
+                parts.append(top + self.top_offset)
+            node_codes = nodes.reshape(-1).long().cpu()
+            if node_codes.numel() != n * self.parts:
+                raise ValueError(f"graph {b}: {node_codes.numel()} node codes for {n} nodes x parts={self.parts}; "
+                                 "fix: one row of parts codes per node")
+            if node_codes.numel() and (int(node_codes.min()) < 0 or int(node_codes.max()) >= self.num_codes):
+                raise ValueError(f"graph {b}: node codes must lie in [0, {self.num_codes}), got values in "
+                                 f"[{int(node_codes.min())}, {int(node_codes.max())}]")
+            parts.append(node_codes + self.node_offset)
             seqs.append(torch.cat(parts))
         return seqs
 
@@ -124,6 +136,8 @@ class CodePrior(torch.nn.Module):
 
     def loss(self, seqs: List[Tensor]) -> Tensor:
         """Mean negative log-likelihood (nats per predicted token) of a list of sequences."""
+        if not seqs:
+            raise ValueError("loss needs at least one sequence (from sequences(codes)); got none")
         device = self.head.weight.device
         L = max(s.numel() for s in seqs)
         tokens = torch.zeros(len(seqs), L, dtype=torch.long)
@@ -147,8 +161,8 @@ class CodePrior(torch.nn.Module):
         """Complete sequences from their ``prefix`` es (default: ``num_samples`` times ``[BOS]``) until each
         holds its ``n`` node codes (or, for ``predict="top"``, its top codes). Reproducible for a seeded
         CPU ``generator``. Returns one token sequence per sample."""
-        if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be > 0")
+        if not 0 < temperature < math.inf:
+            raise ValueError(f"temperature={temperature} must be a finite number > 0")
         was = self.training
         self.eval()
         try:
@@ -158,6 +172,10 @@ class CodePrior(torch.nn.Module):
                     raise ValueError("give num_samples >= 1 or a prefix per sample")
                 prefix = [torch.tensor([self.bos])] * num_samples
             seqs = [p.long().cpu().clone() for p in prefix]
+            if self.predict == "nodes" and any(s.numel() < 2 + self.top_slots for s in seqs):
+                raise ValueError(f"this prior predicts node codes given the node count and top codes: each prefix "
+                                 f"must hold [BOS, count, {self.top_slots} top codes] (from the top prior), got a "
+                                 "shorter one; fix: sample the top prior first")
             while True:
                 todo = [b for b, s in enumerate(seqs) if s.numel() < self._target_len(s)]
                 if not todo:

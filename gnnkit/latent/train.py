@@ -97,7 +97,11 @@ class VQConfig:
                                  f"--heads {self.heads}")
         if self.levels == 2 and self.quantizer != "fsq" and self.top_codes < 2:
             raise ValueError(f"--top-codes must be >= 2 for a two-level {self.quantizer} model, got {self.top_codes}")
-        if not (self.lr > 0 and self.prior_lr > 0):
+        for name in ("seed", "data_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 63:
+                raise ValueError(f"--{name.replace('_', '-')} must be an integer in [0, 2**63), got {value!r}")
+        if not (0 < self.lr < math.inf and 0 < self.prior_lr < math.inf):
             raise ValueError(f"--lr and --prior-lr must be > 0, got {self.lr}, {self.prior_lr}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"--threshold must be in (0, 1), got {self.threshold}")

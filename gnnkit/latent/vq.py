@@ -31,7 +31,7 @@ from torch import Tensor
 
 from gnnkit.ops import nearest_code
 
-from ._common import QuantizerOutput, UsageMonitor, code_counts, usage_stats
+from ._common import QuantizerOutput, UsageMonitor, check_indices, check_nonempty, code_counts, usage_stats
 
 METRICS = ("l2", "cosine")
 GRADIENTS = ("straight_through", "rotation")
@@ -125,7 +125,7 @@ class VectorQuantizer(torch.nn.Module):
             raise ValueError(f"metric={metric!r} is not supported; use one of {METRICS}")
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient={gradient!r} is not supported; use one of {GRADIENTS}")
-        if beta < 0:
+        if not beta >= 0:
             raise ValueError(f"beta={beta} must be >= 0 (the paper uses 0.25)")
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay={decay} must be in (0, 1), e.g. 0.99")
@@ -173,6 +173,7 @@ class VectorQuantizer(torch.nn.Module):
 
     def codes_from_indices(self, indices: Tensor) -> Tensor:
         """Codewords ``[..., D]`` of ``indices`` ``[...]`` (normalised under ``metric="cosine"``)."""
+        check_indices(indices, self.num_codes)
         w = F.normalize(self.codebook, dim=-1) if self.metric == "cosine" else self.codebook
         return F.embedding(indices.long(), w)
 
@@ -239,6 +240,7 @@ class VectorQuantizer(torch.nn.Module):
             raise ValueError(f"input has width {z.size(-1)}; this VectorQuantizer expects dim={self.dim}")
         if not torch.is_floating_point(z):
             raise ValueError(f"input must be a floating tensor, got {z.dtype}")
+        check_nonempty(z)
         shape = z.shape[:-1]
         zf = z.reshape(-1, self.dim).float()
         if self.metric == "cosine":

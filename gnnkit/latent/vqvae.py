@@ -194,6 +194,9 @@ class GraphVQVAE(torch.nn.Module):
 
     # -- pieces -------------------------------------------------------------------------------------
     def _check(self, data: Batch) -> None:
+        if not isinstance(data, Batch):
+            raise ValueError(f"GraphVQVAE takes a PyG Batch (it needs batch and ptr), got a {type(data).__name__}; "
+                             "fix: Batch.from_data_list([data]) for one graph, or a DataLoader's batches")
         if data.edge_index.dim() != 2 or data.edge_index.size(0) != 2:
             raise ValueError(f"edge_index must have shape [2, E], got {tuple(data.edge_index.shape)}")
         counts = data.ptr[1:] - data.ptr[:-1]
@@ -308,6 +311,16 @@ class GraphVQVAE(torch.nn.Module):
             sizes = [int(n) for n in codes.num_nodes]
             if any(n < 1 or n > self.max_nodes for n in sizes):
                 raise ValueError(f"num_nodes must lie in [1, max_nodes={self.max_nodes}], got {sizes}")
+            if len(codes.nodes) != len(sizes):
+                raise ValueError(f"codes.nodes holds {len(codes.nodes)} graphs' codes for {len(sizes)} num_nodes; "
+                                 "fix: one [num_nodes, parts] tensor per graph")
+            for b, (c, n) in enumerate(zip(codes.nodes, sizes)):
+                if c.numel() != n * self.parts:
+                    raise ValueError(f"graph {b}: codes.nodes[{b}] holds {c.numel()} codes for num_nodes={n} x "
+                                     f"parts={self.parts}; fix: one row of {self.parts} codes per node")
+                if c.numel() and (int(c.min()) < 0 or int(c.max()) >= self.num_codes):
+                    raise ValueError(f"graph {b}: codes.nodes[{b}] holds codes outside [0, {self.num_codes}); "
+                                     "fix: indices of this model's codebook")
             idx = torch.cat([c.reshape(-1, self.parts) for c in codes.nodes]).to(device)
             batch = torch.repeat_interleave(torch.arange(len(sizes), device=device),
                                             torch.tensor(sizes, device=device))
@@ -374,4 +387,7 @@ class HierarchicalGraphVQVAE(GraphVQVAE):
     def _top_tokens_from_codes(self, top: Optional[Tensor]) -> Optional[Tensor]:
         if top is None:
             raise ValueError("a two-level model decodes from node codes and top codes; codes.top is None")
+        if top.numel() and (int(top.min()) < 0 or int(top.max()) >= self.top_quantizer.num_codes):
+            raise ValueError(f"codes.top holds codes outside [0, {self.top_quantizer.num_codes}); fix: indices of "
+                             "this model's top codebook")
         return self._tokens(self.top_quantizer.codes_from_indices(top))
