@@ -286,3 +286,13 @@ def test_split_sizes_as_counts_and_an_empty_validation_split_named(tmp_path, cap
     assert "--num-test: 1.5 must be a fraction in [0, 1) or a whole count" in capsys.readouterr().err
     assert main(["linkpred", "Cora", "--num-val", "0", "--epochs", "1", "--no-progress"]) == 2
     assert "val split has no positive edges" in capsys.readouterr().err
+
+
+def test_split_flags_ignored_with_a_saved_split_are_named(tmp_path, capsys):
+    """Review finding: with --split (or OGB's official split) the split flags were ignored without a word."""
+    out = tmp_path / "s"
+    assert main(["split", "Cora", "--out", str(out), "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main(["linkpred", "Cora", "--split", str(out), "--num-val", "0.2", "--mode", "inductive",
+                 "--epochs", "1", "--no-progress"]) == 0
+    assert f"note: --mode, --num-val ignored: the split is --split {out}" in capsys.readouterr().err

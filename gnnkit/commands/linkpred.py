@@ -60,12 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=_args.out_file, default=None,
                    help="also write the results as JSON to this file (atomically)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # the split options, used when no --split folder is given
-    g = p.add_argument_group("split (when --split is not given)")
+    p.add_argument("--neg", choices=("uniform", "degree", "hard"), default="uniform",
+                   help="negatives of training (and of the split, when one is made)")
+    p.add_argument("--seed", type=_args.seed, default=0, help="seed of training (and of the split, when one is made)")
+    p.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
+    # the split options, used when a split is made here (no --split folder, no official split)
+    g = p.add_argument_group("split (when a split is made here: no --split, no official split)")
     g.add_argument("--mode", choices=("transductive", "inductive"), default="transductive", help="split mode")
-    g.add_argument("--neg", choices=("uniform", "degree", "hard"), default="uniform",
-                   help="negatives of the split and of training")
-    g.add_argument("--seed", type=_args.seed, default=0, help="seed of the split and of training")
     g.add_argument("--num-val", type=_args.share, default=0.05, help="validation fraction (or count)")
     g.add_argument("--num-test", type=_args.share, default=0.1, help="test fraction (or count)")
     g.add_argument("--disjoint-train-ratio", type=_args.probability, default=0.3,
@@ -75,7 +76,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--partition", choices=("random", "region"), default="random", help="inductive partition")
     g.add_argument("--neg-ratio", type=_args.nonneg_float, default=1.0, help="negatives per positive in val/test")
     g.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto", help="undirected edges")
-    g.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
+
+
+# the flags of a split made here: ignored (and said so) when the split comes from --split or OGB
+SPLIT_FLAGS = ("mode", "num_val", "num_test", "disjoint_train_ratio", "supervision_ratio", "partition", "neg_ratio",
+               "undirected")
 
 
 def config_from_args(args: argparse.Namespace) -> "LinkPredConfig":
@@ -112,6 +117,15 @@ def get_splits(args: argparse.Namespace) -> Tuple[Data, Data, Data, str]:
     from gnnkit.linkpred.io import load_split, ogb_official_split
     official = args.official == "yes" or (args.official == "auto" and args.dataset.lower().startswith("ogbl")
                                           and args.split is None)
+    if official or args.split is not None:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        defaults = parser.parse_args([args.dataset])
+        changed = [f for f in SPLIT_FLAGS if getattr(args, f) != getattr(defaults, f)]
+        if changed:
+            source = "OGB's official split" if official else f"--split {args.split}"
+            print(f"note: {', '.join('--' + f.replace('_', '-') for f in changed)} ignored: the split is {source}",
+                  file=sys.stderr)
     if official:
         from gnnkit.data import load_dataset
         if not args.dataset.lower().startswith("ogbl"):
