@@ -56,22 +56,28 @@ class AttnStructure(NamedTuple):
     fill: Optional[Tuple[Tensor, Tensor, Tensor]]
 
 
-def _loops_from_coo(src: Tensor, dst: Tensor, ns: int, nd: int, n_loops: int) -> AttnStructure:
+def _loops_from_coo(src: Tensor, dst: Tensor, ns: int, nd: int, n_loops: int, flipped: bool = False
+                    ) -> AttnStructure:
     keep = (src != dst).nonzero().view(-1)
     loops = torch.arange(n_loops, device=src.device)
     s = torch.cat([src.long()[keep], loops])
     kept_dst = dst.long()[keep]
     d = torch.cat([kept_dst, loops])
-    inside = (kept_dst < n_loops).nonzero().view(-1)
-    dst_in = kept_dst[inside]
+    # PyG fills a loop from the edges whose edge_index[1] is its node, whatever the flow: under
+    # flow="target_to_source" (edge_index flipped here) that is the flipped graph's source
+    group = src.long()[keep] if flipped else kept_dst
+    inside = (group < n_loops).nonzero().view(-1)
+    dst_in = group[inside]
     fill = (inside, dst_in, torch.bincount(dst_in, minlength=n_loops).clamp(min=1))
     return AttnStructure(Graph.from_coo(s, d, ns, nd), keep, n_loops, fill)
 
 
-def attention_structure(edge_index: Any, ns: int, nd: int, add_self_loops: bool) -> AttnStructure:
+def attention_structure(edge_index: Any, ns: int, nd: int, add_self_loops: bool,
+                        flipped: bool = False) -> AttnStructure:
     """The graph the attention runs on, kept in the input's :class:`Graph` (built once).
     ``edge_index`` (or ``Graph``) input keeps PyG's edge order (kept edges, then one loop per
-    node ``< min(num_src, num_dst)``); sparse input keeps its row-major order."""
+    node ``< min(num_src, num_dst)``); sparse input keeps its row-major order.  ``flipped``: the
+    layer's ``flow="target_to_source"`` flipped ``edge_index`` (loops are filled by the original's row 1)."""
     g0, _ = graph_of(edge_index, ns, nd)
     if not add_self_loops:
         return AttnStructure(g0, None, 0, None)
@@ -79,9 +85,9 @@ def attention_structure(edge_index: Any, ns: int, nd: int, add_self_loops: bool)
     if is_sparse_adj(edge_index):  # slots in CSR (row-major) order are the "input order"
         return g0.derived(("attn_loops", "csr"),
                           lambda: _loops_from_coo(g0.col, g0.row, ns, nd, n_loops))
-    return g0.derived(("attn_loops", "input"),
+    return g0.derived(("attn_loops", "input") + (("flipped",) if flipped else ()),
                       lambda: _loops_from_coo(g0.from_csr_order(g0.col), g0.from_csr_order(g0.row), ns, nd,
-                                              n_loops))
+                                              n_loops, flipped))
 
 
 def edge_features(st: AttnStructure, edge_attr: Tensor, fill_value: Union[float, Tensor, str]) -> Tensor:
@@ -106,7 +112,11 @@ def edge_features(st: AttnStructure, edge_attr: Tensor, fill_value: Union[float,
                                                        include_self=False)
     else:
         fv = torch.as_tensor(fill_value, dtype=kept.dtype, device=kept.device)
-        loop = fv.expand(n, D) if fv.dim() <= 1 else fv
+        rows_ok = fv.dim() < 2 or (fv.dim() == 2 and fv.size(0) in (1, n))
+        if not rows_ok or (fv.dim() >= 1 and fv.size(-1) not in (1, D)):
+            raise ValueError(f"fill_value of shape {list(fv.shape)} does not fit the {n} self-loops' edge features "
+                             f"[{n}, {D}]; fix: a number, a [{D}] tensor, or one row per loop [{n}, {D}]")
+        loop = fv.expand(n, D)
     return torch.cat([kept, loop.to(kept.dtype)], 0)
 
 
@@ -119,14 +129,16 @@ def attention_edge_index(st: AttnStructure, edge_index: Any) -> Tensor:
     return torch.cat([ei.index_select(1, st.keep), torch.stack([loops, loops])], 1)
 
 
-def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int, nd: int):
+def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int, nd: int, flipped: bool = False):
     """What PyG returns with ``return_attention_weights``, from ``alpha`` ``[E', H]`` in CSR slot
     order: ``(edge_index, alpha)`` (attention edge order) for ``edge_index`` and ``Graph``,
     ``(adj_t with alpha values, alpha)`` for ``torch.sparse``, a ``SparseTensor`` with alpha
     values for ``SparseTensor``.  Sparse results are row-major."""
     g = st.graph
     if not is_sparse_adj(edge_index):
-        return attention_edge_index(st, edge_index), g.from_csr_order(alpha)
+        ei = attention_edge_index(st, edge_index)
+        # flow="target_to_source": the user's orientation, as PyG returns it
+        return (ei.flip(0) if flipped else ei), g.from_csr_order(alpha)
     a = alpha
     if SparseTensor is not None and isinstance(edge_index, SparseTensor):
         return SparseTensor(row=g.row, col=g.col, value=a, sparse_sizes=(nd, ns), is_sorted=True)

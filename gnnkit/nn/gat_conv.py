@@ -144,7 +144,7 @@ class GATConv(CSRMessagePassing):
             a_dst = (h_src.new_zeros(nd, H) if x_dst is None
                      else x_dst @ _score_matrix(lin_d.weight, self.att_dst, H, C))
 
-        st = attention_structure(edge_index, ns, nd, self.add_self_loops)
+        st = attention_structure(edge_index, ns, nd, self.add_self_loops, self.flow == "target_to_source")
         edge_term = None
         if edge_attr is not None:
             ea = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
@@ -164,7 +164,7 @@ class GATConv(CSRMessagePassing):
         if self.bias is not None:
             out = out + self.bias
         if return_attention_weights:
-            return out, attention_output(edge_index, st, alpha, ns, nd)
+            return out, attention_output(edge_index, st, alpha, ns, nd, self.flow == "target_to_source")
         return out
 
     def __repr__(self) -> str:

@@ -107,7 +107,7 @@ class GATv2Conv(CSRMessagePassing):
         h_l = self.lin_l(x_src).view(-1, H, C)
         h_r = h_l if (self.share_weights and x_dst is x_src) else self.lin_r(x_dst).view(-1, H, C)
 
-        st = attention_structure(edge_index, ns, nd, self.add_self_loops)
+        st = attention_structure(edge_index, ns, nd, self.add_self_loops, self.flow == "target_to_source")
         g = st.graph
         s = gather_slots(g, h_l, "src") + gather_slots(g, h_r, "dst")  # [E', H, C] in CSR order
         if edge_attr is not None:
@@ -118,7 +118,7 @@ class GATv2Conv(CSRMessagePassing):
             s = s + self.lin_edge(ea).view(-1, H, C)
         logits = (F.leaky_relu(s, self.negative_slope) * self.att).sum(-1)  # [E', H]
         alpha = segment_softmax_slots(g, logits)
-        weights = edge_dropout(g, alpha, self.dropout, self.training)
+        weights = weights_dropped = edge_dropout(g, alpha, self.dropout, self.training)
         mask = self.explain_mask(num_input_edges(edge_index))
         if mask is not None:  # PyG's explain_message: each edge's message times its mask
             weights = weights * slot_mask(g, mask, st.keep, st.num_loops).to(weights.dtype).view(-1, 1)
@@ -129,7 +129,8 @@ class GATv2Conv(CSRMessagePassing):
         if self.bias is not None:
             out = out + self.bias
         if return_attention_weights:
-            return out, attention_output(edge_index, st, alpha, ns, nd)
+            # after dropout, as PyG returns them
+            return out, attention_output(edge_index, st, weights_dropped, ns, nd, self.flow == "target_to_source")
         return out
 
     def __repr__(self) -> str:

@@ -32,7 +32,7 @@ def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Te
 
 
 def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: Optional[int] = None,
-             improved: bool = False, add_self_loops: bool = True,
+             improved: bool = False, add_self_loops: bool = True, flow: str = "source_to_target",
              dtype: Optional[torch.dtype] = None) -> Tuple[Graph, Tensor]:
     r"""Symmetric GCN normalisation :math:`\hat D^{-1/2} \hat A \hat D^{-1/2}`.
 
@@ -41,9 +41,16 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
     self-loops added to its diagonal, a ``SparseTensor`` gets its diagonal set to the fill
     value.  Degrees are summed in CSR order (deterministic).
 
+    The arguments are PyG's, in PyG's order (``flow``: ``"source_to_target"`` only; flip ``edge_index``
+    for the other); ``dtype`` last.  Unlike PyG's, it returns a :class:`gnnkit.ops.Graph` (with the
+    self-loops) and the weights in its CSR slot order, not an ``(edge_index, edge_weight)`` pair.
+
     Returns:
         ``(graph, weight)`` with ``weight`` ``[E']`` in ``graph``'s CSR slot order.
     """
+    if flow != "source_to_target":
+        raise ValueError(f"gcn_norm: flow={flow!r} is not supported here; pass edge_index.flip(0) with the "
+                         "default flow='source_to_target'")
     fill = 2.0 if improved else 1.0
     if is_sparse_adj(edge_index):
         if edge_weight is not None:
@@ -206,11 +213,12 @@ class GCNConv(CSRMessagePassing):
             # the normalised values depend on the structure alone: keep them with it
             base, _ = as_graph(edge_index, num_nodes=n)
             key = ("gcn_norm", self.improved, self.add_self_loops, dtype)
-            graph, w = base.derived(key, lambda: gcn_norm(base, None, n, self.improved, self.add_self_loops, dtype))
+            graph, w = base.derived(key, lambda: gcn_norm(base, None, n, self.improved, self.add_self_loops,
+                                                          dtype=dtype))
             # and in transposed slot order, for the backward (read, not gathered, under torch.compile too)
             w_t = base.derived(key + ("transposed",), lambda: w.index_select(0, graph.transpose()[2]))
             return graph, w, w_t
-        return gcn_norm(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype) + (None,)
+        return gcn_norm(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype=dtype) + (None,)
 
     def forward(self, x: Tensor, edge_index: Adj, edge_weight: Optional[Tensor] = None) -> Tensor:
         if isinstance(x, (tuple, list)):
@@ -225,7 +233,8 @@ class GCNConv(CSRMessagePassing):
         edge_index = self.oriented(edge_index)
         n = x.size(0) if x.dim() == 3 and self.static_nodes_first(x) else x.size(-2)
         w_t = None
-        if self.cached and self._cached_norm is not None:
+        cache = self.cached and self.normalize  # as PyG: without normalisation nothing is cached
+        if cache and self._cached_norm is not None:
             graph, w = self._cached_norm
             if graph.num_dst != n:
                 raise ValueError(f"GCNConv(cached=True) was cached on a graph with {graph.num_dst} nodes but x "
@@ -233,7 +242,7 @@ class GCNConv(CSRMessagePassing):
                                  "cached=False for mini-batches")
         else:
             graph, w, w_t = self._normalised(edge_index, edge_weight, n, x.dtype)
-            if self.cached:
+            if cache:
                 self._cached_norm = (graph, w.detach())
                 # PyG's attribute names for the same cache (one of them set, by input form)
                 if is_sparse_adj(edge_index):

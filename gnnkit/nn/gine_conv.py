@@ -109,6 +109,10 @@ class GINEConv(CSRMessagePassing):
                 raise ValueError(f"GINEConv: edge_attr has {ea.size(-1)} features but edge_dim="
                                  f"{self.lin.in_channels}; fix edge_dim or edge_attr")
             ea = self.lin(ea)
+            if ea.size(-1) != x_src.size(-1):
+                raise ValueError(f"GINEConv: x has {x_src.size(-1)} features but edge_dim maps edge_attr to the width "
+                                 f"of nn's input, {ea.size(-1)}; fix: x with {ea.size(-1)} features, or an nn whose "
+                                 f"first layer takes {x_src.size(-1)}")
         elif ea.size(-1) != x_src.size(-1):
             raise ValueError(f"GINEConv: node features have width {x_src.size(-1)} but edge_attr has "
                              f"{ea.size(-1)}; set edge_dim={ea.size(-1)} to map edge features to the node width")

@@ -12,14 +12,16 @@ from torch.nn import Linear, ReLU, Sequential
 from gnnkit.ops import validate_edge_index
 
 
-def _batch(x: Tensor, batch: Optional[Tensor], size: Optional[int]):
-    if x.dim() != 2:
-        raise ValueError(f"x must be [num_nodes, F], got {list(x.shape)}")
-    if batch is None:
-        return torch.zeros(x.size(0), dtype=torch.long, device=x.device), 1 if size is None else size
-    if batch.dim() != 1 or batch.numel() != x.size(0):
-        raise ValueError(f"batch must be [num_nodes={x.size(0)}] (the graph id of each node), got "
-                         f"{list(batch.shape)}")
+def _node_dim(x: Tensor) -> int:
+    if x.dim() not in (1, 2, 3):
+        raise ValueError(f"x must be [num_nodes, F] (or [num_nodes], or [B, num_nodes, F] as PyG), got {list(x.shape)}")
+    return 0 if x.dim() == 1 else x.dim() - 2
+
+
+def _batch(x: Tensor, batch: Tensor, size: Optional[int]):
+    n = x.size(_node_dim(x))
+    if batch.dim() != 1 or batch.numel() != n:
+        raise ValueError(f"batch must be [num_nodes={n}] (the graph id of each node), got {list(batch.shape)}")
     if batch.is_floating_point():
         raise ValueError(f"batch must hold integer graph ids, got {batch.dtype}; use batch.long()")
     batch = batch.long()
@@ -32,25 +34,44 @@ def _batch(x: Tensor, batch: Optional[Tensor], size: Optional[int]):
     return batch, size
 
 
+def _pool(x: Tensor, batch: Optional[Tensor], size: Optional[int], reduce: str) -> Tensor:
+    """As PyG's pools: without ``batch`` one graph, reduced over the node axis (kept as a row of one for
+    ``[N, F]``; ``size`` is ignored, as PyG does); with it ``[size, F]`` (``[B, size, F]`` for 3-D ``x``)."""
+    d = _node_dim(x)
+    if batch is None:
+        keep = x.dim() <= 2
+        if x.size(d) == 0:  # a graph without nodes gives 0
+            return x.new_zeros(x.shape[:d] + (1,) * keep + x.shape[d + 1:])
+        if reduce == "max":
+            return x.amax(dim=d, keepdim=keep)
+        return x.sum(dim=d, keepdim=keep) if reduce == "sum" else x.mean(dim=d, keepdim=keep)
+    batch, size = _batch(x, batch, size)
+    xm = x.movedim(d, 0)
+    shape = (size,) + tuple(xm.shape[1:])
+    if reduce == "max":
+        idx = batch.view((-1,) + (1,) * (xm.dim() - 1)).expand_as(xm)
+        out = xm.new_zeros(shape).scatter_reduce(0, idx, xm, "amax", include_self=False)
+    else:
+        out = xm.new_zeros(shape).index_add(0, batch, xm)
+        if reduce == "mean":
+            cnt = torch.bincount(batch, minlength=size).clamp(min=1).to(x.dtype)
+            out = out / cnt.view((-1,) + (1,) * (xm.dim() - 1))
+    return out.movedim(0, d)
+
+
 def global_add_pool(x: Tensor, batch: Optional[Tensor] = None, size: Optional[int] = None) -> Tensor:
     r""":math:`\mathbf{r}_g = \sum_{i \in g} \mathbf{x}_i` -> ``[num_graphs, F]``."""
-    batch, size = _batch(x, batch, size)
-    return x.new_zeros(size, x.size(1)).index_add(0, batch, x)
+    return _pool(x, batch, size, "sum")
 
 
 def global_mean_pool(x: Tensor, batch: Optional[Tensor] = None, size: Optional[int] = None) -> Tensor:
     r""":math:`\mathbf{r}_g = \frac{1}{|g|} \sum_{i \in g} \mathbf{x}_i`."""
-    batch, size = _batch(x, batch, size)
-    s = x.new_zeros(size, x.size(1)).index_add(0, batch, x)
-    cnt = torch.bincount(batch, minlength=size).clamp(min=1).to(x.dtype)
-    return s / cnt.view(-1, 1)
+    return _pool(x, batch, size, "mean")
 
 
 def global_max_pool(x: Tensor, batch: Optional[Tensor] = None, size: Optional[int] = None) -> Tensor:
     r""":math:`\mathbf{r}_g = \max_{i \in g} \mathbf{x}_i` (element-wise)."""
-    batch, size = _batch(x, batch, size)
-    return x.new_zeros(size, x.size(1)).scatter_reduce(0, batch.view(-1, 1).expand_as(x), x, "amax",
-                                                       include_self=False)
+    return _pool(x, batch, size, "max")
 
 
 POOLS = {"sum": global_add_pool, "add": global_add_pool, "mean": global_mean_pool, "max": global_max_pool}

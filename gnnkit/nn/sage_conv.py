@@ -162,13 +162,13 @@ class SAGEConv(CSRMessagePassing):
         self.root_weight = root_weight
         self.project = project
         self._in = ins
+        if aggr == "lstm":  # registered before lin, as PyG's: the same parameter order (optimizer states)
+            self.aggr_module = LSTMAggregation(ins[0], ins[0], shuffle=self._shuffle, pyg_padding=self._pyg_padding)
         if project:
             if ins[0] <= 0:
                 raise ValueError("SAGEConv does not support lazy initialization (in_channels=-1) with "
                                  "project=True; pass the input width")
             self.lin = Linear(ins[0], ins[0], bias=True)
-        if aggr == "lstm":
-            self.aggr_module = LSTMAggregation(ins[0], ins[0], shuffle=self._shuffle, pyg_padding=self._pyg_padding)
         aggr_out = ins[0]
         if isinstance(self.aggr_module, MultiAggregation):
             aggr_out = self.aggr_module.get_out_channels(ins[0])
@@ -215,7 +215,9 @@ class SAGEConv(CSRMessagePassing):
                 msg = msg * slot_mask(graph, mask).to(msg.dtype).view(-1, 1)
             out = self.aggr_module(msg, index=graph.row, ptr=graph.rowptr, dim_size=graph.num_dst)
         if self.root_weight and x_dst is not None and materialised(self.lin_l, self.lin_r) \
-                and out.dim() == 2 and x_dst.dim() == 2:
+                and out.dim() == 2 and x_dst.dim() == 2 and not torch.is_autocast_enabled(out.device.type) \
+                and out.dtype == x_dst.dtype == self.lin_l.weight.dtype:
+            # (autocast casts out-of-place ops only: there the two Linear layers, as PyG)
             # lin_l(agg) + lin_r(x) as two accumulating GEMMs: no separate bias/add passes over [N, F]
             W_l, W_r, b = self.lin_l.weight, self.lin_r.weight, self.lin_l.bias
             base = x_dst @ W_r.t() if b is None else torch.addmm(b, x_dst, W_r.t())
@@ -251,7 +253,8 @@ class SAGEConv(CSRMessagePassing):
             return softmax_aggregate_slots(graph, x, t, semi_grad=module.semi_grad and not module.learn)
         if kind == "quantile":
             # the buffer (what load_state_dict sets), as PyG reads it
-            return quantile_aggregate_slots(graph, x, module.q, module.interpolation, module.fill_value)
+            return quantile_aggregate_slots(graph, x, module.q, module.interpolation, module.fill_value,
+                                            pyg_rounding=True)
         if kind == "powermean":
             p = module.p
             if isinstance(p, Tensor) and p.numel() > 1:

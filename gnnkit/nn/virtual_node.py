@@ -2,6 +2,7 @@
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, Embedding, Linear, ReLU, Sequential
 
@@ -25,6 +26,9 @@ class VirtualNode(torch.nn.Module):
         channels: node width.
         dropout: dropout after the MLP (default 0).
         residual: add the old state to the new one (default False).
+
+    With a single graph in training (a node task, ``batch=None``, or a batch of one), the MLP's
+    BatchNorms use their running statistics for that step (batch statistics of one row do not exist).
     """
 
     def __init__(self, channels: int, dropout: float = 0.0, residual: bool = False):
@@ -60,7 +64,16 @@ class VirtualNode(torch.nn.Module):
     def update(self, x: Tensor, state: Tensor, batch: Optional[Tensor]) -> Tensor:
         """New state from the pooled nodes plus the old state."""
         pooled = global_add_pool(x, batch, state.size(0))
-        new = self.mlp(pooled + state)
+        h = pooled + state
+        if self.training and h.size(0) == 1:
+            # one graph (a node task, or a batch of one): batch statistics over a single row do not exist
+            # (BatchNorm raises); its BatchNorms normalise with their running statistics for this step instead
+            for m in self.mlp:
+                h = F.batch_norm(h, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps) \
+                    if isinstance(m, BatchNorm1d) else m(h)
+            new = h
+        else:
+            new = self.mlp(h)
         if self.residual:
             new = new + state
         return torch.nn.functional.dropout(new, self.dropout, self.training)

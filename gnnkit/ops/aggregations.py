@@ -201,7 +201,7 @@ def _order_keys(values: Tensor) -> Tensor:
 
 
 def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 0.5, interpolation: str = "lower",
-                             fill_value: float = 0.0) -> Tensor:
+                             fill_value: float = 0.0, pyg_rounding: bool = False) -> Tensor:
     """Feature-wise ``q``-quantile of each destination's source features (PyG's ``QuantileAggregation``;
     ``q=0.5, "lower"`` is ``MedianAggregation``): ``[num_src, F]`` -> ``[num_dst, F]``, rows without edges
     ``fill_value``.
@@ -213,7 +213,9 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
     unstable sort).  The quantile's position is computed in float64 inside each row, as ``torch.quantile``
     does: PyG computes it in float32 after adding the row's offset, so its interpolation fraction coarsens
     once offsets pass ~10^5 (rows past 2^24 slots pick wrong elements), and its "nearest" rounds a .5
-    position up or down depending on the parity of the row's offset (here: half to even inside the row).
+    position up or down depending on the parity of the row's offset (here: half to even inside the row, as
+    ``torch.quantile``; ``pyg_rounding=True`` rounds PyG's way, what the drop-in ``SAGEConv`` asks for, so
+    that its float32 path and its float64 one, PyG's module, agree).
     float32, float16 and bfloat16 ``x`` (keys from the float32 value); float64 raises."""
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"quantile_aggregate_slots: interpolation={interpolation!r}; use one of {INTERPOLATIONS}")
@@ -251,7 +253,11 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
     def pick(index: Tensor) -> Tensor:  # index_select: a sequential (deterministic) index_add_ backward
         return x.reshape(-1).index_select(0, index).view(-1, F)
     if interpolation in ("lower", "higher", "nearest"):
-        nearest = (local.round().long() + start).clamp(max=E - 1) if interpolation == "nearest" else None
+        if interpolation == "nearest":  # PyG rounds the global position (row start + local; half to even)
+            pos = (local + start.to(torch.float64)).round().long() if pyg_rounding else local.round().long() + start
+            nearest = pos.clamp(max=E - 1)
+        else:
+            nearest = None
         out = pick(flat({"lower": lo, "higher": hi, "nearest": nearest}[interpolation]))
     else:
         a, b = pick(flat(lo)), pick(flat(hi))

@@ -128,8 +128,8 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
     """:func:`gat_attention` with ``edge_term`` and the returned attention weights in CSR slot
     order (what layers use); only row counts are checked (the layer checked the rest).  ``edge_scale`` ``[E]``
     (CSR order) multiplies each edge's message after the softmax (an explainer's edge mask); the
-    returned attention weights are the unscaled ones.  ``reduce``: how the weighted messages are
-    combined (``sum``, GAT's; ``mean``/``max``/``min`` as PyG's ``aggr``)."""
+    returned attention weights are the unscaled ones (after dropout in training, as PyG's).  ``reduce``: how the
+    weighted messages are combined (``sum``, GAT's; ``mean``/``max``/``min`` as PyG's ``aggr``)."""
     check_rows(x, graph.num_src, "x", "source nodes")
     check_rows(a_dst, graph.num_dst, "a_dst", "destination nodes")
     graph.prepare_backward(x, a_src, a_dst, edge_term)
@@ -141,11 +141,10 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
         return out, None
     s = apply_function(EdgeScoresFunction, graph, a_src, a_dst, edge_term, float(negative_slope))
     alpha = segment_softmax_slots(graph, s)
-    weights = edge_dropout(graph, alpha, dropout, training)
-    if edge_scale is not None:
-        weights = weights * edge_scale.to(weights.dtype).view(-1, 1)
+    dropped = edge_dropout(graph, alpha, dropout, training)
+    weights = dropped if edge_scale is None else dropped * edge_scale.to(dropped.dtype).view(-1, 1)
     out = spmm_slots(graph, x, weights.to(x.dtype), reduce)
-    return out, (alpha if return_attention else None)
+    return out, (dropped if return_attention else None)  # after dropout, as PyG returns them
 
 
 def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor] = None,
@@ -160,7 +159,7 @@ def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_te
         edge_term: optional per-edge scores ``[E, H]`` in the input edge order.
         negative_slope: LeakyReLU slope.
         dropout: dropout probability on the attention weights (only when ``training``).
-        return_attention: also return the attention weights ``[E, H]`` (input edge order).
+        return_attention: also return the attention weights ``[E, H]`` (input edge order; after dropout).
 
     Returns:
         ``(out [num_dst, H, F], alpha or None)``.

@@ -77,6 +77,19 @@ class Graph:
         self._derived: Dict[Hashable, Any] = {}  # entries any call may use
         self._derived_nograd: Dict[Hashable, Any] = {}  # built with gradients off: read only then
 
+    def __getstate__(self) -> Dict[str, Any]:
+        """The structure and its derived state, without the entries keyed on a live tensor (a weak
+        reference cannot be pickled; they are rebuilt on use): ``torch.save`` of a model that keeps a
+        ``Graph`` (``GCNConv(cached=True)``) works."""
+        state = {k: getattr(self, k) for k in self.__slots__ if k != "__weakref__"}
+        state["_derived"] = {k: v for k, v in self._derived.items() if k != "values_t"}
+        state["_derived_nograd"] = {k: v for k, v in self._derived_nograd.items() if k != "values_t"}
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_coo(cls, src: Tensor, dst: Tensor, num_src: int, num_dst: int) -> "Graph":
@@ -362,17 +375,40 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
+_FP_BLOCK = 1 << 20
+_FP_WEIGHTS: Dict[torch.device, Tensor] = {}
+
+
+def _fp_weights(device: torch.device) -> Tensor:
+    """``_FP_BLOCK`` fixed pseudo-random odd int64 weights (seeded), one copy per device."""
+    w = _FP_WEIGHTS.get(device)
+    if w is None:
+        g = torch.Generator().manual_seed(0x5EED)
+        w = (torch.randint(0, 2 ** 62, (_FP_BLOCK,), generator=g) * 2 + 1).to(device)
+        _FP_WEIGHTS[device] = w
+    return w
+
+
 def _fingerprint(t: Tensor) -> Optional[tuple]:
-    """Three integer sums over a strided integer tensor (values, running sums, squares): an
-    edit that bypasses the version counter (``t.data[...] = ...``, ``t.numpy()[...] = ...``) changes
-    them, so a cache hit cannot return the structure of edges that are no longer there.  One pass over
-    the tensor and one host sync per lookup."""
+    """The sum and a pseudo-randomly weighted sum of a strided integer tensor's values: an edit that bypasses
+    the version counter (``t.data[...] = ...``, ``t.numpy()[...] = ...``) changes them (a different tensor
+    matches with probability ~2^-60; the earlier sums of values, running sums and squares were equal for
+    some different edge lists), so a cache hit cannot return the structure of edges that are no longer
+    there.  Blocks of 2^20 values share the weights, each block times its own odd factor.  Two passes
+    over the tensor and one host sync per lookup; int64 overflow wraps, deterministically."""
     if t.layout != torch.strided or t.is_floating_point() or t.is_complex() or t.numel() == 0:
         return None
     flat = t.detach().reshape(-1).long()
-    # sum, positional sum (via the running sum: an exchange of two different values moves it) and squares;
-    # int64 overflow wraps, deterministically
-    return tuple(torch.stack([flat.sum(), flat.cumsum(0).sum(), (flat * flat).sum()]).tolist())
+    w = _fp_weights(flat.device)
+    n, L = flat.numel(), _FP_BLOCK
+    if n <= L:
+        h = (flat * w[:n]).sum()
+    else:
+        m = n // L
+        blocks = (flat[:m * L].view(m, L) * w).sum(1)
+        h = (blocks * (torch.arange(m, device=flat.device) * 2 + 1)).sum() \
+            + (flat[m * L:] * w[:n - m * L]).sum() * (2 * m + 1)
+    return tuple(torch.stack([flat.sum(), h]).tolist())
 
 
 def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:

@@ -1,0 +1,163 @@
+"""Drop-in parity cases found by an independent review (2026-12-02): each compares gnnkit's layer with PyG's
+(same weights) where gnnkit used to differ, crash or mislead, and fails on the code before the fix."""
+import io
+import warnings
+
+import pytest
+import torch
+import torch_geometric.nn as pyg
+
+import gnnkit.nn as gnn
+
+warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+
+
+def _pair(name, *args, **kwargs):
+    torch.manual_seed(0)
+    p = getattr(pyg, name)(*args, **kwargs)
+    g = getattr(gnn, name)(*args, **kwargs)
+    g.load_state_dict(p.state_dict())
+    return p, g
+
+
+def test_gcn_cached_without_normalisation_caches_nothing():
+    """PyG caches only the normalised adjacency; gnnkit kept the first call's graph and weights (2.77 off)."""
+    p, g = _pair("GCNConv", 4, 3, cached=True, normalize=False)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 4, generator=gen)
+    a, b = torch.randint(0, 6, (2, 12), generator=gen), torch.randint(0, 6, (2, 9), generator=gen)
+    for ei, w in ((a, None), (b, None), (a, torch.rand(12, generator=gen))):
+        torch.testing.assert_close(g(x, ei, w), p(x, ei, w))
+
+
+@pytest.mark.parametrize("name", ["GATConv", "GATv2Conv"])
+@pytest.mark.parametrize("fill", ["mean", "add", "max", 0.5])
+def test_gat_target_to_source_fills_loops_and_returns_the_users_edge_index(name, fill):
+    """Under flow="target_to_source" the loops' edge features were filled from the wrong side (0.23-0.50 off),
+    and the returned attention edge_index had its rows swapped."""
+    p, g = _pair(name, 4, 2, heads=2, edge_dim=3, fill_value=fill, flow="target_to_source")
+    ei = torch.tensor([[0, 1, 2, 3, 1, 0], [1, 2, 3, 4, 0, 3]])
+    x = torch.randn(5, 4, requires_grad=True)
+    ea = torch.randn(6, 3)
+    op, (eip, ap) = p(x, ei, ea, return_attention_weights=True)
+    xg = x.detach().clone().requires_grad_(True)
+    og, (eig, ag) = g(xg, ei, ea, return_attention_weights=True)
+    torch.testing.assert_close(og, op)
+    assert torch.equal(eig, eip)
+    torch.testing.assert_close(ag, ap)
+    op.sum().backward()
+    og.sum().backward()
+    torch.testing.assert_close(xg.grad, x.grad)
+
+
+@pytest.mark.parametrize("name", ["GATConv", "GATv2Conv"])
+def test_returned_attention_is_after_dropout_as_pygs(name):
+    p, g = _pair(name, 4, 3, heads=2, dropout=0.5)
+    ei = torch.tensor([[0, 1, 2, 3, 4, 5, 0, 2], [1, 2, 3, 4, 5, 0, 3, 1]])
+    x = torch.randn(6, 4)
+    torch.manual_seed(1)
+    op, (_, ap) = p.train()(x, ei, return_attention_weights=True)
+    torch.manual_seed(1)
+    og, (_, ag) = g.train()(x, ei, return_attention_weights=True)
+    assert int((ap == 0).sum()) > 0
+    torch.testing.assert_close(ag, ap)
+    torch.testing.assert_close(og, op)
+
+
+def test_an_edit_behind_the_version_counter_is_seen_even_when_the_old_sums_agree():
+    """The cache's fingerprint (three sums) was equal for [0,1,1,0] and [1,0,0,1] in row 0: the old graph
+    was served after `ei.numpy()[0] = ...` (3.35 off)."""
+    p, g = _pair("GCNConv", 4, 3)
+    x = torch.randn(4, 4)
+    ei = torch.tensor([[0, 1, 1, 0], [2, 3, 3, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(g(x, ei), p(x, ei))
+        ei.numpy()[0] = [1, 0, 0, 1]
+        torch.testing.assert_close(g(x, ei), p(x, ei))
+
+
+def test_sage_under_autocast_runs_as_pygs():
+    """The fused root-weight GEMM (in place, which autocast does not cast) raised a dtype error."""
+    p, g = _pair("SAGEConv", 4, 3)
+    x, ei = torch.randn(6, 4), torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, got = p(x, ei), g(x, ei)
+    assert got.dtype == want.dtype
+    torch.testing.assert_close(got, want)
+
+
+def test_torch_save_of_a_cached_gcn_model_after_training():
+    """torch.save raised "cannot pickle 'weakref.ReferenceType'" (a Graph's per-tensor cache entry)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential()
+    convs = [gnn.GCNConv(4, 8, cached=True), gnn.GCNConv(8, 2, cached=True)]
+    x, ei = torch.randn(10, 4), torch.randint(0, 10, (2, 30))
+    opt = torch.optim.SGD([q for c in convs for q in c.parameters()], lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        convs[1](convs[0](x, ei).relu(), ei).sum().backward()
+        opt.step()
+    for c in convs:
+        model.append(c)
+    buf = io.BytesIO()
+    torch.save(convs, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        torch.testing.assert_close(back[1](back[0](x, ei).relu(), ei), convs[1](convs[0](x, ei).relu(), ei))
+
+
+@pytest.mark.parametrize("name", ["GATConv", "GATv2Conv"])
+def test_a_one_row_fill_value_is_repeated_and_a_wrong_one_named(name):
+    p, g = _pair(name, 4, 2, edge_dim=3, fill_value=torch.tensor([[1.0, 2.0, 3.0]]))
+    x, ei, ea = torch.randn(5, 4), torch.tensor([[0, 1, 2], [1, 2, 3]]), torch.randn(3, 3)
+    torch.testing.assert_close(g(x, ei, ea), p(x, ei, ea))
+    g.fill_value = torch.ones(2, 3)
+    with pytest.raises(ValueError, match="fill_value of shape \\[2, 3\\]"):
+        g(x, ei, ea)
+
+
+def test_virtual_node_model_trains_on_a_single_graph():
+    """BatchNorm over one virtual node raised "Expected more than 1 value per channel when training"."""
+    torch.manual_seed(0)
+    m = gnn.GCN(5, 8, 3, 4, virtual_node=True).train()
+    x, ei = torch.randn(10, 5), torch.randint(0, 10, (2, 30))
+    m(x, ei).sum().backward()
+    grads = [q.grad for n, q in m.named_parameters() if "mlp" in n and q.grad is not None]
+    assert grads and all(torch.isfinite(gr).all() for gr in grads)  # the virtual node's MLP learns
+    assert m.eval()(x, ei).shape == (10, 4)
+
+
+def test_sage_lstm_project_parameter_order_is_pygs():
+    """An optimizer state_dict from PyG's model maps parameters by position."""
+    p, g = _pair("SAGEConv", 4, 3, aggr="lstm", project=True)
+    assert [n for n, _ in g.named_parameters()] == [n for n, _ in p.named_parameters()]
+
+
+def test_quantile_nearest_rounds_as_pyg_in_every_dtype():
+    kw = dict(aggr="quantile", aggr_kwargs=dict(q=0.25, interpolation="nearest"), root_weight=False, bias=False)
+    p, g = _pair("SAGEConv", 2, 2, **kw)
+    x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
+    ei = torch.tensor([[3, 0, 2, 3], [0, 1, 1, 1]])  # node 1: position 1.5 globally, 0.5 inside its row
+    with torch.no_grad():
+        torch.testing.assert_close(g(x, ei), p(x, ei))
+        torch.testing.assert_close(g.double()(x.double(), ei), p.double()(x.double(), ei))
+
+
+@pytest.mark.parametrize("pool", ["global_add_pool", "global_mean_pool", "global_max_pool"])
+def test_pools_follow_pyg_without_batch_and_on_3d_input(pool):
+    pf, gf = getattr(pyg, pool), getattr(gnn, pool)
+    x = torch.randn(9, 3)
+    b = torch.tensor([0, 0, 2, 2, 2, 3, 3, 0, 0])
+    torch.testing.assert_close(gf(x, None, 3), pf(x, None, 3))  # one graph: size is ignored, as PyG
+    x3 = torch.randn(2, 9, 3)
+    torch.testing.assert_close(gf(x3, b), pf(x3, b))
+    torch.testing.assert_close(gf(x3, None), pf(x3, None))
+
+
+def test_gcn_norm_takes_pygs_arguments_in_pygs_order():
+    ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    graph, w = gnn.gcn_norm(ei, None, 3, False, True, "source_to_target")
+    assert graph.num_edges == 6 and w.shape == (6,)
+    with pytest.raises(ValueError, match="flow='target_to_source'.*flip"):
+        gnn.gcn_norm(ei, None, 3, False, True, "target_to_source")
