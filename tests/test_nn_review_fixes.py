@@ -161,3 +161,17 @@ def test_gcn_norm_takes_pygs_arguments_in_pygs_order():
     assert graph.num_edges == 6 and w.shape == (6,)
     with pytest.raises(ValueError, match="flow='target_to_source'.*flip"):
         gnn.gcn_norm(ei, None, 3, False, True, "target_to_source")
+
+
+@pytest.mark.parametrize("name", ["GATConv", "GATv2Conv"])
+def test_attention_edge_index_of_an_edge_index_input_is_an_edge_index(name):
+    from torch_geometric import EdgeIndex
+    p, g = _pair(name, 4, 3)
+    e = torch.tensor([[0, 1, 2, 3, 3], [1, 2, 3, 4, 3]])
+    ei = EdgeIndex(e, sparse_size=(5, 5))
+    x = torch.randn(5, 4)
+    _, (want, aw) = p(x, ei, return_attention_weights=True)
+    _, (got, ag) = g(x, ei, return_attention_weights=True)
+    assert isinstance(got, EdgeIndex) and got.sparse_size() == want.sparse_size()
+    assert torch.equal(got.as_tensor(), want.as_tensor())
+    torch.testing.assert_close(ag, aw)

@@ -138,7 +138,11 @@ def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int,
     if not is_sparse_adj(edge_index):
         ei = attention_edge_index(st, edge_index)
         # flow="target_to_source": the user's orientation, as PyG returns it
-        return (ei.flip(0) if flipped else ei), g.from_csr_order(alpha)
+        ei = ei.flip(0) if flipped else ei
+        if type(edge_index).__name__ == "EdgeIndex":  # PyG returns an EdgeIndex (sizes kept, no sort order)
+            from torch_geometric import EdgeIndex
+            ei = EdgeIndex(ei.as_tensor() if isinstance(ei, EdgeIndex) else ei, sparse_size=edge_index.sparse_size())
+        return ei, g.from_csr_order(alpha)
     a = alpha
     if SparseTensor is not None and isinstance(edge_index, SparseTensor):
         return SparseTensor(row=g.row, col=g.col, value=a, sparse_sizes=(nd, ns), is_sorted=True)
