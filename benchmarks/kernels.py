@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import sys
@@ -42,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from gnnkit import profile as prof  # noqa: E402
-from gnnkit._atomic import atomic_write  # noqa: E402
+from gnnkit._atomic import atomic_write, json_text  # noqa: E402
 
 SUITE = {
     # name: (source, args, cuda_only)
@@ -430,7 +429,7 @@ def main(argv=None) -> int:
         for name, rows in report["train"].items()}
     tag = args.tag or device.type
     out_dir = Path(args.out_dir)
-    atomic_write(out_dir / f"kernels_{tag}.json", (json.dumps(report, indent=1) + "\n").encode())
+    atomic_write(out_dir / f"kernels_{tag}.json", (json_text(report) + "\n").encode())  # NaN as null
     if report["graphs"]:
         plot_summary(report, out_dir / f"kernels_{tag}.png")
         md = markdown(report)

@@ -13,7 +13,8 @@ def test_profile_quick_writes_json_and_png(tmp_path, capsys):
     out = tmp_path / "p.json"
     rc = main(["profile", "--quick", "--synthetic", "200", "1500", "--out", str(out), "--no-progress"])
     assert rc == 0
-    report = json.loads(out.read_text())
+    # strict JSON (review finding: bare NaN for what was not measured); null instead
+    report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     png = out.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp")), "temporary files must be renamed away"
