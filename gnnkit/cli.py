@@ -49,14 +49,22 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def console_main(argv: Optional[List[str]] = None) -> int:
     """The ``gnnkit`` executable: :func:`main`, with bad input reported as one line, not a traceback."""
+    cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS), "")
     try:
         return main(argv)
-    except SystemExit as e:  # argparse: its error line is printed already
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except SystemExit as e:  # argparse: its error line is printed already; a command's own message is not
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            return 2
+        return 0 if e.code is None else e.code
     except (ValueError, IndexError, FileNotFoundError) as e:
-        cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS), "")
         print(f"gnnkit {cmd}: error: {e}".replace("gnnkit : ", "gnnkit: "), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; what is saved is whole (temp file + rename)
+        resumable = cmd in ("ogb", "vq")
+        print(f"gnnkit {cmd}: interrupted" + ("; continue with the same command and --resume" if resumable else ""),
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -429,3 +429,24 @@ def test_a_flipped_byte_in_a_checkpoint_is_refused(tmp_path):
     ck.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="SHA-256"):
         VQRun.resume(tmp_path / "r")
+
+
+def test_sample_into_a_folder_of_other_files_is_refused(tmp_path, monkeypatch, capsys):
+    """Review finding: `vq sample --out DIR` deleted a user's own graph_7.txt / graph_0012.pt; a folder holding
+    files and no samples.json is now refused before any work, and only an earlier draw's listed files go."""
+    from gnnkit.cli import console_main
+    from gnnkit.latent.io import write_samples
+    user = tmp_path / "user"
+    user.mkdir()
+    for name in ("graph_7.txt", "graph_0012.pt", "notes.txt"):
+        (user / name).write_text("mine")
+    assert console_main(["vq", "sample", str(tmp_path / "no-run"), "-n", "2", "--out", str(user)]) == 2
+    assert "holds files but no samples.json" in capsys.readouterr().err
+    assert sorted(p.name for p in user.iterdir()) == ["graph_0012.pt", "graph_7.txt", "notes.txt"]
+    graphs = _graphs(3)
+    out = tmp_path / "s"
+    write_samples(graphs, out, {})
+    (out / "notes.txt").write_text("mine")
+    write_samples(graphs[:1], out, {})  # a smaller draw: the earlier draw's extra graphs go, notes stay
+    assert sorted(p.name for p in out.glob("graph_*")) == ["graph_000.pt", "graph_000.txt"]
+    assert (out / "notes.txt").read_text() == "mine"

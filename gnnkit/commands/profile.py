@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--dataset", help="a dataset name for gnnkit.data.load_dataset (e.g. Cora, ogbl-ddi); "
                                        "graph collections are profiled as one disjoint union")
     src.add_argument("--edges", help="edge-list file: .pt with a [2, E] tensor, or text 'src dst' per line")
-    src.add_argument("--synthetic", nargs=2, type=int, metavar=("N", "E"), default=None,
+    src.add_argument("--synthetic", nargs=2, type=_args.positive_int, metavar=("N", "E"), default=None,
                      help="synthetic power-law graph with N nodes and E edges (default when no source "
                           "is given: 10000 100000; --quick: 300 2000)")
     parser.add_argument("--features", "-F", type=int, default=64,
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-dim", type=int, default=None, help="gat width per head (default F // H)")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                         help="feature dtype")
-    parser.add_argument("--device", default=None,
+    parser.add_argument("--device", type=_args.device, default=None,
                         help="cpu or cuda[:k] (default: cuda when available)")
     parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS), help="ops to time")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None,
@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the synthetic graph and the features")
     parser.add_argument("--out", type=_args.out_file, default="profile.json",
                         help="JSON report path (written atomically)")
-    parser.add_argument("--plot", default=None, help="PNG plot path (default: the JSON path with .png)")
+    parser.add_argument("--plot", type=_args.out_file, default=None,
+                        help="PNG plot path (default: the JSON path with .png)")
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
     from gnnkit import profile as prof
 
+    png = None if args.no_plot else Path(args.plot) if args.plot else Path(args.out).with_suffix(".png")
+    if png is not None and png.resolve() == Path(args.out).resolve():
+        raise ValueError(f"--plot {args.plot} is the --out path: the PNG would replace the JSON report; fix: "
+                         "another --plot path (or --no-plot)")
     for name in ("features", "heads", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -76,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
                           modes=tuple(args.modes), warmup=warmup, repeats=repeats, compile_=compile_,
                           seed=args.seed, progress=not args.no_progress, copy_mb=copy_mb)
     out = Path(args.out)
-    png = None if args.no_plot else Path(args.plot) if args.plot else out.with_suffix(".png")
     prof.write_report(report, out, png)
     print(prof.format_table(report))
     print(f"wrote {out}" + (f" and {png}" if png else ""))

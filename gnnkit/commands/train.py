@@ -1,5 +1,6 @@
 """``gnnkit train``: node classification with gnnkit's layers side by side with PyG's."""
 import argparse
+from pathlib import Path
 
 from . import _args
 
@@ -39,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"gnnkit train: --{name} must be >= 1, got {getattr(args, name)}")
     if not 0.0 <= args.dropout < 1.0:
         raise SystemExit(f"gnnkit train: --dropout must lie in [0, 1), got {args.dropout}")
+    if args.out and args.diagnose and Path(args.out).resolve() == Path(args.diagnose).resolve():
+        raise SystemExit("gnnkit train: --diagnose and --out name the same file: the JSON would replace the plot; "
+                         "fix: two paths")
     impls = ["gnnkit", "pyg"] if args.impl == "both" else [args.impl]
     cfg = TrainConfig(dataset=args.dataset, model=args.model, hidden=args.hidden, dropout=args.dropout,
                       lr=args.lr, weight_decay=args.weight_decay, epochs=args.epochs, runs=args.runs,

@@ -109,9 +109,11 @@ def _train(args) -> int:
     from gnnkit.latent.train import VQRun, config_for
     given = {name: getattr(args, name) for name in (*CONFIG_FLAGS, "random_order") if getattr(args, name) is not None}
     if args.resume:
-        if args.dataset or given:
-            flags = ([args.dataset] if args.dataset else []) + ["--" + k.replace("_", "-") for k in given]
-            raise ValueError(f"--resume takes the dataset and configuration from the checkpoint; drop {flags}")
+        if args.dataset or given or args.out is not None:
+            flags = ([args.dataset] if args.dataset else []) + ["--" + k.replace("_", "-") for k in given] + \
+                (["--out"] if args.out is not None else [])
+            raise ValueError(f"--resume takes the dataset, configuration and run folder from the checkpoint; drop "
+                             f"{flags}")
         run = VQRun.resume(args.resume, root=args.root, device=args.device)
         print(f"resuming {args.resume}: stage {run.stage}, epoch {run.epoch}", file=sys.stderr)
     else:
@@ -138,13 +140,14 @@ def _train(args) -> int:
 
 
 def _sample(args) -> int:
-    from gnnkit.latent.io import write_samples
+    from gnnkit.latent.io import earlier_draw, write_samples
     from gnnkit.latent.train import VQRun
     if args.num < 1:
         raise ValueError(f"-n must be >= 1, got {args.num}")
     if not args.temperature > 0:
         raise ValueError(f"--temperature must be > 0, got {args.temperature}")
     _check_output(args.out, "--out", folder=True)
+    earlier_draw(args.out)  # a folder of other files is refused before any work
     run = VQRun.resume(args.checkpoint, load_data=False, device=args.device)
     sampled = run.sample(args.num, seed=args.seed, temperature=args.temperature)
     manifest = {"checkpoint": str(args.checkpoint), "seed": args.seed, "temperature": args.temperature,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 import re
 from pathlib import Path
@@ -74,6 +75,20 @@ def draw_grid(graphs: Sequence[Data], path: Union[str, Path], title: Optional[st
     atomic_write(path, buf.getvalue())
 
 
+def earlier_draw(out_dir: Union[str, Path]) -> List[str]:
+    """The files an earlier draw wrote into ``out_dir`` (its ``samples.json``), which a new draw may replace or
+    remove; [] for a new or empty folder.  A folder holding other files and no ``samples.json`` is refused."""
+    out = Path(out_dir)
+    if not (out.is_dir() and any(out.iterdir())):
+        return []
+    try:
+        return [str(f) for f in json.loads((out / "samples.json").read_text())["files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{out} (the samples folder, --out) holds files but no samples.json of an earlier draw: "
+                         "writing graph_*.txt/.pt there could replace files that are not gnnkit's; fix: a new or "
+                         "empty folder") from None
+
+
 _SAMPLE_FILE = re.compile(r"graph_\d+\.(txt|pt)")
 
 
@@ -81,9 +96,11 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
                   title: Optional[str] = None) -> List[Path]:
     """``graph_000.txt`` / ``graph_000.pt`` … per graph, ``graphs.png`` and ``samples.json`` (last, so a
     folder with a manifest is complete; it holds every file's SHA-256, checked by ``gnnkit verify``)
-    in ``out_dir``; then the ``graph_*`` files of an earlier, larger draw into the same folder go. Returns
-    the paths written."""
+    in ``out_dir``; then the ``graph_*`` files of an earlier, larger draw into the same folder (those its
+    ``samples.json`` lists) go.  A non-empty folder without an earlier draw's ``samples.json`` is refused.
+    Returns the paths written."""
     out = Path(out_dir)
+    old_files = earlier_draw(out)
     out.mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(len(graphs) - 1)))
     written = []
@@ -103,7 +120,7 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
     write_json_verified(manifest, out / "samples.json")  # per-file hashes inside, its own in a side file
     written.append(out / "samples.json")
     names = {p.name for p in written}
-    for old in out.iterdir():  # an earlier draw's graphs (more of them, or numbered wider) would mix in
-        if _SAMPLE_FILE.fullmatch(old.name) and old.name not in names:
-            old.unlink(missing_ok=True)
+    for name in old_files:  # the earlier draw's graphs that this one did not replace would mix in
+        if _SAMPLE_FILE.fullmatch(name) and name not in names:
+            (out / name).unlink(missing_ok=True)
     return written
