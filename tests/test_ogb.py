@@ -288,6 +288,14 @@ def test_existing_output_needs_resume_and_same_protocol(synth, tmp_path):
     more = OGBConfig("ogbn-arxiv", "sage", runs=2, epochs=1, root=str(synth), hidden=8, layers=("gnnkit",))
     res = ogb_run(more, out, resume=True, progress=False)  # more runs on top of the finished one
     assert res["summary"]["gnnkit"]["runs"] == 2
+    # review finding: --out into another command's run folder (a VQ run) overwrote its checkpoint.pt
+    vq = tmp_path / "vq-run"
+    vq.mkdir()
+    (vq / "checkpoint.pt").write_bytes(b"a VQ model")
+    for resume in (False, True):
+        with pytest.raises(ResumeError, match="checkpoint.pt but no gnnkit ogb log.json"):
+            ogb_run(cfg, str(vq), resume=resume, progress=False)
+    assert (vq / "checkpoint.pt").read_bytes() == b"a VQ model"
 
 
 def test_checkpoint_corruption_is_detected(synth, tmp_path):

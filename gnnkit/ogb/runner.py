@@ -235,8 +235,9 @@ def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
             raise ResumeError(f"--resume: {out_dir} was run with another protocol (saved, now): {diff}; fix: the "
                               "same settings, or another --out")
         return log, (_load_checkpoint(ckpt_path) if ckpt_path.exists() else None)
-    if resume and ckpt_path.exists():
-        raise ResumeError(f"{out_dir}: checkpoint.pt without log.json; fix: another --out")
+    if ckpt_path.exists():  # another command's run (a VQ run's checkpoint.pt): never overwritten
+        raise ResumeError(f"{out_dir}: holds a checkpoint.pt but no gnnkit ogb log.json (another command's run?); "
+                          "fix: another --out")
     return {"protocol": protocol, "runs": {}}, None
 
 
