@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import List, Optional
 
@@ -60,6 +61,16 @@ def console_main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, IndexError, FileNotFoundError) as e:
         print(f"gnnkit {cmd}: error: {e}".replace("gnnkit : ", "gnnkit: "), file=sys.stderr)
         return 2
+    except RuntimeError as e:  # under torchrun: another rank died (a failed collective), one line, exit 3
+        from gnnkit.distributed import DistributedError, comm_failure, is_comm_error
+        if isinstance(e, DistributedError):
+            print(f"gnnkit {cmd}: error: {e}", file=sys.stderr)
+            return 3
+        if os.environ.get("WORLD_SIZE", "1") != "1" and is_comm_error(e):
+            print(f"gnnkit {cmd}: error: {comm_failure(e, 'training', resumable=cmd in ('ogb', 'vq'))}",
+                  file=sys.stderr)
+            return 3
+        raise
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; what is saved is whole (temp file + rename)
         resumable = cmd in ("ogb", "vq")
         print(f"gnnkit {cmd}: interrupted" + ("; continue with the same command and --resume" if resumable else ""),

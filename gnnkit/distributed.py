@@ -99,13 +99,13 @@ def is_comm_error(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and any(w in str(e).lower() for w in _COMM_WORDS)
 
 
-def comm_failure(e: BaseException, where: str) -> DistributedError:
+def comm_failure(e: BaseException, where: str, resumable: bool = True) -> DistributedError:
     """The :class:`DistributedError` to raise for the failed collective ``e``."""
     rank = dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))
+    then = "restart it with --resume (any number of processes)" if resumable else "start it again"
     return DistributedError(
         f"{where} failed on rank {rank}: another rank died or stopped answering ({type(e).__name__}: "
-        f"{str(e).splitlines()[0][:200]}); the run stops here - restart it with --resume (any number of "
-        "processes)")
+        f"{str(e).splitlines()[0][:200]}); the run stops here - {then}")
 
 
 def _guard(fn: Any, *args: Any) -> Any:
