@@ -132,8 +132,7 @@ def test_fit_refuses_a_bipartite_split():
         fit(tr, va, te, LinkPredConfig(epochs=1, hidden=8, out_channels=4, ks=(5,)), progress=False)
 
 
-@pytest.mark.parametrize("flag,value,field", [("--clip-grad", "-1", "clip_grad"),
-                                              ("--decoder-layers", "0", "decoder_layers"),
+@pytest.mark.parametrize("flag,value,field", [("--decoder-layers", "0", "decoder_layers"),
                                               ("--eval-every", "0", "eval_every"), ("--layers", "0", "num_layers")])
 def test_bad_training_flags_are_named_as_typed(flag, value, field, capsys):
     assert main(["linkpred", "Cora", flag, value, "--no-progress"]) == 2
@@ -296,3 +295,15 @@ def test_split_flags_ignored_with_a_saved_split_are_named(tmp_path, capsys):
     assert main(["linkpred", "Cora", "--split", str(out), "--num-val", "0.2", "--mode", "inductive",
                  "--epochs", "1", "--no-progress"]) == 0
     assert f"note: --mode, --num-val ignored: the split is --split {out}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,msg", [(["--clip-grad", "nan"], "--clip-grad: nan is not a finite number"),
+                                      (["--clip-grad", "-1"], "--clip-grad: -1 must be >= 0"),
+                                      (["--select", "hits@10", "--ks", "20"], "--select='hits@10' is not a metric"),
+                                      (["--ks", "0"], "--ks must be integers >= 1")])
+def test_evaluation_flags_are_checked_before_training(args, msg, capsys):
+    """Review finding: --select hits@10 failed after a first epoch of training; --clip-grad nan turned clipping
+    off silently."""
+    from gnnkit.cli import console_main
+    assert console_main(["linkpred", "Cora", *args, "--no-progress"]) == 2
+    assert msg in capsys.readouterr().err

@@ -271,9 +271,18 @@ def test_bad_input_is_named(synth, tmp_path, capsys):
     assert console_main(["ogb", "ogbg-molhiv", "--layers", "dgl", "--root", str(synth)]) == 2
     assert "--layers" in capsys.readouterr().err
     assert console_main(["ogb", "ogbg-molhiv", "--fanout", "5,5", "--root", str(synth)]) == 2
-    assert "--fanout applies to ogbn-products" in capsys.readouterr().err
+    assert "--fanout applies to ogbn-* datasets trained in mini-batches" in capsys.readouterr().err
     assert console_main(["ogb", "ogbg-molhiv", "--model", "gt", "--layers", "gnnkit,pyg", "--root", str(synth)]) == 2
     assert "no PyG counterpart" in capsys.readouterr().err
+    # review findings: the help's "0 = full batch" failed deep in a DataLoader for molecules; arxiv mini-batches
+    # could not take a fan-out; both are checked before the data is loaded
+    assert console_main(["ogb", "ogbg-molhiv", "--batch-size", "0", "--root", str(tmp_path / "none")]) == 2
+    assert "--batch-size must be >= 1 for ogbg-molhiv" in capsys.readouterr().err
+    assert console_main(["ogb", "ogbn-arxiv", "--batch-size", "64", "--num-layers", "2", "--fanout", "5",
+                         "--root", str(tmp_path / "none")]) == 2
+    assert "--fanout [5] needs one number >= 1 per layer (--num-layers 2)" in capsys.readouterr().err
+    cfg = OGBConfig("ogbn-arxiv", "gcn", num_layers=2, batch_size=64, extra={"fanout": [5, 5]}, root=str(synth))
+    assert cfg.extra["fanout"] == [5, 5]
 
 
 def test_existing_output_needs_resume_and_same_protocol(synth, tmp_path):

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", choices=("dot", "mlp"), default=None, help="decoder (default: preset)")
     p.add_argument("--decoder-layers", type=int, default=None,
                    help="linear layers of the MLP decoder (default: preset)")
-    p.add_argument("--clip-grad", type=float, default=None,
+    p.add_argument("--clip-grad", type=_args.nonneg_float, default=None,
                    help="clip each part's gradient norm to this, 0 = off (default: preset)")
     p.add_argument("--hidden", type=_args.positive_int, default=None, help="hidden channels (default: preset)")
     p.add_argument("--out-channels", type=_args.positive_int, default=None, help="embedding size (default: preset)")
@@ -107,7 +107,7 @@ def config_from_args(args: argparse.Namespace) -> "LinkPredConfig":
 _FLAGS = {"decoder_layers": "--decoder-layers", "clip_grad": "--clip-grad", "eval_every": "--eval-every",
           "num_layers": "--layers", "out_channels": "--out-channels", "batch_size": "--batch-size",
           "epochs": "--epochs", "decoder": "--decoder", "model": "--model", "select": "--select",
-          "hidden": "--hidden", "dropout": "--dropout", "lr": "--lr"}
+          "hidden": "--hidden", "dropout": "--dropout", "lr": "--lr", "ks": "--ks"}
 
 
 def get_splits(args: argparse.Namespace) -> Tuple[Data, Data, Data, str]:

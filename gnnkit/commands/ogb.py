@@ -39,9 +39,19 @@ examples:
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """The epilog as written, and each option's default in its help (where the help does not name it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = _Formatter
     p.add_argument("dataset", help="ogbg-molhiv, ogbn-arxiv, ogbn-products or ogbl-ddi")
     p.add_argument("--model", default=None,
                    help="model (default: gin-virtual for ogbg, gcn for arxiv, sage for products and ddi)")
@@ -58,7 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=_args.positive_float, default=None, help="Adam learning rate (default: OGB's)")
     p.add_argument("--batch-size", type=_args.nonneg_int, default=None,
                    help="graphs / seed nodes / edges per step (default: OGB's; 0 = full batch)")
-    p.add_argument("--fanout", default=None, help="ogbn-products: neighbours per layer, e.g. 15,10,5")
+    p.add_argument("--fanout", default=None,
+                   help="ogbn-* mini-batches (--batch-size > 0): neighbours per layer, e.g. 15,10,5 (default: OGB's "
+                        "15,10,5 for products, one per --num-layers)")
     p.add_argument("--batch-norm", choices=("yes", "no"), default=None,
                    help="ogbn-*: batch norm between the convs (default: OGB's, yes for arxiv, no for products)")
     p.add_argument("--root", default=None, help="data root (default: $GNNKIT_DATA, then the bundled datasets/)")
@@ -75,8 +87,8 @@ def config_from_args(args: argparse.Namespace) -> "OGBConfig":
     layers = None if args.layers is None else tuple(x.strip() for x in args.layers.split(",") if x.strip())
     extra = {}
     if args.fanout is not None:
-        if args.dataset.lower() != "ogbn-products":
-            raise ValueError("--fanout applies to ogbn-products (mini-batch training) only")
+        if fam != "ogbn":
+            raise ValueError("--fanout applies to ogbn-* datasets trained in mini-batches (--batch-size > 0)")
         try:
             extra["fanout"] = [int(k) for k in args.fanout.split(",")]
         except ValueError:

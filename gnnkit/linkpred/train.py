@@ -153,6 +153,15 @@ class LinkPredConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.clip_grad >= 0:  # nan too
+            raise ValueError(f"clip_grad must be >= 0 (0 = no clipping), got {self.clip_grad}")
+        self.ks = tuple(self.ks)
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
+            raise ValueError(f"ks must be integers >= 1 (the K of Hits@K), got {list(self.ks)}")
+        known = ("auc", "ap") + tuple(f"hits@{k}" for k in self.ks)
+        if self.select not in known:
+            raise ValueError(f"select={self.select!r} is not a metric this run reports; use one of {list(known)} "
+                             "(hits@K needs K in ks)")
 
 
 @dataclass

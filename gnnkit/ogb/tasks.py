@@ -116,6 +116,17 @@ class OGBConfig:
                 raise ValueError(f"gnnkit ogb: --{k.replace('_', '-')} must be >= 1, got {getattr(self, k)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"gnnkit ogb: --dropout must lie in [0, 1), got {self.dropout}")
+        fam = family(self.dataset)
+        if fam == "ogbg" and self.batch_size < 1:
+            raise ValueError(f"gnnkit ogb: --batch-size must be >= 1 for {self.dataset} (graphs per step), got "
+                             f"{self.batch_size}")
+        if "fanout" in self.extra:
+            if fam != "ogbn" or self.batch_size <= 0:
+                raise ValueError("gnnkit ogb: --fanout applies to ogbn-* mini-batches; fix: --batch-size > 0, or "
+                                 "drop --fanout")
+            if len(self.extra["fanout"]) != self.num_layers or min(self.extra["fanout"]) < 1:
+                raise ValueError(f"gnnkit ogb: --fanout {self.extra['fanout']} needs one number >= 1 per layer "
+                                 f"(--num-layers {self.num_layers})")
         if self.model == "gt" and self.hidden % 4:
             raise ValueError(f"gnnkit ogb: --hidden {self.hidden} must be divisible by 4 (the transformer's heads) "
                              "for --model gt")
@@ -331,6 +342,7 @@ class NodeTrainer(Trainer):
             if len(fanout) != cfg.num_layers:
                 raise ValueError(f"gnnkit ogb: the fan-out {fanout} needs one entry per layer "
                                  f"(--num-layers {cfg.num_layers}); fix: --fanout with {cfg.num_layers} numbers")
+            # (a preset fan-out is checked here, after loading: --fanout itself is checked by OGBConfig)
             self.gens["batches"] = torch.Generator().manual_seed(seed)
             self.train_loader = neighbor_loader(data, fanout, seed=_rank_seed(seed + 1, ctx),
                                                 input_nodes=train_idx, batch_size=cfg.batch_size, shuffle=True,
