@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from . import _args
@@ -69,6 +70,15 @@ def run(args: argparse.Namespace) -> int:
                                                            not args.no_compile, 256)
     if args.quick:
         features, heads, warmup, repeats, compile_, copy_mb = 16, 2, 1, 3, False, 16
+    if args.backends:
+        here = prof.available_backends(device, compile_)
+        missing = [b for b in args.backends if b not in here]
+        if len(missing) == len(args.backends):
+            raise ValueError(f"--backends {' '.join(args.backends)}: not available on {device} here (available: "
+                             f"{' '.join(here)})")
+        if missing:
+            print(f"note: --backends {' '.join(missing)} not available on {device} here; timing the others",
+                  file=sys.stderr)
     if args.dataset:
         graph = prof.dataset_graph(args.dataset)
     elif args.edges:

@@ -70,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="MMD² (GraphRNN/GDSS and GRAN protocols) of sampled vs test graphs",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("checkpoint", help="run folder or its checkpoint.pt")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("-n", "--num", type=int, default=None,
                    help="graphs to sample (default: as many as test graphs)")
     e.add_argument("--seed", type=_args.seed, default=0, help="first sampling seed")
@@ -168,7 +169,8 @@ def _eval(args) -> int:
     if args.repeats < 1 or not args.temperature > 0:
         raise ValueError(f"--repeats must be >= 1 and --temperature > 0, got {args.repeats}, {args.temperature}")
     run = VQRun.resume(args.checkpoint, root=args.root, device=args.device)
-    res = run.evaluate(num_samples=args.num, seed=args.seed, repeats=args.repeats, temperature=args.temperature)
+    res = run.evaluate(num_samples=args.num, seed=args.seed, repeats=args.repeats, temperature=args.temperature,
+                       progress=not args.no_progress)
     print(format_table(res))
     if args.json:
         write_json_verified(res, args.json)

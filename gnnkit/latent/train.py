@@ -494,7 +494,8 @@ class VQRun:
         return res
 
     def evaluate(self, num_samples: Optional[int] = None, seed: int = 0, repeats: int = 3,
-                 protocols: Sequence[str] = ("graphrnn", "gran"), temperature: float = 1.0) -> dict:
+                 protocols: Sequence[str] = ("graphrnn", "gran"), temperature: float = 1.0,
+                 progress: bool = False) -> dict:
         """Generation MMD² of ``num_samples`` sampled graphs (default: as many as test graphs, as GDSS
         samples) against the test graphs under each protocol, and validity / uniqueness / novelty, for
         ``repeats`` sampling seeds ``seed, seed+1, …`` (mean and standard deviation over them; small
@@ -507,7 +508,8 @@ class VQRun:
         n = num_samples or len(self.data.test)
         attr = "label" if self.meta["num_node_labels"] else None  # labelled graphs: isomorphism respects labels
         runs = []
-        for r in range(repeats):
+        from tqdm.auto import tqdm
+        for r in tqdm(range(repeats), desc="sampling seeds (sample, MMD, V.U.N.)", unit="seed", disable=not progress):
             t0 = time.perf_counter()
             sampled = self.sample(n, seed=seed + r, temperature=temperature)
             gen = [from_pyg(g) for g in sampled.graphs]
