@@ -51,6 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def console_main(argv: Optional[List[str]] = None) -> int:
     """The ``gnnkit`` executable: :func:`main`, with bad input reported as one line, not a traceback."""
     cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS), "")
+    resumable = cmd in ("ogb", "vq")  # the commands with --resume
     try:
         return main(argv)
     except SystemExit as e:  # argparse: its error line is printed already; a command's own message is not
@@ -67,12 +68,11 @@ def console_main(argv: Optional[List[str]] = None) -> int:
             print(f"gnnkit {cmd}: error: {e}", file=sys.stderr)
             return 3
         if os.environ.get("WORLD_SIZE", "1") != "1" and is_comm_error(e):
-            print(f"gnnkit {cmd}: error: {comm_failure(e, 'training', resumable=cmd in ('ogb', 'vq'))}",
+            print(f"gnnkit {cmd}: error: {comm_failure(e, 'training', resumable=resumable)}",
                   file=sys.stderr)
             return 3
         raise
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; what is saved is whole (temp file + rename)
-        resumable = cmd in ("ogb", "vq")
         print(f"gnnkit {cmd}: interrupted" + ("; continue with the same command and --resume" if resumable else ""),
               file=sys.stderr)
         return 130

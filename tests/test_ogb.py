@@ -283,6 +283,8 @@ def test_bad_input_is_named(synth, tmp_path, capsys):
     assert "--fanout [5] needs one number >= 1 per layer (--num-layers 2)" in capsys.readouterr().err
     cfg = OGBConfig("ogbn-arxiv", "gcn", num_layers=2, batch_size=64, extra={"fanout": [5, 5]}, root=str(synth))
     assert cfg.extra["fanout"] == [5, 5]
+    # the preset's fan-out is no user flag: products in full batch is allowed
+    assert OGBConfig("ogbn-products", "sage", batch_size=0, root=str(synth)).batch_size == 0
 
 
 def test_existing_output_needs_resume_and_same_protocol(synth, tmp_path):

@@ -120,8 +120,7 @@ def get_splits(args: argparse.Namespace) -> Tuple[Data, Data, Data, str]:
     if official or args.split is not None:
         parser = argparse.ArgumentParser()
         add_arguments(parser)
-        defaults = parser.parse_args([args.dataset])
-        changed = [f for f in SPLIT_FLAGS if getattr(args, f) != getattr(defaults, f)]
+        changed = [f for f in SPLIT_FLAGS if getattr(args, f) != parser.get_default(f)]
         if changed:
             source = "OGB's official split" if official else f"--split {args.split}"
             print(f"note: {', '.join('--' + f.replace('_', '-') for f in changed)} ignored: the split is {source}",

@@ -34,14 +34,14 @@ class QuantizerOutput(NamedTuple):
     stats: QuantizerStats
 
 
-def check_indices(indices: Tensor, num_codes: int) -> None:
+def check_indices(indices: Tensor, num_codes: int, what: str = "code indices") -> None:
     """Code ``indices`` must be integers in ``[0, num_codes)`` (an index outside wrapped round or failed deep in
     an embedding lookup)."""
     if torch.is_floating_point(indices) or indices.dtype == torch.bool:
-        raise ValueError(f"code indices must be an integer tensor, got {indices.dtype}")
+        raise ValueError(f"{what} must be an integer tensor, got {indices.dtype}")
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_codes):
-        raise ValueError(f"code indices must lie in [0, {num_codes}), got values in [{int(indices.min())}, "
-                         f"{int(indices.max())}]; fix: indices of this quantizer's {num_codes} codes")
+        raise ValueError(f"{what} must lie in [0, {num_codes}), got values in [{int(indices.min())}, "
+                         f"{int(indices.max())}]; fix: indices of the {num_codes} codes")
 
 
 def check_nonempty(z: Tensor) -> None:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._common import check_indices
 from .vqvae import Codes
 
 PREDICTS = ("all", "top", "nodes")
@@ -113,9 +114,7 @@ class CodePrior(torch.nn.Module):
             if node_codes.numel() != n * self.parts:
                 raise ValueError(f"graph {b}: {node_codes.numel()} node codes for {n} nodes x parts={self.parts}; "
                                  "fix: one row of parts codes per node")
-            if node_codes.numel() and (int(node_codes.min()) < 0 or int(node_codes.max()) >= self.num_codes):
-                raise ValueError(f"graph {b}: node codes must lie in [0, {self.num_codes}), got values in "
-                                 f"[{int(node_codes.min())}, {int(node_codes.max())}]")
+            check_indices(node_codes, self.num_codes, f"graph {b}: node codes")
             parts.append(node_codes + self.node_offset)
             seqs.append(torch.cat(parts))
         return seqs

@@ -45,7 +45,8 @@ def rotate_to(z: Tensor, e: Tensor, eps: float = 1e-8) -> Tensor:
     :math:`r = (\\hat z + \\hat e)/\\|\\hat z + \\hat e\\|`
     (never a ``D × D`` matrix). Vectors pointing exactly away from their codeword, and zero vectors, fall
     back to the straight-through copy."""
-    zn = z.detach().norm(dim=-1, keepdim=True).clamp_min(eps)
+    z_norm = z.detach().norm(dim=-1, keepdim=True)
+    zn = z_norm.clamp_min(eps)
     en = e.detach().norm(dim=-1, keepdim=True).clamp_min(eps)
     u, q = z.detach() / zn, e.detach() / en
     s = u + q
@@ -55,7 +56,7 @@ def rotate_to(z: Tensor, e: Tensor, eps: float = 1e-8) -> Tensor:
     rotated = (en / zn) * rz
     straight = z + (e - z).detach()
     # a zero z has no direction to rotate (the scaled rotation would give 0, not e): straight-through too
-    return torch.where((sn > 1e-4) & (z.detach().norm(dim=-1, keepdim=True) > eps), rotated, straight)
+    return torch.where((sn > 1e-4) & (z_norm > eps), rotated, straight)
 
 
 def kmeans(x: Tensor, k: int, iters: int = 10, generator: Optional[torch.Generator] = None) -> Tensor:

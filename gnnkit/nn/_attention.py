@@ -5,6 +5,7 @@ from typing import Any, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+from torch_geometric import EdgeIndex
 
 from gnnkit.ops import Graph, SparseTensor, is_sparse_adj
 
@@ -139,9 +140,8 @@ def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int,
         ei = attention_edge_index(st, edge_index)
         # flow="target_to_source": the user's orientation, as PyG returns it
         ei = ei.flip(0) if flipped else ei
-        if type(edge_index).__name__ == "EdgeIndex":  # PyG returns an EdgeIndex (sizes kept, no sort order)
-            from torch_geometric import EdgeIndex
-            ei = EdgeIndex(ei.as_tensor() if isinstance(ei, EdgeIndex) else ei, sparse_size=edge_index.sparse_size())
+        if isinstance(edge_index, EdgeIndex):  # PyG returns an EdgeIndex (sizes kept, no sort order)
+            ei = EdgeIndex(ei, sparse_size=edge_index.sparse_size())
         return ei, g.from_csr_order(alpha)
     a = alpha
     if SparseTensor is not None and isinstance(edge_index, SparseTensor):

@@ -94,6 +94,7 @@ class OGBConfig:
         if self.model not in avail:
             raise ValueError(f"gnnkit ogb: --model {self.model!r} does not fit {self.dataset}; available: {avail}")
         p = preset(self.dataset)
+        user_fanout = "fanout" in self.extra  # given by the user, not the preset
         for k in ("runs", "epochs", "hidden", "num_layers", "dropout", "lr", "batch_size"):
             if getattr(self, k) is None:
                 setattr(self, k, p.pop(k))
@@ -120,10 +121,10 @@ class OGBConfig:
         if fam == "ogbg" and self.batch_size < 1:
             raise ValueError(f"gnnkit ogb: --batch-size must be >= 1 for {self.dataset} (graphs per step), got "
                              f"{self.batch_size}")
-        if "fanout" in self.extra:
-            if fam != "ogbn" or self.batch_size <= 0:
-                raise ValueError("gnnkit ogb: --fanout applies to ogbn-* mini-batches; fix: --batch-size > 0, or "
-                                 "drop --fanout")
+        if user_fanout and (fam != "ogbn" or self.batch_size <= 0):
+            raise ValueError("gnnkit ogb: --fanout applies to ogbn-* datasets trained in mini-batches "
+                             "(--batch-size > 0); fix: drop --fanout, or --batch-size > 0")
+        if "fanout" in self.extra and self.batch_size > 0:
             if len(self.extra["fanout"]) != self.num_layers or min(self.extra["fanout"]) < 1:
                 raise ValueError(f"gnnkit ogb: --fanout {self.extra['fanout']} needs one number >= 1 per layer "
                                  f"(--num-layers {self.num_layers})")
