@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -196,3 +197,25 @@ def read_json_verified(path: Union[str, Path]) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise IntegrityError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:120]}); fix: restore the file "
                              "or write it again") from None
+
+
+def save_torch_verified(obj: Any, path: Union[str, Path]) -> None:
+    """``torch.save(obj)`` to ``path`` through :func:`write_verified` (atomic, with a SHA-256 side file:
+    torch's zip format checks no CRCs, so a damaged checkpoint would otherwise load as garbage)."""
+    import torch
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_verified(path, buf.getvalue())
+
+
+def load_torch_verified(path: Union[str, Path]) -> Any:
+    """What :func:`save_torch_verified` wrote, checked against its side file and loaded on the CPU;
+    a damaged or unreadable file raises :class:`IntegrityError` naming it (``FileNotFoundError`` when
+    missing)."""
+    import torch
+    data = read_verified(path)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - torch.load raises many types for a damaged file
+        raise IntegrityError(f"{path} is not a readable checkpoint ({type(e).__name__}); fix: restore "
+                             "it") from None

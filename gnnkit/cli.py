@@ -50,8 +50,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def console_main(argv: Optional[List[str]] = None) -> int:
     """The ``gnnkit`` executable: :func:`main`, with bad input reported as one line, not a traceback."""
-    cmd = next((a for a in (argv if argv is not None else sys.argv[1:]) if a in COMMANDS), "")
-    resumable = cmd in ("ogb", "vq")  # the commands with --resume
+    given = argv if argv is not None else sys.argv[1:]
+    cmd = next((a for a in given if a in COMMANDS), "")
+    resumable = cmd in ("ogb", "vq") or (cmd == "linkpred" and any(  # the runs --resume continues
+        a == "--checkpoint" or a.startswith("--checkpoint=") for a in given))
     try:
         return main(argv)
     except SystemExit as e:  # argparse: its error line is printed already; a command's own message is not

@@ -59,6 +59,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch device")
     p.add_argument("--json", type=_args.out_file, default=None,
                    help="also write the results as JSON to this file (atomically)")
+    p.add_argument("--checkpoint", type=_args.out_file, default=None,
+                   help="keep the run in this file (weights, optimizer, random streams, history; atomic), so that "
+                        "an interrupted run can continue with --resume")
+    p.add_argument("--checkpoint-every", type=_args.nonneg_float, default=10.0, metavar="SECONDS",
+                   help="write the checkpoint after an epoch once this many seconds have passed since the last "
+                        "write, and after the last epoch; 0 = every epoch (default 10)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run kept in --checkpoint (same settings and split; it then ends as an "
+                        "uninterrupted run would); without a checkpoint on disk, start afresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--neg", choices=("uniform", "degree", "hard"), default="uniform",
                    help="negatives of training (and of the split, when one is made)")
@@ -160,6 +169,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args) -> int:
     from gnnkit.linkpred.train import fit
+    if args.resume and args.checkpoint is None:
+        raise ValueError("--resume needs --checkpoint FILE: the file the run was kept in")
+    if args.checkpoint is not None and args.json is not None and \
+            Path(args.checkpoint).expanduser().resolve() == Path(args.json).expanduser().resolve():
+        raise ValueError("--checkpoint and --json name the same file; fix: two different paths")
     cfg = config_from_args(args)
     tr, va, te, info = get_splits(args)
     if args.normalize_features == "yes":
@@ -176,7 +190,8 @@ def _run(args) -> int:
                    "config": res.config, "split": info, "history": res.history,
                    "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
         write_json_verified(payload, args.json)
-    res = fit(tr, va, te, cfg, progress=not args.no_progress, on_epoch=save if args.json else None)
+    res = fit(tr, va, te, cfg, progress=not args.no_progress, on_epoch=save if args.json else None,
+              checkpoint=args.checkpoint, resume=args.resume, checkpoint_every_s=args.checkpoint_every)
     from gnnkit import distributed
     if not distributed.is_main_process():  # under torchrun rank 0 reports and writes
         return 0

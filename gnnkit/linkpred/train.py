@@ -9,8 +9,10 @@ own message edges; the test result reported is the one at the best validation ep
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -19,6 +21,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 import gnnkit.nn as gnn
+from gnnkit._atomic import IntegrityError, load_torch_verified, save_torch_verified
 from gnnkit.distributed import DistContext, wrap
 from gnnkit.nn.dropout import dropout
 
@@ -347,24 +350,128 @@ class LinkPredTrainer:
         self.epoch = int(state["epoch"])
 
 
+CHECKPOINT_FORMAT = "gnnkit-linkpred-checkpoint/1"
+
+
+def split_fingerprint(train_data: Data, val_data: Data, test_data: Data) -> str:
+    """SHA-256 over what a run trains and is scored on: node count, features, and every split's edges and
+    labels (a checkpoint remembers it, so a resumed run refuses another split or other features)."""
+    h = hashlib.sha256()
+    for d in (train_data, val_data, test_data):
+        h.update(str(int(d.num_nodes)).encode())
+        for key in ("x", "edge_index", "edge_label_index", "edge_label"):
+            t = d[key] if key in d else None
+            h.update(key.encode())
+            if isinstance(t, Tensor):
+                t = t.detach().cpu().contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _rng_state(device: torch.device) -> Dict[str, object]:
+    state: Dict[str, object] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _comparable(cfg: LinkPredConfig) -> Dict[str, object]:
+    """The settings a resumed run must share with the saved one (the device may change)."""
+    d = asdict(cfg)
+    d.pop("device")
+    d["ks"] = list(d["ks"])
+    return d
+
+
+def _read_checkpoint(path: Path, cfg: LinkPredConfig, fingerprint: str, resume: bool) -> Optional[Dict[str, object]]:
+    """The saved run to continue, None to start afresh, or a ValueError saying why neither is right."""
+    if not path.exists():
+        return None
+    if not resume:
+        raise ValueError(f"checkpoint {path} already exists (a run started before); fix: resume=True (--resume) "
+                         "to continue it, or another checkpoint path")
+    try:
+        ck = load_torch_verified(path)
+    except IntegrityError as e:
+        raise ValueError(f"{e}; or delete it to start the run again") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a gnnkit linkpred checkpoint; fix: another checkpoint path")
+    saved, now = ck["config"], _comparable(cfg)
+    if saved != now:
+        diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+        raise ValueError(f"resume: {path} was started with other settings (saved, now): {diff}; fix: the same "
+                         "settings, or another checkpoint path")
+    if ck["split"] != fingerprint:
+        raise ValueError(f"resume: {path} was trained on another split or other node features; fix: the same "
+                         "split (e.g. the --split folder it was started with, same --normalize-features), or "
+                         "another checkpoint path")
+    return ck
+
+
 def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
-        progress: bool = True, on_epoch: Optional[Callable[[LinkPredResult], None]] = None) -> LinkPredResult:
+        progress: bool = True, on_epoch: Optional[Callable[[LinkPredResult], None]] = None,
+        checkpoint: Optional[Union[str, Path]] = None, resume: bool = False,
+        checkpoint_every_s: float = 10.0) -> LinkPredResult:
     """Train and report the test metrics at the best validation epoch.
 
     ``on_epoch``, if given, is called after every evaluated epoch with the result so far
     (``history`` up to that epoch), e.g. to save partial results of a long run (on rank 0 only when
-    launched by ``torchrun``: then every rank trains its share of each batch, see :class:`LinkPredTrainer`)."""
+    launched by ``torchrun``: then every rank trains its share of each batch, see :class:`LinkPredTrainer`).
+
+    ``checkpoint``: a file that keeps the run (weights, optimizer, every random stream, history, best
+    epoch), written atomically with a SHA-256 side file after an epoch once ``checkpoint_every_s``
+    seconds have passed since the last write (0: after every epoch), and after the last epoch.  An
+    existing checkpoint is never overwritten by a new run: with ``resume=True`` the run continues after
+    its last saved epoch and ends with exactly the losses, metrics and reported epoch of an uninterrupted
+    run (same settings, device aside, and the same split are required and checked); a finished run's
+    checkpoint gives its result without training.  ``resume=True`` without a checkpoint on disk starts
+    afresh.  Under ``torchrun`` rank 0 reads and writes it; a resumed run may use another number of
+    processes (then the ranks after 0 draw new negative streams)."""
     from tqdm.auto import tqdm
 
     from gnnkit.distributed import init as dist_init
+    if checkpoint_every_s < 0 or checkpoint_every_s != checkpoint_every_s:
+        raise ValueError(f"checkpoint_every_s must be >= 0 seconds, got {checkpoint_every_s}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint file to continue from; fix: pass checkpoint=PATH "
+                         "(--checkpoint)")
     ctx = dist_init(cfg.device)  # under torchrun: this rank's process group (else a 1-process no-op)
     if ctx.enabled:
         cfg = replace(cfg, device=str(ctx.device(cfg.device)))
     trainer = LinkPredTrainer(train_data, val_data, test_data, cfg, ctx=ctx)
-    best, history = None, []
+    best, history, before = None, [], 0.0
+    path = Path(checkpoint) if checkpoint is not None else None
+    fingerprint = split_fingerprint(train_data, val_data, test_data) if path is not None else ""
+    if path is not None:
+        ck, error = None, None
+        if ctx.is_main:  # rank 0 reads, the others get it from rank 0 (no shared file system needed)
+            try:
+                ck = _read_checkpoint(path, cfg, fingerprint, resume)
+            except ValueError as e:
+                error = str(e)
+        ck, error = ctx.broadcast_object((ck, error))
+        if error is not None:
+            raise ValueError(error)
+        if ck is not None:
+            trainer.load_state_dict(ck["trainer"])
+            torch.set_rng_state(ck["rng"]["torch"])
+            if "cuda" in ck["rng"] and trainer.device.type == "cuda":
+                torch.cuda.set_rng_state(ck["rng"]["cuda"], trainer.device)
+            best, history, before = ck["best"], list(ck["history"]), float(ck["seconds"])
+    start = len(history)
     t0 = time.perf_counter()
-    bar = tqdm(range(1, cfg.epochs + 1), disable=not progress or not ctx.is_main, desc=f"{cfg.model}+{cfg.decoder}",
-               unit="epoch")
+    saved_at = t0
+
+    def save() -> None:
+        if ctx.is_main:
+            save_torch_verified({"format": CHECKPOINT_FORMAT, "config": _comparable(cfg), "split": fingerprint,
+                                 "trainer": trainer.state_dict(), "rng": _rng_state(trainer.device),
+                                 "best": best, "history": history, "seconds": before + time.perf_counter() - t0,
+                                 "complete": len(history) == cfg.epochs}, path)
+
+    bar = tqdm(range(start + 1, cfg.epochs + 1), disable=not progress or not ctx.is_main,
+               desc=f"{cfg.model}+{cfg.decoder}", unit="epoch", initial=start, total=cfg.epochs)
     for epoch in bar:
         row = {"epoch": epoch, "loss": ctx.all_reduce_mean(trainer.train_epoch())}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
@@ -375,9 +482,13 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
                 best = (epoch, val, test)
             bar.set_postfix(loss=f"{row['loss']:.4f}", **{f"val_{cfg.select}": f"{val[cfg.select]:.4f}"})
         history.append(row)
+        if path is not None and (epoch == cfg.epochs or time.perf_counter() - saved_at >= checkpoint_every_s):
+            save()
+            saved_at = time.perf_counter()
         if on_epoch is not None and "val_" + cfg.select in row and ctx.is_main:
             on_epoch(LinkPredResult(best_epoch=best[0], val=best[1], test=best[2], history=list(history),
-                                    seconds=time.perf_counter() - t0, config=asdict(cfg)))
+                                    seconds=before + time.perf_counter() - t0, config=asdict(cfg)))
+    bar.close()
     assert best is not None
     return LinkPredResult(best_epoch=best[0], val=best[1], test=best[2], history=history,
-                          seconds=time.perf_counter() - t0, config=asdict(cfg))
+                          seconds=before + time.perf_counter() - t0, config=asdict(cfg))

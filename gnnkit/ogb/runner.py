@@ -23,7 +23,6 @@ number of processes.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import statistics
@@ -33,7 +32,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-from gnnkit._atomic import IntegrityError, read_json_verified, read_verified, write_json_verified, write_verified
+from gnnkit._atomic import (
+    IntegrityError,
+    load_torch_verified,
+    read_json_verified,
+    save_torch_verified,
+    write_json_verified,
+)
 
 from .tasks import LEADERBOARD, OGBConfig, make_task
 
@@ -43,21 +48,14 @@ class ResumeError(ValueError):
 
 
 def _save_checkpoint(obj: Dict[str, Any], path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_verified(path, buf.getvalue())  # with checkpoint.pt.sha256 (torch's zip format checks no CRCs)
+    save_torch_verified(obj, path)  # with checkpoint.pt.sha256 (torch's zip format checks no CRCs)
 
 
 def _load_checkpoint(path: Path) -> Dict[str, Any]:
     try:
-        data = read_verified(path)
+        return load_torch_verified(path)
     except IntegrityError as e:
         raise ResumeError(f"{e}; or delete it to restart the run in progress from its first epoch") from None
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - torch.load raises many types for a damaged file
-        raise ResumeError(f"{path} is not a readable checkpoint ({type(e).__name__}); fix: delete it to restart "
-                          "the run in progress from its first epoch") from None
 
 
 def _rng_state(device: torch.device) -> Dict[str, Any]:
