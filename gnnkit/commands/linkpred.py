@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "an interrupted run can continue with --resume")
     p.add_argument("--checkpoint-every", type=_args.nonneg_float, default=10.0, metavar="SECONDS",
                    help="write the checkpoint after an epoch once this many seconds have passed since the last "
-                        "write, and after the last epoch; 0 = every epoch (default 10)")
+                        "write, and after the last epoch; 0 = every epoch")
     p.add_argument("--resume", action="store_true",
                    help="continue the run kept in --checkpoint (same settings and split; it then ends as an "
                         "uninterrupted run would); without a checkpoint on disk, start afresh")
