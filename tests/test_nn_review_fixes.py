@@ -175,3 +175,24 @@ def test_attention_edge_index_of_an_edge_index_input_is_an_edge_index(name):
     assert isinstance(got, EdgeIndex) and got.sparse_size() == want.sparse_size()
     assert torch.equal(got.as_tensor(), want.as_tensor())
     torch.testing.assert_close(ag, aw)
+
+
+@pytest.mark.parametrize("xd,wd", [(torch.bfloat16, torch.float32), (torch.float16, torch.float32),
+                                   (torch.float32, torch.float64), (torch.float16, torch.bfloat16)])
+@pytest.mark.parametrize("f_in,cached", [(8, False), (2, False), (8, True)])
+def test_gcn_result_dtype_follows_a_wider_edge_weight_as_pyg(xd, wd, f_in, cached):
+    """PyG's messages are edge_weight * x_j: a bf16 model with fp32 edge weights returns fp32 (gnnkit returned
+    bf16); both aggregation orders and the cached path, 2-D and 3-D x, gradients flowing into bf16 x."""
+    torch.manual_seed(0)
+    ei, w = torch.randint(0, 10, (2, 30)), torch.rand(30).to(wd)
+    p = pyg.GCNConv(f_in, 4, cached=cached).to(xd)
+    g = gnn.GCNConv(f_in, 4, cached=cached).to(xd)
+    g.load_state_dict(p.state_dict())
+    for shape in ((10, f_in), (3, 10, f_in)):
+        x = torch.randn(*shape).to(xd).requires_grad_(True)
+        want, got = p(x, ei, w), g(x, ei, w)
+        assert got.dtype == want.dtype == torch.promote_types(xd, wd)
+        tol = 2e-2 if torch.finfo(want.dtype).bits < 32 or wd == torch.bfloat16 else 1e-5
+        torch.testing.assert_close(got, want, atol=tol, rtol=tol)
+        got.float().sum().backward()
+        assert x.grad is not None and x.grad.dtype == xd

@@ -233,6 +233,9 @@ class GCNConv(CSRMessagePassing):
         edge_index = self.oriented(edge_index)
         n = x.size(0) if x.dim() == 3 and self.static_nodes_first(x) else x.size(-2)
         w_t = None
+        # as PyG: messages are edge_weight * x_j, so a wider edge_weight (fp32 with bf16 x) widens the result
+        dt = x.dtype if edge_weight is None or not edge_weight.is_floating_point() or not x.is_floating_point() \
+            else torch.promote_types(x.dtype, edge_weight.dtype)
         cache = self.cached and self.normalize  # as PyG: without normalisation nothing is cached
         if cache and self._cached_norm is not None:
             graph, w = self._cached_norm
@@ -241,7 +244,7 @@ class GCNConv(CSRMessagePassing):
                                  f"has {n}; cached=True is for one fixed graph (transductive) — use "
                                  "cached=False for mini-batches")
         else:
-            graph, w, w_t = self._normalised(edge_index, edge_weight, n, x.dtype)
+            graph, w, w_t = self._normalised(edge_index, edge_weight, n, dt)
             if cache:
                 self._cached_norm = (graph, w.detach())
                 # PyG's attribute names for the same cache (one of them set, by input form)
@@ -257,7 +260,7 @@ class GCNConv(CSRMessagePassing):
         if x.dim() == 3 or x.is_sparse:
             # static graph [B, N, F] (one graph for every batch row) or sparse x: transform first, then
             # aggregate all batch rows in one SpMM over the node axis
-            h = self.lin(x)
+            h = self.lin(x).to(dt)
             if h.dim() == 2:
                 return self._propagate(graph, w, w_t, h, self.bias)
             nodes_first = self.static_nodes_first(h)  # node_dim=0: [N, B, F]
@@ -271,10 +274,10 @@ class GCNConv(CSRMessagePassing):
         # costs one of width in_channels forward, and backward only when x needs a gradient.
         f_in, f_out = x.size(-1), self.out_channels
         # the bias is added in place into the last op's fresh result (no saved tensor is touched)
-        if self._reduce in ("sum", "mean") and f_in * (2 if x.requires_grad else 1) < 2 * f_out:
+        if self._reduce in ("sum", "mean") and f_in * (2 if x.requires_grad else 1) < 2 * f_out and dt == x.dtype:
             out = self.lin(self._propagate(graph, w, w_t, x))
             return out if self.bias is None else _add_bias(out, self.bias)
-        return self._propagate(graph, w, w_t, self.lin(x), self.bias)
+        return self._propagate(graph, w, w_t, self.lin(x).to(dt), self.bias)
 
     def _slot_mask(self, edge_index: Any, graph: Graph, mask: Tensor, n: int) -> Tensor:
         if not self.add_self_loops:
