@@ -49,6 +49,8 @@ def add_k_hop_edges(edge_index: Tensor, edge_weight: Optional[Tensor] = None, nu
         if not edge_weight.is_floating_point():
             raise ValueError(f"edge_weight must be floating point, got {edge_weight.dtype}")
         w = edge_weight
+    out_dtype = w.dtype  # torch's sparse matmul has no half-precision kernel on CPU: powers in float32
+    w = w.float() if w.dtype in (torch.float16, torch.bfloat16) else w
     ei = edge_index.long()
     # adj_t[i, j] = weight of j -> i; (A^p)_t = adj_t^p
     A = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), w, (n, n)).coalesce()
@@ -76,7 +78,7 @@ def add_k_hop_edges(edge_index: Tensor, edge_weight: Optional[Tensor] = None, nu
     out = {"sum": total, "keep": first, "ones": total}[weights]
     idx = out.indices()
     vals = out.values() if weights != "ones" else torch.ones_like(out.values())
-    return torch.stack([idx[1], idx[0]]).to(edge_index.dtype), vals
+    return torch.stack([idx[1], idx[0]]).to(edge_index.dtype), vals.to(out_dtype)
 
 
 def _lookup(S: Tensor, idx: Tensor, n: int) -> Tensor:
@@ -93,6 +95,8 @@ class AddKHopEdges:
     so a ``Data`` that has one raises."""
 
     def __init__(self, k: int = 2, weights: str = "sum", self_loops: bool = False):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"AddKHopEdges: k must be an integer >= 1 (the largest power of A), got {k!r}")
         if weights not in _WEIGHTS:
             raise ValueError(f"weights={weights!r} is not supported; use one of {_WEIGHTS}")
         self.k, self.weights, self.self_loops = k, weights, self_loops

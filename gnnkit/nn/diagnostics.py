@@ -62,8 +62,12 @@ def dirichlet_energy(x: Tensor, edge_index: Tensor, normalized: bool = False) ->
 
 def relative_energy(x: Tensor, edge_index: Tensor) -> Tensor:
     r"""Scale-free Dirichlet energy: the degree-normalised :func:`dirichlet_energy` over the mean squared
-    norm of the rows, :math:`E_{\hat D}(\mathbf{X}) / (\lVert \mathbf{X} \rVert_F^2 / |V|)` (a Rayleigh
-    quotient of the normalised Laplacian).  Degree-normalised because GCN propagation converges to rows
+    norm of the rows, :math:`E_{\hat D}(\mathbf{X}) / (\lVert \mathbf{X} \rVert_F^2 / |V|)`.  For an
+    undirected graph stored both ways (each pair counted twice, as :func:`dirichlet_energy` does) and one
+    feature column this is *twice* the Rayleigh quotient :math:`x^\top \tilde\Delta x / x^\top x` of the
+    augmented normalised Laplacian :math:`\tilde\Delta = I - (D+I)^{-1/2}(A+I)(D+I)^{-1/2}` (an eigenvector
+    of eigenvalue :math:`\lambda` gives :math:`2\lambda`), so it lies in :math:`[0, 4)`; with several
+    columns, twice the quotient of their sums.  Degree-normalised because GCN propagation converges to rows
     proportional to :math:`\sqrt{1 + d_i}`, which keep a plain energy but lose the normalised one;
     scale-free because weights that grow with training must not hide that embeddings became alike."""
     scale = x.float().pow(2).sum() / max(x.size(0), 1)
@@ -102,6 +106,9 @@ def mad(x: Tensor, edge_index: Optional[Tensor] = None, mask: str = "all",
         if edge_index is None:
             raise ValueError("mad: mask='edges' needs edge_index")
         ei = _edges(edge_index, n, "mad")
+        # the reference's 0/1 mask: an edge stored twice (an uncoalesced list) is one neighbour pair
+        ei = torch.unique(ei[0] * max(n, 1) + ei[1]) if ei.numel() else ei[0]
+        ei = torch.stack([ei // max(n, 1), ei % max(n, 1)])
         d = 1.0 - (z.index_select(0, ei[0]) * z.index_select(0, ei[1])).sum(-1)
         d = d.masked_fill(d < ZERO_DISTANCE, 0.0)
         total = z.new_zeros(n).index_add_(0, ei[1], d)
@@ -111,10 +118,22 @@ def mad(x: Tensor, edge_index: Optional[Tensor] = None, mask: str = "all",
     node = total / (count.to(total.dtype) + 1e-8)
     if target is None:
         return (node.mean() if n else node.new_zeros(())).to(x.dtype if x.is_floating_point() else torch.float32)
+    if not isinstance(target, Tensor):
+        raise ValueError(f"mad: target must be a bool mask [N] or a tensor of node indices, got "
+                         f"{type(target).__name__}")
     if target.dtype == torch.bool:
+        if target.shape != (n,):
+            raise ValueError(f"mad: a bool target must be a mask of shape [{n}] (one entry per node of x), got "
+                             f"{list(target.shape)}")
         node = node * target.to(node.dtype)
     else:
-        node = node.new_zeros(n).index_copy_(0, target.long(), node.index_select(0, target.long()))
+        if target.is_floating_point() or target.is_complex():
+            raise ValueError(f"mad: target must be a bool mask or integer node indices, got dtype {target.dtype}")
+        idx = target.reshape(-1).long()
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+            raise ValueError(f"mad: target holds node indices outside [0, {n}) (from {int(idx.min())} to "
+                             f"{int(idx.max())}); fix: indices of rows of x")
+        node = node.new_zeros(n).index_copy_(0, idx, node.index_select(0, idx))
     out = node.sum() / ((node != 0).sum().to(node.dtype) + 1e-8)
     return out.to(x.dtype if x.is_floating_point() else torch.float32)
 
@@ -171,6 +190,8 @@ class SmoothingMonitor:
                              f"{[n for n in modules if n][:20]}")
         if not self.layers:
             raise ValueError("SmoothingMonitor: the model has no conv layer to hook; pass layers=[module names]")
+        if mad_mask not in ("all", "edges"):
+            raise ValueError(f"SmoothingMonitor: mad_mask must be 'all' or 'edges', got {mad_mask!r}")
         self.normalized, self.mad_mask = normalized, mad_mask
         self._min_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
         self.stats: List[LayerStats] = []

@@ -92,6 +92,11 @@ class GraphTransformerConv(torch.nn.Module):
                  max_distance: int = 8, degree_encoding: bool = True, max_degree: int = 32, dropout: float = 0.0,
                  ffn_ratio: int = 2, max_nodes: int = MAX_NODES):
         super().__init__()
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+            raise ValueError(f"GraphTransformerConv: heads must be an integer >= 1, got {heads!r}")
+        if isinstance(max_degree, bool) or not isinstance(max_degree, int) or max_degree < 0:
+            raise ValueError(f"GraphTransformerConv: max_degree must be an integer >= 0 (degrees are capped at it), "
+                             f"got {max_degree!r}")
         if channels % heads:
             raise ValueError(f"GraphTransformerConv: channels={channels} must be divisible by heads={heads}")
         if attention not in ("full", "adjacency"):

@@ -128,6 +128,8 @@ class IDGNN(torch.nn.Module):
             raise ValueError(f"IDGNN: num_layers must be >= 1, got {num_layers}")
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = ModuleList(IDGNNConv(a, b, normalize) for a, b in zip(dims[:-1], dims[1:]))
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"IDGNN: batch_size must be an integer >= 1 (ego networks per chunk), got {batch_size!r}")
         self.dropout, self.batch_size = dropout, batch_size
 
     def _egos(self, edge_index: Tensor, n: int, nodes: Tensor, device: torch.device) -> list:
@@ -149,7 +151,19 @@ class IDGNN(torch.nn.Module):
         if x.dim() != 2 or x.size(1) != width:
             raise ValueError(f"IDGNN: x must be [N, in_channels={width}], got {list(x.shape)}")
         n = x.size(0)
-        nodes = torch.arange(n, device=x.device) if nodes is None else nodes.long().view(-1)
+        if nodes is None:
+            nodes = torch.arange(n, device=x.device)
+        elif not isinstance(nodes, Tensor):
+            raise ValueError(f"IDGNN: nodes must be a tensor of node indices or a bool mask, got {type(nodes).__name__}")
+        elif nodes.dtype == torch.bool:  # a mask (e.g. train_mask): its nodes, in order
+            if nodes.shape != (n,):
+                raise ValueError(f"IDGNN: a bool nodes mask must have shape [{n}] (one entry per row of x), got "
+                                 f"{list(nodes.shape)}")
+            nodes = nodes.nonzero().view(-1)
+        elif nodes.is_floating_point() or nodes.is_complex():
+            raise ValueError(f"IDGNN: nodes must be integer node indices or a bool mask, got dtype {nodes.dtype}")
+        else:
+            nodes = nodes.long().view(-1)
         if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= n):
             raise ValueError(f"IDGNN: nodes must be node indices in [0, {n}), got values from {int(nodes.min())} "
                              f"to {int(nodes.max())}")

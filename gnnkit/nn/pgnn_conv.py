@@ -43,7 +43,7 @@ def shortest_path_scores(edge_index: Tensor, num_nodes: int, q: int) -> Tensor:
         raise ValueError(f"P-GNN: the distance cap q must be >= 1 hop, got {q}")
     if num_nodes > MAX_NODES:
         raise ValueError(f"P-GNN: {num_nodes} nodes need a {num_nodes}^2 distance table; at most {MAX_NODES} "
-                         "are supported (fix: a subgraph, or ID-GNN-Fast / positional encodings for large graphs)")
+                         "are supported (fix: a subgraph, or ID-GNN-Fast (cycle_count_features) for large graphs)")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"P-GNN: edge_index must be [2, E], got {list(edge_index.shape)}")
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
@@ -61,6 +61,8 @@ def bourgain_anchor_sets(num_nodes: int, copies: float = 0.5, generator: Optiona
                          ) -> List[Tensor]:
     """Random anchor sets as in the authors' code: ``m = floor(log2 n)`` sizes ``n / 2^(i+1)``, ``i < m``, each
     drawn ``max(1, int(copies * m))`` times without replacement (``k = m * copies`` sets, O(log² n))."""
+    if isinstance(copies, bool) or not isinstance(copies, (int, float)) or not copies > 0:
+        raise ValueError(f"P-GNN: copies must be > 0 (anchor sets per size, a fraction of log2 n), got {copies!r}")
     m = max(int(math.log2(max(num_nodes, 2))), 1)
     per = max(int(copies * m), 1)
     sets = []
@@ -135,6 +137,11 @@ class PGNN(torch.nn.Module):
     dropout between them), the last layer's position-aware output, L2-normalised, as the embedding
     (``[N, k]``, k anchor sets), as in the authors' model.
 
+    One graph per call: the anchor sets are drawn over all ``N`` nodes given, and ``k`` grows with ``N``, so a
+    PyG ``Batch`` of several graphs would get sets that span graphs (some without a node of a given graph)
+    and embeddings whose width depends on the batch.  The authors' code draws sets per graph; for several
+    graphs, call the model once per graph (``data.get_example(i)``), each with its own ``N``.
+
     Args:
         in_channels, hidden_channels: widths.
         num_layers: P-GNN layers (default 2).
@@ -162,6 +169,8 @@ class PGNN(torch.nn.Module):
             raise ValueError(f"PGNN: num_layers must be >= 1, got {num_layers}")
         if q < 1:
             raise ValueError(f"PGNN: the distance cap q must be >= 1 hop, got {q}")
+        if isinstance(copies, bool) or not isinstance(copies, (int, float)) or not copies > 0:
+            raise ValueError(f"PGNN: copies must be > 0 (anchor sets per size, a fraction of log2 n), got {copies!r}")
         self.q, self.copies, self.dropout, self.seed = q, copies, dropout, seed
         self.lin_in = Linear(in_channels, hidden_channels)
         self.convs = ModuleList(PGNNConv(hidden_channels, hidden_channels, distance_map)

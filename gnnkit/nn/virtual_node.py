@@ -74,9 +74,8 @@ class VirtualNode(torch.nn.Module):
             new = h
         else:
             new = self.mlp(h)
-        if self.residual:
-            new = new + state
-        return torch.nn.functional.dropout(new, self.dropout, self.training)
+        new = torch.nn.functional.dropout(new, self.dropout, self.training)
+        return new + state if self.residual else new  # OGB: v + dropout(MLP(pool + v)), the old state undropped
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels})"
