@@ -98,3 +98,15 @@ def test_add_k_hop_edges_in_half_precision():
         want_ei, want_w = add_k_hop_edges(ei, torch.ones(ei.size(1)), k=2)
         assert got_w.dtype == dt and torch.equal(got_ei, want_ei)
         torch.testing.assert_close(got_w.float(), want_w)
+
+
+def test_the_pyg_column_virtual_node_follows_the_same_residual_rule():
+    from gnnkit.ogb.models import PyGVirtualNode
+    torch.manual_seed(0)
+    a, b = VirtualNode(4, dropout=0.5, residual=True).train(), PyGVirtualNode(4, dropout=0.5, residual=True).train()
+    b.load_state_dict(a.state_dict())
+    x, batch, state = torch.randn(6, 4), torch.tensor([0, 0, 0, 1, 1, 1]), torch.randn(2, 4)
+    torch.manual_seed(1)
+    want = a.update(x, state, batch)
+    torch.manual_seed(1)
+    torch.testing.assert_close(b.update(x, state, batch), want)

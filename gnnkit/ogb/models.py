@@ -72,10 +72,8 @@ class PyGVirtualNode(VirtualNode):
     """:class:`gnnkit.nn.VirtualNode` pooled with PyG's ``global_add_pool`` (PyG has no virtual-node layer)."""
 
     def update(self, x: Tensor, state: Tensor, batch: Optional[Tensor]) -> Tensor:
-        new = self.mlp(pyg_global_add_pool(x, batch, state.size(0)) + state)
-        if self.residual:
-            new = new + state
-        return F.dropout(new, self.dropout, self.training)
+        new = F.dropout(self.mlp(pyg_global_add_pool(x, batch, state.size(0)) + state), self.dropout, self.training)
+        return new + state if self.residual else new  # OGB: v + dropout(MLP(pool + v))
 
 
 MOL_MODELS = {"gcn": ("gcn", False), "gin": ("gin", False),
