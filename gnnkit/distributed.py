@@ -77,6 +77,15 @@ class DistContext:
         _guard(dist.broadcast_object_list, box, src)
         return box[0]
 
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) into every rank's ``module``: DDP copies them only
+        at the start of a training forward, so after an epoch each rank holds the statistics of its own last
+        batches; an evaluation sharded over ranks must score rank 0's model (the one saved)."""
+        if not self.enabled:
+            return
+        for b in module.buffers():
+            _guard(dist.broadcast, b, 0)
+
     def all_reduce_mean(self, value: float) -> float:
         if not self.enabled:
             return value

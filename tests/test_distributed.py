@@ -101,6 +101,21 @@ def test_graph_and_link_tasks_train_data_parallel(synth, tmp_path, dataset, args
     for lib in ("gnnkit", "pyg"):
         assert res["summary"][lib]["runs"] == 1 and 0.0 <= res["summary"][lib]["test"]["mean"] <= 1.0
     assert "gnnkit epoch speed-up" in outs[0][0] and outs[1][0] == ""  # only rank 0 reports
+    # the logged scores are the saved model's: re-scored in one process, the checkpoint gives them exactly
+    # (review finding: each rank scored its share with its own BatchNorm statistics, a mix of two models)
+    from gnnkit._atomic import load_torch_verified
+    from gnnkit.ogb import OGBConfig
+    from gnnkit.ogb.tasks import make_task
+    log = json.loads((tmp_path / "o" / "log.json").read_text())
+    p = log["protocol"]
+    cfg = OGBConfig(p["dataset"], p["model"], runs=1, epochs=p["epochs"], seed=p["seed"], hidden=p["hidden"],
+                    num_layers=p["num_layers"], dropout=p["dropout"], lr=p["lr"], batch_size=p["batch_size"],
+                    root=str(synth), extra=p["extra"])
+    ck = load_torch_verified(tmp_path / "o" / "checkpoint.pt")
+    trainer = make_task(cfg).trainer(ck["lib"], p["seed"])
+    trainer.load_state_dict(ck["trainer"])
+    last = log["runs"][ck["lib"]][ck["run"]]["epochs"][-1]
+    assert trainer.evaluate() == {"valid": last["valid"], "test": last["test"]}
 
 
 def test_a_lost_rank_stops_the_run_with_a_clear_error(synth, tmp_path):

@@ -256,6 +256,7 @@ class GraphTrainer(Trainer):
     @torch.no_grad()
     def evaluate(self) -> Dict[str, float]:
         self.model.eval()
+        self.ctx.broadcast_buffers(self.model)  # every rank scores its share with the model rank 0 saves
         local = {}
         for part, loader in self.eval_loaders.items():
             preds, ys = [], []
