@@ -136,6 +136,18 @@ def test_a_lost_rank_stops_the_run_with_a_clear_error(synth, tmp_path):
     assert "another rank died or stopped answering" in stderr and "--resume" in stderr
 
 
+def test_a_dataset_rank_0_cannot_load_stops_every_rank_with_its_error(tmp_path):
+    """Review finding: rank 0 raised "not found" while rank 1 waited in a barrier and then reported a lost rank
+    ("restart it with --resume", exit 3) for a run that never started."""
+    (tmp_path / "empty").mkdir()
+    procs = _spawn(["ogbg-molhiv", "--model", "gin", "--root", str(tmp_path / "empty"), "--runs", "1", "--epochs", "1",
+                    "--no-progress", "--out", str(tmp_path / "o")], 2, _free_port())
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [2, 2], outs
+    for _, err in outs:
+        assert "dataset 'ogbg-molhiv' not found" in err and "another rank died" not in err
+
+
 def test_resume_with_another_number_of_processes(synth, tmp_path):
     out = tmp_path / "o"
     base = ["ogbn-arxiv", "--model", "gcn", "--root", str(synth), "--runs", "2", "--hidden", "16", "--epochs", "3",

@@ -278,6 +278,8 @@ def test_bad_input_is_named(synth, tmp_path, capsys):
     # could not take a fan-out; both are checked before the data is loaded
     assert console_main(["ogb", "ogbg-molhiv", "--batch-size", "0", "--root", str(tmp_path / "none")]) == 2
     assert "--batch-size must be >= 1 for ogbg-molhiv" in capsys.readouterr().err
+    assert console_main(["ogb", "ogbg-molhiv", "--num-layers", "1", "--root", str(tmp_path / "none")]) == 2
+    assert "--num-layers must be >= 2 for ogbg-molhiv" in capsys.readouterr().err  # named, before any loading
     assert console_main(["ogb", "ogbn-arxiv", "--batch-size", "64", "--num-layers", "2", "--fanout", "5",
                          "--root", str(tmp_path / "none")]) == 2
     assert "--fanout [5] needs one number >= 1 per layer (--num-layers 2)" in capsys.readouterr().err
@@ -375,3 +377,16 @@ def test_one_library_alone_repeats_its_column_of_a_joint_run(synth, tmp_path):
     b = json.loads((tmp_path / "alone" / "log.json").read_text())["runs"]["pyg"][0]["epochs"]
     assert [(e["loss"], e["valid"], e["test"]) for e in a] == [(e["loss"], e["valid"], e["test"]) for e in b]
     assert both["summary"]["pyg"]["test"] == alone["summary"]["pyg"]["test"]
+
+
+def test_summary_reports_the_runs_and_libraries_asked_for():
+    """Review finding: `--runs 3`, then `--runs 1 --resume` wrote config.runs = 1 beside a summary over 3 runs
+    (and over libraries left in the log by an earlier --layers)."""
+    from gnnkit.ogb.runner import summarize
+
+    def run(test):
+        return {"complete": True, "test_at_best": test, "best_valid": test, "epoch_s_median": 1.0, "peak_mb": 2.0}
+    log = {"runs": {"gnnkit": [run(0.5), run(0.7), run(0.9)], "pyg": [run(0.1)]}}
+    assert summarize(log)["gnnkit"]["runs"] == 3
+    s = summarize(log, 1, ("gnnkit",))
+    assert list(s) == ["gnnkit"] and s["gnnkit"]["runs"] == 1 and s["gnnkit"]["test"]["mean"] == 0.5

@@ -131,3 +131,13 @@ def test_interleaved_times_every_callable_per_round_and_names_bad_rounds():
     for bad in (0, -1, 1.5):
         with pytest.raises(ValueError, match="rounds must be an int >= 1"):
             interleaved({"a": lambda: None}, bad, torch.device("cpu"))
+
+
+def test_quick_keeps_the_flags_given(tmp_path):
+    """Review finding: --quick overwrote --heads/--features/--warmup/--repeats without a word."""
+    out = tmp_path / "q.json"
+    assert main(["profile", "--quick", "--synthetic", "60", "300", "--heads", "4", "--repeats", "2", "--ops", "softmax",
+                 "--backends", "gnnkit-torch", "--modes", "fwd", "--no-plot", "--out", str(out), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert (report["heads"], report["features"], report["repeats"]) == (4, 16, 2)
+    assert all(len(r["times_ms"]) == 2 for r in report["results"])

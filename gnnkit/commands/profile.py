@@ -19,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--synthetic", nargs=2, type=_args.positive_int, metavar=("N", "E"), default=None,
                      help="synthetic power-law graph with N nodes and E edges (default when no source "
                           "is given: 10000 100000; --quick: 300 2000)")
-    parser.add_argument("--features", "-F", type=int, default=64,
-                        help="feature width F of spmm/sddmm/segment")
-    parser.add_argument("--heads", type=int, default=8, help="heads H of softmax and gat")
+    parser.add_argument("--features", "-F", type=int, default=None,
+                        help="feature width F of spmm/sddmm/segment (default 64; --quick: 16)")
+    parser.add_argument("--heads", type=int, default=None, help="heads H of softmax and gat (default 8; --quick: 2)")
     parser.add_argument("--head-dim", type=int, default=None, help="gat width per head (default F // H)")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                         help="feature dtype")
@@ -31,12 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None,
                         help="backends to time (default: every one available here)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="fwd and/or fwd+bwd")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs before timing (default 2; --quick: 1)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs, the median is reported (default 10; --quick: 3)")
     parser.add_argument("--no-compile", action="store_true", help="skip the pyg-compiled backend")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run for tests: default graph 300 nodes / 2000 edges, F=16, H=2, 1 warmup, "
-                             "3 repeats, no torch.compile, 16 MiB copy probe")
+                             "3 repeats, no torch.compile, 16 MiB copy probe (flags given explicitly win)")
     parser.add_argument("--seed", type=_args.seed, default=0,
                         help="seed of the synthetic graph and the features")
     parser.add_argument("--out", type=_args.out_file, default="profile.json",
@@ -56,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if png is not None and png.resolve() == Path(args.out).resolve():
         raise ValueError(f"--plot {args.plot} is the --out path: the PNG would replace the JSON report; fix: "
                          "another --plot path (or --no-plot)")
+    quick = {"features": 16, "heads": 2, "warmup": 1, "repeats": 3}
+    plain = {"features": 64, "heads": 8, "warmup": 2, "repeats": 10}
+    for name, value in (quick if args.quick else plain).items():  # a flag the user gave wins over --quick
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     for name in ("features", "heads", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -69,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     features, heads, warmup, repeats, compile_, copy_mb = (args.features, args.heads, args.warmup, args.repeats,
                                                            not args.no_compile, 256)
     if args.quick:
-        features, heads, warmup, repeats, compile_, copy_mb = 16, 2, 1, 3, False, 16
+        compile_, copy_mb = False, 16
     if args.backends:
         here = prof.available_backends(device, compile_)
         missing = [b for b in args.backends if b not in here]

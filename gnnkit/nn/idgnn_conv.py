@@ -154,7 +154,8 @@ class IDGNN(torch.nn.Module):
         if nodes is None:
             nodes = torch.arange(n, device=x.device)
         elif not isinstance(nodes, Tensor):
-            raise ValueError(f"IDGNN: nodes must be a tensor of node indices or a bool mask, got {type(nodes).__name__}")
+            raise ValueError(f"IDGNN: nodes must be a tensor of node indices or a bool mask, got "
+                             f"{type(nodes).__name__}")
         elif nodes.dtype == torch.bool:  # a mask (e.g. train_mask): its nodes, in order
             if nodes.shape != (n,):
                 raise ValueError(f"IDGNN: a bool nodes mask must have shape [{n}] (one entry per row of x), got "

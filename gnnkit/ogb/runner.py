@@ -28,7 +28,7 @@ import math
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -81,13 +81,18 @@ def _mean_std(xs: List[float]) -> Dict[str, float]:
             "std": statistics.stdev(xs) if len(xs) > 1 else 0.0 if xs else math.nan}
 
 
-def summarize(log: Dict[str, Any]) -> Dict[str, Any]:
+def summarize(log: Dict[str, Any], runs: Optional[int] = None,
+              layers: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Per library: test (and valid) at the best validation epoch, mean ± std over finished runs; median
     training-epoch seconds (the epoch whose memory was measured left out when there are others) and peak
-    memory (MiB) of a training epoch, medians over runs."""
+    memory (MiB) of a training epoch, medians over runs.  ``runs``/``layers``: only the first ``runs`` runs
+    of these libraries (a run resumed with fewer ``--runs`` or other ``--layers`` keeps the others in its
+    log, but reports what it was asked for)."""
     out: Dict[str, Any] = {}
-    for lib, runs in log["runs"].items():
-        done = [r for r in runs if r.get("complete")]
+    for lib, lib_runs in log["runs"].items():
+        if layers is not None and lib not in layers:
+            continue
+        done = [r for r in lib_runs[:runs] if r.get("complete")]
         if not done:  # a library with no finished run has nothing to report yet
             continue
         peaks = [r["peak_mb"] for r in done if r.get("peak_mb") is not None]  # None where not measurable
@@ -127,11 +132,21 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
     for lib in cfg.layers:
         log["runs"].setdefault(lib, [])
 
-    if not ctx.is_main:  # rank 0 first: a dataset's first load writes its processed files
-        ctx.barrier()
-    task = make_task(cfg)
+    # rank 0 first: a dataset's first load writes its processed files; a load that fails there (no dataset,
+    # bad files) stops every rank with rank 0's error, not the others with a failed collective
+    task, failure = None, None
     if ctx.is_main:
-        ctx.barrier()
+        try:
+            task = make_task(cfg)
+        except (ValueError, FileNotFoundError, IndexError) as e:
+            failure = e
+    message = ctx.broadcast_object(None if failure is None else str(failure))
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise ValueError(message)
+    if task is None:
+        task = make_task(cfg)
     log["metric"] = task.metric
     memory = PeakMemory(device)
     progress = progress and ctx.is_main
@@ -206,7 +221,7 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
             bar.close()
             del trainer
     results = {"dataset": cfg.dataset, "model": cfg.model, "metric": log["metric"], "protocol": protocol,
-               "config": log["config"], "summary": summarize(log),
+               "config": log["config"], "summary": summarize(log, cfg.runs, cfg.layers),
                "leaderboard": LEADERBOARD.get((cfg.dataset, cfg.model))}
     if ctx.is_main:
         write_json_verified(results, res_path)

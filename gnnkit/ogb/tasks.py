@@ -118,6 +118,9 @@ class OGBConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"gnnkit ogb: --dropout must lie in [0, 1), got {self.dropout}")
         fam = family(self.dataset)
+        if fam == "ogbg" and self.num_layers < 2:
+            raise ValueError(f"gnnkit ogb: --num-layers must be >= 2 for {self.dataset} (OGB's molecule models), got "
+                             f"{self.num_layers}")
         if fam == "ogbg" and self.batch_size < 1:
             raise ValueError(f"gnnkit ogb: --batch-size must be >= 1 for {self.dataset} (graphs per step), got "
                              f"{self.batch_size}")
