@@ -94,6 +94,11 @@ class Graph:
     @classmethod
     def from_coo(cls, src: Tensor, dst: Tensor, num_src: int, num_dst: int) -> "Graph":
         """Sort validated ``src -> dst`` pairs into CSR by destination."""
+        # a graph holds indices only: built as normal tensors, so a graph made in an eval or preprocessing
+        # step under inference_mode can also train
+        if not _is_compiling() and torch.is_inference_mode_enabled():
+            with torch.inference_mode(False):
+                return cls.from_coo(src.clone(), dst.clone(), num_src, num_dst)
         src = src.long()
         dst = dst.long()
         key = dst * max(num_src, 1) + src
@@ -107,6 +112,9 @@ class Graph:
 
     @classmethod
     def from_csr(cls, rowptr: Tensor, col: Tensor, num_src: int, num_dst: int) -> "Graph":
+        if not _is_compiling() and torch.is_inference_mode_enabled():  # as from_coo: normal tensors
+            with torch.inference_mode(False):
+                return cls.from_csr(rowptr.clone(), col.clone(), num_src, num_dst)
         rowptr = rowptr.long()
         col = col.long()
         deg = rowptr[1:] - rowptr[:-1]
@@ -236,13 +244,19 @@ class Graph:
             return value.index_select(0, perm_t)
         # layers pass a fresh view (w.view(-1, 1)) of the kept weights each call: key on the base
         base = value if value._base is None else value._base
+        bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}.get(value.element_size())
+        if not value.is_contiguous() or value.is_complex() or bits is None:
+            return value.index_select(0, perm_t)
         layout = (tuple(value.shape), value.stride(), value.storage_offset(), value.dtype)
+        # with the values' fingerprint: an edit that bypasses the version counter (w.data.mul_(3),
+        # w.numpy()[:] = ...) must not hand the backward the old weights (~40 % of the gather's cost)
+        fp = _fingerprint(value.detach().view(bits))
         hit = self._derived.get("values_t")
-        if hit is not None and hit[0]() is base and hit[1] == value._version and hit[2] == layout:
-            return hit[3]
+        if hit is not None and hit[0]() is base and hit[1] == value._version and hit[2] == layout and hit[3] == fp:
+            return hit[4]
         vt = value.index_select(0, perm_t)
         if not torch.is_inference_mode_enabled():
-            self._derived["values_t"] = (weakref.ref(base), value._version, layout, vt)
+            self._derived["values_t"] = (weakref.ref(base), value._version, layout, fp, vt)
         return vt
 
     def sddmm_pattern(self) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
@@ -341,8 +355,15 @@ def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Option
         if num_src is None or num_dst is None:
             if _is_compiling():
                 raise ValueError(f"under torch.compile pass the number of nodes with {name}")
-            num_src = num_src if num_src is not None else 0
+            num_src = num_src if num_src is not None else num_dst if num_dst is not None else 0
             num_dst = num_dst if num_dst is not None else num_src
+        if E > 0:  # compiled: no data-dependent branch, one assertion in the graph (ids out of range would
+            # otherwise read memory outside x)
+            ok = (edge_index.min() >= 0) & (edge_index[0].max() < num_src) & (edge_index[1].max() < num_dst)
+            # (no sizes in the message: formatting a symbolic size would specialise the compiled graph on it)
+            torch._assert_async(ok, f"{name} holds a node id outside [0, num_nodes) (negative, or not below the "
+                                    f"number of source / destination nodes); pass the right num_nodes/size or fix "
+                                    f"{name}")
         return num_src, num_dst
     lo = int(edge_index.min())
     if lo < 0:
@@ -441,6 +462,10 @@ def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
         key = key + ("inference_mode",)
     else:  # the main entry serves every call: the inference-mode twin goes
         _CACHE.pop(key + ("inference_mode",), None)
+    # entries of this very tensor from before an in-place refill (older version, other data or values) can
+    # never match again: dropped, so a buffer refilled every step does not fill the cache with dead graphs
+    for k in [k for k, v in _CACHE.items() if v[0]() is t and (k[1], k[2], v[2]) != (ptr, t._version, fp)]:
+        _CACHE.pop(k, None)
     out = build()
     # the entry goes when t dies: a deleted edge_index does not keep its structure alive
     _CACHE[key] = (weakref.ref(t, lambda _, k=key: _CACHE.pop(k, None)), out, fp)
@@ -455,7 +480,12 @@ def _size(num_nodes: Optional[int], size: Size) -> Tuple[Optional[int], Optional
             raise ValueError("pass either num_nodes or size=(num_src, num_dst), not both")
         if len(size) != 2:
             raise ValueError(f"size must be (num_src, num_dst), got {size!r}")
-        return (None if size[0] is None else int(size[0]), None if size[1] is None else int(size[1]))
+        out = (None if size[0] is None else int(size[0]), None if size[1] is None else int(size[1]))
+        if any(v is not None and v < 0 for v in out):
+            raise ValueError(f"size must hold node counts >= 0 (num_src, num_dst), got {tuple(size)}")
+        return out
+    if isinstance(num_nodes, int) and num_nodes < 0:
+        raise ValueError(f"num_nodes must be >= 0 (the number of nodes), got {num_nodes}")
     return num_nodes, num_nodes
 
 
@@ -526,22 +556,47 @@ def _check_adj_size(shape, num_src, num_dst, name):
     return ns, nd
 
 
+def _checked_csr(rowptr: Tensor, col: Tensor, ns: int, nd: int, name: str) -> Graph:
+    """``Graph.from_csr`` after checking the compressed structure (``torch.sparse_csr_tensor`` does not check
+    it by default, and a column id out of range would read memory outside ``x``)."""
+    if not _is_compiling():
+        if rowptr.dim() != 1 or rowptr.numel() != nd + 1:
+            raise ValueError(f"{name}: the row pointer must have num_rows + 1 = {nd + 1} entries, got "
+                             f"{list(rowptr.shape)}")
+        if int(rowptr[0]) != 0 or int(rowptr[-1]) != col.numel() or bool((rowptr[1:] < rowptr[:-1]).any()):
+            raise ValueError(f"{name}: the row pointer must start at 0, never decrease and end at the number of "
+                             f"stored entries ({col.numel()}); fix: build the matrix with check_invariants=True "
+                             "to find the bad entry")
+        if col.numel() and (int(col.min()) < 0 or int(col.max()) >= ns):
+            raise IndexError(f"{name} holds column ids from {int(col.min())} to {int(col.max())}, outside [0, {ns}) "
+                             f"(its {ns} source nodes); fix the matrix's column indices")
+    elif col.numel():
+        torch._assert_async((col.min() >= 0) & (col.max() < ns), f"{name} holds a column id outside [0, num_src)")
+    return Graph.from_csr(rowptr, col, ns, nd)
+
+
 def _from_torch_sparse(adj: Tensor, num_src, num_dst, name) -> Tuple[Graph, Optional[Tensor]]:
     """The structure is cached on ``adj``; the values are read afresh every call."""
     if adj.dim() != 2:
         raise ValueError(f"{name} must be a 2-D sparse matrix, got {adj.dim()} dimensions")
     ns, nd = _check_adj_size(adj.shape, num_src, num_dst, name)
     if adj.layout == torch.sparse_coo:
-        if not adj.is_coalesced():
+        if not adj.is_coalesced():  # checked first: torch's coalesce folds a negative id into another entry
+            raw = adj._indices()
+            validate_edge_index(torch.stack([raw[1], raw[0]]), ns, nd, name)
             adj = adj.coalesce()  # sums duplicates, as PyG's to_edge_index does
         idx = adj.indices()
-        g = cached_for(adj, ("graph", ns, nd), lambda: Graph.from_coo(idx[1], idx[0], ns, nd))
+
+        def build() -> Graph:  # ids checked once, with the structure (torch does not check them by default)
+            validate_edge_index(torch.stack([idx[1], idx[0]]), ns, nd, name)
+            return Graph.from_coo(idx[1], idx[0], ns, nd)
+        g = cached_for(adj, ("graph", ns, nd), build)
         return g, g.to_csr_order(adj.values())
-    g = cached_for(adj, ("graph", ns, nd), lambda: Graph.from_csr(adj.crow_indices(), adj.col_indices(), ns, nd))
+    g = cached_for(adj, ("graph", ns, nd), lambda: _checked_csr(adj.crow_indices(), adj.col_indices(), ns, nd, name))
     return g, adj.values()
 
 
 def _from_sparse_tensor(adj, num_src, num_dst, name) -> Tuple[Graph, Optional[Tensor]]:
     ns, nd = _check_adj_size(adj.sizes(), num_src, num_dst, name)
     rowptr, col, value = adj.csr()
-    return Graph.from_csr(rowptr, col, ns, nd), value
+    return _checked_csr(rowptr, col, ns, nd, name), value

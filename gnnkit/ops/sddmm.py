@@ -49,6 +49,9 @@ def sddmm_slots(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
     """SDDMM on ``a`` ``[N, H, F]``, ``b`` ``[S, H, F]`` -> ``[E, H]`` in CSR slot order."""
     check_rows(a, graph.num_dst, "a", "destination nodes")
     check_rows(b, graph.num_src, "b", "source nodes")
+    if a.dim() != b.dim() or a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"sddmm: a {list(a.shape)} and b {list(b.shape)} must agree past the node dimension "
+                         "(the same heads H and width F)")
     sddmm_pattern_args(graph)  # here, not in the Function's forward: kept under torch.compile too
     graph.prepare_backward(b)
     return apply_function(SDDMMFunction, graph, a.contiguous(), b.to(a.dtype).contiguous())

@@ -48,6 +48,8 @@ def _check(graph: Graph, values: Tensor, reduce: str) -> None:
         raise ValueError(f"reduce={reduce!r} is not supported; use one of {REDUCES}")
     if values.dim() < 1 or values.size(0) != graph.num_edges:
         raise ValueError(f"values must have one row per edge (E={graph.num_edges}), got {list(values.shape)}")
+    if reduce != "sum" and not values.is_floating_point():
+        raise ValueError(f"reduce={reduce!r} needs floating-point values, got {values.dtype}; fix: values.float()")
 
 
 def segment_reduce_slots(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:

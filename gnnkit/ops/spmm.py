@@ -105,6 +105,14 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
     in the graph's derived state, e.g. GCN's normalisation); the backward otherwise gathers it."""
     check_rows(x, graph.num_src, "x", "source nodes")
     check_rows(value, graph.num_edges, "value", "edges")
+    check_reduce(reduce)
+    if x.dim() != 3:
+        raise ValueError(f"spmm_slots: x must be [num_src, H, F], got {list(x.shape)}; fix: x.unsqueeze(1) for one "
+                         "head (or the public spmm, which takes [N, F])")
+    if value is not None and (value.dim() != 2 or value.size(1) != x.size(1)):
+        raise ValueError(f"spmm_slots: value must be [E={graph.num_edges}, H={x.size(1)}] (one weight per slot and "
+                         f"head of x), got {list(value.shape)}; fix: value.view(-1, 1) for one head")
+    value = None if value is None else value.contiguous()  # the kernels' contract (the torch path reads any)
     graph.prepare_backward(x, value, sddmm=value is not None and value.requires_grad and reduce not in ("max", "min"))
     return apply_function(SpMMFunction, graph, x.contiguous(), value, reduce, value_t)
 
@@ -195,11 +203,13 @@ def spmm(graph: Graph, x: Tensor, edge_weight: Optional[Tensor] = None, reduce: 
     if x.dim() not in (2, 3) or x.size(0) != graph.num_src:
         raise ValueError(f"x must have shape [num_src={graph.num_src}, F] or [num_src, H, F], "
                          f"got {list(x.shape)}; check that x matches the graph's node count")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got {x.dtype}; fix: x.float()")
     x3 = x.unsqueeze(1) if x.dim() == 2 else x
     value = None
     if edge_weight is not None:
         H = x3.size(1)
-        if edge_weight.size(0) != graph.num_edges or edge_weight.dim() > 2 or \
+        if edge_weight.dim() == 0 or edge_weight.size(0) != graph.num_edges or edge_weight.dim() > 2 or \
                 (edge_weight.dim() == 2 and edge_weight.size(1) != H):
             raise ValueError(f"edge_weight must have shape [E={graph.num_edges}]"
                              f"{'' if H == 1 else f' or [E, H={H}]'}, got {list(edge_weight.shape)}; "

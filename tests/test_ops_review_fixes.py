@@ -1,0 +1,109 @@
+"""Findings of an independent review of gnnkit.ops (2026-12-03), each pinned by a test that fails on the code
+before its fix."""
+import pytest
+import torch
+
+import gnnkit.ops.graph as graph_mod
+from gnnkit.ops import Graph, as_graph, sddmm_slots, segment_reduce, segment_softmax, spmm, spmm_slots
+
+
+@pytest.mark.parametrize("bad", [[[0, 7], [1, 2]], [[0, 1], [1, 9]], [[0, -3], [1, 2]]])
+def test_out_of_range_ids_raise_under_torch_compile(bad):
+    """Compiled, the range checks were skipped: an id of 7 for 4 nodes read memory outside x."""
+    def f(x, e):
+        g, _ = as_graph(e, num_nodes=4)
+        return spmm(g, x)
+    torch._dynamo.reset()
+    cf = torch.compile(f, fullgraph=True, backend="aot_eager")
+    x = torch.ones(4, 3)
+    torch.testing.assert_close(cf(x, torch.tensor([[0, 1], [1, 2]])), f(x, torch.tensor([[0, 1], [1, 2]])))
+    with pytest.raises(RuntimeError, match=r"edge_index holds a node id outside \[0, num_nodes\)"):
+        cf(x, torch.tensor(bad))
+
+
+def test_invalid_torch_sparse_adjacency_is_refused():
+    x = torch.ones(3, 2)
+    csr = torch.sparse_csr_tensor(torch.tensor([0, 1, 2, 2]), torch.tensor([1, 7]), torch.ones(2), (3, 3))
+    with pytest.raises(IndexError, match=r"column ids from 1 to 7, outside \[0, 3\)"):
+        as_graph(csr)
+    down = torch.sparse_csr_tensor(torch.tensor([0, 2, 1, 3]), torch.tensor([0, 1, 2]), torch.ones(3), (3, 3))
+    with pytest.raises(ValueError, match="row pointer must start at 0, never decrease"):
+        as_graph(down)
+    coo = torch.sparse_coo_tensor(torch.tensor([[0, 1], [1, 9]]), torch.ones(2), (3, 3))
+    with pytest.raises(IndexError, match="source id 9"):
+        as_graph(coo)
+    neg = torch.sparse_coo_tensor(torch.tensor([[0, 1], [1, -2]]), torch.ones(2), (3, 3))  # coalesce folds it
+    with pytest.raises(IndexError, match=r"negative node id \(-2\)"):
+        as_graph(neg)
+    good = torch.sparse_csr_tensor(torch.tensor([0, 1, 2, 2]), torch.tensor([1, 2]), torch.ones(2), (3, 3))
+    g, w = as_graph(good)
+    assert spmm(g, x, w).tolist() == [[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
+
+
+def test_transposed_weights_follow_edits_that_bypass_the_version_counter():
+    g = Graph.build(torch.tensor([[0, 1, 2, 3, 1], [1, 2, 3, 0, 0]]), num_nodes=4)
+    w = torch.ones(g.num_edges)  # constant weights a layer keeps, in CSR slot order
+    grads = []
+    for edit in (None, lambda: w.data.mul_(3), lambda: w.numpy().__setitem__(slice(None), 5.0)):
+        if edit is not None:
+            edit()
+        x = torch.ones(4, 1, 2, requires_grad=True)
+        spmm_slots(g, x, w.view(-1, 1)).sum().backward()
+        grads.append(x.grad[:, 0, 0].clone())
+    torch.testing.assert_close(grads[1], grads[0] * 3)
+    torch.testing.assert_close(grads[2], grads[0] * 5)
+
+
+def test_spmm_slots_checks_the_value_shape_and_reduce():
+    g = Graph.build(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]), num_nodes=4)
+    x = torch.randn(4, 1, 3)
+    with pytest.raises(ValueError, match=r"value must be \[E=4, H=1\]"):
+        spmm_slots(g, x, torch.ones(4, 2))
+    with pytest.raises(ValueError, match=r"value must be \[E=4, H=1\]"):
+        spmm_slots(g, x, torch.ones(4))
+    with pytest.raises(ValueError, match="reduce='add' is not supported"):
+        spmm_slots(g, x, reduce="add")
+    with pytest.raises(ValueError, match=r"x must be \[num_src, H, F\]"):
+        spmm_slots(g, x[:, 0])
+    with pytest.raises(ValueError, match="must agree past the node dimension"):
+        sddmm_slots(g, torch.randn(4, 2, 3), torch.randn(4, 1, 3))
+
+
+def test_a_graph_built_under_inference_mode_trains():
+    ei = torch.tensor([[1, 2, 0, 3], [2, 0, 1, 0]])  # not in CSR order: the graph keeps a permutation
+    with torch.inference_mode():
+        g = Graph.build(ei, num_nodes=4)
+    x, w = torch.randn(4, 3, requires_grad=True), torch.rand(4, requires_grad=True)
+    spmm(g, x, w).sum().backward()
+    segment_softmax(g, w).sum().backward()
+    for reduce in ("sum", "mean", "max", "min"):
+        segment_reduce(g, w.view(-1, 1), reduce).sum().backward()
+    assert x.grad is not None and w.grad is not None
+
+
+def test_public_ops_name_bad_arguments():
+    g = Graph.build(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]), num_nodes=4)
+    with pytest.raises(ValueError, match="x must be a floating-point tensor"):
+        spmm(g, torch.ones(4, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"edge_weight must have shape \[E=4\], got \[\]"):
+        spmm(g, torch.ones(4, 2), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="reduce='mean' needs floating-point values"):
+        segment_reduce(g, torch.ones(4, dtype=torch.long), "mean")
+    assert segment_reduce(g, torch.ones(4, dtype=torch.long), "sum").tolist() == [1, 1, 1, 1]
+    with pytest.raises(ValueError, match="num_nodes must be >= 0"):
+        as_graph(torch.tensor([[0], [0]]), num_nodes=-1)
+    with pytest.raises(ValueError, match="size must hold node counts >= 0"):
+        as_graph(torch.tensor([[0], [0]]), size=(-1, 3))
+    empty = torch.zeros(2, 0, dtype=torch.long)  # size=(None, 4): the same counts with and without edges
+    assert (as_graph(empty, size=(None, 4))[0].num_src, as_graph(torch.tensor([[0], [1]]), size=(None, 4))[0].num_src) \
+        == (4, 4)
+
+
+def test_a_refilled_edge_index_keeps_one_cache_entry():
+    graph_mod.clear_cache()
+    ei = torch.randint(0, 50, (2, 400))
+    for _ in range(5):
+        ei.copy_(torch.randint(0, 50, (2, 400)))  # in place: same tensor, new version
+        as_graph(ei, num_nodes=50)
+    mine = [v for v in graph_mod._CACHE.values() if v[0]() is ei]
+    assert len(mine) == 1
