@@ -110,3 +110,11 @@ def test_the_pyg_column_virtual_node_follows_the_same_residual_rule():
     want = a.update(x, state, batch)
     torch.manual_seed(1)
     torch.testing.assert_close(b.update(x, state, batch), want)
+
+
+def test_residual_names_a_width_mismatch():
+    from gnnkit.nn import GCNConv, Residual
+    r = Residual(GCNConv(4, 8), 4, 4)  # declared 4 -> 4, the conv returns 8
+    with pytest.raises(ValueError, match=r"Residual\(in_channels=4, out_channels=4\) got input width 4 and conv "
+                                         "output width 8"):
+        r(torch.randn(5, 4), _ring(5))

@@ -39,6 +39,10 @@ class Residual(torch.nn.Module):
         if out.shape[:-1] != x.shape[:-1]:
             raise ValueError(f"Residual needs the conv to keep one row per node: input {list(x.shape)}, "
                              f"output {list(out.shape)}")
+        if out.size(-1) != self.out_channels or x.size(-1) != self.in_channels:
+            raise ValueError(f"Residual(in_channels={self.in_channels}, out_channels={self.out_channels}) got input "
+                             f"width {x.size(-1)} and conv output width {out.size(-1)}; fix: declare the widths the "
+                             "conv takes and returns")
         return out + (x if self.proj is None else self.proj(x))
 
     def __repr__(self) -> str:
