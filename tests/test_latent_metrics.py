@@ -546,3 +546,12 @@ def test_pyg_batches_subclasses_and_missing_labels():
         degree_mmd(ref, [Data(num_nodes=3)])
     labelled = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=2, label=torch.tensor([0, 1]))
     assert uniqueness([labelled, labelled], node_attr="label") == 0.5
+
+
+def test_emd_of_histograms_with_different_masses_is_refused():
+    """Review finding: the closed form is exact for equal masses only; pyemd adds a mass penalty otherwise
+    (15.389 vs 7.210 on one pair), so unequal masses were a silently different number."""
+    from gnnkit.latent.metrics import emd_1d
+    with pytest.raises(ValueError, match="different masses.*normalise both to sum 1"):
+        emd_1d(np.array([2.43, 0.573, 2.332, 1.727]), np.array([0.613, 0.624, 0.47, 0.242]))
+    assert emd_1d(np.array([0.5, 0.5]), np.array([1.0, 0.0])) == pytest.approx(0.5)
