@@ -44,7 +44,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        # identity, not ==: a default of 0 (--seed) is shown, only None / False (store_true) / SUPPRESS are not
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)) or \
+                not action.option_strings:
             return text
         return text + " (default: %(default)s)"
 

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=_args.nonneg_float, default=d.weight_decay, help="Adam weight decay")
     p.add_argument("--epochs", type=_args.positive_int, default=d.epochs, help="training epochs per run")
     p.add_argument("--runs", type=_args.positive_int, default=d.runs,
-                   help="runs (seeds seed, seed+1, ...); >1 prints mean ± std")
+                   help="runs (seeds seed, seed+1, ...); the mean ± std over them is printed (± 0 for one run)")
     p.add_argument("--seed", type=_args.seed, default=d.seed, help="seed of the first run")
     p.add_argument("--impl", choices=["both", "gnnkit", "pyg"], default="both",
                    help="which implementation(s) to train")
