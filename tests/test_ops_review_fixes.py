@@ -107,3 +107,22 @@ def test_a_refilled_edge_index_keeps_one_cache_entry():
         as_graph(ei, num_nodes=50)
     mine = [v for v in graph_mod._CACHE.values() if v[0]() is ei]
     assert len(mine) == 1
+
+
+@pytest.mark.parametrize("values_grad", [False, True])
+def test_an_uncoalesced_coo_adjacency_is_structured_once_and_sums_duplicates(values_grad):
+    """Review finding (cost): a non-coalesced COO adj_t was coalesced and its structure rebuilt on every call."""
+    torch.manual_seed(0)
+    idx, v = torch.randint(0, 7, (2, 30)), torch.rand(30, requires_grad=values_grad)
+    adj = torch.sparse_coo_tensor(idx, v, (7, 7))
+    x = torch.randn(7, 3, requires_grad=True)
+    g1, w1 = as_graph(adj)
+    g2, w2 = as_graph(adj)
+    assert g1 is g2
+    out = spmm(g2, x, w2)
+    want = adj.coalesce().to_dense() @ x
+    torch.testing.assert_close(out, want)
+    if values_grad:
+        (gv,) = torch.autograd.grad(out.sum(), v, retain_graph=True)
+        (rv,) = torch.autograd.grad(want.sum(), v)
+        torch.testing.assert_close(gv, rv)

@@ -581,10 +581,19 @@ def _from_torch_sparse(adj: Tensor, num_src, num_dst, name) -> Tuple[Graph, Opti
         raise ValueError(f"{name} must be a 2-D sparse matrix, got {adj.dim()} dimensions")
     ns, nd = _check_adj_size(adj.shape, num_src, num_dst, name)
     if adj.layout == torch.sparse_coo:
-        if not adj.is_coalesced():  # checked first: torch's coalesce folds a negative id into another entry
-            raw = adj._indices()
-            validate_edge_index(torch.stack([raw[1], raw[0]]), ns, nd, name)
-            adj = adj.coalesce()  # sums duplicates, as PyG's to_edge_index does
+        if not adj.is_coalesced():  # duplicates are summed, as PyG's to_edge_index does (torch's coalesce),
+            raw = adj._indices()    # with the structure and each entry's slot cached on this tensor
+
+            def build_raw() -> Tuple[Graph, Tensor]:  # checked first: coalesce folds a negative id elsewhere
+                validate_edge_index(torch.stack([raw[1], raw[0]]), ns, nd, name)
+                uniq, slot = torch.unique(raw[0].long() * max(ns, 1) + raw[1].long(), return_inverse=True)
+                # unique keys come sorted by (row, column) = (destination, source): already CSR order
+                return Graph.from_coo(uniq % max(ns, 1), uniq // max(ns, 1), ns, nd), slot
+            g, slot = cached_for(adj, ("graph-uncoalesced", ns, nd), build_raw)
+            if adj.requires_grad:  # coalesce's values carry the gradient (its order is the slots' order)
+                return g, adj.coalesce().values()
+            vals = adj._values()  # no sort: each entry added into its cached slot
+            return g, vals.new_zeros((g.num_edges,) + tuple(vals.shape[1:])).index_add(0, slot, vals)
         idx = adj.indices()
 
         def build() -> Graph:  # ids checked once, with the structure (torch does not check them by default)
