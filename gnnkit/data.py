@@ -6,6 +6,9 @@ Where the data is looked for, in this order:
 2. the environment variable ``GNNKIT_DATA``;
 3. the ``datasets/`` folder bundled with gnnkit (Cora and MUTAG only).
 
+The first of 1 and 2 that is given decides: a ``root`` or ``GNNKIT_DATA`` that lacks the dataset is an
+error naming it (never a silent fall-back to another copy); the bundled copy is used when neither is set.
+
 Each root uses the layout of ``../shared/datasets``::
 
     ROOT/planetoid/Cora/raw/ind.cora.*            Planetoid(ROOT/planetoid, "Cora")
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from gnnkit._atomic import sha256_file
+from gnnkit._atomic import sha256_file, write_json_atomic
 
 BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "datasets"
 
@@ -192,6 +195,9 @@ def find_root(name: str, root: Optional[str] = None) -> Path:
                      + (" ..." if len(missing) > 6 else ""))
     lines.append(f"Fix: put the raw files under ROOT/{spec.subdir}/{spec.folder}/ and pass root=ROOT "
                  "or set GNNKIT_DATA=ROOT (e.g. GNNKIT_DATA=../shared/datasets).")
+    if tried and tried[-1][0] != "bundled datasets/" and not _missing(spec, BUNDLED_ROOT):
+        lines.append(f"A bundled copy of {spec.name} exists in {BUNDLED_ROOT}: pass root={BUNDLED_ROOT} or unset "
+                     "GNNKIT_DATA to use it (a given root or GNNKIT_DATA is never silently bypassed).")
     raise DatasetNotFoundError("\n".join(lines))
 
 
@@ -274,17 +280,67 @@ def load_dataset(name: str, root: Optional[str] = None, transform: Optional[Call
     found = find_root(name, root)
     verify_checksums(name, found)
     base = _writable_root(spec, found)
+    where = base / spec.folder
+    _drop_stale_processed(where)
     try:
         ds = _load(spec, base, transform)
-        _check_consistent(spec, ds, base / spec.folder)
-        return ds
-    except (DatasetNotFoundError, DatasetIntegrityError):
+        _check_consistent(spec, ds, where)
+    except DatasetNotFoundError:
         raise
+    except DatasetIntegrityError as e:
+        # PyG has already processed the damaged raw files: the processed copy goes with the refusal, or the
+        # next load after the raw files are restored would reuse it (a Cora test set of 500 nodes, silently)
+        raise DatasetIntegrityError(f"{e}{_drop_processed(where)}") from None
     except Exception as e:  # truncated pickles / processed files raise many types
-        where = base / spec.folder
         raise DatasetIntegrityError(f"{spec.name}: the files under {where} could not be loaded ({type(e).__name__}: "
-                                    f"{str(e)[:200]}); fix: delete {where / 'processed'} to rebuild it, and check the "
-                                    "raw files") from e
+                                    f"{str(e)[:200]}); check the raw files{_drop_processed(where)}") from e
+    _stamp_processed(where)
+    return ds
+
+
+_STAMP = "gnnkit_raw_stamp.json"
+
+
+def _raw_stamp(folder: Path) -> List[List[Any]]:
+    """Name, size and modification time of every raw file: what the processed files were built from."""
+    raw = folder / "raw"
+    files = sorted(p for p in raw.rglob("*") if p.is_file()) if raw.is_dir() else []
+    return [[str(p.relative_to(raw)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def _drop_processed(folder: Path) -> str:
+    """Remove ``folder/processed`` (derived from the raw files by the loader); the sentence for an error."""
+    import shutil
+    proc = folder / "processed"
+    if not proc.is_dir():
+        return ""
+    if not os.access(proc, os.W_OK):
+        return f"; then delete {proc} (built from the damaged files) so that it is rebuilt"
+    shutil.rmtree(proc, ignore_errors=True)
+    return f"; the processed copy built from them ({proc}) was removed and is rebuilt on the next load"
+
+
+def _drop_stale_processed(folder: Path) -> None:
+    """Processed files whose raw files changed since a good load (replaced, restored) are rebuilt."""
+    import json
+    stamp = folder / "processed" / _STAMP
+    if not stamp.is_file():
+        return
+    try:
+        same = json.loads(stamp.read_text()) == _raw_stamp(folder)
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        _drop_processed(folder)
+
+
+def _stamp_processed(folder: Path) -> None:
+    proc = folder / "processed"
+    if proc.is_dir() and os.access(proc, os.W_OK):
+        try:
+            write_json_atomic(_raw_stamp(folder), proc / _STAMP)
+        except OSError:  # a read-only copy: nothing to remember, nothing to rebuild
+            pass
 
 
 def _check_consistent(spec: DatasetSpec, ds: Any, folder: Path) -> None:

@@ -132,3 +132,29 @@ def test_a_truncated_tu_file_is_refused_without_a_checksum_file(tmp_path, part, 
     _halve(tmp_path / "tu" / "MUTAG" / "raw" / f"MUTAG_{part}.txt")
     with pytest.raises(DatasetIntegrityError, match=key):
         load_dataset("MUTAG", root=str(tmp_path))
+
+
+def test_processed_files_built_from_damaged_raw_files_are_not_reused(tmp_path):
+    """Review finding: PyG processed a truncated Cora test.index before gnnkit refused it; after the file was
+    restored, as the error asked, the stale processed copy was reused: 500 test nodes, silently."""
+    from gnnkit.data import DatasetIntegrityError
+    raw = tmp_path / "planetoid" / "Cora" / "raw"
+    shutil.copytree(BUNDLED_ROOT / "planetoid" / "Cora" / "raw", raw)
+    good = (raw / "ind.cora.test.index").read_text()
+    _halve(raw / "ind.cora.test.index")
+    with pytest.raises(DatasetIntegrityError, match="processed copy built from them .* was removed"):
+        load_dataset("Cora", root=str(tmp_path))
+    (raw / "ind.cora.test.index").write_text(good)
+    assert int(load_dataset("Cora", root=str(tmp_path))[0].test_mask.sum()) == 1000
+    # raw files replaced after a good load: the processed copy is rebuilt from them
+    data_pt = tmp_path / "planetoid" / "Cora" / "processed" / "data.pt"
+    data_pt.write_bytes(b"stale")
+    y = raw / "ind.cora.y"
+    y.write_bytes(y.read_bytes())  # a new modification time
+    assert int(load_dataset("Cora", root=str(tmp_path))[0].test_mask.sum()) == 1000
+
+
+def test_a_data_root_without_a_bundled_dataset_names_the_bundled_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("GNNKIT_DATA", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="A bundled copy of Cora exists"):
+        load_dataset("Cora")
