@@ -238,3 +238,29 @@ def test_json_writers_write_strict_json(tmp_path):
     assert strict((tmp_path / "a.json").read_text()) == want
     write_json_verified(obj, tmp_path / "b.json")
     assert strict((tmp_path / "b.json").read_text()) == want and read_json_verified(tmp_path / "b.json") == want
+
+
+def test_a_draw_killed_before_its_manifest_leaves_nothing_for_the_next_draw(tmp_path, monkeypatch):
+    """Review finding: a 40-graph draw killed after its graph files but before samples.json left 36 files that a
+    later 4-graph draw never removed (the folder mixed two draws; only the earlier manifest was consulted)."""
+    import torch
+    from torch_geometric.data import Data
+
+    import gnnkit.latent.io as lio
+    g = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
+    out = tmp_path / "s"
+    lio.write_samples([g] * 4, out, {"model": "test"})
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # after the graph files, before graphs.png and samples.json
+    monkeypatch.setattr(lio, "draw_grid", killed)
+    with pytest.raises(KeyboardInterrupt):
+        lio.write_samples([g] * 12, out, {"model": "test"})
+    assert len(list(out.glob("graph_*.txt"))) == 12
+    monkeypatch.undo()
+    lio.write_samples([g] * 4, out, {"model": "test"})
+    assert sorted(p.name for p in out.glob("graph_*.txt")) == [f"graph_{i:03d}.txt" for i in range(4)]
+    assert not (out / ".draw-in-progress.json").exists()
+    (out / "graph_007.txt").write_text("mine")  # a user's own file, listed by no draw: kept
+    lio.write_samples([g] * 2, out, {"model": "test"})
+    assert (out / "graph_007.txt").read_text() == "mine" and not (out / "graph_003.txt").exists()

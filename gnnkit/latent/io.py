@@ -81,8 +81,11 @@ def earlier_draw(out_dir: Union[str, Path]) -> List[str]:
     out = Path(out_dir)
     if not (out.is_dir() and any(out.iterdir())):
         return []
+    pending = _pending(out)  # the files of a draw killed before its samples.json
+    if pending and not (out / "samples.json").exists():
+        return pending
     try:
-        return [str(f) for f in json.loads((out / "samples.json").read_text())["files"]]
+        return [str(f) for f in json.loads((out / "samples.json").read_text())["files"]] + pending
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(f"{out} (the samples folder, --out) holds files but no samples.json of an earlier draw: "
                          "writing graph_*.txt/.pt there could replace files that are not gnnkit's; fix: a new or "
@@ -90,6 +93,14 @@ def earlier_draw(out_dir: Union[str, Path]) -> List[str]:
 
 
 _SAMPLE_FILE = re.compile(r"graph_\d+\.(txt|pt)")
+_PENDING = ".draw-in-progress.json"  # the names a draw is about to write; gone once its samples.json is
+
+
+def _pending(out: Path) -> List[str]:
+    try:
+        return [str(f) for f in json.loads((out / _PENDING).read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: dict,
@@ -103,6 +114,10 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
     old_files = earlier_draw(out)
     out.mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(len(graphs) - 1)))
+    # named before they are written: a draw killed half-way leaves this list, and the next draw removes them
+    # (else a later, smaller draw would leave the killed draw's extra graph files beside its own)
+    names_ahead = [f"graph_{i:0{width}d}{ext}" for i in range(len(graphs)) for ext in (".txt", ".pt")]
+    atomic_write(out / _PENDING, json.dumps(sorted(set(names_ahead) | set(_pending(out)))).encode())
     written = []
     for i, g in enumerate(graphs):
         stem = out / f"graph_{i:0{width}d}"
@@ -123,4 +138,5 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
     for name in old_files:  # the earlier draw's graphs that this one did not replace would mix in
         if _SAMPLE_FILE.fullmatch(name) and name not in names:
             (out / name).unlink(missing_ok=True)
+    (out / _PENDING).unlink(missing_ok=True)
     return written
