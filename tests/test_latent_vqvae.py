@@ -450,3 +450,14 @@ def test_sample_into_a_folder_of_other_files_is_refused(tmp_path, monkeypatch, c
     write_samples(graphs[:1], out, {})  # a smaller draw: the earlier draw's extra graphs go, notes stay
     assert sorted(p.name for p in out.glob("graph_*")) == ["graph_000.pt", "graph_000.txt"]
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_checkpoint_without_its_side_file_loads_with_a_warning(tmp_path):
+    """Review finding: copied alone, a checkpoint with flipped bits loaded silently; now the missing check is said."""
+    from gnnkit.latent.train import FORMAT, VERSION, CheckpointError, load_checkpoint, save_checkpoint
+    save_checkpoint({"format": FORMAT, "version": VERSION}, tmp_path / "checkpoint.pt")
+    (tmp_path / "checkpoint.pt.sha256").unlink()
+    # a minimal state: the warning comes first, then the named error for the keys it lacks
+    with pytest.warns(UserWarning, match="no checkpoint.pt.sha256 beside it"), \
+            pytest.raises(CheckpointError, match="lacks"):
+        load_checkpoint(tmp_path)

@@ -224,9 +224,13 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
         raise FileNotFoundError(f"checkpoint {path} does not exist; give a run folder written by "
                                 f"'gnnkit vq train' or its {CHECKPOINT}")
     try:
-        verify_file(path)  # written by save_checkpoint (runs from before it have no side file)
+        checked = verify_file(path)  # written by save_checkpoint (runs from before it have no side file)
     except IntegrityError as e:
         raise CheckpointError(f"{e}; or use another run folder or retrain") from None
+    if checked is None:  # copied without its side file: loadable, but damage would go unseen
+        import warnings
+        warnings.warn(f"{path} has no {path.name}.sha256 beside it, so it cannot be checked for damage (torch's "
+                      "format checks no CRCs); copy the side file with it", stacklevel=2)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - an unpickler fed damaged bytes raises many types (IndexError too)
