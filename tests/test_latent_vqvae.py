@@ -285,6 +285,7 @@ def test_sampling_is_reproducible_and_seed_dependent(tmp_path):
     assert all(1 <= g.num_nodes <= run.model.max_nodes for g in a)
 
 
+@pytest.mark.filterwarnings("ignore:.*sha256 beside it")  # damaged copies without their side files, on purpose
 def test_bad_checkpoints_give_clear_errors(tmp_path):
     cfg = config_for("community-small", **TINY)
     run = VQRun.create(cfg, tmp_path / "r").fit(progress=False)
