@@ -264,3 +264,32 @@ def test_a_draw_killed_before_its_manifest_leaves_nothing_for_the_next_draw(tmp_
     (out / "graph_007.txt").write_text("mine")  # a user's own file, listed by no draw: kept
     lio.write_samples([g] * 2, out, {"model": "test"})
     assert (out / "graph_007.txt").read_text() == "mine" and not (out / "graph_003.txt").exists()
+
+
+def test_a_killed_draw_does_not_cost_a_user_file_it_never_wrote(tmp_path, monkeypatch):
+    """Review finding: the in-progress list named every file a killed draw was about to write; the next draw then
+    removed a user's own graph_005.txt that the killed draw had not reached."""
+    import time
+
+    import torch
+    from torch_geometric.data import Data
+
+    import gnnkit.latent.io as lio
+    g = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
+    out = tmp_path / "s"
+    lio.write_samples([g] * 3, out, {"model": "test"})
+    (out / "graph_005.txt").write_text("mine")
+    time.sleep(0.05)
+    real, calls = lio.atomic_write, []
+
+    def killed_after_one(path, data):
+        calls.append(path)
+        if len(calls) > 2:  # the list, then graph_000.txt: killed before anything else
+            raise KeyboardInterrupt
+        real(path, data)
+    monkeypatch.setattr(lio, "atomic_write", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        lio.write_samples([g] * 8, out, {"model": "test"})
+    monkeypatch.undo()
+    lio.write_samples([g] * 3, out, {"model": "test"})
+    assert (out / "graph_005.txt").read_text() == "mine"

@@ -196,3 +196,16 @@ def test_gcn_result_dtype_follows_a_wider_edge_weight_as_pyg(xd, wd, f_in, cache
         torch.testing.assert_close(got, want, atol=tol, rtol=tol)
         got.float().sum().backward()
         assert x.grad is not None and x.grad.dtype == xd
+
+
+def test_cached_gcn_keeps_the_cached_weights_dtype_as_pyg():
+    """Review finding: cached=True after a bf16 x + fp32 edge_weight call returned bf16 on the next call (PyG reuses
+    the cached fp32 weights: fp32)."""
+    torch.manual_seed(0)
+    ei, w = torch.randint(0, 10, (2, 30)), torch.rand(30)
+    p = pyg.GCNConv(8, 4, cached=True).to(torch.bfloat16)
+    g = gnn.GCNConv(8, 4, cached=True).to(torch.bfloat16)
+    g.load_state_dict(p.state_dict())
+    x = torch.randn(10, 8).to(torch.bfloat16)
+    for ew in (w, None):
+        assert g(x, ei, ew).dtype == p(x, ei, ew).dtype == torch.float32

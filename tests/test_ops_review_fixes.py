@@ -126,3 +126,16 @@ def test_an_uncoalesced_coo_adjacency_is_structured_once_and_sums_duplicates(val
         (gv,) = torch.autograd.grad(out.sum(), v, retain_graph=True)
         (rv,) = torch.autograd.grad(want.sum(), v)
         torch.testing.assert_close(gv, rv)
+
+
+def test_an_uncoalesced_coo_built_on_an_index_tensor_follows_its_edits():
+    """Review finding: the cached structure of an uncoalesced COO missed an in-place edit of the index tensor it
+    shares storage with (the sparse tensor's version does not move)."""
+    idx = torch.tensor([[0, 1, 2, 1], [1, 2, 0, 1]])
+    adj = torch.sparse_coo_tensor(idx, torch.rand(4), (3, 3))
+    x = torch.randn(3, 2)
+    g, w = as_graph(adj)
+    torch.testing.assert_close(spmm(g, x, w), adj.to_dense() @ x)
+    idx[1, 0] = 0  # in place, through the shared storage
+    g, w = as_graph(adj)
+    torch.testing.assert_close(spmm(g, x, w), adj.to_dense() @ x)

@@ -9,7 +9,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch_geometric.data import Data
@@ -96,11 +96,22 @@ _SAMPLE_FILE = re.compile(r"graph_\d+\.(txt|pt)")
 _PENDING = ".draw-in-progress.json"  # the names a draw is about to write; gone once its samples.json is
 
 
-def _pending(out: Path) -> List[str]:
+def _pending_list(out: Path) -> Tuple[Optional[int], List[str]]:
+    """``(since, names)`` of the in-progress list: the time the first unfinished draw began, and every name
+    the unfinished draws were about to write; ``(None, [])`` without one."""
     try:
-        return [str(f) for f in json.loads((out / _PENDING).read_text())]
-    except (OSError, ValueError, TypeError):
-        return []
+        d = json.loads((out / _PENDING).read_text())
+        since = d["since"]  # None: the list's own time (the file clock the graph files are stamped by)
+        return int((out / _PENDING).stat().st_mtime_ns if since is None else since), [str(f) for f in d["files"]]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None, []
+
+
+def _pending(out: Path) -> List[str]:
+    """The names killed draws were about to write that they did write (not older than the first of those
+    draws: a user's own file of such a name, untouched by them, stays)."""
+    since, names = _pending_list(out)
+    return [f for f in names if (out / f).is_file() and (out / f).stat().st_mtime_ns >= since]
 
 
 def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: dict,
@@ -117,7 +128,9 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
     # named before they are written: a draw killed half-way leaves this list, and the next draw removes them
     # (else a later, smaller draw would leave the killed draw's extra graph files beside its own)
     names_ahead = [f"graph_{i:0{width}d}{ext}" for i in range(len(graphs)) for ext in (".txt", ".pt")]
-    atomic_write(out / _PENDING, json.dumps(sorted(set(names_ahead) | set(_pending(out)))).encode())
+    since, before = _pending_list(out)
+    atomic_write(out / _PENDING, json.dumps({"since": since,
+                                             "files": sorted(set(names_ahead) | set(before))}).encode())
     written = []
     for i, g in enumerate(graphs):
         stem = out / f"graph_{i:0{width}d}"

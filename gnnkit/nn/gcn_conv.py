@@ -239,6 +239,8 @@ class GCNConv(CSRMessagePassing):
         cache = self.cached and self.normalize  # as PyG: without normalisation nothing is cached
         if cache and self._cached_norm is not None:
             graph, w = self._cached_norm
+            if x.is_floating_point() and w.is_floating_point():  # the cached weights' dtype, as PyG reuses them
+                dt = torch.promote_types(x.dtype, w.dtype)
             if graph.num_dst != n:
                 raise ValueError(f"GCNConv(cached=True) was cached on a graph with {graph.num_dst} nodes but x "
                                  f"has {n}; cached=True is for one fixed graph (transductive) — use "

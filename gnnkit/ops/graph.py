@@ -589,7 +589,9 @@ def _from_torch_sparse(adj: Tensor, num_src, num_dst, name) -> Tuple[Graph, Opti
                 uniq, slot = torch.unique(raw[0].long() * max(ns, 1) + raw[1].long(), return_inverse=True)
                 # unique keys come sorted by (row, column) = (destination, source): already CSR order
                 return Graph.from_coo(uniq % max(ns, 1), uniq // max(ns, 1), ns, nd), slot
-            g, slot = cached_for(adj, ("graph-uncoalesced", ns, nd), build_raw)
+            # the indices' fingerprint in the key: a tensor built from an index tensor shares its storage, and an
+            # edit of that index tensor bumps no version the sparse tensor carries
+            g, slot = cached_for(adj, ("graph-uncoalesced", ns, nd, _fingerprint(raw)), build_raw)
             if adj.requires_grad:  # coalesce's values carry the gradient (its order is the slots' order)
                 return g, adj.coalesce().values()
             vals = adj._values()  # no sort: each entry added into its cached slot
