@@ -118,3 +118,13 @@ def test_residual_names_a_width_mismatch():
     with pytest.raises(ValueError, match=r"Residual\(in_channels=4, out_channels=4\) got input width 4 and conv "
                                          "output width 8"):
         r(torch.randn(5, 4), _ring(5))
+
+
+def test_pgnn_conv_names_bad_anchor_tables():
+    from gnnkit.nn import PGNNConv
+    conv = PGNNConv(3, 4)
+    x = torch.randn(5, 3)
+    with pytest.raises(IndexError, match=r"dist_argmax holds node ids outside \[0, 5\)"):
+        conv(x, torch.rand(5, 2), torch.tensor([[0, 1]] * 4 + [[0, 9]]))
+    with pytest.raises(ValueError, match=r"must both be \[N, k\]"):
+        conv(x, torch.rand(5), torch.zeros(5, 2, dtype=torch.long))

@@ -114,9 +114,15 @@ class PGNNConv(torch.nn.Module):
                 m.reset_parameters()
 
     def forward(self, x: Tensor, dist_max: Tensor, dist_argmax: Tensor) -> Tuple[Tensor, Tensor]:
+        if dist_argmax.dim() != 2 or dist_max.shape != dist_argmax.shape:
+            raise ValueError(f"PGNNConv: dist_max and dist_argmax must both be [N, k] (closest_anchors' output), got "
+                             f"{list(dist_max.shape)} and {list(dist_argmax.shape)}")
         n, k = dist_argmax.shape
         if x.dim() != 2 or x.size(0) != n or x.size(1) != self.in_channels:
             raise ValueError(f"PGNNConv: x must be [N={n}, in_channels={self.in_channels}], got {list(x.shape)}")
+        if dist_argmax.numel() and (int(dist_argmax.min()) < 0 or int(dist_argmax.max()) >= n):
+            raise IndexError(f"PGNNConv: dist_argmax holds node ids outside [0, {n}) (from {int(dist_argmax.min())} "
+                             f"to {int(dist_argmax.max())}); it must index rows of x (closest_anchors' output)")
         weight = dist_max.to(x.device, x.dtype).unsqueeze(-1)  # [N, k, 1]
         if self.distance_map is not None:
             # no anchor of the set within q hops (score 0): the "closest" anchor is arbitrary, so it sends
