@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from gnnkit import profile as prof  # noqa: E402
-from gnnkit._atomic import atomic_write, json_text  # noqa: E402
+from gnnkit._atomic import atomic_write, write_json_atomic  # noqa: E402
 
 SUITE = {
     # name: (source, args, cuda_only)
@@ -429,7 +429,7 @@ def main(argv=None) -> int:
         for name, rows in report["train"].items()}
     tag = args.tag or device.type
     out_dir = Path(args.out_dir)
-    atomic_write(out_dir / f"kernels_{tag}.json", (json_text(report) + "\n").encode())  # NaN as null
+    write_json_atomic(report, out_dir / f"kernels_{tag}.json")  # NaN as null
     if report["graphs"]:
         plot_summary(report, out_dir / f"kernels_{tag}.png")
         md = markdown(report)

@@ -288,7 +288,8 @@ def load_dataset(name: str, root: Optional[str] = None, transform: Optional[Call
 
 
 def _load_checked(spec: DatasetSpec, base: Path, where: Path, transform: Optional[Callable]) -> Any:
-    _drop_stale_processed(where)
+    stamp = _raw_stamp(where)
+    current = _drop_stale_processed(where, stamp)
     try:
         ds = _load(spec, base, transform)
         _check_consistent(spec, ds, where)
@@ -301,7 +302,8 @@ def _load_checked(spec: DatasetSpec, base: Path, where: Path, transform: Optiona
     except Exception as e:  # truncated pickles / processed files raise many types
         raise DatasetIntegrityError(f"{spec.name}: the files under {where} could not be loaded ({type(e).__name__}: "
                                     f"{str(e)[:200]}); check the raw files{_drop_processed(where)}") from e
-    _stamp_processed(where)
+    if not current:
+        _stamp_processed(where, stamp)
     return ds
 
 
@@ -327,25 +329,27 @@ def _drop_processed(folder: Path) -> str:
     return f"; the processed copy built from them ({proc}) was removed and is rebuilt on the next load"
 
 
-def _drop_stale_processed(folder: Path) -> None:
-    """Processed files whose raw files changed since a good load (replaced, restored) are rebuilt."""
+def _drop_stale_processed(folder: Path, stamp: List[List[Any]]) -> bool:
+    """Processed files whose raw files changed since a good load (replaced, restored) are removed, to be
+    rebuilt; whether the stamp on disk is ``stamp`` (nothing to write after the load)."""
     import json
-    stamp = folder / "processed" / _STAMP
-    if not stamp.is_file():
-        return
+    path = folder / "processed" / _STAMP
+    if not path.is_file():
+        return False
     try:
-        same = json.loads(stamp.read_text()) == _raw_stamp(folder)
+        same = json.loads(path.read_text()) == stamp
     except (OSError, ValueError):
         same = False
     if not same:
         _drop_processed(folder)
+    return same
 
 
-def _stamp_processed(folder: Path) -> None:
+def _stamp_processed(folder: Path, stamp: List[List[Any]]) -> None:
     proc = folder / "processed"
     if proc.is_dir() and os.access(proc, os.W_OK):
         try:
-            write_json_atomic(_raw_stamp(folder), proc / _STAMP)
+            write_json_atomic(stamp, proc / _STAMP)
         except OSError:  # a read-only copy: nothing to remember, nothing to rebuild
             pass
 

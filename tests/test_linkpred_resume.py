@@ -143,3 +143,13 @@ def test_cli_checkpoint_and_resume(tmp_path, capsys, monkeypatch):
     assert "--resume needs --checkpoint" in capsys.readouterr().err
     assert main(base + ["--checkpoint", str(js2), "--json", str(js2)]) == 2
     assert "name the same file" in capsys.readouterr().err
+
+
+def test_bad_checkpoint_arguments_are_named(tmp_path):
+    tr, va, te = _split()
+    cfg = LinkPredConfig(**{**CFG, "epochs": 1})
+    with pytest.raises(ValueError, match="is a folder; fix: a file path"):
+        fit(tr, va, te, cfg, progress=False, checkpoint=tmp_path)
+    for bad in ("10", float("nan"), -1):
+        with pytest.raises(ValueError, match="checkpoint_every_s must be >= 0 seconds"):
+            fit(tr, va, te, cfg, progress=False, checkpoint=tmp_path / "x.pt", checkpoint_every_s=bad)

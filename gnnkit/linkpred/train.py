@@ -369,11 +369,19 @@ def split_fingerprint(train_data: Data, val_data: Data, test_data: Data) -> str:
     return h.hexdigest()
 
 
-def _rng_state(device: torch.device) -> Dict[str, object]:
+def rng_state(device: torch.device) -> Dict[str, object]:
+    """The process's global random streams (dropout draws from them): CPU, and ``device``'s when CUDA."""
     state: Dict[str, object] = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
+
+
+def set_rng_state(state: Dict[str, object], device: torch.device) -> None:
+    """Restore what :func:`rng_state` saved (the CUDA stream only on a CUDA device)."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _comparable(cfg: LinkPredConfig) -> Dict[str, object]:
@@ -431,11 +439,15 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
     from tqdm.auto import tqdm
 
     from gnnkit.distributed import init as dist_init
-    if checkpoint_every_s < 0 or checkpoint_every_s != checkpoint_every_s:
-        raise ValueError(f"checkpoint_every_s must be >= 0 seconds, got {checkpoint_every_s}")
+    if isinstance(checkpoint_every_s, bool) or not isinstance(checkpoint_every_s, (int, float)) or \
+            not checkpoint_every_s >= 0:  # nan too
+        raise ValueError(f"checkpoint_every_s must be >= 0 seconds, got {checkpoint_every_s!r}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint file to continue from; fix: pass checkpoint=PATH "
                          "(--checkpoint)")
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        raise ValueError(f"checkpoint={str(checkpoint)!r} is a folder; fix: a file path, e.g. "
+                         f"{Path(checkpoint) / 'linkpred.pt'}")
     ctx = dist_init(cfg.device)  # under torchrun: this rank's process group (else a 1-process no-op)
     if ctx.enabled:
         cfg = replace(cfg, device=str(ctx.device(cfg.device)))
@@ -455,9 +467,7 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
             raise ValueError(error)
         if ck is not None:
             trainer.load_state_dict(ck["trainer"])
-            torch.set_rng_state(ck["rng"]["torch"])
-            if "cuda" in ck["rng"] and trainer.device.type == "cuda":
-                torch.cuda.set_rng_state(ck["rng"]["cuda"], trainer.device)
+            set_rng_state(ck["rng"], trainer.device)
             best, history, before = ck["best"], list(ck["history"]), float(ck["seconds"])
     start = len(history)
     t0 = time.perf_counter()
@@ -466,7 +476,7 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
     def save() -> None:
         if ctx.is_main:
             save_torch_verified({"format": CHECKPOINT_FORMAT, "config": _comparable(cfg), "split": fingerprint,
-                                 "trainer": trainer.state_dict(), "rng": _rng_state(trainer.device),
+                                 "trainer": trainer.state_dict(), "rng": rng_state(trainer.device),
                                  "best": best, "history": history, "seconds": before + time.perf_counter() - t0,
                                  "complete": len(history) == cfg.epochs}, path)
 

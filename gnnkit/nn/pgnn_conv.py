@@ -57,12 +57,16 @@ def shortest_path_scores(edge_index: Tensor, num_nodes: int, q: int) -> Tensor:
     return torch.from_numpy(score).to(torch.get_default_dtype())
 
 
+def _check_copies(copies: float, who: str) -> None:
+    if isinstance(copies, bool) or not isinstance(copies, (int, float)) or not copies > 0:
+        raise ValueError(f"{who}: copies must be > 0 (anchor sets per size, a fraction of log2 n), got {copies!r}")
+
+
 def bourgain_anchor_sets(num_nodes: int, copies: float = 0.5, generator: Optional[torch.Generator] = None
                          ) -> List[Tensor]:
     """Random anchor sets as in the authors' code: ``m = floor(log2 n)`` sizes ``n / 2^(i+1)``, ``i < m``, each
     drawn ``max(1, int(copies * m))`` times without replacement (``k = m * copies`` sets, O(log² n))."""
-    if isinstance(copies, bool) or not isinstance(copies, (int, float)) or not copies > 0:
-        raise ValueError(f"P-GNN: copies must be > 0 (anchor sets per size, a fraction of log2 n), got {copies!r}")
+    _check_copies(copies, "P-GNN")
     m = max(int(math.log2(max(num_nodes, 2))), 1)
     per = max(int(copies * m), 1)
     sets = []
@@ -175,8 +179,7 @@ class PGNN(torch.nn.Module):
             raise ValueError(f"PGNN: num_layers must be >= 1, got {num_layers}")
         if q < 1:
             raise ValueError(f"PGNN: the distance cap q must be >= 1 hop, got {q}")
-        if isinstance(copies, bool) or not isinstance(copies, (int, float)) or not copies > 0:
-            raise ValueError(f"PGNN: copies must be > 0 (anchor sets per size, a fraction of log2 n), got {copies!r}")
+        _check_copies(copies, "PGNN")
         self.q, self.copies, self.dropout, self.seed = q, copies, dropout, seed
         self.lin_in = Linear(in_channels, hidden_channels)
         self.convs = ModuleList(PGNNConv(hidden_channels, hidden_channels, distance_map)

@@ -39,6 +39,7 @@ from gnnkit._atomic import (
     save_torch_verified,
     write_json_verified,
 )
+from gnnkit.linkpred.train import rng_state, set_rng_state
 
 from .tasks import LEADERBOARD, OGBConfig, make_task
 
@@ -47,28 +48,11 @@ class ResumeError(ValueError):
     """``out`` holds a run that cannot be resumed with this configuration (or must not be overwritten)."""
 
 
-def _save_checkpoint(obj: Dict[str, Any], path: Path) -> None:
-    save_torch_verified(obj, path)  # with checkpoint.pt.sha256 (torch's zip format checks no CRCs)
-
-
 def _load_checkpoint(path: Path) -> Dict[str, Any]:
     try:
         return load_torch_verified(path)
     except IntegrityError as e:
         raise ResumeError(f"{e}; or delete it to restart the run in progress from its first epoch") from None
-
-
-def _rng_state(device: torch.device) -> Dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _sync(device: torch.device) -> None:
@@ -167,7 +151,7 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                       "best_valid": -math.inf, "test_at_best": math.nan, "peak_mb": None}
             if ckpt is not None and ckpt["lib"] == lib and ckpt["run"] == r:
                 trainer.load_state_dict(ckpt["trainer"])
-                _set_rng_state(ckpt["rng"], device)
+                set_rng_state(ckpt["rng"], device)
                 record = ckpt["record"]
             ckpt = None
             if r < len(runs):
@@ -213,8 +197,8 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                 if scores is not None:
                     bar.set_postfix(loss=f"{loss:.4f}", valid=f"{scores['valid']:.4f}", test=f"{scores['test']:.4f}")
                 if ctx.is_main:  # checkpoint first, log second: a log never claims an epoch its checkpoint lacks
-                    _save_checkpoint({"lib": lib, "run": r, "trainer": trainer.state_dict(),
-                                      "rng": _rng_state(device), "record": record}, ckpt_path)
+                    save_torch_verified({"lib": lib, "run": r, "trainer": trainer.state_dict(),  # + .sha256
+                                         "rng": rng_state(device), "record": record}, ckpt_path)
                     write_json_verified(log, log_path)
                     if on_epoch is not None:
                         on_epoch(lib, r, epoch)

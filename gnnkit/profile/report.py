@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from gnnkit._atomic import atomic_write, json_text, write_verified
+from gnnkit._atomic import atomic_write, write_json_verified
 
 from .backends import BACKENDS, MODES, Record, available_backends, make_problem, run_one
 from .graphs import GraphSpec
@@ -121,7 +121,7 @@ def _version(mod: str) -> Optional[str]:
 
 
 def write_report(report: dict, json_path: Path, png_path: Optional[Path]) -> None:
-    write_verified(json_path, (json_text(report) + "\n").encode())  # strict JSON: NaN (not measured) as null
+    write_json_verified(report, json_path)  # strict JSON: NaN (not measured) as null
     if png_path is not None:
         plot(report, png_path)
 
