@@ -151,3 +151,26 @@ def test_compile_benchmark_at_toy_scale(tmp_path, monkeypatch):
         assert v["compiled_graphs"] <= 2 and v["max_abs_diff_out"] < 1e-4 and v["max_abs_diff_grad"] < 1e-4
         assert v["paired"]["rounds"] == 3 and v["paired"]["verdict"] in ("faster", "slower", "parity")
         assert v["paired"]["ci95"][0] <= v["paired"]["median"] <= v["paired"]["ci95"][1]
+
+
+def test_cora_layers_benchmark_short_run(tmp_path, monkeypatch):
+    """benchmarks/cora_layers.py for two layers, two rounds: gnnkit matches PyG with the same weights and
+    the record carries both inputs' paired statistics, JSON and plot written."""
+    import json
+    import sys
+    cl = load_benchmark("cora_layers")
+    out = tmp_path / "cora.json"
+    monkeypatch.setattr(sys, "argv", ["cora_layers.py", "--only", "GCN,GAT", "--rounds", "2", "--budget-s", "0",
+                                      "--out", str(out)])
+    cl.main()
+    res = json.loads(out.read_text())["results"]
+    assert set(res) == {"GCN", "GAT"}
+    for v in res.values():
+        assert v["max_abs_diff_out"] < 1e-4 and v["max_abs_diff_grad"] < 1e-3
+        assert set(v["median_ms"]) == {"gnnkit_same", "pyg_same", "gnnkit_fresh", "pyg_fresh"}
+        for inp in ("same", "fresh"):
+            assert v["speedup"][inp]["rounds"] == 2 and v["speedup"][inp]["verdict"] in ("faster", "slower", "parity")
+    assert out.with_suffix(".png").stat().st_size > 0
+    monkeypatch.setattr(sys, "argv", ["cora_layers.py", "--only", "GXN"])
+    with pytest.raises(SystemExit):
+        cl.main()

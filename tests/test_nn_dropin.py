@@ -238,14 +238,19 @@ def test_sage_lstm_reads_real_last_neighbour_and_shuffles():
         gnn.SAGEConv(F_IN, 6, aggr="lstm", aggr_kwargs={"bogus": 1})
 
 
+@pytest.mark.parametrize("f_in, folded", [(3, True), (6, False)])
 @pytest.mark.parametrize("form", ["single", "pair", "pair-none"])
-def test_gat_score_folding_matches_pyg_for_every_input_form(form):
-    """GATConv folds the node scores into ``x @ M``; with separate lin_src/lin_dst (tuple
-    in_channels) the destination score must come from lin_dst even for a single tensor x."""
+def test_gat_score_folding_matches_pyg_for_every_input_form(form, f_in, folded):
+    """GATConv folds the node scores into ``x @ M`` for inputs narrower than half its output
+    (heads * out_channels = 8 here), and scores the transformed features otherwise; with separate
+    lin_src/lin_dst (tuple in_channels) the destination score must come from lin_dst even for a
+    single tensor x."""
+    from gnnkit.nn.gat_conv import _fold_scores
+    assert _fold_scores(f_in, 2, 4) is folded
     torch.manual_seed(0)
-    x = torch.randn(30, 6)
+    x = torch.randn(30, f_in)
     ei = torch.randint(0, 30, (2, 120))
-    ins = 6 if form == "pair-none" else (6, 6)
+    ins = f_in if form == "pair-none" else (f_in, f_in)
     p = pnn.GATConv(ins, 4, heads=2)
     g = gnn.GATConv(ins, 4, heads=2)
     g.load_state_dict(p.state_dict())

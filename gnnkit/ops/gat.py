@@ -83,7 +83,7 @@ class EdgeScoresFunction(torch.autograd.Function):
         else:  # mixed dtypes: out of place, with torch's type promotion
             s = s + a_dst.index_select(0, graph.row) + (0 if edge_term is None else edge_term)
         ctx.graph, ctx.slope, ctx.num_src = graph, negative_slope, a_src.size(0)
-        ctx.t = graph.transpose() if ctx.needs_input_grad[1] and s.device.type != "cpu" else None
+        ctx.t = graph.transpose() if ctx.needs_input_grad[1] else None
         ctx.has_term = edge_term is not None
         if negative_slope >= 0:  # the sign of the output is the sign of the input
             F.leaky_relu_(s, negative_slope)

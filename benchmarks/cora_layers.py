@@ -1,0 +1,142 @@
+"""gnnkit's layers against PyG's on Cora as people train it: the first layer of each README model
+(GCN and SAGE 1433 -> 16, GIN with an MLP 1433 -> 16 -> 16, GAT 1433 -> 8 heads of 8), PyG's weights
+loaded into gnnkit's, one training step each (forward, ``out.sum().backward()`` into every
+parameter; the input features need no gradient), CPU.
+
+Two ways of passing the graph:
+
+* ``same``: the dataset's ``edge_index`` tensor on every call (full-batch training): gnnkit builds
+  its CSR structure once and finds it again by the tensor;
+* ``fresh``: a new copy of it on every call (what a mini-batch loader hands over): gnnkit rebuilds
+  the structure (sorts) on every call, PyG's scatter path needs none.
+
+Timings are interleaved in ABBA order (round ``k`` runs every variant once, every other round in
+reverse) after one untimed round; ``speedup`` per layer and input is the median of the per-round
+ratios PyG / gnnkit (> 1: gnnkit faster) with a 95 % bootstrap interval and a verdict
+(``gnnkit.profile.paired_ratio``).  Outputs and parameter gradients are checked against PyG.
+
+Example::
+
+    python benchmarks/cora_layers.py                 # JSON + PNG in benchmarks/results/
+    python benchmarks/cora_layers.py --only GAT --budget-s 10
+"""
+import argparse
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch_geometric.nn as pnn
+from torch.nn import Linear, ReLU, Sequential
+
+import gnnkit.nn as gnn
+from gnnkit._atomic import write_json_atomic
+from gnnkit.data import load_dataset
+from gnnkit.profile import interleaved, paired_ratio
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def layer_pairs(f_in: int):
+    """name -> (gnnkit layer, PyG layer) with the same weights."""
+    def mlp():
+        return Sequential(Linear(f_in, 16), ReLU(), Linear(16, 16))
+    pairs = {
+        "GCN": (gnn.GCNConv(f_in, 16), pnn.GCNConv(f_in, 16)),
+        "SAGE": (gnn.SAGEConv(f_in, 16), pnn.SAGEConv(f_in, 16)),
+        "GIN": (gnn.GINConv(mlp()), pnn.GINConv(mlp())),
+        "GAT": (gnn.GATConv(f_in, 8, heads=8), pnn.GATConv(f_in, 8, heads=8)),
+    }
+    for ours, theirs in pairs.values():
+        ours.load_state_dict(theirs.state_dict())
+    return pairs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=40, help="timed rounds, at least (default 40)")
+    ap.add_argument("--budget-s", type=float, default=20.0,
+                    help="more rounds until about this many seconds of timing per layer (default 20)")
+    ap.add_argument("--only", default=None, help="comma-separated layers of GCN,SAGE,GIN,GAT (default: all)")
+    ap.add_argument("--out", default=str(RESULTS / "cora_layers_cpu.json"), help="JSON path (a PNG next to it)")
+    args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be >= 1 (timed rounds), got {args.rounds}")
+    if args.budget_s < 0:
+        ap.error(f"--budget-s must be >= 0 seconds, got {args.budget_s}")
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    data = load_dataset("Cora")[0]
+    x, ei = data.x, data.edge_index
+    pairs = layer_pairs(x.size(1))
+    only = None if args.only is None else args.only.split(",")
+    if only is not None and not set(only) <= set(pairs):
+        ap.error(f"--only: unknown layers {sorted(set(only) - set(pairs))}; choose from {sorted(pairs)}")
+    cpu = torch.device("cpu")
+    results = {}
+    for name, (ours, theirs) in pairs.items():
+        if only is not None and name not in only:
+            continue
+
+        def step(m, fresh):
+            m.zero_grad(set_to_none=True)
+            out = m(x, ei.clone() if fresh else ei)
+            out.sum().backward()
+            return out.detach(), [p.grad for p in m.parameters()]
+
+        a, ga = step(ours, False)
+        b, gb = step(theirs, False)
+        rec = {"max_abs_diff_out": float((a - b).abs().max()),
+               "max_abs_diff_grad": max(float((p - q).abs().max()) for p, q in zip(ga, gb))}
+        t0 = time.perf_counter()
+        for _ in range(2):
+            step(ours, True)
+            step(theirs, True)
+        per_round = time.perf_counter() - t0  # two (gnnkit, PyG) pairs: about one round of four calls
+        rounds = max(args.rounds, int(args.budget_s / max(per_round, 1e-9)))
+        fns = {"gnnkit_same": lambda: step(ours, False), "pyg_same": lambda: step(theirs, False),
+               "gnnkit_fresh": lambda: step(ours, True), "pyg_fresh": lambda: step(theirs, True)}
+        times = interleaved(fns, rounds, cpu, alternate=True)
+        rec["median_ms"] = {k: round(1e3 * sorted(v)[len(v) // 2], 3) for k, v in times.items()}
+        rec["speedup"] = {inp: paired_ratio(times[f"pyg_{inp}"], times[f"gnnkit_{inp}"]) for inp in ("same", "fresh")}
+        results[name] = rec
+        print(name, rec, flush=True)
+    report = {"dataset": "Cora", "nodes": int(x.size(0)), "edges": int(ei.size(1)), "features": int(x.size(1)),
+              "device": f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)", "torch": torch.__version__,
+              "step": "forward, out.sum().backward(); x needs no gradient",
+              "allocator_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")},
+              "load_avg_at_end": list(os.getloadavg()), "results": results}
+    out = Path(args.out)
+    write_json_atomic(report, out)
+    plot(report, out.with_suffix(".png"))
+    print(f"wrote {out}")
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(report["results"])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, inp in enumerate(("same", "fresh")):
+        med = [report["results"][n]["speedup"][inp]["median"] for n in names]
+        lo = [m - report["results"][n]["speedup"][inp]["ci95"][0] for m, n in zip(med, names)]
+        hi = [report["results"][n]["speedup"][inp]["ci95"][1] - m for m, n in zip(med, names)]
+        ax.bar([j + 0.38 * i for j in range(len(names))], med, 0.38, yerr=[lo, hi], capsize=3,
+               label={"same": "same edge_index tensor", "fresh": "fresh copy per call"}[inp])
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks([j + 0.19 for j in range(len(names))], names)
+    ax.set_ylabel("PyG time / gnnkit time")
+    ax.set_title(f"Cora training step, {report['device']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()

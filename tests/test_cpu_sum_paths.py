@@ -1,0 +1,119 @@
+"""The CPU sums that run through MKL's CSR kernel (``gnnkit.ops.reference.csr_sum``): SpMM with
+reduce="sum", segment sums and GAT's node sums, for operands of at most 64 columns; wider ones keep
+``torch.sparse.mm`` / ``index_add_``.  Checked against dense products, across thread counts, and on
+the path each width takes."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import gnnkit.ops.reference as ref
+from gnnkit.ops import Graph, segment_reduce, spmm
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="needs torch built with MKL")
+
+
+def _csr(n, s, e, seed):
+    g = torch.Generator().manual_seed(seed)
+    row = torch.randint(0, max(n, 1), (e,), generator=g).sort().values
+    col = torch.randint(0, max(s, 1), (e,), generator=g)
+    rowptr = torch.ops.aten._convert_indices_from_coo_to_csr(row, n) if n else torch.zeros(1, dtype=torch.long)
+    return rowptr, row, col
+
+
+def _dense(n, s, row, col, value):
+    a = torch.zeros(n, s, dtype=torch.float64)
+    a.index_put_((row, col), value.double(), accumulate=True)
+    return a
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 40), s=st.integers(0, 40), e=st.integers(0, 200), f=st.sampled_from([0, 1, 7, 64, 65, 130]),
+       weighted=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**16))
+def test_csr_sum_matches_the_dense_product(n, s, e, f, weighted, dtype, seed):
+    if n == 0 or s == 0:
+        e = 0
+    rowptr, row, col = _csr(n, s, e, seed)
+    x = torch.randn(s, f, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+    value = torch.rand(e, dtype=dtype) if weighted else None
+    out = ref.csr_sum(rowptr, col, value, x)
+    expect = _dense(n, s, row, col, value if weighted else torch.ones(e)) @ x.double()
+    assert out.shape == (n, f) and out.dtype == dtype
+    torch.testing.assert_close(out.double(), expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("f", [8, 64])
+def test_csr_sum_does_not_depend_on_the_thread_count(f):
+    rowptr, _, col = _csr(3000, 3000, 40000, 1)
+    x, v = torch.randn(3000, f), torch.rand(40000)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ref.csr_sum(rowptr, col, v, x)
+        torch.set_num_threads(max(2, threads))
+        two = ref.csr_sum(rowptr, col, v, x)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
+@pytest.mark.parametrize("f, mkl", [(8, True), (64, True), (65, False), (300, False)])
+def test_each_width_takes_its_path(monkeypatch, f, mkl):
+    """MKL (torch.addmm on the CSR matrix) up to 64 columns, torch.sparse.mm's reduce kernel above:
+    the one measured faster at each width (gnnkit/ops/reference.py)."""
+    calls = []
+    real = torch.addmm
+    monkeypatch.setattr(torch, "addmm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rowptr, _, col = _csr(50, 40, 300, 2)
+    ref.spmm_csr_ref(rowptr, col, torch.rand(300, 1), torch.randn(40, 1, f), "sum")
+    ref.segment_sum(rowptr, torch.randn(300, f))
+    assert len(calls) == (2 if mkl else 0)
+
+
+def test_csr_sum_differentiates_in_its_dense_operand():
+    """A reference differentiated by a test: inputs that need a gradient take torch.sparse.mm."""
+    rowptr, row, col = _csr(20, 20, 80, 3)
+    x = torch.randn(20, 8, dtype=torch.float64, requires_grad=True)
+    v = torch.rand(80, dtype=torch.float64)
+    ref.csr_sum(rowptr, col, v, x).sum().backward()
+    a = _dense(20, 20, row, col, v)
+    torch.testing.assert_close(x.grad, a.sum(0).view(-1, 1).expand(20, 8))
+
+
+@pytest.mark.parametrize("f", [4, 64, 100])
+def test_ops_sums_match_pytorch_on_both_paths(f):
+    torch.manual_seed(0)
+    ei = torch.randint(0, 300, (2, 2000))
+    x = torch.randn(300, f, dtype=torch.float64)
+    w = torch.rand(2000, dtype=torch.float64)
+    expect = torch.zeros(300, f, dtype=torch.float64).index_add_(0, ei[1], w.view(-1, 1) * x[ei[0]])
+    g = Graph.build(ei, num_nodes=300)
+    torch.testing.assert_close(spmm(g, x, w), expect)
+    vals = torch.randn(2000, f, dtype=torch.float64)
+    seg = torch.zeros(300, f, dtype=torch.float64).index_add_(0, ei[1], vals)
+    torch.testing.assert_close(segment_reduce(g, vals, "sum"), seg)
+
+
+@pytest.mark.parametrize("width", [(8,), (2, 3), (70,)])
+def test_node_sums_over_the_transpose_match_index_add(width):
+    """GAT's per-slot scores summed onto sources: through the transposed CSR (MKL) when the
+    transpose is given, index_add_ over the slots' sources otherwise; the same sums."""
+    torch.manual_seed(0)
+    g = Graph.build(torch.randint(0, 200, (2, 1500)), num_nodes=200)
+    rowptr_t, _, perm_t = g.transpose()
+    slots = torch.randn((g.num_edges,) + width)
+    with_t, dst_t = ref.node_sums_ref(slots, g.rowptr, g.row, g.col, rowptr_t, perm_t, 200, True, True)
+    without, dst = ref.node_sums_ref(slots, g.rowptr, g.row, g.col, None, None, 200, True, True)
+    torch.testing.assert_close(with_t, without, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(with_t, torch.zeros((200,) + width).index_add_(0, g.col, slots), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dst_t, torch.zeros((200,) + width).index_add_(0, g.row, slots), rtol=1e-5, atol=1e-5)
+    assert torch.equal(dst_t, dst)
+
+
+def test_csr_sum_under_autocast_keeps_the_operands_dtype():
+    """autocast(bf16) would turn torch.addmm's operands into bf16, which MKL's sparse kernel lacks."""
+    rowptr, row, col = _csr(30, 30, 100, 4)
+    x, v = torch.randn(30, 8), torch.rand(100)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ref.csr_sum(rowptr, col, v, x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), _dense(30, 30, row, col, v) @ x.double(), rtol=1e-5, atol=1e-5)
