@@ -263,3 +263,17 @@ def test_lstm_aggr_kwargs_flags_must_be_booleans():
     for name in ("require_sorted", "shuffle", "pyg_padding"):
         with pytest.raises(ValueError, match=f"aggr_kwargs\\['{name}'\\] must be True or False"):
             gnn.SAGEConv(F_IN, 6, aggr="lstm", aggr_kwargs={name: "no"})
+
+
+def test_lazy_gat_first_call_scores_destinations_with_lin_dst():
+    """GATConv((-1, -1), ...) called with one x: its first (lazy) call scored the destinations with
+    lin_src's features (off by 1.28 from PyG here before the fix); PyG uses lin_dst(x)."""
+    torch.manual_seed(0)
+    x = torch.randn(30, 6)
+    ei = torch.randint(0, 30, (2, 120))
+    g = gnn.GATConv((-1, -1), 4, heads=2)
+    with torch.no_grad():
+        first = g(x, ei)
+    p = pnn.GATConv((6, 6), 4, heads=2)
+    p.load_state_dict(g.state_dict())
+    _close(first, p(x, ei))
