@@ -117,3 +117,47 @@ def test_csr_sum_under_autocast_keeps_the_operands_dtype():
         out = ref.csr_sum(rowptr, col, v, x)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out.double(), _dense(30, 30, row, col, v) @ x.double(), rtol=1e-5, atol=1e-5)
+
+
+def test_segment_sums_are_not_views():
+    """An MKL segment sum was a view of its 2-D result: the op's output then refused in-place changes
+    under autograd ("Output 0 of SegmentReduceFunction is a view ..."); found by a review."""
+    ei = torch.randint(0, 20, (2, 80), generator=torch.Generator().manual_seed(0))
+    g = Graph.build(ei, num_nodes=20)
+    for shape in [(80, 8), (80, 2, 4)]:
+        v = torch.randn(*shape, requires_grad=True)
+        out = segment_reduce(g, v, "sum")
+        assert not out._is_view()
+        out.add_(1.0)
+        out.square().sum().backward()
+        torch.testing.assert_close(v.grad, 2 * out.detach().index_select(0, ei[1]))  # d/dv of sum((s + 1)^2)
+    rowptr_t, _, perm_t = g.transpose()
+    src, _ = ref.node_sums_ref(torch.randn(80, 8), g.rowptr, g.row, g.col, rowptr_t, perm_t, 20, True, False)
+    assert not src._is_view()
+
+
+def test_extents_beyond_int32_keep_the_old_kernels(monkeypatch):
+    """torch casts CSR indices to int32 for MKL without a range check: rows, columns or entries past
+    int32 must not take that path (checked on the rule, with a lowered limit)."""
+    monkeypatch.setattr(ref, "_INT32_MAX", 99)
+    x = torch.randn(10, 8)
+    assert ref._mkl_fits(x, 10, 10, 99) and not ref._mkl_fits(x, 10, 10, 100) and not ref._mkl_fits(x, 100)
+    calls = []
+    real = torch.addmm
+    monkeypatch.setattr(torch, "addmm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rowptr, row, col = _csr(10, 10, 150, 5)
+    out = ref.csr_sum(rowptr, col, None, x)
+    torch.testing.assert_close(out.double(), _dense(10, 10, row, col, torch.ones(150)) @ x.double(), rtol=1e-5,
+                               atol=1e-5)
+    assert not calls
+
+
+def test_forward_mode_ad_keeps_the_old_kernels():
+    """Dual tensors (forward-mode AD) have no MKL sparse kernel: segment sums keep index_add_ and exact tangents."""
+    import torch.autograd.forward_ad as fwAD
+    rowptr, row, _ = _csr(12, 12, 60, 6)
+    v, t = torch.randn(60, 4, dtype=torch.float64), torch.randn(60, 4, dtype=torch.float64)
+    with fwAD.dual_level():
+        out = ref.segment_sum(rowptr, fwAD.make_dual(v, t))
+        tangent = fwAD.unpack_dual(out).tangent
+    torch.testing.assert_close(tangent, torch.zeros(12, 4, dtype=torch.float64).index_add_(0, row, t))

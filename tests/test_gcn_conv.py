@@ -188,3 +188,23 @@ def test_compiles_fullgraph_with_backward():
     (gx,) = torch.autograd.grad(out.sum(), x)
     (gx_ref,) = torch.autograd.grad(ref(x, ei).sum(), x)
     torch.testing.assert_close(gx, gx_ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("f_in, f_out", [(4, 3), (16, 3), (4, 32)])
+@pytest.mark.parametrize("x_grad", [False, True])
+def test_cached_first_filled_under_inference_mode_then_trains(f_in, f_out, x_grad):
+    """GCNConv(cached=True) whose first call runs under inference_mode (an evaluation before training)
+    kept inference tensors: training then raised "Inference tensors cannot be saved for backward"
+    (PyG raises the same); found by a review.  The cache is now a normal tensor and matches cached=False."""
+    torch.manual_seed(0)
+    ei = torch.randint(0, 20, (2, 60))
+    x = torch.randn(20, f_in, requires_grad=x_grad)
+    m = GCNConv(f_in, f_out, cached=True)
+    with torch.inference_mode():
+        first = m(x, ei)
+    out = m(x, ei)
+    out.sum().backward()
+    ref = GCNConv(f_in, f_out)
+    ref.load_state_dict(m.state_dict())
+    torch.testing.assert_close(out, ref(x, ei))
+    torch.testing.assert_close(first, out.detach())

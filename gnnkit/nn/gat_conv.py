@@ -32,7 +32,7 @@ def _fold_scores(f_in: int, heads: int, channels: int) -> bool:
     """Whether the node scores are computed as ``x @ M`` (``[F_in, 2H]``, see :func:`_score_matrix`)
     rather than from the transformed features: only for inputs narrower than half the output
     (``F_in < H * C / 2``).  Measured on 2 CPU threads, forward + backward of the scores:
-    ``x @ M`` is 1.2x faster at F_in = 16 (H = C = 8), even at 64, and 1.2-1.6x slower from
+    ``x @ M`` is 1.2x faster at F_in = 16 (H = C = 8), on par at 64, and 1.2-1.6x slower from
     128 to 1433 input features (docs/layers/benchmarks.md)."""
     return 2 * f_in < heads * channels
 

@@ -248,7 +248,11 @@ class GCNConv(CSRMessagePassing):
         else:
             graph, w, w_t = self._normalised(edge_index, edge_weight, n, dt)
             if cache:
-                self._cached_norm = (graph, w.detach())
+                kept = w.detach()
+                if kept.is_inference() and not torch.compiler.is_compiling():
+                    with torch.inference_mode(False):  # a first call under inference_mode: keep a normal
+                        kept = kept.clone()  # tensor, so training with this cache can save it for backward
+                self._cached_norm = (graph, kept)
                 # PyG's attribute names for the same cache (one of them set, by input form)
                 if is_sparse_adj(edge_index):
                     self._cached_adj_t = self._cached_norm

@@ -33,28 +33,37 @@ def tracks_grad(*ts: Tensor) -> bool:
 # On CPU, torch.addmm with a CSR matrix runs MKL's sparse kernel: for dense operands of at most 64
 # columns it is faster than torch.sparse.mm(reduce="sum") (0.3x the time at 8 columns, 0.6-0.8x at 32-64,
 # E = 16k and 220k, 2 threads) and than index_add_; from 128 columns it is slower (1.1-1.8x).  Its
-# results are the same for 1 and 2 threads (tests/test_cpu_sum_paths.py).
+# results are the same for 1 and 2 threads (tests/test_cpu_sum_paths.py).  torch links MKL's 32-bit-index
+# interface and casts the indices to int32 without a range check, so larger extents keep the old kernels.
 _MKL_MAX_WIDTH = 64
+_INT32_MAX = 2 ** 31 - 1
 
 
-def _mkl_fits(dense: Tensor) -> bool:
+def _mkl_fits(dense: Tensor, *extents: int) -> bool:
+    """Whether a CSR sum over ``dense`` ``[S, F]`` runs through MKL: CPU, fp32/fp64, at most 64 columns,
+    every extent (rows, columns, entries) within int32, nothing tracking a gradient (backward or forward
+    mode: the references keep autograd on torch.sparse.mm / index_add_)."""
     return (dense.device.type == "cpu" and dense.dtype in (torch.float32, torch.float64)
-            and dense.size(1) <= _MKL_MAX_WIDTH and torch.backends.mkl.is_available()
-            and not tracks_grad(dense))
+            and dense.size(1) <= _MKL_MAX_WIDTH and all(n <= _INT32_MAX for n in extents)
+            and torch.backends.mkl.is_available() and not tracks_grad(dense)
+            and torch.autograd.forward_ad._current_level < 0)
 
 
-def csr_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor) -> Tensor:
+def csr_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor,
+            out: Optional[Tensor] = None) -> Tensor:
     """``out[i] = sum over the slots k of row i of value[k] * dense[col[k]]`` (``value`` None: 1) for
-    ``dense`` ``[S, F]`` -> ``[N, F]``, deterministic; empty rows give 0."""
+    ``dense`` ``[S, F]`` -> ``[N, F]`` (written into ``out`` when given), deterministic; empty rows give 0."""
     N, (S, F) = rowptr.numel() - 1, dense.shape
     v = torch.ones(col.numel(), dtype=dense.dtype, device=dense.device) if value is None else value
     A = torch.sparse_csr_tensor(rowptr, col, v, (N, S), check_invariants=False)
-    if _mkl_fits(dense) and not tracks_grad(v) and col.numel() > 0:
+    if col.numel() > 0 and _mkl_fits(dense, N, S, col.numel()) and not tracks_grad(v):
+        res = dense.new_empty(N, F) if out is None else out
         if torch.is_autocast_enabled("cpu"):  # autocast would run addmm in bf16 (no MKL kernel): fp32 here
             with torch.autocast("cpu", enabled=False):
-                return torch.addmm(dense.new_empty(N, F), A, dense.contiguous(), beta=0)
-        return torch.addmm(dense.new_empty(N, F), A, dense.contiguous(), beta=0)
-    return torch.sparse.mm(A, dense, reduce="sum")
+                return torch.addmm(res, A, dense.contiguous(), beta=0, out=res)
+        return torch.addmm(res, A, dense.contiguous(), beta=0, out=res)  # out=: no copy of res into itself
+    res = torch.sparse.mm(A, dense, reduce="sum")
+    return res if out is None else out.copy_(res)
 
 
 def segment_sum(rowptr: Tensor, v: Tensor, row: Optional[Tensor] = None) -> Tensor:
@@ -69,9 +78,11 @@ def segment_sum(rowptr: Tensor, v: Tensor, row: Optional[Tensor] = None) -> Tens
     if v.device.type == "cpu":
         E, rest = v.size(0), tuple(v.shape[1:])
         flat = v.reshape(E, math.prod(rest))
-        if E > 0 and _mkl_fits(flat):  # each slot once, in order: rows of the E x E identity's columns
-            slots = torch.arange(E, device=v.device)
-            return csr_sum(rowptr, slots, None, flat).view((rowptr.numel() - 1,) + rest)
+        N = rowptr.numel() - 1
+        if E > 0 and _mkl_fits(flat, N, E):  # each slot once, in order: rows of the E x E identity's columns
+            res = v.new_empty((N,) + rest)  # written through a 2-D view, returned whole (not a view)
+            csr_sum(rowptr, torch.arange(E, device=v.device), None, flat, out=res.view(N, flat.size(1)))
+            return res
         row = slot_rows(rowptr, v.size(0)) if row is None else row
         return v.new_zeros((rowptr.numel() - 1,) + tuple(v.shape[1:])).index_add_(0, row, v)
     return torch.segment_reduce(v, "sum", offsets=rowptr, axis=0)
@@ -91,9 +102,10 @@ def node_sums_ref(g: Tensor, rowptr: Tensor, row: Tensor, col: Tensor, rowptr_t:
         flat = g.reshape(g.size(0), math.prod(g.shape[1:]))
         if g.size(0) == 0:
             g_src = zeros(num_src)
-        elif g.device.type == "cpu" and rowptr_t is not None and _mkl_fits(flat):
+        elif g.device.type == "cpu" and rowptr_t is not None and _mkl_fits(flat, num_src, g.size(0)):
             # the transposed CSR's slot ids as columns: each source sums its slots in that order
-            g_src = csr_sum(rowptr_t, perm_t, None, flat).view((num_src,) + tuple(g.shape[1:]))
+            g_src = g.new_empty((num_src,) + tuple(g.shape[1:]))
+            csr_sum(rowptr_t, perm_t, None, flat, out=g_src.view(num_src, flat.size(1)))
         elif g.device.type == "cpu":
             g_src = zeros(num_src).index_add_(0, col, g)
         else:
@@ -105,7 +117,8 @@ def node_sums_ref(g: Tensor, rowptr: Tensor, row: Tensor, col: Tensor, rowptr_t:
 
 # ---------------------------------------------------------------------- SpMM
 def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str) -> Tensor:
-    """Reference SpMM on CSR slots with ``torch.sparse.mm`` (PyTorch's fast CPU kernel)."""
+    """Reference SpMM on CSR slots: sums through :func:`csr_sum` (MKL's CSR kernel for at most 64 columns
+    on CPU, else ``torch.sparse.mm``), mean/max/min through ``torch.sparse.mm(reduce=)``."""
     N = rowptr.numel() - 1
     S, H, F = x.shape
     dtype = x.dtype
