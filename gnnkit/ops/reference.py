@@ -31,10 +31,12 @@ def tracks_grad(*ts: Tensor) -> bool:
 
 
 # On CPU, torch.addmm with a CSR matrix runs MKL's sparse kernel: for dense operands of at most 64
-# columns it is faster than torch.sparse.mm(reduce="sum") (0.3x the time at 8 columns, 0.6-0.8x at 32-64,
-# E = 16k and 220k, 2 threads) and than index_add_; from 128 columns it is slower (1.1-1.8x).  Its
-# results are the same for 1 and 2 threads (tests/test_cpu_sum_paths.py).  torch links MKL's 32-bit-index
-# interface and casts the indices to int32 without a range check, so larger extents keep the old kernels.
+# columns it is faster than torch.sparse.mm(reduce="sum") (0.28-0.48x the time at 8 columns, 0.6-0.86x at
+# 32-64, E = 16k and 220k, 2 threads) and than index_add_; wider, it is faster on some graphs and slower on
+# others (0.44-0.86x at 96-256 columns and E = 220k, 1.12x at 128 columns and E = 1.17M), so those keep
+# torch.sparse.mm.  Its results are the same for 1 and 2 threads (tests/test_cpu_sum_paths.py).  torch
+# links MKL's 32-bit-index interface and casts the indices to int32 without a range check, so larger
+# extents keep the old kernels.
 _MKL_MAX_WIDTH = 64
 _INT32_MAX = 2 ** 31 - 1
 
