@@ -43,9 +43,11 @@ lint: setup
 	$(VENV)/bin/ruff check gnnkit kernels tests benchmarks
 
 # The CPU benchmarks behind the README's speed and memory claims (JSON + plots in
-# benchmarks/results/): compiled vs eager layers, then layers vs PyG.  Long: tens of minutes.
+# benchmarks/results/): compiled vs eager layers, then layers vs PyG on Cora and on the arxiv-like graph.
+# Long: tens of minutes.
 bench: setup
 	$(PY) benchmarks/layers_compile.py
+	$(PY) benchmarks/cora_layers.py
 	$(PY) benchmarks/layers_speed.py
 
 clean:

@@ -21,6 +21,7 @@ Example::
     python benchmarks/cora_layers.py --only GAT --budget-s 10
 """
 import argparse
+import io
 import os
 import platform
 import time
@@ -32,7 +33,7 @@ import torch_geometric.nn as pnn
 from torch.nn import Linear, ReLU, Sequential
 
 import gnnkit.nn as gnn
-from gnnkit._atomic import write_json_atomic
+from gnnkit._atomic import atomic_write, write_json_atomic
 from gnnkit.data import load_dataset
 from gnnkit.profile import interleaved, paired_ratio
 
@@ -132,10 +133,10 @@ def plot(report: dict, path: Path) -> None:
     ax.set_title(f"Cora training step, {report['device']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
 
 
 if __name__ == "__main__":

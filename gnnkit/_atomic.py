@@ -52,7 +52,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path):
+def folder_lock(folder: Path):
     """An exclusive advisory lock on ``folder`` (flock on the directory: no lock file is left behind), so
     two processes writing the same verified file do not interleave their renames."""
     try:
@@ -117,7 +117,7 @@ def write_verified(path: Union[str, Path], data: bytes) -> None:
     folder take turns (an advisory lock on the folder), and every file is fsynced before its rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(path.parent):
+    with folder_lock(path.parent):
         _write_verified(path, data)
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from gnnkit._atomic import _folder_lock, sha256_file, write_json_atomic
+from gnnkit._atomic import folder_lock, sha256_file, write_json_atomic
 
 BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "datasets"
 
@@ -283,7 +283,7 @@ def load_dataset(name: str, root: Optional[str] = None, transform: Optional[Call
     where = base / spec.folder
     # one process at a time per dataset folder: two loads at once (torchrun ranks) must not remove or rebuild
     # the processed files under each other
-    with _folder_lock(where):
+    with folder_lock(where):
         return _load_checked(spec, base, where, transform)
 
 

@@ -7,6 +7,7 @@ from ``rowptr`` only when a caller does not pass it).  Low-precision inputs are 
 in fp32 and returned in their own dtype.  This module imports nothing else from gnnkit
 but :mod:`.graph`: the op modules and :mod:`.primitives` build on it.
 """
+import contextlib
 import math
 from typing import Optional, Tuple
 
@@ -51,21 +52,24 @@ def _mkl_fits(dense: Tensor, *extents: int) -> bool:
             and torch.autograd.forward_ad._current_level < 0)
 
 
-def csr_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor,
-            out: Optional[Tensor] = None) -> Tensor:
+def _mkl_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor, out: Tensor) -> Tensor:
+    """:func:`csr_sum` through MKL into ``out`` ``[N, F]`` (the caller checked :func:`_mkl_fits`)."""
+    v = torch.ones(col.numel(), dtype=dense.dtype, device=dense.device) if value is None else value
+    A = torch.sparse_csr_tensor(rowptr, col, v, (out.size(0), dense.size(0)), check_invariants=False)
+    # autocast would run addmm in bf16, which MKL's sparse kernel lacks: the operands' own dtype here
+    with torch.autocast("cpu", enabled=False) if torch.is_autocast_enabled("cpu") else contextlib.nullcontext():
+        return torch.addmm(out, A, dense.contiguous(), beta=0, out=out)  # out=: no copy of out into itself
+
+
+def csr_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor) -> Tensor:
     """``out[i] = sum over the slots k of row i of value[k] * dense[col[k]]`` (``value`` None: 1) for
-    ``dense`` ``[S, F]`` -> ``[N, F]`` (written into ``out`` when given), deterministic; empty rows give 0."""
+    ``dense`` ``[S, F]`` -> ``[N, F]``, deterministic; empty rows give 0."""
     N, (S, F) = rowptr.numel() - 1, dense.shape
     v = torch.ones(col.numel(), dtype=dense.dtype, device=dense.device) if value is None else value
-    A = torch.sparse_csr_tensor(rowptr, col, v, (N, S), check_invariants=False)
     if col.numel() > 0 and _mkl_fits(dense, N, S, col.numel()) and not tracks_grad(v):
-        res = dense.new_empty(N, F) if out is None else out
-        if torch.is_autocast_enabled("cpu"):  # autocast would run addmm in bf16 (no MKL kernel): fp32 here
-            with torch.autocast("cpu", enabled=False):
-                return torch.addmm(res, A, dense.contiguous(), beta=0, out=res)
-        return torch.addmm(res, A, dense.contiguous(), beta=0, out=res)  # out=: no copy of res into itself
-    res = torch.sparse.mm(A, dense, reduce="sum")
-    return res if out is None else out.copy_(res)
+        return _mkl_sum(rowptr, col, v, dense, dense.new_empty(N, F))
+    return torch.sparse.mm(torch.sparse_csr_tensor(rowptr, col, v, (N, S), check_invariants=False), dense,
+                           reduce="sum")
 
 
 def segment_sum(rowptr: Tensor, v: Tensor, row: Optional[Tensor] = None) -> Tensor:
@@ -83,10 +87,10 @@ def segment_sum(rowptr: Tensor, v: Tensor, row: Optional[Tensor] = None) -> Tens
         N = rowptr.numel() - 1
         if E > 0 and _mkl_fits(flat, N, E):  # each slot once, in order: rows of the E x E identity's columns
             res = v.new_empty((N,) + rest)  # written through a 2-D view, returned whole (not a view)
-            csr_sum(rowptr, torch.arange(E, device=v.device), None, flat, out=res.view(N, flat.size(1)))
+            _mkl_sum(rowptr, torch.arange(E, device=v.device), None, flat, res.view(N, flat.size(1)))
             return res
-        row = slot_rows(rowptr, v.size(0)) if row is None else row
-        return v.new_zeros((rowptr.numel() - 1,) + tuple(v.shape[1:])).index_add_(0, row, v)
+        row = slot_rows(rowptr, E) if row is None else row
+        return v.new_zeros((N,) + rest).index_add_(0, row, v)
     return torch.segment_reduce(v, "sum", offsets=rowptr, axis=0)
 
 
@@ -107,7 +111,7 @@ def node_sums_ref(g: Tensor, rowptr: Tensor, row: Tensor, col: Tensor, rowptr_t:
         elif g.device.type == "cpu" and rowptr_t is not None and _mkl_fits(flat, num_src, g.size(0)):
             # the transposed CSR's slot ids as columns: each source sums its slots in that order
             g_src = g.new_empty((num_src,) + tuple(g.shape[1:]))
-            csr_sum(rowptr_t, perm_t, None, flat, out=g_src.view(num_src, flat.size(1)))
+            _mkl_sum(rowptr_t, perm_t, None, flat, g_src.view(num_src, flat.size(1)))
         elif g.device.type == "cpu":
             g_src = zeros(num_src).index_add_(0, col, g)
         else:
