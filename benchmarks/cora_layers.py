@@ -65,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds must be >= 1 (timed rounds), got {args.rounds}")
-    if args.budget_s < 0:
+    if not args.budget_s >= 0:  # nan too
         ap.error(f"--budget-s must be >= 0 seconds, got {args.budget_s}")
     warnings.filterwarnings("ignore")
     torch.manual_seed(0)

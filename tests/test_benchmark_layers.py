@@ -153,7 +153,7 @@ def test_compile_benchmark_at_toy_scale(tmp_path, monkeypatch):
         assert v["paired"]["ci95"][0] <= v["paired"]["median"] <= v["paired"]["ci95"][1]
 
 
-def test_cora_layers_benchmark_short_run(tmp_path, monkeypatch):
+def test_cora_layers_benchmark_short_run(tmp_path, monkeypatch, capsys):
     """benchmarks/cora_layers.py for two layers, two rounds: gnnkit matches PyG with the same weights and
     the record carries both inputs' paired statistics, JSON and plot written."""
     import json
@@ -171,6 +171,8 @@ def test_cora_layers_benchmark_short_run(tmp_path, monkeypatch):
         for inp in ("same", "fresh"):
             assert v["speedup"][inp]["rounds"] == 2 and v["speedup"][inp]["verdict"] in ("faster", "slower", "parity")
     assert out.with_suffix(".png").stat().st_size > 0
-    monkeypatch.setattr(sys, "argv", ["cora_layers.py", "--only", "GXN"])
-    with pytest.raises(SystemExit):
-        cl.main()
+    for bad in (["--only", "GXN"], ["--rounds", "0"], ["--budget-s", "nan"]):
+        monkeypatch.setattr(sys, "argv", ["cora_layers.py", *bad])
+        with pytest.raises(SystemExit):
+            cl.main()
+        assert bad[0] in capsys.readouterr().err  # the error names the argument
