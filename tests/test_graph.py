@@ -127,3 +127,57 @@ def test_reversing_one_edge_behind_the_version_counter_is_seen():
     ei.data[:, 1] = torch.tensor([2, 1])
     g2, _ = as_graph(ei, num_nodes=3)
     assert g2 is not g1 and g2.edge_index().tolist() == [[0, 2, 1], [1, 1, 0]]
+
+
+# ---------------------------------------------------------------------- the CSR build's sort and offsets
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from gnnkit.ops.graph import _TORCH_RADIX_MIN, rowptr_of, stable_argsort  # noqa: E402
+
+
+@given(n=st.sampled_from([0, 1, 2, 17, 1000, _TORCH_RADIX_MIN - 1, _TORCH_RADIX_MIN]),
+       bits=st.integers(1, 47), seed=st.integers(0, 2 ** 16))
+@settings(max_examples=40, deadline=None)
+def test_stable_argsort_is_torch_stable_sort(n, bits, seed):
+    """Both branches (numpy's 16-bit radix passes below torch's radix length, torch.sort from it on) give
+    torch's stable permutation, duplicate keys in input order, for keys of 1 to 47 bits."""
+    g = torch.Generator().manual_seed(seed)
+    bound = 2 ** bits
+    # few distinct values (many ties) or the full range
+    hi = min(bound, int(torch.randint(1, 50, (1,), generator=g))) if seed % 2 else bound
+    key = torch.randint(0, hi, (n,), generator=g)
+    got = stable_argsort(key, bound)
+    assert got.dtype == torch.int64
+    assert torch.equal(got, torch.sort(key, stable=True).indices)
+
+
+def test_stable_argsort_digits_and_extremes():
+    """Keys that differ only in a high 16-bit digit, the largest key below the bound, and a bound of 1."""
+    key = torch.tensor([3 << 32, 1 << 16, 5, (1 << 32) + 5, 0, 3 << 32, (1 << 40) - 1])
+    assert torch.equal(stable_argsort(key, 1 << 40), torch.sort(key, stable=True).indices)
+    assert torch.equal(stable_argsort(torch.zeros(5, dtype=torch.long), 1), torch.arange(5))
+
+
+@given(n=st.integers(0, 40), e=st.integers(0, 300), seed=st.integers(0, 1000))
+@settings(max_examples=30, deadline=None)
+def test_rowptr_of_matches_searchsorted(n, e, seed):
+    index = torch.sort(torch.randint(0, max(n, 1), (e if n else 0,), generator=torch.Generator().manual_seed(seed)))[0]
+    assert torch.equal(rowptr_of(index, n), torch.searchsorted(index, torch.arange(n + 1)))
+
+
+def test_csr_and_transpose_equal_the_composite_key_sorts():
+    """The CSR (two radix passes) and its transpose (one stable sort by source) equal what sorting
+    the composite keys dst * S + src and src * D + dst gives, duplicates and self-loops included."""
+    g = torch.Generator().manual_seed(3)
+    for ns, nd, e in [(7, 5, 60), (300, 200, 5000), (40000, 30000, 20000), (50, 50, 40000)]:
+        src = torch.randint(0, ns, (e,), generator=g)
+        dst = torch.randint(0, nd, (e,), generator=g)
+        graph = Graph.from_coo(src, dst, ns, nd)
+        perm = torch.sort(dst * ns + src, stable=True).indices
+        assert torch.equal(graph.perm if graph.perm is not None else torch.arange(e), perm)
+        assert torch.equal(graph.rowptr, torch.searchsorted(dst[perm], torch.arange(nd + 1)))
+        rowptr_t, col_t, perm_t = graph.transpose()
+        ref_t = torch.sort(graph.col * nd + graph.row, stable=True).indices
+        assert torch.equal(perm_t, ref_t)
+        assert torch.equal(col_t, graph.row[ref_t])
+        assert torch.equal(rowptr_t, torch.searchsorted(graph.col[ref_t], torch.arange(ns + 1)))

@@ -65,15 +65,14 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
         graph, keep, loop_edge = base.derived("gcn_loops", lambda: _self_loop_structure(base, n))
         dt = dtype or (edge_weight.dtype if edge_weight is not None else torch.get_default_dtype())
         if edge_weight is None:
-            # as PyG: without weights every edge and every loop weighs 1 (improved has no effect)
-            w = torch.ones(graph.num_edges, dtype=dt, device=graph.device)
-        else:
-            _check_weight(edge_weight, base.num_edges)
-            # a node without an input self-loop reads the appended fill value (also when E = 0)
-            padded = torch.cat([edge_weight, edge_weight.new_full((1,), fill)])
-            loop_w = padded[torch.where(loop_edge >= 0, loop_edge, edge_weight.numel())]
-            w = torch.cat([edge_weight[keep], loop_w]).to(dt)
-        w = graph.to_csr_order(w)
+            # as PyG: without weights every edge and every loop weighs 1 (improved has no effect), so the
+            # weighted in-degree is the slot count and the weights need no pass of their own
+            return graph, _normalised_weights(graph, graph.in_degree().to(dt), None)
+        _check_weight(edge_weight, base.num_edges)
+        # a node without an input self-loop reads the appended fill value (also when E = 0)
+        padded = torch.cat([edge_weight, edge_weight.new_full((1,), fill)])
+        loop_w = padded[torch.where(loop_edge >= 0, loop_edge, edge_weight.numel())]
+        w = graph.to_csr_order(torch.cat([edge_weight[keep], loop_w]).to(dt))
     else:
         graph, _ = as_graph(edge_index, num_nodes=num_nodes)
         dt = dtype or torch.get_default_dtype()
@@ -83,9 +82,15 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
             _check_weight(edge_weight, graph.num_edges)
             w = graph.to_csr_order(edge_weight)
     deg = segment_reduce_slots(graph, w.view(-1, 1), "sum").view(-1)  # weighted in-degree, CSR order
+    return graph, _normalised_weights(graph, deg, w)
+
+
+def _normalised_weights(graph: Graph, deg: Tensor, w: Optional[Tensor]) -> Tensor:
+    """``deg[dst]^-1/2 * w * deg[src]^-1/2`` per CSR slot (``w`` None: all ones); a node of degree 0 gives 0."""
     dis = deg.pow(-0.5)
     dis = dis.masked_fill(dis == float("inf"), 0.0)
-    return graph, dis.index_select(0, graph.row) * w * dis.index_select(0, graph.col)
+    out = dis.index_select(0, graph.row)
+    return (out if w is None else out * w) * dis.index_select(0, graph.col)
 
 
 def _check_weight(edge_weight: Tensor, num_edges: int) -> None:

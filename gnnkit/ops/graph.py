@@ -45,6 +45,48 @@ def _is_compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
+# torch's CPU sort switches to a radix sort at this length; below it a stable sort of E int64 keys costs
+# ~50 ns per key (E = 10k: ~0.5 ms, E = 32k: ~1.9 ms on 2 cores), ~8x numpy's 16-bit radix passes
+_TORCH_RADIX_MIN = 32768
+
+
+def stable_argsort(key: Tensor, bound: int) -> Tensor:
+    """``torch.sort(key, stable=True).indices`` for non-negative integer keys below ``bound``.
+
+    On CPU below torch's radix-sort length (and outside a compiled region) it is an LSD radix sort of
+    16-bit digits by numpy's stable ``uint16`` argsort (a counting sort; one pass per 16 bits of
+    ``bound``): the same permutation in O(E) whatever the input order.  On shuffled keys it is ~7x
+    faster at the sizes a mini-batch has (E = 10k, 23-bit keys: 67 vs 500 us; E = 32k: 246 vs 1870 us);
+    on an edge list already sorted by source (Cora's) torch's sort of the CSR key is faster (59 vs 88 us),
+    but of the transpose's key much slower (446 vs 34 us).  Elsewhere ``torch.sort``."""
+    n = key.numel()
+    if _is_compiling() or key.device.type != "cpu" or n >= _TORCH_RADIX_MIN or n == 0 or bound > 1 << 48:
+        return torch.sort(key, stable=True).indices
+    import numpy as np
+    k = key.detach().reshape(-1).numpy()
+    perm = np.argsort((k & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while bound - 1 >> shift:
+        digit = ((k[perm] >> shift) & 0xFFFF).astype(np.uint16)
+        perm = perm[np.argsort(digit, kind="stable")]
+        shift += 16
+    return torch.from_numpy(perm).to(torch.int64)
+
+
+def rowptr_of(index: Tensor, n: int) -> Tensor:
+    """``[n + 1]`` int64 offsets of the runs of ``index`` (sorted, values in ``[0, n)``).
+
+    A count and a running sum, O(E); a binary search per node, O(n log E), where that is fewer steps
+    (many edges per node: at n = 4k, E = 2.1M 0.36 vs 1.4 ms; at n = 169k, E = 1.2M 5.2 vs 1.0 ms) and
+    in a compiled region (a count's output length would depend on the data)."""
+    e = index.numel()
+    if _is_compiling() or 2 * (n + 1) * max(e, 1).bit_length() < e:
+        return torch.searchsorted(index, torch.arange(n + 1, device=index.device))
+    out = torch.zeros(n + 1, dtype=torch.int64, device=index.device)
+    torch.cumsum(torch.bincount(index, minlength=n), 0, out=out[1:])
+    return out
+
+
 class Graph:
     """CSR-by-destination structure of a (possibly bipartite) directed graph.
 
@@ -102,10 +144,10 @@ class Graph:
         src = src.long()
         dst = dst.long()
         key = dst * max(num_src, 1) + src
-        perm = torch.sort(key, stable=True).indices
+        perm = stable_argsort(key, max(num_src, 1) * max(num_dst, 1))
         row = dst[perm]
         col = src[perm]
-        rowptr = torch.searchsorted(row, torch.arange(num_dst + 1, device=row.device))
+        rowptr = rowptr_of(row, num_dst)
         if perm.numel() > 0 and not _is_compiling() and bool((perm[1:] > perm[:-1]).all()):
             perm = None  # already in CSR order (sorted by destination): per-edge tensors need no gather
         return cls(rowptr, col, row, perm, num_src, num_dst)
@@ -217,10 +259,10 @@ class Graph:
         return self.derived("transpose", self._build_transpose)
 
     def _build_transpose(self) -> Tuple[Tensor, Tensor, Tensor]:
-        key = self.col * max(self.num_dst, 1) + self.row
-        perm_t = torch.sort(key, stable=True).indices
-        src_sorted = self.col[perm_t]
-        rowptr_t = torch.searchsorted(src_sorted, torch.arange(self.num_src + 1, device=self.device))
+        # the slots are in (destination, source, input) order: a stable sort by source alone gives
+        # (source, destination, input) order, as sorting the composite key would, on narrower keys
+        perm_t = stable_argsort(self.col, self.num_src)
+        rowptr_t = rowptr_of(self.col[perm_t], self.num_src)
         return rowptr_t, self.row[perm_t], perm_t
 
     def mean_weights_t(self) -> Tensor:
@@ -313,7 +355,7 @@ def unique_pattern(rowptr: Tensor, col: Tensor, row: Tensor) -> Tuple[Tensor, Te
     if bool(first.all()):
         return rowptr, col, None
     N = rowptr.numel() - 1
-    return (torch.searchsorted(row[first], torch.arange(N + 1, device=col.device)).to(rowptr.dtype),
+    return (rowptr_of(row[first], N).to(rowptr.dtype),
             col[first], torch.cumsum(first, 0) - 1)
 
 
