@@ -169,10 +169,13 @@ def test_csr_and_transpose_equal_the_composite_key_sorts():
     """The CSR (two radix passes) and its transpose (one stable sort by source) equal what sorting
     the composite keys dst * S + src and src * D + dst gives, duplicates and self-loops included."""
     g = torch.Generator().manual_seed(3)
-    for ns, nd, e in [(7, 5, 60), (300, 200, 5000), (40000, 30000, 20000), (50, 50, 40000)]:
+    for ns, nd, e in [(7, 5, 60), (300, 200, 5000), (40000, 30000, 20000), (100000, 70000, 20000),
+                      (70000, 100, 3000), (50, 50, 40000), (1, 1, 5), (3, 4, 1)]:
         src = torch.randint(0, ns, (e,), generator=g)
         dst = torch.randint(0, nd, (e,), generator=g)
-        graph = Graph.from_coo(src, dst, ns, nd)
+        # int32 ids in a strided [E, 2] layout, as a transposed edge list gives them
+        pairs = torch.stack([src, dst], 1).int()
+        graph = Graph.from_coo(pairs[:, 0], pairs[:, 1], ns, nd)
         perm = torch.sort(dst * ns + src, stable=True).indices
         assert torch.equal(graph.perm if graph.perm is not None else torch.arange(e), perm)
         assert torch.equal(graph.rowptr, torch.searchsorted(dst[perm], torch.arange(nd + 1)))
@@ -181,3 +184,23 @@ def test_csr_and_transpose_equal_the_composite_key_sorts():
         assert torch.equal(perm_t, ref_t)
         assert torch.equal(col_t, graph.row[ref_t])
         assert torch.equal(rowptr_t, torch.searchsorted(graph.col[ref_t], torch.arange(ns + 1)))
+
+
+def test_stable_argsort_refuses_what_it_cannot_sort_and_sorts_out_of_range_keys_as_torch():
+    with pytest.raises(ValueError, match="bound must be >= 1"):
+        stable_argsort(torch.tensor([2, 1, 0]), 0)
+    with pytest.raises(ValueError, match="1-D integer"):
+        stable_argsort(torch.tensor([[3, 1], [0, 2]]), 4)
+    with pytest.raises(ValueError, match="1-D integer"):
+        stable_argsort(torch.tensor([0.5, 0.1]), 4)
+    for key, bound in [(torch.tensor([65536, 3]), 10), (torch.tensor([-1, 3, -5, 0]), 10),
+                       (torch.tensor([7, 3, 7, 1], dtype=torch.int16), 8),
+                       (torch.tensor([5, 1], dtype=torch.uint8), 6)]:
+        assert torch.equal(stable_argsort(key, bound), torch.sort(key, stable=True).indices)
+
+
+@pytest.mark.parametrize("ns,nd", [(0, 3), (3, 0), (0, 0), (2, 2)])
+def test_edgeless_graphs_transpose(ns, nd):
+    e = torch.zeros(0, dtype=torch.long)
+    rowptr_t, col_t, perm_t = Graph.from_coo(e, e, ns, nd).transpose()
+    assert torch.equal(rowptr_t, torch.zeros(ns + 1, dtype=torch.long)) and col_t.numel() == perm_t.numel() == 0
