@@ -208,3 +208,30 @@ def test_cached_first_filled_under_inference_mode_then_trains(f_in, f_out, x_gra
     ref.load_state_dict(m.state_dict())
     torch.testing.assert_close(out, ref(x, ei))
     torch.testing.assert_close(first, out.detach())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_self_loop_graph_equals_the_one_built_from_the_input_order(seed):
+    """The self-loop graph is read from the base CSR's slots (no inverse permutation); its structure and the
+    per-slot weights equal those of the graph built from the input edge order (dropped loops, then one loop
+    per node), with duplicate edges, repeated self-loops and shuffled input."""
+    from gnnkit.nn.gcn_conv import _self_loop_structure
+    from gnnkit.ops import Graph
+    ei = _graph(seed)
+    ei = ei[:, torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(seed))]
+    ew = torch.rand(ei.size(1), generator=torch.Generator().manual_seed(seed + 10))
+    graph, keep, loop_edge = _self_loop_structure(Graph.from_coo(ei[0], ei[1], N, N), N)
+    is_loop = ei[0] == ei[1]
+    kept_in = (~is_loop).nonzero().view(-1)
+    nodes = torch.arange(N)
+    ref = Graph.from_coo(torch.cat([ei[0, kept_in], nodes]), torch.cat([ei[1, kept_in], nodes]), N, N)
+    assert torch.equal(graph.rowptr, ref.rowptr) and torch.equal(graph.col, ref.col)
+    assert torch.equal(graph.row, ref.row)
+    ref_loop = torch.full((N,), -1, dtype=torch.long)
+    for i in is_loop.nonzero().view(-1).tolist():  # the last self-loop edge of a node
+        ref_loop[ei[0, i]] = i
+    assert torch.equal(loop_edge, ref_loop)
+    loop_w = torch.where(loop_edge >= 0, ew[loop_edge.clamp(min=0)], torch.ones(N))
+    w_ours = graph.to_csr_order(torch.cat([ew[keep], loop_w]))
+    w_ref = ref.to_csr_order(torch.cat([ew[kept_in], loop_w]))
+    assert torch.equal(w_ours, w_ref)

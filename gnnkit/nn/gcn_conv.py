@@ -16,18 +16,25 @@ from ._base import CSRMessagePassing, reduce_of, slot_mask
 
 def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
     """``A`` with PyG's *remaining* self-loops: existing loops are dropped and one loop per node
-    is appended.  Returns the new graph, the ids of the kept input edges, and for each node
-    the id of an input self-loop whose weight it inherits (-1: none)."""
-    ei = base.edge_index()  # input edge order
-    is_loop = ei[0] == ei[1]
-    keep = (~is_loop).nonzero().view(-1)
-    loop_edge = torch.full((num_nodes,), -1, dtype=torch.long, device=ei.device)
-    loop_ids = is_loop.nonzero().view(-1)
+    is appended.  Returns the new graph, the input-edge ids of its kept edges in the order its input
+    lists them (the kept edges, then one loop per node), and for each node the id of an input self-loop
+    whose weight it inherits (-1: none).
+
+    Read from ``base``'s CSR slots, not from the input edge order (no inverse permutation): the kept edges
+    enter in ``base``'s slot order, which lists duplicates of an edge in input order, so the new CSR
+    equals the one built from the input order."""
+    col, row = base.col, base.row
+    is_loop = col == row
+    kept = (~is_loop).nonzero().view(-1)  # CSR slots
+    loops = is_loop.nonzero().view(-1)
+    keep = kept if base.perm is None else base.perm.index_select(0, kept)
+    loop_ids = loops if base.perm is None else base.perm.index_select(0, loops)
+    loop_edge = torch.full((num_nodes,), -1, dtype=torch.long, device=col.device)
     # the last self-loop edge of a node wins (deterministic; PyG's assignment picks one of them)
-    loop_edge.scatter_reduce_(0, ei[0, loop_ids], loop_ids, "amax")
-    nodes = torch.arange(num_nodes, device=ei.device)
-    src = torch.cat([ei[0, keep], nodes])
-    dst = torch.cat([ei[1, keep], nodes])
+    loop_edge.scatter_reduce_(0, row.index_select(0, loops), loop_ids, "amax")
+    nodes = torch.arange(num_nodes, device=col.device)
+    src = torch.cat([col.index_select(0, kept), nodes])
+    dst = torch.cat([row.index_select(0, kept), nodes])
     return Graph.from_coo(src, dst, num_nodes, num_nodes), keep, loop_edge
 
 

@@ -457,11 +457,11 @@ def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Option
                                     f"number of source / destination nodes); pass the right num_nodes/size or fix "
                                     f"{name}")
         return num_src, num_dst
-    lo = int(edge_index.min())
+    mins, maxs = torch.aminmax(edge_index, dim=1)  # one pass, one host sync
+    lo_src, lo_dst, hi_src, hi_dst = torch.cat([mins, maxs]).tolist()
+    lo = min(lo_src, lo_dst)
     if lo < 0:
         raise IndexError(f"{name} holds a negative node id ({lo}); node ids must lie in [0, num_nodes)")
-    hi_src = int(edge_index[0].max())
-    hi_dst = int(edge_index[1].max())
     if num_src is None and num_dst is None:
         num_src = num_dst = max(hi_src, hi_dst) + 1
     elif num_src is None:
