@@ -235,3 +235,26 @@ def test_self_loop_graph_equals_the_one_built_from_the_input_order(seed):
     w_ours = graph.to_csr_order(torch.cat([ew[keep], loop_w]))
     w_ref = ref.to_csr_order(torch.cat([ew[kept_in], loop_w]))
     assert torch.equal(w_ours, w_ref)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_evaluation_builds_no_transpose_and_training_after_it_matches_pyg(mode):
+    """Without gradients no backward can follow: the self-loop graph's transpose (and the weights in its order)
+    are not built; the same graph trained afterwards gets them and matches PyG's gradients."""
+    from gnnkit.ops import Graph
+    ref, ours = _pair()
+    x = torch.randn(N, FIN, generator=torch.Generator().manual_seed(7))
+    graph = Graph.build(_graph(), num_nodes=N)
+    with torch.no_grad() if mode == "no_grad" else torch.inference_mode():
+        out = ours(x, graph)
+    # (entries built under inference mode are kept apart: a training step cannot save inference tensors)
+    store = graph._derived if mode == "no_grad" else graph._derived_nograd
+    loops = store["gcn_loops"][0]
+    assert "transpose" not in loops._derived and "transpose" not in loops._derived_nograd
+    torch.testing.assert_close(out, ref(x, _graph()))
+    xr, xo = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ref(xr, _graph()).square().sum().backward()
+    ours(xo, graph).square().sum().backward()
+    assert graph.derived_or_none("gcn_loops")[0].derived_or_none("transpose") is not None
+    torch.testing.assert_close(xo.grad, xr.grad)
+    torch.testing.assert_close(ours.lin.weight.grad, ref.lin.weight.grad)

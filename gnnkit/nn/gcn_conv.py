@@ -227,6 +227,8 @@ class GCNConv(CSRMessagePassing):
             key = ("gcn_norm", self.improved, self.add_self_loops, dtype)
             graph, w = base.derived(key, lambda: gcn_norm(base, None, n, self.improved, self.add_self_loops,
                                                           dtype=dtype))
+            if not torch.is_grad_enabled():  # no backward can follow (evaluation): no transpose to build
+                return graph, w, None
             # and in transposed slot order, for the backward (read, not gathered, under torch.compile too)
             w_t = base.derived(key + ("transposed",), lambda: w.index_select(0, graph.transpose()[2]))
             return graph, w, w_t
