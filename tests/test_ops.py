@@ -559,3 +559,18 @@ def test_second_derivatives_are_refused_not_silently_wrong(op):
         torch.autograd.grad(run().sum(), x, create_graph=True)
     (first,) = torch.autograd.grad(run().square().sum(), x)  # first derivatives are unaffected
     assert first.shape == x.shape
+
+
+def test_softmax_aggregation_without_gradients_builds_no_transpose():
+    """Evaluation (no gradient asked) builds and keeps nothing for a backward; with gradients the transpose is
+    fetched in forward, and both give the same result."""
+    from gnnkit.ops import Graph, softmax_aggregate_slots
+    ei = random_graph(30, 120, seed=4, self_loops=True, duplicates=True)
+    x = torch.randn(30, 5)
+    g1, g2 = Graph.build(ei, num_nodes=30), Graph.build(ei.clone(), num_nodes=30)
+    with torch.no_grad():
+        a = softmax_aggregate_slots(g1, x, 0.7)
+    assert g1.derived_or_none("transpose") is None
+    b = softmax_aggregate_slots(g2, x.requires_grad_(True), 0.7)
+    assert g2.derived_or_none("transpose") is not None
+    torch.testing.assert_close(a, b.detach())

@@ -121,6 +121,8 @@ class SoftmaxAggregateFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, x: Tensor, t: Tensor, semi_grad: bool) -> Tensor:
         out, m, s = _forward_op(graph.rowptr, graph.col, x, t)
+        if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):  # no backward follows: nothing to keep
+            return out
         rowptr_t, col_t, _ = graph.transpose()  # fetched here: what the backward reads (also under compile)
         ctx.semi_grad = semi_grad
         if not torch.compiler.is_compiling() and x.is_inference():  # made under inference_mode: not savable
