@@ -76,6 +76,7 @@ def test_cache_hits_and_invalidation():
     (torch.tensor([[0, -1], [1, 0]]), IndexError, "negative"),
     (torch.tensor([[0, 7], [1, 0]]), IndexError, r"edge_index\[0\] holds source id 7"),
     ([[0, 1], [1, 0]], ValueError, "torch.Tensor"),
+    (torch.tensor([[0, 1], [1, 0]]).to(torch.uint32), ValueError, r"edge_index.long\(\)"),
 ])
 def test_validation_errors(bad, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -426,6 +426,9 @@ def _(rowptr, col, row):
 
 
 # ---------------------------------------------------------------------- validation
+_UNSIGNED_WIDE = tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n))
+
+
 def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Optional[int],
                         name: str = "edge_index") -> Tuple[int, int]:
     """Check an ``edge_index`` tensor and return ``(num_src, num_dst)``.
@@ -435,8 +438,9 @@ def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Option
     if not isinstance(edge_index, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [2, E] (or a sparse adjacency), "
                          f"got {type(edge_index).__name__}")
-    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
-        raise ValueError(f"{name} must hold integer node ids, got dtype {edge_index.dtype}; "
+    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool \
+            or edge_index.dtype in _UNSIGNED_WIDE:  # (torch has few kernels for uint16/32/64)
+        raise ValueError(f"{name} must hold integer node ids (int64, int32, ...), got dtype {edge_index.dtype}; "
                          f"convert it with {name}.long()")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         hint = f"; it looks transposed, pass {name}.t()" if edge_index.dim() == 2 and \
