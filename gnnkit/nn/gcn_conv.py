@@ -157,6 +157,10 @@ class GCNConv(CSRMessagePassing):
     edge values; the self-loop structure and, without ``edge_weight``, the normalised values
     are cached per ``edge_index`` tensor, so repeated calls do not re-sort or re-normalise.
 
+    One difference from PyG: when a node has several self-loops in ``edge_index``, the last one's
+    weight is used (as in PyG on CPU) and only that edge gets a weight gradient; PyG's also sends one
+    to the overwritten loops, which do not change the output.
+
     Args:
         in_channels: size of each input sample, or -1 to infer it lazily.
         out_channels: size of each output sample.
