@@ -27,7 +27,6 @@ docs/kernels.md shows.  Target ratios (``summary``):
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from gnnkit import profile as prof  # noqa: E402
-from gnnkit._atomic import atomic_write, write_json_atomic  # noqa: E402
+from gnnkit._atomic import atomic_write, write_figure_atomic, write_json_atomic  # noqa: E402
 
 SUITE = {
     # name: (source, args, cuda_only)
@@ -322,10 +321,7 @@ def plot_summary(report: dict, path: Path) -> None:
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(f"gnnkit kernels benchmark — {report['device']}", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_figure_atomic(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:

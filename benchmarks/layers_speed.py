@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from gnnkit._atomic import atomic_write, write_json_atomic
+from gnnkit._atomic import write_figure_atomic, write_json_atomic
 from gnnkit.profile import PeakMemory
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -305,11 +305,7 @@ def _plot(results: dict, path: Path) -> None:
         ax.set_xlabel("fwd+bwd seconds")
     fig.suptitle(f"arxiv-like graph N={N:,} E={E:,} F={F}, CPU ({os.cpu_count()} cores)")
     fig.tight_layout()
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_figure_atomic(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from gnnkit._atomic import write_json_atomic
+from gnnkit._atomic import write_figure_atomic, write_json_atomic
 from gnnkit.ogb import OGBConfig, make_task
 from gnnkit.ogb.tasks import GraphTrainer
 from gnnkit.profile import PeakMemory, interleaved
@@ -79,9 +79,7 @@ def plot(rows: list, path: Path) -> None:
     for a in ax:
         a.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(path)
+    write_figure_atomic(fig, path, dpi=120)
 
 
 def main() -> None:

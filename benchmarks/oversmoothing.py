@@ -13,7 +13,6 @@ Writes benchmarks/results/oversmoothing_cora.json and .png.
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import gnnkit.nn as gnn
-from gnnkit._atomic import atomic_write, write_json_atomic
+from gnnkit._atomic import write_figure_atomic, write_json_atomic
 from gnnkit.data import load_dataset
 from gnnkit.nn.diagnostics import smoothing_profile
 
@@ -84,9 +83,7 @@ def plot(rows, path):
     ax[1].set_yscale("log")
     ax[2].legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write(path, buf.getvalue())
+    write_figure_atomic(fig, path, dpi=110)
 
 
 def main():

@@ -30,7 +30,7 @@ import torch_geometric
 import torch_geometric.nn as pnn
 
 import gnnkit.nn as gnn
-from gnnkit._atomic import write_json_atomic
+from gnnkit._atomic import write_figure_atomic, write_json_atomic
 from gnnkit.profile import PeakMemory, interleaved
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -100,9 +100,7 @@ def plot(rows: list, path: Path, title: str) -> None:
     axes[0].legend()
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    write_figure_atomic(fig, path, dpi=110)
 
 
 def main() -> None:

@@ -87,6 +87,17 @@ def json_text(obj: Any) -> str:
     return json.dumps(_finite(obj), indent=2, allow_nan=False, default=str)
 
 
+def write_figure_atomic(fig: Any, path: Union[str, Path], dpi: int = 110) -> None:
+    """A matplotlib figure as a PNG at ``path``, whole or not at all (:func:`atomic_write`); the figure is closed."""
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
 def write_json_atomic(obj: Any, path: Union[str, Path]) -> None:
     """JSON (indented, NaN and ±inf written as null) to ``path``, atomically."""
     atomic_write(path, (json_text(obj) + "\n").encode())

@@ -266,13 +266,12 @@ def format_table(res: dict) -> str:
 
 def plot_diagnostics(res: dict, path: str) -> None:
     """Dirichlet energy against depth (log scale), one line per implementation, written atomically as PNG."""
-    import io
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gnnkit._atomic import atomic_write
+    from gnnkit._atomic import write_figure_atomic
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for impl, s in res["summary"].items():
         diag = s["runs"][-1].get("diagnostics") or []
@@ -284,9 +283,6 @@ def plot_diagnostics(res: dict, path: str) -> None:
     ax.set_title(f"{cfg['model']} on {cfg['dataset']}, {cfg['num_layers']} layers", fontsize=9)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_figure_atomic(fig, path, dpi=120)
 
 

@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch_geometric.data import Data
 
-from gnnkit._atomic import atomic_write, write_json_verified
+from gnnkit._atomic import atomic_write, write_figure_atomic, write_json_verified
 
 
 def edge_list_text(graph: Data) -> str:
@@ -69,10 +69,7 @@ def draw_grid(graphs: Sequence[Data], path: Union[str, Path], title: Optional[st
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_figure_atomic(fig, path, dpi=110)
 
 
 def earlier_draw(out_dir: Union[str, Path]) -> List[str]:

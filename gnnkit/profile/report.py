@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from gnnkit._atomic import atomic_write, write_json_verified
+from gnnkit._atomic import write_figure_atomic, write_json_verified
 
 from .backends import BACKENDS, MODES, Record, available_backends, make_problem, run_one
 from .graphs import GraphSpec
@@ -18,7 +18,6 @@ from .measure import OPS, PeakMemory, copy_bandwidth
 
 def plot(report: dict, path: Path) -> None:
     """Bar chart of median times (log scale), one panel per mode; written atomically."""
-    import io
 
     import matplotlib
     matplotlib.use("Agg")
@@ -48,10 +47,7 @@ def plot(report: dict, path: Path) -> None:
     fig.suptitle(f"gnnkit profile — {g['name']} N={g['num_nodes']:,} E={g['num_edges']:,} F={report['features']} "
                  f"({report['device']}, {report['dtype']})", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    write_figure_atomic(fig, path, dpi=110)
 
 
 def profile(graph: GraphSpec, device: torch.device, features: int = 64, heads: int = 8,
