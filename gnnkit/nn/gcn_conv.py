@@ -83,11 +83,10 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
     else:
         graph, _ = as_graph(edge_index, num_nodes=num_nodes)
         dt = dtype or torch.get_default_dtype()
-        if edge_weight is None:
-            w = torch.ones(graph.num_edges, dtype=dt, device=graph.device)
-        else:
-            _check_weight(edge_weight, graph.num_edges)
-            w = graph.to_csr_order(edge_weight)
+        if edge_weight is None:  # every edge weighs 1: the degree is the slot count, as with self-loops
+            return graph, _normalised_weights(graph, graph.in_degree().to(dt), None)
+        _check_weight(edge_weight, graph.num_edges)
+        w = graph.to_csr_order(edge_weight)
     deg = segment_reduce_slots(graph, w.view(-1, 1), "sum").view(-1)  # weighted in-degree, CSR order
     return graph, _normalised_weights(graph, deg, w)
 

@@ -80,14 +80,13 @@ def _radix_perm(keys):
 def _csr_numpy(keys, rows, takes, n: int):
     """On the host: the stable sort by ``keys`` (see :func:`_radix_perm`; the most significant key is the
     row, ``rows`` numpy ``[E]`` with values in ``[0, n)``), returned as the ``[n + 1]`` row offsets, the
-    ``takes`` arrays in sorted order and the permutation (None when it is the identity), int64 tensors."""
+    ``takes`` arrays in sorted order and the permutation, int64 tensors."""
     import numpy as np
     perm = _radix_perm(keys)
     taken = [torch.from_numpy(a[perm]) for a in takes]
     rowptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=rowptr[1:])  # counts need no order
-    identity = bool((perm[1:] > perm[:-1]).all())
-    return torch.from_numpy(rowptr), taken, None if identity else torch.from_numpy(perm)
+    return torch.from_numpy(rowptr), taken, torch.from_numpy(perm)
 
 
 def stable_argsort(key: Tensor, bound: int) -> Tensor:
@@ -187,7 +186,8 @@ class Graph:
         if _numpy_path(src, max(num_src, num_dst, 1)):  # small, on the host: numpy's radix passes (sort, offsets)
             s, d = src.detach().reshape(-1).numpy(), dst.detach().reshape(-1).numpy()
             rowptr, (row, col), perm = _csr_numpy([(s, max(num_src, 1)), (d, max(num_dst, 1))], d, (d, s), num_dst)
-            return cls(rowptr, col, row, perm, num_src, num_dst)
+            p = perm.numpy()
+            return cls(rowptr, col, row, None if (p[1:] > p[:-1]).all() else perm, num_src, num_dst)
         key = dst * max(num_src, 1) + src
         perm = stable_argsort(key, max(num_src, 1) * max(num_dst, 1))
         row = dst[perm]
@@ -310,7 +310,7 @@ class Graph:
             c = self.col.detach().numpy()
             rowptr_t, (col_t,), perm_t = _csr_numpy([(c, max(self.num_src, 1))], c, (self.row.detach().numpy(),),
                                                     self.num_src)
-            return rowptr_t, col_t, torch.arange(self.num_edges) if perm_t is None else perm_t
+            return rowptr_t, col_t, perm_t
         perm_t = stable_argsort(self.col, max(self.num_src, 1))
         rowptr_t = rowptr_of(self.col[perm_t], self.num_src)
         return rowptr_t, self.row[perm_t], perm_t
