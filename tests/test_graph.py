@@ -205,3 +205,10 @@ def test_edgeless_graphs_transpose(ns, nd):
     e = torch.zeros(0, dtype=torch.long)
     rowptr_t, col_t, perm_t = Graph.from_coo(e, e, ns, nd).transpose()
     assert torch.equal(rowptr_t, torch.zeros(ns + 1, dtype=torch.long)) and col_t.numel() == perm_t.numel() == 0
+
+
+def test_rowptr_of_refuses_what_it_cannot_count():
+    with pytest.raises(ValueError, match="index must be a 1-D integer"):
+        rowptr_of(torch.zeros(2, 2, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match="n=-1"):
+        rowptr_of(torch.zeros(2, dtype=torch.long), -1)

@@ -117,7 +117,10 @@ def rowptr_of(index: Tensor, n: int) -> Tensor:
     A count and a running sum, O(E); a binary search per node, O(n log E), where that is fewer steps
     (many edges per node: at n = 4k, E = 2.1M 0.36 vs 1.4 ms; at n = 169k, E = 1.2M 5.2 vs 1.0 ms) and
     in a compiled region (a count's output length would depend on the data) or off the CPU.  The callers
-    pass validated rows: nothing here checks the order or the range."""
+    pass validated rows: nothing here checks the order or the range (that would cost a pass and a sync)."""
+    if index.dim() != 1 or index.is_floating_point() or index.is_complex() or index.dtype == torch.bool or n < 0:
+        raise ValueError(f"rowptr_of: index must be a 1-D integer tensor and n >= 0, got {index.dtype} of shape "
+                         f"{list(index.shape)} and n={n}")
     e = index.numel()
     # (on a GPU a count would wait for the largest id to size its output: searchsorted needs no host sync)
     if _is_compiling() or index.device.type != "cpu" or 2 * (n + 1) * max(e, 1).bit_length() < e:
