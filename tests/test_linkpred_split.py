@@ -426,3 +426,55 @@ def test_splitters_name_bad_data(splitter):
     # the empty float idiom tensor([[], []]) is an empty graph, not a dtype error
     with pytest.raises(ValueError, match="leave no training|0 edges"):
         make(seed=0)(Data(edge_index=torch.tensor([[], []]), num_nodes=30))
+
+
+def _ring(n):
+    u = torch.arange(n)
+    return Data(edge_index=torch.stack([u, (u + 1) % n]), num_nodes=n)
+
+
+def test_a_requested_part_that_rounds_to_nothing_is_an_error():
+    """Regression: num_val / num_test above 0 that rounded to no positives gave an empty part silently (written by
+    `gnnkit split`, failing only at evaluation); an explicit 0 still asks for an empty part."""
+    two = Data(edge_index=torch.tensor([[0, 1], [1, 2]]), num_nodes=4)
+    with pytest.raises(ValueError, match=r"num_val=0\.1 of 2 edges rounds to 0.*fix:"):
+        TransductiveLinkSplit(0.1, 0.2, is_undirected=True, seed=0)(two)
+    tr, va, te = TransductiveLinkSplit(0, 1, is_undirected=True, disjoint_train_ratio=0, seed=0)(two)
+    assert va.edge_label.numel() == 0 and int(te.edge_label.sum()) == 1
+    # inductive: a val part of 3 ring nodes holds no edge with both ends in it
+    with pytest.raises(ValueError, match=r"the val part .* 0 positive pairs.*fix: a larger num_val"):
+        InductiveLinkSplit(0.1, 0.1, is_undirected=True, seed=0)(_ring(30))
+    with pytest.raises(ValueError, match=r"num_test=0\.01 of 30 nodes rounds to 0"):
+        InductiveLinkSplit(0.3, 0.01, is_undirected=True, seed=0)(_ring(30))
+
+
+def test_inductive_training_part_keeps_message_edges():
+    """Regression: supervision_ratio close to 1 left the inductive training part without message edges
+    (the transductive splitter already refused the same case)."""
+    with pytest.raises(ValueError, match=r"supervision_ratio=0\.99 .* no message edges; fix"):
+        InductiveLinkSplit(0.1, 0.1, is_undirected=True, supervision_ratio=0.99, seed=0)(_ring(40))
+
+
+def test_a_saved_split_keeps_the_node_count_of_features_only_graphs(tmp_path):
+    """Regression: a graph whose node count lives in x (Planetoid's) was saved without it, and load_split then
+    guessed it from the message edges: isolated nodes reached only by held-out or negative pairs fell outside,
+    and the reload failed its own leakage check (`gnnkit split Cora --seed 24` then load_split)."""
+    from gnnkit.linkpred.io import load_split, save_split
+    u = torch.arange(20)
+    ei = torch.stack([u, (u + 1) % 20])
+    data = Data(edge_index=torch.cat([ei, ei.flip(0)], 1), x=torch.randn(30, 3))  # nodes 20..29 isolated
+    splits = TransductiveLinkSplit(0.1, 0.2, seed=0)(data)
+    assert int(torch.cat([d.edge_label_index for d in splits], 1).max()) >= 20  # a pair reaches them
+    out = save_split(tmp_path / "s", splits, {"undirected": True, "num_nodes": 30})
+    assert [d.num_nodes for d in load_split(out)[:3]] == [30, 30, 30]
+    # files written before the fix (no node count inside) take the manifest's
+    import hashlib
+    import json
+    man = json.loads((out / "manifest.json").read_text())
+    for name in ("train.pt", "val.pt", "test.pt"):
+        raw = torch.load(out / name, weights_only=True)
+        raw.pop("num_nodes")
+        torch.save(raw, out / name)
+        man["sha256"][name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(man))
+    assert [d.num_nodes for d in load_split(out, verify=False)[:3]] == [30, 30, 30]

@@ -50,6 +50,10 @@ def split_to_dict(d: Data) -> Dict[str, object]:
     for k in _INTS:
         if k in d and d[k] is not None:
             out[k] = int(d[k])
+    if "num_nodes" not in out and "n_id" not in out and isinstance(d.get("x"), Tensor):
+        # a graph whose node count lives in its features (Planetoid's): keep the count, or a reload would
+        # guess it from the message edges and lose the nodes only a held-out or negative pair reaches
+        out["num_nodes"] = int(d.x.size(0))
     return out
 
 
@@ -257,6 +261,8 @@ def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = 
         n = manifest.get("num_nodes") if (manifest.get("arguments") or {}).get("mode") != "inductive" else None
         _check_split_dict(p / name, raw, n if isinstance(n, int) else None)
         d = Data(**raw)
+        if isinstance(n, int) and "num_nodes" not in raw and "n_id" not in raw and "num_src" not in raw:
+            d.num_nodes = n  # the node count the split was made with, not a guess from its edges
         if full is not None:
             _check_full(p / name, d, n if isinstance(n, int) else None, full)
             if "x" in full and full.x is not None:

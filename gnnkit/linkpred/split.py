@@ -65,6 +65,15 @@ def _count(x: Ratio, total: int, name: str) -> int:
     return int(x)
 
 
+def _check_not_rounded_away(counts: Tuple[int, int], requested: Tuple[Ratio, Ratio], total: int, what: str) -> None:
+    """A part asked for (``num_val`` / ``num_test`` above 0) must not round to nothing: a split without
+    validation or test positives would be written and fail only when a model is evaluated on it."""
+    for n, req, name in zip(counts, requested, ("num_val", "num_test")):
+        if n == 0 and req > 0:
+            raise ValueError(f"{name}={req} of {total} {what} rounds to 0 {what} for that part; fix: more {what}, a "
+                             f"larger {name} (or an int >= 1), or {name}=0 to ask for an empty part")
+
+
 def _generator(seed: Optional[int]) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2 ** 62, (1,))))
@@ -257,6 +266,7 @@ class TransductiveLinkSplit:
         if n_train <= 0:
             raise ValueError(f"num_val={self.num_val} and num_test={self.num_test} leave no training edges "
                              f"out of {E}; fix: smaller num_val / num_test")
+        _check_not_rounded_away((n_val, n_test), (self.num_val, self.num_test), E, "edges")
         perm = torch.randperm(E, generator=gen).to(edges.device)
         e = edges[:, perm]
         test_e, val_e, train_e = e[:, :n_test], e[:, n_test:n_test + n_val], e[:, n_test + n_val:]
@@ -417,6 +427,7 @@ class InductiveLinkSplit:
         if n_train <= 0:
             raise ValueError(f"num_val={self.num_val}, num_test={self.num_test} leave no training {what} "
                              f"out of {total}; fix: smaller fractions")
+        _check_not_rounded_away((n_val, n_test), (self.num_val, self.num_test), total, what)
         return [n_train, n_val, n_test]
 
     def _random_parts(self, n: int, gen: torch.Generator, what: str) -> Tensor:
@@ -486,6 +497,16 @@ class InductiveLinkSplit:
             if p == 0 and n_sup == 0:
                 raise ValueError(f"the training part has {local.size(1)} edges, too few for "
                                  f"supervision_ratio={self.supervision_ratio}; fix: larger num nodes in train")
+            if p == 0 and n_sup == local.size(1):
+                raise ValueError(f"supervision_ratio={self.supervision_ratio} of the training part's {local.size(1)} "
+                                 "edges leaves it no message edges; fix: a smaller supervision_ratio or a larger "
+                                 "training part (smaller num_val / num_test)")
+            if p > 0 and n_sup == 0 and (self.num_val, self.num_test)[p - 1] > 0:
+                arg = ("num_val", "num_test")[p - 1]
+                raise ValueError(f"the {name} part ({src_nodes.numel()} nodes, {local.size(1)} edges inside it) "
+                                 f"gets 0 positive pairs at supervision_ratio={self.supervision_ratio}; fix: a larger "
+                                 f"{arg} (a part's edges are those with both ends in it), a larger supervision_ratio, "
+                                 f"or {arg}=0 to ask for an empty part")
             sup, msg = local[:, :n_sup], local[:, n_sup:]
             nn = (src_nodes.numel(), dst_nodes.numel()) if bip else src_nodes.numel()
             lbatch = None
