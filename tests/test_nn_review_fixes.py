@@ -209,3 +209,42 @@ def test_cached_gcn_keeps_the_cached_weights_dtype_as_pyg():
     x = torch.randn(10, 8).to(torch.bfloat16)
     for ew in (w, None):
         assert g(x, ei, ew).dtype == p(x, ei, ew).dtype == torch.float32
+
+
+def test_gcn_takes_a_one_column_edge_weight_as_pyg():
+    """Review finding (session 13): GCNConv refused edge_weight [E, 1] (conv(x, ei, data.edge_attr)); PyG takes it."""
+    torch.manual_seed(0)
+    ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+    x, w = torch.randn(4, 3), torch.rand(4, 1)
+    theirs, ours = pyg.GCNConv(3, 2), gnn.GCNConv(3, 2)
+    ours.load_state_dict(theirs.state_dict())
+    torch.testing.assert_close(ours(x, ei, w), theirs(x, ei, w), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ours(x, ei, w), ours(x, ei, w.view(-1)))
+
+
+def test_global_max_pool_without_batch_sends_the_gradient_to_one_maximum_as_pyg():
+    """Review finding (session 13): without batch the pool split the gradient among tied maxima (amax); PyG's
+    x.max(dim)[0] sends it to one of them (with batch both split, as scatter's amax)."""
+    from torch_geometric.nn import global_max_pool as pyg_pool
+    for batch in (None, torch.zeros(3, dtype=torch.long)):
+        grads = []
+        for pool in (gnn.global_max_pool, pyg_pool):
+            x = torch.tensor([[1.0, 5.0], [1.0, 0.0], [0.0, 5.0]], requires_grad=True)
+            pool(x, batch).sum().backward()
+            grads.append(x.grad)
+        torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("interpolation", ["lower", "higher", "midpoint", "nearest", "linear"])
+@pytest.mark.parametrize("q", [0.1, 0.3, 0.7, 0.9])
+def test_sage_quantile_position_as_pyg_for_a_float32_q(interpolation, q):
+    """Review finding (session 13): the quantile's position was computed from the float32 buffer q in float64,
+    where 0.7 * 10 is 6.99999988 (PyG and torch.quantile: 7.0), so another element was chosen."""
+    x = torch.arange(12.0).view(12, 1)
+    ei = torch.stack([torch.arange(1, 12), torch.zeros(11, dtype=torch.long)])  # node 0: 11 neighbours
+    kw = dict(aggr="quantile", aggr_kwargs=dict(q=q, interpolation=interpolation))
+    theirs = pyg.SAGEConv(1, 1, root_weight=False, bias=False, **kw)
+    ours = gnn.SAGEConv(1, 1, root_weight=False, bias=False, **kw)
+    theirs.lin_l.weight.data.fill_(1.0)
+    ours.load_state_dict(theirs.state_dict())
+    assert ours(x, ei)[0].item() == theirs(x, ei)[0].item()

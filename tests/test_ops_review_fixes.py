@@ -139,3 +139,73 @@ def test_an_uncoalesced_coo_built_on_an_index_tensor_follows_its_edits():
     idx[1, 0] = 0  # in place, through the shared storage
     g, w = as_graph(adj)
     torch.testing.assert_close(spmm(g, x, w), adj.to_dense() @ x)
+
+
+def test_sparse_csr_and_coalesced_coo_follow_edits_of_their_index_tensors():
+    """Review finding (session 13): a CSR matrix's int64 indices were shared with the cached Graph and an edit of
+    them (which bumps no version the matrix carries) left a Graph whose col had moved under a stale transpose:
+    right forward, wrong gradient.  A coalesced COO served its old structure."""
+    crow, col = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2])
+    A = torch.sparse_csr_tensor(crow, col, torch.ones(3, dtype=torch.float64), (3, 3))
+    x = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    g, w = as_graph(A)
+    spmm(g, x, w).sum().backward()
+    col[0] = 2
+    g2, w2 = as_graph(A)
+    assert g2 is not g and g.col.tolist() == [0, 1, 2]  # the first Graph kept its own indices
+    x.grad = None
+    spmm(g2, x, w2).sum().backward()
+    assert x.grad[:, 0].tolist() == [0.0, 1.0, 2.0]  # the gradient of A @ x with the edited matrix
+    idx = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    B = torch.sparse_coo_tensor(idx, torch.ones(3), (3, 3), is_coalesced=True)
+    x = torch.randn(3, 2)
+    as_graph(B)
+    idx[1, 0] = 2
+    g, w = as_graph(B)
+    torch.testing.assert_close(spmm(g, x, w), B.to_dense() @ x)
+
+
+def test_public_ops_name_a_missing_graph_and_a_device_mismatch():
+    """Review finding (session 13): an edge_index where a Graph belongs failed with AttributeError, and a
+    weight on another device reached the op (a meta tensor gave uninitialised memory)."""
+    from gnnkit.ops import gat_attention
+    ei = torch.tensor([[0, 1], [1, 0]])
+    x = torch.randn(2, 3)
+    for call in (lambda: spmm(ei, x), lambda: segment_softmax(ei, torch.randn(2)),
+                 lambda: segment_reduce(ei, torch.randn(2)),
+                 lambda: gat_attention(ei, x.view(2, 1, 3), torch.randn(2, 1), torch.randn(2, 1))):
+        with pytest.raises(ValueError, match=r"graph must be a gnnkit.ops.Graph, got Tensor; fix: .*as_graph"):
+            call()
+    g, _ = as_graph(ei, num_nodes=2)
+    with pytest.raises(ValueError, match=r"spmm: edge_weight is on meta but the graph is on cpu; fix"):
+        spmm(g, x, torch.rand(2, device="meta"))
+
+
+def test_gat_attention_slots_checks_every_row_count():
+    """Review finding (session 13): a_src, edge_term and edge_scale were not checked; swapped or [1, H] scores
+    broadcast silently."""
+    from gnnkit.ops import gat_attention_slots
+    g, _ = as_graph(torch.tensor([[0, 1, 2], [1, 2, 3]]), size=(3, 5))
+    x, a_src, a_dst = torch.randn(3, 2, 4), torch.randn(3, 2), torch.randn(5, 2)
+    with pytest.raises(ValueError, match="a_src has 5 rows but the graph has 3 source nodes"):
+        gat_attention_slots(g, x, a_dst, a_dst)
+    with pytest.raises(ValueError, match="edge_term has 1 rows but the graph has 3 edges"):
+        gat_attention_slots(g, x, a_src, a_dst, edge_term=torch.randn(1, 2))
+    with pytest.raises(ValueError, match="edge_scale has 1 rows but the graph has 3 edges"):
+        gat_attention_slots(g, x, a_src, a_dst, edge_scale=torch.rand(1))
+
+
+def test_integer_and_float64_data_take_the_torch_path_on_every_backend(monkeypatch):
+    """Review finding (session 13): integer segment sums (fine on CPU) failed in the Triton kernel, and float64
+    softmax / GAT lost precision in kernels that compute in fp32 (gradcheck failed): both now run the torch path
+    whatever GNNKIT_BACKEND says, so a result does not depend on the device."""
+    from gnnkit.ops._backend import TRITON_FOUND, use_triton
+    if not TRITON_FOUND:
+        pytest.skip("triton is not installed")
+    monkeypatch.setenv("GNNKIT_BACKEND", "triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert not use_triton("segment", torch.ones(3, dtype=torch.long))
+    for op in ("softmax", "gat", "graph_attention"):
+        assert not use_triton(op, torch.ones(3, dtype=torch.float64))
+    assert use_triton("spmm", torch.ones(3, dtype=torch.float64))  # accumulates in float64 (kernels/_config.py)
+    assert use_triton("softmax", torch.ones(3))

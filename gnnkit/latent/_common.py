@@ -1,6 +1,8 @@
 """What every gnnkit quantizer returns, and the code-usage bookkeeping they share."""
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from typing import NamedTuple
 
@@ -32,6 +34,30 @@ class QuantizerOutput(NamedTuple):
     indices: Tensor
     loss: Tensor
     stats: QuantizerStats
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """``value`` is an int (not a bool, not a float) of at least ``minimum``, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}={value!r} must be an int >= {minimum}, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be >= {minimum}")
+    return int(value)
+
+
+def check_number(name: str, value: object, low: float = -math.inf, high: float = math.inf,
+                 low_open: bool = False, high_open: bool = False, hint: str = "") -> float:
+    """``value`` is a finite real number in the given range (NaN and infinities fail every range), else a
+    ValueError naming ``name``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        if math.isinf(high):
+            span = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            span = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name}={value!r} must be a finite number {span}{hint}")
+    return float(value)
 
 
 def check_indices(indices: Tensor, num_codes: int, what: str = "code indices") -> None:

@@ -19,7 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import QuantizerOutput, UsageMonitor, check_indices, check_nonempty, code_counts, usage_stats
+from ._common import (
+    QuantizerOutput,
+    UsageMonitor,
+    check_indices,
+    check_int,
+    check_nonempty,
+    check_number,
+    code_counts,
+    usage_stats,
+)
 
 _U_EPS = 1e-10  # U is drawn in [eps, 1 - eps] (fp32) so -log(-log U) stays finite
 
@@ -44,8 +53,7 @@ class TemperatureSchedule:
                              f"(F.gumbel_softmax(tau=0) gives NaN); use a small floor such as 1/16")
         if end > start:
             raise ValueError(f"end={end} must be <= start={start} (the schedule anneals downwards)")
-        if steps < 1:
-            raise ValueError(f"steps={steps} must be >= 1")
+        check_int("steps", steps, 1)
         self.kind, self.start, self.end, self.steps = kind, float(start), float(end), int(steps)
 
     def __call__(self, step: int) -> float:
@@ -97,10 +105,9 @@ class GumbelQuantizer(torch.nn.Module):
     def __init__(self, num_codes: int, dim: int, temperature: Union[float, TemperatureSchedule] = 1.0,
                  hard: bool = True, kl_weight: float = 0.0, min_usage: float = 0.1):
         super().__init__()
-        if num_codes < 2:
-            raise ValueError(f"num_codes={num_codes} must be >= 2")
-        if dim < 1:
-            raise ValueError(f"dim={dim} must be >= 1")
+        check_int("num_codes", num_codes, 2)
+        check_int("dim", dim, 1)
+        check_number("kl_weight", kl_weight, 0.0)
         if isinstance(temperature, bool):
             raise ValueError(f"temperature={temperature} must be a number > 0 or a TemperatureSchedule, not a bool")
         if isinstance(temperature, (int, float)):
@@ -110,8 +117,6 @@ class GumbelQuantizer(torch.nn.Module):
             temperature = TemperatureSchedule("constant", float(temperature), float(temperature), 1)
         if not isinstance(temperature, TemperatureSchedule):
             raise ValueError(f"temperature must be a float or a TemperatureSchedule, got {type(temperature)}")
-        if kl_weight < 0:
-            raise ValueError(f"kl_weight={kl_weight} must be >= 0")
         self.num_codes, self.dim, self.input_dim = num_codes, dim, num_codes
         self.schedule = temperature
         self.hard = hard

@@ -79,7 +79,9 @@ def earlier_draw(out_dir: Union[str, Path]) -> List[str]:
     if not (out.is_dir() and any(out.iterdir())):
         return []
     pending = _pending(out)  # the files of a draw killed before its samples.json
-    if pending and not (out / "samples.json").exists():
+    if _pending_list(out)[0] is not None and not (out / "samples.json").exists():
+        # a draw began here and was killed before its samples.json, maybe before any graph file: the folder
+        # was new or empty then (a folder with an earlier draw keeps that draw's samples.json until replaced)
         return pending
     try:
         return [str(f) for f in json.loads((out / "samples.json").read_text())["files"]] + pending
@@ -93,22 +95,26 @@ _SAMPLE_FILE = re.compile(r"graph_\d+\.(txt|pt)")
 _PENDING = ".draw-in-progress.json"  # the names a draw is about to write; gone once its samples.json is
 
 
-def _pending_list(out: Path) -> Tuple[Optional[int], List[str]]:
-    """``(since, names)`` of the in-progress list: the time the first unfinished draw began, and every name
-    the unfinished draws were about to write; ``(None, [])`` without one."""
+def _pending_list(out: Path) -> Tuple[Optional[int], List[str], List[str]]:
+    """``(since, names, stale)`` of the in-progress list: the time the first unfinished draw began, every name
+    the unfinished draws were about to write, and the graph files of the draw they replace that they were to
+    remove; ``(None, [], [])`` without one."""
     try:
         d = json.loads((out / _PENDING).read_text())
         since = d["since"]  # None: the list's own time (the file clock the graph files are stamped by)
-        return int((out / _PENDING).stat().st_mtime_ns if since is None else since), [str(f) for f in d["files"]]
-    except (OSError, ValueError, TypeError, KeyError):
-        return None, []
+        return (int((out / _PENDING).stat().st_mtime_ns if since is None else since), [str(f) for f in d["files"]],
+                [str(f) for f in d.get("stale", [])])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None, [], []
 
 
 def _pending(out: Path) -> List[str]:
     """The names killed draws were about to write that they did write (not older than the first of those
     draws: a user's own file of such a name, untouched by them, stays)."""
-    since, names = _pending_list(out)
-    return [f for f in names if (out / f).is_file() and (out / f).stat().st_mtime_ns >= since]
+    since, names, stale = _pending_list(out)
+    # an earlier draw's graph files (listed by its samples.json) are gnnkit's whatever their time
+    return [f for f in names if (out / f).is_file() and (out / f).stat().st_mtime_ns >= since] + \
+        [f for f in stale if _SAMPLE_FILE.fullmatch(f) and (out / f).is_file() and f not in names]
 
 
 def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: dict,
@@ -125,9 +131,12 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
     # named before they are written: a draw killed half-way leaves this list, and the next draw removes them
     # (else a later, smaller draw would leave the killed draw's extra graph files beside its own)
     names_ahead = [f"graph_{i:0{width}d}{ext}" for i in range(len(graphs)) for ext in (".txt", ".pt")]
-    since, before = _pending_list(out)
-    atomic_write(out / _PENDING, json.dumps({"since": since,
-                                             "files": sorted(set(names_ahead) | set(before))}).encode())
+    since, before, stale_before = _pending_list(out)
+    # and the earlier draw's graph files this draw is to remove: a draw killed after its samples.json but
+    # before removing them leaves them listed here, for the next draw to remove
+    stale = sorted((set(stale_before) | {f for f in old_files if _SAMPLE_FILE.fullmatch(f)}) - set(names_ahead))
+    atomic_write(out / _PENDING, json.dumps({"since": since, "files": sorted(set(names_ahead) | set(before)),
+                                             "stale": stale}).encode())
     written = []
     for i, g in enumerate(graphs):
         stem = out / f"graph_{i:0{width}d}"

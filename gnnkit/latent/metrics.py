@@ -609,6 +609,12 @@ def mmd2(samples1: Sequence[np.ndarray], samples2: Sequence[np.ndarray], kernel:
                     raise ValueError(f"{name}[{i}] sums to {s.sum()}, cannot be normalised to a pmf")
         s1 = [s / np.sum(s) for s in s1]
         s2 = [s / np.sum(s) for s in s2]
+    elif kernel == "gaussian_emd":  # the closed-form EMD of gaussian_emd_kernel / emd_1d: equal masses only
+        masses = np.array([float(s.sum()) for s in s1 + s2])
+        if np.abs(masses - masses[0]).max() > 1e-9 * max(float(np.abs(masses).max()), 1.0):
+            raise ValueError(f"mmd2: kernel='gaussian_emd' with is_hist=False needs vectors of equal mass (sums from "
+                             f"{masses.min():.6g} to {masses.max():.6g}); the closed-form EMD holds for equal masses "
+                             "only; fix: is_hist=True (each vector normalised to sum 1) or another kernel")
     L = max(max(len(s) for s in s1), max(len(s) for s in s2))
     X, Y = _stack(s1, L), _stack(s2, L)
     kxx = _kernel_matrix(X, X, kernel, sigma, distance_scaling).mean()

@@ -25,6 +25,11 @@ def bfs_order(edge_index: Tensor, num_nodes: int, generator: Optional[torch.Gene
     if num_nodes == 0:
         return torch.zeros(0, dtype=torch.long)
     ei = edge_index.detach().cpu().long()
+    if ei.dim() != 2 or ei.size(0) != 2:
+        raise ValueError(f"bfs_order: edge_index must be [2, E], got {list(ei.shape)}")
+    if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= num_nodes):
+        raise ValueError(f"bfs_order: edge_index holds node ids in [{int(ei.min())}, {int(ei.max())}] but num_nodes="
+                         f"{num_nodes}; fix: ids in [0, num_nodes) (or the graph's true node count)")
     adj: List[set] = [set() for _ in range(num_nodes)]
     for u, v in ei.t().tolist():
         if u != v:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import check_indices
+from ._common import check_indices, check_int, check_number
 from .vqvae import Codes
 
 PREDICTS = ("all", "top", "nodes")
@@ -46,8 +46,10 @@ class CodePrior(torch.nn.Module):
         super().__init__()
         for name, value in (("num_codes", num_codes), ("max_nodes", max_nodes), ("parts", parts),
                             ("d_model", d_model), ("layers", layers), ("heads", heads)):
-            if value < 1:
-                raise ValueError(f"{name}={value} must be >= 1")
+            check_int(name, value, 1)
+        check_int("top_codes", top_codes, 0)
+        check_int("top_slots", top_slots, 0)
+        check_number("dropout", dropout, 0.0, 1.0, high_open=True)
         if d_model % heads:
             raise ValueError(f"d_model={d_model} must be divisible by heads={heads}")
         if predict not in PREDICTS:

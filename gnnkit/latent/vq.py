@@ -31,7 +31,16 @@ from torch import Tensor
 
 from gnnkit.ops import nearest_code
 
-from ._common import QuantizerOutput, UsageMonitor, check_indices, check_nonempty, code_counts, usage_stats
+from ._common import (
+    QuantizerOutput,
+    UsageMonitor,
+    check_indices,
+    check_int,
+    check_nonempty,
+    check_number,
+    code_counts,
+    usage_stats,
+)
 
 METRICS = ("l2", "cosine")
 GRADIENTS = ("straight_through", "rotation")
@@ -120,8 +129,13 @@ class VectorQuantizer(torch.nn.Module):
                  decay: float = 0.99, eps: float = 1e-5, kmeans_init: bool = False, kmeans_iters: int = 10,
                  dead_code_threshold: float = 0.0, gradient: str = "straight_through", min_usage: float = 0.1):
         super().__init__()
-        if num_codes < 1 or dim < 1:
-            raise ValueError(f"num_codes={num_codes} and dim={dim} must be >= 1")
+        check_int("num_codes", num_codes, 1)
+        check_int("dim", dim, 1)
+        check_number("beta", beta, 0.0, hint=" (the paper uses 0.25)")
+        check_number("decay", decay, 0.0, 1.0, low_open=True, high_open=True, hint=", e.g. 0.99")
+        check_number("eps", eps, 0.0, low_open=True, hint=" (Laplace smoothing of the EMA counts)")
+        check_number("dead_code_threshold", dead_code_threshold, 0.0, hint=" (0 disables restarts)")
+        check_int("kmeans_iters", kmeans_iters, 1)
         if metric not in METRICS:
             raise ValueError(f"metric={metric!r} is not supported; use one of {METRICS}")
         if gradient not in GRADIENTS:

@@ -37,7 +37,7 @@ from torch_geometric.utils import to_dense_batch
 from gnnkit.linkpred import negative_sampling
 from gnnkit.nn import GCNConv, GINConv, SAGEConv, global_max_pool, global_mean_pool
 
-from ._common import QuantizerOutput, QuantizerStats
+from ._common import QuantizerOutput, QuantizerStats, check_int, check_number
 
 CONVS = {
     "gin": lambda h: GINConv(Sequential(Linear(h, h), ReLU(), Linear(h, h))),
@@ -167,9 +167,13 @@ class GraphVQVAE(torch.nn.Module):
                  decoder_layers: int = 2, heads: int = 4, edge_channels: int = 32, edge_loss: str = "auto",
                  dropout: float = 0.0):
         super().__init__()
-        if max_nodes < 1 or parts < 1 or hidden_channels < 1 or num_layers < 1:
-            raise ValueError(f"max_nodes={max_nodes}, parts={parts}, hidden_channels={hidden_channels} and "
-                             f"num_layers={num_layers} must all be >= 1")
+        for name, value in (("max_nodes", max_nodes), ("parts", parts), ("hidden_channels", hidden_channels),
+                            ("num_layers", num_layers), ("decoder_layers", decoder_layers), ("heads", heads),
+                            ("edge_channels", edge_channels)):
+            check_int(name, value, 1)
+        check_int("in_channels", in_channels, 0)
+        check_int("num_node_labels", num_node_labels, 0)
+        check_number("dropout", dropout, 0.0, 1.0, high_open=True)
         if hidden_channels % heads:
             raise ValueError(f"hidden_channels={hidden_channels} must be divisible by heads={heads}")
         missing = [a for a in ("input_dim", "dim", "num_codes", "codes_from_indices") if not hasattr(quantizer, a)]
@@ -304,6 +308,8 @@ class GraphVQVAE(torch.nn.Module):
         """Graphs from codes: edge ``i``–``j`` where its probability exceeds ``threshold`` (or, with
         ``sample_edges``, a Bernoulli draw from ``generator``); node labels by arg max. Returns PyG
         ``Data`` with both edge directions and ``node_label`` when the model has labels."""
+        check_number("threshold", threshold, 0.0, 1.0, high_open=True,
+                     hint=": an edge is kept where its probability exceeds it (1 or NaN would keep none)")
         was = self.training
         self.eval()
         try:

@@ -59,6 +59,8 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
         raise ValueError(f"gcn_norm: flow={flow!r} is not supported here; pass edge_index.flip(0) with the "
                          "default flow='source_to_target'")
     fill = 2.0 if improved else 1.0
+    if isinstance(edge_weight, Tensor) and edge_weight.dim() == 2 and edge_weight.size(1) == 1:
+        edge_weight = edge_weight.view(-1)  # [E, 1], as PyG's gcn_norm takes it
     if is_sparse_adj(edge_index):
         if edge_weight is not None:
             raise ValueError("edge_weight must be None when the adjacency is a sparse matrix: "
@@ -247,6 +249,8 @@ class GCNConv(CSRMessagePassing):
         if self.in_channels > 0 and x.size(-1) != self.in_channels:
             raise ValueError(f"x has {x.size(-1)} features but GCNConv was built with "
                              f"in_channels={self.in_channels}; fix in_channels or the input")
+        if isinstance(edge_weight, Tensor) and edge_weight.dim() == 2 and edge_weight.size(1) == 1:
+            edge_weight = edge_weight.view(-1)  # [E, 1] (e.g. a one-column edge_attr), as PyG takes it
         edge_index = self.oriented(edge_index)
         n = x.size(0) if x.dim() == 3 and self.static_nodes_first(x) else x.size(-2)
         w_t = None

@@ -31,13 +31,22 @@ def backend_mode() -> str:
     return mode
 
 
+# kernels that compute in fp32 inside (softmax's exponentials, the fused attentions): float64 input keeps its
+# precision, and passes gradcheck, only on the torch path
+_FP32_INSIDE = ("softmax", "gat", "graph_attention")
+
+
 def use_triton(op: str, t: torch.Tensor) -> bool:
     """True when ``op`` should run its Triton kernel on tensor ``t``.
 
     The one place the backend is chosen; the kernel itself is imported by the custom op
-    that launches it (:mod:`gnnkit.ops.primitives`)."""
+    that launches it (:mod:`gnnkit.ops.primitives`).  Whatever the mode, non-floating-point data
+    (e.g. integer counts through ``segment_reduce``) and float64 data of the ops in ``_FP32_INSIDE``
+    run the torch path, so a result does not depend on the device."""
     mode = backend_mode()
     if mode == "torch":
+        return False
+    if not t.is_floating_point() or (t.dtype == torch.float64 and op in _FP32_INSIDE):
         return False
     if mode == "triton":
         if not TRITON_FOUND:

@@ -212,8 +212,10 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
     ``(row << 32) | order-preserving bits of the value`` sorts every row's values at once.  The output
     gathers the chosen sources' features from ``x``, so the gradient goes straight to them (no ``[E, F]``
     tensor is kept).  Among equal values the earlier slot is chosen (PyG's choice among ties depends on an
-    unstable sort).  The quantile's position is computed in float64 inside each row, as ``torch.quantile``
-    does: PyG computes it in float32 after adding the row's offset, so its interpolation fraction coarsens
+    unstable sort).  The quantile's position is computed inside each row (``q`` times the row's count less
+    one in ``q``'s precision: float64 for a Python float, as ``torch.quantile``; a tensor's own dtype, as
+    PyG's module, whose float32 ``q = 0.7`` gives position 7.0 in a row of 11, not 6.99999988), then in
+    float64: PyG computes it in float32 after adding the row's offset, so its interpolation fraction coarsens
     once offsets pass ~10^5 (rows past 2^24 slots pick wrong elements), and its "nearest" rounds a .5
     position up or down depending on the parity of the row's offset (here: half to even inside the row, as
     ``torch.quantile``; ``pyg_rounding=True`` rounds PyG's way, what the drop-in ``SAGEConv`` asks for, so
@@ -224,7 +226,8 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
     if isinstance(q, Tensor):  # e.g. QuantileAggregation's buffer: read as a tensor (no sync, compiles)
         if q.numel() != 1:
             raise ValueError(f"quantile_aggregate_slots: one q at a time, got {q.numel()} values")
-        q = q.reshape(()).to(torch.float64)
+        q = q.reshape(())
+        q = q if q.is_floating_point() else q.to(torch.float64)
     elif not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile_aggregate_slots: q must lie in [0, 1], got {q}")
     _check("quantile_aggregate_slots", graph, x)
@@ -241,7 +244,11 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
         del vals
         # each channel's slots, row by row; stable: ties go to the earlier slot (input edge order)
         perm = torch.sort(key, dim=1, stable=True).indices
-        local = q * (count - 1).clamp(min=0).to(torch.float64)  # position inside each row
+        # position inside each row.  A tensor q (PyG's module keeps a float32 buffer) multiplies in its own
+        # precision, as PyG does: float32 0.7 times 10 rounds to 7.0 there, but is 6.99999988 in float64,
+        # which would pick the element below; a Python float multiplies in float64, as torch.quantile
+        local = (q * (count - 1).clamp(min=0)).to(torch.float64) if isinstance(q, Tensor) \
+            else q * (count - 1).clamp(min=0).to(torch.float64)
         start = graph.rowptr[:-1]
         lo = (local.floor().long() + start).clamp(max=E - 1)
         hi = (local.ceil().long() + start).clamp(max=E - 1)

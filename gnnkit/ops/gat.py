@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
-from .graph import Graph, check_rows
+from .graph import Graph, check_op_inputs, check_rows
 from .primitives import NO_PLAN, gat_fused_bwd_op, gat_fused_op, kernel_plan, node_sums_op
 from .softmax import segment_softmax_slots
 from .spmm import spmm_slots
@@ -131,7 +131,10 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
     returned attention weights are the unscaled ones (after dropout in training, as PyG's).  ``reduce``: how the
     weighted messages are combined (``sum``, GAT's; ``mean``/``max``/``min`` as PyG's ``aggr``)."""
     check_rows(x, graph.num_src, "x", "source nodes")
+    check_rows(a_src, graph.num_src, "a_src", "source nodes")
     check_rows(a_dst, graph.num_dst, "a_dst", "destination nodes")
+    check_rows(edge_term, graph.num_edges, "edge_term", "edges")
+    check_rows(edge_scale, graph.num_edges, "edge_scale", "edges")
     graph.prepare_backward(x, a_src, a_dst, edge_term)
     if not return_attention and not (training and dropout > 0) and edge_scale is None and reduce == "sum" \
             and use_triton("gat", x):
@@ -164,6 +167,7 @@ def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_te
     Returns:
         ``(out [num_dst, H, F], alpha or None)``.
     """
+    check_op_inputs("gat_attention", graph, x=x, a_src=a_src, a_dst=a_dst, edge_term=edge_term)
     if x.dim() != 3 or x.size(0) != graph.num_src:
         raise ValueError(f"x must have shape [num_src={graph.num_src}, H, F], got {list(x.shape)}")
     H = x.size(1)

@@ -205,8 +205,10 @@ class Graph:
         if not _is_compiling() and torch.is_inference_mode_enabled():  # as from_coo: normal tensors
             with torch.inference_mode(False):
                 return cls.from_csr(rowptr.clone(), col.clone(), num_src, num_dst)
-        rowptr = rowptr.long()
-        col = col.long()
+        # own copies: a sparse matrix's index tensors stay the caller's, and an edit of them (which bumps no
+        # version the matrix carries) must not change a Graph whose transpose was built from the old ones
+        rowptr = rowptr.to(torch.long, copy=True)
+        col = col.to(torch.long, copy=True)
         deg = rowptr[1:] - rowptr[:-1]
         row = torch.repeat_interleave(torch.arange(num_dst, device=col.device), deg,
                                       output_size=col.numel())
@@ -391,6 +393,22 @@ class Graph:
     def __repr__(self) -> str:
         return (f"Graph(num_src={self.num_src}, num_dst={self.num_dst}, num_edges={self.num_edges}, "
                 f"device={self.device})")
+
+
+def check_op_inputs(op: str, graph: object, **tensors: Optional[Tensor]) -> None:
+    """The public ops' first check: ``graph`` is a :class:`Graph` (not an ``edge_index``) and every given
+    tensor (by argument name) is a tensor on the graph's device."""
+    if not isinstance(graph, Graph):
+        raise ValueError(f"{op}: graph must be a gnnkit.ops.Graph, got {type(graph).__name__}; fix: "
+                         "graph, _ = gnnkit.ops.as_graph(edge_index, num_nodes=N) (or Graph.build(...))")
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if not isinstance(t, Tensor):
+            raise ValueError(f"{op}: {name} must be a tensor, got {type(t).__name__}")
+        if t.device != graph.device:
+            raise ValueError(f"{op}: {name} is on {t.device} but the graph is on {graph.device}; fix: "
+                             f"{name}.to(graph.device) (or build the graph on {t.device})")
 
 
 def check_rows(t: Optional[Tensor], n: int, name: str, what: str) -> None:
@@ -700,9 +718,11 @@ def _from_torch_sparse(adj: Tensor, num_src, num_dst, name) -> Tuple[Graph, Opti
         def build() -> Graph:  # ids checked once, with the structure (torch does not check them by default)
             validate_edge_index(torch.stack([idx[1], idx[0]]), ns, nd, name)
             return Graph.from_coo(idx[1], idx[0], ns, nd)
-        g = cached_for(adj, ("graph", ns, nd), build)
+        g = cached_for(adj, ("graph", ns, nd, _fingerprint(idx)), build)  # the indices' fingerprint: as above
         return g, g.to_csr_order(adj.values())
-    g = cached_for(adj, ("graph", ns, nd), lambda: _checked_csr(adj.crow_indices(), adj.col_indices(), ns, nd, name))
+    crow, ccol = adj.crow_indices(), adj.col_indices()
+    g = cached_for(adj, ("graph", ns, nd, _fingerprint(crow), _fingerprint(ccol)),
+                   lambda: _checked_csr(crow, ccol, ns, nd, name))
     return g, adj.values()
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ._autograd import apply_function, first_order_only
-from .graph import Graph, check_rows
+from .graph import Graph, check_op_inputs, check_rows
 from .primitives import kernel_plan, sddmm_op, sddmm_pattern_args, spmm_op
 from .reference import sddmm_csr_ref  # noqa: F401  (re-exported: the op's reference)
 
@@ -68,6 +68,7 @@ def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
     Returns:
         ``[E]`` (or ``[E, H]``) in the input edge order.
     """
+    check_op_inputs("sddmm", graph, a=a, b=b)
     if a.dim() != b.dim() or a.dim() not in (2, 3) or a.shape[1:] != b.shape[1:]:
         raise ValueError(f"a and b must both be [nodes, F] or [nodes, H, F] with equal trailing sizes, "
                          f"got a {list(a.shape)} and b {list(b.shape)}")

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ._autograd import apply_function, first_order_only
-from .graph import Graph
+from .graph import Graph, check_op_inputs
 from .primitives import kernel_plan, segment_bwd_op, segment_op
 from .reference import route_to_first_extremum, segment_reduce_bwd_ref, segment_reduce_ref  # noqa: F401
 
@@ -60,5 +60,6 @@ def segment_reduce_slots(graph: Graph, values: Tensor, reduce: str = "sum") -> T
 
 def segment_reduce(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:
     """Reduce per-edge ``values`` ``[E, ...]`` (input edge order) into ``[num_dst, ...]``."""
+    check_op_inputs("segment_reduce", graph, values=values)
     _check(graph, values, reduce)
     return apply_function(SegmentReduceFunction, graph, graph.to_csr_order(values).contiguous(), reduce)

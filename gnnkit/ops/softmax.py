@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ._autograd import apply_function, first_order_only
-from .graph import Graph, check_rows
+from .graph import Graph, check_op_inputs, check_rows
 from .primitives import kernel_plan, softmax_bwd_op, softmax_op
 from .reference import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: F401  (re-exported)
 
@@ -38,6 +38,9 @@ class SegmentSoftmaxFunction(torch.autograd.Function):
 def segment_softmax_slots(graph: Graph, logits: Tensor) -> Tensor:
     """Edge softmax of ``[E, H]`` scores already in CSR slot order."""
     check_rows(logits, graph.num_edges, "logits", "edges")
+    if logits.dim() != 2:  # the contract on every backend (the torch path alone would take other shapes)
+        raise ValueError(f"segment_softmax_slots: logits must be [E={graph.num_edges}, H], got {list(logits.shape)}; "
+                         "fix: logits.view(-1, 1) for one head (or the public segment_softmax, which takes [E])")
     return apply_function(SegmentSoftmaxFunction, graph, logits.contiguous())
 
 
@@ -51,6 +54,7 @@ def segment_softmax(graph: Graph, logits: Tensor) -> Tensor:
     Returns:
         Same shape and order as ``logits``; each destination's weights sum to 1.
     """
+    check_op_inputs("segment_softmax", graph, logits=logits)
     if logits.dim() not in (1, 2) or logits.size(0) != graph.num_edges:
         raise ValueError(f"logits must have shape [E={graph.num_edges}] or [E, H], got {list(logits.shape)}")
     if not logits.is_floating_point():

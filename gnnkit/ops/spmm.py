@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ._autograd import apply_function, first_order_only
-from .graph import Graph, check_rows
+from .graph import Graph, check_op_inputs, check_rows
 from .primitives import (
     NO_PLAN,
     kernel_plan,
@@ -199,6 +199,7 @@ def spmm(graph: Graph, x: Tensor, edge_weight: Optional[Tensor] = None, reduce: 
     Returns:
         ``[num_dst, F]`` (or ``[num_dst, H, F]``).
     """
+    check_op_inputs("spmm", graph, x=x, edge_weight=edge_weight)
     check_reduce(reduce)
     if x.dim() not in (2, 3) or x.size(0) != graph.num_src:
         raise ValueError(f"x must have shape [num_src={graph.num_src}, F] or [num_src, H, F], "
