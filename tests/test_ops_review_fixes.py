@@ -209,3 +209,16 @@ def test_integer_and_float64_data_take_the_torch_path_on_every_backend(monkeypat
         assert not use_triton(op, torch.ones(3, dtype=torch.float64))
     assert use_triton("spmm", torch.ones(3, dtype=torch.float64))  # accumulates in float64 (kernels/_config.py)
     assert use_triton("softmax", torch.ones(3))
+
+
+def test_graph_attention_refuses_negative_buckets_and_batch_distances_a_short_num_graphs():
+    """Review finding (session 13): a negative dist bucket wrapped round to the last bias bucket, and
+    batch_distances(num_graphs=) below the real count failed with an unnamed shape error."""
+    from gnnkit.ops import batch_distances, graph_attention
+    q = torch.randn(1, 2, 3, 4)
+    dist = torch.zeros(1, 3, 3, dtype=torch.long)
+    dist[0, 0, 1] = -1
+    with pytest.raises(ValueError, match=r"dist has bucket -1; buckets are indices into bias, in \[0, 5\)"):
+        graph_attention(q, q, q, torch.tensor([3]), dist, torch.randn(2, 5))
+    with pytest.raises(ValueError, match=r"batch holds graph ids from 0 to 1 but num_graphs=1; fix"):
+        batch_distances(torch.tensor([[0, 2], [1, 3]]), torch.tensor([0, 0, 1, 1]), 2, num_graphs=1)

@@ -96,12 +96,16 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Op
         stats["lo"], stats["hi"] = num_nodes.min(), num_nodes.max()
     if dist is not None and bias is not None and dist.numel():
         stats["bucket"] = dist.max().to(num_nodes.device)
+        stats["bucket_lo"] = dist.min().to(num_nodes.device)  # a negative bucket would wrap to the last one
     got = dict(zip(stats, torch.stack([t.long() for t in stats.values()]).tolist())) if stats else {}
     if B and (got["lo"] < 0 or got["hi"] > N):
         raise ValueError(f"graph_attention: num_nodes must lie in [0, N={N}] (N: the padded size of q, k, v), got "
                          f"values from {got['lo']} to {got['hi']}")
     if got.get("bucket", -1) >= (bias.size(1) if bias is not None else 0):
         raise ValueError(f"graph_attention: dist has bucket {got['bucket']} but bias has {bias.size(1)} buckets")
+    if got.get("bucket_lo", 0) < 0:
+        raise ValueError(f"graph_attention: dist has bucket {got['bucket_lo']}; buckets are indices into bias, "
+                         f"in [0, {bias.size(1)})")
     scale = 1.0 / math.sqrt(max(D, 1)) if scale is None else float(scale)
     return apply_function(GraphAttentionFunction, q, k, v, num_nodes.to(q.device), dist, bias, bool(adjacency), scale)
 
@@ -118,6 +122,9 @@ def batch_distances(edge_index: Tensor, batch: Tensor, max_distance: int, num_gr
         raise ValueError(f"batch_distances: batch must be [N] graph ids, got {list(batch.shape)}")
     batch = batch.long()
     B = int(batch.max()) + 1 if num_graphs is None and batch.numel() else (num_graphs or 0)
+    if batch.numel() and (int(batch.min()) < 0 or int(batch.max()) >= B):
+        raise ValueError(f"batch_distances: batch holds graph ids from {int(batch.min())} to {int(batch.max())} but "
+                         f"num_graphs={B}; fix: num_graphs > max(batch) (or leave it None)")
     counts = torch.bincount(batch, minlength=B)
     if not bool((batch[1:] >= batch[:-1]).all()):
         raise ValueError("batch_distances: batch must be sorted (nodes of each graph together), as PyG batches are")
