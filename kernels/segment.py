@@ -4,8 +4,8 @@ Forward: the CSR reduction kernel of :mod:`.spmm` with an identity gather
 (``values`` viewed as ``[E, 1, F]``), so it shares the row splitting, the fp32
 accumulation and the deterministic chunk combine.  Backward (edge-parallel,
 ``_segment_reduce_bwd_kernel``): sum copies ``grad_out[i]`` to every slot of row
-``i``, mean divides by the degree, max/min send it only to the first slot
-attaining the extremum (found by re-running the forward with arg tracking).
+``i``, mean divides by the degree; max/min split it evenly among the slots attaining the
+extremum (the forward re-run, a tie count by the same reduction, then elementwise ops).
 """
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import Schedule, acc_dtype, check_float, check_index, feature_blocks, slot_rows
+from ._config import Schedule, acc_dtype, check_float, check_index, feature_blocks, slot_rows, torch_acc_dtype
 from .spmm import REDUCE_CODES, reduce_rows
 
 
 @triton.jit
-def _segment_reduce_bwd_kernel(rowptr_ptr, slot_row_ptr, g_ptr, arg_ptr, out_ptr, E, F,
+def _segment_reduce_bwd_kernel(rowptr_ptr, slot_row_ptr, g_ptr, out_ptr, E, F,
                                REDUCE: tl.constexpr, ACC: tl.constexpr,
                                BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
+    """sum (``REDUCE`` 0) and mean (1): copy ``grad_out[i]`` (divided by the degree) to every slot of row ``i``."""
     eb = tl.program_id(0).to(tl.int64)
     fb = tl.program_id(1).to(tl.int64)
     offs_e = eb * BLOCK_E + tl.arange(0, BLOCK_E).to(tl.int64)
@@ -31,12 +32,7 @@ def _segment_reduce_bwd_kernel(rowptr_ptr, slot_row_ptr, g_ptr, arg_ptr, out_ptr
     m2 = emask[:, None] & (offs_f < F)[None, :]
     dst = tl.load(slot_row_ptr + offs_e, mask=emask, other=0).to(tl.int64)
     src_off = dst[:, None] * F + offs_f[None, :]
-    if REDUCE >= 2:
-        a = tl.load(arg_ptr + src_off, mask=m2, other=-1)
-        take = m2 & (a == offs_e[:, None])
-    else:
-        take = m2
-    g = tl.load(g_ptr + src_off, mask=take, other=0.0).to(ACC)
+    g = tl.load(g_ptr + src_off, mask=m2, other=0.0).to(ACC)
     if REDUCE == 1:
         deg = tl.load(rowptr_ptr + dst + 1, mask=emask, other=1).to(tl.int64) - \
             tl.load(rowptr_ptr + dst, mask=emask, other=0).to(tl.int64)
@@ -85,13 +81,17 @@ def segment_reduce_bwd(rowptr: torch.Tensor, values: torch.Tensor, grad_out: tor
         return out
     g = grad_out.contiguous()
     code = REDUCE_CODES[reduce]
-    if code >= 2:
-        _, arg = reduce_rows(rowptr, None, None, values.contiguous().view(E, 1, F), reduce, store_arg=True,
-                             sched=sched)
-    else:
-        arg = rowptr
+    if code >= 2:  # split evenly among the tied extrema, as spmm_arg_bwd (and torch's scatter amax/amin)
+        acc = torch_acc_dtype(values.dtype)
+        v3 = values.contiguous().view(E, 1, F).to(acc)
+        ext, _ = reduce_rows(rowptr, None, None, v3, reduce, sched=sched)
+        srow = slot_rows(rowptr, E, row)
+        hit = (v3 == ext.index_select(0, srow)).to(acc)
+        count, _ = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)
+        share = g.view(N, 1, F).to(acc) / count.clamp(min=1)
+        return (hit * share.index_select(0, srow)).view((E,) + trail).to(values.dtype)
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, values.dtype)
     _segment_reduce_bwd_kernel[(triton.cdiv(E, BLOCK_E), triton.cdiv(F, BLOCK_F))](
-        rowptr, slot_rows(rowptr, E, row), g, arg, out, E, F, REDUCE=code, ACC=acc_dtype(values.dtype),
+        rowptr, slot_rows(rowptr, E, row), g, out, E, F, REDUCE=code, ACC=acc_dtype(values.dtype),
         BLOCK_E=BLOCK_E, BLOCK_F=BLOCK_F, num_warps=warps)
     return out

@@ -5,8 +5,9 @@ slots in tiles of ``BLOCK_E x BLOCK_F``, gathers ``x`` rows through ``col`` and
 accumulates in fp32 (fp64 for fp64 inputs).  Rows longer than the split length
 (:mod:`._config`) are cut into chunks whose partials ``_spmm_combine_kernel``
 folds in chunk order, so the result is deterministic and a hub row does not
-serialise the launch.  max/min track the first slot attaining the extremum
-(strict comparisons across tiles and chunks), which the arg backward uses.
+serialise the launch.  max/min can also track the first slot attaining the extremum
+(``STORE_ARG``, strict comparisons across tiles and chunks); no op asks for it since the
+max/min backward (:func:`spmm_arg_bwd`) splits the gradient evenly among tied slots, as PyG.
 
 The same reduction kernel serves :mod:`.segment` (identity gather,
 ``HAS_COL=False``) and the reductions inside :mod:`.gat`'s backward.
@@ -147,65 +148,6 @@ def _spmm_combine_kernel(rowptr_ptr, out_ptr, arg_ptr, part_ptr, part_arg_ptr, l
         tl.store(arg_ptr + (row * H + h) * F + offs_f, arg, mask=fmask)
 
 
-@triton.jit
-def _spmm_bwd_kernel(rowptr_t_ptr, col_t_ptr, perm_t_ptr, val_ptr, arg_ptr, g_ptr, out_ptr,
-                     wrow_ptr, wstart_ptr, wend_ptr, wpart_ptr, part_ptr,
-                     H, F, HAS_VALUE: tl.constexpr, SPLIT: tl.constexpr, ACC: tl.constexpr,
-                     BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
-    """max/min backward to ``x``: walk the transposed CSR of source ``j`` and take
-    ``grad_out[i] * w[e]`` from every destination ``i`` whose arg slot is ``e``."""
-    pid = tl.program_id(0).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    fb = tl.program_id(2).to(tl.int64)
-    row, start, end = row_range(pid, rowptr_t_ptr, wrow_ptr, wstart_ptr, wend_ptr, SPLIT)
-    offs_f = fb * BLOCK_F + tl.arange(0, BLOCK_F)
-    fmask = offs_f < F
-    acc = tl.zeros([BLOCK_F], ACC)
-    for k0 in range(start, end, BLOCK_E):
-        offs_k = k0 + tl.arange(0, BLOCK_E).to(tl.int64)
-        kmask = offs_k < end
-        dst = tl.load(col_t_ptr + offs_k, mask=kmask, other=0).to(tl.int64)
-        e = tl.load(perm_t_ptr + offs_k, mask=kmask, other=-1).to(tl.int64)
-        m2 = kmask[:, None] & fmask[None, :]
-        off = (dst[:, None] * H + h) * F + offs_f[None, :]
-        a = tl.load(arg_ptr + off, mask=m2, other=-2)
-        g = tl.load(g_ptr + off, mask=m2 & (a == e[:, None]), other=0.0).to(ACC)
-        if HAS_VALUE:
-            w = tl.load(val_ptr + e * H + h, mask=kmask, other=0.0).to(ACC)
-            g = g * w[:, None]
-        acc += tl.sum(g, axis=0)
-    if SPLIT:
-        part = tl.load(wpart_ptr + pid)
-        part_f = offs_f * 0 + part
-        tl.store(part_ptr + (part * H + h) * F + offs_f, acc, mask=fmask & (part_f >= 0))
-        direct = fmask & (part_f < 0)
-    else:
-        direct = fmask
-    tl.store(out_ptr + (row * H + h) * F + offs_f, acc.to(out_ptr.dtype.element_ty), mask=direct)
-
-
-@triton.jit
-def _spmm_value_bwd_kernel(slot_row_ptr, col_ptr, arg_ptr, g_ptr, x_ptr, gv_ptr, E, H, F,
-                           ACC: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
-    """max/min backward to the edge weights: ``gv[e, h] = sum_f [arg == e] g[i] x[j]``."""
-    eb = tl.program_id(0).to(tl.int64)
-    h = tl.program_id(1).to(tl.int64)
-    offs_e = eb * BLOCK_E + tl.arange(0, BLOCK_E).to(tl.int64)
-    emask = offs_e < E
-    dst = tl.load(slot_row_ptr + offs_e, mask=emask, other=0).to(tl.int64)
-    src = tl.load(col_ptr + offs_e, mask=emask, other=0).to(tl.int64)
-    acc = tl.zeros([BLOCK_E], ACC)
-    for f0 in range(0, F, BLOCK_F):
-        offs_f = f0 + tl.arange(0, BLOCK_F)
-        m2 = emask[:, None] & (offs_f < F)[None, :]
-        a = tl.load(arg_ptr + (dst[:, None] * H + h) * F + offs_f[None, :], mask=m2, other=-2)
-        hit = m2 & (a == offs_e[:, None])
-        g = tl.load(g_ptr + (dst[:, None] * H + h) * F + offs_f[None, :], mask=hit, other=0.0).to(ACC)
-        xv = tl.load(x_ptr + (src[:, None] * H + h) * F + offs_f[None, :], mask=hit, other=0.0).to(ACC)
-        acc += tl.sum(g * xv, axis=1)
-    tl.store(gv_ptr + offs_e * H + h, acc.to(gv_ptr.dtype.element_ty), mask=emask)
-
-
 # ---------------------------------------------------------------------- shared launch
 def reduce_rows(rowptr: torch.Tensor, col: Optional[torch.Tensor], value: Optional[torch.Tensor],
                 x: torch.Tensor, reduce: str, store_arg: bool = False,
@@ -272,45 +214,35 @@ def spmm_arg_bwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.
                  grad_out: torch.Tensor, reduce: str, rowptr_t: torch.Tensor, col_t: torch.Tensor,
                  perm_t: torch.Tensor, *, row: Optional[torch.Tensor] = None, sched: Optional[Schedule] = None,
                  sched_t: Optional[Schedule] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """max/min backward: ``(grad_x [S, H, F], grad_value [E, H] or None)``; each
-    ``(row, head, feature)`` sends its gradient to the first CSR slot attaining the extremum."""
+    """max/min backward: ``(grad_x [S, H, F], grad_value [E, H] or None)``; each ``(row, head, feature)``
+    splits its gradient evenly among the CSR slots attaining the extremum (the gradient of torch's scatter
+    ``amax``/``amin``, which PyG uses).  Composed of this module's CSR reductions (sums in slot order:
+    deterministic) and elementwise torch ops, in the accumulation type: the extrema are recomputed from the
+    same products the messages are compared with.  Holds ``[E, H, F]`` messages, as PyG's max does."""
     _check(rowptr, col, value, x, reduce)
     if reduce not in ("max", "min"):
         raise ValueError(f"spmm_arg_bwd is for reduce='max'/'min', got {reduce!r}; sum/mean use spmm_fwd "
                          "on the transposed CSR")
     for name, t in (("rowptr_t", rowptr_t), ("col_t", col_t), ("perm_t", perm_t)):
         check_index(name, t)
-    S, H, F = x.shape
     E = col.numel()
-    grad_out = grad_out.contiguous()
-    _, arg = reduce_rows(rowptr, col, value, x, reduce, store_arg=True, sched=sched)
-    grad_x = torch.empty_like(x)
-    gv = None if value is None else torch.empty_like(value)
-    if S == 0 or H == 0 or F == 0:
-        if gv is not None:
-            gv.zero_()
-        return grad_x, gv
-    ACC = acc_dtype(x.dtype)
-    BLOCK_E, BLOCK_F, warps = feature_blocks(F, x.dtype)
-    nfb = triton.cdiv(F, BLOCK_F)
-    sch = schedule(rowptr_t, sched_t)
-    dummy = rowptr_t
-    if sch.split:
-        part = torch.empty((sch.num_parts, H, F), dtype=torch_acc_dtype(x.dtype), device=x.device)
-        w = (sch.row, sch.start, sch.end, sch.part, part)
-    else:
-        w = (dummy,) * 5
-    _spmm_bwd_kernel[(sch.num_chunks, H, nfb)](
-        rowptr_t, col_t, perm_t, value if value is not None else dummy, arg, grad_out, grad_x, *w, H, F,
-        HAS_VALUE=value is not None, SPLIT=sch.split, ACC=ACC, BLOCK_E=BLOCK_E, BLOCK_F=BLOCK_F,
-        num_warps=warps)
-    if sch.split and sch.long_rows.numel() > 0:
-        _spmm_combine_kernel[(sch.long_rows.numel(), H, nfb)](
-            rowptr_t, grad_x, dummy, part, dummy, sch.long_rows, sch.long_ptr, H, F,
-            REDUCE=0, STORE_ARG=False, ACC=ACC, BLOCK_F=BLOCK_F, num_warps=warps)
-    if gv is not None and E > 0:
-        srow = slot_rows(rowptr, E, row)
-        _spmm_value_bwd_kernel[(triton.cdiv(E, BLOCK_E), H)](
-            srow, col, arg, grad_out, x, gv, E, H, F, ACC=ACC, BLOCK_E=BLOCK_E, BLOCK_F=BLOCK_F,
-            num_warps=warps)
-    return grad_x, gv
+    acc = torch_acc_dtype(x.dtype)
+    xa = x.to(acc)
+    va = None if value is None else value.to(acc)
+    out, _ = reduce_rows(rowptr, col, va, xa, reduce, sched=sched)
+    srow = slot_rows(rowptr, E, row)
+    msg = xa.index_select(0, col)
+    if va is not None:
+        msg = msg * va.unsqueeze(-1)
+    hit = (msg == out.index_select(0, srow)).to(acc)
+    del msg
+    count, _ = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)  # ties per (row, head, feature)
+    grad_msg = hit * (grad_out.to(acc) / count.clamp(min=1)).index_select(0, srow)
+    del hit
+    gv = None if value is None else (grad_msg * xa.index_select(0, col)).sum(-1).to(value.dtype)
+    if va is not None:
+        grad_msg = grad_msg * va.unsqueeze(-1)
+    # each source's slots in the transposed CSR, gathered from the per-slot gradients by perm_t
+    grad_x, _ = reduce_rows(rowptr_t, perm_t, None, grad_msg.contiguous(), "sum", sched=sched_t)
+    return grad_x.to(x.dtype), gv
+

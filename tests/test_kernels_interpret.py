@@ -125,15 +125,16 @@ def test_spmm_launchers(dtype, idx_dtype, H):
                     close(gv, rv, dtype, scale=4.0)
 
 
-def test_spmm_arg_backward_goes_to_first_tied_slot():
-    # row 0 receives the same value from sources 1, 2 and 3 (duplicates and ties)
+def test_spmm_arg_backward_splits_among_tied_slots():
+    # row 0 receives the same value from sources 1, 2 and 3 (source 2 twice: a duplicate edge): its gradient 1
+    # is split in four, as torch's scatter amax does
     ei = torch.tensor([[1, 2, 3, 2], [0, 0, 0, 0]])
     g, rp, col, rpt, colt, permt = csr(ei, 4, torch.int64)
     x = torch.ones(4, 1, 3)
     go = torch.arange(1.0, 5.0).view(4, 1, 1).expand(4, 1, 3).contiguous()
     gx, _ = kspmm.spmm_arg_bwd(rp, col, None, x, go, "max", rpt, colt, permt)
     expect = torch.zeros(4, 1, 3)
-    expect[1] = 1.0  # slot 0 of row 0 holds source 1 (sources sorted within a row)
+    expect[1], expect[2], expect[3] = 0.25, 0.5, 0.25
     assert torch.equal(gx, expect)
 
 

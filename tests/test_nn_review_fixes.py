@@ -248,3 +248,26 @@ def test_sage_quantile_position_as_pyg_for_a_float32_q(interpolation, q):
     theirs.lin_l.weight.data.fill_(1.0)
     ours.load_state_dict(theirs.state_dict())
     assert ours(x, ei)[0].item() == theirs(x, ei)[0].item()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (pyg.SAGEConv(2, 2, aggr="max"), gnn.SAGEConv(2, 2, aggr="max")),
+    lambda: (pyg.SAGEConv(2, 2, aggr="min"), gnn.SAGEConv(2, 2, aggr="min")),
+    lambda: (pyg.GINConv(torch.nn.Linear(2, 2), aggr="max"), gnn.GINConv(torch.nn.Linear(2, 2), aggr="max")),
+    lambda: (pyg.GINEConv(torch.nn.Linear(2, 2), aggr="max", edge_dim=1),
+             gnn.GINEConv(torch.nn.Linear(2, 2), aggr="max", edge_dim=1)),
+])
+def test_max_min_input_gradients_with_tied_neighbours_equal_pyg(make):
+    """Review finding (session 13): with tied neighbours (integer / one-hot features) the gradient into the inputs
+    went whole to the first tied neighbour; PyG splits it evenly (scatter amax/amin)."""
+    torch.manual_seed(0)
+    theirs, ours = make()
+    ours.load_state_dict(theirs.state_dict())
+    ei = torch.tensor([[0, 1, 3, 3, 4], [2, 2, 2, 4, 0]])  # 0, 1 and 3 tie into node 2; a duplicate-free mix
+    extra = (torch.ones(5, 1),) if "GINE" in type(ours).__name__ else ()
+    grads = []
+    for m in (theirs, ours):
+        x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [1.0, 2.0], [3.0, -1.0]], requires_grad=True)
+        m(x, ei, *extra).square().sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-5)

@@ -74,13 +74,29 @@ def test_spmm_multihead_and_bipartite():
     assert gradcheck(lambda x, w: spmm(g, x, w, "mean"), (x, w), fast_mode=True)
 
 
-def test_max_gradient_goes_to_first_argmax():
-    # two equal messages into node 0: the first edge in CSR order (lower source) gets the gradient
-    ei = torch.tensor([[1, 2], [0, 0]])
-    g, _ = as_graph(ei, num_nodes=3)
-    x = torch.tensor([[0.0], [5.0], [5.0]], requires_grad=True)
-    spmm(g, x, reduce="max").sum().backward()
-    assert x.grad.view(-1).tolist() == [0.0, 1.0, 0.0]
+@pytest.mark.parametrize("reduce", ["max", "min"])
+def test_max_min_gradient_is_split_among_tied_extrema_as_torch_scatter(reduce):
+    """Equal messages into one node share its gradient evenly (torch's scatter amax/amin, PyG's max/min);
+    session 13 changed this from "the first tied slot takes it all", which broke parity with PyG."""
+    ei = torch.tensor([[1, 2, 3, 2], [0, 0, 0, 0]])  # a duplicate edge too
+    g, _ = as_graph(ei, num_nodes=4)
+    x = torch.tensor([[0.0, 1.0], [5.0, 2.0], [5.0, 3.0], [5.0, -1.0]], requires_grad=True)
+    w = torch.tensor([1.0, 1.0, 1.0, 1.0], requires_grad=True)
+    spmm(g, x, w, reduce=reduce).sum().backward()
+    xr = x.detach().clone().requires_grad_()
+    wr = w.detach().clone().requires_grad_()
+    msg = xr[ei[0]] * wr.view(-1, 1)
+    want = torch.zeros(4, 2).scatter_reduce(0, ei[1].view(-1, 1).expand(-1, 2), msg, "a" + reduce,
+                                             include_self=False)
+    want.sum().backward()
+    torch.testing.assert_close(x.grad, xr.grad)
+    torch.testing.assert_close(w.grad, wr.grad)
+    # and segment_reduce over per-edge values
+    v = torch.tensor([[5.0], [5.0], [5.0], [4.0]], requires_grad=True)
+    segment_reduce(g, v, reduce).sum().backward()
+    vr = v.detach().clone().requires_grad_()
+    torch.zeros(4, 1).scatter_reduce(0, ei[1].view(-1, 1), vr, "a" + reduce, include_self=False).sum().backward()
+    torch.testing.assert_close(v.grad, vr.grad)
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-2), (torch.bfloat16, 5e-2)])

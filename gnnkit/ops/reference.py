@@ -156,8 +156,8 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
 def spmm_arg_bwd_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor,
                      grad_out: Tensor, reduce: str, row: Optional[Tensor] = None
                      ) -> Tuple[Tensor, Optional[Tensor]]:
-    """Backward of max/min: each (row, head, feature) sends its gradient to the first
-    CSR slot that attains the extremum (deterministic)."""
+    """Backward of max/min: each (row, head, feature) splits its gradient evenly among the CSR slots
+    that attain the extremum (:func:`route_to_extrema`)."""
     S, H, F = x.shape
     xc = x.float() if x.dtype in LOW else x
     vc = None if value is None else value.to(xc.dtype)
@@ -166,7 +166,7 @@ def spmm_arg_bwd_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Te
     msg = xc.index_select(0, col)  # [E, H, F]
     if vc is not None:
         msg = msg * vc.unsqueeze(-1)
-    grad_msg = route_to_first_extremum(msg, out, row, grad_out.to(xc.dtype))
+    grad_msg = route_to_extrema(msg, out, row, grad_out.to(xc.dtype))
     grad_value = None
     if vc is not None:
         grad_value = (grad_msg * xc.index_select(0, col)).sum(-1).to(value.dtype)
@@ -175,23 +175,17 @@ def spmm_arg_bwd_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Te
     return grad_x.to(x.dtype), grad_value
 
 
-def route_to_first_extremum(msg: Tensor, out: Tensor, row: Tensor, grad_out: Tensor) -> Tensor:
+def route_to_extrema(msg: Tensor, out: Tensor, row: Tensor, grad_out: Tensor) -> Tensor:
     """Gradient of a max/min over CSR segments with respect to the per-slot messages.
 
     ``msg`` ``[E, ...]`` are the slot values, ``out`` ``[N, ...]`` their row extrema and ``row``
-    the row of each slot; each entry of ``grad_out`` goes to the first slot (in CSR order)
-    whose message equals the extremum — deterministic, unlike an atomic scatter.
+    the row of each slot; each entry of ``grad_out`` is split evenly among the slots whose message
+    equals the extremum — the gradient of torch's ``scatter_reduce`` ``amax``/``amin``, which PyG's
+    max/min aggregations use.  The tie counts are whole numbers, exact in any order of summation.
     """
-    E = msg.size(0)
-    shape = (E,) + (1,) * (msg.dim() - 1)
-    hit = msg == out.index_select(0, row)
-    slot = torch.arange(E, device=msg.device).view(shape).expand_as(msg)
-    cand = torch.where(hit, slot, torch.full_like(slot, E))
-    first = torch.full(out.shape, E, dtype=torch.long, device=msg.device)
-    first.scatter_reduce_(0, row.view(shape).expand_as(msg), cand, "amin")
-    grad = grad_out.new_zeros((E + 1,) + tuple(msg.shape[1:]))  # slot E collects rows without edges
-    grad.scatter_(0, first, grad_out)
-    return grad[:E]
+    hit = (msg == out.index_select(0, row)).to(grad_out.dtype)
+    count = grad_out.new_zeros(out.shape).index_add_(0, row, hit)
+    return hit * (grad_out / count.clamp(min=1)).index_select(0, row)
 
 
 # ---------------------------------------------------------------------- SDDMM
@@ -276,7 +270,7 @@ def segment_reduce_bwd_ref(rowptr: Tensor, values: Tensor, grad_out: Tensor, red
         g = g / deg.clamp(min=1).to(g.dtype).view(-1, *([1] * (g.dim() - 1)))
         return g.index_select(0, row).to(values.dtype)
     v = values.to(g.dtype)
-    return route_to_first_extremum(v, segment_reduce_ref(rowptr, v, reduce, row), row, g).to(values.dtype)
+    return route_to_extrema(v, segment_reduce_ref(rowptr, v, reduce, row), row, g).to(values.dtype)
 
 
 # ---------------------------------------------------------------------- dense per-graph attention

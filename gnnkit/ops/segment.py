@@ -5,8 +5,8 @@ r"""CSR segment reduction: reduce per-edge messages into their destination node.
     \qquad \oplus \in \{\text{sum}, \text{mean}, \text{max}, \text{min}\}
 
 Used by layers whose messages depend on the edge (GINE, MPNN, edge readouts).
-Rows without edges give 0 and no gradient; max/min send the gradient to the
-first slot that attains the extremum (deterministic, unlike atomic scatter).
+Rows without edges give 0 and no gradient; max/min split the gradient evenly among
+the slots that attain the extremum (as torch's scatter amax/amin and PyG; deterministic).
 
 :func:`segment_reduce` takes values in the input edge order; :func:`segment_reduce_slots`
 ``[E, ...]`` values in CSR slot order.  Kernel contract: :func:`gnnkit.ops.primitives.segment_op`.
@@ -17,7 +17,7 @@ from torch import Tensor
 from ._autograd import apply_function, first_order_only
 from .graph import Graph, check_op_inputs
 from .primitives import kernel_plan, segment_bwd_op, segment_op
-from .reference import route_to_first_extremum, segment_reduce_bwd_ref, segment_reduce_ref  # noqa: F401
+from .reference import route_to_extrema, segment_reduce_bwd_ref, segment_reduce_ref  # noqa: F401
 
 REDUCES = ("sum", "mean", "max", "min")
 

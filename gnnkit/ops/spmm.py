@@ -43,7 +43,7 @@ def check_reduce(reduce: str) -> None:
 
 class SpMMFunction(torch.autograd.Function):
     """Autograd of CSR SpMM.  Backward: features through the transposed CSR (no atomics),
-    edge weights through SDDMM, max/min through the first arg-extremum.
+    edge weights through SDDMM, max/min split evenly among the tied extrema (as PyG).
 
     Everything the backward reads from the graph (transpose, SDDMM pattern) is fetched in
     forward, so a backward never builds graph state (which ``torch.compile`` forbids there)."""
