@@ -85,3 +85,11 @@ def test_a_draw_killed_while_removing_an_earlier_draws_extra_files_leaves_them_t
     gio.write_samples(_graphs(2), out, {})
     want = [f"graph_{i:03d}.{e}" for i in range(2) for e in ("pt", "txt")]
     assert sorted(p.name for p in out.glob("graph_*")) == want
+
+
+def test_fsq_turns_a_nan_input_into_a_nan_loss():
+    """A NaN input gave a normal-looking code (NaN cast to an integer) and a loss of 0; VQ gives a NaN loss."""
+    from gnnkit.latent.fsq import FSQ
+    q = FSQ((8, 5, 5))
+    assert math.isnan(float(q(torch.tensor([[0.1, math.nan, 0.3]])).loss))
+    assert float(q(torch.randn(4, 3)).loss) == 0.0

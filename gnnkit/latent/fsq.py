@@ -82,7 +82,10 @@ class FSQ(torch.nn.Module):
         counts = code_counts(indices, self.num_codes)
         if self.training:
             self.monitor.update(counts, type(self).__name__)
-        return QuantizerOutput(quantized.to(z.dtype), indices, zf.new_zeros(()), usage_stats(counts))
+        # FSQ has no loss term; 0 * sum(z) keeps it 0 but NaN when the input holds a NaN (whose code would be
+        # whatever casting NaN to an integer gives), as VQ's loss is: a training loop sees it, without a sync
+        loss = zf.detach().sum() * 0.0
+        return QuantizerOutput(quantized.to(z.dtype), indices, loss, usage_stats(counts))
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, num_codes={self.num_codes}"
