@@ -93,3 +93,16 @@ def test_fsq_turns_a_nan_input_into_a_nan_loss():
     q = FSQ((8, 5, 5))
     assert math.isnan(float(q(torch.tensor([[0.1, math.nan, 0.3]])).loss))
     assert float(q(torch.randn(4, 3)).loss) == 0.0
+
+
+def test_reconstruction_restores_the_models_mode(tmp_path):
+    """Review (session 13): VQRun.reconstruction() left the model in eval mode (and ran under autograd)."""
+    from gnnkit.latent.datasets import community_small, to_pyg
+    from gnnkit.latent.order import canonical
+    from gnnkit.latent.train import VQRun, config_for
+    cfg = config_for("community-small", quantizer="vq", levels=1, epochs=1, batch_size=8, hidden=16, layers=1,
+                     codes=8, code_dim=4, heads=2)
+    run = VQRun.create(cfg, tmp_path / "r")
+    run.model.train()
+    res = run.reconstruction([canonical(d) for d in to_pyg(community_small(4, seed=0))])
+    assert run.model.training and 0.0 <= res["edge_accuracy"] <= 1.0

@@ -478,3 +478,18 @@ def test_a_saved_split_keeps_the_node_count_of_features_only_graphs(tmp_path):
         man["sha256"][name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
     (out / "manifest.json").write_text(json.dumps(man))
     assert [d.num_nodes for d in load_split(out, verify=False)[:3]] == [30, 30, 30]
+
+
+def test_region_partition_of_a_dataset_of_graphs_is_an_error():
+    """Review (session 13): partition='region' on a dataset of graphs was silently random (graphs go whole)."""
+    graphs = [_ring(6), _ring(7), _ring(8), _ring(9)]
+    with pytest.raises(ValueError, match=r"partition='region' is for one homogeneous graph.*fix: partition='random'"):
+        InductiveLinkSplit(0.25, 0.25, partition="region", is_undirected=True, seed=0)(graphs)
+
+
+def test_mrr_without_positives_is_an_error_as_hits_at_k():
+    from gnnkit.linkpred import hits_at_k, mrr
+    with pytest.raises(ValueError, match="mrr: no positive scores"):
+        mrr(torch.zeros(0), torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="no positive scores"):
+        hits_at_k(torch.zeros(0), torch.zeros(30), 20)

@@ -474,19 +474,24 @@ class VQRun:
     def reconstruction(self, graphs: List[Data]) -> dict:
         """Edge ROC-AUC / accuracy over all node pairs (over edges and as many sampled non-edges for
         batches of graphs above 256 nodes, as in training), node-label accuracy and codebook perplexity of
-        ``graphs`` (canonical), in eval mode."""
+        ``graphs`` (canonical), in eval mode (the model's mode is restored after)."""
         from sklearn.metrics import roc_auc_score
+        was_training = self.model.training
         self.model.eval()
         logits, targets, label_hits, label_total, idx = [], [], 0, 0, []
-        for batch in _batches(graphs, 64, shuffle=False):
-            batch = batch.to(self.device)
-            out = self.model(batch)
-            logits.append(out.edge_logits)
-            targets.append(out.edge_targets)
-            idx.append(out.node_indices.reshape(-1))
-            if out.label_logits is not None:
-                label_hits += int((out.label_logits.argmax(-1) == batch.node_label).sum())
-                label_total += batch.num_nodes
+        try:
+            with torch.no_grad():
+                for batch in _batches(graphs, 64, shuffle=False):
+                    batch = batch.to(self.device)
+                    out = self.model(batch)
+                    logits.append(out.edge_logits)
+                    targets.append(out.edge_targets)
+                    idx.append(out.node_indices.reshape(-1))
+                    if out.label_logits is not None:
+                        label_hits += int((out.label_logits.argmax(-1) == batch.node_label).sum())
+                        label_total += batch.num_nodes
+        finally:
+            self.model.train(was_training)
         lg, tg = torch.cat(logits).cpu(), torch.cat(targets).cpu()
         stats = usage_stats(code_counts(torch.cat(idx), self.model.num_codes))
         res = {"edge_auc": float(roc_auc_score(tg.numpy(), lg.numpy())) if 0 < float(tg.mean()) < 1 else float("nan"),

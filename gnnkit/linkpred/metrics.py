@@ -80,6 +80,8 @@ def mrr(pos_scores: Scores, neg_scores: Scores) -> float:
                          "fix: one row of negatives per positive")
     if neg.size(1) == 0:
         raise ValueError("mrr: no negatives per positive")
+    if pos.numel() == 0:  # the mean over no positives is NaN; hits_at_k raises for the same input
+        raise ValueError("mrr: no positive scores")
     ev = Evaluator(name="ogbl-citation2")
     dt = torch.promote_types(pos.dtype, neg.dtype)
     out = ev.eval({"y_pred_pos": pos.to(dt), "y_pred_neg": neg.to(dt)})

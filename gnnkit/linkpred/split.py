@@ -444,6 +444,9 @@ class InductiveLinkSplit:
             raise TypeError(f"InductiveLinkSplit takes a torch_geometric.data.Data (one graph) or a dataset / list of "
                             f"Data (many graphs), got {type(data).__name__}")
         if not isinstance(data, Data):
+            if self.partition != "random":  # documented for one homogeneous graph; a dataset goes by whole graphs
+                raise ValueError("partition='region' is for one homogeneous graph; a dataset of graphs is split by "
+                                 "whole graphs at random; fix: partition='random'")
             return self._split_graphs(data, gen)
         _check_data(data, "InductiveLinkSplit")
         if is_bipartite(data):
