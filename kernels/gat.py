@@ -243,10 +243,10 @@ def gat_bwd(rowptr: torch.Tensor, col: torch.Tensor, rowptr_t: torch.Tensor, col
         slot_rows(rowptr, E, row), col, x, a_src, a_dst, t if t is not None else rowptr, m, z, g, D, dpre, alpha,
         E, H, F, float(negative_slope), HAS_T=t is not None, ACC=acc_dtype(x.dtype), BLOCK_E=BLOCK_E,
         BLOCK_F=BLOCK_F, num_warps=warps)
-    grad_x, _ = reduce_rows(rowptr_t, col_t, alpha.index_select(0, perm_t), g, "sum", out_dtype=x.dtype,
+    grad_x = reduce_rows(rowptr_t, col_t, alpha.index_select(0, perm_t), g, "sum", out_dtype=x.dtype,
                             sched=sched_t)
     dpre3 = dpre.view(E, 1, H)
-    g_dst, _ = reduce_rows(rowptr, None, None, dpre3, "sum", out_dtype=a_dst.dtype, sched=sched)
-    g_src, _ = reduce_rows(rowptr_t, perm_t, None, dpre3, "sum", out_dtype=a_src.dtype, sched=sched_t)
+    g_dst = reduce_rows(rowptr, None, None, dpre3, "sum", out_dtype=a_dst.dtype, sched=sched)
+    g_src = reduce_rows(rowptr_t, perm_t, None, dpre3, "sum", out_dtype=a_src.dtype, sched=sched_t)
     gt = None if t is None else dpre.to(t.dtype)
     return grad_x, g_src.view(S, H), g_dst.view(N, H), gt

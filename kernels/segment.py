@@ -59,7 +59,7 @@ def segment_reduce_fwd(rowptr: torch.Tensor, values: torch.Tensor, reduce: str, 
     for d in trail:
         F *= d
     v3 = values.contiguous().view(E, 1, F)
-    out, _ = reduce_rows(rowptr, None, None, v3, reduce, sched=sched)
+    out = reduce_rows(rowptr, None, None, v3, reduce, sched=sched)
     return out.view((rowptr.numel() - 1,) + trail)
 
 
@@ -84,10 +84,10 @@ def segment_reduce_bwd(rowptr: torch.Tensor, values: torch.Tensor, grad_out: tor
     if code >= 2:  # split evenly among the tied extrema, as spmm_arg_bwd (and torch's scatter amax/amin)
         acc = torch_acc_dtype(values.dtype)
         v3 = values.contiguous().view(E, 1, F).to(acc)
-        ext, _ = reduce_rows(rowptr, None, None, v3, reduce, sched=sched)
+        ext = reduce_rows(rowptr, None, None, v3, reduce, sched=sched)
         srow = slot_rows(rowptr, E, row)
         hit = (v3 == ext.index_select(0, srow)).to(acc)
-        count, _ = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)
+        count = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)
         share = g.view(N, 1, F).to(acc) / count.clamp(min=1)
         return (hit * share.index_select(0, srow)).view((E,) + trail).to(values.dtype)
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, values.dtype)

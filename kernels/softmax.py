@@ -171,7 +171,7 @@ def segment_softmax_bwd(rowptr: torch.Tensor, p: torch.Tensor, grad: torch.Tenso
     if E == 0 or H == 0:
         return out
     # dot[i, h] = sum_e p[e, h] * grad[e, h]: identity-gather CSR reduction with p as weights
-    dot, _ = reduce_rows(rowptr, None, p, grad.view(E, H, 1), "sum", out_dtype=torch.float32, sched=sched)
+    dot = reduce_rows(rowptr, None, p, grad.view(E, H, 1), "sum", out_dtype=torch.float32, sched=sched)
     BLOCK_E, BLOCK_H, warps = head_blocks(H, p.dtype)
     _segment_softmax_bwd_kernel[(triton.cdiv(E, BLOCK_E),)](slot_rows(rowptr, E, row), p, grad, dot, out, E, H,
                                                             BLOCK_E=BLOCK_E, BLOCK_H=BLOCK_H, num_warps=warps)

@@ -5,9 +5,8 @@ slots in tiles of ``BLOCK_E x BLOCK_F``, gathers ``x`` rows through ``col`` and
 accumulates in fp32 (fp64 for fp64 inputs).  Rows longer than the split length
 (:mod:`._config`) are cut into chunks whose partials ``_spmm_combine_kernel``
 folds in chunk order, so the result is deterministic and a hub row does not
-serialise the launch.  max/min can also track the first slot attaining the extremum
-(``STORE_ARG``, strict comparisons across tiles and chunks); no op asks for it since the
-max/min backward (:func:`spmm_arg_bwd`) splits the gradient evenly among tied slots, as PyG.
+serialise the launch.  The max/min backward (:func:`spmm_arg_bwd`) splits the gradient
+evenly among tied slots, as PyG, from the extrema and a tie count (no slot ids are kept).
 
 The same reduction kernel serves :mod:`.segment` (identity gather,
 ``HAS_COL=False``) and the reductions inside :mod:`.gat`'s backward.
@@ -37,11 +36,11 @@ REDUCE_CODES = {"sum": 0, "mean": 1, "max": 2, "min": 3}
 
 # ---------------------------------------------------------------------- kernels
 @triton.jit
-def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr, arg_ptr,
-                     wrow_ptr, wstart_ptr, wend_ptr, wpart_ptr, part_ptr, part_arg_ptr,
+def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr,
+                     wrow_ptr, wstart_ptr, wend_ptr, wpart_ptr, part_ptr,
                      H, F,
                      HAS_COL: tl.constexpr, HAS_VALUE: tl.constexpr, REDUCE: tl.constexpr,
-                     STORE_ARG: tl.constexpr, SPLIT: tl.constexpr, ACC: tl.constexpr,
+                     SPLIT: tl.constexpr, ACC: tl.constexpr,
                      BLOCK_E: tl.constexpr, BLOCK_F: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
@@ -55,7 +54,7 @@ def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr, arg_ptr,
         acc = tl.full([BLOCK_F], float("inf"), ACC)
     else:
         acc = tl.zeros([BLOCK_F], ACC)
-    arg = tl.full([BLOCK_F], -1, tl.int64)
+    seen = tl.zeros([BLOCK_F], tl.int32)  # whether a tile of this row reached the running max/min yet
     for e0 in range(start, end, BLOCK_E):
         offs_e = e0 + tl.arange(0, BLOCK_E).to(tl.int64)
         emask = offs_e < end
@@ -74,23 +73,17 @@ def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr, arg_ptr,
             if REDUCE == 2:
                 xv = tl.where(m2, xv, float("-inf"))
                 bm = tl.max(xv, axis=0)
-                better = (bm > acc) | (arg < 0)
+                better = (bm > acc) | (seen == 0)
             else:
                 xv = tl.where(m2, xv, float("inf"))
                 bm = tl.min(xv, axis=0)
-                better = (bm < acc) | (arg < 0)
-            if STORE_ARG:
-                cand = tl.where((xv == bm[None, :]) & m2, offs_e[:, None], 9223372036854775807)
-                arg = tl.where(better, tl.min(cand, axis=0), arg)
-            else:
-                arg = tl.where(better, 0, arg)
+                better = (bm < acc) | (seen == 0)
+            seen = tl.where(better, 1, seen)
             acc = tl.where(better, bm, acc)
     if SPLIT:
         part = tl.load(wpart_ptr + pid)
         part_f = offs_f * 0 + part  # scalar broadcast first (the interpreter needs block masks)
         tl.store(part_ptr + (part * H + h) * F + offs_f, acc, mask=fmask & (part_f >= 0))
-        if STORE_ARG:
-            tl.store(part_arg_ptr + (part * H + h) * F + offs_f, arg, mask=fmask & (part_f >= 0))
         direct = fmask & (part_f < 0)
     else:
         direct = fmask
@@ -101,14 +94,11 @@ def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr, arg_ptr,
     if REDUCE >= 2:
         res = tl.where(deg > 0, acc, 0.0)
     tl.store(out_ptr + (row * H + h) * F + offs_f, res.to(out_ptr.dtype.element_ty), mask=direct)
-    if STORE_ARG:
-        tl.store(arg_ptr + (row * H + h) * F + offs_f, arg, mask=direct)
 
 
 @triton.jit
-def _spmm_combine_kernel(rowptr_ptr, out_ptr, arg_ptr, part_ptr, part_arg_ptr, long_rows_ptr, long_ptr_ptr,
-                         H, F, REDUCE: tl.constexpr, STORE_ARG: tl.constexpr, ACC: tl.constexpr,
-                         BLOCK_F: tl.constexpr):
+def _spmm_combine_kernel(rowptr_ptr, out_ptr, part_ptr, long_rows_ptr, long_ptr_ptr,
+                         H, F, REDUCE: tl.constexpr, ACC: tl.constexpr, BLOCK_F: tl.constexpr):
     """Fold the chunk partials of one long row, in chunk order (deterministic)."""
     lid = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1).to(tl.int64)
@@ -124,45 +114,36 @@ def _spmm_combine_kernel(rowptr_ptr, out_ptr, arg_ptr, part_ptr, part_arg_ptr, l
         acc = tl.full([BLOCK_F], float("inf"), ACC)
     else:
         acc = tl.zeros([BLOCK_F], ACC)
-    arg = tl.full([BLOCK_F], -1, tl.int64)
+    seen = tl.zeros([BLOCK_F], tl.int32)
     for p in range(p0, p1):
         v = tl.load(part_ptr + (p * H + h) * F + offs_f, mask=fmask, other=0.0).to(ACC)
         if REDUCE <= 1:
             acc += v
         else:
             if REDUCE == 2:
-                better = (v > acc) | (arg < 0)
+                better = (v > acc) | (seen == 0)
             else:
-                better = (v < acc) | (arg < 0)
-            if STORE_ARG:
-                a = tl.load(part_arg_ptr + (p * H + h) * F + offs_f, mask=fmask, other=-1)
-                arg = tl.where(better, a, arg)
-            else:
-                arg = tl.where(better, 0, arg)
+                better = (v < acc) | (seen == 0)
+            seen = tl.where(better, 1, seen)
             acc = tl.where(better, v, acc)
     if REDUCE == 1:
         deg = tl.load(rowptr_ptr + row + 1).to(tl.int64) - tl.load(rowptr_ptr + row).to(tl.int64)
         acc = acc / tl.maximum(deg, 1).to(ACC)
     tl.store(out_ptr + (row * H + h) * F + offs_f, acc.to(out_ptr.dtype.element_ty), mask=fmask)
-    if STORE_ARG:
-        tl.store(arg_ptr + (row * H + h) * F + offs_f, arg, mask=fmask)
 
 
 # ---------------------------------------------------------------------- shared launch
 def reduce_rows(rowptr: torch.Tensor, col: Optional[torch.Tensor], value: Optional[torch.Tensor],
-                x: torch.Tensor, reduce: str, store_arg: bool = False,
-                out_dtype: Optional[torch.dtype] = None, sched: Optional[Schedule] = None
-                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                x: torch.Tensor, reduce: str, out_dtype: Optional[torch.dtype] = None,
+                sched: Optional[Schedule] = None) -> torch.Tensor:
     """Reduce ``x`` ``[S, H, F]`` (gathered through ``col``, or slot ``e`` itself when
-    ``col`` is None) over the CSR rows of ``rowptr``; returns ``(out [N, H, F], arg or None)``.
-    ``arg`` holds the first slot attaining the extremum (``-1`` for empty rows)."""
+    ``col`` is None) over the CSR rows of ``rowptr``; returns ``out [N, H, F]``."""
     N = rowptr.numel() - 1
     _, H, F = x.shape
     dev = x.device
     out = torch.empty((N, H, F), dtype=out_dtype or x.dtype, device=dev)
-    arg = torch.empty((N, H, F), dtype=torch.long, device=dev) if store_arg else None
     if N == 0 or H == 0 or F == 0:
-        return out, arg
+        return out
     code = REDUCE_CODES[reduce]
     ACC = acc_dtype(x.dtype)
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, x.dtype)
@@ -171,20 +152,18 @@ def reduce_rows(rowptr: torch.Tensor, col: Optional[torch.Tensor], value: Option
     dummy = rowptr
     if sch.split:
         part = torch.empty((sch.num_parts, H, F), dtype=torch_acc_dtype(x.dtype), device=dev)
-        part_arg = torch.empty((sch.num_parts, H, F), dtype=torch.long, device=dev) if store_arg else dummy
-        w = (sch.row, sch.start, sch.end, sch.part, part, part_arg)
+        w = (sch.row, sch.start, sch.end, sch.part, part)
     else:
-        w = (dummy,) * 6
+        w = (dummy,) * 5
     _spmm_fwd_kernel[(sch.num_chunks, H, nfb)](
-        rowptr, col if col is not None else dummy, value if value is not None else dummy, x, out,
-        arg if arg is not None else dummy, *w, H, F,
-        HAS_COL=col is not None, HAS_VALUE=value is not None, REDUCE=code, STORE_ARG=store_arg,
+        rowptr, col if col is not None else dummy, value if value is not None else dummy, x, out, *w, H, F,
+        HAS_COL=col is not None, HAS_VALUE=value is not None, REDUCE=code,
         SPLIT=sch.split, ACC=ACC, BLOCK_E=BLOCK_E, BLOCK_F=BLOCK_F, num_warps=warps)
     if sch.split and sch.long_rows.numel() > 0:
         _spmm_combine_kernel[(sch.long_rows.numel(), H, nfb)](
-            rowptr, out, arg if arg is not None else dummy, w[4], w[5], sch.long_rows, sch.long_ptr, H, F,
-            REDUCE=code, STORE_ARG=store_arg, ACC=ACC, BLOCK_F=BLOCK_F, num_warps=warps)
-    return out, arg
+            rowptr, out, w[4], sch.long_rows, sch.long_ptr, H, F,
+            REDUCE=code, ACC=ACC, BLOCK_F=BLOCK_F, num_warps=warps)
+    return out
 
 
 def _check(rowptr, col, value, x, reduce):
@@ -206,7 +185,7 @@ def spmm_fwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tens
              reduce: str, *, sched: Optional[Schedule] = None) -> torch.Tensor:
     """``out [N, H, F]`` in ``x.dtype``; empty rows give 0.  ``sched``: the row schedule of ``rowptr``."""
     _check(rowptr, col, value, x, reduce)
-    out, _ = reduce_rows(rowptr, col, value, x, reduce, sched=sched)
+    out = reduce_rows(rowptr, col, value, x, reduce, sched=sched)
     return out
 
 
@@ -229,20 +208,20 @@ def spmm_arg_bwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.
     acc = torch_acc_dtype(x.dtype)
     xa = x.to(acc)
     va = None if value is None else value.to(acc)
-    out, _ = reduce_rows(rowptr, col, va, xa, reduce, sched=sched)
+    out = reduce_rows(rowptr, col, va, xa, reduce, sched=sched)
     srow = slot_rows(rowptr, E, row)
     msg = xa.index_select(0, col)
     if va is not None:
         msg = msg * va.unsqueeze(-1)
     hit = (msg == out.index_select(0, srow)).to(acc)
     del msg
-    count, _ = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)  # ties per (row, head, feature)
+    count = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)  # ties per (row, head, feature)
     grad_msg = hit * (grad_out.to(acc) / count.clamp(min=1)).index_select(0, srow)
     del hit
     gv = None if value is None else (grad_msg * xa.index_select(0, col)).sum(-1).to(value.dtype)
     if va is not None:
         grad_msg = grad_msg * va.unsqueeze(-1)
     # each source's slots in the transposed CSR, gathered from the per-slot gradients by perm_t
-    grad_x, _ = reduce_rows(rowptr_t, perm_t, None, grad_msg.contiguous(), "sum", sched=sched_t)
+    grad_x = reduce_rows(rowptr_t, perm_t, None, grad_msg.contiguous(), "sum", sched=sched_t)
     return grad_x.to(x.dtype), gv
 
