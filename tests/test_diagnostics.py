@@ -110,3 +110,18 @@ def test_energy_falls_with_depth_for_a_plain_gcn_on_cora():
             energies.append(float(relative_energy(h, data.edge_index)))
     assert energies[-1] < 0.1 * energies[0]  # measured: 0.64 after 1 layer, 0.021 after 16 (0.0045 at 32)
     assert all(b <= a * 1.05 for a, b in zip(energies, energies[1:]))  # falls layer after layer
+
+
+def test_layers_that_run_on_other_rows_are_skipped_not_scored_as_nodes():
+    """Review (session 13): ID-GNN's convs run on the ego networks of all nodes ([24, F] for a 6-node path); the
+    monitor took any output with at least max(edge_index)+1 rows and scored those rows as the graph's nodes."""
+    from gnnkit.nn.diagnostics import SmoothingMonitor, smoothing_profile
+    p = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 4, 4, 5], [1, 0, 2, 1, 3, 2, 4, 3, 5, 4]])
+    torch.manual_seed(0)
+    m = gnn.IDGNN(2, 4, 3, num_layers=2)
+    rows = smoothing_profile(m, torch.randn(6, 2), p)
+    assert [r["layer"] for r in rows] == ["input"]  # no conv output has one row per node of the path
+    g = gnn.GCN(2, 4, 2, 3)
+    assert [r["layer"] for r in smoothing_profile(g, torch.randn(8, 2), p)] == ["input", "convs.0", "convs.1"]
+    with pytest.raises(ValueError, match=r"num_nodes=3 must be an int >= max\(edge_index\) \+ 1 = 6"):
+        SmoothingMonitor(g, p, num_nodes=3)

@@ -177,10 +177,13 @@ class SmoothingMonitor:
         normalized: degree-normalised energy (see :func:`dirichlet_energy`).
         mad_mask: ``"all"`` or ``"edges"`` (see :func:`mad`; ``"all"`` switches to ``"edges"`` above
             :data:`MAX_DENSE_NODES` nodes).
+        num_nodes: the graph's node count (default ``max(edge_index) + 1``; pass ``x.size(0)`` when the last
+            nodes have no edge).  Only outputs with exactly this many rows are measured: a layer that runs on
+            other rows (ID-GNN's ego networks, a pooled batch) is skipped, not scored as if its rows were nodes.
     """
 
     def __init__(self, model: torch.nn.Module, edge_index: Tensor, layers: Optional[Sequence[str]] = None,
-                 normalized: bool = False, mad_mask: str = "all"):
+                 normalized: bool = False, mad_mask: str = "all", num_nodes: Optional[int] = None):
         self.model, self.edge_index = model, edge_index
         modules = dict(model.named_modules())
         self.layers = list(layers) if layers is not None else _default_layers(model)
@@ -193,7 +196,12 @@ class SmoothingMonitor:
         if mad_mask not in ("all", "edges"):
             raise ValueError(f"SmoothingMonitor: mad_mask must be 'all' or 'edges', got {mad_mask!r}")
         self.normalized, self.mad_mask = normalized, mad_mask
-        self._min_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+        least = int(edge_index.max()) + 1 if edge_index.numel() else 0
+        if num_nodes is not None and (isinstance(num_nodes, bool) or not isinstance(num_nodes, int)
+                                      or num_nodes < least):
+            raise ValueError(f"SmoothingMonitor: num_nodes={num_nodes!r} must be an int >= max(edge_index) + 1 = "
+                             f"{least}; fix: num_nodes=x.size(0)")
+        self.num_nodes = least if num_nodes is None else num_nodes
         self.stats: List[LayerStats] = []
         self._handles: List[torch.utils.hooks.RemovableHandle] = []
         self._modules = modules
@@ -214,7 +222,7 @@ class SmoothingMonitor:
             if isinstance(out, tuple):  # e.g. GAT with return_attention_weights
                 out = out[0]
             # node embeddings only: one row per node of the monitored graph
-            if isinstance(out, Tensor) and out.dim() in (2, 3) and out.size(0) >= self._min_nodes:
+            if isinstance(out, Tensor) and out.dim() in (2, 3) and out.size(0) == self.num_nodes:
                 self.stats.append(self.measure(name, out))
         return hook
 
@@ -235,7 +243,8 @@ def smoothing_profile(model: torch.nn.Module, x: Tensor, edge_index: Tensor,
                       mad_mask: str = "all") -> List[Dict[str, Union[str, float]]]:
     """One eval-mode forward ``model(x, edge_index)`` under a :class:`SmoothingMonitor`: the input's and every
     hooked layer's energy and MAD, as dicts (the model's train/eval mode is restored)."""
-    mon = SmoothingMonitor(model, edge_index, list(layers) if layers is not None else None, normalized, mad_mask)
+    mon = SmoothingMonitor(model, edge_index, list(layers) if layers is not None else None, normalized, mad_mask,
+                           num_nodes=x.size(0))
     was_training = model.training
     model.eval()
     try:
