@@ -104,10 +104,18 @@ def test_adjacency_mask_attends_to_neighbours_only():
                                 ffn_ratio=0).eval()
     base = conv(x, ei, torch.zeros(6, dtype=torch.long))
     x2 = x.clone()
-    x2[5] += 10.0  # node 5 is 5 hops from node 0: node 0 must not see it
+    # a random change (a constant shift would vanish in the pre-norm LayerNorm and prove nothing): node 5 is
+    # 2+ hops from nodes 0..3, so with one hop of attention their outputs must not move
+    x2[5] = torch.randn(8) * 3
     moved = conv(x2, ei, torch.zeros(6, dtype=torch.long))
     torch.testing.assert_close(base[:4], moved[:4])
     assert not torch.allclose(base[4:], moved[4:])
+    # and the check can fail: full attention lets node 5 reach every node
+    full = GraphTransformerConv(8, heads=2, attention="full", spatial_bias=False, degree_encoding=False,
+                                ffn_ratio=0).eval()
+    full.load_state_dict(conv.state_dict())
+    assert not torch.allclose(full(x, ei, torch.zeros(6, dtype=torch.long))[:4],
+                              full(x2, ei, torch.zeros(6, dtype=torch.long))[:4])
 
 
 def test_a_spatial_bias_that_forbids_distances_beyond_one_is_the_adjacency_mask():
