@@ -271,3 +271,12 @@ def test_max_min_input_gradients_with_tied_neighbours_equal_pyg(make):
         m(x, ei, *extra).square().sum().backward()
         grads.append(x.grad)
     torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["GAT", "GIN"])
+def test_ready_models_built_with_edge_dim_need_edge_attr(model):
+    """Review (session 13): GAT(edge_dim=2) without edge_attr silently ran without edge features; GIN raised."""
+    m = getattr(gnn, model)(3, 8, 2, 2, edge_dim=2)
+    with pytest.raises(ValueError, match=rf"{model} was built with edge_dim=2 but got no edge_attr; fix"):
+        m(torch.randn(4, 3), torch.tensor([[0, 1, 2], [1, 2, 3]]))
+    assert m(torch.randn(4, 3), torch.tensor([[0, 1, 2], [1, 2, 3]]), torch.randn(3, 2)).shape == (4, 2)

@@ -97,6 +97,9 @@ class _GNN(torch.nn.Module):
         if edge_attr is not None and not self.supports_edge_attr:
             raise ValueError(f"{type(self).__name__} does not use edge_attr; build it with edge_dim=... "
                              "(GAT, GIN) or drop edge_attr")
+        if edge_attr is None and getattr(self, "edge_dim", None) is not None:  # GAT would run without them
+            raise ValueError(f"{type(self).__name__} was built with edge_dim={self.edge_dim} but got no edge_attr; "
+                             "fix: pass edge_attr [E, edge_dim] or build it without edge_dim")
         head = self.lin is not None
         if self.vn is not None:
             if hasattr(self, "lin_in"):
