@@ -52,7 +52,8 @@ def console_main(argv: Optional[List[str]] = None) -> int:
     """The ``gnnkit`` executable: :func:`main`, with bad input reported as one line, not a traceback."""
     given = argv if argv is not None else sys.argv[1:]
     cmd = next((a for a in given if a in COMMANDS), "")
-    resumable = cmd in ("ogb", "vq") or (cmd == "linkpred" and any(  # the runs --resume continues
+    # the runs the same command with --resume continues (vq train names its own resume command)
+    resumable = cmd == "ogb" or (cmd == "linkpred" and any(
         a == "--checkpoint" or a.startswith("--checkpoint=") for a in given))
     try:
         return main(argv)

@@ -106,3 +106,20 @@ def test_reconstruction_restores_the_models_mode(tmp_path):
     run.model.train()
     res = run.reconstruction([canonical(d) for d in to_pyg(community_small(4, seed=0))])
     assert run.model.training and 0.0 <= res["edge_accuracy"] <= 1.0
+
+
+def test_an_interrupted_vq_train_names_the_command_that_continues_it(tmp_path, monkeypatch, capsys):
+    """Review (session 13): Ctrl-C printed "continue with the same command and --resume", which fails for vq
+    (--resume takes the run folder and refuses the other flags), and an auto-named folder was never shown."""
+    from gnnkit.cli import console_main
+    from gnnkit.latent.train import VQRun
+
+    def interrupted(self, progress=True):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(VQRun, "fit", interrupted)
+    out = tmp_path / "run"
+    rc = console_main(["vq", "train", "community-small", "--epochs", "1", "--prior-epochs", "1", "--hidden", "16",
+                       "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 130 and f"continue with: gnnkit vq train --resume {out}" in err
+    assert "same command" not in err

@@ -307,3 +307,11 @@ def test_evaluation_flags_are_checked_before_training(args, msg, capsys):
     from gnnkit.cli import console_main
     assert console_main(["linkpred", "Cora", *args, "--no-progress"]) == 2
     assert msg in capsys.readouterr().err
+
+
+def test_split_without_validation_edges_says_linkpred_will_refuse_it(tmp_path, capsys):
+    """Review (session 13): `gnnkit split --num-val 0` wrote a split that `gnnkit linkpred` then refused, silently."""
+    assert main(["split", "Cora", "--seed", "1", "--num-val", "0", "--out", str(tmp_path / "s")]) == 0
+    assert "gnnkit linkpred needs them" in capsys.readouterr().out
+    assert main(["split", "Cora", "--seed", "1", "--out", str(tmp_path / "t")]) == 0
+    assert "--num-val 0" not in capsys.readouterr().out

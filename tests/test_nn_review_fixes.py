@@ -280,3 +280,15 @@ def test_ready_models_built_with_edge_dim_need_edge_attr(model):
     with pytest.raises(ValueError, match=rf"{model} was built with edge_dim=2 but got no edge_attr; fix"):
         m(torch.randn(4, 3), torch.tensor([[0, 1, 2], [1, 2, 3]]))
     assert m(torch.randn(4, 3), torch.tensor([[0, 1, 2], [1, 2, 3]]), torch.randn(3, 2)).shape == (4, 2)
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    """Review (session 13): the check was os.access only, which says yes to root everywhere: `gnnkit train --out
+    /proc/x.json` trained for minutes and failed at the write.  A real temporary file is tried now."""
+    import argparse
+
+    from gnnkit.commands._args import out_dir, out_file
+    for check, path in ((out_file, "/proc/x.json"), (out_dir, "/proc/newdir")):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"/proc(: cannot write in the folder| is not writable)"):
+            check(path)
+    assert out_file(str(tmp_path / "a" / "r.json")) and out_dir(str(tmp_path / "b"))

@@ -309,6 +309,13 @@ def test_existing_output_needs_resume_and_same_protocol(synth, tmp_path):
         with pytest.raises(ResumeError, match="checkpoint.pt but no gnnkit ogb log.json"):
             ogb_run(cfg, str(vq), resume=resume, progress=False)
     assert (vq / "checkpoint.pt").read_bytes() == b"a VQ model"
+    # session-13 review: a folder of other files (a split, a results.json of the user's) took the run's files
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.json").write_text('{"mine": 1}')
+    with pytest.raises(ResumeError, match=r"holds \['results.json'\] but no gnnkit ogb log.json.*fix: a new or empty"):
+        ogb_run(cfg, str(mine), resume=False, progress=False)
+    assert (mine / "results.json").read_text() == '{"mine": 1}'
 
 
 def test_checkpoint_corruption_is_detected(synth, tmp_path):

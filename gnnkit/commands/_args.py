@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -118,6 +119,12 @@ def _writable_ancestor(p: Path) -> Path:
         raise argparse.ArgumentTypeError(f"{p}: {a} is a file, not a folder; choose another path")
     if not os.access(a, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"{p}: the folder {a} is not writable; choose another path")
+    try:  # os.access says yes to root everywhere (and knows nothing of /proc or read-only mounts): try a file
+        with tempfile.TemporaryFile(dir=a):
+            pass
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{p}: cannot write in the folder {a} ({e.strerror or e}); choose another "
+                                         "path") from None
     return a
 
 
@@ -140,9 +147,5 @@ def out_dir(value: str) -> str:
     p = Path(value).expanduser()
     if p.exists() and not p.is_dir():
         raise argparse.ArgumentTypeError(f"{value} is a file; pass a folder path")
-    if p.is_dir():
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise argparse.ArgumentTypeError(f"{value}: the folder is not writable; choose another path")
-    else:
-        _writable_ancestor(p)
+    _writable_ancestor(p)  # the folder itself when it exists, else its nearest existing ancestor
     return value

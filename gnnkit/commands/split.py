@@ -117,4 +117,7 @@ def _run(args) -> int:
     print("  leakage check: ok" + (f" ({len(warn)} warning(s), in manifest.json too)" if warn else ""))
     for i in warn:
         print(f"    warning {i['kind']} ({i['split']}): {i['count']} — {i['message']}")
+    if args.num_val == 0:  # asked for; but `gnnkit linkpred` selects its epoch on validation and refuses it
+        print("  note: --num-val 0 gives no validation edges; gnnkit linkpred needs them (it picks the epoch on "
+              "validation) and will refuse this split")
     return 0

@@ -129,7 +129,11 @@ def _train(args) -> int:
                              f"or choose another folder")
         run = VQRun.create(cfg, run_dir, root=args.root, device=args.device)
         run.save()
-    run.fit(progress=not args.no_progress)
+    try:
+        run.fit(progress=not args.no_progress)
+    except KeyboardInterrupt:  # the run folder may be auto-named: say which command continues it
+        print(f"gnnkit vq train: interrupted; continue with: gnnkit vq train --resume {run.run_dir}", file=sys.stderr)
+        raise SystemExit(130) from None
     last_ae = next((h for h in reversed(run.history) if h["stage"] == "autoencoder"), {})
     last_pr = next((h for h in reversed(run.history) if h["stage"] == "prior"), {})
     print(f"autoencoder: loss {last_ae.get('loss', float('nan')):.4f}, "

@@ -235,6 +235,13 @@ def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
     if ckpt_path.exists():  # another command's run (a VQ run's checkpoint.pt): never overwritten
         raise ResumeError(f"{out_dir}: holds a checkpoint.pt but no gnnkit ogb log.json (another command's run?); "
                           "fix: another --out")
+    # a new run writes log.json, checkpoint.pt and results.json (with .sha256 side files; hidden temp files while
+    # writing): a folder holding anything else (a split, samples, a results.json of its own) is not ours
+    others = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(".")) if out_dir.is_dir() else []
+    if others:
+        raise ResumeError(f"{out_dir}: holds {others[:5]}{' ...' if len(others) > 5 else ''} but no gnnkit ogb "
+                          "log.json: a new run would write its files among them (and replace a results.json); "
+                          "fix: a new or empty --out")
     return {"protocol": protocol, "runs": {}}, None
 
 
