@@ -289,6 +289,6 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_pa
 
     from gnnkit.commands._args import out_dir, out_file
     for check, path in ((out_file, "/proc/x.json"), (out_dir, "/proc/newdir")):
-        with pytest.raises(argparse.ArgumentTypeError, match=r"/proc(: cannot write in the folder| is not writable)"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"the folder /proc (\(|is not writable)"):
             check(path)
     assert out_file(str(tmp_path / "a" / "r.json")) and out_dir(str(tmp_path / "b"))
