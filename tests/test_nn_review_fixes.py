@@ -292,3 +292,5 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_pa
         with pytest.raises(argparse.ArgumentTypeError, match=r"the folder /proc (\(|is not writable)"):
             check(path)
     assert out_file(str(tmp_path / "a" / "r.json")) and out_dir(str(tmp_path / "b"))
+    with pytest.raises(argparse.ArgumentTypeError, match="is a folder; pass a file path"):
+        out_file(str(tmp_path / "not-yet") + "/")  # "dir/" wrote a file named dir

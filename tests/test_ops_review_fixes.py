@@ -222,3 +222,11 @@ def test_graph_attention_refuses_negative_buckets_and_batch_distances_a_short_nu
         graph_attention(q, q, q, torch.tensor([3]), dist, torch.randn(2, 5))
     with pytest.raises(ValueError, match=r"batch holds graph ids from 0 to 1 but num_graphs=1; fix"):
         batch_distances(torch.tensor([[0, 2], [1, 3]]), torch.tensor([0, 0, 1, 1]), 2, num_graphs=1)
+
+
+def test_a_boolean_segment_sum_counts_as_torch_sum():
+    """Review (session 13): a bool sum stayed bool (a logical OR); torch.sum of booleans counts."""
+    from gnnkit.ops import segment_reduce_slots
+    g, _ = as_graph(torch.tensor([[0, 1, 2], [1, 1, 1]]), num_nodes=3)
+    assert segment_reduce(g, torch.ones(3, dtype=torch.bool)).tolist() == [0, 3, 0]
+    assert segment_reduce_slots(g, torch.ones(3, 1, dtype=torch.bool)).view(-1).tolist() == [0, 3, 0]

@@ -134,7 +134,7 @@ def out_file(value: str) -> str:
     if not value.strip():
         raise argparse.ArgumentTypeError("an empty path; pass a file path")
     p = Path(value).expanduser()
-    if p.is_dir():
+    if p.is_dir() or value.endswith(("/", os.sep)):  # "dir/" names a folder even before it exists
         raise argparse.ArgumentTypeError(f"{value} is a folder; pass a file path, e.g. {p / 'results.json'}")
     _writable_ancestor(p.parent if str(p.parent) else Path("."))
     return value

@@ -55,6 +55,8 @@ def _check(graph: Graph, values: Tensor, reduce: str) -> None:
 def segment_reduce_slots(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:
     """Reduce per-slot ``values`` ``[E, ...]`` (CSR slot order) into ``[num_dst, ...]``."""
     _check(graph, values, reduce)
+    if values.dtype == torch.bool:  # counts, as torch.sum of booleans gives
+        values = values.long()
     return apply_function(SegmentReduceFunction, graph, values.contiguous(), reduce)
 
 
@@ -62,4 +64,6 @@ def segment_reduce(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:
     """Reduce per-edge ``values`` ``[E, ...]`` (input edge order) into ``[num_dst, ...]``."""
     check_op_inputs("segment_reduce", graph, values=values)
     _check(graph, values, reduce)
+    if values.dtype == torch.bool:  # counts, as torch.sum of booleans gives (an OR otherwise)
+        values = values.long()
     return apply_function(SegmentReduceFunction, graph, graph.to_csr_order(values).contiguous(), reduce)
