@@ -36,9 +36,13 @@ class QuantizerOutput(NamedTuple):
     stats: QuantizerStats
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    """``value`` is an int (not a bool, not a float) of at least ``minimum``, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+def check_int(name: str, value: object, minimum: int, who: str = "") -> int:
+    """``value`` is an int (not a bool, not a float; numpy integers too) of at least ``minimum``, else a
+    ValueError naming ``name`` (after ``who:``, the function, when given)."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Integral)
+    if who and not (ok and value >= minimum):
+        raise ValueError(f"{who}: {name} must be an int >= {minimum}, got {value!r}")
+    if not ok:
         raise ValueError(f"{name}={value!r} must be an int >= {minimum}, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name}={value} must be >= {minimum}")

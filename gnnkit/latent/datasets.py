@@ -37,6 +37,8 @@ import networkx as nx
 import numpy as np
 import torch
 
+from ._common import check_int
+
 if TYPE_CHECKING:  # pragma: no cover
     from torch_geometric.data import Data
 
@@ -65,12 +67,6 @@ def _rng(seed: SeedLike, fn: str) -> np.random.Generator:
         return np.random.default_rng(int(seed))
     raise TypeError(f"{fn}: seed must be an int or a numpy.random.Generator, got {seed!r} "
                     f"(type {type(seed).__name__}); pass e.g. seed=0 for a reproducible data set")
-
-
-def _check_int(fn: str, arg: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{fn}: {arg} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -159,8 +155,8 @@ def community_small(num_graphs: int = 100, seed: SeedLike = 0, *, num_communitie
         ``community`` (0 or 1) and ``G.graph['dataset'] == 'community-small'``.
     """
     fn = "community_small"
-    num_graphs = _check_int(fn, "num_graphs", num_graphs, 0)
-    num_communities = _check_int(fn, "num_communities", num_communities, 2)
+    num_graphs = check_int("num_graphs", num_graphs, 0, who=fn)
+    num_communities = check_int("num_communities", num_communities, 2, who=fn)
     choices = np.asarray(list(max_nodes_choices), dtype=np.int64)
     if choices.size == 0 or int(choices.min()) < num_communities:
         raise ValueError(f"{fn}: max_nodes_choices must be non-empty with every value >= "
@@ -243,14 +239,14 @@ def ego_small(name: str = "Cora", root: Optional[str] = None, radius: int = 1, m
         and ``dataset`` (e.g. ``"ego-small built from Cora"``).
     """
     fn = "ego_small"
-    radius = _check_int(fn, "radius", radius, 0)
-    min_nodes = _check_int(fn, "min_nodes", min_nodes, 1)
-    max_nodes = _check_int(fn, "max_nodes", max_nodes, 1)
+    radius = check_int("radius", radius, 0, who=fn)
+    min_nodes = check_int("min_nodes", min_nodes, 1, who=fn)
+    max_nodes = check_int("max_nodes", max_nodes, 1, who=fn)
     if min_nodes > max_nodes:
         raise ValueError(f"{fn}: min_nodes={min_nodes} exceeds max_nodes={max_nodes}; "
                          "pass min_nodes <= max_nodes")
     if num_graphs is not None:
-        num_graphs = _check_int(fn, "num_graphs", num_graphs, 0)
+        num_graphs = check_int("num_graphs", num_graphs, 0, who=fn)
     if selection not in ("first", "shuffle"):
         raise ValueError(f"{fn}: selection must be 'first' (GDSS) or 'shuffle' (GraphRNN), "
                          f"got {selection!r}")
@@ -330,8 +326,8 @@ def enzymes(root: Optional[str] = None, min_nodes: int = 10, max_nodes: int = 10
     from gnnkit.data import load_dataset
 
     fn = "enzymes"
-    min_nodes = _check_int(fn, "min_nodes", min_nodes, 0)
-    max_nodes = _check_int(fn, "max_nodes", max_nodes, 0)
+    min_nodes = check_int("min_nodes", min_nodes, 0, who=fn)
+    max_nodes = check_int("max_nodes", max_nodes, 0, who=fn)
     ds = load_dataset("ENZYMES", root=root)
     num_labels = int(getattr(ds, "num_node_labels", 0) or 0)
     graphs = []
