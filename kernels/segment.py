@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ._config import Schedule, acc_dtype, check_float, check_index, feature_blocks, slot_rows, torch_acc_dtype
-from .spmm import REDUCE_CODES, reduce_rows
+from .spmm import REDUCE_CODES, reduce_rows, split_among_extrema
 
 
 @triton.jit
@@ -82,14 +82,10 @@ def segment_reduce_bwd(rowptr: torch.Tensor, values: torch.Tensor, grad_out: tor
     g = grad_out.contiguous()
     code = REDUCE_CODES[reduce]
     if code >= 2:  # split evenly among the tied extrema, as spmm_arg_bwd (and torch's scatter amax/amin)
-        acc = torch_acc_dtype(values.dtype)
-        v3 = values.contiguous().view(E, 1, F).to(acc)
+        v3 = values.contiguous().view(E, 1, F).to(torch_acc_dtype(values.dtype))
         ext = reduce_rows(rowptr, None, None, v3, reduce, sched=sched)
-        srow = slot_rows(rowptr, E, row)
-        hit = (v3 == ext.index_select(0, srow)).to(acc)
-        count = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)
-        share = g.view(N, 1, F).to(acc) / count.clamp(min=1)
-        return (hit * share.index_select(0, srow)).view((E,) + trail).to(values.dtype)
+        grad = split_among_extrema(rowptr, v3, ext, slot_rows(rowptr, E, row), g.view(N, 1, F), sched)
+        return grad.view((E,) + trail).to(values.dtype)
     BLOCK_E, BLOCK_F, warps = feature_blocks(F, values.dtype)
     _segment_reduce_bwd_kernel[(triton.cdiv(E, BLOCK_E), triton.cdiv(F, BLOCK_F))](
         rowptr, slot_rows(rowptr, E, row), g, out, E, F, REDUCE=code, ACC=acc_dtype(values.dtype),

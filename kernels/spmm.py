@@ -180,6 +180,17 @@ def _check(rowptr, col, value, x, reduce):
                          f"order, got {list(value.shape)}")
 
 
+def split_among_extrema(rowptr: torch.Tensor, msg: torch.Tensor, ext: torch.Tensor, srow: torch.Tensor,
+                        grad_out: torch.Tensor, sched: Optional[Schedule] = None) -> torch.Tensor:
+    """Per-slot gradient of a max/min over the CSR rows of ``rowptr``: ``grad_out[i]`` split evenly among the
+    slots of row ``i`` (``srow``: each slot's row) whose value in ``msg`` ``[E, H, F]`` equals the extremum
+    ``ext[i]`` (the gradient of torch's scatter ``amax``/``amin``).  The ties are counted by
+    :func:`reduce_rows` (sums in slot order: deterministic); everything in ``msg``'s dtype."""
+    hit = (msg == ext.index_select(0, srow)).to(msg.dtype)
+    count = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)  # ties per (row, head, feature)
+    return hit * (grad_out.to(msg.dtype) / count.clamp(min=1)).index_select(0, srow)
+
+
 # ---------------------------------------------------------------------- launchers
 def spmm_fwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.Tensor], x: torch.Tensor,
              reduce: str, *, sched: Optional[Schedule] = None) -> torch.Tensor:
@@ -213,11 +224,8 @@ def spmm_arg_bwd(rowptr: torch.Tensor, col: torch.Tensor, value: Optional[torch.
     msg = xa.index_select(0, col)
     if va is not None:
         msg = msg * va.unsqueeze(-1)
-    hit = (msg == out.index_select(0, srow)).to(acc)
+    grad_msg = split_among_extrema(rowptr, msg, out, srow, grad_out, sched)
     del msg
-    count = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)  # ties per (row, head, feature)
-    grad_msg = hit * (grad_out.to(acc) / count.clamp(min=1)).index_select(0, srow)
-    del hit
     gv = None if value is None else (grad_msg * xa.index_select(0, col)).sum(-1).to(value.dtype)
     if va is not None:
         grad_msg = grad_msg * va.unsqueeze(-1)
