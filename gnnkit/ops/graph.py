@@ -203,8 +203,8 @@ class Graph:
     @classmethod
     def from_csr(cls, rowptr: Tensor, col: Tensor, num_src: int, num_dst: int) -> "Graph":
         if not _is_compiling() and torch.is_inference_mode_enabled():  # as from_coo: normal tensors
-            with torch.inference_mode(False):
-                return cls.from_csr(rowptr.clone(), col.clone(), num_src, num_dst)
+            with torch.inference_mode(False):  # (the copies below are normal tensors then)
+                return cls.from_csr(rowptr, col, num_src, num_dst)
         # own copies: a sparse matrix's index tensors stay the caller's, and an edit of them (which bumps no
         # version the matrix carries) must not change a Graph whose transpose was built from the old ones
         rowptr = rowptr.to(torch.long, copy=True)
