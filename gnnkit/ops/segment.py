@@ -55,7 +55,7 @@ def _check(graph: Graph, values: Tensor, reduce: str) -> None:
 def segment_reduce_slots(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:
     """Reduce per-slot ``values`` ``[E, ...]`` (CSR slot order) into ``[num_dst, ...]``."""
     _check(graph, values, reduce)
-    if values.dtype == torch.bool:  # counts, as torch.sum of booleans gives
+    if values.dtype == torch.bool:  # counts, as torch.sum of booleans gives (an OR otherwise)
         values = values.long()
     return apply_function(SegmentReduceFunction, graph, values.contiguous(), reduce)
 
@@ -63,7 +63,5 @@ def segment_reduce_slots(graph: Graph, values: Tensor, reduce: str = "sum") -> T
 def segment_reduce(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:
     """Reduce per-edge ``values`` ``[E, ...]`` (input edge order) into ``[num_dst, ...]``."""
     check_op_inputs("segment_reduce", graph, values=values)
-    _check(graph, values, reduce)
-    if values.dtype == torch.bool:  # counts, as torch.sum of booleans gives (an OR otherwise)
-        values = values.long()
-    return apply_function(SegmentReduceFunction, graph, graph.to_csr_order(values).contiguous(), reduce)
+    _check(graph, values, reduce)  # before the reordering reads values
+    return segment_reduce_slots(graph, graph.to_csr_order(values), reduce)
