@@ -78,8 +78,9 @@ def earlier_draw(out_dir: Union[str, Path]) -> List[str]:
     out = Path(out_dir)
     if not (out.is_dir() and any(out.iterdir())):
         return []
-    pending = _pending(out)  # the files of a draw killed before its samples.json
-    if _pending_list(out)[0] is not None and not (out / "samples.json").exists():
+    state = _pending_list(out)
+    pending = _pending(out, state)  # the files of a draw killed before its samples.json
+    if state[0] is not None and not (out / "samples.json").exists():
         # a draw began here and was killed before its samples.json, maybe before any graph file: the folder
         # was new or empty then (a folder with an earlier draw keeps that draw's samples.json until replaced)
         return pending
@@ -108,10 +109,11 @@ def _pending_list(out: Path) -> Tuple[Optional[int], List[str], List[str]]:
         return None, [], []
 
 
-def _pending(out: Path) -> List[str]:
-    """The names killed draws were about to write that they did write (not older than the first of those
-    draws: a user's own file of such a name, untouched by them, stays)."""
-    since, names, stale = _pending_list(out)
+def _pending(out: Path, state: Tuple[Optional[int], List[str], List[str]]) -> List[str]:
+    """From the in-progress list ``state`` (:func:`_pending_list`): the names killed draws were about to write
+    that they did write (not older than the first of those draws: a user's own file of such a name, untouched
+    by them, stays), and the earlier draw's graph files they were to remove."""
+    since, names, stale = state  # _pending_list(out)
     # an earlier draw's graph files (listed by its samples.json) are gnnkit's whatever their time
     return [f for f in names if (out / f).is_file() and (out / f).stat().st_mtime_ns >= since] + \
         [f for f in stale if _SAMPLE_FILE.fullmatch(f) and (out / f).is_file() and f not in names]
