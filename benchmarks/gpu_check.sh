@@ -25,6 +25,10 @@
 set -u
 OUT_DIR=${1:-${OUT:-benchmarks/results/gpu_check}}
 BUDGET=${2:-540}
+case "$BUDGET" in
+  ''|*[!0-9]*) echo "gpu_check.sh: BUDGET_S (the second argument) must be a whole number of seconds, got '$BUDGET'" >&2
+              exit 2 ;;
+esac
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 RES="$OUT_DIR/results"
