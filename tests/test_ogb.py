@@ -22,9 +22,11 @@ from gnnkit.ogb import (
     PyGEdgeGCNConv,
     ResumeError,
     TorchNeighborSampler,
+    format_table,
     neighbor_loader,
     run as ogb_run,
 )
+from gnnkit.ogb.tasks import LEADERBOARD
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ogb_synth import write_ddi, write_molhiv, write_node  # noqa: E402
@@ -234,6 +236,24 @@ def test_runner_end_to_end_both_libraries(synth, tmp_path, dataset, model, extra
     g0, p0 = log["runs"]["gnnkit"][0]["epochs"][0], log["runs"]["pyg"][0]["epochs"][0]
     assert g0["loss"] == pytest.approx(p0["loss"], rel=2e-3)
     assert res["leaderboard"] is not None
+
+
+def _result(cfg, runs):
+    stat = {"mean": 0.7, "std": 0.0}
+    return {"dataset": cfg.dataset, "model": cfg.model, "metric": "rocauc",
+            "protocol": json.loads(json.dumps(cfg.protocol())), "config": {"device": "cpu", "threads": 1},
+            "summary": {"gnnkit": {"runs": runs, "test": stat, "valid": stat, "epoch_s": 1.0, "peak_mb": 1.0}},
+            "leaderboard": LEADERBOARD[(cfg.dataset, cfg.model)]}
+
+
+def test_board_row_says_where_a_run_leaves_ogbs_protocol():
+    """The OGB-board row is the 10-run leaderboard entry: a short run is told apart from it."""
+    full = format_table(_result(OGBConfig("ogbg-molhiv", "gcn", seed=3), runs=10)).splitlines()[-1]
+    assert full.startswith("OGB board") and "differs" not in full  # any first seed is OGB's protocol
+    short = format_table(_result(OGBConfig("ogbg-molhiv", "gcn", epochs=10, hidden=16), runs=1))
+    assert "differs in runs, epochs, hidden" in short.splitlines()[-1]
+    fan = format_table(_result(OGBConfig("ogbn-products", "sage", extra={"fanout": [5, 5, 5]}), runs=10))
+    assert "differs in fanout" in fan.splitlines()[-1]
 
 
 def test_cli_runs_the_transformer_with_gnnkit_layers_by_default(synth, tmp_path, capsys):
