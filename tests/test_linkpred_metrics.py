@@ -68,5 +68,10 @@ def test_mrr_ties_take_the_mean_rank_and_hits_refuses_a_per_positive_matrix():
     with pytest.raises(ValueError, match=r"\[P, K\].*mrr"):
         hits_at_k([0.9, 0.8], [[0.1, 0.2], [0.3, 0.4]], 1)
     assert hits_at_k(torch.tensor([[0.9], [0.2]]), torch.tensor([[0.5], [0.1]]), 1) == 0.5  # [N, 1] is fine
+    with pytest.raises(ValueError, match=r"one score per pair.*\[2, 1, 2\]"):  # was read as 4 shared negatives
+        hits_at_k([1.0, 0.5], torch.zeros(2, 1, 2), 1)
+    assert hits_at_k([1.0, 0.5], [0.7, 0.2], np.int64(1)) == 0.5  # a numpy int is a k
+    with pytest.raises(ValueError, match="k must"):
+        hits_at_k([1.0, 0.5], [0.7, 0.2], np.bool_(True))
     with pytest.raises(ValueError, match="inf"):
         roc_auc([float("inf")], [1.0])

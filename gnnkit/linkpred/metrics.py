@@ -6,7 +6,8 @@
   to torch first.  Ties: a positive scored equal to some of its negatives gets the mean of its
   optimistic and pessimistic rank, ``1 + #greater + #equal / 2`` (OGB's torch branch).
 * Scores keep their precision: float64 scores are ranked in float64 (rounding them to float32 turns
-  close scores into ties, which Hits@K does not count).
+  close scores into ties, which Hits@K does not count).  MRR's reciprocal ranks are float32, as in
+  OGB (``1 / 3`` is off by about 1e-8); their mean is taken in float64.
 * scikit-learn's ROC-AUC / AP on one class only is undefined; here that is a
   :class:`ValueError` naming the missing class, as are NaN scores (and ±inf for ROC-AUC / AP).
 """
@@ -32,7 +33,7 @@ def _scores(x, name: str, dim: int = 1) -> Tensor:
     elif x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
     if dim == 1:
-        if x.dim() == 2 and min(x.shape) > 1:
+        if x.dim() > 2 or (x.dim() == 2 and min(x.shape) > 1):
             raise ValueError(f"{name} must be one score per pair ([N] or [N, 1]), got shape {list(x.shape)}; "
                              "fix: a [P, K] matrix of per-positive negatives is mrr's input, Hits@K ranks every "
                              "positive against one shared pool of negatives")
@@ -51,8 +52,9 @@ def hits_at_k(pos_scores: Scores, neg_scores: Scores, k: int) -> float:
     there are fewer than ``k`` negatives (OGB would silently return 1.0).
     """
     from ogb.linkproppred import Evaluator
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}")
+    k = int(k)
     pos, neg = _scores(pos_scores, "pos_scores"), _scores(neg_scores, "neg_scores")
     if neg.numel() < k:
         raise ValueError(f"hits_at_k: only {neg.numel()} negatives for Hits@{k}; OGB would report 1.0. "
