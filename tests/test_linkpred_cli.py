@@ -287,6 +287,17 @@ def test_split_sizes_as_counts_and_an_empty_validation_split_named(tmp_path, cap
     assert "val split has no positive edges" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["split", "linkpred"])
+def test_split_size_errors_name_the_flags(command, tmp_path, capsys):
+    """Review finding: the split classes' errors reached the command line as `num_val=0.6 ...`, naming no flag."""
+    args = [command, "Cora", "--num-val", "0.6", "--num-test", "0.6", "--no-progress" if command == "linkpred"
+            else "--out", *([] if command == "linkpred" else [str(tmp_path / "s")])]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--num-val=0.6 and --num-test=0.6 leave no training edges" in err
+    assert "fix: smaller --num-val / --num-test" in err and "num_val" not in err
+
+
 def test_split_flags_ignored_with_a_saved_split_are_named(tmp_path, capsys):
     """Review finding: with --split (or OGB's official split) the split flags were ignored without a word."""
     out = tmp_path / "s"

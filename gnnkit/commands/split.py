@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
@@ -58,8 +59,27 @@ def decide_undirected(choice: str, data: "Data") -> bool:
     return decide(data, yes="--undirected yes", no="--undirected no")
 
 
+# the split classes' argument names, as this command's flags (their errors are shown to a command-line user)
+_FLAG_OF = {"num_val": "--num-val", "num_test": "--num-test", "disjoint_train_ratio": "--disjoint-train-ratio",
+            "supervision_ratio": "--supervision-ratio", "neg_sampling_ratio": "--neg-ratio",
+            "partition": "--partition"}
+_LIB_NAME = re.compile(r"(?<![\w-])(" + "|".join(_FLAG_OF) + r")\b")
+
+
+def _as_flags(message: str) -> str:
+    """``message`` with the split classes' argument names written as this command's flags."""
+    return _LIB_NAME.sub(lambda m: _FLAG_OF[m.group(1)], message)
+
+
 def make_split(args: argparse.Namespace) -> Tuple[tuple, Dict[str, object]]:
     """Build the split the arguments describe; returns (splits, manifest without files)."""
+    try:
+        return _make_split(args)
+    except ValueError as e:
+        raise ValueError(_as_flags(str(e))) from e
+
+
+def _make_split(args: argparse.Namespace) -> Tuple[tuple, Dict[str, object]]:
     from gnnkit.linkpred import InductiveLinkSplit, TransductiveLinkSplit, check_leakage
     from gnnkit.linkpred.split import both_directions, unique_edges
     data, multi, ds = load_graph(args.dataset, args.root)
