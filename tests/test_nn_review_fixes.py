@@ -31,7 +31,7 @@ def test_gcn_cached_without_normalisation_caches_nothing():
 
 
 @pytest.mark.parametrize("name", ["GATConv", "GATv2Conv"])
-@pytest.mark.parametrize("fill", ["mean", "add", "max", 0.5])
+@pytest.mark.parametrize("fill", ["mean", "add", "max", "mul", 0.5])
 def test_gat_target_to_source_fills_loops_and_returns_the_users_edge_index(name, fill):
     """Under flow="target_to_source" the loops' edge features were filled from the wrong side (0.23-0.50 off),
     and the returned attention edge_index had its rows swapped."""
@@ -48,6 +48,21 @@ def test_gat_target_to_source_fills_loops_and_returns_the_users_edge_index(name,
     op.sum().backward()
     og.sum().backward()
     torch.testing.assert_close(xg.grad, x.grad)
+
+
+@pytest.mark.parametrize("name", ["GATConv", "GATv2Conv"])
+def test_gat_fill_value_mul_is_pygs_product(name):
+    """fill_value="mul" (PyG's scatter product, 1 for a node without in-edges) was refused."""
+    p, g = _pair(name, 4, 2, heads=2, edge_dim=3, fill_value="mul")
+    ei = torch.tensor([[0, 1, 2, 3, 1, 0, 4], [1, 2, 3, 1, 0, 3, 3]])  # node 4 has no in-edges
+    x = torch.randn(5, 4)
+    ea = torch.randn(7, 3, requires_grad=True)
+    eg = ea.detach().clone().requires_grad_(True)
+    op, og = p(x, ei, ea), g(x, ei, eg)
+    torch.testing.assert_close(og, op)
+    op.square().sum().backward()
+    og.square().sum().backward()
+    torch.testing.assert_close(eg.grad, ea.grad)
 
 
 @pytest.mark.parametrize("name", ["GATConv", "GATv2Conv"])

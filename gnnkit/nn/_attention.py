@@ -11,7 +11,7 @@ from gnnkit.ops import Graph, SparseTensor, is_sparse_adj
 
 from ._utils import graph_of, plain_edge_index
 
-_FILLS = ("mean", "add", "sum", "max", "min")
+_FILLS = ("mean", "add", "sum", "max", "min", "mul")
 
 
 def set_attention_options(layer: torch.nn.Module, name: str, in_channels, out_channels: int, heads: int,
@@ -107,6 +107,9 @@ def edge_features(st: AttnStructure, edge_attr: Tensor, fill_value: Union[float,
             loop = kept.new_zeros(n, D).index_add(0, dst_in, kept_in)
             if fill_value == "mean":
                 loop = loop / cnt.to(kept.dtype).view(-1, 1)
+        elif fill_value == "mul":  # PyG's scatter "mul": a product started at one (a loop without in-edges: 1)
+            loop = kept.new_ones(n, D).scatter_reduce(0, dst_in.view(-1, 1).expand(-1, D), kept_in, "prod",
+                                                      include_self=True)
         else:
             loop = kept.new_zeros(n, D).scatter_reduce(0, dst_in.view(-1, 1).expand(-1, D), kept_in,
                                                        "amax" if fill_value == "max" else "amin",
