@@ -56,6 +56,21 @@ def test_profile_edge_list_file_and_bad_input(tmp_path):
         main(["profile", "--quick", "--features", "0", "--out", str(tmp_path / "x.json")])
     with pytest.raises(ValueError, match="num_nodes"):
         prof.power_law_graph(0, 10)
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")  # used to profile N = E = 0 at "0.00 GB/s"
+    with pytest.raises(ValueError, match="--edges .*empty.txt.* holds no edges"):
+        prof.edge_list_graph(str(tmp_path / "empty.txt"))
+    torch.save(torch.zeros(2, 0, dtype=torch.long), tmp_path / "empty.pt")
+    with pytest.raises(ValueError, match="holds no edges"):
+        prof.edge_list_graph(str(tmp_path / "empty.pt"))
+
+
+def test_problem_inputs_differ_by_name():
+    """att_src and att_dst were seeded by len(name), so GAT's benchmark got two identical score vectors."""
+    from gnnkit.profile.backends import Problem
+    p = Problem(prof.power_law_graph(20, 60), 8, 2, 4, torch.float32, torch.device("cpu"))
+    assert not torch.equal(p.att_src, p.att_dst)
+    q = Problem(prof.power_law_graph(20, 60), 8, 2, 4, torch.float32, torch.device("cpu"))
+    assert torch.equal(p.att_src, q.att_src)  # still seeded
 
 
 def test_profile_on_edge_file_runs_one_op(tmp_path):
@@ -85,6 +100,8 @@ def test_compulsory_bytes_model():
     assert prof.compulsory_bytes("softmax", "fwd", N, E, 1, 4, b) == struct + 2 * E * 4 * b
     with pytest.raises(ValueError, match="op"):
         prof.compulsory_bytes("conv", "fwd", N, E, F, 1, b)
+    with pytest.raises(ValueError, match="mode 'bwd'"):  # used to count forward + backward silently
+        prof.compulsory_bytes("spmm", "bwd", N, E, F, 1, b)
 
 
 _PEAK_PROBE = """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -39,7 +40,9 @@ class Problem:
 
     def _make(self, name: str, *shape: int, scale: float = 1.0) -> Tensor:
         if name not in self._made:
-            gen = torch.Generator(device=self.device).manual_seed(self.seed + len(name))
+            # a seed per name (zlib.crc32: stable across processes, unlike hash()); len(name) gave att_src and
+            # att_dst the same values
+            gen = torch.Generator(device=self.device).manual_seed(self.seed + zlib.crc32(name.encode()))
             t = torch.randn(*shape, generator=gen, device=self.device, dtype=torch.float32) * scale
             self._made[name] = t.to(self.dtype)
         return self._made[name]

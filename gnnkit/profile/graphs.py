@@ -75,7 +75,9 @@ def edge_list_graph(path: str) -> GraphSpec:
             except ValueError:
                 raise ValueError(f"--edges {path!r} line {lineno}: node ids must be integers, got {line!r}")
         ei = torch.tensor(pairs, dtype=torch.long).t().reshape(2, -1)
-    if ei.numel() and int(ei.min()) < 0:
+    if ei.numel() == 0:
+        raise ValueError(f"--edges {path!r} holds no edges; fix: a file with at least one 'src dst' line "
+                         "(or a [2, E] tensor with E >= 1)")
+    if int(ei.min()) < 0:
         raise ValueError(f"--edges {path!r}: negative node id {int(ei.min())}")
-    n = int(ei.max()) + 1 if ei.numel() else 0
-    return GraphSpec(p.name, ei, n)
+    return GraphSpec(p.name, ei, int(ei.max()) + 1)

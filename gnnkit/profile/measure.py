@@ -165,6 +165,8 @@ def compulsory_bytes(op: str, mode: str, N: int, E: int, F: int, H: int, b: int,
     ``(N+1)·i + E·i``, each dense input read once, each output written once.  ``F`` is the
     width per head (total width ``H·F``); backward adds the transposed structure and the
     gradients' reads and writes."""
+    if mode not in ("fwd", "fwd+bwd"):
+        raise ValueError(f"mode {mode!r} has no bandwidth model; use 'fwd' or 'fwd+bwd'")
     struct = (N + 1) * i + E * i
     W = H * F
     if op == "spmm":  # Y = A X (sum), X read once (perfect reuse), Y written once
