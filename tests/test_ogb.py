@@ -254,6 +254,9 @@ def test_board_row_says_where_a_run_leaves_ogbs_protocol():
     assert "differs in runs, epochs, hidden" in short.splitlines()[-1]
     fan = format_table(_result(OGBConfig("ogbn-products", "sage", extra={"fanout": [5, 5, 5]}), runs=10))
     assert "differs in fanout" in fan.splitlines()[-1]
+    two = _result(OGBConfig("ogbg-molhiv", "gcn"), runs=10)
+    two["config"]["world_size"] = 2  # each of 2 processes takes 32 graphs a step: 64, not OGB's 32
+    assert "differs in batch size (2 processes x --batch-size)" in format_table(two).splitlines()[-1]
 
 
 def test_cli_runs_the_transformer_with_gnnkit_layers_by_default(synth, tmp_path, capsys):

@@ -247,7 +247,8 @@ def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
 
 def official_differences(res: Dict[str, Any]) -> List[str]:
     """The settings in which a result's protocol leaves OGB's (the leaderboard's): ``runs`` (fewer than 10 for
-    some library) and every protocol key but ``seed`` (OGB's runs use seeds 0-9, any start is as good)."""
+    some library), every protocol key but ``seed`` (OGB's runs use seeds 0-9, any start is as good), and the
+    effective batch of a multi-process ogbg / ogbn mini-batch run (each process takes ``--batch-size``)."""
     official = OGBConfig(dataset=res["dataset"], model=res["model"])
     ref = json.loads(json.dumps(official.protocol()))
     p = res["protocol"]
@@ -257,6 +258,9 @@ def official_differences(res: Dict[str, Any]) -> List[str]:
     diff = [k.replace("_", "-") for k in diff]
     if any(s.get("runs", 0) < official.runs for s in res.get("summary", {}).values()):
         diff.insert(0, "runs")
+    world = int(res.get("config", {}).get("world_size", 1))
+    if world > 1 and "batch-size" not in diff and p.get("batch_size", 0) > 0 and not res["dataset"].startswith("ogbl"):
+        diff.append(f"batch size ({world} processes x --batch-size)")  # graphs / seed nodes: per process
     return diff
 
 
