@@ -179,6 +179,13 @@ def test_public_ops_name_a_missing_graph_and_a_device_mismatch():
     g, _ = as_graph(ei, num_nodes=2)
     with pytest.raises(ValueError, match=r"spmm: edge_weight is on meta but the graph is on cpu; fix"):
         spmm(g, x, torch.rand(2, device="meta"))
+    # the learnable aggregations' slot ops: the same check (they had their own, without the device)
+    from gnnkit.ops import quantile_aggregate_slots, softmax_aggregate_slots
+    for op in (quantile_aggregate_slots, softmax_aggregate_slots):
+        with pytest.raises(ValueError, match=rf"{op.__name__}: x is on meta but the graph is on cpu; fix"):
+            op(g, torch.randn(2, 3, device="meta"))
+        with pytest.raises(ValueError, match=rf"{op.__name__}: graph must be a gnnkit.ops.Graph.*as_graph"):
+            op(ei, x)
 
 
 def test_gat_attention_slots_checks_every_row_count():

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._autograd import apply_function, first_order_only
-from .graph import Graph
+from .graph import Graph, check_op_inputs
 from .reference import LOW, segment_sum
 
 _EPS = 1e-16  # PyG's softmax adds it to the normaliser
@@ -141,9 +141,7 @@ class SoftmaxAggregateFunction(torch.autograd.Function):
 
 
 def _check(name: str, graph: Graph, x: Tensor) -> None:
-    if not isinstance(graph, Graph):
-        raise ValueError(f"{name}: graph must be a gnnkit.ops.Graph, got {type(graph).__name__}; build one with "
-                         "gnnkit.ops.Graph.build(edge_index, num_nodes=N)")
+    check_op_inputs(name, graph, x=x)  # a Graph, x a tensor on its device
     if not isinstance(x, Tensor) or x.dim() != 2 or x.size(0) != graph.num_src:
         shape = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"{name}: x must be [num_src={graph.num_src}, F], got {shape}")
