@@ -176,6 +176,44 @@ def test_gated_and_edge_readout():
     torch.testing.assert_close(er(x, ei, ea), er.lin_out(h.relu()))
 
 
+def test_readout_and_virtual_node_read_a_graph_feature():
+    """The lecture's f_readout({h_i}, g) = sum_i sigma(MLP_1(h_i, g)) * MLP_2(h_i, g), and a graph feature
+    seeding the super node: both were missing (review against the lectures)."""
+    torch.manual_seed(0)
+    x, ei, _ = _graph()
+    batch = torch.arange(20) // 7
+    g = torch.randn(3, 4)
+    gr = gnn.GatedReadout(6, 5, 8, graph_channels=4)
+    ref = torch.stack([(torch.sigmoid(gr.gate(hg)) * gr.value(hg)).sum(0) for hg in
+                       (torch.cat([x[batch == b], g[b].expand(int((batch == b).sum()), -1)], 1) for b in range(3))])
+    torch.testing.assert_close(gr(x, batch, g=g), ref)
+    one = torch.cat([x[:7], g[0].expand(7, -1)], 1)  # one graph, g given as [graph_channels]
+    torch.testing.assert_close(gr(x[:7], g=g[0]), (torch.sigmoid(gr.gate(one)) * gr.value(one)).sum(0, keepdim=True))
+    with pytest.raises(ValueError, match="needs g"):
+        gr(x, batch)
+    with pytest.raises(ValueError, match=r"g must be \[num_graphs=3, 4\]"):
+        gr(x, batch, g=g[:2])
+    with pytest.raises(ValueError, match="built without graph_channels"):
+        gnn.GatedReadout(6, 5)(x, batch, g=g)
+    vn = gnn.VirtualNode(6, graph_channels=4)
+    torch.testing.assert_close(vn.initial_state(batch, g=g), vn.embedding.weight + vn.lin_graph(g))
+    with pytest.raises(ValueError, match="needs g"):
+        vn.initial_state(batch)
+    # the ready models pass graph_attr to both
+    m = gnn.GIN(6, 8, 3, 2, readout="gated", virtual_node=True, graph_channels=4).eval()
+    ei = ei[:, batch[ei[0]] == batch[ei[1]]]  # three separate graphs
+    out = m(x, ei, batch=batch, graph_attr=g)
+    assert out.shape == (3, 2)
+    g2 = g.clone()
+    g2[1] += 1.0
+    moved = m(x, ei, batch=batch, graph_attr=g2)
+    assert torch.equal(moved[[0, 2]], out[[0, 2]]) and not torch.allclose(moved[1], out[1])
+    with pytest.raises(ValueError, match="graph_channels=4; fix: pass graph_attr"):
+        m(x, ei, batch=batch)
+    with pytest.raises(ValueError, match="virtual_node=True and/or readout='gated'"):
+        gnn.GIN(6, 8, 3, 2, readout="sum", graph_channels=4)
+
+
 # ----------------------------------------------------------------------------- models
 @pytest.mark.parametrize("ours,theirs", [(gnn.GCN, PygGCN), (gnn.GraphSAGE, PygGraphSAGE)])
 def test_models_match_pyg_basic_gnn(ours, theirs):

@@ -36,9 +36,15 @@ class _GNN(torch.nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
                  dropout: float = 0.0, node_dropout: float = 0.0, norm: Optional[str] = None,
                  jk: Optional[str] = None, residual: bool = False, virtual_node: bool = False,
-                 readout: Optional[str] = None):
+                 readout: Optional[str] = None, graph_channels: int = 0):
         super().__init__()
         name = type(self).__name__
+        if isinstance(graph_channels, bool) or not isinstance(graph_channels, int) or graph_channels < 0:
+            raise ValueError(f"{name}: graph_channels must be an int >= 0, got {graph_channels!r}")
+        if graph_channels and not (virtual_node or readout == "gated"):
+            raise ValueError(f"{name}: graph_channels={graph_channels} is read by the virtual node's initial state "
+                             "and the gated readout; fix: virtual_node=True and/or readout='gated', or drop it")
+        self.graph_channels = graph_channels
         if num_layers < 1:
             raise ValueError(f"{name}: num_layers must be >= 1, got {num_layers}")
         if norm is not None and norm not in _NORMS:
@@ -71,12 +77,13 @@ class _GNN(torch.nn.Module):
                                  "between layers)")
             if in_channels != hidden_channels:
                 self.lin_in = Linear(in_channels, hidden_channels)
-            self.vn = ModuleList([VirtualNode(hidden_channels, dropout) for _ in range(num_layers - 1)])
+            self.vn = ModuleList([VirtualNode(hidden_channels, dropout, graph_channels=graph_channels if i == 0 else 0)
+                                  for i in range(num_layers - 1)])
         self.jk = None
         if jk is not None:
             self.jk = JumpingKnowledge(jk, hidden_channels, num_layers)
         width = hidden_channels * num_layers if jk == "cat" else hidden_channels
-        self.pool = GatedReadout(width, width) if readout == "gated" else None
+        self.pool = GatedReadout(width, width, graph_channels=graph_channels) if readout == "gated" else None
         self.lin = Linear(width, out_channels) if head else None
 
     def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
@@ -93,7 +100,14 @@ class _GNN(torch.nn.Module):
         return self.convs[i](x, edge_index)
 
     def forward(self, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
+                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
+                graph_attr: Optional[Tensor] = None) -> Tensor:
+        if graph_attr is not None and not self.graph_channels:
+            raise ValueError(f"{type(self).__name__} got graph_attr but was built without graph_channels; fix: "
+                             "graph_channels=graph_attr.size(-1) (with virtual_node=True or readout='gated')")
+        if graph_attr is None and self.graph_channels:
+            raise ValueError(f"{type(self).__name__} was built with graph_channels={self.graph_channels}; fix: pass "
+                             f"graph_attr [num_graphs, {self.graph_channels}]")
         if edge_attr is not None and not self.supports_edge_attr:
             raise ValueError(f"{type(self).__name__} does not use edge_attr; build it with edge_dim=... "
                              "(GAT, GIN) or drop edge_attr")
@@ -104,7 +118,7 @@ class _GNN(torch.nn.Module):
         if self.vn is not None:
             if hasattr(self, "lin_in"):
                 x = self.lin_in(x)
-            state = self.vn[0].initial_state(batch, num_graphs)
+            state = self.vn[0].initial_state(batch, num_graphs, graph_attr)
         xs: List[Tensor] = []
         n_norm = 0
         for i in range(self.num_layers):
@@ -131,7 +145,8 @@ class _GNN(torch.nn.Module):
         if self.jk is not None:
             x = self.jk(xs)
         if self.readout is not None:
-            x = self.pool(x, batch, num_graphs) if self.pool is not None else POOLS[self.readout](x, batch, num_graphs)
+            x = self.pool(x, batch, num_graphs, graph_attr) if self.pool is not None else \
+                POOLS[self.readout](x, batch, num_graphs)
         return self.lin(x) if head else x
 
     def __repr__(self) -> str:

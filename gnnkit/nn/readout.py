@@ -82,36 +82,65 @@ def _mlp(i: int, h: int, o: int) -> Sequential:
 
 
 class GatedReadout(torch.nn.Module):
-    r"""Gated graph readout (Li et al. 2016, "Gated Graph Sequence Neural Networks"):
+    r"""Gated graph readout (Li et al. 2016, "Gated Graph Sequence Neural Networks"), optionally reading a
+    graph feature :math:`\mathbf{g}` (the lecture's :math:`f_{readout}(\{\mathbf{h}_i\}, \mathbf{g})`):
 
     .. math::
-        \mathbf{r}_g = \sum_{i \in g} \sigma\big(\mathrm{MLP}_1(\mathbf{h}_i)\big) \odot
-        \mathrm{MLP}_2(\mathbf{h}_i)
+        \mathbf{r}_g = \sum_{i \in g} \sigma\big(\mathrm{MLP}_1(\mathbf{h}_i, \mathbf{g})\big) \odot
+        \mathrm{MLP}_2(\mathbf{h}_i, \mathbf{g})
+
+    (:math:`(\mathbf{h}_i, \mathbf{g})` is the concatenation; without ``graph_channels`` the MLPs read
+    :math:`\mathbf{h}_i` alone.)
 
     Args:
         in_channels: node width. out_channels: graph embedding width.
-        hidden_channels: width of both MLPs (default ``in_channels``).
+        hidden_channels: width of both MLPs (default ``in_channels + graph_channels``).
+        graph_channels: width of the graph feature ``g`` passed to :meth:`forward` (default 0: none).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, hidden_channels: Optional[int] = None):
+    def __init__(self, in_channels: int, out_channels: int, hidden_channels: Optional[int] = None,
+                 graph_channels: int = 0):
         super().__init__()
-        h = hidden_channels or in_channels
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.gate = _mlp(in_channels, h, out_channels)
-        self.value = _mlp(in_channels, h, out_channels)
+        if isinstance(graph_channels, bool) or not isinstance(graph_channels, int) or graph_channels < 0:
+            raise ValueError(f"GatedReadout: graph_channels must be an int >= 0 (the width of g), got "
+                             f"{graph_channels!r}")
+        i = in_channels + graph_channels
+        h = hidden_channels or i
+        self.in_channels, self.out_channels, self.graph_channels = in_channels, out_channels, graph_channels
+        self.gate = _mlp(i, h, out_channels)
+        self.value = _mlp(i, h, out_channels)
 
     def reset_parameters(self) -> None:
         for m in (*self.gate, *self.value):
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
-    def forward(self, x: Tensor, batch: Optional[Tensor] = None, size: Optional[int] = None) -> Tensor:
+    def forward(self, x: Tensor, batch: Optional[Tensor] = None, size: Optional[int] = None,
+                g: Optional[Tensor] = None) -> Tensor:
+        """``x`` ``[num_nodes, in_channels]``, ``batch`` (default: one graph), ``g`` ``[num_graphs,
+        graph_channels]`` when built with ``graph_channels`` -> ``[num_graphs, out_channels]``."""
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(f"GatedReadout: x must be [num_nodes, {self.in_channels}], got {list(x.shape)}")
+        if self.graph_channels:
+            if g is None:
+                raise ValueError(f"GatedReadout: built with graph_channels={self.graph_channels}, so forward needs "
+                                 f"g [num_graphs, {self.graph_channels}]")
+            if size is None:
+                size = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1
+            if g.dim() == 1 and size == 1:
+                g = g.view(1, -1)
+            if g.dim() != 2 or g.size(0) != size or g.size(1) != self.graph_channels:
+                raise ValueError(f"GatedReadout: g must be [num_graphs={size}, {self.graph_channels}], got "
+                                 f"{list(g.shape)}")
+            x = torch.cat([x, g.expand(x.size(0), -1) if batch is None else g.index_select(0, batch.long())], 1)
+        elif g is not None:
+            raise ValueError("GatedReadout: got g but was built without graph_channels; pass "
+                             "graph_channels=g.size(-1) to the constructor or drop g")
         return global_add_pool(torch.sigmoid(self.gate(x)) * self.value(x), batch, size)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"
+        extra = f", graph_channels={self.graph_channels}" if self.graph_channels else ""
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}{extra})"
 
 
 class EdgeReadout(torch.nn.Module):

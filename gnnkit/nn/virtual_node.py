@@ -18,7 +18,9 @@ class VirtualNode(torch.nn.Module):
         \mathbf{v}_g \leftarrow \mathrm{MLP}\Big(\sum_{i \in g} \mathbf{h}_i + \mathbf{v}_g\Big)
         \; (+\, \mathbf{v}_g \text{ with } \texttt{residual})
 
-    The state starts from one learned embedding (initialised to zero, as in OGB).  Per layer:
+    The state starts from one learned embedding (initialised to zero, as in OGB); with ``graph_channels``
+    a graph feature ``g`` seeds it too (the lecture's "graph feature as a super node"):
+    :math:`\mathbf{v}_g^{(0)} = \mathbf{v}^{(0)} + \mathbf{W}_g \mathbf{g}`.  Per layer:
     ``h = vn.broadcast(h, state, batch)`` before the conv, then
     ``state = vn.update(h, state, batch)`` with the same (broadcast) ``h``.
 
@@ -26,14 +28,20 @@ class VirtualNode(torch.nn.Module):
         channels: node width.
         dropout: dropout after the MLP (default 0).
         residual: add the old state to the new one (default False).
+        graph_channels: width of a graph feature ``g`` given to :meth:`initial_state` (default 0: none).
 
     With a single graph in training (a node task, ``batch=None``, or a batch of one), the MLP's
     BatchNorms use their running statistics for that step (batch statistics of one row do not exist).
     """
 
-    def __init__(self, channels: int, dropout: float = 0.0, residual: bool = False):
+    def __init__(self, channels: int, dropout: float = 0.0, residual: bool = False, graph_channels: int = 0):
         super().__init__()
+        if isinstance(graph_channels, bool) or not isinstance(graph_channels, int) or graph_channels < 0:
+            raise ValueError(f"VirtualNode: graph_channels must be an int >= 0 (the width of g), got "
+                             f"{graph_channels!r}")
         self.channels = channels
+        self.graph_channels = graph_channels
+        self.lin_graph = Linear(graph_channels, channels) if graph_channels else None
         self.dropout = dropout
         self.residual = residual
         self.embedding = Embedding(1, channels)
@@ -43,15 +51,33 @@ class VirtualNode(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         torch.nn.init.zeros_(self.embedding.weight)
+        if self.lin_graph is not None:
+            self.lin_graph.reset_parameters()
         for m in self.mlp:
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
-    def initial_state(self, batch: Optional[Tensor], num_graphs: Optional[int] = None) -> Tensor:
-        """``[num_graphs, channels]``, every row the learned initial embedding."""
+    def initial_state(self, batch: Optional[Tensor], num_graphs: Optional[int] = None,
+                      g: Optional[Tensor] = None) -> Tensor:
+        """``[num_graphs, channels]``: every row the learned initial embedding, plus ``W_g g`` for the graph
+        features ``g`` ``[num_graphs, graph_channels]`` when built with ``graph_channels``."""
         if num_graphs is None:
             num_graphs = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1
-        return self.embedding.weight.expand(num_graphs, -1)
+        state = self.embedding.weight.expand(num_graphs, -1)
+        if self.lin_graph is None:
+            if g is not None:
+                raise ValueError("VirtualNode: got g but was built without graph_channels; pass "
+                                 "graph_channels=g.size(-1) to the constructor or drop g")
+            return state
+        if g is None:
+            raise ValueError(f"VirtualNode: built with graph_channels={self.graph_channels}, so initial_state needs "
+                             f"g [num_graphs, {self.graph_channels}]")
+        if g.dim() == 1 and num_graphs == 1:
+            g = g.view(1, -1)
+        if g.dim() != 2 or g.size(0) != num_graphs or g.size(1) != self.graph_channels:
+            raise ValueError(f"VirtualNode: g must be [num_graphs={num_graphs}, {self.graph_channels}], got "
+                             f"{list(g.shape)}")
+        return state + self.lin_graph(g)
 
     def broadcast(self, x: Tensor, state: Tensor, batch: Optional[Tensor]) -> Tensor:
         """Add each graph's virtual-node state to its nodes."""
