@@ -86,6 +86,13 @@ def test_vq_losses_follow_the_formula():
     qe = _vq(ema=True, beta=0.25)
     out = qe.eval()(z)
     assert torch.allclose(out.loss, 0.25 * F.mse_loss(z, qe.codes_from_indices(out.indices)))
+    # the lecture's literal form: squared norms over the D features, averaged over the vectors
+    qs = _vq(beta=0.25, loss_reduction="sum")
+    qs.load_state_dict(q.state_dict())
+    norms = (z - e).square().sum(-1).mean()
+    assert torch.allclose(qs(z).loss, 1.25 * norms)
+    with pytest.raises(ValueError, match="loss_reduction='none'"):
+        _vq(loss_reduction="none")
 
 
 # -- round trips -------------------------------------------------------------------------------------

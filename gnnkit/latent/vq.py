@@ -17,6 +17,11 @@ codebook term is replaced by exponential moving averages (VQ-VAE appendix; Razav
 
 (the Laplace-smoothed counts :math:`\\tilde N_k` keep unused codes from dividing by zero).
 
+Scale: by default both terms are averaged over all ``N * D`` entries (``F.mse_loss``, as the VQ-VAE
+reference implementation in Sonnet does), i.e. the lecture's per-vector squared norms divided by ``D``;
+``loss_reduction="sum"`` gives the lecture's literal form (squared norms over ``D``, averaged over the
+``N`` vectors).  β's weighting of the two terms is the same either way.
+
 Nearest codewords come from :func:`gnnkit.ops.nearest_code` (a fused distance + arg-min Triton kernel on
 CUDA, a chunked torch path elsewhere: never an ``N × K`` matrix for large codebooks), in fp32 whatever
 the input dtype.
@@ -121,13 +126,16 @@ class VectorQuantizer(torch.nn.Module):
         gradient (str): ``"straight_through"`` or ``"rotation"`` (the rotation trick).
         min_usage (float): warn (:class:`QuantizerCollapseWarning`) when fewer than this fraction of the
             codes are used over a window of ``10 * num_codes`` training assignments.
+        loss_reduction (str): ``"mean"`` (default: over all entries, as Sonnet) or ``"sum"`` (squared norms
+            over the ``D`` features, mean over vectors: the lecture's form, ``D`` times the default).
 
     Shapes: input ``[..., D]`` → quantized ``[..., D]``, indices ``[...]`` (long).
     """
 
     def __init__(self, num_codes: int, dim: int, beta: float = 0.25, metric: str = "l2", ema: bool = False,
                  decay: float = 0.99, eps: float = 1e-5, kmeans_init: bool = False, kmeans_iters: int = 10,
-                 dead_code_threshold: float = 0.0, gradient: str = "straight_through", min_usage: float = 0.1):
+                 dead_code_threshold: float = 0.0, gradient: str = "straight_through", min_usage: float = 0.1,
+                 loss_reduction: str = "mean"):
         super().__init__()
         check_int("num_codes", num_codes, 1)
         check_int("dim", dim, 1)
@@ -140,6 +148,10 @@ class VectorQuantizer(torch.nn.Module):
             raise ValueError(f"metric={metric!r} is not supported; use one of {METRICS}")
         if gradient not in GRADIENTS:
             raise ValueError(f"gradient={gradient!r} is not supported; use one of {GRADIENTS}")
+        if loss_reduction not in ("mean", "sum"):
+            raise ValueError(f"loss_reduction={loss_reduction!r} is not supported; use 'mean' (over all entries) or "
+                             "'sum' (squared norms over the features, the lecture's form)")
+        self.loss_reduction = loss_reduction
         if not beta >= 0:
             raise ValueError(f"beta={beta} must be >= 0 (the paper uses 0.25)")
         if not 0.0 < decay < 1.0:
@@ -267,10 +279,11 @@ class VectorQuantizer(torch.nn.Module):
         codewords = self._codewords()
         idx, _ = nearest_code(zf.detach(), codewords.detach())
         e = codewords.index_select(0, idx)
-        commitment = F.mse_loss(zf, e.detach())
+        scale = float(self.dim) if self.loss_reduction == "sum" else 1.0  # mean over N*D -> sum over D
+        commitment = F.mse_loss(zf, e.detach()) * scale
         loss = self.beta * commitment
         if not self.ema:
-            loss = loss + F.mse_loss(e, zf.detach())
+            loss = loss + F.mse_loss(e, zf.detach()) * scale
         if not zf.requires_grad:
             out = e.detach()  # nothing to pass a gradient to: the codewords themselves (exactly)
         else:
