@@ -200,6 +200,14 @@ def test_check_leakage_catches_the_known_faults():
     bad_te.edge_label = torch.cat([te.edge_label, torch.zeros(2)])
     kinds = {i.kind for i in check_leakage(tr, va, bad_te).errors}
     assert "negative_is_known_edge" in kinds
+    # a self-loop negative (the review found it unreported): a warning, the split stays ok
+    loop_te = te.clone()
+    loop_te.edge_label_index = torch.cat([te.edge_label_index, torch.tensor([[5, 7], [5, 7]])], 1)
+    loop_te.edge_label = torch.cat([te.edge_label, torch.zeros(2)])
+    rep = check_leakage(tr, va, loop_te)
+    loops = [(i.split, i.count) for i in rep.warnings if i.kind == "self_loop_labels"]
+    assert rep.ok and loops == [("test", 2)]
+    assert not [i for i in check_leakage(tr, va, te).warnings if i.kind == "self_loop_labels"]
     off = te.clone()
     off.edge_label = te.edge_label + 1
     assert "bad_labels" in {i.kind for i in check_leakage(tr, va, off).errors}

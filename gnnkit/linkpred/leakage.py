@@ -25,6 +25,9 @@ Warnings (reported, never raised):
   are label noise, counted here.  Rare with uniform negatives (none on Cora), common with
   ``"hard"`` ones, which seek the pairs that look most like edges: on Cora 34 of 528
   validation negatives (6.4 %) were test positives.
+* ``self_loop_labels`` — a labelled pair ``(u, u)`` (graphs of one node type): a self-loop negative is a
+  trivially easy pair no gnnkit sampler draws (PyG's negative sampling may), a self-loop positive is an
+  edge most encoders cannot score apart from the node itself.
 * ``train_supervision_in_messages`` when ``allow_train_overlap=True``
   (``disjoint_train_ratio=0``, PyG's behaviour, chosen on purpose).
 """
@@ -213,6 +216,11 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
         c = int(_member(pk[i], nk[i]).sum())
         if c:
             add(Issue("conflicting_labels", name, c, "error", "pairs labelled both 1 and 0"))
+        if not bip and labels[i] is not None:
+            for what, ei in (("positives", labels[i][0]), ("negatives", labels[i][1])):
+                c = int((ei[0] == ei[1]).sum())
+                if c:
+                    add(Issue("self_loop_labels", name, c, "warning", f"{name} {what} include self-loops (u, u)"))
         for j in range(i + 1):
             c = int(_member(pk[i], mk[j]).sum())
             if c:
