@@ -224,3 +224,30 @@ def test_unsorted_batch_and_edges_across_graphs_are_named():
     batch = torch.repeat_interleave(torch.arange(2), torch.tensor(sizes))
     with pytest.raises(ValueError, match="an edge joins two graphs"):
         conv(torch.randn(43, 8), torch.tensor([[0], [10]]), batch)
+
+
+def test_inside_a_compiled_model_the_layer_runs_eagerly_with_one_break():
+    """Review finding: under torch.compile the layer traced a dozen data-dependent host syncs (15 graph breaks,
+    ~26 s to compile a toy model) and fullgraph=True failed deep inside with a guard error."""
+    torch.manual_seed(0)
+    conv, lin = GraphTransformerConv(8, heads=2), torch.nn.Linear(8, 3)
+    x = torch.randn(12, 8, requires_grad=True)
+    ei, batch = torch.randint(0, 6, (2, 20)), torch.tensor([0] * 6 + [1] * 6)
+    ei = torch.cat([ei, ei + 6], 1)
+
+    def model(x):
+        return lin(conv(x.relu(), ei, batch)).sum(0)
+
+    ref = model(x)
+    ref.sum().backward()
+    g_ref, x.grad = x.grad, None
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(model)(x)
+    assert explain.graph_break_count == 1
+    out = torch.compile(model, backend="aot_eager")(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(x.grad, g_ref)
+    torch._dynamo.reset()  # else the non-fullgraph entries above serve the call
+    with pytest.raises(Exception, match="disable"):  # refused by name, not a guard error deep inside
+        torch.compile(model, backend="aot_eager", fullgraph=True)(x)

@@ -127,6 +127,9 @@ class GraphTransformerConv(torch.nn.Module):
         if self.degree is not None:
             torch.nn.init.normal_(self.degree.weight, std=0.02)
 
+    # Per-batch graph sizes choose the dense buckets and their shapes (data-dependent), so inside a compiled
+    # model the layer runs eagerly: one graph break instead of a dozen traced host syncs (fullgraph=True refuses it)
+    @torch.compiler.disable
     def forward(self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor] = None) -> Tensor:
         if batch is None:
             raise ValueError("GraphTransformerConv needs batch (the graph id of every node, PyG's Batch.batch); "
