@@ -92,7 +92,9 @@ def _gat_fwd_kernel(rowptr_ptr, col_ptr, x_ptr, as_ptr, ad_ptr, t_ptr, out_ptr, 
     else:
         direct_f = fmask
         direct_1 = first_fb
-    res = tl.where(z > 0, acc / tl.maximum(z, 1e-38).to(ACC), 0.0)
+    # z = 0 with edges (every score -inf) or z NaN (a NaN score): NaN, as the softmax reference gives; no edges: 0
+    deg_f = offs_f * 0 + (end - start)
+    res = tl.where(z > 0, acc / tl.maximum(z, 1e-38).to(ACC), tl.where(deg_f > 0, float("nan"), 0.0))
     tl.store(out_ptr + (row * H + h) * F + offs_f, res.to(out_ptr.dtype.element_ty), mask=direct_f)
     tl.store(m_ptr + row * H + h + one, m, mask=direct_1)
     tl.store(z_ptr + row * H + h + one, z, mask=direct_1)
@@ -119,7 +121,7 @@ def _gat_combine_kernel(out_ptr, m_ptr, z_ptr, pm_ptr, pz_ptr, pacc_ptr, long_ro
         scale = tl.exp(tl.load(pm_ptr + p * H + h + one) - m)
         z += tl.load(pz_ptr + p * H + h + one) * scale
         acc += tl.load(pacc_ptr + (p * H + h) * F + offs_f, mask=fmask, other=0.0) * scale.to(ACC)
-    res = tl.where(z > 0, acc / tl.maximum(z, 1e-38).to(ACC), 0.0)
+    res = tl.where(z > 0, acc / tl.maximum(z, 1e-38).to(ACC), float("nan"))  # long rows have edges (see above)
     tl.store(out_ptr + (row * H + h) * F + offs_f, res.to(out_ptr.dtype.element_ty), mask=fmask)
     first_fb = (one * 0 + fb) == 0
     tl.store(m_ptr + row * H + h + one, m, mask=first_fb)

@@ -55,6 +55,7 @@ def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr,
     else:
         acc = tl.zeros([BLOCK_F], ACC)
     seen = tl.zeros([BLOCK_F], tl.int32)  # whether a tile of this row reached the running max/min yet
+    nan = tl.zeros([BLOCK_F], tl.int32)  # max/min: a NaN among the row's values (torch's amax/amin return it)
     for e0 in range(start, end, BLOCK_E):
         offs_e = e0 + tl.arange(0, BLOCK_E).to(tl.int64)
         emask = offs_e < end
@@ -80,6 +81,9 @@ def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr,
                 better = (bm < acc) | (seen == 0)
             seen = tl.where(better, 1, seen)
             acc = tl.where(better, bm, acc)
+            nan = tl.maximum(nan, tl.max((xv != xv).to(tl.int32), axis=0))
+    if REDUCE >= 2:
+        acc = tl.where(nan > 0, float("nan"), acc)  # tl.max/min skip NaN; chunk partials carry it to the combine
     if SPLIT:
         part = tl.load(wpart_ptr + pid)
         part_f = offs_f * 0 + part  # scalar broadcast first (the interpreter needs block masks)
@@ -115,6 +119,7 @@ def _spmm_combine_kernel(rowptr_ptr, out_ptr, part_ptr, long_rows_ptr, long_ptr_
     else:
         acc = tl.zeros([BLOCK_F], ACC)
     seen = tl.zeros([BLOCK_F], tl.int32)
+    nan = tl.zeros([BLOCK_F], tl.int32)
     for p in range(p0, p1):
         v = tl.load(part_ptr + (p * H + h) * F + offs_f, mask=fmask, other=0.0).to(ACC)
         if REDUCE <= 1:
@@ -126,6 +131,9 @@ def _spmm_combine_kernel(rowptr_ptr, out_ptr, part_ptr, long_rows_ptr, long_ptr_
                 better = (v < acc) | (seen == 0)
             seen = tl.where(better, 1, seen)
             acc = tl.where(better, v, acc)
+            nan = tl.maximum(nan, (v != v).to(tl.int32))
+    if REDUCE >= 2:
+        acc = tl.where(nan > 0, float("nan"), acc)
     if REDUCE == 1:
         deg = tl.load(rowptr_ptr + row + 1).to(tl.int64) - tl.load(rowptr_ptr + row).to(tl.int64)
         acc = acc / tl.maximum(deg, 1).to(ACC)

@@ -269,6 +269,45 @@ def test_empty_graph_and_no_nodes():
     assert kspmm.spmm_fwd(rp0, col, None, torch.randn(0, 1, 3), "sum").shape == (0, 1, 3)
 
 
+def test_nan_and_all_minus_inf_rows_give_what_the_reference_gives(monkeypatch):
+    """Review finding: max/min skipped NaN (tl.max ignores it; torch's amax returns it), and the fused GAT turned
+    a row of -inf scores, or a NaN score, into zeros (the softmax reference: NaN). The hub row (18 slots) is
+    cut into chunks of 8, so the chunk combine carries the NaN too."""
+    ei, N = adversarial_edges()
+    g, _ = as_graph(ei, num_nodes=N)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(N, 2, 3, generator=gen)
+    x[5, 0, 1] = float("nan")  # a source of the hub (row 0) and of other rows
+    vals = torch.randn(ei.size(1), 3, generator=gen)
+    vals[0, 2] = float("nan")
+
+    def both(fn):
+        monkeypatch.setenv("GNNKIT_BACKEND", "triton")
+        a = fn()
+        monkeypatch.setenv("GNNKIT_BACKEND", "torch")
+        b = fn()
+        monkeypatch.setenv("GNNKIT_BACKEND", "triton")
+        return a, b
+
+    for reduce in ("max", "min"):
+        a, b = both(lambda: spmm(g, x.view(N, 6), None, reduce=reduce))
+        assert a.isnan().any()
+        torch.testing.assert_close(a, b, equal_nan=True)
+        a, b = both(lambda: segment_reduce(g, vals, reduce))
+        assert a.isnan().any()
+        torch.testing.assert_close(a, b, equal_nan=True)
+    a_s, a_d = torch.randn(N, 2, generator=gen), torch.randn(N, 2, generator=gen)
+    for where in ("hub", "short row"):
+        t = torch.randn(ei.size(1), 2, generator=gen)
+        dst = ei[1]
+        row = 0 if where == "hub" else int(dst[dst != 0][0])
+        t[dst == row, 0] = -float("inf")  # every score of that row, head 0
+        t[int((dst == 3).nonzero()[0]), 1] = float("nan")  # one NaN score in row 3, head 1
+        a, b = both(lambda: gat_attention(g, x, a_s, a_d, t)[0])  # edge_term in input order
+        assert a[row, 0].isnan().all() and a[3, 1].isnan().all() and not a[ISOLATED].isnan().any()
+        torch.testing.assert_close(a, b, equal_nan=True)
+
+
 def test_launchers_reject_bad_input(monkeypatch):
     rp = torch.tensor([0, 1, 2])
     col = torch.tensor([1, 0])
