@@ -309,3 +309,22 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_any_work(tmp_pa
     assert out_file(str(tmp_path / "a" / "r.json")) and out_dir(str(tmp_path / "b"))
     with pytest.raises(argparse.ArgumentTypeError, match="is a folder; pass a file path"):
         out_file(str(tmp_path / "not-yet") + "/")  # "dir/" wrote a file named dir
+
+
+def test_gine_bfloat16_features_in_a_float32_model_promote_as_pygs():
+    """Review finding: bfloat16 x in a float32 GINEConv cast edge_attr to bfloat16 before the float32 edge Linear
+    (a dtype error); PyG promotes x_j + e_ji and returns float32."""
+    ei = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]])
+    x, ea = torch.randn(5, 4).bfloat16(), torch.randn(5, 3)
+    for edge_dim in (3, None):
+        torch.manual_seed(1)
+        p = pyg.GINEConv(torch.nn.Linear(4, 2), edge_dim=edge_dim)
+        g = gnn.GINEConv(torch.nn.Linear(4, 2), edge_dim=edge_dim)
+        g.load_state_dict(p.state_dict())
+        e = ea if edge_dim else torch.randn(5, 4)
+        op, og = p(x, ei, e), g(x, ei, e)
+        assert og.dtype == op.dtype == torch.float32
+        torch.testing.assert_close(og, op)
+    # wider edge features than the model (PyG raises): the model's dtype, as before
+    g = gnn.GINEConv(torch.nn.Linear(4, 2))
+    assert g(torch.randn(5, 4), ei, torch.randn(5, 4, dtype=torch.float64)).dtype == torch.float32

@@ -102,8 +102,11 @@ class GINEConv(CSRMessagePassing):
         # to CSR slot order first: a row permutation commutes with the row-wise linear map, and permuting
         # the raw features (no gradient) spares the backward a scatter of the [E, F] gradient
         ea = graph.to_csr_order(edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)
-        if ea.is_floating_point() and ea.dtype != x_src.dtype:  # e.g. float32 edge features in a .double() model
-            ea = ea.to(x_src.dtype)
+        # edge features meet the weights that read them in their dtype (float32 features in a .double() model);
+        # then x_j + e_ji promotes as PyG's message does (bfloat16 x in a float32 model: a float32 result)
+        if ea.is_floating_point() and self.lin is not None and self.lin.in_channels > 0 and \
+                ea.dtype != self.lin.weight.dtype:
+            ea = ea.to(self.lin.weight.dtype)
         if self.lin is not None:
             if self.lin.in_channels > 0 and ea.size(-1) != self.lin.in_channels:
                 raise ValueError(f"GINEConv: edge_attr has {ea.size(-1)} features but edge_dim="
@@ -119,6 +122,13 @@ class GINEConv(CSRMessagePassing):
         if x_dst is not None and x_dst.size(-1) != x_src.size(-1):
             raise ValueError(f"GINEConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
                              "both sides must have the same width")
+        if ea.is_floating_point() and ea.dtype != x_src.dtype:
+            common = torch.promote_types(ea.dtype, x_src.dtype)
+            w = next(self.nn.parameters(), None) if isinstance(self.nn, torch.nn.Module) else None
+            if w is not None and w.dtype == x_src.dtype != common:  # wider edge features than the model: its dtype
+                common = x_src.dtype
+            ea, x_src = ea.to(common), x_src.to(common)
+            x_dst = None if x_dst is None else x_dst.to(common)
         if static and ea.dim() == 2:  # one set of edge features for every batch row
             ea = ea.unsqueeze(1).expand(-1, x_src.size(1), -1)
         msg = relu_message_slots(graph, x_src, ea)  # relu(x_j + e_ji), [E, F] in CSR order
