@@ -191,6 +191,8 @@ def test_readout_and_virtual_node_read_a_graph_feature():
     torch.testing.assert_close(gr(x[:7], g=g[0]), (torch.sigmoid(gr.gate(one)) * gr.value(one)).sum(0, keepdim=True))
     with pytest.raises(ValueError, match="needs g"):
         gr(x, batch)
+    # batch=None is one graph whatever size says (the plain readout returns one row then)
+    assert gr(x[:7], None, 2, g=g[:1]).shape == (1, 5)
     with pytest.raises(ValueError, match=r"g must be \[num_graphs=3, 4\]"):
         gr(x, batch, g=g[:2])
     with pytest.raises(ValueError, match="built without graph_channels"):

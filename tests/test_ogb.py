@@ -256,7 +256,10 @@ def test_board_row_says_where_a_run_leaves_ogbs_protocol():
     assert "differs in fanout" in fan.splitlines()[-1]
     two = _result(OGBConfig("ogbg-molhiv", "gcn"), runs=10)
     two["config"]["world_size"] = 2  # each of 2 processes takes 32 graphs a step: 64, not OGB's 32
-    assert "differs in batch size (2 processes x --batch-size)" in format_table(two).splitlines()[-1]
+    assert "differs in batch size (2 processes x 32, OGB 32)" in format_table(two).splitlines()[-1]
+    half = _result(OGBConfig("ogbg-molhiv", "gcn", batch_size=16), runs=10)
+    half["config"]["world_size"] = 2  # 2 x 16 graphs a step: OGB's 32
+    assert "differs" not in format_table(half).splitlines()[-1]
 
 
 def test_cli_runs_the_transformer_with_gnnkit_layers_by_default(synth, tmp_path, capsys):

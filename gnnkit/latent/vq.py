@@ -299,4 +299,5 @@ class VectorQuantizer(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_codes}, {self.dim}, beta={self.beta}, metric={self.metric!r}, ema={self.ema}, "
-                f"gradient={self.gradient!r}")
+                f"gradient={self.gradient!r}" + (f", loss_reduction={self.loss_reduction!r}"
+                                                 if self.loss_reduction != "mean" else ""))

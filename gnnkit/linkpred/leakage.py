@@ -26,7 +26,7 @@ Warnings (reported, never raised):
   ``"hard"`` ones, which seek the pairs that look most like edges: on Cora 34 of 528
   validation negatives (6.4 %) were test positives.
 * ``self_loop_labels`` — a labelled pair ``(u, u)`` (graphs of one node type): a self-loop negative is a
-  trivially easy pair no gnnkit sampler draws (PyG's negative sampling may), a self-loop positive is an
+  trivially easy pair gnnkit's samplers draw only when asked (``allow_self_loops=True``), a self-loop positive is an
   edge most encoders cannot score apart from the node itself.
 * ``train_supervision_in_messages`` when ``allow_train_overlap=True``
   (``disjoint_train_ratio=0``, PyG's behaviour, chosen on purpose).

@@ -125,12 +125,13 @@ class GatedReadout(torch.nn.Module):
             if g is None:
                 raise ValueError(f"GatedReadout: built with graph_channels={self.graph_channels}, so forward needs "
                                  f"g [num_graphs, {self.graph_channels}]")
-            if size is None:
-                size = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1
-            if g.dim() == 1 and size == 1:
+            # batch=None is one graph whatever size says (the pool returns one row then, as PyG's)
+            n_graphs = 1 if batch is None else size if size is not None else \
+                (1 if batch.numel() == 0 else int(batch.max()) + 1)
+            if g.dim() == 1 and n_graphs == 1:
                 g = g.view(1, -1)
-            if g.dim() != 2 or g.size(0) != size or g.size(1) != self.graph_channels:
-                raise ValueError(f"GatedReadout: g must be [num_graphs={size}, {self.graph_channels}], got "
+            if g.dim() != 2 or g.size(0) != n_graphs or g.size(1) != self.graph_channels:
+                raise ValueError(f"GatedReadout: g must be [num_graphs={n_graphs}, {self.graph_channels}], got "
                                  f"{list(g.shape)}")
             x = torch.cat([x, g.expand(x.size(0), -1) if batch is None else g.index_select(0, batch.long())], 1)
         elif g is not None:

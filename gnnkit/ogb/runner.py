@@ -247,8 +247,9 @@ def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
 
 def official_differences(res: Dict[str, Any]) -> List[str]:
     """The settings in which a result's protocol leaves OGB's (the leaderboard's): ``runs`` (fewer than 10 for
-    some library), every protocol key but ``seed`` (OGB's runs use seeds 0-9, any start is as good), and the
-    effective batch of a multi-process ogbg / ogbn mini-batch run (each process takes ``--batch-size``)."""
+    some library), every protocol key but ``seed`` (OGB's runs use seeds 0-9, any start is as good); for a
+    multi-process ogbg / ogbn mini-batch run the batch compared is the step's total, processes x ``--batch-size``
+    (each process takes ``--batch-size``)."""
     official = OGBConfig(dataset=res["dataset"], model=res["model"])
     ref = json.loads(json.dumps(official.protocol()))
     p = res["protocol"]
@@ -259,8 +260,11 @@ def official_differences(res: Dict[str, Any]) -> List[str]:
     if any(s.get("runs", 0) < official.runs for s in res.get("summary", {}).values()):
         diff.insert(0, "runs")
     world = int(res.get("config", {}).get("world_size", 1))
-    if world > 1 and "batch-size" not in diff and p.get("batch_size", 0) > 0 and not res["dataset"].startswith("ogbl"):
-        diff.append(f"batch size ({world} processes x --batch-size)")  # graphs / seed nodes: per process
+    if world > 1 and p.get("batch_size", 0) > 0 and not res["dataset"].startswith("ogbl"):
+        # graphs / seed nodes per step are per process: compare the step's total with OGB's batch
+        diff = [k for k in diff if k != "batch-size"]
+        if world * p["batch_size"] != ref["batch_size"]:
+            diff.append(f"batch size ({world} processes x {p['batch_size']}, OGB {ref['batch_size']})")
     return diff
 
 
