@@ -123,3 +123,58 @@ def test_an_interrupted_vq_train_names_the_command_that_continues_it(tmp_path, m
     err = capsys.readouterr().err
     assert rc == 130 and f"continue with: gnnkit vq train --resume {out}" in err
     assert "same command" not in err
+
+
+def test_a_run_made_from_your_own_graphs_resumes_only_with_them(tmp_path):
+    """Review (session 14): VQRun.resume loaded the built-in community-small under the run's own dataset's name,
+    so training and evaluate() silently used the wrong graphs; sample's bad counts/seeds were raw errors."""
+    import networkx as nx
+
+    from gnnkit.latent.datasets import GenerationDataset
+    from gnnkit.latent.train import VQConfig, VQRun
+    gs = [nx.path_graph(4), nx.cycle_graph(5), nx.star_graph(3), nx.complete_graph(4), nx.path_graph(6)]
+    mine = GenerationDataset("mine", gs[1:], gs[:1], "my graphs", 8)
+    cfg = VQConfig(codes=8, code_dim=4, hidden=16, heads=2, layers=1, decoder_layers=1, prior_d_model=16,
+                   prior_layers=1, epochs=1, prior_epochs=1, prior_orderings=1)
+    VQRun.create(cfg, tmp_path / "r", data=mine).fit(progress=False)
+    with pytest.raises(ValueError, match="your own dataset 'mine'.*data=<that GenerationDataset>"):
+        VQRun.resume(tmp_path / "r")
+    run = VQRun.resume(tmp_path / "r", data=mine)
+    assert run.data is mine
+    other = GenerationDataset("mine", gs[2:], gs[:1], "fewer graphs", 8)
+    with pytest.raises(ValueError, match="is not the dataset this run was made from"):
+        VQRun.resume(tmp_path / "r", data=other)
+    sampler = VQRun.resume(tmp_path / "r", load_data=False)  # sampling needs no data
+    assert len(sampler.sample(2, seed=1).graphs) == 2
+    for kw, name in ((dict(num_samples=2.5), "num_samples"), (dict(num_samples=True), "num_samples"),
+                     (dict(num_samples=2, seed=1.5), "seed"), (dict(num_samples=2, seed=2 ** 64), "seed")):
+        with pytest.raises(ValueError, match=f"VQRun.sample: {name}"):
+            sampler.sample(**kw)
+
+
+def test_one_way_edge_lists_are_refused_where_they_would_lose_edges(tmp_path):
+    """Review (session 14): an edge listed once as (j, i) became a non-edge in the VQ-VAE's targets and vanished
+    from the saved edge lists; a wrongly shaped codes.top decoded from broadcast codes."""
+    from torch_geometric.data import Batch
+    from torch_geometric.utils import to_undirected
+
+    from gnnkit.latent import GraphVQVAE, HierarchicalGraphVQVAE, canonical
+    one_way = Data(edge_index=torch.tensor([[1, 2, 3, 4], [0, 0, 0, 0]]), num_nodes=5)
+    both = Data(edge_index=to_undirected(one_way.edge_index), num_nodes=5)
+    with pytest.raises(ValueError, match="canonical: edge_index must list every edge in both directions"):
+        canonical(one_way)
+    m = GraphVQVAE(VectorQuantizer(8, 4), max_nodes=8, hidden_channels=16, num_layers=1, decoder_layers=1, heads=2,
+                   edge_channels=8)
+    with pytest.raises(ValueError, match="both directions"):
+        m(Batch.from_data_list([one_way]))
+    assert int(m(Batch.from_data_list([canonical(both)])).edge_targets.sum()) == 4
+    with pytest.raises(ValueError, match="write_samples: graph 1: edge_index must list"):
+        gio.write_samples([both, one_way], tmp_path / "s", {})
+    assert not (tmp_path / "s").exists()  # refused before anything was written
+    h = HierarchicalGraphVQVAE(VectorQuantizer(8, 4), VectorQuantizer(8, 4), max_nodes=8, top_slots=2,
+                               hidden_channels=16, num_layers=1, decoder_layers=1, heads=2, edge_channels=8)
+    codes = h.encode(Batch.from_data_list([canonical(both), canonical(both)]))
+    assert len(h.decode(codes)) == 2
+    for bad in (codes.top[:, :1], codes.top[:1]):
+        with pytest.raises(ValueError, match=r"codes.top must be \[num_graphs=2, top_slots=2\]"):
+            h.decode(codes._replace(top=bad))

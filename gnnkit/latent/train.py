@@ -21,8 +21,8 @@ from torch_geometric.data import Batch, Data
 
 from gnnkit._atomic import IntegrityError, verify_file, write_verified
 
-from ._common import code_counts, usage_stats
-from .datasets import GenerationDataset, from_pyg, load_generation_dataset, to_pyg
+from ._common import check_int, code_counts, usage_stats
+from .datasets import GenerationDataset, from_pyg, generation_dataset_names, load_generation_dataset, to_pyg
 from .fsq import FSQ
 from .gumbel import GumbelQuantizer, TemperatureSchedule
 from .order import canonical
@@ -292,7 +292,10 @@ class VQRun:
 
     @classmethod
     def resume(cls, path: Union[str, Path], root: Optional[str] = None, load_data: bool = True,
-               device: Union[str, torch.device] = "cpu") -> "VQRun":
+               device: Union[str, torch.device] = "cpu", data: Optional[GenerationDataset] = None) -> "VQRun":
+        """The run saved at ``path`` (a run folder or its checkpoint).  A run made from a built-in dataset reloads
+        it (``root``); a run made from your own ``GenerationDataset`` needs it again as ``data`` (the
+        checkpoint keeps its name and sizes, which must match)."""
         state = load_checkpoint(path)
         try:
             cfg = VQConfig(**{k: (tuple(v) if k == "fsq_levels" else v) for k, v in state["config"].items()})
@@ -305,7 +308,22 @@ class VQRun:
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise CheckpointError(f"{path}: its configuration is not valid for this gnnkit: "
                                   f"{type(e).__name__}: {e}") from None
-        data = load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed) if load_data else None
+        if data is not None:
+            got = {"dataset": data.name, "num_train": len(data.train), "num_test": len(data.test)}
+            want = {k: meta[k] for k in got}
+            if got != want or int(data.max_nodes) > int(meta["max_nodes"]):
+                raise ValueError(f"VQRun.resume: data {got} (max_nodes={data.max_nodes}) is not the dataset this run "
+                                 f"was made from, {want} (max_nodes={meta['max_nodes']}); fix: pass the same "
+                                 "GenerationDataset")
+        elif load_data:
+            if meta["dataset"] not in generation_dataset_names():
+                # cfg.dataset names a built-in set even when create() was given other data: loading it would
+                # train or evaluate on the wrong graphs under this run's name
+                raise ValueError(f"VQRun.resume: {path} was made from your own dataset {meta['dataset']!r} "
+                                 f"({meta['num_train']} train / {meta['num_test']} test graphs), not a built-in one; "
+                                 "fix: VQRun.resume(path, data=<that GenerationDataset>) (or load_data=False to "
+                                 "sample only)")
+            data = load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed)
         p = Path(path)
         run = cls(cfg, p if p.is_dir() else p.parent, data, meta, device)
         try:
@@ -455,8 +473,10 @@ class VQRun:
     @torch.no_grad()
     def sample(self, num_samples: int, seed: int = 0, temperature: float = 1.0) -> Sampled:
         """``num_samples`` new graphs, reproducible for a ``seed``."""
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        num_samples = check_int("num_samples", num_samples, 1, who="VQRun.sample")
+        seed = check_int("seed", seed, 0, who="VQRun.sample")
+        if seed >= 2 ** 63:
+            raise ValueError(f"VQRun.sample: seed must be below 2**63 (torch's generator seed), got {seed}")
         if self.stage != "done":
             raise ValueError(f"this run has not finished training (stage {self.stage!r}, epoch {self.epoch}); "
                              f"finish it with 'gnnkit vq train --resume RUN_DIR'")

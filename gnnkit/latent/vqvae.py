@@ -203,6 +203,11 @@ class GraphVQVAE(torch.nn.Module):
                              "fix: Batch.from_data_list([data]) for one graph, or a DataLoader's batches")
         if data.edge_index.dim() != 2 or data.edge_index.size(0) != 2:
             raise ValueError(f"edge_index must have shape [2, E], got {tuple(data.edge_index.shape)}")
+        ei = data.edge_index
+        if int((ei[0] < ei[1]).sum()) != int((ei[0] > ei[1]).sum()):  # cheap: a one-way list fails it
+            raise ValueError("edge_index must list every edge in both directions (undirected graphs): the edge "
+                             "targets read the pairs i < j, so an edge stored only as (j, i) would count as absent; "
+                             "fix: torch_geometric.utils.to_undirected(edge_index)")
         counts = data.ptr[1:] - data.ptr[:-1]
         if int(counts.max()) > self.max_nodes:
             raise ValueError(f"a graph has {int(counts.max())} nodes, more than max_nodes={self.max_nodes}; "
@@ -331,7 +336,12 @@ class GraphVQVAE(torch.nn.Module):
             batch = torch.repeat_interleave(torch.arange(len(sizes), device=device),
                                             torch.tensor(sizes, device=device))
             q = self.quantizer.codes_from_indices(idx)                       # [N, parts, dim]
-            top_tokens = self._top_tokens_from_codes(codes.top.to(device) if codes.top is not None else None)
+            top = codes.top
+            if top is not None and getattr(self, "top_slots", None) is not None and \
+                    tuple(top.shape) != (len(sizes), self.top_slots):
+                raise ValueError(f"codes.top must be [num_graphs={len(sizes)}, top_slots={self.top_slots}], got "
+                                 f"{list(top.shape)}; fix: one row of top codes per graph")
+            top_tokens = self._top_tokens_from_codes(top.to(device) if top is not None else None)
             h_dense, mask = self._decode(q, batch, top_tokens, len(sizes))
             h = h_dense[mask]
             a = self.decoder.edge_in(h)
