@@ -329,27 +329,45 @@ def _drop_processed(folder: Path) -> str:
     return f"; the processed copy built from them ({proc}) was removed and is rebuilt on the next load"
 
 
+def _processed_hashes(proc: Path) -> Dict[str, str]:
+    """SHA-256 of every processed file (the stamp itself aside), by name under ``processed/``."""
+    files = sorted(p for p in proc.rglob("*") if p.is_file() and p.name != _STAMP) if proc.is_dir() else []
+    return {str(p.relative_to(proc)): _sha256(p) for p in files}
+
+
 def _drop_stale_processed(folder: Path, stamp: List[List[Any]]) -> bool:
-    """Processed files whose raw files changed since a good load (replaced, restored) are removed, to be
-    rebuilt; whether the stamp on disk is ``stamp`` (nothing to write after the load)."""
+    """Processed files whose raw files changed since a good load (replaced, restored), or which changed
+    themselves since they were built (torch's zip files carry no checksum a load would check: a flipped byte
+    in Cora's ``test_mask`` loaded silently), are removed, to be rebuilt; whether the stamp on disk holds
+    ``stamp`` and the processed files' hashes (nothing to write after the load)."""
     import json
-    path = folder / "processed" / _STAMP
+    proc = folder / "processed"
+    path = proc / _STAMP
     if not path.is_file():
         return False
     try:
-        same = json.loads(path.read_text()) == stamp
+        saved = json.loads(path.read_text())
     except (OSError, ValueError):
-        same = False
-    if not same:
+        saved = None
+    if saved == stamp:  # the stamp of an older gnnkit (raw files only): kept, its hashes are added after the load
+        return False
+    if not isinstance(saved, dict) or saved.get("raw") != stamp:  # new raw files: rebuild
         _drop_processed(folder)
-    return same
+        return False
+    now = _processed_hashes(proc)
+    if saved.get("processed") != now:
+        changed = sorted(k for k in set(now) | set(saved.get("processed") or {})
+                         if now.get(k) != (saved.get("processed") or {}).get(k))
+        raise DatasetIntegrityError(f"{folder.name}: the processed files {changed} under {proc} changed since they "
+                                    f"were built from the raw files{_drop_processed(folder)}")
+    return True
 
 
 def _stamp_processed(folder: Path, stamp: List[List[Any]]) -> None:
     proc = folder / "processed"
     if proc.is_dir() and os.access(proc, os.W_OK):
         try:
-            write_json_atomic(stamp, proc / _STAMP)
+            write_json_atomic({"raw": stamp, "processed": _processed_hashes(proc)}, proc / _STAMP)
         except OSError:  # a read-only copy: nothing to remember, nothing to rebuild
             pass
 

@@ -158,3 +158,24 @@ def test_a_data_root_without_a_bundled_dataset_names_the_bundled_copy(tmp_path, 
     monkeypatch.setenv("GNNKIT_DATA", str(tmp_path))
     with pytest.raises(DatasetNotFoundError, match="A bundled copy of Cora exists"):
         load_dataset("Cora")
+
+
+def test_a_processed_file_changed_after_its_build_is_refused_then_rebuilt(tmp_path):
+    """Review (session 14): one byte of Cora's processed test_mask, zeroed, loaded silently (999 test nodes): torch's
+    zip files carry no checksum a load checks. The stamp now keeps the processed files' SHA-256."""
+    import zipfile
+
+    from gnnkit.data import DatasetIntegrityError
+    shutil.copytree(BUNDLED_ROOT / "planetoid" / "Cora" / "raw", tmp_path / "planetoid" / "Cora" / "raw")
+    assert int(load_dataset("Cora", root=str(tmp_path))[0].test_mask.sum()) == 1000
+    path = tmp_path / "planetoid" / "Cora" / "processed" / "data.pt"
+    with zipfile.ZipFile(path) as z:  # the stored test_mask: the bool storage of 2708 bytes with 1000 ones
+        info = [i for i in z.infolist() if i.file_size == 2708 and z.read(i).count(1) == 1000][0]
+    raw = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + int.from_bytes(raw[info.header_offset + 26:info.header_offset + 28], "little") \
+        + int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    raw[start + bytes(raw[start:start + 2708]).index(1)] = 0
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DatasetIntegrityError, match=r"processed files \['data.pt'\].*changed since they were built"):
+        load_dataset("Cora", root=str(tmp_path))
+    assert int(load_dataset("Cora", root=str(tmp_path))[0].test_mask.sum()) == 1000  # rebuilt from the raw files
