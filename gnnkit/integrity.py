@@ -166,7 +166,8 @@ def verify(path: Union[str, Path]) -> List[Finding]:
     for folder in sorted([path, *(p for p in path.rglob("*") if p.is_dir())]):
         if _is_split(folder):
             findings.append(_check_split(folder))
-            covered.update(folder / f for f in SPLIT_FILES)  # what the manifest lists; other files checked below
+            # what the manifest lists, and the manifest with its side file (load_split checked both)
+            covered.update([*(folder / f for f in SPLIT_FILES), folder / "manifest.json"])
         if (folder / "samples.json").is_file():
             findings += _check_samples(folder)
             covered.update(folder / f for f in _sample_files(folder))

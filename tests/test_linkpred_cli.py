@@ -12,7 +12,8 @@ def test_split_writes_three_splits_and_manifest(tmp_path):
     out = tmp_path / "cora"
     assert main(["split", "Cora", "--mode", "transductive", "--neg", "uniform", "--seed", "3",
                  "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test.pt", "train.pt", "val.pt"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "manifest.json.sha256", "test.pt", "train.pt",
+                                                    "val.pt"]
     man = json.loads((out / "manifest.json").read_text())
     assert man["seed"] == 3 and man["leakage"]["ok"] and man["undirected"] is True
     assert man["sizes"]["unique_edges"] == 5278
@@ -186,7 +187,9 @@ def _resha(out, name):
     import hashlib
     man = json.loads((out / "manifest.json").read_text())
     man["sha256"][name] = hashlib.sha256((out / name).read_bytes()).hexdigest()
-    (out / "manifest.json").write_text(json.dumps(man))
+    text = json.dumps(man)
+    (out / "manifest.json").write_text(text)  # and its own side file: the deeper checks are what is tested
+    (out / "manifest.json.sha256").write_text(f"{hashlib.sha256(text.encode()).hexdigest()}  manifest.json\n")
 
 
 def test_saved_splits_are_verified_on_load(tmp_path, capsys):
@@ -239,6 +242,9 @@ def test_saved_splits_are_verified_on_load(tmp_path, capsys):
     _resha(a, "test.pt")
     fails(r"test\.pt: holds a list")
     (a / "manifest.json").write_text("{not json")
+    fails(r"manifest\.json: its SHA-256 is not the one manifest\.json\.sha256 recorded")
+    (a / "manifest.json").write_text("{not json")
+    (a / "manifest.json.sha256").unlink()  # a split from before the side file
     fails(r"manifest\.json: not readable JSON")
     # the command: one line naming the file, non-zero exit, before any training
     (a / "val.pt").write_bytes((b / "val.pt").read_bytes())
@@ -326,3 +332,25 @@ def test_split_without_validation_edges_says_linkpred_will_refuse_it(tmp_path, c
     assert "gnnkit linkpred needs them" in capsys.readouterr().out
     assert main(["split", "Cora", "--seed", "1", "--out", str(tmp_path / "t")]) == 0
     assert "--num-val 0" not in capsys.readouterr().out
+
+
+def test_an_edited_split_manifest_is_refused_and_verify_flags_it(tmp_path, capsys):
+    """Review (session 14): manifest.json had no SHA-256 of its own, so an edited setting ("seed": 0 -> 1) passed
+    load_split and `gnnkit verify`; a split from before the side file still loads."""
+    from gnnkit.linkpred.io import SplitFileError, load_split
+    out = tmp_path / "s"
+    assert main(["split", "Cora", "--out", str(out)]) == 0
+    assert (out / "manifest.json.sha256").is_file()
+    load_split(out)
+    assert main(["verify", str(out)]) == 0
+    man = out / "manifest.json"
+    text = man.read_text()
+    man.write_text(text.replace('"seed": 0', '"seed": 1'))
+    with pytest.raises(SplitFileError, match="manifest.json: its SHA-256 is not the one"):
+        load_split(out)
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 1
+    assert "manifest.json: its SHA-256" in capsys.readouterr().err  # verify prints bad findings on stderr
+    man.write_text(text)
+    (out / "manifest.json.sha256").unlink()  # a split written before the side file existed
+    load_split(out)

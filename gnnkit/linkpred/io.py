@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gnnkit._atomic import _fsync_dir
+from gnnkit._atomic import IntegrityError, _fsync_dir, read_verified
 
 from .leakage import check_leakage
 
@@ -114,7 +114,7 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
     out.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(out.parent, os.W_OK):
         raise PermissionError(f"--out {out}: the folder {out.parent} is not writable; fix: choose a writable path")
-    ours = set(files) | {"manifest.json"}
+    ours = set(files) | {"manifest.json", "manifest.json.sha256"}
     if out.is_dir() and any(out.iterdir()) and not _is_gnnkit_split(out):
         raise ValueError(f"--out {out} exists, is not empty and holds no gnnkit split (no gnnkit manifest.json); "
                          "fix: choose a new folder")
@@ -125,11 +125,14 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        with open(tmp / "manifest.json", "w") as f:
-            json.dump(manifest, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
+        text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        # the manifest's own SHA-256 beside it (the split files' hashes are inside it): an edited setting is seen
+        for name, data in (("manifest.json", text),
+                           ("manifest.json.sha256", f"{hashlib.sha256(text).hexdigest()}  manifest.json\n".encode())):
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
         _fsync_dir(tmp)  # the new folder's entries are on disk before it replaces the old one
         if out.is_dir():
             for entry in out.iterdir():  # what gnnkit did not write stays
@@ -247,7 +250,9 @@ def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = 
     if not man_path.is_file():
         raise SplitFileError(f"{p} holds no manifest.json; fix: pass a folder written by `gnnkit split`")
     try:
-        manifest = json.loads(man_path.read_text())
+        manifest = json.loads(read_verified(man_path))  # against its side file (splits written before it had none)
+    except IntegrityError as e:
+        raise SplitFileError(f"{e} (the split's settings and file hashes)") from None
     except (OSError, ValueError) as e:
         raise SplitFileError(f"{man_path}: not readable JSON ({type(e).__name__}); fix: re-run gnnkit split") \
             from None
