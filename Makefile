@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The main job: 2-layer GCN on Cora, gnnkit and PyG side by side (accuracy, epoch time, step
-# peak memory), 3 runs (about 20-30 s after set-up on 2 cores).  The 10-run table:  make demo RUNS=10
+# peak memory), 3 runs (about 20-40 s after set-up on 2 cores).  The 10-run table:  make demo RUNS=10
 demo: setup
 	$(VENV)/bin/gnnkit train --dataset Cora --model gcn --runs $(RUNS)
 
