@@ -75,6 +75,12 @@ def console_main(argv: Optional[List[str]] = None) -> int:
                   file=sys.stderr)
             return 3
         raise
+    except BrokenPipeError:  # `gnnkit ... | head`: the reader left; quiet, as other tools (128 + SIGPIPE)
+        try:  # Python's flush of stdout at exit would raise again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; what is saved is whole (temp file + rename)
         print(f"gnnkit {cmd}: interrupted" + ("; continue with the same command and --resume" if resumable else ""),
               file=sys.stderr)

@@ -41,6 +41,16 @@ def test_module_entry_point():
     assert r.returncode == 0 and "train" in r.stdout
 
 
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """Review (session 14): `gnnkit train ... | head` ended in a BrokenPipeError traceback."""
+    (tmp_path / "a.json").write_text("{}")  # verify prints one "unchecked" line for it on stdout
+    p = subprocess.Popen([sys.executable, "-m", "gnnkit", "verify", str(tmp_path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the command writes (its imports take seconds)
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 def test_input_dropout_has_dropout_statistics():
     import torch
 
