@@ -128,3 +128,12 @@ class UsageMonitor(torch.nn.Module):
                           f"{self.window} assignments (codebook collapse); try kmeans_init=True, "
                           f"dead_code_threshold > 0, a smaller codebook or a lower learning rate",
                           QuantizerCollapseWarning, stacklevel=3)
+
+
+def check_undirected(edge_index: Tensor, num_nodes: int, who: str, why: str) -> None:
+    """``edge_index`` lists every edge in both directions, else a ValueError from ``who`` saying ``why`` it matters
+    and naming the fix."""
+    from torch_geometric.utils import is_undirected
+    if not is_undirected(edge_index, num_nodes=num_nodes):
+        raise ValueError(f"{who}: edge_index must list every edge in both directions ({why}); fix: "
+                         "torch_geometric.utils.to_undirected(edge_index)")

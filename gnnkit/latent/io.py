@@ -16,18 +16,15 @@ from torch_geometric.data import Data
 
 from gnnkit._atomic import atomic_write, write_figure_atomic, write_json_verified
 
+from ._common import check_undirected
 
-def _check_undirected(graph: Data, who: str) -> None:
-    from torch_geometric.utils import is_undirected
-    if not is_undirected(graph.edge_index, num_nodes=int(graph.num_nodes)):
-        raise ValueError(f"{who}: edge_index must list every edge in both directions (the files keep the pairs "
-                         "u < v); fix: torch_geometric.utils.to_undirected(edge_index)")
+_WHY = "the files keep the pairs u < v"
 
 
 def edge_list_text(graph: Data) -> str:
     """``u v`` lines, one per undirected edge (``u < v``), preceded by a ``# nodes N`` comment so that
     isolated nodes survive the round trip."""
-    _check_undirected(graph, "edge_list_text")
+    check_undirected(graph.edge_index, int(graph.num_nodes), "edge_list_text", _WHY)
     ei = graph.edge_index
     keep = ei[0] < ei[1]
     lines = [f"# nodes {int(graph.num_nodes)}"]
@@ -135,7 +132,7 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
     ``samples.json`` lists) go.  A non-empty folder without an earlier draw's ``samples.json`` is refused.
     Returns the paths written."""
     for i, g in enumerate(graphs):  # before anything is written
-        _check_undirected(g, f"write_samples: graph {i}")
+        check_undirected(g.edge_index, int(g.num_nodes), f"write_samples: graph {i}", _WHY)
     out = Path(out_dir)
     old_files = earlier_draw(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
-from torch_geometric.utils import is_undirected
+
+from ._common import check_undirected
 
 
 def bfs_order(edge_index: Tensor, num_nodes: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -71,9 +72,7 @@ def canonical(data: Data, generator: Optional[torch.Generator] = None) -> Data:
         raise ValueError(f"data must be a torch_geometric Data with edge_index, got {type(data).__name__}; "
                          f"convert networkx graphs with gnnkit.latent.datasets.to_pyg")
     n = int(data.num_nodes)
-    if not is_undirected(data.edge_index, num_nodes=n):
-        raise ValueError("canonical: edge_index must list every edge in both directions (the generator models "
-                         "undirected graphs); fix: torch_geometric.utils.to_undirected(edge_index)")
+    check_undirected(data.edge_index, n, "canonical", "the generator models undirected graphs")
     perm = bfs_order(data.edge_index, n, generator)
     rank = torch.empty(n, dtype=torch.long)
     rank[perm] = torch.arange(n)
