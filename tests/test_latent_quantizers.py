@@ -107,7 +107,8 @@ def test_indices_to_codes_round_trip(make):
 
 
 def test_fsq_covers_every_code_once():
-    q = FSQ([4, 3, 2])
+    with pytest.warns(UserWarning, match="level of 2"):
+        q = FSQ([4, 3, 2])
     idx = torch.arange(q.num_codes)
     codes = q.codes_from_indices(idx)
     assert codes.abs().max() <= 1
@@ -292,3 +293,65 @@ def test_bad_arguments_name_the_argument():
         kmeans(torch.randn(5, 2), 0)
     with pytest.raises(ValueError, match="num_codes=6"):
         GumbelQuantizer(6, 2)(torch.randn(3, 5))
+
+
+# -- FSQ's grids: the paper's, and the symmetry-preserving one for even levels ------------------------------
+def test_fsq_level_two_on_the_papers_grid_is_near_dead_and_warns():
+    """Review (session 15): with L = 2 the paper's shift puts z = 0 on the top level {-1, 0}, where tanh
+    saturates: N(0, 1) inputs almost never reach -1 and the gradient is ~1 % of an odd level's. Measured
+    here, and the fix the warning names (symmetric=True) uses both codes evenly with full gradient."""
+    torch.manual_seed(0)
+    z = torch.randn(20000, 2, requires_grad=True)
+    with pytest.warns(UserWarning, match=r"level of 2.*symmetric=True"):
+        paper = FSQ([2, 3])
+    out = paper(z)
+    out.quantized.sum().backward()
+    low = (out.quantized[:, 0] == -1).float().mean()
+    assert low < 0.01 and z.grad[:, 0].abs().mean() < 0.05 < z.grad[:, 1].abs().mean()
+    z.grad = None
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sym = FSQ([2, 3], symmetric=True)
+        FSQ([8, 5, 5])  # no level of 2: no warning
+    out = sym(z)
+    out.quantized.sum().backward()
+    assert set(out.quantized[:, 0].tolist()) == {-1.0, 1.0}
+    assert 0.45 < (out.quantized[:, 0] == -1).float().mean() < 0.55
+    assert z.grad[:, 0].abs().mean() > 0.5
+    assert "symmetric=True" in repr(sym)
+
+
+@pytest.mark.parametrize("levels", [[2], [4, 3], [8, 5, 5, 5], [6, 2, 7]])
+def test_fsq_symmetric_grid_follows_its_formula(levels):
+    q = FSQ(levels, symmetric=True)
+    lv = torch.tensor(levels, dtype=torch.float32)
+    z = torch.randn(300, len(levels)) * 2
+    want = 2 / (lv - 1) * torch.floor((lv - 1) * (torch.tanh(z) + 1) / 2 + 0.5) - 1
+    out = q(z)
+    assert torch.allclose(out.quantized, want, atol=1e-6)
+    # the grid is symmetric: -z gives -code (away from the floor's ties)
+    assert torch.allclose(q(-z).quantized, -want, atol=1e-6)
+    idx = torch.arange(q.num_codes)
+    codes = q.codes_from_indices(idx)
+    assert codes.min() == -1 and codes.max() == 1
+    assert torch.equal(q.indices_from_codes(codes), idx)
+    assert torch.allclose(q.codes_from_indices(out.indices), out.quantized, atol=1e-6)
+    # the straight-through gradient is d/dz of the bound: (1 - tanh²)
+    zz = z.clone().requires_grad_(True)
+    q(zz).quantized.sum().backward()
+    assert torch.allclose(zz.grad, 1 - torch.tanh(z) ** 2, atol=1e-5)
+
+
+def test_fsq_odd_levels_are_the_same_grid_either_way():
+    a, b = FSQ([5, 3, 7]), FSQ([5, 3, 7], symmetric=True)
+    idx = torch.arange(a.num_codes)
+    assert torch.allclose(a.codes_from_indices(idx), b.codes_from_indices(idx))
+
+
+def test_fsq_refuses_an_empty_input_and_a_non_bool_symmetric():
+    """Review (session 14): FSQ took an empty input (loss 0) where VQ and Gumbel name the fix."""
+    with pytest.raises(ValueError, match="no vectors.*skip empty batches"):
+        FSQ([5, 3])(torch.randn(0, 2))
+    with pytest.raises(ValueError, match="symmetric='yes' must be True or False"):
+        FSQ([5, 3], symmetric="yes")

@@ -462,3 +462,28 @@ def test_a_checkpoint_without_its_side_file_loads_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="no checkpoint.pt.sha256 beside it"), \
             pytest.raises(CheckpointError, match="lacks"):
         load_checkpoint(tmp_path)
+
+
+def test_cli_takes_fsq_levels_and_the_symmetric_grid(tmp_path, capsys, monkeypatch):
+    """The configuration's errors named --fsq-levels and --top-codes, flags the command did not have."""
+    from gnnkit.cli import console_main
+    from gnnkit.commands.vq import add_arguments
+    import argparse
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    a = p.parse_args(["train", "community-small", "--quantizer", "fsq", "--fsq-levels", "4,4,3", "--fsq-symmetric",
+                      "--top-codes", "16", "--top-slots", "3"])
+    assert (a.fsq_levels, a.fsq_symmetric, a.top_codes, a.top_slots) == ((4, 4, 3), True, 16, 3)
+    monkeypatch.chdir(tmp_path)
+    for bad in ("8,1", "8,x"):
+        assert console_main(["vq", "train", "community-small", "--fsq-levels", bad]) == 2
+        assert "--fsq-levels" in capsys.readouterr().err
+    cfg = config_for("community-small", quantizer="fsq", fsq_levels=(4, 4, 3), fsq_symmetric=True, levels=2, **TINY)
+    run = VQRun.create(cfg, tmp_path / "r")
+    assert run.model.quantizer.symmetric and run.model.top_quantizer.symmetric
+    assert run.model.quantizer.levels == (4, 4, 3)
+    run.save()
+    again = VQRun.resume(tmp_path / "r")
+    assert again.cfg.fsq_symmetric and again.cfg.fsq_levels == (4, 4, 3) and again.model.quantizer.symmetric
+    with pytest.raises(ValueError, match="--fsq-levels must be whole numbers >= 2"):
+        config_for("community-small", fsq_levels=(8, 2.5))

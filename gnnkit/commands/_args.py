@@ -39,6 +39,17 @@ def positive_int(value: str) -> int:
     return _int_at_least(value, 1)
 
 
+def levels(value: str) -> tuple:
+    """A comma-separated list of whole numbers >= 2 (FSQ levels), e.g. ``8,5,5``."""
+    try:
+        out = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a comma-separated list of integers, e.g. 8,5,5") from None
+    if any(v < 2 for v in out):
+        raise argparse.ArgumentTypeError(f"{value}: every level must be >= 2, e.g. 8,5,5")
+    return out
+
+
 def nonneg_int(value: str) -> int:
     return _int_at_least(value, 0)
 

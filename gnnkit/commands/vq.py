@@ -16,6 +16,9 @@ CONFIG_FLAGS = {
     "quantizer": (str, "vq | fsq | gumbel"),
     "codes": (int, "codebook size K (vq, gumbel)"),
     "code_dim": (int, "codeword width (vq, gumbel)"),
+    "fsq_levels": (_args.levels, "FSQ levels per channel, comma-separated; FSQ's K is their product (fsq)"),
+    "top_codes": (int, "two levels: top codebook size (vq, gumbel; fsq's top levels are 8,4)"),
+    "top_slots": (int, "two levels: graph-level code slots"),
     "parts": (int, "code slots per node"),
     "hidden": (int, "width of encoder, decoder and Transformer"),
     "layers": (int, "gnnkit GIN layers in the encoder"),
@@ -40,8 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     base = VQConfig()
     for name, (typ, text) in CONFIG_FLAGS.items():
         per = ", ".join(f"{ds}: {d[name]}" for ds, d in DATASET_DEFAULTS.items() if name in d)
+        value = getattr(base, name)
+        value = ",".join(map(str, value)) if isinstance(value, tuple) else value
         t.add_argument("--" + name.replace("_", "-"), type=typ, default=None,
-                       help=f"{text} (default: {per})" if per else f"{text} (default: {getattr(base, name)})")
+                       help=f"{text} (default: {per})" if per else f"{text} (default: {value})")
+    t.add_argument("--fsq-symmetric", action="store_const", const=True, default=None,
+                   help="FSQ on the symmetry-preserving grid (arXiv:2411.19842), which even levels need, 2 above "
+                        "all (default: the FSQ paper's grid)")
     t.add_argument("--canonical-order", dest="random_order", action="store_const", const=False, default=None,
                    help="train on each graph's canonical BFS order only (default: random BFS orders, as GraphRNN "
                         "trains)")
@@ -108,7 +116,8 @@ def _new_run_dir(cfg) -> Path:
 
 def _train(args) -> int:
     from gnnkit.latent.train import VQRun, config_for
-    given = {name: getattr(args, name) for name in (*CONFIG_FLAGS, "random_order") if getattr(args, name) is not None}
+    names = (*CONFIG_FLAGS, "random_order", "fsq_symmetric")
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.resume:
         if args.dataset or given or args.out is not None:
             flags = ([args.dataset] if args.dataset else []) + ["--" + k.replace("_", "-") for k in given] + \

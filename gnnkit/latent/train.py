@@ -50,6 +50,7 @@ class VQConfig:
     codes: int = 64              # K (VQ, Gumbel); FSQ's K is the product of fsq_levels
     code_dim: int = 16           # codeword width (VQ, Gumbel)
     fsq_levels: Tuple[int, ...] = (8, 5, 5)
+    fsq_symmetric: bool = False  # FSQ's symmetry-preserving grid (top level too); see gnnkit.latent.FSQ
     parts: int = 2               # code slots per node
     top_codes: int = 32          # two levels: top codebook size (FSQ: levels (8, 4) -> 32)
     top_slots: int = 2           # two levels: graph-level codes
@@ -105,8 +106,12 @@ class VQConfig:
             raise ValueError(f"--lr and --prior-lr must be > 0, got {self.lr}, {self.prior_lr}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"--threshold must be in (0, 1), got {self.threshold}")
-        if any(int(v) < 2 for v in self.fsq_levels):
-            raise ValueError(f"--fsq-levels must all be >= 2, got {self.fsq_levels}")
+        levels = self.fsq_levels
+        if not isinstance(levels, (tuple, list)) or not levels or \
+                any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in levels):
+            raise ValueError(f"--fsq-levels must be whole numbers >= 2, e.g. 8,5,5, got {levels!r}")
+        if not isinstance(self.fsq_symmetric, bool):
+            raise ValueError(f"fsq_symmetric must be True or False, got {self.fsq_symmetric!r}")
         return self
 
 
@@ -136,7 +141,7 @@ def _quantizer(kind: str, codes: int, dim: int, cfg: VQConfig, fsq_levels: Seque
     if kind == "vq":
         return VectorQuantizer(codes, dim, beta=cfg.beta, ema=cfg.ema, kmeans_init=True, dead_code_threshold=0.05)
     if kind == "fsq":
-        return FSQ(fsq_levels)
+        return FSQ(fsq_levels, symmetric=cfg.fsq_symmetric)
     schedule = TemperatureSchedule("exp", cfg.tau_start, cfg.tau_end, max(1, steps))
     return GumbelQuantizer(codes, dim, schedule, hard=True, kl_weight=cfg.kl_weight)
 
