@@ -178,3 +178,42 @@ def test_one_way_edge_lists_are_refused_where_they_would_lose_edges(tmp_path):
     for bad in (codes.top[:, :1], codes.top[:1]):
         with pytest.raises(ValueError, match=r"codes.top must be \[num_graphs=2, top_slots=2\]"):
             h.decode(codes._replace(top=bad))
+
+
+def test_decode_returns_the_reconstructed_features():
+    """Review (session 14): a model with in_channels > 0 learns to reconstruct x, but decode() dropped it."""
+    from torch_geometric.data import Batch
+
+    from gnnkit.latent import FSQ, GraphVQVAE
+    from gnnkit.latent.datasets import community_small, to_pyg
+    from gnnkit.latent.order import canonical
+    torch.manual_seed(0)
+    graphs = [canonical(d) for d in to_pyg(community_small(3, seed=0))]
+    for g in graphs:
+        g.x = torch.randn(g.num_nodes, 3)
+    batch = Batch.from_data_list(graphs)
+    model = GraphVQVAE(FSQ([5, 5]), 20, in_channels=3, hidden_channels=16, heads=2)
+    decoded = model.decode(model.encode(batch))
+    seen = []  # the forward pass's own reconstruction of x from the same codes
+    hook = model.decoder.feat_head.register_forward_hook(lambda m, i, o: seen.append(o))
+    model.eval()
+    with torch.no_grad():
+        model(batch)
+    hook.remove()
+    assert [tuple(d.x.shape) for d in decoded] == [(g.num_nodes, 3) for g in graphs]
+    assert torch.allclose(torch.cat([d.x for d in decoded]), seen[0], atol=1e-5)
+    plain = GraphVQVAE(FSQ([5, 5]), 20, hidden_channels=16, heads=2).decode(model.encode(batch))
+    assert all(getattr(d, "x", None) is None for d in plain)
+
+
+def test_evaluate_refuses_zero_samples(tmp_path):
+    """Review (session 14): evaluate(num_samples=0) silently sampled as many graphs as the test set."""
+    from gnnkit.latent.train import VQRun, config_for
+    cfg = config_for("community-small", quantizer="vq", levels=1, epochs=1, batch_size=8, hidden=16, layers=1,
+                     codes=8, code_dim=4, heads=2)
+    run = VQRun.create(cfg, tmp_path / "r")
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="VQRun.evaluate: num_samples"):
+            run.evaluate(num_samples=bad)
+    with pytest.raises(ValueError, match="VQRun.evaluate: repeats"):
+        run.evaluate(repeats=0)

@@ -466,9 +466,10 @@ def test_a_checkpoint_without_its_side_file_loads_with_a_warning(tmp_path):
 
 def test_cli_takes_fsq_levels_and_the_symmetric_grid(tmp_path, capsys, monkeypatch):
     """The configuration's errors named --fsq-levels and --top-codes, flags the command did not have."""
+    import argparse
+
     from gnnkit.cli import console_main
     from gnnkit.commands.vq import add_arguments
-    import argparse
     p = argparse.ArgumentParser()
     add_arguments(p)
     a = p.parse_args(["train", "community-small", "--quantizer", "fsq", "--fsq-levels", "4,4,3", "--fsq-symmetric",

@@ -537,9 +537,10 @@ class VQRun:
         from .metrics import STATISTICS, generation_mmd, novelty, uniqueness, validity
         if self.data is None:
             raise ValueError("evaluation needs the run's data; resume it with load_data=True")
-        if repeats < 1:
-            raise ValueError(f"repeats must be >= 1, got {repeats}")
-        n = num_samples or len(self.data.test)
+        repeats = check_int("repeats", repeats, 1, who="VQRun.evaluate")
+        # num_samples=0 fell back to the test-set size (``or``): only None means "as many as test graphs"
+        n = len(self.data.test) if num_samples is None else check_int("num_samples", num_samples, 1,
+                                                                      who="VQRun.evaluate")
         attr = "label" if self.meta["num_node_labels"] else None  # labelled graphs: isomorphism respects labels
         runs = []
         from tqdm.auto import tqdm

@@ -312,7 +312,8 @@ class GraphVQVAE(torch.nn.Module):
                generator: Optional[torch.Generator] = None) -> List[Data]:
         """Graphs from codes: edge ``i``–``j`` where its probability exceeds ``threshold`` (or, with
         ``sample_edges``, a Bernoulli draw from ``generator``); node labels by arg max. Returns PyG
-        ``Data`` with both edge directions and ``node_label`` when the model has labels."""
+        ``Data`` with both edge directions, ``node_label`` when the model has labels and the reconstructed
+        features ``x`` (``[num_nodes, in_channels]``) when it has ``in_channels > 0``."""
         check_number("threshold", threshold, 0.0, 1.0, high_open=True,
                      hint=": an edge is kept where its probability exceeds it (1 or NaN would keep none)")
         was = self.training
@@ -346,6 +347,7 @@ class GraphVQVAE(torch.nn.Module):
             h = h_dense[mask]
             a = self.decoder.edge_in(h)
             labels = self.decoder.label_head(h).argmax(-1) if self.decoder.label_head is not None else None
+            feats = self.decoder.feat_head(h) if self.decoder.feat_head is not None else None
             graphs, start = [], 0
             for n in sizes:
                 ab = a[start:start + n]
@@ -360,6 +362,8 @@ class GraphVQVAE(torch.nn.Module):
                 g = Data(edge_index=torch.cat([ei, ei.flip(0)], 1).cpu(), num_nodes=n)
                 if labels is not None:
                     g.node_label = labels[start:start + n].cpu()
+                if feats is not None:
+                    g.x = feats[start:start + n].cpu()
                 graphs.append(g)
                 start += n
             return graphs
