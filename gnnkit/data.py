@@ -85,8 +85,9 @@ def verify_checksums(name: str, root: Path) -> int:
         if not path.is_file():
             raise DatasetIntegrityError(f"{path}: listed in {sums} but missing; fix: restore the dataset's files")
         if _sha256(path) != digest:
-            raise DatasetIntegrityError(f"{path}: its SHA-256 differs from {sums} (truncated or edited); fix: "
-                                        "restore the original file")
+            raise DatasetIntegrityError(f"{path}: its SHA-256 differs from {sums} (the file was truncated or edited, "
+                                        f"or its line in {sums.name} was); fix: restore the original file, or "
+                                        f"{sums.name} if the file is the original")
         checked += 1
     return checked
 
@@ -361,6 +362,34 @@ def _drop_stale_processed(folder: Path, stamp: List[List[Any]]) -> bool:
         raise DatasetIntegrityError(f"{folder.name}: the processed files {changed} under {proc} changed since they "
                                     f"were built from the raw files{_drop_processed(folder)}")
     return True
+
+
+def check_processed(folder: Path) -> Tuple[str, str]:
+    """``("ok" | "bad" | "unchecked", detail)`` for the processed files of the dataset folder ``folder``
+    (the one holding ``raw/`` and ``processed/``) against the hashes recorded when they were built;
+    nothing is changed (a load removes and rebuilds what is bad or stale)."""
+    with folder_lock(folder):  # not while a load of this dataset rebuilds them
+        return _check_processed(folder)
+
+
+def _check_processed(folder: Path) -> Tuple[str, str]:
+    import json
+    proc = folder / "processed"
+    try:
+        saved = json.loads((proc / _STAMP).read_text())
+    except (OSError, ValueError) as e:
+        return "unchecked", f"{_STAMP} is unreadable ({type(e).__name__}); the next load rebuilds the processed files"
+    if not isinstance(saved, dict) or not isinstance(saved.get("processed"), dict):
+        return "unchecked", "processed files built by an older gnnkit (no hashes recorded); the next load records them"
+    if saved.get("raw") != _raw_stamp(folder):
+        return "unchecked", "the raw files changed since these processed files were built; the next load rebuilds them"
+    now = _processed_hashes(proc)
+    want = saved["processed"]
+    changed = sorted(k for k in set(now) | set(want) if now.get(k) != want.get(k))
+    if changed:
+        return "bad", (f"processed files {changed} changed since they were built from the raw files; fix: delete "
+                       f"{proc} (or load the dataset: the load removes it and the next one rebuilds it)")
+    return "ok", f"processed: {len(now)} files match the hashes recorded when they were built"
 
 
 def _stamp_processed(folder: Path, stamp: List[List[Any]]) -> None:

@@ -10,7 +10,10 @@ What gnnkit writes and how each is checked:
   file's SHA-256 and the settings; :func:`gnnkit.linkpred.load_split` checks hashes, tensor types,
   id ranges, labels, and runs the leakage check again;
 * sample folders (``gnnkit vq sample``): ``samples.json`` holds every sample file's SHA-256;
-* a dataset root with ``SHA256SUMS`` (the project's data folder): every listed file.
+* a dataset root with ``SHA256SUMS`` (the project's data folder): every listed file; a folder or file
+  below such a root is checked against the root's ``SHA256SUMS`` (the lines under it);
+* a dataset's processed files (``processed/gnnkit_raw_stamp.json``, written by :func:`gnnkit.load_dataset`):
+  each file's SHA-256 as it was built.
 
 A folder is walked recursively.  Files without any record are reported as "unchecked", never as
 good.
@@ -22,7 +25,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional, Union
 
 from gnnkit._atomic import IntegrityError, digest_path, read_json_verified, sha256_file, verify_file
 
@@ -116,32 +119,62 @@ def _sample_files(folder: Path) -> List[str]:
     return names + ["samples.json"]
 
 
-def _check_dataset_root(root: Path) -> List[Finding]:
-    """Every file ``SHA256SUMS`` lists (``sha256sum`` format), whatever dataset it belongs to."""
+# the one message for a listed file whose hash differs: nothing tells whether the file or its line changed
+SUM_MISMATCH = ("its SHA-256 differs from {sums} (the file was truncated or edited, or its line in {sums} was); "
+                "fix: restore the original file, or {sums} if the file is the original")
+
+
+def _data_root_above(path: Path) -> Optional[Path]:
+    """The nearest folder above ``path`` that holds a ``SHA256SUMS`` (a data root), if any."""
+    for parent in path.resolve().parents:
+        if (parent / "SHA256SUMS").is_file():
+            return parent
+    return None
+
+
+def _check_dataset_root(root: Path, under: Optional[Path] = None) -> List[Finding]:
+    """Every file ``SHA256SUMS`` lists (``sha256sum`` format), whatever dataset it belongs to; with
+    ``under`` (a file or folder below ``root``) only the files at or below it."""
     sums = root / "SHA256SUMS"
     try:
         lines = sums.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
         return [Finding(sums, BAD, f"unreadable ({type(e).__name__}); fix: restore the data root's SHA256SUMS")]
     out, good = [], 0
+    scope = under.resolve() if under is not None else None
     for line in lines:
         parts = line.strip().split(None, 1)
         if len(parts) != 2:
             continue
         digest, rel = parts[0].lower(), parts[1].lstrip("*").strip()
         path = root / (rel[2:] if rel.startswith("./") else rel)
+        if scope is not None:
+            resolved = path.resolve()
+            if resolved != scope and scope not in resolved.parents:
+                continue
+            path = under / resolved.relative_to(scope) if resolved != scope else under
         if not path.is_file():
-            out.append(Finding(path, BAD, f"listed in {sums.name} but missing; fix: restore the dataset's files"))
+            out.append(Finding(path, BAD, f"listed in {sums} but missing; fix: restore the dataset's files"))
         elif sha256_file(path) != digest:
-            out.append(Finding(path, BAD, f"its SHA-256 differs from {sums.name} (truncated or edited); fix: "
-                                          "restore the original file"))
+            out.append(Finding(path, BAD, SUM_MISMATCH.format(sums=sums)))
         else:
             good += 1
-    if good:
-        out.append(Finding(root, OK, f"data root: {good} files listed in {sums.name} match"))
+    where = under if under is not None else root
+    if good and under is not None and under.is_file():
+        out.append(Finding(where, OK, f"SHA-256 matches {sums}"))
+    elif good:
+        out.append(Finding(where, OK, f"{'data root' if under is None else 'dataset files'}: {good} file"
+                                      f"{'s' if good != 1 else ''} listed in {sums} match"))
     elif not out:
-        out.append(Finding(sums, UNCHECKED, "lists no file"))
+        out.append(Finding(where, UNCHECKED, f"{sums} lists no file" + (" under it" if under is not None else "")))
     return out
+
+
+def _check_processed(stamp: Path) -> Finding:
+    """A dataset's processed files against the hashes :func:`gnnkit.load_dataset` recorded when it built them."""
+    from gnnkit.data import check_processed  # imports torch_geometric: only when a stamp is found
+    status, detail = check_processed(stamp.parent.parent)
+    return Finding(stamp.parent, {"ok": OK, "bad": BAD}.get(status, UNCHECKED), detail)
 
 
 def verify(path: Union[str, Path]) -> List[Finding]:
@@ -159,10 +192,20 @@ def verify(path: Union[str, Path]) -> List[Finding]:
                 return [Finding(target, UNCHECKED, f"only its side file {path.name} exists (the first write of this "
                                                    "file was interrupted); nothing to check")]
             path = target
-        return [_check_file(path)]
+        found = _check_file(path)
+        root = _data_root_above(path) if found.status == UNCHECKED else None
+        if root is not None:  # a dataset file: its line in the root's SHA256SUMS, if it has one
+            listed = _check_dataset_root(root, under=path)
+            if listed[0].status != UNCHECKED:
+                return listed
+        return [found]
     findings: List[Finding] = []
     covered = set()  # files a manifest already checked
     data_roots = []
+    above = _data_root_above(path) if not (path / "SHA256SUMS").is_file() else None
+    if above is not None:  # a folder below a data root (a dataset's folder): the root's lines for it
+        findings += _check_dataset_root(above, under=path)
+        data_roots.append(path)
     for folder in sorted([path, *(p for p in path.rglob("*") if p.is_dir())]):
         if _is_split(folder):
             findings.append(_check_split(folder))
@@ -174,6 +217,10 @@ def verify(path: Union[str, Path]) -> List[Finding]:
         if (folder / "SHA256SUMS").is_file():
             findings += _check_dataset_root(folder)
             data_roots.append(folder)
+        stamp = folder / "processed" / "gnnkit_raw_stamp.json"
+        if stamp.is_file():
+            findings.append(_check_processed(stamp))
+            covered.update(p for p in stamp.parent.rglob("*") if p.is_file())
     for digest in sorted(path.rglob("*.sha256")):
         target = digest.with_name(digest.name[:-len(".sha256")])
         if target in covered:

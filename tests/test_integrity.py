@@ -293,3 +293,34 @@ def test_a_killed_draw_does_not_cost_a_user_file_it_never_wrote(tmp_path, monkey
     monkeypatch.undo()
     lio.write_samples([g] * 3, out, {"model": "test"})
     assert (out / "graph_005.txt").read_text() == "mine"
+
+
+def test_verify_checks_a_dataset_folder_below_its_root_and_the_processed_files(tmp_path):
+    """Review (session 14): `gnnkit verify ROOT/planetoid/Cora` found no SHA256SUMS there and checked nothing
+    (exit 0); verify never hashed the processed files (only the load did); a mismatch blamed the file alone."""
+    import shutil
+    from pathlib import Path
+
+    from gnnkit.data import load_dataset
+    bundled = Path(__file__).resolve().parents[1] / "datasets"
+    cora = tmp_path / "planetoid" / "Cora"
+    shutil.copytree(bundled / "planetoid" / "Cora" / "raw", cora / "raw")
+    lines = [ln for ln in (bundled / "SHA256SUMS").read_text().splitlines() if "planetoid/Cora/" in ln]
+    (tmp_path / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    load_dataset("Cora", root=str(tmp_path))  # builds processed/ and records its hashes
+    found = {(f.path.name, f.status) for f in verify(cora)}
+    assert found == {("Cora", OK), ("processed", OK)}, found
+    # a processed file changed after its build: verify names it and leaves it (the load removes and rebuilds)
+    data_pt = cora / "processed" / "data.pt"
+    _flip(data_pt, at=len(data_pt.read_bytes()) // 2)
+    (bad,) = [f for f in verify(tmp_path) if f.status == BAD]
+    assert bad.path == cora / "processed" and "['data.pt'] changed since they were built" in bad.detail
+    assert data_pt.exists()
+    _flip(data_pt, at=len(data_pt.read_bytes()) // 2)
+    one = cora / "raw" / "ind.cora.x"
+    assert [(f.status, f.detail) for f in verify(one)] == [(OK, f"SHA-256 matches {tmp_path / 'SHA256SUMS'}")]
+    _flip(one, at=10)
+    (bad,) = [f for f in verify(cora) if f.status == BAD]
+    assert bad.path == one and "or its line in" in bad.detail and "restore the original file" in bad.detail
+    assert [f.status for f in verify(one)] == [BAD]
+    assert console_main(["verify", str(cora)]) == 1
