@@ -202,6 +202,20 @@ def find_root(name: str, root: Optional[str] = None) -> Path:
     raise DatasetNotFoundError("\n".join(lines))
 
 
+def dataset_fingerprint(name: str, root: Optional[str] = None) -> Dict[str, Any]:
+    """Where dataset ``name`` is found and the name and size of each of its files (the processed ones aside):
+    ``{"folder": str, "files": {relative name: size}}``. Two copies of one dataset have the same ``files``
+    wherever they lie; a resumed run compares them (``gnnkit ogb --resume``)."""
+    spec = _spec(name)
+    folder = find_root(name, root) / spec.subdir / spec.folder
+    files = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.is_file() and rel.parts[0] != "processed":
+            files[rel.as_posix()] = p.stat().st_size
+    return {"folder": str(folder.resolve()), "files": files}
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("GNNKIT_CACHE", "~/.cache/gnnkit")).expanduser()
 

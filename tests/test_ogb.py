@@ -423,3 +423,25 @@ def test_summary_reports_the_runs_and_libraries_asked_for():
     assert summarize(log)["gnnkit"]["runs"] == 3
     s = summarize(log, 1, ("gnnkit",))
     assert list(s) == ["gnnkit"] and s["gnnkit"]["runs"] == 1 and s["gnnkit"]["test"]["mean"] == 0.5
+
+
+def test_resume_refuses_other_data_but_not_another_root(synth, tmp_path):
+    """Review (session 14): `gnnkit ogb --resume` compared the protocol, not the data: a --root holding another
+    copy of the dataset (other splits) continued the run on it. The files' names and sizes are compared now;
+    the same files under another root resume."""
+    import shutil
+    out = str(tmp_path / "o")
+    cfg = OGBConfig("ogbn-arxiv", "sage", runs=2, epochs=1, root=str(synth), hidden=8, layers=("gnnkit",))
+    ogb_run(cfg, out, progress=False)
+    log = json.loads((tmp_path / "o" / "log.json").read_text())
+    assert log["data"]["files"]["split/time/train.csv.gz"] > 0
+    moved = tmp_path / "moved"
+    shutil.copytree(synth / "ogb" / "ogbn_arxiv", moved / "ogb" / "ogbn_arxiv",
+                    ignore=shutil.ignore_patterns("processed"))
+    again = OGBConfig("ogbn-arxiv", "sage", runs=3, epochs=1, root=str(moved), hidden=8, layers=("gnnkit",))
+    assert ogb_run(again, out, resume=True, progress=False)["summary"]["gnnkit"]["runs"] == 3
+    other = tmp_path / "other"
+    write_node(other, "ogbn-arxiv", n=310, seed=1)  # another graph, other splits
+    cfg4 = OGBConfig("ogbn-arxiv", "sage", runs=4, epochs=1, root=str(other), hidden=8, layers=("gnnkit",))
+    with pytest.raises(ResumeError, match=r"not the one this run started with.*split/time/.*fix: --root"):
+        ogb_run(cfg4, out, resume=True, progress=False)

@@ -9,13 +9,14 @@ time and the peak memory of a training epoch.
 
 Files in ``out`` (all written atomically, whole or not at all):
 
-- ``log.json``: the protocol, then per library and run every epoch's loss, scores and time; rewritten
-  after every epoch;
+- ``log.json``: the protocol and the dataset's files (folder, names and sizes), then per library and run
+  every epoch's loss, scores and time; rewritten after every epoch;
 - ``checkpoint.pt``: the run in progress (weights, optimizer, every random stream, best so far);
 - ``results.json``: the summary, once every run has finished.
 
 ``resume=True`` continues from them: finished runs are kept, the run in progress restarts after its last
-completed epoch and ends where an uninterrupted run would have ended.
+completed epoch and ends where an uninterrupted run would have ended.  It needs the same protocol and the
+same dataset files (another ``--root`` holding the same files is fine; other files are refused).
 
 Under ``torchrun`` (several processes, :mod:`gnnkit.distributed`) every rank trains its share of the data
 in ``DistributedDataParallel``; rank 0 alone reads and writes the files; a resumed run may use another
@@ -105,6 +106,10 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
     if ctx.is_main:  # rank 0 reads what is on disk and hands it to the others (no shared file system needed)
         try:
             state = _read_state(out_dir, protocol, resume)
+            data = _data_of(cfg)
+            _check_same_data(state[0], data)
+            if data is not None:
+                state[0]["data"] = data
         except ResumeError as e:
             error = str(e)
     state, error = ctx.broadcast_object((state, error))
@@ -211,6 +216,27 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
         write_json_verified(results, res_path)
     ctx.barrier()
     return results
+
+
+def _data_of(cfg: OGBConfig) -> Optional[Dict[str, Any]]:
+    """The dataset's folder and files (names, sizes); None where it is not found (make_task then says so)."""
+    from gnnkit.data import DatasetNotFoundError, dataset_fingerprint
+    try:
+        return dataset_fingerprint(cfg.dataset, cfg.root)
+    except (DatasetNotFoundError, ValueError, OSError):
+        return None
+
+
+def _check_same_data(log: Dict[str, Any], data: Optional[Dict[str, Any]]) -> None:
+    """A resumed run must train on the files it started with (``--root`` may differ, the data may not)."""
+    saved = log.get("data")
+    if not isinstance(saved, dict) or data is None or saved.get("files") == data["files"]:
+        return
+    old, new = saved.get("files") or {}, data["files"]
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    raise ResumeError(f"--resume: the dataset in {data['folder']} is not the one this run started with "
+                      f"({saved.get('folder')}): files {diff[:5]}{' ...' if len(diff) > 5 else ''} differ (name or "
+                      f"size); fix: --root pointing at the run's data, or another --out")
 
 
 def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
