@@ -42,6 +42,32 @@ def check_width(t: Optional[Tensor], expected: int, layer: str, arg: str, ctor: 
                          f"{ctor}={expected}; fix {ctor} or the input")
 
 
+def check_graph_channels(graph_channels: Any, layer: str) -> int:
+    """``graph_channels`` (the width of a per-graph feature ``g``) is an int >= 0."""
+    if isinstance(graph_channels, bool) or not isinstance(graph_channels, int) or graph_channels < 0:
+        raise ValueError(f"{layer}: graph_channels must be an int >= 0 (the width of g), got {graph_channels!r}")
+    return graph_channels
+
+
+def graph_features(g: Optional[Tensor], graph_channels: int, num_graphs: int, layer: str,
+                   method: str) -> Optional[Tensor]:
+    """``g`` as ``[num_graphs, graph_channels]`` (a 1-D ``g`` for one graph is taken as its row), or None
+    for a layer built without graph features; a missing, unexpected or misshapen ``g`` is a named error."""
+    if not graph_channels:
+        if g is not None:
+            raise ValueError(f"{layer}: got g but was built without graph_channels; pass "
+                             "graph_channels=g.size(-1) to the constructor or drop g")
+        return None
+    if g is None:
+        raise ValueError(f"{layer}: built with graph_channels={graph_channels}, so {method} needs "
+                         f"g [num_graphs, {graph_channels}]")
+    if g.dim() == 1 and num_graphs == 1:
+        g = g.view(1, -1)
+    if g.dim() != 2 or g.size(0) != num_graphs or g.size(1) != graph_channels:
+        raise ValueError(f"{layer}: g must be [num_graphs={num_graphs}, {graph_channels}], got {list(g.shape)}")
+    return g
+
+
 def plain_edge_index(edge_index: Tensor) -> Tensor:
     """A ``torch_geometric.EdgeIndex`` as a plain tensor (other tensors unchanged)."""
     try:

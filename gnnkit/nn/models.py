@@ -18,6 +18,7 @@ from torch.nn import BatchNorm1d, LayerNorm, Linear, ModuleList, ReLU, Sequentia
 
 from gnnkit.typing import Adj
 
+from ._utils import check_graph_channels
 from .gat_conv import GATConv
 from .gcn_conv import GCNConv
 from .gin_conv import GINConv
@@ -39,8 +40,7 @@ class _GNN(torch.nn.Module):
                  readout: Optional[str] = None, graph_channels: int = 0):
         super().__init__()
         name = type(self).__name__
-        if isinstance(graph_channels, bool) or not isinstance(graph_channels, int) or graph_channels < 0:
-            raise ValueError(f"{name}: graph_channels must be an int >= 0, got {graph_channels!r}")
+        check_graph_channels(graph_channels, name)
         if graph_channels and not (virtual_node or readout == "gated"):
             raise ValueError(f"{name}: graph_channels={graph_channels} is read by the virtual node's initial state "
                              "and the gated readout; fix: virtual_node=True and/or readout='gated', or drop it")

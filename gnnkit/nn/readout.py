@@ -11,6 +11,8 @@ from torch.nn import Linear, ReLU, Sequential
 
 from gnnkit.ops import validate_edge_index
 
+from ._utils import check_graph_channels, graph_features
+
 
 def _node_dim(x: Tensor) -> int:
     if x.dim() not in (1, 2, 3):
@@ -101,9 +103,7 @@ class GatedReadout(torch.nn.Module):
     def __init__(self, in_channels: int, out_channels: int, hidden_channels: Optional[int] = None,
                  graph_channels: int = 0):
         super().__init__()
-        if isinstance(graph_channels, bool) or not isinstance(graph_channels, int) or graph_channels < 0:
-            raise ValueError(f"GatedReadout: graph_channels must be an int >= 0 (the width of g), got "
-                             f"{graph_channels!r}")
+        check_graph_channels(graph_channels, "GatedReadout")
         i = in_channels + graph_channels
         h = hidden_channels or i
         self.in_channels, self.out_channels, self.graph_channels = in_channels, out_channels, graph_channels
@@ -121,22 +121,12 @@ class GatedReadout(torch.nn.Module):
         graph_channels]`` when built with ``graph_channels`` -> ``[num_graphs, out_channels]``."""
         if x.dim() != 2 or x.size(1) != self.in_channels:
             raise ValueError(f"GatedReadout: x must be [num_nodes, {self.in_channels}], got {list(x.shape)}")
-        if self.graph_channels:
-            if g is None:
-                raise ValueError(f"GatedReadout: built with graph_channels={self.graph_channels}, so forward needs "
-                                 f"g [num_graphs, {self.graph_channels}]")
+        if self.graph_channels or g is not None:
             # batch=None is one graph whatever size says (the pool returns one row then, as PyG's)
             n_graphs = 1 if batch is None else size if size is not None else \
                 (1 if batch.numel() == 0 else int(batch.max()) + 1)
-            if g.dim() == 1 and n_graphs == 1:
-                g = g.view(1, -1)
-            if g.dim() != 2 or g.size(0) != n_graphs or g.size(1) != self.graph_channels:
-                raise ValueError(f"GatedReadout: g must be [num_graphs={n_graphs}, {self.graph_channels}], got "
-                                 f"{list(g.shape)}")
+            g = graph_features(g, self.graph_channels, n_graphs, "GatedReadout", "forward")
             x = torch.cat([x, g.expand(x.size(0), -1) if batch is None else g.index_select(0, batch.long())], 1)
-        elif g is not None:
-            raise ValueError("GatedReadout: got g but was built without graph_channels; pass "
-                             "graph_channels=g.size(-1) to the constructor or drop g")
         return global_add_pool(torch.sigmoid(self.gate(x)) * self.value(x), batch, size)
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, Embedding, Linear, ReLU, Sequential
 
+from ._utils import check_graph_channels, graph_features
 from .readout import global_add_pool
 
 
@@ -36,9 +37,7 @@ class VirtualNode(torch.nn.Module):
 
     def __init__(self, channels: int, dropout: float = 0.0, residual: bool = False, graph_channels: int = 0):
         super().__init__()
-        if isinstance(graph_channels, bool) or not isinstance(graph_channels, int) or graph_channels < 0:
-            raise ValueError(f"VirtualNode: graph_channels must be an int >= 0 (the width of g), got "
-                             f"{graph_channels!r}")
+        check_graph_channels(graph_channels, "VirtualNode")
         self.channels = channels
         self.graph_channels = graph_channels
         self.lin_graph = Linear(graph_channels, channels) if graph_channels else None
@@ -64,20 +63,8 @@ class VirtualNode(torch.nn.Module):
         if num_graphs is None:
             num_graphs = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1
         state = self.embedding.weight.expand(num_graphs, -1)
-        if self.lin_graph is None:
-            if g is not None:
-                raise ValueError("VirtualNode: got g but was built without graph_channels; pass "
-                                 "graph_channels=g.size(-1) to the constructor or drop g")
-            return state
-        if g is None:
-            raise ValueError(f"VirtualNode: built with graph_channels={self.graph_channels}, so initial_state needs "
-                             f"g [num_graphs, {self.graph_channels}]")
-        if g.dim() == 1 and num_graphs == 1:
-            g = g.view(1, -1)
-        if g.dim() != 2 or g.size(0) != num_graphs or g.size(1) != self.graph_channels:
-            raise ValueError(f"VirtualNode: g must be [num_graphs={num_graphs}, {self.graph_channels}], got "
-                             f"{list(g.shape)}")
-        return state + self.lin_graph(g)
+        g = graph_features(g, self.graph_channels, num_graphs, "VirtualNode", "initial_state")
+        return state if g is None else state + self.lin_graph(g)
 
     def broadcast(self, x: Tensor, state: Tensor, batch: Optional[Tensor]) -> Tensor:
         """Add each graph's virtual-node state to its nodes."""
