@@ -114,6 +114,13 @@ def digest_path(path: Union[str, Path]) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
+def digest_line(name: str, data: bytes) -> bytes:
+    """The side file's content for file ``name`` holding ``data``: one ``sha256sum`` line (``sha256sum -c``
+    reads it); for a file written into a folder that is renamed into place as a whole, where
+    :func:`write_verified`'s three renames are not needed."""
+    return f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode()
+
+
 def _known_digests(digest: Path) -> list:
     return [ln.split()[0] for ln in digest.read_text().splitlines() if ln.strip()]
 
@@ -144,7 +151,7 @@ def _write_verified(path: Path, data: bytes) -> None:
             known = None  # a damaged side file says nothing; the file on disk is what an interrupted run kept
         if known is None or current in known:
             keep = [current]
-    line = "{}  " + path.name + "\n"
+    line = "{}  " + path.name + "\n"  # digest_line's format, for hashes already computed
     atomic_write(digest, "".join(line.format(h) for h in dict.fromkeys(keep + [new])).encode())
     atomic_write(path, data)
     if keep and keep != [new]:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gnnkit._atomic import IntegrityError, _fsync_dir, read_verified
+from gnnkit._atomic import IntegrityError, _fsync_dir, digest_line, read_verified
 
 from .leakage import check_leakage
 
@@ -128,7 +128,7 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
         text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
         # the manifest's own SHA-256 beside it (the split files' hashes are inside it): an edited setting is seen
         for name, data in (("manifest.json", text),
-                           ("manifest.json.sha256", f"{hashlib.sha256(text).hexdigest()}  manifest.json\n".encode())):
+                           ("manifest.json.sha256", digest_line("manifest.json", text))):
             with open(tmp / name, "wb") as f:
                 f.write(data)
                 f.flush()
