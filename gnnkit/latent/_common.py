@@ -1,10 +1,11 @@
 """What every gnnkit quantizer returns, and the code-usage bookkeeping they share."""
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor
@@ -34,6 +35,19 @@ class QuantizerOutput(NamedTuple):
     indices: Tensor
     loss: Tensor
     stats: QuantizerStats
+
+
+@contextlib.contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module`` in eval mode under ``torch.no_grad()``; its mode is restored after, also on an error
+    (encoding, decoding, sampling and scoring leave a model in training mode as they found it)."""
+    was = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was)
 
 
 def check_int(name: str, value: object, minimum: int, who: str = "") -> int:

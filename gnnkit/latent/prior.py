@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import check_indices, check_int, check_number
+from ._common import check_indices, check_int, check_number, evaluating
 from .vqvae import Codes
 
 PREDICTS = ("all", "top", "nodes")
@@ -156,7 +156,6 @@ class CodePrior(torch.nn.Module):
         nll = torch.where(w > 0, nll, torch.zeros_like(nll))
         return (nll * w).sum() / w.sum().clamp_min(1.0)
 
-    @torch.no_grad()
     def sample(self, prefix: Optional[List[Tensor]] = None, num_samples: Optional[int] = None,
                generator: Optional[torch.Generator] = None, temperature: float = 1.0) -> List[Tensor]:
         """Complete sequences from their ``prefix`` es (default: ``num_samples`` times ``[BOS]``) until each
@@ -164,9 +163,7 @@ class CodePrior(torch.nn.Module):
         CPU ``generator``. Returns one token sequence per sample."""
         if not 0 < temperature < math.inf:
             raise ValueError(f"temperature={temperature} must be a finite number > 0")
-        was = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             device = self.head.weight.device
             if prefix is None:
                 if num_samples is None or num_samples < 1:
@@ -192,8 +189,6 @@ class CodePrior(torch.nn.Module):
                 draw = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 for r, b in enumerate(todo):
                     seqs[b] = torch.cat([seqs[b], draw[r:r + 1]])
-        finally:
-            self.train(was)
 
     def _target_len(self, seq: Tensor) -> int:
         if seq.numel() < 2:

@@ -21,7 +21,7 @@ from torch_geometric.data import Batch, Data
 
 from gnnkit._atomic import IntegrityError, verify_file, write_verified
 
-from ._common import check_int, code_counts, usage_stats
+from ._common import check_int, code_counts, evaluating, usage_stats
 from .datasets import GenerationDataset, from_pyg, generation_dataset_names, load_generation_dataset, to_pyg
 from .fsq import FSQ
 from .gumbel import GumbelQuantizer, TemperatureSchedule
@@ -495,28 +495,22 @@ class VQRun:
             codes = self.priors["bottom"].to_codes(seqs)
         return Sampled(self.model.decode(codes, threshold=self.cfg.threshold), codes)
 
-    @torch.no_grad()
     def reconstruction(self, graphs: List[Data]) -> dict:
         """Edge ROC-AUC / accuracy over all node pairs (over edges and as many sampled non-edges for
         batches of graphs above 256 nodes, as in training), node-label accuracy and codebook perplexity of
         ``graphs`` (canonical), in eval mode (the model's mode is restored after)."""
         from sklearn.metrics import roc_auc_score
-        was_training = self.model.training
-        self.model.eval()
         logits, targets, label_hits, label_total, idx = [], [], 0, 0, []
-        try:
-            with torch.no_grad():
-                for batch in _batches(graphs, 64, shuffle=False):
-                    batch = batch.to(self.device)
-                    out = self.model(batch)
-                    logits.append(out.edge_logits)
-                    targets.append(out.edge_targets)
-                    idx.append(out.node_indices.reshape(-1))
-                    if out.label_logits is not None:
-                        label_hits += int((out.label_logits.argmax(-1) == batch.node_label).sum())
-                        label_total += batch.num_nodes
-        finally:
-            self.model.train(was_training)
+        with evaluating(self.model):
+            for batch in _batches(graphs, 64, shuffle=False):
+                batch = batch.to(self.device)
+                out = self.model(batch)
+                logits.append(out.edge_logits)
+                targets.append(out.edge_targets)
+                idx.append(out.node_indices.reshape(-1))
+                if out.label_logits is not None:
+                    label_hits += int((out.label_logits.argmax(-1) == batch.node_label).sum())
+                    label_total += batch.num_nodes
         lg, tg = torch.cat(logits).cpu(), torch.cat(targets).cpu()
         stats = usage_stats(code_counts(torch.cat(idx), self.model.num_codes))
         res = {"edge_auc": float(roc_auc_score(tg.numpy(), lg.numpy())) if 0 < float(tg.mean()) < 1 else float("nan"),

@@ -37,7 +37,7 @@ from torch_geometric.utils import to_dense_batch
 from gnnkit.linkpred import negative_sampling
 from gnnkit.nn import GCNConv, GINConv, SAGEConv, global_max_pool, global_mean_pool
 
-from ._common import QuantizerOutput, QuantizerStats, check_int, check_number
+from ._common import QuantizerOutput, QuantizerStats, check_int, check_number, evaluating
 
 CONVS = {
     "gin": lambda h: GINConv(Sequential(Linear(h, h), ReLU(), Linear(h, h))),
@@ -290,15 +290,10 @@ class GraphVQVAE(torch.nn.Module):
                            logits, pairs, targets, labels)
 
     # -- codes <-> graphs ---------------------------------------------------------------------------
-    @torch.no_grad()
     def encode(self, data: Batch) -> Codes:
         """The discrete codes of a batch (eval-mode quantisation; the model's mode is restored)."""
-        was = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             out = self.forward(data)
-        finally:
-            self.train(was)
         counts = (data.ptr[1:] - data.ptr[:-1]).cpu()
         nodes = list(out.node_indices.cpu().split(counts.tolist()))
         top = out.top_indices.cpu() if out.top_indices is not None else None
@@ -307,7 +302,6 @@ class GraphVQVAE(torch.nn.Module):
     def _top_tokens_from_codes(self, top: Optional[Tensor]) -> Optional[Tensor]:
         return None
 
-    @torch.no_grad()
     def decode(self, codes: Codes, threshold: float = 0.5, sample_edges: bool = False,
                generator: Optional[torch.Generator] = None) -> List[Data]:
         """Graphs from codes: edge ``i``–``j`` where its probability exceeds ``threshold`` (or, with
@@ -316,9 +310,7 @@ class GraphVQVAE(torch.nn.Module):
         features ``x`` (``[num_nodes, in_channels]``) when it has ``in_channels > 0``."""
         check_number("threshold", threshold, 0.0, 1.0, high_open=True,
                      hint=": an edge is kept where its probability exceeds it (1 or NaN would keep none)")
-        was = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             device = next(self.parameters()).device
             sizes = [int(n) for n in codes.num_nodes]
             if any(n < 1 or n > self.max_nodes for n in sizes):
@@ -367,8 +359,6 @@ class GraphVQVAE(torch.nn.Module):
                 graphs.append(g)
                 start += n
             return graphs
-        finally:
-            self.train(was)
 
 
 class HierarchicalGraphVQVAE(GraphVQVAE):
