@@ -54,7 +54,6 @@ def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr,
         acc = tl.full([BLOCK_F], float("inf"), ACC)
     else:
         acc = tl.zeros([BLOCK_F], ACC)
-    seen = tl.zeros([BLOCK_F], tl.int32)  # whether a tile of this row reached the running max/min yet
     nan = tl.zeros([BLOCK_F], tl.int32)  # max/min: a NaN among the row's values (torch's amax/amin return it)
     for e0 in range(start, end, BLOCK_E):
         offs_e = e0 + tl.arange(0, BLOCK_E).to(tl.int64)
@@ -71,16 +70,14 @@ def _spmm_fwd_kernel(rowptr_ptr, col_ptr, val_ptr, x_ptr, out_ptr,
         if REDUCE <= 1:
             acc += tl.sum(xv, axis=0)
         else:
+            # acc starts at -inf/+inf, so the running extremum needs no "first tile" flag; a NaN tile is
+            # whatever tl.max/min make of it, and the NaN flag decides the result below
             if REDUCE == 2:
                 xv = tl.where(m2, xv, float("-inf"))
-                bm = tl.max(xv, axis=0)
-                better = (bm > acc) | (seen == 0)
+                acc = tl.maximum(acc, tl.max(xv, axis=0))
             else:
                 xv = tl.where(m2, xv, float("inf"))
-                bm = tl.min(xv, axis=0)
-                better = (bm < acc) | (seen == 0)
-            seen = tl.where(better, 1, seen)
-            acc = tl.where(better, bm, acc)
+                acc = tl.minimum(acc, tl.min(xv, axis=0))
             nan = tl.maximum(nan, tl.max((xv != xv).to(tl.int32), axis=0))
     if REDUCE >= 2:
         acc = tl.where(nan > 0, float("nan"), acc)  # tl.max/min skip NaN; chunk partials carry it to the combine
@@ -118,19 +115,13 @@ def _spmm_combine_kernel(rowptr_ptr, out_ptr, part_ptr, long_rows_ptr, long_ptr_
         acc = tl.full([BLOCK_F], float("inf"), ACC)
     else:
         acc = tl.zeros([BLOCK_F], ACC)
-    seen = tl.zeros([BLOCK_F], tl.int32)
     nan = tl.zeros([BLOCK_F], tl.int32)
     for p in range(p0, p1):
         v = tl.load(part_ptr + (p * H + h) * F + offs_f, mask=fmask, other=0.0).to(ACC)
         if REDUCE <= 1:
             acc += v
         else:
-            if REDUCE == 2:
-                better = (v > acc) | (seen == 0)
-            else:
-                better = (v < acc) | (seen == 0)
-            seen = tl.where(better, 1, seen)
-            acc = tl.where(better, v, acc)
+            acc = tl.maximum(acc, v) if REDUCE == 2 else tl.minimum(acc, v)
             nan = tl.maximum(nan, (v != v).to(tl.int32))
     if REDUCE >= 2:
         acc = tl.where(nan > 0, float("nan"), acc)
