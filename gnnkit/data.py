@@ -208,12 +208,21 @@ def dataset_fingerprint(name: str, root: Optional[str] = None) -> Dict[str, Any]
     wherever they lie; a resumed run compares them (``gnnkit ogb --resume``)."""
     spec = _spec(name)
     folder = find_root(name, root) / spec.subdir / spec.folder
-    files = {}
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder)
-        if p.is_file() and rel.parts[0] != "processed":
-            files[rel.as_posix()] = p.stat().st_size
-    return {"folder": str(folder.resolve()), "files": files}
+    files, seen = {}, set()
+    # linked folders are followed (a writable copy of read-only data is often a folder of links), once each;
+    # hidden files (editors', temporary files of an interrupted write) and processed/ are not the data
+    for here, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        rel_dir = Path(here).relative_to(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (rel_dir == Path(".") and d == "processed"))
+        for n in names:
+            if not n.startswith(".") and os.path.isfile(os.path.join(here, n)):
+                files[(rel_dir / n).as_posix()] = os.path.getsize(os.path.join(here, n))
+    return {"folder": str(folder.resolve()), "files": dict(sorted(files.items()))}
 
 
 def _cache_dir() -> Path:
@@ -345,8 +354,10 @@ def _drop_processed(folder: Path) -> str:
 
 
 def _processed_hashes(proc: Path) -> Dict[str, str]:
-    """SHA-256 of every processed file (the stamp itself aside), by name under ``processed/``."""
-    files = sorted(p for p in proc.rglob("*") if p.is_file() and p.name != _STAMP) if proc.is_dir() else []
+    """SHA-256 of every processed file (the stamp and hidden files aside), by name under ``processed/``."""
+    # hidden files are not PyG's (an interrupted atomic write leaves a ".name.*.tmp")
+    files = sorted(p for p in proc.rglob("*") if p.is_file() and p.name != _STAMP and not p.name.startswith(".")) \
+        if proc.is_dir() else []
     return {str(p.relative_to(proc)): _sha256(p) for p in files}
 
 

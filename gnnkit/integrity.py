@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,35 +125,50 @@ SUM_MISMATCH = ("its SHA-256 differs from {sums} (the file was truncated or edit
                 "fix: restore the original file, or {sums} if the file is the original")
 
 
+def _lexical(path: Path) -> Path:
+    """``path`` made absolute without following symlinks (a dataset folder may link its files elsewhere)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
 def _data_root_above(path: Path) -> Optional[Path]:
-    """The nearest folder above ``path`` that holds a ``SHA256SUMS`` (a data root), if any."""
-    for parent in path.resolve().parents:
+    """The nearest folder above ``path`` (lexically: symlinks not followed) that holds a ``SHA256SUMS``."""
+    for parent in _lexical(path).parents:
         if (parent / "SHA256SUMS").is_file():
             return parent
     return None
 
 
-def _check_dataset_root(root: Path, under: Optional[Path] = None) -> List[Finding]:
-    """Every file ``SHA256SUMS`` lists (``sha256sum`` format), whatever dataset it belongs to; with
-    ``under`` (a file or folder below ``root``) only the files at or below it."""
-    sums = root / "SHA256SUMS"
-    try:
-        lines = sums.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        return [Finding(sums, BAD, f"unreadable ({type(e).__name__}); fix: restore the data root's SHA256SUMS")]
-    out, good = [], 0
-    scope = under.resolve() if under is not None else None
-    for line in lines:
+def _sum_lines(sums: Path) -> List[tuple]:
+    """``(digest, path)`` for each ``sha256sum`` line of ``sums`` (paths below its folder)."""
+    out = []
+    for line in sums.read_text().splitlines():
         parts = line.strip().split(None, 1)
         if len(parts) != 2:
             continue
         digest, rel = parts[0].lower(), parts[1].lstrip("*").strip()
-        path = root / (rel[2:] if rel.startswith("./") else rel)
+        out.append((digest, sums.parent / (rel[2:] if rel.startswith("./") else rel)))
+    return out
+
+
+def _check_dataset_root(root: Path, under: Optional[Path] = None) -> List[Finding]:
+    """Every file ``SHA256SUMS`` lists (``sha256sum`` format), whatever dataset it belongs to; with
+    ``under`` (a file or folder below ``root``) only the files at or below it, and nothing at all when the
+    root lists none there (a ``SHA256SUMS`` above a folder that is no dataset's says nothing of it)."""
+    sums = root / "SHA256SUMS"
+    try:
+        lines = _sum_lines(sums)
+    except (OSError, UnicodeDecodeError) as e:
+        if under is not None:  # another folder's damaged record is not this path's finding
+            return []
+        return [Finding(sums, BAD, f"unreadable ({type(e).__name__}); fix: restore the data root's SHA256SUMS")]
+    out, good = [], 0
+    scope = _lexical(under) if under is not None else None
+    for digest, path in lines:
         if scope is not None:
-            resolved = path.resolve()
-            if resolved != scope and scope not in resolved.parents:
+            lexical = _lexical(path)
+            if lexical != scope and scope not in lexical.parents:
                 continue
-            path = under / resolved.relative_to(scope) if resolved != scope else under
+            path = under / lexical.relative_to(scope) if lexical != scope else under
         if not path.is_file():
             out.append(Finding(path, BAD, f"listed in {sums} but missing; fix: restore the dataset's files"))
         elif sha256_file(path) != digest:
@@ -165,8 +181,8 @@ def _check_dataset_root(root: Path, under: Optional[Path] = None) -> List[Findin
     elif good:
         out.append(Finding(where, OK, f"{'data root' if under is None else 'dataset files'}: {good} file"
                                       f"{'s' if good != 1 else ''} listed in {sums} match"))
-    elif not out:
-        out.append(Finding(where, UNCHECKED, f"{sums} lists no file" + (" under it" if under is not None else "")))
+    elif not out and under is None:
+        out.append(Finding(sums, UNCHECKED, "lists no file"))
     return out
 
 
@@ -195,16 +211,15 @@ def verify(path: Union[str, Path]) -> List[Finding]:
         found = _check_file(path)
         root = _data_root_above(path) if found.status == UNCHECKED else None
         if root is not None:  # a dataset file: its line in the root's SHA256SUMS, if it has one
-            listed = _check_dataset_root(root, under=path)
-            if listed[0].status != UNCHECKED:
-                return listed
+            return _check_dataset_root(root, under=path) or [found]
         return [found]
     findings: List[Finding] = []
     covered = set()  # files a manifest already checked
     data_roots = []
     above = _data_root_above(path) if not (path / "SHA256SUMS").is_file() else None
-    if above is not None:  # a folder below a data root (a dataset's folder): the root's lines for it
-        findings += _check_dataset_root(above, under=path)
+    listed = _check_dataset_root(above, under=path) if above is not None else []
+    if listed:  # a folder below a data root (a dataset's folder): the root's lines for it
+        findings += listed
         data_roots.append(path)
     for folder in sorted([path, *(p for p in path.rglob("*") if p.is_dir())]):
         if _is_split(folder):

@@ -324,3 +324,42 @@ def test_verify_checks_a_dataset_folder_below_its_root_and_the_processed_files(t
     assert bad.path == one and "or its line in" in bad.detail and "restore the original file" in bad.detail
     assert [f.status for f in verify(one)] == [BAD]
     assert console_main(["verify", str(cora)]) == 1
+
+
+def test_verify_below_an_unrelated_sha256sums_and_through_linked_dataset_folders(tmp_path):
+    """Review (session 15): a SHA256SUMS above a folder that is no dataset's (a project's release sums) made
+    `verify --strict` of a sample folder fail, and a damaged one turned every path below it bad; a dataset
+    folder linked from elsewhere was skipped (resolved paths), so `verify ROOT/sub` said fine where
+    `verify ROOT` said bad."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    import torch
+    from torch_geometric.data import Data
+
+    from gnnkit.latent.io import write_samples
+    proj = tmp_path / "proj"
+    (proj / "runs").mkdir(parents=True)
+    (proj / "SHA256SUMS").write_text(f"{'e3b0' * 16}  dist/x.tar.gz\n")
+    g = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
+    write_samples([g], proj / "runs" / "s", {"model": "test"})
+    assert [f.status for f in verify(proj / "runs" / "s")] == [OK]
+    assert console_main(["verify", "--strict", str(proj / "runs" / "s")]) == 0
+    (proj / "SHA256SUMS").write_bytes(b"\xff\xfe bad\n")
+    assert [f.status for f in verify(proj / "runs" / "s")] == [OK]
+    assert [f.status for f in verify(proj / "runs" / "s" / "graph_000.txt")] == [UNCHECKED]
+    # a data root whose dataset folder is a link to storage elsewhere
+    bundled = Path(__file__).resolve().parents[1] / "datasets"
+    store, root = tmp_path / "store", tmp_path / "root"
+    shutil.copytree(bundled / "tu" / "MUTAG", store / "MUTAG", ignore=shutil.ignore_patterns("processed"))
+    (root / "tu").mkdir(parents=True)
+    os.symlink(store / "MUTAG", root / "tu" / "MUTAG")
+    lines = [ln for ln in (bundled / "SHA256SUMS").read_text().splitlines() if "tu/MUTAG/" in ln]
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    sub = root / "tu" / "MUTAG"
+    assert {f.status for f in verify(sub)} == {OK} and {f.status for f in verify(root)} == {OK}
+    one = sub / "raw" / "MUTAG_A.txt"
+    _flip(one, at=3)
+    for path in (root, sub, one):
+        assert [f.path.name for f in verify(path) if f.status == BAD] == ["MUTAG_A.txt"], path

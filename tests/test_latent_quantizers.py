@@ -330,8 +330,10 @@ def test_fsq_symmetric_grid_follows_its_formula(levels):
     want = 2 / (lv - 1) * torch.floor((lv - 1) * (torch.tanh(z) + 1) / 2 + 0.5) - 1
     out = q(z)
     assert torch.allclose(out.quantized, want, atol=1e-6)
-    # the grid is symmetric: -z gives -code (away from the floor's ties)
-    assert torch.allclose(q(-z).quantized, -want, atol=1e-6)
+    # the grid is symmetric, exactly: -z gives -code (away from the floor's ties), and the codes are
+    # bit for bit the ones codes_from_indices gives
+    assert torch.equal(q(-z).quantized, -out.quantized)
+    assert torch.equal(q.codes_from_indices(out.indices), out.quantized)
     idx = torch.arange(q.num_codes)
     codes = q.codes_from_indices(idx)
     assert codes.min() == -1 and codes.max() == 1

@@ -488,3 +488,6 @@ def test_cli_takes_fsq_levels_and_the_symmetric_grid(tmp_path, capsys, monkeypat
     assert again.cfg.fsq_symmetric and again.cfg.fsq_levels == (4, 4, 3) and again.model.quantizer.symmetric
     with pytest.raises(ValueError, match="--fsq-levels must be whole numbers >= 2"):
         config_for("community-small", fsq_levels=(8, 2.5))
+    import numpy as np  # the Python API takes what FSQ takes (review: integer-valued floats, numpy integers)
+    for levels in ((8.0, 5.0), np.array([8, 5]), [np.int64(8), 5]):
+        assert config_for("community-small", fsq_levels=levels).fsq_levels == (8, 5)

@@ -440,6 +440,17 @@ def test_resume_refuses_other_data_but_not_another_root(synth, tmp_path):
                     ignore=shutil.ignore_patterns("processed"))
     again = OGBConfig("ogbn-arxiv", "sage", runs=3, epochs=1, root=str(moved), hidden=8, layers=("gnnkit",))
     assert ogb_run(again, out, resume=True, progress=False)["summary"]["gnnkit"]["runs"] == 3
+    # review: a root of links to the same files (a writable copy of read-only data), with an editor's hidden file
+    linked = tmp_path / "linked" / "ogb" / "ogbn_arxiv"
+    linked.mkdir(parents=True)
+    for entry in (moved / "ogb" / "ogbn_arxiv").iterdir():
+        os.symlink(entry, linked / entry.name)
+    (linked / ".notes.swp").write_text("x")
+    from gnnkit.data import dataset_fingerprint
+    assert dataset_fingerprint("ogbn-arxiv", str(tmp_path / "linked"))["files"] == log["data"]["files"]
+    again = OGBConfig("ogbn-arxiv", "sage", runs=3, epochs=1, root=str(tmp_path / "linked"), hidden=8,
+                      layers=("gnnkit",))
+    assert ogb_run(again, out, resume=True, progress=False)["summary"]["gnnkit"]["runs"] == 3
     other = tmp_path / "other"
     write_node(other, "ogbn-arxiv", n=310, seed=1)  # another graph, other splits
     cfg4 = OGBConfig("ogbn-arxiv", "sage", runs=4, epochs=1, root=str(other), hidden=8, layers=("gnnkit",))

@@ -110,7 +110,7 @@ class FSQ(torch.nn.Module):
         if self.symmetric:
             b = (self._levels - 1) * (torch.tanh(zf) + 1) / 2 + 0.5
             q = b + (b.floor() - b).detach()
-            quantized = q / self._half_width - 1
+            quantized = (q - self._half_width) / self._half_width  # (k - c) / c: as codes_from_indices, exact
         else:
             b = self.bound(zf)
             q = b + (b.round() - b).detach()

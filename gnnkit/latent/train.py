@@ -106,13 +106,24 @@ class VQConfig:
             raise ValueError(f"--lr and --prior-lr must be > 0, got {self.lr}, {self.prior_lr}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"--threshold must be in (0, 1), got {self.threshold}")
-        levels = self.fsq_levels
-        if not isinstance(levels, (tuple, list)) or not levels or \
-                any(isinstance(v, bool) or not isinstance(v, int) or v < 2 for v in levels):
-            raise ValueError(f"--fsq-levels must be whole numbers >= 2, e.g. 8,5,5, got {levels!r}")
+        self.fsq_levels = _whole_levels(self.fsq_levels)
         if not isinstance(self.fsq_symmetric, bool):
             raise ValueError(f"fsq_symmetric must be True or False, got {self.fsq_symmetric!r}")
         return self
+
+
+def _whole_levels(levels: object) -> Tuple[int, ...]:
+    """FSQ levels as a tuple of ints (integer-valued floats and numpy integers taken, as FSQ takes them)."""
+    bad = ValueError(f"--fsq-levels must be whole numbers >= 2, e.g. 8,5,5, got {levels!r}")
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
+        raise bad
+    try:
+        values = list(levels)
+        if not values or any(isinstance(v, bool) or not float(v).is_integer() or float(v) < 2 for v in values):
+            raise bad
+    except (TypeError, ValueError):
+        raise bad from None
+    return tuple(int(v) for v in values)
 
 
 # Per-dataset defaults (what `gnnkit vq train DATASET` uses unless a flag overrides it).
