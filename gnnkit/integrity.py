@@ -107,6 +107,9 @@ def _check_samples(folder: Path) -> List[Finding]:
                                        "again"))
     if not out:
         out.append(Finding(folder, OK, f"samples: {len(hashes)} files match samples.json"))
+    if not digest_path(manifest).is_file():  # the files match a manifest nothing vouches for
+        out.append(Finding(manifest, UNCHECKED, f"no {digest_path(manifest).name} side file: the manifest itself "
+                                                "is not checked; fix: sample again (or copy the side file with it)"))
     return out
 
 
@@ -236,6 +239,12 @@ def verify(path: Union[str, Path]) -> List[Finding]:
         if stamp.is_file():
             findings.append(_check_processed(stamp))
             covered.update(p for p in stamp.parent.rglob("*") if p.is_file())
+        elif (folder / "processed").is_dir() and (folder / "raw").is_dir() and \
+                any(p.is_file() for p in (folder / "processed").iterdir()):
+            findings.append(Finding(folder / "processed", UNCHECKED, "processed files with no recorded hashes "
+                                    "(built by PyG outside gnnkit, or on a read-only copy); a gnnkit load of a "
+                                    "writable copy records them"))
+            covered.update(p for p in (folder / "processed").rglob("*") if p.is_file())
     for digest in sorted(path.rglob("*.sha256")):
         target = digest.with_name(digest.name[:-len(".sha256")])
         if target in covered:

@@ -363,3 +363,26 @@ def test_verify_below_an_unrelated_sha256sums_and_through_linked_dataset_folders
     _flip(one, at=3)
     for path in (root, sub, one):
         assert [f.path.name for f in verify(path) if f.status == BAD] == ["MUTAG_A.txt"], path
+
+
+def test_verify_strict_flags_a_samples_manifest_without_its_side_file_and_unrecorded_processed_files(tmp_path):
+    """Review (session 15): `verify --strict` passed a sample folder whose samples.json had lost its side file,
+    and a dataset folder whose processed files have no recorded hashes (built by PyG itself)."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+    from torch_geometric.data import Data
+
+    from gnnkit.latent.io import write_samples
+    g = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
+    write_samples([g], tmp_path / "s", {"model": "test"})
+    (tmp_path / "s" / "samples.json.sha256").unlink()
+    assert sorted(f.status for f in verify(tmp_path / "s")) == [OK, UNCHECKED]
+    assert console_main(["verify", "--strict", str(tmp_path / "s")]) == 1
+    bundled = Path(__file__).resolve().parents[1] / "datasets"
+    cora = tmp_path / "planetoid" / "Cora"
+    shutil.copytree(bundled / "planetoid" / "Cora" / "raw", cora / "raw")
+    (cora / "processed").mkdir()
+    (cora / "processed" / "data.pt").write_bytes(b"built elsewhere")
+    assert [(f.path.name, f.status) for f in verify(cora)] == [("processed", UNCHECKED)]

@@ -217,3 +217,54 @@ def test_evaluate_refuses_zero_samples(tmp_path):
             run.evaluate(num_samples=bad)
     with pytest.raises(ValueError, match="VQRun.evaluate: repeats"):
         run.evaluate(repeats=0)
+
+
+def test_vq_train_refuses_flags_the_run_would_not_use(tmp_path, capsys, monkeypatch):
+    """Review (session 15): --fsq-symmetric/--fsq-levels with --quantizer vq, --top-codes/--top-slots with one
+    level, --top-codes with FSQ's fixed top grid: silently ignored but saved in the run's settings."""
+    from gnnkit.cli import console_main
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--epochs", "1", "--prior-epochs", "1", "--hidden", "16", "--no-progress"]
+    for flags, named in ((["--fsq-symmetric"], "--fsq-symmetric applies to --quantizer fsq"),
+                         (["--fsq-levels", "4,4"], "--fsq-levels applies only with --quantizer fsq"),
+                         (["--top-codes", "4"], "--top-codes applies only with --levels 2"),
+                         (["--top-slots", "3"], "--top-slots applies only with --levels 2"),
+                         (["--quantizer", "fsq", "--levels", "2", "--top-codes", "16"],
+                          "--top-codes applies only with --quantizer vq or gumbel"),
+                         (["--quantizer", "fsq", "--fsq-levels", ",".join(["3"] * 20)], "--fsq-levels gives"),
+                         (["--codes", str(2 ** 20)], "--codes gives 1,048,576 codes"),
+                         (["--quantizer", "fsq", "--fsq-levels", "1002"], "each level must be <= 1000"),
+                         (["--heads", "3"], "must be divisible by --heads 3")):
+        assert console_main(["vq", "train", "community-small", *tiny, *flags]) == 2, flags
+        assert named in capsys.readouterr().err, flags
+    assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_fsq_limits_and_its_collapse_advice():
+    import warnings
+
+    from gnnkit.latent import FSQ, GraphVQVAE, HierarchicalGraphVQVAE
+    from gnnkit.latent._common import QuantizerCollapseWarning
+    with pytest.raises(ValueError, match=r"give 36,472,996,377,170,786,403 codes; at most 16,777,216"):
+        FSQ([3] * 41)  # was a raw TypeError (overflow)
+    with pytest.raises(ValueError, match="fix: levels <= 1000 or a smaller eps"):
+        FSQ([1002])
+    q = FSQ([8, 5], min_usage=0.5)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            q(torch.full((200, 2), 5.0))  # every vector on one grid point
+    (w,) = [x for x in seen if issubclass(x.category, QuantizerCollapseWarning)]
+    assert "kmeans_init" not in str(w.message) and "fewer levels" in str(w.message)
+    h = HierarchicalGraphVQVAE(FSQ([5, 5]), FSQ([8, 4]), 10, hidden_channels=16, heads=2, top_slots=1)
+    assert h.top_quantizer.monitor.label == "top level" and h.quantizer.monitor.label == "node level"
+    assert GraphVQVAE(FSQ([5, 5]), 10, hidden_channels=16, heads=2).quantizer.monitor.label == ""
+
+
+def test_a_file_that_is_no_checkpoint_is_named_without_torchs_unpickling_advice(tmp_path):
+    from gnnkit.latent.train import CheckpointError, load_checkpoint
+    p = tmp_path / "model.pt"
+    torch.save({"x": torch.nn.Linear(2, 2)}, p)  # a module: weights_only refuses it
+    with pytest.warns(UserWarning, match="sha256"), pytest.raises(CheckpointError) as e:
+        load_checkpoint(p)
+    assert "not a gnnkit VQ checkpoint" in str(e.value) and "weights_only" not in str(e.value)

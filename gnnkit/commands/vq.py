@@ -16,6 +16,7 @@ CONFIG_FLAGS = {
     "quantizer": (str, "vq | fsq | gumbel"),
     "codes": (int, "codebook size K (vq, gumbel)"),
     "code_dim": (int, "codeword width (vq, gumbel)"),
+    "heads": (int, "attention heads of the decoder and the prior (--hidden and --prior-d-model must be multiples)"),
     "fsq_levels": (_args.levels, "FSQ levels per channel, comma-separated; FSQ's K is their product (fsq)"),
     "top_codes": (int, "two levels: top codebook size (vq, gumbel; fsq's top levels are 8,4)"),
     "top_slots": (int, "two levels: graph-level code slots"),
@@ -24,6 +25,8 @@ CONFIG_FLAGS = {
     "layers": (int, "gnnkit GIN layers in the encoder"),
     "epochs": (int, "stage-1 (autoencoder) epochs"),
     "prior_epochs": (int, "stage-2 (prior) epochs"),
+    "prior_d_model": (int, "width of the prior's Transformer"),
+    "prior_layers": (int, "layers of the prior's Transformer"),
     "batch_size": (int, "graphs per batch"),
     "lr": (_args.positive_float, "autoencoder learning rate"),
     "prior_lr": (_args.positive_float, "prior learning rate"),
@@ -35,6 +38,7 @@ CONFIG_FLAGS = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from gnnkit.cli import HelpFormatter
     sub = p.add_subparsers(dest="vq_command", metavar="ACTION")
     sub.required = True
     from gnnkit.latent.train import DATASET_DEFAULTS, VQConfig
@@ -64,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     s = sub.add_parser("sample", help="sample graphs from a trained run",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     s.add_argument("checkpoint",
                    help="run folder or its checkpoint.pt")
     s.add_argument("-n", "--num", type=int, default=16, help="number of graphs")
@@ -76,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     e = sub.add_parser("eval",
                        help="MMD² (GraphRNN/GDSS and GRAN protocols) of sampled vs test graphs",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     e.add_argument("checkpoint", help="run folder or its checkpoint.pt")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("-n", "--num", type=int, default=None,
@@ -114,6 +118,20 @@ def _new_run_dir(cfg) -> Path:
     return path
 
 
+def _check_applicable(cfg, given: dict) -> None:
+    """A flag the configuration does not use is refused, not saved as if it had been used."""
+    unused = []
+    if cfg.quantizer != "fsq":
+        unused += [(f, "--quantizer fsq") for f in ("fsq_levels",) if f in given]
+    if cfg.levels == 1:
+        unused += [(f, "--levels 2") for f in ("top_codes", "top_slots") if f in given]
+    elif cfg.quantizer == "fsq" and "top_codes" in given:
+        unused.append(("top_codes", "--quantizer vq or gumbel (FSQ's top level is the grid 8,4: 32 codes)"))
+    if unused:
+        flag, needs = unused[0]
+        raise ValueError(f"--{flag.replace('_', '-')} applies only with {needs}; drop it")
+
+
 def _train(args) -> int:
     from gnnkit.latent.train import VQRun, config_for
     names = (*CONFIG_FLAGS, "random_order", "fsq_symmetric")
@@ -130,6 +148,7 @@ def _train(args) -> int:
         if not args.dataset:
             raise ValueError("give a DATASET (community-small, ego-small, enzymes) or --resume RUN_DIR")
         cfg = config_for(args.dataset, **given)
+        _check_applicable(cfg, given)
         if args.out is not None:
             _check_output(args.out, "--out", folder=True)
         run_dir = Path(args.out) if args.out else _new_run_dir(cfg)

@@ -118,8 +118,11 @@ class UsageMonitor(torch.nn.Module):
     then starts a new window. A batch alone is a poor judge (a batch of 20 vectors cannot use 10% of
     512 codes), a window that scales with the codebook is not."""
 
-    def __init__(self, num_codes: int, min_usage: float = 0.1, window_factor: int = 10):
+    def __init__(self, num_codes: int, min_usage: float = 0.1, window_factor: int = 10,
+                 advice: str = "a smaller codebook or a lower learning rate"):
         super().__init__()
+        self.advice = advice  # what helps this quantizer (the warning names only options it has)
+        self.label = ""  # which of a model's quantizers this is (e.g. "top level"), named in the warning
         if not 0.0 <= min_usage <= 1.0:
             raise ValueError(f"min_usage={min_usage} must be in [0, 1] (0 disables the collapse warning)")
         self.num_codes = num_codes
@@ -138,9 +141,9 @@ class UsageMonitor(torch.nn.Module):
         self.last_window_usage = usage
         self.hist.zero_()
         if usage < self.min_usage:
-            warnings.warn(f"{name}: only {usage:.1%} of its {self.num_codes} codes were used over the last "
-                          f"{self.window} assignments (codebook collapse); try kmeans_init=True, "
-                          f"dead_code_threshold > 0, a smaller codebook or a lower learning rate",
+            who = f"{name} ({self.label})" if self.label else name
+            warnings.warn(f"{who}: only {usage:.1%} of its {self.num_codes} codes were used over the last "
+                          f"{self.window} assignments (codebook collapse); try {self.advice}",
                           QuantizerCollapseWarning, stacklevel=3)
 
 

@@ -27,6 +27,7 @@ with a straight-through floor.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Sequence
 
@@ -34,6 +35,8 @@ import torch
 from torch import Tensor
 
 from ._common import QuantizerOutput, UsageMonitor, check_indices, check_nonempty, code_counts, usage_stats
+
+MAX_CODES = 2 ** 24
 
 
 class FSQ(torch.nn.Module):
@@ -61,9 +64,13 @@ class FSQ(torch.nn.Module):
         self.num_codes = 1
         for v in levels:
             self.num_codes *= v
+        if self.num_codes > MAX_CODES:
+            raise ValueError(f"levels={self.levels} give {self.num_codes:,} codes; at most {MAX_CODES:,} (2**24) are "
+                             "supported (code usage is counted per code); fix: fewer or smaller levels")
         if not 0.0 <= eps < 1.0 / (max(levels) - 1):
+            top = f"levels <= {math.ceil(1 / eps)} or " if eps > 0 else ""
             raise ValueError(f"eps={eps} must be in [0, 1/(max(levels)-1)) = [0, {1.0 / (max(levels) - 1):.3g}) so "
-                             f"that rounding stays inside the levels")
+                             f"that rounding stays inside the levels; fix: {top}a smaller eps")
         self.eps = float(eps)
         if not isinstance(symmetric, bool):
             raise ValueError(f"symmetric={symmetric!r} must be True or False")
@@ -81,7 +88,9 @@ class FSQ(torch.nn.Module):
         # symmetric one (the same for odd L)
         center = (lv - 1) / 2 if symmetric else torch.div(lv, 2, rounding_mode="floor")
         self.register_buffer("_half_width", center, persistent=False)
-        self.monitor = UsageMonitor(self.num_codes, min_usage)
+        # a fixed grid has no codes to restart: few used points mean the encoder's outputs sit in a corner
+        self.monitor = UsageMonitor(self.num_codes, min_usage, advice="fewer levels (a smaller grid), symmetric=True "
+                                    "for even levels, or longer training (the encoder spreads its outputs)")
 
     def bound(self, z: Tensor) -> Tensor:
         """The paper's bounded, shifted input ``[..., d]`` (rounding it gives the digit minus its centre)."""

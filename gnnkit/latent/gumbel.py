@@ -123,7 +123,8 @@ class GumbelQuantizer(torch.nn.Module):
         self.kl_weight = float(kl_weight)
         self.codebook = torch.nn.Embedding(num_codes, dim)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
-        self.monitor = UsageMonitor(num_codes, min_usage)
+        self.monitor = UsageMonitor(num_codes, min_usage, advice="kl_weight > 0 (the KL to the uniform prior "
+                                    "spreads the codes), a slower temperature schedule or a smaller codebook")
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -33,6 +34,7 @@ from .vqvae import Codes, GraphVQVAE, HierarchicalGraphVQVAE
 FORMAT = "gnnkit-vq"
 VERSION = 1
 QUANTIZERS = ("vq", "fsq", "gumbel")
+MAX_CODES = 2 ** 16  # codes per codebook a run takes (FSQ's paper goes up to 2**16 too)
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -109,6 +111,17 @@ class VQConfig:
         self.fsq_levels = _whole_levels(self.fsq_levels)
         if not isinstance(self.fsq_symmetric, bool):
             raise ValueError(f"fsq_symmetric must be True or False, got {self.fsq_symmetric!r}")
+        if self.fsq_symmetric and self.quantizer != "fsq":
+            raise ValueError(f"--fsq-symmetric applies to --quantizer fsq, not {self.quantizer}; drop it")
+        # the prior has one token per code (an embedding and an output row each): keep its vocabulary sane
+        k = math.prod(self.fsq_levels) if self.quantizer == "fsq" else self.codes
+        flag = "--fsq-levels" if self.quantizer == "fsq" else "--codes"
+        if k > MAX_CODES or (self.levels == 2 and self.quantizer != "fsq" and self.top_codes > MAX_CODES):
+            raise ValueError(f"{flag if k > MAX_CODES else '--top-codes'} gives "
+                             f"{k if k > MAX_CODES else self.top_codes:,} codes; the prior's vocabulary takes at most "
+                             f"{MAX_CODES:,} (2**16); fix: a smaller codebook")
+        if self.quantizer == "fsq" and max(self.fsq_levels) > 1000:
+            raise ValueError(f"--fsq-levels: each level must be <= 1000 (FSQ's bound), got {max(self.fsq_levels)}")
         return self
 
 
@@ -152,7 +165,13 @@ def _quantizer(kind: str, codes: int, dim: int, cfg: VQConfig, fsq_levels: Seque
     if kind == "vq":
         return VectorQuantizer(codes, dim, beta=cfg.beta, ema=cfg.ema, kmeans_init=True, dead_code_threshold=0.05)
     if kind == "fsq":
-        return FSQ(fsq_levels, symmetric=cfg.fsq_symmetric)
+        if 2 in fsq_levels and not cfg.fsq_symmetric:
+            warnings.warn(f"--fsq-levels {','.join(map(str, fsq_levels))} has a level of 2: on FSQ's paper grid such "
+                          "a channel stays on one code with almost no gradient; fix: --fsq-symmetric (Python: "
+                          "fsq_symmetric=True) or levels >= 3", UserWarning, stacklevel=2)
+        with warnings.catch_warnings():  # said above, in the run's terms
+            warnings.filterwarnings("ignore", message=r"FSQ levels=.* has a level of 2")
+            return FSQ(fsq_levels, symmetric=cfg.fsq_symmetric)
     schedule = TemperatureSchedule("exp", cfg.tau_start, cfg.tau_end, max(1, steps))
     return GumbelQuantizer(codes, dim, schedule, hard=True, kl_weight=cfg.kl_weight)
 
@@ -250,6 +269,9 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - an unpickler fed damaged bytes raises many types (IndexError too)
+        if "weights only load failed" in str(e).lower():  # torch's advice to unpickle anyway is not ours to give
+            raise CheckpointError(f"{path} is not a gnnkit VQ checkpoint (it holds objects a gnnkit checkpoint never "
+                                  "holds; not loaded); give a run folder written by 'gnnkit vq train'") from None
         raise CheckpointError(f"{path} is not a readable gnnkit VQ checkpoint (truncated or corrupted?): "
                               f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -622,7 +644,8 @@ def format_table(result: dict) -> str:
         stats = ("degree", "clustering", "orbit")
         cell = lambda m, sd: f"{m:7.4f} ± {sd:.4f}" if sd is not None else f"{m:7.4f}{'':8s}"  # noqa: E731
         got = [res[m] for m in stats if m in res]
-        name = f"gnnkit VQ ({result['config']['quantizer']}, {result['config']['levels']} level)"
+        levels = result['config']['levels']
+        name = f"gnnkit graph VQ-VAE ({result['config']['quantizer']}, {levels} level{'s' if levels != 1 else ''})"
         lines.append(f"{name:40s} " + " ".join(cell(res[m], res.get(m + "_std")) if m in res else f"{'-':>15s}"
                                              for m in stats) + f" {sum(got) / max(len(got), 1):8.4f}")
         if "train_subset_degree" in res:

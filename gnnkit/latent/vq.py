@@ -178,7 +178,8 @@ class VectorQuantizer(torch.nn.Module):
         # so a resumed run applies them as an uninterrupted one would)
         self.register_buffer("restart_pending", torch.zeros(num_codes, dtype=torch.bool))
         self.register_buffer("restart_vectors", torch.zeros(num_codes, dim))
-        self.monitor = UsageMonitor(num_codes, min_usage)
+        self.monitor = UsageMonitor(num_codes, min_usage, advice="kmeans_init=True, dead_code_threshold > 0, a "
+                                    "smaller codebook or a lower learning rate")
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

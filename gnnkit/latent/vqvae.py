@@ -37,7 +37,7 @@ from torch_geometric.utils import to_dense_batch
 from gnnkit.linkpred import negative_sampling
 from gnnkit.nn import GCNConv, GINConv, SAGEConv, global_max_pool, global_mean_pool
 
-from ._common import QuantizerOutput, QuantizerStats, check_int, check_number, evaluating
+from ._common import QuantizerOutput, QuantizerStats, UsageMonitor, check_int, check_number, evaluating
 
 CONVS = {
     "gin": lambda h: GINConv(Sequential(Linear(h, h), ReLU(), Linear(h, h))),
@@ -377,6 +377,9 @@ class HierarchicalGraphVQVAE(GraphVQVAE):
         h = self.hidden
         self.top_slots = top_slots
         self.top_quantizer = top_quantizer
+        for q, label in ((quantizer, "node level"), (top_quantizer, "top level")):
+            if isinstance(getattr(q, "monitor", None), UsageMonitor):
+                q.monitor.label = label  # the collapse warning says which of the two quantizers it is
         self.top_in = Sequential(Linear(2 * h, h), ReLU(), Linear(h, top_slots * top_quantizer.input_dim))
         self.top_out = Linear(top_quantizer.dim, h)
         self.top_slot = torch.nn.Embedding(top_slots, h)
