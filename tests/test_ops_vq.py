@@ -212,5 +212,5 @@ def test_custom_op_passes_opcheck():
     """Schema, fake (meta) implementation and dynamic-shape tracing of ``gnnkit::nearest_code``."""
     for z, e in ((torch.randn(37, 16), torch.randn(300, 16)),
                  (torch.randn(5, 3).bfloat16(), torch.randn(4, 3).double())):
-        result = torch.library.opcheck(opvq._nearest_code_op, (z, e))
+        result = torch.library.opcheck(torch.ops.gnnkit.nearest_code.default, (z, e))
         assert all(v == "SUCCESS" for v in result.values()), result

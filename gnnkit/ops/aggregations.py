@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ._autograd import apply_function, first_order_only
+from ._custom_op import custom_op
 from .graph import Graph, check_op_inputs
 from .reference import LOW, segment_sum
 
@@ -61,7 +62,7 @@ def _local_rows(rowptr: Tensor, r0: int, r1: int, s0: int, s1: int) -> Tuple[Ten
 
 # Both passes are custom ops: opaque to torch.compile (their chunk boundaries are data-dependent), so a
 # compiled model (fullgraph=True) calls them as it calls the SpMM ops.
-@torch.library.custom_op("gnnkit::softmax_aggr_fwd", mutates_args=())
+@custom_op("gnnkit::softmax_aggr_fwd")
 def _forward_op(rowptr: Tensor, col: Tensor, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """``(out, m, s)``: the aggregation, each row's maximum logit and normaliser ``[num_dst, F]``."""
     n, F = rowptr.numel() - 1, x.size(1)
@@ -87,7 +88,7 @@ def _(rowptr, col, x, t):
     return x.new_empty(n, x.size(1)), x.new_empty(n, x.size(1)), x.new_empty(n, x.size(1))
 
 
-@torch.library.custom_op("gnnkit::softmax_aggr_bwd", mutates_args=())
+@custom_op("gnnkit::softmax_aggr_bwd")
 def _backward_op(rowptr_t: Tensor, col_t: Tensor, x: Tensor, t: Tensor, out: Tensor, m: Tensor, s: Tensor,
                  grad_out: Tensor, semi_grad: bool, need_t: bool) -> Tuple[Tensor, Tensor]:
     """``(grad_x, grad_t)`` over the transposed CSR (source rows), weights recomputed from ``m`` and ``s``;

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ._backend import use_triton
+from ._custom_op import custom_op
 
 try:  # optional peer
     from torch_sparse import SparseTensor  # type: ignore
@@ -430,7 +431,7 @@ def unique_pattern(rowptr: Tensor, col: Tensor, row: Tensor) -> Tuple[Tensor, Te
             col[first], torch.cumsum(first, 0) - 1)
 
 
-@torch.library.custom_op("gnnkit::sddmm_pattern", mutates_args=())
+@custom_op("gnnkit::sddmm_pattern")
 def sddmm_pattern_op(rowptr: Tensor, col: Tensor, row: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """:func:`unique_pattern` as an op, for compiled code: ``gather`` is empty when the graph has no
     duplicate slots (and the pattern a copy of ``rowptr``, ``col``: an op's outputs may not alias its inputs)."""

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ._backend import use_triton
+from ._custom_op import custom_op
 from .graph import Graph
 from .reference import (
     graph_attention_ref,
@@ -71,7 +72,7 @@ def _schedule(rowptr: Tensor, plan: Optional[Tensor], plan_meta: Optional[List[i
 
 
 # ---------------------------------------------------------------------- SpMM
-@torch.library.custom_op("gnnkit::spmm", mutates_args=())
+@custom_op("gnnkit::spmm")
 def spmm_op(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str,
             plan: Optional[Tensor] = None, plan_meta: Optional[List[int]] = None) -> Tensor:
     """``out[i] = reduce_{slots k of row i} value[k] * x[col[k]]`` -> ``[N, H, F]``."""
@@ -89,7 +90,7 @@ def _(rowptr, col, value, x, reduce, plan=None, plan_meta=None):
     return x.new_empty((rowptr.shape[0] - 1, x.shape[1], x.shape[2]))
 
 
-@torch.library.custom_op("gnnkit::spmm_arg_bwd", mutates_args=())
+@custom_op("gnnkit::spmm_arg_bwd")
 def spmm_arg_bwd_op(rowptr: Tensor, col: Tensor, row: Tensor, value: Optional[Tensor], x: Tensor,
                     grad_out: Tensor, reduce: str, rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor,
                     plan: Optional[Tensor] = None, plan_meta: Optional[List[int]] = None,
@@ -114,7 +115,7 @@ def _(rowptr, col, row, value, x, grad_out, reduce, rowptr_t, col_t, perm_t, pla
 
 
 # ---------------------------------------------------------------------- ReLU messages
-@torch.library.custom_op("gnnkit::relu_message", mutates_args=())
+@custom_op("gnnkit::relu_message")
 def relu_message_op(x: Tensor, index: Tensor, edge_term: Tensor) -> Tuple[Tensor, Tensor]:
     """``(relu(x[index] + edge_term), mask)`` with ``mask = result > 0`` (bool, for the backward): one
     fresh ``[E, F]`` buffer, worked in place.  Opaque to ``torch.compile``: inductor's generated CPU
@@ -135,7 +136,7 @@ def _(x, index, edge_term):
     return out, x.new_empty(shape, dtype=torch.bool)
 
 
-@torch.library.custom_op("gnnkit::relu_message_bwd", mutates_args=())
+@custom_op("gnnkit::relu_message_bwd")
 def relu_message_bwd_op(grad: Tensor, mask: Tensor, rowptr_t: Tensor, perm_t: Tensor, num_nodes: int,
                         x_dtype: torch.dtype, plan_t: Optional[Tensor] = None,
                         plan_t_meta: Optional[List[int]] = None) -> Tuple[Tensor, Tensor]:
@@ -163,7 +164,7 @@ def sddmm_pattern_args(graph: Graph) -> Tuple[Optional[Tensor], Optional[Tensor]
     return graph.sddmm_pattern()
 
 
-@torch.library.custom_op("gnnkit::sddmm", mutates_args=())
+@custom_op("gnnkit::sddmm")
 def sddmm_op(rowptr: Tensor, col: Tensor, row: Tensor, a: Tensor, b: Tensor, pattern_rowptr: Optional[Tensor],
              pattern_col: Optional[Tensor], pattern_gather: Optional[Tensor]) -> Tensor:
     """``out[k, h] = <a[row[k], h], b[col[k], h]>`` -> ``[E, H]``.  ``pattern_*``:
@@ -175,7 +176,7 @@ def sddmm_op(rowptr: Tensor, col: Tensor, row: Tensor, a: Tensor, b: Tensor, pat
     if pattern_rowptr is not None:  # an empty gather (the compiled pattern op's): no duplicates
         gather = pattern_gather if pattern_gather is not None and pattern_gather.numel() else None
         pattern = (pattern_rowptr, pattern_col, gather)
-    return sddmm_csr_ref(rowptr, col, a, b, pattern)
+    return sddmm_csr_ref(rowptr, col, a, b, pattern, row)
 
 
 @sddmm_op.register_fake
@@ -184,7 +185,7 @@ def _(rowptr, col, row, a, b, pattern_rowptr, pattern_col, pattern_gather):
 
 
 # ---------------------------------------------------------------------- edge softmax
-@torch.library.custom_op("gnnkit::segment_softmax", mutates_args=())
+@custom_op("gnnkit::segment_softmax")
 def softmax_op(rowptr: Tensor, row: Tensor, logits: Tensor, plan: Optional[Tensor] = None,
                plan_meta: Optional[List[int]] = None) -> Tensor:
     if use_triton("softmax", logits):
@@ -198,7 +199,7 @@ def _(rowptr, row, logits, plan=None, plan_meta=None):
     return torch.empty_like(logits)
 
 
-@torch.library.custom_op("gnnkit::segment_softmax_bwd", mutates_args=())
+@custom_op("gnnkit::segment_softmax_bwd")
 def softmax_bwd_op(rowptr: Tensor, row: Tensor, p: Tensor, grad: Tensor, plan: Optional[Tensor] = None,
                    plan_meta: Optional[List[int]] = None) -> Tensor:
     if use_triton("softmax", p):
@@ -215,7 +216,7 @@ def _(rowptr, row, p, grad, plan=None, plan_meta=None):
 # ---------------------------------------------------------------------- per-slot values onto nodes
 # An op (torch only) so that a compiled GAT backward calls the eager reduction: inductor's lowering of
 # index_add_ is ~2.5x slower than aten's on CPU (5.3 vs 1.9 ms at E=220k, H=8, 2 threads).
-@torch.library.custom_op("gnnkit::node_sums", mutates_args=())
+@custom_op("gnnkit::node_sums")
 def node_sums_op(g: Tensor, rowptr: Tensor, row: Tensor, col: Tensor, rowptr_t: Optional[Tensor],
                  perm_t: Optional[Tensor], num_src: int, need_src: bool, need_dst: bool) -> Tuple[Tensor, Tensor]:
     return node_sums_ref(g, rowptr, row, col, rowptr_t, perm_t, num_src, need_src, need_dst)
@@ -229,7 +230,7 @@ def _(g, rowptr, row, col, rowptr_t, perm_t, num_src, need_src, need_dst):
 
 
 # ---------------------------------------------------------------------- segment reduction
-@torch.library.custom_op("gnnkit::segment_reduce", mutates_args=())
+@custom_op("gnnkit::segment_reduce")
 def segment_op(rowptr: Tensor, values: Tensor, reduce: str, plan: Optional[Tensor] = None,
                plan_meta: Optional[List[int]] = None, row: Optional[Tensor] = None) -> Tensor:
     if use_triton("segment", values):
@@ -243,7 +244,7 @@ def _(rowptr, values, reduce, plan=None, plan_meta=None, row=None):
     return values.new_empty((rowptr.shape[0] - 1,) + tuple(values.shape[1:]))
 
 
-@torch.library.custom_op("gnnkit::segment_reduce_bwd", mutates_args=())
+@custom_op("gnnkit::segment_reduce_bwd")
 def segment_bwd_op(rowptr: Tensor, row: Tensor, values: Tensor, grad_out: Tensor, reduce: str,
                    plan: Optional[Tensor] = None, plan_meta: Optional[List[int]] = None) -> Tensor:
     if use_triton("segment", values):
@@ -259,7 +260,7 @@ def _(rowptr, row, values, grad_out, reduce, plan=None, plan_meta=None):
 
 
 # ---------------------------------------------------------------------- fused GAT (Triton only)
-@torch.library.custom_op("gnnkit::gat_fused", mutates_args=())
+@custom_op("gnnkit::gat_fused")
 def gat_fused_op(rowptr: Tensor, col: Tensor, x: Tensor, a_src: Tensor, a_dst: Tensor,
                  edge_term: Optional[Tensor], negative_slope: float, plan: Optional[Tensor] = None,
                  plan_meta: Optional[List[int]] = None) -> Tuple[Tensor, Tensor, Tensor]:
@@ -276,7 +277,7 @@ def _(rowptr, col, x, a_src, a_dst, edge_term, negative_slope, plan=None, plan_m
     return x.new_empty((N, x.shape[1], x.shape[2])), stats, torch.empty_like(stats)
 
 
-@torch.library.custom_op("gnnkit::gat_fused_bwd", mutates_args=())
+@custom_op("gnnkit::gat_fused_bwd")
 def gat_fused_bwd_op(rowptr: Tensor, col: Tensor, row: Tensor, rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor,
                      x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor], out: Tensor, m: Tensor,
                      z: Tensor, grad_out: Tensor, negative_slope: float, plan: Optional[Tensor] = None,
@@ -298,7 +299,7 @@ def _(rowptr, col, row, rowptr_t, col_t, perm_t, x, a_src, a_dst, edge_term, out
 
 
 # ---------------------------------------------------------------------- dense per-graph attention
-@torch.library.custom_op("gnnkit::graph_attention", mutates_args=())
+@custom_op("gnnkit::graph_attention")
 def graph_attention_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Optional[Tensor],
                        bias: Optional[Tensor], adjacency: bool, scale: float) -> Tensor:
     """Attention within each padded graph (Graphormer's spatial bias, optional adjacency mask), the torch
@@ -312,7 +313,7 @@ def _(q, k, v, num_nodes, dist, bias, adjacency, scale):
     return q.new_empty(q.shape)
 
 
-@torch.library.custom_op("gnnkit::graph_attention_fused", mutates_args=())
+@custom_op("gnnkit::graph_attention_fused")
 def graph_attention_fused_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Optional[Tensor],
                              bias: Optional[Tensor], adjacency: bool, scale: float) -> Tuple[Tensor, Tensor]:
     """``(out, lse)``: the fused Triton kernel, which never stores the ``[B, H, N, N]`` scores, and each row's
@@ -326,7 +327,7 @@ def _(q, k, v, num_nodes, dist, bias, adjacency, scale):
     return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=torch.float32)
 
 
-@torch.library.custom_op("gnnkit::graph_attention_fused_bwd", mutates_args=())
+@custom_op("gnnkit::graph_attention_fused_bwd")
 def graph_attention_fused_bwd_op(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist: Optional[Tensor],
                                  bias: Optional[Tensor], adjacency: bool, scale: float, out: Tensor, lse: Tensor,
                                  grad_out: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:

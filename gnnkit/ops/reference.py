@@ -39,6 +39,11 @@ def tracks_grad(*ts: Tensor) -> bool:
 # links MKL's 32-bit-index interface and casts the indices to int32 without a range check, so larger
 # extents keep the old kernels.
 _MKL_MAX_WIDTH = 64
+# multi-head products on graphs with at most this many message values (E x H x F) gather the [E, H, F] messages
+# once and reduce them in one pass: a CPU product per head costs a fixed ~50 µs (MKL's set-up, the sparse
+# tensor) that dominates small graphs (3.2x faster at E = 1,800, H = 8, F = 8; 1.5x at Cora's E = 13k), while
+# above a few million values the fresh buffer's page faults make it 4-10x slower (E = 100k: 0.23x)
+_SMALL_MESSAGES = 2 ** 20
 _INT32_MAX = 2 ** 31 - 1
 
 
@@ -145,6 +150,8 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
         if v.is_inference() and not torch.is_inference_mode_enabled():
             v = v.clone()  # weights kept by an inference-mode call: a sparse tensor outside it needs a plain one
         out = product(v, xc.reshape(S, F)).reshape(N, 1, F)
+    elif r == "sum" and col.numel() * H * F <= _SMALL_MESSAGES:  # small: one gather, one segment sum
+        out = segment_sum(rowptr, xc.index_select(0, col).mul_(value.to(xc.dtype).unsqueeze(-1)))
     else:
         vc = value.to(xc.dtype)
         out = xc.new_empty(N, H, F)
@@ -190,11 +197,14 @@ def route_to_extrema(msg: Tensor, out: Tensor, row: Tensor, grad_out: Tensor) ->
 
 # ---------------------------------------------------------------------- SDDMM
 def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor,
-                  pattern: Optional[Tuple[Tensor, Tensor, Optional[Tensor]]] = None) -> Tensor:
-    """Reference SDDMM with ``torch.sparse.sampled_addmm`` (PyTorch's CPU SDDMM), one head at a time.
+                  pattern: Optional[Tuple[Tensor, Tensor, Optional[Tensor]]] = None,
+                  row: Optional[Tensor] = None) -> Tensor:
+    """Reference SDDMM with ``torch.sparse.sampled_addmm`` (PyTorch's CPU SDDMM), one head at a time; on
+    small graphs (at most ``_SMALL_MESSAGES`` products) the rows' and columns' features gathered once and
+    multiplied.
 
     ``pattern``: :meth:`Graph.sddmm_pattern` (duplicate-free pattern and gather map); built
-    here when not given."""
+    here when not given.  ``row``: the destination of each slot (:attr:`gnnkit.ops.Graph.row`)."""
     N, H, F = a.shape
     S = b.shape[0]
     E = col.numel()
@@ -204,6 +214,9 @@ def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor,
     out = ac.new_empty(E, H)
     if E == 0:
         return out.to(dtype)
+    if E * H * F <= _SMALL_MESSAGES:
+        row = slot_rows(rowptr, E) if row is None else row
+        return ac.index_select(0, row).mul_(bc.index_select(0, col)).sum(-1).to(dtype)
     if pattern is None:
         pattern = unique_pattern(rowptr, col, slot_rows(rowptr, E))
     p_rowptr, p_col, gather = pattern

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ._backend import use_triton
+from ._custom_op import custom_op
 
 DEFAULT_CHUNK_SIZE = 1 << 24  # distance entries per block of the torch path: 64 MB of fp32
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -106,7 +107,7 @@ def nearest_code_ref(z: Tensor, codebook: Tensor, chunk_size: int = DEFAULT_CHUN
     return index, dist
 
 
-@torch.library.custom_op("gnnkit::nearest_code", mutates_args=())
+@custom_op("gnnkit::nearest_code")
 def _nearest_code_op(z: Tensor, codebook: Tensor) -> Tuple[Tensor, Tensor]:
     if use_triton("vq", z):
         from gnnkit.kernels import vq as kernels

@@ -1,0 +1,64 @@
+"""gnnkit's registered ops: ``torch.library.custom_op`` (opaque to ``torch.compile``, which reads their fake
+functions), with eager calls on plain tensors going straight to the implementation.
+
+Why: an eager call of a registered op goes through the dispatcher and back into Python (schema check, the
+"no autograd formula" wrapper, redispatch). Measured on this project's CPU for a MUTAG batch of 32 graphs
+(569 nodes, 1,256 edges, 64 features): 192 µs per SpMM call through the op against 105 µs for the same
+implementation called directly, whose MKL product takes 56 µs — on small graphs the round trip costs more
+than the work. The op itself is kept for every caller that needs it: ``torch.compile`` / ``torch.export``
+(Dynamo traces the op, not its body), fake and meta tensors, tensor subclasses, functorch transforms
+(``vmap``, ``grad``) and active dispatch modes; ``torch.ops.gnnkit.*`` stays registered for direct users.
+
+Semantics are the op's: the direct call runs with gradients off (an op without an autograd formula
+returns tensors that track nothing; every caller is an autograd Function's forward or backward, where
+gradients are off anyway).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+
+def _plain(values: Any) -> bool:
+    """Every tensor among ``values`` (lists too) is a plain ``torch.Tensor`` on a real device."""
+    for v in values:
+        if isinstance(v, Tensor):
+            if type(v) is not Tensor or v.device.type == "meta":
+                return False
+        elif isinstance(v, (list, tuple)) and not _plain(v):
+            return False
+    return True
+
+
+class CustomOp:
+    """A registered op (``torch.library.custom_op``) whose eager calls on plain tensors run its Python
+    implementation directly (module doc); everything else (``register_fake``, ``_opoverload``, ...) is the
+    registered op's."""
+
+    def __init__(self, op: Any, fn: Callable[..., Any]):
+        self._op, self._fn = op, fn
+        self.__doc__, self.__name__ = fn.__doc__, fn.__name__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None \
+                or torch._C._functorch.peek_interpreter_stack() is not None \
+                or not _plain(args) or not _plain(kwargs.values()):
+            return self._op(*args, **kwargs)
+        if not torch.is_grad_enabled():  # inside an autograd Function (every gnnkit caller)
+            return self._fn(*args, **kwargs)
+        with torch.no_grad():
+            return self._fn(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._op, name)
+
+
+def custom_op(name: str) -> Callable[[Callable[..., Any]], CustomOp]:
+    """``@custom_op("gnnkit::name")``: ``torch.library.custom_op(name, mutates_args=())`` with the direct
+    eager path of :class:`CustomOp`."""
+    def register(fn: Callable[..., Any]) -> CustomOp:
+        return CustomOp(torch.library.custom_op(name, mutates_args=())(fn), fn)
+    return register
