@@ -249,9 +249,17 @@ def test_registered_ops_run_their_body_directly_in_eager_and_the_op_elsewhere():
     g = Graph.build(torch.tensor([[0, 1, 2, 2], [1, 2, 0, 1]]), num_nodes=3)
     x = torch.randn(3, 2, 4, requires_grad=True)
     v = torch.rand(4, 2)
-    direct = spmm_op(g.rowptr, g.col, v, x, "sum")
-    via_op = torch.ops.gnnkit.spmm(g.rowptr, g.col, v, x, "sum")
-    assert torch.equal(direct, via_op) and not direct.requires_grad and direct.grad_fn is None
+    direct = spmm_op(g.rowptr, g.col, v, x.detach(), "sum")
+    via_op = torch.ops.gnnkit.spmm(g.rowptr, g.col, v, x.detach(), "sum")
+    assert torch.equal(direct, via_op) and direct.grad_fn is None
+    # a call autograd would record goes through the op, whose missing formula raises (review: the direct path
+    # under no_grad cut the term from the graph, a silently wrong gradient); forward AD likewise
+    with pytest.raises(RuntimeError, match="no autograd formula"):
+        (spmm_op(g.rowptr, g.col, v, x, "sum") + x).sum().backward()
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x.detach(), torch.ones(3, 2, 4))
+        assert fwAD.unpack_dual(spmm_op(g.rowptr, g.col, v, dual, "sum")).tangent is None
     with torch.profiler.profile() as prof:
         spmm_op(g.rowptr, g.col, v, x.detach(), "sum")
     assert not any(e.name == "gnnkit::spmm" for e in prof.events())  # the body ran, not the dispatcher

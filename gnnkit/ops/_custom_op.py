@@ -9,9 +9,10 @@ than the work. The op itself is kept for every caller that needs it: ``torch.com
 (Dynamo traces the op, not its body), fake and meta tensors, tensor subclasses, functorch transforms
 (``vmap``, ``grad``) and active dispatch modes; ``torch.ops.gnnkit.*`` stays registered for direct users.
 
-Semantics are the op's: the direct call runs with gradients off (an op without an autograd formula
-returns tensors that track nothing; every caller is an autograd Function's forward or backward, where
-gradients are off anyway).
+Semantics are the op's: a call that autograd would record (gradients on and an input that requires them, or
+forward-mode AD active) goes through the op, whose missing autograd formula raises on backward; the direct
+path serves the rest, which is every gnnkit caller (an autograd Function's forward or backward, where
+gradients are off).
 """
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+_PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
-def _plain(values: Any) -> bool:
-    """Every tensor among ``values`` (lists too) is a plain ``torch.Tensor`` on a real device."""
+
+def _plain(values: Any, grad: bool) -> bool:
+    """Every tensor among ``values`` (lists too) is a plain tensor (or parameter) on a real device, and with
+    gradients on (``grad``) none requires them."""
     for v in values:
         if isinstance(v, Tensor):
-            if type(v) is not Tensor or v.device.type == "meta":
+            if type(v) not in _PLAIN_TYPES or v.device.type == "meta" or (grad and v.requires_grad):
                 return False
-        elif isinstance(v, (list, tuple)) and not _plain(v):
+        elif isinstance(v, (list, tuple)) and not _plain(v, grad):
             return False
     return True
 
@@ -43,14 +47,13 @@ class CustomOp:
         self.__doc__, self.__name__ = fn.__doc__, fn.__name__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        grad = torch.is_grad_enabled()
         if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None \
                 or torch._C._functorch.peek_interpreter_stack() is not None \
-                or not _plain(args) or not _plain(kwargs.values()):
+                or torch.autograd.forward_ad._current_level >= 0 \
+                or not _plain(args, grad) or not _plain(kwargs.values(), grad):
             return self._op(*args, **kwargs)
-        if not torch.is_grad_enabled():  # inside an autograd Function (every gnnkit caller)
-            return self._fn(*args, **kwargs)
-        with torch.no_grad():
-            return self._fn(*args, **kwargs)
+        return self._fn(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._op, name)

@@ -150,8 +150,8 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
         if v.is_inference() and not torch.is_inference_mode_enabled():
             v = v.clone()  # weights kept by an inference-mode call: a sparse tensor outside it needs a plain one
         out = product(v, xc.reshape(S, F)).reshape(N, 1, F)
-    elif r == "sum" and col.numel() * H * F <= _SMALL_MESSAGES:  # small: one gather, one segment sum
-        out = segment_sum(rowptr, xc.index_select(0, col).mul_(value.to(xc.dtype).unsqueeze(-1)))
+    elif r == "sum" and col.numel() * H * F <= _SMALL_MESSAGES:  # small: one gather, one sum (torch.func: no mul_)
+        out = segment_sum(rowptr, xc.index_select(0, col) * value.to(xc.dtype).unsqueeze(-1))
     else:
         vc = value.to(xc.dtype)
         out = xc.new_empty(N, H, F)
@@ -216,7 +216,7 @@ def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor,
         return out.to(dtype)
     if E * H * F <= _SMALL_MESSAGES:
         row = slot_rows(rowptr, E) if row is None else row
-        return ac.index_select(0, row).mul_(bc.index_select(0, col)).sum(-1).to(dtype)
+        return (ac.index_select(0, row) * bc.index_select(0, col)).sum(-1).to(dtype)
     if pattern is None:
         pattern = unique_pattern(rowptr, col, slot_rows(rowptr, E))
     p_rowptr, p_col, gather = pattern
