@@ -119,7 +119,7 @@ def test_bad_input_is_named():
         conv(torch.randn(3, 4), torch.tensor([[0], [1]]), torch.tensor([True, False]))
     with pytest.raises(ValueError, match=r"identity indices must lie in \[0, 3\)"):
         conv(torch.randn(3, 4), torch.tensor([[0], [1]]), torch.tensor([5]))
-    with pytest.raises(ValueError, match="max_length must be >= 1"):
+    with pytest.raises(ValueError, match="max_length must be an int >= 1"):
         cycle_count_features(torch.tensor([[0], [1]]), 2, 0)
 
 

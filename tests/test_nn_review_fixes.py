@@ -328,3 +328,45 @@ def test_gine_bfloat16_features_in_a_float32_model_promote_as_pygs():
     # wider edge features than the model (PyG raises): the model's dtype, as before
     g = gnn.GINEConv(torch.nn.Linear(4, 2))
     assert g(torch.randn(5, 4), ei, torch.randn(5, 4, dtype=torch.float64)).dtype == torch.float32
+
+
+def test_lecture_extras_refuse_what_they_would_misread():
+    """Review (session 15): P-GNN's q=2.5 searched 3 hops (limit q + 0.5); a float identity index was truncated
+    (0.7 coloured node 0); VirtualNode.broadcast with a state for too few graphs hit a raw IndexError;
+    SmoothingMonitor returned [] silently when the last nodes have no edges; cycle_count_features took a
+    float size into torch's sparse constructor."""
+    import warnings
+
+    from gnnkit.nn import GCN, PGNN, IDGNNConv, VirtualNode
+    from gnnkit.nn.diagnostics import SmoothingMonitor
+    from gnnkit.nn.idgnn_conv import cycle_count_features
+    from gnnkit.nn.pgnn_conv import shortest_path_scores
+    path = torch.tensor([[0, 1, 2, 3, 1, 2, 3, 4], [1, 2, 3, 4, 0, 1, 2, 3]])
+    for q in (2.5, True, 0):
+        with pytest.raises(ValueError, match="q must be a whole number of hops >= 1"):
+            shortest_path_scores(path, 5, q)
+        with pytest.raises(ValueError, match="q must be a whole number of hops >= 1"):
+            PGNN(3, 8, q=q)
+    tri = torch.tensor([[0, 1, 1, 2, 2, 0], [1, 0, 2, 1, 0, 2]])
+    with pytest.raises(ValueError, match="integer node indices.*identity.long()"):
+        IDGNNConv(4, 3)(torch.randn(3, 4), tri, torch.tensor([0.7]))
+    vn = VirtualNode(4)
+    with pytest.raises(ValueError, match="state holds 2 graphs"):
+        vn.broadcast(torch.randn(5, 4), torch.zeros(2, 4), torch.tensor([0, 0, 1, 2, 2]))
+    with pytest.raises(ValueError, match=r"batch must be \[num_nodes=5\]"):
+        vn.broadcast(torch.randn(5, 4), torch.zeros(2, 4), torch.tensor([0, 1]))
+    ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])  # nodes 4 and 5 have no edges
+    model = GCN(1, 4, 2, 2)
+    with pytest.warns(UserWarning, match="pass num_nodes=x.size"), SmoothingMonitor(model, ei) as mon:
+        model(torch.randn(6, 1), ei)
+    assert mon.stats == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with SmoothingMonitor(model, ei, num_nodes=6) as mon:
+            model(torch.randn(6, 1), ei)
+    assert len(mon.stats) == 2
+    for kw, name in (({"num_nodes": 3.0}, "num_nodes"), ({"num_nodes": 3, "max_length": 2.0}, "max_length"),
+                     ({"num_nodes": 3, "chunk": 0}, "chunk")):
+        with pytest.raises(ValueError, match=f"cycle_count_features: {name} must be an int"):
+            cycle_count_features(tri, **kw)
+    assert cycle_count_features(tri, 3, 3)[:, 2].tolist() == [2.0, 2.0, 2.0]

@@ -100,7 +100,7 @@ def test_anchor_sets_fixed_in_eval_resampled_in_training():
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="distance_map must be True or False"):
         PGNN(4, 8, distance_map="no")  # a string would otherwise switch the map on
-    with pytest.raises(ValueError, match="distance cap q must be >= 1"):
+    with pytest.raises(ValueError, match="distance cap q must be a whole number of hops >= 1"):
         PGNN(4, 8, q=0)
     with pytest.raises(ValueError, match="distance table"):
         shortest_path_scores(PATH5, 60_000, q=2)

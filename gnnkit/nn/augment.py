@@ -53,7 +53,7 @@ def add_k_hop_edges(edge_index: Tensor, edge_weight: Optional[Tensor] = None, nu
     w = w.float() if w.dtype in (torch.float16, torch.bfloat16) else w
     ei = edge_index.long()
     # adj_t[i, j] = weight of j -> i; (A^p)_t = adj_t^p
-    A = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), w, (n, n)).coalesce()
+    A = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), w, (n, n), check_invariants=False).coalesce()
     total = A
     first = A  # "keep": weight from the lowest power where the entry appears
     P = A
@@ -62,19 +62,21 @@ def add_k_hop_edges(edge_index: Tensor, edge_weight: Optional[Tensor] = None, nu
         if not self_loops:
             idx = P.indices()
             off = idx[0] != idx[1]
-            P_new = torch.sparse_coo_tensor(idx[:, off], P.values()[off], (n, n)).coalesce()
+            P_new = torch.sparse_coo_tensor(idx[:, off], P.values()[off], (n, n), check_invariants=False).coalesce()
         else:
             P_new = P
         total = (total + P_new).coalesce()
         # entries of P_new not yet present in `first`
-        present = torch.sparse_coo_tensor(first.indices(), torch.ones_like(first.values()), (n, n))
+        present = torch.sparse_coo_tensor(first.indices(), torch.ones_like(first.values()), (n, n),
+                                          check_invariants=False)
         mask = (P_new + 0 * present).coalesce()
-        is_new = (torch.sparse_coo_tensor(mask.indices(), torch.ones_like(mask.values()), (n, n))
+        is_new = (torch.sparse_coo_tensor(mask.indices(), torch.ones_like(mask.values()), (n, n),
+                                           check_invariants=False)
                   - present).coalesce()
         new_idx = is_new.indices()[:, is_new.values() > 0]
         if new_idx.numel() > 0:
             vals = _lookup(P_new, new_idx, n)
-            first = (first + torch.sparse_coo_tensor(new_idx, vals, (n, n))).coalesce()
+            first = (first + torch.sparse_coo_tensor(new_idx, vals, (n, n), check_invariants=False)).coalesce()
     out = {"sum": total, "keep": first, "ones": total}[weights]
     idx = out.indices()
     vals = out.values() if weights != "ones" else torch.ones_like(out.values())

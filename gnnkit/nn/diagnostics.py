@@ -22,6 +22,7 @@ layer of any model with forward hooks.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
@@ -224,18 +225,26 @@ class SmoothingMonitor:
             # node embeddings only: one row per node of the monitored graph
             if isinstance(out, Tensor) and out.dim() in (2, 3) and out.size(0) == self.num_nodes:
                 self.stats.append(self.measure(name, out))
+            elif isinstance(out, Tensor) and out.dim() in (2, 3):
+                self._skipped.append((name, out.size(0)))
         return hook
 
     def __enter__(self) -> "SmoothingMonitor":
         self.stats = []
+        self._skipped: List[tuple] = []
         for name in self.layers:
             self._handles.append(self._modules[name].register_forward_hook(self._hook(name)))
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+        if exc_type is None and not self.stats and self._skipped:  # every output skipped: say why, not just []
+            name, rows = self._skipped[0]
+            warnings.warn(f"SmoothingMonitor: no layer output had num_nodes={self.num_nodes} rows (e.g. {name!r}: "
+                          f"{rows}), so nothing was measured; if the graph's last nodes have no edges, pass "
+                          "num_nodes=x.size(0)", UserWarning, stacklevel=2)
 
 
 def smoothing_profile(model: torch.nn.Module, x: Tensor, edge_index: Tensor,

@@ -20,6 +20,7 @@ disjoint graph).  ID-GNN-Fast instead adds to the input the cycle counts :math:`
 from __future__ import annotations
 
 import hashlib
+import numbers
 from typing import Optional, Tuple
 
 import torch
@@ -41,6 +42,9 @@ def _identity_mask(identity: Optional[Tensor], n: int, device: torch.device) -> 
             raise ValueError(f"IDGNNConv: identity must be a bool mask [N={n}] or node indices, got shape "
                              f"{list(identity.shape)}")
         return identity
+    if identity.is_floating_point() or identity.is_complex():  # .long() would truncate 0.7 to node 0
+        raise ValueError(f"IDGNNConv: identity must be a bool mask [N={n}] or integer node indices, got "
+                         f"{identity.dtype}; fix: identity.long() if the values are whole node ids")
     idx = identity.long().view(-1)
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise ValueError(f"IDGNNConv: identity indices must lie in [0, {n})")
@@ -183,10 +187,15 @@ def cycle_count_features(edge_index: Tensor, num_nodes: int, max_length: int = 4
     """ID-GNN-Fast's identity features: ``[N, max_length]`` with column ``k-1`` = :math:`[A^k]_{vv}`, the
     number of closed walks of length k from each node (``k=3``: twice its triangles), for ``k = 1..max_length``.
 
+    ``A`` is the edge list as given: a repeated edge counts as parallel edges and a self-loop as a walk of
+    length 1 (coalesce and drop loops first, ``torch_geometric.utils.coalesce`` / ``remove_self_loops``, for
+    a simple graph's counts).
+
     Exact, by sparse products with ``chunk`` columns of the identity at a time (memory ``N x chunk``,
     time ``max_length x E x N``: meant for graphs up to ~10^5 nodes)."""
-    if max_length < 1:
-        raise ValueError(f"cycle_count_features: max_length must be >= 1, got {max_length}")
+    for name, value, least in (("num_nodes", num_nodes, 0), ("max_length", max_length, 1), ("chunk", chunk, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise ValueError(f"cycle_count_features: {name} must be an int >= {least}, got {value!r}")
     validate_edge_index(edge_index, num_nodes, num_nodes)
     ei = edge_index.long()
     a = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), torch.ones(ei.size(1), dtype=torch.float64),

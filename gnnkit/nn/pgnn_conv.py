@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 from collections import OrderedDict
 from typing import List, Optional, Tuple
 
@@ -36,11 +37,16 @@ from gnnkit.ops import validate_edge_index
 MAX_NODES = 50_000  # the [N, N] distance table: above this, P-GNN's exact distances do not fit
 
 
+def _check_q(q: object, who: str) -> None:
+    """``q`` is a whole number of hops >= 1 (2.5 searched up to 3 hops: the limit is ``q + 0.5``)."""
+    if isinstance(q, bool) or not isinstance(q, numbers.Integral) or q < 1:
+        raise ValueError(f"{who}: the distance cap q must be a whole number of hops >= 1, got {q!r}")
+
+
 def shortest_path_scores(edge_index: Tensor, num_nodes: int, q: int) -> Tensor:
     """``[N, N]`` float with ``1 / (d + 1)`` for shortest-path distance ``d <= q`` (``d(v, v) = 0`` gives 1),
     0 beyond ``q`` or unreachable; the graph is taken as undirected (P-GNN's setting)."""
-    if q < 1:
-        raise ValueError(f"P-GNN: the distance cap q must be >= 1 hop, got {q}")
+    _check_q(q, "P-GNN")
     if num_nodes > MAX_NODES:
         raise ValueError(f"P-GNN: {num_nodes} nodes need a {num_nodes}^2 distance table; at most {MAX_NODES} "
                          "are supported (fix: a subgraph, or ID-GNN-Fast (cycle_count_features) for large graphs)")
@@ -177,8 +183,7 @@ class PGNN(torch.nn.Module):
                              f"got {cache_bytes!r}")
         if num_layers < 1:
             raise ValueError(f"PGNN: num_layers must be >= 1, got {num_layers}")
-        if q < 1:
-            raise ValueError(f"PGNN: the distance cap q must be >= 1 hop, got {q}")
+        _check_q(q, "PGNN")
         _check_copies(copies, "PGNN")
         self.q, self.copies, self.dropout, self.seed = q, copies, dropout, seed
         self.lin_in = Linear(in_channels, hidden_channels)

@@ -72,6 +72,12 @@ class VirtualNode(torch.nn.Module):
             raise ValueError(f"VirtualNode: x has {x.size(-1)} features but channels={self.channels}")
         if batch is None:
             return x + state[:1]
+        if batch.dim() != 1 or batch.numel() != x.size(0):
+            raise ValueError(f"VirtualNode: batch must be [num_nodes={x.size(0)}] (each node's graph), got "
+                             f"{list(batch.shape)}")
+        if batch.numel() and int(batch.max()) >= state.size(0):
+            raise ValueError(f"VirtualNode: batch names graph {int(batch.max())} but the state holds "
+                             f"{state.size(0)} graphs; fix: initial_state(batch) for the same batch")
         return x + state.index_select(0, batch.long())
 
     def update(self, x: Tensor, state: Tensor, batch: Optional[Tensor]) -> Tensor:
