@@ -39,6 +39,21 @@ from ._common import QuantizerOutput, UsageMonitor, check_indices, check_nonempt
 MAX_CODES = 2 ** 24
 
 
+def whole_levels(levels: object, name: str = "levels") -> tuple:
+    """FSQ levels as a tuple of ints >= 2 (integer-valued floats and numpy integers taken), else a ValueError
+    naming ``name``."""
+    bad = ValueError(f"{name} must be whole numbers >= 2, e.g. (8, 5, 5, 5), got {levels!r}")
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
+        raise bad
+    try:
+        values = list(levels)
+        if not values or any(isinstance(v, bool) or not float(v).is_integer() or float(v) < 2 for v in values):
+            raise bad
+    except (TypeError, ValueError, OverflowError):
+        raise bad from None
+    return tuple(int(v) for v in values)
+
+
 class FSQ(torch.nn.Module):
     """Finite scalar quantizer over ``levels`` (e.g. ``(8, 5, 5, 5)``: 1000 codes in 4 channels).
 
@@ -53,17 +68,10 @@ class FSQ(torch.nn.Module):
     def __init__(self, levels: Sequence[int], eps: float = 1e-3, min_usage: float = 0.1,
                  symmetric: bool = False):
         super().__init__()
-        if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__") or \
-                any(isinstance(v, bool) or not float(v).is_integer() for v in levels):
-            raise ValueError(f"levels={levels!r} must be whole numbers >= 2, e.g. (8, 5, 5, 5)")
-        levels = [int(v) for v in levels]
-        if not levels or any(v < 2 for v in levels):
-            raise ValueError(f"levels={levels} must be a non-empty list of integers >= 2, e.g. (8, 5, 5, 5)")
+        levels = list(whole_levels(levels))
         self.levels = tuple(levels)
         self.dim = self.input_dim = len(levels)
-        self.num_codes = 1
-        for v in levels:
-            self.num_codes *= v
+        self.num_codes = math.prod(levels)
         if self.num_codes > MAX_CODES:
             raise ValueError(f"levels={self.levels} give {self.num_codes:,} codes; at most {MAX_CODES:,} (2**24) are "
                              "supported (code usage is counted per code); fix: fewer or smaller levels")
@@ -78,8 +86,8 @@ class FSQ(torch.nn.Module):
         if not symmetric and 2 in levels:
             warnings.warn(f"FSQ levels={self.levels} has a level of 2: on the paper's grid such a channel "
                           f"holds {{-1, 0}} with z = 0 on 0, where tanh saturates, so it stays on one code and "
-                          f"gets almost no gradient; fix: FSQ(..., symmetric=True) or levels >= 3",
-                          UserWarning, stacklevel=2)
+                          f"gets almost no gradient; fix: FSQ(..., symmetric=True) (gnnkit vq train: "
+                          f"--fsq-symmetric) or levels >= 3", UserWarning, stacklevel=2)
         lv = torch.tensor(levels, dtype=torch.float32)
         basis = torch.cumprod(torch.tensor([1] + levels[:-1], dtype=torch.long), 0)
         self.register_buffer("_levels", lv, persistent=False)

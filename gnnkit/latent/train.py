@@ -12,7 +12,6 @@ import dataclasses
 import io
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -24,7 +23,7 @@ from gnnkit._atomic import IntegrityError, verify_file, write_verified
 
 from ._common import check_int, code_counts, evaluating, usage_stats
 from .datasets import GenerationDataset, from_pyg, generation_dataset_names, load_generation_dataset, to_pyg
-from .fsq import FSQ
+from .fsq import FSQ, whole_levels
 from .gumbel import GumbelQuantizer, TemperatureSchedule
 from .order import canonical
 from .prior import CodePrior
@@ -108,7 +107,7 @@ class VQConfig:
             raise ValueError(f"--lr and --prior-lr must be > 0, got {self.lr}, {self.prior_lr}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"--threshold must be in (0, 1), got {self.threshold}")
-        self.fsq_levels = _whole_levels(self.fsq_levels)
+        self.fsq_levels = whole_levels(self.fsq_levels, "--fsq-levels")
         if not isinstance(self.fsq_symmetric, bool):
             raise ValueError(f"fsq_symmetric must be True or False, got {self.fsq_symmetric!r}")
         if self.fsq_symmetric and self.quantizer != "fsq":
@@ -123,20 +122,6 @@ class VQConfig:
         if self.quantizer == "fsq" and max(self.fsq_levels) > 1000:
             raise ValueError(f"--fsq-levels: each level must be <= 1000 (FSQ's bound), got {max(self.fsq_levels)}")
         return self
-
-
-def _whole_levels(levels: object) -> Tuple[int, ...]:
-    """FSQ levels as a tuple of ints (integer-valued floats and numpy integers taken, as FSQ takes them)."""
-    bad = ValueError(f"--fsq-levels must be whole numbers >= 2, e.g. 8,5,5, got {levels!r}")
-    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
-        raise bad
-    try:
-        values = list(levels)
-        if not values or any(isinstance(v, bool) or not float(v).is_integer() or float(v) < 2 for v in values):
-            raise bad
-    except (TypeError, ValueError):
-        raise bad from None
-    return tuple(int(v) for v in values)
 
 
 # Per-dataset defaults (what `gnnkit vq train DATASET` uses unless a flag overrides it).
@@ -165,13 +150,7 @@ def _quantizer(kind: str, codes: int, dim: int, cfg: VQConfig, fsq_levels: Seque
     if kind == "vq":
         return VectorQuantizer(codes, dim, beta=cfg.beta, ema=cfg.ema, kmeans_init=True, dead_code_threshold=0.05)
     if kind == "fsq":
-        if 2 in fsq_levels and not cfg.fsq_symmetric:
-            warnings.warn(f"--fsq-levels {','.join(map(str, fsq_levels))} has a level of 2: on FSQ's paper grid such "
-                          "a channel stays on one code with almost no gradient; fix: --fsq-symmetric (Python: "
-                          "fsq_symmetric=True) or levels >= 3", UserWarning, stacklevel=2)
-        with warnings.catch_warnings():  # said above, in the run's terms
-            warnings.filterwarnings("ignore", message=r"FSQ levels=.* has a level of 2")
-            return FSQ(fsq_levels, symmetric=cfg.fsq_symmetric)
+        return FSQ(fsq_levels, symmetric=cfg.fsq_symmetric)
     schedule = TemperatureSchedule("exp", cfg.tau_start, cfg.tau_end, max(1, steps))
     return GumbelQuantizer(codes, dim, schedule, hard=True, kl_weight=cfg.kl_weight)
 
