@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from gnnkit._atomic import folder_lock, sha256_file, write_json_atomic
+from gnnkit.integrity import SUM_MISMATCH, sum_lines
 
 BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "datasets"
 
@@ -73,21 +74,13 @@ def verify_checksums(name: str, root: Path) -> int:
         return 0
     prefix = f"{spec.subdir}/{spec.folder}/"
     checked = 0
-    for line in sums.read_text().splitlines():
-        parts = line.strip().split(None, 1)
-        if len(parts) != 2:
+    for digest, path in sum_lines(sums):
+        if not path.relative_to(root).as_posix().startswith(prefix):
             continue
-        digest, rel = parts[0].lower(), parts[1].lstrip("*").strip()
-        rel = rel[2:] if rel.startswith("./") else rel
-        if not rel.startswith(prefix):
-            continue
-        path = root / rel
         if not path.is_file():
             raise DatasetIntegrityError(f"{path}: listed in {sums} but missing; fix: restore the dataset's files")
         if _sha256(path) != digest:
-            raise DatasetIntegrityError(f"{path}: its SHA-256 differs from {sums} (the file was truncated or edited, "
-                                        f"or its line in {sums.name} was); fix: restore the original file, or "
-                                        f"{sums.name} if the file is the original")
+            raise DatasetIntegrityError(f"{path}: " + SUM_MISMATCH.format(sums=sums))
         checked += 1
     return checked
 
@@ -361,29 +354,36 @@ def _processed_hashes(proc: Path) -> Dict[str, str]:
     return {str(p.relative_to(proc)): _sha256(p) for p in files}
 
 
+def _read_stamp(proc: Path) -> Any:
+    """The processed stamp's content (None when unreadable)."""
+    import json
+    try:
+        return json.loads((proc / _STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _changed(want: Dict[str, str], now: Dict[str, str]) -> List[str]:
+    """The processed files whose hash differs between two records (or that only one of them has)."""
+    return sorted(k for k in set(want) | set(now) if want.get(k) != now.get(k))
+
+
 def _drop_stale_processed(folder: Path, stamp: List[List[Any]]) -> bool:
     """Processed files whose raw files changed since a good load (replaced, restored), or which changed
     themselves since they were built (torch's zip files carry no checksum a load would check: a flipped byte
     in Cora's ``test_mask`` loaded silently), are removed, to be rebuilt; whether the stamp on disk holds
     ``stamp`` and the processed files' hashes (nothing to write after the load)."""
-    import json
     proc = folder / "processed"
-    path = proc / _STAMP
-    if not path.is_file():
+    if not (proc / _STAMP).is_file():
         return False
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        saved = None
+    saved = _read_stamp(proc)
     if saved == stamp:  # the stamp of an older gnnkit (raw files only): kept, its hashes are added after the load
         return False
     if not isinstance(saved, dict) or saved.get("raw") != stamp:  # new raw files: rebuild
         _drop_processed(folder)
         return False
-    now = _processed_hashes(proc)
-    if saved.get("processed") != now:
-        changed = sorted(k for k in set(now) | set(saved.get("processed") or {})
-                         if now.get(k) != (saved.get("processed") or {}).get(k))
+    changed = _changed(saved.get("processed") or {}, _processed_hashes(proc))
+    if changed or not isinstance(saved.get("processed"), dict):
         raise DatasetIntegrityError(f"{folder.name}: the processed files {changed} under {proc} changed since they "
                                     f"were built from the raw files{_drop_processed(folder)}")
     return True
@@ -398,19 +398,16 @@ def check_processed(folder: Path) -> Tuple[str, str]:
 
 
 def _check_processed(folder: Path) -> Tuple[str, str]:
-    import json
     proc = folder / "processed"
-    try:
-        saved = json.loads((proc / _STAMP).read_text())
-    except (OSError, ValueError) as e:
-        return "unchecked", f"{_STAMP} is unreadable ({type(e).__name__}); the next load rebuilds the processed files"
+    saved = _read_stamp(proc)
+    if saved is None:
+        return "unchecked", f"{_STAMP} is unreadable; the next load rebuilds the processed files"
     if not isinstance(saved, dict) or not isinstance(saved.get("processed"), dict):
         return "unchecked", "processed files built by an older gnnkit (no hashes recorded); the next load records them"
     if saved.get("raw") != _raw_stamp(folder):
         return "unchecked", "the raw files changed since these processed files were built; the next load rebuilds them"
     now = _processed_hashes(proc)
-    want = saved["processed"]
-    changed = sorted(k for k in set(now) | set(want) if now.get(k) != want.get(k))
+    changed = _changed(saved["processed"], now)
     if changed:
         return "bad", (f"processed files {changed} changed since they were built from the raw files; fix: delete "
                        f"{proc} (or load the dataset: the load removes it and the next one rebuilds it)")

@@ -141,8 +141,9 @@ def _data_root_above(path: Path) -> Optional[Path]:
     return None
 
 
-def _sum_lines(sums: Path) -> List[tuple]:
-    """``(digest, path)`` for each ``sha256sum`` line of ``sums`` (paths below its folder)."""
+def sum_lines(sums: Path) -> List[tuple]:
+    """``(digest, path)`` for each ``sha256sum`` line of ``sums`` (paths below its folder); also read by
+    :func:`gnnkit.data.verify_checksums` on every dataset load."""
     out = []
     for line in sums.read_text().splitlines():
         parts = line.strip().split(None, 1)
@@ -159,7 +160,7 @@ def _check_dataset_root(root: Path, under: Optional[Path] = None) -> List[Findin
     root lists none there (a ``SHA256SUMS`` above a folder that is no dataset's says nothing of it)."""
     sums = root / "SHA256SUMS"
     try:
-        lines = _sum_lines(sums)
+        lines = sum_lines(sums)
     except (OSError, UnicodeDecodeError) as e:
         if under is not None:  # another folder's damaged record is not this path's finding
             return []
