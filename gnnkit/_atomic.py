@@ -237,3 +237,21 @@ def load_torch_verified(path: Union[str, Path]) -> Any:
     except Exception as e:  # noqa: BLE001 - torch.load raises many types for a damaged file
         raise IntegrityError(f"{path} is not a readable checkpoint ({type(e).__name__}); fix: restore "
                              "it") from None
+
+
+# the one message for a listed file whose hash differs: nothing tells whether the file or its line changed
+SUM_MISMATCH = ("its SHA-256 differs from {sums} (the file was truncated or edited, or its line in {sums} was); "
+                "fix: restore the original file, or {sums} if the file is the original")
+
+
+def sum_lines(sums: Path) -> list:
+    """``(digest, path)`` for each ``sha256sum`` line of ``sums`` (paths below its folder): a data root's
+    ``SHA256SUMS``, read by every dataset load and by ``gnnkit verify``."""
+    out = []
+    for line in sums.read_text().splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) != 2:
+            continue
+        digest, rel = parts[0].lower(), parts[1].lstrip("*").strip()
+        out.append((digest, sums.parent / (rel[2:] if rel.startswith("./") else rel)))
+    return out

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from gnnkit._atomic import folder_lock, sha256_file, write_json_atomic
-from gnnkit.integrity import SUM_MISMATCH, sum_lines
+from gnnkit._atomic import SUM_MISMATCH, folder_lock, sha256_file, sum_lines, write_json_atomic
 
 BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "datasets"
 

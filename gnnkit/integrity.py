@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Union
 
-from gnnkit._atomic import IntegrityError, digest_path, read_json_verified, sha256_file, verify_file
+from gnnkit._atomic import (
+    SUM_MISMATCH,
+    IntegrityError,
+    digest_path,
+    read_json_verified,
+    sha256_file,
+    sum_lines,
+    verify_file,
+)
 
 OK, BAD, UNCHECKED = "ok", "bad", "unchecked"
 
@@ -123,11 +131,6 @@ def _sample_files(folder: Path) -> List[str]:
     return names + ["samples.json"]
 
 
-# the one message for a listed file whose hash differs: nothing tells whether the file or its line changed
-SUM_MISMATCH = ("its SHA-256 differs from {sums} (the file was truncated or edited, or its line in {sums} was); "
-                "fix: restore the original file, or {sums} if the file is the original")
-
-
 def _lexical(path: Path) -> Path:
     """``path`` made absolute without following symlinks (a dataset folder may link its files elsewhere)."""
     return Path(os.path.normpath(os.path.abspath(path)))
@@ -139,19 +142,6 @@ def _data_root_above(path: Path) -> Optional[Path]:
         if (parent / "SHA256SUMS").is_file():
             return parent
     return None
-
-
-def sum_lines(sums: Path) -> List[tuple]:
-    """``(digest, path)`` for each ``sha256sum`` line of ``sums`` (paths below its folder); also read by
-    :func:`gnnkit.data.verify_checksums` on every dataset load."""
-    out = []
-    for line in sums.read_text().splitlines():
-        parts = line.strip().split(None, 1)
-        if len(parts) != 2:
-            continue
-        digest, rel = parts[0].lower(), parts[1].lstrip("*").strip()
-        out.append((digest, sums.parent / (rel[2:] if rel.startswith("./") else rel)))
-    return out
 
 
 def _check_dataset_root(root: Path, under: Optional[Path] = None) -> List[Finding]:
