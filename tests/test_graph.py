@@ -212,3 +212,38 @@ def test_rowptr_of_refuses_what_it_cannot_count():
         rowptr_of(torch.zeros(2, 2, dtype=torch.long), 3)
     with pytest.raises(ValueError, match="n=-1"):
         rowptr_of(torch.zeros(2, dtype=torch.long), -1)
+
+
+# ---------------------------------------------------------------------- small CPU checks in numpy
+@settings(max_examples=40, deadline=None)
+@given(n=st.sampled_from([1, 2, 3, 1000, 2 ** 16, 2 ** 17]), big=st.booleans(),
+       dtype=st.sampled_from([torch.int64, torch.int32, torch.int16, torch.uint8]), seed=st.integers(0, 2 ** 16))
+def test_small_fingerprints_in_numpy_equal_torch_s(n, big, dtype, seed):
+    """A small CPU tensor's fingerprint is taken with numpy (faster there): the same two sums, wrapping on int64
+    overflow exactly as torch's kernels do, for every integer dtype and for strided views."""
+    import gnnkit.ops.graph as G
+    g = torch.Generator().manual_seed(seed)
+    hi = {torch.uint8: 255, torch.int16: 2 ** 15 - 1, torch.int32: 2 ** 31 - 1}.get(dtype, 2 ** 62 if big else 50)
+    t = torch.randint(0, hi, (2, n), generator=g).to(dtype)
+    for view in (t, t.t(), t[:, ::2]):
+        got = G._fingerprint(view)
+        old, G._FP_HOST_MAX = G._FP_HOST_MAX, 0  # the torch path
+        try:
+            want = G._fingerprint(view)
+        finally:
+            G._FP_HOST_MAX = old
+        assert got == want
+
+
+def test_small_edge_index_range_errors_are_unchanged():
+    """The numpy range check of a small CPU edge_index raises what the torch check raised, naming the argument;
+    ids are read exactly (no float round trip) up to 2^62."""
+    from gnnkit.ops.graph import validate_edge_index
+    with pytest.raises(IndexError, match=r"edge_index holds a negative node id \(-1\)"):
+        validate_edge_index(torch.tensor([[0, -1], [1, 0]]), None, None)
+    with pytest.raises(IndexError, match=r"edge_index\[0\] holds source id 5 but there are only 3 source nodes"):
+        validate_edge_index(torch.tensor([[0, 5], [1, 0]]), 3, 3)
+    with pytest.raises(IndexError, match=r"adj\[1\] holds destination id 7 but there are only 4 destination"):
+        validate_edge_index(torch.tensor([[0, 1], [7, 0]], dtype=torch.int32), 4, 4, name="adj")
+    assert validate_edge_index(torch.tensor([[0, 2 ** 62 + 1], [3, 0]]), None, None) == (2 ** 62 + 2,) * 2
+    assert validate_edge_index(torch.tensor([[0, 1], [2, 0]]).t().contiguous().t(), None, 5) == (5, 5)
