@@ -87,12 +87,28 @@ def json_text(obj: Any) -> str:
     return json.dumps(_finite(obj), indent=2, allow_nan=False, default=str)
 
 
+def figure_format(path: Union[str, Path]) -> str:
+    """The image format matplotlib writes for ``path``, from its suffix (``.png``, ``.svg``, ``.pdf``, ...; no
+    suffix: PNG).  ValueError naming the path and the formats for a suffix matplotlib cannot write (e.g. a
+    ``.json`` or ``.txt`` path, which would otherwise get PNG bytes)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if suffix not in formats:
+        raise ValueError(f"{path}: matplotlib cannot write a .{suffix} image; name the plot with one of "
+                         f"{', '.join('.' + f for f in sorted(formats))} (e.g. {Path(path).with_suffix('.png')})")
+    return suffix
+
+
 def write_figure_atomic(fig: Any, path: Union[str, Path], dpi: int = 110) -> None:
-    """A matplotlib figure as a PNG at ``path``, whole or not at all (:func:`atomic_write`); the figure is closed."""
+    """A matplotlib figure at ``path`` in the format its suffix names (:func:`figure_format`; PNG without one),
+    whole or not at all (:func:`atomic_write`); the figure is closed."""
     import matplotlib.pyplot as plt
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=dpi)
+        fig.savefig(buf, format=figure_format(path), dpi=dpi)
     finally:
         plt.close(fig)
     atomic_write(path, buf.getvalue())

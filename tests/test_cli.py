@@ -89,6 +89,8 @@ def test_bad_dataset_is_one_clear_line(capsys):
     (["train", "--out", "{tmp}"], "--out"),
     (["train", "--out", "{tmp}/afile/r.json"], "--out"),
     (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--diagnose", "{tmp}/energy.txt"], "--diagnose"),
+    (["profile", "--plot", "{tmp}/plot.json"], "--plot"),
     (["profile", "--out", ""], "--out"),
     (["vq", "sample", "x", "--out", "{tmp}/afile"], "--out"),
     (["vq", "train", "community-small", "--device", "cuda:99"], "--device"),
@@ -199,3 +201,22 @@ def test_read_only_outputs_are_one_line_errors_before_any_work(args, flag):
         import shutil
         os.chmod(os.path.join(base, "ro"), 0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_plot_is_written_in_the_format_its_suffix_names(tmp_path):
+    """Review finding: ``train --diagnose d.txt`` wrote PNG bytes into a .txt file; a plot path now takes its
+    format from the suffix (.svg, .pdf, ...; none: PNG) and a suffix matplotlib cannot write is refused."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gnnkit._atomic import write_figure_atomic
+    for name, magic in (("a.png", b"\x89PNG"), ("a.svg", b"<?xml"), ("a.pdf", b"%PDF"), ("noext", b"\x89PNG")):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        write_figure_atomic(fig, tmp_path / name)
+        assert (tmp_path / name).read_bytes().startswith(magic), name
+    fig, _ = plt.subplots()
+    with pytest.raises(ValueError, match=r"cannot write a \.txt image.*\.png"):
+        write_figure_atomic(fig, tmp_path / "a.txt")
+    assert not (tmp_path / "a.txt").exists()

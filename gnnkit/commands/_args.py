@@ -151,6 +151,18 @@ def out_file(value: str) -> str:
     return value
 
 
+def figure_file(value: str) -> str:
+    """An image to write (:func:`out_file`) whose suffix names a format matplotlib writes (``.png``, ``.svg``,
+    ``.pdf``, ...; none: PNG), checked before any work."""
+    from gnnkit._atomic import figure_format
+    value = out_file(value)
+    try:
+        figure_format(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def out_dir(value: str) -> str:
     """A folder to write: not empty, not an existing file, with a writable (existing) ancestor."""
     if not value.strip():

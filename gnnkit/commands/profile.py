@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the synthetic graph and the features")
     parser.add_argument("--out", type=_args.out_file, default="profile.json",
                         help="JSON report path (written atomically)")
-    parser.add_argument("--plot", type=_args.out_file, default=None,
-                        help="PNG plot path (default: the JSON path with .png)")
+    parser.add_argument("--plot", type=_args.figure_file, default=None,
+                        help="plot path, .png (or .svg, .pdf, ... by its suffix; default: the JSON path with .png)")
     parser.add_argument("--no-plot", action="store_true", help="do not write the PNG")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
