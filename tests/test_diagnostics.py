@@ -125,3 +125,31 @@ def test_layers_that_run_on_other_rows_are_skipped_not_scored_as_nodes():
     assert [r["layer"] for r in smoothing_profile(g, torch.randn(8, 2), p)] == ["input", "convs.0", "convs.1"]
     with pytest.raises(ValueError, match=r"num_nodes=3 must be an int >= max\(edge_index\) \+ 1 = 6"):
         SmoothingMonitor(g, p, num_nodes=3)
+
+
+def test_smoothing_profile_passes_the_forward_s_other_arguments():
+    """A graph classifier's forward takes ``batch``: ``smoothing_profile`` passes ``model_args`` /
+    ``model_kwargs`` (it could only call ``model(x, edge_index)``), and refuses other kinds with the fix."""
+    from torch_geometric.nn import global_add_pool
+
+    class Classifier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = gnn.GCNConv(3, 4), gnn.GCNConv(4, 4)
+
+        def forward(self, x, edge_index, batch):
+            return global_add_pool(self.conv2(self.conv1(x, edge_index).relu(), edge_index), batch)
+
+    torch.manual_seed(0)
+    ei = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])  # two graphs: a path 0-1-2 and an edge 3-4
+    x, batch = torch.randn(5, 3), torch.tensor([0, 0, 0, 1, 1])
+    m = Classifier()
+    by_kw = smoothing_profile(m, x, ei, model_kwargs={"batch": batch})
+    assert [r["layer"] for r in by_kw] == ["input", "conv1", "conv2"]
+    assert by_kw == smoothing_profile(m, x, ei, model_args=(batch,))
+    h = m.conv1(x, ei)  # the monitor scores the conv's output as it is
+    assert by_kw[1]["energy"] == pytest.approx(float(dirichlet_energy(h, ei)), rel=1e-6)
+    with pytest.raises(ValueError, match=r"model_args must be a tuple.*model_args=\(batch,\)"):
+        smoothing_profile(m, x, ei, model_args=batch)
+    with pytest.raises(ValueError, match=r"model_kwargs must be a dict"):
+        smoothing_profile(m, x, ei, model_kwargs=[batch])

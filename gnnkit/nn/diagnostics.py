@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -249,16 +249,26 @@ class SmoothingMonitor:
 
 def smoothing_profile(model: torch.nn.Module, x: Tensor, edge_index: Tensor,
                       layers: Optional[Iterable[str]] = None, normalized: bool = False,
-                      mad_mask: str = "all") -> List[Dict[str, Union[str, float]]]:
-    """One eval-mode forward ``model(x, edge_index)`` under a :class:`SmoothingMonitor`: the input's and every
-    hooked layer's energy and MAD, as dicts (the model's train/eval mode is restored)."""
+                      mad_mask: str = "all", *, model_args: Sequence[Any] = (),
+                      model_kwargs: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Union[str, float]]]:
+    """One eval-mode forward ``model(x, edge_index, *model_args, **model_kwargs)`` under a
+    :class:`SmoothingMonitor`: the input's and every hooked layer's energy and MAD, as dicts (the model's
+    train/eval mode is restored).  ``model_args``/``model_kwargs`` pass what else the model's forward takes,
+    e.g. ``model_kwargs={"batch": data.batch}`` for a graph classifier over a mini-batch (the energy is then
+    summed over the batch's disjoint graphs, as over one graph with several components)."""
+    if isinstance(model_args, (str, bytes, Tensor)) or not isinstance(model_args, Sequence):
+        raise ValueError(f"smoothing_profile: model_args must be a tuple of the forward's further arguments, got "
+                         f"{type(model_args).__name__}; e.g. model_args=(batch,)")
+    if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
+        raise ValueError(f"smoothing_profile: model_kwargs must be a dict of the forward's keyword arguments, got "
+                         f"{type(model_kwargs).__name__}; e.g. model_kwargs={{'batch': batch}}")
     mon = SmoothingMonitor(model, edge_index, list(layers) if layers is not None else None, normalized, mad_mask,
                            num_nodes=x.size(0))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), mon:
-            model(x, edge_index)
+            model(x, edge_index, *model_args, **(model_kwargs or {}))
     finally:
         model.train(was_training)
     return [mon.input_stats(x).as_dict()] + [s.as_dict() for s in mon.stats]
