@@ -370,3 +370,27 @@ def test_lecture_extras_refuse_what_they_would_misread():
         with pytest.raises(ValueError, match=f"cycle_count_features: {name} must be an int"):
             cycle_count_features(tri, **kw)
     assert cycle_count_features(tri, 3, 3)[:, 2].tolist() == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"in_channels": 8.0}, r"GCN: in_channels must be an int >= 1 \(or -1: inferred on the first call\), got 8.0"),
+    ({"in_channels": -3}, r"in_channels must be an int >= 1 \(or -1"),
+    ({"hidden_channels": 0}, r"GCN: hidden_channels must be an int >= 1, got 0"),
+    ({"num_layers": 2.0}, r"GCN: num_layers must be an int >= 1, got 2.0"),
+    ({"num_layers": True}, r"GCN: num_layers must be an int >= 1, got True"),
+    ({"out_channels": -3}, r"GCN: out_channels must be an int >= 1, got -3"),
+])
+def test_ready_models_name_a_bad_size(kwargs, msg):
+    """A float width gave torch's "empty(): argument 'size' failed to unpack", a negative one "negative
+    dimension", and hidden_channels=0 or num_layers=True built a model silently; each is now named."""
+    args = {"in_channels": 8, "hidden_channels": 16, "num_layers": 2, "out_channels": 3, **kwargs}
+    with pytest.raises(ValueError, match=msg):
+        gnn.GCN(**args)
+
+
+def test_ready_models_take_numpy_ints_and_a_lazy_input_width():
+    import numpy as np
+    m = gnn.GIN(np.int64(5), np.int32(8), np.int64(2), 3)
+    assert type(m.in_channels) is int and m.in_channels == 5
+    lazy = gnn.GCN(-1, 8, 2, 3)
+    assert lazy(torch.randn(4, 6), torch.tensor([[0, 1, 2], [1, 2, 3]])).shape == (4, 3)

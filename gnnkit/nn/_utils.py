@@ -1,5 +1,6 @@
 """Input handling shared by the conv layers: node-feature pairs, adjacency -> :class:`Graph`,
 argument checks with errors that name the argument and the fix."""
+import operator
 from typing import Any, Optional, Tuple, Union
 
 from torch import Tensor
@@ -40,6 +41,19 @@ def check_width(t: Optional[Tensor], expected: int, layer: str, arg: str, ctor: 
     if t is not None and expected > 0 and t.size(-1) != expected:
         raise ValueError(f"{layer}: {arg} has {t.size(-1)} features but the layer was built with "
                          f"{ctor}={expected}; fix {ctor} or the input")
+
+
+def check_count(value: Any, arg: str, layer: str, lazy: bool = False) -> int:
+    """A width or layer count: an int >= 1 (numpy ints too; not a bool or a float), or with ``lazy`` -1
+    (inferred on the first call, as PyG's lazy layers)."""
+    try:
+        v = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        v = None
+    if v is None or (v < 1 and not (lazy and v == -1)):
+        raise ValueError(f"{layer}: {arg} must be an int >= 1{' (or -1: inferred on the first call)' if lazy else ''}, "
+                         f"got {value!r}")
+    return v
 
 
 def check_graph_channels(graph_channels: Any, layer: str) -> int:

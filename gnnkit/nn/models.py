@@ -18,7 +18,7 @@ from torch.nn import BatchNorm1d, LayerNorm, Linear, ModuleList, ReLU, Sequentia
 
 from gnnkit.typing import Adj
 
-from ._utils import check_graph_channels
+from ._utils import check_count, check_graph_channels
 from .gat_conv import GATConv
 from .gcn_conv import GCNConv
 from .gin_conv import GINConv
@@ -45,8 +45,10 @@ class _GNN(torch.nn.Module):
             raise ValueError(f"{name}: graph_channels={graph_channels} is read by the virtual node's initial state "
                              "and the gated readout; fix: virtual_node=True and/or readout='gated', or drop it")
         self.graph_channels = graph_channels
-        if num_layers < 1:
-            raise ValueError(f"{name}: num_layers must be >= 1, got {num_layers}")
+        in_channels = check_count(in_channels, "in_channels", name, lazy=True)
+        hidden_channels = check_count(hidden_channels, "hidden_channels", name)
+        num_layers = check_count(num_layers, "num_layers", name)
+        out_channels = check_count(out_channels, "out_channels", name)
         if norm is not None and norm not in _NORMS:
             raise ValueError(f"{name}: norm={norm!r} is not supported; use None or one of {tuple(_NORMS)}")
         if readout is not None and readout not in (*POOLS, "gated"):
