@@ -161,3 +161,68 @@ def test_forward_mode_ad_keeps_the_old_kernels():
         out = ref.segment_sum(rowptr, fwAD.make_dual(v, t))
         tangent = fwAD.unpack_dual(out).tangent
     torch.testing.assert_close(tangent, torch.zeros(12, 4, dtype=torch.float64).index_add_(0, row, t))
+
+
+# ---------------------------------------------------------------------- the direct eager CPU path of spmm_slots
+import importlib  # noqa: E402
+
+_spmm_mod = importlib.import_module("gnnkit.ops.spmm")
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 60), e=st.integers(1, 400), f=st.sampled_from([1, 5, 64]), dtype=st.sampled_from(
+    [torch.float32, torch.float64]), reduce=st.sampled_from(["sum", "mean"]), weighted=st.booleans(),
+    seed=st.integers(0, 2 ** 16))
+def test_the_direct_cpu_path_is_bit_identical_to_the_op_path(n, e, f, dtype, reduce, weighted, seed):
+    """``CpuSumFunction`` (eager CPU calls, no op dispatch) gives SpMMFunction's bits, forward and backward."""
+    if reduce == "mean" and (weighted or dtype == torch.float64):
+        return  # not served by the direct path (below)
+    g = torch.Generator().manual_seed(seed)
+    graph = Graph.from_coo(torch.randint(0, n, (e,), generator=g), torch.randint(0, n, (e,), generator=g), n, n)
+    x = torch.randn(n, 1, f, dtype=dtype, generator=g, requires_grad=True)
+    v = torch.rand(e, 1, dtype=dtype, generator=g) if weighted else None
+    seed_grad = torch.randn(n, 1, f, dtype=dtype, generator=g)
+    assert _spmm_mod._cpu_direct(graph, x, v, reduce)
+    outs = []
+    for fn in (_spmm_mod.CpuSumFunction, _spmm_mod.SpMMFunction):
+        x.grad = None
+        y = fn.apply(graph, x, v, reduce, None)
+        y.backward(seed_grad)
+        outs.append((y.detach(), x.grad.clone()))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+
+
+def test_the_direct_cpu_path_serves_only_what_it_computes(monkeypatch):
+    """Everything outside its contract keeps the op path: other backends, dtypes, heads, widths, reductions,
+    weights that need a gradient, no edges, compile-time tracers, forward-mode AD and autocast."""
+    direct = _spmm_mod._cpu_direct
+    graph = Graph.from_coo(torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0]), 3, 3)
+    x = torch.randn(3, 1, 8)
+    assert direct(graph, x, None, "sum") and direct(graph, x, torch.rand(3, 1), "sum")
+    assert direct(graph, x, None, "mean")
+    assert not direct(graph, x, torch.rand(3, 1, requires_grad=True), "sum")  # its gradient is an SDDMM
+    assert not direct(graph, x, torch.rand(3, 1), "mean")
+    assert not direct(graph, x.double(), None, "mean")
+    assert not direct(graph, x, None, "max")
+    assert not direct(graph, x.half(), None, "sum")
+    assert not direct(graph, torch.randn(3, 2, 8), torch.rand(3, 2), "sum")  # multi-head
+    assert not direct(graph, torch.randn(3, 1, 65), None, "sum")  # wider than MKL's path
+    assert not direct(Graph.from_coo(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long), 3, 3),
+                      x, None, "sum")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not direct(graph, x, None, "sum")
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        assert not direct(graph, x, None, "sum")
+    monkeypatch.setenv("GNNKIT_BACKEND", "triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    import gnnkit.ops._backend as backend
+    if backend.TRITON_FOUND:
+        assert not direct(graph, x, None, "sum")
+
+
+def test_the_direct_cpu_path_refuses_a_second_derivative():
+    graph = Graph.from_coo(torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0]), 3, 3)
+    x = torch.randn(3, 1, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="CpuSumFunction: gnnkit's sparse ops have first derivatives only"):
+        torch.autograd.grad(_spmm_mod.spmm_slots(graph, x).pow(2).sum(), x, create_graph=True)
