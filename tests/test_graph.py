@@ -247,3 +247,23 @@ def test_small_edge_index_range_errors_are_unchanged():
         validate_edge_index(torch.tensor([[0, 1], [7, 0]], dtype=torch.int32), 4, 4, name="adj")
     assert validate_edge_index(torch.tensor([[0, 2 ** 62 + 1], [3, 0]]), None, None) == (2 ** 62 + 2,) * 2
     assert validate_edge_index(torch.tensor([[0, 1], [2, 0]]).t().contiguous().t(), None, 5) == (5, 5)
+
+
+@pytest.mark.parametrize("num_edges", [5, 70_000])  # a copy of the values (small) / the fingerprint (large)
+def test_the_cache_sees_edits_behind_the_version_counter_on_both_sides_of_the_copy_bound(num_edges):
+    """A cache entry recognises its tensor's values by a copy (up to 2^17 values: cheaper than a fingerprint
+    and exact) or by the fingerprint (larger): an edit through .data / numpy is seen either way, and an
+    unchanged tensor hits (the same Graph object)."""
+    import gnnkit.ops.graph as G
+    assert (2 * num_edges <= G._FP_HOST_MAX) == (num_edges == 5)
+    g = torch.Generator().manual_seed(0)
+    ei = torch.randint(0, 50, (2, num_edges), generator=g)
+    g1, _ = as_graph(ei, num_nodes=60)
+    assert as_graph(ei, num_nodes=60)[0] is g1
+    ei.numpy()[1, -1] = 55  # no version bump
+    g2, _ = as_graph(ei, num_nodes=60)
+    assert g2 is not g1 and g2.edge_index()[1].max().item() == 55
+    assert as_graph(ei, num_nodes=60)[0] is g2
+    ei.data[0, 0] = 57
+    g3, _ = as_graph(ei, num_nodes=60)
+    assert g3 is not g2 and torch.equal(g3.edge_index(), ei)

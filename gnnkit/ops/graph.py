@@ -568,13 +568,42 @@ def _fingerprint(t: Tensor) -> Optional[tuple]:
     return tuple(torch.stack([flat.sum(), h]).tolist())
 
 
+class _Content:
+    """What a cache entry keeps to recognise its tensor's values on a later lookup: a copy of a small strided
+    tensor (up to ``_FP_HOST_MAX`` values: cheaper to take and to compare than a fingerprint, and exact), else
+    the fingerprint (:func:`_fingerprint`; None for sparse layouts, whose callers put their indices'
+    fingerprints in the tag).  The current tensor's fingerprint is taken at most once per lookup."""
+
+    __slots__ = ("t", "_fp")
+
+    def __init__(self, t: Tensor):
+        self.t, self._fp = t, ()
+
+    def fp(self) -> Optional[tuple]:
+        if self._fp == ():
+            self._fp = _fingerprint(self.t)
+        return self._fp
+
+    def kept(self) -> Any:
+        t = self.t
+        if t.layout == torch.strided and t.numel() <= _FP_HOST_MAX:
+            return t.detach().clone()
+        return self.fp()
+
+    def matches(self, kept: Any) -> bool:
+        if isinstance(kept, Tensor):
+            return torch.equal(kept, self.t.detach())  # (same shape and device: both are in the key)
+        return kept == self.fp()
+
+
 def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
     """``build()``, cached on the identity and version of tensor ``t`` plus ``tag``.
 
     Anything derived only from ``t``'s values (a graph structure, normalised
     weights) can be cached this way; an in-place change of ``t`` bumps its
     version and invalidates the entry, an edit that bypasses the version counter
-    changes the tensor's fingerprint and invalidates it too, and a dead ``t`` never matches.
+    changes the tensor's values, which every hit compares with the entry's copy of them (small tensors)
+    or fingerprint, and invalidates it too, and a dead ``t`` never matches.
     """
     if _is_compiling() or t.is_inference():  # inference tensors have no version counter (an in-place
         return build()  # edit could not be seen)
@@ -585,13 +614,13 @@ def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
     else:
         ptr = t.data_ptr()
     key = (id(t), ptr, t._version, tuple(t.shape), t.device) + tuple(tag)
-    fp = _fingerprint(t)
+    content = _Content(t)
     # a structure built under inference_mode holds inference tensors, unusable by a later training step:
     # it is kept under its own key, which only calls under inference_mode read
     inference = torch.is_inference_mode_enabled()
     for k in (key, key + ("inference_mode",)) if inference else (key,):
         hit = _CACHE.get(k)
-        if hit is not None and hit[0]() is t and hit[2] == fp:
+        if hit is not None and hit[0]() is t and content.matches(hit[2]):
             _CACHE.move_to_end(k)
             return hit[1]
     if inference:
@@ -600,11 +629,12 @@ def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
         _CACHE.pop(key + ("inference_mode",), None)
     # entries of this very tensor from before an in-place refill (older version, other data or values) can
     # never match again: dropped, so a buffer refilled every step does not fill the cache with dead graphs
-    for k in [k for k, v in _CACHE.items() if v[0]() is t and (k[1], k[2], v[2]) != (ptr, t._version, fp)]:
+    for k in [k for k, v in _CACHE.items()
+              if v[0]() is t and ((k[1], k[2]) != (ptr, t._version) or not content.matches(v[2]))]:
         _CACHE.pop(k, None)
     out = build()
     # the entry goes when t dies: a deleted edge_index does not keep its structure alive
-    _CACHE[key] = (weakref.ref(t, lambda _, k=key: _CACHE.pop(k, None)), out, fp)
+    _CACHE[key] = (weakref.ref(t, lambda _, k=key: _CACHE.pop(k, None)), out, content.kept())
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return out
