@@ -35,9 +35,9 @@ import torch_geometric.nn as pnn
 from torch.nn import Linear, ReLU, Sequential
 
 import gnnkit.nn as gnn
-from gnnkit._atomic import write_figure_atomic, write_json_atomic
+from gnnkit._atomic import write_json_atomic
 from gnnkit.data import load_dataset
-from gnnkit.profile import interleaved, paired_ratio
+from gnnkit.profile import interleaved, paired_ratio, plot_ratios
 
 RESULTS = Path(__file__).resolve().parent / "results"
 INPUTS = ("same", "fresh", "shuffled")
@@ -130,25 +130,9 @@ def main() -> None:
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    names = list(report["results"])
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for i, inp in enumerate(INPUTS):
-        med = [report["results"][n]["speedup"][inp]["median"] for n in names]
-        lo = [m - report["results"][n]["speedup"][inp]["ci95"][0] for m, n in zip(med, names)]
-        hi = [report["results"][n]["speedup"][inp]["ci95"][1] - m for m, n in zip(med, names)]
-        ax.bar([j + 0.27 * i for j in range(len(names))], med, 0.27, yerr=[lo, hi], capsize=3,
-               label={"same": "same edge_index tensor", "fresh": "fresh copy per call",
-                      "shuffled": "fresh copy, shuffled edges"}[inp])
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks([j + 0.27 for j in range(len(names))], names)
-    ax.set_ylabel("PyG time / gnnkit time")
-    ax.set_title(f"Cora training step, {report['device']}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_figure_atomic(fig, path, dpi=120)
+    plot_ratios(report["results"], {"same": "same edge_index tensor", "fresh": "fresh copy per call",
+                                    "shuffled": "fresh copy, shuffled edges"},
+                f"Cora training step, {report['device']}", path)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ from torch.nn import Linear, ReLU, Sequential
 from torch_geometric.loader import DataLoader
 
 import gnnkit.nn as gnn
-from gnnkit._atomic import write_figure_atomic, write_json_atomic
+from gnnkit._atomic import write_json_atomic
 from gnnkit.data import load_dataset
-from gnnkit.profile import interleaved, paired_ratio
+from gnnkit.profile import interleaved, paired_ratio, plot_ratios
 
 RESULTS = Path(__file__).resolve().parent / "results"
 INPUTS = ("first", "hidden")
@@ -147,25 +147,8 @@ def main() -> None:
 
 
 def plot(report: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    names = list(report["results"])
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for i, inp in enumerate(INPUTS):
-        med = [report["results"][n]["speedup"][inp]["median"] for n in names]
-        lo = [m - report["results"][n]["speedup"][inp]["ci95"][0] for m, n in zip(med, names)]
-        hi = [report["results"][n]["speedup"][inp]["ci95"][1] - m for m, n in zip(med, names)]
-        ax.bar([j + 0.4 * i for j in range(len(names))], med, 0.4, yerr=[lo, hi], capsize=3,
-               label={"first": "x needs no gradient (first layer)", "hidden": "x needs a gradient"}[inp])
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks([j + 0.2 for j in range(len(names))], names)
-    ax.set_ylabel("PyG time / gnnkit time")
-    ax.set_title(f"{report['dataset']} batches of {report['batch_size']}, training step, {report['device']}",
-                 fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_figure_atomic(fig, path, dpi=120)
+    plot_ratios(report["results"], {"first": "x needs no gradient (first layer)", "hidden": "x needs a gradient"},
+                f"{report['dataset']} batches of {report['batch_size']}, training step, {report['device']}", path)
 
 
 if __name__ == "__main__":

@@ -178,3 +178,32 @@ def test_cora_layers_benchmark_short_run(tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit):
             cl.main()
         assert bad[0] in capsys.readouterr().err  # the error names the argument
+
+
+def test_minibatch_layers_benchmark_short_run(tmp_path, monkeypatch, capsys):
+    """benchmarks/minibatch_layers.py for two layers, two rounds of one-step blocks on MUTAG: gnnkit matches
+    PyG with the same weights (outputs, parameter and input gradients), both inputs' paired statistics in the
+    record, JSON and plot written; bad flags name themselves."""
+    import json
+    import sys
+    mb = load_benchmark("minibatch_layers")
+    out = tmp_path / "mb.json"
+    monkeypatch.setattr(sys, "argv", ["minibatch_layers.py", "--only", "GIN,GAT", "--rounds", "2", "--block", "1",
+                                      "--budget-s", "0", "--out", str(out)])
+    mb.main()
+    rep = json.loads(out.read_text())
+    assert rep["dataset"] == "MUTAG" and rep["batches"] == 6 and rep["batch_size"] == 32  # 188 graphs
+    res = rep["results"]
+    assert set(res) == {"GIN", "GAT"}
+    for v in res.values():
+        assert v["max_abs_diff_out"] < 1e-4 and v["max_abs_diff_grad"] < 1e-3
+        keys = {f"{lib}_{inp}" for lib in ("gnnkit", "pyg") for inp in ("first", "hidden")}
+        assert set(v["median_ms_per_step"]) == keys
+        for inp in ("first", "hidden"):
+            assert v["speedup"][inp]["rounds"] == 2 and v["speedup"][inp]["verdict"] in ("faster", "slower", "parity")
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    for bad in (["--only", "GXN"], ["--block", "0"], ["--features", "12"], ["--budget-s", "nan"]):
+        monkeypatch.setattr(sys, "argv", ["minibatch_layers.py", *bad, "--out", str(tmp_path / "x.json")])
+        with pytest.raises(SystemExit):
+            mb.main()
+        assert bad[0] in capsys.readouterr().err  # the error names the argument

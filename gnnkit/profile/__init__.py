@@ -43,11 +43,11 @@ from .backends import (
 )
 from .graphs import GraphSpec, dataset_graph, edge_list_graph, power_law_graph
 from .measure import OPS, PeakMemory, compulsory_bytes, copy_bandwidth, interleaved, paired_ratio, sync, time_fn
-from .report import format_table, plot, profile, write_report
+from .report import format_table, plot, plot_ratios, profile, write_report
 
 __all__ = [
     "BACKENDS", "DTYPES", "MODES", "OPS", "Problem", "Record", "available_backends", "build_callables",
     "make_problem", "run_one", "GraphSpec", "dataset_graph", "edge_list_graph", "power_law_graph", "PeakMemory",
     "compulsory_bytes", "copy_bandwidth", "time_fn", "interleaved", "paired_ratio", "sync", "format_table", "plot",
-    "profile", "write_report",
+    "plot_ratios", "profile", "write_report",
 ]

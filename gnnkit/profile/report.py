@@ -50,6 +50,30 @@ def plot(report: dict, path: Path) -> None:
     write_figure_atomic(fig, path, dpi=110)
 
 
+def plot_ratios(results: dict, inputs: dict, title: str, path: Path, ylabel: str = "PyG time / gnnkit time") -> None:
+    """Grouped bars of paired ratios (:func:`gnnkit.profile.paired_ratio` records) with their 95 % intervals:
+    ``results[name]["speedup"][input]`` for each name (a group) and each of ``inputs`` (``{input: legend}``, a
+    bar per input), a line at 1; written atomically (the benchmarks' PyG-vs-gnnkit plots)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = list(results)
+    width = 0.8 / max(len(inputs), 1)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, (inp, label) in enumerate(inputs.items()):
+        med = [results[n]["speedup"][inp]["median"] for n in names]
+        lo = [m - results[n]["speedup"][inp]["ci95"][0] for m, n in zip(med, names)]
+        hi = [results[n]["speedup"][inp]["ci95"][1] - m for m, n in zip(med, names)]
+        ax.bar([j + width * i for j in range(len(names))], med, width, yerr=[lo, hi], capsize=3, label=label)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks([j + width * (len(inputs) - 1) / 2 for j in range(len(names))], names)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    write_figure_atomic(fig, path, dpi=120)
+
+
 def profile(graph: GraphSpec, device: torch.device, features: int = 64, heads: int = 8,
             head_dim: Optional[int] = None, dtype: torch.dtype = torch.float32, ops: Tuple[str, ...] = OPS,
             backends: Optional[List[str]] = None, modes: Tuple[str, ...] = MODES, warmup: int = 2,
