@@ -394,3 +394,38 @@ def test_ready_models_take_numpy_ints_and_a_lazy_input_width():
     assert type(m.in_channels) is int and m.in_channels == 5
     lazy = gnn.GCN(-1, 8, 2, 3)
     assert lazy(torch.randn(4, 6), torch.tensor([[0, 1, 2], [1, 2, 3]])).shape == (4, 3)
+
+
+def test_attention_loops_straight_from_a_plain_edge_index():
+    """GAT's self-loop graph for a plain edge_index is built from the tensor itself (one sort, not two) and
+    cached on it: the same attention, outputs and gradients, bit for bit, as through a prebuilt Graph (the
+    other path), including existing loops, duplicates and fill_value edge features; with
+    flow="target_to_source" (no Graph input there) PyG's numbers; an edit behind the version counter is seen."""
+    from gnnkit.nn._attention import attention_structure
+    from gnnkit.ops import Graph
+    torch.manual_seed(0)
+    ei = torch.tensor([[0, 1, 1, 2, 3, 3, 4, 2], [1, 0, 1, 3, 2, 0, 4, 3]])  # loops 1->1, 4->4; 2->3 twice
+    x, ea = torch.randn(6, 5), torch.randn(8, 3)
+    conv = gnn.GATConv(5, 4, heads=2, edge_dim=3, fill_value="mean")
+    outs = []
+    for adj in (ei, Graph.build(ei, num_nodes=6)):
+        conv.zero_grad()
+        xx = x.clone().requires_grad_(True)
+        out, (_, alpha) = conv(xx, adj, ea, return_attention_weights=True)
+        out.sum().backward()
+        outs.append((out.detach(), alpha.detach(), xx.grad, [p.grad.clone() for p in conv.parameters()]))
+    (o1, a1, g1, p1), (o2, a2, g2, p2) = outs
+    assert torch.equal(o1, o2) and torch.equal(a1, a2) and torch.equal(g1, g2)
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+    theirs = pyg.GATConv(5, 4, heads=2, edge_dim=3, fill_value="mean", flow="target_to_source")
+    ours = gnn.GATConv(5, 4, heads=2, edge_dim=3, fill_value="mean", flow="target_to_source")
+    ours.load_state_dict(theirs.state_dict())
+    (o, (e_o, a_o)), (t, (e_t, a_t)) = (m(x, ei, ea, return_attention_weights=True) for m in (ours, theirs))
+    torch.testing.assert_close(o, t)
+    assert torch.equal(e_o, e_t)
+    torch.testing.assert_close(a_o, a_t)
+    st = attention_structure(ei, 6, 6, True)
+    assert attention_structure(ei, 6, 6, True) is st  # cached on the tensor
+    ei.numpy()[1, 0] = 5  # no version bump
+    st2 = attention_structure(ei, 6, 6, True)
+    assert st2 is not st and 5 in st2.graph.edge_index()[1].tolist()
