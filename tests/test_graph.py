@@ -267,3 +267,21 @@ def test_the_cache_sees_edits_behind_the_version_counter_on_both_sides_of_the_co
     ei.data[0, 0] = 57
     g3, _ = as_graph(ei, num_nodes=60)
     assert g3 is not g2 and torch.equal(g3.edge_index(), ei)
+
+
+def test_functionalized_edge_index_is_not_read_through_numpy():
+    """Review finding: a torch.func.functionalize'd edge_index passed the numpy fast path's checks, and numpy read
+    its unallocated storage (a pointer came back as the node count); such tensors keep torch's path, which fails
+    cleanly."""
+    from gnnkit.ops.graph import _on_host, validate_edge_index
+    ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+    assert _on_host(ei)
+    seen = []
+
+    def probe(e):
+        seen.append(_on_host(e))
+        return validate_edge_index(e, None, None)[0] * e.new_ones(1)
+
+    with pytest.raises(RuntimeError, match="unallocated storage"):
+        torch.func.functionalize(probe)(ei)
+    assert seen == [False]

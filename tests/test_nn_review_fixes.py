@@ -429,3 +429,15 @@ def test_attention_loops_straight_from_a_plain_edge_index():
     ei.numpy()[1, 0] = 5  # no version bump
     st2 = attention_structure(ei, 6, 6, True)
     assert st2 is not st and 5 in st2.graph.edge_index()[1].tolist()
+
+
+def test_a_lazy_input_width_is_refused_where_it_cannot_be_inferred():
+    """Review finding: GIN(-1, ...) and virtual_node=True with -1 passed the size check and then failed with
+    torch's "negative dimension -1" (GIN's MLP and the virtual node's input map are plain Linear layers)."""
+    with pytest.raises(ValueError, match=r"GIN: in_channels=-1 .* not supported by GIN's MLP; pass the input width"):
+        gnn.GIN(-1, 16, 2, 2)
+    with pytest.raises(ValueError, match=r"GraphSAGE: in_channels=-1 .* not supported with virtual_node=True"):
+        gnn.GraphSAGE(-1, 16, 2, 2, virtual_node=True)
+    ei = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    for model in (gnn.GCN, gnn.GraphSAGE, gnn.GAT):  # lazy where the convs infer the width
+        assert model(-1, 8, 2, 3)(torch.randn(4, 6), ei).shape == (4, 3)

@@ -33,6 +33,7 @@ _NORMS = {"batch": BatchNorm1d, "layer": LayerNorm}
 
 class _GNN(torch.nn.Module):
     supports_edge_attr = False
+    lazy_input = True  # in_channels=-1 allowed
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
                  dropout: float = 0.0, node_dropout: float = 0.0, norm: Optional[str] = None,
@@ -45,7 +46,14 @@ class _GNN(torch.nn.Module):
             raise ValueError(f"{name}: graph_channels={graph_channels} is read by the virtual node's initial state "
                              "and the gated readout; fix: virtual_node=True and/or readout='gated', or drop it")
         self.graph_channels = graph_channels
-        in_channels = check_count(in_channels, "in_channels", name, lazy=True)
+        # -1 (lazy): the convs infer their input width on the first call; GIN's MLP and the virtual node's input
+        # map are plain Linear layers that cannot
+        lazy = type(self).lazy_input and not virtual_node
+        if in_channels == -1 and not lazy and not isinstance(in_channels, bool):
+            where = "with virtual_node=True" if virtual_node else f"by {name}'s MLP"
+            raise ValueError(f"{name}: in_channels=-1 (inferred on the first call) is not supported {where}; pass "
+                             "the input width")
+        in_channels = check_count(in_channels, "in_channels", name, lazy=lazy)
         hidden_channels = check_count(hidden_channels, "hidden_channels", name)
         num_layers = check_count(num_layers, "num_layers", name)
         out_channels = check_count(out_channels, "out_channels", name)
@@ -202,6 +210,7 @@ class GAT(_GNN):
 class GIN(_GNN):
     r"""Graph isomorphism network (Xu et al. 2019) built from :class:`GINConv` with a 2-layer MLP
     (Linear, BatchNorm, ReLU, Linear) per layer; with ``edge_dim`` it uses :class:`GINEConv`."""
+    lazy_input = False  # the MLP's first Linear needs its input width
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
                  train_eps: bool = False, edge_dim: Optional[int] = None, **options):

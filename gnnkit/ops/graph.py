@@ -54,8 +54,7 @@ _TORCH_RADIX_MIN = 32768
 def _numpy_path(t: Tensor, bound: int) -> bool:
     """Whether keys ``t`` (below ``bound``) are sorted on the host by :func:`_radix_perm`: CPU, outside a
     compiled region, 1 to 32,767 keys (from 32,768 on torch's own sort is a radix sort)."""
-    return (not _is_compiling() and type(t) is Tensor and t.device.type == "cpu"  # (not a fake tensor)
-            and 0 < t.numel() < _TORCH_RADIX_MIN and bound <= 1 << 48)
+    return _on_host(t) and 0 < t.numel() < _TORCH_RADIX_MIN and bound <= 1 << 48  # (not a fake tensor)
 
 
 # up to this many values the CPU checks of an edge_index (its fingerprint, its id range) run in numpy: ~2x faster
@@ -65,8 +64,10 @@ _FP_HOST_MAX = 1 << 17
 
 
 def _on_host(t: Tensor) -> bool:
-    """A plain CPU tensor outside a compiled region (numpy can read it)."""
-    return type(t) is Tensor and t.device.type == "cpu" and not _is_compiling()
+    """A plain CPU tensor outside a compiled region whose storage numpy can read: not a functorch-wrapped or
+    functional tensor (``torch.func`` transforms), whose storage is not allocated (numpy would read garbage)."""
+    return (not _is_compiling() and type(t) is Tensor and t.device.type == "cpu"
+            and not torch._C._functorch.is_functorch_wrapped_tensor(t) and not torch._is_functional_tensor(t))
 
 
 def _radix_perm(keys):
