@@ -10,6 +10,8 @@ from typing import Iterator, NamedTuple
 import torch
 from torch import Tensor
 
+from gnnkit._checks import check_int  # noqa: F401  (re-exported: the latent modules import it from here)
+
 
 class QuantizerCollapseWarning(UserWarning):
     """Fewer than the given fraction of a codebook's codes were used over a window of assignments."""
@@ -48,19 +50,6 @@ def evaluating(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
             yield module
     finally:
         module.train(was)
-
-
-def check_int(name: str, value: object, minimum: int, who: str = "") -> int:
-    """``value`` is an int (not a bool, not a float; numpy integers too) of at least ``minimum``, else a
-    ValueError naming ``name`` (after ``who:``, the function, when given)."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Integral)
-    if who and not (ok and value >= minimum):
-        raise ValueError(f"{who}: {name} must be an int >= {minimum}, got {value!r}")
-    if not ok:
-        raise ValueError(f"{name}={value!r} must be an int >= {minimum}, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}")
-    return int(value)
 
 
 def check_number(name: str, value: object, low: float = -math.inf, high: float = math.inf,

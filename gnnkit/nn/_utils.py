@@ -1,11 +1,12 @@
 """Input handling shared by the conv layers: node-feature pairs, adjacency -> :class:`Graph`,
 argument checks with errors that name the argument and the fix."""
-import operator
+import numbers
 from typing import Any, Optional, Tuple, Union
 
 from torch import Tensor
 from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
+from gnnkit._checks import check_int
 from gnnkit.ops import Graph, Size, SparseTensor, as_graph, is_sparse_adj, spmm_slots
 
 PairTensor = Tuple[Tensor, Optional[Tensor]]
@@ -44,23 +45,16 @@ def check_width(t: Optional[Tensor], expected: int, layer: str, arg: str, ctor: 
 
 
 def check_count(value: Any, arg: str, layer: str, lazy: bool = False) -> int:
-    """A width or layer count: an int >= 1 (numpy ints too; not a bool or a float), or with ``lazy`` -1
-    (inferred on the first call, as PyG's lazy layers)."""
-    try:
-        v = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        v = None
-    if v is None or (v < 1 and not (lazy and v == -1)):
-        raise ValueError(f"{layer}: {arg} must be an int >= 1{' (or -1: inferred on the first call)' if lazy else ''}, "
-                         f"got {value!r}")
-    return v
+    """A width or layer count: an int >= 1 (:func:`gnnkit._checks.check_int`), or with ``lazy`` -1 (inferred on
+    the first call, as PyG's lazy layers)."""
+    if lazy and value == -1 and not isinstance(value, bool) and isinstance(value, numbers.Integral):
+        return -1
+    return check_int(arg, value, 1, who=layer, hint=" (or -1: inferred on the first call)" if lazy else "")
 
 
 def check_graph_channels(graph_channels: Any, layer: str) -> int:
     """``graph_channels`` (the width of a per-graph feature ``g``) is an int >= 0."""
-    if isinstance(graph_channels, bool) or not isinstance(graph_channels, int) or graph_channels < 0:
-        raise ValueError(f"{layer}: graph_channels must be an int >= 0 (the width of g), got {graph_channels!r}")
-    return graph_channels
+    return check_int("graph_channels", graph_channels, 0, who=layer, hint=" (the width of g)")
 
 
 def graph_features(g: Optional[Tensor], graph_channels: int, num_graphs: int, layer: str,

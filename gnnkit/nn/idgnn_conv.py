@@ -20,7 +20,6 @@ disjoint graph).  ID-GNN-Fast instead adds to the input the cycle counts :math:`
 from __future__ import annotations
 
 import hashlib
-import numbers
 from typing import Optional, Tuple
 
 import torch
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Linear, ModuleList, Parameter
 
+from gnnkit._checks import check_int
 from gnnkit.ops import as_graph, cached_for, validate_edge_index
 
 from ._utils import aggregate
@@ -194,8 +194,7 @@ def cycle_count_features(edge_index: Tensor, num_nodes: int, max_length: int = 4
     Exact, by sparse products with ``chunk`` columns of the identity at a time (memory ``N x chunk``,
     time ``max_length x E x N``: meant for graphs up to ~10^5 nodes)."""
     for name, value, least in (("num_nodes", num_nodes, 0), ("max_length", max_length, 1), ("chunk", chunk, 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-            raise ValueError(f"cycle_count_features: {name} must be an int >= {least}, got {value!r}")
+        check_int(name, value, least, who="cycle_count_features")
     validate_edge_index(edge_index, num_nodes, num_nodes)
     ei = edge_index.long()
     a = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), torch.ones(ei.size(1), dtype=torch.float64),

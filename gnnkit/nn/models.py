@@ -46,14 +46,13 @@ class _GNN(torch.nn.Module):
             raise ValueError(f"{name}: graph_channels={graph_channels} is read by the virtual node's initial state "
                              "and the gated readout; fix: virtual_node=True and/or readout='gated', or drop it")
         self.graph_channels = graph_channels
+        in_channels = check_count(in_channels, "in_channels", name, lazy=True)
         # -1 (lazy): the convs infer their input width on the first call; GIN's MLP and the virtual node's input
         # map are plain Linear layers that cannot
-        lazy = type(self).lazy_input and not virtual_node
-        if in_channels == -1 and not lazy and not isinstance(in_channels, bool):
+        if in_channels == -1 and (virtual_node or not type(self).lazy_input):
             where = "with virtual_node=True" if virtual_node else f"by {name}'s MLP"
             raise ValueError(f"{name}: in_channels=-1 (inferred on the first call) is not supported {where}; pass "
                              "the input width")
-        in_channels = check_count(in_channels, "in_channels", name, lazy=lazy)
         hidden_channels = check_count(hidden_channels, "hidden_channels", name)
         num_layers = check_count(num_layers, "num_layers", name)
         out_channels = check_count(out_channels, "out_channels", name)

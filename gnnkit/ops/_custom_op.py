@@ -37,6 +37,14 @@ def _plain(values: Any, grad: bool) -> bool:
     return True
 
 
+def transforms_active() -> bool:
+    """A compiled region, a dispatch mode, a functorch transform or forward-mode AD is active: a call must go
+    through the registered op (or the autograd Function), not straight to an implementation."""
+    return (torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None
+            or torch._C._functorch.peek_interpreter_stack() is not None
+            or torch.autograd.forward_ad._current_level >= 0)
+
+
 class CustomOp:
     """A registered op (``torch.library.custom_op``) whose eager calls on plain tensors run its Python
     implementation directly (module doc); everything else (``register_fake``, ``_opoverload``, ...) is the
@@ -48,10 +56,7 @@ class CustomOp:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         grad = torch.is_grad_enabled()
-        if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None \
-                or torch._C._functorch.peek_interpreter_stack() is not None \
-                or torch.autograd.forward_ad._current_level >= 0 \
-                or not _plain(args, grad) or not _plain(kwargs.values(), grad):
+        if transforms_active() or not _plain(args, grad) or not _plain(kwargs.values(), grad):
             return self._op(*args, **kwargs)
         return self._fn(*args, **kwargs)
 

@@ -47,13 +47,17 @@ _SMALL_MESSAGES = 2 ** 20
 _INT32_MAX = 2 ** 31 - 1
 
 
+def _mkl_serves(t: Tensor, width: int, *extents: int) -> bool:
+    """Whether MKL's CSR kernel takes ``t``'s data, ``width`` columns wide: CPU, fp32/fp64, at most 64
+    columns, every extent (rows, columns, entries) within int32."""
+    return (t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and width <= _MKL_MAX_WIDTH
+            and all(n <= _INT32_MAX for n in extents) and torch.backends.mkl.is_available())
+
+
 def _mkl_fits(dense: Tensor, *extents: int) -> bool:
-    """Whether a CSR sum over ``dense`` ``[S, F]`` runs through MKL: CPU, fp32/fp64, at most 64 columns,
-    every extent (rows, columns, entries) within int32, nothing tracking a gradient (backward or forward
-    mode: the references keep autograd on torch.sparse.mm / index_add_)."""
-    return (dense.device.type == "cpu" and dense.dtype in (torch.float32, torch.float64)
-            and dense.size(1) <= _MKL_MAX_WIDTH and all(n <= _INT32_MAX for n in extents)
-            and torch.backends.mkl.is_available() and not tracks_grad(dense)
+    """Whether a CSR sum over ``dense`` ``[S, F]`` runs through MKL (:func:`_mkl_serves`) with nothing tracking
+    a gradient (backward or forward mode: the references keep autograd on torch.sparse.mm / index_add_)."""
+    return (_mkl_serves(dense, dense.size(1), *extents) and not tracks_grad(dense)
             and torch.autograd.forward_ad._current_level < 0)
 
 

@@ -18,10 +18,10 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
+from ._custom_op import transforms_active
 from .graph import Graph, check_op_inputs, check_rows
 from .primitives import (
     NO_PLAN,
@@ -33,10 +33,9 @@ from .primitives import (
     spmm_arg_bwd_op,
     spmm_op,
 )
-from .reference import _INT32_MAX, _MKL_MAX_WIDTH, _mkl_sum, spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401 (re-exports)
+from .reference import _mkl_serves, _mkl_sum, spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401 (re-exports)
 
 REDUCES = ("sum", "mean", "max", "min")
-_MKL_DTYPES = (torch.float32, torch.float64)
 
 
 def check_reduce(reduce: str) -> None:
@@ -112,18 +111,16 @@ class CpuSumFunction(torch.autograd.Function):
     def forward(ctx, graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str,
                 value_t: Optional[Tensor] = None) -> Tensor:
         S, N, F = x.size(0), graph.num_dst, x.size(2)
-        out = x.new_empty(N, 1, F)  # the product is written through a 2-D view and the whole tensor returned
-        if reduce == "mean":  # (not a view: the layers' in-place epilogues stay allowed)
-            ones = torch.ones(graph.num_edges, dtype=x.dtype)
-            A = torch.sparse_csr_tensor(graph.rowptr, graph.col, ones, (N, S), check_invariants=False)
-            out.view(N, F).copy_(torch.sparse.mm(A, x.view(S, F), reduce="mean"))
+        if reduce == "mean":  # the reference's product; detached: a view would forbid the layers' in-place epilogues
+            out = spmm_csr_ref(graph.rowptr, graph.col, None, x, "mean").detach()
         else:
+            out = x.new_empty(N, 1, F)  # written through a 2-D view, the whole tensor returned (not a view)
             v = None if value is None else value.view(-1)
             if v is not None and v.is_inference() and not torch.is_inference_mode_enabled():
                 v = v.clone()  # weights kept by an inference-mode call: a sparse tensor outside it needs a plain one
             _mkl_sum(graph.rowptr, graph.col, v, x.view(S, F), out.view(N, F))
         if ctx.needs_input_grad[1]:
-            ctx.graph, ctx.reduce, ctx.t = graph, reduce, graph.transpose()
+            ctx.graph, ctx.t = graph, graph.transpose()
             ctx.vt = graph.mean_weights_t() if reduce == "mean" else value_t if value_t is not None \
                 else None if value is None else graph.values_t(value)
         return out
@@ -144,13 +141,14 @@ class CpuSumFunction(torch.autograd.Function):
 
 
 def _cpu_direct(graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str) -> bool:
-    """Whether :class:`CpuSumFunction` serves this :func:`spmm_slots` call: eager (not compiled, no functorch
-    transform, dispatch mode or forward-mode AD), plain float32/float64 CPU tensors, one head of at most 64
-    features, at least one edge, MKL's int32 extents, the torch backend (``GNNKIT_BACKEND=triton`` runs the kernels), no
-    autocast; ``sum`` with weights that need no gradient (their gradient is an SDDMM: :class:`SpMMFunction`)
-    or none, or float32 ``mean`` without weights.  Everything else takes :class:`SpMMFunction`."""
-    if torch.compiler.is_compiling() or type(x) is not Tensor or not x.is_cpu or x.dtype not in _MKL_DTYPES \
-            or x.size(1) != 1 or x.size(2) > _MKL_MAX_WIDTH or graph.num_edges == 0:
+    """Whether :class:`CpuSumFunction` serves this :func:`spmm_slots` call: eager (no transform active,
+    :func:`~gnnkit.ops._custom_op.transforms_active`), a plain tensor MKL's kernel takes (:func:`_mkl_serves`:
+    CPU, float32/float64, at most 64 features, int32 extents) with one head and at least one edge, the torch
+    backend (``GNNKIT_BACKEND=triton`` runs the kernels), no autocast; ``sum`` with weights that need no
+    gradient (their gradient is an SDDMM: :class:`SpMMFunction`) or none, or float32 ``mean`` without weights.
+    Everything else takes :class:`SpMMFunction`."""
+    if transforms_active() or type(x) is not Tensor or x.size(1) != 1 or graph.num_edges == 0 \
+            or not _mkl_serves(x, x.size(2), x.size(0), graph.num_dst, graph.num_edges):
         return False
     if reduce == "mean":
         if value is not None or x.dtype != torch.float32:
@@ -158,10 +156,7 @@ def _cpu_direct(graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str) -
     elif reduce != "sum" or value is not None and (type(value) is not Tensor or value.requires_grad
                                                    or value.dtype != x.dtype or value.dim() != 2):
         return False
-    return (max(x.size(0), graph.num_dst, graph.num_edges) <= _INT32_MAX and not torch.is_autocast_enabled("cpu")
-            and torch.autograd.forward_ad._current_level < 0 and _get_current_dispatch_mode() is None
-            and torch._C._functorch.peek_interpreter_stack() is None and torch.backends.mkl.is_available()
-            and not use_triton("spmm", x))
+    return not torch.is_autocast_enabled("cpu") and not use_triton("spmm", x)
 
 
 def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: str = "sum",
