@@ -54,11 +54,18 @@ def plot_ratios(results: dict, inputs: dict, title: str, path: Path, ylabel: str
     """Grouped bars of paired ratios (:func:`gnnkit.profile.paired_ratio` records) with their 95 % intervals:
     ``results[name]["speedup"][input]`` for each name (a group) and each of ``inputs`` (``{input: legend}``, a
     bar per input), a line at 1; written atomically (the benchmarks' PyG-vs-gnnkit plots)."""
+    if not isinstance(results, dict) or not results or not isinstance(inputs, dict) or not inputs:
+        raise ValueError("plot_ratios: results and inputs must be non-empty dicts ({name: record}, {input: legend})")
+    missing = [f"{n}/{i}" for n in results for i in inputs
+               if not isinstance(results[n], dict) or i not in results[n].get("speedup", {})]
+    if missing:
+        raise ValueError(f"plot_ratios: results has no speedup record for {missing[:3]}; each results[name] needs "
+                         "'speedup': {input: paired_ratio(...)} for every key of inputs")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = list(results)
-    width = 0.8 / max(len(inputs), 1)
+    width = 0.8 / len(inputs)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for i, (inp, label) in enumerate(inputs.items()):
         med = [results[n]["speedup"][inp]["median"] for n in names]
