@@ -207,3 +207,15 @@ def test_minibatch_layers_benchmark_short_run(tmp_path, monkeypatch, capsys):
         with pytest.raises(SystemExit):
             mb.main()
         assert bad[0] in capsys.readouterr().err  # the error names the argument
+
+
+def test_plot_ratios_names_what_is_missing(tmp_path):
+    from gnnkit.profile import paired_ratio, plot_ratios
+    rec = {"GIN": {"speedup": {"a": paired_ratio([2.0, 2.2], [1.0, 1.0])}}}
+    plot_ratios(rec, {"a": "input a"}, "t", tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match=r"no speedup record for \['GIN/b'\]"):
+        plot_ratios(rec, {"a": "A", "b": "B"}, "t", tmp_path / "s.png")
+    with pytest.raises(ValueError, match="non-empty dicts"):
+        plot_ratios({}, {"a": "A"}, "t", tmp_path / "s.png")
+    assert not (tmp_path / "s.png").exists()
