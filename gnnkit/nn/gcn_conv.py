@@ -7,7 +7,16 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
-from gnnkit.ops import Graph, SparseTensor, as_graph, is_sparse_adj, segment_reduce_slots, spmm_slots
+from gnnkit.ops import (
+    Graph,
+    SparseTensor,
+    as_graph,
+    cached_for,
+    is_sparse_adj,
+    segment_reduce_slots,
+    spmm_slots,
+    validate_edge_index,
+)
 from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
@@ -22,6 +31,39 @@ def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Te
     if base.num_dst != num_nodes:
         raise ValueError(f"GCNConv: the graph has {base.num_dst} nodes, expected {num_nodes}")
     return base.remaining_self_loops()
+
+
+def _loops_from_input(src: Tensor, dst: Tensor, n: int) -> Tuple[Graph, Tensor, Tensor]:
+    """:func:`_self_loop_structure` of a validated ``edge_index`` read in its own order: the non-loop edges in
+    input order, then one loop per node, sorted once (no CSR of the input itself)."""
+    src, dst = src.long(), dst.long()
+    is_loop = src == dst
+    keep = (~is_loop).nonzero().view(-1)
+    loops = is_loop.nonzero().view(-1)
+    loop_edge = torch.full((n,), -1, dtype=torch.long, device=src.device)
+    loop_edge.scatter_reduce_(0, src.index_select(0, loops), loops, "amax")  # the last input loop wins
+    nodes = torch.arange(n, device=src.device)
+    graph = Graph.from_coo(torch.cat([src.index_select(0, keep), nodes]), torch.cat([dst.index_select(0, keep), nodes]),
+                           n, n)
+    return graph, keep, loop_edge
+
+
+def _loop_structure(edge_index: Any, n: int) -> Tuple[Graph, Tensor, Tensor]:
+    """``(graph with PyG's remaining self-loops, keep, loop_edge)`` (:func:`_self_loop_structure`) of an
+    ``edge_index`` or :class:`Graph`, built once: a plain ``edge_index`` in eager mode straight from the tensor
+    and cached on it (one sort per new ``edge_index``: the CSR of the input itself is never used), otherwise
+    from the input's :class:`Graph` and kept in it (compiled code keeps that path, whose state a prebuilt
+    ``Graph`` carries between calls)."""
+    if type(edge_index) is Tensor and edge_index.layout == torch.strided and not torch.compiler.is_compiling():
+        def build() -> Tuple[Graph, Tensor, Tensor]:
+            validate_edge_index(edge_index, n, n)
+            return _loops_from_input(edge_index[0], edge_index[1], n)
+        return cached_for(edge_index, ("gcn_loops", n), build)
+    base, _ = as_graph(edge_index, num_nodes=n)
+    if base.num_src != n or base.num_dst != n:
+        raise ValueError(f"GCNConv needs a square graph with {n} nodes, got num_src={base.num_src}, "
+                         f"num_dst={base.num_dst}")
+    return base.derived("gcn_loops", lambda: _self_loop_structure(base, n))
 
 
 def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: Optional[int] = None,
@@ -53,17 +95,19 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
                              "its values are the edge weights")
         graph, w = _sparse_with_loops(edge_index, num_nodes, fill, add_self_loops, dtype)
     elif add_self_loops:
-        base, _ = as_graph(edge_index, num_nodes=num_nodes)
-        n = base.num_dst
-        if base.num_src != n:
-            raise ValueError(f"GCNConv needs a square graph, got num_src={base.num_src}, num_dst={n}")
-        graph, keep, loop_edge = base.derived("gcn_loops", lambda: _self_loop_structure(base, n))
+        if num_nodes is None:
+            base, _ = as_graph(edge_index)
+            if base.num_src != base.num_dst:
+                raise ValueError(f"GCNConv needs a square graph, got num_src={base.num_src}, num_dst={base.num_dst}")
+            num_nodes = base.num_dst
+        n = num_nodes
+        graph, keep, loop_edge = _loop_structure(edge_index, n)
         dt = dtype or (edge_weight.dtype if edge_weight is not None else torch.get_default_dtype())
         if edge_weight is None:
             # as PyG: without weights every edge and every loop weighs 1 (improved has no effect), so the
             # weighted in-degree is the slot count and the weights need no pass of their own
             return graph, _normalised_weights(graph, graph.in_degree().to(dt), None)
-        _check_weight(edge_weight, base.num_edges)
+        _check_weight(edge_weight, num_input_edges(edge_index))
         # a node without an input self-loop reads the appended fill value (also when E = 0)
         padded = torch.cat([edge_weight, edge_weight.new_full((1,), fill)])
         loop_w = padded[torch.where(loop_edge >= 0, loop_edge, edge_weight.numel())]
@@ -213,15 +257,19 @@ class GCNConv(CSRMessagePassing):
                 w = torch.ones(graph.num_edges, dtype=dtype, device=graph.device)
             return graph, w.to(dtype), None
         if edge_weight is None and not is_sparse_adj(edge_index):
-            # the normalised values depend on the structure alone: keep them with it
-            base, _ = as_graph(edge_index, num_nodes=n)
+            # the normalised values depend on the structure alone: keep them with it (in the self-loop graph
+            # of a plain edge_index, which is cached on the tensor, or in the input's Graph)
+            if self.add_self_loops and type(edge_index) is Tensor and not torch.compiler.is_compiling():
+                holder, _, _ = _loop_structure(edge_index, n)
+            else:
+                holder, _ = as_graph(edge_index, num_nodes=n)
             key = ("gcn_norm", self.improved, self.add_self_loops, dtype)
-            graph, w = base.derived(key, lambda: gcn_norm(base, None, n, self.improved, self.add_self_loops,
-                                                          dtype=dtype))
+            graph, w = holder.derived(key, lambda: gcn_norm(edge_index, None, n, self.improved, self.add_self_loops,
+                                                            dtype=dtype))
             if not torch.is_grad_enabled():  # no backward can follow (evaluation): no transpose to build
                 return graph, w, None
             # and in transposed slot order, for the backward (read, not gathered, under torch.compile too)
-            w_t = base.derived(key + ("transposed",), lambda: w.index_select(0, graph.transpose()[2]))
+            w_t = holder.derived(key + ("transposed",), lambda: w.index_select(0, graph.transpose()[2]))
             return graph, w, w_t
         return gcn_norm(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype=dtype) + (None,)
 
@@ -295,8 +343,7 @@ class GCNConv(CSRMessagePassing):
     def _slot_mask(self, edge_index: Any, graph: Graph, mask: Tensor, n: int) -> Tensor:
         if not self.add_self_loops:
             return slot_mask(graph, mask)
-        base, _ = as_graph(edge_index, num_nodes=n)
-        _, keep, _ = base.derived("gcn_loops", lambda: _self_loop_structure(base, n))
+        _, keep, _ = _loop_structure(edge_index, n)
         return slot_mask(graph, mask, keep, n)
 
     def _propagate(self, graph: Graph, w: Tensor, w_t: Optional[Tensor], h: Tensor, bias: Optional[Tensor] = None
