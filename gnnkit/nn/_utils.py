@@ -3,6 +3,7 @@ argument checks with errors that name the argument and the fix."""
 import numbers
 from typing import Any, Optional, Tuple, Union
 
+import torch
 from torch import Tensor
 from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
@@ -10,6 +11,12 @@ from gnnkit._checks import check_int
 from gnnkit.ops import Graph, Size, SparseTensor, as_graph, is_sparse_adj, spmm_slots
 
 PairTensor = Tuple[Tensor, Optional[Tensor]]
+
+
+def loops_from_tensor(edge_index: Any) -> bool:
+    """A plain ``edge_index`` tensor in eager mode: layers build their derived graph (self-loops) straight from
+    it and cache it on the tensor; compiled code keeps the :class:`Graph` path, which inductor lowers."""
+    return type(edge_index) is Tensor and edge_index.layout == torch.strided and not torch.compiler.is_compiling()
 
 
 def materialised(*lins) -> bool:

@@ -21,6 +21,7 @@ from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, reduce_of, slot_mask
+from ._utils import loops_from_tensor
 
 
 def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
@@ -33,31 +34,16 @@ def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Te
     return base.remaining_self_loops()
 
 
-def _loops_from_input(src: Tensor, dst: Tensor, n: int) -> Tuple[Graph, Tensor, Tensor]:
-    """:func:`_self_loop_structure` of a validated ``edge_index`` read in its own order: the non-loop edges in
-    input order, then one loop per node, sorted once (no CSR of the input itself)."""
-    src, dst = src.long(), dst.long()
-    is_loop = src == dst
-    keep = (~is_loop).nonzero().view(-1)
-    loops = is_loop.nonzero().view(-1)
-    loop_edge = torch.full((n,), -1, dtype=torch.long, device=src.device)
-    loop_edge.scatter_reduce_(0, src.index_select(0, loops), loops, "amax")  # the last input loop wins
-    nodes = torch.arange(n, device=src.device)
-    graph = Graph.from_coo(torch.cat([src.index_select(0, keep), nodes]), torch.cat([dst.index_select(0, keep), nodes]),
-                           n, n)
-    return graph, keep, loop_edge
-
-
 def _loop_structure(edge_index: Any, n: int) -> Tuple[Graph, Tensor, Tensor]:
     """``(graph with PyG's remaining self-loops, keep, loop_edge)`` (:func:`_self_loop_structure`) of an
     ``edge_index`` or :class:`Graph`, built once: a plain ``edge_index`` in eager mode straight from the tensor
     and cached on it (one sort per new ``edge_index``: the CSR of the input itself is never used), otherwise
     from the input's :class:`Graph` and kept in it (compiled code keeps that path, whose state a prebuilt
     ``Graph`` carries between calls)."""
-    if type(edge_index) is Tensor and edge_index.layout == torch.strided and not torch.compiler.is_compiling():
+    if loops_from_tensor(edge_index):
         def build() -> Tuple[Graph, Tensor, Tensor]:
             validate_edge_index(edge_index, n, n)
-            return _loops_from_input(edge_index[0], edge_index[1], n)
+            return Graph.with_remaining_self_loops(edge_index[0], edge_index[1], n)
         return cached_for(edge_index, ("gcn_loops", n), build)
     base, _ = as_graph(edge_index, num_nodes=n)
     if base.num_src != n or base.num_dst != n:
@@ -259,7 +245,7 @@ class GCNConv(CSRMessagePassing):
         if edge_weight is None and not is_sparse_adj(edge_index):
             # the normalised values depend on the structure alone: keep them with it (in the self-loop graph
             # of a plain edge_index, which is cached on the tensor, or in the input's Graph)
-            if self.add_self_loops and type(edge_index) is Tensor and not torch.compiler.is_compiling():
+            if self.add_self_loops and loops_from_tensor(edge_index):
                 holder, _, _ = _loop_structure(edge_index, n)
             else:
                 holder, _ = as_graph(edge_index, num_nodes=n)

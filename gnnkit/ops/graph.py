@@ -162,8 +162,8 @@ def _merge_self_loops(g: "Graph", n: int) -> Optional[Tuple["Graph", Tensor, Ten
     np.maximum.at(loop_edge, r[loops], loops if p is None else p[loops])  # the last self-loop edge wins
     K = kc.size
     nodes = np.arange(n, dtype=np.int64)
-    kept_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(kr, minlength=n), out=kept_ptr[1:])
+    rp = g.rowptr.numpy()
+    kept_ptr = rp - np.searchsorted(loops, rp)  # the row offsets less the loops before each row
     # kept slot j: after the loops of the rows before its own (kr of them) and its own row's loop if it is above
     kept_pos = np.arange(K, dtype=np.int64) + kr + (kc > kr)
     loop_pos = kept_ptr[:-1] + np.bincount(kr[kc < kr], minlength=n) + nodes
@@ -175,6 +175,24 @@ def _merge_self_loops(g: "Graph", n: int) -> Optional[Tuple["Graph", Tensor, Ten
     graph = Graph(torch.from_numpy(rowptr), torch.from_numpy(new_col), torch.from_numpy(new_row),
                   None if K == 0 else torch.from_numpy(perm), n, n)
     return graph, torch.from_numpy(np.ascontiguousarray(keep, dtype=np.int64)), torch.from_numpy(loop_edge)
+
+
+def _sorted_self_loops(src: Tensor, dst: Tensor, n: int, ids: Optional[Tensor]
+                       ) -> Tuple["Graph", Tensor, Tensor]:
+    """The kept ``src -> dst`` pairs (non-loops, in the given order) then the loops ``0..n-1``, sorted by
+    :meth:`Graph.from_coo`; ``ids`` maps a pair's position to its input edge id (None: the position itself)."""
+    is_loop = src == dst
+    kept = (~is_loop).nonzero().view(-1)
+    loops = is_loop.nonzero().view(-1)
+    keep = kept if ids is None else ids.index_select(0, kept)
+    loop_ids = loops if ids is None else ids.index_select(0, loops)
+    loop_edge = torch.full((n,), -1, dtype=torch.long, device=src.device)
+    # the last self-loop edge of a node wins (deterministic; PyG's assignment picks one of them)
+    loop_edge.scatter_reduce_(0, dst.index_select(0, loops), loop_ids, "amax")
+    nodes = torch.arange(n, device=src.device)
+    graph = Graph.from_coo(torch.cat([src.index_select(0, kept), nodes]), torch.cat([dst.index_select(0, kept), nodes]),
+                           n, n)
+    return graph, keep, loop_edge
 
 
 class Graph:
@@ -279,23 +297,17 @@ class Graph:
         if not _is_compiling() and torch.is_inference_mode_enabled():  # as from_coo: normal tensors
             with torch.inference_mode(False):
                 return self.remaining_self_loops()
-        if _on_host(self.col) and n > 0 and (self.perm is None or _on_host(self.perm)):
+        if _on_host(self.col) and _on_host(self.rowptr) and n > 0 and (self.perm is None or _on_host(self.perm)):
             merged = _merge_self_loops(self, n)
             if merged is not None:
                 return merged
-        col, row = self.col, self.row
-        is_loop = col == row
-        kept = (~is_loop).nonzero().view(-1)  # CSR slots
-        loops = is_loop.nonzero().view(-1)
-        keep = kept if self.perm is None else self.perm.index_select(0, kept)
-        loop_ids = loops if self.perm is None else self.perm.index_select(0, loops)
-        loop_edge = torch.full((n,), -1, dtype=torch.long, device=col.device)
-        # the last self-loop edge of a node wins (deterministic; PyG's assignment picks one of them)
-        loop_edge.scatter_reduce_(0, row.index_select(0, loops), loop_ids, "amax")
-        nodes = torch.arange(n, device=col.device)
-        src = torch.cat([col.index_select(0, kept), nodes])
-        dst = torch.cat([row.index_select(0, kept), nodes])
-        return Graph.from_coo(src, dst, n, n), keep, loop_edge
+        return _sorted_self_loops(self.col, self.row, n, self.perm)
+
+    @classmethod
+    def with_remaining_self_loops(cls, src: Tensor, dst: Tensor, num_nodes: int) -> Tuple["Graph", Tensor, Tensor]:
+        """:meth:`remaining_self_loops` of validated ``src -> dst`` pairs read in their own order, sorted once
+        (no CSR of the input itself is built): ``keep`` holds the ids of the kept pairs in input order."""
+        return _sorted_self_loops(src.long(), dst.long(), num_nodes, None)
 
     @classmethod
     def build(cls, edge_index: Any, num_nodes: Optional[int] = None, size: Size = None) -> "Graph":

@@ -147,8 +147,8 @@ def _cpu_direct(graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str) -
     backend (``GNNKIT_BACKEND=triton`` runs the kernels), no autocast; ``sum`` with weights that need no
     gradient (their gradient is an SDDMM: :class:`SpMMFunction`) or none, or float32 ``mean`` without weights.
     Everything else takes :class:`SpMMFunction`."""
-    if transforms_active() or type(x) is not Tensor or x.size(1) != 1 or graph.num_edges == 0 \
-            or not _mkl_serves(x, x.size(2), x.size(0), graph.num_dst, graph.num_edges):
+    if type(x) is not Tensor or x.device.type != "cpu" or x.size(1) != 1 or graph.num_edges == 0 \
+            or transforms_active() or not _mkl_serves(x, x.size(2), x.size(0), graph.num_dst, graph.num_edges):
         return False
     if reduce == "mean":
         if value is not None or x.dtype != torch.float32:
