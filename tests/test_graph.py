@@ -344,3 +344,65 @@ def test_remaining_self_loops_sorts_a_csr_with_unordered_rows_and_refuses_a_bipa
     assert torch.equal(keep, torch.tensor([0, 2, 5])) and torch.equal(loop_edge, torch.tensor([1, 3, 4]))
     with pytest.raises(ValueError, match="square graph, got num_src=4, num_dst=3"):
         Graph.from_coo(torch.tensor([3]), torch.tensor([0]), 4, 3).remaining_self_loops()
+
+
+# ---------------------------------------------------------------------- the public constructors' checks
+_S, _D = torch.tensor([0, 1, 2, 2]), torch.tensor([1, 2, 0, 2])
+
+
+@pytest.mark.parametrize("args, exc, msg", [
+    ((_S.float(), _D, 3, 3), ValueError, r"Graph.from_coo: src must hold integer node ids .* src.long\(\)"),
+    ((_S, _D.to(torch.bool), 3, 3), ValueError, r"dst must hold integer node ids"),
+    ((torch.stack([_S, _D]), _D, 3, 3), ValueError, r"src must be a 1-D tensor .* edge_index\[0\]"),
+    ((_S, _D[:3], 3, 3), ValueError, r"one id per edge each, got 4 and 3"),
+    ((_S, _D, 2, 3), IndexError, r"src holds node ids from 0 to 2, outside \[0, num_src=2\)"),
+    ((_S, _D - 1, 3, 3), IndexError, r"dst holds node ids from -1 to 1, outside \[0, num_dst=3\)"),
+    ((_S, _D, 3, -1), ValueError, r"num_dst must be a non-negative int"),
+    ((_S, _D, 3.0, 3), ValueError, r"num_src must be a non-negative int .* got 3.0"),
+    ((_S, _D, True, 3), ValueError, r"num_src must be a non-negative int"),
+])
+def test_from_coo_names_the_bad_argument(args, exc, msg):
+    with pytest.raises(exc, match=msg):
+        Graph.from_coo(*args)
+
+
+def test_from_coo_check_false_builds_the_same_graph_and_counts_may_be_numpy_or_tensor_ints():
+    import numpy as np
+    a = Graph.from_coo(_S, _D, np.int64(3), torch.tensor(3))
+    b = Graph.from_coo(_S, _D, 3, 3, check=False)
+    for name in ("rowptr", "col", "row"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    assert (a.num_src, a.num_dst) == (3, 3)
+    e = Graph.from_coo(torch.zeros(0, dtype=torch.int32), torch.zeros(0, dtype=torch.int32), 0, 4)
+    assert e.num_edges == 0 and e.rowptr.tolist() == [0] * 5
+
+
+def test_with_remaining_self_loops_checks_its_pairs():
+    with pytest.raises(IndexError, match=r"Graph.with_remaining_self_loops: src holds node ids from 0 to 2, "
+                                         r"outside \[0, num_nodes=2\)"):
+        Graph.with_remaining_self_loops(_S, _D, 2)
+    with pytest.raises(ValueError, match="num_nodes must be a non-negative int"):
+        Graph.with_remaining_self_loops(_S, _D, -3)
+    g, keep, loop_edge = Graph.with_remaining_self_loops(_S, _D, 3)
+    ref = Graph.from_coo(_S, _D, 3, 3).remaining_self_loops()
+    assert torch.equal(g.col, ref[0].col) and torch.equal(g.rowptr, ref[0].rowptr)
+    assert keep.tolist() == [0, 1, 2] and loop_edge.tolist() == [-1, -1, 3]
+
+
+@pytest.mark.parametrize("rowptr, col, exc, msg", [
+    (torch.tensor([0, 1, 2]), torch.tensor([2, 0, 1]), ValueError, r"rowptr\) must have num_rows \+ 1 = 4 entries"),
+    (torch.tensor([0, 2, 1, 3]), torch.tensor([2, 0, 1]), ValueError, r"never decrease .* fix rowptr"),
+    (torch.tensor([0, 1, 2, 2]), torch.tensor([2, 0, 1]), ValueError, r"end at the number of stored entries \(3\)"),
+    (torch.tensor([0, 1, 2, 3]), torch.tensor([2, 0, 5]), IndexError, r"column ids from 0 to 5, outside \[0, 3\)"),
+    (torch.tensor([0, 1, 2, 3]).float(), torch.tensor([2, 0, 1]), ValueError, r"rowptr must hold integer indices"),
+    (torch.tensor([0, 1, 2, 3]), torch.tensor([[2, 0, 1]]), ValueError, r"col must be a 1-D tensor"),
+])
+def test_from_csr_names_the_bad_argument(rowptr, col, exc, msg):
+    with pytest.raises(exc, match=msg):
+        Graph.from_csr(rowptr, col, 3, 3)
+
+
+def test_from_csr_equals_from_coo():
+    g = Graph.from_coo(_S, _D, 3, 3)
+    h = Graph.from_csr(g.rowptr, g.col, 3, 3)
+    assert torch.equal(h.row, g.row) and torch.equal(h.col, g.col) and h.perm is None

@@ -70,7 +70,7 @@ def _loops_from_coo(src: Tensor, dst: Tensor, ns: int, nd: int, n_loops: int, fl
     inside = (group < n_loops).nonzero().view(-1)
     dst_in = group[inside]
     fill = (inside, dst_in, torch.bincount(dst_in, minlength=n_loops).clamp(min=1))
-    return AttnStructure(Graph.from_coo(s, d, ns, nd), keep, n_loops, fill)
+    return AttnStructure(Graph.from_coo(s, d, ns, nd, check=False), keep, n_loops, fill)
 
 
 def attention_structure(edge_index: Any, ns: int, nd: int, add_self_loops: bool,

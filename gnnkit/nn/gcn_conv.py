@@ -43,7 +43,7 @@ def _loop_structure(edge_index: Any, n: int) -> Tuple[Graph, Tensor, Tensor]:
     if loops_from_tensor(edge_index):
         def build() -> Tuple[Graph, Tensor, Tensor]:
             validate_edge_index(edge_index, n, n)
-            return Graph.with_remaining_self_loops(edge_index[0], edge_index[1], n)
+            return Graph.with_remaining_self_loops(edge_index[0], edge_index[1], n, check=False)
         return cached_for(edge_index, ("gcn_loops", n), build)
     base, _ = as_graph(edge_index, num_nodes=n)
     if base.num_src != n or base.num_dst != n:
@@ -148,7 +148,7 @@ def _sparse_with_loops(adj: Any, num_nodes: Optional[int], fill: float, add_self
         src = torch.cat([graph.col, nodes])
         dst = torch.cat([graph.row, nodes])
         vals = torch.cat([w, torch.full((n,), fill, dtype=dt, device=graph.device)])
-    g2 = Graph.from_coo(src, dst, n, n)
+    g2 = Graph.from_coo(src, dst, n, n, check=False)
     return g2, g2.to_csr_order(vals)
 
 

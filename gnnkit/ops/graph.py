@@ -24,6 +24,7 @@ epoch with the same ``edge_index`` does not sort again.
 """
 from __future__ import annotations
 
+import operator
 import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Hashable, Optional, Tuple
@@ -191,7 +192,7 @@ def _sorted_self_loops(src: Tensor, dst: Tensor, n: int, ids: Optional[Tensor]
     loop_edge.scatter_reduce_(0, dst.index_select(0, loops), loop_ids, "amax")
     nodes = torch.arange(n, device=src.device)
     graph = Graph.from_coo(torch.cat([src.index_select(0, kept), nodes]), torch.cat([dst.index_select(0, kept), nodes]),
-                           n, n)
+                           n, n, check=False)
     return graph, keep, loop_edge
 
 
@@ -242,13 +243,20 @@ class Graph:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_coo(cls, src: Tensor, dst: Tensor, num_src: int, num_dst: int) -> "Graph":
-        """Sort validated ``src -> dst`` pairs into CSR by destination."""
+    def from_coo(cls, src: Tensor, dst: Tensor, num_src: int, num_dst: int, *, check: bool = True) -> "Graph":
+        """Sort the ``src -> dst`` pairs (two 1-D tensors of node ids) into CSR by destination.
+
+        ``check``: validate the arguments first (1-D integer tensors of one length, ids in ``[0, num_src)`` and
+        ``[0, num_dst)``: one pass over the ids), raising an error that names the argument; pass ``check=False``
+        for pairs already validated (as ``torch.sparse_csr_tensor``'s ``check_invariants``): an id out of range
+        then builds a graph whose products read memory outside the features."""
+        if check:
+            _check_pairs(src, dst, num_src, num_dst, "Graph.from_coo")
         # a graph holds indices only: built as normal tensors, so a graph made in an eval or preprocessing
         # step under inference_mode can also train
         if not _is_compiling() and torch.is_inference_mode_enabled():
             with torch.inference_mode(False):
-                return cls.from_coo(src.clone(), dst.clone(), num_src, num_dst)
+                return cls.from_coo(src.clone(), dst.clone(), num_src, num_dst, check=False)
         src = src.long()
         dst = dst.long()
         if _numpy_path(src, max(num_src, num_dst, 1)):  # small, on the host: numpy's radix passes (sort, offsets)
@@ -266,10 +274,25 @@ class Graph:
         return cls(rowptr, col, row, perm, num_src, num_dst)
 
     @classmethod
-    def from_csr(cls, rowptr: Tensor, col: Tensor, num_src: int, num_dst: int) -> "Graph":
+    def from_csr(cls, rowptr: Tensor, col: Tensor, num_src: int, num_dst: int, *, check: bool = True) -> "Graph":
+        """The graph of a CSR by destination: ``rowptr`` ``[num_dst + 1]`` (slot range of each destination),
+        ``col`` ``[E]`` (the source of each slot); both are copied.
+
+        ``check``: validate them first (integer tensors, ``rowptr`` starting at 0, never decreasing, ending at
+        ``E``, source ids in ``[0, num_src)``), raising an error that names the argument; ``check=False`` for a
+        structure already validated (:meth:`from_coo`)."""
+        if check:
+            for arg, t in (("rowptr", rowptr), ("col", col)):
+                if not isinstance(t, Tensor) or t.dim() != 1:
+                    raise ValueError(f"Graph.from_csr: {arg} must be a 1-D tensor, got "
+                                     f"{list(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+                check_id_dtype(t, arg, "Graph.from_csr", "indices")
+            _check_count(num_src, "num_src", "Graph.from_csr")
+            _check_count(num_dst, "num_dst", "Graph.from_csr")
+            _check_csr(rowptr, col, num_src, num_dst, "Graph.from_csr")
         if not _is_compiling() and torch.is_inference_mode_enabled():  # as from_coo: normal tensors
             with torch.inference_mode(False):  # (the copies below are normal tensors then)
-                return cls.from_csr(rowptr, col, num_src, num_dst)
+                return cls.from_csr(rowptr, col, num_src, num_dst, check=False)
         # own copies: a sparse matrix's index tensors stay the caller's, and an edit of them (which bumps no
         # version the matrix carries) must not change a Graph whose transpose was built from the old ones
         rowptr = rowptr.to(torch.long, copy=True)
@@ -304,9 +327,13 @@ class Graph:
         return _sorted_self_loops(self.col, self.row, n, self.perm)
 
     @classmethod
-    def with_remaining_self_loops(cls, src: Tensor, dst: Tensor, num_nodes: int) -> Tuple["Graph", Tensor, Tensor]:
-        """:meth:`remaining_self_loops` of validated ``src -> dst`` pairs read in their own order, sorted once
-        (no CSR of the input itself is built): ``keep`` holds the ids of the kept pairs in input order."""
+    def with_remaining_self_loops(cls, src: Tensor, dst: Tensor, num_nodes: int, *, check: bool = True
+                                  ) -> Tuple["Graph", Tensor, Tensor]:
+        """:meth:`remaining_self_loops` of the ``src -> dst`` pairs on ``num_nodes`` nodes, read in their own order
+        and sorted once (no CSR of the input itself is built): ``keep`` holds the ids of the kept pairs in input
+        order.  ``check``: as in :meth:`from_coo`."""
+        if check:
+            _check_pairs(src, dst, num_nodes, num_nodes, "Graph.with_remaining_self_loops", "num_nodes")
         return _sorted_self_loops(src.long(), dst.long(), num_nodes, None)
 
     @classmethod
@@ -545,6 +572,57 @@ def _(rowptr, col, row):
 _UNSIGNED_WIDE = tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n))
 
 
+def check_id_dtype(t: Tensor, name: str, where: str = "", what: str = "node ids") -> None:
+    """``t`` holds integer ids (int64, int32, ...; not uint16/32/64, for which torch has few kernels); the
+    message names ``name`` (after ``where``, the function, when given)."""
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.dtype in _UNSIGNED_WIDE:
+        raise ValueError(f"{where + ': ' if where else ''}{name} must hold integer {what} (int64, int32, ...), got "
+                         f"dtype {t.dtype}; convert it with {name}.long()")
+
+
+def _check_count(v: Any, name: str, where: str) -> None:
+    """``v`` is a node count: a non-negative integer (Python, numpy or a one-element integer tensor)."""
+    if isinstance(v, torch.SymInt):
+        return
+    try:
+        ok = not isinstance(v, bool) and operator.index(v) >= 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{where}: {name} must be a non-negative int (a number of nodes), got {v!r}")
+
+
+def _check_pairs(src: Any, dst: Any, num_src: Any, num_dst: Any, where: str, counts: str = "") -> None:
+    """The checks of :meth:`Graph.from_coo` (``check=True``): two 1-D integer tensors of one length on one
+    device, node counts that are non-negative ints, ids in range (eagerly one ``aminmax`` per side; under
+    ``torch.compile`` an assertion in the graph).  ``counts``: the name of a single node-count argument (square
+    graphs), used in the messages instead of ``num_src`` / ``num_dst``."""
+    for arg, t in (("src", src), ("dst", dst)):
+        if not isinstance(t, Tensor) or t.dim() != 1:
+            raise ValueError(f"{where}: {arg} must be a 1-D tensor of node ids, got "
+                             f"{list(t.shape) if isinstance(t, Tensor) else type(t).__name__}; for an edge_index "
+                             "[2, E] pass edge_index[0] (sources) and edge_index[1] (destinations)")
+        check_id_dtype(t, arg, where)
+    if src.numel() != dst.numel():
+        raise ValueError(f"{where}: src and dst must hold one id per edge each, got {src.numel()} and {dst.numel()}")
+    if src.device != dst.device:
+        raise ValueError(f"{where}: src is on {src.device} and dst on {dst.device}; move them to one device")
+    sides = (("src", src, num_src, counts or "num_src"), ("dst", dst, num_dst, counts or "num_dst"))
+    for _, _, size, size_name in sides[: 1 if counts else 2]:
+        _check_count(size, size_name, where)
+    if src.numel() == 0:
+        return
+    for arg, t, size, size_name in sides:
+        if _is_compiling():  # no sizes in the message (a symbolic size would specialise the graph on it)
+            torch._assert_async((t.min() >= 0) & (t.max() < size), f"{where}: {arg} holds a node id outside "
+                                                                    f"[0, {size_name})")
+            continue
+        lo, hi = (int(v) for v in torch.aminmax(t))
+        if lo < 0 or hi >= size:
+            raise IndexError(f"{where}: {arg} holds node ids from {lo} to {hi}, outside [0, {size_name}={size}); "
+                             f"fix {arg} or pass the right {size_name}")
+
+
 def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Optional[int],
                         name: str = "edge_index") -> Tuple[int, int]:
     """Check an ``edge_index`` tensor and return ``(num_src, num_dst)``.
@@ -554,10 +632,7 @@ def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Option
     if not isinstance(edge_index, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [2, E] (or a sparse adjacency), "
                          f"got {type(edge_index).__name__}")
-    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool \
-            or edge_index.dtype in _UNSIGNED_WIDE:  # (torch has few kernels for uint16/32/64)
-        raise ValueError(f"{name} must hold integer node ids (int64, int32, ...), got dtype {edge_index.dtype}; "
-                         f"convert it with {name}.long()")
+    check_id_dtype(edge_index, name)
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         hint = f"; it looks transposed, pass {name}.t()" if edge_index.dim() == 2 and \
             edge_index.size(1) == 2 else ""
@@ -791,7 +866,7 @@ def as_graph(adj: Any, num_nodes: Optional[int] = None, size: Size = None,
 
     def build():
         ns, nd = validate_edge_index(adj, num_src, num_dst, name)
-        return Graph.from_coo(adj[0], adj[1], ns, nd)
+        return Graph.from_coo(adj[0], adj[1], ns, nd, check=False)
 
     return cached_for(adj, ("graph", num_src, num_dst), build), None
 
@@ -805,23 +880,29 @@ def _check_adj_size(shape, num_src, num_dst, name):
     return ns, nd
 
 
-def _checked_csr(rowptr: Tensor, col: Tensor, ns: int, nd: int, name: str) -> Graph:
-    """``Graph.from_csr`` after checking the compressed structure (``torch.sparse_csr_tensor`` does not check
-    it by default, and a column id out of range would read memory outside ``x``)."""
+def _check_csr(rowptr: Tensor, col: Tensor, ns: int, nd: int, name: str) -> None:
+    """A compressed structure's invariants (``torch.sparse_csr_tensor`` does not check them by default, and a
+    column id out of range would read memory outside ``x``); under ``torch.compile`` the column range only, as
+    an assertion in the graph."""
     if not _is_compiling():
         if rowptr.dim() != 1 or rowptr.numel() != nd + 1:
-            raise ValueError(f"{name}: the row pointer must have num_rows + 1 = {nd + 1} entries, got "
+            raise ValueError(f"{name}: the row pointer (rowptr) must have num_rows + 1 = {nd + 1} entries, got "
                              f"{list(rowptr.shape)}")
         if int(rowptr[0]) != 0 or int(rowptr[-1]) != col.numel() or bool((rowptr[1:] < rowptr[:-1]).any()):
             raise ValueError(f"{name}: the row pointer must start at 0, never decrease and end at the number of "
-                             f"stored entries ({col.numel()}); fix: build the matrix with check_invariants=True "
-                             "to find the bad entry")
+                             f"stored entries ({col.numel()}); fix rowptr (a sparse matrix: build it with "
+                             "check_invariants=True to find the bad entry)")
         if col.numel() and (int(col.min()) < 0 or int(col.max()) >= ns):
             raise IndexError(f"{name} holds column ids from {int(col.min())} to {int(col.max())}, outside [0, {ns}) "
-                             f"(its {ns} source nodes); fix the matrix's column indices")
+                             f"(its {ns} source nodes); fix the column indices (col)")
     elif col.numel():
         torch._assert_async((col.min() >= 0) & (col.max() < ns), f"{name} holds a column id outside [0, num_src)")
-    return Graph.from_csr(rowptr, col, ns, nd)
+
+
+def _checked_csr(rowptr: Tensor, col: Tensor, ns: int, nd: int, name: str) -> Graph:
+    """``Graph.from_csr`` after :func:`_check_csr`."""
+    _check_csr(rowptr, col, ns, nd, name)
+    return Graph.from_csr(rowptr, col, ns, nd, check=False)
 
 
 def _from_torch_sparse(adj: Tensor, num_src, num_dst, name) -> Tuple[Graph, Optional[Tensor]]:
@@ -837,7 +918,7 @@ def _from_torch_sparse(adj: Tensor, num_src, num_dst, name) -> Tuple[Graph, Opti
                 validate_edge_index(torch.stack([raw[1], raw[0]]), ns, nd, name)
                 uniq, slot = torch.unique(raw[0].long() * max(ns, 1) + raw[1].long(), return_inverse=True)
                 # unique keys come sorted by (row, column) = (destination, source): already CSR order
-                return Graph.from_coo(uniq % max(ns, 1), uniq // max(ns, 1), ns, nd), slot
+                return Graph.from_coo(uniq % max(ns, 1), uniq // max(ns, 1), ns, nd, check=False), slot
             # the indices' fingerprint in the key: a tensor built from an index tensor shares its storage, and an
             # edit of that index tensor bumps no version the sparse tensor carries
             g, slot = cached_for(adj, ("graph-uncoalesced", ns, nd, _fingerprint(raw)), build_raw)
@@ -849,7 +930,7 @@ def _from_torch_sparse(adj: Tensor, num_src, num_dst, name) -> Tuple[Graph, Opti
 
         def build() -> Graph:  # ids checked once, with the structure (torch does not check them by default)
             validate_edge_index(torch.stack([idx[1], idx[0]]), ns, nd, name)
-            return Graph.from_coo(idx[1], idx[0], ns, nd)
+            return Graph.from_coo(idx[1], idx[0], ns, nd, check=False)
         g = cached_for(adj, ("graph", ns, nd, _fingerprint(idx)), build)  # the indices' fingerprint: as above
         return g, g.to_csr_order(adj.values())
     crow, ccol = adj.crow_indices(), adj.col_indices()
