@@ -258,3 +258,27 @@ def test_evaluation_builds_no_transpose_and_training_after_it_matches_pyg(mode):
     assert graph.derived_or_none("gcn_loops")[0].derived_or_none("transpose") is not None
     torch.testing.assert_close(xo.grad, xr.grad)
     torch.testing.assert_close(ours.lin.weight.grad, ref.lin.weight.grad)
+
+
+def test_gcn_norm_infers_the_node_count_as_pyg_without_a_csr_of_the_input():
+    """``gcn_norm(edge_index)`` (num_nodes=None) takes PyG's largest id + 1 and sorts once (the self-loop
+    graph, cached on the tensor): no CSR of the input itself lands in the graph cache."""
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm as pyg_gcn_norm
+
+    from gnnkit.nn.gcn_conv import gcn_norm
+    from gnnkit.ops.graph import _CACHE, clear_cache
+    g = torch.Generator().manual_seed(3)
+    ei = torch.randint(0, 40, (2, 300), generator=g)
+    w = torch.rand(300, generator=g)
+    clear_cache()
+    graph, v = gcn_norm(ei, w)
+    assert len(_CACHE) == 1 and graph.num_dst == int(ei.max()) + 1
+    ref_graph, ref_v = gcn_norm(ei.clone(), w, num_nodes=graph.num_dst)
+    assert torch.equal(graph.col, ref_graph.col) and torch.equal(v, ref_v)
+    pei, pw = pyg_gcn_norm(ei, w, add_self_loops=True)
+    n = graph.num_dst
+    dense = torch.zeros(n, n).index_put_((graph.row, graph.col), v, accumulate=True)
+    ref = torch.zeros(n, n).index_put_((pei[1], pei[0]), pw, accumulate=True)
+    torch.testing.assert_close(dense, ref)
+    with pytest.raises(IndexError, match="negative node id"):
+        gcn_norm(ei - 1)

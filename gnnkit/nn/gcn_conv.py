@@ -81,7 +81,10 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
                              "its values are the edge weights")
         graph, w = _sparse_with_loops(edge_index, num_nodes, fill, add_self_loops, dtype)
     elif add_self_loops:
-        if num_nodes is None:
+        if num_nodes is None and loops_from_tensor(edge_index):
+            # as PyG's maybe_num_nodes: the largest id + 1 (checked here; the CSR of the input is never built)
+            num_nodes = validate_edge_index(edge_index, None, None)[0]
+        elif num_nodes is None:
             base, _ = as_graph(edge_index)
             if base.num_src != base.num_dst:
                 raise ValueError(f"GCNConv needs a square graph, got num_src={base.num_src}, num_dst={base.num_dst}")
