@@ -391,7 +391,7 @@ def test_with_remaining_self_loops_checks_its_pairs():
 
 @pytest.mark.parametrize("rowptr, col, exc, msg", [
     (torch.tensor([0, 1, 2]), torch.tensor([2, 0, 1]), ValueError, r"rowptr\) must have num_rows \+ 1 = 4 entries"),
-    (torch.tensor([0, 2, 1, 3]), torch.tensor([2, 0, 1]), ValueError, r"never decrease .* fix rowptr"),
+    (torch.tensor([0, 2, 1, 3]), torch.tensor([2, 0, 1]), ValueError, r"never decrease .* fix: correct rowptr"),
     (torch.tensor([0, 1, 2, 2]), torch.tensor([2, 0, 1]), ValueError, r"end at the number of stored entries \(3\)"),
     (torch.tensor([0, 1, 2, 3]), torch.tensor([2, 0, 5]), IndexError, r"column ids from 0 to 5, outside \[0, 3\)"),
     (torch.tensor([0, 1, 2, 3]).float(), torch.tensor([2, 0, 1]), ValueError, r"rowptr must hold integer indices"),

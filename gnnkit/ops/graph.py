@@ -279,8 +279,9 @@ class Graph:
         ``col`` ``[E]`` (the source of each slot); both are copied.
 
         ``check``: validate them first (integer tensors, ``rowptr`` starting at 0, never decreasing, ending at
-        ``E``, source ids in ``[0, num_src)``), raising an error that names the argument; ``check=False`` for a
-        structure already validated (:meth:`from_coo`)."""
+        ``E``, source ids in ``[0, num_src)``), raising an error that names the argument (under ``torch.compile``:
+        the source ids only, as an assertion in the graph); ``check=False`` for a structure already validated
+        (:meth:`from_coo`)."""
         if check:
             for arg, t in (("rowptr", rowptr), ("col", col)):
                 if not isinstance(t, Tensor) or t.dim() != 1:
@@ -289,7 +290,7 @@ class Graph:
                 check_id_dtype(t, arg, "Graph.from_csr", "indices")
             _check_count(num_src, "num_src", "Graph.from_csr")
             _check_count(num_dst, "num_dst", "Graph.from_csr")
-            _check_csr(rowptr, col, num_src, num_dst, "Graph.from_csr")
+            _check_csr(rowptr, col, num_src, num_dst, "Graph.from_csr", matrix=False)
         if not _is_compiling() and torch.is_inference_mode_enabled():  # as from_coo: normal tensors
             with torch.inference_mode(False):  # (the copies below are normal tensors then)
                 return cls.from_csr(rowptr, col, num_src, num_dst, check=False)
@@ -880,21 +881,25 @@ def _check_adj_size(shape, num_src, num_dst, name):
     return ns, nd
 
 
-def _check_csr(rowptr: Tensor, col: Tensor, ns: int, nd: int, name: str) -> None:
+def _check_csr(rowptr: Tensor, col: Tensor, ns: int, nd: int, name: str, matrix: bool = True) -> None:
     """A compressed structure's invariants (``torch.sparse_csr_tensor`` does not check them by default, and a
     column id out of range would read memory outside ``x``); under ``torch.compile`` the column range only, as
-    an assertion in the graph."""
+    an assertion in the graph.  ``matrix``: ``name`` is a sparse matrix (the fixes name its construction),
+    else :meth:`Graph.from_csr`'s arguments."""
     if not _is_compiling():
         if rowptr.dim() != 1 or rowptr.numel() != nd + 1:
-            raise ValueError(f"{name}: the row pointer (rowptr) must have num_rows + 1 = {nd + 1} entries, got "
-                             f"{list(rowptr.shape)}")
+            raise ValueError(f"{name}: the row pointer{'' if matrix else ' (rowptr)'} must have num_rows + 1 = "
+                             f"{nd + 1} entries, got {list(rowptr.shape)}")
         if int(rowptr[0]) != 0 or int(rowptr[-1]) != col.numel() or bool((rowptr[1:] < rowptr[:-1]).any()):
             raise ValueError(f"{name}: the row pointer must start at 0, never decrease and end at the number of "
-                             f"stored entries ({col.numel()}); fix rowptr (a sparse matrix: build it with "
-                             "check_invariants=True to find the bad entry)")
-        if col.numel() and (int(col.min()) < 0 or int(col.max()) >= ns):
-            raise IndexError(f"{name} holds column ids from {int(col.min())} to {int(col.max())}, outside [0, {ns}) "
-                             f"(its {ns} source nodes); fix the column indices (col)")
+                             f"stored entries ({col.numel()}); fix: "
+                             + ("build the matrix with check_invariants=True to find the bad entry" if matrix
+                                else "correct rowptr"))
+        lo, hi = (int(v) for v in torch.aminmax(col)) if col.numel() else (0, 0)
+        if lo < 0 or hi >= ns:
+            who, fix = (name, "the matrix's column indices") if matrix else (f"{name}: col", "col")
+            raise IndexError(f"{who} holds column ids from {lo} to {hi}, outside [0, {ns}) (its {ns} source nodes); "
+                             f"fix {fix}")
     elif col.numel():
         torch._assert_async((col.min() >= 0) & (col.max() < ns), f"{name} holds a column id outside [0, num_src)")
 
