@@ -70,6 +70,12 @@ def _mkl_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor
         return torch.addmm(out, A, dense.contiguous(), beta=0, out=out)  # out=: no copy of out into itself
 
 
+def outside_inference(v: Tensor) -> Tensor:
+    """``v``, or a plain copy of it when it was made under ``torch.inference_mode`` (weights kept by an
+    inference-mode call) and is used outside it, where a sparse tensor built on it would be refused."""
+    return v.clone() if v.is_inference() and not torch.is_inference_mode_enabled() else v
+
+
 def csr_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor) -> Tensor:
     """``out[i] = sum over the slots k of row i of value[k] * dense[col[k]]`` (``value`` None: 1) for
     ``dense`` ``[S, F]`` -> ``[N, F]``, deterministic; empty rows give 0."""
@@ -150,10 +156,7 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
     if value is None:
         out = product(None, xc.reshape(S, H * F)).reshape(N, H, F)
     elif H == 1:  # one weighted product, written in place (no per-head output copy)
-        v = value.to(xc.dtype).reshape(-1)
-        if v.is_inference() and not torch.is_inference_mode_enabled():
-            v = v.clone()  # weights kept by an inference-mode call: a sparse tensor outside it needs a plain one
-        out = product(v, xc.reshape(S, F)).reshape(N, 1, F)
+        out = product(outside_inference(value.to(xc.dtype).reshape(-1)), xc.reshape(S, F)).reshape(N, 1, F)
     elif r == "sum" and col.numel() * H * F <= _SMALL_MESSAGES:  # small: one gather, one sum (torch.func: no mul_)
         out = segment_sum(rowptr, xc.index_select(0, col) * value.to(xc.dtype).unsqueeze(-1))
     else:

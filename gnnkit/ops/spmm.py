@@ -33,9 +33,15 @@ from .primitives import (
     spmm_arg_bwd_op,
     spmm_op,
 )
-from .reference import _mkl_serves, _mkl_sum, spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401 (re-exports)
+from .reference import _mkl_serves, _mkl_sum, outside_inference, spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401
 
 REDUCES = ("sum", "mean", "max", "min")
+
+
+def _values_t(graph: Graph, value: Optional[Tensor], value_t: Optional[Tensor]) -> Optional[Tensor]:
+    """The weights of a sum's backward, in transposed-CSR slot order: the caller's ``value_t`` when it keeps
+    one, else ``value`` gathered (:meth:`Graph.values_t`); None without weights."""
+    return value_t if value_t is not None else None if value is None else graph.values_t(value)
 
 
 def check_reduce(reduce: str) -> None:
@@ -91,7 +97,7 @@ class SpMMFunction(torch.autograd.Function):
             grad_out = grad_out / deg.view(-1, 1, 1)
         gx = gv = None
         if need_x:
-            vt = ctx.value_t if ctx.value_t is not None else None if value is None else graph.values_t(value)
+            vt = _values_t(graph, value, ctx.value_t)
             gx = spmm_op(rowptr_t, col_t, vt, grad_out, "sum", *ctx.plans[2:])
         if need_v:
             gv = sddmm_op(graph.rowptr, graph.col, graph.row, grad_out, x.to(grad_out.dtype).contiguous(),
@@ -115,14 +121,11 @@ class CpuSumFunction(torch.autograd.Function):
             out = spmm_csr_ref(graph.rowptr, graph.col, None, x, "mean").detach()
         else:
             out = x.new_empty(N, 1, F)  # written through a 2-D view, the whole tensor returned (not a view)
-            v = None if value is None else value.view(-1)
-            if v is not None and v.is_inference() and not torch.is_inference_mode_enabled():
-                v = v.clone()  # weights kept by an inference-mode call: a sparse tensor outside it needs a plain one
+            v = None if value is None else outside_inference(value.view(-1))
             _mkl_sum(graph.rowptr, graph.col, v, x.view(S, F), out.view(N, F))
         if ctx.needs_input_grad[1]:
             ctx.graph, ctx.t = graph, graph.transpose()
-            ctx.vt = graph.mean_weights_t() if reduce == "mean" else value_t if value_t is not None \
-                else None if value is None else graph.values_t(value)
+            ctx.vt = graph.mean_weights_t() if reduce == "mean" else _values_t(graph, value, value_t)
         return out
 
     @staticmethod
@@ -132,9 +135,7 @@ class CpuSumFunction(torch.autograd.Function):
         S, F = ctx.graph.num_src, grad_out.size(2)
         vt = ctx.vt
         if vt is not None:
-            vt = vt.to(grad_out.dtype).view(-1)
-            if vt.is_inference():
-                vt = vt.clone()
+            vt = outside_inference(vt.to(grad_out.dtype).view(-1))
         gx = grad_out.new_empty(S, 1, F)
         _mkl_sum(rowptr_t, col_t, vt, grad_out.reshape(grad_out.size(0), F).contiguous(), gx.view(S, F))
         return None, gx, None, None, None
