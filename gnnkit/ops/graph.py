@@ -611,17 +611,24 @@ def _check_pairs(src: Any, dst: Any, num_src: Any, num_dst: Any, where: str, cou
     sides = (("src", src, num_src, counts or "num_src"), ("dst", dst, num_dst, counts or "num_dst"))
     for _, _, size, size_name in sides[: 1 if counts else 2]:
         _check_count(size, size_name, where)
-    if src.numel() == 0:
-        return
     for arg, t, size, size_name in sides:
-        if _is_compiling():  # no sizes in the message (a symbolic size would specialise the graph on it)
-            torch._assert_async((t.min() >= 0) & (t.max() < size), f"{where}: {arg} holds a node id outside "
-                                                                    f"[0, {size_name})")
-            continue
-        lo, hi = (int(v) for v in torch.aminmax(t))
-        if lo < 0 or hi >= size:
-            raise IndexError(f"{where}: {arg} holds node ids from {lo} to {hi}, outside [0, {size_name}={size}); "
-                             f"fix {arg} or pass the right {size_name}")
+        bad = _ids_out_of_range(t, size, f"{where}: {arg} holds a node id outside [0, {size_name})")
+        if bad is not None:
+            raise IndexError(f"{where}: {arg} holds node ids from {bad[0]} to {bad[1]}, outside "
+                             f"[0, {size_name}={size}); fix {arg} or pass the right {size_name}")
+
+
+def _ids_out_of_range(t: Tensor, size: Any, compiled_message: str) -> Optional[Tuple[int, int]]:
+    """``(min, max)`` of the ids ``t`` when some lie outside ``[0, size)``, else None (one ``aminmax``); under
+    ``torch.compile`` None, the range asserted in the graph with ``compiled_message`` (which must not format
+    ``size``: a symbolic size would specialise the graph on it)."""
+    if t.numel() == 0:
+        return None
+    if _is_compiling():
+        torch._assert_async((t.min() >= 0) & (t.max() < size), compiled_message)
+        return None
+    lo, hi = (int(v) for v in torch.aminmax(t))
+    return None if lo >= 0 and hi < size else (lo, hi)
 
 
 def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Optional[int],
@@ -895,13 +902,11 @@ def _check_csr(rowptr: Tensor, col: Tensor, ns: int, nd: int, name: str, matrix:
                              f"stored entries ({col.numel()}); fix: "
                              + ("build the matrix with check_invariants=True to find the bad entry" if matrix
                                 else "correct rowptr"))
-        lo, hi = (int(v) for v in torch.aminmax(col)) if col.numel() else (0, 0)
-        if lo < 0 or hi >= ns:
-            who, fix = (name, "the matrix's column indices") if matrix else (f"{name}: col", "col")
-            raise IndexError(f"{who} holds column ids from {lo} to {hi}, outside [0, {ns}) (its {ns} source nodes); "
-                             f"fix {fix}")
-    elif col.numel():
-        torch._assert_async((col.min() >= 0) & (col.max() < ns), f"{name} holds a column id outside [0, num_src)")
+    bad = _ids_out_of_range(col, ns, f"{name} holds a column id outside [0, num_src)")
+    if bad is not None:
+        who, fix = (name, "the matrix's column indices") if matrix else (f"{name}: col", "col")
+        raise IndexError(f"{who} holds column ids from {bad[0]} to {bad[1]}, outside [0, {ns}) (its {ns} source "
+                         f"nodes); fix {fix}")
 
 
 def _checked_csr(rowptr: Tensor, col: Tensor, ns: int, nd: int, name: str) -> Graph:
