@@ -215,7 +215,8 @@ def verify(path: Union[str, Path]) -> List[Finding]:
     if listed:  # a folder below a data root (a dataset's folder): the root's lines for it
         findings += listed
         data_roots.append(path)
-    for folder in sorted([path, *(p for p in path.rglob("*") if p.is_dir())]):
+    entries = sorted(path.rglob("*"))  # one walk of the tree (a data root can hold many files)
+    for folder in sorted([path, *(p for p in entries if p.is_dir())]):
         if _is_split(folder):
             findings.append(_check_split(folder))
             # what the manifest lists, and the manifest with its side file (load_split checked both)
@@ -236,7 +237,7 @@ def verify(path: Union[str, Path]) -> List[Finding]:
                                     "(built by PyG outside gnnkit, or on a read-only copy); a gnnkit load of a "
                                     "writable copy records them"))
             covered.update(p for p in (folder / "processed").rglob("*") if p.is_file())
-    for digest in sorted(path.rglob("*.sha256")):
+    for digest in (p for p in entries if p.name.endswith(".sha256")):
         target = digest.with_name(digest.name[:-len(".sha256")])
         if target in covered:
             continue
@@ -246,7 +247,7 @@ def verify(path: Union[str, Path]) -> List[Finding]:
             continue
         findings.append(_check_file(target))
         covered.add(target)
-    for p in sorted(path.rglob("*")):
+    for p in entries:
         if p.is_file() and p.suffix in (".json", ".pt") and p not in covered and not digest_path(p).is_file() \
                 and not any(root in p.parents for root in data_roots):
             findings.append(Finding(p, UNCHECKED, f"no {digest_path(p).name} side file (written before gnnkit "

@@ -605,3 +605,29 @@ def test_training_state_replaces_the_inference_mode_copies():
     assert not graph._derived_nograd
     keys = [k for k in graph_mod._CACHE if k[0] == id(ei)]
     assert len(keys) == 1 and "inference_mode" not in keys[0]
+
+
+@pytest.mark.parametrize("name", list(PLAIN))
+def test_no_grad_builds_no_backward_state(name):
+    """Under no_grad a layer whose input requires grad (a learned embedding evaluated) builds nothing a
+    backward reads: autograd Functions see needs_input_grad from requires_grad alone, whatever the grad
+    mode, and used to build the graph's transpose (the attention layers' self-loop graph included)
+    there.  Same output as with the input detached."""
+    torch.manual_seed(0)
+    layer = PLAIN[name]().eval()
+    x, ei = _graph(3)
+    from gnnkit.ops import Graph
+    graph = Graph.build(ei, num_nodes=N)
+    xg = x.clone().requires_grad_(True)
+    with torch.no_grad():
+        got = layer(xg, graph)
+    assert not got.requires_grad
+    built = [g for g in [graph, *[v for v in graph._derived.values() if isinstance(v, Graph)],
+                         *[v[0] for v in graph._derived.values()
+                           if isinstance(v, tuple) and v and isinstance(v[0], Graph)]]
+             if g.derived_or_none("transpose") is not None]
+    assert not built, f"{name}: a transpose was built under no_grad"
+    with torch.no_grad():
+        torch.testing.assert_close(got, layer(x, graph))
+    layer(xg, graph).sum().backward()  # training afterwards builds it and gets gradients
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()

@@ -27,13 +27,24 @@ def first_order_only(backward: Callable) -> Callable:
 
 
 def apply_function(fn: type, *args: Any) -> Any:
-    """``fn.apply(*args)``, unrecorded under ``torch.inference_mode()``.
+    """``fn.apply(*args)``, unrecorded where autograd records nothing.
 
-    Inference mode records nothing, even under ``enable_grad()``; but ``Function.apply`` still records when an
-    input requires grad (a learned parameter passed straight in, e.g. the softmax temperature or the
-    Graphormer bias), and saving the inference tensors then fails.  Under inference mode the call runs under
-    ``no_grad``, so its output requires no grad, as a PyG layer's does there."""
-    if not torch.compiler.is_compiling() and torch.is_inference_mode_enabled():  # (dynamo cannot trace the test)
+    ``Function.apply`` sets ``ctx.needs_input_grad`` from the inputs' ``requires_grad`` alone, whatever the grad
+    mode, so under ``torch.no_grad()`` a forward would still build and keep what only a backward reads (a
+    graph's transpose, saved tensors: the evaluation of a model whose first layer reads a learned embedding).
+    Under ``no_grad`` the tensors that require grad are passed detached (the output requires no grad either way).
+    Inference mode records nothing, even under ``enable_grad()``; there the call runs under ``no_grad`` with
+    detached inputs too (saving inference tensors for a backward fails), so its output requires no grad, as a
+    PyG layer's does there."""
+    if torch.compiler.is_compiling():  # (dynamo cannot trace the tests; the compiled graph records as asked)
+        return fn.apply(*args)
+    if torch.is_inference_mode_enabled():
         with torch.no_grad():
-            return fn.apply(*args)
+            return fn.apply(*_detached(args))
+    if not torch.is_grad_enabled():
+        return fn.apply(*_detached(args))
     return fn.apply(*args)
+
+
+def _detached(args: tuple) -> tuple:
+    return tuple(a.detach() if isinstance(a, torch.Tensor) and a.requires_grad else a for a in args)
