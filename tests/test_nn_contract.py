@@ -631,3 +631,15 @@ def test_no_grad_builds_no_backward_state(name):
         torch.testing.assert_close(got, layer(x, graph))
     layer(xg, graph).sum().backward()  # training afterwards builds it and gets gradients
     assert xg.grad is not None and torch.isfinite(xg.grad).all()
+
+
+def test_no_grad_keeps_forward_ad_tangents_refused():
+    """The detach under no_grad must not drop a forward-mode tangent: gnnkit's Functions have no jvp, and
+    forward-mode AD through them raises under no_grad as it does with gradients on (not a silent None)."""
+    import torch.autograd.forward_ad as fwad
+    x, ei = _graph(4)
+    layer = gnn.GINConv(_mlp())
+    with fwad.dual_level():
+        xd = fwad.make_dual(x.clone().requires_grad_(True), torch.randn_like(x))
+        with torch.no_grad(), pytest.raises(NotImplementedError, match="jvp"):
+            layer(xd, ei)

@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import torch
 
+from ._custom_op import transforms_active as _transforms_active
+
 
 def first_order_only(backward: Callable) -> Callable:
     inner = torch.autograd.function.once_differentiable(backward)
@@ -47,4 +49,9 @@ def apply_function(fn: type, *args: Any) -> Any:
 
 
 def _detached(args: tuple) -> tuple:
+    """``args`` with the tensors that require grad detached — unless a functorch transform or forward-mode AD
+    is active, whose tangents ``detach`` would drop (an unsupported transform must still raise, not lose them)."""
+    if _transforms_active():
+        return args
     return tuple(a.detach() if isinstance(a, torch.Tensor) and a.requires_grad else a for a in args)
+
