@@ -299,7 +299,8 @@ class GraphVQVAE(torch.nn.Module):
         top = out.top_indices.cpu() if out.top_indices is not None else None
         return Codes(counts, nodes, top)
 
-    def _top_tokens_from_codes(self, top: Optional[Tensor]) -> Optional[Tensor]:
+    def _top_tokens_from_codes(self, top: Optional[Tensor], num_graphs: int) -> Optional[Tensor]:
+        """The decoder's top-level tokens from ``codes.top`` (a one-level model has none)."""
         return None
 
     def decode(self, codes: Codes, threshold: float = 0.5, sample_edges: bool = False,
@@ -330,11 +331,7 @@ class GraphVQVAE(torch.nn.Module):
                                             torch.tensor(sizes, device=device))
             q = self.quantizer.codes_from_indices(idx)                       # [N, parts, dim]
             top = codes.top
-            if top is not None and getattr(self, "top_slots", None) is not None and \
-                    tuple(top.shape) != (len(sizes), self.top_slots):
-                raise ValueError(f"codes.top must be [num_graphs={len(sizes)}, top_slots={self.top_slots}], got "
-                                 f"{list(top.shape)}; fix: one row of top codes per graph")
-            top_tokens = self._top_tokens_from_codes(top.to(device) if top is not None else None)
+            top_tokens = self._top_tokens_from_codes(top.to(device) if top is not None else None, len(sizes))
             h_dense, mask = self._decode(q, batch, top_tokens, len(sizes))
             h = h_dense[mask]
             a = self.decoder.edge_in(h)
@@ -397,9 +394,12 @@ class HierarchicalGraphVQVAE(GraphVQVAE):
     def _tokens(self, quantized_top: Tensor) -> Tensor:
         return self.top_out(quantized_top) + self.top_slot.weight.unsqueeze(0)
 
-    def _top_tokens_from_codes(self, top: Optional[Tensor]) -> Optional[Tensor]:
+    def _top_tokens_from_codes(self, top: Optional[Tensor], num_graphs: int) -> Optional[Tensor]:
         if top is None:
             raise ValueError("a two-level model decodes from node codes and top codes; codes.top is None")
+        if tuple(top.shape) != (num_graphs, self.top_slots):
+            raise ValueError(f"codes.top must be [num_graphs={num_graphs}, top_slots={self.top_slots}], got "
+                             f"{list(top.shape)}; fix: one row of top codes per graph")
         if top.numel() and (int(top.min()) < 0 or int(top.max()) >= self.top_quantizer.num_codes):
             raise ValueError(f"codes.top holds codes outside [0, {self.top_quantizer.num_codes}); fix: indices of "
                              "this model's top codebook")

@@ -37,12 +37,18 @@ def _plain(values: Any, grad: bool) -> bool:
     return True
 
 
+def forward_ad_active() -> bool:
+    """A forward-mode AD level is open (``torch.autograd.forward_ad.dual_level``).  torch has no public query;
+    this reads the private ``forward_ad._current_level``, in this one place."""
+    return torch.autograd.forward_ad._current_level >= 0
+
+
 def transforms_active() -> bool:
     """A compiled region, a dispatch mode, a functorch transform or forward-mode AD is active: a call must go
     through the registered op (or the autograd Function), not straight to an implementation."""
     return (torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None
             or torch._C._functorch.peek_interpreter_stack() is not None
-            or torch.autograd.forward_ad._current_level >= 0)
+            or forward_ad_active())
 
 
 class CustomOp:

@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ._custom_op import forward_ad_active
 from .graph import unique_pattern
 
 LOW = (torch.float16, torch.bfloat16)
@@ -58,7 +59,7 @@ def _mkl_fits(dense: Tensor, *extents: int) -> bool:
     """Whether a CSR sum over ``dense`` ``[S, F]`` runs through MKL (:func:`_mkl_serves`) with nothing tracking
     a gradient (backward or forward mode: the references keep autograd on torch.sparse.mm / index_add_)."""
     return (_mkl_serves(dense, dense.size(1), *extents) and not tracks_grad(dense)
-            and torch.autograd.forward_ad._current_level < 0)
+            and not forward_ad_active())
 
 
 def _mkl_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor, out: Tensor) -> Tensor:
