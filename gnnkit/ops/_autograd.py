@@ -49,9 +49,10 @@ def apply_function(fn: type, *args: Any) -> Any:
 
 
 def _detached(args: tuple) -> tuple:
-    """``args`` with the tensors that require grad detached — unless a functorch transform or forward-mode AD
-    is active, whose tangents ``detach`` would drop (an unsupported transform must still raise, not lose them)."""
-    if _transforms_active():
-        return args
+    """``args`` with the tensors that require grad detached — unless :func:`~gnnkit.ops._custom_op.transforms_active`
+    (a functorch transform or forward-mode AD, whose tangents ``detach`` would drop: an unsupported transform must
+    still raise, not lose them; or a dispatch mode): then ``args`` as they are."""
+    if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args) or _transforms_active():
+        return args  # (the common evaluation: nothing requires grad, nothing to check)
     return tuple(a.detach() if isinstance(a, torch.Tensor) and a.requires_grad else a for a in args)
 
