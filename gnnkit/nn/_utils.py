@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.nn.dense.linear import is_uninitialized_parameter
 
 from gnnkit._checks import check_int
-from gnnkit.ops import Graph, Size, SparseTensor, as_graph, is_sparse_adj, spmm_slots
+from gnnkit.ops import Graph, Size, SparseTensor, as_graph, coo_sum, is_sparse_adj, spmm_slots
 
 PairTensor = Tuple[Tensor, Optional[Tensor]]
 
@@ -168,13 +168,25 @@ def aggregate(graph: Graph, x: Tensor, csr_weight: Optional[Tensor], reduce: str
         raise ValueError(f"x has {x.size(0)} rows but the graph has {graph.num_src} source nodes; "
                          "check the node features against edge_index/size")
     value = None if csr_weight is None else csr_weight.to(x.dtype).view(-1, 1)
-    out = spmm_slots(graph, x.unsqueeze(1), value, reduce)
-    if root is not None and root.dtype != out.dtype:  # mixed dtypes: out of place, torch's promotion
-        out = out + root.unsqueeze(1) * (1.0 if root_scale is None else root_scale)
-    elif root is not None:
-        r = root.unsqueeze(1)
-        if root_scale is None or isinstance(root_scale, (int, float)):
-            out = out.add_(r, alpha=1.0 if root_scale is None else root_scale)
-        else:
-            out = out.addcmul_(r, root_scale)
-    return out.squeeze(1)
+    return add_root(spmm_slots(graph, x.unsqueeze(1), value, reduce).squeeze(1), root, root_scale)
+
+
+def add_root(out: Tensor, root: Optional[Tensor] = None, root_scale: Union[Tensor, float, None] = None) -> Tensor:
+    """``out + root_scale * root`` for a fresh aggregation ``out`` ``[N, F]`` (see :func:`aggregate`): in place
+    unless the dtypes differ (then torch's promotion, out of place); ``root`` None: ``out``."""
+    if root is None:
+        return out
+    if root.dtype != out.dtype:  # mixed dtypes: out of place, torch's promotion
+        return out + root * (1.0 if root_scale is None else root_scale)
+    if root_scale is None or isinstance(root_scale, (int, float)):
+        return out.add_(root, alpha=1.0 if root_scale is None else root_scale)
+    return out.addcmul_(root, root_scale)
+
+
+def small_sorted_aggregate(edge_index: Any, x: Tensor, num_src: int, num_dst: int, reduce: str,
+                           root: Optional[Tensor] = None,
+                           root_scale: Union[Tensor, float, None] = None) -> Optional[Tensor]:
+    """:func:`aggregate` without a graph for a small ``edge_index`` sorted by (source, destination)
+    (:func:`gnnkit.ops.coo_sum`: the same result bit for bit); ``None`` where that does not apply."""
+    out = coo_sum(edge_index, x, num_src, num_dst, reduce) if isinstance(edge_index, Tensor) else None
+    return None if out is None else add_root(out, root, root_scale)

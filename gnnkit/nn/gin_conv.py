@@ -9,7 +9,7 @@ from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import aggregate, graph_of, node_pair, resolve_size
+from ._utils import aggregate, graph_of, node_pair, resolve_size, small_sorted_aggregate
 
 
 def _input_width(nn: Any) -> Optional[int]:
@@ -76,10 +76,6 @@ class GINConv(CSRMessagePassing):
             raise ValueError(f"GINConv: x_src has {x_src.size(-1)} features but x_dst has {x_dst.size(-1)}; "
                              "both sides must have the same width (the root term is added to the sum)")
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
-        graph, w = graph_of(edge_index, ns, nd, use_values=False)
-        mask = self.explain_mask(num_input_edges(edge_index))
-        if mask is not None:  # PyG's explain_message: each edge's message times its mask
-            w = slot_mask(graph, mask)
         # (1 + eps) x_dst is added in place into the SpMM result: one pass, not a multiply and an add.
         # A fixed eps on CPU is read as a number (free there), so with eps = 0 the backward hands the
         # gradient to x_dst as it is instead of multiplying it by 1.
@@ -88,6 +84,14 @@ class GINConv(CSRMessagePassing):
             scale = 1 + self.eps
             if not self.eps.requires_grad and self.eps.device.type == "cpu" and not torch.compiler.is_compiling():
                 scale = 1.0 + float(self.eps)
+        mask = self.explain_mask(num_input_edges(edge_index))
+        if mask is None:  # a small mini-batch's sorted edge_index: no graph to build (the same sums)
+            out = small_sorted_aggregate(edge_index, x_src, ns, nd, self._reduce, x_dst, scale)
+            if out is not None:
+                return self.nn(out)
+        graph, w = graph_of(edge_index, ns, nd, use_values=False)
+        if mask is not None:  # PyG's explain_message: each edge's message times its mask
+            w = slot_mask(graph, mask)
         out = aggregate(graph, x_src, w, self._reduce, x_dst, scale)
         return self.nn(out)
 

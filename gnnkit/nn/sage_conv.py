@@ -26,7 +26,7 @@ from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, slot_mask
-from ._utils import aggregate, check_width, graph_of, materialised, node_pair, resolve_size
+from ._utils import aggregate, check_width, graph_of, materialised, node_pair, resolve_size, small_sorted_aggregate
 from .lstm_aggr import LSTMAggregation
 
 # PyG aggregation modules gnnkit runs on its CSR ops (by exact type: a subclass may change the definition);
@@ -196,10 +196,20 @@ class SAGEConv(CSRMessagePassing):
         check_width(x_src, self._in[0], "SAGEConv", "x", "in_channels")
         check_width(x_dst, self._in[1], "SAGEConv", "x_dst", "in_channels[1]")
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
+        mask = self.explain_mask(num_input_edges(edge_index))
+        out = None
+        if mask is None and not self.project and self._kind in ("sum", "mean"):
+            # a small mini-batch's sorted edge_index: no graph to build (the same sums, the same id checks)
+            out = small_sorted_aggregate(edge_index, x_src, ns, nd, self._kind)
+        if out is None:
+            out = self._aggregate(edge_index, x_src, ns, nd, mask)
+        return self._finish(out, x_dst)
+
+    def _aggregate(self, edge_index: Adj, x_src: Tensor, ns: int, nd: int, mask: Optional[Tensor]) -> Tensor:
+        """The neighbourhood aggregation of ``x_src`` (projected first with ``project``) on gnnkit's CSR."""
         graph, w = graph_of(edge_index, ns, nd, use_values=False)
         if self.project:
             x_src = self.lin(x_src).relu()
-        mask = self.explain_mask(num_input_edges(edge_index))
         if self.aggr == "lstm":  # an explainer's mask multiplies each neighbour's message, as in PyG
             if getattr(self, "_require_sorted", True):  # (modules pickled before the option: PyG's rule)
                 _check_sorted_by_destination(graph)
@@ -214,6 +224,10 @@ class SAGEConv(CSRMessagePassing):
             if mask is not None:
                 msg = msg * slot_mask(graph, mask).to(msg.dtype).view(-1, 1)
             out = self.aggr_module(msg, index=graph.row, ptr=graph.rowptr, dim_size=graph.num_dst)
+        return out
+
+    def _finish(self, out: Tensor, x_dst: Optional[Tensor]) -> Tensor:
+        """``lin_l(out)`` plus the root term ``lin_r(x_dst)``, then the optional normalisation."""
         if self.root_weight and x_dst is not None and materialised(self.lin_l, self.lin_r) \
                 and out.dim() == 2 and x_dst.dim() == 2 and not torch.is_autocast_enabled(out.device.type) \
                 and out.dtype == x_dst.dtype == self.lin_l.weight.dtype:

@@ -22,7 +22,7 @@ from .reference import sddmm_csr_ref, segment_reduce_ref, segment_softmax_ref, s
 from .sddmm import sddmm, sddmm_slots
 from .segment import segment_reduce, segment_reduce_slots
 from .softmax import segment_softmax, segment_softmax_slots
-from .spmm import gather_slots, relu_message_slots, spmm, spmm_slots
+from .spmm import coo_sum, gather_slots, relu_message_slots, spmm, spmm_slots
 from .transformer import batch_distances, graph_attention
 from .vq import nearest_code, nearest_code_ref
 
@@ -32,7 +32,7 @@ _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta
 
 __all__ = [
     "Graph", "Size", "SparseTensor", "as_graph", "cached_for", "clear_cache", "is_sparse_adj",
-    "validate_edge_index",
+    "validate_edge_index", "coo_sum",
     "spmm", "spmm_slots", "gather_slots", "relu_message_slots", "spmm_csr_ref", "sddmm", "sddmm_slots", "sddmm_csr_ref",
     "segment_softmax", "segment_softmax_slots", "segment_softmax_ref",
     "segment_reduce", "segment_reduce_slots", "segment_reduce_ref",

@@ -22,7 +22,7 @@ from torch import Tensor
 from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
 from ._custom_op import transforms_active
-from .graph import Graph, check_op_inputs, check_rows
+from .graph import Graph, check_op_inputs, check_rows, validate_edge_index
 from .primitives import (
     NO_PLAN,
     kernel_plan,
@@ -180,6 +180,81 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
         return apply_function(CpuSumFunction, graph, x.contiguous(), value, reduce, value_t)
     graph.prepare_backward(x, value, sddmm=value is not None and value.requires_grad and reduce not in ("max", "min"))
     return apply_function(SpMMFunction, graph, x.contiguous(), value, reduce, value_t)
+
+
+# message values (edges x features) up to which a sorted edge_index is summed without a CSR (:func:`coo_sum`)
+COO_SUM_MAX = 1 << 17
+
+
+class CooSumFunction(torch.autograd.Function):
+    """:func:`coo_sum`'s product: ``x[src]`` summed into ``dst`` by ``index_add_`` (the mean divides by the
+    clamped in-degree, as ``torch.sparse.mm(reduce="mean")`` does); backward: the gradient (times the reciprocal
+    float32 in-degree, as the CSR path's transposed weights) gathered at ``dst`` and summed into ``src``."""
+
+    @staticmethod
+    def forward(ctx, src: Tensor, dst: Tensor, x: Tensor, num_dst: int, mean: bool) -> Tensor:
+        out = x.new_zeros(num_dst, x.size(1)).index_add_(0, dst, x.index_select(0, src))
+        inv = None
+        if mean:
+            deg = torch.bincount(dst, minlength=num_dst).clamp_(min=1).to(torch.float32)
+            out.div_(deg.to(out.dtype).view(-1, 1))
+            inv = 1.0 / deg
+        if ctx.needs_input_grad[2]:  # (saved: an in-place edit of edge_index before the backward raises)
+            ctx.save_for_backward(src, dst)
+            ctx.inv, ctx.num_src = inv, x.size(0)
+        return out
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, grad_out: Tensor):
+        src, dst = ctx.saved_tensors
+        g = grad_out if ctx.inv is None else grad_out * ctx.inv.to(grad_out.dtype).view(-1, 1)
+        gx = g.new_zeros(ctx.num_src, g.size(1)).index_add_(0, src, g.index_select(0, dst))
+        return None, None, gx, None, None
+
+
+def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: str = "sum") -> Optional[Tensor]:
+    """The sum (or unweighted mean) of ``x`` ``[num_src, F]`` over the edges of a small ``edge_index`` whose
+    pairs are sorted by (source, destination) — a coalesced ``edge_index``, as PyG's TU datasets and their
+    mini-batches hold — without building a :class:`Graph`: ``[num_dst, F]``, or ``None`` where this does not
+    apply (then the caller takes the CSR path).
+
+    Sorted that way, ``index_add_`` adds each destination's messages in increasing source order and each
+    source's gradients in increasing destination order, the CSR and transposed-CSR slot orders: results equal
+    the CSR path's bit for bit (``tests/test_coo_sum.py``), with no sort, no transpose and no MKL call — on a
+    graph seen once (a mini-batch) those cost more than the product.  Applies in eager mode on CPU
+    (no transform or dispatch mode, no autocast) to plain float32/float64 tensors (the mean: float32), at most
+    64 features, 1 to :data:`COO_SUM_MAX` message values; the ids are checked as :func:`as_graph` checks them."""
+    if reduce not in ("sum", "mean") or type(edge_index) is not Tensor or type(x) is not Tensor \
+            or edge_index.dim() != 2 or x.dim() != 2 or edge_index.size(0) != 2:
+        return None
+    F = x.size(1)
+    if not 0 < edge_index.size(1) * F <= COO_SUM_MAX or F > 64 or x.size(0) != num_src \
+            or x.dtype not in _COO_DTYPES[reduce == "mean"]:
+        return None
+    if edge_index.dtype not in (torch.int64, torch.int32) or edge_index.layout != torch.strided \
+            or x.device.type != "cpu" or edge_index.device.type != "cpu" \
+            or transforms_active() or torch.is_autocast_enabled("cpu") or use_triton("spmm", x):
+        return None
+    a = edge_index.detach().numpy()
+    s, d = a[0], a[1]
+    # with every destination in [0, num_dst), the pairs are in (source, destination) order exactly when the key
+    # source * num_dst + destination never decreases, and then the sources' range is their first and last
+    lo, hi = int(d.min()), int(d.max())
+    if lo < 0 or hi >= num_dst:
+        validate_edge_index(edge_index, num_src, num_dst)  # raises the CSR path's error
+        return None
+    key = s.astype("int64") * num_dst + d
+    if (key[1:] < key[:-1]).any():
+        return None  # not in order: the CSR path (which checks the ids as it builds)
+    if int(s[0]) < 0 or int(s[-1]) >= num_src:
+        validate_edge_index(edge_index, num_src, num_dst)
+        return None
+    src, dst = edge_index.unbind(0)
+    return apply_function(CooSumFunction, src, dst, x.contiguous(), num_dst, reduce == "mean")
+
+
+_COO_DTYPES = {False: (torch.float32, torch.float64), True: (torch.float32,)}  # sum; mean
 
 
 class GatherFunction(torch.autograd.Function):

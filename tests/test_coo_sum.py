@@ -1,0 +1,173 @@
+"""gnnkit.ops.coo_sum: the sum / mean over a small edge_index sorted by (source, destination) without a CSR,
+equal bit for bit to the CSR path (outputs and gradients), and taken only where that holds."""
+import sys
+
+import pytest
+import torch
+import torch_geometric.nn as pyg
+from torch.nn import Linear, ReLU, Sequential
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import gnnkit.nn as gnn
+from gnnkit.ops import Graph, coo_sum
+
+spmm_mod = sys.modules["gnnkit.ops.spmm"]  # (the package attribute gnnkit.ops.spmm is the function)
+
+
+def _sorted_graph(seed, n_src=40, n_dst=None, e=150, dup=True, dtype=torch.long):
+    g = torch.Generator().manual_seed(seed)
+    n_dst = n_src if n_dst is None else n_dst
+    ei = torch.stack([torch.randint(0, n_src, (e,), generator=g), torch.randint(0, n_dst, (e,), generator=g)])
+    if dup:  # repeated pairs (a multigraph) and self-loops
+        ei = torch.cat([ei, ei[:, : e // 4], torch.arange(min(n_src, n_dst)).repeat(2, 1)[:, ::3]], 1)
+    key = ei[0] * n_dst + ei[1]
+    return ei[:, torch.sort(key, stable=True).indices].to(dtype).contiguous()
+
+
+def _layers(f):
+    torch.manual_seed(0)
+    return {
+        "GIN": lambda: gnn.GINConv(Sequential(Linear(f, 8), ReLU(), Linear(8, 8)), train_eps=True),
+        "GIN-fixed-eps": lambda: gnn.GINConv(Sequential(Linear(f, 8), ReLU(), Linear(8, 8)), eps=0.25),
+        "SAGE-mean": lambda: gnn.SAGEConv(f, 8),
+        "SAGE-sum": lambda: gnn.SAGEConv(f, 8, aggr="sum"),
+        "SAGE-mean-no-root": lambda: gnn.SAGEConv(f, 8, root_weight=False),
+    }
+
+
+def _step(layer, x, adj):
+    layer.zero_grad()
+    xg = x.clone().requires_grad_(True)
+    y = layer(xg, adj)
+    (y * torch.linspace(-1, 1, y.numel()).view_as(y).to(y.dtype)).sum().backward()
+    return [y.detach(), xg.grad] + [p.grad.clone() for p in layer.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("name", list(_layers(6)))
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_same_bits_as_the_csr_path(name, seed, dtype):
+    if dtype == torch.float64 and "mean" in name:
+        pytest.skip("the float64 mean takes the CSR path (coo_sum serves the float32 mean only)")
+    ei = _sorted_graph(seed, e=60 + 40 * seed, dtype=torch.int32 if seed == 3 else torch.long)
+    n = 40
+    x = torch.randn(n, 6, generator=torch.Generator().manual_seed(seed + 10), dtype=dtype)
+    layer = _layers(6)[name]().to(dtype)
+    assert coo_sum(ei, x, n, n, "mean" if "mean" in name else "sum") is not None  # the path is taken
+    got = _step(layer, x, ei)
+    want = _step(layer, x, Graph.build(ei.long(), num_nodes=n))  # a Graph: always the CSR path
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b), (a - b).abs().max()
+
+
+def test_same_bits_on_mutag_batches():
+    from torch_geometric.loader import DataLoader
+
+    from gnnkit.data import load_dataset
+    ds = load_dataset("MUTAG")
+    loader = DataLoader(ds, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    for name, make in _layers(7).items():
+        layer = make()
+        for i, b in enumerate(loader):
+            x = torch.randn(b.num_nodes, 7, generator=torch.Generator().manual_seed(i))
+            assert coo_sum(b.edge_index, x, b.num_nodes, b.num_nodes) is not None  # coalesced, as PyG keeps it
+            for a, c in zip(_step(layer, x, b.edge_index), _step(layer, x, Graph.build(b.edge_index))):
+                assert torch.equal(a, c), name
+
+
+def test_bipartite_and_isolated_nodes():
+    ei = _sorted_graph(5, n_src=30, n_dst=12, e=70, dup=False)
+    x_src, x_dst = torch.randn(50, 6), torch.randn(20, 6)  # ids below 30 / 12: trailing nodes isolated
+    for make in (lambda: gnn.SAGEConv((6, 6), 8), lambda: gnn.GINConv(Linear(6, 8))):
+        layer = make()
+        got = layer((x_src, x_dst), ei, size=(50, 20))
+        want = layer((x_src, x_dst), Graph.build(ei, size=(50, 20)))
+        assert got.shape == (20, 8) and torch.equal(got, want)
+
+
+def test_matches_pyg():
+    ei = _sorted_graph(7)
+    x = torch.randn(40, 6, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    ours, theirs = gnn.SAGEConv(6, 8), pyg.SAGEConv(6, 8)
+    ours.load_state_dict(theirs.state_dict())
+    torch.testing.assert_close(ours(x, ei), theirs(x, ei))
+    ours, theirs = gnn.GINConv(Linear(6, 8), train_eps=True), pyg.GINConv(Linear(6, 8), train_eps=True)
+    ours.load_state_dict(theirs.state_dict())
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ours(xa, ei).square().sum().backward()
+    theirs(xb, ei).square().sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(ours.eps.grad, theirs.eps.grad)
+
+
+def test_not_taken_where_the_order_differs_or_too_large():
+    ei = _sorted_graph(2)
+    x = torch.randn(40, 6)
+    assert coo_sum(ei.flip(1), x, 40, 40) is None                      # sources decreasing
+    swapped = ei.clone()
+    i = int((ei[0, 1:] == ei[0, :-1]).nonzero()[0]) if (ei[0, 1:] == ei[0, :-1]).any() else None
+    if i is not None and ei[1, i] != ei[1, i + 1]:
+        swapped[1, i], swapped[1, i + 1] = ei[1, i + 1], ei[1, i]       # destinations out of order within a source
+        assert coo_sum(swapped, x, 40, 40) is None
+    assert coo_sum(ei[[1, 0]], x, 40, 40) is None or bool((ei[1, 1:] >= ei[1, :-1]).all())
+    big = torch.randn(40, 64)
+    old = spmm_mod.COO_SUM_MAX
+    try:
+        spmm_mod.COO_SUM_MAX = ei.size(1) * 64 - 1
+        assert coo_sum(ei, big, 40, 40) is None                        # more message values than the bound
+    finally:
+        spmm_mod.COO_SUM_MAX = old
+    assert coo_sum(ei, torch.randn(40, 65), 40, 40) is None            # wider than MKL's path
+    assert coo_sum(ei, x.double(), 40, 40, "mean") is None             # the float64 mean: CSR path
+    assert coo_sum(ei, x.half(), 40, 40) is None
+    assert coo_sum(ei[:, :0], x, 40, 40) is None                       # no edges
+    assert coo_sum(ei, x, 40, 40, "max") is None
+    assert coo_sum(Graph.build(ei), x, 40, 40) is None
+
+
+def test_not_taken_under_a_dispatch_mode_or_autocast():
+    seen = []
+
+    class Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    ei, x = _sorted_graph(3), torch.randn(40, 6)
+    with Log():
+        assert coo_sum(ei, x, 40, 40) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert coo_sum(ei, x, 40, 40) is None
+
+
+def test_bad_ids_raise_the_csr_paths_errors():
+    ei = _sorted_graph(4)
+    layer = gnn.GINConv(Linear(6, 8))
+    bad = ei.clone()
+    bad[0, -1] = 40
+    with pytest.raises(IndexError, match=r"edge_index\[0\].*source id 40"):
+        layer(torch.randn(40, 6), bad)
+    bad = ei.clone()
+    bad[0, 0] = -1
+    with pytest.raises(IndexError, match="negative"):
+        layer(torch.randn(40, 6), bad)
+
+
+def test_no_grad_and_inference_mode():
+    ei, x = _sorted_graph(6), torch.randn(40, 6)
+    layer = gnn.SAGEConv(6, 8)
+    want = layer(x, Graph.build(ei)).detach()
+    with torch.no_grad():
+        assert torch.equal(layer(x.clone().requires_grad_(True), ei), want)
+    with torch.inference_mode():
+        assert torch.equal(layer(x, ei), want)
+
+
+def test_edge_index_edited_before_backward_raises():
+    ei, x = _sorted_graph(8), torch.randn(40, 6, requires_grad=True)
+    y = gnn.GINConv(Linear(6, 8))(x, ei)
+    ei[0, 0] = 0  # in place, after the forward read it
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
