@@ -171,3 +171,18 @@ def test_edge_index_edited_before_backward_raises():
     ei[0, 0] = 0  # in place, after the forward read it
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+
+
+@pytest.mark.parametrize("where", ["last", "first"])
+def test_bad_destination_ids_raise_the_csr_paths_errors(where):
+    ei = _sorted_graph(9)
+    k = -1 if where == "last" else 0
+    for layer in (gnn.GINConv(Linear(6, 8)), gnn.SAGEConv(6, 8)):
+        bad = ei.clone()
+        bad[1, k] = 40  # order kept when last, broken when first: either path names the argument
+        with pytest.raises(IndexError, match=r"edge_index\[1\].*destination id 40"):
+            layer(torch.randn(40, 6), bad)
+        bad = ei.clone()
+        bad[1, k] = -3
+        with pytest.raises(IndexError, match="negative"):
+            layer(torch.randn(40, 6), bad)

@@ -224,7 +224,7 @@ def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: s
     the CSR path's bit for bit (``tests/test_coo_sum.py``), with no sort, no transpose and no MKL call — on a
     graph seen once (a mini-batch) those cost more than the product.  Applies in eager mode on CPU
     (no transform or dispatch mode, no autocast) to plain float32/float64 tensors (the mean: float32), at most
-    64 features, 1 to :data:`COO_SUM_MAX` message values; the ids are checked as :func:`as_graph` checks them."""
+    64 features, 1 to :data:`COO_SUM_MAX` message values; an id out of range raises :func:`as_graph`'s error."""
     if reduce not in ("sum", "mean") or type(edge_index) is not Tensor or type(x) is not Tensor \
             or edge_index.dim() != 2 or x.dim() != 2 or edge_index.size(0) != 2:
         return None
@@ -236,22 +236,18 @@ def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: s
             or x.device.type != "cpu" or edge_index.device.type != "cpu" \
             or transforms_active() or torch.is_autocast_enabled("cpu") or use_triton("spmm", x):
         return None
-    a = edge_index.detach().numpy()
-    s, d = a[0], a[1]
-    # with every destination in [0, num_dst), the pairs are in (source, destination) order exactly when the key
-    # source * num_dst + destination never decreases, and then the sources' range is their first and last
-    lo, hi = int(d.min()), int(d.max())
-    if lo < 0 or hi >= num_dst:
-        validate_edge_index(edge_index, num_src, num_dst)  # raises the CSR path's error
-        return None
-    key = s.astype("int64") * num_dst + d
+    a = edge_index.numpy()  # (an integer tensor never requires grad)
+    # with ids in range, the pairs are in (source, destination) order exactly when source * num_dst + destination
+    # never decreases; ids out of range make index_select / index_add_ raise below, turned into the CSR path's error
+    key = a[0].astype("int64", copy=False) * num_dst + a[1]
     if (key[1:] < key[:-1]).any():
         return None  # not in order: the CSR path (which checks the ids as it builds)
-    if int(s[0]) < 0 or int(s[-1]) >= num_src:
-        validate_edge_index(edge_index, num_src, num_dst)
-        return None
     src, dst = edge_index.unbind(0)
-    return apply_function(CooSumFunction, src, dst, x.contiguous(), num_dst, reduce == "mean")
+    try:
+        return apply_function(CooSumFunction, src, dst, x.contiguous(), num_dst, reduce == "mean")
+    except (IndexError, RuntimeError):
+        validate_edge_index(edge_index, num_src, num_dst)  # an id out of range: the CSR path's named error
+        raise
 
 
 _COO_DTYPES = {False: (torch.float32, torch.float64), True: (torch.float32,)}  # sum; mean
