@@ -84,12 +84,12 @@ class GINConv(CSRMessagePassing):
             scale = 1 + self.eps
             if not self.eps.requires_grad and self.eps.device.type == "cpu" and not torch.compiler.is_compiling():
                 scale = 1.0 + float(self.eps)
-        mask = self.explain_mask(num_input_edges(edge_index))
-        if mask is None:  # a small mini-batch's sorted edge_index: no graph to build (the same sums)
+        if self._explain is not True:  # a small mini-batch's sorted edge_index: no graph to build (the same sums)
             out = small_sorted_aggregate(edge_index, x_src, ns, nd, self._reduce, x_dst, scale)
             if out is not None:
                 return self.nn(out)
         graph, w = graph_of(edge_index, ns, nd, use_values=False)
+        mask = self.explain_mask(num_input_edges(edge_index))
         if mask is not None:  # PyG's explain_message: each edge's message times its mask
             w = slot_mask(graph, mask)
         out = aggregate(graph, x_src, w, self._reduce, x_dst, scale)

@@ -196,20 +196,20 @@ class SAGEConv(CSRMessagePassing):
         check_width(x_src, self._in[0], "SAGEConv", "x", "in_channels")
         check_width(x_dst, self._in[1], "SAGEConv", "x_dst", "in_channels[1]")
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
-        mask = self.explain_mask(num_input_edges(edge_index))
         out = None
-        if mask is None and not self.project and self._kind in ("sum", "mean"):
+        if self._explain is not True and not self.project and self._kind in ("sum", "mean"):
             # a small mini-batch's sorted edge_index: no graph to build (the same sums, the same id checks)
             out = small_sorted_aggregate(edge_index, x_src, ns, nd, self._kind)
         if out is None:
-            out = self._aggregate(edge_index, x_src, ns, nd, mask)
+            out = self._aggregate(edge_index, x_src, ns, nd)
         return self._finish(out, x_dst)
 
-    def _aggregate(self, edge_index: Adj, x_src: Tensor, ns: int, nd: int, mask: Optional[Tensor]) -> Tensor:
+    def _aggregate(self, edge_index: Adj, x_src: Tensor, ns: int, nd: int) -> Tensor:
         """The neighbourhood aggregation of ``x_src`` (projected first with ``project``) on gnnkit's CSR."""
         graph, w = graph_of(edge_index, ns, nd, use_values=False)
         if self.project:
             x_src = self.lin(x_src).relu()
+        mask = self.explain_mask(num_input_edges(edge_index))
         if self.aggr == "lstm":  # an explainer's mask multiplies each neighbour's message, as in PyG
             if getattr(self, "_require_sorted", True):  # (modules pickled before the option: PyG's rule)
                 _check_sorted_by_destination(graph)

@@ -192,25 +192,27 @@ class CooSumFunction(torch.autograd.Function):
     float32 in-degree, as the CSR path's transposed weights) gathered at ``dst`` and summed into ``src``."""
 
     @staticmethod
-    def forward(ctx, src: Tensor, dst: Tensor, x: Tensor, num_dst: int, mean: bool) -> Tensor:
+    def forward(ctx, edge_index: Tensor, x: Tensor, num_dst: int, mean: bool) -> Tensor:
+        src, dst = edge_index.unbind(0)
         out = x.new_zeros(num_dst, x.size(1)).index_add_(0, dst, x.index_select(0, src))
         inv = None
         if mean:
             deg = torch.bincount(dst, minlength=num_dst).clamp_(min=1).to(torch.float32)
             out.div_(deg.to(out.dtype).view(-1, 1))
             inv = 1.0 / deg
-        if ctx.needs_input_grad[2]:  # (saved: an in-place edit of edge_index before the backward raises)
-            ctx.save_for_backward(src, dst)
-            ctx.inv, ctx.num_src = inv, x.size(0)
+        if ctx.needs_input_grad[1]:
+            # a private copy, as the CSR path's graph is: the backward follows the forward's edges whatever
+            # happens to edge_index meanwhile (an in-place edit; one made under inference mode can be kept too)
+            ctx.pairs, ctx.inv, ctx.num_src = edge_index.clone(), inv, x.size(0)
         return out
 
     @staticmethod
     @first_order_only
     def backward(ctx, grad_out: Tensor):
-        src, dst = ctx.saved_tensors
+        src, dst = ctx.pairs.unbind(0)
         g = grad_out if ctx.inv is None else grad_out * ctx.inv.to(grad_out.dtype).view(-1, 1)
         gx = g.new_zeros(ctx.num_src, g.size(1)).index_add_(0, src, g.index_select(0, dst))
-        return None, None, gx, None, None
+        return None, gx, None, None
 
 
 def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: str = "sum") -> Optional[Tensor]:
@@ -242,12 +244,12 @@ def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: s
     key = a[0].astype("int64", copy=False) * num_dst + a[1]
     if (key[1:] < key[:-1]).any():
         return None  # not in order: the CSR path (which checks the ids as it builds)
-    src, dst = edge_index.unbind(0)
     try:
-        return apply_function(CooSumFunction, src, dst, x.contiguous(), num_dst, reduce == "mean")
-    except (IndexError, RuntimeError):
-        validate_edge_index(edge_index, num_src, num_dst)  # an id out of range: the CSR path's named error
-        raise
+        return apply_function(CooSumFunction, edge_index, x.contiguous(), num_dst, reduce == "mean")
+    except (IndexError, RuntimeError) as exc:
+        failed = exc
+    validate_edge_index(edge_index, num_src, num_dst)  # an id out of range: the CSR path's named error
+    raise failed
 
 
 _COO_DTYPES = {False: (torch.float32, torch.float64), True: (torch.float32,)}  # sum; mean
