@@ -216,7 +216,7 @@ def verify(path: Union[str, Path]) -> List[Finding]:
         findings += listed
         data_roots.append(path)
     entries = sorted(path.rglob("*"))  # one walk of the tree (a data root can hold many files)
-    for folder in sorted([path, *(p for p in entries if p.is_dir())]):
+    for folder in [path, *(p for p in entries if p.is_dir())]:  # (path sorts before everything below it)
         if _is_split(folder):
             findings.append(_check_split(folder))
             # what the manifest lists, and the manifest with its side file (load_split checked both)

@@ -209,3 +209,14 @@ def test_bad_destination_ids_raise_the_csr_paths_errors(where):
         bad[1, k] = -3
         with pytest.raises(IndexError, match="negative"):
             layer(torch.randn(40, 6), bad)
+
+
+def test_bad_arguments_are_named():
+    ei, x = _sorted_graph(1), torch.randn(40, 6)
+    with pytest.raises(ValueError, match="reduce='avg'"):
+        coo_sum(ei, x, 40, 40, "avg")
+    with pytest.raises(ValueError, match="coo_sum: num_src must be a non-negative int"):
+        coo_sum(ei, x, -1, 40)
+    with pytest.raises(ValueError, match="coo_sum: num_dst must be a non-negative int"):
+        coo_sum(ei, x, 40, 2.5)
+    assert coo_sum(ei, x, 40, 40, "max") is None  # a known reduction it does not serve: the CSR path's

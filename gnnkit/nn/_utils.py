@@ -188,5 +188,5 @@ def small_sorted_aggregate(edge_index: Any, x: Tensor, num_src: int, num_dst: in
                            root_scale: Union[Tensor, float, None] = None) -> Optional[Tensor]:
     """:func:`aggregate` without a graph for a small ``edge_index`` sorted by (source, destination)
     (:func:`gnnkit.ops.coo_sum`: the same result bit for bit); ``None`` where that does not apply."""
-    out = coo_sum(edge_index, x, num_src, num_dst, reduce) if isinstance(edge_index, Tensor) else None
+    out = coo_sum(edge_index, x, num_src, num_dst, reduce)
     return None if out is None else add_root(out, root, root_scale)

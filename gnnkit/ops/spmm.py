@@ -22,7 +22,7 @@ from torch import Tensor
 from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
 from ._custom_op import transforms_active
-from .graph import Graph, check_op_inputs, check_rows, validate_edge_index
+from .graph import Graph, _check_count, check_op_inputs, check_rows, validate_edge_index
 from .primitives import (
     NO_PLAN,
     kernel_plan,
@@ -184,6 +184,7 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
 
 # message values (edges x features) up to which a sorted edge_index is summed without a CSR (:func:`coo_sum`)
 COO_SUM_MAX = 1 << 17
+_COO_DTYPES = {False: (torch.float32, torch.float64), True: (torch.float32,)}  # x's dtypes it serves: sum; mean
 
 
 class CooSumFunction(torch.autograd.Function):
@@ -226,7 +227,11 @@ def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: s
     the CSR path's bit for bit (``tests/test_coo_sum.py``), with no sort, no transpose and no MKL call — on a
     graph seen once (a mini-batch) those cost more than the product.  Applies in eager mode on CPU
     (no transform or dispatch mode, no autocast) to plain float32/float64 tensors (the mean: float32), at most
-    64 features, 1 to :data:`COO_SUM_MAX` message values; an id out of range raises :func:`as_graph`'s error."""
+    64 features, 1 to :data:`COO_SUM_MAX` message values; an id out of range raises :func:`as_graph`'s error,
+    an unknown ``reduce`` or a node count that is not a non-negative int a ``ValueError`` naming it."""
+    check_reduce(reduce)
+    _check_count(num_src, "num_src", "coo_sum")
+    _check_count(num_dst, "num_dst", "coo_sum")
     if reduce not in ("sum", "mean") or type(edge_index) is not Tensor or type(x) is not Tensor \
             or edge_index.dim() != 2 or x.dim() != 2 or edge_index.size(0) != 2:
         return None
@@ -250,9 +255,6 @@ def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: s
         failed = exc
     validate_edge_index(edge_index, num_src, num_dst)  # an id out of range: the CSR path's named error
     raise failed
-
-
-_COO_DTYPES = {False: (torch.float32, torch.float64), True: (torch.float32,)}  # sum; mean
 
 
 class GatherFunction(torch.autograd.Function):
