@@ -7,7 +7,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
-from gnnkit.ops import gat_attention_slots
+from gnnkit.ops import coo_gat_attention, gat_attention_slots
 from gnnkit.typing import Adj, AttentionOutput, NodeFeatures
 
 from ._attention import (
@@ -157,6 +157,27 @@ class GATConv(CSRMessagePassing):
             a_dst = (h_src.new_zeros(nd, H) if x_dst is None
                      else x_dst @ _score_matrix(lin_d.weight, self.att_dst, H, C))
 
+        out = weights = None
+        if edge_attr is None and not return_attention_weights and self._explain is not True \
+                and self._reduce == "sum":  # a small plain edge_index (a mini-batch): no CSR to build
+            out = coo_gat_attention(edge_index, h_src, a_src, a_dst, self.negative_slope, self.add_self_loops,
+                                    self.dropout, self.training)
+        if out is None:
+            out, weights = self._csr_attention(edge_index, edge_attr, h_src, a_src, a_dst, ns, nd,
+                                               bool(return_attention_weights))
+        out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
+        if res is not None:
+            out = out + res
+        if self.bias is not None:
+            out = out + self.bias
+        return (out, weights) if return_attention_weights else out
+
+    def _csr_attention(self, edge_index: Adj, edge_attr: Optional[Tensor], h_src: Tensor, a_src: Tensor,
+                       a_dst: Tensor, ns: int, nd: int, return_attention_weights: bool
+                       ) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
+        """The attention over the graph's CSR (with its loops): ``([nd, H, C], None)``, or with
+        ``return_attention_weights`` PyG's ``(edge_index, alpha)`` in place of ``None``."""
+        H, C = self.heads, self.out_channels
         st = attention_structure(edge_index, ns, nd, self.add_self_loops, self.flow == "target_to_source")
         edge_term = None
         if edge_attr is not None:
@@ -169,16 +190,11 @@ class GATConv(CSRMessagePassing):
         mask = self.explain_mask(num_input_edges(edge_index))
         scale = None if mask is None else slot_mask(st.graph, mask, st.keep, st.num_loops)
         out, alpha = gat_attention_slots(st.graph, h_src, a_src, a_dst, edge_term, self.negative_slope,
-                                         self.dropout, self.training, bool(return_attention_weights), scale,
+                                         self.dropout, self.training, return_attention_weights, scale,
                                          self._reduce)
-        out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
-        if res is not None:
-            out = out + res
-        if self.bias is not None:
-            out = out + self.bias
-        if return_attention_weights:
-            return out, attention_output(edge_index, st, alpha, ns, nd, self.flow == "target_to_source")
-        return out
+        if not return_attention_weights:
+            return out, None
+        return out, attention_output(edge_index, st, alpha, ns, nd, self.flow == "target_to_source")
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads})"

@@ -12,6 +12,7 @@ from gnnkit.ops import (
     SparseTensor,
     as_graph,
     cached_for,
+    coo_gcn_sum,
     is_sparse_adj,
     segment_reduce_slots,
     spmm_slots,
@@ -281,6 +282,21 @@ class GCNConv(CSRMessagePassing):
         dt = x.dtype if edge_weight is None or not edge_weight.is_floating_point() or not x.is_floating_point() \
             else torch.promote_types(x.dtype, edge_weight.dtype)
         cache = self.cached and self.normalize  # as PyG: without normalisation nothing is cached
+        f_in, f_out = x.size(-1), self.out_channels
+        # A (x W) == (A x) W: pick the order that moves fewer features through SpMMs.  Transform
+        # first costs an SpMM of width out_channels forward and again backward; aggregate first
+        # costs one of width in_channels forward, and backward only when x needs a gradient.
+        agg_first = self._reduce in ("sum", "mean") and f_in * (2 if x.requires_grad else 1) < 2 * f_out
+        h = None
+        if not cache and self.normalize and not self.improved and edge_weight is None and x.dim() == 2 \
+                and self._reduce == "sum" and self._explain is not True:
+            # a small plain edge_index (a mini-batch): PyG's gather and scatter, no CSR to build
+            h = x if agg_first else self.lin(x)
+            out = coo_gcn_sum(edge_index, h, self.add_self_loops)
+            if out is not None:
+                out = self.lin(out) if agg_first else out
+                return out if self.bias is None else _add_bias(out, self.bias)
+            h = None if agg_first else h
         if cache and self._cached_norm is not None:
             graph, w = self._cached_norm
             if x.is_floating_point() and w.is_floating_point():  # the cached weights' dtype, as PyG reuses them
@@ -319,15 +335,11 @@ class GCNConv(CSRMessagePassing):
             out = self._propagate(graph, w, w_t, h.reshape(N, B * C)).view(N, B, C)
             out = out if nodes_first else out.transpose(0, 1)
             return out if self.bias is None else out + self.bias
-        # A (x W) == (A x) W: pick the order that moves fewer features through SpMMs.  Transform
-        # first costs an SpMM of width out_channels forward and again backward; aggregate first
-        # costs one of width in_channels forward, and backward only when x needs a gradient.
-        f_in, f_out = x.size(-1), self.out_channels
         # the bias is added in place into the last op's fresh result (no saved tensor is touched)
-        if self._reduce in ("sum", "mean") and f_in * (2 if x.requires_grad else 1) < 2 * f_out and dt == x.dtype:
+        if agg_first and dt == x.dtype:
             out = self.lin(self._propagate(graph, w, w_t, x))
             return out if self.bias is None else _add_bias(out, self.bias)
-        return self._propagate(graph, w, w_t, self.lin(x).to(dt), self.bias)
+        return self._propagate(graph, w, w_t, (self.lin(x) if h is None else h).to(dt), self.bias)
 
     def _slot_mask(self, edge_index: Any, graph: Graph, mask: Tensor, n: int) -> Tensor:
         if not self.add_self_loops:

@@ -16,13 +16,13 @@ import warnings as _warnings
 
 from ._backend import backend_mode, use_triton
 from .aggregations import quantile_aggregate_slots, softmax_aggregate_ref, softmax_aggregate_slots
-from .gat import edge_dropout, gat_attention, gat_attention_slots
+from .gat import coo_gat_attention, edge_dropout, gat_attention, gat_attention_slots
 from .graph import Graph, Size, SparseTensor, as_graph, cached_for, clear_cache, is_sparse_adj, validate_edge_index
 from .reference import sddmm_csr_ref, segment_reduce_ref, segment_softmax_ref, spmm_csr_ref
 from .sddmm import sddmm, sddmm_slots
 from .segment import segment_reduce, segment_reduce_slots
 from .softmax import segment_softmax, segment_softmax_slots
-from .spmm import coo_sum, gather_slots, relu_message_slots, spmm, spmm_slots
+from .spmm import coo_gcn_sum, coo_sum, gather_slots, relu_message_slots, spmm, spmm_slots
 from .transformer import batch_distances, graph_attention
 from .vq import nearest_code, nearest_code_ref
 
@@ -32,11 +32,12 @@ _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta
 
 __all__ = [
     "Graph", "Size", "SparseTensor", "as_graph", "cached_for", "clear_cache", "is_sparse_adj",
-    "validate_edge_index", "coo_sum",
+    "validate_edge_index", "coo_sum", "coo_gcn_sum",
     "spmm", "spmm_slots", "gather_slots", "relu_message_slots", "spmm_csr_ref", "sddmm", "sddmm_slots", "sddmm_csr_ref",
     "segment_softmax", "segment_softmax_slots", "segment_softmax_ref",
     "segment_reduce", "segment_reduce_slots", "segment_reduce_ref",
-    "gat_attention", "gat_attention_slots", "edge_dropout", "nearest_code", "nearest_code_ref", "backend_mode",
+    "gat_attention", "gat_attention_slots", "coo_gat_attention", "edge_dropout", "nearest_code", "nearest_code_ref",
+    "backend_mode",
     "use_triton", "graph_attention", "batch_distances", "softmax_aggregate_slots", "softmax_aggregate_ref",
     "quantile_aggregate_slots",
 ]

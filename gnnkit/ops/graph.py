@@ -631,6 +631,23 @@ def _ids_out_of_range(t: Tensor, size: Any, compiled_message: str) -> Optional[T
     return None if lo >= 0 and hi < size else (lo, hi)
 
 
+def loop_edges(edge_index: Tensor, n_loops: int) -> Tuple[Tensor, Tensor]:
+    """``(src, dst)`` int64: ``edge_index``'s edges with PyG's self-loops — the edges that are not loops, in
+    input order, then one loop per node ``< n_loops`` (``add_self_loops`` after ``remove_self_loops``; for
+    unweighted edges also ``add_remaining_self_loops``); ``n_loops`` 0: the edges as they are.  Always copies
+    (never views of ``edge_index``): a backward reads them, and an in-place edit of ``edge_index`` after the
+    forward must not change it, nor an inference-mode ``edge_index`` keep a training step from saving them."""
+    if not n_loops:
+        e = edge_index.to(torch.long, copy=True)
+        return e[0], e[1]
+    src, dst = edge_index[0].long(), edge_index[1].long()  # (scatter_reduce_ needs int64 ids)
+    keep = src != dst
+    if not bool(keep.all()):
+        src, dst = src[keep], dst[keep]
+    loops = torch.arange(n_loops)
+    return torch.cat([src, loops]), torch.cat([dst, loops])
+
+
 def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Optional[int],
                         name: str = "edge_index") -> Tuple[int, int]:
     """Check an ``edge_index`` tensor and return ``(num_src, num_dst)``.

@@ -14,7 +14,7 @@ CSR slot order (what layers use: no reordering per call).  Kernel contract:
 :func:`gnnkit.ops.primitives.spmm_op`.
 """
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -22,7 +22,7 @@ from torch import Tensor
 from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
 from ._custom_op import transforms_active
-from .graph import Graph, _check_count, check_op_inputs, check_rows, validate_edge_index
+from .graph import Graph, _check_count, cached_for, check_op_inputs, check_rows, loop_edges, validate_edge_index
 from .primitives import (
     NO_PLAN,
     kernel_plan,
@@ -255,6 +255,58 @@ def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: s
         failed = exc
     validate_edge_index(edge_index, num_src, num_dst)  # an id out of range: the CSR path's named error
     raise failed
+
+
+COO_GCN_MAX = 1 << 18
+COO_GCN_MAX_EDGES = 1 << 12
+
+
+def coo_gcn_sum(edge_index: Tensor, x: Tensor, add_self_loops: bool = True) -> Optional[Tensor]:
+    r"""GCN's normalised sum :math:`\hat D^{-1/2} \hat A \hat D^{-1/2} x` (PyG's ``gcn_norm`` without edge weights:
+    the input's loops dropped and one loop per node appended when ``add_self_loops``) over a small plain
+    ``edge_index`` of ``x``'s ``[N, F]`` nodes without building a :class:`Graph`: ``[N, F]``, or ``None`` where this
+    does not apply (then the caller takes the CSR path).
+
+    The sum is PyG's: ``x[src] * w`` added into ``dst`` by ``index_add_``, plain autograd — on an ``edge_index``
+    seen for the first time (a mini-batch's) cheaper than building the CSR and its transpose.  An ``edge_index``
+    seen before (the edge list and weights are kept on the tensor, ``cached_for``) is one a model reuses: its sum
+    is as fast as the CSR path's, but its backward (``index_add_`` into the sources, on one thread) is slower than
+    the CSR path's product over the transposed structure, kept too, so where ``x`` needs a gradient it returns
+    ``None`` then.  The sums run in input order, so results
+    agree with the CSR path to rounding, not bit for bit.  Applies in eager mode on CPU (no transform or dispatch
+    mode, no autocast, the torch backend) to plain float32/float64 tensors with 1 to :data:`COO_GCN_MAX_EDGES`
+    edges ``E'`` (counting the loops) and at most :data:`COO_GCN_MAX` message values ``E' * F`` (beyond, MKL's
+    multi-threaded product beats ``index_add_``); an id out of range raises :func:`as_graph`'s error."""
+    if type(edge_index) is not Tensor or type(x) is not Tensor or edge_index.dim() != 2 \
+            or edge_index.size(0) != 2 or x.dim() != 2:
+        return None
+    (n, F), edges = x.shape, edge_index.size(1) + (x.size(0) if add_self_loops else 0)
+    if not 0 < edges <= COO_GCN_MAX_EDGES or edges * F > COO_GCN_MAX \
+            or x.dtype not in (torch.float32, torch.float64) or edge_index.dtype not in (torch.int64, torch.int32) \
+            or edge_index.layout != torch.strided or x.layout != torch.strided or x.device.type != "cpu" \
+            or edge_index.device.type != "cpu" or transforms_active() or torch.is_autocast_enabled("cpu") \
+            or use_triton("spmm", x):
+        return None
+    try:
+        built = []
+        src, dst, w = cached_for(edge_index, ("coo_gcn", n, add_self_loops, x.dtype),
+                                 lambda: built.append(1) or _gcn_edges(edge_index, n, add_self_loops, x.dtype))
+        if not built and x.requires_grad and torch.is_grad_enabled():
+            return None  # reused, and the sum's backward will run: the CSR path's (kept) structure is faster there  # seen before: reused, the CSR path's (kept) structure serves it faster
+        return x.new_zeros(n, F).index_add_(0, dst, x.index_select(0, src) * w.view(-1, 1))
+    except (IndexError, RuntimeError) as exc:
+        failed = exc
+    validate_edge_index(edge_index, n, n)  # an id out of range: the CSR path's named error
+    raise failed
+
+
+def _gcn_edges(edge_index: Tensor, n: int, add_self_loops: bool, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(src, dst, w)``: the edges with GCN's loops (:func:`loop_edges`) and ``deg[src]^-1/2 * deg[dst]^-1/2``
+    (``deg``: in-degree with the loops; a node of degree 0 gives 0), as PyG's ``gcn_norm``."""
+    src, dst = loop_edges(edge_index, n if add_self_loops else 0)  # (ids out of range raise where x is indexed)
+    dis = torch.bincount(dst, minlength=n).to(dtype).pow_(-0.5)
+    dis.masked_fill_(dis == float("inf"), 0.0)
+    return src, dst, dis.index_select(0, src) * dis.index_select(0, dst)
 
 
 class GatherFunction(torch.autograd.Function):
