@@ -172,6 +172,13 @@ def test_not_taken_where_it_does_not_apply(monkeypatch):
         assert coo_gat_attention(ei, h, a, a, add_self_loops=False) is not None  # (no loops: fewer)
     finally:
         gat_mod.COO_ATTENTION_MAX = old
+    old = gat_mod.COO_ATTENTION_MAX_EDGES
+    try:
+        gat_mod.COO_ATTENTION_MAX_EDGES = ei.size(1) + 29
+        assert coo_gat_attention(ei, h, a, a) is None                    # more edges (with loops) than the bound
+        assert coo_gat_attention(ei, h, a, a, add_self_loops=False) is not None
+    finally:
+        gat_mod.COO_ATTENTION_MAX_EDGES = old
     assert coo_gat_attention(ei, h.half(), a.half(), a.half()) is None
     assert coo_gat_attention(ei, h, a.double(), a) is None               # mixed dtypes
     assert coo_gat_attention(ei[:, :0], h, a, a, add_self_loops=False) is None  # no edges at all

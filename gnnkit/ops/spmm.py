@@ -292,7 +292,7 @@ def coo_gcn_sum(edge_index: Tensor, x: Tensor, add_self_loops: bool = True) -> O
         src, dst, w = cached_for(edge_index, ("coo_gcn", n, add_self_loops, x.dtype),
                                  lambda: built.append(1) or _gcn_edges(edge_index, n, add_self_loops, x.dtype))
         if not built and x.requires_grad and torch.is_grad_enabled():
-            return None  # reused, and the sum's backward will run: the CSR path's (kept) structure is faster there  # seen before: reused, the CSR path's (kept) structure serves it faster
+            return None  # reused, and the sum's backward will run: the CSR path's (kept) structure is faster there
         return x.new_zeros(n, F).index_add_(0, dst, x.index_select(0, src) * w.view(-1, 1))
     except (IndexError, RuntimeError) as exc:
         failed = exc
