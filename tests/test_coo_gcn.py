@@ -161,31 +161,34 @@ def test_not_taken_where_it_does_not_apply(monkeypatch):
         assert coo_gcn_sum(ei, x) is None
 
 
-def test_an_edge_index_seen_before_takes_the_csr_path_for_a_backward_into_x(monkeypatch):
-    """The first call on an edge_index (a mini-batch's) sums its edge list; a later one on the same tensor is a
-    graph the model reuses, for which the CSR path (its structure kept on the tensor) runs the sum's backward faster:
-    taken when x needs a gradient, not otherwise."""
+def test_the_path_depends_on_the_inputs_alone(monkeypatch):
+    """Every layer of a batch and every call on a graph used again takes the edge list (kept on the tensor): the same
+    bits each time, and a checkpointed layer recomputes the path its forward took (the recomputation must save
+    the same tensors)."""
+    from torch.utils.checkpoint import checkpoint
     spy = Spy(monkeypatch)
     ei, x = _graph(4), torch.randn(30, 6)
     torch.manual_seed(0)
-    layer = gnn.GCNConv(6, 4)
-    first = _step(layer, x, ei)
-    assert spy.calls == 1
-    again = _step(layer, x, ei)
-    assert spy.calls == 1
-    _same(first, again)
-    _same(_step(layer, x, ei, x_grad=False), first[:1] + first[2:])  # no backward through the sum: edge list
-    assert spy.calls == 2
-    with torch.no_grad():
-        layer(x.clone().requires_grad_(True), ei)
+    layers = [gnn.GCNConv(6, 8), gnn.GCNConv(8, 8), gnn.GCNConv(8, 3)]
+    h = x.clone().requires_grad_(True)
+    for layer in layers:
+        h = layer(h, ei).relu()
     assert spy.calls == 3
-    _step(layer, x, ei.clone())  # another tensor: seen for the first time
-    assert spy.calls == 4
-    with torch.inference_mode():  # an inference tensor keeps nothing: every call is a first
-        ei_inf = ei.clone()
-        layer(x, ei_inf)
-        layer(x, ei_inf)
-    assert spy.calls == 6
+    first = _step(layers[1], torch.randn(30, 8, generator=torch.Generator().manual_seed(1)), ei)
+    again = _step(layers[1], torch.randn(30, 8, generator=torch.Generator().manual_seed(1)), ei)
+    assert spy.calls == 5 and all(torch.equal(a, b) for a, b in zip(first, again))
+    for x_grad in (False, True):
+        for layer in (gnn.GCNConv(6, 2), gnn.GCNConv(6, 9)):  # transform first / aggregate first
+            xc = x.clone().requires_grad_(x_grad)
+            checkpoint(layer, xc, ei, use_reentrant=False).sum().backward()
+            assert layer.lin.weight.grad is not None
+
+
+def test_a_huge_bad_id_raises_without_allocating_for_it():
+    ei = _graph(5)
+    ei[1, 3] = 2 ** 40  # degrees counted by index_add_ (which raises), not bincount (which would grow to the id)
+    with pytest.raises(IndexError, match=r"edge_index\[1\].*destination id"):
+        gnn.GCNConv(6, 4)(torch.randn(30, 6), ei)
 
 
 def test_no_grad_inference_and_a_reused_edge_index(monkeypatch):

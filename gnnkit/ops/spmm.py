@@ -267,12 +267,14 @@ def coo_gcn_sum(edge_index: Tensor, x: Tensor, add_self_loops: bool = True) -> O
     ``edge_index`` of ``x``'s ``[N, F]`` nodes without building a :class:`Graph`: ``[N, F]``, or ``None`` where this
     does not apply (then the caller takes the CSR path).
 
-    The sum is PyG's: ``x[src] * w`` added into ``dst`` by ``index_add_``, plain autograd — on an ``edge_index``
-    seen for the first time (a mini-batch's) cheaper than building the CSR and its transpose.  An ``edge_index``
-    seen before (the edge list and weights are kept on the tensor, ``cached_for``) is one a model reuses: its sum
-    is as fast as the CSR path's, but its backward (``index_add_`` into the sources, on one thread) is slower than
-    the CSR path's product over the transposed structure, kept too, so where ``x`` needs a gradient it returns
-    ``None`` then.  The sums run in input order, so results
+    The sum is PyG's: ``x[src] * w`` added into ``dst`` by ``index_add_``, plain autograd — on a mini-batch's
+    ``edge_index`` cheaper than building the CSR and its transpose.  The edge list and weights are kept on the
+    tensor (``cached_for``), so the layers after the first one of a batch, and a graph used again, rebuild
+    nothing; on a small graph used every step with ``x`` needing a gradient the CSR path is faster (its backward
+    is a product over the transpose it keeps, where this one is an ``index_add_`` into the sources, on one
+    thread: 600 nodes / 1,300 edges, 64 features, 1.18 against 0.95 ms a step), which a :class:`Graph` input
+    keeps.  The choice depends on the inputs alone, never on what is cached (a checkpointed layer recomputes the
+    same path).  The sums run in input order, so results
     agree with the CSR path to rounding, not bit for bit.  Applies in eager mode on CPU (no transform or dispatch
     mode, no autocast, the torch backend) to plain float32/float64 tensors with 1 to :data:`COO_GCN_MAX_EDGES`
     edges ``E'`` (counting the loops) and at most :data:`COO_GCN_MAX` message values ``E' * F`` (beyond, MKL's
@@ -288,11 +290,8 @@ def coo_gcn_sum(edge_index: Tensor, x: Tensor, add_self_loops: bool = True) -> O
             or use_triton("spmm", x):
         return None
     try:
-        built = []
         src, dst, w = cached_for(edge_index, ("coo_gcn", n, add_self_loops, x.dtype),
-                                 lambda: built.append(1) or _gcn_edges(edge_index, n, add_self_loops, x.dtype))
-        if not built and x.requires_grad and torch.is_grad_enabled():
-            return None  # reused, and the sum's backward will run: the CSR path's (kept) structure is faster there
+                                 lambda: _gcn_edges(edge_index, n, add_self_loops, x.dtype))
         return x.new_zeros(n, F).index_add_(0, dst, x.index_select(0, src) * w.view(-1, 1))
     except (IndexError, RuntimeError) as exc:
         failed = exc
@@ -303,8 +302,9 @@ def coo_gcn_sum(edge_index: Tensor, x: Tensor, add_self_loops: bool = True) -> O
 def _gcn_edges(edge_index: Tensor, n: int, add_self_loops: bool, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
     """``(src, dst, w)``: the edges with GCN's loops (:func:`loop_edges`) and ``deg[src]^-1/2 * deg[dst]^-1/2``
     (``deg``: in-degree with the loops; a node of degree 0 gives 0), as PyG's ``gcn_norm``."""
-    src, dst = loop_edges(edge_index, n if add_self_loops else 0)  # (ids out of range raise where x is indexed)
-    dis = torch.bincount(dst, minlength=n).to(dtype).pow_(-0.5)
+    src, dst = loop_edges(edge_index, n if add_self_loops else 0)
+    # the degrees by index_add_, which raises on an id out of range (bincount would allocate up to the id)
+    dis = torch.zeros(n, dtype=dtype).index_add_(0, dst, torch.ones(dst.numel(), dtype=dtype)).pow_(-0.5)
     dis.masked_fill_(dis == float("inf"), 0.0)
     return src, dst, dis.index_select(0, src) * dis.index_select(0, dst)
 
