@@ -183,10 +183,11 @@ def add_root(out: Tensor, root: Optional[Tensor] = None, root_scale: Union[Tenso
     return out.addcmul_(root, root_scale)
 
 
-def small_sorted_aggregate(edge_index: Any, x: Tensor, num_src: int, num_dst: int, reduce: str,
-                           root: Optional[Tensor] = None,
-                           root_scale: Union[Tensor, float, None] = None) -> Optional[Tensor]:
-    """:func:`aggregate` without a graph for a small ``edge_index`` sorted by (source, destination)
-    (:func:`gnnkit.ops.coo_sum`: the same result bit for bit); ``None`` where that does not apply."""
+def small_aggregate(edge_index: Any, x: Tensor, num_src: int, num_dst: int, reduce: str,
+                    root: Optional[Tensor] = None,
+                    root_scale: Union[Tensor, float, None] = None) -> Optional[Tensor]:
+    """:func:`aggregate` without a graph for a small plain ``edge_index`` (:func:`gnnkit.ops.coo_sum`: the same
+    result bit for bit when it is sorted by (source, destination), else to rounding); ``None`` where that does not
+    apply."""
     out = coo_sum(edge_index, x, num_src, num_dst, reduce)
     return None if out is None else add_root(out, root, root_scale)

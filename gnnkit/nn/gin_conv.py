@@ -9,7 +9,7 @@ from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import aggregate, graph_of, node_pair, resolve_size, small_sorted_aggregate
+from ._utils import aggregate, graph_of, node_pair, resolve_size, small_aggregate
 
 
 def _input_width(nn: Any) -> Optional[int]:
@@ -86,8 +86,8 @@ class GINConv(CSRMessagePassing):
             scale = 1 + self.eps
             if not self.eps.requires_grad and self.eps.device.type == "cpu" and not torch.compiler.is_compiling():
                 scale = 1.0 + float(self.eps)
-        if self._explain is not True:  # a small mini-batch's sorted edge_index: no graph to build (the same sums)
-            out = small_sorted_aggregate(edge_index, x_src, ns, nd, self._reduce, x_dst, scale)
+        if self._explain is not True:  # a small mini-batch's edge_index: no graph to build
+            out = small_aggregate(edge_index, x_src, ns, nd, self._reduce, x_dst, scale)
             if out is not None:
                 return self.nn(out)
         graph, w = graph_of(edge_index, ns, nd, use_values=False)

@@ -26,7 +26,7 @@ from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, slot_mask
-from ._utils import aggregate, check_width, graph_of, materialised, node_pair, resolve_size, small_sorted_aggregate
+from ._utils import aggregate, check_width, graph_of, materialised, node_pair, resolve_size, small_aggregate
 from .lstm_aggr import LSTMAggregation
 
 # PyG aggregation modules gnnkit runs on its CSR ops (by exact type: a subclass may change the definition);
@@ -200,8 +200,8 @@ class SAGEConv(CSRMessagePassing):
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
         out = None
         if self._explain is not True and not self.project and self._kind in ("sum", "mean"):
-            # a small mini-batch's sorted edge_index: no graph to build (the same sums, the same id checks)
-            out = small_sorted_aggregate(edge_index, x_src, ns, nd, self._kind)
+            # a small mini-batch's edge_index: no graph to build (the same id checks)
+            out = small_aggregate(edge_index, x_src, ns, nd, self._kind)
         if out is None:
             out = self._aggregate(edge_index, x_src, ns, nd)
         return self._finish(out, x_dst)

@@ -188,17 +188,17 @@ _COO_DTYPES = {False: (torch.float32, torch.float64), True: (torch.float32,)}  #
 
 
 class CooSumFunction(torch.autograd.Function):
-    """:func:`coo_sum`'s product: ``x[src]`` summed into ``dst`` by ``index_add_`` (the mean divides by the
-    clamped in-degree, as ``torch.sparse.mm(reduce="mean")`` does); backward: the gradient (times the reciprocal
-    float32 in-degree, as the CSR path's transposed weights) gathered at ``dst`` and summed into ``src``."""
+    """:func:`coo_sum`'s mean (``deg`` None: the plain sum): ``x[src]`` summed into ``dst`` by ``index_add_``,
+    divided by the clamped in-degree ``deg``, as ``torch.sparse.mm(reduce="mean")`` does; backward: the gradient (times
+    the reciprocal float32 in-degree, as the CSR path's transposed weights) gathered at ``dst`` and summed into
+    ``src``."""
 
     @staticmethod
-    def forward(ctx, edge_index: Tensor, x: Tensor, num_dst: int, mean: bool) -> Tensor:
+    def forward(ctx, edge_index: Tensor, x: Tensor, num_dst: int, deg: Optional[Tensor]) -> Tensor:
         src, dst = edge_index.unbind(0)
         out = x.new_zeros(num_dst, x.size(1)).index_add_(0, dst, x.index_select(0, src))
         inv = None
-        if mean:
-            deg = torch.bincount(dst, minlength=num_dst).clamp_(min=1).to(torch.float32)
+        if deg is not None:  # the mean: float32 in-degrees, clamped to at least 1
             out.div_(deg.to(out.dtype).view(-1, 1))
             inv = 1.0 / deg
         if ctx.needs_input_grad[1]:
@@ -216,19 +216,29 @@ class CooSumFunction(torch.autograd.Function):
         return None, gx, None, None
 
 
-def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: str = "sum") -> Optional[Tensor]:
-    """The sum (or unweighted mean) of ``x`` ``[num_src, F]`` over the edges of a small ``edge_index`` whose
-    pairs are sorted by (source, destination) — a coalesced ``edge_index``, as PyG's TU datasets and their
-    mini-batches hold — without building a :class:`Graph`: ``[num_dst, F]``, or ``None`` where this does not
-    apply (then the caller takes the CSR path).
+def _in_degree(dst: Tensor, n: int) -> Tensor:
+    """float32 in-degrees clamped to at least 1, counted by ``index_add_``, which raises on an id out of range
+    (``bincount`` would first allocate up to it); exact up to 2^24 edges."""
+    return torch.zeros(n).index_add_(0, dst, torch.ones(dst.numel())).clamp_(min=1)
 
-    Sorted that way, ``index_add_`` adds each destination's messages in increasing source order and each
-    source's gradients in increasing destination order, the CSR and transposed-CSR slot orders: results equal
-    the CSR path's bit for bit (``tests/test_coo_sum.py``), with no sort, no transpose and no MKL call — on a
-    graph seen once (a mini-batch) those cost more than the product.  Applies in eager mode on CPU
-    (no transform or dispatch mode, no autocast) to plain float32/float64 tensors (the mean: float32), at most
-    64 features, 1 to :data:`COO_SUM_MAX` message values; an id out of range raises :func:`as_graph`'s error,
-    an unknown ``reduce`` or a node count that is not a non-negative int a ``ValueError`` naming it."""
+
+def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: str = "sum") -> Optional[Tensor]:
+    """The sum (or unweighted mean) of ``x`` ``[num_src, F]`` over the edges of a small ``edge_index`` without
+    building a :class:`Graph`: ``[num_dst, F]``, or ``None`` where this does not apply (then the caller takes
+    the CSR path).
+
+    ``index_add_`` adds each destination's messages in input order, as PyG's scatter does, with no sort, no
+    transpose and no MKL call — on a graph seen once (a mini-batch) those cost more than the product.  For an
+    ``edge_index`` sorted by (source, destination) — a coalesced one, as PyG's TU datasets and their mini-batches
+    hold — that is the CSR path's slot order, and each source's gradients come in increasing destination order,
+    the transposed CSR's: results equal the CSR path's bit for bit (``tests/test_coo_sum.py``); in another
+    order they agree with it to rounding.  The sum is plain autograd over a private copy of the ids (the
+    backward follows the forward's edges whatever happens to ``edge_index`` meanwhile); the mean divides by the
+    clamped in-degree in :class:`CooSumFunction`, whose backward multiplies by its float32 reciprocal as the CSR
+    path does.  Applies in eager mode on CPU (no transform or dispatch mode, no autocast) to plain
+    float32/float64 tensors (the mean: float32), at most 64 features, 1 to :data:`COO_SUM_MAX` message values;
+    an id out of range raises :func:`as_graph`'s error, an unknown ``reduce`` or a node count that is not a
+    non-negative int a ``ValueError`` naming it."""
     check_reduce(reduce)
     _check_count(num_src, "num_src", "coo_sum")
     _check_count(num_dst, "num_dst", "coo_sum")
@@ -240,17 +250,15 @@ def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: s
             or x.dtype not in _COO_DTYPES[reduce == "mean"]:
         return None
     if edge_index.dtype not in (torch.int64, torch.int32) or edge_index.layout != torch.strided \
-            or x.device.type != "cpu" or edge_index.device.type != "cpu" \
+            or x.layout != torch.strided or x.device.type != "cpu" or edge_index.device.type != "cpu" \
             or transforms_active() or torch.is_autocast_enabled("cpu") or use_triton("spmm", x):
         return None
-    a = edge_index.numpy()  # (an integer tensor never requires grad)
-    # with ids in range, the pairs are in (source, destination) order exactly when source * num_dst + destination
-    # never decreases; ids out of range make index_select / index_add_ raise below, turned into the CSR path's error
-    key = a[0].astype("int64", copy=False) * num_dst + a[1]
-    if (key[1:] < key[:-1]).any():
-        return None  # not in order: the CSR path (which checks the ids as it builds)
-    try:
-        return apply_function(CooSumFunction, edge_index, x.contiguous(), num_dst, reduce == "mean")
+    try:  # ids out of range make index_select / index_add_ raise, turned into the CSR path's error below
+        if reduce == "mean":  # the degrees kept on the tensor: a reused edge_index recounts nothing
+            deg = cached_for(edge_index, ("coo_mean_degree", num_dst), lambda: _in_degree(edge_index[1], num_dst))
+            return apply_function(CooSumFunction, edge_index, x.contiguous(), num_dst, deg)
+        e = edge_index.clone()  # private ids, which autograd keeps for the backward
+        return x.new_zeros(num_dst, F).index_add_(0, e[1], x.index_select(0, e[0]))
     except (IndexError, RuntimeError) as exc:
         failed = exc
     validate_edge_index(edge_index, num_src, num_dst)  # an id out of range: the CSR path's named error
