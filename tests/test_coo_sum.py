@@ -227,3 +227,26 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="coo_sum: num_dst must be a non-negative int"):
         coo_sum(ei, x, 40, 2.5)
     assert coo_sum(ei, x, 40, 40, "max") is None  # a known reduction it does not serve: the CSR path's
+
+
+@pytest.mark.parametrize("default", [torch.bfloat16, torch.float16, torch.float64])
+def test_the_mean_ignores_torchs_default_dtype(default):
+    """The mean's degrees are float32 whatever torch's default dtype (a bfloat16 default once rounded 1/3 in the
+    backward and saturated degrees above 256, and the bad count stayed cached)."""
+    ei = torch.stack([torch.arange(300) % 10, torch.zeros(300, dtype=torch.long)])
+    ei = torch.cat([ei, torch.tensor([[0, 1, 2], [3, 3, 3]])], 1)
+    old = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(default)
+        x = torch.ones(10, 2, dtype=torch.float32, requires_grad=True)
+        out = coo_sum(ei, x, 10, 10, "mean")
+        out.sum().backward()
+    finally:
+        torch.set_default_dtype(old)
+    want_x = torch.ones(10, 2, requires_grad=True)  # the scatter mean, in float32
+    count = torch.bincount(ei[1], minlength=10).clamp(min=1).float().view(-1, 1)
+    want = torch.zeros(10, 2).index_add(0, ei[1], want_x.index_select(0, ei[0])) / count
+    want.sum().backward()
+    assert torch.equal(out, want.detach()) and out[0, 0] == 1 and out[3, 0] == 1
+    torch.testing.assert_close(x.grad, want_x.grad)
+    assert torch.equal(coo_sum(ei, torch.ones(10, 2), 10, 10, "mean"), out.detach())  # nothing bad kept

@@ -30,9 +30,9 @@ class GINConv(CSRMessagePassing):
         \sum_{j \in \mathcal{N}(i)} \mathbf{x}_j \Big)
 
     The neighbour sum is one CSR SpMM: deterministic and with exact gradients for int32
-    and int64 ``edge_index`` (PyG 2.8.1's int32 gradients are wrong).  A small ``edge_index`` sorted by
-    (source, destination), as a coalesced mini-batch is, is summed without the CSR
-    (:func:`gnnkit.ops.coo_sum`): the same bits.
+    and int64 ``edge_index`` (PyG 2.8.1's int32 gradients are wrong).  A small plain ``edge_index`` (a
+    mini-batch's) is summed without the CSR (:func:`gnnkit.ops.coo_sum`), in input order as PyG's scatter: the
+    CSR path's bits when it is sorted by (source, destination), as a coalesced mini-batch is, else to rounding.
 
     Args:
         nn: the network :math:`h_{\mathbf{\Theta}}` applied after the sum (e.g. an MLP).

@@ -101,9 +101,9 @@ class SAGEConv(CSRMessagePassing):
     ``normalize=True`` divides each output row by its L2 norm.
 
     The sum/mean/max/min aggregation is one CSR SpMM (deterministic, exact gradients for
-    int32 and int64 ``edge_index``; sum and mean over a small ``edge_index`` sorted by (source,
-    destination) skip the CSR, :func:`gnnkit.ops.coo_sum`, with the same bits); var/std, powermean and
-    softmax also run on gnnkit's CSR ops
+    int32 and int64 ``edge_index``; sum and mean over a small plain ``edge_index`` skip the CSR,
+    :func:`gnnkit.ops.coo_sum`, with its bits when sorted by (source, destination), else to rounding); var/std,
+    powermean and softmax also run on gnnkit's CSR ops
     without gathering ``[E, F]`` messages (see :func:`_native`); LSTM packs each neighbourhood as one
     sequence (see :mod:`gnnkit.nn.lstm_aggr`); every other PyG aggregation runs PyG's module on
     gnnkit's sorted CSR.

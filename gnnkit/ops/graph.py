@@ -644,7 +644,7 @@ def loop_edges(edge_index: Tensor, n_loops: int) -> Tuple[Tensor, Tensor]:
     keep = src != dst
     if not bool(keep.all()):
         src, dst = src[keep], dst[keep]
-    loops = torch.arange(n_loops)
+    loops = torch.arange(n_loops, device=src.device)
     return torch.cat([src, loops]), torch.cat([dst, loops])
 
 

@@ -182,7 +182,7 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
     return apply_function(SpMMFunction, graph, x.contiguous(), value, reduce, value_t)
 
 
-# message values (edges x features) up to which a sorted edge_index is summed without a CSR (:func:`coo_sum`)
+# message values (edges x features) up to which an edge_index is summed without a CSR (:func:`coo_sum`)
 COO_SUM_MAX = 1 << 17
 _COO_DTYPES = {False: (torch.float32, torch.float64), True: (torch.float32,)}  # x's dtypes it serves: sum; mean
 
@@ -219,7 +219,8 @@ class CooSumFunction(torch.autograd.Function):
 def _in_degree(dst: Tensor, n: int) -> Tensor:
     """float32 in-degrees clamped to at least 1, counted by ``index_add_``, which raises on an id out of range
     (``bincount`` would first allocate up to it); exact up to 2^24 edges."""
-    return torch.zeros(n).index_add_(0, dst, torch.ones(dst.numel())).clamp_(min=1)
+    ones = torch.ones(dst.numel(), dtype=torch.float32, device=dst.device)  # (not torch's default dtype / device)
+    return torch.zeros(n, dtype=torch.float32, device=dst.device).index_add_(0, dst, ones).clamp_(min=1)
 
 
 def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: str = "sum") -> Optional[Tensor]:
@@ -312,7 +313,8 @@ def _gcn_edges(edge_index: Tensor, n: int, add_self_loops: bool, dtype: torch.dt
     (``deg``: in-degree with the loops; a node of degree 0 gives 0), as PyG's ``gcn_norm``."""
     src, dst = loop_edges(edge_index, n if add_self_loops else 0)
     # the degrees by index_add_, which raises on an id out of range (bincount would allocate up to the id)
-    dis = torch.zeros(n, dtype=dtype).index_add_(0, dst, torch.ones(dst.numel(), dtype=dtype)).pow_(-0.5)
+    dis = torch.zeros(n, dtype=dtype, device=dst.device).index_add_(
+        0, dst, torch.ones(dst.numel(), dtype=dtype, device=dst.device)).pow_(-0.5)
     dis.masked_fill_(dis == float("inf"), 0.0)
     return src, dst, dis.index_select(0, src) * dis.index_select(0, dst)
 
