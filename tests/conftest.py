@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import pytest
@@ -48,3 +49,25 @@ def random_graph(num_nodes: int, num_edges: int, seed: int = 0, self_loops: bool
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(12345)
+
+
+@contextlib.contextmanager
+def without_edge_list(layer_module: str, name: str):
+    """Within: the layer module's edge-list path ``name`` (e.g. ``coo_gcn_sum`` in ``gnnkit.nn.gcn_conv``)
+    declines, so a plain ``edge_index`` takes the CSR path (the reference of the edge-list tests)."""
+    import sys
+    mod = sys.modules[layer_module]
+    real = getattr(mod, name)
+    setattr(mod, name, lambda *a, **k: None)
+    try:
+        yield
+    finally:
+        setattr(mod, name, real)
+
+
+def assert_all_close(got, want, dtype=torch.float32):
+    """Pairwise ``assert_close`` of two equally long lists of tensors, at float32's or float64's rounding."""
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **tol)

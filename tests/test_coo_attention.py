@@ -1,7 +1,6 @@
 """gnnkit.ops.coo_gat_attention: GAT's attention over a small plain edge_index without a CSR (mini-batches),
 equal to the CSR path to rounding (outputs and every gradient, dropout's mask included), taken only where it
 applies, with the CSR path's errors for bad ids."""
-import contextlib
 import sys
 
 import pytest
@@ -12,9 +11,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import gnnkit.nn as gnn
 from gnnkit.ops import Graph, coo_gat_attention
+from tests.conftest import assert_all_close, without_edge_list
 
 gat_mod = sys.modules["gnnkit.ops.gat"]
-TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
 def _graph(seed, n_src=30, n_dst=None, e=90, dtype=torch.long):
@@ -38,15 +37,9 @@ class Spy:
         monkeypatch.setattr(gat_mod, "_coo_attention", counted)
 
 
-@contextlib.contextmanager
 def csr_only():
-    """Within: GATConv takes the CSR path for a plain edge_index too (the reference)."""
-    mod = sys.modules["gnnkit.nn.gat_conv"]
-    real, mod.coo_gat_attention = mod.coo_gat_attention, lambda *a, **k: None
-    try:
-        yield
-    finally:
-        mod.coo_gat_attention = real
+    """Within: the layer takes the CSR path for a plain edge_index too (the reference)."""
+    return without_edge_list("gnnkit.nn.gat_conv", "coo_gat_attention")
 
 
 def _step(layer, x, adj, seed=0, **kw):
@@ -59,9 +52,7 @@ def _step(layer, x, adj, seed=0, **kw):
 
 
 def _same(got, want, dtype=torch.float32):
-    assert len(got) == len(want)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, **TOL[dtype])
+    assert_all_close(got, want, dtype)
 
 
 LAYERS = {

@@ -1,6 +1,5 @@
 """gnnkit.ops.coo_gcn_sum: GCN's normalised sum over a small plain edge_index without a CSR (mini-batches), equal to
 the CSR path to rounding (outputs and every gradient), taken only where it applies, with the CSR path's errors."""
-import contextlib
 import copy
 import sys
 
@@ -11,9 +10,9 @@ from hypothesis import given, settings, strategies as st
 
 import gnnkit.nn as gnn
 from gnnkit.ops import Graph, coo_gcn_sum
+from tests.conftest import assert_all_close, without_edge_list
 
 spmm_mod = sys.modules["gnnkit.ops.spmm"]  # (the package attribute gnnkit.ops.spmm is the function)
-TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
 def _graph(seed, n=30, e=90, dtype=torch.long):
@@ -37,15 +36,9 @@ class Spy:
         monkeypatch.setattr(sys.modules["gnnkit.nn.gcn_conv"], "coo_gcn_sum", counted)
 
 
-@contextlib.contextmanager
 def csr_only():
-    """Within: GCNConv takes the CSR path for a plain edge_index too (the reference)."""
-    mod = sys.modules["gnnkit.nn.gcn_conv"]
-    real, mod.coo_gcn_sum = mod.coo_gcn_sum, lambda *a, **k: None
-    try:
-        yield
-    finally:
-        mod.coo_gcn_sum = real
+    """Within: the layer takes the CSR path for a plain edge_index too (the reference)."""
+    return without_edge_list("gnnkit.nn.gcn_conv", "coo_gcn_sum")
 
 
 def _step(layer, x, adj, x_grad=True):
@@ -57,9 +50,7 @@ def _step(layer, x, adj, x_grad=True):
 
 
 def _same(got, want, dtype=torch.float32):
-    assert len(got) == len(want)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, **TOL[dtype])
+    assert_all_close(got, want, dtype)
 
 
 LAYERS = {  # (in, out): aggregate first when in * (2 if x needs a gradient else 1) < 2 * out, else transform first
