@@ -27,8 +27,7 @@ from torch import Tensor
 
 from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
-from ._custom_op import transforms_active
-from .graph import Graph, cached_for, check_op_inputs, check_rows, loop_edges, validate_edge_index
+from .graph import Graph, cached_for, check_op_inputs, check_rows, edge_list_serves, loop_edges, with_named_id_errors
 from .primitives import NO_PLAN, gat_fused_bwd_op, gat_fused_op, kernel_plan, node_sums_op
 from .softmax import segment_softmax_slots
 from .spmm import spmm_slots
@@ -146,26 +145,19 @@ def coo_gat_attention(edge_index: Tensor, x: Tensor, a_src: Tensor, a_dst: Tenso
     most :data:`COO_ATTENTION_MAX` message values ``E' * H * F``: beyond, the CSR path's products win, at least on
     a graph used again (Cora's 13,264 edges with loops, 1 head of 7: a training step 5.0 ms on the CSR path with
     its structure kept, 7.0 ms here).  An id out of range raises :func:`as_graph`'s error."""
-    if any(type(t) is not Tensor for t in (edge_index, x, a_src, a_dst)) or edge_index.dim() != 2 \
-            or edge_index.size(0) != 2 or x.dim() != 3 or a_src.dim() != 2 or a_dst.dim() != 2:
+    if not edge_list_serves(edge_index, x, "gat") or type(a_src) is not Tensor or type(a_dst) is not Tensor \
+            or x.dim() != 3 or a_src.dim() != 2 or a_dst.dim() != 2:
         return None
     (ns, H, C), nd = x.shape, a_dst.size(0)
-    edges = edge_index.size(1) + (min(ns, nd) if add_self_loops else 0)
+    n_loops = min(ns, nd) if add_self_loops else 0
+    edges = edge_index.size(1) + n_loops
     if not 0 < edges <= COO_ATTENTION_MAX_EDGES or edges * H * C > COO_ATTENTION_MAX or a_src.shape != (ns, H) \
             or a_dst.size(1) != H or x.dtype not in _COO_ATTENTION_DTYPES \
-            or a_src.dtype != x.dtype or a_dst.dtype != x.dtype:
+            or a_src.dtype != x.dtype or a_dst.dtype != x.dtype or a_src.device != x.device or a_dst.device != x.device:
         return None
-    if edge_index.dtype not in (torch.int64, torch.int32) or edge_index.layout != torch.strided \
-            or x.layout != torch.strided or any(t.device.type != "cpu" for t in (edge_index, x, a_src, a_dst)) \
-            or transforms_active() or torch.is_autocast_enabled("cpu") or use_triton("gat", x):
-        return None
-    try:
-        return _coo_attention(edge_index, x, a_src, a_dst, float(negative_slope), min(ns, nd) if add_self_loops else 0,
-                              dropout, training)
-    except (IndexError, RuntimeError) as exc:
-        failed = exc
-    validate_edge_index(edge_index, ns, nd)  # an id out of range: the CSR path's named error
-    raise failed
+    return with_named_id_errors(
+        lambda: _coo_attention(edge_index, x, a_src, a_dst, float(negative_slope), n_loops, dropout, training),
+        edge_index, ns, nd)
 
 
 def _coo_attention(edge_index: Tensor, x: Tensor, a_src: Tensor, a_dst: Tensor, negative_slope: float,

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ._backend import use_triton
-from ._custom_op import custom_op
+from ._custom_op import custom_op, transforms_active
 
 try:  # optional peer
     from torch_sparse import SparseTensor  # type: ignore
@@ -646,6 +646,36 @@ def loop_edges(edge_index: Tensor, n_loops: int) -> Tuple[Tensor, Tensor]:
         src, dst = src[keep], dst[keep]
     loops = torch.arange(n_loops, device=src.device)
     return torch.cat([src, loops]), torch.cat([dst, loops])
+
+
+def edge_list_serves(edge_index: Any, x: Any, kernel: str) -> bool:
+    """Whether an edge-list path (``coo_sum``, ``coo_gcn_sum``, ``coo_gat_attention``) may serve this call, as far
+    as the inputs' kinds go: a plain int32/int64 ``[2, E]`` ``edge_index`` and a plain strided ``x`` on the CPU, in
+    eager mode (no transform or dispatch mode), without autocast and with the torch backend for ``kernel``.
+    Sizes and dtypes of ``x`` are each path's own."""
+    return (type(edge_index) is Tensor and type(x) is Tensor and edge_index.dim() == 2 and edge_index.size(0) == 2
+            and edge_index.dtype in (torch.int64, torch.int32) and edge_index.layout == torch.strided
+            and x.layout == torch.strided and edge_index.device.type == "cpu" and x.device.type == "cpu"
+            and not transforms_active() and not torch.is_autocast_enabled("cpu") and not use_triton(kernel, x))
+
+
+def with_named_id_errors(run: Callable[[], Tensor], edge_index: Tensor, num_src: int, num_dst: int) -> Tensor:
+    """``run()``, an edge-list path that indexes with ``edge_index``'s unchecked ids: an id out of range makes its
+    ``index_select`` / ``index_add_`` raise, which becomes :func:`validate_edge_index`'s named error (the CSR
+    path's), checked only then."""
+    try:
+        return run()
+    except (IndexError, RuntimeError) as exc:
+        failed = exc
+    validate_edge_index(edge_index, num_src, num_dst)
+    raise failed
+
+
+def in_degree(dst: Tensor, n: int, dtype: torch.dtype) -> Tensor:
+    """``[n]`` counts of ``dst`` in ``dtype`` on ``dst``'s device (not torch's defaults), by ``index_add_``, which
+    raises on an id out of range (``bincount`` would first allocate up to it); exact up to 2^24 in float32."""
+    ones = torch.ones(dst.numel(), dtype=dtype, device=dst.device)
+    return torch.zeros(n, dtype=dtype, device=dst.device).index_add_(0, dst, ones)
 
 
 def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Optional[int],

@@ -22,7 +22,17 @@ from torch import Tensor
 from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
 from ._custom_op import transforms_active
-from .graph import Graph, _check_count, cached_for, check_op_inputs, check_rows, loop_edges, validate_edge_index
+from .graph import (
+    Graph,
+    _check_count,
+    cached_for,
+    check_op_inputs,
+    check_rows,
+    edge_list_serves,
+    in_degree,
+    loop_edges,
+    with_named_id_errors,
+)
 from .primitives import (
     NO_PLAN,
     kernel_plan,
@@ -188,19 +198,16 @@ _COO_DTYPES = {False: (torch.float32, torch.float64), True: (torch.float32,)}  #
 
 
 class CooSumFunction(torch.autograd.Function):
-    """:func:`coo_sum`'s mean (``deg`` None: the plain sum): ``x[src]`` summed into ``dst`` by ``index_add_``,
-    divided by the clamped in-degree ``deg``, as ``torch.sparse.mm(reduce="mean")`` does; backward: the gradient (times
-    the reciprocal float32 in-degree, as the CSR path's transposed weights) gathered at ``dst`` and summed into
-    ``src``."""
+    """:func:`coo_sum`'s mean: ``x[src]`` summed into ``dst`` by ``index_add_``, divided by the clamped float32
+    in-degree ``deg``, as ``torch.sparse.mm(reduce="mean")`` does; backward: the gradient times the reciprocal
+    in-degree (as the CSR path's transposed weights), gathered at ``dst`` and summed into ``src``."""
 
     @staticmethod
-    def forward(ctx, edge_index: Tensor, x: Tensor, num_dst: int, deg: Optional[Tensor]) -> Tensor:
+    def forward(ctx, edge_index: Tensor, x: Tensor, num_dst: int, deg: Tensor) -> Tensor:
         src, dst = edge_index.unbind(0)
         out = x.new_zeros(num_dst, x.size(1)).index_add_(0, dst, x.index_select(0, src))
-        inv = None
-        if deg is not None:  # the mean: float32 in-degrees, clamped to at least 1
-            out.div_(deg.to(out.dtype).view(-1, 1))
-            inv = 1.0 / deg
+        out.div_(deg.to(out.dtype).view(-1, 1))
+        inv = 1.0 / deg
         if ctx.needs_input_grad[1]:
             # a private copy, as the CSR path's graph is: the backward follows the forward's edges whatever
             # happens to edge_index meanwhile (an in-place edit; one made under inference mode can be kept too)
@@ -211,16 +218,9 @@ class CooSumFunction(torch.autograd.Function):
     @first_order_only
     def backward(ctx, grad_out: Tensor):
         src, dst = ctx.pairs.unbind(0)
-        g = grad_out if ctx.inv is None else grad_out * ctx.inv.to(grad_out.dtype).view(-1, 1)
+        g = grad_out * ctx.inv.to(grad_out.dtype).view(-1, 1)
         gx = g.new_zeros(ctx.num_src, g.size(1)).index_add_(0, src, g.index_select(0, dst))
         return None, gx, None, None
-
-
-def _in_degree(dst: Tensor, n: int) -> Tensor:
-    """float32 in-degrees clamped to at least 1, counted by ``index_add_``, which raises on an id out of range
-    (``bincount`` would first allocate up to it); exact up to 2^24 edges."""
-    ones = torch.ones(dst.numel(), dtype=torch.float32, device=dst.device)  # (not torch's default dtype / device)
-    return torch.zeros(n, dtype=torch.float32, device=dst.device).index_add_(0, dst, ones).clamp_(min=1)
 
 
 def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: str = "sum") -> Optional[Tensor]:
@@ -243,27 +243,21 @@ def coo_sum(edge_index: Tensor, x: Tensor, num_src: int, num_dst: int, reduce: s
     check_reduce(reduce)
     _check_count(num_src, "num_src", "coo_sum")
     _check_count(num_dst, "num_dst", "coo_sum")
-    if reduce not in ("sum", "mean") or type(edge_index) is not Tensor or type(x) is not Tensor \
-            or edge_index.dim() != 2 or x.dim() != 2 or edge_index.size(0) != 2:
+    if reduce not in ("sum", "mean") or not edge_list_serves(edge_index, x, "spmm") or x.dim() != 2:
         return None
     F = x.size(1)
     if not 0 < edge_index.size(1) * F <= COO_SUM_MAX or F > 64 or x.size(0) != num_src \
             or x.dtype not in _COO_DTYPES[reduce == "mean"]:
         return None
-    if edge_index.dtype not in (torch.int64, torch.int32) or edge_index.layout != torch.strided \
-            or x.layout != torch.strided or x.device.type != "cpu" or edge_index.device.type != "cpu" \
-            or transforms_active() or torch.is_autocast_enabled("cpu") or use_triton("spmm", x):
-        return None
-    try:  # ids out of range make index_select / index_add_ raise, turned into the CSR path's error below
+
+    def run() -> Tensor:
         if reduce == "mean":  # the degrees kept on the tensor: a reused edge_index recounts nothing
-            deg = cached_for(edge_index, ("coo_mean_degree", num_dst), lambda: _in_degree(edge_index[1], num_dst))
+            deg = cached_for(edge_index, ("coo_mean_degree", num_dst),
+                             lambda: in_degree(edge_index[1], num_dst, torch.float32).clamp_(min=1))
             return apply_function(CooSumFunction, edge_index, x.contiguous(), num_dst, deg)
         e = edge_index.clone()  # private ids, which autograd keeps for the backward
         return x.new_zeros(num_dst, F).index_add_(0, e[1], x.index_select(0, e[0]))
-    except (IndexError, RuntimeError) as exc:
-        failed = exc
-    validate_edge_index(edge_index, num_src, num_dst)  # an id out of range: the CSR path's named error
-    raise failed
+    return with_named_id_errors(run, edge_index, num_src, num_dst)
 
 
 COO_GCN_MAX = 1 << 18
@@ -288,33 +282,24 @@ def coo_gcn_sum(edge_index: Tensor, x: Tensor, add_self_loops: bool = True) -> O
     mode, no autocast, the torch backend) to plain float32/float64 tensors with 1 to :data:`COO_GCN_MAX_EDGES`
     edges ``E'`` (counting the loops) and at most :data:`COO_GCN_MAX` message values ``E' * F`` (beyond, MKL's
     multi-threaded product beats ``index_add_``); an id out of range raises :func:`as_graph`'s error."""
-    if type(edge_index) is not Tensor or type(x) is not Tensor or edge_index.dim() != 2 \
-            or edge_index.size(0) != 2 or x.dim() != 2:
+    if not edge_list_serves(edge_index, x, "spmm") or x.dim() != 2:
         return None
     (n, F), edges = x.shape, edge_index.size(1) + (x.size(0) if add_self_loops else 0)
-    if not 0 < edges <= COO_GCN_MAX_EDGES or edges * F > COO_GCN_MAX \
-            or x.dtype not in (torch.float32, torch.float64) or edge_index.dtype not in (torch.int64, torch.int32) \
-            or edge_index.layout != torch.strided or x.layout != torch.strided or x.device.type != "cpu" \
-            or edge_index.device.type != "cpu" or transforms_active() or torch.is_autocast_enabled("cpu") \
-            or use_triton("spmm", x):
+    if not 0 < edges <= COO_GCN_MAX_EDGES or edges * F > COO_GCN_MAX or x.dtype not in (torch.float32, torch.float64):
         return None
-    try:
+
+    def run() -> Tensor:
         src, dst, w = cached_for(edge_index, ("coo_gcn", n, add_self_loops, x.dtype),
                                  lambda: _gcn_edges(edge_index, n, add_self_loops, x.dtype))
         return x.new_zeros(n, F).index_add_(0, dst, x.index_select(0, src) * w.view(-1, 1))
-    except (IndexError, RuntimeError) as exc:
-        failed = exc
-    validate_edge_index(edge_index, n, n)  # an id out of range: the CSR path's named error
-    raise failed
+    return with_named_id_errors(run, edge_index, n, n)
 
 
 def _gcn_edges(edge_index: Tensor, n: int, add_self_loops: bool, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
     """``(src, dst, w)``: the edges with GCN's loops (:func:`loop_edges`) and ``deg[src]^-1/2 * deg[dst]^-1/2``
     (``deg``: in-degree with the loops; a node of degree 0 gives 0), as PyG's ``gcn_norm``."""
     src, dst = loop_edges(edge_index, n if add_self_loops else 0)
-    # the degrees by index_add_, which raises on an id out of range (bincount would allocate up to the id)
-    dis = torch.zeros(n, dtype=dtype, device=dst.device).index_add_(
-        0, dst, torch.ones(dst.numel(), dtype=dtype, device=dst.device)).pow_(-0.5)
+    dis = in_degree(dst, n, dtype).pow_(-0.5)
     dis.masked_fill_(dis == float("inf"), 0.0)
     return src, dst, dis.index_select(0, src) * dis.index_select(0, dst)
 
