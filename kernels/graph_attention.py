@@ -6,8 +6,10 @@ Inputs (padded per graph, ``N`` = the largest graph): ``q, k, v`` ``[B, H, N, D]
 int32 (keys ``j >= num_nodes[b]`` are padding); ``dist`` ``[B, N, N]`` int32 (bucket of each pair, indexes
 ``bias`` ``[H, NB]``); ``ADJ``: attend only where ``dist <= 1`` (the node itself and its neighbours).
 A query row with no allowed key (padding) gets zeros.  Output ``[B, H, N, D]`` (contiguous) in ``q.dtype``,
-fp32 accumulation; on sm_80+ ``tl.dot`` of fp32 inputs runs in TF32 (as torch's matmul with TF32 allowed),
-about 1e-3 relative.
+fp32 accumulation.  The tile products (``tl.dot``) follow torch's matmul setting: fp32 inputs multiply in full
+fp32 (``input_precision="ieee"``) unless TF32 is allowed (``torch.backends.cuda.matmul.allow_tf32``, or
+``torch.set_float32_matmul_precision("high")``), then in TF32 on sm_80+ (about 1e-3 relative); fp16 / bf16
+inputs always use TF32 tensor cores (their values are exact in TF32; the softmax weights round to TF32).
 
 The backward (:func:`graph_attention_bwd`) is FlashAttention-2's: the forward also stores each row's
 log-sum-exp ``[B, H, N]``; one kernel walks the query blocks for each block of keys (dK, dV, and the bias
@@ -39,7 +41,8 @@ def _program(n_ptr, H, N, D, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr):
 @triton.jit
 def _graph_attention_fwd_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, out_ptr, lse_ptr, H, N, D, NB,
                                 scale, HAS_BIAS: tl.constexpr, ADJ: tl.constexpr, STORE_LSE: tl.constexpr,
-                                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                                PREC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                BLOCK_D: tl.constexpr):
     bh, b, h, n_b, offs_m, offs_d, d_ok, base = _program(n_ptr, H, N, D, BLOCK_M, BLOCK_D)
     m_ok = offs_m < N
     q_ok = offs_m < n_b  # query rows of the graph (padding rows stay 0)
@@ -52,7 +55,7 @@ def _graph_attention_fwd_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, 
         n_ok = offs_n < n_b
         k = _rows(k_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
         s, allowed, _ = _tile(q, tl.trans(k), b, h, offs_m, offs_n, q_ok, n_ok, dist_ptr, bias_ptr, N, NB, scale,
-                              HAS_BIAS, ADJ)
+                              HAS_BIAS, ADJ, PREC)
         s = tl.where(allowed, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -60,7 +63,7 @@ def _graph_attention_fwd_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, 
         alpha = tl.exp(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
         v = _rows(v_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
-        acc = acc * alpha[:, None] + tl.dot(p, v)
+        acc = acc * alpha[:, None] + tl.dot(p, v, input_precision=PREC)
         m_i = m_new
     out = tl.where(l_i[:, None] > 0, acc / tl.where(l_i > 0, l_i, 1.0)[:, None], 0.0)
     tl.store(out_ptr + base + offs_m[:, None] * D + offs_d[None, :], out.to(out_ptr.dtype.element_ty),
@@ -87,11 +90,36 @@ def _common(q, num_nodes, dist, bias):
     # a count above N is N (as the reference reads it): the kernels bound rows and keys by it alone
     n32 = num_nodes.to(device=q.device).clamp(0, q.size(2)).to(torch.int32).contiguous()
     d32 = dist if dist is not None else torch.zeros(1, dtype=torch.int32, device=q.device)
-    d32 = d32.to(torch.int32).contiguous()
+    # int32 / int64 read as they are: an int32 copy of an int64 [B, N, N] table would be the largest scratch
+    # of the call (10 MB at B = 64, N = 200; the first H200 run counted it)
+    d32 = (d32 if d32.dtype in (torch.int32, torch.int64) else d32.to(torch.int32)).contiguous()
     bt = (bias if bias is not None else torch.zeros(1, dtype=q.dtype, device=q.device)).contiguous()
     BLOCK_D = max(16, triton.next_power_of_2(q.size(-1)))
     block = 32 if BLOCK_D <= 64 else 16
     return n32, d32, bt, BLOCK_D, block
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """``tl.dot``'s ``input_precision`` for inputs of ``dtype``: ``"ieee"`` (full fp32 products) for fp32 / fp64
+    unless torch allows TF32 matmuls (``torch.backends.cuda.matmul.allow_tf32``, set by
+    ``torch.set_float32_matmul_precision("high")``), else ``"tf32"`` (fp16 / bf16 values are exact in TF32)."""
+    if dtype in (torch.float16, torch.bfloat16) or torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+@triton.jit
+def _row_dot_kernel(a_ptr, b_ptr, out_ptr, N, D, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr):
+    """``out[bh, i] = sum_d a[bh, i, d] * b[bh, i, d]`` in fp32 (the backward's rowsum(dO * O)), without the fp32
+    copies of ``a`` and ``b`` that ``(a.float() * b.float()).sum(-1)`` allocates."""
+    bh = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    offs_d = tl.arange(0, BLOCK_D)
+    ok = offs < N
+    mask = ok[:, None] & (offs_d < D)[None, :]
+    at = tl.load(a_ptr + bh * N * D + offs[:, None] * D + offs_d[None, :], mask=mask, other=0.0).to(tl.float32)
+    bt = tl.load(b_ptr + bh * N * D + offs[:, None] * D + offs_d[None, :], mask=mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + bh * N + offs, tl.sum(at * bt, 1), mask=ok)
 
 
 def graph_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_nodes: torch.Tensor,
@@ -111,7 +139,8 @@ def graph_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_n
     _graph_attention_fwd_kernel[grid](q, k, v, n32, d32, bt, out, lse, H, N, D,
                                       bt.size(-1) if bias is not None else 1, float(scale),
                                       HAS_BIAS=bias is not None, ADJ=bool(adjacency), STORE_LSE=bool(return_lse),
-                                      BLOCK_M=block, BLOCK_N=block, BLOCK_D=BLOCK_D, num_warps=4)
+                                      PREC=dot_precision(q.dtype), BLOCK_M=block, BLOCK_N=block, BLOCK_D=BLOCK_D,
+                                      num_warps=4)
     return (out, lse) if return_lse else out
 
 
@@ -132,15 +161,15 @@ def _row_stats(lse_ptr, delta_ptr, bh, N, offs_m, m_ok):
 
 @triton.jit
 def _tile(q, kt, b, h, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB, scale,
-          HAS_BIAS: tl.constexpr, ADJ: tl.constexpr):
+          HAS_BIAS: tl.constexpr, ADJ: tl.constexpr, PREC: tl.constexpr):
     """Scores, the allowed mask and the distance buckets of one [BLOCK_M, BLOCK_N] tile (``kt``: the keys
     transposed), the one definition the forward and both backward kernels share."""
-    s = tl.dot(q, kt) * scale
+    s = tl.dot(q, kt, input_precision=PREC) * scale
     allowed = m_ok[:, None] & n_ok[None, :]
     dist = tl.zeros(s.shape, tl.int32)
     if HAS_BIAS or ADJ:
         dist = tl.load(dist_ptr + b.to(tl.int64) * N * N + offs_m[:, None] * N + offs_n[None, :], mask=allowed,
-                       other=0)
+                       other=0).to(tl.int32)
         if HAS_BIAS:
             s += tl.load(bias_ptr + h * NB + dist, mask=allowed, other=0.0).to(tl.float32)
         if ADJ:
@@ -151,8 +180,8 @@ def _tile(q, kt, b, h, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB, sc
 @triton.jit
 def _graph_attention_bwd_kv_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, do_ptr, lse_ptr, delta_ptr,
                                    dk_ptr, dv_ptr, dbias_ptr, H, N, D, NB, scale, HAS_BIAS: tl.constexpr,
-                                   ADJ: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                                   BLOCK_D: tl.constexpr, BLOCK_NB: tl.constexpr):
+                                   ADJ: tl.constexpr, PREC: tl.constexpr, BLOCK_M: tl.constexpr,
+                                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_NB: tl.constexpr):
     """One block of keys: dK, dV over every query block (recomputing P from the saved log-sum-exp), and
     this program's partial sums of dS per distance bucket (summed over programs by the launcher)."""
     bh, b, h, n_b, offs_n, offs_d, d_ok, base = _program(n_ptr, H, N, D, BLOCK_N, BLOCK_D)
@@ -171,12 +200,12 @@ def _graph_attention_bwd_kv_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_pt
         do = _rows(do_ptr, base, offs_m, m_ok, offs_d, d_ok, D)
         lse, delta = _row_stats(lse_ptr, delta_ptr, bh, N, offs_m, m_ok)
         s, allowed, dist = _tile(q, tl.trans(k), b, h, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
-                                 scale, HAS_BIAS, ADJ)
+                                 scale, HAS_BIAS, ADJ, PREC)
         p = tl.where(allowed, tl.exp(s - lse[:, None]), 0.0)
-        dv += tl.dot(tl.trans(p), do)
-        dp = tl.dot(do, tl.trans(v))
+        dv += tl.dot(tl.trans(p), do, input_precision=PREC)
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
         ds = p * (dp - delta[:, None])
-        dk += tl.dot(tl.trans(ds), q) * scale
+        dk += tl.dot(tl.trans(ds), q, input_precision=PREC) * scale
         if HAS_BIAS:
             hit = dist[:, :, None] == buckets[None, None, :]
             db += tl.sum(tl.sum(tl.where(hit, ds[:, :, None], 0.0), 1), 0)
@@ -190,7 +219,8 @@ def _graph_attention_bwd_kv_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_pt
 @triton.jit
 def _graph_attention_bwd_q_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr, do_ptr, lse_ptr, delta_ptr,
                                   dq_ptr, H, N, D, NB, scale, HAS_BIAS: tl.constexpr, ADJ: tl.constexpr,
-                                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                                  PREC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                                  BLOCK_D: tl.constexpr):
     """One block of queries: dQ over every key block."""
     bh, b, h, n_b, offs_m, offs_d, d_ok, base = _program(n_ptr, H, N, D, BLOCK_M, BLOCK_D)
     m_ok = offs_m < n_b
@@ -204,11 +234,11 @@ def _graph_attention_bwd_q_kernel(q_ptr, k_ptr, v_ptr, n_ptr, dist_ptr, bias_ptr
         k = _rows(k_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
         v = _rows(v_ptr, base, offs_n, n_ok, offs_d, d_ok, D)
         s, allowed, dist = _tile(q, tl.trans(k), b, h, offs_m, offs_n, m_ok, n_ok, dist_ptr, bias_ptr, N, NB,
-                                 scale, HAS_BIAS, ADJ)
+                                 scale, HAS_BIAS, ADJ, PREC)
         p = tl.where(allowed, tl.exp(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v))
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC)
         ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds, k) * scale
+        dq += tl.dot(ds, k, input_precision=PREC) * scale
     tl.store(dq_ptr + base + offs_m[:, None] * D + offs_d[None, :], dq.to(dq_ptr.dtype.element_ty),
              mask=m_ok[:, None] & d_ok[None, :])
 
@@ -230,14 +260,16 @@ def graph_attention_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_n
     if q.numel() == 0:
         return dq, dk, dv, dbias
     do = grad_out.contiguous()
-    delta = (do.float() * out.float()).sum(-1).contiguous()  # [B, H, N]: rowsum(dO * O)
-    lse = lse.float().contiguous()
     n32, d32, bt, BLOCK_D, block = _common(q, num_nodes, dist, bias)
+    nblocks = triton.cdiv(N, block)
+    delta = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)  # [B, H, N]: rowsum(dO * O)
+    _row_dot_kernel[(B * H, nblocks)](do, out.contiguous(), delta, N, D, BLOCK=block, BLOCK_D=BLOCK_D, num_warps=4)
+    lse = lse.float().contiguous()
     NB = bt.size(-1) if bias is not None else 1
     BLOCK_NB = max(2, triton.next_power_of_2(NB))
-    nblocks = triton.cdiv(N, block)
     part = torch.zeros(B * H * nblocks, BLOCK_NB, dtype=torch.float32, device=q.device)
-    meta = dict(HAS_BIAS=bias is not None, ADJ=bool(adjacency), BLOCK_M=block, BLOCK_N=block, BLOCK_D=BLOCK_D)
+    meta = dict(HAS_BIAS=bias is not None, ADJ=bool(adjacency), PREC=dot_precision(q.dtype), BLOCK_M=block,
+                BLOCK_N=block, BLOCK_D=BLOCK_D)
     _graph_attention_bwd_kv_kernel[(B * H, nblocks)](q, k, v, n32, d32, bt, do, lse, delta, dk, dv, part, H, N, D,
                                                      NB, float(scale), BLOCK_NB=BLOCK_NB, num_warps=4, **meta)
     _graph_attention_bwd_q_kernel[(B * H, nblocks)](q, k, v, n32, d32, bt, do, lse, delta, dq, H, N, D, NB,

@@ -251,3 +251,19 @@ def test_inside_a_compiled_model_the_layer_runs_eagerly_with_one_break():
     torch._dynamo.reset()  # else the non-fullgraph entries above serve the call
     with pytest.raises(Exception, match="disable"):  # refused by name, not a guard error deep inside
         torch.compile(model, backend="aot_eager", fullgraph=True)(x)
+
+
+def test_the_attention_kernels_follow_torchs_tf32_setting():
+    """fp32 tile products in full fp32 unless torch allows TF32 matmuls; 16-bit inputs always on TF32 cores
+    (exact for their values).  The H200 check (tests/test_kernels_cuda.py) measures the difference."""
+    pytest.importorskip("triton")
+    from gnnkit.kernels.graph_attention import dot_precision
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        assert dot_precision(torch.float32) == "ieee"
+        assert dot_precision(torch.float16) == dot_precision(torch.bfloat16) == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = True
+        assert dot_precision(torch.float32) == "tf32"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before

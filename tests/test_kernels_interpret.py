@@ -549,6 +549,36 @@ def test_fused_gat_and_spmm_under_torch_compile():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_compiled_steps_on_an_unplanned_graph_build_each_schedule_once(monkeypatch):
+    """A compiled step on a graph no eager call planned: each op builds its row schedule (a host sync on a GPU)
+    once per rowptr tensor, not in every call; an in-place edit of rowptr builds it anew."""
+    import gnnkit.kernels._config as config
+    from gnnkit.ops.primitives import _schedule
+    builds = []
+    real = config.build_schedule
+    monkeypatch.setattr(config, "build_schedule", lambda rowptr, *a: builds.append(rowptr.numel()) or real(rowptr, *a))
+    ei, N = adversarial_edges(7)
+    g, _ = as_graph(ei, num_nodes=N)
+    x0 = torch.randn(N, 2, 3)
+
+    def f(x):
+        return spmm(g, x, reduce="sum").square().sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    torch._dynamo.reset()
+    counts = []
+    for _ in range(4):
+        x = x0.clone().requires_grad_()
+        torch.autograd.grad(compiled(x), x)
+        counts.append(len(builds))
+    assert counts[-1] == counts[-2] == counts[-3], f"schedules rebuilt per step: builds after each step {counts}"
+    rowptr = torch.tensor([0, 2, 2, 5])
+    first = _schedule(rowptr, None, None)
+    assert _schedule(rowptr, None, None) is first
+    rowptr.add_(0)  # an in-place edit: a new version
+    assert _schedule(rowptr, None, None) is not first
+
+
 # ---------------------------------------------------------------------- dense per-graph attention
 @pytest.mark.parametrize("B,H,N,D", [(2, 2, 5, 8), (3, 1, 37, 20), (1, 3, 16, 16), (2, 2, 1, 3), (4, 2, 33, 64)])
 @pytest.mark.parametrize("adjacency", [False, True])
@@ -600,6 +630,26 @@ def test_graph_attention_backward_launcher(B, H, N, D, adjacency, with_bias):
     pad = torch.arange(N).view(1, 1, N, 1) >= n.view(B, 1, 1, 1)
     for t in got[:3]:  # padding rows get no gradient
         assert bool((t.masked_select(pad.expand_as(t)) == 0).all())
+
+
+@pytest.mark.parametrize("dist_dtype", [torch.int32, torch.uint8, torch.int16])
+def test_graph_attention_reads_any_integer_distance_table(dist_dtype):
+    """int64 and int32 tables are read as they are (no [B, N, N] copy), others converted: the same output and
+    gradients whatever the table's integer type."""
+    from gnnkit.kernels import graph_attention as kga
+    g = torch.Generator().manual_seed(5)
+    B, H, N, D = 2, 2, 19, 8
+    q, k, v = (torch.randn(B, H, N, D, generator=g) for _ in range(3))
+    n = torch.tensor([19, 7])
+    dist = torch.randint(0, 5, (B, N, N), generator=g)
+    bias = torch.randn(H, 5, generator=g)
+    go = torch.randn(B, H, N, D, generator=g)
+    res = {}
+    for dt in (torch.int64, dist_dtype):
+        out, lse = kga.graph_attention_fwd(q, k, v, n, dist.to(dt), bias, True, D ** -0.5, True)
+        res[dt] = (out,) + tuple(kga.graph_attention_bwd(q, k, v, n, dist.to(dt), bias, True, D ** -0.5, out, lse, go))
+    for a, b in zip(res[torch.int64], res[dist_dtype]):
+        assert torch.equal(a, b)
 
 
 def test_graph_attention_kernels_take_strided_inputs_and_clamp_counts():
