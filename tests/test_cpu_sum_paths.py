@@ -226,3 +226,37 @@ def test_the_direct_cpu_path_refuses_a_second_derivative():
     x = torch.randn(3, 1, 4, requires_grad=True)
     with pytest.raises(RuntimeError, match="CpuSumFunction: gnnkit's sparse ops have first derivatives only"):
         torch.autograd.grad(_spmm_mod.spmm_slots(graph, x).pow(2).sum(), x, create_graph=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(0, 30), s=st.integers(1, 30), e=st.integers(0, 120), f=st.sampled_from([1, 5, 64]),
+       weighted=st.booleans(), reduce=st.sampled_from(["sum", "mean", "amax", "amin"]), seed=st.integers(0, 10**6))
+def test_the_off_cpu_reduce_matches_scatter_reduce(n, s, e, f, weighted, reduce, seed):
+    """``_gathered_reduce`` (what the references run off the CPU, where ``torch.sparse.mm(reduce=)`` is not
+    implemented; run here on CPU tensors) against ``scatter_reduce`` (PyG's aggregation): values (empty rows 0),
+    the gradients of the dense operand and the weights, ties included (repeated columns)."""
+    e = e if n else 0
+    rowptr, row, col = _csr(n, s, e, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    col = col if e < 4 else torch.cat([col[: e // 2], col[: e - e // 2]])  # repeated columns: ties in max / min
+    dense = torch.randn(s, f, generator=g, dtype=torch.float64)
+    value = torch.rand(e, generator=g, dtype=torch.float64) + 0.5 if weighted else None
+    go = torch.randn(n, f, generator=g, dtype=torch.float64)
+
+    def run(fn):
+        d = dense.clone().requires_grad_()
+        v = None if value is None else value.clone().requires_grad_()
+        out = fn(d, v)
+        leaves = [d] + ([v] if v is not None else [])
+        grads = torch.autograd.grad(out, leaves, go, allow_unused=True) if out.requires_grad else [None] * len(leaves)
+        return [out.detach()] + [torch.zeros_like(x) if gr is None else gr for x, gr in zip(leaves, grads)]
+
+    def scatter(d, v):  # PyG's definition: torch's scatter_reduce (a max / min gradient split among ties)
+        msg = d.index_select(0, col) * (1 if v is None else v.unsqueeze(-1))
+        how = {"sum": "sum", "mean": "mean", "amax": "amax", "amin": "amin"}[reduce]
+        return d.new_zeros(n, f).scatter_reduce(0, row.unsqueeze(-1).expand(e, f), msg, how, include_self=False)
+
+    got = run(lambda d, v: ref._gathered_reduce(rowptr, col, v, d, reduce))
+    want = run(scatter)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)

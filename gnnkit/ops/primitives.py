@@ -15,6 +15,8 @@ tensor; ``x`` ``[S, H, F]`` contiguous; ``value``/scores ``[E, H]``; ``row`` is
 schedule, built once and kept in the :class:`Graph` (:func:`kernel_plan`), ``None`` on the torch path.
 """
 import math
+import weakref
+from collections import OrderedDict
 from typing import List, Optional, Tuple
 
 import torch
@@ -63,12 +65,38 @@ def kernel_plan(graph: Graph, op: str, like: Tensor, transposed: bool = False) -
     return hit
 
 
+# schedules built inside the ops when no plan came in, per rowptr tensor (see _schedule)
+_RUNTIME_PLANS: "OrderedDict[tuple, tuple]" = OrderedDict()
+_RUNTIME_PLANS_SIZE = 32
+
+
 def _schedule(rowptr: Tensor, plan: Optional[Tensor], plan_meta: Optional[List[int]]):
-    """The launcher's ``sched=`` from a kept plan (None: the launcher builds one)."""
-    if plan_meta is None:
-        return None
+    """The launcher's ``sched=``: from the graph's kept plan, or, when none came in (a compiled region on a
+    graph no eager call planned: :func:`kernel_plan` cannot build one while tracing, the build reads the
+    degrees back to the host), the schedule built here once per ``rowptr`` tensor and kept for the next
+    call, which sees the same tensor (the graph's, or its kept transpose's).  Keyed by the tensor's identity,
+    storage, version (an in-place edit invalidates) and the split length; held weakly (a dead ``rowptr``'s
+    entry goes), at most 32.  Inference tensors (no version counter) get a schedule per call.  Before, a
+    compiled step on such a graph rebuilt it in every op call: one device-to-host sync each (on an H200,
+    GCN at 200k nodes / 2M edges: compiled 2.05 ms against eager 1.32 ms per step, the same 1.3 ms of
+    device time)."""
     from gnnkit.kernels import _config
-    return _config.Schedule.unpack(rowptr, plan, plan_meta)
+    if plan_meta is not None:
+        return _config.Schedule.unpack(rowptr, plan, plan_meta)
+    if rowptr.is_inference() or torch.compiler.is_compiling():
+        return None
+    split_len = _config.row_split()
+    key = (id(rowptr), rowptr.data_ptr(), rowptr._version, rowptr.numel(), rowptr.device, split_len)
+    hit = _RUNTIME_PLANS.get(key)
+    if hit is not None and hit[0]() is rowptr:
+        _RUNTIME_PLANS.move_to_end(key)
+        return hit[1]
+    with torch.inference_mode(False):
+        sched = _config.build_schedule(rowptr, split_len)
+    _RUNTIME_PLANS[key] = (weakref.ref(rowptr, lambda _, k=key: _RUNTIME_PLANS.pop(k, None)), sched)
+    if len(_RUNTIME_PLANS) > _RUNTIME_PLANS_SIZE:
+        _RUNTIME_PLANS.popitem(last=False)
+    return sched
 
 
 # ---------------------------------------------------------------------- SpMM

@@ -81,11 +81,31 @@ def csr_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor)
     """``out[i] = sum over the slots k of row i of value[k] * dense[col[k]]`` (``value`` None: 1) for
     ``dense`` ``[S, F]`` -> ``[N, F]``, deterministic; empty rows give 0."""
     N, (S, F) = rowptr.numel() - 1, dense.shape
+    if dense.device.type != "cpu":
+        return _gathered_reduce(rowptr, col, value, dense, "sum")
     v = torch.ones(col.numel(), dtype=dense.dtype, device=dense.device) if value is None else value
     if col.numel() > 0 and _mkl_fits(dense, N, S, col.numel()) and not tracks_grad(v):
         return _mkl_sum(rowptr, col, v, dense, dense.new_empty(N, F))
     return torch.sparse.mm(torch.sparse_csr_tensor(rowptr, col, v, (N, S), check_invariants=False), dense,
                            reduce="sum")
+
+
+def _gathered_reduce(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor, reduce: str) -> Tensor:
+    """``reduce`` ("sum", "mean", "amax", "amin") over each CSR row of ``value[k] * dense[col[k]]`` off the CPU, where
+    ``torch.sparse.mm(reduce=)`` is not implemented: the messages gathered (``[E, F]``), sums and means by
+    ``torch.segment_reduce`` (deterministic: no atomics), max / min by ``scatter_reduce`` (PyG's definition: the
+    gradient split evenly among ties; ``segment_reduce``'s max backward gives each tie the whole of a negative
+    gradient in torch 2.13).  Empty rows give 0, as ``torch.sparse.mm`` does."""
+    msg = dense.index_select(0, col)
+    if value is not None:
+        msg = msg * value.unsqueeze(-1)
+    if reduce in ("amax", "amin"):
+        row = slot_rows(rowptr, col.numel()).unsqueeze(-1).expand_as(msg)
+        return msg.new_zeros(rowptr.numel() - 1, msg.size(1)).scatter_reduce(0, row, msg, reduce, include_self=False)
+    out = torch.segment_reduce(msg, reduce, offsets=rowptr.long(), axis=0, unsafe=True)
+    if reduce == "sum":
+        return out
+    return torch.where((rowptr[1:] > rowptr[:-1]).unsqueeze(-1), out, 0.0)  # an empty row's mean is 0/0
 
 
 def segment_sum(rowptr: Tensor, v: Tensor, row: Optional[Tensor] = None) -> Tensor:
@@ -140,7 +160,8 @@ def node_sums_ref(g: Tensor, rowptr: Tensor, row: Tensor, col: Tensor, rowptr_t:
 # ---------------------------------------------------------------------- SpMM
 def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str) -> Tensor:
     """Reference SpMM on CSR slots: sums through :func:`csr_sum` (MKL's CSR kernel for at most 64 columns
-    on CPU, else ``torch.sparse.mm``), mean/max/min through ``torch.sparse.mm(reduce=)``."""
+    on CPU, else ``torch.sparse.mm``), mean/max/min through ``torch.sparse.mm(reduce=)``; off the CPU (where
+    that is not implemented) over the gathered messages (:func:`_gathered_reduce`)."""
     N = rowptr.numel() - 1
     S, H, F = x.shape
     dtype = x.dtype
@@ -150,6 +171,8 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
     def product(v: Optional[Tensor], dense: Tensor) -> Tensor:
         if r == "sum":
             return csr_sum(rowptr, col, v, dense)
+        if dense.device.type != "cpu":
+            return _gathered_reduce(rowptr, col, v, dense, r)
         v = torch.ones(col.numel(), dtype=xc.dtype, device=x.device) if v is None else v
         return torch.sparse.mm(torch.sparse_csr_tensor(rowptr, col, v, (N, S), check_invariants=False), dense,
                                reduce=r)
