@@ -38,6 +38,7 @@ LOG="$OUT_DIR/gpu_check.log"
 export PYTHONUNBUFFERED=1
 if [ -z "${GNNKIT_DATA:-}" ] && [ -d .gpudata ]; then
   export GNNKIT_DATA="$PWD/.gpudata"
+  [ -d .gpudata/planetoid ] || cp -r datasets/planetoid .gpudata/  # the bundled Cora, where GNNKIT_DATA looks
 fi
 PY=${PYTHON:-python3}
 START=$SECONDS

@@ -1,0 +1,96 @@
+"""Where a training step of one layer spends its time, eager against ``torch.compile(fullgraph=True)``: the
+torch profiler's table (top ops by self device time, or self CPU time on CPU), the number of kernels launched
+per step and the wall time per step, for the graph ``benchmarks/layers_compile.py`` times.  The companion of
+that benchmark: it says *whether* compiling pays, this says where the difference goes.
+
+    python benchmarks/compile_profile.py --device cuda --layer GCNConv --nodes 200000 --edges 2000000
+    python benchmarks/compile_profile.py --layer SAGEConv --nodes 20000 --edges 200000   # CPU
+
+Prints the tables; ``--out FILE`` also writes them (and the per-step figures) as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+import gnnkit.nn as gnn
+from gnnkit._atomic import write_json_atomic
+from gnnkit.ops import Graph
+
+LAYERS = {
+    "GCNConv": lambda f: gnn.GCNConv(f, f),
+    "SAGEConv": lambda f: gnn.SAGEConv(f, f),
+    "GATConv": lambda f: gnn.GATConv(f, f // 8, heads=8),
+    "GINConv": lambda f: gnn.GINConv(torch.nn.Sequential(torch.nn.Linear(f, f), torch.nn.ReLU(),
+                                                         torch.nn.Linear(f, f))),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--layer", default="GCNConv", choices=sorted(LAYERS))
+    ap.add_argument("--nodes", type=int, default=20_000)
+    ap.add_argument("--edges", type=int, default=200_000)
+    ap.add_argument("--features", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20, help="profiled steps per variant (after 5 warm-up steps)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rows", type=int, default=15, help="rows of each table")
+    ap.add_argument("--out", default=None, help="also write the tables and figures to this JSON file")
+    args = ap.parse_args()
+    for name in ("nodes", "edges", "features", "steps", "rows"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    n, e, f = args.nodes, args.edges, args.features
+    ei = torch.randint(0, n, (2, e), generator=g).to(device)
+    torch.manual_seed(0)
+    layer = LAYERS[args.layer](f).to(device)
+    x = torch.randn(n, f, generator=g).to(device).requires_grad_(True)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    variants = {"eager": (layer, Graph.build(ei, num_nodes=n)),
+                "compiled": (torch.compile(layer, fullgraph=True), Graph.build(ei.clone(), num_nodes=n))}
+    report = {"layer": args.layer, "graph": {"nodes": n, "edges": e, "features": f}, "device": str(device),
+              "torch": torch.__version__, "steps": args.steps, "variants": {}}
+    sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    for name, (m, adj) in variants.items():
+        def step():
+            x.grad = None
+            for q in layer.parameters():
+                q.grad = None
+            m(x, adj).sum().backward()
+
+        for _ in range(5):
+            step()
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        sync()
+        wall_ms = (time.perf_counter() - t0) / args.steps * 1e3
+        with profile(activities=activities) as prof:
+            for _ in range(args.steps):
+                step()
+            sync()
+        events = prof.key_averages()
+        kernels = sum(ev.count for ev in events if getattr(ev, "device_type", None) == DeviceType.CUDA)
+        device_ms = (sum(ev.self_device_time_total for ev in events) / 1e3 / args.steps) if cuda else None
+        table = events.table(sort_by=sort_by, row_limit=args.rows)
+        print(f"== {args.layer} {name}: {wall_ms:.3f} ms per step (wall, unprofiled)"
+              + (f"; device time {device_ms:.3f} ms, {kernels / args.steps:.0f} kernels per step" if cuda else ""))
+        print(table, flush=True)
+        report["variants"][name] = {"wall_ms": wall_ms, "device_ms": device_ms,
+                                    "kernels_per_step": kernels / args.steps if cuda else None, "table": table}
+    if args.out:
+        write_json_atomic(report, args.out)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
