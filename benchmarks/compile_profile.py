@@ -79,8 +79,10 @@ def main() -> None:
                 step()
             sync()
         events = prof.key_averages()
-        kernels = sum(ev.count for ev in events if getattr(ev, "device_type", None) == DeviceType.CUDA)
-        device_ms = (sum(ev.self_device_time_total for ev in events) / 1e3 / args.steps) if cuda else None
+        on_device = [ev for ev in events if getattr(ev, "device_type", None) == DeviceType.CUDA]  # the kernels
+        kernels = sum(ev.count for ev in on_device)
+        # kernel rows only: an operator row repeats its kernels' device time
+        device_ms = sum(ev.self_device_time_total for ev in on_device) / 1e3 / args.steps if cuda else None
         table = events.table(sort_by=sort_by, row_limit=args.rows)
         print(f"== {args.layer} {name}: {wall_ms:.3f} ms per step (wall, unprofiled)"
               + (f"; device time {device_ms:.3f} ms, {kernels / args.steps:.0f} kernels per step" if cuda else ""))

@@ -101,11 +101,18 @@ def _common(q, num_nodes, dist, bias):
 
 def dot_precision(dtype: torch.dtype) -> str:
     """``tl.dot``'s ``input_precision`` for inputs of ``dtype``: ``"ieee"`` (full fp32 products) for fp32 / fp64
-    unless torch allows TF32 matmuls (``torch.backends.cuda.matmul.allow_tf32``, set by
-    ``torch.set_float32_matmul_precision("high")``), else ``"tf32"`` (fp16 / bf16 values are exact in TF32)."""
-    if dtype in (torch.float16, torch.bfloat16) or torch.backends.cuda.matmul.allow_tf32:
+    unless torch allows TF32 matmuls (``torch.backends.cuda.matmul.fp32_precision = "tf32"``, the global
+    ``torch.backends.fp32_precision``, or the older ``allow_tf32`` / ``set_float32_matmul_precision("high")``),
+    else ``"tf32"`` (fp16 / bf16 values are exact in TF32)."""
+    if dtype in (torch.float16, torch.bfloat16):
         return "tf32"
-    return "ieee"
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9: reading allow_tf32 raises once the new API was used
+        p = matmul.fp32_precision
+        if p == "none":  # not set for matmuls: the global setting decides
+            p = torch.backends.fp32_precision
+        return "tf32" if p == "tf32" else "ieee"
+    return "tf32" if matmul.allow_tf32 else "ieee"
 
 
 @triton.jit

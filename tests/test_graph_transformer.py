@@ -254,16 +254,25 @@ def test_inside_a_compiled_model_the_layer_runs_eagerly_with_one_break():
 
 
 def test_the_attention_kernels_follow_torchs_tf32_setting():
-    """fp32 tile products in full fp32 unless torch allows TF32 matmuls; 16-bit inputs always on TF32 cores
-    (exact for their values).  The H200 check (tests/test_kernels_cuda.py) measures the difference."""
+    """fp32 tile products in full fp32 unless torch allows TF32 matmuls (the per-backend or the global
+    ``fp32_precision``; reading the legacy ``allow_tf32`` would raise once those were set); 16-bit inputs always
+    on TF32 cores (exact for their values).  The H200 check (tests/test_kernels_cuda.py) measures the difference."""
     pytest.importorskip("triton")
     from gnnkit.kernels.graph_attention import dot_precision
-    before = torch.backends.cuda.matmul.allow_tf32
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, "fp32_precision"):
+        pytest.skip("torch without the fp32_precision API")
+    before = matmul.fp32_precision, torch.backends.fp32_precision
     try:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        assert dot_precision(torch.float32) == "ieee"
         assert dot_precision(torch.float16) == dot_precision(torch.bfloat16) == "tf32"
-        torch.backends.cuda.matmul.allow_tf32 = True
+        matmul.fp32_precision = "ieee"
+        assert dot_precision(torch.float32) == "ieee"
+        matmul.fp32_precision = "tf32"
         assert dot_precision(torch.float32) == "tf32"
+        matmul.fp32_precision, torch.backends.fp32_precision = "none", "tf32"  # the global setting decides
+        assert dot_precision(torch.float32) == "tf32"
+        torch.backends.fp32_precision = "ieee"
+        assert dot_precision(torch.float32) == "ieee"
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        torch.backends.fp32_precision = before[1]
+        matmul.fp32_precision = before[0]

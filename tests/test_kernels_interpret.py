@@ -553,7 +553,7 @@ def test_compiled_steps_on_an_unplanned_graph_build_each_schedule_once(monkeypat
     """A compiled step on a graph no eager call planned: each op builds its row schedule (a host sync on a GPU)
     once per rowptr tensor, not in every call; an in-place edit of rowptr builds it anew."""
     import gnnkit.kernels._config as config
-    from gnnkit.ops.primitives import _schedule
+    from gnnkit.ops.primitives import RUNTIME_PLAN, _schedule
     builds = []
     real = config.build_schedule
     monkeypatch.setattr(config, "build_schedule", lambda rowptr, *a: builds.append(rowptr.numel()) or real(rowptr, *a))
@@ -573,10 +573,11 @@ def test_compiled_steps_on_an_unplanned_graph_build_each_schedule_once(monkeypat
         counts.append(len(builds))
     assert counts[-1] == counts[-2] == counts[-3], f"schedules rebuilt per step: builds after each step {counts}"
     rowptr = torch.tensor([0, 2, 2, 5])
-    first = _schedule(rowptr, None, None)
-    assert _schedule(rowptr, None, None) is first
+    first = _schedule(rowptr, *RUNTIME_PLAN)
+    assert _schedule(rowptr, *RUNTIME_PLAN) is first
     rowptr.add_(0)  # an in-place edit: a new version
-    assert _schedule(rowptr, None, None) is not first
+    assert _schedule(rowptr, *RUNTIME_PLAN) is not first
+    assert _schedule(rowptr, None, None) is None  # a direct call without a plan: the launcher builds per call
 
 
 # ---------------------------------------------------------------------- dense per-graph attention

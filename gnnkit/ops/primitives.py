@@ -40,6 +40,8 @@ from .reference import (
 # ---------------------------------------------------------------------- the graph's row schedule
 Plan = Tuple[Optional[Tensor], Optional[List[int]]]
 NO_PLAN: Plan = (None, None)
+# a graph's CSR in a compiled region with no plan kept: the op builds the schedule itself, once per rowptr tensor
+RUNTIME_PLAN: Plan = (None, [-1])
 
 
 def kernel_plan(graph: Graph, op: str, like: Tensor, transposed: bool = False) -> Plan:
@@ -54,7 +56,7 @@ def kernel_plan(graph: Graph, op: str, like: Tensor, transposed: bool = False) -
     key = ("kernel_plan", transposed)
     hit = graph.derived_or_none(key)
     if torch.compiler.is_compiling():
-        return NO_PLAN if hit is None else hit
+        return RUNTIME_PLAN if hit is None else hit
     from gnnkit.kernels import _config
     split_len = _config.row_split()
     if hit is None or hit[1][0] != split_len:
@@ -71,17 +73,22 @@ _RUNTIME_PLANS_SIZE = 32
 
 
 def _schedule(rowptr: Tensor, plan: Optional[Tensor], plan_meta: Optional[List[int]]):
-    """The launcher's ``sched=``: from the graph's kept plan, or, when none came in (a compiled region on a
-    graph no eager call planned: :func:`kernel_plan` cannot build one while tracing, the build reads the
-    degrees back to the host), the schedule built here once per ``rowptr`` tensor and kept for the next
-    call, which sees the same tensor (the graph's, or its kept transpose's).  Keyed by the tensor's identity,
-    storage, version (an in-place edit invalidates) and the split length; held weakly (a dead ``rowptr``'s
-    entry goes), at most 32.  Inference tensors (no version counter) get a schedule per call.  Before, a
-    compiled step on such a graph rebuilt it in every op call: one device-to-host sync each (on an H200,
-    GCN at 200k nodes / 2M edges: compiled 2.05 ms against eager 1.32 ms per step, the same 1.3 ms of
-    device time)."""
+    """The launcher's ``sched=``: from the graph's kept plan; None (the launcher builds one for the call) when
+    no plan came in; for :data:`RUNTIME_PLAN` — a graph's CSR in a compiled region on a graph no eager call
+    planned (:func:`kernel_plan` cannot build a plan while tracing: the build reads the degrees back to the
+    host) — the schedule built here once per ``rowptr`` tensor and kept for the next call, which sees the same
+    tensor (the graph's, or its kept transpose's).  Keyed by the tensor's identity, storage, version (an
+    in-place edit invalidates) and the split length; held weakly (a dead ``rowptr``'s entry goes), at most 32.
+    Only a graph's own CSR gets here, which :class:`Graph` treats as immutable (its kept plans rely on that
+    too: an edit that bypasses the version counter, through ``.data`` or a numpy view, is not seen); a direct
+    call of the op without a plan keeps building per call.  Inference tensors (no version counter) get a
+    schedule per call.  Before, a compiled step on such a graph rebuilt it in every op call: one
+    device-to-host sync each (on an H200, GCN at 200k nodes / 2M edges: compiled 2.05 ms against eager
+    1.32 ms per step, the same 1.3 ms of device time)."""
     from gnnkit.kernels import _config
-    if plan_meta is not None:
+    if plan_meta is None:
+        return None
+    if list(plan_meta) != RUNTIME_PLAN[1]:
         return _config.Schedule.unpack(rowptr, plan, plan_meta)
     if rowptr.is_inference() or torch.compiler.is_compiling():
         return None
