@@ -590,3 +590,51 @@ def test_softmax_aggregation_without_gradients_builds_no_transpose():
     b = softmax_aggregate_slots(g2, x.requires_grad_(True), 0.7)
     assert g2.derived_or_none("transpose") is not None
     torch.testing.assert_close(a, b.detach())
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 30), e=st.integers(0, 150), shape=st.sampled_from([(), (1,), (5,), (65,), (2, 3), (0,)]),
+       reduce=st.sampled_from(["sum", "mean"]), dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]),
+       seed=st.integers(0, 10**6))
+def test_input_order_sums_equal_the_reordered_ones(n, e, shape, reduce, dtype, seed):
+    """Sums and means of per-edge values in input order are read in place (an SpMM over ``graph.perm``), not
+    reordered into a CSR-order copy: the same bits as reordering first, forward and backward, and no call of
+    ``to_csr_order``."""
+    from gnnkit.ops import Graph
+    from gnnkit.ops.segment import segment_reduce_slots
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)
+    graph = Graph.build(ei, num_nodes=n)
+    v = torch.randn((e,) + shape, generator=g).to(dtype)
+    go = torch.randn((n,) + shape, generator=g).to(dtype)
+    a = v.clone().requires_grad_()
+    b = v.clone().requires_grad_()
+    want = segment_reduce_slots(graph, graph.to_csr_order(b), reduce)
+    want.backward(go)
+    real = Graph.to_csr_order
+    calls = []
+    Graph.to_csr_order = lambda self, t: calls.append(t.shape) or real(self, t)
+    try:
+        got = segment_reduce(graph, a, reduce)
+    finally:
+        Graph.to_csr_order = real
+    got.backward(go)
+    assert torch.equal(got, want) and torch.equal(a.grad, b.grad)
+    assert graph.perm is None or not calls, "the values were reordered"
+
+
+def test_input_order_sums_compile_without_graph_breaks():
+    from gnnkit.ops import Graph
+    torch.manual_seed(0)
+    ei = torch.randint(0, 40, (2, 300))
+    graph = Graph.build(ei, num_nodes=40)
+    assert graph.perm is not None
+    v = torch.randn(300, 7, requires_grad=True)
+
+    def f(v):
+        return segment_reduce(graph, v, "mean").square().sum()
+
+    want = torch.autograd.grad(f(v), v)[0]
+    torch._dynamo.reset()
+    got = torch.autograd.grad(torch.compile(f, fullgraph=True, backend="aot_eager")(v), v)[0]
+    torch.testing.assert_close(got, want)

@@ -11,12 +11,14 @@ the slots that attain the extremum (as torch's scatter amax/amin and PyG; determ
 :func:`segment_reduce` takes values in the input edge order; :func:`segment_reduce_slots`
 ``[E, ...]`` values in CSR slot order.  Kernel contract: :func:`gnnkit.ops.primitives.segment_op`.
 """
+import math
+
 import torch
 from torch import Tensor
 
 from ._autograd import apply_function, first_order_only
 from .graph import Graph, check_op_inputs
-from .primitives import kernel_plan, segment_bwd_op, segment_op
+from .primitives import kernel_plan, segment_bwd_op, segment_op, spmm_op
 from .reference import route_to_extrema, segment_reduce_bwd_ref, segment_reduce_ref  # noqa: F401
 
 REDUCES = ("sum", "mean", "max", "min")
@@ -60,8 +62,42 @@ def segment_reduce_slots(graph: Graph, values: Tensor, reduce: str = "sum") -> T
     return apply_function(SegmentReduceFunction, graph, values.contiguous(), reduce)
 
 
+class InputOrderSumFunction(torch.autograd.Function):
+    """Sum / mean of per-edge values kept in the input edge order: an SpMM whose "columns" are the edges each
+    CSR slot holds (``graph.perm``), so the values are read where they are, in CSR slot order (the same sums
+    as reordering them first), with no ``[E, ...]`` copy in CSR order; the backward gathers each edge's
+    gradient from its destination (one ``[E, ...]`` tensor, the gradient itself), where reordering would
+    build the CSR-order gradient and then its input-order copy."""
+
+    @staticmethod
+    def forward(ctx, graph: Graph, values: Tensor, reduce: str, dst: Tensor) -> Tensor:
+        E, rest = values.size(0), values.shape[1:]
+        flat = values.reshape(E, 1, math.prod(rest)).contiguous()
+        out = spmm_op(graph.rowptr, graph.perm, None, flat, reduce, *kernel_plan(graph, "spmm", flat))
+        ctx.save_for_backward(dst, graph.rowptr)
+        ctx.reduce, ctx.shape = reduce, values.shape
+        # not a view (a view output would refuse the caller's in-place edits), traceable by torch.compile
+        return torch.ops.aten._unsafe_view(out, (graph.num_dst,) + tuple(rest))
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, grad_out: Tensor):
+        dst, rowptr = ctx.saved_tensors
+        g = grad_out.reshape(grad_out.size(0), -1)
+        if ctx.reduce == "mean":
+            g = g / (rowptr[1:] - rowptr[:-1]).clamp(min=1).to(g.dtype).unsqueeze(-1)
+        return None, g.index_select(0, dst).reshape(ctx.shape), None, None
+
+
 def segment_reduce(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:
-    """Reduce per-edge ``values`` ``[E, ...]`` (input edge order) into ``[num_dst, ...]``."""
+    """Reduce per-edge ``values`` ``[E, ...]`` (input edge order) into ``[num_dst, ...]``.  Sums and means of
+    floating-point values read the values in place (:class:`InputOrderSumFunction`); max / min and integer
+    sums reorder them into CSR slot order first."""
     check_op_inputs("segment_reduce", graph, values=values)
     _check(graph, values, reduce)  # before the reordering reads values
+    if graph.perm is not None and reduce in ("sum", "mean") and values.is_floating_point() and values.dim() >= 1:
+        # each edge's destination in input order, kept in the graph (fetched before apply: under torch.compile a
+        # store inside a Function's forward is dropped)
+        dst = graph.derived("dst_input_order", lambda: graph.from_csr_order(graph.row))
+        return apply_function(InputOrderSumFunction, graph, values, reduce, dst)
     return segment_reduce_slots(graph, graph.to_csr_order(values), reduce)
