@@ -36,6 +36,8 @@ def main() -> None:
     for name in ("nodes", "edges", "rounds"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if min(args.features) < 1:
+        ap.error(f"--features must all be at least 1, got {args.features}")
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)
