@@ -406,3 +406,44 @@ def test_from_csr_equals_from_coo():
     g = Graph.from_coo(_S, _D, 3, 3)
     h = Graph.from_csr(g.rowptr, g.col, 3, 3)
     assert torch.equal(h.row, g.row) and torch.equal(h.col, g.col) and h.perm is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 20), e=st.integers(1, 120), width=st.sampled_from([(), (3,), (2, 4)]),
+       seed=st.integers(0, 10**6))
+def test_reordering_with_a_gradient_gathers_it_back(n, e, width, seed):
+    """to_csr_order / from_csr_order of a tensor that carries a gradient: the backward is the inverse gather
+    (PermuteRows), the same bits as index_select's scatter-add backward, and itself differentiable."""
+    from gnnkit.ops.graph import PermuteRows
+    g = torch.Generator().manual_seed(seed)
+    graph = Graph.build(torch.randint(0, n, (2, e), generator=g), num_nodes=n)
+    if graph.perm is None:
+        return
+    inv = torch.empty_like(graph.perm)
+    inv[graph.perm] = torch.arange(e)
+    v = torch.randn((e,) + width, generator=g, dtype=torch.float64)
+    go = torch.randn((e,) + width, generator=g, dtype=torch.float64)
+    for method, index in ((graph.to_csr_order, graph.perm), (graph.from_csr_order, inv)):
+        a, b = v.clone().requires_grad_(), v.clone().requires_grad_()
+        out = method(a)
+        assert type(out.grad_fn).__name__ == "PermuteRowsBackward"
+        want = b.index_select(0, index)
+        assert torch.equal(out, want)
+        ga, = torch.autograd.grad(out, a, go)
+        gb, = torch.autograd.grad(want, b, go)
+        assert torch.equal(ga, gb)
+        with torch.no_grad():
+            assert method(a).grad_fn is None
+    assert torch.autograd.gradcheck(lambda t: PermuteRows.apply(t, graph.perm, inv), (v.clone().requires_grad_(),))
+    assert torch.autograd.gradgradcheck(lambda t: PermuteRows.apply(t, graph.perm, inv).square(),
+                                        (v.clone().requires_grad_(),))
+
+
+def test_reordering_under_forward_mode_ad_keeps_index_select():
+    import torch.autograd.forward_ad as fwAD
+    graph = Graph.build(torch.tensor([[0, 1, 2, 0], [2, 0, 1, 1]]), num_nodes=3)
+    assert graph.perm is not None
+    v, t = torch.randn(4, 2), torch.randn(4, 2)
+    with fwAD.dual_level():
+        out = graph.to_csr_order(fwAD.make_dual(v, t))
+        assert torch.equal(fwAD.unpack_dual(out).tangent, t.index_select(0, graph.perm))

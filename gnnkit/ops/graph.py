@@ -196,6 +196,29 @@ def _sorted_self_loops(src: Tensor, dst: Tensor, n: int, ids: Optional[Tensor]
     return graph, keep, loop_edge
 
 
+class PermuteRows(torch.autograd.Function):
+    """``t.index_select(0, index)`` for a permutation ``index`` whose inverse is ``inverse``: the backward gathers
+    the gradient back (``grad.index_select(0, inverse)``) where ``index_select``'s own backward scatter-adds it
+    into zeros — the same values (each row receives exactly one), 3-5x the time on CPU (an [E, 8] float32
+    gradient at E = 2M: 211 ms against 45 ms).  The backward is itself differentiable (a gather)."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor, index: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(inverse)
+        return t.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse), None, None
+
+
+def _permute_with_gather(t: Tensor) -> bool:
+    """Reorder ``t`` through :class:`PermuteRows`: it carries a gradient, in eager mode without a transform
+    (a compiled region, functorch or forward-mode AD keep ``index_select``, which they all know)."""
+    return t.requires_grad and torch.is_grad_enabled() and not transforms_active()
+
+
 class Graph:
     """CSR-by-destination structure of a (possibly bipartite) directed graph.
 
@@ -495,14 +518,22 @@ class Graph:
 
     # ------------------------------------------------------------------ edge order
     def to_csr_order(self, edge_values: Tensor) -> Tensor:
-        """Per-edge values in input order -> CSR slot order."""
-        return edge_values if self.perm is None else edge_values.index_select(0, self.perm)
+        """Per-edge values in input order -> CSR slot order.  With a gradient to carry, its backward is the
+        inverse gather (:class:`PermuteRows`), not ``index_select``'s scatter-add."""
+        if self.perm is None:
+            return edge_values
+        if _permute_with_gather(edge_values):
+            return PermuteRows.apply(edge_values, self.perm, self.derived("inv_perm", self._build_inv_perm))
+        return edge_values.index_select(0, self.perm)
 
     def from_csr_order(self, slot_values: Tensor) -> Tensor:
-        """Per-slot values in CSR order -> input edge order."""
+        """Per-slot values in CSR order -> input edge order (the same backward as :meth:`to_csr_order`)."""
         if self.perm is None:
             return slot_values
-        return slot_values.index_select(0, self.derived("inv_perm", self._build_inv_perm))
+        inv = self.derived("inv_perm", self._build_inv_perm)
+        if _permute_with_gather(slot_values):
+            return PermuteRows.apply(slot_values, inv, self.perm)
+        return slot_values.index_select(0, inv)
 
     def _build_inv_perm(self) -> Tensor:
         inv = torch.empty_like(self.perm)

@@ -1,0 +1,96 @@
+"""The public ops' per-edge tensors in input order, forward + backward: their reordering to CSR slot order
+and back with the inverse-gather backward (``gnnkit.ops.graph.PermuteRows``, now) against
+``index_select``'s scatter-add backward (before), with PyG's equivalent where it has one; alternated in one
+process.  Edge softmax ``[E, H]`` (two reorders), SDDMM (its ``[E, H]`` output) and SpMM with learned
+``[E]`` edge weights.
+
+    python benchmarks/edge_order_backward.py --nodes 169000 --edges 1166000 --heads 8
+
+Writes ``benchmarks/results/edge_order_backward_<device>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch_geometric.utils import scatter, softmax as pyg_softmax
+
+import gnnkit.ops.graph as graph_mod
+from gnnkit._atomic import write_json_atomic
+from gnnkit.ops import Graph, sddmm, segment_softmax, spmm
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, default=169_000)
+    ap.add_argument("--edges", type=int, default=1_166_000)
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--features", type=int, default=32, help="node feature width (SDDMM per head, SpMM)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    for name in ("nodes", "edges", "heads", "features", "rounds"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    g = torch.Generator().manual_seed(0)
+    n, e, h, f = args.nodes, args.edges, args.heads, args.features
+    ei = torch.randint(0, n, (2, e), generator=g).to(device)
+    graph = Graph.build(ei, num_nodes=n)
+    s = torch.randn(e, h, generator=g).to(device).requires_grad_()
+    xh = torch.randn(n, h, f, generator=g).to(device).requires_grad_()
+    x = torch.randn(n, f, generator=g).to(device).requires_grad_()
+    w = torch.rand(e, generator=g).to(device).requires_grad_()
+    ops = {
+        "softmax": (lambda: segment_softmax(graph, s), lambda: pyg_softmax(s, ei[1], num_nodes=n), [s]),
+        "sddmm": (lambda: sddmm(graph, xh, xh), lambda: (xh[ei[1]] * xh[ei[0]]).sum(-1), [xh]),
+        "spmm_weighted": (lambda: spmm(graph, x, w),
+                          lambda: scatter(x[ei[0]] * w.unsqueeze(-1), ei[1], dim=0, dim_size=n, reduce="sum"), [x, w]),
+    }
+    real = graph_mod._permute_with_gather
+    report = {"graph": {"nodes": n, "edges": e, "heads": h, "features": f, "edge_order": "random"},
+              "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "rounds": args.rounds, "ops": {}}
+    for op, (ours, peer, leaves) in ops.items():
+        def step(fn, gather=True):
+            graph_mod._permute_with_gather = real if gather else (lambda t: False)
+            try:
+                for t in leaves:
+                    t.grad = None
+                y = fn()
+                y.backward(torch.ones_like(y))
+                return [y.detach()] + [t.grad.clone() for t in leaves]
+            finally:
+                graph_mod._permute_with_gather = real
+
+        variants = {"gather backward (now)": lambda: step(ours), "index_select backward (before)":
+                    lambda: step(ours, gather=False), "pyg": lambda: step(peer)}
+        res = {k: v() for k, v in variants.items()}
+        same = all(torch.equal(a, b) for a, b in zip(res["gather backward (now)"],
+                                                       res["index_select backward (before)"]))
+        times = {k: [] for k in variants}
+        for _ in range(args.rounds):
+            for k, v in variants.items():
+                sync()
+                t0 = time.perf_counter()
+                v()
+                sync()
+                times[k].append((time.perf_counter() - t0) * 1e3)
+        rec = {k: {"median_ms": statistics.median(t), "times_ms": t} for k, t in times.items()}
+        rec["now_equals_before_bitwise"] = same
+        report["ops"][op] = rec
+        print(op, {k: round(v["median_ms"], 1) for k, v in rec.items() if isinstance(v, dict)},
+              "bit-identical" if same else "DIFFERENT", flush=True)
+    path = RESULTS / f"edge_order_backward_{device.type}.json"
+    write_json_atomic(report, path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
