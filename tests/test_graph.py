@@ -447,3 +447,19 @@ def test_reordering_under_forward_mode_ad_keeps_index_select():
     with fwAD.dual_level():
         out = graph.to_csr_order(fwAD.make_dual(v, t))
         assert torch.equal(fwAD.unpack_dual(out).tangent, t.index_select(0, graph.perm))
+
+
+def test_reordering_under_inference_mode_records_nothing():
+    """inference_mode with enable_grad() inside records nothing: a learned per-edge tensor is reordered by
+    index_select (PermuteRows would have to save an inference tensor and fail); found by a review with
+    GINEConv and GCNConv(normalize=False) taking Parameter edge features."""
+    from gnnkit.nn import GINEConv
+    graph = Graph.build(torch.tensor([[0, 1, 2, 0], [2, 0, 1, 1]]), num_nodes=3)
+    assert graph.perm is not None
+    w = torch.nn.Parameter(torch.randn(4, 2))
+    layer = GINEConv(torch.nn.Linear(2, 2), edge_dim=2)
+    with torch.inference_mode(), torch.enable_grad():
+        assert not graph.to_csr_order(w).requires_grad
+        assert not graph.from_csr_order(w).requires_grad
+        out = layer(torch.randn(3, 2), graph, w)
+    assert not out.requires_grad

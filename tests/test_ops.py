@@ -638,3 +638,33 @@ def test_input_order_sums_compile_without_graph_breaks():
     torch._dynamo.reset()
     got = torch.autograd.grad(torch.compile(f, fullgraph=True, backend="aot_eager")(v), v)[0]
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("dtype,deg", [(torch.bfloat16, 257), (torch.float16, 2049), (torch.float16, 70000)])
+def test_input_order_mean_gradient_divides_in_float32(dtype, deg):
+    """A 16-bit mean's gradient is divided by the degree in float32 (bf16 holds integers above 256 rounded,
+    fp16 turns 70,000 into inf), as the reordering path does; found by a review."""
+    from gnnkit.ops import Graph
+    from gnnkit.ops.segment import segment_reduce_slots
+    ei = torch.stack([torch.arange(deg) % 3, torch.zeros(deg, dtype=torch.long)])[:, torch.randperm(deg)]
+    graph = Graph.build(ei, num_nodes=3)
+    assert graph.perm is not None
+    a, b = (torch.ones(deg, 2, dtype=dtype, requires_grad=True) for _ in range(2))
+    segment_reduce(graph, a, "mean").sum().backward()
+    segment_reduce_slots(graph, graph.to_csr_order(b), "mean").sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    torch.testing.assert_close(a.grad.float(), torch.full((deg, 2), 1 / deg), rtol=1e-2, atol=0)
+
+
+@pytest.mark.parametrize("num_src", [0, 5])
+def test_input_order_sums_on_a_graph_without_destinations(num_src):
+    from gnnkit.ops import Graph
+    empty = torch.empty(0, dtype=torch.long)
+    graph = Graph.from_coo(empty, empty, num_src, 0)
+    for shape in [(0,), (0, 4), (0, 2, 3)]:
+        v = torch.randn(shape, requires_grad=True)
+        for reduce in ("sum", "mean"):
+            out = segment_reduce(graph, v, reduce)
+            assert out.shape == (0,) + shape[1:]
+            out.sum().backward()
+            assert v.grad.shape == v.shape

@@ -83,9 +83,10 @@ class InputOrderSumFunction(torch.autograd.Function):
     @first_order_only
     def backward(ctx, grad_out: Tensor):
         dst, rowptr = ctx.saved_tensors
-        g = grad_out.reshape(grad_out.size(0), -1)
-        if ctx.reduce == "mean":
-            g = g / (rowptr[1:] - rowptr[:-1]).clamp(min=1).to(g.dtype).unsqueeze(-1)
+        g = grad_out.reshape(grad_out.size(0), math.prod(grad_out.shape[1:]))  # (no -1: zero rows are allowed)
+        if ctx.reduce == "mean":  # in float32 for 16-bit values (bf16 holds degrees above 256 rounded), as before
+            wide = g.float() if g.dtype in (torch.float16, torch.bfloat16) else g
+            g = (wide / (rowptr[1:] - rowptr[:-1]).clamp(min=1).to(wide.dtype).unsqueeze(-1)).to(g.dtype)
         return None, g.index_select(0, dst).reshape(ctx.shape), None, None
 
 
