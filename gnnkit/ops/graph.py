@@ -217,8 +217,8 @@ def _permute_with_gather(t: Tensor) -> bool:
     """Reorder ``t`` through :class:`PermuteRows`: it carries a gradient, in eager mode without a transform
     (a compiled region, functorch or forward-mode AD keep ``index_select``, which they all know), outside
     inference mode (which records nothing, even under ``enable_grad()``; saving would fail there)."""
-    return (t.requires_grad and torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
-            and not transforms_active())
+    return (t.requires_grad and torch.is_grad_enabled() and not transforms_active()  # (compiling: dynamo cannot
+            and not torch.is_inference_mode_enabled())  # trace the inference-mode check, so that comes last)
 
 
 class Graph:
