@@ -15,7 +15,9 @@
 #   3. kernel speed, small graphs:    benchmarks/kernels.py --device cuda --graphs Cora [ogbl-ddi]
 #   4. kernel speed, arxiv-like:      benchmarks/kernels.py --device cuda --graphs arxiv-like
 #   5. compiled vs eager layers:      benchmarks/layers_compile.py --device cuda (N = 200k, E = 2M)
-#   6. products-like (123M edges):    benchmarks/kernels.py --device cuda --graphs products-like
+#   6. where a compiled step goes:    benchmarks/compile_profile.py --device cuda (GCN, same graph)
+#   7. input-order per-edge ops:      benchmarks/edge_order_backward.py, benchmarks/segment_input_order.py
+#   8. products-like (123M edges):    benchmarks/kernels.py --device cuda --graphs products-like
 #
 # ogbl-ddi is read from $GNNKIT_DATA, or from .gpudata/ in the repository when that exists:
 # ../shared/datasets does not travel to the device machine, so copy it first (28 MB; the folder is
@@ -80,6 +82,12 @@ step kernels_arxiv 150 "$PY" benchmarks/kernels.py --device cuda --graphs arxiv-
   --out-dir "$RES" --tag cuda_arxiv
 step layers_compile 180 "$PY" benchmarks/layers_compile.py --device cuda --nodes 200000 --edges 2000000 --budget-s 5
 cp benchmarks/results/layers_compile_cuda.json "$RES/" 2>/dev/null || true
+step compile_profile 90 "$PY" benchmarks/compile_profile.py --device cuda --layer GCNConv --nodes 200000 \
+  --edges 2000000 --out "$RES/compile_profile_gcn_cuda.json"
+step edge_order 60 "$PY" benchmarks/edge_order_backward.py --device cuda
+step segment_input_order 60 "$PY" benchmarks/segment_input_order.py --device cuda
+cp benchmarks/results/edge_order_backward_cuda.json benchmarks/results/segment_input_order_cuda.json "$RES/" \
+  2>/dev/null || true
 step kernels_products 300 "$PY" benchmarks/kernels.py --device cuda --graphs products-like --no-vq --out-dir "$RES" \
   --tag cuda_products
 
