@@ -14,25 +14,17 @@ import argparse
 import time
 
 import torch
+from layers_compile import layers  # (benchmarks/, this script's folder, is on sys.path when run as a script)
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-import gnnkit.nn as gnn
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph
-
-LAYERS = {
-    "GCNConv": lambda f: gnn.GCNConv(f, f),
-    "SAGEConv": lambda f: gnn.SAGEConv(f, f),
-    "GATConv": lambda f: gnn.GATConv(f, f // 8, heads=8),
-    "GINConv": lambda f: gnn.GINConv(torch.nn.Sequential(torch.nn.Linear(f, f), torch.nn.ReLU(),
-                                                         torch.nn.Linear(f, f))),
-}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layer", default="GCNConv", choices=sorted(LAYERS))
+    ap.add_argument("--layer", default="GCNConv", choices=sorted(layers(8)))
     ap.add_argument("--nodes", type=int, default=20_000)
     ap.add_argument("--edges", type=int, default=200_000)
     ap.add_argument("--features", type=int, default=64)
@@ -49,8 +41,10 @@ def main() -> None:
     n, e, f = args.nodes, args.edges, args.features
     ei = torch.randint(0, n, (2, e), generator=g).to(device)
     torch.manual_seed(0)
-    layer = LAYERS[args.layer](f).to(device)
+    layer = layers(f)[args.layer]().to(device)
     x = torch.randn(n, f, generator=g).to(device).requires_grad_(True)
+    # the layers with edge features get layers_compile.py's [E, 4] ones
+    extra = (torch.randn(e, 4, generator=g).to(device),) if args.layer in ("GINEConv", "MPNNConv") else ()
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     variants = {"eager": (layer, Graph.build(ei, num_nodes=n)),
@@ -64,7 +58,7 @@ def main() -> None:
             x.grad = None
             for q in layer.parameters():
                 q.grad = None
-            m(x, adj).sum().backward()
+            m(x, adj, *extra).sum().backward()
 
         for _ in range(5):
             step()

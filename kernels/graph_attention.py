@@ -3,12 +3,12 @@ shortest-path-distance table (Graphormer's spatial encoding) and an optional adj
 (online softmax, as FlashAttention): the ``[B, H, N, N]`` scores are never stored.
 
 Inputs (padded per graph, ``N`` = the largest graph): ``q, k, v`` ``[B, H, N, D]``; ``num_nodes`` ``[B]``
-int32 (keys ``j >= num_nodes[b]`` are padding); ``dist`` ``[B, N, N]`` int32 (bucket of each pair, indexes
+int32 (keys ``j >= num_nodes[b]`` are padding); ``dist`` ``[B, N, N]`` int32 or int64 (bucket of each pair, indexes
 ``bias`` ``[H, NB]``); ``ADJ``: attend only where ``dist <= 1`` (the node itself and its neighbours).
 A query row with no allowed key (padding) gets zeros.  Output ``[B, H, N, D]`` (contiguous) in ``q.dtype``,
 fp32 accumulation.  The tile products (``tl.dot``) follow torch's matmul setting: fp32 inputs multiply in full
-fp32 (``input_precision="ieee"``) unless TF32 is allowed (``torch.backends.cuda.matmul.allow_tf32``, or
-``torch.set_float32_matmul_precision("high")``), then in TF32 on sm_80+ (about 1e-3 relative); fp16 / bf16
+fp32 (``input_precision="ieee"``) unless TF32 is allowed (:func:`dot_precision` reads torch's setting), then
+in TF32 on sm_80+ (about 1e-3 relative); fp16 / bf16
 inputs always use TF32 tensor cores (their values are exact in TF32; the softmax weights round to TF32).
 
 The backward (:func:`graph_attention_bwd`) is FlashAttention-2's: the forward also stores each row's
@@ -122,11 +122,9 @@ def _row_dot_kernel(a_ptr, b_ptr, out_ptr, N, D, BLOCK: tl.constexpr, BLOCK_D: t
     bh = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     offs_d = tl.arange(0, BLOCK_D)
-    ok = offs < N
-    mask = ok[:, None] & (offs_d < D)[None, :]
-    at = tl.load(a_ptr + bh * N * D + offs[:, None] * D + offs_d[None, :], mask=mask, other=0.0).to(tl.float32)
-    bt = tl.load(b_ptr + bh * N * D + offs[:, None] * D + offs_d[None, :], mask=mask, other=0.0).to(tl.float32)
-    tl.store(out_ptr + bh * N + offs, tl.sum(at * bt, 1), mask=ok)
+    ok, d_ok = offs < N, offs_d < D
+    prod = _rows(a_ptr, bh * N * D, offs, ok, offs_d, d_ok, D) * _rows(b_ptr, bh * N * D, offs, ok, offs_d, d_ok, D)
+    tl.store(out_ptr + bh * N + offs, tl.sum(prod, 1), mask=ok)
 
 
 def graph_attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_nodes: torch.Tensor,

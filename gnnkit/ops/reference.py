@@ -91,21 +91,19 @@ def csr_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor)
 
 
 def _gathered_reduce(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor, reduce: str) -> Tensor:
-    """``reduce`` ("sum", "mean", "amax", "amin") over each CSR row of ``value[k] * dense[col[k]]`` off the CPU, where
-    ``torch.sparse.mm(reduce=)`` is not implemented: the messages gathered (``[E, F]``), sums and means by
-    ``torch.segment_reduce`` (deterministic: no atomics), max / min by ``scatter_reduce`` (PyG's definition: the
-    gradient split evenly among ties; ``segment_reduce``'s max backward gives each tie the whole of a negative
-    gradient in torch 2.13).  Empty rows give 0, as ``torch.sparse.mm`` does."""
+    """``reduce`` ("sum", "mean", "amax", "amin") over each CSR row of ``value[k] * dense[col[k]]`` off the CPU,
+    where ``torch.sparse.mm(reduce=)`` is not implemented: the messages gathered (``[E, F]``), sums and means
+    by :func:`segment_reduce_ref` (``torch.segment_reduce``: deterministic, no atomics), max / min by
+    ``scatter_reduce`` (PyG's definition: the gradient split evenly among ties; ``segment_reduce``'s max
+    backward gives each tie the whole of a negative gradient in torch 2.13).  Empty rows give 0, as
+    ``torch.sparse.mm`` does."""
     msg = dense.index_select(0, col)
     if value is not None:
         msg = msg * value.unsqueeze(-1)
     if reduce in ("amax", "amin"):
         row = slot_rows(rowptr, col.numel()).unsqueeze(-1).expand_as(msg)
         return msg.new_zeros(rowptr.numel() - 1, msg.size(1)).scatter_reduce(0, row, msg, reduce, include_self=False)
-    out = torch.segment_reduce(msg, reduce, offsets=rowptr.long(), axis=0, unsafe=True)
-    if reduce == "sum":
-        return out
-    return torch.where((rowptr[1:] > rowptr[:-1]).unsqueeze(-1), out, 0.0)  # an empty row's mean is 0/0
+    return segment_reduce_ref(rowptr, msg, reduce)
 
 
 def segment_sum(rowptr: Tensor, v: Tensor, row: Optional[Tensor] = None) -> Tensor:

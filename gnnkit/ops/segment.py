@@ -75,7 +75,7 @@ class InputOrderSumFunction(torch.autograd.Function):
         flat = values.reshape(E, 1, math.prod(rest)).contiguous()
         out = spmm_op(graph.rowptr, graph.perm, None, flat, reduce, *kernel_plan(graph, "spmm", flat))
         ctx.save_for_backward(dst, graph.rowptr)
-        ctx.reduce, ctx.shape = reduce, values.shape
+        ctx.reduce = reduce
         # not a view (a view output would refuse the caller's in-place edits), traceable by torch.compile
         return torch.ops.aten._unsafe_view(out, (graph.num_dst,) + tuple(rest))
 
@@ -83,11 +83,10 @@ class InputOrderSumFunction(torch.autograd.Function):
     @first_order_only
     def backward(ctx, grad_out: Tensor):
         dst, rowptr = ctx.saved_tensors
-        g = grad_out.reshape(grad_out.size(0), math.prod(grad_out.shape[1:]))  # (no -1: zero rows are allowed)
-        if ctx.reduce == "mean":  # in float32 for 16-bit values (bf16 holds degrees above 256 rounded), as before
-            wide = g.float() if g.dtype in (torch.float16, torch.bfloat16) else g
-            g = (wide / (rowptr[1:] - rowptr[:-1]).clamp(min=1).to(wide.dtype).unsqueeze(-1)).to(g.dtype)
-        return None, g.index_select(0, dst).reshape(ctx.shape), None, None
+        # the slots' backward with each edge's destination as its row: gathered straight into input order (16-bit
+        # means divided in float32); values: only their dtype is read
+        grad = segment_reduce_bwd_ref(rowptr, grad_out.new_empty(0), grad_out, ctx.reduce, dst)
+        return None, grad, None, None
 
 
 def segment_reduce(graph: Graph, values: Tensor, reduce: str = "sum") -> Tensor:
