@@ -1,8 +1,12 @@
 import contextlib
 import os
 
-import pytest
-import torch
+# every gnnkit op checks, in the test suite, that no output aliases an input (gnnkit/ops/_custom_op.py); set
+# before gnnkit is imported
+os.environ.setdefault("GNNKIT_CHECK_OP_ALIASING", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 def load_benchmark(script: str):

@@ -1,26 +1,41 @@
-"""gnnkit's registered ops: ``torch.library.custom_op`` (opaque to ``torch.compile``, which reads their fake
+"""gnnkit's registered ops (``torch.ops.gnnkit.*``, opaque to ``torch.compile``, which reads their fake
 functions), with eager calls on plain tensors going straight to the implementation.
 
-Why: an eager call of a registered op goes through the dispatcher and back into Python (schema check, the
-"no autograd formula" wrapper, redispatch). Measured on this project's CPU for a MUTAG batch of 32 graphs
-(569 nodes, 1,256 edges, 64 features): 192 µs per SpMM call through the op against 105 µs for the same
-implementation called directly, whose MKL product takes 56 µs — on small graphs the round trip costs more
-than the work. The op itself is kept for every caller that needs it: ``torch.compile`` / ``torch.export``
-(Dynamo traces the op, not its body), fake and meta tensors, tensor subclasses, functorch transforms
-(``vmap``, ``grad``) and active dispatch modes; ``torch.ops.gnnkit.*`` stays registered for direct users.
+Why the direct path: an eager call of a registered op goes through the dispatcher and back into Python.
+Measured on this project's CPU for a MUTAG batch of 32 graphs (569 nodes, 1,256 edges, 64 features): 192 µs
+per SpMM call through a ``torch.library.custom_op`` against 105 µs for the same implementation called
+directly, whose MKL product takes 56 µs — on small graphs the round trip costs more than the work. The op
+is kept for every caller that needs it: ``torch.compile`` / ``torch.export`` (Dynamo traces the op, not its
+body), fake and meta tensors, tensor subclasses, functorch transforms (``vmap``, ``grad``) and active
+dispatch modes; ``torch.ops.gnnkit.*`` stays registered for direct users.
 
-Semantics are the op's: a call that autograd would record (gradients on and an input that requires them, or
-forward-mode AD active) goes through the op, whose missing autograd formula raises on backward; the direct
-path serves the rest, which is every gnnkit caller (an autograd Function's forward or backward, where
-gradients are off).
+Why not ``torch.library.custom_op``: a compiled graph calls every op through the dispatcher, each call
+paying that wrapper's Python layers (an autograd kernel built for ops with a formula, which gnnkit's ops do
+not have — their autograd Functions trace around them — a redispatch, then a backend wrapper that checks
+output aliasing).  The ops are defined with ``torch.library.Library`` instead: schema inferred from the
+type hints as ``custom_op`` does, tagged ``pt2_compliant_tag``, the implementation registered as the
+``CompositeExplicitAutograd`` kernel (every device; meta tensors get the fake function), and a small
+autograd kernel.  One ``gnnkit::spmm`` call on a small graph costs 30-36 µs over its body on this project's CPU,
+against 48-55 µs as a ``custom_op`` (``benchmarks/op_dispatch.py``).  No output may alias an input
+(``custom_op``'s check, kept for the test suite: ``GNNKIT_CHECK_OP_ALIASING=1``).
+
+Semantics are ``custom_op``'s: a call that autograd would record (gradients on and an input that requires
+them) returns outputs whose backward raises "no autograd formula"; under forward-mode AD the outputs carry
+no tangent.  The direct path serves the rest, which is every gnnkit caller (an autograd Function's forward
+or backward, where gradients are off).
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+_LIB = torch.library.Library("gnnkit", "FRAGMENT")
+_AFTER_AUTOGRAD = torch._C._after_autograd_keyset
+_CHECK_ALIASING = os.environ.get("GNNKIT_CHECK_OP_ALIASING", "") not in ("", "0")
 
 _PLAIN_TYPES = (Tensor, torch.nn.Parameter)
 
@@ -52,13 +67,20 @@ def transforms_active() -> bool:
 
 
 class CustomOp:
-    """A registered op (``torch.library.custom_op``) whose eager calls on plain tensors run its Python
-    implementation directly (module doc); everything else (``register_fake``, ``_opoverload``, ...) is the
-    registered op's."""
+    """A registered op (``torch.ops.gnnkit.<name>``, module doc) whose eager calls on plain tensors run its
+    Python implementation directly; ``register_fake`` registers its fake (shape) function."""
 
-    def __init__(self, op: Any, fn: Callable[..., Any]):
-        self._op, self._fn = op, fn
+    def __init__(self, qualname: str, fn: Callable[..., Any]):
+        ns, name = qualname.split("::")
+        if ns != _LIB.ns:
+            raise ValueError(f"custom_op: {qualname!r} is not in the {_LIB.ns!r} namespace; name it "
+                             f"'{_LIB.ns}::{name}'")
+        self._fn, self._qualname = fn, qualname
         self.__doc__, self.__name__ = fn.__doc__, fn.__name__
+        _LIB.define(name + torch.library.infer_schema(fn, mutates_args=()), tags=[torch.Tag.pt2_compliant_tag])
+        self._op = getattr(getattr(torch.ops, ns), name).default
+        _LIB.impl(name, self._checked if _CHECK_ALIASING else fn, "CompositeExplicitAutograd")
+        _LIB.impl(name, self._autograd, "Autograd", with_keyset=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         grad = torch.is_grad_enabled()
@@ -66,13 +88,38 @@ class CustomOp:
             return self._op(*args, **kwargs)
         return self._fn(*args, **kwargs)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._op, name)
+    def register_fake(self, fake: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: ``fake`` gives the outputs' shapes and dtypes (fake and meta tensors, tracing)."""
+        torch.library.register_fake(self._qualname, fake, lib=_LIB)
+        return fake
+
+    def _autograd(self, keyset: Any, *args: Any, **kwargs: Any) -> Any:
+        """The Autograd kernel: the op below autograd; when autograd would record the call, outputs whose
+        backward raises (torch's ``DelayedError``), as ``custom_op`` without a formula does."""
+        with torch._C._AutoDispatchBelowAutograd():
+            out = self._op.redispatch(keyset & _AFTER_AUTOGRAD, *args, **kwargs)
+        if torch.is_grad_enabled() and torch._C._any_requires_grad(*args, *kwargs.values()):
+            err = torch._C._functions.DelayedError(
+                f"{self._qualname} has no autograd formula: gnnkit's differentiable functions (gnnkit.ops) "
+                "call it inside their autograd Functions; call those, or this op on detached tensors", 1)
+
+            def wrap(t: Any) -> Any:
+                if isinstance(t, Tensor) and (t.is_floating_point() or t.is_complex()):
+                    return err(t.detach().requires_grad_(True))
+                return t
+            out = tuple(wrap(t) for t in out) if isinstance(out, tuple) else wrap(out)
+        return out
+
+    def _checked(self, *args: Any, **kwargs: Any) -> Any:
+        """The implementation, then ``custom_op``'s check that no output aliases an input or another output."""
+        out = self._fn(*args, **kwargs)
+        torch._library.utils._c_check_aliasing_constraint(self._qualname, args, kwargs, out)
+        return out
 
 
 def custom_op(name: str) -> Callable[[Callable[..., Any]], CustomOp]:
-    """``@custom_op("gnnkit::name")``: ``torch.library.custom_op(name, mutates_args=())`` with the direct
-    eager path of :class:`CustomOp`."""
+    """``@custom_op("gnnkit::name")``: registers ``name`` as a functional op (no argument mutated) with the
+    schema its type hints give, and returns the :class:`CustomOp` (direct eager path, module doc)."""
     def register(fn: Callable[..., Any]) -> CustomOp:
-        return CustomOp(torch.library.custom_op(name, mutates_args=())(fn), fn)
+        return CustomOp(name, fn)
     return register
