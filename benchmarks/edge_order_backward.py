@@ -1,8 +1,9 @@
 """The public ops' per-edge tensors in input order, forward + backward: their reordering to CSR slot order
-and back with the inverse-gather backward (``gnnkit.ops.graph.PermuteRows``, now) against
-``index_select``'s scatter-add backward (before), with PyG's equivalent where it has one; alternated in one
-process.  Edge softmax ``[E, H]`` (two reorders), SDDMM (its ``[E, H]`` output) and SpMM with learned
-``[E]`` edge weights.
+and back with the inverse-gather backward (``gnnkit.ops.graph.PermuteRows``, gnnkit's path on CPU)
+against ``index_select``'s scatter-add backward (its path on GPUs, where that measured faster), each
+forced whatever the device, with PyG's equivalent where it has one; alternated in one process.  (The
+variant names keep the first run's "now" / "before".)  Edge softmax ``[E, H]`` (two reorders), SDDMM
+(its ``[E, H]`` output) and SpMM with learned ``[E]`` edge weights.
 
     python benchmarks/edge_order_backward.py --nodes 169000 --edges 1166000 --heads 8
 
@@ -59,7 +60,9 @@ def main() -> None:
               "rounds": args.rounds, "ops": {}}
     for op, (ours, peer, leaves) in ops.items():
         def step(fn, gather=True):
-            graph_mod._permute_with_gather = real if gather else (lambda t: False)
+            # each path forced, whatever the device (gnnkit uses the gather on CPU only)
+            graph_mod._permute_with_gather = ((lambda t: t.requires_grad and torch.is_grad_enabled()) if gather
+                                              else (lambda t: False))
             try:
                 for t in leaves:
                     t.grad = None

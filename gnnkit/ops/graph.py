@@ -200,7 +200,8 @@ class PermuteRows(torch.autograd.Function):
     """``t.index_select(0, index)`` for a permutation ``index`` whose inverse is ``inverse``: the backward gathers
     the gradient back (``grad.index_select(0, inverse)``) where ``index_select``'s own backward scatter-adds it
     into zeros — the same values (each row receives exactly one), 3-5x the time on CPU (an [E, 8] float32
-    gradient at E = 2M: 211 ms against 45 ms).  The backward is itself differentiable (a gather)."""
+    gradient at E = 2M: 211 ms against 45 ms; used on CPU only, :func:`_permute_with_gather`).  The backward is
+    itself differentiable (a gather)."""
 
     @staticmethod
     def forward(ctx, t: Tensor, index: Tensor, inverse: Tensor) -> Tensor:
@@ -214,10 +215,14 @@ class PermuteRows(torch.autograd.Function):
 
 
 def _permute_with_gather(t: Tensor) -> bool:
-    """Reorder ``t`` through :class:`PermuteRows`: it carries a gradient, in eager mode without a transform
-    (a compiled region, functorch or forward-mode AD keep ``index_select``, which they all know), outside
-    inference mode (which records nothing, even under ``enable_grad()``; saving would fail there)."""
-    return (t.requires_grad and torch.is_grad_enabled() and not transforms_active()  # (compiling: dynamo cannot
+    """Reorder ``t`` through :class:`PermuteRows`: a CPU tensor (on an H200, ``index_select``'s backward, an
+    index_add of a permutation, was the faster one: edge softmax forward+backward at E = 1.17M, H = 8, 4.4 ms
+    against 5.7 ms, ``benchmarks/results/cuda_h200/edge_order_backward_cuda.json``) that carries a gradient, in
+    eager mode without a transform (a compiled region, functorch or forward-mode AD keep ``index_select``,
+    which they all know), outside inference mode (which records nothing, even under ``enable_grad()``; saving
+    would fail there)."""
+    return (t.requires_grad and t.device.type == "cpu" and torch.is_grad_enabled()
+            and not transforms_active()  # (compiling: dynamo cannot
             and not torch.is_inference_mode_enabled())  # trace the inference-mode check, so that comes last)
 
 
