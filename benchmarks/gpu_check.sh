@@ -12,10 +12,11 @@
 #
 #   1. install gnnkit offline:        pip install --no-deps --no-build-isolation -e .
 #   2. the kernels on the GPU:        pytest tests/test_kernels_cuda.py
-#   3. kernel speed, small graphs:    benchmarks/kernels.py --device cuda --graphs Cora [ogbl-ddi]
-#   4. kernel speed, arxiv-like:      benchmarks/kernels.py --device cuda --graphs arxiv-like
-#   5. compiled vs eager layers:      benchmarks/layers_compile.py --device cuda (N = 200k, E = 2M)
-#   6. where a compiled step goes:    benchmarks/compile_profile.py --device cuda (GCN, same graph)
+#   3. compiled vs eager layers:      benchmarks/layers_compile.py --device cuda (N = 200k, E = 2M)
+#   4. where a compiled step goes:    benchmarks/compile_profile.py --device cuda (GCN, same graph);
+#      what one op call costs:        benchmarks/op_dispatch.py --device cuda
+#   5. kernel speed, small graphs:    benchmarks/kernels.py --device cuda --graphs Cora [ogbl-ddi]
+#   6. kernel speed, arxiv-like:      benchmarks/kernels.py --device cuda --graphs arxiv-like
 #   7. input-order per-edge ops:      benchmarks/edge_order_backward.py, benchmarks/segment_input_order.py
 #   8. products-like (123M edges):    benchmarks/kernels.py --device cuda --graphs products-like
 #
@@ -73,6 +74,11 @@ step() {  # step NAME MAX_S CMD...: run CMD with a timeout inside the budget lef
 
 step install 180 "$PY" -m pip install -q --no-deps --no-build-isolation -e .
 step test_kernels_cuda 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_kernels_cuda.py
+step layers_compile 180 "$PY" benchmarks/layers_compile.py --device cuda --nodes 200000 --edges 2000000 --budget-s 5
+cp benchmarks/results/layers_compile_cuda.json "$RES/" 2>/dev/null || true
+step compile_profile 90 "$PY" benchmarks/compile_profile.py --device cuda --layer GCNConv --nodes 200000 \
+  --edges 2000000 --out "$RES/compile_profile_gcn_cuda.json"
+step op_dispatch 40 "$PY" benchmarks/op_dispatch.py --device cuda --out "$RES/op_dispatch_cuda.json"
 SMALL="Cora"
 if [ -n "${GNNKIT_DATA:-}" ] && [ -d "$GNNKIT_DATA/ogb/ogbl_ddi" ]; then SMALL="Cora ogbl-ddi"; fi
 # shellcheck disable=SC2086
@@ -80,10 +86,6 @@ step kernels_small 150 "$PY" benchmarks/kernels.py --device cuda --graphs $SMALL
   --tag cuda_small
 step kernels_arxiv 150 "$PY" benchmarks/kernels.py --device cuda --graphs arxiv-like --train-graphs --no-vq \
   --out-dir "$RES" --tag cuda_arxiv
-step layers_compile 180 "$PY" benchmarks/layers_compile.py --device cuda --nodes 200000 --edges 2000000 --budget-s 5
-cp benchmarks/results/layers_compile_cuda.json "$RES/" 2>/dev/null || true
-step compile_profile 90 "$PY" benchmarks/compile_profile.py --device cuda --layer GCNConv --nodes 200000 \
-  --edges 2000000 --out "$RES/compile_profile_gcn_cuda.json"
 step edge_order 60 "$PY" benchmarks/edge_order_backward.py --device cuda
 step segment_input_order 60 "$PY" benchmarks/segment_input_order.py --device cuda
 cp benchmarks/results/edge_order_backward_cuda.json benchmarks/results/segment_input_order_cuda.json "$RES/" \

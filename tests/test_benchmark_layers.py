@@ -219,3 +219,30 @@ def test_plot_ratios_names_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match="non-empty dicts"):
         plot_ratios({}, {"a": "A"}, "t", tmp_path / "s.png")
     assert not (tmp_path / "s.png").exists()
+
+
+def test_compile_profile_and_op_dispatch_at_toy_scale(tmp_path, monkeypatch):
+    """benchmarks/compile_profile.py (wall, host and profiler tables, cProfile rows) and benchmarks/op_dispatch.py
+    (the cost of one op call, three registrations of the same body, which must agree) write their JSON."""
+    import json
+    import sys
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    cp = load_benchmark("compile_profile")
+    out = tmp_path / "cp.json"
+    monkeypatch.setattr(sys, "argv", ["compile_profile.py", "--layer", "SAGEConv", "--nodes", "60", "--edges", "300",
+                                      "--features", "8", "--steps", "2", "--rows", "3", "--python-rows", "5",
+                                      "--out", str(out)])
+    cp.main()
+    rep = json.loads(out.read_text())
+    assert set(rep["variants"]) == {"eager", "compiled"}
+    for v in rep["variants"].values():
+        assert v["wall_ms"] > 0 and v["host_ms"] > 0 and "Self CPU" in v["table"]
+        assert "function calls" in v["python_table"] and v["syncs"] is None  # the sync check is CUDA's
+    od = load_benchmark("op_dispatch")
+    out = tmp_path / "od.json"
+    monkeypatch.setattr(sys, "argv", ["op_dispatch.py", "--calls", "3", "--rounds", "2", "--out", str(out)])
+    od.main()
+    rep = json.loads(out.read_text())
+    assert set(rep["median_us_per_call"]) == {"direct", "gnnkit op (torch.library.Library)", "torch.library.custom_op"}
+    assert all(v > 0 for v in rep["median_us_per_call"].values()) and len(rep["overhead_us_over_direct"]) == 2
