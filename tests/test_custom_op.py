@@ -1,6 +1,6 @@
 """gnnkit's op registration (gnnkit/ops/_custom_op.py): ``torch.library.Library`` ops that keep the semantics
-``torch.library.custom_op`` gave them — schema, fake and meta functions, compile, a deferred error on
-backward, no tangent under forward AD, no aliasing — checked with torch's own ``opcheck``."""
+``torch.library.custom_op`` gave them — schema, fake and meta functions, AOT dispatch (torch's own
+``opcheck``), a deferred error on backward, forward AD, no aliasing."""
 import pytest
 import torch
 
@@ -31,7 +31,7 @@ def _samples():
     return [
         (spmm_op, (g.rowptr, g.col, v, x, "sum")),
         (spmm_op, (g.rowptr, g.col, None, x, "max")),
-        (spmm_op, (g.rowptr, g.col, v, x.clone().requires_grad_(True), "mean")),
+        (spmm_op, (g.rowptr, g.col, v, x, "mean")),
         (sddmm_op, (g.rowptr, g.col, g.row, x, x.clone(), None, None, None)),
         (softmax_op, (g.rowptr, g.row, logits)),
         (softmax_bwd_op, (g.rowptr, g.row, p, torch.randn(6, 2, generator=gen))),
@@ -60,17 +60,40 @@ def test_ops_are_tagged_and_run_on_meta_tensors():
 
 
 def test_a_recorded_call_raises_on_backward_only():
-    """custom_op's semantics: the call succeeds (an evaluation with gradients on works), the backward raises;
-    integer outputs stay out of autograd."""
+    """custom_op's semantics: the call succeeds (an evaluation with gradients on works), any backward that reaches
+    an input through the outputs raises — backward(), and torch.autograd.grad of the input even when another
+    path reaches it (a review found the first version's error node hung off a detached copy, so that grad
+    returned x's other gradient, silently wrong); integer and boolean outputs stay out of autograd."""
     g = _graph()
     x = torch.randn(4, 2, 3, requires_grad=True)
     out = torch.ops.gnnkit.spmm(g.rowptr, g.col, None, x, "sum")
     assert out.requires_grad
     with pytest.raises(RuntimeError, match="gnnkit::spmm has no autograd formula"):
         out.sum().backward()
+    for loss in (lambda: torch.ops.gnnkit.spmm(g.rowptr, g.col, None, x, "sum").sum() + x.sum(),
+                 lambda: torch.ops.gnnkit.spmm(g.rowptr, g.col, None, x, "sum").sum()):
+        with pytest.raises(RuntimeError, match="no autograd formula"):
+            torch.autograd.grad(loss(), x)
     with torch.no_grad():
         assert not torch.ops.gnnkit.spmm(g.rowptr, g.col, None, x, "sum").requires_grad
     assert torch.equal(out.detach(), spmm_op(g.rowptr, g.col, None, x.detach(), "sum"))
+    xr = torch.randn(4, 3, requires_grad=True)
+    msg, mask = torch.ops.gnnkit.relu_message(xr, g.col, torch.randn(6, 3))
+    assert msg.requires_grad and mask.dtype == torch.bool and not mask.requires_grad
+
+
+def test_forward_mode_ad_gives_no_tangent_or_raises_with_grad():
+    """Forward AD: a dual input gives an output without tangent; a dual input that also requires grad raises (no
+    forward formula either), as custom_op does."""
+    import torch.autograd.forward_ad as fwAD
+    g = _graph()
+    x = torch.randn(4, 2, 3)
+    with fwAD.dual_level():
+        out = torch.ops.gnnkit.spmm(g.rowptr, g.col, None, fwAD.make_dual(x, torch.ones_like(x)), "sum")
+        assert fwAD.unpack_dual(out).tangent is None
+        with pytest.raises(NotImplementedError, match="jvp"):
+            torch.ops.gnnkit.spmm(g.rowptr, g.col, None, fwAD.make_dual(x.clone().requires_grad_(True),
+                                                                        torch.ones_like(x)), "sum")
 
 
 def test_the_aliasing_check_catches_an_op_returning_its_input(monkeypatch):

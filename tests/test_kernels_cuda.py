@@ -47,16 +47,20 @@ def close_sum(a, exact, spread, dtype, scale=1.0, unit=2.0 ** -24, factor=16):
                                           f"{allowed.flatten()[worst]:.3g}")
 
 
-# the rounding unit of the fused attention's dot operands: fp32 multiplies in IEEE fp32 (torch's default, TF32
-# off); 16-bit inputs run their dots in TF32 (dot_precision), P and dS being fp32 tiles
-DOT_UNIT = {torch.float32: 2.0 ** -24, torch.float16: 2.0 ** -11, torch.bfloat16: 2.0 ** -11}
+def dot_unit(dtype):
+    """The rounding unit of the fused attention's dot operands for ``dtype`` inputs: the kernel's own choice
+    (``dot_precision``: IEEE fp32 for fp32 unless torch allows TF32; TF32 for 16-bit inputs, P and dS being fp32
+    tiles)."""
+    from gnnkit.kernels.graph_attention import dot_precision
+    return 2.0 ** -24 if dot_precision(dtype) == "ieee" else 2.0 ** -11
 
 
 def attention_grads_given_output(q, k, v, num_nodes, dist, bias, adjacency, scale, out, go):
     """FlashAttention-2's backward in fp64 from the kernel's own (rounded) output ``out``: ``(grads, spreads)``,
     each ``(dq, dk, dv, dbias)``; the spreads are Σ|terms| of each gradient.  The fused backward, like every
-    FlashAttention, takes rowsum(dO O) from the stored output; in bf16 that rounding alone moved a bias gradient
-    (a sum of ±16 terms) by 0.38 on the H200 against autograd's exact fp32 O, so the reference uses the same O."""
+    FlashAttention, takes rowsum(dO O) from the stored output: in bf16 a bias gradient (a sum of ±16 terms) was off
+    by 0.38 on the H200 against autograd's exact fp32 O; on CPU, rounding the exact O to bf16 alone moves them by
+    up to 0.23, and the kernel's O is another ulp away.  So the reference uses the kernel's O."""
     q, k, v, go, bias, o = (t.double() for t in (q, k, v, go, bias, out))
     B, H, N, _ = q.shape
     s = torch.matmul(q, k.transpose(-1, -2)) * scale + bias[:, dist.long()].permute(1, 0, 2, 3)
@@ -354,7 +358,7 @@ def test_graph_attention_cuda(dtype):
     # for dq, dk, dv, 4 units of the dot operands' rounding (P and dS enter dots) times the gradient's Σ|terms|;
     # dbias sums fp32 dS without a dot (S and dP are dots of 16-bit operands, exact products): fp32's 16 u
     exact, spreads = attention_grads_given_output(q, k, v, n, dist, bias, True, D ** -0.5, out, go)
-    units = (DOT_UNIT[dtype],) * 3 + (2.0 ** -24,)
+    units = (dot_unit(dtype),) * 3 + (2.0 ** -24,)
     for a, b, sp, unit, factor in zip(got, exact, spreads, units, (4, 4, 4, 16)):
         close_sum(a, b, sp, dtype, scale=8.0, unit=unit, factor=factor)
 

@@ -20,9 +20,10 @@ against 48-55 µs as a ``custom_op`` (``benchmarks/op_dispatch.py``).  No output
 (``custom_op``'s check, kept for the test suite: ``GNNKIT_CHECK_OP_ALIASING=1``).
 
 Semantics are ``custom_op``'s: a call that autograd would record (gradients on and an input that requires
-them) returns outputs whose backward raises "no autograd formula"; under forward-mode AD the outputs carry
-no tangent.  The direct path serves the rest, which is every gnnkit caller (an autograd Function's forward
-or backward, where gradients are off).
+them) returns outputs whose backward raises "no autograd formula" (any backward reaching an input through
+them); under forward-mode AD the outputs carry no tangent, or, when a dual input also requires grad, the
+call raises (no forward formula either).  The direct path serves the rest, which is every gnnkit caller
+(an autograd Function's forward or backward, where gradients are off).
 """
 from __future__ import annotations
 
@@ -66,6 +67,35 @@ def transforms_active() -> bool:
             or forward_ad_active())
 
 
+def _grad_inputs(args: Any, kwargs: Any) -> list:
+    """The tensors among ``args`` and ``kwargs`` (lists too) that require grad."""
+    found = []
+    for v in (*args, *kwargs.values()):
+        for t in (v if isinstance(v, (list, tuple)) else (v,)):
+            if isinstance(t, Tensor) and t.requires_grad:
+                found.append(t)
+    return found
+
+
+class _NoFormula(torch.autograd.Function):
+    """Ties an op's outputs to its inputs that require grad; any backward through them raises (the op has no
+    formula), whichever way it is asked for (``backward()``, ``torch.autograd.grad`` of an input, ...).
+    Integer and boolean outputs stay out of autograd."""
+
+    @staticmethod
+    def forward(ctx: Any, qualname: str, outs: tuple, *inputs: Tensor) -> tuple:
+        ctx.qualname = qualname
+        res = tuple(o.detach() if isinstance(o, Tensor) else o for o in outs)
+        ctx.mark_non_differentiable(*[o for o in res if isinstance(o, Tensor)
+                                      and not (o.is_floating_point() or o.is_complex())])
+        return res
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> Any:
+        raise RuntimeError(f"{ctx.qualname} has no autograd formula: gnnkit's differentiable functions (gnnkit.ops) "
+                           "call it inside their autograd Functions; call those, or this op on detached tensors")
+
+
 class CustomOp:
     """A registered op (``torch.ops.gnnkit.<name>``, module doc) whose eager calls on plain tensors run its
     Python implementation directly; ``register_fake`` registers its fake (shape) function."""
@@ -79,7 +109,12 @@ class CustomOp:
         self.__doc__, self.__name__ = fn.__doc__, fn.__name__
         _LIB.define(name + torch.library.infer_schema(fn, mutates_args=()), tags=[torch.Tag.pt2_compliant_tag])
         self._op = getattr(getattr(torch.ops, ns), name).default
-        _LIB.impl(name, self._checked if _CHECK_ALIASING else fn, "CompositeExplicitAutograd")
+        # Dynamo must not trace into the body should the kernel run while a compiled frame is set up (as custom_op)
+        impl = fn
+        if _CHECK_ALIASING:
+            def impl(*args: Any, **kwargs: Any) -> Any:
+                return self._checked(*args, **kwargs)
+        _LIB.impl(name, torch._disable_dynamo(impl), "CompositeExplicitAutograd")
         _LIB.impl(name, self._autograd, "Autograd", with_keyset=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -94,20 +129,15 @@ class CustomOp:
         return fake
 
     def _autograd(self, keyset: Any, *args: Any, **kwargs: Any) -> Any:
-        """The Autograd kernel: the op below autograd; when autograd would record the call, outputs whose
-        backward raises (torch's ``DelayedError``), as ``custom_op`` without a formula does."""
+        """The Autograd kernel: the op below autograd; when autograd would record the call, its outputs are
+        tied to the inputs that require grad through :class:`_NoFormula`, whose backward raises (as
+        ``custom_op`` without a formula does)."""
         with torch._C._AutoDispatchBelowAutograd():
             out = self._op.redispatch(keyset & _AFTER_AUTOGRAD, *args, **kwargs)
         if torch.is_grad_enabled() and torch._C._any_requires_grad(*args, *kwargs.values()):
-            err = torch._C._functions.DelayedError(
-                f"{self._qualname} has no autograd formula: gnnkit's differentiable functions (gnnkit.ops) "
-                "call it inside their autograd Functions; call those, or this op on detached tensors", 1)
-
-            def wrap(t: Any) -> Any:
-                if isinstance(t, Tensor) and (t.is_floating_point() or t.is_complex()):
-                    return err(t.detach().requires_grad_(True))
-                return t
-            out = tuple(wrap(t) for t in out) if isinstance(out, tuple) else wrap(out)
+            single = not isinstance(out, tuple)
+            tied = _NoFormula.apply(self._qualname, (out,) if single else out, *_grad_inputs(args, kwargs))
+            out = tied[0] if single else tied
         return out
 
     def _checked(self, *args: Any, **kwargs: Any) -> Any:
