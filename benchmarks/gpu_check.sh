@@ -14,6 +14,7 @@
 #   2. the kernels on the GPU:        pytest tests/test_kernels_cuda.py
 #   3. compiled vs eager layers:      benchmarks/layers_compile.py --device cuda (N = 200k, E = 2M)
 #   4. where a compiled step goes:    benchmarks/compile_profile.py --device cuda (GCN, same graph);
+#      the same under CUDA graphs:    benchmarks/layers_compile.py --mode reduce-overhead (four layers);
 #      what one op call costs:        benchmarks/op_dispatch.py --device cuda
 #   5. kernel speed, small graphs:    benchmarks/kernels.py --device cuda --graphs Cora [ogbl-ddi]
 #   6. kernel speed, arxiv-like:      benchmarks/kernels.py --device cuda --graphs arxiv-like
@@ -78,6 +79,9 @@ step layers_compile 180 "$PY" benchmarks/layers_compile.py --device cuda --nodes
 cp benchmarks/results/layers_compile_cuda.json "$RES/" 2>/dev/null || true
 step compile_profile 90 "$PY" benchmarks/compile_profile.py --device cuda --layer GCNConv --nodes 200000 \
   --edges 2000000 --out "$RES/compile_profile_gcn_cuda.json"
+step layers_compile_cudagraphs 120 "$PY" benchmarks/layers_compile.py --device cuda --nodes 200000 --edges 2000000 \
+  --budget-s 3 --only GCNConv,SAGEConv,GINConv,GATConv --mode reduce-overhead
+cp benchmarks/results/layers_compile_cuda_reduce-overhead.json "$RES/" 2>/dev/null || true
 step op_dispatch 40 "$PY" benchmarks/op_dispatch.py --device cuda --out "$RES/op_dispatch_cuda.json"
 SMALL="Cora"
 if [ -n "${GNNKIT_DATA:-}" ] && [ -d "$GNNKIT_DATA/ogb/ogbl_ddi" ]; then SMALL="Cora ogbl-ddi"; fi

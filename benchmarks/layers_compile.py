@@ -73,6 +73,11 @@ def main() -> None:
                          "per-round ratio of a ~10 ms step needs ~100+ rounds to settle on a noisy VM)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--only", default=None, help="comma-separated layer names (default: all)")
+    ap.add_argument("--mode", default=None, choices=["default", "reduce-overhead", "max-autotune",
+                                                     "max-autotune-no-cudagraphs"],
+                    help="torch.compile's mode (default: none given).  reduce-overhead records CUDA graphs on a "
+                         "GPU, which removes the per-step launch cost that bounds these layers at N = 200k there "
+                         "(docs/kernels.md); the JSON's name then ends in _<mode>")
     args = ap.parse_args()
     if args.reps < 1:
         ap.error(f"--reps must be >= 1 (timed rounds), got {args.reps}")
@@ -100,12 +105,18 @@ def main() -> None:
         graph_c = Graph.build(ei.clone(), num_nodes=n)  # the compiled layer's: no eager call touches it
 
         def run(m, adj):
-            """One training step of the layer: forward, backward into x and every parameter."""
+            """One training step of the layer: forward, backward into x and every parameter (with
+            reduce-overhead, copies of the output and x's gradient: CUDA graphs overwrite their outputs at the
+            next replay; the copies are made for every variant alike)."""
             x.grad = None
             for q in layer.parameters():
                 q.grad = None
+            if m is not layer and args.mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()  # a new training step: earlier outputs may be reused
             y = m(x, adj, *extra)
             y.sum().backward()
+            if args.mode == "reduce-overhead":
+                return y.detach().clone(), x.grad.clone()
             return y.detach(), x.grad
 
         rec = {}
@@ -118,7 +129,7 @@ def main() -> None:
         try:
             if no_cudnn:
                 stack.enter_context(torch.backends.cudnn.flags(enabled=False))
-            compiled = torch.compile(layer, fullgraph=True)
+            compiled = torch.compile(layer, fullgraph=True, mode=args.mode)
             t0 = time.perf_counter()
             got = run(compiled, graph_c)
             rec["compile_s"] = round(time.perf_counter() - t0, 1)
@@ -149,8 +160,9 @@ def main() -> None:
             stack.close()
         out[name] = rec
         print(name, json.dumps(rec), flush=True)
-    path = RESULTS / f"layers_compile{'' if device.type == 'cpu' else '_' + device.type}.json"
-    header = {"graph": {"nodes": n, "edges": e, "features": f},
+    path = RESULTS / (f"layers_compile{'' if device.type == 'cpu' else '_' + device.type}"
+                      f"{'_' + args.mode if args.mode else ''}.json")
+    header = {"graph": {"nodes": n, "edges": e, "features": f}, "mode": args.mode,
               "input": "gnnkit.ops.Graph built once; the compiled layer's untouched by eager calls",
               "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "reps": args.reps, "budget_s": args.budget_s,

@@ -153,6 +153,22 @@ def test_compile_benchmark_at_toy_scale(tmp_path, monkeypatch):
         assert v["paired"]["ci95"][0] <= v["paired"]["median"] <= v["paired"]["ci95"][1]
 
 
+def test_layers_compile_mode_option(tmp_path, monkeypatch):
+    """--mode reaches torch.compile and names the JSON (reduce-overhead: CUDA graphs on a GPU; on CPU the same
+    flow, its outputs copied before the next step)."""
+    import json
+    import sys
+    lc = load_benchmark("layers_compile")
+    monkeypatch.setattr(lc, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["layers_compile.py", "--nodes", "100", "--edges", "600", "--features", "8",
+                                      "--reps", "2", "--budget-s", "0", "--only", "GINConv", "--mode",
+                                      "reduce-overhead"])
+    lc.main()
+    rep = json.loads((tmp_path / "layers_compile_reduce-overhead.json").read_text())
+    assert rep["mode"] == "reduce-overhead" and rep["results"]["GINConv"]["compiles_fullgraph"]
+    assert rep["results"]["GINConv"]["max_abs_diff_grad"] < 1e-4
+
+
 def test_cora_layers_benchmark_short_run(tmp_path, monkeypatch, capsys):
     """benchmarks/cora_layers.py for two layers, two rounds: gnnkit matches PyG with the same weights and
     the record carries the three inputs' paired statistics, JSON and plot written."""
