@@ -166,6 +166,7 @@ def test_layers_compile_mode_option(tmp_path, monkeypatch):
     lc.main()
     rep = json.loads((tmp_path / "layers_compile_reduce-overhead.json").read_text())
     assert rep["mode"] == "reduce-overhead" and rep["results"]["GINConv"]["compiles_fullgraph"]
+    assert rep["results"]["GINConv"]["graph_state_built_eagerly"]
     assert rep["results"]["GINConv"]["max_abs_diff_grad"] < 1e-4
 
 

@@ -82,6 +82,22 @@ def test_a_recorded_call_raises_on_backward_only():
     assert msg.requires_grad and mask.dtype == torch.bool and not mask.requires_grad
 
 
+def test_a_compiled_call_recorded_by_autograd_raises_too():
+    """Under torch.compile AOTAutograd traces the op's autograd kernel: a call on an input that requires grad fails
+    with the same error (as custom_op's does), where the first version of this registration compiled it and
+    returned x's other gradient, silently wrong (a review found it)."""
+    import torch._dynamo
+    g = _graph()
+    x = torch.randn(4, 2, 3, requires_grad=True)
+
+    def f(x):
+        return torch.ops.gnnkit.spmm(g.rowptr, g.col, None, x, "sum").sum() + x.sum()
+    torch._dynamo.reset()
+    with torch._functorch.config.patch(enable_autograd_cache=False), \
+            pytest.raises(Exception, match="no autograd formula"):
+        torch.autograd.grad(torch.compile(f, backend="aot_eager", fullgraph=True)(x), x)
+
+
 def test_forward_mode_ad_gives_no_tangent_or_raises_with_grad():
     """Forward AD: a dual input gives an output without tangent; a dual input that also requires grad raises (no
     forward formula either), as custom_op does."""
