@@ -61,16 +61,10 @@ def attention_grads_given_output(q, k, v, num_nodes, dist, bias, adjacency, scal
     FlashAttention, takes rowsum(dO O) from the stored output: in bf16 a bias gradient (a sum of ±16 terms) was off
     by 0.38 on the H200 against autograd's exact fp32 O; on CPU, rounding the exact O to bf16 alone moves them by
     up to 0.23, and the kernel's O is another ulp away.  So the reference uses the kernel's O."""
+    from gnnkit.ops.reference import graph_attention_probs_ref
     q, k, v, go, bias, o = (t.double() for t in (q, k, v, go, bias, out))
-    B, H, N, _ = q.shape
-    s = torch.matmul(q, k.transpose(-1, -2)) * scale + bias[:, dist.long()].permute(1, 0, 2, 3)
-    idx = torch.arange(N, device=q.device)
-    allowed = (idx.view(1, N, 1) < num_nodes.view(B, 1, 1)) & (idx.view(1, 1, N) < num_nodes.view(B, 1, 1))
-    if adjacency:
-        allowed = allowed & (dist <= 1)
-    allowed = allowed.unsqueeze(1)
-    any_key = allowed.any(-1, keepdim=True)
-    p = torch.softmax(s.masked_fill(~allowed, float("-inf")).masked_fill(~any_key, 0.0), -1) * any_key
+    H = q.size(1)
+    p = graph_attention_probs_ref(q, k, num_nodes, dist, bias, adjacency, scale)
     ds = p * (torch.matmul(go, v.transpose(-1, -2)) - (go * o).sum(-1, keepdim=True))
 
     def by_bucket(t):  # [B, H, N, N] -> [H, buckets]: sums over the pairs of each distance bucket

@@ -322,11 +322,20 @@ def graph_attention_ref(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist
     allowed keys (``j < num_nodes[b]``, and ``dist <= 1`` with ``adjacency``); rows with no allowed key give
     0.  ``q, k, v`` ``[B, H, N, D]``; ``dist`` ``[B, N, N]`` bucket indices into ``bias`` ``[H, buckets]``.
     Materialises ``[B, H, N, N]`` (the reference; the Triton kernel does not)."""
-    B, H, N, _ = q.shape
     dt = torch.float32 if q.dtype in LOW else q.dtype
-    s = torch.matmul(q.to(dt), k.to(dt).transpose(-1, -2)) * scale
+    p = graph_attention_probs_ref(q.to(dt), k.to(dt), num_nodes, dist, None if bias is None else bias.to(dt),
+                                  adjacency, scale)
+    return torch.matmul(p, v.to(dt)).to(q.dtype)
+
+
+def graph_attention_probs_ref(q: Tensor, k: Tensor, num_nodes: Tensor, dist: Optional[Tensor],
+                              bias: Optional[Tensor], adjacency: bool, scale: float) -> Tensor:
+    """The attention probabilities ``P`` ``[B, H, N, N]`` of :func:`graph_attention_ref`, in ``q``'s dtype (the
+    reference's output is ``P v``): softmax over the allowed keys, rows with no allowed key all 0."""
+    B, H, N, _ = q.shape
+    s = torch.matmul(q, k.transpose(-1, -2)) * scale
     if bias is not None:
-        s = s + bias.to(dt)[:, dist.long()].permute(1, 0, 2, 3)  # [H, B, N, N] -> [B, H, N, N]
+        s = s + bias[:, dist.long()].permute(1, 0, 2, 3)  # [H, B, N, N] -> [B, H, N, N]
     idx = torch.arange(N, device=q.device)
     allowed = (idx.view(1, N, 1) < num_nodes.view(B, 1, 1)) & (idx.view(1, 1, N) < num_nodes.view(B, 1, 1))
     if adjacency:
@@ -334,5 +343,4 @@ def graph_attention_ref(q: Tensor, k: Tensor, v: Tensor, num_nodes: Tensor, dist
     allowed = allowed.unsqueeze(1)
     any_key = allowed.any(-1, keepdim=True)  # a row with no allowed key (padding) gives 0, without NaNs
     s = s.masked_fill(~allowed, float("-inf")).masked_fill(~any_key, 0.0)
-    p = torch.softmax(s, -1) * any_key
-    return torch.matmul(p, v.to(dt)).to(q.dtype)
+    return torch.softmax(s, -1) * any_key
