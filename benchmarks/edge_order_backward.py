@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from torch_geometric.utils import scatter, softmax as pyg_softmax
 import gnnkit.ops.graph as graph_mod
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph, sddmm, segment_softmax, spmm
+from gnnkit.profile.measure import interleaved
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,7 +39,6 @@ def main() -> None:
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)
     n, e, h, f = args.nodes, args.edges, args.heads, args.features
     ei = torch.randint(0, n, (2, e), generator=g).to(device)
@@ -77,14 +76,7 @@ def main() -> None:
         res = {k: v() for k, v in variants.items()}
         same = all(torch.equal(a, b) for a, b in zip(res["gather backward (now)"],
                                                        res["index_select backward (before)"]))
-        times = {k: [] for k in variants}
-        for _ in range(args.rounds):
-            for k, v in variants.items():
-                sync()
-                t0 = time.perf_counter()
-                v()
-                sync()
-                times[k].append((time.perf_counter() - t0) * 1e3)
+        times = {k: [s * 1e3 for s in t] for k, t in interleaved(variants, args.rounds, device, warmup=0).items()}
         rec = {k: {"median_ms": statistics.median(t), "times_ms": t} for k, t in times.items()}
         rec["now_equals_before_bitwise"] = same
         report["ops"][op] = rec

@@ -5,8 +5,9 @@ with ``torch.library.custom_op`` (what gnnkit used before) and against the imple
 op per step of every compiled layer.
 
 The op is ``gnnkit::spmm`` (sum, no values) on a small random graph, so the work is small next to the
-overhead; calls run without gradients (as in a compiled graph's forward), interleaved in rounds (round k
-runs every variant once, every other round in reverse); the medians of the per-call times are reported,
+overhead; calls run without gradients (as in a compiled graph's forward), in blocks of ``--calls`` calls
+interleaved in rounds (``gnnkit.profile.interleaved``: round k runs every variant's block once, every other round
+in reverse, after one untimed block each); the medians of the per-call times are reported,
 and the overheads as differences to the direct call.
 
     python benchmarks/op_dispatch.py                       # CPU; JSON in benchmarks/results/op_dispatch.json
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ import torch
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph
 from gnnkit.ops.primitives import spmm_op
+from gnnkit.profile.measure import interleaved
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,24 +59,16 @@ def main() -> None:
         "gnnkit op (torch.library.Library)": lambda: torch.ops.gnnkit.spmm.default(rowptr, col, None, x, "sum"),
         "torch.library.custom_op": lambda: torch.ops.gnnkit_bench.spmm.default(rowptr, col, None, x, "sum"),
     }
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     outs = [fn() for fn in variants.values()]
     assert all(torch.equal(outs[0], o) for o in outs[1:]), "the variants disagree"
-    times = {k: [] for k in variants}
+
+    def block(fn):  # --calls calls, timed as one
+        for _ in range(args.calls):
+            fn()
     with torch.no_grad():
-        for fn in variants.values():
-            for _ in range(50):
-                fn()
-        for r in range(args.rounds):
-            for k in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
-                fn = variants[k]
-                sync()
-                t0 = time.perf_counter()
-                for _ in range(args.calls):
-                    fn()
-                sync()
-                times[k].append((time.perf_counter() - t0) / args.calls * 1e6)
-    med = {k: statistics.median(v) for k, v in times.items()}
+        times = interleaved({k: (lambda fn=fn: block(fn)) for k, fn in variants.items()}, args.rounds, device,
+                            alternate=True)
+    med = {k: statistics.median(v) / args.calls * 1e6 for k, v in times.items()}
     report = {"op": "gnnkit::spmm (sum)", "graph": {"nodes": args.nodes, "edges": args.edges,
                                                     "features": args.features},
               "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
