@@ -20,7 +20,7 @@ from ._attention import (
     set_attention_options,
 )
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import check_edge_rows, check_width, node_pair, resolve_size
+from ._utils import check_edge_rows, check_width, edge_linear, node_pair, resolve_size
 
 
 class GATv2Conv(CSRMessagePassing):
@@ -115,7 +115,7 @@ class GATv2Conv(CSRMessagePassing):
             check_edge_rows(ea, num_input_edges(edge_index), "GATv2Conv", "edge_attr")
             check_width(ea, self.edge_dim, "GATv2Conv", "edge_attr", "edge_dim")
             ea = g.to_csr_order(edge_features(st, ea, self.fill_value))
-            s = s + self.lin_edge(ea).view(-1, H, C)
+            s = s + edge_linear(self.lin_edge, ea).view(-1, H, C)
         logits = (F.leaky_relu(s, self.negative_slope) * self.att).sum(-1)  # [E', H]
         alpha = segment_softmax_slots(g, logits)
         weights = weights_dropped = edge_dropout(g, alpha, self.dropout, self.training)

@@ -11,7 +11,7 @@ from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import check_edge_rows, graph_of, node_pair, resolve_size
+from ._utils import check_edge_rows, edge_linear, graph_of, node_pair, resolve_size
 
 
 class GINEConv(CSRMessagePassing):
@@ -111,7 +111,7 @@ class GINEConv(CSRMessagePassing):
             if self.lin.in_channels > 0 and ea.size(-1) != self.lin.in_channels:
                 raise ValueError(f"GINEConv: edge_attr has {ea.size(-1)} features but edge_dim="
                                  f"{self.lin.in_channels}; fix edge_dim or edge_attr")
-            ea = self.lin(ea)
+            ea = edge_linear(self.lin, ea)
             if ea.size(-1) != x_src.size(-1):
                 raise ValueError(f"GINEConv: x has {x_src.size(-1)} features but edge_dim maps edge_attr to the width "
                                  f"of nn's input, {ea.size(-1)}; fix: x with {ea.size(-1)} features, or an nn whose "

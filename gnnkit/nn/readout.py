@@ -11,7 +11,7 @@ from torch.nn import Linear, ReLU, Sequential
 
 from gnnkit.ops import validate_edge_index
 
-from ._utils import check_graph_channels, graph_features
+from ._utils import check_graph_channels, edge_linear, graph_features
 
 
 def _node_dim(x: Tensor) -> int:
@@ -172,7 +172,7 @@ class EdgeReadout(torch.nn.Module):
             if edge_attr is None or edge_attr.size(0) != edge_index.size(1):
                 raise ValueError(f"EdgeReadout was built with edge_dim={self.edge_dim}: pass edge_attr "
                                  f"[E={edge_index.size(1)}, {self.edge_dim}]")
-            h = h + self.lin_edge(edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)
+            h = h + edge_linear(self.lin_edge, edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)
         elif edge_attr is not None:
             raise ValueError("EdgeReadout got edge_attr but was built without edge_dim; pass edge_dim")
         return self.lin_out(h.relu())
