@@ -36,14 +36,19 @@ def edge_linear(lin: torch.nn.Module, x: Tensor) -> Tensor:
     autograd takes its gradient as ``x^T @ grad`` (``[in, E] @ [E, out]``) instead of ``F.linear``'s
     ``grad^T @ x`` (``[out, E] @ [E, in]``), which MKL runs 4-13x slower at these widths: 35.7 against 5.7 ms
     for E = 200k rows, 4 inputs, 64 outputs; 89 against 12 ms for 128 outputs (2 threads; from 16 inputs on
-    the two are within 16 %).  Same products, summed in another order.  Anything else (other devices,
-    wider or one-feature inputs, lazy weights, hooks on ``lin``) calls ``lin(x)``."""
+    the two are within 16 %).  Same products, summed in another order; the bias is added by the product as
+    well.  Anything else (other devices, wider or one-feature inputs, lazy weights, hooks on ``lin``) calls
+    ``lin(x)``."""
     w = getattr(lin, "weight", None)
     if (w is None or is_uninitialized_parameter(w) or x.device.type != "cpu" or x.dim() != 2
             or not 1 < x.size(1) < _EDGE_LINEAR_MAX_IN or lin._forward_hooks or lin._forward_pre_hooks):
         return lin(x)
-    wt = w.t().contiguous()
-    return x @ wt if lin.bias is None else torch.addmm(lin.bias, x, wt)
+    if lin.bias is None:
+        return x @ w.t().contiguous()
+    # the bias as one more weight row over a column of ones: its gradient comes out of the same product
+    # (no column sum over [E, out]: 2.3 ms less per step eager, 3.8 ms compiled, at E = 200k, 4 -> 64)
+    ones = x.new_ones(x.size(0), 1)
+    return torch.cat([x, ones], 1) @ torch.cat([w.t(), lin.bias.view(1, -1).to(w.dtype)], 0)
 
 
 def node_pair(x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], layer: str) -> Tuple[Tensor, Optional[Tensor], bool]:
