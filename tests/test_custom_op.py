@@ -7,6 +7,8 @@ import torch
 from gnnkit.ops import Graph, _custom_op
 from gnnkit.ops.primitives import (
     node_sums_op,
+    relu_message_mask_bwd_op,
+    relu_message_op,
     sddmm_op,
     segment_bwd_op,
     segment_op,
@@ -39,10 +41,14 @@ def _samples():
         (segment_op, (g.rowptr, v, "max")),
         (segment_bwd_op, (g.rowptr, g.row, v, torch.randn(4, 2, generator=gen), "mean")),
         (node_sums_op, (v, g.rowptr, g.row, g.col, rt, pt, 4, True, True)),
+        (relu_message_op, (x, g.col, torch.randn(6, 2, 3, generator=gen))),
+        (relu_message_mask_bwd_op, (torch.randn(6, 5, generator=gen), torch.rand(6, 5, generator=gen) > 0.5)),
+        # a transposed gradient: the result (and the fake's) is contiguous all the same
+        (relu_message_mask_bwd_op, (torch.randn(5, 6, generator=gen).t(), torch.rand(6, 5, generator=gen) > 0.5)),
     ], ct
 
 
-@pytest.mark.parametrize("i", range(10))
+@pytest.mark.parametrize("i", range(13))
 def test_ops_pass_torch_opcheck(i):
     """torch.library.opcheck: schema, autograd registration, fake tensors and AOT dispatch (dynamic shapes)."""
     op, args = _samples()[0][i]

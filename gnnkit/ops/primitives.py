@@ -190,6 +190,20 @@ def _(grad, mask, rowptr_t, perm_t, num_nodes, x_dtype, plan_t=None, plan_t_meta
     return grad.new_empty((num_nodes,) + tuple(grad.shape[1:]), dtype=x_dtype), torch.empty_like(grad)
 
 
+@custom_op("gnnkit::relu_message_mask_bwd")
+def relu_message_mask_bwd_op(grad: Tensor, mask: Tensor) -> Tensor:
+    """``grad * mask``: the gradient of GINE's messages reaching the edge term alone (no node gradient asked
+    for, e.g. a first layer).  Opaque to ``torch.compile``: inductor's CPU code for ``masked_fill(~mask, 0)``
+    spent 101 ms per step of a 2-layer GINE model (E = 200k, F = 64) negating the bool mask, against 1 ms in
+    aten, and its ``grad * mask.view(uint8)`` took 131 ms against 49 ms."""
+    return (grad * mask.view(torch.uint8)).contiguous()
+
+
+@relu_message_mask_bwd_op.register_fake
+def _(grad, mask):
+    return torch.empty_like(grad, memory_format=torch.contiguous_format)
+
+
 # ---------------------------------------------------------------------- SDDMM
 def sddmm_pattern_args(graph: Graph) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """The pattern arguments of :func:`~gnnkit.ops.primitives.sddmm_op`: the graph's duplicate-free

@@ -37,6 +37,7 @@ from .primitives import (
     NO_PLAN,
     kernel_plan,
     relu_message_bwd_op,
+    relu_message_mask_bwd_op,
     relu_message_op,
     sddmm_op,
     sddmm_pattern_args,
@@ -367,7 +368,7 @@ class ReluMessageFunction(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         (mask,) = ctx.saved_tensors
         if ctx.t is None:  # only edge_term needs a gradient
-            return None, None, grad.masked_fill(~mask, 0)
+            return None, None, relu_message_mask_bwd_op(grad, mask)
         rowptr_t, _, perm_t = ctx.t
         gx, ge = relu_message_bwd_op(grad.contiguous(), mask, rowptr_t, perm_t, ctx.num_nodes, ctx.x_dtype,
                                      *ctx.plan_t)
