@@ -236,6 +236,41 @@ def test_plot_ratios_names_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match="non-empty dicts"):
         plot_ratios({}, {"a": "A"}, "t", tmp_path / "s.png")
     assert not (tmp_path / "s.png").exists()
+    # skip_missing: a name without some input's record gets no bar there (a layer PyG lacks)
+    rec["MPNN"] = {"speedup": {"b": paired_ratio([1.5], [1.0])}}
+    plot_ratios(rec, {"a": "A", "b": "B"}, "t", tmp_path / "m.png", skip_missing=True)
+    assert (tmp_path / "m.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_edge_features_benchmark_at_toy_scale(tmp_path, monkeypatch, capsys):
+    """benchmarks/edge_features.py: every variant timed, the plain-lin variant restored afterwards, PyG's
+    layer given the same weights (same output), bad arguments named."""
+    import json
+    import sys
+
+    import gnnkit.nn.gine_conv as gine_mod
+    from gnnkit.nn._utils import edge_linear
+    ef = load_benchmark("edge_features")
+    out = tmp_path / "ef.json"
+    monkeypatch.setattr(sys, "argv", ["edge_features.py", "--nodes", "60", "--edges", "400", "--features", "8",
+                                      "--rounds", "2", "--out", str(out)])
+    ef.main()
+    rep = json.loads(out.read_text())
+    assert set(rep["results"]) == {"gine", "gatv2", "mpnn"}
+    assert set(rep["results"]["gine"]["speedup"]) == {"plain_linear", "pyg"}
+    assert set(rep["results"]["mpnn"]["speedup"]) == {"plain_linear"}
+    assert rep["matmul"]["gradT_x_ms"] > 0 and rep["results"]["gatv2"]["speedup"]["pyg"]["rounds"] == 2
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    assert gine_mod.edge_linear is edge_linear
+    torch.manual_seed(0)
+    mine, theirs = ef.build("gatv2", 8, 3)
+    x, ei, ea = torch.randn(10, 8), torch.randint(0, 10, (2, 30)), torch.randn(30, 3)
+    torch.testing.assert_close(mine(x, ei, ea), theirs(x, ei, ea))
+    for bad in (["--features", "6"], ["--layers", "gin"], ["--rounds", "0"]):
+        monkeypatch.setattr(sys, "argv", ["edge_features.py", *bad])
+        with pytest.raises(SystemExit):
+            ef.main()
+        assert bad[0] in capsys.readouterr().err
 
 
 def test_compile_profile_and_op_dispatch_at_toy_scale(tmp_path, monkeypatch):

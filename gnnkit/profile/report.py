@@ -50,15 +50,17 @@ def plot(report: dict, path: Path) -> None:
     write_figure_atomic(fig, path, dpi=110)
 
 
-def plot_ratios(results: dict, inputs: dict, title: str, path: Path, ylabel: str = "PyG time / gnnkit time") -> None:
+def plot_ratios(results: dict, inputs: dict, title: str, path: Path, ylabel: str = "PyG time / gnnkit time",
+                skip_missing: bool = False) -> None:
     """Grouped bars of paired ratios (:func:`gnnkit.profile.paired_ratio` records) with their 95 % intervals:
     ``results[name]["speedup"][input]`` for each name (a group) and each of ``inputs`` (``{input: legend}``, a
-    bar per input), a line at 1; written atomically (the benchmarks' PyG-vs-gnnkit plots)."""
+    bar per input), a line at 1; written atomically (the benchmarks' PyG-vs-gnnkit plots).  ``skip_missing``:
+    a name without a record for some input gets no bar there (e.g. a layer PyG lacks) instead of an error."""
     if not isinstance(results, dict) or not results or not isinstance(inputs, dict) or not inputs:
         raise ValueError("plot_ratios: results and inputs must be non-empty dicts ({name: record}, {input: legend})")
     missing = [f"{n}/{i}" for n in results for i in inputs
                if not isinstance(results[n], dict) or i not in results[n].get("speedup", {})]
-    if missing:
+    if missing and not skip_missing:
         raise ValueError(f"plot_ratios: results has no speedup record for {missing[:3]}; each results[name] needs "
                          "'speedup': {input: paired_ratio(...)} for every key of inputs")
     import matplotlib
@@ -67,10 +69,12 @@ def plot_ratios(results: dict, inputs: dict, title: str, path: Path, ylabel: str
     names = list(results)
     width = 0.8 / len(inputs)
     fig, ax = plt.subplots(figsize=(6, 3.2))
+    nan = float("nan")
     for i, (inp, label) in enumerate(inputs.items()):
-        med = [results[n]["speedup"][inp]["median"] for n in names]
-        lo = [m - results[n]["speedup"][inp]["ci95"][0] for m, n in zip(med, names)]
-        hi = [results[n]["speedup"][inp]["ci95"][1] - m for m, n in zip(med, names)]
+        recs = [results[n].get("speedup", {}).get(inp) if isinstance(results[n], dict) else None for n in names]
+        med = [nan if r is None else r["median"] for r in recs]
+        lo = [nan if r is None else m - r["ci95"][0] for m, r in zip(med, recs)]
+        hi = [nan if r is None else r["ci95"][1] - m for m, r in zip(med, recs)]
         ax.bar([j + width * i for j in range(len(names))], med, width, yerr=[lo, hi], capsize=3, label=label)
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks([j + width * (len(inputs) - 1) / 2 for j in range(len(names))], names)
