@@ -22,9 +22,15 @@ reverse) after one untimed round:
   resamples, seeded).  ``verdict`` is ``faster`` when the interval lies above 1, ``slower``
   when below, else ``parity``: the difference is within this machine's noise.
 
+``--model`` times a two-layer model of each type instead (conv, ReLU, conv; cross-entropy against fixed
+random labels), compiled as a whole: what a user compiles, with the ReLU between the layers and the loss for
+inductor to fuse and compile's fixed per-step cost paid once for both layers
+(``layers_compile_model.json``).
+
 Example::
 
     nice -n 10 python benchmarks/layers_compile.py                 # CPU, JSON in benchmarks/results/
+    nice -n 10 python benchmarks/layers_compile.py --model         # two-layer models
     python benchmarks/layers_compile.py --device cuda --nodes 200000 --edges 2000000
 """
 import argparse
@@ -62,6 +68,18 @@ def layers(f: int):
     }
 
 
+class TwoLayer(torch.nn.Module):
+    """``--model``: two layers of one type with a ReLU between them, compiled as a whole (what a user compiles);
+    trained against fixed random labels with cross-entropy."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.conv1, self.conv2 = make(), make()
+
+    def forward(self, x, adj, *extra):
+        return self.conv2(torch.relu(self.conv1(x, adj, *extra)), adj, *extra)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=20000, help="nodes of the random graph (default 20000)")
@@ -78,6 +96,10 @@ def main() -> None:
                     help="torch.compile's mode (default: none given).  reduce-overhead records CUDA graphs on a "
                          "GPU, which removes the per-step launch cost that bounds these layers at N = 200k there "
                          "(docs/kernels.md); the JSON's name then ends in _<mode>")
+    ap.add_argument("--model", action="store_true",
+                    help="time a two-layer model per layer type (conv, ReLU, conv; cross-entropy against fixed "
+                         "random labels), compiled as a whole, instead of one layer with a sum loss; the JSON's "
+                         "name then ends in _model")
     args = ap.parse_args()
     if args.reps < 1:
         ap.error(f"--reps must be >= 1 (timed rounds), got {args.reps}")
@@ -91,6 +113,7 @@ def main() -> None:
     n, e, f = args.nodes, args.edges, args.features
     ei = torch.randint(0, n, (2, e), generator=g).to(device)
     ea = torch.randn(e, 4, generator=g).to(device)
+    labels = torch.randint(0, f, (n,), generator=g).to(device)  # --model's targets
     graph = Graph.build(ei, num_nodes=n)  # eager's (its state is built by the eager calls)
     out = {}
     for name, make in layers(f).items():
@@ -99,7 +122,7 @@ def main() -> None:
         torch.manual_seed(0)
         torch._dynamo.reset()
         counters.clear()
-        layer = make().to(device)
+        layer = (TwoLayer(make) if args.model else make()).to(device)
         extra = (ea,) if name in ("GINEConv", "MPNNConv") else ()
         x = torch.randn(n, f, generator=g).to(device).requires_grad_(True)
         graph_c = Graph.build(ei.clone(), num_nodes=n)  # the compiled layer's: no eager call touches it
@@ -114,7 +137,7 @@ def main() -> None:
             if m is not layer and args.mode == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()  # a new training step: earlier outputs may be reused
             y = m(x, adj, *extra)
-            y.sum().backward()
+            (torch.nn.functional.cross_entropy(y, labels) if args.model else y.sum()).backward()
             if args.mode == "reduce-overhead":
                 return y.detach().clone(), x.grad.clone()
             return y.detach(), x.grad
@@ -166,8 +189,10 @@ def main() -> None:
         out[name] = rec
         print(name, json.dumps(rec), flush=True)
     path = RESULTS / (f"layers_compile{'' if device.type == 'cpu' else '_' + device.type}"
-                      f"{'_' + args.mode if args.mode else ''}.json")
+                      f"{'_' + args.mode if args.mode else ''}{'_model' if args.model else ''}.json")
     header = {"graph": {"nodes": n, "edges": e, "features": f}, "mode": args.mode,
+              "protocol": ("two layers of the type (conv, ReLU, conv), cross-entropy, compiled as one model"
+                           if args.model else "one layer, loss = output sum"),
               "input": "gnnkit.ops.Graph built once; the compiled layer's untouched by eager calls",
               "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "reps": args.reps, "budget_s": args.budget_s,

@@ -170,6 +170,26 @@ def test_layers_compile_mode_option(tmp_path, monkeypatch):
     assert rep["results"]["GINConv"]["max_abs_diff_grad"] < 1e-4
 
 
+def test_layers_compile_model_option(tmp_path, monkeypatch):
+    """--model: two layers of a type (edge features passed to both), cross-entropy, compiled as one model; the
+    compiled model matches eager and the JSON is named and labelled for the protocol."""
+    import json
+    import sys
+    lc = load_benchmark("layers_compile")
+    monkeypatch.setattr(lc, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["layers_compile.py", "--nodes", "120", "--edges", "900", "--features", "8",
+                                      "--reps", "2", "--budget-s", "0", "--only", "GCNConv,GINEConv", "--model"])
+    lc.main()
+    rep = json.loads((tmp_path / "layers_compile_model.json").read_text())
+    assert rep["protocol"].startswith("two layers") and set(rep["results"]) == {"GCNConv", "GINEConv"}
+    for v in rep["results"].values():
+        assert v["compiles_fullgraph"], v
+        assert v["max_abs_diff_out"] < 1e-4 and v["max_abs_diff_grad"] < 1e-4 and v["paired"]["rounds"] == 2
+    m = lc.TwoLayer(lc.layers(8)["GINEConv"])
+    assert m.conv1 is not m.conv2 and sum(p.numel() for p in m.parameters()) == 2 * sum(
+        p.numel() for p in m.conv1.parameters())
+
+
 def test_cora_layers_benchmark_short_run(tmp_path, monkeypatch, capsys):
     """benchmarks/cora_layers.py for two layers, two rounds: gnnkit matches PyG with the same weights and
     the record carries the three inputs' paired statistics, JSON and plot written."""
