@@ -3,8 +3,9 @@ steps: gnnkit against the same layer with the plain ``lin(edge_attr)`` it used b
 ``gnnkit.nn._utils.edge_linear``, and against PyG's layer with the same weights.
 
 Why: autograd's weight gradient of ``F.linear(x, W)`` is ``grad^T @ x`` (``[out, E] @ [E, in]``), which MKL runs
-4-13x slower than ``x^T @ grad`` for 2-8 input features and hundreds of thousands of rows (``--matmul`` times
-the two products alone); ``edge_linear`` gives autograd the second form, with the bias as one more weight row.
+4-13x slower than ``x^T @ grad`` for 2-8 input features and hundreds of thousands of rows (the JSON's
+``matmul`` record times the two products alone); ``edge_linear`` gives autograd the second form, with the bias
+as one more weight row.  It takes that form for 2-15 edge features, so ``--edge-dim`` is one of those.
 
 Random graph (``--nodes``, ``--edges``, sources and destinations uniform), ``--features`` node features,
 ``--edge-dim`` edge features; one step = ``out = layer(x, edge_index, edge_attr)``, ``out.backward(g)`` with a
@@ -88,9 +89,14 @@ def main() -> None:
     for name in ("nodes", "edges", "features", "edge_dim", "rounds"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if not 1 < args.edge_dim < 16:
+        ap.error(f"--edge-dim must be 2-15 (edge_linear's fast form; otherwise both gnnkit variants run the same "
+                 f"code), got {args.edge_dim}")
+    if Path(args.out).suffix != ".json":
+        ap.error(f"--out must name a .json file (the plot is written beside it as .png), got {args.out!r}")
     if args.features % 4:
         ap.error(f"--features must be a multiple of 4 (GATv2 runs 4 heads of features/4), got {args.features}")
-    layers = [s.strip() for s in args.layers.split(",") if s.strip()]
+    layers = list(dict.fromkeys(s.strip() for s in args.layers.split(",") if s.strip()))  # each once
     unknown = [s for s in layers if s not in LAYERS]
     if unknown or not layers:
         ap.error(f"--layers: unknown {unknown}; choose from {', '.join(LAYERS)}")

@@ -262,6 +262,17 @@ def test_plot_ratios_names_what_is_missing(tmp_path):
     assert (tmp_path / "m.png").read_bytes().startswith(b"\x89PNG")
 
 
+def _walk(fn):
+    """Every autograd node reachable from ``fn``."""
+    seen, todo = [], [fn]
+    while todo:
+        f = todo.pop()
+        if f is not None and f not in seen:
+            seen.append(f)
+            todo.extend(g for g, _ in f.next_functions)
+    return seen
+
+
 def test_edge_features_benchmark_at_toy_scale(tmp_path, monkeypatch, capsys):
     """benchmarks/edge_features.py: every variant timed, the plain-lin variant restored afterwards, PyG's
     layer given the same weights (same output), bad arguments named."""
@@ -286,7 +297,19 @@ def test_edge_features_benchmark_at_toy_scale(tmp_path, monkeypatch, capsys):
     mine, theirs = ef.build("gatv2", 8, 3)
     x, ei, ea = torch.randn(10, 8), torch.randint(0, 10, (2, 30)), torch.randn(30, 3)
     torch.testing.assert_close(mine(x, ei, ea), theirs(x, ei, ea))
-    for bad in (["--features", "6"], ["--layers", "gin"], ["--rounds", "0"]):
+    # the "before" variant really runs the plain lin(edge_attr): no weight-copy/cat node in its graph
+    torch.manual_seed(0)
+    gine, _ = ef.build("gine", 8, 3)
+    xr = torch.randn(10, 8, requires_grad=True)
+    names = lambda t: {n.name() for n in _walk(t.grad_fn)}  # noqa: E731
+    assert "CatBackward0" in names(gine(xr, ei, ea))
+    with ef.plain_linear("gine"):
+        assert "CatBackward0" not in names(gine(xr, ei, ea))
+    with pytest.raises(KeyError), ef.plain_linear("gine"):
+        raise KeyError("restored on errors too")
+    assert gine_mod.edge_linear is edge_linear
+    for bad in (["--features", "6"], ["--layers", "gin"], ["--rounds", "0"], ["--edge-dim", "16"],
+                ["--out", str(tmp_path / "x.png")]):
         monkeypatch.setattr(sys, "argv", ["edge_features.py", *bad])
         with pytest.raises(SystemExit):
             ef.main()

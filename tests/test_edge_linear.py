@@ -38,7 +38,6 @@ def test_matches_linear(d, bias):
     # the row-major weight copy (CloneBackward0; CatBackward0 with the bias row) marks the fast form, used for
     # 2-15 inputs only
     assert bool({"CloneBackward0", "CatBackward0"} & _graph_names(out)) == (1 < d < 16)
-    assert lin.weight.grad is None  # autograd.grad above: nothing accumulated
 
 
 def test_float32_gradients_close_to_exact():
@@ -55,11 +54,16 @@ def test_float32_gradients_close_to_exact():
     for f, p, e in zip(fast, plain, exact):
         torch.testing.assert_close(f.double(), e, rtol=1e-4, atol=2e-3)
         torch.testing.assert_close(p.double(), e, rtol=1e-4, atol=2e-3)
-    edge_linear(lin, x).backward(g)  # accumulated: in the weight's own (row-major) layout, as lin(x) gives
-    assert lin.weight.grad.stride() == lin.weight.stride()
+
+
+def _fast(out: torch.Tensor) -> bool:
+    return bool({"CloneBackward0", "CatBackward0"} & _graph_names(out)) if out.grad_fn is not None else False
 
 
 def test_falls_back_to_the_module():
+    """Whatever lin(x) would do beyond F.linear runs: lazy initialisation, hooks (forward, backward, global),
+    a subclass's or an instance's own forward, a quantized module; and with no weight gradient to take
+    (no_grad, frozen weights) the plain call is the cheaper one."""
     torch.manual_seed(0)
     x = torch.randn(10, 4)
     lazy = Linear(-1, 8)  # lazy weights: the module's own call initialises them
@@ -67,12 +71,54 @@ def test_falls_back_to_the_module():
     assert out.shape == (10, 8) and lazy.in_channels == 4
     lin = Linear(4, 8)
     seen = []
-    lin.register_forward_hook(lambda mod, inp, res: seen.append(res.shape))
+    h = lin.register_forward_hook(lambda mod, inp, res: seen.append("fwd"))
     out = edge_linear(lin, x)
-    assert seen == [torch.Size([10, 8])]
-    assert not {"CloneBackward0", "CatBackward0"} & _graph_names(out)
+    assert seen == ["fwd"] and not _fast(out)
+    h.remove()
+    h = lin.register_full_backward_hook(lambda mod, gi, go: seen.append("bwd"))
+    edge_linear(lin, x.requires_grad_()).sum().backward()
+    assert seen == ["fwd", "bwd"]
+    h.remove()
+    x = x.detach()
+    h = torch.nn.modules.module.register_module_forward_hook(lambda mod, inp, res: seen.append("global"))
+    try:
+        edge_linear(lin, x)
+    finally:
+        h.remove()
+    assert seen[-1] == "global"
+    assert _fast(edge_linear(lin, x))  # no hook left: the fast form
+
+    class Scaled(Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    sc = Scaled(4, 8)
+    torch.testing.assert_close(edge_linear(sc, x), sc(x))
+    tl = torch.nn.Linear(4, 8)
+    tl.forward = lambda x: torch.zeros(x.size(0), 8)
+    assert edge_linear(tl, x).abs().sum() == 0
+    q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(4, 8)), {torch.nn.Linear},
+                                               dtype=torch.qint8)[0]
+    torch.testing.assert_close(edge_linear(q, x), q(x))
+    with torch.no_grad():
+        assert edge_linear(lin, x).grad_fn is None
+    lin.requires_grad_(False)
+    xr = x.clone().requires_grad_()
+    out = edge_linear(lin, xr)
+    assert not _fast(out)
+    torch.testing.assert_close(torch.autograd.grad(out.sum(), xr)[0], torch.autograd.grad(lin(xr).sum(), xr)[0])
     three_d = edge_linear(Linear(4, 8), torch.randn(2, 5, 4, requires_grad=True))
     assert three_d.shape == (2, 5, 8)
+
+
+def test_a_bias_of_another_dtype_fails_as_the_module_does():
+    lin = Linear(4, 8)
+    lin.bias.data = lin.bias.data.double()
+    with pytest.raises(RuntimeError) as got:
+        edge_linear(lin, torch.randn(6, 4))
+    with pytest.raises(RuntimeError) as want:
+        lin(torch.randn(6, 4))
+    assert str(got.value) == str(want.value)
 
 
 def test_gine_gradients_match_pyg():

@@ -417,6 +417,34 @@ def test_relu_message_slots_matches_autograd():
         relu_message_slots(graph, x, torch.randn(graph.num_edges, 5))
 
 
+def test_relu_message_gradient_is_zero_at_inactive_slots_even_for_inf_and_nan():
+    """As torch's ReLU backward: an inactive slot passes +0, not inf * 0 = NaN, on both backward paths (the
+    node gradient asked for or not); keep_where equals torch.where bit for bit in every float dtype."""
+    from gnnkit.ops import relu_message_slots
+    from gnnkit.ops.primitives import keep_where
+    ei = torch.tensor([[0, 1, 2, 1], [1, 2, 0, 0]])
+    graph, _ = as_graph(ei, size=(3, 3))
+    x = torch.tensor([[1.0, -5.0], [2.0, -5.0], [3.0, -5.0]])
+    t = torch.zeros(4, 2, requires_grad=True)
+    g = torch.tensor([[float("inf"), float("inf")], [float("nan"), float("nan")], [1.0, -float("inf")],
+                      [2.0, 3.0]])
+    want = torch.where((x[graph.col] + t.detach()) > 0, g, 0.0)
+    for xin in (x, x.clone().requires_grad_()):
+        out = relu_message_slots(graph, xin, t)
+        grads = torch.autograd.grad(out, [t] + ([xin] if xin.requires_grad else []), g)
+        torch.testing.assert_close(grads[0], want, rtol=0, atol=0, equal_nan=True)  # NaN stays NaN where active
+        assert not grads[0][:, 1].isnan().any()
+    for dt in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        v = torch.randn(7, 5).to(dt)
+        v[0, 0], v[1, 1] = float("nan"), float("-inf")
+        m = torch.rand(7, 5) > 0.5
+        m[0, 0] = m[1, 1] = False
+        r = keep_where(v, m)
+        assert r.dtype == dt
+        torch.testing.assert_close(r, torch.where(m, v, torch.zeros((), dtype=dt)), rtol=0, atol=0, equal_nan=True)
+        assert not r[~m].isnan().any() and (r[~m] == 0).all()
+
+
 def test_relu_message_edge_term_only_gradient_compiled():
     """Only the edge term needs a gradient (a first GINE layer): compiled, fullgraph, the same gradient as
     eager, through the registered op (inductor's own bool-mask code was 100x slower on CPU)."""

@@ -5,7 +5,8 @@ from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
-from torch_geometric.nn.dense.linear import is_uninitialized_parameter
+from torch.nn.modules import module as _m
+from torch_geometric.nn.dense.linear import Linear as PyGLinear, is_uninitialized_parameter
 
 from gnnkit._checks import check_int
 from gnnkit.ops import Graph, Size, SparseTensor, as_graph, coo_sum, is_sparse_adj, spmm_slots
@@ -29,26 +30,41 @@ def materialised(*lins) -> bool:
 _EDGE_LINEAR_MAX_IN = 16
 
 
-def edge_linear(lin: torch.nn.Module, x: Tensor) -> Tensor:
-    """``lin(x)`` for a PyG ``Linear`` over many rows of few features (edge features: ``[E, edge_dim]``).
+def _plain_linear_call(lin: torch.nn.Module) -> bool:
+    """``lin(x)`` would be exactly ``F.linear(x, lin.weight, lin.bias)``: a ``torch.nn.Linear`` or PyG ``Linear``
+    whose ``forward`` is the class's own (not a subclass's or a quantized module's), real weights (not PyG's
+    lazy placeholder), and no module hook, on it or global, that the call would run."""
+    return (type(lin).forward in (torch.nn.Linear.forward, PyGLinear.forward) and "forward" not in lin.__dict__
+            and isinstance(lin.weight, Tensor) and not is_uninitialized_parameter(lin.weight)
+            and not (lin._forward_hooks or lin._forward_pre_hooks or lin._backward_hooks or lin._backward_pre_hooks
+                     or _m._global_forward_hooks or _m._global_forward_pre_hooks or _m._global_backward_hooks
+                     or _m._global_backward_pre_hooks))
 
-    On CPU with 2-15 input features, the weight enters the product as a row-major ``[in, out]`` copy, so
-    autograd takes its gradient as ``x^T @ grad`` (``[in, E] @ [E, out]``) instead of ``F.linear``'s
-    ``grad^T @ x`` (``[out, E] @ [E, in]``), which MKL runs 4-13x slower at these widths: 35.7 against 5.7 ms
-    for E = 200k rows, 4 inputs, 64 outputs; 89 against 12 ms for 128 outputs (2 threads; from 16 inputs on
-    the two are within 16 %).  Same products, summed in another order; the bias is added by the product as
-    well.  Anything else (other devices, wider or one-feature inputs, lazy weights, hooks on ``lin``) calls
-    ``lin(x)``."""
+
+def edge_linear(lin: torch.nn.Module, x: Tensor) -> Tensor:
+    """``lin(x)`` for a linear layer over many rows of few features (edge features: ``[E, edge_dim]``).
+
+    On CPU with 2-15 input features, when the weight's gradient is asked for, the weight enters the product as
+    a row-major ``[in, out]`` copy, so autograd takes its gradient as ``x^T @ grad`` (``[in, E] @ [E, out]``)
+    instead of ``F.linear``'s ``grad^T @ x`` (``[out, E] @ [E, in]``), which MKL runs 4-13x slower at these
+    widths: 35.7 against 5.7 ms for E = 200k rows, 4 inputs, 64 outputs; 89 against 12 ms for 128 outputs
+    (2 threads; from 16 inputs on the two are within 16 %).  A bias is added as one more weight row over a
+    column of ones, so its gradient comes out of the same product.  Same products, summed in another order.
+    Anything else (no gradient to take, other devices, wider or one-feature inputs, a module whose call is
+    not plain ``F.linear``: lazy weights, a subclass's or quantized ``forward``, hooks) calls ``lin(x)``."""
     w = getattr(lin, "weight", None)
-    if (w is None or is_uninitialized_parameter(w) or x.device.type != "cpu" or x.dim() != 2
-            or not 1 < x.size(1) < _EDGE_LINEAR_MAX_IN or lin._forward_hooks or lin._forward_pre_hooks):
+    if (x.device.type != "cpu" or x.dim() != 2 or not 1 < x.size(1) < _EDGE_LINEAR_MAX_IN
+            or not isinstance(w, Tensor) or not torch.is_grad_enabled() or not w.requires_grad
+            or not _plain_linear_call(lin)):
         return lin(x)
-    if lin.bias is None:
+    b = lin.bias
+    if b is None:
         return x @ w.t().contiguous()
-    # the bias as one more weight row over a column of ones: its gradient comes out of the same product
-    # (no column sum over [E, out]: 2.3 ms less per step eager, 3.8 ms compiled, at E = 200k, 4 -> 64)
-    ones = x.new_ones(x.size(0), 1)
-    return torch.cat([x, ones], 1) @ torch.cat([w.t(), lin.bias.view(1, -1).to(w.dtype)], 0)
+    if b.dtype != w.dtype:
+        return lin(x)
+    # the bias's gradient from the same product: no column sum over [E, out] (2.3 ms less per step eager,
+    # 3.8 ms compiled, at E = 200k, 4 -> 64)
+    return torch.cat([x, x.new_ones(x.size(0), 1)], 1) @ torch.cat([w.t(), b.view(1, -1)], 0)
 
 
 def node_pair(x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], layer: str) -> Tuple[Tensor, Optional[Tensor], bool]:

@@ -150,6 +150,20 @@ def _(rowptr, col, row, value, x, grad_out, reduce, rowptr_t, col_t, perm_t, pla
 
 
 # ---------------------------------------------------------------------- ReLU messages
+_INT_OF_SIZE = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def keep_where(grad: Tensor, mask: Tensor) -> Tensor:
+    """``grad`` where the bool ``mask`` holds, else +0 — also where ``grad`` is inf or NaN, as torch's ReLU
+    backward gives (a float product with the mask would give NaN there).  The float bits times the mask's 0/1
+    as integers: as fast as multiplying by the mask viewed as uint8 (0.22 ms at 1,700 x 300, 0.48 ms at
+    20,000 x 64 on this project's CPU), 2-5x faster than ``torch.where`` / ``masked_fill``."""
+    it = _INT_OF_SIZE.get(grad.element_size())
+    if it is None or not grad.is_floating_point():
+        return torch.where(mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    return (grad.view(it) * mask.view(torch.uint8)).view(grad.dtype)
+
+
 @custom_op("gnnkit::relu_message")
 def relu_message_op(x: Tensor, index: Tensor, edge_term: Tensor) -> Tuple[Tensor, Tensor]:
     """``(relu(x[index] + edge_term), mask)`` with ``mask = result > 0`` (bool, for the backward): one
@@ -177,9 +191,7 @@ def relu_message_bwd_op(grad: Tensor, mask: Tensor, rowptr_t: Tensor, perm_t: Te
                         plan_t_meta: Optional[List[int]] = None) -> Tuple[Tensor, Tensor]:
     """``(grad_x [num_nodes, F], grad_edge_term [E, F])``: the masked gradient, and its sum per source
     node through the transposed CSR (one SpMM, no scatter)."""
-    # the bool mask viewed as uint8: 3x faster than bool (0.11 vs 0.35 ms at 1,700 x 300, which converts the mask
-    # to float first) and ~20x faster than masked_fill / where
-    ge = grad * mask.view(torch.uint8)
+    ge = keep_where(grad, mask)
     gx = spmm_op(rowptr_t, perm_t, None, ge.to(x_dtype).reshape(ge.size(0), 1, math.prod(ge.shape[1:])).contiguous(),
                  "sum", plan_t, plan_t_meta)
     return gx.reshape((num_nodes,) + tuple(ge.shape[1:])), ge
@@ -192,11 +204,11 @@ def _(grad, mask, rowptr_t, perm_t, num_nodes, x_dtype, plan_t=None, plan_t_meta
 
 @custom_op("gnnkit::relu_message_mask_bwd")
 def relu_message_mask_bwd_op(grad: Tensor, mask: Tensor) -> Tensor:
-    """``grad * mask``: the gradient of GINE's messages reaching the edge term alone (no node gradient asked
-    for, e.g. a first layer).  Opaque to ``torch.compile``: inductor's CPU code for ``masked_fill(~mask, 0)``
-    spent 101 ms per step of a 2-layer GINE model (E = 200k, F = 64) negating the bool mask, against 1 ms in
-    aten, and its ``grad * mask.view(uint8)`` took 131 ms against 49 ms."""
-    return (grad * mask.view(torch.uint8)).contiguous()
+    """:func:`keep_where` ``(grad, mask)``: the gradient of GINE's messages reaching the edge term alone (no node
+    gradient asked for, e.g. a first layer).  Opaque to ``torch.compile``: inductor's CPU code for
+    ``masked_fill(~mask, 0)`` spent 101 ms per step of a 2-layer GINE model (E = 200k, F = 64) negating the bool
+    mask, against 1 ms in aten, and its ``grad * mask.view(uint8)`` took 131 ms against 49 ms."""
+    return keep_where(grad, mask).contiguous()
 
 
 @relu_message_mask_bwd_op.register_fake
