@@ -6,9 +6,9 @@ step that allocates a new ``[E, F]`` tensor of tens of MiB (messages, their grad
 page of it in again, on every step.  Measured on this project's 2-core VM, ``GINEConv`` training step,
 N = 20k, E = 200k, F = 64, 10 steps after 3: 164 ms and ~63k minor page faults per step with glibc's
 defaults, 61 ms and none after :func:`reuse_freed_memory` (peak resident set 708 -> 1075 MiB: freed blocks
-stay in the process; ``benchmarks/edge_features.py --reuse-freed-memory`` compares layers under it).  PyG's layers gain as much; PyTorch's CPU performance guide gives the same advice (environment
-variables before start-up, or jemalloc/tcmalloc through ``LD_PRELOAD``) — this does it from Python, at any
-time.
+stay in the process; ``benchmarks/edge_features.py --reuse-freed-memory`` compares layers under it).
+PyG's layers gain as much; PyTorch's CPU performance guide gives the same advice (environment variables
+before start-up, or jemalloc/tcmalloc through ``LD_PRELOAD``) — this does it from Python, at any time.
 
 The setting is process-wide and lasts until the process exits (glibc has no way back to its dynamic
 threshold).  Memory a step frees is kept for the next step instead of being returned, so the resident set
