@@ -18,7 +18,6 @@ Example::
 
     nice -n 10 python benchmarks/edge_features.py                 # GINE, GATv2, MPNN, E = 200k
     python benchmarks/edge_features.py --layers gine --edge-dim 8 --rounds 6
-    nice -n 10 python benchmarks/edge_features.py --reuse-freed-memory  # glibc keeps freed memory
 """
 import argparse
 import contextlib
@@ -34,7 +33,6 @@ import gnnkit.nn.gatv2_conv as gatv2_mod
 import gnnkit.nn.gine_conv as gine_mod
 import gnnkit.nn.mpnn_conv as mpnn_mod
 from gnnkit._atomic import write_json_atomic
-from gnnkit.allocator import reuse_freed_memory
 from gnnkit.profile import interleaved, paired_ratio, plot_ratios
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -86,15 +84,8 @@ def main() -> None:
     ap.add_argument("--edge-dim", type=int, default=4, help="edge feature width (default 4)")
     ap.add_argument("--rounds", type=int, default=10, help="timed ABBA rounds per layer (default 10)")
     ap.add_argument("--layers", default=",".join(LAYERS), help=f"comma-separated, of {', '.join(LAYERS)}")
-    ap.add_argument("--out", default=None,
-                    help="JSON path, a .png beside it (default benchmarks/results/edge_features.json, "
-                         "edge_features_reuse.json with --reuse-freed-memory)")
-    ap.add_argument("--reuse-freed-memory", action="store_true",
-                    help="call gnnkit.allocator.reuse_freed_memory() first: freed CPU memory is kept for reuse, "
-                         "so the steps' large temporaries are not page-faulted in again every step")
+    ap.add_argument("--out", default=str(RESULTS / "edge_features.json"), help="JSON path (a .png beside it)")
     args = ap.parse_args()
-    if args.out is None:
-        args.out = str(RESULTS / f"edge_features{'_reuse' if args.reuse_freed_memory else ''}.json")
     for name in ("nodes", "edges", "features", "edge_dim", "rounds"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -110,9 +101,6 @@ def main() -> None:
     if unknown or not layers:
         ap.error(f"--layers: unknown {unknown}; choose from {', '.join(LAYERS)}")
 
-    reuse = reuse_freed_memory() if args.reuse_freed_memory else False
-    if args.reuse_freed_memory and not reuse:
-        ap.error("--reuse-freed-memory: this C library is not glibc; preload jemalloc or tcmalloc instead")
     torch.manual_seed(0)
     n, e, f, d = args.nodes, args.edges, args.features, args.edge_dim
     ei = torch.randint(0, n, (2, e))
@@ -120,7 +108,6 @@ def main() -> None:
     ea = torch.randn(e, d)
     cpu = torch.device("cpu")
     report = {"graph": {"nodes": n, "edges": e, "features": f, "edge_dim": d}, "device": "cpu",
-              "reuse_freed_memory": reuse,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": args.rounds,
               "matmul": matmul_forms(e, f, d, args.rounds), "results": {}}
     print(f"weight-gradient product [{e} x {f}] with [{e} x {d}]: grad^T @ x {report['matmul']['gradT_x_ms']} ms, "
@@ -151,8 +138,7 @@ def main() -> None:
     out = Path(args.out)
     write_json_atomic(report, out)
     inputs = {"plain_linear": "gnnkit with lin(edge_attr) / gnnkit", "pyg": "PyG / gnnkit"}  # MPNN: no PyG bar
-    title = f"edge features, CPU training step (N={n}, E={e}, F={f}, D={d}{', freed memory reused' if reuse else ''})"
-    plot_ratios(report["results"], inputs, title,
+    plot_ratios(report["results"], inputs, f"edge features, CPU training step (N={n}, E={e}, F={f}, D={d})",
                 out.with_suffix(".png"), ylabel="other time / gnnkit time", skip_missing=True)
     print(f"wrote {out}")
 

@@ -30,10 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="gnnkit: drop-in PyG layers on CSR sparse ops, with Triton kernels on CUDA.")
     from gnnkit import __version__
     parser.add_argument("--version", action="version", version=f"gnnkit {__version__}")
-    parser.add_argument("--reuse-freed-memory", action="store_true",
-                        help="keep freed CPU memory for reuse (glibc; gnnkit.allocator.reuse_freed_memory): large "
-                             "tensors a step frees serve the next step without page faults, the resident set stays "
-                             "near the largest step's peak")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, module in COMMANDS.items():
@@ -60,11 +56,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run one command and return its exit code; a flag argparse rejects raises ``SystemExit(2)`` after
     printing its one-line error (``--help``/``--version``: ``SystemExit(0)``)."""
     args = build_parser().parse_args(argv)
-    if args.reuse_freed_memory:
-        from gnnkit.allocator import reuse_freed_memory
-        if not reuse_freed_memory():
-            print("gnnkit: --reuse-freed-memory: this C library is not glibc, nothing changed (preload jemalloc or "
-                  "tcmalloc instead)", file=sys.stderr)
     return int(args._module.run(args) or 0)
 
 

@@ -36,25 +36,6 @@ def test_train_rejects_bad_arguments():
         main(["train", "--model", "nope"])
 
 
-@pytest.mark.parametrize("applied", [True, False])
-def test_reuse_freed_memory_flag_calls_the_library(applied, tmp_path, monkeypatch, capsys):
-    """`gnnkit --reuse-freed-memory CMD` calls gnnkit.allocator.reuse_freed_memory (process-wide, so recorded
-    here, not applied) before the command; where it cannot apply (not glibc) one stderr line says so."""
-    import gnnkit.allocator as al
-    calls = []
-    monkeypatch.setattr(al, "reuse_freed_memory", lambda: calls.append(1) or applied)
-    out_json = tmp_path / "res.json"
-    assert main(["--reuse-freed-memory", "train", "--epochs", "1", "--runs", "1", "--impl", "gnnkit",
-                 "--no-progress", "--out", str(out_json)]) == 0
-    assert calls == [1] and out_json.exists()
-    err = capsys.readouterr().err
-    assert ("not glibc" in err) == (not applied)
-    calls.clear()
-    assert main(["train", "--epochs", "1", "--runs", "1", "--impl", "gnnkit", "--no-progress", "--out",
-                 str(out_json)]) == 0
-    assert calls == []
-
-
 def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "gnnkit", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "train" in r.stdout

@@ -18,18 +18,11 @@ _MEASURE_THRESHOLD = 64 * 1024  # while measuring: blocks >= 64 KiB are mmapped 
 _RUN_THRESHOLD = 32 * 2 ** 20  # afterwards: glibc's own upper limit for its dynamic threshold
 
 
-def _run_threshold() -> int:
-    """The mmap threshold outside a measurement: glibc's own upper limit for its dynamic threshold, or the
-    user's choice to keep freed memory (:func:`gnnkit.allocator.reuse_freed_memory`)."""
-    from gnnkit.allocator import REUSE_THRESHOLD, reusing_freed_memory
-    return REUSE_THRESHOLD if reusing_freed_memory() else _RUN_THRESHOLD
-
-
 def _set_mmap_threshold(nbytes: int) -> bool:
     """glibc ``mallopt(M_MMAP_THRESHOLD)``; False where there is no glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(nbytes)))
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, nbytes))
     except (OSError, AttributeError):
         return False
 
@@ -73,7 +66,7 @@ class PeakMemory:
         if device.type == "cuda":
             self.method = "torch.cuda.max_memory_allocated"
         elif _status_kb("VmHWM") is not None and _reset_hwm():
-            self._glibc = _set_mmap_threshold(_run_threshold())
+            self._glibc = _set_mmap_threshold(_RUN_THRESHOLD)
             self.method = "peak RSS delta (VmHWM via /proc/self/clear_refs, glibc mmap threshold 64 KiB)" \
                 if self._glibc else "peak RSS delta (VmHWM via /proc/self/clear_refs)"
 
@@ -98,7 +91,7 @@ class PeakMemory:
                 out["peak_bytes"] = float(max(_status_kb("VmHWM") - base, 0) * 1024)
             finally:
                 if self._glibc:
-                    _set_mmap_threshold(_run_threshold())
+                    _set_mmap_threshold(_RUN_THRESHOLD)
         else:
             yield
             out["peak_bytes"] = float("nan")
