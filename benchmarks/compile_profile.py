@@ -30,6 +30,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph
+from gnnkit.profile import require_at_least_one
 
 
 def main() -> None:
@@ -48,9 +49,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.python_rows < 0:
         ap.error(f"--python-rows must be 0 or more, got {args.python_rows}")
-    for name in ("nodes", "edges", "features", "steps", "rows"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    require_at_least_one(ap, args, "nodes", "edges", "features", "steps", "rows")
     device = torch.device(args.device)
     g = torch.Generator().manual_seed(0)
     n, e, f = args.nodes, args.edges, args.features

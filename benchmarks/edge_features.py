@@ -33,7 +33,7 @@ import gnnkit.nn.gatv2_conv as gatv2_mod
 import gnnkit.nn.gine_conv as gine_mod
 import gnnkit.nn.mpnn_conv as mpnn_mod
 from gnnkit._atomic import write_json_atomic
-from gnnkit.profile import interleaved, paired_ratio, plot_ratios
+from gnnkit.profile import interleaved, paired_ratio, plot_ratios, require_at_least_one
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LAYERS = ("gine", "gatv2", "mpnn")
@@ -86,9 +86,7 @@ def main() -> None:
     ap.add_argument("--layers", default=",".join(LAYERS), help=f"comma-separated, of {', '.join(LAYERS)}")
     ap.add_argument("--out", default=str(RESULTS / "edge_features.json"), help="JSON path (a .png beside it)")
     args = ap.parse_args()
-    for name in ("nodes", "edges", "features", "edge_dim", "rounds"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    require_at_least_one(ap, args, "nodes", "edges", "features", "edge_dim", "rounds")
     if not 1 < args.edge_dim < 16:
         ap.error(f"--edge-dim must be 2-15 (edge_linear's fast form; otherwise both gnnkit variants run the same "
                  f"code), got {args.edge_dim}")

@@ -21,7 +21,7 @@ from torch_geometric.utils import scatter, softmax as pyg_softmax
 import gnnkit.ops.graph as graph_mod
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph, sddmm, segment_softmax, spmm
-from gnnkit.profile.measure import interleaved
+from gnnkit.profile.measure import interleaved, require_at_least_one
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,9 +35,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    for name in ("nodes", "edges", "heads", "features", "rounds"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    require_at_least_one(ap, args, "nodes", "edges", "heads", "features", "rounds")
     device = torch.device(args.device)
     g = torch.Generator().manual_seed(0)
     n, e, h, f = args.nodes, args.edges, args.heads, args.features

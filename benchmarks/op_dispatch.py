@@ -24,7 +24,7 @@ import torch
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph
 from gnnkit.ops.primitives import spmm_op
-from gnnkit.profile.measure import interleaved
+from gnnkit.profile.measure import interleaved, require_at_least_one
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,9 +39,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/op_dispatch[_cuda].json)")
     args = ap.parse_args()
-    for name in ("nodes", "edges", "features", "calls", "rounds"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    require_at_least_one(ap, args, "nodes", "edges", "features", "calls", "rounds")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is available here; use --device cpu")

@@ -19,7 +19,7 @@ from torch_geometric.utils import scatter
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph, segment_reduce
 from gnnkit.ops.segment import segment_reduce_slots
-from gnnkit.profile.measure import PeakMemory, interleaved
+from gnnkit.profile.measure import PeakMemory, interleaved, require_at_least_one
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -32,9 +32,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7, help="timed rounds, each variant once per round")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    for name in ("nodes", "edges", "rounds"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    require_at_least_one(ap, args, "nodes", "edges", "rounds")
     if min(args.features) < 1:
         ap.error(f"--features must all be at least 1, got {args.features}")
     device = torch.device(args.device)

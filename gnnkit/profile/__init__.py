@@ -42,12 +42,22 @@ from .backends import (
                        run_one,
 )
 from .graphs import GraphSpec, dataset_graph, edge_list_graph, power_law_graph
-from .measure import OPS, PeakMemory, compulsory_bytes, copy_bandwidth, interleaved, paired_ratio, sync, time_fn
+from .measure import (
+    OPS,
+    PeakMemory,
+    compulsory_bytes,
+    copy_bandwidth,
+    interleaved,
+    paired_ratio,
+    require_at_least_one,
+    sync,
+    time_fn,
+)
 from .report import format_table, plot, plot_ratios, profile, write_report
 
 __all__ = [
     "BACKENDS", "DTYPES", "MODES", "OPS", "Problem", "Record", "available_backends", "build_callables",
     "make_problem", "run_one", "GraphSpec", "dataset_graph", "edge_list_graph", "power_law_graph", "PeakMemory",
-    "compulsory_bytes", "copy_bandwidth", "time_fn", "interleaved", "paired_ratio", "sync", "format_table", "plot",
-    "plot_ratios", "profile", "write_report",
+    "compulsory_bytes", "copy_bandwidth", "time_fn", "interleaved", "paired_ratio", "require_at_least_one", "sync",
+    "format_table", "plot", "plot_ratios", "profile", "write_report",
 ]

@@ -2,6 +2,7 @@
 bandwidth of the device and the compulsory-bytes model of each op (docs/kernels.md)."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import statistics
@@ -95,6 +96,14 @@ class PeakMemory:
         else:
             yield
             out["peak_bytes"] = float("nan")
+
+
+def require_at_least_one(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    """The benchmarks' count arguments: ``parser.error`` (exit 2, one line naming the flag) for the first of
+    ``names`` (attribute names, ``_`` for ``-``) whose value is below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
 
 def sync(device: torch.device) -> None:
