@@ -35,7 +35,7 @@ def _plain_linear_call(lin: torch.nn.Module) -> bool:
     whose ``forward`` is the class's own (not a subclass's or a quantized module's), real weights (not PyG's
     lazy placeholder), and no module hook, on it or global, that the call would run."""
     return (type(lin).forward in (torch.nn.Linear.forward, PyGLinear.forward) and "forward" not in lin.__dict__
-            and isinstance(lin.weight, Tensor) and not is_uninitialized_parameter(lin.weight)
+            and materialised(lin)
             and not (lin._forward_hooks or lin._forward_pre_hooks or lin._backward_hooks or lin._backward_pre_hooks
                      or _m._global_forward_hooks or _m._global_forward_pre_hooks or _m._global_backward_hooks
                      or _m._global_backward_pre_hooks))
@@ -52,16 +52,13 @@ def edge_linear(lin: torch.nn.Module, x: Tensor) -> Tensor:
     column of ones, so its gradient comes out of the same product.  Same products, summed in another order.
     Anything else (no gradient to take, other devices, wider or one-feature inputs, a module whose call is
     not plain ``F.linear``: lazy weights, a subclass's or quantized ``forward``, hooks) calls ``lin(x)``."""
-    w = getattr(lin, "weight", None)
     if (x.device.type != "cpu" or x.dim() != 2 or not 1 < x.size(1) < _EDGE_LINEAR_MAX_IN
-            or not isinstance(w, Tensor) or not torch.is_grad_enabled() or not w.requires_grad
-            or not _plain_linear_call(lin)):
+            or not torch.is_grad_enabled() or not _plain_linear_call(lin) or not lin.weight.requires_grad
+            or lin.bias is not None and lin.bias.dtype != lin.weight.dtype):
         return lin(x)
-    b = lin.bias
+    w, b = lin.weight, lin.bias
     if b is None:
         return x @ w.t().contiguous()
-    if b.dtype != w.dtype:
-        return lin(x)
     # the bias's gradient from the same product: no column sum over [E, out] (2.3 ms less per step eager,
     # 3.8 ms compiled, at E = 200k, 4 -> 64)
     return torch.cat([x, x.new_ones(x.size(0), 1)], 1) @ torch.cat([w.t(), b.view(1, -1)], 0)
