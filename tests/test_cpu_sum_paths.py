@@ -257,6 +257,25 @@ def test_the_off_cpu_reduce_matches_scatter_reduce(n, s, e, f, weighted, reduce,
         return d.new_zeros(n, f).scatter_reduce(0, row.unsqueeze(-1).expand(e, f), msg, how, include_self=False)
 
     got = run(lambda d, v: ref._gathered_reduce(rowptr, col, v, d, reduce))
+    given_rows = run(lambda d, v: ref._gathered_reduce(rowptr, col, v, d, reduce, row))  # Graph.row passed in
     want = run(scatter)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b)
+    for a, b, c in zip(got, given_rows, want):
+        torch.testing.assert_close(a, c)
+        torch.testing.assert_close(b, c)
+
+
+def test_the_references_read_the_given_slot_rows(monkeypatch):
+    """Given ``Graph.row``, the off-CPU max / min reduce, the max / min backward and the SDDMM's pattern do not
+    rebuild the slots' rows from ``rowptr``."""
+    graph = Graph.build(torch.randint(0, 300, (2, 4000), generator=torch.Generator().manual_seed(3)), num_nodes=300)
+    x = torch.randn(300, 1, 64)
+
+    def refuse(*_):
+        raise AssertionError("slot_rows rebuilt the rows it was given")
+
+    monkeypatch.setattr(ref, "slot_rows", refuse)
+    for reduce in ("amax", "amin"):
+        ref._gathered_reduce(graph.rowptr, graph.col, None, x.view(300, 64), reduce, graph.row)
+    ref.spmm_arg_bwd_ref(graph.rowptr, graph.col, None, x, torch.randn(300, 1, 64), "max", graph.row)
+    a = torch.randn(300, 1, 4096)  # E * H * F above the small-graph gather: the sampled-addmm path
+    ref.sddmm_csr_ref(graph.rowptr, graph.col, a, a, None, graph.row)

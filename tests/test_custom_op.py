@@ -33,6 +33,7 @@ def _samples():
     return [
         (spmm_op, (g.rowptr, g.col, v, x, "sum")),
         (spmm_op, (g.rowptr, g.col, None, x, "max")),
+        (spmm_op, (g.rowptr, g.col, v, x, "min", None, None, g.row)),  # the slots' rows given (Graph.row)
         (spmm_op, (g.rowptr, g.col, v, x, "mean")),
         (sddmm_op, (g.rowptr, g.col, g.row, x, x.clone(), None, None, None)),
         (softmax_op, (g.rowptr, g.row, logits)),
@@ -48,7 +49,7 @@ def _samples():
     ], ct
 
 
-@pytest.mark.parametrize("i", range(13))
+@pytest.mark.parametrize("i", range(14))
 def test_ops_pass_torch_opcheck(i):
     """torch.library.opcheck: schema, autograd registration, fake tensors and AOT dispatch (dynamic shapes)."""
     op, args = _samples()[0][i]

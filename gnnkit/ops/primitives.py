@@ -109,19 +109,21 @@ def _schedule(rowptr: Tensor, plan: Optional[Tensor], plan_meta: Optional[List[i
 # ---------------------------------------------------------------------- SpMM
 @custom_op("gnnkit::spmm")
 def spmm_op(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str,
-            plan: Optional[Tensor] = None, plan_meta: Optional[List[int]] = None) -> Tensor:
-    """``out[i] = reduce_{slots k of row i} value[k] * x[col[k]]`` -> ``[N, H, F]``."""
+            plan: Optional[Tensor] = None, plan_meta: Optional[List[int]] = None,
+            row: Optional[Tensor] = None) -> Tensor:
+    """``out[i] = reduce_{slots k of row i} value[k] * x[col[k]]`` -> ``[N, H, F]``.  ``row``: each slot's
+    destination (:attr:`Graph.row`), read by the torch path's max / min off the CPU (rebuilt when not given)."""
     if use_triton("spmm", x):
         from gnnkit.kernels import spmm as kernels
         return kernels.spmm_fwd(rowptr, col, value, x, reduce, sched=_schedule(rowptr, plan, plan_meta))
-    out = spmm_csr_ref(rowptr, col, value, x, reduce)
+    out = spmm_csr_ref(rowptr, col, value, x, reduce, row)
     # a reshaped torch.sparse.mm result is a view; returned as one, autograd would forbid the
     # layers' in-place epilogues (bias, root term) on it.  No autograd runs in here.
     return out.detach() if out._is_view() else out
 
 
 @spmm_op.register_fake
-def _(rowptr, col, value, x, reduce, plan=None, plan_meta=None):
+def _(rowptr, col, value, x, reduce, plan=None, plan_meta=None, row=None):
     return x.new_empty((rowptr.shape[0] - 1, x.shape[1], x.shape[2]))
 
 

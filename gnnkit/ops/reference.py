@@ -90,18 +90,20 @@ def csr_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor)
                            reduce="sum")
 
 
-def _gathered_reduce(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor, reduce: str) -> Tensor:
+def _gathered_reduce(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor, reduce: str,
+                     row: Optional[Tensor] = None) -> Tensor:
     """``reduce`` ("sum", "mean", "amax", "amin") over each CSR row of ``value[k] * dense[col[k]]`` off the CPU,
     where ``torch.sparse.mm(reduce=)`` is not implemented: the messages gathered (``[E, F]``), sums and means
     by :func:`segment_reduce_ref` (``torch.segment_reduce``: deterministic, no atomics), max / min by
     ``scatter_reduce`` (PyG's definition: the gradient split evenly among ties; ``segment_reduce``'s max
     backward gives each tie the whole of a negative gradient in torch 2.13).  Empty rows give 0, as
-    ``torch.sparse.mm`` does."""
+    ``torch.sparse.mm`` does.  ``row``: each slot's destination (:attr:`gnnkit.ops.Graph.row`), rebuilt from
+    ``rowptr`` when not given."""
     msg = dense.index_select(0, col)
     if value is not None:
         msg = msg * value.unsqueeze(-1)
     if reduce in ("amax", "amin"):
-        row = slot_rows(rowptr, col.numel()).unsqueeze(-1).expand_as(msg)
+        row = (slot_rows(rowptr, col.numel()) if row is None else row).unsqueeze(-1).expand_as(msg)
         return msg.new_zeros(rowptr.numel() - 1, msg.size(1)).scatter_reduce(0, row, msg, reduce, include_self=False)
     return segment_reduce_ref(rowptr, msg, reduce)
 
@@ -156,10 +158,12 @@ def node_sums_ref(g: Tensor, rowptr: Tensor, row: Tensor, col: Tensor, rowptr_t:
 
 
 # ---------------------------------------------------------------------- SpMM
-def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str) -> Tensor:
+def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, reduce: str,
+                 row: Optional[Tensor] = None) -> Tensor:
     """Reference SpMM on CSR slots: sums through :func:`csr_sum` (MKL's CSR kernel for at most 64 columns
     on CPU, else ``torch.sparse.mm``), mean/max/min through ``torch.sparse.mm(reduce=)``; off the CPU (where
-    that is not implemented) over the gathered messages (:func:`_gathered_reduce`)."""
+    that is not implemented) over the gathered messages (:func:`_gathered_reduce`; max / min read each slot's
+    destination from ``row``, :attr:`gnnkit.ops.Graph.row`, rebuilt when not given)."""
     N = rowptr.numel() - 1
     S, H, F = x.shape
     dtype = x.dtype
@@ -170,7 +174,7 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
         if r == "sum":
             return csr_sum(rowptr, col, v, dense)
         if dense.device.type != "cpu":
-            return _gathered_reduce(rowptr, col, v, dense, r)
+            return _gathered_reduce(rowptr, col, v, dense, r, row)
         v = torch.ones(col.numel(), dtype=xc.dtype, device=x.device) if v is None else v
         return torch.sparse.mm(torch.sparse_csr_tensor(rowptr, col, v, (N, S), check_invariants=False), dense,
                                reduce=r)
@@ -197,8 +201,8 @@ def spmm_arg_bwd_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Te
     S, H, F = x.shape
     xc = x.float() if x.dtype in LOW else x
     vc = None if value is None else value.to(xc.dtype)
-    out = spmm_csr_ref(rowptr, col, vc, xc, reduce)
     row = slot_rows(rowptr, col.numel()) if row is None else row
+    out = spmm_csr_ref(rowptr, col, vc, xc, reduce, row)
     msg = xc.index_select(0, col)  # [E, H, F]
     if vc is not None:
         msg = msg * vc.unsqueeze(-1)
@@ -247,7 +251,7 @@ def sddmm_csr_ref(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor,
         row = slot_rows(rowptr, E) if row is None else row
         return (ac.index_select(0, row) * bc.index_select(0, col)).sum(-1).to(dtype)
     if pattern is None:
-        pattern = unique_pattern(rowptr, col, slot_rows(rowptr, E))
+        pattern = unique_pattern(rowptr, col, slot_rows(rowptr, E) if row is None else row)
     p_rowptr, p_col, gather = pattern
     zeros = torch.zeros(p_col.numel(), dtype=ac.dtype, device=a.device)
     sparse = torch.sparse_csr_tensor(p_rowptr, p_col, zeros, (N, S), check_invariants=False)

@@ -71,7 +71,8 @@ class SpMMFunction(torch.autograd.Function):
     def forward(ctx, graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str,
                 value_t: Optional[Tensor] = None) -> Tensor:
         plan = kernel_plan(graph, "spmm", x)
-        out = spmm_op(graph.rowptr, graph.col, value, x, reduce, *plan)
+        out = spmm_op(graph.rowptr, graph.col, value, x, reduce, *plan,
+                      row=graph.row if reduce in ("max", "min") else None)
         ctx.graph = graph
         ctx.reduce = reduce
         ctx.value_t = value_t
