@@ -14,6 +14,7 @@ from gnnkit.linkpred import (
     check_leakage,
     train_negative_sampler,
 )
+from gnnkit.linkpred._graph import is_symmetric, reciprocity
 
 
 def load(name):
@@ -405,6 +406,26 @@ def test_check_leakage_with_the_input_graph_given_each_edge_once():
     for full in (None, data.edge_index, once):
         assert not check_leakage(bad, va, te, full_edge_index=full).ok, full is None
     assert check_leakage(tr, va, te, full_edge_index=once).ok
+
+
+def test_check_leakage_does_not_call_a_directed_split_undirected_for_one_symmetric_part():
+    """Review finding: with is_undirected=None, one split whose few message edges happened to be symmetric (a
+    small inductive part of a directed graph) made the whole check compare unordered pairs, so every training
+    positive whose legal reverse is a message edge was reported as a leak — with the directed full graph given
+    too.  Now a directed full graph decides, and without one at least half of the splits must be symmetric."""
+    g = torch.Generator().manual_seed(0)
+    for _ in range(13):  # the reviewer's stream; the 13th graph fails on the old rule
+        e = torch.randint(0, 30, (2, 60), generator=g)
+        ei = torch.cat([e, e[:, :20].flip(0)], 1)  # directed, 20 of its 80 edges reciprocated
+    tr, va, te = InductiveLinkSplit(0.2, 0.2, is_undirected=False, seed=12)(Data(edge_index=ei, num_nodes=30))
+    assert [is_symmetric(d.edge_index) for d in (tr, va, te)] == [False, False, True]
+    for full in (ei, None):
+        report = check_leakage(tr, va, te, full_edge_index=full)
+        assert report.ok and report.undirected is False, (full is None, report)
+    # a directed graph with a few reciprocal pairs: its full graph decides, whatever the splits look like
+    few = torch.cat([ei, torch.tensor([[0, 1], [1, 0]])], 1)[:, 20:]
+    assert 0 < reciprocity(few) < 0.5
+    assert check_leakage(tr, va, te, full_edge_index=few).undirected is False
 
 
 def test_inductive_num_val_zero_gives_an_empty_validation_part():

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ._graph import infer_undirected, is_bipartite, is_symmetric
+from ._graph import NEAR_SYMMETRIC, is_bipartite, is_symmetric, reciprocity
 
 SPLITS = ("train", "val", "test")
 
@@ -127,8 +127,13 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
             check that test negatives are non-edges and counts held-out collisions.
         strict: raise :class:`LeakageError` when an error is found.
         is_undirected: compare unordered pairs; default: inferred — True when ``full_edge_index``
-            is symmetric or any split's message edges are stored in both directions (one edited
-            split cannot hide a reverse pair, nor an input graph given with each edge once).
+            is symmetric; False when it holds some pairs both ways but fewer than half of its edges
+            (a directed graph); otherwise True when at least half of the splits that have message
+            edges (self-loops aside) store every one of them in both directions, as the splitters
+            do for an undirected graph: one edited split cannot hide a reverse pair, an input
+            graph given with each edge once is recognised, and a small part of a directed graph
+            whose few messages happen to be symmetric decides nothing.  Pass it explicitly when
+            you know.
         allow_train_overlap: report training supervision edges that are also
             training message edges as a warning, not an error.
 
@@ -144,10 +149,14 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
         und = bool(is_undirected)
     elif bip:
         und = False
-    else:  # a symmetric input graph, or a symmetric message graph in any split (an edited one may no longer be;
-        # an input graph passed with each edge once is not symmetric, but its splits' messages are)
-        und = (full_edge_index is not None and is_symmetric(full_edge_index)) or \
-            any(infer_undirected(d) for d in splits)
+    elif full_edge_index is not None and is_symmetric(full_edge_index):
+        und = True
+    elif full_edge_index is not None and 0 < reciprocity(full_edge_index) < NEAR_SYMMETRIC:
+        und = False  # directed: a few pairs stored both ways, most one way
+    else:  # the splits' messages: symmetric in every split an undirected split made (an edited one may no longer
+        # be; an input graph given with each edge once is not symmetric, but its splits' messages are)
+        rec = [reciprocity(d.edge_index) for d in splits if bool((d.edge_index[0] != d.edge_index[1]).any())]
+        und = bool(rec) and 2 * sum(r == 1.0 for r in rec) >= len(rec)
     if bip and und:
         raise ValueError("check_leakage: is_undirected=True is not defined for bipartite splits")
     report = LeakageReport(undirected=und)
