@@ -141,6 +141,14 @@ def test_bad_training_flags_are_named_as_typed(flag, value, field, capsys):
     assert flag in err and field not in err
 
 
+def test_linkpred_refuses_zero_negatives_before_training(capsys):
+    """Review finding: ``gnnkit linkpred --neg-ratio 0`` trained, then stopped on "no negative scores: ROC-AUC and
+    AP need both classes", naming no flag; every metric needs the held-out negatives."""
+    with pytest.raises(SystemExit) as e:
+        main(["linkpred", "Cora", "--neg-ratio", "0", "--no-progress"])
+    assert e.value.code == 2 and "--neg-ratio: 0 must be > 0" in capsys.readouterr().err
+
+
 def test_resplit_keeps_the_users_other_files(tmp_path):
     """Regression (issue 13.3): re-splitting into an existing split folder replaced the whole folder and
     deleted what the user had put there; now only gnnkit's four files change."""

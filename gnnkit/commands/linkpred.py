@@ -83,7 +83,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--supervision-ratio", type=_args.open_fraction, default=0.3,
                    help="inductive: supervision fraction per part")
     g.add_argument("--partition", choices=("random", "region"), default="random", help="inductive partition")
-    g.add_argument("--neg-ratio", type=_args.nonneg_float, default=1.0, help="negatives per positive in val/test")
+    g.add_argument("--neg-ratio", type=_args.positive_float, default=1.0,
+                   help="negatives per positive in val/test (> 0: every metric ranks the positives against them)")
     g.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto", help="undirected edges")
 
 

@@ -48,7 +48,7 @@ def decide_undirected(data: Data, yes: str = "is_undirected=True", no: str = "is
         return False
     r = reciprocity(data.edge_index)
     if r >= NEAR_SYMMETRIC:
-        raise ValueError(f"edge_index is almost symmetric: {100 * r:.1f} % of its edges also appear reversed, the "
+        raise ValueError(f"edge_index is almost symmetric: {100 * r:.2f} % of its edges also appear reversed, the "
                          "rest only one way. Inferred as directed, the reverse of most held-out edges would stay in "
                          f"the training messages. Fix: choose with {yes} (undirected: each unordered pair is one "
                          f"edge) or {no} (directed: (v, u) is another edge than (u, v))")
