@@ -523,3 +523,21 @@ def test_mrr_without_positives_is_an_error_as_hits_at_k():
         mrr(torch.zeros(0), torch.zeros(0, 3))
     with pytest.raises(ValueError, match="no positive scores"):
         hits_at_k(torch.zeros(0), torch.zeros(30), 20)
+
+
+@pytest.mark.parametrize("splitter", ["transductive", "inductive"])
+def test_load_split_restores_both_sides_features_of_a_bipartite_graph(tmp_path, splitter):
+    """Review finding: ``load_split(full=...)`` put back ``x`` only; a bipartite graph's ``x_src`` / ``x_dst``
+    were lost (inductive parts take their own rows, as the splitter gives them)."""
+    from gnnkit.linkpred.io import load_split, save_split
+    g = torch.Generator().manual_seed(0)
+    ui = torch.stack([torch.randint(0, 40, (300,), generator=g), torch.randint(0, 25, (300,), generator=g)])
+    full = Data(edge_index=ui, num_src=40, num_dst=25, num_nodes=65, x_src=torch.randn(40, 3, generator=g),
+                x_dst=torch.randn(25, 5, generator=g))
+    make = TransductiveLinkSplit if splitter == "transductive" else InductiveLinkSplit
+    splits = make(0.1, 0.2, seed=0)(full)
+    save_split(tmp_path / "s", splits, {"num_nodes": 65, "arguments": {"mode": splitter}})
+    loaded = load_split(tmp_path / "s", full=full)[:3]
+    for made, got in zip(splits, loaded):
+        for key in ("x_src", "x_dst"):
+            assert torch.equal(got[key], made[key]), key

@@ -239,7 +239,8 @@ def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = 
                ) -> Tuple[Data, Data, Data, Dict[str, object]]:
     """Load a split folder; with ``full`` (the graph or union it came from) node features return.
 
-    ``x`` is copied from ``full.x`` (rows ``n_id`` for inductive splits).  Every file is checked
+    ``x`` is copied from ``full.x`` (rows ``n_id`` for inductive splits); a bipartite graph's ``x_src`` /
+    ``x_dst`` likewise (rows ``n_id_src`` / ``n_id_dst``).  Every file is checked
     against the SHA-256 in ``manifest.json``, its tensors are checked (integer ids in range, 0/1
     labels), and with ``verify`` the leakage check runs again; anything wrong raises
     :class:`SplitFileError` (a ``ValueError``) naming the file.
@@ -270,8 +271,9 @@ def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = 
             d.num_nodes = n  # the node count the split was made with, not a guess from its edges
         if full is not None:
             _check_full(p / name, d, n if isinstance(n, int) else None, full)
-            if "x" in full and full.x is not None:
-                d.x = full.x[d.n_id] if "n_id" in d else full.x
+            for key, ids in (("x", "n_id"), ("x_src", "n_id_src"), ("x_dst", "n_id_dst")):  # bipartite: two sides
+                if key in full and full[key] is not None:
+                    d[key] = full[key][d[ids]] if ids in d else full[key]
             if "n_id" not in d and "num_nodes" not in raw:
                 d.num_nodes = full.num_nodes
         out.append(d)
