@@ -541,3 +541,26 @@ def test_load_split_restores_both_sides_features_of_a_bipartite_graph(tmp_path, 
     for made, got in zip(splits, loaded):
         for key in ("x_src", "x_dst"):
             assert torch.equal(got[key], made[key]), key
+
+
+def test_inductive_dataset_with_empty_graphs_keeps_batch_and_graph_id_aligned():
+    """Review finding: a part holding a graph without nodes numbered its nodes' ``batch`` consecutively over the
+    graphs that have nodes, while ``graph_id`` (and the per-graph ``y``) list every graph: from the empty graph on,
+    a node's batch pointed at the wrong graph."""
+    g = torch.Generator().manual_seed(0)
+    graphs = []
+    for i in range(30):
+        n = 0 if i % 7 == 3 else 12
+        graphs.append(Data(edge_index=torch.randint(0, max(n, 1), (2, 30 if n else 0), generator=g), num_nodes=n,
+                           y=torch.tensor([i])))
+    tr, va, te = InductiveLinkSplit(0.2, 0.2, seed=0, is_undirected=False)(graphs)
+    assert any(graphs[j].num_nodes == 0 for d in (tr, va, te) for j in d.graph_id.tolist())
+    for d in (tr, va, te):
+        sizes = [graphs[j].num_nodes for j in d.graph_id.tolist()]
+        assert torch.bincount(d.batch, minlength=len(sizes)).tolist() == sizes
+        assert torch.equal(d.y.view(-1), d.graph_id)
+        neg = d.edge_label_index[:, d.edge_label == 0]
+        assert bool((d.batch[neg[0]] == d.batch[neg[1]]).all())  # negatives stay inside one graph
+    assert check_leakage(tr, va, te, strict=True).ok
+    fresh = train_negative_sampler(tr, seed=0).sample()
+    assert fresh.size(1) > 0 and bool((tr.batch[fresh[0]] == tr.batch[fresh[1]]).all())

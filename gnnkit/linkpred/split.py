@@ -513,9 +513,9 @@ class InductiveLinkSplit:
             sup, msg = local[:, :n_sup], local[:, n_sup:]
             nn = (src_nodes.numel(), dst_nodes.numel()) if bip else src_nodes.numel()
             lbatch = None
-            if batch is not None:
-                gids = batch[src_nodes]
-                _, lbatch = torch.unique_consecutive(gids, return_inverse=True)
+            if batch is not None:  # each node's graph as its position in this part's graph_id (graphs
+                # without nodes keep their place: batch, graph_id and y stay aligned)
+                lbatch = torch.searchsorted((graph_part == p).nonzero().view(-1), batch[src_nodes])
             k = int(round(self.neg_sampling_ratio * n_sup))
             if p == 0 and not self.add_negative_train_samples:
                 k = 0
