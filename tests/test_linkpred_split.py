@@ -564,3 +564,10 @@ def test_inductive_dataset_with_empty_graphs_keeps_batch_and_graph_id_aligned():
     assert check_leakage(tr, va, te, strict=True).ok
     fresh = train_negative_sampler(tr, seed=0).sample()
     assert fresh.size(1) > 0 and bool((tr.batch[fresh[0]] == tr.batch[fresh[1]]).all())
+
+
+def test_a_bipartite_part_too_small_names_both_sides():
+    g = torch.Generator().manual_seed(0)
+    ui = torch.stack([torch.randint(0, 6, (20,), generator=g), torch.randint(0, 30, (20,), generator=g)])
+    with pytest.raises(ValueError, match=r"val part \(1 source and 6 destination nodes, 0 edges inside it\)"):
+        InductiveLinkSplit(0.2, 0.2, seed=0)(Data(edge_index=ui, num_src=6, num_dst=30, num_nodes=36))

@@ -493,6 +493,8 @@ class InductiveLinkSplit:
                 map_d[dst_nodes] = torch.arange(dst_nodes.numel())
             else:
                 map_d = map_s
+            nodes = f"{src_nodes.numel()} source and {dst_nodes.numel()} destination nodes" if bip \
+                else f"{src_nodes.numel()} nodes"
             pe = edges[:, same & (ps[edges[0]] == p)]
             local = torch.stack([map_s[pe[0]], map_d[pe[1]]])
             local = local[:, torch.randperm(local.size(1), generator=gen)]
@@ -506,7 +508,7 @@ class InductiveLinkSplit:
                                  "training part (smaller num_val / num_test)")
             if p > 0 and n_sup == 0 and (self.num_val, self.num_test)[p - 1] > 0:
                 arg = ("num_val", "num_test")[p - 1]
-                raise ValueError(f"the {name} part ({src_nodes.numel()} nodes, {local.size(1)} edges inside it) "
+                raise ValueError(f"the {name} part ({nodes}, {local.size(1)} edges inside it) "
                                  f"gets 0 positive pairs at supervision_ratio={self.supervision_ratio}; fix: a larger "
                                  f"{arg} (a part's edges are those with both ends in it), a larger supervision_ratio, "
                                  f"or {arg}=0 to ask for an empty part")
@@ -524,7 +526,7 @@ class InductiveLinkSplit:
                 neg = torch.empty(2, 0, dtype=torch.long)
             else:
                 neg = _sample_negatives(msg, sup, sup, nn, k, self.neg_method, und, seed_p,
-                                        f"the {name} part ({src_nodes.numel()} nodes, {local.size(1)} edges)",
+                                        f"the {name} part ({nodes}, {local.size(1)} edges)",
                                         "a smaller neg_sampling_ratio or larger parts (num_val / num_test)",
                                         batch=lbatch)
             d = Data()
