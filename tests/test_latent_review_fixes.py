@@ -234,7 +234,12 @@ def test_vq_train_refuses_flags_the_run_would_not_use(tmp_path, capsys, monkeypa
                          (["--quantizer", "fsq", "--fsq-levels", ",".join(["3"] * 20)], "--fsq-levels gives"),
                          (["--codes", str(2 ** 20)], "--codes gives 1,048,576 codes"),
                          (["--quantizer", "fsq", "--fsq-levels", "1002"], "each level must be <= 1000"),
-                         (["--heads", "3"], "must be divisible by --heads 3")):
+                         (["--heads", "3"], "must be divisible by --heads 3"),
+                         # review (session 24): FSQ's K and width come from its levels; one fixed order per graph
+                         (["--quantizer", "fsq", "--codes", "128"], "--codes applies only with --quantizer vq or"),
+                         (["--quantizer", "fsq", "--code-dim", "8"], "--code-dim applies only with --quantizer vq"),
+                         (["--canonical-order", "--prior-orderings", "4"],
+                          "--prior-orderings applies only with random BFS orders (drop --canonical-order)")):
         assert console_main(["vq", "train", "community-small", *tiny, *flags]) == 2, flags
         assert named in capsys.readouterr().err, flags
     assert not any(tmp_path.iterdir())  # nothing was started

@@ -123,6 +123,11 @@ def _check_applicable(cfg, given: dict) -> None:
     unused = []
     if cfg.quantizer != "fsq":
         unused += [(f, "--quantizer fsq") for f in ("fsq_levels",) if f in given]
+    else:  # FSQ's codes are its grid (K = the product of --fsq-levels, one channel per level)
+        unused += [(f, "--quantizer vq or gumbel (FSQ's K and width come from --fsq-levels)")
+                   for f in ("codes", "code_dim") if f in given]
+    if not cfg.random_order and "prior_orderings" in given:
+        unused.append(("prior_orderings", "random BFS orders (drop --canonical-order)"))
     if cfg.levels == 1:
         unused += [(f, "--levels 2") for f in ("top_codes", "top_slots") if f in given]
     elif cfg.quantizer == "fsq" and "top_codes" in given:
