@@ -297,18 +297,20 @@ def test_bad_arguments_name_the_argument():
 
 # -- FSQ's grids: the paper's, and the symmetry-preserving one for even levels ------------------------------
 def test_fsq_level_two_on_the_papers_grid_is_near_dead_and_warns():
-    """Review (session 15): with L = 2 the paper's shift puts z = 0 on the top level {-1, 0}, where tanh
-    saturates: N(0, 1) inputs almost never reach -1 and the gradient is ~1 % of an odd level's. Measured
-    here, and the fix the warning names (symmetric=True) uses both codes evenly with full gradient."""
+    """Review (session 15): with L = 2 the shift puts z = 0 on the top level {-1, 0}: N(0, 1) inputs rarely reach
+    -1 — 6 % with the paper's bound (shift 1.56), about 1 in 10,000 with the inverse one (3.8, gnnkit's before
+    session 24) — and the gradient is a fraction of an odd level's.  Measured here, and the fix the warning names
+    (symmetric=True) uses both codes evenly with full gradient."""
     torch.manual_seed(0)
     z = torch.randn(20000, 2, requires_grad=True)
-    with pytest.warns(UserWarning, match=r"level of 2.*symmetric=True"):
-        paper = FSQ([2, 3])
-    out = paper(z)
-    out.quantized.sum().backward()
-    low = (out.quantized[:, 0] == -1).float().mean()
-    assert low < 0.01 and z.grad[:, 0].abs().mean() < 0.05 < z.grad[:, 1].abs().mean()
-    z.grad = None
+    for bound, (lo, hi), grad in (("paper", (0.05, 0.07), 0.25), ("inverse", (0.0, 0.001), 0.02)):
+        with pytest.warns(UserWarning, match=r"level of 2.*symmetric=True"):
+            paper = FSQ([2, 3], bound=bound)
+        out = paper(z)
+        out.quantized.sum().backward()
+        low = (out.quantized[:, 0] == -1).float().mean()
+        assert lo <= low < hi and z.grad[:, 0].abs().mean() < grad < 0.5 < z.grad[:, 1].abs().mean(), bound
+        z.grad = None
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -320,6 +322,43 @@ def test_fsq_level_two_on_the_papers_grid_is_near_dead_and_warns():
     assert 0.45 < (out.quantized[:, 0] == -1).float().mean() < 0.55
     assert z.grad[:, 0].abs().mean() > 0.5
     assert "symmetric=True" in repr(sym)
+
+
+def _fsq_paper_reference(z, levels, eps=1e-3):
+    """The FSQ paper's Appendix A.1 code (bound, round, renormalise), transcribed in float64."""
+    L = torch.tensor(levels, dtype=torch.float64)
+    half_l = (L - 1) * (1 - eps) / 2
+    offset = torch.where(L % 2 == 1, 0.0, 0.5)
+    shift = torch.tan(offset / half_l)
+    return torch.round(torch.tanh(z.double() + shift) * half_l - offset) / torch.div(L, 2, rounding_mode="floor")
+
+
+@pytest.mark.parametrize("levels", [(8, 5, 5, 5), (2, 2), (4, 4, 4), (7, 5, 5, 5, 5), (8, 6, 5)])
+def test_fsq_default_bound_is_the_papers_reference_code(levels, recwarn):
+    """Review (session 24): the bound used (1 + eps) and atanh (vector-quantize-pytorch's variant) while its
+    docstring said "as in the paper's reference code", which uses (1 - eps) and tan: ~1 % of N(0, 1) vectors of
+    (8, 5, 5, 5) went to another code.  Now bound="paper" (default) is the reference, "inverse" the old one."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(20000, len(levels), generator=g) * 2
+    got = FSQ(levels)(z).quantized.double()
+    torch.testing.assert_close(got, _fsq_paper_reference(z, levels), rtol=0, atol=1e-6)
+    L = torch.tensor(levels, dtype=torch.float64)  # the inverse bound, written out
+    h = (L - 1) * (1 + 1e-3) / 2
+    o = torch.where(L % 2 == 1, 0.0, 0.5)
+    old = torch.round(torch.tanh(z.double() + torch.atanh(o / h)) * h - o) / torch.div(L, 2, rounding_mode="floor")
+    inverse = FSQ(levels, bound="inverse")
+    torch.testing.assert_close(inverse(z).quantized.double(), old, rtol=0, atol=1e-6)
+    assert "bound='inverse'" in repr(inverse)
+
+
+def test_fsq_bound_is_checked():
+    with pytest.raises(ValueError, match="bound='tanh' must be one of"):
+        FSQ([5, 5], bound="tanh")
+    with pytest.raises(ValueError, match=r"eps=0.5 must be in \[0, 0.363\)"):
+        FSQ([2, 2], eps=0.5)  # the paper's shift tan(0.5 / h) passes pi/2
+    FSQ([3], eps=0.4)  # odd levels: no shift
+    with pytest.raises(ValueError, match=r"rounding reaches every level.*fix: levels <= 1000 or a smaller eps"):
+        FSQ([1002])  # the paper's (1 - eps) would leave the outermost levels unreachable
 
 
 @pytest.mark.parametrize("levels", [[2], [4, 3], [8, 5, 5, 5], [6, 2, 7]])

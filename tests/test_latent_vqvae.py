@@ -491,3 +491,27 @@ def test_cli_takes_fsq_levels_and_the_symmetric_grid(tmp_path, capsys, monkeypat
     import numpy as np  # the Python API takes what FSQ takes (review: integer-valued floats, numpy integers)
     for levels in ((8.0, 5.0), np.array([8, 5]), [np.int64(8), 5]):
         assert config_for("community-small", fsq_levels=levels).fsq_levels == (8, 5)
+
+
+def test_fsq_bound_in_the_cli_and_runs_saved_before_it(tmp_path, capsys, monkeypatch):
+    """Review (session 24): the FSQ bound is the paper's by default; --fsq-bound inverse keeps the old one, and a
+    run saved before the option (no fsq_bound in its settings) resumes with the bound it trained with."""
+    from gnnkit.cli import console_main
+    from gnnkit.latent.train import load_checkpoint, save_checkpoint
+    monkeypatch.chdir(tmp_path)
+    for flags, named in ((["--fsq-bound", "inverse"], "--fsq-bound applies only with --quantizer fsq"),
+                         (["--quantizer", "fsq", "--fsq-symmetric", "--fsq-bound", "paper"],
+                          "--fsq-bound applies only with --quantizer fsq on the paper's grid")):
+        assert console_main(["vq", "train", "community-small", "--epochs", "1", *flags]) == 2, flags
+        assert named in capsys.readouterr().err, flags
+    assert not any(tmp_path.iterdir())
+    run = VQRun.create(config_for("community-small", quantizer="fsq", fsq_levels=(4, 3), **TINY), tmp_path / "r")
+    assert run.cfg.fsq_bound == "paper" and run.model.quantizer.bound_kind == "paper"
+    run.save()
+    state = load_checkpoint(tmp_path / "r")
+    del state["config"]["fsq_bound"]  # as written before the option
+    save_checkpoint(state, tmp_path / "r" / "checkpoint.pt")
+    old = VQRun.resume(tmp_path / "r")
+    assert old.cfg.fsq_bound == "inverse" and old.model.quantizer.bound_kind == "inverse"
+    cfg = config_for("community-small", quantizer="fsq", fsq_bound="inverse", **TINY)
+    assert VQRun.create(cfg, tmp_path / "s").model.quantizer.bound_kind == "inverse"

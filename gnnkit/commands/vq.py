@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--fsq-symmetric", action="store_const", const=True, default=None,
                    help="FSQ on the symmetry-preserving grid (arXiv:2411.19842), which even levels need, 2 above "
                         "all (default: the FSQ paper's grid)")
+    t.add_argument("--fsq-bound", choices=("paper", "inverse"), default=None,
+                   help="FSQ's bound on the paper's grid: 'paper' (its reference code) or 'inverse' "
+                        "(vector-quantize-pytorch's exact-inverse shift; gnnkit's before 2026-12-04) (default: paper)")
     t.add_argument("--canonical-order", dest="random_order", action="store_const", const=False, default=None,
                    help="train on each graph's canonical BFS order only (default: random BFS orders, as GraphRNN "
                         "trains)")
@@ -126,6 +129,8 @@ def _check_applicable(cfg, given: dict) -> None:
     else:  # FSQ's codes are its grid (K = the product of --fsq-levels, one channel per level)
         unused += [(f, "--quantizer vq or gumbel (FSQ's K and width come from --fsq-levels)")
                    for f in ("codes", "code_dim") if f in given]
+    if "fsq_bound" in given and (cfg.quantizer != "fsq" or cfg.fsq_symmetric):
+        unused.append(("fsq_bound", "--quantizer fsq on the paper's grid (not with --fsq-symmetric)"))
     if not cfg.random_order and "prior_orderings" in given:
         unused.append(("prior_orderings", "random BFS orders (drop --canonical-order)"))
     if cfg.levels == 1:
@@ -139,7 +144,7 @@ def _check_applicable(cfg, given: dict) -> None:
 
 def _train(args) -> int:
     from gnnkit.latent.train import VQRun, config_for
-    names = (*CONFIG_FLAGS, "random_order", "fsq_symmetric")
+    names = (*CONFIG_FLAGS, "random_order", "fsq_symmetric", "fsq_bound")
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.resume:
         if args.dataset or given or args.out is not None:

@@ -5,19 +5,22 @@ codebook is the product grid of :math:`\\prod_i L_i` points, so nothing can coll
 codebook or commitment loss. GLAD (Nguyen et al. 2024) found it the best quantizer for graph latents.
 
 .. math::
-    \\hat z_i = \\mathrm{round}\\big(\\tfrac{(L_i - 1)(1+\\epsilon)}{2} \\tanh(z_i + s_i) - o_i\\big)
-    \\,/\\, \\lfloor L_i / 2 \\rfloor,
+    \\hat z_i = \\mathrm{round}\\big(h_i \\tanh(z_i + s_i) - o_i\\big) \\,/\\, \\lfloor L_i / 2 \\rfloor,
+    \\qquad h_i = \\tfrac{(L_i - 1)(1-\\epsilon)}{2}, \\quad s_i = \\tan(o_i / h_i),
 
-with :math:`o_i = 1/2` for even :math:`L_i` (0 for odd) and :math:`s_i = \\operatorname{atanh}(o_i / h_i)`,
-rounding with a straight-through gradient, as in the paper's reference code (which shifts with
-:math:`\\tan`; :math:`\\operatorname{atanh}` is the exact inverse of the bound and gives the same grid).
+with :math:`o_i = 1/2` for even :math:`L_i` (0 for odd), rounding with a straight-through gradient: the paper's
+reference code (its Appendix A.1; ``bound="paper"``, the default).  ``bound="inverse"`` is the variant of
+vector-quantize-pytorch (and of gnnkit before 2026-12-04): :math:`h_i = (L_i - 1)(1+\\epsilon)/2` and
+:math:`s_i = \\operatorname{atanh}(o_i / h_i)`, the exact inverse of the bound, which puts :math:`z = 0` exactly on
+the grid point 0.  Both give the same grid; they send inputs to different points (measured on N(0, 1) inputs:
+1.1 % of the vectors of levels (8, 5, 5, 5), 0.8 % of (8, 5, 5), 6 % of the values of an L = 2 channel).
 
-The shift puts :math:`z = 0` on the grid point 0, which for an even :math:`L_i` is not the middle of the
-grid ({-2, -1, 0, 1} / 2 for L = 4): for L = 2 the levels are {-1, 0} and 0 sits where tanh saturates, so
-such a channel keeps code 0 and gets almost no gradient (measured on N(0, 1) inputs: 6 in 100,000 vectors
-reach -1, mean gradient 0.006 against 0.6 for L = 3). ``symmetric=True`` uses the symmetry-preserving
-grid of arXiv:2411.19842 (§3.2, https://arxiv.org/abs/2411.19842), the same grid for odd levels and
-symmetric around 0 for even ones:
+For an even :math:`L_i` the shifted grid is not centred on 0 ({-2, -1, 0, 1} / 2 for L = 4), and for
+L = 2 ({-1, 0}) the input must fall below :math:`-s_i` to reach -1: with the paper's bound (:math:`s_i` = 1.56)
+6 % of N(0, 1) inputs do, with the inverse bound (:math:`s_i` = 3.8) about 1 in 10,000, and such a channel
+trains poorly (measured mean gradients on N(0, 1): 0.15 and 0.006, against 0.6 for L = 3).
+``symmetric=True`` uses the symmetry-preserving grid of arXiv:2411.19842 (§3.2,
+https://arxiv.org/abs/2411.19842), the same grid for odd levels and symmetric around 0 for even ones:
 
 .. math::
     \\hat z_i = \\tfrac{2}{L_i - 1} \\Big\\lfloor \\tfrac{(L_i - 1)(\\tanh z_i + 1)}{2} + \\tfrac12 \\Big\\rfloor - 1
@@ -37,6 +40,7 @@ from torch import Tensor
 from ._common import QuantizerOutput, UsageMonitor, check_indices, check_nonempty, code_counts, usage_stats
 
 MAX_CODES = 2 ** 24
+BOUNDS = ("paper", "inverse")
 
 
 def whole_levels(levels: object, name: str = "levels") -> tuple:
@@ -62,11 +66,12 @@ class FSQ(torch.nn.Module):
 
     ``symmetric=False`` (default) is the paper's grid; ``symmetric=True`` the symmetry-preserving one (see
     the module text), which even levels need to train well, L = 2 above all (a level of 2 on the paper's
-    grid warns).
+    grid warns).  ``bound`` (paper's grid only): ``"paper"`` (default), the paper's reference code, or
+    ``"inverse"``, vector-quantize-pytorch's exact-inverse shift (gnnkit's before 2026-12-04).
     """
 
     def __init__(self, levels: Sequence[int], eps: float = 1e-3, min_usage: float = 0.1,
-                 symmetric: bool = False):
+                 symmetric: bool = False, bound: str = "paper"):
         super().__init__()
         levels = list(whole_levels(levels))
         self.levels = tuple(levels)
@@ -75,18 +80,29 @@ class FSQ(torch.nn.Module):
         if self.num_codes > MAX_CODES:
             raise ValueError(f"levels={self.levels} give {self.num_codes:,} codes; at most {MAX_CODES:,} (2**24) are "
                              "supported (code usage is counted per code); fix: fewer or smaller levels")
-        if not 0.0 <= eps < 1.0 / (max(levels) - 1):
-            top = f"levels <= {math.ceil(1 / eps)} or " if eps > 0 else ""
+        if bound not in BOUNDS:
+            raise ValueError(f"bound={bound!r} must be one of {BOUNDS}: 'paper' (the FSQ paper's reference code) or "
+                             "'inverse' (vector-quantize-pytorch's exact-inverse shift)")
+        self.bound_kind = bound
+        if not 0.0 <= eps < 1.0 / (max(levels) - 1):  # the paper's bound would not reach the outer levels,
+            top = f"levels <= {math.ceil(1 / eps)} or " if eps > 0 else ""  # the inverse one round past them
             raise ValueError(f"eps={eps} must be in [0, 1/(max(levels)-1)) = [0, {1.0 / (max(levels) - 1):.3g}) so "
-                             f"that rounding stays inside the levels; fix: {top}a smaller eps")
+                             f"that rounding reaches every level and stays inside them; fix: {top}a smaller eps")
+        even = [v for v in levels if v % 2 == 0]
+        # the paper's shift tan(1/2 / h): defined (and increasing) while 1/2 / h < pi/2, h = (L - 1)(1 - eps)/2
+        if bound == "paper" and not (0.0 <= eps < 1.0 and all(1 / ((v - 1) * (1 - eps)) < math.pi / 2 for v in even)):
+            cap = 1 - 2 / (math.pi * (min(even) - 1)) if even else 1.0
+            raise ValueError(f"eps={eps} must be in [0, {cap:.3g}) with levels {self.levels} (the paper's shift "
+                             f"tan(0.5 / ((L - 1)(1 - eps) / 2)) must stay below pi/2); fix: a smaller eps")
         self.eps = float(eps)
         if not isinstance(symmetric, bool):
             raise ValueError(f"symmetric={symmetric!r} must be True or False")
         self.symmetric = symmetric
         if not symmetric and 2 in levels:
+            share = "6 %" if bound == "paper" else "about 0.01 %"
             warnings.warn(f"FSQ levels={self.levels} has a level of 2: on the paper's grid such a channel "
-                          f"holds {{-1, 0}} with z = 0 on 0, where tanh saturates, so it stays on one code and "
-                          f"gets almost no gradient; fix: FSQ(..., symmetric=True) (gnnkit vq train: "
+                          f"holds {{-1, 0}} and only inputs below the shift reach -1 ({share} of N(0, 1) inputs), "
+                          f"so it barely trains; fix: FSQ(..., symmetric=True) (gnnkit vq train: "
                           f"--fsq-symmetric) or levels >= 3", UserWarning, stacklevel=2)
         lv = torch.tensor(levels, dtype=torch.float32)
         basis = torch.cumprod(torch.tensor([1] + levels[:-1], dtype=torch.long), 0)
@@ -101,10 +117,15 @@ class FSQ(torch.nn.Module):
                                     "for even levels, or longer training (the encoder spreads its outputs)")
 
     def bound(self, z: Tensor) -> Tensor:
-        """The paper's bounded, shifted input ``[..., d]`` (rounding it gives the digit minus its centre)."""
-        half_l = (self._levels - 1) * (1 + self.eps) / 2
+        """The bounded, shifted input ``[..., d]`` (rounding it gives the digit minus its centre): the paper's
+        ``bound`` or the inverse one (module text)."""
         offset = torch.where(self._levels % 2 == 0, 0.5, 0.0)
-        shift = torch.atanh(offset / half_l)
+        if self.bound_kind == "paper":
+            half_l = (self._levels - 1) * (1 - self.eps) / 2
+            shift = torch.tan(offset / half_l)
+        else:
+            half_l = (self._levels - 1) * (1 + self.eps) / 2
+            shift = torch.atanh(offset / half_l)
         return torch.tanh(z + shift) * half_l - offset
 
     def codes_from_indices(self, indices: Tensor) -> Tensor:
@@ -142,4 +163,5 @@ class FSQ(torch.nn.Module):
         return QuantizerOutput(quantized.to(z.dtype), indices, loss, usage_stats(counts))
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, num_codes={self.num_codes}" + (", symmetric=True" if self.symmetric else "")
+        return f"levels={self.levels}, num_codes={self.num_codes}" + (", symmetric=True" if self.symmetric else "") \
+            + (", bound='inverse'" if self.bound_kind == "inverse" and not self.symmetric else "")

@@ -23,7 +23,7 @@ from gnnkit._atomic import IntegrityError, verify_file, write_verified
 
 from ._common import check_int, code_counts, evaluating, usage_stats
 from .datasets import GenerationDataset, from_pyg, generation_dataset_names, load_generation_dataset, to_pyg
-from .fsq import FSQ, whole_levels
+from .fsq import BOUNDS as FSQ_BOUNDS, FSQ, whole_levels
 from .gumbel import GumbelQuantizer, TemperatureSchedule
 from .order import canonical
 from .prior import CodePrior
@@ -52,6 +52,7 @@ class VQConfig:
     code_dim: int = 16           # codeword width (VQ, Gumbel)
     fsq_levels: Tuple[int, ...] = (8, 5, 5)
     fsq_symmetric: bool = False  # FSQ's symmetry-preserving grid (top level too); see gnnkit.latent.FSQ
+    fsq_bound: str = "paper"     # FSQ's bound on the paper's grid: "paper" | "inverse" (runs saved before it: inverse)
     parts: int = 2               # code slots per node
     top_codes: int = 32          # two levels: top codebook size (FSQ: levels (8, 4) -> 32)
     top_slots: int = 2           # two levels: graph-level codes
@@ -112,6 +113,11 @@ class VQConfig:
             raise ValueError(f"fsq_symmetric must be True or False, got {self.fsq_symmetric!r}")
         if self.fsq_symmetric and self.quantizer != "fsq":
             raise ValueError(f"--fsq-symmetric applies to --quantizer fsq, not {self.quantizer}; drop it")
+        if self.fsq_bound not in FSQ_BOUNDS:
+            raise ValueError(f"--fsq-bound {self.fsq_bound!r} is not available; use one of {FSQ_BOUNDS}")
+        if self.fsq_bound != "paper" and (self.quantizer != "fsq" or self.fsq_symmetric):
+            raise ValueError("--fsq-bound applies only with --quantizer fsq on the paper's grid (not with "
+                             "--fsq-symmetric); drop it")
         # the prior has one token per code (an embedding and an output row each): keep its vocabulary sane
         k = math.prod(self.fsq_levels) if self.quantizer == "fsq" else self.codes
         flag = "--fsq-levels" if self.quantizer == "fsq" else "--codes"
@@ -150,7 +156,7 @@ def _quantizer(kind: str, codes: int, dim: int, cfg: VQConfig, fsq_levels: Seque
     if kind == "vq":
         return VectorQuantizer(codes, dim, beta=cfg.beta, ema=cfg.ema, kmeans_init=True, dead_code_threshold=0.05)
     if kind == "fsq":
-        return FSQ(fsq_levels, symmetric=cfg.fsq_symmetric)
+        return FSQ(fsq_levels, symmetric=cfg.fsq_symmetric, bound=cfg.fsq_bound)
     schedule = TemperatureSchedule("exp", cfg.tau_start, cfg.tau_end, max(1, steps))
     return GumbelQuantizer(codes, dim, schedule, hard=True, kl_weight=cfg.kl_weight)
 
@@ -315,7 +321,10 @@ class VQRun:
         checkpoint keeps its name and sizes, which must match)."""
         state = load_checkpoint(path)
         try:
-            cfg = VQConfig(**{k: (tuple(v) if k == "fsq_levels" else v) for k, v in state["config"].items()})
+            saved = dict(state["config"])
+            if saved.get("quantizer") == "fsq" and not saved.get("fsq_symmetric") and "fsq_bound" not in saved:
+                saved["fsq_bound"] = "inverse"  # a run saved before the option trained with that bound
+            cfg = VQConfig(**{k: (tuple(v) if k == "fsq_levels" else v) for k, v in saved.items()})
             cfg.validate()
             meta = state["meta"]
             for key in ("max_nodes", "num_node_labels", "num_train", "num_test", "dataset", "description"):
