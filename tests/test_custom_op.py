@@ -6,6 +6,7 @@ import torch
 
 from gnnkit.ops import Graph, _custom_op
 from gnnkit.ops.primitives import (
+    bias_grad_op,
     node_sums_op,
     relu_message_mask_bwd_op,
     relu_message_op,
@@ -46,10 +47,12 @@ def _samples():
         (relu_message_mask_bwd_op, (torch.randn(6, 5, generator=gen), torch.rand(6, 5, generator=gen) > 0.5)),
         # a transposed gradient: the result (and the fake's) is contiguous all the same
         (relu_message_mask_bwd_op, (torch.randn(5, 6, generator=gen).t(), torch.rand(6, 5, generator=gen) > 0.5)),
+        (bias_grad_op, (torch.randn(7, 5, generator=gen),)),
+        (bias_grad_op, (torch.randn(3, 4, 5, generator=gen).transpose(0, 1),)),  # [..., F], strided
     ], ct
 
 
-@pytest.mark.parametrize("i", range(14))
+@pytest.mark.parametrize("i", range(16))
 def test_ops_pass_torch_opcheck(i):
     """torch.library.opcheck: schema, autograd registration, fake tensors and AOT dispatch (dynamic shapes)."""
     op, args = _samples()[0][i]

@@ -9,7 +9,7 @@ from torch.nn.modules import module as _m
 from torch_geometric.nn.dense.linear import Linear as PyGLinear, is_uninitialized_parameter
 
 from gnnkit._checks import check_int
-from gnnkit.ops import Graph, Size, SparseTensor, as_graph, coo_sum, is_sparse_adj, spmm_slots
+from gnnkit.ops import Graph, Size, SparseTensor, as_graph, bias_add, coo_sum, is_sparse_adj, spmm_slots
 
 PairTensor = Tuple[Tensor, Optional[Tensor]]
 
@@ -39,6 +39,14 @@ def _plain_linear_call(lin: torch.nn.Module) -> bool:
             and not (lin._forward_hooks or lin._forward_pre_hooks or lin._backward_hooks or lin._backward_pre_hooks
                      or _m._global_forward_hooks or _m._global_forward_pre_hooks or _m._global_backward_hooks
                      or _m._global_backward_pre_hooks))
+
+
+def linear(lin: torch.nn.Module, x: Tensor) -> Tensor:
+    """``lin(x)``; under ``torch.compile`` a plain linear layer's bias (one that needs a gradient) is added by
+    :func:`gnnkit.ops.bias_add`, so its gradient is aten's column sum, not inductor's (module text there)."""
+    if torch.compiler.is_compiling() and _plain_linear_call(lin) and lin.bias is not None:
+        return bias_add(torch.nn.functional.linear(x, lin.weight), lin.bias)
+    return lin(x)
 
 
 def edge_linear(lin: torch.nn.Module, x: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
-from gnnkit.ops import coo_gat_attention, gat_attention_slots
+from gnnkit.ops import bias_add, coo_gat_attention, gat_attention_slots
 from gnnkit.typing import Adj, AttentionOutput, NodeFeatures
 
 from ._attention import (
@@ -169,7 +169,7 @@ class GATConv(CSRMessagePassing):
         if res is not None:
             out = out + res
         if self.bias is not None:
-            out = out + self.bias
+            out = bias_add(out, self.bias)
         return (out, weights) if return_attention_weights else out
 
     def _csr_attention(self, edge_index: Adj, edge_attr: Optional[Tensor], h_src: Tensor, a_src: Tensor,

@@ -11,6 +11,7 @@ from gnnkit.ops import (
     Graph,
     SparseTensor,
     as_graph,
+    bias_add,
     cached_for,
     coo_gcn_sum,
     is_sparse_adj,
@@ -158,7 +159,7 @@ def _sparse_with_loops(adj: Any, num_nodes: Optional[int], fill: float, add_self
 
 def _add_bias(out: Tensor, bias: Tensor) -> Tensor:
     """In place into a fresh result, unless the sum promotes (e.g. autocast bf16 + fp32 bias)."""
-    return out.add_(bias) if bias.dtype == out.dtype else out + bias
+    return bias_add(out, bias, inplace=True)
 
 
 class GCNConv(CSRMessagePassing):

@@ -9,7 +9,7 @@ from gnnkit.ops import gather_slots, segment_reduce_slots
 from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
-from ._utils import check_edge_rows, check_width, edge_linear, graph_of, node_pair, resolve_size
+from ._utils import check_edge_rows, check_width, edge_linear, graph_of, linear, node_pair, resolve_size
 
 _AGGRS = ("sum", "mean", "max")
 
@@ -31,10 +31,10 @@ class _Message(torch.nn.Module):
                 lin.reset_parameters()
 
     def forward(self, x: Tensor, graph, ea_csr: Optional[Tensor]) -> Tensor:
-        h = gather_slots(graph, self.lin_i(x), "dst") + gather_slots(graph, self.lin_j(x), "src")
+        h = gather_slots(graph, linear(self.lin_i, x), "dst") + gather_slots(graph, self.lin_j(x), "src")
         if self.lin_e is not None:
             h = h + edge_linear(self.lin_e, ea_csr)
-        return self.lin_out(h.relu())  # [E, F] in CSR order
+        return linear(self.lin_out, h.relu())  # [E, F] in CSR order
 
 
 class MPNNConv(torch.nn.Module):

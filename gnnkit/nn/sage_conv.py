@@ -21,12 +21,12 @@ from torch_geometric.nn.aggr import (
 )
 from torch_geometric.nn.dense.linear import Linear
 
-from gnnkit.ops import Graph, gather_slots, quantile_aggregate_slots, softmax_aggregate_slots
+from gnnkit.ops import Graph, bias_add, gather_slots, quantile_aggregate_slots, softmax_aggregate_slots
 from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, slot_mask
-from ._utils import aggregate, check_width, graph_of, materialised, node_pair, resolve_size, small_aggregate
+from ._utils import aggregate, check_width, graph_of, linear, materialised, node_pair, resolve_size, small_aggregate
 from .lstm_aggr import LSTMAggregation
 
 # PyG aggregation modules gnnkit runs on its CSR ops (by exact type: a subclass may change the definition);
@@ -236,10 +236,15 @@ class SAGEConv(CSRMessagePassing):
             # (autocast casts out-of-place ops only: there the two Linear layers, as PyG)
             # lin_l(agg) + lin_r(x) as two accumulating GEMMs: no separate bias/add passes over [N, F]
             W_l, W_r, b = self.lin_l.weight, self.lin_r.weight, self.lin_l.bias
-            base = x_dst @ W_r.t() if b is None else torch.addmm(b, x_dst, W_r.t())
+            if b is None:
+                base = x_dst @ W_r.t()
+            elif torch.compiler.is_compiling():  # the bias gradient by aten's column sum (gnnkit.ops.bias_add)
+                base = bias_add(x_dst @ W_r.t(), b)
+            else:
+                base = torch.addmm(b, x_dst, W_r.t())
             out = base.addmm_(out, W_l.t())  # in place: addmm would copy base first
         else:
-            out = self.lin_l(out)
+            out = linear(self.lin_l, out)
             if self.root_weight and x_dst is not None:
                 out = out + self.lin_r(x_dst)
         if self.normalize:

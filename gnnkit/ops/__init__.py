@@ -16,6 +16,7 @@ import warnings as _warnings
 
 from ._backend import backend_mode, use_triton
 from .aggregations import quantile_aggregate_slots, softmax_aggregate_ref, softmax_aggregate_slots
+from .bias import bias_add
 from .gat import coo_gat_attention, edge_dropout, gat_attention, gat_attention_slots
 from .graph import Graph, Size, SparseTensor, as_graph, cached_for, clear_cache, is_sparse_adj, validate_edge_index
 from .reference import sddmm_csr_ref, segment_reduce_ref, segment_softmax_ref, spmm_csr_ref
@@ -39,5 +40,5 @@ __all__ = [
     "gat_attention", "gat_attention_slots", "coo_gat_attention", "edge_dropout", "nearest_code", "nearest_code_ref",
     "backend_mode",
     "use_triton", "graph_attention", "batch_distances", "softmax_aggregate_slots", "softmax_aggregate_ref",
-    "quantile_aggregate_slots",
+    "quantile_aggregate_slots", "bias_add",
 ]

@@ -218,6 +218,20 @@ def _(grad, mask):
     return torch.empty_like(grad, memory_format=torch.contiguous_format)
 
 
+@custom_op("gnnkit::bias_grad")
+def bias_grad_op(grad: Tensor) -> Tensor:
+    """The gradient of a bias ``[F]`` added to a tensor ``[..., F]``: ``grad`` summed over every dimension but the
+    last (aten's reduction).  Opaque to ``torch.compile``: inductor's CPU code for that column sum walks the whole
+    tensor once per 8 columns (0.47 ms for a ``[20000, 64]`` float32 tensor on this project's CPU, against
+    0.17 ms in aten), which cost a compiled GCN layer ~5 % of its training step."""
+    return grad.sum(tuple(range(grad.dim() - 1)))
+
+
+@bias_grad_op.register_fake
+def _(grad):
+    return grad.new_empty(grad.shape[-1:])
+
+
 # ---------------------------------------------------------------------- SDDMM
 def sddmm_pattern_args(graph: Graph) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
     """The pattern arguments of :func:`~gnnkit.ops.primitives.sddmm_op`: the graph's duplicate-free
