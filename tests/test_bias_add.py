@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch._dynamo.testing import AotEagerAndRecordGraphs
 
-from gnnkit.nn import GATConv, GATv2Conv, GCNConv, MPNNConv, SAGEConv
+from gnnkit.nn import GATConv, GCNConv, MPNNConv, SAGEConv
 from gnnkit.ops import Graph, bias_add
 
 
@@ -76,11 +76,11 @@ def test_compiled_gcn_takes_its_bias_gradient_from_aten():
 
 
 @pytest.mark.parametrize("make", [lambda: SAGEConv(8, 8), lambda: GATConv(8, 4, heads=2),
-                                  lambda: GATv2Conv(8, 4, heads=2), lambda: MPNNConv(8, edge_dim=3, num_steps=1)],
-                         ids=["sage", "gat", "gatv2", "mpnn"])
+                                  lambda: MPNNConv(8, edge_dim=3, num_steps=1)], ids=["sage", "gat", "mpnn"])
 def test_compiled_layers_take_their_bias_gradients_from_aten(make):
-    """The layers' own biases and their linear maps' biases (SAGE's lin_l, GATv2's lin_l / lin_r, MPNN's lin_i and
-    edge-wise lin_out): under torch.compile through gnnkit.bias_grad, with eager's gradients."""
+    """The layers' own biases and their linear maps' biases (SAGE's lin_l, MPNN's lin_i and edge-wise lin_out): under
+    torch.compile through gnnkit.bias_grad, with eager's gradients.  (Not GATv2: a compiled two-layer GATv2 model
+    was 1.5x slower with it.)"""
     g = torch.Generator().manual_seed(2)
     graph = Graph.build(torch.randint(0, 30, (2, 120), generator=g), num_nodes=30)
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
-from gnnkit.ops import bias_add, edge_dropout, gather_slots, segment_softmax_slots, spmm_slots
+from gnnkit.ops import edge_dropout, gather_slots, segment_softmax_slots, spmm_slots
 from gnnkit.typing import Adj, AttentionOutput, NodeFeatures
 
 from ._attention import (
@@ -20,7 +20,7 @@ from ._attention import (
     set_attention_options,
 )
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import check_edge_rows, check_width, edge_linear, linear, node_pair, resolve_size
+from ._utils import check_edge_rows, check_width, edge_linear, node_pair, resolve_size
 
 
 class GATv2Conv(CSRMessagePassing):
@@ -104,8 +104,10 @@ class GATv2Conv(CSRMessagePassing):
                              "edge_dim=edge_attr.size(-1) to the constructor or drop edge_attr")
         ns, nd = resolve_size(edge_index, x_src, x_dst, None)
         res = self.res(x_dst) if self.res is not None else None
-        h_l = linear(self.lin_l, x_src).view(-1, H, C)
-        h_r = h_l if (self.share_weights and x_dst is x_src) else linear(self.lin_r, x_dst).view(-1, H, C)
+        # lin_l / lin_r(x) as they are, also under torch.compile (not nn._utils.linear: with gnnkit.ops.bias_add here a
+        # compiled two-layer GATv2 model took 258 against 174 ms a step, N = 20k, E = 200k; one layer at parity)
+        h_l = self.lin_l(x_src).view(-1, H, C)
+        h_r = h_l if (self.share_weights and x_dst is x_src) else self.lin_r(x_dst).view(-1, H, C)
 
         st = attention_structure(edge_index, ns, nd, self.add_self_loops, self.flow == "target_to_source")
         g = st.graph
@@ -127,7 +129,7 @@ class GATv2Conv(CSRMessagePassing):
         if res is not None:
             out = out + res
         if self.bias is not None:
-            out = bias_add(out, self.bias)
+            out = out + self.bias
         if return_attention_weights:
             # after dropout, as PyG returns them
             return out, attention_output(edge_index, st, weights_dropped, ns, nd, self.flow == "target_to_source")
