@@ -100,3 +100,26 @@ def test_compiled_layers_take_their_bias_gradients_from_aten(make):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     code = rec.bw_graphs[-1].code
     assert code.count("gnnkit.bias_grad") >= (2 if isinstance(conv, MPNNConv) else 1)  # MPNN: lin_i, lin_out
+
+
+@pytest.mark.parametrize("make", [lambda: SAGEConv(8, 4), lambda: MPNNConv(8, edge_dim=3, num_steps=1)],
+                         ids=["sage", "mpnn"])
+def test_compiled_linear_maps_under_autocast_keep_eagers_dtype_and_numbers(make):
+    """Review finding (session 24): under autocast, nn._utils.linear added an fp32 bias to the bf16 product, so the
+    compiled layer returned fp32 and other numbers than eager; now it calls the layer (autocast casts the bias)."""
+    g = torch.Generator().manual_seed(3)
+    graph = Graph.build(torch.randint(0, 12, (2, 40), generator=g), num_nodes=12)
+    torch.manual_seed(0)
+    conv = make()
+    x = torch.randn(12, 8, generator=g)
+    extra = (torch.randn(40, 3, generator=g),) if isinstance(conv, MPNNConv) else ()
+
+    def f(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return conv(x, graph, *extra)
+
+    want = f(x)
+    torch._dynamo.reset()
+    got = torch.compile(f, fullgraph=True, backend="aot_eager")(x)
+    assert got.dtype == want.dtype  # SAGE: bf16; MPNN: its GRU's fp32
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

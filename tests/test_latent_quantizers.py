@@ -357,6 +357,9 @@ def test_fsq_bound_is_checked():
     with pytest.raises(ValueError, match=r"eps=0.5 must be in \[0, 0.363\)"):
         FSQ([2, 2], eps=0.5)  # the paper's shift tan(0.5 / h) passes pi/2
     FSQ([3], eps=0.4)  # odd levels: no shift
+    FSQ([2, 2], eps=0.5, symmetric=True)  # the symmetric grid has no shift (review: refused by mistake)
+    with pytest.raises(ValueError, match="bound='inverse' applies to the paper's grid"):
+        FSQ([3, 2], symmetric=True, bound="inverse")
     with pytest.raises(ValueError, match=r"rounding reaches every level.*fix: levels <= 1000 or a smaller eps"):
         FSQ([1002])  # the paper's (1 - eps) would leave the outermost levels unreachable
 

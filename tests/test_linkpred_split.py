@@ -541,6 +541,12 @@ def test_load_split_restores_both_sides_features_of_a_bipartite_graph(tmp_path, 
     for made, got in zip(splits, loaded):
         for key in ("x_src", "x_dst"):
             assert torch.equal(got[key], made[key]), key
+    if splitter == "inductive":  # another, smaller bipartite graph: named, not a raw IndexError
+        from gnnkit.linkpred.io import SplitFileError
+        small = Data(edge_index=ui[:, :5] % 5, num_src=5, num_dst=5, num_nodes=10, x_src=torch.randn(5, 3),
+                     x_dst=torch.randn(5, 5))
+        with pytest.raises(SplitFileError, match="n_id_src .* is outside full's 5 src nodes"):
+            load_split(tmp_path / "s", full=small)
 
 
 def test_inductive_dataset_with_empty_graphs_keeps_batch_and_graph_id_aligned():

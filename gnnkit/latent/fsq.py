@@ -83,6 +83,9 @@ class FSQ(torch.nn.Module):
         if bound not in BOUNDS:
             raise ValueError(f"bound={bound!r} must be one of {BOUNDS}: 'paper' (the FSQ paper's reference code) or "
                              "'inverse' (vector-quantize-pytorch's exact-inverse shift)")
+        if symmetric is True and bound != "paper":
+            raise ValueError(f"bound={bound!r} applies to the paper's grid; the symmetric grid has no shift: drop it "
+                             "with symmetric=True")
         self.bound_kind = bound
         if not 0.0 <= eps < 1.0 / (max(levels) - 1):  # the paper's bound would not reach the outer levels,
             top = f"levels <= {math.ceil(1 / eps)} or " if eps > 0 else ""  # the inverse one round past them
@@ -90,7 +93,8 @@ class FSQ(torch.nn.Module):
                              f"that rounding reaches every level and stays inside them; fix: {top}a smaller eps")
         even = [v for v in levels if v % 2 == 0]
         # the paper's shift tan(1/2 / h): defined (and increasing) while 1/2 / h < pi/2, h = (L - 1)(1 - eps)/2
-        if bound == "paper" and not (0.0 <= eps < 1.0 and all(1 / ((v - 1) * (1 - eps)) < math.pi / 2 for v in even)):
+        shift_defined = 0.0 <= eps < 1.0 and all(1 / ((v - 1) * (1 - eps)) < math.pi / 2 for v in even)
+        if bound == "paper" and not symmetric and not shift_defined:
             cap = 1 - 2 / (math.pi * (min(even) - 1)) if even else 1.0
             raise ValueError(f"eps={eps} must be in [0, {cap:.3g}) with levels {self.levels} (the paper's shift "
                              f"tan(0.5 / ((L - 1)(1 - eps) / 2)) must stay below pi/2); fix: a smaller eps")

@@ -233,6 +233,11 @@ def _check_full(path: Path, d: Data, num_nodes: Optional[int], full: Data) -> No
     if "n_id" in d and d.n_id.numel() and int(d.n_id.max()) >= have:
         raise SplitFileError(f"{path}: node id {int(d.n_id.max())} is outside full's {have} nodes; fix: pass the "
                              "graph (or dataset) the split was made from")
+    for ids, count in (("n_id_src", "num_src"), ("n_id_dst", "num_dst")):  # bipartite inductive parts
+        side = full[count] if count in full else None
+        if ids in d and d[ids].numel() and side is not None and int(d[ids].max()) >= int(side):
+            raise SplitFileError(f"{path}: {ids} {int(d[ids].max())} is outside full's {int(side)} {count[4:]} nodes; "
+                                 "fix: pass the graph the split was made from")
 
 
 def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = True

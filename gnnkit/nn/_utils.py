@@ -44,7 +44,9 @@ def _plain_linear_call(lin: torch.nn.Module) -> bool:
 def linear(lin: torch.nn.Module, x: Tensor) -> Tensor:
     """``lin(x)``; under ``torch.compile`` a plain linear layer's bias (one that needs a gradient) is added by
     :func:`gnnkit.ops.bias_add`, so its gradient is aten's column sum, not inductor's (module text there)."""
-    if torch.compiler.is_compiling() and _plain_linear_call(lin) and lin.bias is not None:
+    if torch.compiler.is_compiling() and _plain_linear_call(lin) and lin.bias is not None and lin.bias.requires_grad \
+            and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type) \
+            and x.dtype == lin.weight.dtype == lin.bias.dtype:  # else lin(x): autocast casts its bias, as eager
         return bias_add(torch.nn.functional.linear(x, lin.weight), lin.bias)
     return lin(x)
 
