@@ -577,3 +577,18 @@ def test_a_bipartite_part_too_small_names_both_sides():
     ui = torch.stack([torch.randint(0, 6, (20,), generator=g), torch.randint(0, 30, (20,), generator=g)])
     with pytest.raises(ValueError, match=r"val part \(1 source and 6 destination nodes, 0 edges inside it\)"):
         InductiveLinkSplit(0.2, 0.2, seed=0)(Data(edge_index=ui, num_src=6, num_dst=30, num_nodes=36))
+
+
+def test_check_leakage_names_a_missing_or_malformed_edge_index():
+    """Review note (session 24): the orientation is inferred from the message edges, which ran before the
+    attributes were checked: a split without edge_index raised AttributeError / IndexError, not the named error."""
+    g = torch.Generator().manual_seed(0)
+    tr, va, te = TransductiveLinkSplit(seed=0, is_undirected=False)(
+        Data(edge_index=torch.randint(0, 30, (2, 100), generator=g), num_nodes=30))
+    bad = tr.clone()
+    del bad.edge_index
+    with pytest.raises(ValueError, match="train_data has no edge_index"):
+        check_leakage(bad, va, te)
+    bad.edge_index = torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match=r"train_data.edge_index must be a \[2, E\] tensor .* got \[3\]"):
+        check_leakage(bad, va, te)

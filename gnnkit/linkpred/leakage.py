@@ -141,6 +141,15 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
         A :class:`LeakageReport`.
     """
     splits = (train_data, val_data, test_data)
+    for name, d in zip(SPLITS, splits):  # before anything reads them (the orientation below does)
+        for attr in ("edge_index", "edge_label_index", "edge_label"):
+            if attr not in d or d[attr] is None:
+                raise ValueError(f"check_leakage: {name}_data has no {attr}; fix: pass splits made by a "
+                                 "link splitter")
+        if not isinstance(d.edge_index, Tensor) or d.edge_index.dim() != 2 or d.edge_index.size(0) != 2:
+            got = list(d.edge_index.shape) if isinstance(d.edge_index, Tensor) else type(d.edge_index).__name__
+            raise ValueError(f"check_leakage: {name}_data.edge_index must be a [2, E] tensor of message edges, got "
+                             f"{got}; fix: pass splits made by a link splitter")
     bips = [is_bipartite(d) for d in splits]
     if len(set(bips)) != 1:
         raise ValueError("check_leakage: either all three splits are bipartite (num_src/num_dst) or none")
@@ -164,10 +173,6 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
 
     msgs, labels, ok_split = [], [], []
     for name, d in zip(SPLITS, splits):
-        for attr in ("edge_index", "edge_label_index", "edge_label"):
-            if attr not in d or d[attr] is None:
-                raise ValueError(f"check_leakage: {name}_data has no {attr}; fix: pass splits made by a "
-                                 "link splitter")
         eli, lab = d.edge_label_index, d.edge_label
         good = True
         if eli.dim() != 2 or eli.size(0) != 2 or lab.dim() != 1 or lab.numel() != eli.size(1):
