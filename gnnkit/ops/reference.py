@@ -71,6 +71,16 @@ def _mkl_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], dense: Tensor
         return torch.addmm(out, A, dense.contiguous(), beta=0, out=out)  # out=: no copy of out into itself
 
 
+def mkl_one_head_sum(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor) -> Tensor:
+    """One head's weighted CSR sum through MKL, ``x`` ``[S, 1, F]`` -> ``[N, 1, F]`` (the caller checked
+    :func:`_mkl_fits`): written through a 2-D view, the whole tensor returned (not a view)."""
+    N, S, F = rowptr.numel() - 1, x.size(0), x.size(2)
+    out = x.new_empty(N, 1, F)
+    v = None if value is None else outside_inference(value.reshape(-1))
+    _mkl_sum(rowptr, col, v, x.reshape(S, F), out.view(N, F))
+    return out
+
+
 def outside_inference(v: Tensor) -> Tensor:
     """``v``, or a plain copy of it when it was made under ``torch.inference_mode`` (weights kept by an
     inference-mode call) and is used outside it, where a sparse tensor built on it would be refused."""
@@ -170,10 +180,7 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
             and _mkl_fits(x.reshape(S, F), N, S, col.numel()) and (value is None or not tracks_grad(value)):
         # the common CPU case straight to MKL (the same product as below, without its generic steps: ~30 µs a call
         # on small graphs, what a compiled layer's op call runs)
-        out = x.new_empty(N, 1, F)
-        v = torch.ones(col.numel(), dtype=x.dtype) if value is None else outside_inference(value.reshape(-1))
-        _mkl_sum(rowptr, col, v, x.reshape(S, F), out.view(N, F))
-        return out
+        return mkl_one_head_sum(rowptr, col, value, x)
     dtype = x.dtype
     xc = x.float() if dtype in LOW else x
     r = _TORCH_REDUCE[reduce]

@@ -44,7 +44,7 @@ from .primitives import (
     spmm_arg_bwd_op,
     spmm_op,
 )
-from .reference import _mkl_serves, _mkl_sum, outside_inference, spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401
+from .reference import _mkl_serves, mkl_one_head_sum, spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401
 
 REDUCES = ("sum", "mean", "max", "min")
 
@@ -128,13 +128,10 @@ class CpuSumFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str,
                 value_t: Optional[Tensor] = None) -> Tensor:
-        S, N, F = x.size(0), graph.num_dst, x.size(2)
         if reduce == "mean":  # the reference's product; detached: a view would forbid the layers' in-place epilogues
             out = spmm_csr_ref(graph.rowptr, graph.col, None, x, "mean").detach()
         else:
-            out = x.new_empty(N, 1, F)  # written through a 2-D view, the whole tensor returned (not a view)
-            v = None if value is None else outside_inference(value.view(-1))
-            _mkl_sum(graph.rowptr, graph.col, v, x.view(S, F), out.view(N, F))
+            out = mkl_one_head_sum(graph.rowptr, graph.col, value, x)
         if ctx.needs_input_grad[1]:
             ctx.graph, ctx.t = graph, graph.transpose()
             ctx.vt = graph.mean_weights_t() if reduce == "mean" else _values_t(graph, value, value_t)
@@ -144,13 +141,8 @@ class CpuSumFunction(torch.autograd.Function):
     @first_order_only
     def backward(ctx, grad_out: Tensor):
         rowptr_t, col_t, _ = ctx.t
-        S, F = ctx.graph.num_src, grad_out.size(2)
-        vt = ctx.vt
-        if vt is not None:
-            vt = outside_inference(vt.to(grad_out.dtype).view(-1))
-        gx = grad_out.new_empty(S, 1, F)
-        _mkl_sum(rowptr_t, col_t, vt, grad_out.reshape(grad_out.size(0), F).contiguous(), gx.view(S, F))
-        return None, gx, None, None, None
+        vt = None if ctx.vt is None else ctx.vt.to(grad_out.dtype)
+        return None, mkl_one_head_sum(rowptr_t, col_t, vt, grad_out), None, None, None
 
 
 def _cpu_direct(graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str) -> bool:
