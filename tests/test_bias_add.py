@@ -123,3 +123,13 @@ def test_compiled_linear_maps_under_autocast_keep_eagers_dtype_and_numbers(make)
     got = torch.compile(f, fullgraph=True, backend="aot_eager")(x)
     assert got.dtype == want.dtype  # SAGE: bf16; MPNN: its GRU's fp32
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(TypeError, match="out is list, bias is Tensor"):
+        bias_add([1.0], torch.zeros(3))
+    with pytest.raises(ValueError, match=r"bias must be \[3\].*got \[4\] for out \[5, 3\]"):
+        bias_add(torch.zeros(5, 3), torch.zeros(4))
+    with pytest.raises(ValueError, match=r"got \[2, 3\]"):
+        bias_add(torch.zeros(5, 3), torch.zeros(2, 3))
+    torch.testing.assert_close(bias_add(torch.zeros(5, 3), torch.tensor(2.0)), torch.full((5, 3), 2.0))

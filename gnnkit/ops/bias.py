@@ -25,6 +25,11 @@ def bias_add(out: Tensor, bias: Tensor, inplace: bool = False) -> Tensor:
     Under ``torch.compile``, with a bias that requires grad, the sum is :class:`BiasAddFunction`, so the bias
     gradient is aten's reduction instead of inductor's CPU column sum (about 3x slower at ``[20000, 64]``); the
     forward stays traceable (inductor fuses the sum with its neighbours).  Results are the same either way."""
+    if not isinstance(out, Tensor) or not isinstance(bias, Tensor):
+        raise TypeError(f"bias_add takes tensors: out is {type(out).__name__}, bias is {type(bias).__name__}")
+    if bias.dim() > 1 or bias.dim() == 1 and bias.size(0) not in (1, out.size(-1) if out.dim() else 1):
+        raise ValueError(f"bias must be [{out.size(-1) if out.dim() else 1}] (one value per channel of out's last "
+                         f"dimension) or a scalar, got {list(bias.shape)} for out {list(out.shape)}")
     if torch.compiler.is_compiling() and bias.requires_grad and torch.is_grad_enabled() and out.dim() >= 2 \
             and bias.dim() == 1 and bias.size(0) == out.size(-1) and out.dtype == bias.dtype:
         return BiasAddFunction.apply(out, bias)
