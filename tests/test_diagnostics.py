@@ -29,9 +29,9 @@ def _mad_reference(x, mask):
     """Chen et al. (2020), mad_value: cosine distances (scikit-learn), masked, per-node mean over non-zero."""
     from sklearn.metrics import pairwise_distances
     dist = pairwise_distances(x, x, metric="cosine")
-    # gnnkit's one deviation, documented in mad(): rounding-level distances (< 1e-6, e.g. 1e-16 between
+    # gnnkit's one deviation, documented in mad(): float64 rounding-level distances (< 1e-12, e.g. 1e-16 between
     # duplicate rows, which the reference would count as a "non-zero" pair) are zero
-    dist[dist < 1e-6] = 0.0
+    dist[dist < 1e-12] = 0.0
     md = dist * mask
     node = md.sum(1) / ((md != 0).sum(1) + 1e-8)
     return float(np.mean(node))
@@ -153,3 +153,31 @@ def test_smoothing_profile_passes_the_forward_s_other_arguments():
         smoothing_profile(m, x, ei, model_args=batch)
     with pytest.raises(ValueError, match=r"model_kwargs must be a dict"):
         smoothing_profile(m, x, ei, model_kwargs=[batch])
+
+
+def test_mad_counts_small_real_distances_of_near_collapsed_nodes():
+    """Nine nodes a hair apart (1e-4 noise) and one distinct: their small distances (~1e-8) are real and count, as
+    in the reference (a 1e-6 cut-off dropped them and reported 1.18 instead of 0.237); exact duplicates still count
+    as zero distance."""
+    from sklearn.metrics import pairwise_distances
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(16, generator=g, dtype=torch.float64)
+    x = torch.cat([base + 1e-4 * torch.randn(9, 16, generator=g, dtype=torch.float64),
+                   torch.randn(1, 16, generator=g, dtype=torch.float64)])
+    dist = pairwise_distances(x.numpy(), metric="cosine")
+    node = dist.sum(1) / ((dist != 0).sum(1) + 1e-8)  # the reference, no cut-off at all
+    assert float(mad(x)) == pytest.approx(float(np.mean(node)), rel=1e-6)
+    assert float(mad(x)) < 0.5
+    collapsed = base + 1e-4 * torch.randn(10, 16, generator=g, dtype=torch.float64)
+    assert 0 < float(mad(collapsed)) < 1e-6  # near-collapsed: small, not zero
+    assert float(mad(base.repeat(4, 1))) == 0.0  # exact duplicates: zero
+
+
+def test_relative_energy_is_scale_free_in_float64():
+    """The denominator stays in x's dtype: float64 embeddings of any scale give the same value (it overflowed to
+    inf in float32 and returned 0 for values ~1e20)."""
+    x = torch.tensor([[0.3, -1.0], [1.2, 0.5], [-0.7, 2.0]], dtype=torch.float64)
+    ref = float(relative_energy(x, PATH))
+    assert ref > 0
+    for c in (1e-20, 1e20):
+        assert float(relative_energy(x * c, PATH)) == pytest.approx(ref, rel=1e-12)

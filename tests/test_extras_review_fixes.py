@@ -87,6 +87,9 @@ def test_constructor_arguments_are_checked():
         bourgain_anchor_sets(16, copies=-1.0)
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
         AddKHopEdges(k=0)
+    for bad in (0, 2.0, True):  # the function checks k as the transform does (2.0 was a TypeError from range)
+        with pytest.raises(ValueError, match="add_k_hop_edges: k must be an int >= 1"):
+            add_k_hop_edges(_ring(4), k=bad)
     with pytest.raises(ValueError, match="mad_mask must be 'all' or 'edges'"):
         SmoothingMonitor(torch.nn.Linear(2, 2), _ring(3), layers=[""], mad_mask="edge")
 

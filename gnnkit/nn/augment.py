@@ -18,6 +18,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
+from gnnkit._checks import check_int
 from gnnkit.ops import validate_edge_index
 
 _WEIGHTS = ("sum", "keep", "ones")
@@ -35,8 +36,7 @@ def add_k_hop_edges(edge_index: Tensor, edge_weight: Optional[Tensor] = None, nu
         weights: ``"sum"``, ``"keep"`` or ``"ones"`` (see the module docstring).
         self_loops: keep the self-loops that the powers create (default False).
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    check_int("k", k, 1, who="add_k_hop_edges", hint=" (the largest power of A)")
     if weights not in _WEIGHTS:
         raise ValueError(f"weights={weights!r} is not supported; use one of {_WEIGHTS}")
     n, _ = validate_edge_index(edge_index, num_nodes, num_nodes)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 MAX_DENSE_NODES = 20_000  # MAD over all pairs is O(N^2): above this, ask for mask="edges"
-ZERO_DISTANCE = 1e-6  # cosine distances below this are rounding, counted as 0 (see mad)
+ZERO_DISTANCE = 1e-12  # cosine distances (in float64) below this are rounding, counted as 0 (see mad)
 
 
 def _edges(edge_index: Tensor, num_nodes: int, name: str) -> Tensor:
@@ -71,7 +71,8 @@ def relative_energy(x: Tensor, edge_index: Tensor) -> Tensor:
     columns, twice the quotient of their sums.  Degree-normalised because GCN propagation converges to rows
     proportional to :math:`\sqrt{1 + d_i}`, which keep a plain energy but lose the normalised one;
     scale-free because weights that grow with training must not hide that embeddings became alike."""
-    scale = x.float().pow(2).sum() / max(x.size(0), 1)
+    xs = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # float64 stays float64
+    scale = xs.pow(2).sum() / max(x.size(0), 1)
     e = dirichlet_energy(x, edge_index, normalized=True)
     return e / scale if float(scale) > 0 else torch.zeros_like(e)
 
@@ -91,9 +92,10 @@ def mad(x: Tensor, edge_index: Optional[Tensor] = None, mask: str = "all",
     if x.dim() != 2:
         raise ValueError(f"mad: x must be [N, F], got {list(x.shape)}")
     n = x.size(0)
-    # float64 and a tolerance: pairs whose float32 embeddings agree up to rounding (1 - cos < 1e-6) count
-    # as zero distance, as exact duplicates do in the reference; otherwise the count of "non-zero" pairs
-    # would depend on summation order
+    # float64 and a tolerance at float64's rounding: identical rows give 1 - cos of ~1e-16 (4e-15 at 10^4
+    # features), which count as zero distance, as exact duplicates do in the reference; a real distance down to
+    # 1e-12 (an angle of ~1.4e-6 rad) counts, as in the reference (a 1e-6 cut-off dropped near-collapsed
+    # nodes' small distances and over-reported MAD exactly when nodes collapse)
     z = F.normalize(x.double(), dim=-1)
     if mask == "all":
         if n > MAX_DENSE_NODES:

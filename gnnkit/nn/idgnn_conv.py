@@ -57,8 +57,10 @@ class IDGNNConv(torch.nn.Module):
 
     Args:
         in_channels, out_channels: widths.
-        normalize: symmetric GCN normalisation with self-loops (default True); False: sum over the
-            neighbours and the node itself.
+        normalize: symmetric GCN normalisation with self-loops (default True; a node's self-loop already in
+            ``edge_index`` is kept, one, as PyG's ``GCNConv`` keeps it); False: the sum over the neighbours plus the
+            node's own message, as PyG's ``GraphConv`` / ``GINConv`` sum (a self-loop already in ``edge_index``
+            then counts the node twice: drop loops first, ``torch_geometric.utils.remove_self_loops``, for once).
         bias: learn an additive bias.
 
     ``forward(x, edge_index, identity)``: ``identity`` a bool mask ``[N]`` or the indices of the coloured
@@ -196,7 +198,7 @@ def cycle_count_features(edge_index: Tensor, num_nodes: int, max_length: int = 4
     for name, value, least in (("num_nodes", num_nodes, 0), ("max_length", max_length, 1), ("chunk", chunk, 1)):
         check_int(name, value, least, who="cycle_count_features")
     validate_edge_index(edge_index, num_nodes, num_nodes)
-    ei = edge_index.long()
+    ei = edge_index.long().cpu()  # the counts are computed (and returned) on the CPU, whatever the edges' device
     a = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), torch.ones(ei.size(1), dtype=torch.float64),
                                 (num_nodes, num_nodes), check_invariants=False).coalesce()
     out = torch.zeros(num_nodes, max_length, dtype=torch.float64)

@@ -71,7 +71,8 @@ def _check_copies(copies: float, who: str) -> None:
 def bourgain_anchor_sets(num_nodes: int, copies: float = 0.5, generator: Optional[torch.Generator] = None
                          ) -> List[Tensor]:
     """Random anchor sets as in the authors' code: ``m = floor(log2 n)`` sizes ``n / 2^(i+1)``, ``i < m``, each
-    drawn ``max(1, int(copies * m))`` times without replacement (``k = m * copies`` sets, O(log² n))."""
+    drawn ``max(1, int(copies * m))`` times without replacement: ``m * max(1, int(copies * m))`` sets in all
+    (about ``copies * log2(n)^2``, O(log² n); n = 64, copies = 0.5: 6 sizes x 3 = 18 sets)."""
     _check_copies(copies, "P-GNN")
     m = max(int(math.log2(max(num_nodes, 2))), 1)
     per = max(int(copies * m), 1)
