@@ -45,11 +45,12 @@ lint: setup
 	$(VENV)/bin/ruff check gnnkit kernels tests benchmarks
 
 # The CPU benchmarks behind the README's speed and memory claims (JSON + plots in
-# benchmarks/results/): compiled vs eager layers, then layers vs PyG on Cora, on MUTAG mini-batches and on
-# the arxiv-like graph.
+# benchmarks/results/): compiled vs eager layers (gnnkit's, then gnnkit's beside PyG's and a plain Linear), then
+# layers vs PyG on Cora, on MUTAG mini-batches and on the arxiv-like graph.
 # Long: tens of minutes.
 bench: setup
 	$(PY) benchmarks/layers_compile.py
+	$(PY) benchmarks/compile_peers.py
 	$(PY) benchmarks/cora_layers.py
 	$(PY) benchmarks/minibatch_layers.py
 	$(PY) benchmarks/layers_speed.py
