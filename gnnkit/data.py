@@ -221,11 +221,23 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("GNNKIT_CACHE", "~/.cache/gnnkit")).expanduser()
 
 
+def _may_write(folder: Path) -> bool:
+    """Whether the loader may write in ``folder``: ``os.access`` says so and, since root's ``os.access`` says yes
+    to everything, the folder's mode grants someone write permission (a folder made read-only, ``chmod a-w``, as
+    shared data often is, is left alone also when running as root)."""
+    import stat
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK) and bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
 def _writable_root(spec: DatasetSpec, root: Path) -> Path:
     """``root/subdir`` if the loader may write there, else a mirror in the cache."""
     base = root / spec.subdir
     target = base / spec.folder
-    if os.access(target, os.W_OK):
+    if _may_write(target):
         return base
     key = hashlib.sha1(str(target.resolve()).encode()).hexdigest()[:12]
     mirror_base = _cache_dir() / "datasets" / key / spec.subdir
@@ -339,7 +351,7 @@ def _drop_processed(folder: Path) -> str:
     proc = folder / "processed"
     if not proc.is_dir():
         return ""
-    if not os.access(proc, os.W_OK):
+    if not _may_write(proc):
         return f"; then delete {proc} (built from the damaged files) so that it is rebuilt"
     shutil.rmtree(proc, ignore_errors=True)
     return f"; the processed copy built from them ({proc}) was removed and is rebuilt on the next load"
@@ -415,7 +427,7 @@ def _check_processed(folder: Path) -> Tuple[str, str]:
 
 def _stamp_processed(folder: Path, stamp: List[List[Any]]) -> None:
     proc = folder / "processed"
-    if proc.is_dir() and os.access(proc, os.W_OK):
+    if proc.is_dir() and _may_write(proc):
         try:
             write_json_atomic({"raw": stamp, "processed": _processed_hashes(proc)}, proc / _STAMP)
         except OSError:  # a read-only copy: nothing to remember, nothing to rebuild

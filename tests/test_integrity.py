@@ -166,6 +166,11 @@ def test_gnnkit_verify_reports_ok_bad_and_unchecked(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "checkpoint.pt: its SHA-256" in err and err.count("\n") == 1
     assert console_main(["verify", str(tmp_path / "missing")]) == 2
+    # a missing path does not hide a damaged one given with it (review: the damaged file was never reported)
+    capsys.readouterr()
+    assert console_main(["verify", str(run), str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt: its SHA-256" in err and "missing" in err
 
 
 def test_cli_results_carry_a_side_file_and_split_samples_datasets_verify(tmp_path):

@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "graphs and seed nodes are per process, edges (ogbl) are shared out")
     p.add_argument("--fanout", default=None,
                    help="ogbn-* mini-batches (--batch-size > 0): neighbours per layer, e.g. 15,10,5 (default: OGB's "
-                        "15,10,5 for products, one per --num-layers)")
+                        "15,10,5 for 3 layers; for another --num-layers its first numbers, or the last repeated)")
     p.add_argument("--batch-norm", choices=("yes", "no"), default=None,
                    help="ogbn-*: batch norm between the convs (default: OGB's, yes for arxiv, no for products)")
     p.add_argument("--root", default=None, help="data root (default: $GNNKIT_DATA, then the bundled datasets/)")
@@ -86,7 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> "OGBConfig":
     from gnnkit.ogb import OGBConfig, family
     fam = family(args.dataset)
-    model = args.model or DEFAULT_MODEL.get(args.dataset.lower(), DEFAULT_MODEL.get(fam))
+    name = args.dataset.lower().replace("_", "-")  # ogbn_arxiv too (family checked the name)
+    model = args.model or DEFAULT_MODEL.get(name, DEFAULT_MODEL.get(fam))
     layers = None if args.layers is None else tuple(x.strip() for x in args.layers.split(",") if x.strip())
     extra = {}
     if args.fanout is not None:  # where it applies is OGBConfig's check

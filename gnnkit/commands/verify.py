@@ -13,15 +13,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true",
                    help="also fail when something has no record to check against (status 'unchecked')")
     p.epilog = ("Exit status: 0 when everything checked is intact, 1 when something is not (one line each, with "
-                "the fix), 2 for a path that does not exist.")
+                "the fix), 2 when a path does not exist (the others are still checked and reported).")
 
 
 def run(args: argparse.Namespace) -> int:
     from gnnkit.integrity import BAD, UNCHECKED, verify
-    findings = []
-    for path in args.paths:
-        findings += verify(path)  # FileNotFoundError: one line, exit 2 (gnnkit.cli)
+    findings, missing = [], []
+    for path in args.paths:  # every path checked, so a missing one cannot hide a damaged one
+        try:
+            findings += verify(path)
+        except FileNotFoundError as e:
+            missing.append(str(e))
     for f in findings:
         print(f, file=sys.stderr if f.status == BAD else sys.stdout)
+    for m in missing:
+        print(f"error: {m}", file=sys.stderr)
     bad = [f for f in findings if f.status == BAD or (args.strict and f.status == UNCHECKED)]
-    return 1 if bad else 0
+    return 2 if missing else 1 if bad else 0

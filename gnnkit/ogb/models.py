@@ -190,8 +190,23 @@ class NodeGNN(torch.nn.Module):
     def num_layers(self) -> int:
         return len(self.convs)
 
-    def forward_layer(self, i: int, x: Tensor, edge_index: Any) -> Tensor:
-        x = self.convs[i](x, edge_index)
+    def forward_layer(self, i: int, x: Tensor, edge_index: Any, norm_weight: Optional[Tensor] = None) -> Tensor:
+        """Layer ``i`` (conv, then batch norm, ReLU and dropout between layers).  ``norm_weight`` (GCN only): each
+        edge's normalised weight, self-loops included in ``edge_index``, computed on the whole graph — layer-wise
+        inference runs a layer on subgraphs whose own degrees are not the graph's (a neighbour outside the batch
+        has no edges there) — used as given, without the conv's own normalisation."""
+        conv = self.convs[i]
+        if norm_weight is None:
+            x = conv(x, edge_index)
+        else:
+            if not hasattr(conv, "normalize"):
+                raise ValueError(f"forward_layer: norm_weight is for GCN layers; layer {i} is a "
+                                 f"{type(conv).__name__}")
+            normalize, conv.normalize = conv.normalize, False
+            try:
+                x = conv(x, edge_index, norm_weight)
+            finally:
+                conv.normalize = normalize
         if i < self.num_layers - 1:
             if self.bns is not None:
                 x = self.bns[i](x)

@@ -143,7 +143,12 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
     for r in range(cfg.runs):
         seed = cfg.seed + r
         init = None
-        for lib in cfg.layers:
+        order = list(cfg.layers)
+        if ckpt is not None and ckpt["run"] == r and ckpt["lib"] in order:
+            # the interrupted library first, whatever the order of --layers now: its checkpoint holds the
+            # epochs it had finished (each library's run is seeded alone, so the order changes no number)
+            order.insert(0, order.pop(order.index(ckpt["lib"])))
+        for lib in order:
             runs = log["runs"][lib]
             if r < len(runs) and runs[r].get("complete"):
                 continue
