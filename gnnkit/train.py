@@ -1,10 +1,12 @@
 """Full-batch node classification on a Planetoid graph, gnnkit's layers next to PyG's.
 
 The model is the same for both implementations; only the conv class differs, and
-both start from the same weights in each run (the gnnkit model loads the PyG
-model's ``state_dict``), so accuracy differences come from numerics alone.
+both start from the same weights in each run (the first implementation's initial
+``state_dict``, loaded into the others'), so accuracy differences come from numerics alone.
 Defaults are Kipf & Welling's (2017): 2 layers, 16 hidden units, dropout 0.5,
-Adam with lr 0.01 and weight decay 5e-4, 200 epochs, row-normalised features.
+Adam with lr 0.01 and weight decay 5e-4, 200 epochs, row-normalised features (the weight
+decay on every parameter; Kipf's code and PyG's ``examples/gcn.py`` decay the first layer's
+only).
 The test accuracy is read at the epoch of best validation accuracy; time is the median
 training epoch, memory the peak of one training step (forward + backward) above what was in
 use before it.

@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
                       seed=args.seed, impls=impls, root=args.root, num_layers=args.num_layers,
                       diagnose=args.diagnose is not None)
     from gnnkit import distributed
-    res = train_run(cfg, progress=not args.no_progress and distributed.is_main_process())
+    try:
+        res = train_run(cfg, progress=not args.no_progress and distributed.is_main_process())
+    finally:  # under torchrun: the process group closed on every rank (as gnnkit ogb does)
+        distributed.shutdown()
     if not distributed.is_main_process():  # under torchrun rank 0 reports and writes
         return 0
     print(format_table(res))
