@@ -259,3 +259,32 @@ def test_model_argument_errors():
         gnn.GAT(4, 10, 2, 3, heads=4)
     with pytest.raises(ValueError, match="does not use edge_attr"):
         gnn.GCN(6, 8, 2, 3)(*_graph()[:2], torch.randn(70, 3))
+
+
+def test_review_2026_12_05_layers_and_models():
+    """Review findings: edge features with more than two dimensions are refused by name (they failed deep inside or
+    named the wrong thing); MPNNConv checks its widths; a ready model's later virtual nodes hold no initial embedding
+    (a parameter without a gradient, which DDP refuses), and a checkpoint saved with them still loads; GIN's fixed
+    eps is rounded as PyG rounds it."""
+    import pytest
+    import torch_geometric.nn as pnn
+
+    from gnnkit.nn import GIN, GATConv, GATv2Conv, GINConv, GINEConv, MPNNConv
+    g = torch.Generator().manual_seed(0)
+    x, ei = torch.randn(12, 8, generator=g), torch.randint(0, 12, (2, 30), generator=g)
+    E = ei.size(1)
+    for layer in (GATConv(8, 4, edge_dim=3), GATv2Conv(8, 4, edge_dim=3), MPNNConv(8, edge_dim=3),
+                  GINEConv(torch.nn.Linear(8, 4), edge_dim=3)):
+        with pytest.raises(ValueError, match=r"edge_attr must be \[E\] or \[E, D\]"):
+            layer(x, ei, torch.randn(E, 1, 3))
+    for kw in (dict(channels=0), dict(channels=8, hidden_channels=0), dict(channels=8, edge_dim=0)):
+        with pytest.raises(ValueError, match="MPNNConv: .* must be an int >= 1"):
+            MPNNConv(**kw)
+    m = GIN(8, 16, 3, 5, virtual_node=True, readout="sum")
+    m(x, ei, batch=torch.arange(12) // 6).sum().backward()
+    assert [n for n, p in m.named_parameters() if p.grad is None] == []
+    old = {**m.state_dict(), "vn.1.embedding.weight": torch.zeros(1, 16)}  # saved before the change
+    GIN(8, 16, 3, 5, virtual_node=True, readout="sum").load_state_dict(old)
+    ours, theirs = GINConv(torch.nn.Identity(), eps=0.7), pnn.GINConv(torch.nn.Identity(), eps=0.7)
+    xd = x.double()
+    assert torch.equal(ours(xd, ei), theirs(xd, ei))

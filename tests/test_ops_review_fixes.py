@@ -90,10 +90,16 @@ def test_public_ops_name_bad_arguments():
     with pytest.raises(ValueError, match="reduce='mean' needs floating-point values"):
         segment_reduce(g, torch.ones(4, dtype=torch.long), "mean")
     assert segment_reduce(g, torch.ones(4, dtype=torch.long), "sum").tolist() == [1, 1, 1, 1]
-    with pytest.raises(ValueError, match="num_nodes must be >= 0"):
+    with pytest.raises(ValueError, match="num_nodes must be a non-negative int"):
         as_graph(torch.tensor([[0], [0]]), num_nodes=-1)
-    with pytest.raises(ValueError, match="size must hold node counts >= 0"):
+    with pytest.raises(ValueError, match=r"size\[0\] must be a non-negative int"):
         as_graph(torch.tensor([[0], [0]]), size=(-1, 3))
+    # review (2026-12-05): a float count failed deep inside, True was one node, 34.5 was truncated to 34
+    for kw, name in ((dict(num_nodes=30.0), "num_nodes"), (dict(num_nodes=True), "num_nodes"),
+                     (dict(size=(34.5, 34)), r"size\[0\]"), (dict(size=(3, False)), r"size\[1\]")):
+        with pytest.raises(ValueError, match=name + " must be a non-negative int"):
+            Graph.build(torch.tensor([[0], [0]]), **kw)
+    assert Graph.build(torch.tensor([[0], [0]]), num_nodes=torch.tensor(3)).num_dst == 3  # a 0-d int tensor counts
     empty = torch.zeros(2, 0, dtype=torch.long)  # size=(None, 4): the same counts with and without edges
     assert (as_graph(empty, size=(None, 4))[0].num_src, as_graph(torch.tensor([[0], [1]]), size=(None, 4))[0].num_src) \
         == (4, 4)

@@ -197,9 +197,14 @@ def graph_of(edge_index: Any, num_src: int, num_dst: int, use_values: bool = Tru
     return graph, w
 
 
-def check_edge_rows(t: Optional[Tensor], num_edges: int, layer: str, arg: str) -> None:
+def check_edge_rows(t: Optional[Tensor], num_edges: int, layer: str, arg: str, max_dim: Optional[int] = 2) -> None:
+    """``t`` (None, or one row per edge, floating point) and, with ``max_dim``, at most that many dimensions
+    (``[E]`` or ``[E, D]`` for the layers' ``edge_attr``): errors name ``layer`` and ``arg``."""
     if t is None:
         return
+    if max_dim is not None and t.dim() > max_dim:
+        raise ValueError(f"{layer}: {arg} must be [E] or [E, D] (one row of features per edge), got shape "
+                         f"{list(t.shape)}; fix: {arg}.view({arg}.size(0), -1) if the trailing dimensions are features")
     if t.dim() == 0 or t.size(0) != num_edges:
         raise ValueError(f"{layer}: {arg} must have one row per edge (E={num_edges}), got shape "
                          f"{list(t.shape)}; pass {arg} in the same order as edge_index")

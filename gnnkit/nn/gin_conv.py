@@ -85,7 +85,7 @@ class GINConv(CSRMessagePassing):
         if x_dst is not None:
             scale = 1 + self.eps
             if not self.eps.requires_grad and self.eps.device.type == "cpu" and not torch.compiler.is_compiling():
-                scale = 1.0 + float(self.eps)
+                scale = float(1 + self.eps)  # rounded in eps' dtype first, as PyG's (1 + eps) * x
         if self._explain is not True:  # a small mini-batch's edge_index: no graph to build
             out = small_aggregate(edge_index, x_src, ns, nd, self._reduce, x_dst, scale)
             if out is not None:

@@ -98,7 +98,7 @@ class GINEConv(CSRMessagePassing):
                 raise ValueError(f"GINEConv: a static graph with {B} batch rows takes edge_attr [E, D] (shared) or "
                                  f"{'[E, B, D]' if nodes_first else '[B, E, D]'} with B={B}, got "
                                  f"{list(edge_attr.shape) if nodes_first else list(edge_attr.transpose(0, 1).shape)}")
-        check_edge_rows(edge_attr, num_input_edges(edge_index), "GINEConv", "edge_attr")
+        check_edge_rows(edge_attr, num_input_edges(edge_index), "GINEConv", "edge_attr", max_dim=3 if static else 2)
         # to CSR slot order first: a row permutation commutes with the row-wise linear map, and permuting
         # the raw features (no gradient) spares the backward a scatter of the [E, F] gradient
         ea = graph.to_csr_order(edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)

@@ -31,6 +31,14 @@ from .virtual_node import VirtualNode
 _NORMS = {"batch": BatchNorm1d, "layer": LayerNorm}
 
 
+def _drop_unused_embeddings(state_dict, prefix, *args) -> None:
+    """Load-state-dict pre-hook: the initial embeddings of the 2nd and later virtual nodes, which checkpoints saved
+    before 2026-12-05 hold (never used, always their zero initialisation), are dropped."""
+    for key in [k for k in state_dict if k.startswith(prefix + "vn.") and k.endswith(".embedding.weight")]:
+        if not key.startswith(prefix + "vn.0."):
+            del state_dict[key]
+
+
 class _GNN(torch.nn.Module):
     supports_edge_attr = False
     lazy_input = True  # in_channels=-1 allowed
@@ -86,8 +94,11 @@ class _GNN(torch.nn.Module):
                                  "between layers)")
             if in_channels != hidden_channels:
                 self.lin_in = Linear(in_channels, hidden_channels)
-            self.vn = ModuleList([VirtualNode(hidden_channels, dropout, graph_channels=graph_channels if i == 0 else 0)
-                                  for i in range(num_layers - 1)])
+            # the state starts from the first one's embedding: the later ones hold none (no parameter without a
+            # gradient; checkpoints saved with one still load, _drop_unused_embeddings)
+            self.vn = ModuleList([VirtualNode(hidden_channels, dropout, graph_channels=graph_channels if i == 0 else 0,
+                                              initial_embedding=i == 0) for i in range(num_layers - 1)])
+            self._register_load_state_dict_pre_hook(_drop_unused_embeddings)
         self.jk = None
         if jk is not None:
             self.jk = JumpingKnowledge(jk, hidden_channels, num_layers)
@@ -171,7 +182,9 @@ class GCN(_GNN):
 
 class GraphSAGE(_GNN):
     r"""GraphSAGE (Hamilton et al. 2017) built from :class:`SAGEConv`; ``aggr`` picks
-    mean / sum / max / lstm and ``project=True`` the pooling variant."""
+    mean / sum / max / lstm and ``project=True`` the pooling variant.  With ``aggr="lstm"``, as PyG's
+    ``SAGEConv``, ``edge_index`` must be sorted by destination (``torch_geometric.utils.sort_edge_index(edge_index,
+    sort_by_row=False)``); an unsorted one raises."""
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
                  aggr: str = "mean", project: bool = False, **options):

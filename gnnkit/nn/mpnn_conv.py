@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 from torch.nn import GRUCell, Linear, ModuleList
 
+from gnnkit._checks import check_int
 from gnnkit.ops import gather_slots, segment_reduce_slots
 from gnnkit.typing import Adj
 
@@ -69,8 +70,12 @@ class MPNNConv(torch.nn.Module):
         super().__init__()
         if aggr not in _AGGRS:
             raise ValueError(f"MPNNConv: aggr={aggr!r} is not supported; use one of {_AGGRS}")
-        if num_steps < 1:
-            raise ValueError(f"MPNNConv: num_steps must be >= 1, got {num_steps}")
+        check_int("num_steps", num_steps, 1, who="MPNNConv")
+        check_int("channels", channels, 1, who="MPNNConv")
+        if hidden_channels is not None:  # 0 fell back to channels before
+            check_int("hidden_channels", hidden_channels, 1, who="MPNNConv", hint=" (or None: channels)")
+        if edge_dim is not None:  # 0 was read as None before
+            check_int("edge_dim", edge_dim, 1, who="MPNNConv", hint=" (or None: no edge features)")
         self.channels = channels
         self.edge_dim = edge_dim
         self.aggr = aggr

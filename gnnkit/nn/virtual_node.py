@@ -30,12 +30,17 @@ class VirtualNode(torch.nn.Module):
         dropout: dropout after the MLP (default 0).
         residual: add the old state to the new one (default False).
         graph_channels: width of a graph feature ``g`` given to :meth:`initial_state` (default 0: none).
+        initial_embedding: hold the learned initial embedding (default True).  A model that stacks one
+            ``VirtualNode`` per layer starts the state from the first one only; the others, built with False,
+            hold no parameter that never gets a gradient (``DistributedDataParallel`` refuses such parameters
+            unless ``find_unused_parameters=True``).
 
     With a single graph in training (a node task, ``batch=None``, or a batch of one), the MLP's
     BatchNorms use their running statistics for that step (batch statistics of one row do not exist).
     """
 
-    def __init__(self, channels: int, dropout: float = 0.0, residual: bool = False, graph_channels: int = 0):
+    def __init__(self, channels: int, dropout: float = 0.0, residual: bool = False, graph_channels: int = 0,
+                 initial_embedding: bool = True):
         super().__init__()
         check_graph_channels(graph_channels, "VirtualNode")
         self.channels = channels
@@ -43,13 +48,14 @@ class VirtualNode(torch.nn.Module):
         self.lin_graph = Linear(graph_channels, channels) if graph_channels else None
         self.dropout = dropout
         self.residual = residual
-        self.embedding = Embedding(1, channels)
+        self.embedding = Embedding(1, channels) if initial_embedding else None
         self.mlp = Sequential(Linear(channels, 2 * channels), BatchNorm1d(2 * channels), ReLU(),
                               Linear(2 * channels, channels), BatchNorm1d(channels), ReLU())
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        torch.nn.init.zeros_(self.embedding.weight)
+        if self.embedding is not None:
+            torch.nn.init.zeros_(self.embedding.weight)
         if self.lin_graph is not None:
             self.lin_graph.reset_parameters()
         for m in self.mlp:
@@ -60,6 +66,9 @@ class VirtualNode(torch.nn.Module):
                       g: Optional[Tensor] = None) -> Tensor:
         """``[num_graphs, channels]``: every row the learned initial embedding, plus ``W_g g`` for the graph
         features ``g`` ``[num_graphs, graph_channels]`` when built with ``graph_channels``."""
+        if self.embedding is None:
+            raise ValueError("VirtualNode.initial_state: this VirtualNode was built with initial_embedding=False (a "
+                             "later layer's); call initial_state on the first layer's VirtualNode")
         if num_graphs is None:
             num_graphs = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1
         state = self.embedding.weight.expand(num_graphs, -1)

@@ -897,12 +897,12 @@ def _size(num_nodes: Optional[int], size: Size) -> Tuple[Optional[int], Optional
             raise ValueError("pass either num_nodes or size=(num_src, num_dst), not both")
         if len(size) != 2:
             raise ValueError(f"size must be (num_src, num_dst), got {size!r}")
-        out = (None if size[0] is None else int(size[0]), None if size[1] is None else int(size[1]))
-        if any(v is not None and v < 0 for v in out):
-            raise ValueError(f"size must hold node counts >= 0 (num_src, num_dst), got {tuple(size)}")
-        return out
-    if isinstance(num_nodes, int) and num_nodes < 0:
-        raise ValueError(f"num_nodes must be >= 0 (the number of nodes), got {num_nodes}")
+        for i, v in enumerate(size):  # 34.5 was truncated to 34, a bool read as 0 / 1
+            if v is not None and not torch.compiler.is_compiling():  # traced sizes: no guard on their values
+                _check_count(v, f"size[{i}]", "graph")
+        return (None if size[0] is None else int(size[0]), None if size[1] is None else int(size[1]))
+    if num_nodes is not None and not torch.compiler.is_compiling():  # a float failed deep inside, True was 1 node
+        _check_count(num_nodes, "num_nodes", "graph")  # (not while tracing: a check of a traced size guards it)
     return num_nodes, num_nodes
 
 
