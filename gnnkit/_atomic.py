@@ -17,8 +17,15 @@ from typing import Any, Optional, Union
 
 
 def atomic_write(path: Union[str, Path], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.  A symbolic link is
+    followed (its target is written, the link stays); an existing path that is not a regular file (a device such as
+    ``/dev/null``, a pipe, a folder) is refused: the rename would replace it."""
+    path = Path(path).expanduser()
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} exists and is not a regular file (a device, pipe or folder); gnnkit writes whole "
+                         "files through a rename, which would replace it; pass a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:

@@ -220,3 +220,56 @@ def test_a_plot_is_written_in_the_format_its_suffix_names(tmp_path):
     with pytest.raises(ValueError, match=r"cannot write a \.txt image.*\.png"):
         write_figure_atomic(fig, tmp_path / "a.txt")
     assert not (tmp_path / "a.txt").exists()
+
+
+def test_review_2026_12_05_flags_that_would_be_ignored_are_refused(tmp_path, capsys):
+    """Review: `split --supervision-ratio/--partition` in transductive mode and `--disjoint-train-ratio` in inductive
+    mode were ignored but saved in the manifest; `linkpred --decoder-layers` with the dot decoder too; `vq train
+    --data-seed` for a dataset that is the same for every seed.  Each is now one line naming the flag, exit 2, before
+    any data is loaded.  `split --undirected no` on a graph stored both ways warns of the reverse-edge leak."""
+    from gnnkit.cli import console_main
+    none = str(tmp_path / "none")  # no data there: a refusal must come before any loading
+    for argv, flag in ((["split", "Cora", "--supervision-ratio", "0.5"], "--supervision-ratio applies to --mode "
+                                                                          "inductive"),
+                       (["split", "Cora", "--partition", "region"], "--partition applies to --mode inductive"),
+                       (["split", "MUTAG", "--mode", "inductive", "--disjoint-train-ratio", "0.1"],
+                        "--disjoint-train-ratio applies to --mode transductive"),
+                       (["linkpred", "Cora", "--decoder-layers", "3"], "--decoder-layers applies to --decoder mlp"),
+                       (["vq", "train", "ego-small", "--data-seed", "7", "--epochs", "1"],
+                        "--data-seed applies only with community-small")):
+        out = ["--out", str(tmp_path / "o")] if argv[0] in ("split", "vq") else []
+        assert console_main([*argv, "--root", none, *out]) == 2, argv
+        err = capsys.readouterr().err
+        assert flag in err and "Traceback" not in err, err
+    assert console_main(["split", "Cora", "--undirected", "no", "--out", str(tmp_path / "s")]) == 0
+    assert "--undirected no on a graph stored both ways" in capsys.readouterr().err
+
+
+def test_profile_plot_has_one_panel_per_mode_run_and_a_colour_per_backend(tmp_path):
+    """Review: with one mode the legend sat on an empty panel, every swatch blue."""
+    from gnnkit import profile as prof
+    report = {"graph": {"name": "g", "num_nodes": 3, "num_edges": 2}, "features": 4, "device": "cpu",
+              "dtype": "float32", "results": [
+                  {"op": "spmm", "backend": b, "mode": "fwd", "median_ms": t, "error": None}
+                  for b, t in (("gnnkit-torch", 1.0), ("pyg", 2.0))]}
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figs = []
+    real = plt.subplots
+
+    def spy(*a, **k):
+        figs.append(real(*a, **k))
+        return figs[-1]
+    plt.subplots = spy
+    try:
+        prof.plot(report, tmp_path / "p.png")
+    finally:
+        plt.subplots = real
+    fig, axes = figs[0]
+    assert axes.shape == (1, 1)  # one panel: only fwd ran
+    bars = axes[0, 0].patches
+    assert len({tuple(b.get_facecolor()) for b in bars}) == 2  # two backends, two colours
+    legend = axes[0, 0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["gnnkit-torch", "pyg"]
+    assert [tuple(h.get_facecolor()) for h in legend.legend_handles] == [tuple(b.get_facecolor()) for b in bars]

@@ -391,3 +391,59 @@ def test_verify_strict_flags_a_samples_manifest_without_its_side_file_and_unreco
     (cora / "processed").mkdir()
     (cora / "processed" / "data.pt").write_bytes(b"built elsewhere")
     assert [(f.path.name, f.status) for f in verify(cora)] == [("processed", UNCHECKED)]
+
+
+def test_outputs_never_replace_devices_or_links_and_expand_home(tmp_path, monkeypatch):
+    """Review (2026-12-05): an output path that is a device (/dev/null, as root) or a link was replaced by the
+    atomic rename; `--out=~/x` (no shell expansion after '=') was checked under $HOME but written to ./~/x."""
+    import argparse
+
+    from gnnkit._atomic import atomic_write
+    from gnnkit.commands import _args
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for bad in ("/dev/null", str(fifo)):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a regular file"):
+            _args.out_file(bad)
+        with pytest.raises(ValueError, match="not a regular file"):
+            atomic_write(bad, b"x")
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    atomic_write(link, b"new")
+    assert link.is_symlink() and target.read_text() == "new"  # the link kept, its target written
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    assert _args.out_file("~/prof.json") == str(tmp_path / "home" / "prof.json")
+    assert _args.out_dir("~/runs") == str(tmp_path / "home" / "runs")
+
+
+def test_a_draw_killed_half_way_leaves_no_manifest_of_the_earlier_draw(tmp_path, monkeypatch):
+    """Review (2026-12-05): a draw killed while overwriting an earlier draw's graph files left the earlier
+    samples.json describing graphs that were no longer those.  Now the manifest goes first; the next draw removes
+    every file of both (also the earlier draw's files the killed one had not reached)."""
+    import torch
+    from torch_geometric.data import Data
+
+    import gnnkit.latent.io as lio
+    two = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
+    three = Data(edge_index=torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), num_nodes=3)
+    out = tmp_path / "s"
+    lio.write_samples([two] * 6, out, {"model": "old"})
+    real, calls = lio.atomic_write, []
+
+    def killed_after(path, data):
+        calls.append(path)
+        if len(calls) > 3:  # the list, graph_000.txt, graph_000.pt: killed before graph_001
+            raise KeyboardInterrupt
+        real(path, data)
+    monkeypatch.setattr(lio, "atomic_write", killed_after)
+    with pytest.raises(KeyboardInterrupt):
+        lio.write_samples([three] * 6, out, {"model": "new"})
+    monkeypatch.undo()
+    assert not (out / "samples.json").exists()  # no manifest claims the mixed folder
+    lio.write_samples([three] * 2, out, {"model": "next"})
+    assert sorted(p.name for p in out.glob("graph_*")) == ["graph_000.pt", "graph_000.txt", "graph_001.pt",
+                                                           "graph_001.txt"]
+    assert console_main(["verify", str(out)]) == 0

@@ -86,7 +86,7 @@ def test_checkpoint_refusals(tmp_path):
     ck = tmp_path / "run.pt"
     fit(tr, va, te, cfg, progress=False, checkpoint=ck)
     before = ck.read_bytes()
-    with pytest.raises(ValueError, match="already exists.*fix: resume=True"):
+    with pytest.raises(ValueError, match="already exists.*fix: --resume \\(resume=True"):
         fit(tr, va, te, cfg, progress=False, checkpoint=ck)
     with pytest.raises(ValueError, match=r"other settings.*'lr': \(0.01, 0.02\)"):
         fit(tr, va, te, LinkPredConfig(**{**CFG, "epochs": 2, "lr": 0.02}), progress=False, checkpoint=ck, resume=True)
@@ -133,7 +133,7 @@ def test_cli_checkpoint_and_resume(tmp_path, capsys, monkeypatch):
     assert "continue with the same command and --resume" in capsys.readouterr().err
     monkeypatch.setattr(lt.LinkPredTrainer, "train_epoch", real)
     assert main(base + ["--checkpoint", str(ck)]) == 2  # no --resume: refused, not overwritten
-    assert "fix: resume=True (--resume)" in capsys.readouterr().err
+    assert "fix: --resume (resume=True from Python)" in capsys.readouterr().err
     js2 = tmp_path / "r2.json"
     assert main(base + ["--checkpoint", str(ck), "--resume", "--json", str(js2)]) == 0
     resumed = json.loads(js2.read_text())

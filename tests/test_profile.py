@@ -158,3 +158,14 @@ def test_quick_keeps_the_flags_given(tmp_path):
     report = json.loads(out.read_text())
     assert (report["heads"], report["features"], report["repeats"]) == (4, 16, 2)
     assert all(len(r["times_ms"]) == 2 for r in report["results"])
+
+
+def test_profile_edges_pt_with_fractional_ids_is_refused(tmp_path):
+    """Review (2026-12-05): a float tensor of ids 3.7 was truncated to node 3 (a text file was refused)."""
+    from gnnkit.profile.graphs import edge_list_graph
+    f = tmp_path / "fe.pt"
+    torch.save(torch.tensor([[0.0, 1.5], [1.0, 2.0]]), f)
+    with pytest.raises(ValueError, match="node ids must be integers"):
+        edge_list_graph(str(f))
+    torch.save(torch.tensor([[0.0, 1.0], [1.0, 2.0]]), f)  # whole numbers in a float tensor still load
+    assert edge_list_graph(str(f)).edge_index.size(1) == 2

@@ -144,11 +144,14 @@ def out_file(value: str) -> str:
     writable."""
     if not value.strip():
         raise argparse.ArgumentTypeError("an empty path; pass a file path")
-    p = Path(value).expanduser()
+    p = Path(value).expanduser()  # "--out=~/x" reaches us unexpanded: checked and returned expanded
     if p.is_dir() or value.endswith(("/", os.sep)):  # "dir/" names a folder even before it exists
         raise argparse.ArgumentTypeError(f"{value} is a folder; pass a file path, e.g. {p / 'results.json'}")
+    if p.exists() and not p.resolve().is_file():  # /dev/null, a pipe: the atomic rename would replace it
+        raise argparse.ArgumentTypeError(f"{value} is not a regular file (a device or pipe); gnnkit writes whole "
+                                         "files through a rename, which would replace it; pass a file path")
     _writable_ancestor(p.parent if str(p.parent) else Path("."))
-    return value
+    return str(p)
 
 
 def figure_file(value: str) -> str:
@@ -171,4 +174,4 @@ def out_dir(value: str) -> str:
     if p.exists() and not p.is_dir():
         raise argparse.ArgumentTypeError(f"{value} is a file; pass a folder path")
     _writable_ancestor(p)  # the folder itself when it exists, else its nearest existing ancestor
-    return value
+    return str(p)

@@ -78,11 +78,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=("transductive", "inductive"), default="transductive", help="split mode")
     g.add_argument("--num-val", type=_args.share, default=0.05, help="validation fraction (or count)")
     g.add_argument("--num-test", type=_args.share, default=0.1, help="test fraction (or count)")
-    g.add_argument("--disjoint-train-ratio", type=_args.probability, default=0.3,
-                   help="transductive: training edges kept as supervision only")
-    g.add_argument("--supervision-ratio", type=_args.open_fraction, default=0.3,
-                   help="inductive: supervision fraction per part")
-    g.add_argument("--partition", choices=("random", "region"), default="random", help="inductive partition")
+    g.add_argument("--disjoint-train-ratio", type=_args.probability, default=None,
+                   help="transductive: training edges kept as supervision only (default 0.3)")
+    g.add_argument("--supervision-ratio", type=_args.open_fraction, default=None,
+                   help="inductive: supervision fraction per part (default 0.3)")
+    g.add_argument("--partition", choices=("random", "region"), default=None,
+                   help="inductive partition (default random)")
     g.add_argument("--neg-ratio", type=_args.positive_float, default=1.0,
                    help="negatives per positive in val/test (> 0: every metric ranks the positives against them)")
     g.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto", help="undirected edges")
@@ -101,6 +102,9 @@ def config_from_args(args: argparse.Namespace) -> "LinkPredConfig":
                 num_layers=args.layers, dropout=args.dropout, lr=args.lr, epochs=args.epochs,
                 batch_size=args.batch_size, eval_every=args.eval_every, select=args.select)
     preset.update({k: v for k, v in over.items() if v is not None})
+    if args.decoder_layers is not None and preset["decoder"] != "mlp":  # was ignored, and saved as if used
+        raise ValueError(f"--decoder-layers applies to --decoder mlp (the decoder here is {preset['decoder']!r}); "
+                         "drop it or add --decoder mlp")
     if args.ks is not None:
         try:
             preset["ks"] = tuple(int(k) for k in args.ks.split(","))

@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
 
     png = None if args.no_plot else Path(args.plot) if args.plot else Path(args.out).with_suffix(".png")
     if png is not None and png.resolve() == Path(args.out).resolve():
-        raise ValueError(f"--plot {args.plot} is the --out path: the PNG would replace the JSON report; fix: "
-                         "another --plot path (or --no-plot)")
+        which = f"--plot {args.plot} is" if args.plot else f"the plot's default path ({png}, --out's name with .png) is"
+        raise ValueError(f"{which} the --out path: the PNG would replace the JSON report; fix: --out with a .json "
+                         "name, another --plot path, or --no-plot")
     quick = {"features": 16, "heads": 2, "warmup": 1, "repeats": 3}
     plain = {"features": 64, "heads": 8, "warmup": 2, "repeats": 10}
     for name, value in (quick if args.quick else plain).items():  # a flag the user gave wins over --quick

@@ -29,12 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fraction (or count) of edges (nodes/graphs if inductive) for validation")
     p.add_argument("--num-test", type=_args.share, default=0.2,
                    help="fraction (or count) of edges (nodes/graphs if inductive) for test")
-    p.add_argument("--disjoint-train-ratio", type=_args.probability, default=0.3,
-                   help="transductive: fraction of training edges kept as supervision only (0 = PyG's overlap)")
-    p.add_argument("--supervision-ratio", type=_args.open_fraction, default=0.3,
-                   help="inductive: fraction of each part's edges used as supervision")
-    p.add_argument("--partition", choices=("random", "region"), default="random",
-                   help="inductive node partition: random nodes or connected regions")
+    p.add_argument("--disjoint-train-ratio", type=_args.probability, default=None,
+                   help="transductive: fraction of training edges kept as supervision only (default 0.3; 0 = PyG's "
+                        "overlap)")
+    p.add_argument("--supervision-ratio", type=_args.open_fraction, default=None,
+                   help="inductive: fraction of each part's edges used as supervision (default 0.3)")
+    p.add_argument("--partition", choices=("random", "region"), default=None,
+                   help="inductive node partition: random nodes or connected regions (default random)")
     p.add_argument("--neg-ratio", type=_args.nonneg_float, default=1.0, help="negatives per positive")
     p.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto",
                    help="treat edges as undirected (auto: when the dataset stores both directions)")
@@ -50,6 +51,19 @@ def load_graph(name: str, root: Optional[str] = None) -> Tuple[Data, bool, Any]:
     from gnnkit.linkpred.split import _as_union
     union, _ = _as_union(ds)
     return union, True, ds
+
+
+def und_stored_one_way(data: "Data") -> bool:
+    """Whether some edge of ``data`` (loops aside) is stored without its reverse."""
+    import torch
+
+    from gnnkit.linkpred.split import unique_edges
+    ei = data.edge_index
+    ei = ei[:, ei[0] != ei[1]]
+    if ei.numel() == 0:
+        return True
+    return unique_edges(ei, int(data.num_nodes), False)[0].size(1) != unique_edges(
+        torch.cat([ei, ei.flip(0)], 1), int(data.num_nodes), False)[0].size(1)
 
 
 def decide_undirected(choice: str, data: "Data") -> bool:
@@ -79,11 +93,33 @@ def make_split(args: argparse.Namespace) -> Tuple[tuple, Dict[str, object]]:
         raise ValueError(_as_flags(str(e))) from e
 
 
+# each mode's own flags and their defaults: given with the other mode they are refused (they were ignored, and saved
+# in the manifest as if used)
+MODE_FLAGS = {"transductive": {"disjoint_train_ratio": 0.3},
+              "inductive": {"supervision_ratio": 0.3, "partition": "random"}}
+
+
+def fill_mode_flags(args: argparse.Namespace) -> None:
+    """Refuse a flag of the other ``--mode`` (naming it), and give this mode's flags their defaults."""
+    for mode, flags in MODE_FLAGS.items():
+        for name, default in flags.items():
+            value = getattr(args, name, None)
+            if mode != args.mode and value is not None:
+                raise ValueError(f"--{name.replace('_', '-')} applies to --mode {mode}, not {args.mode}; drop it")
+            if mode == args.mode and value is None:
+                setattr(args, name, default)
+
+
 def _make_split(args: argparse.Namespace) -> Tuple[tuple, Dict[str, object]]:
     from gnnkit.linkpred import InductiveLinkSplit, TransductiveLinkSplit, check_leakage
     from gnnkit.linkpred.split import both_directions, unique_edges
+    fill_mode_flags(args)
     data, multi, ds = load_graph(args.dataset, args.root)
     und = decide_undirected(args.undirected, data)
+    if args.undirected == "no" and not und_stored_one_way(data):
+        print("gnnkit split: warning: --undirected no on a graph stored both ways: each held-out edge's reverse "
+              "stays a message edge (a leak unless the task is directed); --undirected auto/yes holds out both "
+              "directions", file=sys.stderr)
     t0 = time.perf_counter()
     if args.mode == "transductive":
         if multi:

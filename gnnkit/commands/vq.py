@@ -133,6 +133,8 @@ def _check_applicable(cfg, given: dict) -> None:
         unused.append(("fsq_bound", "--quantizer fsq on the paper's grid (not with --fsq-symmetric)"))
     if not cfg.random_order and "prior_orderings" in given:
         unused.append(("prior_orderings", "random BFS orders (drop --canonical-order)"))
+    if "data_seed" in given and cfg.dataset.lower().replace("_", "-") != "community-small":
+        unused.append(("data_seed", "community-small (ego-small and enzymes are the same for every seed)"))
     if cfg.levels == 1:
         unused += [(f, "--levels 2") for f in ("top_codes", "top_slots") if f in given]
     elif cfg.quantizer == "fsq" and "top_codes" in given:

@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch_geometric.data import Data
 
-from gnnkit._atomic import atomic_write, write_figure_atomic, write_json_verified
+from gnnkit._atomic import atomic_write, digest_path, write_figure_atomic, write_json_verified
 
 from ._common import check_undirected
 
@@ -119,9 +119,10 @@ def _pending(out: Path, state: Tuple[Optional[int], List[str], List[str]]) -> Li
     that they did write (not older than the first of those draws: a user's own file of such a name, untouched
     by them, stays), and the earlier draw's graph files they were to remove."""
     since, names, stale = state  # _pending_list(out)
-    # an earlier draw's graph files (listed by its samples.json) are gnnkit's whatever their time
-    return [f for f in names if (out / f).is_file() and (out / f).stat().st_mtime_ns >= since] + \
-        [f for f in stale if _SAMPLE_FILE.fullmatch(f) and (out / f).is_file() and f not in names]
+    # an earlier draw's graph files (listed by its samples.json) are gnnkit's whatever their time, also those of
+    # the names a killed draw was about to write but had not reached
+    written = [f for f in names if (out / f).is_file() and (out / f).stat().st_mtime_ns >= since]
+    return written + [f for f in stale if _SAMPLE_FILE.fullmatch(f) and (out / f).is_file() and f not in written]
 
 
 def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: dict,
@@ -143,9 +144,14 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
     since, before, stale_before = _pending_list(out)
     # and the earlier draw's graph files this draw is to remove: a draw killed after its samples.json but
     # before removing them leaves them listed here, for the next draw to remove
-    stale = sorted((set(stale_before) | {f for f in old_files if _SAMPLE_FILE.fullmatch(f)}) - set(names_ahead))
+    stale = sorted(set(stale_before) | {f for f in old_files if _SAMPLE_FILE.fullmatch(f)})
     atomic_write(out / _PENDING, json.dumps({"since": since, "files": sorted(set(names_ahead) | set(before)),
                                              "stale": stale}).encode())
+    # the earlier draw's manifest goes before any of its graph files is overwritten: a draw killed half-way leaves
+    # no samples.json describing graphs that are no longer those (the in-progress list says what is there, and the
+    # next draw removes it all)
+    for f in (out / "samples.json", digest_path(out / "samples.json")):
+        f.unlink(missing_ok=True)
     written = []
     for i, g in enumerate(graphs):
         stem = out / f"graph_{i:0{width}d}"

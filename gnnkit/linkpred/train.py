@@ -10,6 +10,7 @@ own message edges; the test result reported is the one at the best validation ep
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -397,8 +398,8 @@ def _read_checkpoint(path: Path, cfg: LinkPredConfig, fingerprint: str, resume: 
     if not path.exists():
         return None
     if not resume:
-        raise ValueError(f"checkpoint {path} already exists (a run started before); fix: resume=True (--resume) "
-                         "to continue it, or another checkpoint path")
+        raise ValueError(f"checkpoint {path} already exists (a run started before); fix: --resume (resume=True "
+                         "from Python) to continue it, or another checkpoint path")
     try:
         ck = load_torch_verified(path)
     except IntegrityError as e:
@@ -469,6 +470,9 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
             trainer.load_state_dict(ck["trainer"])
             set_rng_state(ck["rng"], trainer.device)
             best, history, before = ck["best"], list(ck["history"]), float(ck["seconds"])
+        if resume and ctx.is_main:  # say which: a mistyped path would otherwise redo the whole run silently
+            print(f"resuming {path} after epoch {len(history)}" if ck is not None else
+                  f"note: no checkpoint at {path}; starting a new run", file=sys.stderr)
     start = len(history)
     t0 = time.perf_counter()
     saved_at = t0

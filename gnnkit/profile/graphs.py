@@ -60,6 +60,9 @@ def edge_list_graph(path: str) -> GraphSpec:
         if not isinstance(ei, Tensor) or ei.dim() != 2 or ei.size(0) != 2:
             raise ValueError(f"--edges {path!r}: expected a [2, E] tensor, got "
                              f"{getattr(ei, 'shape', type(ei).__name__)}")
+        if ei.is_floating_point() and not bool((ei == ei.round()).all()):  # 3.7 was truncated to node 3
+            raise ValueError(f"--edges {path!r}: node ids must be integers, the tensor holds fractional values; "
+                             "fix: save the ids as an integer tensor")
         ei = ei.long()
     else:
         pairs = []

@@ -26,9 +26,12 @@ def plot(report: dict, path: Path) -> None:
     recs = [r for r in report["results"] if r["error"] is None]
     ops = [o for o in OPS if any(r["op"] == o for r in recs)]
     backends = [b for b in BACKENDS if any(r["backend"] == b for r in recs)]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    modes = [m for m in MODES if any(r["mode"] == m for r in recs)] or list(MODES[:1])  # one panel per mode run
+    fig, axes = plt.subplots(1, len(modes), figsize=(max(9, 6 * len(modes)), 4.5), sharey=True, squeeze=False)
+    axes = list(axes[0])
     width = 0.8 / max(len(backends), 1)
-    for ax, mode in zip(axes, MODES):
+    colour = {bk: f"C{k}" for k, bk in enumerate(backends)}  # a backend keeps its colour in every panel
+    for ax, mode in zip(axes, modes):
         for k, bk in enumerate(backends):
             xs, ys = [], []
             for j, o in enumerate(ops):
@@ -36,13 +39,14 @@ def plot(report: dict, path: Path) -> None:
                 if hit:
                     xs.append(j + k * width)
                     ys.append(hit[0]["median_ms"])
-            ax.bar(xs, ys, width, label=bk)
+            ax.bar(xs, ys, width, color=colour[bk])
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(ops))], ops)
         ax.set_yscale("log")
         ax.set_title(f"{mode}")
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("median time (ms, log)")
-    axes[1].legend(fontsize=8)
+    from matplotlib.patches import Patch
+    axes[-1].legend(handles=[Patch(color=colour[bk], label=bk) for bk in backends], fontsize=8)
     g = report["graph"]
     fig.suptitle(f"gnnkit profile — {g['name']} N={g['num_nodes']:,} E={g['num_edges']:,} F={report['features']} "
                  f"({report['device']}, {report['dtype']})", fontsize=10)
@@ -158,7 +162,7 @@ def write_report(report: dict, json_path: Path, png_path: Optional[Path]) -> Non
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'op':8} {'backend':14} {'mode':8} {'median ms':>10} {'GB/s':>8} {'% copy':>7} {'peak MB':>9}"]
+    lines = [f"{'op':8} {'backend':14} {'mode':8} {'median ms':>10} {'GB/s':>8} {'% copy':>7} {'peak MiB':>9}"]
     for r in report["results"]:
         if r["error"] is not None:
             if r["error"] not in ("not offered by this backend", "backend not available here") and \
