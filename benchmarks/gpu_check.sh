@@ -16,6 +16,7 @@
 #   4. where a compiled step goes:    benchmarks/compile_profile.py --device cuda (GCN, same graph);
 #      the same under CUDA graphs:    benchmarks/layers_compile.py --mode reduce-overhead (four layers);
 #      what one op call costs:        benchmarks/op_dispatch.py --device cuda
+#      beside the peers:              benchmarks/compile_peers.py --device cuda (Linear, PyG's and gnnkit's layers)
 #   5. kernel speed, small graphs:    benchmarks/kernels.py --device cuda --graphs Cora [ogbl-ddi]
 #   6. kernel speed, arxiv-like:      benchmarks/kernels.py --device cuda --graphs arxiv-like
 #   7. input-order per-edge ops:      benchmarks/edge_order_backward.py, benchmarks/segment_input_order.py
@@ -83,6 +84,8 @@ step layers_compile_cudagraphs 120 "$PY" benchmarks/layers_compile.py --device c
   --budget-s 3 --only GCNConv,SAGEConv,GINConv,GATConv --mode reduce-overhead
 cp benchmarks/results/layers_compile_cuda_reduce-overhead.json "$RES/" 2>/dev/null || true
 step op_dispatch 40 "$PY" benchmarks/op_dispatch.py --device cuda --out "$RES/op_dispatch_cuda.json"
+step compile_peers 120 "$PY" benchmarks/compile_peers.py --device cuda --nodes 200000 --edges 2000000 --budget-s 3 \
+  --out "$RES/compile_peers_cuda.json"
 SMALL="Cora"
 if [ -n "${GNNKIT_DATA:-}" ] && [ -d "$GNNKIT_DATA/ogb/ogbl_ddi" ]; then SMALL="Cora ogbl-ddi"; fi
 # shellcheck disable=SC2086
