@@ -243,6 +243,11 @@ def test_review_2026_12_05_flags_that_would_be_ignored_are_refused(tmp_path, cap
         assert flag in err and "Traceback" not in err, err
     assert console_main(["split", "Cora", "--undirected", "no", "--out", str(tmp_path / "s")]) == 0
     assert "--undirected no on a graph stored both ways" in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")  # a folder that is not a split: refused before any loading
+    assert console_main(["split", "Cora", "--root", none, "--out", str(busy)]) == 2
+    assert "holds no gnnkit split" in capsys.readouterr().err
 
 
 def test_profile_plot_has_one_panel_per_mode_run_and_a_colour_per_backend(tmp_path):

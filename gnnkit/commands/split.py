@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args) -> int:
-    from gnnkit.linkpred.io import save_split
+    from gnnkit.linkpred.io import check_split_folder, save_split
+    check_split_folder(args.out)  # before the data is loaded and split (seconds on ogbl-ddi)
     splits, manifest = make_split(args)
     if not manifest["leakage"]["ok"]:
         print(json.dumps(manifest["leakage"], indent=2), file=sys.stderr)

@@ -104,6 +104,15 @@ def _is_gnnkit_split(folder: Path) -> bool:
         return False
 
 
+def check_split_folder(out_dir: PathLike) -> None:
+    """``out_dir`` may take a split: new, empty, or holding an earlier gnnkit split (replaced as a whole);
+    else a ValueError naming ``--out`` (``gnnkit split`` checks it before any work)."""
+    out = Path(out_dir).expanduser().resolve()
+    if out.is_dir() and any(out.iterdir()) and not _is_gnnkit_split(out):
+        raise ValueError(f"--out {out} exists, is not empty and holds no gnnkit split (no gnnkit manifest.json); "
+                         "fix: choose a new folder")
+
+
 def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[str, object]) -> Path:
     """Write ``files`` (name -> serialised bytes) and ``manifest.json`` atomically, keeping
     every other entry of an existing ``out_dir`` (see the module doc)."""
@@ -115,9 +124,7 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
     if not os.access(out.parent, os.W_OK):
         raise PermissionError(f"--out {out}: the folder {out.parent} is not writable; fix: choose a writable path")
     ours = set(files) | {"manifest.json", "manifest.json.sha256"}
-    if out.is_dir() and any(out.iterdir()) and not _is_gnnkit_split(out):
-        raise ValueError(f"--out {out} exists, is not empty and holds no gnnkit split (no gnnkit manifest.json); "
-                         "fix: choose a new folder")
+    check_split_folder(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         for name, data in files.items():
