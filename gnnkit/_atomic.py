@@ -16,13 +16,24 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 
+def _target(path: Union[str, Path]) -> Path:
+    """``path`` with ``~`` expanded and a symbolic link followed to the file it names (a loop: ValueError)."""
+    path = Path(path).expanduser()
+    if path.is_symlink():
+        try:
+            path = path.resolve(strict=False)
+        except RuntimeError:  # a link loop (Python < 3.13 raises RuntimeError)
+            raise ValueError(f"{path} is a symbolic link that loops; pass a file path") from None
+        if path.is_symlink():  # resolve() leaves a looping link as it is on newer Pythons
+            raise ValueError(f"{path} is a symbolic link that loops; pass a file path")
+    return path
+
+
 def atomic_write(path: Union[str, Path], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.  A symbolic link is
     followed (its target is written, the link stays); an existing path that is not a regular file (a device such as
     ``/dev/null``, a pipe, a folder) is refused: the rename would replace it."""
-    path = Path(path).expanduser()
-    if path.is_symlink():
-        path = path.resolve()
+    path = _target(path)
     if path.exists() and not path.is_file():
         raise ValueError(f"{path} exists and is not a regular file (a device, pipe or folder); gnnkit writes whole "
                          "files through a rename, which would replace it; pass a file path")
@@ -156,7 +167,7 @@ def write_verified(path: Union[str, Path], data: bytes) -> None:
     only.  A process killed at any point leaves the old file or the new one, each verifying, also after
     several interrupted writes in a row; a finished write leaves one ``sha256sum`` line.  Writers of one
     folder take turns (an advisory lock on the folder), and every file is fsynced before its rename."""
-    path = Path(path)
+    path = _target(path)  # a link: the side file and the lock beside the file it names, not beside the link
     path.parent.mkdir(parents=True, exist_ok=True)
     with folder_lock(path.parent):
         _write_verified(path, data)

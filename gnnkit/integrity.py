@@ -95,6 +95,9 @@ def _check_split(folder: Path) -> Finding:
                                "check")
 
 
+_DRAW_IN_PROGRESS = ".draw-in-progress.json"  # gnnkit.latent.io's list of an unfinished draw
+
+
 def _check_samples(folder: Path) -> List[Finding]:
     manifest = folder / "samples.json"
     try:
@@ -224,6 +227,11 @@ def verify(path: Union[str, Path]) -> List[Finding]:
         if (folder / "samples.json").is_file():
             findings += _check_samples(folder)
             covered.update(folder / f for f in _sample_files(folder))
+        if (folder / _DRAW_IN_PROGRESS).is_file():  # a killed `vq sample` draw: its graph files are a mix
+            findings.append(Finding(folder, BAD, "an interrupted `gnnkit vq sample` draw (its "
+                                                 f"{_DRAW_IN_PROGRESS} is there): the graph files may mix two draws; "
+                                                 "fix: sample again into this folder"))
+            covered.add(folder / _DRAW_IN_PROGRESS)
         if (folder / "SHA256SUMS").is_file():
             findings += _check_dataset_root(folder)
             data_roots.append(folder)

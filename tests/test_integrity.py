@@ -443,7 +443,21 @@ def test_a_draw_killed_half_way_leaves_no_manifest_of_the_earlier_draw(tmp_path,
         lio.write_samples([three] * 6, out, {"model": "new"})
     monkeypatch.undo()
     assert not (out / "samples.json").exists()  # no manifest claims the mixed folder
+    assert console_main(["verify", str(out)]) == 1  # and verify names the interrupted draw (review of the change)
     lio.write_samples([three] * 2, out, {"model": "next"})
     assert sorted(p.name for p in out.glob("graph_*")) == ["graph_000.pt", "graph_000.txt", "graph_001.pt",
                                                            "graph_001.txt"]
     assert console_main(["verify", str(out)]) == 0
+
+
+def test_a_looping_link_is_refused_and_a_verified_write_through_a_link_keeps_its_side_file_with_the_target(tmp_path):
+    from gnnkit._atomic import atomic_write, write_verified
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(ValueError, match="loops"):
+        atomic_write(tmp_path / "a", b"x")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link.pt").symlink_to(tmp_path / "real" / "ck.pt")
+    write_verified(tmp_path / "link.pt", b"weights")
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["ck.pt", "ck.pt.sha256"]
+    assert {f.status for f in verify(tmp_path / "real")} == {OK}

@@ -525,3 +525,12 @@ def test_ogb_config_fills_what_the_user_leaves_out(synth, tmp_path, capsys):
     assert OGBConfig("ogbn-products", "sage", root=str(synth)).extra["fanout"] == [15, 10, 5]  # OGB's, unchanged
     assert console_main(["ogb", "ogbg-molhiv", "--batch-size", "1", "--root", str(tmp_path / "none")]) == 2
     assert "--batch-size must be >= 2 for ogbg-molhiv" in capsys.readouterr().err
+
+
+def test_forward_layer_norm_weight_is_for_gcn_only():
+    """Review of the change: SAGEConv has a `normalize` attribute too, so the old guard let SAGE take norm_weight
+    (as its size argument)."""
+    x, ei = torch.randn(6, 4), torch.tensor([[0, 1, 2], [1, 2, 3]])
+    for lib in ("gnnkit", "pyg"):
+        with pytest.raises(ValueError, match="norm_weight is for GCN layers"):
+            NodeGNN("sage", lib, 4, 8, 3, num_layers=2).forward_layer(0, x, ei, torch.ones(3))

@@ -117,9 +117,9 @@ def _make_split(args: argparse.Namespace) -> Tuple[tuple, Dict[str, object]]:
     data, multi, ds = load_graph(args.dataset, args.root)
     und = decide_undirected(args.undirected, data)
     if args.undirected == "no" and not und_stored_one_way(data):
-        print("gnnkit split: warning: --undirected no on a graph stored both ways: each held-out edge's reverse "
-              "stays a message edge (a leak unless the task is directed); --undirected auto/yes holds out both "
-              "directions", file=sys.stderr)
+        print(f"gnnkit {getattr(args, 'command', 'split')}: warning: --undirected no on a graph stored both ways: "
+              "each held-out edge's reverse stays a message edge (a leak unless the task is directed); --undirected "
+              "auto/yes holds out both directions", file=sys.stderr)
     t0 = time.perf_counter()
     if args.mode == "transductive":
         if multi:

@@ -178,6 +178,7 @@ class NodeGNN(torch.nn.Module):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         mod = _lib(lib)
+        self.model = model
         dims = [in_channels] + [hidden] * (num_layers - 1) + [out_channels]
         if model == "gcn":  # ``cached``: keep the normalised adjacency of a fixed full graph (OGB's arxiv GCN)
             self.convs = ModuleList(mod.GCNConv(a, b, cached=cached) for a, b in zip(dims[:-1], dims[1:]))
@@ -199,9 +200,8 @@ class NodeGNN(torch.nn.Module):
         if norm_weight is None:
             x = conv(x, edge_index)
         else:
-            if not hasattr(conv, "normalize"):
-                raise ValueError(f"forward_layer: norm_weight is for GCN layers; layer {i} is a "
-                                 f"{type(conv).__name__}")
+            if self.model != "gcn":  # (SAGEConv has a normalize attribute too: not a test of the kind)
+                raise ValueError(f"forward_layer: norm_weight is for GCN layers; this model's are {self.model!r}")
             normalize, conv.normalize = conv.normalize, False
             try:
                 x = conv(x, edge_index, norm_weight)

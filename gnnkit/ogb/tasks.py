@@ -348,6 +348,7 @@ def gcn_subgraph_weights(edge_index: Tensor, n_id: Tensor, num_seeds: int, dinv:
     seeds) with the whole graph's GCN weights ``dinv[src] * dinv[dst]``, its self-loops dropped and one added to
     each seed with weight ``dinv^2``: the seeds' GCN output is then the whole graph's when the subgraph holds all
     their in-edges (a 1-hop ``NeighborLoader`` with fan-out -1).  ``dinv``: :meth:`NodeTask.gcn_inv_sqrt_degree`."""
+    edge_index = edge_index.to(dinv.device)
     keep = edge_index[0] != edge_index[1]
     ei = edge_index[:, keep]
     g = n_id.to(dinv.device)
