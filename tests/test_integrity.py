@@ -245,6 +245,18 @@ def test_json_writers_write_strict_json(tmp_path):
     assert strict((tmp_path / "b.json").read_text()) == want and read_json_verified(tmp_path / "b.json") == want
 
 
+def _killed_after(write, k):
+    """``write`` (an atomic_write) that raises KeyboardInterrupt, as a kill would, at its ``k + 1``-th call."""
+    calls = []
+
+    def killed(path, data):
+        calls.append(path)
+        if len(calls) > k:
+            raise KeyboardInterrupt
+        write(path, data)
+    return killed
+
+
 def test_a_draw_killed_before_its_manifest_leaves_nothing_for_the_next_draw(tmp_path, monkeypatch):
     """Review finding: a 40-graph draw killed after its graph files but before samples.json left 36 files that a
     later 4-graph draw never removed (the folder mixed two draws; only the earlier manifest was consulted)."""
@@ -285,14 +297,8 @@ def test_a_killed_draw_does_not_cost_a_user_file_it_never_wrote(tmp_path, monkey
     lio.write_samples([g] * 3, out, {"model": "test"})
     (out / "graph_005.txt").write_text("mine")
     time.sleep(0.05)
-    real, calls = lio.atomic_write, []
-
-    def killed_after_one(path, data):
-        calls.append(path)
-        if len(calls) > 2:  # the list, then graph_000.txt: killed before anything else
-            raise KeyboardInterrupt
-        real(path, data)
-    monkeypatch.setattr(lio, "atomic_write", killed_after_one)
+    # the list, then graph_000.txt: killed before anything else
+    monkeypatch.setattr(lio, "atomic_write", _killed_after(lio.atomic_write, 2))
     with pytest.raises(KeyboardInterrupt):
         lio.write_samples([g] * 8, out, {"model": "test"})
     monkeypatch.undo()
@@ -431,14 +437,8 @@ def test_a_draw_killed_half_way_leaves_no_manifest_of_the_earlier_draw(tmp_path,
     three = Data(edge_index=torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), num_nodes=3)
     out = tmp_path / "s"
     lio.write_samples([two] * 6, out, {"model": "old"})
-    real, calls = lio.atomic_write, []
-
-    def killed_after(path, data):
-        calls.append(path)
-        if len(calls) > 3:  # the list, graph_000.txt, graph_000.pt: killed before graph_001
-            raise KeyboardInterrupt
-        real(path, data)
-    monkeypatch.setattr(lio, "atomic_write", killed_after)
+    # the list, graph_000.txt, graph_000.pt: killed before graph_001
+    monkeypatch.setattr(lio, "atomic_write", _killed_after(lio.atomic_write, 3))
     with pytest.raises(KeyboardInterrupt):
         lio.write_samples([three] * 6, out, {"model": "new"})
     monkeypatch.undo()
