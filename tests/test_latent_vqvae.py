@@ -515,3 +515,22 @@ def test_fsq_bound_in_the_cli_and_runs_saved_before_it(tmp_path, capsys, monkeyp
     assert old.cfg.fsq_bound == "inverse" and old.model.quantizer.bound_kind == "inverse"
     cfg = config_for("community-small", quantizer="fsq", fsq_bound="inverse", **TINY)
     assert VQRun.create(cfg, tmp_path / "s").model.quantizer.bound_kind == "inverse"
+
+
+def test_resume_checks_a_dataset_it_loads_again(tmp_path, monkeypatch):
+    """Review (2026-12-05): a given dataset was compared with the run's, one loaded again (e.g. from another
+    --root) was not."""
+    import gnnkit.latent.train as lt
+    cfg = config_for("community-small", **TINY)
+    VQRun.create(cfg, tmp_path / "r").fit(progress=False, stop_after=1)
+    real = lt.load_generation_dataset
+
+    def other_root(*args, **kwargs):
+        ds = real(*args, **kwargs)
+        ds.train = ds.train[:-3]  # not the graphs the run was made from
+        return ds
+    monkeypatch.setattr(lt, "load_generation_dataset", other_root)
+    with pytest.raises(ValueError, match="not the dataset this run was made from.*same data root"):
+        VQRun.resume(tmp_path / "r")
+    monkeypatch.undo()
+    VQRun.resume(tmp_path / "r")  # the same data: resumes

@@ -334,14 +334,8 @@ class VQRun:
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise CheckpointError(f"{path}: its configuration is not valid for this gnnkit: "
                                   f"{type(e).__name__}: {e}") from None
-        if data is not None:
-            got = {"dataset": data.name, "num_train": len(data.train), "num_test": len(data.test)}
-            want = {k: meta[k] for k in got}
-            if got != want or int(data.max_nodes) > int(meta["max_nodes"]):
-                raise ValueError(f"VQRun.resume: data {got} (max_nodes={data.max_nodes}) is not the dataset this run "
-                                 f"was made from, {want} (max_nodes={meta['max_nodes']}); fix: pass the same "
-                                 "GenerationDataset")
-        elif load_data:
+        given = data is not None
+        if not given and load_data:
             if meta["dataset"] not in generation_dataset_names():
                 # cfg.dataset names a built-in set even when create() was given other data: loading it would
                 # train or evaluate on the wrong graphs under this run's name
@@ -350,6 +344,13 @@ class VQRun:
                                  "fix: VQRun.resume(path, data=<that GenerationDataset>) (or load_data=False to "
                                  "sample only)")
             data = load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed)
+        if data is not None:  # given, or loaded again (from another root, it may not be the run's)
+            got = {"dataset": data.name, "num_train": len(data.train), "num_test": len(data.test)}
+            want = {k: meta[k] for k in got}
+            if got != want or int(data.max_nodes) > int(meta["max_nodes"]):
+                fix = "pass the same GenerationDataset" if given else "the same data root (--root) as the run's"
+                raise ValueError(f"VQRun.resume: data {got} (max_nodes={data.max_nodes}) is not the dataset this run "
+                                 f"was made from, {want} (max_nodes={meta['max_nodes']}); fix: {fix}")
         p = Path(path)
         run = cls(cfg, p if p.is_dir() else p.parent, data, meta, device)
         try:
