@@ -34,7 +34,7 @@ from torch.nn import Linear, ReLU, Sequential
 import gnnkit.nn as gnn
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph
-from gnnkit.profile import interleaved, paired_ratio, plot_ratios
+from gnnkit.profile import interleaved, paired_ratio, plot_ratios, require_at_least_one
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CASES = ("Linear", "GCNConv", "SAGEConv", "GINConv", "GATConv")
@@ -71,9 +71,7 @@ def main() -> None:
     ap.add_argument("--out", default=None,
                     help="JSON path, a PNG next to it (default benchmarks/results/compile_peers[_cuda].json)")
     args = ap.parse_args()
-    for flag, v in (("--nodes", args.nodes), ("--edges", args.edges), ("--reps", args.reps)):
-        if v < 1:
-            ap.error(f"{flag} must be at least 1, got {v}")
+    require_at_least_one(ap, args, "nodes", "edges", "reps")
     if args.features < 8 or args.features % 8:
         ap.error(f"--features must be a positive multiple of 8 (GAT's 8 heads), got {args.features}")
     if not args.budget_s >= 0:  # nan too

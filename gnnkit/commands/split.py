@@ -53,19 +53,6 @@ def load_graph(name: str, root: Optional[str] = None) -> Tuple[Data, bool, Any]:
     return union, True, ds
 
 
-def und_stored_one_way(data: "Data") -> bool:
-    """Whether some edge of ``data`` (loops aside) is stored without its reverse."""
-    import torch
-
-    from gnnkit.linkpred.split import unique_edges
-    ei = data.edge_index
-    ei = ei[:, ei[0] != ei[1]]
-    if ei.numel() == 0:
-        return True
-    return unique_edges(ei, int(data.num_nodes), False)[0].size(1) != unique_edges(
-        torch.cat([ei, ei.flip(0)], 1), int(data.num_nodes), False)[0].size(1)
-
-
 def decide_undirected(choice: str, data: "Data") -> bool:
     if choice != "auto":
         return choice == "yes"
@@ -112,11 +99,12 @@ def fill_mode_flags(args: argparse.Namespace) -> None:
 
 def _make_split(args: argparse.Namespace) -> Tuple[tuple, Dict[str, object]]:
     from gnnkit.linkpred import InductiveLinkSplit, TransductiveLinkSplit, check_leakage
+    from gnnkit.linkpred._graph import is_symmetric
     from gnnkit.linkpred.split import both_directions, unique_edges
     fill_mode_flags(args)
     data, multi, ds = load_graph(args.dataset, args.root)
     und = decide_undirected(args.undirected, data)
-    if args.undirected == "no" and not und_stored_one_way(data):
+    if args.undirected == "no" and is_symmetric(data.edge_index):
         print(f"gnnkit {getattr(args, 'command', 'split')}: warning: --undirected no on a graph stored both ways: "
               "each held-out edge's reverse stays a message edge (a leak unless the task is directed); --undirected "
               "auto/yes holds out both directions", file=sys.stderr)

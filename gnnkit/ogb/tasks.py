@@ -328,6 +328,7 @@ class NodeTask:
         self.metric = self.evaluator.eval_metric
         self.num_classes = int(ds.num_classes)
         self.minibatch = cfg.batch_size > 0
+        self._gcn_dinv: Optional[Tensor] = None  # gcn_inv_sqrt_degree's, built on first use
 
     def trainer(self, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]] = None,
                 ctx: DistContext = _LOCAL) -> "NodeTrainer":
@@ -336,7 +337,7 @@ class NodeTask:
     def gcn_inv_sqrt_degree(self) -> Tensor:
         """``(1 + in-degree)^-1/2`` of every node of the whole graph (loops aside, then one self-loop each, as
         ``gcn_norm`` counts them), computed once: GCN's normalisation for layer-wise inference on subgraphs."""
-        if getattr(self, "_gcn_dinv", None) is None:
+        if self._gcn_dinv is None:
             src, dst = self.data.edge_index
             dst = dst[src != dst]
             self._gcn_dinv = (torch.bincount(dst, minlength=self.data.num_nodes) + 1).float().rsqrt()
