@@ -55,8 +55,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command and return its exit code; a flag argparse rejects raises ``SystemExit(2)`` after
     printing its one-line error (``--help``/``--version``: ``SystemExit(0)``)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the sub-command that was given them ("gnnkit vq train: error: ..."), not by "gnnkit"
+        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args._module.run(args) or 0)
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost sub-command parser ``args`` were parsed with (``gnnkit vq train``'s for ``vq train``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            return parser if chosen is None else _chosen_parser(chosen, args)
+    return parser
 
 
 def console_main(argv: Optional[List[str]] = None) -> int:

@@ -278,3 +278,16 @@ def test_profile_plot_has_one_panel_per_mode_run_and_a_colour_per_backend(tmp_pa
     legend = axes[0, 0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["gnnkit-torch", "pyg"]
     assert [tuple(h.get_facecolor()) for h in legend.legend_handles] == [tuple(b.get_facecolor()) for b in bars]
+
+
+@pytest.mark.parametrize("argv, prog", [(["vq", "train", "community-small", "--out", "o", "--dataset", "x"],
+                                         "gnnkit vq train"),
+                                        (["split", "cora", "--out", "o", "--zz"], "gnnkit split"),
+                                        (["verify", "a", "--zz"], "gnnkit verify")])
+def test_an_unknown_flag_is_named_by_its_sub_command(argv, prog, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{prog}: error: unrecognized arguments: {argv[-2] if argv[-1] == 'x' else argv[-1]}" in err
+    assert f"usage: {prog}" in err  # the sub-command's usage line, where the flags it takes are
