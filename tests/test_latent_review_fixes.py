@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Data
 
 from gnnkit.latent import io as gio
-from gnnkit.latent.gumbel import GumbelQuantizer, TemperatureSchedule
+from gnnkit.latent.gumbel import GumbelQuantizer, TemperatureSchedule, gumbel_noise
 from gnnkit.latent.metrics import mmd2
 from gnnkit.latent.order import bfs_order
 from gnnkit.latent.prior import CodePrior
@@ -273,3 +273,34 @@ def test_a_file_that_is_no_checkpoint_is_named_without_torchs_unpickling_advice(
     with pytest.warns(UserWarning, match="sha256"), pytest.raises(CheckpointError) as e:
         load_checkpoint(p)
     assert "not a gnnkit VQ checkpoint" in str(e.value) and "weights_only" not in str(e.value)
+
+
+@pytest.mark.parametrize("levels", [(8, 5, 5), (3, 3, 3), (2, 4)])
+def test_fsq_gives_a_nan_input_index_0_in_every_channel(levels):
+    """Review 2026-12-05: a NaN cast to an integer is INT64_MIN; times an odd basis entry (always channel 0) the
+    index was negative and code_counts' bincount raised torch's error, times an even one it wrapped to a
+    normal-looking code.  Now a NaN row gets index 0 (as VQ gives it) and the loss is NaN."""
+    from gnnkit.latent.fsq import FSQ
+    q = FSQ(levels)
+    for channel in range(len(levels)):
+        z = torch.full((3, len(levels)), 0.2)
+        z[1, channel] = math.nan
+        out = q(z)
+        assert math.isnan(float(out.loss))
+        assert out.indices[1] == 0 and out.indices[0] == out.indices[2] == q(z[:1]).indices[0]
+
+
+def test_tiny_temperatures_give_the_greedy_limit_not_nan():
+    """Review 2026-12-05: below ~1e-37, (logits + g) / tau overflowed to inf and softmax gave NaN (all codes 0,
+    NaN gradients); the prior's multinomial raised on the NaN probabilities.  The maximum now comes off first."""
+    logits = torch.randn(6, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    q = GumbelQuantizer(8, 4, temperature=1e-40).train()
+    out = q(logits, generator=torch.Generator().manual_seed(1))
+    out.quantized.sum().backward()
+    assert torch.isfinite(out.quantized).all() and torch.isfinite(logits.grad).all()
+    noisy = logits.detach() + gumbel_noise(logits.shape, torch.Generator().manual_seed(1), logits.device)
+    assert torch.equal(out.indices, noisy.argmax(-1))  # the hard limit: the perturbed argmax
+    p = CodePrior(5, 4, parts=2, d_model=16, layers=1, heads=2)
+    cold = p.sample(num_samples=3, generator=torch.Generator().manual_seed(0), temperature=1e-40)
+    greedy = p.sample(num_samples=3, generator=torch.Generator().manual_seed(5), temperature=1e-30)
+    assert [s.tolist() for s in cold] == [s.tolist() for s in greedy]  # deterministic: the argmax each step

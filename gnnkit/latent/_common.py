@@ -12,6 +12,11 @@ from torch import Tensor
 
 from gnnkit._checks import check_int  # noqa: F401  (re-exported: the latent modules import it from here)
 
+# temperatures below which a softmax of logits / temperature subtracts the maximum first (the same distribution;
+# above it the division comes first, as before, so results at usual temperatures stay bit for bit): below ~1e-37
+# the division overflows to inf and the softmax gives NaN
+SHIFT_BELOW = 1e-3
+
 
 class QuantizerCollapseWarning(UserWarning):
     """Fewer than the given fraction of a codebook's codes were used over a window of assignments."""

@@ -139,7 +139,11 @@ class FSQ(torch.nn.Module):
         return (digits.float() - self._half_width) / self._half_width
 
     def indices_from_codes(self, codes: Tensor) -> Tensor:
-        digits = (codes.float() * self._half_width + self._half_width).round().long()
+        """Code indices ``[...]`` of grid points ``codes`` ``[..., d]``; a point with a NaN (a diverged input)
+        gets index 0, as :class:`~gnnkit.latent.vq.VectorQuantizer` gives it (a NaN cast to an integer is
+        INT64_MIN on x86: a negative or wrapped index otherwise)."""
+        digits = (codes.float() * self._half_width + self._half_width).round()
+        digits = digits.masked_fill(digits.isnan().any(-1, keepdim=True), 0.0).long()
         return (digits * self._basis).sum(-1)
 
     def forward(self, z: Tensor) -> QuantizerOutput:

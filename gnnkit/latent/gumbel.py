@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._common import (
+    SHIFT_BELOW,
     QuantizerOutput,
     UsageMonitor,
     check_indices,
@@ -150,7 +151,10 @@ class GumbelQuantizer(torch.nn.Module):
         log_q = F.log_softmax(lf, dim=-1)
         if self.training:
             tau = self.temperature
-            y = F.softmax((lf + gumbel_noise(lf.shape, generator, lf.device)) / tau, dim=-1)
+            perturbed = lf + gumbel_noise(lf.shape, generator, lf.device)
+            if tau < SHIFT_BELOW:  # the row's maximum off before dividing: (l + g) / tau overflows to inf (NaN
+                perturbed = perturbed - perturbed.amax(-1, keepdim=True)  # after softmax) below ~1e-37
+            y = F.softmax(perturbed / tau, dim=-1)
             indices = y.argmax(-1)
             if self.hard:
                 hard = F.one_hot(indices, self.num_codes).to(y.dtype)

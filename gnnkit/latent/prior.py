@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import check_indices, check_int, check_number, evaluating
+from ._common import SHIFT_BELOW, check_indices, check_int, check_number, evaluating
 from .vqvae import Codes
 
 PREDICTS = ("all", "top", "nodes")
@@ -184,7 +184,10 @@ class CodePrior(torch.nn.Module):
                 for r, b in enumerate(todo):
                     tokens[r, :seqs[b].numel()] = seqs[b]
                 logits = self.logits(tokens.to(device))
-                step = logits[torch.arange(len(todo), device=device), last.to(device)].cpu() / temperature
+                step = logits[torch.arange(len(todo), device=device), last.to(device)].cpu()
+                if temperature < SHIFT_BELOW:  # the maximum first: a tiny temperature would overflow to inf
+                    step = step - step.amax(-1, keepdim=True)
+                step = step / temperature
                 probs = F.softmax(step, dim=-1)
                 draw = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 for r, b in enumerate(todo):
