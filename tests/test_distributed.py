@@ -198,3 +198,20 @@ def test_train_and_linkpred_commands_run_data_parallel(tmp_path):
                       2, _free_port())
     assert "test" in outs[0][0] and outs[1][0] == ""
     assert json.loads((tmp_path / "lp.json").read_text())["complete"]
+
+
+@pytest.mark.parametrize("batch_size", [28, 5, 55])
+def test_link_prediction_gradient_is_the_whole_batchs_when_the_shares_differ(batch_size):
+    """Review 2026-12-05: each rank's loss was the mean over its own share and DDP averaged the ranks, a mean
+    of means: with shares of 3 and 2 (batch 5) the gradient was 7-26 % off the whole batch's, and a last batch
+    that left one rank nothing (batch 55 of 56 positives: shares 1 and 0) had half its gradient.  28: even
+    shares, right before as well."""
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2"}
+        procs.append(subprocess.Popen([sys.executable, str(REPO / "tests" / "dist_linkpred_grad.py"), str(batch_size)],
+                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs

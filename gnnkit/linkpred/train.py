@@ -298,18 +298,24 @@ class LinkPredTrainer:
         bs = P if cfg.batch_size <= 0 else cfg.batch_size
         perm = torch.randperm(P, generator=self.gen)
         total = 0.0
+        world = self.ctx.world_size
         for i in range(0, P, bs):
-            idx = self.ctx.shard(perm[i:i + bs])  # this rank's share of the batch (all of it in 1 process)
+            batch = perm[i:i + bs]
+            idx = self.ctx.shard(batch)  # this rank's share of the batch (all of it in 1 process)
             z = self.enc_net(self.x, msg)
             ps = self.dec_net(z, pos[:, idx].to(device))
             ns = self.dec_net(z, neg[:, idx].to(device))
             if idx.numel() == 0:  # a short last batch leaves this rank nothing: join the gradient average with 0
-                loss = (ps.sum() + ns.sum()) * 0.0
+                loss = part = (ps.sum() + ns.sum()) * 0.0
             else:
                 loss = F.binary_cross_entropy_with_logits(ps, torch.ones_like(ps)) + \
                     F.binary_cross_entropy_with_logits(ns, torch.zeros_like(ns))
+                # DDP averages the ranks' gradients: weighting each rank's mean by its share of the batch
+                # (times the world size) makes that average the gradient of the whole batch's mean loss, also
+                # when the shares differ (a batch the world size does not divide); 1 in one process
+                part = loss * (idx.numel() * world / batch.numel())
             self.opt.zero_grad()
-            loss.backward()
+            part.backward()
             if cfg.clip_grad > 0:  # as OGB's ogbl-ddi example: each part's norm on its own
                 for group in self.clip_groups:
                     torch.nn.utils.clip_grad_norm_(group, cfg.clip_grad)
