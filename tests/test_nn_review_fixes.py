@@ -441,3 +441,16 @@ def test_a_lazy_input_width_is_refused_where_it_cannot_be_inferred():
     ei = torch.tensor([[0, 1, 2], [1, 2, 3]])
     for model in (gnn.GCN, gnn.GraphSAGE, gnn.GAT):  # lazy where the convs infer the width
         assert model(-1, 8, 2, 3)(torch.randn(4, 6), ei).shape == (4, 3)
+
+
+@pytest.mark.parametrize("pool", ["global_add_pool", "global_mean_pool", "global_max_pool"])
+def test_pooling_a_graph_without_nodes_stays_in_autograd(pool):
+    """Review 2026-12-05: x [0, F] without batch gave a fresh zeros row with no grad_fn, so a loss on it failed
+    in backward; PyG's add/mean pools keep it in the graph (x.grad [0, F]).  The value stays 0 (gnnkit's choice
+    where PyG's mean gives NaN and its max raises)."""
+    x = torch.randn(0, 3, requires_grad=True)
+    out = getattr(gnn, pool)(x)
+    assert out.shape == (1, 3) and out.requires_grad and not out.detach().any()
+    out.sum().backward()
+    assert x.grad is not None and x.grad.shape == (0, 3)
+    assert getattr(gnn, pool)(torch.zeros(0, 3, dtype=torch.int32)).dtype == torch.int32

@@ -42,8 +42,8 @@ def _pool(x: Tensor, batch: Optional[Tensor], size: Optional[int], reduce: str) 
     d = _node_dim(x)
     if batch is None:
         keep = x.dim() <= 2
-        if x.size(d) == 0:  # a graph without nodes gives 0
-            return x.new_zeros(x.shape[:d] + (1,) * keep + x.shape[d + 1:])
+        if x.size(d) == 0:  # a graph without nodes gives 0, still tied to x for autograd (x.grad: empty, as PyG)
+            return x.sum(dim=d, keepdim=keep).to(x.dtype)
         if reduce == "max":  # as PyG's x.max(dim)[0]: the gradient goes to one maximum, not split among ties
             return x.max(dim=d, keepdim=keep)[0]
         return x.sum(dim=d, keepdim=keep) if reduce == "sum" else x.mean(dim=d, keepdim=keep)
