@@ -144,13 +144,19 @@ def train_once(model: torch.nn.Module, data: "Data", cfg: TrainConfig,
     """Train one model; return test accuracy at the best validation epoch and timings.
 
     Under ``torchrun`` (:mod:`gnnkit.distributed`) the model is wrapped in ``DistributedDataParallel`` and
-    each rank's loss covers its equal share of the training nodes (the gradient average is the gradient
-    of the full training loss); every rank evaluates the whole graph with the same weights."""
+    each rank's loss covers every ``world_size``-th training node, weighted by its share (the gradient average is
+    the gradient of the full training loss, none dropped); every rank evaluates the whole graph with the same
+    weights."""
     from gnnkit.distributed import init as dist_init, wrap
 
     ctx = dist_init("cpu")
     net = wrap(model, ctx)
-    train_nodes = ctx.equal_share(data.train_mask.nonzero().view(-1))
+    all_train = data.train_mask.nonzero().view(-1)
+    train_nodes = ctx.shard(all_train)  # every world_size-th training node from this rank's: none dropped
+    # DDP averages the ranks' gradients: each rank's mean loss weighted by its share of the training nodes (times
+    # the world size) makes that average the full training loss's gradient, also when the shares differ; 1.0 in
+    # one process
+    share = train_nodes.numel() * ctx.world_size / max(all_train.numel(), 1)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_val, test_at_best, best_epoch = -1.0, 0.0, 0
     epoch_times = []
@@ -159,7 +165,10 @@ def train_once(model: torch.nn.Module, data: "Data", cfg: TrainConfig,
         model.train()
         opt.zero_grad()
         out = net(data.x, data.edge_index)
-        loss = F.cross_entropy(out[train_nodes], data.y[train_nodes])
+        if train_nodes.numel():
+            loss = F.cross_entropy(out[train_nodes], data.y[train_nodes]) * share
+        else:  # more ranks than training nodes: this one joins the gradient average with 0
+            loss = out.sum() * 0.0
         loss.backward()
         opt.step()
         epoch_times.append(time.perf_counter() - t0)

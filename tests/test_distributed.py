@@ -215,3 +215,26 @@ def test_link_prediction_gradient_is_the_whole_batchs_when_the_shares_differ(bat
                                       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
+
+
+def test_train_with_a_world_size_that_does_not_divide_the_training_nodes_ends_where_one_process_ends(tmp_path):
+    """Review 2026-12-05: gnnkit train gave each rank an equal share and dropped the last len % world training
+    nodes in every epoch (Cora's 140 at 3 processes: 2 never trained on).  Now every node is in one rank's share
+    and each rank's loss is weighted by its share: 3 ranks (6/6/5 nodes) end where one process ends."""
+    script = str(REPO / "tests" / "dist_train_once.py")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    one = subprocess.run([sys.executable, script, str(tmp_path / "one.pt")], cwd=REPO, capture_output=True,
+                         text=True, env={**env, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert one.returncode == 0, one.stderr
+    port, procs = _free_port(), []
+    for rank in range(3):
+        procs.append(subprocess.Popen(
+            [sys.executable, script, str(tmp_path / "three.pt")], cwd=REPO, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+            env={**env, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                 "RANK": str(rank), "WORLD_SIZE": "3", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "3"}))
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "three.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)

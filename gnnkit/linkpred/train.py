@@ -438,11 +438,13 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
     epoch), written atomically with a SHA-256 side file after an epoch once ``checkpoint_every_s``
     seconds have passed since the last write (0: after every epoch), and after the last epoch.  An
     existing checkpoint is never overwritten by a new run: with ``resume=True`` the run continues after
-    its last saved epoch and ends with exactly the losses, metrics and reported epoch of an uninterrupted
-    run (same settings, device aside, and the same split are required and checked); a finished run's
-    checkpoint gives its result without training.  ``resume=True`` without a checkpoint on disk starts
-    afresh.  Under ``torchrun`` rank 0 reads and writes it; a resumed run may use another number of
-    processes (then the ranks after 0 draw new negative streams)."""
+    its last saved epoch and, in one process, ends with exactly the losses, metrics and reported epoch of an
+    uninterrupted run (same settings, device aside, and the same split are required and checked); a finished
+    run's checkpoint gives its result without training.  ``resume=True`` without a checkpoint on disk starts
+    afresh.  Under ``torchrun`` rank 0 reads and writes it and a resumed run may use another number of
+    processes; the checkpoint keeps rank 0's random streams only, so the other ranks draw new negatives and
+    every rank continues rank 0's dropout stream: a resumed multi-process run continues the run but is not
+    bit-identical to an uninterrupted one (docs/distributed.md)."""
     from tqdm.auto import tqdm
 
     from gnnkit.distributed import init as dist_init

@@ -15,7 +15,8 @@ Files in ``out`` (all written atomically, whole or not at all):
 - ``results.json``: the summary, once every run has finished.
 
 ``resume=True`` continues from them: finished runs are kept, the run in progress restarts after its last
-completed epoch and ends where an uninterrupted run would have ended.  It needs the same protocol and the
+completed epoch and, in one process, ends where an uninterrupted run would have ended (several processes:
+it continues from rank 0's random streams, not bit-identical; docs/distributed.md).  It needs the same protocol and the
 same dataset files (another ``--root`` holding the same files is fine; other files are refused).
 
 Under ``torchrun`` (several processes, :mod:`gnnkit.distributed`) every rank trains its share of the data
