@@ -66,8 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the checkpoint after an epoch once this many seconds have passed since the last "
                         "write, and after the last epoch; 0 = every epoch")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run kept in --checkpoint (same settings and split; in one process it then "
-                        "ends as an uninterrupted run would); without a checkpoint on disk, start afresh")
+                   help="continue the run kept in --checkpoint (same settings and split, and under torchrun as many "
+                        "processes: it then ends as an uninterrupted run would); without a checkpoint on disk, "
+                        "start afresh")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--neg", choices=("uniform", "degree", "hard"), default="uniform",
                    help="negatives of training (and of the split, when one is made)")

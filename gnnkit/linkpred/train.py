@@ -333,14 +333,20 @@ class LinkPredTrainer:
                              "fix: --select auc / ap / hits@K with enough negatives")
         return val, test
 
-    def state_dict(self) -> Dict[str, object]:
-        gens = {"batches": self.gen.get_state()}
+    def generators(self) -> Dict[str, torch.Generator]:
+        """This rank's random generators by name (batch order, negatives, reshuffling), as ``state_dict`` keeps
+        their states."""
+        gens = {"batches": self.gen}
         if self.sampler.generator is not None:
-            gens["negatives"] = self.sampler.generator.get_state()
+            gens["negatives"] = self.sampler.generator
         if self.reshuffle is not None:
-            gens["reshuffle"] = self.reshuffle.generator.get_state()
+            gens["reshuffle"] = self.reshuffle.generator
+        return gens
+
+    def state_dict(self) -> Dict[str, object]:
         return {"encoder": self.enc.state_dict(), "decoder": self.dec.state_dict(),
-                "optimizer": self.opt.state_dict(), "generators": gens, "epoch": self.epoch}
+                "optimizer": self.opt.state_dict(),
+                "generators": {k: g.get_state() for k, g in self.generators().items()}, "epoch": self.epoch}
 
     def load_state_dict(self, state: Dict[str, object]) -> None:
         self.enc.load_state_dict(state["encoder"])
@@ -389,6 +395,31 @@ def set_rng_state(state: Dict[str, object], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def rank_streams(ctx: DistContext, gens: Dict[str, torch.Generator], device: torch.device) -> Optional[list]:
+    """Every rank's random streams — its global ones (:func:`rng_state`: dropout) and its trainer's ``gens`` —
+    gathered for rank 0's checkpoint (a collective: every rank calls it at the same point); None in one
+    process, where the checkpoint's own ``rng`` and trainer state are the process's."""
+    if not ctx.enabled:
+        return None
+    return ctx.all_gather_object({"rng": rng_state(device),
+                                  "generators": {k: g.get_state() for k, g in gens.items()}})
+
+
+def restore_rank_streams(saved: Optional[list], ctx: DistContext, gens: Dict[str, torch.Generator],
+                         device: torch.device) -> bool:
+    """This rank's streams from :func:`rank_streams`' list when the run resumes with as many processes as saved
+    it (then it continues exactly as the uninterrupted run); False otherwise (another number of processes, or
+    one process: rank 0's streams, already restored, and fresh ones for the other ranks)."""
+    if not ctx.enabled or not saved or len(saved) != ctx.world_size:
+        return False
+    mine = saved[ctx.rank]
+    set_rng_state(mine["rng"], device)
+    for name, state in mine["generators"].items():
+        if name in gens:
+            gens[name].set_state(state)
+    return True
 
 
 def _comparable(cfg: LinkPredConfig) -> Dict[str, object]:
@@ -441,10 +472,9 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
     its last saved epoch and, in one process, ends with exactly the losses, metrics and reported epoch of an
     uninterrupted run (same settings, device aside, and the same split are required and checked); a finished
     run's checkpoint gives its result without training.  ``resume=True`` without a checkpoint on disk starts
-    afresh.  Under ``torchrun`` rank 0 reads and writes it and a resumed run may use another number of
-    processes; the checkpoint keeps rank 0's random streams only, so the other ranks draw new negatives and
-    every rank continues rank 0's dropout stream: a resumed multi-process run continues the run but is not
-    bit-identical to an uninterrupted one (docs/distributed.md)."""
+    afresh.  Under ``torchrun`` rank 0 reads and writes it, with every rank's random streams: resumed with as
+    many processes the run also ends exactly as an uninterrupted one; it may resume with another number of
+    processes (then rank 0's streams continue and the other ranks draw afresh: not bit-identical)."""
     from tqdm.auto import tqdm
 
     from gnnkit.distributed import init as dist_init
@@ -477,6 +507,7 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
         if ck is not None:
             trainer.load_state_dict(ck["trainer"])
             set_rng_state(ck["rng"], trainer.device)
+            restore_rank_streams(ck.get("ranks"), ctx, trainer.generators(), trainer.device)
             best, history, before = ck["best"], list(ck["history"]), float(ck["seconds"])
         if resume and ctx.is_main:  # say which: a mistyped path would otherwise redo the whole run silently
             print(f"resuming {path} after epoch {len(history)}" if ck is not None else
@@ -486,9 +517,10 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
     saved_at = t0
 
     def save() -> None:
+        streams = rank_streams(ctx, trainer.generators(), trainer.device)  # every rank: a collective
         if ctx.is_main:
             save_torch_verified({"format": CHECKPOINT_FORMAT, "config": _comparable(cfg), "split": fingerprint,
-                                 "trainer": trainer.state_dict(), "rng": rng_state(trainer.device),
+                                 "trainer": trainer.state_dict(), "rng": rng_state(trainer.device), "ranks": streams,
                                  "best": best, "history": history, "seconds": before + time.perf_counter() - t0,
                                  "complete": len(history) == cfg.epochs}, path)
 
@@ -504,7 +536,8 @@ def fit(train_data: Data, val_data: Data, test_data: Data, cfg: LinkPredConfig,
                 best = (epoch, val, test)
             bar.set_postfix(loss=f"{row['loss']:.4f}", **{f"val_{cfg.select}": f"{val[cfg.select]:.4f}"})
         history.append(row)
-        if path is not None and (epoch == cfg.epochs or time.perf_counter() - saved_at >= checkpoint_every_s):
+        due = epoch == cfg.epochs or time.perf_counter() - saved_at >= checkpoint_every_s
+        if path is not None and ctx.broadcast_object(due):  # rank 0's clock decides: the ranks save together
             save()
             saved_at = time.perf_counter()
         if on_epoch is not None and "val_" + cfg.select in row and ctx.is_main:

@@ -15,8 +15,8 @@ Files in ``out`` (all written atomically, whole or not at all):
 - ``results.json``: the summary, once every run has finished.
 
 ``resume=True`` continues from them: finished runs are kept, the run in progress restarts after its last
-completed epoch and, in one process, ends where an uninterrupted run would have ended (several processes:
-it continues from rank 0's random streams, not bit-identical; docs/distributed.md).  It needs the same protocol and the
+completed epoch and ends where an uninterrupted run would have ended (under ``torchrun``: when it resumes
+with as many processes; the checkpoint keeps every rank's random streams).  It needs the same protocol and the
 same dataset files (another ``--root`` holding the same files is fine; other files are refused).
 
 Under ``torchrun`` (several processes, :mod:`gnnkit.distributed`) every rank trains its share of the data
@@ -41,7 +41,7 @@ from gnnkit._atomic import (
     save_torch_verified,
     write_json_verified,
 )
-from gnnkit.linkpred.train import rng_state, set_rng_state
+from gnnkit.linkpred.train import rank_streams, restore_rank_streams, rng_state, set_rng_state
 
 from .tasks import LEADERBOARD, OGBConfig, make_task
 
@@ -163,6 +163,8 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
             if ckpt is not None and ckpt["lib"] == lib and ckpt["run"] == r:
                 trainer.load_state_dict(ckpt["trainer"])
                 set_rng_state(ckpt["rng"], device)
+                # as many processes as saved it: every rank's own streams (the run continues exactly)
+                restore_rank_streams(ckpt.get("ranks"), ctx, trainer.generators(), device)
                 record = ckpt["record"]
             ckpt = None
             if r < len(runs):
@@ -207,9 +209,10 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                 record["complete"] = epoch == cfg.epochs
                 if scores is not None:
                     bar.set_postfix(loss=f"{loss:.4f}", valid=f"{scores['valid']:.4f}", test=f"{scores['test']:.4f}")
+                streams = rank_streams(ctx, trainer.generators(), device)  # every rank (a collective)
                 if ctx.is_main:  # checkpoint first, log second: a log never claims an epoch its checkpoint lacks
                     save_torch_verified({"lib": lib, "run": r, "trainer": trainer.state_dict(),  # + .sha256
-                                         "rng": rng_state(device), "record": record}, ckpt_path)
+                                         "rng": rng_state(device), "ranks": streams, "record": record}, ckpt_path)
                     write_json_verified(log, log_path)
                     if on_epoch is not None:
                         on_epoch(lib, r, epoch)

@@ -172,6 +172,10 @@ class Trainer:
     def load_state_dict(self, state: Dict[str, Any]) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def generators(self) -> Dict[str, torch.Generator]:  # pragma: no cover - interface
+        """This rank's random generators by name, as ``state_dict()["generators"]`` keeps their states."""
+        raise NotImplementedError
+
     def initial_state(self) -> Dict[str, Any]:
         return {k: v.clone() for k, v in self.model.state_dict().items()}
 
@@ -294,6 +298,9 @@ class GraphTrainer(Trainer):
                 pred = torch.cat([g[part][2] for g in gathered])[order]
                 out[part] = float(self.task.evaluator.eval({"y_true": y, "y_pred": pred})[self.metric])
         return self.ctx.broadcast_object(out)
+
+    def generators(self) -> Dict[str, torch.Generator]:
+        return {"batches": self.gen}
 
     def state_dict(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
@@ -456,6 +463,9 @@ class NodeTrainer(Trainer):
             out[part] = float(self.task.evaluator.eval({"y_true": y[idx], "y_pred": pred[idx]})[self.metric])
         return out
 
+    def generators(self) -> Dict[str, torch.Generator]:
+        return dict(self.gens)
+
     def state_dict(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "generators": {k: g.get_state() for k, g in self.gens.items()}, "epoch": self.epoch}
@@ -531,6 +541,9 @@ class LinkTrainer(Trainer):
             res = self.task.evaluator.eval({"y_pred_pos": pos, "y_pred_neg": neg})
             out[part] = float(res[self.metric])
         return out
+
+    def generators(self) -> Dict[str, torch.Generator]:
+        return self.inner.generators()
 
     def state_dict(self) -> Dict[str, Any]:
         return self.inner.state_dict()

@@ -1,0 +1,40 @@
+"""Run by tests/test_distributed.py in 2 ranks: ``gnnkit.linkpred.fit`` with a checkpoint written every epoch,
+4 epochs with decoder dropout; rank 0 copies the checkpoint after epoch 2 ("full"), or the copy is resumed
+("resume": the checkpoint path given is that copy).  Arguments: checkpoint path, mode.  Rank 0 prints the
+epochs this process trained, then the run's per-epoch losses, as JSON lines."""
+import json
+import os
+import shutil
+import sys
+
+import torch
+from torch_geometric.data import Data
+
+from gnnkit.linkpred.split import TransductiveLinkSplit
+from gnnkit.linkpred.train import LinkPredConfig, fit
+
+path, mode = sys.argv[1:3]
+g = torch.Generator().manual_seed(1)
+n = 60
+ei = torch.randint(0, n, (2, 300), generator=g)
+data = Data(x=torch.randn(n, 8, generator=g), edge_index=torch.cat([ei, ei.flip(0)], 1), num_nodes=n)
+train, val, test = TransductiveLinkSplit(seed=0, add_negative_train_samples=False)(data)
+cfg = LinkPredConfig(model="sage", decoder="mlp", hidden=16, out_channels=8, dropout=0.5, epochs=4, batch_size=9,
+                     eval_every=1, seed=0)
+
+
+trained = []
+
+
+def copy_at_2(result):
+    trained.append(len(result.history))
+    if len(result.history) == 2 and mode == "full":
+        shutil.copy(path, path + "_at2")
+        shutil.copy(path + ".sha256", path + "_at2.sha256")
+
+
+res = fit(train, val, test, cfg, progress=False, on_epoch=copy_at_2, checkpoint=path, resume=mode == "resume",
+          checkpoint_every_s=0)
+if int(os.environ.get("RANK", "0")) == 0:
+    print(json.dumps(trained))
+    print(json.dumps([row["loss"] for row in res.history]))
