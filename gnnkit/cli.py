@@ -56,9 +56,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run one command and return its exit code; a flag argparse rejects raises ``SystemExit(2)`` after
     printing its one-line error (``--help``/``--version``: ``SystemExit(0)``)."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(given)
     if extra:  # named by the sub-command that was given them ("gnnkit vq train: error: ..."), not by "gnnkit"
-        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+        at = given.index(args.command) if args.command in given else len(given)
+        before = [a for a in extra if a in given[:at]]  # given to gnnkit itself, before the command's name
+        (parser if before else _chosen_parser(parser, args)).error(
+            f"unrecognized arguments: {' '.join(before or extra)}")
     return int(args._module.run(args) or 0)
 
 

@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py in 2 ranks: for every step of one LinkPredTrainer epoch, the gradient DDP
 averaged over the ranks must equal the gradient of one process on the ranks' concatenated batch, from the same
-weights.  Argument: the batch size.  Exit 0 when all steps agree, 1 (with the steps) otherwise."""
+weights, and the epoch loss fit reports must be the mean over the epoch's pairs.  Argument: the batch size.  Exit 0
+when all agree, 1 (with what differs) otherwise."""
 import sys
 
 import torch
@@ -47,10 +48,10 @@ def recording_step(*a, **k):
 
 
 trainer.opt.step = recording_step
-trainer.train_epoch()
+reported = ctx.all_reduce_mean(trainer.train_epoch())  # the epoch's loss as fit logs it
 every = [None] * ctx.world_size
 dist.all_gather_object(every, rec)
-bad = []
+bad, summed, pairs = [], 0.0, 0
 if ctx.rank == 0:
     for b in range(len(rec["grads"])):
         pos = torch.cat([r["pairs"][2 * b] for r in every], 1)
@@ -62,13 +63,17 @@ if ctx.rank == 0:
             p.grad = None
         z = trainer.enc(trainer.x, rec["msg"][b])
         ps, ns = trainer.dec(z, pos), trainer.dec(z, neg)
-        (F.binary_cross_entropy_with_logits(ps, torch.ones_like(ps))
-         + F.binary_cross_entropy_with_logits(ns, torch.zeros_like(ns))).backward()
+        loss = F.binary_cross_entropy_with_logits(ps, torch.ones_like(ps)) + \
+            F.binary_cross_entropy_with_logits(ns, torch.zeros_like(ns))
+        loss.backward()
+        summed, pairs = summed + float(loss) * pos.size(1), pairs + pos.size(1)
         want = torch.cat([p.grad.flatten() for p in params])
         got = torch.cat([x.flatten() for x in rec["grads"][b]])
         err = float((got - want).norm() / want.norm())
         if err > 1e-5:
             bad.append(f"step {b}: shares {[r['pairs'][2 * b].size(1) for r in every]}, relative error {err:.2e}")
+    if abs(reported - summed / pairs) > 1e-5 * abs(summed / pairs):
+        bad.append(f"reported epoch loss {reported:.6f}, the whole batches' mean {summed / pairs:.6f}")
     print(f"{len(rec['grads'])} steps", *bad, sep="\n")
 dist.destroy_process_group()
 sys.exit(1 if bad else 0)

@@ -293,14 +293,15 @@ def test_fsq_gives_a_nan_input_index_0_in_every_channel(levels):
 def test_tiny_temperatures_give_the_greedy_limit_not_nan():
     """Review 2026-12-05: below ~1e-37, (logits + g) / tau overflowed to inf and softmax gave NaN (all codes 0,
     NaN gradients); the prior's multinomial raised on the NaN probabilities.  The maximum now comes off first."""
-    logits = torch.randn(6, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
-    q = GumbelQuantizer(8, 4, temperature=1e-40).train()
-    out = q(logits, generator=torch.Generator().manual_seed(1))
-    out.quantized.sum().backward()
-    assert torch.isfinite(out.quantized).all() and torch.isfinite(logits.grad).all()
-    noisy = logits.detach() + gumbel_noise(logits.shape, torch.Generator().manual_seed(1), logits.device)
-    assert torch.equal(out.indices, noisy.argmax(-1))  # the hard limit: the perturbed argmax
     p = CodePrior(5, 4, parts=2, d_model=16, layers=1, heads=2)
-    cold = p.sample(num_samples=3, generator=torch.Generator().manual_seed(0), temperature=1e-40)
     greedy = p.sample(num_samples=3, generator=torch.Generator().manual_seed(5), temperature=1e-30)
-    assert [s.tolist() for s in cold] == [s.tolist() for s in greedy]  # deterministic: the argmax each step
+    for tau in (1e-40, 1e-46, 1e-300):  # below float32's smallest normal, and below its smallest subnormal
+        logits = torch.randn(6, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        q = GumbelQuantizer(8, 4, temperature=tau).train()
+        out = q(logits, generator=torch.Generator().manual_seed(1))
+        out.quantized.sum().backward()
+        assert torch.isfinite(out.quantized).all() and torch.isfinite(logits.grad).all()
+        noisy = logits.detach() + gumbel_noise(logits.shape, torch.Generator().manual_seed(1), logits.device)
+        assert torch.equal(out.indices, noisy.argmax(-1))  # the hard limit: the perturbed argmax
+        cold = p.sample(num_samples=3, generator=torch.Generator().manual_seed(0), temperature=tau)
+        assert [s.tolist() for s in cold] == [s.tolist() for s in greedy]  # deterministic: the argmax each step

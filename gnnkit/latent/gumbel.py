@@ -154,6 +154,7 @@ class GumbelQuantizer(torch.nn.Module):
             perturbed = lf + gumbel_noise(lf.shape, generator, lf.device)
             if tau < SHIFT_BELOW:  # the row's maximum off before dividing: (l + g) / tau overflows to inf (NaN
                 perturbed = perturbed - perturbed.amax(-1, keepdim=True)  # after softmax) below ~1e-37
+                tau = max(tau, torch.finfo(perturbed.dtype).tiny)  # a tau that rounds to 0 in float32: 0 / 0
             y = F.softmax(perturbed / tau, dim=-1)
             indices = y.argmax(-1)
             if self.hard:

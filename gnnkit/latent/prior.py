@@ -185,9 +185,11 @@ class CodePrior(torch.nn.Module):
                     tokens[r, :seqs[b].numel()] = seqs[b]
                 logits = self.logits(tokens.to(device))
                 step = logits[torch.arange(len(todo), device=device), last.to(device)].cpu()
-                if temperature < SHIFT_BELOW:  # the maximum first: a tiny temperature would overflow to inf
-                    step = step - step.amax(-1, keepdim=True)
-                step = step / temperature
+                t = temperature
+                if t < SHIFT_BELOW:  # the maximum first: a tiny temperature would overflow to inf, and one
+                    step = step - step.amax(-1, keepdim=True)  # that rounds to 0 in the logits' dtype gives 0 / 0
+                    t = max(t, torch.finfo(step.dtype).tiny)
+                step = step / t
                 probs = F.softmax(step, dim=-1)
                 draw = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 for r, b in enumerate(todo):

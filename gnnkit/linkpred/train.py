@@ -322,7 +322,9 @@ class LinkPredTrainer:
             self.opt.step()
             total += float(loss.detach()) * idx.numel()
         self.epoch += 1
-        return total / max(len(self.ctx.shard(perm)), 1)
+        # this rank's summed per-pair losses over the epoch's P positives: the ranks' mean (all_reduce_mean) of
+        # total * world_size / P is the epoch's mean loss, also when the world size does not divide P
+        return total * self.ctx.world_size / max(P, 1)
 
     def evaluate(self) -> Tuple[Dict[str, float], Dict[str, float]]:
         """Validation and test metrics (AUC, AP, Hits@K) of the current weights."""
