@@ -269,3 +269,23 @@ def test_a_resumed_multi_process_run_ends_as_the_uninterrupted_one(synth, tmp_pa
     trained, resumed = two_ranks(out + "_at2", "resume")
     assert trained == [3, 4]  # it did resume after epoch 2
     assert resumed == full
+
+
+def test_ranks_save_a_linkpred_checkpoint_together_whatever_their_clocks():
+    """Saving gathers every rank's random streams (a collective), so the ranks must agree on when to save:
+    rank 0's clock decides and is broadcast.  Here rank 1's clock runs fast (it alone would save after every
+    epoch, entering a collective rank 0 never joins: a hang until the timeout); the run must end normally."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        port, procs = _free_port(), []
+        for rank in range(2):
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                   "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
+                   "GNNKIT_DIST_TIMEOUT": "30"}
+            procs.append(subprocess.Popen([sys.executable, str(REPO / "tests" / "dist_linkpred_resume.py"),
+                                           str(Path(d) / "lp.pt"), "skew"], cwd=REPO, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        assert len(json.loads(outs[0][0].strip().splitlines()[-1])) == 4
+        assert (Path(d) / "lp.pt").exists()  # the last epoch's save, by both ranks together
