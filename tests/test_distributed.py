@@ -289,3 +289,19 @@ def test_ranks_save_a_linkpred_checkpoint_together_whatever_their_clocks():
         assert [p.returncode for p in procs] == [0, 0], outs
         assert len(json.loads(outs[0][0].strip().splitlines()[-1])) == 4
         assert (Path(d) / "lp.pt").exists()  # the last epoch's save, by both ranks together
+
+
+def test_ranks_share_the_encoders_dropout_masks_and_draw_their_own_decoder_masks():
+    """Review 2026-12-05: the decoder's per-pair dropout drew from the stream every rank shares, so with equal
+    shares rank 0's i-th pair and rank 1's i-th pair got the same mask, and with unequal shares the ranks drew
+    different amounts and their encoder masks differed from the next step on.  Now the decoder draws from a
+    per-rank stream: the encoder's masks stay equal on every rank (3 and 2 pairs a batch here), the decoder's
+    differ."""
+    port, procs = _free_port(), []
+    for rank in range(2):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2"}
+        procs.append(subprocess.Popen([sys.executable, str(REPO / "tests" / "dist_dropout_streams.py")], cwd=REPO,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs

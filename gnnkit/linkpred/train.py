@@ -9,6 +9,7 @@ own message edges; the test result reported is the one at the best validation ep
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import time
@@ -277,6 +278,11 @@ class LinkPredTrainer:
         self.msg = train_data.edge_index.to(device)
         self.reshuffle = _reshuffler(train_data, self.pos, cfg) if cfg.reshuffle_train else None
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        # several processes: the decoder's per-pair dropout draws from this rank's own stream, so the ranks'
+        # pairs get independent masks and the shared global stream (the encoder's whole-graph masks, equal on
+        # every rank) advances alike on every rank whatever the shares; one process: the global stream, as before
+        self.dec_gen = torch.Generator(device=device).manual_seed(_decoder_seed(cfg.seed, self.ctx.rank)) \
+            if self.ctx.enabled else None
         self.epoch = 0
 
     def initial_state(self) -> Dict[str, Dict[str, Tensor]]:
@@ -303,8 +309,9 @@ class LinkPredTrainer:
             batch = perm[i:i + bs]
             idx = self.ctx.shard(batch)  # this rank's share of the batch (all of it in 1 process)
             z = self.enc_net(self.x, msg)
-            ps = self.dec_net(z, pos[:, idx].to(device))
-            ns = self.dec_net(z, neg[:, idx].to(device))
+            with self._decoder_stream():
+                ps = self.dec_net(z, pos[:, idx].to(device))
+                ns = self.dec_net(z, neg[:, idx].to(device))
             if idx.numel() == 0:  # a short last batch leaves this rank nothing: join the gradient average with 0
                 loss = part = (ps.sum() + ns.sum()) * 0.0
             else:
@@ -335,14 +342,32 @@ class LinkPredTrainer:
                              "fix: --select auc / ap / hits@K with enough negatives")
         return val, test
 
+    @contextlib.contextmanager
+    def _decoder_stream(self):
+        """Under several processes, torch's global stream (CPU, or the CUDA device's) replaced by this rank's
+        decoder stream (``dec_gen``) for the block, then restored; nothing in one process."""
+        if self.dec_gen is None:
+            yield
+            return
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else []):
+            if cuda:
+                torch.cuda.set_rng_state(self.dec_gen.get_state(), self.device)
+            else:
+                torch.set_rng_state(self.dec_gen.get_state())
+            yield
+            self.dec_gen.set_state(torch.cuda.get_rng_state(self.device) if cuda else torch.get_rng_state())
+
     def generators(self) -> Dict[str, torch.Generator]:
-        """This rank's random generators by name (batch order, negatives, reshuffling), as ``state_dict`` keeps
-        their states."""
+        """This rank's random generators by name (batch order, negatives, reshuffling, and under several
+        processes the decoder's dropout), as ``state_dict`` keeps their states."""
         gens = {"batches": self.gen}
         if self.sampler.generator is not None:
             gens["negatives"] = self.sampler.generator
         if self.reshuffle is not None:
             gens["reshuffle"] = self.reshuffle.generator
+        if self.dec_gen is not None:
+            gens["decoder_dropout"] = self.dec_gen
         return gens
 
     def state_dict(self) -> Dict[str, object]:
@@ -362,7 +387,17 @@ class LinkPredTrainer:
                 self.sampler.generator.manual_seed(self.cfg.seed + 7919 * self.ctx.rank + 104729 * int(state["epoch"]))
         if "reshuffle" in gens:
             self.reshuffle.generator.set_state(gens["reshuffle"])
+        if self.dec_gen is not None:  # rank 0's stream, if it was kept (a multi-process run); the others afresh
+            if "decoder_dropout" in gens and self.ctx.rank == 0:
+                self.dec_gen.set_state(gens["decoder_dropout"])
+            else:
+                self.dec_gen.manual_seed(_decoder_seed(self.cfg.seed, self.ctx.rank) + 104729 * int(state["epoch"]))
         self.epoch = int(state["epoch"])
+
+
+def _decoder_seed(seed: int, rank: int) -> int:
+    """Seed of a rank's decoder-dropout stream (several processes only), apart from its negatives' stream."""
+    return seed + 7919 * rank + 15485863
 
 
 CHECKPOINT_FORMAT = "gnnkit-linkpred-checkpoint/1"
