@@ -7,18 +7,14 @@ import sys
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch_geometric.data import Data
+from dist_common import NODES, small_link_split
 
 from gnnkit.distributed import init as dist_init
-from gnnkit.linkpred.split import TransductiveLinkSplit
 from gnnkit.linkpred.train import LinkPredConfig, LinkPredTrainer
 
 ctx = dist_init("cpu")
-g = torch.Generator().manual_seed(1)
-n = 60
-ei = torch.randint(0, n, (2, 300), generator=g)
-data = Data(x=torch.randn(n, 8, generator=g), edge_index=torch.cat([ei, ei.flip(0)], 1), num_nodes=n)
-train, val, test = TransductiveLinkSplit(seed=0, add_negative_train_samples=False)(data)
+train, val, test = small_link_split()
+n = NODES
 cfg = LinkPredConfig(model="sage", decoder="dot", hidden=16, out_channels=8, dropout=0.0, epochs=1,
                      batch_size=int(sys.argv[1]), seed=0)
 trainer = LinkPredTrainer(train, val, test, cfg, ctx=ctx)

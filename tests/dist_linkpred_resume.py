@@ -7,18 +7,12 @@ import os
 import shutil
 import sys
 
-import torch
-from torch_geometric.data import Data
+from dist_common import small_link_split
 
-from gnnkit.linkpred.split import TransductiveLinkSplit
 from gnnkit.linkpred.train import LinkPredConfig, fit
 
 path, mode = sys.argv[1:3]
-g = torch.Generator().manual_seed(1)
-n = 60
-ei = torch.randint(0, n, (2, 300), generator=g)
-data = Data(x=torch.randn(n, 8, generator=g), edge_index=torch.cat([ei, ei.flip(0)], 1), num_nodes=n)
-train, val, test = TransductiveLinkSplit(seed=0, add_negative_train_samples=False)(data)
+train, val, test = small_link_split()
 cfg = LinkPredConfig(model="sage", decoder="mlp", hidden=16, out_channels=8, dropout=0.5, epochs=4, batch_size=9,
                      eval_every=1, seed=0)
 
