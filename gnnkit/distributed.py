@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -51,6 +51,12 @@ class DistContext:
     def shard(self, t: Tensor) -> Tensor:
         """This rank's share of ``t`` along dim 0 (every ``world_size``-th row from ``rank``)."""
         return t[self.rank::self.world_size] if self.enabled else t
+
+    def share_weight(self, local: int, total: int) -> float:
+        """The factor on a rank's mean loss over ``local`` of ``total`` items (its :meth:`shard` of them) that
+        makes DDP's average of the ranks' gradients the gradient of the mean over all ``total``, also when the
+        shares differ: ``local * world_size / total``; 1.0 in one process."""
+        return local * self.world_size / max(total, 1)
 
     def equal_share(self, t: Tensor) -> Tensor:
         """This rank's share of ``t`` after dropping its last ``len(t) % world_size`` rows, so every rank gets
@@ -95,6 +101,52 @@ class DistContext:
 
     def _comm_device(self) -> torch.device:
         return torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
+
+
+def rank_seed(seed: int, ctx: DistContext, epoch: int = 0) -> int:
+    """Seed of a per-rank random stream: rank 0 keeps ``seed`` (a 1-process run is unchanged); a stream re-seeded
+    from an ``epoch`` (a resume with another number of processes) gets another."""
+    return seed if ctx.rank == 0 and epoch == 0 else seed + 7919 * ctx.rank + 104729 * epoch
+
+
+def rng_state(device: torch.device) -> Dict[str, object]:
+    """The process's global random streams (dropout draws from them): CPU, and ``device``'s when CUDA."""
+    state: Dict[str, object] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: Dict[str, object], device: torch.device) -> None:
+    """Restore what :func:`rng_state` saved (the CUDA stream only on a CUDA device)."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def rank_streams(ctx: DistContext, gens: Dict[str, torch.Generator], device: torch.device) -> Optional[list]:
+    """Every rank's random streams — its global ones (:func:`rng_state`: dropout) and its trainer's ``gens`` —
+    gathered for rank 0's checkpoint (a collective: every rank calls it at the same point); None in one
+    process, where the checkpoint's own ``rng`` and trainer state are the process's."""
+    if not ctx.enabled:
+        return None
+    return ctx.all_gather_object({"rng": rng_state(device),
+                                  "generators": {k: g.get_state() for k, g in gens.items()}})
+
+
+def restore_rank_streams(saved: Optional[list], ctx: DistContext, gens: Dict[str, torch.Generator],
+                         device: torch.device) -> bool:
+    """This rank's streams from :func:`rank_streams`' list when the run resumes with as many processes as saved
+    it (then it continues exactly as the uninterrupted run); False otherwise (another number of processes, or
+    one process: rank 0's streams, already restored, and fresh ones for the other ranks)."""
+    if not ctx.enabled or not saved or len(saved) != ctx.world_size:
+        return False
+    mine = saved[ctx.rank]
+    set_rng_state(mine["rng"], device)
+    for name, state in mine["generators"].items():
+        if name in gens:
+            gens[name].set_state(state)
+    return True
 
 
 _COMM_WORDS = ("gloo", "nccl", "connection reset", "connection closed", "timed out", "timeout", "broken pipe")

@@ -153,10 +153,7 @@ def train_once(model: torch.nn.Module, data: "Data", cfg: TrainConfig,
     net = wrap(model, ctx)
     all_train = data.train_mask.nonzero().view(-1)
     train_nodes = ctx.shard(all_train)  # every world_size-th training node from this rank's: none dropped
-    # DDP averages the ranks' gradients: each rank's mean loss weighted by its share of the training nodes (times
-    # the world size) makes that average the full training loss's gradient, also when the shares differ; 1.0 in
-    # one process
-    share = train_nodes.numel() * ctx.world_size / max(all_train.numel(), 1)
+    share = ctx.share_weight(train_nodes.numel(), all_train.numel())  # DDP's average: the full loss's gradient
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best_val, test_at_best, best_epoch = -1.0, 0.0, 0
     epoch_times = []

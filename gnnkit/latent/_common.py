@@ -18,6 +18,16 @@ from gnnkit._checks import check_int  # noqa: F401  (re-exported: the latent mod
 SHIFT_BELOW = 1e-3
 
 
+def tempered(logits: Tensor, temperature: float) -> Tensor:
+    """``logits / temperature`` along the last dimension, ready for a softmax; below :data:`SHIFT_BELOW` the row's
+    maximum comes off first and the temperature is floored at the dtype's smallest normal number (one that rounds
+    to 0 would give 0 / 0): the greedy limit instead of NaN."""
+    if temperature < SHIFT_BELOW:
+        logits = logits - logits.amax(-1, keepdim=True)
+        temperature = max(temperature, torch.finfo(logits.dtype).tiny)
+    return logits / temperature
+
+
 class QuantizerCollapseWarning(UserWarning):
     """Fewer than the given fraction of a codebook's codes were used over a window of assignments."""
 

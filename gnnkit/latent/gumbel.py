@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._common import (
-    SHIFT_BELOW,
     QuantizerOutput,
     UsageMonitor,
     check_indices,
@@ -28,6 +27,7 @@ from ._common import (
     check_nonempty,
     check_number,
     code_counts,
+    tempered,
     usage_stats,
 )
 
@@ -151,11 +151,7 @@ class GumbelQuantizer(torch.nn.Module):
         log_q = F.log_softmax(lf, dim=-1)
         if self.training:
             tau = self.temperature
-            perturbed = lf + gumbel_noise(lf.shape, generator, lf.device)
-            if tau < SHIFT_BELOW:  # the row's maximum off before dividing: (l + g) / tau overflows to inf (NaN
-                perturbed = perturbed - perturbed.amax(-1, keepdim=True)  # after softmax) below ~1e-37
-                tau = max(tau, torch.finfo(perturbed.dtype).tiny)  # a tau that rounds to 0 in float32: 0 / 0
-            y = F.softmax(perturbed / tau, dim=-1)
+            y = F.softmax(tempered(lf + gumbel_noise(lf.shape, generator, lf.device), tau), dim=-1)
             indices = y.argmax(-1)
             if self.hard:
                 hard = F.one_hot(indices, self.num_codes).to(y.dtype)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import SHIFT_BELOW, check_indices, check_int, check_number, evaluating
+from ._common import check_indices, check_int, check_number, evaluating, tempered
 from .vqvae import Codes
 
 PREDICTS = ("all", "top", "nodes")
@@ -185,12 +185,7 @@ class CodePrior(torch.nn.Module):
                     tokens[r, :seqs[b].numel()] = seqs[b]
                 logits = self.logits(tokens.to(device))
                 step = logits[torch.arange(len(todo), device=device), last.to(device)].cpu()
-                t = temperature
-                if t < SHIFT_BELOW:  # the maximum first: a tiny temperature would overflow to inf, and one
-                    step = step - step.amax(-1, keepdim=True)  # that rounds to 0 in the logits' dtype gives 0 / 0
-                    t = max(t, torch.finfo(step.dtype).tiny)
-                step = step / t
-                probs = F.softmax(step, dim=-1)
+                probs = F.softmax(tempered(step, temperature), dim=-1)
                 draw = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 for r, b in enumerate(todo):
                     seqs[b] = torch.cat([seqs[b], draw[r:r + 1]])

@@ -24,7 +24,15 @@ from torch_geometric.data import Data
 
 import gnnkit.nn as gnn
 from gnnkit._atomic import IntegrityError, load_torch_verified, save_torch_verified
-from gnnkit.distributed import DistContext, wrap
+from gnnkit.distributed import (  # noqa: F401  (rng_state, set_rng_state: imported from here before 2026-12-05)
+    DistContext,
+    rank_seed,
+    rank_streams,
+    restore_rank_streams,
+    rng_state,
+    set_rng_state,
+    wrap,
+)
 from gnnkit.nn.dropout import dropout
 
 from .metrics import evaluate
@@ -271,8 +279,8 @@ class LinkPredTrainer:
         self.clip_groups = [g for g in ([] if enc.emb is None else list(enc.emb.parameters()),
                                         [p for n, p in enc.named_parameters() if not n.startswith("emb.")],
                                         list(dec.parameters())) if g]
-        neg_seed = cfg.seed + 7919 * self.ctx.rank  # rank 0 (and a 1-process run): the configured seed
-        self.sampler = train_negative_sampler(train_data, 1.0, cfg.neg_method, seed=neg_seed)
+        # rank 0 (and a 1-process run): the configured seed
+        self.sampler = train_negative_sampler(train_data, 1.0, cfg.neg_method, seed=rank_seed(cfg.seed, self.ctx))
         self.pos = train_data.edge_label_index[:, train_data.edge_label == 1]
         self.x = _x(train_data, device)
         self.msg = train_data.edge_index.to(device)
@@ -281,7 +289,7 @@ class LinkPredTrainer:
         # several processes: the decoder's per-pair dropout draws from this rank's own stream, so the ranks'
         # pairs get independent masks and the shared global stream (the encoder's whole-graph masks, equal on
         # every rank) advances alike on every rank whatever the shares; one process: the global stream, as before
-        self.dec_gen = torch.Generator(device=device).manual_seed(_decoder_seed(cfg.seed, self.ctx.rank)) \
+        self.dec_gen = torch.Generator(device=device).manual_seed(rank_seed(cfg.seed + _DECODER, self.ctx)) \
             if self.ctx.enabled else None
         self.epoch = 0
 
@@ -304,7 +312,6 @@ class LinkPredTrainer:
         bs = P if cfg.batch_size <= 0 else cfg.batch_size
         perm = torch.randperm(P, generator=self.gen)
         total = 0.0
-        world = self.ctx.world_size
         for i in range(0, P, bs):
             batch = perm[i:i + bs]
             idx = self.ctx.shard(batch)  # this rank's share of the batch (all of it in 1 process)
@@ -320,7 +327,7 @@ class LinkPredTrainer:
                 # DDP averages the ranks' gradients: weighting each rank's mean by its share of the batch
                 # (times the world size) makes that average the gradient of the whole batch's mean loss, also
                 # when the shares differ (a batch the world size does not divide); 1 in one process
-                part = loss * (idx.numel() * world / batch.numel())
+                part = loss * self.ctx.share_weight(idx.numel(), batch.numel())
             self.opt.zero_grad()
             part.backward()
             if cfg.clip_grad > 0:  # as OGB's ogbl-ddi example: each part's norm on its own
@@ -331,7 +338,7 @@ class LinkPredTrainer:
         self.epoch += 1
         # this rank's summed per-pair losses over the epoch's P positives: the ranks' mean (all_reduce_mean) of
         # total * world_size / P is the epoch's mean loss, also when the world size does not divide P
-        return total * self.ctx.world_size / max(P, 1)
+        return total * self.ctx.share_weight(1, P)
 
     def evaluate(self) -> Tuple[Dict[str, float], Dict[str, float]]:
         """Validation and test metrics (AUC, AP, Hits@K) of the current weights."""
@@ -384,20 +391,18 @@ class LinkPredTrainer:
         if "negatives" in gens:
             self.sampler.generator.set_state(gens["negatives"])
             if self.ctx.rank > 0:  # rank 0's stream was saved; the other ranks draw afresh from the epoch on
-                self.sampler.generator.manual_seed(self.cfg.seed + 7919 * self.ctx.rank + 104729 * int(state["epoch"]))
+                self.sampler.generator.manual_seed(rank_seed(self.cfg.seed, self.ctx, int(state["epoch"])))
         if "reshuffle" in gens:
             self.reshuffle.generator.set_state(gens["reshuffle"])
         if self.dec_gen is not None:  # rank 0's stream, if it was kept (a multi-process run); the others afresh
             if "decoder_dropout" in gens and self.ctx.rank == 0:
                 self.dec_gen.set_state(gens["decoder_dropout"])
             else:
-                self.dec_gen.manual_seed(_decoder_seed(self.cfg.seed, self.ctx.rank) + 104729 * int(state["epoch"]))
+                self.dec_gen.manual_seed(rank_seed(self.cfg.seed + _DECODER, self.ctx, int(state["epoch"])))
         self.epoch = int(state["epoch"])
 
 
-def _decoder_seed(seed: int, rank: int) -> int:
-    """Seed of a rank's decoder-dropout stream (several processes only), apart from its negatives' stream."""
-    return seed + 7919 * rank + 15485863
+_DECODER = 15485863  # the decoder-dropout streams' seed offset (several processes only): apart from the negatives'
 
 
 CHECKPOINT_FORMAT = "gnnkit-linkpred-checkpoint/1"
@@ -417,46 +422,6 @@ def split_fingerprint(train_data: Data, val_data: Data, test_data: Data) -> str:
                 h.update(f"{t.dtype}{tuple(t.shape)}".encode())
                 h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def rng_state(device: torch.device) -> Dict[str, object]:
-    """The process's global random streams (dropout draws from them): CPU, and ``device``'s when CUDA."""
-    state: Dict[str, object] = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: Dict[str, object], device: torch.device) -> None:
-    """Restore what :func:`rng_state` saved (the CUDA stream only on a CUDA device)."""
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def rank_streams(ctx: DistContext, gens: Dict[str, torch.Generator], device: torch.device) -> Optional[list]:
-    """Every rank's random streams — its global ones (:func:`rng_state`: dropout) and its trainer's ``gens`` —
-    gathered for rank 0's checkpoint (a collective: every rank calls it at the same point); None in one
-    process, where the checkpoint's own ``rng`` and trainer state are the process's."""
-    if not ctx.enabled:
-        return None
-    return ctx.all_gather_object({"rng": rng_state(device),
-                                  "generators": {k: g.get_state() for k, g in gens.items()}})
-
-
-def restore_rank_streams(saved: Optional[list], ctx: DistContext, gens: Dict[str, torch.Generator],
-                         device: torch.device) -> bool:
-    """This rank's streams from :func:`rank_streams`' list when the run resumes with as many processes as saved
-    it (then it continues exactly as the uninterrupted run); False otherwise (another number of processes, or
-    one process: rank 0's streams, already restored, and fresh ones for the other ranks)."""
-    if not ctx.enabled or not saved or len(saved) != ctx.world_size:
-        return False
-    mine = saved[ctx.rank]
-    set_rng_state(mine["rng"], device)
-    for name, state in mine["generators"].items():
-        if name in gens:
-            gens[name].set_state(state)
-    return True
 
 
 def _comparable(cfg: LinkPredConfig) -> Dict[str, object]:

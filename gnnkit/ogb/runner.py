@@ -41,7 +41,7 @@ from gnnkit._atomic import (
     save_torch_verified,
     write_json_verified,
 )
-from gnnkit.linkpred.train import rank_streams, restore_rank_streams, rng_state, set_rng_state
+from gnnkit.distributed import rank_streams, restore_rank_streams, rng_state, set_rng_state
 
 from .tasks import LEADERBOARD, OGBConfig, make_task
 

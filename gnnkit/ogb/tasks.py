@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gnnkit.data import dataset_names, load_dataset
-from gnnkit.distributed import DistContext, wrap
+from gnnkit.distributed import DistContext, rank_seed, wrap
 
 from .models import GNNKIT_ONLY, MOL_MODELS, NODE_MODELS, MolGNN, NodeGNN
 
@@ -190,11 +190,6 @@ class Trainer:
 _LOCAL = DistContext()
 
 
-def _rank_seed(seed: int, ctx: DistContext, epoch: int = 0) -> int:
-    """Seed of a per-rank random stream: rank 0 keeps ``seed`` (a 1-process run is unchanged)."""
-    return seed if ctx.rank == 0 and epoch == 0 else seed + 7919 * ctx.rank + 104729 * epoch
-
-
 def _bar(it: Any, total: int, progress: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
     return tqdm(it, total=total, disable=not progress, leave=False, desc=desc, unit="batch")
@@ -304,7 +299,7 @@ class GraphTrainer(Trainer):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generators": {"batches": self.gen.get_state()}, "epoch": self.epoch}
+                "generators": {k: g.get_state() for k, g in self.generators().items()}, "epoch": self.epoch}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -397,7 +392,7 @@ class NodeTrainer(Trainer):
                                  f"(--num-layers {cfg.num_layers}); fix: --fanout with {cfg.num_layers} numbers")
             # (a preset fan-out is checked here, after loading: --fanout itself is checked by OGBConfig)
             self.gens["batches"] = torch.Generator().manual_seed(seed)
-            self.train_loader = neighbor_loader(data, fanout, seed=_rank_seed(seed + 1, ctx),
+            self.train_loader = neighbor_loader(data, fanout, seed=rank_seed(seed + 1, ctx),
                                                 input_nodes=train_idx, batch_size=cfg.batch_size, shuffle=True,
                                                 generator=self.gens["batches"])
             sampler = self.train_loader.node_sampler
@@ -468,7 +463,7 @@ class NodeTrainer(Trainer):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generators": {k: g.get_state() for k, g in self.gens.items()}, "epoch": self.epoch}
+                "generators": {k: g.get_state() for k, g in self.generators().items()}, "epoch": self.epoch}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -478,7 +473,7 @@ class NodeTrainer(Trainer):
             if k in self.gens:
                 self.gens[k].set_state(s)
         if self.ctx.rank > 0 and "neighbors" in self.gens:  # rank 0's stream was saved; others start afresh
-            self.gens["neighbors"].manual_seed(_rank_seed(self.seed + 1, self.ctx, self.epoch))
+            self.gens["neighbors"].manual_seed(rank_seed(self.seed + 1, self.ctx, self.epoch))
 
 
 # ------------------------------------------------------------------------------------------- link level
