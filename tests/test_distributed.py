@@ -36,16 +36,31 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _spawn(args, world, port, extra_env=None):
-    """``world`` ranks of ``python -m gnnkit ogb ARGS``, started as torchrun would (env:// rendezvous)."""
+def _spawn_ranks(argv, world, port=None, extra_env=None):
+    """``world`` ranks of ``python ARGV``, started as torchrun would (env:// rendezvous on ``port``, a free one
+    by default)."""
+    port = _free_port() if port is None else port
     procs = []
     for rank in range(world):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world),
                **(extra_env or {})}
-        procs.append(subprocess.Popen([sys.executable, "-m", "gnnkit", "ogb", *args], cwd=REPO, env=env,
+        procs.append(subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
+
+
+def _run_ranks(argv, world, port=None, extra_env=None):
+    """:func:`_spawn_ranks`, waited for: every rank must exit 0; their (stdout, stderr) pairs."""
+    procs = _spawn_ranks(argv, world, port, extra_env)
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * world, outs
+    return outs
+
+
+def _spawn(args, world, port, extra_env=None):
+    """``world`` ranks of ``python -m gnnkit ogb ARGS``."""
+    return _spawn_ranks(["-m", "gnnkit", "ogb", *args], world, port, extra_env)
 
 
 def _single(args):
@@ -177,15 +192,7 @@ def test_torchrun_launches_the_command(synth, tmp_path):
 
 
 def _spawn_cmd(cmd, world, port):
-    procs = []
-    for rank in range(world):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-               "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "gnnkit", *cmd], cwd=REPO, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0] * world, outs
-    return outs
+    return _run_ranks(["-m", "gnnkit", *cmd], world, port)
 
 
 @pytest.mark.data
@@ -207,15 +214,7 @@ def test_link_prediction_gradient_is_the_whole_batchs_when_the_shares_differ(bat
     that left one rank nothing (batch 55 of 56 positives: shares 1 and 0) had half its gradient.  28: even
     shares, right before as well.  3 ranks over 56 positives: the reported epoch loss divided each rank's sum
     by its share of the epoch (19, 19, 18) and averaged the ranks, ~0.7 % off the epoch's mean."""
-    port = _free_port()
-    procs = []
-    for rank in range(world):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-               "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world)}
-        procs.append(subprocess.Popen([sys.executable, str(REPO / "tests" / "dist_linkpred_grad.py"), str(batch_size)],
-                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0] * world, outs
+    _run_ranks([str(REPO / "tests" / "dist_linkpred_grad.py"), str(batch_size)], world)
 
 
 def test_train_with_a_world_size_that_does_not_divide_the_training_nodes_ends_where_one_process_ends(tmp_path):
@@ -227,15 +226,7 @@ def test_train_with_a_world_size_that_does_not_divide_the_training_nodes_ends_wh
     one = subprocess.run([sys.executable, script, str(tmp_path / "one.pt")], cwd=REPO, capture_output=True,
                          text=True, env={**env, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert one.returncode == 0, one.stderr
-    port, procs = _free_port(), []
-    for rank in range(3):
-        procs.append(subprocess.Popen(
-            [sys.executable, script, str(tmp_path / "three.pt")], cwd=REPO, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-            env={**env, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                 "RANK": str(rank), "WORLD_SIZE": "3", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "3"}))
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    _run_ranks([script, str(tmp_path / "three.pt")], 3)
     a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "three.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
@@ -253,14 +244,7 @@ def test_a_resumed_multi_process_run_ends_as_the_uninterrupted_one(synth, tmp_pa
         script, out, args = str(REPO / "tests" / "dist_linkpred_resume.py"), str(tmp_path / "lp.pt"), []
 
     def two_ranks(folder, mode):
-        port, procs = _free_port(), []
-        for rank in range(2):
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                   "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2"}
-            procs.append(subprocess.Popen([sys.executable, script, *args, folder, mode], cwd=REPO,
-                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        outs = [p.communicate(timeout=300) for p in procs]
-        assert [p.returncode for p in procs] == [0, 0], outs
+        outs = _run_ranks([script, *args, folder, mode], 2)
         trained, losses = outs[0][0].strip().splitlines()[-2:]
         return json.loads(trained), json.loads(losses)
 
@@ -277,16 +261,8 @@ def test_ranks_save_a_linkpred_checkpoint_together_whatever_their_clocks():
     epoch, entering a collective rank 0 never joins: a hang until the timeout); the run must end normally."""
     import tempfile
     with tempfile.TemporaryDirectory() as d:
-        port, procs = _free_port(), []
-        for rank in range(2):
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-                   "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
-                   "GNNKIT_DIST_TIMEOUT": "30"}
-            procs.append(subprocess.Popen([sys.executable, str(REPO / "tests" / "dist_linkpred_resume.py"),
-                                           str(Path(d) / "lp.pt"), "skew"], cwd=REPO, env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        outs = [p.communicate(timeout=300) for p in procs]
-        assert [p.returncode for p in procs] == [0, 0], outs
+        outs = _run_ranks([str(REPO / "tests" / "dist_linkpred_resume.py"), str(Path(d) / "lp.pt"), "skew"], 2,
+                          extra_env={"GNNKIT_DIST_TIMEOUT": "30"})
         assert len(json.loads(outs[0][0].strip().splitlines()[-1])) == 4
         assert (Path(d) / "lp.pt").exists()  # the last epoch's save, by both ranks together
 
@@ -297,11 +273,4 @@ def test_ranks_share_the_encoders_dropout_masks_and_draw_their_own_decoder_masks
     different amounts and their encoder masks differed from the next step on.  Now the decoder draws from a
     per-rank stream: the encoder's masks stay equal on every rank (3 and 2 pairs a batch here), the decoder's
     differ."""
-    port, procs = _free_port(), []
-    for rank in range(2):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-               "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2"}
-        procs.append(subprocess.Popen([sys.executable, str(REPO / "tests" / "dist_dropout_streams.py")], cwd=REPO,
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
+    _run_ranks([str(REPO / "tests" / "dist_dropout_streams.py")], 2)
