@@ -114,21 +114,23 @@ def check_graph_channels(graph_channels: Any, layer: str) -> int:
 
 
 def graph_features(g: Optional[Tensor], graph_channels: int, num_graphs: int, layer: str,
-                   method: str) -> Optional[Tensor]:
+                   method: str, arg: str = "g") -> Optional[Tensor]:
     """``g`` as ``[num_graphs, graph_channels]`` (a 1-D ``g`` for one graph is taken as its row), or None
     for a layer built without graph features; a missing, unexpected or misshapen ``g`` is a named error."""
     if not graph_channels:
         if g is not None:
-            raise ValueError(f"{layer}: got g but was built without graph_channels; pass "
-                             "graph_channels=g.size(-1) to the constructor or drop g")
+            raise ValueError(f"{layer}: got {arg} but was built without graph_channels; pass "
+                             f"graph_channels={arg}.size(-1) to the constructor or drop {arg}")
         return None
     if g is None:
         raise ValueError(f"{layer}: built with graph_channels={graph_channels}, so {method} needs "
-                         f"g [num_graphs, {graph_channels}]")
+                         f"{arg} [num_graphs, {graph_channels}]")
+    if not isinstance(g, Tensor):
+        raise ValueError(f"{layer}: {arg} must be a tensor [num_graphs, {graph_channels}], got {type(g).__name__}")
     if g.dim() == 1 and num_graphs == 1:
         g = g.view(1, -1)
     if g.dim() != 2 or g.size(0) != num_graphs or g.size(1) != graph_channels:
-        raise ValueError(f"{layer}: g must be [num_graphs={num_graphs}, {graph_channels}], got {list(g.shape)}")
+        raise ValueError(f"{layer}: {arg} must be [num_graphs={num_graphs}, {graph_channels}], got {list(g.shape)}")
     return g
 
 

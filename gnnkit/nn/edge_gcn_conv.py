@@ -41,10 +41,17 @@ class EdgeGCNConv(torch.nn.Module):
         if x.dim() != 2 or x.size(-1) != self.channels:
             raise ValueError(f"EdgeGCNConv: x must be [N, channels={self.channels}], got {list(x.shape)}")
         n = x.size(0)
+        if edge_attr is None:
+            raise ValueError(f"EdgeGCNConv needs edge_attr [E, channels={self.channels}] (edge features embedded "
+                             "to the node width)")
         check_edge_rows(edge_attr, num_input_edges(edge_index), "EdgeGCNConv", "edge_attr")
-        if edge_attr.size(-1) != self.channels:
-            raise ValueError(f"EdgeGCNConv: edge_attr has {edge_attr.size(-1)} features but channels="
-                             f"{self.channels}; embed edge features to the node width first")
+        if edge_attr.dim() == 1 and self.channels == 1:
+            edge_attr = edge_attr.view(-1, 1)  # [E] is one feature per edge
+        if edge_attr.dim() != 2 or edge_attr.size(-1) != self.channels:
+            width = 1 if edge_attr.dim() == 1 else edge_attr.size(-1)
+            raise ValueError(f"EdgeGCNConv: edge_attr has {width} features but channels={self.channels} (it must "
+                             f"be [E, {self.channels}], got shape {list(edge_attr.shape)}); embed edge features to "
+                             "the node width first")
         graph, _ = graph_of(edge_index, n, n, use_values=False)
         x = self.linear(x)
         deg = graph.out_degree().to(x.dtype) + 1  # OGB: degree of each edge's source (row), plus the self term

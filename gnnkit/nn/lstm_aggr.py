@@ -12,7 +12,7 @@ the padding), the dense batches take PyTorch's fast LSTM kernel (a ``PackedSeque
 2.8x slower on CPU: 4.70 s vs 1.68 s forward+backward on ``benchmarks/layers_speed.py``'s
 ``sage_lstm_small`` graph), no pre-sorted ``edge_index`` is needed, and in training every
 call shuffles each neighbourhood with a fresh permutation (GraphSAGE, Hamilton et al.
-2017); in eval the order is the CSR order (sources ascending), so results are repeatable.
+2017); in eval each neighbourhood is read in input edge order (as PyG reads it), so results are repeatable.
 Nodes without neighbours get zeros.
 
 Under ``torch.compile`` the bucketing (data-dependent shapes) cannot be traced (and inductor
@@ -270,9 +270,33 @@ class LSTMAggregation(torch.nn.Module):
     def reset_parameters(self) -> None:
         self.lstm.reset_parameters()
 
-    def forward(self, x: Tensor, graph: Graph, weight: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, graph: Optional[Graph] = None, weight: Optional[Tensor] = None, *,
+                index: Optional[Tensor] = None, ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
+                dim: int = -2, max_num_elements: Optional[int] = None) -> Tensor:
         """``x`` ``[num_src, F]`` -> ``[num_dst, out_channels]``.  ``weight`` ``[E]`` (CSR slot order, e.g. an
-        explainer's edge mask) multiplies each neighbour's features before the LSTM reads them."""
+        explainer's edge mask) multiplies each neighbour's features before the LSTM reads them.
+
+        PyG's call form works too: ``aggr(x, index)`` (or ``index=`` / ``ptr=``, ``dim_size=``, ``dim=-2``,
+        ``max_num_elements=``) reduces the rows of ``x`` into the groups ``index`` names, in their order;
+        ``index`` must be sorted, as PyG's ``LSTMAggregation`` requires."""
+        if isinstance(graph, Tensor) or index is not None or ptr is not None:
+            if isinstance(graph, Tensor):
+                if index is not None:
+                    raise ValueError("LSTMAggregation: index given twice (second argument and index=)")
+                index, graph = graph, None
+            if graph is not None or weight is not None:
+                raise ValueError("LSTMAggregation: PyG's call form (x, index, ptr=, dim_size=) takes no graph or "
+                                 "weight; pass a gnnkit Graph as the second argument for those")
+            graph, rows = self._index_graph(x, index, ptr, dim_size, dim, max_num_elements)
+            if rows.numel() != x.size(0):  # max_num_elements left rows out
+                x = x.index_select(0, rows)
+        elif not isinstance(graph, Graph):
+            raise ValueError(f"LSTMAggregation: the second argument must be a gnnkit Graph (num_src = rows of x) or, "
+                             f"as PyG's, an index tensor; got {type(graph).__name__}")
+        if x.dim() != 2:
+            raise ValueError(f"LSTMAggregation: x must be [num_src, {self.in_channels}], got {list(x.shape)}")
+        if x.size(1) != self.in_channels:
+            raise ValueError(f"LSTMAggregation: x has {x.size(1)} features but in_channels={self.in_channels}")
         if x.size(0) != graph.num_src:
             raise ValueError(f"LSTMAggregation: x has {x.size(0)} rows but the graph has {graph.num_src} sources")
         slots = _slot_order(graph, self.training and self.shuffle)
@@ -287,6 +311,54 @@ class LSTMAggregation(torch.nn.Module):
                                           self.pyg_padding)[0]
             return _lstm_aggr_op(x.contiguous(), graph.rowptr, col, slots, *weights, self.pyg_padding)
         return _lstm_aggregate(x, graph.rowptr, col, slots, weights, self.out_channels, self.pyg_padding)
+
+    @staticmethod
+    def _index_graph(x: Tensor, index: Optional[Tensor], ptr: Optional[Tensor], dim_size: Optional[int], dim: int,
+                     max_num_elements: Optional[int]) -> Tuple[Graph, Tensor]:
+        """PyG's ``(index | ptr, dim_size)`` as a Graph whose sources are the kept rows of ``x`` (an edge from
+        row ``k`` to group ``index[k]``), and those rows' ids."""
+        if not isinstance(x, Tensor) or x.dim() != 2:
+            raise ValueError(f"LSTMAggregation: x must be a [num_rows, F] tensor, got "
+                             f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        if dim not in (-2, 0):
+            raise ValueError(f"LSTMAggregation: dim={dim} is not supported; the rows of a 2-D x are reduced (dim=-2)")
+        n = x.size(0)
+        if ptr is not None:
+            if not isinstance(ptr, Tensor) or ptr.dim() != 1 or ptr.numel() < 1 or ptr.is_floating_point():
+                raise ValueError("LSTMAggregation: ptr must be a 1-D integer tensor of group offsets [num_groups + 1]")
+            ptr = ptr.long().to(x.device)
+            counts = ptr[1:] - ptr[:-1]
+            if int(ptr[0]) != 0 or int(ptr[-1]) != n or (counts < 0).any():
+                raise ValueError(f"LSTMAggregation: ptr must rise from 0 to the number of rows of x ({n})")
+            ptr_index = torch.repeat_interleave(torch.arange(counts.numel(), device=x.device), counts)
+            if index is None:
+                index = ptr_index
+            if dim_size is None:
+                dim_size = counts.numel()
+        if not isinstance(index, Tensor) or index.dim() != 1 or index.numel() != n or index.is_floating_point():
+            raise ValueError(f"LSTMAggregation: index must be a 1-D integer tensor with one group id per row of x "
+                             f"({n}), got {list(index.shape) if isinstance(index, Tensor) else type(index).__name__}")
+        index = index.long().to(x.device)
+        if n > 1 and bool((index[1:] < index[:-1]).any()):
+            raise ValueError("LSTMAggregation: index is not sorted; as PyG's LSTMAggregation, it must be (sort x "
+                             "and index by index first: perm = index.argsort(stable=True))")
+        if n and int(index[0]) < 0:
+            raise ValueError("LSTMAggregation: index holds a negative group id")
+        need = int(index[-1]) + 1 if n else 0
+        if dim_size is None:
+            dim_size = need
+        elif not isinstance(dim_size, int) or isinstance(dim_size, bool) or dim_size < need:
+            raise ValueError(f"LSTMAggregation: dim_size={dim_size!r} must be an int > max(index) ({need - 1})")
+        rows = torch.arange(n, device=x.device)
+        if max_num_elements is not None:  # as PyG: each group's first max_num_elements rows
+            if not isinstance(max_num_elements, int) or isinstance(max_num_elements, bool) or max_num_elements < 1:
+                raise ValueError(f"LSTMAggregation: max_num_elements={max_num_elements!r} must be an int >= 1")
+            starts = torch.zeros(dim_size + 1, dtype=torch.long, device=x.device)
+            starts[1:] = torch.cumsum(torch.bincount(index, minlength=dim_size), 0)
+            keep = rows - starts.index_select(0, index) < max_num_elements
+            rows, index = rows[keep], index[keep]
+        edge_index = torch.stack([torch.arange(rows.numel(), device=x.device), index])
+        return Graph.build(edge_index, size=(rows.numel(), dim_size)), rows
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels})"

@@ -18,12 +18,12 @@ from torch.nn import BatchNorm1d, LayerNorm, Linear, ModuleList, ReLU, Sequentia
 
 from gnnkit.typing import Adj
 
-from ._utils import check_count, check_graph_channels
+from ._utils import check_count, check_graph_channels, graph_features
 from .gat_conv import GATConv
 from .gcn_conv import GCNConv
 from .gin_conv import GINConv
 from .gine_conv import GINEConv
-from .readout import POOLS, GatedReadout
+from .readout import POOLS, GatedReadout, check_batch
 from .sage_conv import SAGEConv
 from .skip import JumpingKnowledge
 from .virtual_node import VirtualNode
@@ -41,6 +41,7 @@ def _drop_unused_embeddings(state_dict, prefix, *args) -> None:
 
 class _GNN(torch.nn.Module):
     supports_edge_attr = False
+    supports_edge_weight = False  # GCN: forward(..., edge_weight=) goes to every GCNConv
     lazy_input = True  # in_channels=-1 allowed
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
@@ -64,6 +65,10 @@ class _GNN(torch.nn.Module):
         hidden_channels = check_count(hidden_channels, "hidden_channels", name)
         num_layers = check_count(num_layers, "num_layers", name)
         out_channels = check_count(out_channels, "out_channels", name)
+        if jk is not None:
+            if not isinstance(jk, str):
+                raise ValueError(f"{name}: jk={jk!r} must be None or a JumpingKnowledge mode name (e.g. 'cat')")
+            jk = jk.lower()  # JumpingKnowledge takes any case; the head's width below must agree with it
         if norm is not None and norm not in _NORMS:
             raise ValueError(f"{name}: norm={norm!r} is not supported; use None or one of {tuple(_NORMS)}")
         if readout is not None and readout not in (*POOLS, "gated"):
@@ -110,18 +115,43 @@ class _GNN(torch.nn.Module):
         raise NotImplementedError  # each model defines its conv
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        """Re-initialise every parameter: each sub-module with its own ``reset_parameters`` resets itself and
+        its children (so a child's default never overrides a parent's, e.g. the virtual node's zero start
+        state); containers without one are walked into."""
+        def walk(module: torch.nn.Module) -> None:
+            for child in module.children():
+                if hasattr(child, "reset_parameters"):
+                    child.reset_parameters()
+                else:
+                    walk(child)
+        walk(self)
 
-    def _conv(self, i: int, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor]) -> Tensor:
+    def _conv(self, i: int, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor],
+              edge_weight: Optional[Tensor]) -> Tensor:
+        if edge_weight is not None:
+            return self.convs[i](x, edge_index, edge_weight)
         if edge_attr is not None and self.supports_edge_attr:
             return self.convs[i](x, edge_index, edge_attr)
         return self.convs[i](x, edge_index)
 
     def forward(self, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor] = None,
                 batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
-                graph_attr: Optional[Tensor] = None) -> Tensor:
+                graph_attr: Optional[Tensor] = None, edge_weight: Optional[Tensor] = None) -> Tensor:
+        name = type(self).__name__
+        if not isinstance(x, Tensor) or x.dim() < 2:
+            raise ValueError(f"{name}: x must be a [num_nodes, in_channels] tensor, got "
+                             f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        if self.in_channels > 0 and x.size(-1) != self.in_channels:
+            raise ValueError(f"{name}: x has {x.size(-1)} features but the model was built with "
+                             f"in_channels={self.in_channels}; fix in_channels or the input")
+        if self.supports_edge_weight and edge_attr is not None and edge_weight is None \
+                and (edge_attr.dim() == 1 or (edge_attr.dim() == 2 and edge_attr.size(1) == 1)):
+            edge_attr, edge_weight = None, edge_attr  # PyG's GCN(x, edge_index, edge_weight): the third argument
+        if edge_weight is not None and not self.supports_edge_weight:
+            raise ValueError(f"{name} does not use edge_weight (only GCN does); drop edge_weight, or pass edge "
+                             "features as edge_attr to a model built with edge_dim=... (GAT, GIN)")
+        if batch is not None:
+            _, num_graphs = check_batch(batch, x.size(-2), num_graphs, "num_graphs", name)
         if graph_attr is not None and not self.graph_channels:
             raise ValueError(f"{type(self).__name__} got graph_attr but was built without graph_channels; fix: "
                              "graph_channels=graph_attr.size(-1) (with virtual_node=True or readout='gated')")
@@ -130,10 +160,14 @@ class _GNN(torch.nn.Module):
                              f"graph_attr [num_graphs, {self.graph_channels}]")
         if edge_attr is not None and not self.supports_edge_attr:
             raise ValueError(f"{type(self).__name__} does not use edge_attr; build it with edge_dim=... "
-                             "(GAT, GIN) or drop edge_attr")
+                             "(GAT, GIN) or drop edge_attr" + ("; edge weights go in as edge_weight [E]"
+                                                               if self.supports_edge_weight else ""))
         if edge_attr is None and getattr(self, "edge_dim", None) is not None:  # GAT would run without them
             raise ValueError(f"{type(self).__name__} was built with edge_dim={self.edge_dim} but got no edge_attr; "
                              "fix: pass edge_attr [E, edge_dim] or build it without edge_dim")
+        if graph_attr is not None:
+            graph_features(graph_attr, self.graph_channels, 1 if batch is None else num_graphs, name, "forward",
+                           arg="graph_attr")
         head = self.lin is not None
         if self.vn is not None:
             if hasattr(self, "lin_in"):
@@ -149,7 +183,7 @@ class _GNN(torch.nn.Module):
             if self.node_dropout > 0 and self.training:
                 keep = torch.rand(x.size(0), 1, device=x.device) >= self.node_dropout
                 x = x * keep.to(x.dtype) / (1 - self.node_dropout)
-            h = self._conv(i, x, edge_index, edge_attr)
+            h = self._conv(i, x, edge_index, edge_attr, edge_weight)
             if not (last and not head):
                 if len(self.norms) > 0:
                     h = self.norms[n_norm](h)
@@ -174,7 +208,11 @@ class _GNN(torch.nn.Module):
 
 
 class GCN(_GNN):
-    r"""Graph convolutional network (Kipf & Welling 2017) built from :class:`GCNConv`."""
+    r"""Graph convolutional network (Kipf & Welling 2017) built from :class:`GCNConv`.  Edge weights go in as
+    ``forward(x, edge_index, edge_weight=w)`` (``[E]`` or ``[E, 1]``), or as PyG's ``GCN`` takes them, the third
+    positional argument ``model(x, edge_index, w)``."""
+
+    supports_edge_weight = True
 
     def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         return GCNConv(in_channels, out_channels)
@@ -182,17 +220,22 @@ class GCN(_GNN):
 
 class GraphSAGE(_GNN):
     r"""GraphSAGE (Hamilton et al. 2017) built from :class:`SAGEConv`; ``aggr`` picks
-    mean / sum / max / lstm and ``project=True`` the pooling variant.  With ``aggr="lstm"``, as PyG's
-    ``SAGEConv``, ``edge_index`` must be sorted by destination (``torch_geometric.utils.sort_edge_index(edge_index,
-    sort_by_row=False)``); an unsorted one raises."""
+    mean / sum / max / lstm and ``project=True`` the pooling variant; ``aggr_kwargs`` go to every
+    :class:`SAGEConv` (as PyG's ``GraphSAGE`` passes them).  With ``aggr="lstm"``, as PyG's ``SAGEConv``,
+    ``edge_index`` must be sorted by destination (``torch_geometric.utils.sort_edge_index(edge_index,
+    sort_by_row=False)``); an unsorted one raises.  gnnkit's LSTM reads each neighbourhood without PyG's zero
+    padding; ``aggr_kwargs={"pyg_padding": True}`` gives PyG's outputs (docs/layers/sage.md)."""
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
-                 aggr: str = "mean", project: bool = False, **options):
-        self.aggr, self.project = aggr, project
+                 aggr: str = "mean", project: bool = False, aggr_kwargs: Optional[dict] = None, **options):
+        if aggr_kwargs is not None and not isinstance(aggr_kwargs, dict):
+            raise ValueError(f"GraphSAGE: aggr_kwargs must be a dict (or None), got {type(aggr_kwargs).__name__}")
+        self.aggr, self.project, self.aggr_kwargs = aggr, project, aggr_kwargs
         super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
 
     def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
-        return SAGEConv(in_channels, out_channels, aggr=self.aggr, project=self.project)
+        extra = {} if self.aggr_kwargs is None else {"aggr_kwargs": dict(self.aggr_kwargs)}
+        return SAGEConv(in_channels, out_channels, aggr=self.aggr, project=self.project, **extra)
 
 
 class GAT(_GNN):

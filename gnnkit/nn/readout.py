@@ -3,12 +3,13 @@ r"""Graph readouts (sum / mean / max pooling, the gated readout) and the edge re
 Pooling reduces node rows into their graph (``batch[i]`` = graph of node ``i``, any order)
 with ``index_add``/``scatter_reduce`` (deterministic on CPU); graphs without nodes give 0.
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch.nn import Linear, ReLU, Sequential
 
+from gnnkit._checks import check_int
 from gnnkit.ops import validate_edge_index
 
 from ._utils import check_graph_channels, edge_linear, graph_features
@@ -20,20 +21,40 @@ def _node_dim(x: Tensor) -> int:
     return 0 if x.dim() == 1 else x.dim() - 2
 
 
-def _batch(x: Tensor, batch: Tensor, size: Optional[int]):
-    n = x.size(_node_dim(x))
-    if batch.dim() != 1 or batch.numel() != n:
-        raise ValueError(f"batch must be [num_nodes={n}] (the graph id of each node), got {list(batch.shape)}")
-    if batch.is_floating_point():
-        raise ValueError(f"batch must hold integer graph ids, got {batch.dtype}; use batch.long()")
+def check_batch(batch: Tensor, num_nodes: Optional[int], size: Optional[int], size_name: str = "size",
+                who: str = "") -> Tuple[Tensor, int]:
+    """``(batch as int64, number of graphs)``: ``batch`` a 1-D integer tensor of ``num_nodes`` graph ids (any
+    order; ``num_nodes=None``: any length) in ``[0, size)``; ``size`` (named ``size_name`` in errors; None:
+    ``max(batch) + 1``) an int >= 0.  Bad input is a named error."""
+    pre = f"{who}: " if who else ""
+    if not isinstance(batch, Tensor):
+        raise ValueError(f"{pre}batch must be a tensor of graph ids [num_nodes], got {type(batch).__name__}")
+    if batch.dim() != 1 or (num_nodes is not None and batch.numel() != num_nodes):
+        want = "num_nodes" if num_nodes is None else f"num_nodes={num_nodes}"
+        raise ValueError(f"{pre}batch must be [{want}] (the graph id of each node), got {list(batch.shape)}")
+    if batch.is_floating_point() or batch.is_complex() or batch.dtype == torch.bool:
+        raise ValueError(f"{pre}batch must hold integer graph ids, got {batch.dtype}; use batch.long()")
     batch = batch.long()
-    if size is None:
-        size = int(batch.max()) + 1 if batch.numel() > 0 else 0
-    elif batch.numel() > 0 and int(batch.max()) >= size:
-        raise IndexError(f"batch holds graph id {int(batch.max())} but size={size}; pass size > max(batch)")
-    if batch.numel() > 0 and int(batch.min()) < 0:
-        raise IndexError("batch holds a negative graph id; ids must lie in [0, num_graphs)")
+    if isinstance(size, Tensor) and size.numel() == 1 and not (size.is_floating_point() or size.is_complex()):
+        size = int(size)  # PyG's pools take a one-element tensor too
+    if size is not None:
+        size = check_int(size_name, size, 0, who=who)
+    if batch.numel() > 0:
+        lo, hi = torch.aminmax(batch)
+        if int(lo) < 0:
+            raise IndexError(f"{pre}batch holds a negative graph id ({int(lo)}); ids must lie in [0, num_graphs)")
+        if size is None:
+            size = int(hi) + 1
+        elif int(hi) >= size:
+            raise IndexError(f"{pre}batch holds graph id {int(hi)} but {size_name}={size}; pass {size_name} > "
+                             "max(batch) (or leave it out)")
+    elif size is None:
+        size = 0
     return batch, size
+
+
+def _batch(x: Tensor, batch: Tensor, size: Optional[int]):
+    return check_batch(batch, x.size(_node_dim(x)), size)
 
 
 def _pool(x: Tensor, batch: Optional[Tensor], size: Optional[int], reduce: str) -> Tensor:
@@ -123,7 +144,9 @@ class GatedReadout(torch.nn.Module):
             raise ValueError(f"GatedReadout: x must be [num_nodes, {self.in_channels}], got {list(x.shape)}")
         if self.graph_channels or g is not None:
             # batch=None is one graph whatever size says (the pool returns one row then, as PyG's)
-            n_graphs = 1 if batch is None else size if size is not None else \
+            if batch is not None:
+                batch, size = check_batch(batch, x.size(0), size, "size", "GatedReadout")
+            n_graphs = 1 if batch is None else size if size > 0 else \
                 (1 if batch.numel() == 0 else int(batch.max()) + 1)
             g = graph_features(g, self.graph_channels, n_graphs, "GatedReadout", "forward")
             x = torch.cat([x, g.expand(x.size(0), -1) if batch is None else g.index_select(0, batch.long())], 1)
@@ -169,10 +192,17 @@ class EdgeReadout(torch.nn.Module):
         src, dst = edge_index[0].long(), edge_index[1].long()
         h = self.lin_dst(x).index_select(0, dst) + self.lin_src(x).index_select(0, src)
         if self.lin_edge is not None:
-            if edge_attr is None or edge_attr.size(0) != edge_index.size(1):
+            if edge_attr is not None and edge_attr.dim() == 1 and self.edge_dim == 1:
+                edge_attr = edge_attr.view(-1, 1)  # [E] is one feature per edge
+            if edge_attr is None or edge_attr.dim() != 2 or edge_attr.size(0) != edge_index.size(1) \
+                    or edge_attr.size(1) != self.edge_dim:
+                got = "none" if edge_attr is None else f"shape {list(edge_attr.shape)}"
                 raise ValueError(f"EdgeReadout was built with edge_dim={self.edge_dim}: pass edge_attr "
-                                 f"[E={edge_index.size(1)}, {self.edge_dim}]")
-            h = h + edge_linear(self.lin_edge, edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr)
+                                 f"[E={edge_index.size(1)}, {self.edge_dim}], got {got}")
+            if not edge_attr.is_floating_point():
+                raise ValueError(f"EdgeReadout: edge_attr must be floating point, got {edge_attr.dtype}; use "
+                                 "edge_attr.float()")
+            h = h + edge_linear(self.lin_edge, edge_attr.to(h.dtype))
         elif edge_attr is not None:
             raise ValueError("EdgeReadout got edge_attr but was built without edge_dim; pass edge_dim")
         return self.lin_out(h.relu())

@@ -18,7 +18,7 @@ class Residual(torch.nn.Module):
     the lecture's "skip connection, option 1").  Extra forward arguments go to the conv.
 
     Args:
-        conv: the wrapped layer; called as ``conv(x, *args)``.
+        conv: the wrapped layer; called as ``conv(x, *args, **kwargs)``.
         in_channels, out_channels: widths; a projection is learned only if they differ.
     """
 
@@ -34,8 +34,8 @@ class Residual(torch.nn.Module):
         if self.proj is not None:
             self.proj.reset_parameters()
 
-    def forward(self, x: Tensor, *args) -> Tensor:
-        out = self.conv(x, *args)
+    def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
+        out = self.conv(x, *args, **kwargs)
         if out.shape[:-1] != x.shape[:-1]:
             raise ValueError(f"Residual needs the conv to keep one row per node: input {list(x.shape)}, "
                              f"output {list(out.shape)}")
@@ -68,9 +68,9 @@ class JumpingKnowledge(torch.nn.Module):
 
     def __init__(self, mode: str, channels: Optional[int] = None, num_layers: Optional[int] = None):
         super().__init__()
-        mode = mode.lower()
-        if mode not in _MODES:
+        if not isinstance(mode, str) or mode.lower() not in _MODES:
             raise ValueError(f"JumpingKnowledge: mode={mode!r} is not supported; use one of {_MODES}")
+        mode = mode.lower()
         self.mode = mode
         self.channels = channels
         self.num_layers = num_layers

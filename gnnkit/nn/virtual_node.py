@@ -6,8 +6,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, Embedding, Linear, ReLU, Sequential
 
+from gnnkit._checks import check_int
+
 from ._utils import check_graph_channels, graph_features
-from .readout import global_add_pool
+from .readout import check_batch, global_add_pool
 
 
 class VirtualNode(torch.nn.Module):
@@ -69,8 +71,13 @@ class VirtualNode(torch.nn.Module):
         if self.embedding is None:
             raise ValueError("VirtualNode.initial_state: this VirtualNode was built with initial_embedding=False (a "
                              "later layer's); call initial_state on the first layer's VirtualNode")
-        if num_graphs is None:
-            num_graphs = 1 if batch is None or batch.numel() == 0 else int(batch.max()) + 1
+        if batch is not None:
+            _, n = check_batch(batch, None, num_graphs, "num_graphs", "VirtualNode.initial_state")
+            num_graphs = n if num_graphs is not None or batch.numel() > 0 else 1
+        elif num_graphs is None:
+            num_graphs = 1
+        else:
+            num_graphs = check_int("num_graphs", num_graphs, 1, who="VirtualNode.initial_state")
         state = self.embedding.weight.expand(num_graphs, -1)
         g = graph_features(g, self.graph_channels, num_graphs, "VirtualNode", "initial_state")
         return state if g is None else state + self.lin_graph(g)
@@ -84,9 +91,10 @@ class VirtualNode(torch.nn.Module):
         if batch.dim() != 1 or batch.numel() != x.size(0):
             raise ValueError(f"VirtualNode: batch must be [num_nodes={x.size(0)}] (each node's graph), got "
                              f"{list(batch.shape)}")
+        batch, _ = check_batch(batch, x.size(0), None, who="VirtualNode")
         if batch.numel() and int(batch.max()) >= state.size(0):
             raise ValueError(f"VirtualNode: batch names graph {int(batch.max())} but the state holds "
-                             f"{state.size(0)} graphs; fix: initial_state(batch) for the same batch")
+                             f"{state.size(0)} graphs; fix: num_graphs > max(batch) (or none) for initial_state")
         return x + state.index_select(0, batch.long())
 
     def update(self, x: Tensor, state: Tensor, batch: Optional[Tensor]) -> Tensor:
