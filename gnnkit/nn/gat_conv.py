@@ -55,8 +55,8 @@ class GATConv(CSRMessagePassing):
     is folded to ``edge_attr @ M`` with ``M = (Θ_e · a_e)`` ``[edge_dim, H]``.
 
     Differences from PyG, on purpose: ``edge_attr`` without ``edge_dim`` raises (PyG ignores
-    it silently, pyg-team/pytorch_geometric#9940); int32 ``edge_index`` works without
-    self-loops (PyG 2.8.1 crashes).
+    it silently, pyg-team/pytorch_geometric#9940); int32 ``edge_index`` gives int64's
+    outputs and gradients (PyG 2.8.1's input gradients are silently wrong for int32 ids without self-loops).
 
     Args:
         in_channels: input width, or ``(src, dst)`` widths for bipartite graphs; -1 = lazy.

@@ -249,6 +249,7 @@ class Graph:
 
     def __init__(self, rowptr: Tensor, col: Tensor, row: Tensor, perm: Optional[Tensor],
                  num_src: int, num_dst: int):
+        refuse_jit_trace("Graph")
         self.rowptr = rowptr
         self.col = col
         self.row = row
@@ -690,7 +691,8 @@ def edge_list_serves(edge_index: Any, x: Any, kernel: str) -> bool:
     """Whether an edge-list path (``coo_sum``, ``coo_gcn_sum``, ``coo_gat_attention``) may serve this call, as far
     as the inputs' kinds go: a plain int32/int64 ``[2, E]`` ``edge_index`` and a plain strided ``x`` on the CPU, in
     eager mode (no transform or dispatch mode), without autocast and with the torch backend for ``kernel``.
-    Sizes and dtypes of ``x`` are each path's own."""
+    Sizes and dtypes of ``x`` are each path's own.  Under ``torch.jit.trace`` it raises (:func:`refuse_jit_trace`)."""
+    refuse_jit_trace("edge_index")
     return (type(edge_index) is Tensor and type(x) is Tensor and edge_index.dim() == 2 and edge_index.size(0) == 2
             and edge_index.dtype in (torch.int64, torch.int32) and edge_index.layout == torch.strided
             and x.layout == torch.strided and edge_index.device.type == "cpu" and x.device.type == "cpu"
@@ -906,6 +908,15 @@ def _size(num_nodes: Optional[int], size: Size) -> Tuple[Optional[int], Optional
     return num_nodes, num_nodes
 
 
+def refuse_jit_trace(what: str) -> None:
+    """Raise under ``torch.jit.trace``: a trace records the graph's structure (its CSR, counts, cached state) as
+    constants, so the traced module would be silently wrong on any other graph."""
+    if torch.jit.is_tracing():
+        raise RuntimeError(f"{what}: torch.jit.trace is not supported by gnnkit (the trace would keep this graph's "
+                           "structure as constants and give wrong results on any other graph); use torch.compile "
+                           "instead")
+
+
 def is_sparse_adj(adj: Any) -> bool:
     """True for the sparse adjacency forms (torch.sparse COO/CSR, SparseTensor)."""
     if SparseTensor is not None and isinstance(adj, SparseTensor):
@@ -929,6 +940,7 @@ def as_graph(adj: Any, num_nodes: Optional[int] = None, size: Size = None,
         ``(graph, edge_weight)`` where ``edge_weight`` is the sparse matrix's values
         in CSR order (``graph.perm is None`` then), or ``None`` for ``edge_index`` input.
     """
+    refuse_jit_trace(name)
     num_src, num_dst = _size(num_nodes, size)
     if isinstance(adj, Graph):
         if num_src is not None and num_src != adj.num_src or num_dst is not None and num_dst != adj.num_dst:
