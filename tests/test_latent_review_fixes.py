@@ -270,7 +270,7 @@ def test_a_file_that_is_no_checkpoint_is_named_without_torchs_unpickling_advice(
     from gnnkit.latent.train import CheckpointError, load_checkpoint
     p = tmp_path / "model.pt"
     torch.save({"x": torch.nn.Linear(2, 2)}, p)  # a module: weights_only refuses it
-    with pytest.warns(UserWarning, match="sha256"), pytest.raises(CheckpointError) as e:
+    with pytest.raises(CheckpointError) as e:  # and no side-file warning first: it is no checkpoint at all
         load_checkpoint(p)
     assert "not a gnnkit VQ checkpoint" in str(e.value) and "weights_only" not in str(e.value)
 
@@ -305,3 +305,82 @@ def test_tiny_temperatures_give_the_greedy_limit_not_nan():
         assert torch.equal(out.indices, noisy.argmax(-1))  # the hard limit: the perturbed argmax
         cold = p.sample(num_samples=3, generator=torch.Generator().manual_seed(0), temperature=tau)
         assert [s.tolist() for s in cold] == [s.tolist() for s in greedy]  # deterministic: the argmax each step
+
+
+def _tiny_cfg(**kw):
+    from gnnkit.latent.train import VQConfig
+    return VQConfig(codes=8, code_dim=4, hidden=16, heads=2, layers=1, decoder_layers=1, prior_d_model=16,
+                    prior_layers=1, epochs=1, prior_epochs=1, prior_orderings=1, **kw)
+
+
+def test_a_run_made_from_a_built_in_set_with_other_graphs_does_not_resume_on_the_default_ones(tmp_path):
+    """Review (2026-12-05, third round): a run created from load_generation_dataset('community-small', seed=5)
+    saved data_seed 0, and VQRun.resume / `gnnkit vq eval` / `vq train --resume` reloaded the seed-0 graphs (same
+    name and sizes) without a word: MMD against the wrong test set.  Runs now keep their data's fingerprint."""
+    from gnnkit.latent.datasets import GenerationDataset, dataset_fingerprint, load_generation_dataset
+    from gnnkit.latent.train import VQRun
+    seed5 = load_generation_dataset("community-small", seed=5)
+    shifted = GenerationDataset(seed5.name, seed5.train[1:] + seed5.train[:1], seed5.test, seed5.description,
+                                seed5.max_nodes)
+    assert dataset_fingerprint(shifted) != dataset_fingerprint(seed5)
+    VQRun.create(_tiny_cfg(), tmp_path / "r", data=seed5).fit(progress=False)
+    with pytest.raises(ValueError, match="differ from the ones .* was trained on.*data=<that GenerationDataset>"):
+        VQRun.resume(tmp_path / "r")  # reloads community-small with data_seed 0: other graphs, same sizes
+    with pytest.raises(ValueError, match="differ from the ones .* was trained on.*the run was created with"):
+        VQRun.resume(tmp_path / "r", data=shifted)
+    assert VQRun.resume(tmp_path / "r", data=load_generation_dataset("community-small", seed=5)).stage == "done"
+
+
+def test_vq_config_refuses_values_of_the_wrong_type_by_name():
+    """Review (2026-12-05, third round): ema='no' was saved and read as true, epochs=True as 1 epoch; lr='0.1'
+    failed with "'<' not supported"; numpy integers were refused as "not an integer"."""
+    import numpy as np
+
+    from gnnkit.latent.train import config_for
+    for kw, msg in ((dict(ema="no"), "ema must be True or False"), (dict(random_order="no"), "random_order must be"),
+                    (dict(epochs=True), "--epochs \\(epochs\\) must be an integer"),
+                    (dict(lr="0.1"), "--lr \\(lr\\) must be a number"), (dict(threshold="0.5"), "--threshold"),
+                    (dict(beta=-1.0), "--beta must lie in"), (dict(prior_dropout=1.0), "--prior-dropout must lie"),
+                    (dict(tau_end=0.0), "--tau-end must lie in"), (dict(kl_weight=float("nan")), "kl-weight")):
+        with pytest.raises(ValueError, match=msg):
+            config_for("community-small", **kw)
+    cfg = config_for("community-small", seed=np.int64(3), epochs=np.int32(2), ema=np.bool_(False), lr=np.float32(0.5))
+    assert (cfg.seed, cfg.epochs, cfg.ema) == (3, 2, False) and type(cfg.seed) is int and type(cfg.ema) is bool
+
+
+def test_generation_sets_and_sampling_name_bad_arguments():
+    from gnnkit.latent.datasets import community_small, load_generation_dataset
+    with pytest.raises(ValueError, match="max_nodes_choices must hold integers"):
+        community_small(3, max_nodes_choices=[12.9])  # was truncated to 12
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        community_small(3, seed=-1)
+    with pytest.raises(ValueError, match="p_inter='x' must be a finite number"):
+        community_small(3, p_inter="x")
+    with pytest.raises(ValueError, match="test_fraction='0.2' must be a finite number"):
+        load_generation_dataset("community-small", test_fraction="0.2")
+    prior = CodePrior(4, 3)
+    with pytest.raises(ValueError, match="temperature='1' must be a finite number > 0"):
+        prior.sample(num_samples=1, temperature="1")
+
+
+def test_evaluate_takes_one_protocol_by_name_and_names_its_own_seed(tmp_path):
+    from gnnkit.latent.datasets import load_generation_dataset
+    from gnnkit.latent.train import VQRun
+    run = VQRun.create(_tiny_cfg(), tmp_path / "r", data=load_generation_dataset("community-small"))
+    run.fit(progress=False)
+    res = run.evaluate(num_samples=2, repeats=1, protocols="gran", progress=False)
+    assert "mmd_gran" in res["runs"][0] and "mmd_g" not in res["runs"][0]
+    with pytest.raises(ValueError, match="VQRun.evaluate: seed"):
+        run.evaluate(num_samples=2, repeats=1, seed=-1, progress=False)
+
+
+def test_a_foreign_file_warns_of_no_side_file_only_if_it_is_a_checkpoint(tmp_path):
+    import warnings
+
+    from gnnkit.latent.train import CheckpointError, load_checkpoint
+    f = tmp_path / "notes.pt"
+    f.write_text("not a checkpoint\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the side-file warning came first
+        with pytest.raises(CheckpointError, match="is not a"):
+            load_checkpoint(f)

@@ -30,6 +30,7 @@ node class where the data set has one (ENZYMES); graph-level facts are in
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -37,7 +38,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from ._common import check_int
+from ._common import check_int, check_number
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch_geometric.data import Data
@@ -64,6 +65,8 @@ def _rng(seed: SeedLike, fn: str) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"{fn}: seed must be >= 0 (numpy's generators take no negative seed), got {seed!r}")
         return np.random.default_rng(int(seed))
     raise TypeError(f"{fn}: seed must be an int or a numpy.random.Generator, got {seed!r} "
                     f"(type {type(seed).__name__}); pass e.g. seed=0 for a reproducible data set")
@@ -157,13 +160,15 @@ def community_small(num_graphs: int = 100, seed: SeedLike = 0, *, num_communitie
     fn = "community_small"
     num_graphs = check_int("num_graphs", num_graphs, 0, who=fn)
     num_communities = check_int("num_communities", num_communities, 2, who=fn)
-    choices = np.asarray(list(max_nodes_choices), dtype=np.int64)
+    values = list(max_nodes_choices)
+    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) for v in values):
+        raise ValueError(f"{fn}: max_nodes_choices must hold integers (node counts), got {values!r}")
+    choices = np.asarray(values, dtype=np.int64)
     if choices.size == 0 or int(choices.min()) < num_communities:
         raise ValueError(f"{fn}: max_nodes_choices must be non-empty with every value >= "
                          f"num_communities={num_communities}, got {list(max_nodes_choices)!r}")
     for arg, p in (("p_intra", p_intra), ("p_inter", p_inter)):
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"{fn}: {arg} must be a probability in [0, 1], got {p!r}")
+        check_number(f"{fn}: {arg}", p, 0.0, 1.0, hint=" (a probability)")
     rng = _rng(seed, fn)
     graphs = []
     for _ in range(num_graphs):
@@ -373,8 +378,7 @@ def gdss_split(graphs: Sequence[nx.Graph], test_fraction: float = 0.2
     Returns:
         ``(train, test)``.
     """
-    if not 0.0 <= float(test_fraction) <= 1.0:
-        raise ValueError(f"gdss_split: test_fraction must be in [0, 1], got {test_fraction!r}")
+    check_number("gdss_split: test_fraction", test_fraction, 0.0, 1.0)
     graphs = list(graphs)
     test_size = int(test_fraction * len(graphs))
     return graphs[test_size:], graphs[:test_size]
@@ -412,6 +416,23 @@ class GenerationDataset:
         return (f"GenerationDataset(name={self.name!r}, train={len(self.train)}, test={len(self.test)}, "
                 f"max_nodes={self.max_nodes}, num_node_labels={self.num_node_labels}, "
                 f"description={self.description!r})")
+
+
+def dataset_fingerprint(data: GenerationDataset) -> str:
+    """SHA-256 (hex) of a dataset's graphs, test then train, each as its node count, its edges between node
+    positions (``G``'s node order, as :func:`to_pyg` indexes them) and its integer node labels: two datasets
+    with the same fingerprint train and evaluate on the same graphs.  A run keeps it to recognise its data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part, graphs in (("test", data.test), ("train", data.train)):
+        h.update(f"{part}:{len(graphs)};".encode())
+        for G in graphs:
+            index = {v: i for i, v in enumerate(G.nodes())}
+            edges = sorted((min(index[u], index[v]), max(index[u], index[v])) for u, v in G.edges())
+            labels = [G.nodes[v].get("label") for v in G.nodes()]
+            h.update(f"{len(index)}|{edges}|{labels};".encode())
+    return h.hexdigest()
 
 
 _NAMES = ("community-small", "ego-small", "enzymes")

@@ -14,7 +14,6 @@ the bottom prior :math:`p(e_{bottom} \\mid n, e_{top})` of VQ-VAE-2.
 """
 from __future__ import annotations
 
-import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -161,8 +160,7 @@ class CodePrior(torch.nn.Module):
         """Complete sequences from their ``prefix`` es (default: ``num_samples`` times ``[BOS]``) until each
         holds its ``n`` node codes (or, for ``predict="top"``, its top codes). Reproducible for a seeded
         CPU ``generator``. Returns one token sequence per sample."""
-        if not 0 < temperature < math.inf:
-            raise ValueError(f"temperature={temperature} must be a finite number > 0")
+        check_number("temperature", temperature, 0.0, low_open=True)
         with evaluating(self):
             device = self.head.weight.device
             if prefix is None:

@@ -22,7 +22,14 @@ from torch_geometric.data import Batch, Data
 from gnnkit._atomic import IntegrityError, verify_file, write_verified
 
 from ._common import check_int, code_counts, evaluating, usage_stats
-from .datasets import GenerationDataset, from_pyg, generation_dataset_names, load_generation_dataset, to_pyg
+from .datasets import (
+    GenerationDataset,
+    dataset_fingerprint,
+    from_pyg,
+    generation_dataset_names,
+    load_generation_dataset,
+    to_pyg,
+)
 from .fsq import BOUNDS as FSQ_BOUNDS, FSQ, whole_levels
 from .gumbel import GumbelQuantizer, TemperatureSchedule
 from .order import canonical
@@ -82,6 +89,7 @@ class VQConfig:
     data_seed: int = 0
 
     def validate(self) -> "VQConfig":
+        self._check_types()
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"--quantizer {self.quantizer!r} is not available; use one of {QUANTIZERS}")
         if self.levels not in (1, 2):
@@ -104,6 +112,13 @@ class VQConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 63:
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer in [0, 2**63), got {value!r}")
+        for name, low, high, closed in (("beta", 0.0, math.inf, True), ("prior_dropout", 0.0, 1.0, True),
+                                        ("tau_start", 0.0, math.inf, False), ("tau_end", 0.0, math.inf, False),
+                                        ("kl_weight", 0.0, math.inf, True)):
+            value = getattr(self, name)
+            if not (low <= value < high if closed else low < value < high):
+                bound = f"[{low:g}, {high:g})" if closed else f"({low:g}, {high:g})"
+                raise ValueError(f"--{name.replace('_', '-')} must lie in {bound}, got {value!r}")
         if not (0 < self.lr < math.inf and 0 < self.prior_lr < math.inf):
             raise ValueError(f"--lr and --prior-lr must be > 0, got {self.lr}, {self.prior_lr}")
         if not 0.0 < self.threshold < 1.0:
@@ -128,6 +143,35 @@ class VQConfig:
         if self.quantizer == "fsq" and max(self.fsq_levels) > 1000:
             raise ValueError(f"--fsq-levels: each level must be <= 1000 (FSQ's bound), got {max(self.fsq_levels)}")
         return self
+
+
+    def _check_types(self) -> None:
+        """Every field holds its declared type: ints (numpy's too) as int, never a bool; bools as bool, never a
+        string ("no" was true); floats as finite-or-not real numbers, never a string or bool; names as str.
+        Errors name the field as the command's flag."""
+        import numbers
+
+        import numpy as np
+
+        for f in dataclasses.fields(self):
+            value, flag = getattr(self, f.name), "--" + f.name.replace("_", "-")
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            if kind == "int":
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                    raise ValueError(f"{flag} ({f.name}) must be an integer, got {value!r}")
+                setattr(self, f.name, int(value))
+            elif kind == "bool":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(f"{f.name} must be True or False, got {value!r}")
+                setattr(self, f.name, bool(value))
+            elif kind == "float":
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                    raise ValueError(f"{flag} ({f.name}) must be a number, got {value!r}")
+                if math.isnan(float(value)):
+                    raise ValueError(f"{flag} ({f.name}) must be a number, got NaN")
+                setattr(self, f.name, float(value))
+            elif kind == "str" and not isinstance(value, str):
+                raise ValueError(f"{flag} ({f.name}) must be a string, got {value!r}")
 
 
 # Per-dataset defaults (what `gnnkit vq train DATASET` uses unless a flag overrides it).
@@ -247,17 +291,14 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
         checked = verify_file(path)  # written by save_checkpoint (runs from before it have no side file)
     except IntegrityError as e:
         raise CheckpointError(f"{e}; or use another run folder or retrain") from None
-    if checked is None:  # copied without its side file: loadable, but damage would go unseen
-        import warnings
-        warnings.warn(f"{path} has no {path.name}.sha256 beside it, so it cannot be checked for damage (torch's "
-                      "format checks no CRCs); copy the side file with it", stacklevel=2)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - an unpickler fed damaged bytes raises many types (IndexError too)
         if "weights only load failed" in str(e).lower():  # torch's advice to unpickle anyway is not ours to give
             raise CheckpointError(f"{path} is not a gnnkit VQ checkpoint (it holds objects a gnnkit checkpoint never "
                                   "holds; not loaded); give a run folder written by 'gnnkit vq train'") from None
-        raise CheckpointError(f"{path} is not a readable gnnkit VQ checkpoint (truncated or corrupted?): "
+        raise CheckpointError(f"{path} is not a readable gnnkit VQ checkpoint (another kind of file, or truncated or "
+                              "corrupted): "
                               f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a gnnkit VQ checkpoint (no format={FORMAT!r} marker); "
@@ -268,6 +309,10 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
     missing = [k for k in ("config", "meta", "model", "priors", "stage", "epoch", "history") if k not in state]
     if missing:
         raise CheckpointError(f"{path} lacks {missing}; the file is incomplete")
+    if checked is None:  # copied without its side file: loadable, but damage would go unseen
+        import warnings
+        warnings.warn(f"{path} has no {path.name}.sha256 beside it, so it cannot be checked for damage (torch's "
+                      "format checks no CRCs); copy the side file with it", stacklevel=2)
     return state
 
 
@@ -308,9 +353,12 @@ class VQRun:
                data: Optional[GenerationDataset] = None, device: Union[str, torch.device] = "cpu") -> "VQRun":
         cfg.validate()
         data = data if data is not None else load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed)
+        if not isinstance(data, GenerationDataset):
+            raise ValueError(f"VQRun.create: data must be a GenerationDataset (gnnkit.latent.load_generation_dataset "
+                             f"or your own), got {type(data).__name__}")
         meta = {"max_nodes": int(data.max_nodes), "num_node_labels": int(data.num_node_labels),
                 "num_train": len(data.train), "num_test": len(data.test), "dataset": data.name,
-                "description": data.description}
+                "description": data.description, "fingerprint": dataset_fingerprint(data)}
         return cls(cfg, run_dir, data, meta, device)
 
     @classmethod
@@ -351,6 +399,17 @@ class VQRun:
                 fix = "pass the same GenerationDataset" if given else "the same data root (--root) as the run's"
                 raise ValueError(f"VQRun.resume: data {got} (max_nodes={data.max_nodes}) is not the dataset this run "
                                  f"was made from, {want} (max_nodes={meta['max_nodes']}); fix: {fix}")
+            # same name and sizes, other graphs (another generator seed, another ego base graph, edited files):
+            # runs saved since 2026-12-05 keep their data's fingerprint
+            if "fingerprint" in meta and dataset_fingerprint(data) != meta["fingerprint"]:
+                if given:
+                    fix = "pass the GenerationDataset the run was created with"
+                else:
+                    fix = (f"the run was created from data other than {cfg.dataset!r} with data_seed="
+                           f"{cfg.data_seed}{' under this root' if root is not None else ''} (VQRun.create(..., "
+                           "data=...)); resume it with VQRun.resume(path, data=<that GenerationDataset>)")
+                raise ValueError(f"VQRun.resume: the graphs of {data.name!r} loaded now differ from the ones {path} "
+                                 f"was trained on (same name and sizes, another fingerprint); fix: {fix}")
         p = Path(path)
         run = cls(cfg, p if p.is_dir() else p.parent, data, meta, device)
         try:
@@ -554,6 +613,9 @@ class VQRun:
         if self.data is None:
             raise ValueError("evaluation needs the run's data; resume it with load_data=True")
         repeats = check_int("repeats", repeats, 1, who="VQRun.evaluate")
+        seed = check_int("seed", seed, 0, who="VQRun.evaluate")
+        if isinstance(protocols, str):  # one protocol by name ('gran' was read as 'g', 'r', 'a', 'n')
+            protocols = (protocols,)
         # num_samples=0 fell back to the test-set size (``or``): only None means "as many as test graphs"
         n = len(self.data.test) if num_samples is None else check_int("num_samples", num_samples, 1,
                                                                       who="VQRun.evaluate")
