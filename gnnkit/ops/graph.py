@@ -474,15 +474,14 @@ class Graph:
         rowptr_t = rowptr_of(self.col[perm_t], self.num_src)
         return rowptr_t, self.row[perm_t], perm_t
 
-    def mean_weights_t(self) -> Tensor:
-        """``[E_t, 1]`` float32 ``1 / in_degree(destination)`` per transposed slot: the weights
-        that make the backward of a mean aggregation one weighted SpMM through the transposed
-        CSR (no separate division pass).  Built once."""
+    def mean_scale(self) -> Tensor:
+        """``[num_dst, 1]`` float32 ``1 / max(in_degree, 1)``: the backward of a mean aggregation scales the
+        incoming gradient by it, then sums through the transposed CSR without weights — the products and sums
+        of the edge-list path (:func:`gnnkit.ops.coo_sum`), so both give the same bits on any CPU (a weighted
+        SpMM fuses the product into its sum on AVX-512, one rounding fewer).  Built once."""
         def build():
-            col_t = self.transpose()[1]
-            deg = self.in_degree().clamp(min=1).to(torch.float32)
-            return (1.0 / deg).index_select(0, col_t).view(-1, 1)
-        return self.derived("mean_weights_t", build)
+            return (1.0 / self.in_degree().clamp(min=1).to(torch.float32)).view(-1, 1)
+        return self.derived("mean_scale", build)
 
     def values_t(self, value: Tensor) -> Tensor:
         """``value`` (per CSR slot, first dimension ``E``) in transposed-CSR slot order.

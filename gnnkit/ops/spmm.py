@@ -101,9 +101,10 @@ class SpMMFunction(torch.autograd.Function):
         if ctx.reduce == "mean":
             if value is None and grad_out.size(1) == 1 and grad_out.dtype != torch.float64 \
                     and not torch.compiler.is_compiling():
-                # one weighted SpMM through the transposed CSR instead of a division pass + SpMM
-                w = graph.mean_weights_t().to(grad_out.dtype)
-                gx = spmm_op(rowptr_t, col_t, w, grad_out, "sum", *ctx.plans[2:]) if need_x else None
+                # the gradient times 1 / degree, then an unweighted SpMM through the transposed CSR: the edge-list
+                # path's products and sums (Graph.mean_scale), the same bits on any CPU
+                g = grad_out * graph.mean_scale().to(grad_out.dtype).view(-1, 1, 1)
+                gx = spmm_op(rowptr_t, col_t, None, g, "sum", *ctx.plans[2:]) if need_x else None
                 return None, gx, None, None, None
             deg = graph.in_degree().clamp(min=1).to(grad_out.dtype)
             grad_out = grad_out / deg.view(-1, 1, 1)
@@ -134,7 +135,8 @@ class CpuSumFunction(torch.autograd.Function):
             out = mkl_one_head_sum(graph.rowptr, graph.col, value, x)
         if ctx.needs_input_grad[1]:
             ctx.graph, ctx.t = graph, graph.transpose()
-            ctx.vt = graph.mean_weights_t() if reduce == "mean" else _values_t(graph, value, value_t)
+            ctx.vt = None if reduce == "mean" else _values_t(graph, value, value_t)
+            ctx.scale = graph.mean_scale() if reduce == "mean" else None
         return out
 
     @staticmethod
@@ -142,6 +144,8 @@ class CpuSumFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         rowptr_t, col_t, _ = ctx.t
         vt = None if ctx.vt is None else ctx.vt.to(grad_out.dtype)
+        if ctx.scale is not None:  # the mean: the gradient times 1 / degree, then the unweighted sum (as the op path)
+            grad_out = grad_out * ctx.scale.to(grad_out.dtype).view(-1, 1, 1)
         return None, mkl_one_head_sum(rowptr_t, col_t, vt, grad_out), None, None, None
 
 
