@@ -160,3 +160,67 @@ def test_jit_trace_is_refused_by_name():
             warnings.simplefilter("ignore")
             with pytest.raises(RuntimeError, match="torch.jit.trace is not supported by gnnkit.*use torch.compile"):
                 torch.jit.trace(layer, args, check_trace=False)
+
+
+# ----------------------------------------------------------------------------- PyG ecosystem (review, 2026-12-05)
+def _pair(pyg_cls, gnn_cls, *args, **kw):
+    p = pyg_cls(*args, **kw).eval()
+    g = gnn_cls(*args, **kw).eval()
+    g.load_state_dict(p.state_dict())
+    return p, g
+
+
+def test_hooks_pruning_and_adapters_on_a_layers_linears_run_as_in_pyg():
+    """SAGE multiplied by lin_l.weight / lin_r.weight and GAT folded lin.weight / lin_edge.weight into its scores:
+    a forward hook, a pruning mask or an adapter subclass on those Linears was skipped (1.3-15 off PyG)."""
+    import torch_geometric.nn as pnn
+    from torch.nn.utils import prune
+    torch.manual_seed(0)
+    x, ei = _graph(4, f=6)
+    ea = torch.randn(ei.size(1), 3)
+
+    def zero(module, inputs, out):
+        return out * 0
+
+    p, g = _pair(pnn.SAGEConv, gnn.SAGEConv, 6, 16)
+    for layer in (p, g):
+        layer.lin_r.register_forward_hook(zero)
+    torch.testing.assert_close(g(x, ei), p(x, ei), atol=1e-5, rtol=1e-5)
+    p, g = _pair(pnn.SAGEConv, gnn.SAGEConv, 6, 16)
+    for layer in (p, g):
+        prune.l1_unstructured(layer.lin_l, "weight", amount=0.5)
+    torch.testing.assert_close(g(x, ei), p(x, ei), atol=1e-5, rtol=1e-5)
+    for edge_dim in (None, 3):  # 2 * 6 < 4 * 8: GAT folds the weights into its scores
+        p, g = _pair(pnn.GATConv, gnn.GATConv, 6, 8, heads=4, edge_dim=edge_dim)
+        args = (x, ei) if edge_dim is None else (x, ei, ea)
+        for layer in (p, g):
+            layer.lin.register_forward_hook(lambda m, i, o: o * 2.0)
+            if edge_dim is not None:
+                layer.lin_edge.register_forward_hook(lambda m, i, o: o - 1.0)
+        torch.testing.assert_close(g(*args), p(*args), atol=1e-5, rtol=1e-5)
+
+
+def test_what_gnnkit_cannot_run_is_refused_by_name():
+    import torch_geometric.nn as pnn
+    from torch_geometric.nn.aggr import MaxAggregation, MeanAggregation, SumAggregation
+
+    class HalfMessages(gnn.GCNConv):
+        def message(self, x_j, edge_weight):
+            return 0.5 * x_j
+
+    with pytest.raises(TypeError, match=r"overrides \['message'\].*subclass torch_geometric.nn.GCNConv"):
+        HalfMessages(6, 4)
+    x, ei = _graph(5, f=6)
+    conv = gnn.GCNConv(6, 4)
+    conv.explain = True
+    conv._edge_mask = torch.ones(ei.size(1))
+    conv.explain_message = lambda inputs, dim_size: inputs
+    with pytest.raises(NotImplementedError, match="explain_message was replaced"):
+        conv(x, ei)
+    with pytest.raises(NotImplementedError, match="to_hetero_with_bases.*torch_geometric.nn.GATConv"):
+        gnn.GATConv(6, 4).register_message_forward_hook(lambda *a: None)
+    for aggr in (SumAggregation(), MeanAggregation(), MaxAggregation()):  # PyG's modules of the four reductions
+        p, g = _pair(pnn.GINConv, gnn.GINConv, torch.nn.Linear(6, 4), aggr=aggr)
+        torch.testing.assert_close(g(x, ei), p(x, ei), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="aggr='softmax' is not supported.*torch_geometric.nn.GCNConv"):
+        gnn.GCNConv(6, 4, aggr="softmax")

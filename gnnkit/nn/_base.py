@@ -16,7 +16,11 @@ What PyG's tooling sets on a ``MessagePassing`` and gnnkit honours:
   (``node_dim=0``, ``x`` ``[N, B, F]``, the output keeps that layout); 2-D ``x`` is ``[N, F]`` either way.
 
 Message-level hooks (``register_message_forward_pre_hook`` and the other eight) raise a clear
-error: gnnkit never calls ``message``/``aggregate``, so such a hook would silently never run.
+error: gnnkit never calls ``message``/``aggregate``, so such a hook would silently never run (PyG's
+``AttentionExplainer`` and ``to_hetero_with_bases`` register them: use PyG's layer there).  For the same
+reason a subclass that overrides ``message``, ``aggregate``, ``update``, ``message_and_aggregate``,
+``propagate`` or ``edge_update`` is refused when built, and an ``explain_message`` replaced on a layer (PyG's
+``GraphMaskExplainer``) when explaining: those would be silently skipped.
 """
 from typing import Any, Callable, Optional
 
@@ -42,10 +46,32 @@ def _flip(edge_index: Tensor) -> Tensor:
     return edge_index.flip(0)
 
 
+# MessagePassing's methods that gnnkit's layers never call: a subclass overriding one would be silently ignored
+_NEVER_CALLED = ("propagate", "message", "aggregate", "message_and_aggregate", "update", "edge_update", "edge_updater",
+                 "explain_message")
+
+
+def _pyg_twin(cls: type) -> str:
+    """``torch_geometric.nn.<the gnnkit layer cls derives from>``, for error messages."""
+    for base in cls.__mro__:
+        if base.__module__.startswith("gnnkit."):
+            return f"torch_geometric.nn.{base.__name__}"
+    return "PyG's layer"  # pragma: no cover
+
+
 class CSRMessagePassing(MessagePassing):
     """``MessagePassing`` whose subclasses aggregate with gnnkit's CSR ops (see the module doc)."""
 
     def __init__(self, aggr: Any = "add", **kwargs: Any):
+        overridden = [name for name in _NEVER_CALLED for klass in type(self).__mro__
+                      if not klass.__module__.startswith(("gnnkit.", "torch_geometric.", "torch."))
+                      and name in klass.__dict__]
+        if overridden:
+            raise TypeError(
+                f"{type(self).__name__} overrides {sorted(set(overridden))}, which gnnkit's "
+                f"{_pyg_twin(type(self)).rsplit('.', 1)[-1]} never calls (it aggregates with fused CSR ops, not "
+                f"propagate/message/aggregate/update), so the override would be silently skipped; fix: subclass "
+                f"{_pyg_twin(type(self))} for a custom message passing (gnnkit's state_dict loads into it)")
         super().__init__(aggr, **kwargs)
 
     # ------------------------------------------------------------------ PyG options
@@ -85,6 +111,12 @@ class CSRMessagePassing(MessagePassing):
         explaining."""
         if self._explain is not True:
             return None
+        if "explain_message" in self.__dict__:  # replaced on this layer (PyG's GraphMaskExplainer does)
+            raise NotImplementedError(
+                f"{type(self).__name__}: explain_message was replaced on this layer (as PyG's GraphMaskExplainer "
+                "does), but gnnkit's layers apply the explainer's edge mask inside their fused ops and never call "
+                f"it; fix: explain with {_pyg_twin(type(self))} (gnnkit's state_dict loads into it), or with "
+                "GNNExplainer / CaptumExplainer, which gnnkit's layers support")
         mask = self._edge_mask
         if mask is None:
             raise ValueError(f"{type(self).__name__}: explain=True but no edge mask was set (PyG's explainers "
@@ -101,10 +133,18 @@ REDUCES = {"add": "sum", "sum": "sum", "mean": "mean", "max": "max", "min": "min
 
 
 def reduce_of(layer: str, aggr: Any) -> str:
-    """The CSR reduction for a layer's ``aggr`` (PyG's names ``add``/``sum``/``mean``/``max``/``min``)."""
+    """The CSR reduction for a layer's ``aggr``: PyG's names ``add``/``sum``/``mean``/``max``/``min``, or PyG's
+    ``SumAggregation()`` / ``MeanAggregation()`` / ``MaxAggregation()`` / ``MinAggregation()`` modules."""
+    from torch_geometric.nn.aggr import MaxAggregation, MeanAggregation, MinAggregation, SumAggregation
+
+    modules = {SumAggregation: "sum", MeanAggregation: "mean", MaxAggregation: "max", MinAggregation: "min"}
+    if type(aggr) in modules:  # by exact type: a subclass may compute something else
+        return modules[type(aggr)]
     if not isinstance(aggr, str) or aggr not in REDUCES:
-        raise ValueError(f"{layer}: aggr={aggr!r} is not supported; use one of {sorted(REDUCES)} (SAGEConv takes "
-                         "every PyG aggregation)")
+        raise ValueError(f"{layer}: aggr={aggr!r} is not supported; gnnkit's {layer} runs one of {sorted(REDUCES)} "
+                         "(or PyG's Sum/Mean/Max/MinAggregation) on its CSR ops; fix: one of those, or "
+                         f"torch_geometric.nn.{layer} for other aggregations (gnnkit's SAGEConv takes every PyG "
+                         "aggregation)")
     return REDUCES[aggr]
 
 
@@ -113,7 +153,9 @@ def _unsupported(name: str) -> Callable:
         raise NotImplementedError(
             f"{type(self).__name__}.{name}: gnnkit's layers aggregate with fused CSR ops and never call "
             "propagate()/message()/aggregate(), so this hook would never run; use the module hooks "
-            "(register_forward_pre_hook / register_forward_hook) or the PyG layer")
+            "(register_forward_pre_hook / register_forward_hook), or, where PyG's own tools register it "
+            f"(AttentionExplainer, to_hetero_with_bases), {_pyg_twin(type(self))} (gnnkit's state_dict loads "
+            "into it)")
     hook.__name__ = name
     return hook
 

@@ -41,6 +41,13 @@ def _plain_linear_call(lin: torch.nn.Module) -> bool:
                      or _m._global_backward_pre_hooks))
 
 
+def plain_linears(*lins: Optional[torch.nn.Module]) -> bool:
+    """Every one of ``lins`` exists and its call is plain ``F.linear`` (:func:`_plain_linear_call`), so a layer may
+    read ``lin.weight`` in place of calling ``lin``: a hook, a pruning mask (a forward pre-hook), an adapter
+    subclass or a lazy weight makes the layer call the module, as PyG does."""
+    return all(lin is not None and _plain_linear_call(lin) for lin in lins)
+
+
 def linear(lin: torch.nn.Module, x: Tensor) -> Tensor:
     """``lin(x)``; under ``torch.compile`` a plain linear layer's bias (one that needs a gradient) is added by
     :func:`gnnkit.ops.bias_add`, so its gradient is aten's column sum, not inductor's (module text there)."""

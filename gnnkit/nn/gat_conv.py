@@ -19,7 +19,7 @@ from ._attention import (
     set_attention_options,
 )
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import check_edge_rows, check_width, materialised, node_pair, resolve_size
+from ._utils import check_edge_rows, check_width, node_pair, plain_linears, resolve_size
 
 
 def _score_matrix(weight: Tensor, att: Tensor, H: int, C: int) -> Tensor:
@@ -138,8 +138,9 @@ class GATConv(CSRMessagePassing):
         res = self.res(x_dst) if self.res is not None and x_dst is not None else None
         lin_s, lin_d = (self.lin, self.lin) if self.lin is not None else (self.lin_src, self.lin_dst)
         h_src = lin_s(x_src).view(-1, H, C)
-        if not materialised(lin_s, lin_d) or not _fold_scores(x_src.size(-1), H, C):
-            # PyG's order of operations: for a lazy Linear before its first call, and for wide inputs
+        if not plain_linears(lin_s, lin_d) or not _fold_scores(x_src.size(-1), H, C):
+            # PyG's order of operations: for a lazy Linear before its first call, a Linear with hooks, a pruning
+            # mask or another forward (the scores must see what lin(x) gives), and for wide inputs
             # (Cora's 1433 features), where a pass over the [S, H, C] features is cheaper than an
             # [S, F_in] x [F_in, 2H] product and its backward
             shared = not is_pair and lin_s is lin_d  # x_dst is x_src, transformed by the same Linear
@@ -185,7 +186,10 @@ class GATConv(CSRMessagePassing):
             check_edge_rows(ea, num_input_edges(edge_index), "GATConv", "edge_attr")
             check_width(ea, self.edge_dim, "GATConv", "edge_attr", "edge_dim")
             ea = st.graph.to_csr_order(edge_features(st, ea, self.fill_value))
-            edge_term = ea @ _score_matrix(self.lin_edge.weight, self.att_edge, H, C)  # [E', H], CSR order
+            if plain_linears(self.lin_edge):
+                edge_term = ea @ _score_matrix(self.lin_edge.weight, self.att_edge, H, C)  # [E', H], CSR order
+            else:  # PyG's order: lin_edge called (its hooks, mask or forward), then the score per head
+                edge_term = (self.lin_edge(ea).view(-1, H, C) * self.att_edge).sum(-1)
 
         mask = self.explain_mask(num_input_edges(edge_index))
         scale = None if mask is None else slot_mask(st.graph, mask, st.keep, st.num_loops)

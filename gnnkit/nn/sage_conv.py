@@ -26,7 +26,7 @@ from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, slot_mask
-from ._utils import aggregate, check_width, graph_of, linear, materialised, node_pair, resolve_size, small_aggregate
+from ._utils import aggregate, check_width, graph_of, linear, node_pair, plain_linears, resolve_size, small_aggregate
 from .lstm_aggr import LSTMAggregation
 
 # PyG aggregation modules gnnkit runs on its CSR ops (by exact type: a subclass may change the definition);
@@ -230,7 +230,7 @@ class SAGEConv(CSRMessagePassing):
 
     def _finish(self, out: Tensor, x_dst: Optional[Tensor]) -> Tensor:
         """``lin_l(out)`` plus the root term ``lin_r(x_dst)``, then the optional normalisation."""
-        if self.root_weight and x_dst is not None and materialised(self.lin_l, self.lin_r) \
+        if self.root_weight and x_dst is not None and plain_linears(self.lin_l, self.lin_r) \
                 and out.dim() == 2 and x_dst.dim() == 2 and not torch.is_autocast_enabled(out.device.type) \
                 and out.dtype == x_dst.dtype == self.lin_l.weight.dtype:
             # (autocast casts out-of-place ops only: there the two Linear layers, as PyG)
