@@ -35,14 +35,16 @@ def _gin(lib: Any, i: int, o: int, hidden: int) -> torch.nn.Module:
 # torch_geometric.nn (same class names, same state_dict keys).  GAT follows Velickovic et al.: 8 heads of
 # ``hidden`` features, then one head for the classes.
 MODELS: Dict[str, Callable[..., torch.nn.Module]] = {
-    "gcn": lambda lib, i, o, hidden, last: lib.GCNConv(i, o),
+    # cached=True: one fixed graph, as PyG's examples/gcn.py and Kipf's code (PyG recomputes the normalisation on
+    # every call without it)
+    "gcn": lambda lib, i, o, hidden, last: lib.GCNConv(i, o, cached=True),
     "sage": lambda lib, i, o, hidden, last: lib.SAGEConv(i, o),
     "gat": lambda lib, i, o, hidden, last: (lib.GATConv(i, o, heads=1, concat=False) if last
                                             else lib.GATConv(i, hidden, heads=8)),
     "gin": lambda lib, i, o, hidden, last: _gin(lib, i, o, hidden),
     # ID-GNN-Fast (You et al. 2021): a GCN on the node features plus each node's closed-walk counts
     # (identity_features), so both libraries train the same model on the same augmented input
-    "idgnn-fast": lambda lib, i, o, hidden, last: lib.GCNConv(i, o),
+    "idgnn-fast": lambda lib, i, o, hidden, last: lib.GCNConv(i, o, cached=True),
 }
 _WIDTH = {"gat": 8}  # the first layer's output width is hidden * heads
 IDGNN_FAST_CYCLES = 4  # closed walks of length 1..4 (ID-GNN-Fast's cycle-count features)
