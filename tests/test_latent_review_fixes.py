@@ -384,3 +384,23 @@ def test_a_foreign_file_warns_of_no_side_file_only_if_it_is_a_checkpoint(tmp_pat
         warnings.simplefilter("error")  # the side-file warning came first
         with pytest.raises(CheckpointError, match="is not a"):
             load_checkpoint(f)
+
+
+def test_the_fingerprint_reads_integer_labels_by_value_and_configs_take_0_and_1_as_bools():
+    import networkx as nx
+    import numpy as np
+
+    from gnnkit.latent.datasets import GenerationDataset, dataset_fingerprint
+    from gnnkit.latent.train import config_for
+
+    def labelled(cast):
+        G = nx.path_graph(4)
+        nx.set_node_attributes(G, {v: cast(v % 3) for v in G}, "label")
+        return GenerationDataset("mine", [G], [G], "", 4, num_node_labels=3)
+
+    assert dataset_fingerprint(labelled(int)) == dataset_fingerprint(labelled(np.int64))
+    assert dataset_fingerprint(labelled(int)) != dataset_fingerprint(labelled(lambda v: (v + 1) % 3))
+    cfg = config_for("community-small", ema=1, random_order=0)  # validated before the type checks: still does
+    assert cfg.ema is True and cfg.random_order is False
+    with pytest.raises(ValueError, match="ema must be True or False"):
+        config_for("community-small", ema=2)

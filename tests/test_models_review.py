@@ -47,8 +47,8 @@ def test_gcn_model_takes_edge_weights_as_pyg_does():
     torch.testing.assert_close(g(x, ei, w.view(-1, 1)), want, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="GraphSAGE does not use edge_weight"):
         gnn.GraphSAGE(6, 8, 2, 3)(x, ei, edge_weight=w)
-    with pytest.raises(ValueError, match="edge weights go in as edge_weight"):
-        g(x, ei, torch.rand(ei.size(1), 3))
+    with pytest.raises(ValueError, match=r"edge_weight must have shape \[E=70\]"):
+        g(x, ei, torch.rand(ei.size(1), 3))  # the third positional argument is edge_weight, as in PyG
 
 
 def test_graphsage_passes_aggr_kwargs_and_matches_pyg_lstm():
@@ -224,3 +224,46 @@ def test_what_gnnkit_cannot_run_is_refused_by_name():
         torch.testing.assert_close(g(x, ei), p(x, ei), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="aggr='softmax' is not supported.*torch_geometric.nn.GCNConv"):
         gnn.GCNConv(6, 4, aggr="softmax")
+
+
+def test_subclasses_that_override_nothing_or_bring_their_own_forward_build_as_often_as_wanted():
+    """A re-read of the override check: PyG installs its generated propagate on a class at its first build, so a
+    second instance of any subclass was refused; a subclass with its own forward that calls propagate does run
+    its message."""
+    class Tagged(gnn.GCNConv):
+        def tag(self):
+            return "mine"
+
+    assert [Tagged(6, 4).tag() for _ in range(3)] == ["mine"] * 3
+
+    class OwnPropagate(gnn.SAGEConv):
+        def forward(self, x, edge_index):
+            return self.propagate(edge_index, x=(x, x))
+
+        def message(self, x_j):
+            return 2.0 * x_j
+
+    x, ei = _graph(6, f=6)
+    conv = OwnPropagate(6, 4, aggr="sum")
+    want = torch.zeros(20, 6).index_add_(0, ei[1], 2.0 * x[ei[0]])
+    torch.testing.assert_close(conv(x, ei), want)
+    torch.testing.assert_close(OwnPropagate(6, 4, aggr="sum")(x, ei), want)
+
+
+def test_gcn_model_refuses_edge_attr_by_keyword_and_takes_tensor_num_graphs():
+    x, ei = _graph(7, f=6)
+    with pytest.raises(ValueError, match="GCN does not use edge_attr"):
+        gnn.GCN(6, 8, 2, 3)(x, ei, edge_attr=torch.rand(ei.size(1)))  # PyG ignores it; not an edge weight
+    m = gnn.GCN(6, 8, 2, 3, readout="sum", virtual_node=True).eval()
+    torch.testing.assert_close(m(x, ei, num_graphs=torch.tensor(1)), m(x, ei))
+
+
+def test_lstm_aggregation_takes_pygs_positional_arguments():
+    torch.manual_seed(0)
+    x = torch.randn(9, 4, dtype=torch.float64)
+    index = torch.tensor([0, 0, 0, 1, 3, 3, 3, 3, 4])
+    p = PygLSTMAggregation(4, 6).double().eval()
+    g = LSTMAggregation(4, 6, pyg_padding=True).double().eval()
+    g.load_state_dict(p.state_dict())
+    torch.testing.assert_close(g(x, index, None, 7), p(x, index, None, 7))
+    torch.testing.assert_close(g(x, index, None, 7, -2), p(x, index, None, 7, -2))

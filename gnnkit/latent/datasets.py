@@ -430,7 +430,8 @@ def dataset_fingerprint(data: GenerationDataset) -> str:
         for G in graphs:
             index = {v: i for i, v in enumerate(G.nodes())}
             edges = sorted((min(index[u], index[v]), max(index[u], index[v])) for u, v in G.edges())
-            labels = [G.nodes[v].get("label") for v in G.nodes()]
+            labels = [G.nodes[v].get("label") for v in G.nodes()]  # ints as ints (np.int64 too: to_pyg's values)
+            labels = [int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v for v in labels]
             h.update(f"{len(index)}|{edges}|{labels};".encode())
     return h.hexdigest()
 

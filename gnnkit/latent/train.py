@@ -160,8 +160,8 @@ class VQConfig:
                 if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
                     raise ValueError(f"{flag} ({f.name}) must be an integer, got {value!r}")
                 setattr(self, f.name, int(value))
-            elif kind == "bool":
-                if not isinstance(value, (bool, np.bool_)):
+            elif kind == "bool":  # 0 and 1 too (configs made with them validated before this check)
+                if not (isinstance(value, (bool, np.bool_)) or isinstance(value, numbers.Integral) and value in (0, 1)):
                     raise ValueError(f"{f.name} must be True or False, got {value!r}")
                 setattr(self, f.name, bool(value))
             elif kind == "float":

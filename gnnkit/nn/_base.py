@@ -19,8 +19,8 @@ Message-level hooks (``register_message_forward_pre_hook`` and the other eight) 
 error: gnnkit never calls ``message``/``aggregate``, so such a hook would silently never run (PyG's
 ``AttentionExplainer`` and ``to_hetero_with_bases`` register them: use PyG's layer there).  For the same
 reason a subclass that overrides ``message``, ``aggregate``, ``update``, ``message_and_aggregate``,
-``propagate`` or ``edge_update`` is refused when built, and an ``explain_message`` replaced on a layer (PyG's
-``GraphMaskExplainer``) when explaining: those would be silently skipped.
+``propagate`` or ``edge_update`` without its own ``forward`` is refused when built, and an ``explain_message``
+replaced on a layer (PyG's ``GraphMaskExplainer``) when explaining: those would be silently skipped.
 """
 from typing import Any, Callable, Optional
 
@@ -63,9 +63,14 @@ class CSRMessagePassing(MessagePassing):
     """``MessagePassing`` whose subclasses aggregate with gnnkit's CSR ops (see the module doc)."""
 
     def __init__(self, aggr: Any = "add", **kwargs: Any):
-        overridden = [name for name in _NEVER_CALLED for klass in type(self).__mro__
-                      if not klass.__module__.startswith(("gnnkit.", "torch_geometric.", "torch."))
-                      and name in klass.__dict__]
+        # a user's subclass (not gnnkit's, PyG's or torch's classes) that defines one of _NEVER_CALLED in its body:
+        # PyG installs its generated propagate on the class after the first build (another module: not counted);
+        # a subclass with its own forward may call propagate, which does call its message (not refused)
+        users = [k for k in type(self).__mro__ if not k.__module__.startswith(("gnnkit.", "torch_geometric.", "torch."))
+                 and k is not object]
+        overridden = [] if any("forward" in k.__dict__ for k in users) else \
+            [name for k in users for name in _NEVER_CALLED
+             if name in k.__dict__ and getattr(k.__dict__[name], "__module__", None) == k.__module__]
         if overridden:
             raise TypeError(
                 f"{type(self).__name__} overrides {sorted(set(overridden))}, which gnnkit's "

@@ -27,7 +27,7 @@ backward see the same permutation.  ``fullgraph=True`` compiles without graph br
 import contextlib
 import itertools
 from collections import OrderedDict
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -270,7 +270,7 @@ class LSTMAggregation(torch.nn.Module):
     def reset_parameters(self) -> None:
         self.lstm.reset_parameters()
 
-    def forward(self, x: Tensor, graph: Optional[Graph] = None, weight: Optional[Tensor] = None, *,
+    def forward(self, x: Tensor, graph: Optional[Graph] = None, weight: Optional[Tensor] = None, *rest: Any,
                 index: Optional[Tensor] = None, ptr: Optional[Tensor] = None, dim_size: Optional[int] = None,
                 dim: int = -2, max_num_elements: Optional[int] = None) -> Tensor:
         """``x`` ``[num_src, F]`` -> ``[num_dst, out_channels]``.  ``weight`` ``[E]`` (CSR slot order, e.g. an
@@ -278,12 +278,28 @@ class LSTMAggregation(torch.nn.Module):
 
         PyG's call form works too: ``aggr(x, index)`` (or ``index=`` / ``ptr=``, ``dim_size=``, ``dim=-2``,
         ``max_num_elements=``) reduces the rows of ``x`` into the groups ``index`` names, in their order;
-        ``index`` must be sorted, as PyG's ``LSTMAggregation`` requires."""
+        ``index`` must be sorted, as PyG's ``LSTMAggregation`` requires; positionally as PyG's, ``aggr(x, index, ptr,
+        dim_size, dim, max_num_elements)``."""
         if isinstance(graph, Tensor) or index is not None or ptr is not None:
             if isinstance(graph, Tensor):
                 if index is not None:
                     raise ValueError("LSTMAggregation: index given twice (second argument and index=)")
                 index, graph = graph, None
+                # PyG's positional order after index: ptr, dim_size, dim, max_num_elements
+                if len(rest) > 3:
+                    raise ValueError(f"LSTMAggregation: at most (x, index, ptr, dim_size, dim, max_num_elements) "
+                                     f"positionally, got {3 + len(rest)} arguments")
+                given = dict(zip(("dim_size", "dim", "max_num_elements"), rest))
+                dim_size = given.get("dim_size", dim_size)
+                dim = given.get("dim", dim)
+                max_num_elements = given.get("max_num_elements", max_num_elements)
+                if weight is not None:
+                    if ptr is not None:
+                        raise ValueError("LSTMAggregation: ptr given twice (third argument and ptr=)")
+                    ptr, weight = weight, None
+            elif rest:
+                raise ValueError("LSTMAggregation: give index as the second argument to pass PyG's later ones "
+                                 "positionally")
             if graph is not None or weight is not None:
                 raise ValueError("LSTMAggregation: PyG's call form (x, index, ptr=, dim_size=) takes no graph or "
                                  "weight; pass a gnnkit Graph as the second argument for those")
@@ -293,6 +309,8 @@ class LSTMAggregation(torch.nn.Module):
         elif not isinstance(graph, Graph):
             raise ValueError(f"LSTMAggregation: the second argument must be a gnnkit Graph (num_src = rows of x) or, "
                              f"as PyG's, an index tensor; got {type(graph).__name__}")
+        elif rest:
+            raise ValueError("LSTMAggregation: with a Graph the call is (x, graph, weight)")
         if x.dim() != 2:
             raise ValueError(f"LSTMAggregation: x must be [num_src, {self.in_channels}], got {list(x.shape)}")
         if x.size(1) != self.in_channels:

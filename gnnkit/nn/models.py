@@ -144,9 +144,6 @@ class _GNN(torch.nn.Module):
         if self.in_channels > 0 and x.size(-1) != self.in_channels:
             raise ValueError(f"{name}: x has {x.size(-1)} features but the model was built with "
                              f"in_channels={self.in_channels}; fix in_channels or the input")
-        if self.supports_edge_weight and edge_attr is not None and edge_weight is None \
-                and (edge_attr.dim() == 1 or (edge_attr.dim() == 2 and edge_attr.size(1) == 1)):
-            edge_attr, edge_weight = None, edge_attr  # PyG's GCN(x, edge_index, edge_weight): the third argument
         if edge_weight is not None and not self.supports_edge_weight:
             raise ValueError(f"{name} does not use edge_weight (only GCN does); drop edge_weight, or pass edge "
                              "features as edge_attr to a model built with edge_dim=... (GAT, GIN)")
@@ -213,6 +210,13 @@ class GCN(_GNN):
     positional argument ``model(x, edge_index, w)``."""
 
     supports_edge_weight = True
+
+    def forward(self, x: Tensor, edge_index: Adj, edge_weight: Optional[Tensor] = None,
+                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
+                graph_attr: Optional[Tensor] = None, edge_attr: Optional[Tensor] = None) -> Tensor:
+        """As the other models', with PyG's ``GCN`` order: the third argument is ``edge_weight`` (GCN reads no
+        edge features; ``edge_attr`` is refused by name)."""
+        return super().forward(x, edge_index, edge_attr, batch, num_graphs, graph_attr, edge_weight)
 
     def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         return GCNConv(in_channels, out_channels)

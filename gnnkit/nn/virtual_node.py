@@ -77,6 +77,8 @@ class VirtualNode(torch.nn.Module):
         elif num_graphs is None:
             num_graphs = 1
         else:
+            if isinstance(num_graphs, Tensor) and num_graphs.numel() == 1 and not num_graphs.is_floating_point():
+                num_graphs = int(num_graphs)  # a one-element tensor, as the pools take
             num_graphs = check_int("num_graphs", num_graphs, 1, who="VirtualNode.initial_state")
         state = self.embedding.weight.expand(num_graphs, -1)
         g = graph_features(g, self.graph_channels, num_graphs, "VirtualNode", "initial_state")
