@@ -258,6 +258,8 @@ def test_model_argument_errors():
     with pytest.raises(ValueError, match="divisible by heads"):
         gnn.GAT(4, 10, 2, 3, heads=4)
     with pytest.raises(ValueError, match="does not use edge_attr"):
+        gnn.GCN(6, 8, 2, 3)(*_graph()[:2], edge_attr=torch.randn(70, 3))
+    with pytest.raises(ValueError, match=r"edge_weight must have shape \[E=70\]"):  # third positional: PyG's order
         gnn.GCN(6, 8, 2, 3)(*_graph()[:2], torch.randn(70, 3))
 
 
