@@ -369,3 +369,20 @@ def test_compile_peers_benchmark_at_toy_scale(tmp_path):
     assert out.with_suffix(".png").stat().st_size > 0
     with mock.patch.object(sys, "argv", ["compile_peers.py", "--only", "GCN"]), pytest.raises(SystemExit):
         cp.main()  # an unknown case is refused by name before anything runs
+
+
+def test_pygs_csr_baselines_compute_the_same_function(monkeypatch):
+    """The CSR input was the coalesced matrix: the random graph's duplicate edges became weight-2 entries, so PyG's
+    SAGE mean on it divided by fewer neighbours than on edge_index (1.5 off at the arxiv-like size).  Each edge is
+    one CSR entry now, and the worker records every variant's distance from the first one's output."""
+    ls = load_benchmark("layers_speed")
+    monkeypatch.setattr(ls, "N", 400)
+    monkeypatch.setattr(ls, "E", 4000)
+    monkeypatch.setattr(ls, "F", 8)
+    ei = ls.make_graph(n=400, e=4000)
+    assert ei.t().unique(dim=0).size(0) < 4000  # the toy graph has duplicate edges too
+    for layer in ("sage", "gin"):
+        res = ls.paired_worker(layer, ["gnnkit", "pyg-edge_index", "pyg-torchcsr"], reps=1)
+        assert all(r["max_abs_diff_vs_first"] < 1e-4 for r in res.values()), res
+    res = ls.paired_worker("gcn", ["gnnkit", "pyg-torchcsr-cached"], reps=1)
+    assert "median_s" in res["pyg-torchcsr-cached"]
