@@ -301,6 +301,8 @@ def _pool(rounds: list) -> dict:
            "round_medians_s": [r["median_s"] for r in rounds], "num_edges": rounds[-1]["num_edges"]}
     peaks = [r["peak_mb"] for r in rounds if r.get("peak_mb") is not None]
     out["peak_mb"] = round(statistics.median(peaks), 1) if peaks else None
+    diffs = [r["max_abs_diff_vs_first"] for r in rounds if r.get("max_abs_diff_vs_first") is not None]
+    out["max_abs_diff_vs_first"] = max(diffs) if diffs else None
     return out
 
 
