@@ -19,7 +19,8 @@ Message-level hooks (``register_message_forward_pre_hook`` and the other eight) 
 error: gnnkit never calls ``message``/``aggregate``, so such a hook would silently never run (PyG's
 ``AttentionExplainer`` and ``to_hetero_with_bases`` register them: use PyG's layer there).  For the same
 reason a subclass that overrides ``message``, ``aggregate``, ``update``, ``message_and_aggregate``,
-``propagate`` or ``edge_update`` without its own ``forward`` is refused when built, and an ``explain_message``
+``propagate`` or ``edge_update`` (unless its own ``forward`` calls ``propagate`` and it defines ``message``) is
+refused when built, and an ``explain_message``
 replaced on a layer (PyG's ``GraphMaskExplainer``) when explaining: those would be silently skipped.
 """
 from typing import Any, Callable, Optional
@@ -68,9 +69,20 @@ class CSRMessagePassing(MessagePassing):
         # a subclass with its own forward may call propagate, which does call its message (not refused)
         users = [k for k in type(self).__mro__ if not k.__module__.startswith(("gnnkit.", "torch_geometric.", "torch."))
                  and k is not object]
-        overridden = [] if any("forward" in k.__dict__ for k in users) else \
-            [name for k in users for name in _NEVER_CALLED
-             if name in k.__dict__ and getattr(k.__dict__[name], "__module__", None) == k.__module__]
+        overridden = [name for k in users for name in _NEVER_CALLED
+                      if name in k.__dict__ and getattr(k.__dict__[name], "__module__", None) in (k.__module__, None)]
+        own_forward = next((k.__dict__["forward"] for k in users if "forward" in k.__dict__), None)
+        calls_propagate = "propagate" in getattr(getattr(own_forward, "__code__", None), "co_names", ())
+        if calls_propagate:
+            # the subclass's forward runs PyG's propagate, which calls its own message; without one it would
+            # call MessagePassing's default (x_j), not PyG's layer's (GCN's edge weights would be dropped)
+            if not {"message", "message_and_aggregate"} & set(overridden):
+                raise TypeError(
+                    f"{type(self).__name__}.forward calls propagate, which would run MessagePassing's default "
+                    f"message (x_j), not {_pyg_twin(type(self))}'s: gnnkit's layer defines none (it aggregates with "
+                    f"fused CSR ops); fix: define message in {type(self).__name__}, or subclass "
+                    f"{_pyg_twin(type(self))} (gnnkit's state_dict loads into it)")
+            overridden = []
         if overridden:
             raise TypeError(
                 f"{type(self).__name__} overrides {sorted(set(overridden))}, which gnnkit's "

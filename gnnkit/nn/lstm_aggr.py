@@ -279,20 +279,23 @@ class LSTMAggregation(torch.nn.Module):
         PyG's call form works too: ``aggr(x, index)`` (or ``index=`` / ``ptr=``, ``dim_size=``, ``dim=-2``,
         ``max_num_elements=``) reduces the rows of ``x`` into the groups ``index`` names, in their order;
         ``index`` must be sorted, as PyG's ``LSTMAggregation`` requires; positionally as PyG's, ``aggr(x, index, ptr,
-        dim_size, dim, max_num_elements)``."""
+        dim_size, dim)``."""
         if isinstance(graph, Tensor) or index is not None or ptr is not None:
             if isinstance(graph, Tensor):
                 if index is not None:
                     raise ValueError("LSTMAggregation: index given twice (second argument and index=)")
                 index, graph = graph, None
-                # PyG's positional order after index: ptr, dim_size, dim, max_num_elements
-                if len(rest) > 3:
-                    raise ValueError(f"LSTMAggregation: at most (x, index, ptr, dim_size, dim, max_num_elements) "
-                                     f"positionally, got {3 + len(rest)} arguments")
-                given = dict(zip(("dim_size", "dim", "max_num_elements"), rest))
+                # PyG's positional order after index: ptr, dim_size, dim (max_num_elements by keyword only)
+                if len(rest) > 2:
+                    raise ValueError(f"LSTMAggregation: at most (x, index, ptr, dim_size, dim) positionally, as "
+                                     f"PyG's; got {3 + len(rest)} arguments (max_num_elements= by keyword)")
+                if rest and dim_size is not None:
+                    raise ValueError("LSTMAggregation: dim_size given twice (positionally and dim_size=)")
+                if len(rest) > 1 and dim != -2:
+                    raise ValueError("LSTMAggregation: dim given twice (positionally and dim=)")
+                given = dict(zip(("dim_size", "dim"), rest))
                 dim_size = given.get("dim_size", dim_size)
                 dim = given.get("dim", dim)
-                max_num_elements = given.get("max_num_elements", max_num_elements)
                 if weight is not None:
                     if ptr is not None:
                         raise ValueError("LSTMAggregation: ptr given twice (third argument and ptr=)")
