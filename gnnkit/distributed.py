@@ -10,6 +10,7 @@ Outside ``torchrun`` (``WORLD_SIZE`` unset or 1) everything here is a no-op: ``c
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -201,6 +202,10 @@ def init(device: str = "cpu", timeout_s: Optional[float] = None) -> DistContext:
         timeout_s = float(os.environ.get("GNNKIT_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        # closed before the interpreter tears down: a gloo group left open at exit aborted a rank now and then
+        # ("terminate called without an active exception", SIGABRT after a finished run; a library user calling
+        # gnnkit.linkpred.fit under torchrun never closes it)
+        atexit.register(shutdown)
     _CTX = DistContext(rank=rank, world_size=world, local_rank=local_rank, backend=backend)
     return _CTX
 
