@@ -103,14 +103,21 @@ def test_batch_num_graphs_and_graph_attr_errors_name_the_argument():
     torch.testing.assert_close(gnn.global_add_pool(x, batch, torch.tensor(4)), gnn.global_add_pool(x, batch, 4))
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"dim_size": 7}, {"max_num_elements": 2}])
-def test_lstm_aggregation_takes_pygs_call_form(kwargs):
+def _lstm_pair():
+    """float64 rows, a sorted index with an empty group, PyG's LSTMAggregation and gnnkit's (PyG's padding) with the
+    same weights."""
     torch.manual_seed(0)
     x = torch.randn(9, 4, dtype=torch.float64)
     index = torch.tensor([0, 0, 0, 1, 3, 3, 3, 3, 4])
     p = PygLSTMAggregation(4, 6).double().eval()
     g = LSTMAggregation(4, 6, pyg_padding=True).double().eval()
     g.load_state_dict(p.state_dict())
+    return x, index, p, g
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"dim_size": 7}, {"max_num_elements": 2}])
+def test_lstm_aggregation_takes_pygs_call_form(kwargs):
+    x, index, p, g = _lstm_pair()
     torch.testing.assert_close(g(x, index, **kwargs), p(x, index, **kwargs))
     torch.testing.assert_close(g(x, index=index, **kwargs), p(x, index, **kwargs))
     if not kwargs:
@@ -259,12 +266,7 @@ def test_gcn_model_refuses_edge_attr_by_keyword_and_takes_tensor_num_graphs():
 
 
 def test_lstm_aggregation_takes_pygs_positional_arguments():
-    torch.manual_seed(0)
-    x = torch.randn(9, 4, dtype=torch.float64)
-    index = torch.tensor([0, 0, 0, 1, 3, 3, 3, 3, 4])
-    p = PygLSTMAggregation(4, 6).double().eval()
-    g = LSTMAggregation(4, 6, pyg_padding=True).double().eval()
-    g.load_state_dict(p.state_dict())
+    x, index, p, g = _lstm_pair()
     torch.testing.assert_close(g(x, index, None, 7), p(x, index, None, 7))
     torch.testing.assert_close(g(x, index, None, 7, -2), p(x, index, None, 7, -2))
 
