@@ -424,6 +424,8 @@ def dataset_fingerprint(data: GenerationDataset) -> str:
     with the same fingerprint train and evaluate on the same graphs.  A run keeps it to recognise its data."""
     import hashlib
 
+    if not isinstance(data, GenerationDataset):
+        raise ValueError(f"dataset_fingerprint: data must be a GenerationDataset, got {type(data).__name__}")
     h = hashlib.sha256()
     for part, graphs in (("test", data.test), ("train", data.train)):
         h.update(f"{part}:{len(graphs)};".encode())

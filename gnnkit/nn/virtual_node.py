@@ -93,9 +93,9 @@ class VirtualNode(torch.nn.Module):
         if batch.dim() != 1 or batch.numel() != x.size(0):
             raise ValueError(f"VirtualNode: batch must be [num_nodes={x.size(0)}] (each node's graph), got "
                              f"{list(batch.shape)}")
-        batch, _ = check_batch(batch, x.size(0), None, who="VirtualNode")
-        if batch.numel() and int(batch.max()) >= state.size(0):
-            raise ValueError(f"VirtualNode: batch names graph {int(batch.max())} but the state holds "
+        batch, needed = check_batch(batch, x.size(0), None, who="VirtualNode")  # needed: max(batch) + 1, one pass
+        if needed > state.size(0):
+            raise ValueError(f"VirtualNode: batch names graph {needed - 1} but the state holds "
                              f"{state.size(0)} graphs; fix: num_graphs > max(batch) (or none) for initial_state")
         return x + state.index_select(0, batch.long())
 
