@@ -21,6 +21,14 @@ def _node_dim(x: Tensor) -> int:
     return 0 if x.dim() == 1 else x.dim() - 2
 
 
+def size_as_int(size: object) -> object:
+    """A one-element integer tensor (PyG's pools take one for ``size`` / ``num_graphs``) as a Python int; anything
+    else unchanged (``check_int`` names what is wrong with it)."""
+    if isinstance(size, Tensor) and size.numel() == 1 and not (size.is_floating_point() or size.is_complex()):
+        return int(size)
+    return size
+
+
 def check_batch(batch: Tensor, num_nodes: Optional[int], size: Optional[int], size_name: str = "size",
                 who: str = "") -> Tuple[Tensor, int]:
     """``(batch as int64, number of graphs)``: ``batch`` a 1-D integer tensor of ``num_nodes`` graph ids (any
@@ -35,8 +43,7 @@ def check_batch(batch: Tensor, num_nodes: Optional[int], size: Optional[int], si
     if batch.is_floating_point() or batch.is_complex() or batch.dtype == torch.bool:
         raise ValueError(f"{pre}batch must hold integer graph ids, got {batch.dtype}; use batch.long()")
     batch = batch.long()
-    if isinstance(size, Tensor) and size.numel() == 1 and not (size.is_floating_point() or size.is_complex()):
-        size = int(size)  # PyG's pools take a one-element tensor too
+    size = size_as_int(size)
     if size is not None:
         size = check_int(size_name, size, 0, who=who)
     if batch.numel() > 0:

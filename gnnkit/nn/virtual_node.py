@@ -9,7 +9,7 @@ from torch.nn import BatchNorm1d, Embedding, Linear, ReLU, Sequential
 from gnnkit._checks import check_int
 
 from ._utils import check_graph_channels, graph_features
-from .readout import check_batch, global_add_pool
+from .readout import check_batch, global_add_pool, size_as_int
 
 
 class VirtualNode(torch.nn.Module):
@@ -77,9 +77,7 @@ class VirtualNode(torch.nn.Module):
         elif num_graphs is None:
             num_graphs = 1
         else:
-            if isinstance(num_graphs, Tensor) and num_graphs.numel() == 1 and not num_graphs.is_floating_point():
-                num_graphs = int(num_graphs)  # a one-element tensor, as the pools take
-            num_graphs = check_int("num_graphs", num_graphs, 1, who="VirtualNode.initial_state")
+            num_graphs = check_int("num_graphs", size_as_int(num_graphs), 1, who="VirtualNode.initial_state")
         state = self.embedding.weight.expand(num_graphs, -1)
         g = graph_features(g, self.graph_channels, num_graphs, "VirtualNode", "initial_state")
         return state if g is None else state + self.lin_graph(g)
