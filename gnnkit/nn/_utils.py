@@ -81,6 +81,16 @@ def edge_linear(lin: torch.nn.Module, x: Tensor) -> Tensor:
     return torch.cat([x, x.new_ones(x.size(0), 1)], 1) @ torch.cat([w.t(), b.view(1, -1)], 0)
 
 
+def check_floating(layer: str, x: Any) -> None:
+    """Integer or bool node features (``x``, or either side of a pair) are refused by name: the layer's weights are
+    floating point (PyG fails there with a raw dtype error from deep inside)."""
+    sides = [("x", x)] if isinstance(x, Tensor) else list(zip(("x[0] (x_src)", "x[1] (x_dst)"), x))
+    for arg, t in sides:
+        if isinstance(t, Tensor) and not (t.is_floating_point() or t.is_complex()):
+            raise ValueError(f"{layer}: {arg} holds {t.dtype} values but the layer's weights are floating point; "
+                             "pass the features as floats (x.float())")
+
+
 def node_pair(x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], layer: str) -> Tuple[Tensor, Optional[Tensor], bool]:
     """``(x_src, x_dst, is_pair)``; a plain tensor gives ``(x, x, False)``."""
     if isinstance(x, (tuple, list)):

@@ -19,7 +19,7 @@ from ._attention import (
     set_attention_options,
 )
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import check_edge_rows, check_width, node_pair, plain_linears, resolve_size
+from ._utils import check_edge_rows, check_floating, check_width, node_pair, plain_linears, resolve_size
 
 
 def _score_matrix(weight: Tensor, att: Tensor, H: int, C: int) -> Tensor:
@@ -123,6 +123,7 @@ class GATConv(CSRMessagePassing):
         H, C = self.heads, self.out_channels
         edge_index = self.oriented(edge_index)
         x_src, x_dst, is_pair = node_pair(x, "GATConv")
+        check_floating("GATConv", x)
         if self.lin is not None:
             check_width(x_src, self.in_channels, "GATConv", "x", "in_channels")
             check_width(x_dst, self.in_channels, "GATConv", "x_dst", "in_channels")

@@ -20,7 +20,7 @@ from ._attention import (
     set_attention_options,
 )
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import check_edge_rows, check_width, edge_linear, node_pair, resolve_size
+from ._utils import check_edge_rows, check_floating, check_width, edge_linear, node_pair, resolve_size
 
 
 class GATv2Conv(CSRMessagePassing):
@@ -95,6 +95,7 @@ class GATv2Conv(CSRMessagePassing):
         H, C = self.heads, self.out_channels
         edge_index = self.oriented(edge_index)
         x_src, x_dst, _ = node_pair(x, "GATv2Conv")
+        check_floating("GATv2Conv", x)
         if x_dst is None:
             raise ValueError("GATv2Conv needs destination features: pass x=(x_src, x_dst) with a tensor x_dst")
         check_width(x_src, self._in[0], "GATv2Conv", "x", "in_channels")

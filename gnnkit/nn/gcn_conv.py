@@ -23,7 +23,7 @@ from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import loops_from_tensor
+from ._utils import check_floating, loops_from_tensor
 
 
 def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
@@ -271,6 +271,7 @@ class GCNConv(CSRMessagePassing):
         if not isinstance(x, Tensor) or x.dim() not in (2, 3):
             raise ValueError(f"x must be a [num_nodes, in_channels] tensor (or [batch, num_nodes, in_channels] "
                              f"for a static graph), got {list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        check_floating("GCNConv", x)
         if self.in_channels > 0 and x.size(-1) != self.in_channels:
             raise ValueError(f"x has {x.size(-1)} features but GCNConv was built with "
                              f"in_channels={self.in_channels}; fix in_channels or the input")

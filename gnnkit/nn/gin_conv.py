@@ -70,6 +70,9 @@ class GINConv(CSRMessagePassing):
             return self._static(x, edge_index)
         edge_index = self.oriented(edge_index)
         x_src, x_dst, _ = node_pair(x, "GINConv")
+        if not (x_src.is_floating_point() or x_src.is_complex()):  # integer features: PyG sums them, then adds
+            x_src = x_src.to(self.eps.dtype)  # (1 + eps) x, a float: the same values (exact below 2^24)
+            x_dst = x_dst if x_dst is None else x_dst.to(self.eps.dtype)
         width = _input_width(self.nn)
         if width is not None and x_src.size(-1) != width:
             raise ValueError(f"GINConv: x has {x_src.size(-1)} features but nn expects {width} (its first layer's "

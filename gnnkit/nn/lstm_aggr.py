@@ -35,6 +35,15 @@ from torch import Tensor
 from gnnkit.ops import Graph, gather_slots
 
 
+def input_order_slots(graph: Graph) -> Tensor:
+    """CSR slots with each row's slots in input edge order (PyG's order for an ``edge_index`` sorted by
+    destination): ``[E]``, kept in the graph."""
+    E = graph.num_edges
+    if graph.perm is None or E == 0:  # input already in CSR order
+        return torch.arange(E, device=graph.device)
+    return graph.derived("lstm_input_order", lambda: torch.sort(graph.row * E + graph.perm).indices)
+
+
 def _slot_order(graph: Graph, shuffle: bool) -> Tensor:
     """CSR slots in the order the LSTM reads them: each row's slots in input edge order (as PyG reads
     its neighbours), or (``shuffle``) a fresh random order within each row (sort random keys, then
@@ -43,9 +52,7 @@ def _slot_order(graph: Graph, shuffle: bool) -> Tensor:
     if shuffle and E > 0:
         p = torch.randperm(E, device=graph.device)
         return p[torch.sort(graph.row[p], stable=True).indices]
-    if graph.perm is None or E == 0:  # input already in CSR order
-        return torch.arange(E, device=graph.device)
-    return graph.derived("lstm_input_order", lambda: torch.sort(graph.row * E + graph.perm).indices)
+    return input_order_slots(graph)
 
 
 def _degree_buckets(rowptr: Tensor, col: Tensor, slots: Tensor):

@@ -1,4 +1,5 @@
 """SAGEConv: drop-in for ``torch_geometric.nn.SAGEConv`` (mean / sum / max / min / LSTM)."""
+import inspect
 import math
 from typing import Any, List, Optional, Tuple, Union
 
@@ -26,8 +27,18 @@ from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, slot_mask
-from ._utils import aggregate, check_width, graph_of, linear, node_pair, plain_linears, resolve_size, small_aggregate
-from .lstm_aggr import LSTMAggregation
+from ._utils import (
+    aggregate,
+    check_floating,
+    check_width,
+    graph_of,
+    linear,
+    node_pair,
+    plain_linears,
+    resolve_size,
+    small_aggregate,
+)
+from .lstm_aggr import LSTMAggregation, input_order_slots
 
 # PyG aggregation modules gnnkit runs on its CSR ops (by exact type: a subclass may change the definition);
 # any other aggregation (an Aggregation, a list) runs PyG's own module on gnnkit's sorted CSR
@@ -73,18 +84,41 @@ def _flag(kwargs: dict, name: str, default: bool) -> bool:
     return value
 
 
-def _check_sorted_by_destination(graph: Graph) -> None:
-    """PyG's LSTM aggregation refuses an ``edge_index`` not sorted by destination; so does gnnkit's drop-in
-    (under ``torch.compile`` the check uses what an eager call on the same graph found, else is skipped)."""
+def _check_sorted_by_destination(graph: Graph, lstm: bool = True) -> None:
+    """PyG's LSTM aggregation (and every aggregation that reads a neighbourhood as a sequence, ``lstm=False``)
+    refuses an ``edge_index`` not sorted by destination; so does gnnkit's drop-in (under ``torch.compile`` the
+    check uses what an eager call on the same graph found, else is skipped)."""
     ok = graph.derived_or_none("destinations_sorted")
     if ok is None and not torch.compiler.is_compiling():
         ok = _destinations_sorted(graph)
         graph.keep("destinations_sorted", ok)  # a bool: kept under inference mode too
     if ok is False:
-        raise ValueError("SAGEConv(aggr='lstm'): the 'index' tensor is not sorted: edge_index[1] (the destinations) "
-                         "must be sorted, as PyG's LSTM aggregation requires; sort it with "
-                         "torch_geometric.utils.sort_edge_index(edge_index, sort_by_row=False), or pass "
-                         "aggr_kwargs={'require_sorted': False} to read each node's neighbours in input order")
+        who = "SAGEConv(aggr='lstm')" if lstm else "SAGEConv"
+        what = "PyG's LSTM aggregation requires" if lstm else \
+            "PyG's aggregations that read each neighbourhood as a sequence (to_dense_batch) require"
+        fix = ", or pass aggr_kwargs={'require_sorted': False} to read each node's neighbours in input order" \
+            if lstm else ""
+        raise ValueError(f"{who}: the 'index' tensor is not sorted: edge_index[1] (the destinations) must be sorted, "
+                         f"as {what}; sort it with torch_geometric.utils.sort_edge_index(edge_index, "
+                         f"sort_by_row=False){fix}")
+
+
+def _reads_in_order(module: Any) -> bool:
+    """Whether PyG's aggregation ``module`` (or one inside it, e.g. in a MultiAggregation) reads each neighbourhood
+    as a sequence through ``Aggregation.to_dense_batch`` (GRU, MLP, LCM, Sort, SetTransformer, GMT,
+    PatchTransformer, a user's own): PyG hands such a module the messages in input edge order and refuses an
+    ``edge_index`` not sorted by destination."""
+    for m in module.modules():
+        if not isinstance(m, Aggregation):
+            continue
+        for cls in type(m).__mro__:
+            if cls is Aggregation or not issubclass(cls, Aggregation):
+                continue
+            for f in vars(cls).values():
+                code = getattr(inspect.unwrap(f) if callable(f) else f, "__code__", None)  # (PyG's decorators)
+                if code is not None and "to_dense_batch" in code.co_names:
+                    return True
+    return False
 
 
 class SAGEConv(CSRMessagePassing):
@@ -158,6 +192,7 @@ class SAGEConv(CSRMessagePassing):
         self._shuffle, self._pyg_padding = shuffle, pyg_padding
         self._require_sorted = require_sorted and not shuffle
         self._kind = None if aggr == "lstm" else _native(self.aggr_module)
+        self._in_order = aggr != "lstm" and _reads_in_order(self.aggr_module)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.normalize = normalize
@@ -195,6 +230,7 @@ class SAGEConv(CSRMessagePassing):
                 return self._static(x.transpose(0, 1), edge_index).transpose(0, 1)
             return self._static(x, edge_index)
         x_src, x_dst, _ = node_pair(x, "SAGEConv")
+        check_floating("SAGEConv", x)
         check_width(x_src, self._in[0], "SAGEConv", "x", "in_channels")
         check_width(x_dst, self._in[1], "SAGEConv", "x_dst", "in_channels[1]")
         ns, nd = resolve_size(edge_index, x_src, x_dst, size)
@@ -222,11 +258,23 @@ class SAGEConv(CSRMessagePassing):
             weights = w if self._kind in _SPMM else None
             out = self._csr_aggregate(graph, x_src, slot_mask(graph, mask) if mask is not None else weights)
         else:  # PyG's Aggregation module(s) on gnnkit's sorted CSR: messages per slot, index = row, ptr = rowptr
-            msg = gather_slots(graph, x_src)
-            if mask is not None:
-                msg = msg * slot_mask(graph, mask).to(msg.dtype).view(-1, 1)
+            msg = self._messages(graph, gather_slots(graph, x_src), mask)
             out = self.aggr_module(msg, index=graph.row, ptr=graph.rowptr, dim_size=graph.num_dst)
         return out
+
+    def _messages(self, graph: Graph, msg: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """The gathered messages ``[E, ...]`` (CSR slot order) for PyG's module, times an explainer's mask; for a
+        module that reads each neighbourhood as a sequence, in PyG's order (each row's messages in input edge
+        order) and, as PyG, only for an ``edge_index`` sorted by destination."""
+        if mask is not None:
+            msg = msg * slot_mask(graph, mask).to(msg.dtype).view((-1,) + (1,) * (msg.dim() - 1))
+        in_order = getattr(self, "_in_order", None)
+        if in_order is None:  # a module pickled before the attribute
+            in_order = self._in_order = _reads_in_order(self.aggr_module)
+        if in_order:
+            _check_sorted_by_destination(graph, lstm=False)
+            msg = msg.index_select(0, input_order_slots(graph))
+        return msg
 
     def _finish(self, out: Tensor, x_dst: Optional[Tensor]) -> Tensor:
         """``lin_l(out)`` plus the root term ``lin_r(x_dst)``, then the optional normalisation."""
@@ -305,9 +353,7 @@ class SAGEConv(CSRMessagePassing):
         flat = h.transpose(0, 1).reshape(N, B * Fh)  # every batch row aggregated by one SpMM
         if not self._native_for(flat, mask):
             # PyG's Aggregation module over the messages [E, B, F] of all batch rows, reduced over the edges
-            msg = gather_slots(graph, flat)
-            if mask is not None:
-                msg = msg * slot_mask(graph, mask).to(msg.dtype).view(-1, 1)
+            msg = self._messages(graph, gather_slots(graph, flat), mask)
             out = self.aggr_module(msg.view(-1, B, Fh), index=graph.row, ptr=graph.rowptr, dim_size=N, dim=0)
             out = out.transpose(0, 1)
         else:

@@ -1,0 +1,88 @@
+"""Findings of the read-only black-box reviews of 2026-12-05 (fourth round: layers against PyG, the generator
+against issue 10), each failing on the code before it."""
+import warnings
+
+import pytest
+import torch
+import torch_geometric.nn as pnn
+from torch.nn import Linear
+from torch_geometric.nn import aggr as A
+
+import gnnkit.nn as gnn
+
+warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+
+
+def _by_destination_only(seed=0, n=12, e=60):
+    """Edges sorted by destination (PyG's requirement for sequence aggregations) but not by source within one."""
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=g)
+    ei = ei[:, ei[1].argsort(stable=True)]
+    assert not all(bool((ei[0, ei[1] == v][1:] >= ei[0, ei[1] == v][:-1]).all()) for v in range(n))
+    return torch.randn(n, 3, generator=g), ei
+
+
+_SEQUENCE_AGGRS = {
+    "gru": lambda: A.GRUAggregation(3, 3),
+    "mlp": lambda: A.MLPAggregation(3, 3, max_num_elements=12, num_layers=1),
+    "lcm": lambda: A.LCMAggregation(3, 3),
+    "multi": lambda: A.MultiAggregation(["mean", A.GRUAggregation(3, 3)]),
+    "set_transformer": lambda: A.SetTransformerAggregation(3, heads=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SEQUENCE_AGGRS))
+def test_sage_sequence_aggregations_read_messages_in_pyg_edge_order(name):
+    """GRU / MLP / LCM read each neighbourhood as a sequence in input edge order (PyG's); gnnkit handed them its CSR
+    order (sorted by source within a row): 0.14-0.76 off PyG on the same weights."""
+    x, ei = _by_destination_only()
+    x.requires_grad_(True)
+    torch.manual_seed(1)
+    p = pnn.SAGEConv(3, 2, aggr=_SEQUENCE_AGGRS[name]()).eval()
+    g = gnn.SAGEConv(3, 2, aggr=_SEQUENCE_AGGRS[name]()).eval()
+    g.load_state_dict(p.state_dict(), strict=True)
+    yp, yg = p(x, ei), g(x, ei)
+    assert torch.allclose(yp, yg, atol=1e-5), (yp - yg).abs().max()
+    gp = torch.autograd.grad(yp.pow(2).sum(), [x, *p.parameters()], allow_unused=True)
+    gg = torch.autograd.grad(yg.pow(2).sum(), [x, *g.parameters()], allow_unused=True)
+    for a, b in zip(gp, gg):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+
+
+def test_sage_sequence_aggregation_refuses_edges_not_sorted_by_destination_as_pyg():
+    x, ei = _by_destination_only()
+    ei = ei[:, torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(3))]
+    with pytest.raises(ValueError, match="not sorted"):
+        pnn.SAGEConv(3, 2, aggr=A.GRUAggregation(3, 3))(x, ei)
+    with pytest.raises(ValueError, match="not sorted.*sort_edge_index"):
+        gnn.SAGEConv(3, 2, aggr=A.GRUAggregation(3, 3))(x, ei)
+    gnn.SAGEConv(3, 2, aggr=A.DeepSetsAggregation())(x, ei)  # a sum inside: any order, as PyG
+
+
+@pytest.mark.parametrize("aggr", ["add", "mean", "max"])
+@pytest.mark.parametrize("train_eps", [False, True])
+def test_gin_takes_integer_features_as_pyg(aggr, train_eps):
+    """PyG sums integer features and adds (1 + eps) x, a float; gnnkit's SpMM raised "not implemented for 'Long'"."""
+    x = torch.randint(-3, 4, (6, 4), generator=torch.Generator().manual_seed(0))
+    ei = torch.tensor([[0, 1, 2, 3, 4, 5, 0, 2], [1, 2, 3, 4, 0, 0, 3, 3]])
+    torch.manual_seed(1)
+    p = pnn.GINConv(Linear(4, 3), train_eps=train_eps, aggr=aggr)
+    g = gnn.GINConv(Linear(4, 3), train_eps=train_eps, aggr=aggr)
+    g.load_state_dict(p.state_dict())
+    yp, yg = p(x, ei), g(x, ei)
+    assert yg.dtype == yp.dtype == torch.float32
+    assert torch.equal(yp, yg)
+
+
+@pytest.mark.parametrize("layer", ["GCNConv", "SAGEConv", "GATConv", "GATv2Conv"])
+def test_integer_features_are_a_named_error(layer):
+    x = torch.randint(0, 3, (5, 4))
+    ei = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]])
+    conv = getattr(gnn, layer)(4, 3)
+    with pytest.raises(ValueError, match=rf"{layer}: x holds torch.int64 .*x.float\(\)"):
+        conv(x, ei)
+    if layer != "GCNConv":
+        with pytest.raises(ValueError, match=r"x\[1\] \(x_dst\) holds torch.int64"):
+            conv((x.float(), x), ei)
