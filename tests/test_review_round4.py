@@ -86,3 +86,26 @@ def test_integer_features_are_a_named_error(layer):
     if layer != "GCNConv":
         with pytest.raises(ValueError, match=r"x\[1\] \(x_dst\) holds torch.int64"):
             conv((x.float(), x), ei)
+
+
+@pytest.mark.parametrize("layer", ["GATConv", "GATv2Conv"])
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_attention_dropout_on_sparse_input_with_loops_drops_pyg_s_edges(layer, layout):
+    """PyG coalesces a sparse adj_t with its loops added, so it draws the dropout mask with the loops sorted in;
+    gnnkit drew it with the loops last (3.14 off PyG on a 6-node graph with the same seed)."""
+    g = torch.Generator().manual_seed(4)
+    n = 15
+    ei = torch.randint(0, n, (2, 60), generator=g)  # self-loops and duplicates among them
+    x = torch.randn(n, 4, generator=g)
+    adj = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1)), (n, n)).coalesce()
+    if layout == "csr":
+        adj = adj.to_sparse_csr()
+    p = getattr(pnn, layer)(4, 3, heads=2, dropout=0.5).train()
+    q = getattr(gnn, layer)(4, 3, heads=2, dropout=0.5).train()
+    q.load_state_dict(p.state_dict())
+    for seed in range(3):
+        torch.manual_seed(seed)
+        a = p(x, adj)
+        torch.manual_seed(seed)
+        b = q(x, adj)
+        assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()

@@ -55,6 +55,8 @@ class AttnStructure(NamedTuple):
     # for fill_value reductions: (kept edges ending at a looped node, their destinations, in-degree of each
     # looped node from the kept edges, at least 1); structure only, so built once with the graph
     fill: Optional[Tuple[Tensor, Tensor, Tensor]]
+    # dropout's mask drawn in CSR order: a sparse adj_t with loops added, which PyG coalesces (its loops sorted in)
+    draw_in_csr_order: bool = False
 
 
 def _loops_from_coo(src: Tensor, dst: Tensor, ns: int, nd: int, n_loops: int, flipped: bool = False
@@ -93,7 +95,7 @@ def attention_structure(edge_index: Any, ns: int, nd: int, add_self_loops: bool,
         return AttnStructure(g0, None, 0, None)
     if is_sparse_adj(edge_index):  # slots in CSR (row-major) order are the "input order"
         return g0.derived(("attn_loops", "csr"),
-                          lambda: _loops_from_coo(g0.col, g0.row, ns, nd, n_loops))
+                          lambda: _loops_from_coo(g0.col, g0.row, ns, nd, n_loops)._replace(draw_in_csr_order=True))
     return g0.derived(("attn_loops", "input") + (("flipped",) if flipped else ()),
                       lambda: _loops_from_coo(g0.from_csr_order(g0.col), g0.from_csr_order(g0.row), ns, nd,
                                               n_loops, flipped))

@@ -196,7 +196,7 @@ class GATConv(CSRMessagePassing):
         scale = None if mask is None else slot_mask(st.graph, mask, st.keep, st.num_loops)
         out, alpha = gat_attention_slots(st.graph, h_src, a_src, a_dst, edge_term, self.negative_slope,
                                          self.dropout, self.training, return_attention_weights, scale,
-                                         self._reduce)
+                                         self._reduce, st.draw_in_csr_order)
         if not return_attention_weights:
             return out, None
         return out, attention_output(edge_index, st, alpha, ns, nd, self.flow == "target_to_source")

@@ -121,7 +121,7 @@ class GATv2Conv(CSRMessagePassing):
             s = s + edge_linear(self.lin_edge, ea).view(-1, H, C)
         logits = (F.leaky_relu(s, self.negative_slope) * self.att).sum(-1)  # [E', H]
         alpha = segment_softmax_slots(g, logits)
-        weights = weights_dropped = edge_dropout(g, alpha, self.dropout, self.training)
+        weights = weights_dropped = edge_dropout(g, alpha, self.dropout, self.training, st.draw_in_csr_order)
         mask = self.explain_mask(num_input_edges(edge_index))
         if mask is not None:  # PyG's explain_message: each edge's message times its mask
             weights = weights * slot_mask(g, mask, st.keep, st.num_loops).to(weights.dtype).view(-1, 1)

@@ -112,13 +112,14 @@ class EdgeScoresFunction(torch.autograd.Function):
         return None, g_src, g_dst, (g if ctx.has_term and need[3] else None), None
 
 
-def edge_dropout(graph: Graph, weights: Tensor, p: float, training: bool) -> Tensor:
+def edge_dropout(graph: Graph, weights: Tensor, p: float, training: bool, draw_in_csr_order: bool = False) -> Tensor:
     """Dropout on per-slot ``weights`` (CSR order) whose random mask is drawn in the graph's input
-    edge order, so a seeded run drops the same edges as PyG (which drops in edge order)."""
+    edge order, so a seeded run drops the same edges as PyG (which drops in edge order);
+    ``draw_in_csr_order``: drawn in CSR order (PyG's order for a sparse ``adj_t``, whose loops PyG sorts in)."""
     if p <= 0 or not training:
         return weights
     keep = F.dropout(weights.new_ones(weights.shape), p=p, training=True)
-    return weights * graph.to_csr_order(keep)
+    return weights * (keep if draw_in_csr_order else graph.to_csr_order(keep))
 
 
 COO_ATTENTION_MAX = 1 << 19
@@ -179,12 +180,13 @@ def _coo_attention(edge_index: Tensor, x: Tensor, a_src: Tensor, a_dst: Tensor, 
 def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_term: Optional[Tensor] = None,
                         negative_slope: float = 0.2, dropout: float = 0.0, training: bool = False,
                         return_attention: bool = False, edge_scale: Optional[Tensor] = None,
-                        reduce: str = "sum") -> Tuple[Tensor, Optional[Tensor]]:
+                        reduce: str = "sum", draw_in_csr_order: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
     """:func:`gat_attention` with ``edge_term`` and the returned attention weights in CSR slot
     order (what layers use); only row counts are checked (the layer checked the rest).  ``edge_scale`` ``[E]``
     (CSR order) multiplies each edge's message after the softmax (an explainer's edge mask); the
     returned attention weights are the unscaled ones (after dropout in training, as PyG's).  ``reduce``: how the
-    weighted messages are combined (``sum``, GAT's; ``mean``/``max``/``min`` as PyG's ``aggr``)."""
+    weighted messages are combined (``sum``, GAT's; ``mean``/``max``/``min`` as PyG's ``aggr``).
+    ``draw_in_csr_order``: dropout's mask drawn in CSR order (see :func:`edge_dropout`)."""
     check_rows(x, graph.num_src, "x", "source nodes")
     check_rows(a_src, graph.num_src, "a_src", "source nodes")
     check_rows(a_dst, graph.num_dst, "a_dst", "destination nodes")
@@ -199,7 +201,7 @@ def gat_attention_slots(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, e
         return out, None
     s = apply_function(EdgeScoresFunction, graph, a_src, a_dst, edge_term, float(negative_slope))
     alpha = segment_softmax_slots(graph, s)
-    dropped = edge_dropout(graph, alpha, dropout, training)
+    dropped = edge_dropout(graph, alpha, dropout, training, draw_in_csr_order)
     weights = dropped if edge_scale is None else dropped * edge_scale.to(dropped.dtype).view(-1, 1)
     out = spmm_slots(graph, x, weights.to(x.dtype), reduce)
     return out, (dropped if return_attention else None)  # after dropout, as PyG returns them
