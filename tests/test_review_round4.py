@@ -109,3 +109,26 @@ def test_attention_dropout_on_sparse_input_with_loops_drops_pyg_s_edges(layer, l
         torch.manual_seed(seed)
         b = q(x, adj)
         assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_gine_reads_a_hybrid_sparse_adj_t_s_values_as_edge_attr(layout):
+    """docs/layers/gin.md: "with a sparse adj_t its values are used when edge_attr is omitted, as in PyG"; a hybrid
+    [N, N, D] adj_t was refused ("must be a 2-D sparse matrix")."""
+    g = torch.Generator().manual_seed(2)
+    n, e, d = 9, 30, 3
+    ei = torch.randint(0, n, (2, e), generator=g)
+    ei = torch.unique(ei, dim=1)  # no duplicates: edge_index + edge_attr is then the same graph
+    x, ea = torch.randn(n, 4, generator=g), torch.randn(ei.size(1), d, generator=g)
+    adj = torch.sparse_coo_tensor(ei.flip(0), ea, (n, n, d)).coalesce()
+    if layout == "csr":
+        rows, cols = adj.indices()
+        crow = torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(rows, minlength=n).cumsum(0)])
+        adj = torch.sparse_csr_tensor(crow, cols, adj.values(), (n, n, d))
+    torch.manual_seed(0)
+    p = pnn.GINEConv(Linear(4, 5), edge_dim=d)
+    q = gnn.GINEConv(Linear(4, 5), edge_dim=d)
+    q.load_state_dict(p.state_dict())
+    ref = p(x, ei, ea)
+    assert torch.allclose(q(x, adj), ref, atol=1e-6)
+    assert torch.allclose(q(x, ei, ea), ref, atol=1e-6)

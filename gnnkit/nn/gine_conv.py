@@ -6,12 +6,28 @@ from torch import Tensor
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import reset
 
-from gnnkit.ops import relu_message_slots, segment_reduce_slots
+from gnnkit.ops import is_sparse_adj, relu_message_slots, segment_reduce_slots
 from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, reduce_of, slot_mask
 from ._utils import check_edge_rows, edge_linear, graph_of, node_pair, resolve_size
+
+
+def _split_hybrid(adj: Tensor) -> Tuple[Tensor, Tensor]:
+    """A hybrid ``torch.sparse`` adj_t ``[num_dst, num_src, D]`` (PyG reads its values as ``edge_attr``) as its
+    2-D structure and its values ``[nnz, D]`` in that structure's entry order (coalesced COO or CSR: row-major)."""
+    if adj.layout == torch.sparse_coo:
+        adj = adj.coalesce()  # (duplicates summed, as PyG's to_edge_index)
+        vals = adj.values()
+        ones = torch.ones(vals.size(0), dtype=vals.dtype, device=vals.device)
+        return torch.sparse_coo_tensor(adj.indices(), ones, adj.shape[:2], is_coalesced=True), vals
+    if adj.layout == torch.sparse_csr:
+        vals = adj.values()
+        ones = torch.ones(vals.size(0), dtype=vals.dtype, device=vals.device)
+        return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), ones, adj.shape[:2]), vals
+    raise ValueError(f"GINEConv: a hybrid sparse adj_t [N, M, D] must be COO or CSR, got {adj.layout}; convert it with "
+                     ".to_sparse_csr()")
 
 
 class GINEConv(CSRMessagePassing):
@@ -83,6 +99,9 @@ class GINEConv(CSRMessagePassing):
         else:
             x_src, x_dst, _ = node_pair(x, "GINEConv")
             ns, nd = resolve_size(edge_index, x_src, x_dst, size)
+        if edge_attr is None and is_sparse_adj(edge_index) and isinstance(edge_index, Tensor) \
+                and edge_index.dim() == 3 and edge_index.dense_dim() == 1:
+            edge_index, edge_attr = _split_hybrid(edge_index)  # [N, M, D]: its values are the edge features
         graph, w = graph_of(edge_index, ns, nd, use_values=True)
         if edge_attr is None:
             if w is None:
