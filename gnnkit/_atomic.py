@@ -10,6 +10,8 @@ import io
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +31,41 @@ def _target(path: Union[str, Path]) -> Path:
     return path
 
 
+def temp_prefix(path: Path) -> str:
+    """The name prefix of this process's temporary files and folders for ``path``: ``.<name>.tmp-<pid>-``, so a
+    later write can tell a dead writer's leftovers (:func:`sweep_stale_temps`) from a live one's."""
+    return f".{path.name}.tmp-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # someone else's process (or no way to tell): keep its files
+        return True
+    return True
+
+
+def sweep_stale_temps(path: Path) -> None:
+    """Remove what writers of ``path`` that were killed mid-write left beside it (``.<name>.tmp-<pid>-*`` whose
+    process is gone: a whole temporary file or split folder each); a live writer's are kept.  Best effort."""
+    pattern = re.compile(re.escape(f".{path.name}.tmp-") + r"(\d+)-")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
 def atomic_write(path: Union[str, Path], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.  A symbolic link is
     followed (its target is written, the link stays); an existing path that is not a regular file (a device such as
@@ -38,7 +75,8 @@ def atomic_write(path: Union[str, Path], data: bytes) -> None:
         raise ValueError(f"{path} exists and is not a regular file (a device, pipe or folder); gnnkit writes whole "
                          "files through a rename, which would replace it; pass a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -70,9 +70,11 @@ SPLIT_FILES = ("train.pt", "val.pt", "test.pt", "manifest.json")
 
 
 def _is_split(folder: Path) -> bool:
-    """A gnnkit split folder: its manifest says so, or (a damaged manifest) it holds the split's files."""
+    """A gnnkit split folder: its manifest says so, or (a damaged or deleted manifest) the manifest's side file or
+    the split's three files are there (then checked, and bad: ``load_split`` refuses a split without its
+    manifest)."""
     if not (folder / "manifest.json").is_file():
-        return False
+        return (folder / "manifest.json.sha256").is_file() or all((folder / f).is_file() for f in SPLIT_FILES[:3])
     try:
         meta = json.loads((folder / "manifest.json").read_text())
         if isinstance(meta, dict) and str(meta.get("format", "")).startswith("gnnkit-linkpred-split/"):

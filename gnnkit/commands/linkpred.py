@@ -188,11 +188,17 @@ def _run(args) -> int:
                 x = d.x.float()
                 d.x = x / x.sum(1, keepdim=True).clamp_min(1e-12)
     from gnnkit._atomic import write_json_verified
+    from gnnkit.linkpred.metrics import too_few_negatives
+
+    # Hits@K of a K above a split's negatives cannot be ranked: left out of its metrics, and said so
+    not_ranked = {name: {f"hits@{k}": f"{n} negatives (Hits@K needs at least K)" for k in too_few_negatives(n, cfg.ks)}
+                  for name, d in (("val", va), ("test", te)) for n in [int((d.edge_label == 0).sum())]}
 
     def save(res, complete=False):
         """Results so far (after every epoch of a long run) or final, written atomically."""
         payload = {"dataset": args.dataset, "complete": complete, "epochs_done": len(res.history),
                    "best_epoch": res.best_epoch, "val": res.val, "test": res.test, "seconds": res.seconds,
+                   "not_computed": {k: v for k, v in not_ranked.items() if v},
                    "config": res.config, "split": info, "history": res.history,
                    "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
         write_json_verified(payload, args.json)
@@ -205,6 +211,8 @@ def _run(args) -> int:
           f"best validation {cfg.select} at epoch {res.best_epoch}")
     for name, m in (("val", res.val), ("test", res.test)):
         print(f"  {name:4s} " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
+        for metric, why in not_ranked[name].items():
+            print(f"  note: {name} {metric} not computed: {why}", file=sys.stderr)
     if args.json:
         save(res, complete=True)
     return 0

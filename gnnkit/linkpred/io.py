@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gnnkit._atomic import IntegrityError, _fsync_dir, digest_line, read_verified
+from gnnkit._atomic import IntegrityError, _fsync_dir, digest_line, read_verified, sweep_stale_temps, temp_prefix
 
 from .leakage import check_leakage
 
@@ -125,7 +125,8 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
         raise PermissionError(f"--out {out}: the folder {out.parent} is not writable; fix: choose a writable path")
     ours = set(files) | {"manifest.json", "manifest.json.sha256"}
     check_split_folder(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    sweep_stale_temps(out)  # what a killed earlier write left (a whole copy of a split each)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
     try:
         for name, data in files.items():
             with open(tmp / name, "wb") as f:

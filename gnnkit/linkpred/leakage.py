@@ -40,6 +40,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from gnnkit._checks import check_flag
+
 from ._graph import NEAR_SYMMETRIC, is_bipartite, is_symmetric, reciprocity
 
 SPLITS = ("train", "val", "test")
@@ -142,6 +144,10 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
     """
     splits = (train_data, val_data, test_data)
     for name, d in zip(SPLITS, splits):  # before anything reads them (the orientation below does)
+        if isinstance(d, Tensor) or not callable(getattr(d, "keys", None)):
+            raise ValueError(f"check_leakage: {name}_data must be a torch_geometric Data (one split of a link "
+                             f"splitter: train, val, test), got {type(d).__name__}; fix: pass the three split Data "
+                             "objects, and the whole graph's edges as full_edge_index=")
         for attr in ("edge_index", "edge_label_index", "edge_label"):
             if attr not in d or d[attr] is None:
                 raise ValueError(f"check_leakage: {name}_data has no {attr}; fix: pass splits made by a "
@@ -150,12 +156,13 @@ def check_leakage(train_data: Data, val_data: Data, test_data: Data, *,
             got = list(d.edge_index.shape) if isinstance(d.edge_index, Tensor) else type(d.edge_index).__name__
             raise ValueError(f"check_leakage: {name}_data.edge_index must be a [2, E] tensor of message edges, got "
                              f"{got}; fix: pass splits made by a link splitter")
+    allow_train_overlap = check_flag("allow_train_overlap", allow_train_overlap, who="check_leakage")
     bips = [is_bipartite(d) for d in splits]
     if len(set(bips)) != 1:
         raise ValueError("check_leakage: either all three splits are bipartite (num_src/num_dst) or none")
     bip = bips[0]
     if is_undirected is not None:
-        und = bool(is_undirected)
+        und = check_flag("is_undirected", is_undirected, who="check_leakage")
     elif bip:
         und = False
     elif full_edge_index is not None and is_symmetric(full_edge_index):

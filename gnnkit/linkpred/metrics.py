@@ -13,7 +13,7 @@
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence, Union
+from typing import Dict, List, Sequence, Union
 
 import numpy as np
 import torch
@@ -118,11 +118,19 @@ def average_precision(pos_scores: Scores, neg_scores: Scores) -> float:
     return float(average_precision_score(y, s))
 
 
+def too_few_negatives(num_negatives: int, ks: Sequence[int]) -> List[int]:
+    """The ``k`` of ``ks`` that ``num_negatives`` negatives cannot rank (Hits@K needs at least K of them):
+    :func:`evaluate` leaves them out, and ``gnnkit linkpred`` says so."""
+    return [k for k in ks if num_negatives < k]
+
+
 def evaluate(pos_scores: Scores, neg_scores: Scores, ks: Sequence[int] = (20, 50, 100)) -> Dict[str, float]:
-    """ROC-AUC, AP and Hits@K for each ``k`` that has enough negatives."""
+    """ROC-AUC, AP and Hits@K for each ``k`` that has enough negatives (the others, :func:`too_few_negatives`,
+    are left out rather than scored 1.0)."""
     out = {"auc": roc_auc(pos_scores, neg_scores), "ap": average_precision(pos_scores, neg_scores)}
     n_neg = _scores(neg_scores, "neg_scores").numel()
+    skip = too_few_negatives(n_neg, ks)
     for k in ks:
-        if n_neg >= k:
+        if k not in skip:
             out[f"hits@{k}"] = hits_at_k(pos_scores, neg_scores, k)
     return out

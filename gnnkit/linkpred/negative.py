@@ -21,10 +21,13 @@ known edge and returns each sampled pair once, as ``row < col``.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+
+from gnnkit._checks import check_flag, check_int, check_seed
 
 from .hard import hard_candidates
 
@@ -69,6 +72,20 @@ def _rand_subset(n: int, k: int, gen: Optional[torch.Generator], device) -> Tens
 
 
 # --------------------------------------------------------------------------- pair space
+def _as_int(v: object) -> object:
+    """A one-element integer tensor as an int (what ``data.num_nodes`` may hold); anything else unchanged."""
+    if isinstance(v, Tensor) and v.numel() == 1 and not (v.is_floating_point() or v.is_complex()):
+        return int(v)
+    return v
+
+
+def _check_pair_ranks(size: int, num_nodes: object) -> None:
+    """Pairs are numbered in int64: ``num_src * num_dst`` must fit."""
+    if size >= 2 ** 63:
+        raise ValueError(f"num_nodes={num_nodes!r}: its {size} node pairs do not fit int64 pair ids; at most "
+                         "3,037,000,499 nodes per side")
+
+
 class PairSpace:
     """Numbering of the candidate pairs of a plain, bipartite or batched graph."""
 
@@ -81,22 +98,28 @@ class PairSpace:
             if batch is not None:
                 raise ValueError("batch is not supported with bipartite num_nodes=(num_src, num_dst)")
             self.bipartite = True
-            self.num_src, self.num_dst = int(num_nodes[0]), int(num_nodes[1])
-            if self.num_src <= 0 or self.num_dst <= 0:
-                raise ValueError(f"num_nodes sides must be positive, got {num_nodes!r}")
+            self.num_src = check_int("num_nodes[0] (num_src)", _as_int(num_nodes[0]), 1)
+            self.num_dst = check_int("num_nodes[1] (num_dst)", _as_int(num_nodes[1]), 1)
             self.size = self.num_src * self.num_dst
+            _check_pair_ranks(self.size, num_nodes)
             self.ptr = None
             return
         self.bipartite = False
-        n = int(num_nodes)
-        if n <= 0:
-            raise ValueError(f"num_nodes must be positive, got {num_nodes!r}")
+        n = check_int("num_nodes", _as_int(num_nodes), 1)
+        _check_pair_ranks(n * n, num_nodes)
         self.num_src = self.num_dst = n
         if batch is None:
             self.ptr = torch.tensor([0, n], device=self.device)
             self.batch = None
         else:
+            if not isinstance(batch, Tensor) or batch.dim() != 1 or batch.is_floating_point() or batch.is_complex() \
+                    or batch.dtype == torch.bool:
+                raise ValueError("batch must be a 1-D integer tensor (the graph id of each node), got "
+                                 f"{getattr(batch, 'dtype', type(batch).__name__)} of shape "
+                                 f"{list(batch.shape) if isinstance(batch, Tensor) else '?'}")
             batch = batch.to(self.device).long()
+            if batch.numel() and int(batch.min()) < 0:
+                raise ValueError(f"batch holds a negative graph id ({int(batch.min())}); ids must be >= 0")
             if batch.numel() != n:
                 raise ValueError(f"batch has {batch.numel()} entries but num_nodes={n}")
             if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
@@ -251,13 +274,13 @@ class NegativeSampler:
         self.edge_index = edge_index
         self.num_neg_samples = self._check_k(num_neg_samples)
         self.method = method
-        self.undirected = bool(force_undirected)
-        self.allow_self_loops = bool(allow_self_loops)
+        self.undirected = check_flag("force_undirected", force_undirected)
+        self.allow_self_loops = check_flag("allow_self_loops", allow_self_loops)
         self.forbidden = _Forbidden(self.space, torch.cat(known, 1), self.undirected, self.allow_self_loops)
         self.targets = edge_index if targets is None else _check_edge_index(targets, "targets").to(self.device)
         self._check_range(self.targets, "targets")
         self.hard_score = hard_score
-        self.generator = _generator(seed, self.device)
+        self.generator = _generator(check_seed("seed", seed), self.device)
         self._degree_weights: Optional[Tuple[Tensor, Tensor]] = None
 
     # ---------------------------------------------------------------- validation
@@ -273,7 +296,8 @@ class NegativeSampler:
 
     @staticmethod
     def _check_k(k) -> int:
-        if isinstance(k, bool) or not isinstance(k, (int,)) and not (isinstance(k, Tensor) and k.numel() == 1):
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) and not (isinstance(k, Tensor) and k.numel() == 1
+                                                                            and not k.is_floating_point()):
             raise ValueError(f"num_neg_samples must be an int >= 0, got {k!r}")
         k = int(k)
         if k < 0:

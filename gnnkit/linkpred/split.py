@@ -28,6 +28,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from gnnkit._checks import check_flag, check_number, check_seed
+
 from ._graph import both_directions, decide_undirected, infer_undirected, is_bipartite  # noqa: F401  (re-exported)
 from .hard import _csr, _gather_rows
 from .leakage import check_leakage
@@ -169,9 +171,13 @@ def train_negative_sampler(train_data: Data, neg_sampling_ratio: float = 1.0, me
     training supervision positives — and nothing held out, so the choice of
     negatives reveals nothing about validation or test edges (PyG #6946).
     """
+    neg_sampling_ratio = check_number("neg_sampling_ratio", neg_sampling_ratio, 0, who="train_negative_sampler")
+    seed = check_seed("seed", seed, who="train_negative_sampler")
     pos = train_data.edge_label_index[:, train_data.edge_label == 1]
     if is_undirected is None:
         is_undirected = infer_undirected(train_data)
+    else:
+        is_undirected = check_flag("is_undirected", is_undirected, who="train_negative_sampler")
     k = int(round(neg_sampling_ratio * pos.size(1)))
     batch = train_data.batch if "batch" in train_data else None
     return NegativeSampler(train_data.edge_index, _num_nodes(train_data), k, method, exclude=pos,
@@ -179,7 +185,7 @@ def train_negative_sampler(train_data: Data, neg_sampling_ratio: float = 1.0, me
 
 
 def _debug_default(debug: Optional[bool]) -> bool:
-    return bool(debug) if debug is not None else os.environ.get("GNNKIT_DEBUG", "") not in ("", "0")
+    return check_flag("debug", debug) if debug is not None else os.environ.get("GNNKIT_DEBUG", "") not in ("", "0")
 
 
 # --------------------------------------------------------------------------- transductive
@@ -188,18 +194,16 @@ def _set_common_options(split, num_val, num_test, is_undirected, neg_sampling_ra
     """Validate and store the options both splitters share (PyG's ``RandomLinkSplit`` names)."""
     _count(num_val, 1, "num_val")
     _count(num_test, 1, "num_test")
-    if isinstance(neg_sampling_ratio, bool) or not (isinstance(neg_sampling_ratio, (int, float))
-                                                     and neg_sampling_ratio >= 0):
-        raise ValueError(f"neg_sampling_ratio must be a number >= 0, got {neg_sampling_ratio!r}")
+    neg_sampling_ratio = check_number("neg_sampling_ratio", neg_sampling_ratio, 0)
     if neg_method not in METHODS:
         raise ValueError(f"neg_method must be one of {METHODS}, got {neg_method!r}")
     split.num_val, split.num_test = num_val, num_test
-    split.is_undirected = None if is_undirected is None else bool(is_undirected)
-    split.neg_sampling_ratio = float(neg_sampling_ratio)
-    split.add_negative_train_samples = bool(add_negative_train_samples)
-    split.seed = seed
+    split.is_undirected = None if is_undirected is None else check_flag("is_undirected", is_undirected)
+    split.neg_sampling_ratio = neg_sampling_ratio
+    split.add_negative_train_samples = check_flag("add_negative_train_samples", add_negative_train_samples)
+    split.seed = check_seed("seed", seed)
     split.neg_method = neg_method
-    split.debug = debug
+    split.debug = None if debug is None else check_flag("debug", debug)
     split.stats = {}
 
 
