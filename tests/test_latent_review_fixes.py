@@ -236,7 +236,10 @@ def test_vq_train_refuses_flags_the_run_would_not_use(tmp_path, capsys, monkeypa
                          (["--quantizer", "fsq", "--fsq-levels", "1002"], "each level must be <= 1000"),
                          (["--heads", "3"], "must be divisible by --heads 3"),
                          # review (session 24): FSQ's K and width come from its levels; one fixed order per graph
-                         (["--quantizer", "fsq", "--codes", "128"], "--codes applies only with --quantizer vq or"),
+                         # (since 2026-12-05 --codes K picks FSQ's levels, as issue 10 writes the command; it
+                         # must agree with --fsq-levels and split into levels 3..8)
+                         (["--quantizer", "fsq", "--codes", "128", "--fsq-levels", "8,5,5"], "disagree"),
+                         (["--quantizer", "fsq", "--codes", "67"], "no product of levels between 3 and 8"),
                          (["--quantizer", "fsq", "--code-dim", "8"], "--code-dim applies only with --quantizer vq"),
                          (["--canonical-order", "--prior-orderings", "4"],
                           "--prior-orderings applies only with random BFS orders (drop --canonical-order)")):

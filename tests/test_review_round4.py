@@ -132,3 +132,96 @@ def test_gine_reads_a_hybrid_sparse_adj_t_s_values_as_edge_attr(layout):
     ref = p(x, ei, ea)
     assert torch.allclose(q(x, adj), ref, atol=1e-6)
     assert torch.allclose(q(x, ei, ea), ref, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------- the generator
+def test_fsq_levels_for_a_codebook_size():
+    from gnnkit.latent.fsq import fsq_levels_for
+    assert fsq_levels_for(2 ** 10) == (8, 5, 5, 5)  # the FSQ paper's Table 1
+    assert fsq_levels_for(2 ** 8) == (8, 6, 5)
+    assert fsq_levels_for(64) == (8, 8) and fsq_levels_for(200) == (8, 5, 5) and fsq_levels_for(96) == (6, 4, 4)
+    with pytest.raises(ValueError, match="no product of levels between 3 and 8.*--fsq-levels"):
+        fsq_levels_for(67)
+    with pytest.raises(ValueError, match="num_codes must be an int >= 3"):
+        fsq_levels_for(2.0)
+
+
+def test_vq_train_takes_codes_with_fsq_as_the_issue_writes_it(tmp_path, monkeypatch):
+    """Issue 10: `gnnkit vq train DATASET --levels 1|2 --quantizer vq|fsq|gumbel --codes K`; --codes was refused with
+    fsq.  It now picks FSQ levels of about K codes; sampled .pt files hold PyG Data (the issue's "PyG Data files")."""
+    import subprocess
+    import sys
+
+    from torch_geometric.data import Data
+
+    from gnnkit.cli import console_main, main
+    from gnnkit.latent.train import VQRun
+    monkeypatch.chdir(tmp_path)
+    base = ["vq", "train", "community-small", "--levels", "1", "--quantizer", "fsq", "--epochs", "1",
+            "--prior-epochs", "1", "--hidden", "16", "--layers", "1", "--no-progress"]
+    assert main(base + ["--codes", "64", "--out", "r"]) == 0
+    assert VQRun.resume(tmp_path / "r", load_data=False).cfg.fsq_levels == (8, 8)
+    assert console_main(base + ["--codes", "64", "--fsq-levels", "8,5,5", "--out", "r2"]) == 2  # 200 codes: disagree
+    assert main(["vq", "sample", "r", "-n", "3", "--out", "s"]) == 0
+    d = torch.load(tmp_path / "s" / "graph_000.pt")  # gnnkit.latent imported: torch.load's default reads Data
+    assert isinstance(d, Data) and Data(**d).num_nodes == d.num_nodes
+    code = ("import torch, sys; from torch_geometric.data import Data; "
+            "d = torch.load(sys.argv[1], weights_only=False); assert isinstance(d, Data), type(d)")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "s" / "graph_000.pt")], check=True)
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "fsq", "gumbel"])
+def test_a_float64_model_keeps_float64(quantizer):
+    """`.double()` models with node features crashed (x cast to float32 against float64 weights); VQ searched in
+    fp32 (codewords 2e-9 apart resolved to the wrong one); FSQ returned fp32 grid points."""
+    import networkx as nx
+    from torch_geometric.data import Batch
+
+    from gnnkit.latent import FSQ, GraphVQVAE, GumbelQuantizer, VectorQuantizer, canonical
+    from gnnkit.latent.datasets import to_pyg
+    torch.manual_seed(0)
+    q = {"vq": lambda: VectorQuantizer(8, 4), "fsq": lambda: FSQ([5, 5, 5, 5]),
+         "gumbel": lambda: GumbelQuantizer(8, 4)}[quantizer]()
+    g = canonical(to_pyg(nx.cycle_graph(6)))
+    g.x = torch.randn(6, 3, dtype=torch.float64)
+    m = GraphVQVAE(q, 10, in_channels=3, hidden_channels=16, heads=2).double()
+    out = m(Batch.from_data_list([g]))
+    assert out.loss.dtype == torch.float64
+    assert all(t.dtype == torch.float64 for t in out.terms.values())
+    out.loss.backward()
+
+
+def test_vq_and_fsq_compute_in_float64_for_float64_input():
+    from gnnkit.latent import FSQ, VectorQuantizer
+    vq = VectorQuantizer(2, 1, kmeans_init=False).double().eval()
+    with torch.no_grad():
+        vq.codebook.copy_(torch.tensor([[0.0], [2e-9]], dtype=torch.float64))
+    z = torch.tensor([[1.6e-9]], dtype=torch.float64)
+    o = vq(z)
+    assert int(o.indices) == 1 and float(o.quantized) == 2e-9
+    f = FSQ([7]).eval()
+    q = f(torch.tensor([[0.0]], dtype=torch.float64)).quantized  # a grid point k / 3 of the paper's grid
+    grid = torch.arange(-3, 4, dtype=torch.float64) / 3
+    assert q.dtype == torch.float64 and bool((grid == q).any())
+    assert f.codes_from_indices(torch.arange(7)).dtype == torch.float32  # the module's own dtype (float32 here)
+
+
+def test_evaluation_removes_isolated_nodes_as_the_reference_pipelines():
+    """GDSS's adjs_to_graphs and GRAN's get_graph drop isolated nodes from generated graphs before the statistics;
+    VQRun.evaluate scored them with the isolated nodes kept."""
+    import networkx as nx
+
+    from gnnkit.latent.metrics import as_scored, generation_mmd
+    g = nx.path_graph(4)
+    g.add_nodes_from([4, 5])  # two isolated nodes
+    empty = nx.empty_graph(3)  # only isolated nodes
+    scored, removed = as_scored([g, empty], "graphrnn")
+    assert removed == 5 and scored[0].number_of_nodes() == 4 and scored[1].number_of_nodes() == 1  # GDSS: one node
+    scored, removed = as_scored([g, empty], "gran")
+    assert removed == 5 and scored[1].number_of_nodes() == 0  # GRAN: empty, then dropped and counted by the MMD
+    assert g.number_of_nodes() == 6  # the input is not changed
+    ref = [nx.path_graph(4), nx.cycle_graph(5)]
+    res = generation_mmd(ref, scored, protocol="gran")
+    assert res["num_generated_empty"] == 1 and res["num_generated"] == 1
+    assert generation_mmd(ref, [nx.path_graph(4)], "graphrnn")["degree"] == \
+        generation_mmd(ref, as_scored([g], "graphrnn")[0], "graphrnn")["degree"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ HELP = "discrete-latent graph generation: 'vq train' a graph VQ-VAE + prior, 'vq
 CONFIG_FLAGS = {
     "levels": (int, "1 or 2 (VQ-VAE-2: graph-level top codes + node codes)"),
     "quantizer": (str, "vq | fsq | gumbel"),
-    "codes": (int, "codebook size K (vq, gumbel)"),
+    "codes": (int, "codebook size K (vq, gumbel; fsq: levels of about K codes, the FSQ paper's for 256, 1024, "
+                   "4096, 16384, 65536, else the fewest levels 3-8 whose product is K)"),
     "code_dim": (int, "codeword width (vq, gumbel)"),
     "heads": (int, "attention heads of the decoder and the prior (--hidden and --prior-d-model must be multiples)"),
     "fsq_levels": (_args.levels, "FSQ levels per channel, comma-separated; FSQ's K is their product (fsq)"),
@@ -126,9 +128,9 @@ def _check_applicable(cfg, given: dict) -> None:
     unused = []
     if cfg.quantizer != "fsq":
         unused += [(f, "--quantizer fsq") for f in ("fsq_levels",) if f in given]
-    else:  # FSQ's codes are its grid (K = the product of --fsq-levels, one channel per level)
-        unused += [(f, "--quantizer vq or gumbel (FSQ's K and width come from --fsq-levels)")
-                   for f in ("codes", "code_dim") if f in given]
+    else:  # FSQ's codes are its grid (K = the product of --fsq-levels, one channel per level; --codes picks them)
+        unused += [(f, "--quantizer vq or gumbel (FSQ's width comes from --fsq-levels or --codes)")
+                   for f in ("code_dim",) if f in given]
     if "fsq_bound" in given and (cfg.quantizer != "fsq" or cfg.fsq_symmetric):
         unused.append(("fsq_bound", "--quantizer fsq on the paper's grid (not with --fsq-symmetric)"))
     if not cfg.random_order and "prior_orderings" in given:
@@ -159,6 +161,13 @@ def _train(args) -> int:
     else:
         if not args.dataset:
             raise ValueError("give a DATASET (community-small, ego-small, enzymes) or --resume RUN_DIR")
+        if given.get("quantizer") == "fsq" and "codes" in given:  # --codes K: FSQ levels of about K codes
+            from gnnkit.latent.fsq import fsq_levels_for
+            k = given.pop("codes")
+            if "fsq_levels" in given and math.prod(given["fsq_levels"]) != k:
+                raise ValueError(f"--codes {k} and --fsq-levels {','.join(map(str, given['fsq_levels']))} "
+                                 f"({math.prod(given['fsq_levels'])} codes) disagree; give one of them")
+            given.setdefault("fsq_levels", fsq_levels_for(k))
         cfg = config_for(args.dataset, **given)
         _check_applicable(cfg, given)
         if args.out is not None:

@@ -18,6 +18,15 @@ from gnnkit._checks import check_int  # noqa: F401  (re-exported: the latent mod
 SHIFT_BELOW = 1e-3
 
 
+def work_dtype(*tensors: Tensor) -> torch.dtype:
+    """The dtype the quantizers compute in: float32 for half-precision inputs (fp16/bf16: distances, softmaxes and
+    roundings in fp32), float64 when an input is float64 (a ``.double()`` model or input is not cut to fp32)."""
+    dt = torch.float32
+    for t in tensors:
+        dt = torch.promote_types(dt, t.dtype)
+    return dt
+
+
 def tempered(logits: Tensor, temperature: float) -> Tensor:
     """``logits / temperature`` along the last dimension, ready for a softmax; below :data:`SHIFT_BELOW` the row's
     maximum comes off first and the temperature is floored at the dtype's smallest normal number (one that rounds

@@ -37,7 +37,16 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ._common import QuantizerOutput, UsageMonitor, check_indices, check_nonempty, code_counts, usage_stats
+from ._common import (
+    QuantizerOutput,
+    UsageMonitor,
+    check_indices,
+    check_int,
+    check_nonempty,
+    code_counts,
+    usage_stats,
+    work_dtype,
+)
 
 MAX_CODES = 2 ** 24
 BOUNDS = ("paper", "inverse")
@@ -56,6 +65,40 @@ def whole_levels(levels: object, name: str = "levels") -> tuple:
     except (TypeError, ValueError, OverflowError):
         raise bad from None
     return tuple(int(v) for v in values)
+
+
+# the FSQ paper's levels for its target codebook sizes (Mentzer et al. 2023, Table 1): K = 2^8 ... 2^16
+PAPER_LEVELS = {2 ** 8: (8, 6, 5), 2 ** 10: (8, 5, 5, 5), 2 ** 12: (7, 5, 5, 5, 5), 2 ** 14: (8, 8, 8, 6, 5),
+                2 ** 16: (8, 8, 8, 5, 5, 5)}
+
+
+def fsq_levels_for(num_codes: int) -> tuple:
+    """FSQ levels for a codebook of about ``num_codes`` codes: the paper's levels for its targets 2^8, 2^10, 2^12,
+    2^14, 2^16 (Table 1; their products are 240, 1000, 4375, 15360, 64000), else the fewest levels between 3 and 8
+    whose product is exactly ``num_codes`` (the largest smallest level among those; e.g. 64 -> (8, 8), 200 ->
+    (8, 5, 5)).  A ``num_codes`` with no such split (a prime above 8, say) is a ValueError naming the fix."""
+    k = check_int("num_codes", num_codes, 3, who="fsq_levels_for")
+    if k in PAPER_LEVELS:
+        return PAPER_LEVELS[k]
+    best = None
+
+    def split(rest: int, most: int, parts: tuple) -> None:  # non-increasing factors in [3, most]
+        nonlocal best
+        if rest == 1:
+            if best is None or (len(parts), -min(parts)) < (len(best), -min(best)):
+                best = parts
+            return
+        if best is not None and len(parts) >= len(best):
+            return
+        for f in range(min(most, rest), 2, -1):
+            if rest % f == 0:
+                split(rest // f, f, parts + (f,))
+    split(k, 8, ())
+    if best is None:
+        raise ValueError(f"fsq_levels_for: {k} codes is no product of levels between 3 and 8; pick levels "
+                         f"yourself (gnnkit vq train: --fsq-levels, e.g. 8,5,5 for 200 codes) or a K such as "
+                         f"{', '.join(map(str, sorted(PAPER_LEVELS)))} (the FSQ paper's)")
+    return best
 
 
 class FSQ(torch.nn.Module):
@@ -136,13 +179,13 @@ class FSQ(torch.nn.Module):
         """Grid points ``[..., d]`` (in [-1, 1]) of code ``indices`` ``[...]``."""
         check_indices(indices, self.num_codes)
         digits = torch.div(indices.long().unsqueeze(-1), self._basis, rounding_mode="floor") % self._levels.long()
-        return (digits.float() - self._half_width) / self._half_width
+        return (digits.to(self._half_width.dtype) - self._half_width) / self._half_width
 
     def indices_from_codes(self, codes: Tensor) -> Tensor:
         """Code indices ``[...]`` of grid points ``codes`` ``[..., d]``; a point with a NaN (a diverged input)
         gets index 0, as :class:`~gnnkit.latent.vq.VectorQuantizer` gives it (a NaN cast to an integer is
         INT64_MIN on x86: a negative or wrapped index otherwise)."""
-        digits = (codes.float() * self._half_width + self._half_width).round()
+        digits = (codes.to(work_dtype(codes)) * self._half_width + self._half_width).round()
         digits = digits.masked_fill(digits.isnan().any(-1, keepdim=True), 0.0).long()
         return (digits * self._basis).sum(-1)
 
@@ -152,7 +195,7 @@ class FSQ(torch.nn.Module):
         if not torch.is_floating_point(z):
             raise ValueError(f"input must be a floating tensor, got {z.dtype}; fix: z.float()")
         check_nonempty(z)
-        zf = z.float()
+        zf = z.to(work_dtype(z))  # fp32 for fp16/bf16; a float64 input keeps its grid points exact in float64
         if self.symmetric:
             b = (self._levels - 1) * (torch.tanh(zf) + 1) / 2 + 0.5
             q = b + (b.floor() - b).detach()

@@ -29,6 +29,7 @@ from ._common import (
     code_counts,
     tempered,
     usage_stats,
+    work_dtype,
 )
 
 _U_EPS = 1e-10  # U is drawn in [eps, 1 - eps] (fp32) so -log(-log U) stays finite
@@ -147,7 +148,7 @@ class GumbelQuantizer(torch.nn.Module):
             raise ValueError(f"logits has {logits.size(-1)} entries in its last dimension; GumbelQuantizer "
                              f"expects num_codes={self.num_codes} logits per vector")
         check_nonempty(logits)
-        lf = logits.float()
+        lf = logits.to(work_dtype(logits))
         log_q = F.log_softmax(lf, dim=-1)
         if self.training:
             tau = self.temperature

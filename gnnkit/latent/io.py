@@ -1,6 +1,7 @@
-"""Writing sampled graphs: one edge list (``u v`` a line) and one ``.pt`` file per graph (a dict of the PyG
-``Data``'s attributes, which plain ``torch.load`` reads: ``Data(**torch.load(path))``), a PNG grid of drawings
-and a JSON manifest — every file written whole or not at all (temporary file + rename)."""
+"""Writing sampled graphs: one edge list (``u v`` a line) and one ``.pt`` file per graph (the PyG ``Data``:
+``torch.load(path, weights_only=False)``, or plain ``torch.load(path)`` once :mod:`gnnkit.latent` is imported,
+which adds PyG's ``Data`` classes to torch's safe globals), a PNG grid of drawings and a JSON manifest — every file
+written whole or not at all (temporary file + rename)."""
 from __future__ import annotations
 
 import hashlib
@@ -19,6 +20,17 @@ from gnnkit._atomic import atomic_write, digest_path, write_figure_atomic, write
 from ._common import check_undirected
 
 _WHY = "the files keep the pairs u < v"
+
+
+def allow_data_loading() -> None:
+    """Let ``torch.load``'s default (``weights_only=True``) read PyG ``Data`` objects, as the sample files hold:
+    PyG's ``Data`` and its storage classes join torch's safe globals (done when :mod:`gnnkit.latent` is
+    imported; the classes hold tensors and plain values only)."""
+    from torch_geometric.data import Data
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import GlobalStorage
+    torch.serialization.add_safe_globals([Data, DataEdgeAttr, DataTensorAttr, GlobalStorage])
+
 
 
 def edge_list_text(graph: Data) -> str:
@@ -157,7 +169,7 @@ def write_samples(graphs: Sequence[Data], out_dir: Union[str, Path], manifest: d
         stem = out / f"graph_{i:0{width}d}"
         atomic_write(stem.with_suffix(".txt"), edge_list_text(g).encode())
         buf = io.BytesIO()
-        torch.save(g.to_dict(), buf)  # plain tensors and ints: torch.load's default weights_only reads it
+        torch.save(g, buf)  # the PyG Data (allow_data_loading: torch.load's default weights_only reads it)
         atomic_write(stem.with_suffix(".pt"), buf.getvalue())
         written += [stem.with_suffix(".txt"), stem.with_suffix(".pt")]
     draw_grid(graphs, out / "graphs.png", title=title)

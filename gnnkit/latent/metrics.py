@@ -57,6 +57,12 @@ Protocol ``"gran"`` (GRAN, and SPECTRE / DiGress which copy it)
     changes values by ~1e-7 absolute (8.5e-8 at most in an independent comparison with SPECTRE's
     code) and is not reproduced.)
 
+Sample preparation (:func:`as_scored`, what ``VQRun.evaluate`` applies to sampled graphs before the MMD): both
+reference pipelines remove isolated nodes from every generated graph first — GDSS's ``utils/graph_utils.py``
+``adjs_to_graphs`` (self-loops and isolated nodes removed; a graph left without nodes becomes one node) and
+GRAN's ``runner/gran_runner.py`` ``get_graph`` (all-zero rows and columns removed; a graph left without nodes
+stays empty, and is then dropped as below).  The MMD functions themselves score the graphs they are given.
+
 Reference behaviour that is kept: generated graphs with zero nodes are dropped before
 computing MMD (the reference drops them, or ORCA fails on them and they are skipped); the
 number dropped is reported.  Reference behaviour that is *not* kept: an empty reference
@@ -111,6 +117,7 @@ __all__ = [
     "clustering_mmd",
     "orbit_mmd",
     "generation_mmd",
+    "as_scored",
     "is_connected_nonempty",
     "validity",
     "uniqueness",
@@ -705,6 +712,25 @@ def generation_mmd(reference: Iterable[GraphLike], generated: Iterable[GraphLike
     out["num_generated"] = len(gen)
     out["num_generated_empty"] = n_empty
     return out
+
+
+def as_scored(generated: Iterable[GraphLike], protocol: str = "graphrnn") -> Tuple[List[nx.Graph], int]:
+    """Generated graphs as ``protocol``'s reference pipeline hands them to its statistics, and the number of
+    isolated nodes removed: self-loops and isolated nodes removed (``"graphrnn"``: GDSS's ``adjs_to_graphs``, a
+    graph left without nodes becomes one node; ``"gran"``: GRAN's ``get_graph``, such a graph stays empty and
+    the MMD drops it and counts it).  Node attributes are kept; the input graphs are not changed."""
+    _check_protocol(protocol)
+    out, removed = [], 0
+    for g in as_graph_list(generated, "generated"):
+        h = g.copy()
+        h.remove_edges_from(list(nx.selfloop_edges(h)))
+        iso = list(nx.isolates(h))
+        removed += len(iso)
+        h.remove_nodes_from(iso)
+        if protocol == "graphrnn" and h.number_of_nodes() == 0:
+            h.add_node(0)
+        out.append(h)
+    return out, removed
 
 
 # --------------------------------------------------------------------------------------

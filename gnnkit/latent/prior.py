@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import check_indices, check_int, check_number, evaluating, tempered
+from ._common import check_indices, check_int, check_number, evaluating, tempered, work_dtype
 from .vqvae import Codes
 
 PREDICTS = ("all", "top", "nodes")
@@ -130,7 +130,8 @@ class CodePrior(torch.nn.Module):
         h = self.tok(tokens) + self.pos(pos).unsqueeze(0)
         causal = torch.nn.Transformer.generate_square_subsequent_mask(L, device=tokens.device)
         h = self.norm(self.transformer(h, mask=causal, is_causal=True))
-        out = self.head(h).float()
+        out = self.head(h)
+        out = out.to(work_dtype(out))
         nxt = torch.arange(1, L + 1, device=tokens.device).clamp_max(self.max_len - 1)
         return out.masked_fill(~self._allowed.index_select(0, nxt).unsqueeze(0), float("-inf"))
 

@@ -609,7 +609,7 @@ class VQRun:
         samples) against the test graphs under each protocol, and validity / uniqueness / novelty, for
         ``repeats`` sampling seeds ``seed, seed+1, …`` (mean and standard deviation over them; small
         test sets make one draw noisy); plus test-set reconstruction."""
-        from .metrics import STATISTICS, generation_mmd, novelty, uniqueness, validity
+        from .metrics import STATISTICS, as_scored, generation_mmd, novelty, uniqueness, validity
         if self.data is None:
             raise ValueError("evaluation needs the run's data; resume it with load_data=True")
         repeats = check_int("repeats", repeats, 1, who="VQRun.evaluate")
@@ -631,8 +631,15 @@ class VQRun:
                    "novelty": novelty(gen, self.data.train, node_attr=attr),
                    "nodes_mean": sum(g.number_of_nodes() for g in gen) / n,
                    "edges_mean": sum(g.number_of_edges() for g in gen) / n}
-            for protocol in protocols:
-                one[f"mmd_{protocol}"] = generation_mmd(self.data.test, gen, protocol=protocol)
+            for protocol in protocols:  # isolated nodes removed first, as the protocol's reference pipeline does
+                scored, removed = as_scored(gen, protocol)
+                if any(h.number_of_nodes() for h in scored):
+                    one[f"mmd_{protocol}"] = generation_mmd(self.data.test, scored, protocol=protocol)
+                else:  # every sample without edges, emptied (GRAN's pipeline): its MMDs are undefined (NaN there)
+                    one[f"mmd_{protocol}"] = {"protocol": protocol, **{s: math.nan for s in STATISTICS},
+                                              "num_reference": len(self.data.test), "num_generated": 0,
+                                              "num_generated_empty": n}
+                one[f"mmd_{protocol}"]["isolated_nodes_removed"] = removed
             runs.append(one)
 
         def mean_std(values: List[float]) -> Tuple[float, float]:
@@ -645,7 +652,7 @@ class VQRun:
         base = []
         for r in range(repeats):
             subset = random.Random(seed + r).sample(list(self.data.train), min(n, len(self.data.train)))
-            base.append({p: generation_mmd(self.data.test, subset, protocol=p) for p in protocols})
+            base.append({p: generation_mmd(self.data.test, as_scored(subset, p)[0], protocol=p) for p in protocols})
 
         res = {"dataset": self.meta["dataset"], "description": self.meta["description"], "num_samples": n,
                "num_test": len(self.data.test), "sample_seeds": [seed + r for r in range(repeats)],
@@ -658,6 +665,8 @@ class VQRun:
                     agg[stat], agg[f"{stat}_std"] = mean_std([x[f"mmd_{protocol}"][stat] for x in runs])
                     agg[f"train_subset_{stat}"], agg[f"train_subset_{stat}_std"] = mean_std(
                         [b[protocol][stat] for b in base])
+            agg["isolated_nodes_removed_mean"] = sum(x[f"mmd_{protocol}"]["isolated_nodes_removed"] for x in runs) / \
+                (len(runs) * n)  # per sampled graph
             res[f"mmd_{protocol}"] = agg
         for key in ("validity", "uniqueness", "novelty", "nodes_mean", "edges_mean", "sample_seconds"):
             res[key], res[f"{key}_std"] = mean_std([x[key] for x in runs])

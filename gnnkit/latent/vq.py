@@ -45,6 +45,7 @@ from ._common import (
     check_number,
     code_counts,
     usage_stats,
+    work_dtype,
 )
 
 METRICS = ("l2", "cosine")
@@ -195,8 +196,8 @@ class VectorQuantizer(torch.nn.Module):
             self.initialised.fill_(not self.kmeans_init)
             self.restart_pending.zero_()
 
-    def _codewords(self) -> Tensor:
-        w = self.codebook.float()
+    def _codewords(self, dtype: Optional[torch.dtype] = None) -> Tensor:
+        w = self.codebook.to(work_dtype(self.codebook) if dtype is None else dtype)
         return F.normalize(w, dim=-1) if self.metric == "cosine" else w
 
     def codes_from_indices(self, indices: Tensor) -> Tensor:
@@ -270,14 +271,15 @@ class VectorQuantizer(torch.nn.Module):
             raise ValueError(f"input must be a floating tensor, got {z.dtype}")
         check_nonempty(z)
         shape = z.shape[:-1]
-        zf = z.reshape(-1, self.dim).float()
+        wd = work_dtype(z, self.codebook)  # fp32 for fp16/bf16, fp64 for a float64 input or codebook
+        zf = z.reshape(-1, self.dim).to(wd)
         if self.metric == "cosine":
             zf = F.normalize(zf, dim=-1)
         if self.training:
             self._apply_restart()
             if not bool(self.initialised):
                 self._init_kmeans(zf.detach())
-        codewords = self._codewords()
+        codewords = self._codewords(wd)
         idx, _ = nearest_code(zf.detach(), codewords.detach())
         e = codewords.index_select(0, idx)
         scale = float(self.dim) if self.loss_reduction == "sum" else 1.0  # mean over N*D -> sum over D

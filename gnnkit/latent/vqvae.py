@@ -97,7 +97,7 @@ class GraphEncoder(torch.nn.Module):
         if self.label is not None:
             h = h + self.label(data.node_label)
         if self.feat is not None:
-            h = h + self.feat(data.x.float())
+            h = h + self.feat(data.x.to(self.feat.weight.dtype))  # (a .double() model reads float64 features)
         return h
 
     def forward(self, h: Tensor, edge_index: Tensor) -> Tensor:
@@ -274,6 +274,7 @@ class GraphVQVAE(torch.nn.Module):
         pairs, targets = self._edge_targets(data, mask)
         logits, labels, feats = self._heads(h_dense, mask, pairs)
         # a batch without node pairs (single-node graphs) has no edge term
+        targets = targets.to(logits.dtype)  # (float64 logits of a .double() model: float64 targets)
         edge = F.binary_cross_entropy_with_logits(logits, targets) if logits.numel() else logits.sum()
         terms = {"edge": edge, "vq": qo.loss}
         loss = terms["edge"] + qo.loss
@@ -281,7 +282,7 @@ class GraphVQVAE(torch.nn.Module):
             terms["label"] = F.cross_entropy(labels, data.node_label)
             loss = loss + terms["label"]
         if feats is not None:
-            terms["feature"] = F.mse_loss(feats, data.x.float())
+            terms["feature"] = F.mse_loss(feats, data.x.to(feats.dtype))
             loss = loss + terms["feature"]
         if top_out is not None:
             terms["vq_top"] = top_out.loss
