@@ -47,12 +47,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_SWEPT: set = set()  # (folder, name) already swept by this process: once is enough (a folder of many files)
+
+
 def sweep_stale_temps(path: Path) -> None:
     """Remove what writers of ``path`` that were killed mid-write left beside it (``.<name>.tmp-<pid>-*`` whose
-    process is gone: a whole temporary file or split folder each); a live writer's are kept.  Best effort."""
-    pattern = re.compile(re.escape(f".{path.name}.tmp-") + r"(\d+)-")
+    process is gone: a whole temporary file or split folder each); a live writer's are kept.  Best effort, once
+    per path and process."""
+    key = (str(path.parent), path.name)
+    if key in _SWEPT:
+        return
+    _SWEPT.add(key)
+    prefix = f".{path.name}.tmp-"
+    pattern = re.compile(re.escape(prefix) + r"(\d+)-")
     try:
-        entries = list(path.parent.iterdir())
+        entries = [Path(e.path) for e in os.scandir(path.parent) if e.name.startswith(prefix)]
     except OSError:
         return
     for entry in entries:
