@@ -225,3 +225,16 @@ def test_evaluation_removes_isolated_nodes_as_the_reference_pipelines():
     assert res["num_generated_empty"] == 1 and res["num_generated"] == 1
     assert generation_mmd(ref, [nx.path_graph(4)], "graphrnn")["degree"] == \
         generation_mmd(ref, as_scored([g], "graphrnn")[0], "graphrnn")["degree"]
+
+
+@pytest.mark.parametrize("layer", ["GATConv", "GATv2Conv"])
+def test_returned_edge_index_keeps_the_input_s_sort_order_without_loops(layer):
+    from torch_geometric import EdgeIndex
+    ei = EdgeIndex(torch.tensor([[1, 2, 0, 2, 0], [0, 0, 1, 1, 2]]), sparse_size=(3, 3), sort_order="col")
+    x = torch.randn(3, 4)
+    for loops in (False, True):
+        p, q = getattr(pnn, layer)(4, 2, add_self_loops=loops), getattr(gnn, layer)(4, 2, add_self_loops=loops)
+        q.load_state_dict(p.state_dict())
+        (_, (ep, ap)), (_, (eq, aq)) = p(x, ei, return_attention_weights=True), q(x, ei, return_attention_weights=True)
+        assert torch.equal(ep.as_tensor(), eq.as_tensor()) and torch.allclose(ap, aq, atol=1e-6)
+        assert ep.sort_order == eq.sort_order, (loops, ep.sort_order, eq.sort_order)

@@ -153,8 +153,10 @@ def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int,
         ei = attention_edge_index(st, edge_index)
         # flow="target_to_source": the user's orientation, as PyG returns it
         ei = ei.flip(0) if flipped else ei
-        if isinstance(edge_index, EdgeIndex):  # PyG returns an EdgeIndex (sizes kept, no sort order)
-            ei = EdgeIndex(ei, sparse_size=edge_index.sparse_size())
+        if isinstance(edge_index, EdgeIndex):
+            if st.keep is None and not flipped:  # no loops added: PyG hands the input back (its sort order kept)
+                return edge_index, g.from_csr_order(alpha)
+            ei = EdgeIndex(ei, sparse_size=edge_index.sparse_size())  # loops added: sizes kept, no sort order
         return ei, g.from_csr_order(alpha)
     a = alpha
     if SparseTensor is not None and isinstance(edge_index, SparseTensor):
