@@ -238,3 +238,31 @@ def test_returned_edge_index_keeps_the_input_s_sort_order_without_loops(layer):
         (_, (ep, ap)), (_, (eq, aq)) = p(x, ei, return_attention_weights=True), q(x, ei, return_attention_weights=True)
         assert torch.equal(ep.as_tensor(), eq.as_tensor()) and torch.allclose(ap, aq, atol=1e-6)
         assert ep.sort_order == eq.sort_order, (loops, ep.sort_order, eq.sort_order)
+
+
+# ------------------------------------------------------------------------------------ the lectures' extras
+@pytest.mark.parametrize("bad", [2.5, 2.0, "8", None, True])
+def test_transformer_distance_cap_is_an_int_named(bad):
+    """A float / string / None max_distance reached torch's own TypeError (zeros(): argument 'size'...)."""
+    from gnnkit.nn import GraphTransformerConv
+    from gnnkit.ops import batch_distances
+    with pytest.raises(ValueError, match="max_distance"):
+        GraphTransformerConv(8, heads=2, max_distance=bad)
+    with pytest.raises(ValueError, match="batch_distances: max_distance"):
+        batch_distances(torch.tensor([[0, 1], [1, 2]]), torch.zeros(3, dtype=torch.long), bad)
+    with pytest.raises(ValueError, match="max_nodes"):
+        GraphTransformerConv(8, heads=2, max_nodes="10")
+
+
+def test_cycle_counts_exact_in_float64_on_request():
+    """Counts are computed in float64 but came back in float32 only (rounded above 2^24, a hub of ~4,100 neighbours
+    at k = 4); dtype=torch.float64 returns them exact."""
+    from gnnkit.nn import cycle_count_features
+    m = 6  # a star: closed 4-walks from the hub m * m, from a leaf m
+    leaves = torch.arange(1, m + 1)
+    e = torch.cat([torch.stack([torch.zeros_like(leaves), leaves]), torch.stack([leaves, torch.zeros_like(leaves)])], 1)
+    exact = cycle_count_features(e, m + 1, 4, dtype=torch.float64)
+    assert exact.dtype == torch.float64 and exact[0, 3] == m * m and exact[1, 3] == m
+    assert cycle_count_features(e, m + 1, 4).dtype == torch.get_default_dtype()
+    with pytest.raises(ValueError, match="dtype must be a floating"):
+        cycle_count_features(e, m + 1, 4, dtype=torch.long)

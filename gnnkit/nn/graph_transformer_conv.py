@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Embedding, LayerNorm, Linear, Parameter
 
+from gnnkit._checks import check_int
 from gnnkit.ops import batch_distances, cached_for, graph_attention, validate_edge_index
 
 MAX_NODES = 1024  # the largest graph the dense per-graph attention takes by default
@@ -65,7 +66,8 @@ class GraphTransformerConv(torch.nn.Module):
     over the nodes ``j`` of ``i``'s graph:
 
     - ``attention="full"``: every pair; ``"adjacency"``: only ``i`` itself and its neighbours (the adjacency
-      matrix as a mask, renormalised: the GAT limit);
+      matrix as a mask, renormalised: the GAT limit); edges count both ways (the graph is read as undirected, as
+      for the distances), so on a directed ``edge_index`` the mask is :math:`A + A^\top + I`;
     - ``spatial_bias``: :math:`b_{\phi(i,j)}` learned per head and per shortest-path distance
       :math:`\phi(i,j) \in \{0..\text{max\_distance}\}` (one more bucket for farther / unreachable);
     - ``degree_encoding``: a learned embedding of each node's degree (capped at ``max_degree``) added to
@@ -101,9 +103,10 @@ class GraphTransformerConv(torch.nn.Module):
             raise ValueError(f"GraphTransformerConv: channels={channels} must be divisible by heads={heads}")
         if attention not in ("full", "adjacency"):
             raise ValueError(f"GraphTransformerConv: attention must be 'full' or 'adjacency', got {attention!r}")
-        if max_distance < 1:
-            raise ValueError(f"GraphTransformerConv: max_distance must be >= 1 (hops of the spatial bias), got "
-                             f"{max_distance}")
+        max_distance = check_int("max_distance", max_distance, 1, who="GraphTransformerConv",
+                                 hint=" (hops of the spatial bias)")
+        max_nodes = check_int("max_nodes", max_nodes, 1, who="GraphTransformerConv")
+        ffn_ratio = check_int("ffn_ratio", ffn_ratio, 0, who="GraphTransformerConv")
         self.channels, self.heads, self.attention = channels, heads, attention
         self.max_distance, self.max_degree, self.max_nodes, self.dropout = max_distance, max_degree, max_nodes, dropout
         self.norm1 = LayerNorm(channels)

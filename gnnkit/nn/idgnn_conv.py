@@ -185,7 +185,8 @@ class IDGNN(torch.nn.Module):
         return torch.cat(outs) if outs else x.new_zeros(0, self.convs[-1].out_channels)
 
 
-def cycle_count_features(edge_index: Tensor, num_nodes: int, max_length: int = 4, chunk: int = 1024) -> Tensor:
+def cycle_count_features(edge_index: Tensor, num_nodes: int, max_length: int = 4, chunk: int = 1024,
+                         dtype: Optional[torch.dtype] = None) -> Tensor:
     """ID-GNN-Fast's identity features: ``[N, max_length]`` with column ``k-1`` = :math:`[A^k]_{vv}`, the
     number of closed walks of length k from each node (``k=3``: twice its triangles), for ``k = 1..max_length``.
 
@@ -193,8 +194,10 @@ def cycle_count_features(edge_index: Tensor, num_nodes: int, max_length: int = 4
     length 1 (coalesce and drop loops first, ``torch_geometric.utils.coalesce`` / ``remove_self_loops``, for
     a simple graph's counts).
 
-    Exact, by sparse products with ``chunk`` columns of the identity at a time (memory ``N x chunk``,
-    time ``max_length x E x N``: meant for graphs up to ~10^5 nodes)."""
+    Computed in float64 by sparse products with ``chunk`` columns of the identity at a time (memory
+    ``N x chunk``, time ``max_length x E x N``: meant for graphs up to ~10^5 nodes): exact below 2^53.
+    Returned in ``dtype`` (default: torch's default dtype; float32 rounds counts above 2^24, a hub of ~4,100
+    neighbours at k = 4: pass ``dtype=torch.float64`` for the exact counts)."""
     for name, value, least in (("num_nodes", num_nodes, 0), ("max_length", max_length, 1), ("chunk", chunk, 1)):
         check_int(name, value, least, who="cycle_count_features")
     validate_edge_index(edge_index, num_nodes, num_nodes)
@@ -209,4 +212,6 @@ def cycle_count_features(edge_index: Tensor, num_nodes: int, max_length: int = 4
         for k in range(max_length):
             y = torch.sparse.mm(a, y)
             out[cols, k] = y[cols, torch.arange(cols.numel())]
-    return out.to(torch.get_default_dtype())
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"cycle_count_features: dtype must be a floating torch dtype, got {dtype!r}")
+    return out.to(torch.get_default_dtype() if dtype is None else dtype)

@@ -14,6 +14,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from gnnkit._checks import check_int
+
 from ._autograd import apply_function, first_order_only
 from ._backend import use_triton
 from .primitives import graph_attention_fused_bwd_op, graph_attention_fused_op, graph_attention_op
@@ -116,8 +118,7 @@ def batch_distances(edge_index: Tensor, batch: Tensor, max_distance: int, num_gr
     num_nodes [B])`` with ``N`` the largest graph.  Distances above ``max_distance``, unreachable pairs and
     padding get ``max_distance + 1``; edges are taken as undirected.  Breadth-first by boolean matrix
     products (``max_distance`` of them, on the batch's device)."""
-    if max_distance < 1:
-        raise ValueError(f"batch_distances: max_distance must be >= 1, got {max_distance}")
+    max_distance = check_int("max_distance", max_distance, 1, who="batch_distances")
     if batch.dim() != 1:
         raise ValueError(f"batch_distances: batch must be [N] graph ids, got {list(batch.shape)}")
     batch = batch.long()
