@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from gnnkit.ogb.runner import spread
+
 
 def rows(folder: Path) -> list:
     res = json.loads((folder / "results.json").read_text())
@@ -25,7 +27,7 @@ def rows(folder: Path) -> list:
         within = ""
         if board:
             within = "yes" if abs(t["mean"] - board[0]) <= board[1] else f"no ({t['mean'] - board[0]:+.4f})"
-        out.append(f"| {res['dataset']} | {res['model']} | {lib} | {t['mean']:.4f} ± {t['std']:.4f} | "
+        out.append(f"| {res['dataset']} | {res['model']} | {lib} | {t['mean']:.4f} {spread(t, s['runs'])} | "
                    f"{s['runs']} × {res['protocol']['epochs']} | {best} | {s['epoch_s']:.1f} | {s['peak_mb']:.0f} | "
                    + (f"{board[0]:.4f} ± {board[1]:.4f} | {within} |" if board else "– | – |"))
     return out

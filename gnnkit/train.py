@@ -13,6 +13,7 @@ use before it.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -250,8 +251,9 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
             "step_peak_mb_median": statistics.median(x["step_peak_mb"] for x in rs),
             "runs": rs,
         }
+    # the processes that trained (torchrun): epoch times and results of 1 and P processes are not the same thing
     return {"config": asdict(cfg), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "summary": summary}
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")), "summary": summary}
 
 
 def format_table(res: dict) -> str:

@@ -274,3 +274,13 @@ def test_ranks_share_the_encoders_dropout_masks_and_draw_their_own_decoder_masks
     per-rank stream: the encoder's masks stay equal on every rank (3 and 2 pairs a batch here), the decoder's
     differ."""
     _run_ranks([str(REPO / "tests" / "dist_dropout_streams.py")], 2)
+
+
+def test_an_ogbg_epoch_under_two_processes_hands_over_every_training_graph(synth):
+    """Review 2026-12-05 (fourth round): each rank dropped its partial last batch (drop_last), so at 2 processes x 32 a
+    third of a 96-graph training set never trained in an epoch.  Now the ranks keep it (the sampler's equal shares
+    give both the same batch sizes)."""
+    out = _run_ranks([str(REPO / "tests" / "dist_ogb_coverage.py"), str(synth), "32"], 2)
+    res = json.loads(out[0][0].strip().splitlines()[-1])
+    assert res["every_graph"] and res["train"] <= res["handed"] <= res["train"] + 1, res  # (+1: the sampler's pad)
+    assert res["sizes"][0] == res["sizes"][1]  # the same steps on both ranks

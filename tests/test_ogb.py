@@ -534,3 +534,18 @@ def test_forward_layer_norm_weight_is_for_gcn_only():
     for lib in ("gnnkit", "pyg"):
         with pytest.raises(ValueError, match="norm_weight is for GCN layers"):
             NodeGNN("sage", lib, 4, 8, 3, num_layers=2).forward_layer(0, x, ei, torch.ones(3))
+
+
+def test_review4_one_graph_batches_single_runs_and_a_missing_resume(synth, tmp_path, capsys):
+    """Review 2026-12-05 (fourth round): a batch size leaving one graph per batch failed after training started
+    with a RuntimeError blaming the batches (under torchrun: a traceback); one run reported "± 0.0000" where OGB's
+    Logger has no spread; `--resume` into a folder without a run started afresh without a word."""
+    base = ["ogb", "ogbg-molhiv", "--model", "gin", "--root", str(synth), "--runs", "1", "--epochs", "1",
+            "--hidden", "8", "--layers", "gnnkit", "--no-progress"]
+    assert console_main(base + ["--batch-size", "1", "--out", str(tmp_path / "b1")]) == 2
+    assert "--batch-size must be >= 2" in capsys.readouterr().err
+    assert console_main(base + ["--out", str(tmp_path / "new"), "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "note: no run in" in captured.err and "(1 run)" in captured.out
+    res = json.loads((tmp_path / "new" / "results.json").read_text())
+    assert res["summary"]["gnnkit"]["test"]["std"] is None  # NaN in the JSON: null

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -199,6 +200,7 @@ def _run(args) -> int:
         payload = {"dataset": args.dataset, "complete": complete, "epochs_done": len(res.history),
                    "best_epoch": res.best_epoch, "val": res.val, "test": res.test, "seconds": res.seconds,
                    "not_computed": {k: v for k, v in not_ranked.items() if v},
+                   "world_size": int(os.environ.get("WORLD_SIZE", "1")),  # processes that trained (torchrun)
                    "config": res.config, "split": info, "history": res.history,
                    "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
         write_json_verified(payload, args.json)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -63,8 +64,18 @@ def _sync(device: torch.device) -> None:
 
 
 def _mean_std(xs: List[float]) -> Dict[str, float]:
+    """Mean and unbiased standard deviation (OGB's Logger); one run has none (NaN, ``null`` in the JSON), as
+    OGB's ``torch.std`` of one value gives."""
     return {"mean": statistics.mean(xs) if xs else math.nan,
-            "std": statistics.stdev(xs) if len(xs) > 1 else 0.0 if xs else math.nan}
+            "std": statistics.stdev(xs) if len(xs) > 1 else math.nan}
+
+
+def spread(m: Dict[str, Any], runs: int) -> str:
+    """``± std`` for a table, ``(1 run)`` where one run has no spread (a JSON's ``null``, or 0.0 from before)."""
+    sd = m.get("std")
+    if runs < 2 or sd is None or not math.isfinite(sd):
+        return "(1 run)" if runs < 2 else "± n/a"
+    return f"± {sd:.4f}"
 
 
 def summarize(log: Dict[str, Any], runs: Optional[int] = None,
@@ -277,6 +288,8 @@ def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
         raise ResumeError(f"{out_dir}: holds {others[:5]}{' ...' if len(others) > 5 else ''} but no gnnkit ogb "
                           "log.json: a new run would write its files among them (and replace a results.json); "
                           "fix: a new or empty --out")
+    if resume:  # say so: a mistyped --out would otherwise redo the whole run silently (as gnnkit linkpred says it)
+        print(f"note: no run in {out_dir} (no log.json); starting a new run", file=sys.stderr)
     return {"protocol": protocol, "runs": {}}, None
 
 
@@ -311,8 +324,8 @@ def format_table(res: Dict[str, Any]) -> str:
              f"{'layers':<10}{'runs':>6}{'test':>20}{'valid':>20}{'epoch (s)':>12}{'peak (MiB)':>12}"]
     for lib, s in res["summary"].items():
         t, v = s["test"], s["valid"]
-        lines.append(f"{lib:<10}{s['runs']:>6}{t['mean']:>12.4f} ± {t['std']:<6.4f}{v['mean']:>12.4f} ± "
-                     f"{v['std']:<6.4f}{s['epoch_s']:>12.3f}{s['peak_mb']:>12.1f}")
+        lines.append(f"{lib:<10}{s['runs']:>6}{t['mean']:>12.4f} {spread(t, s['runs']):<8}{v['mean']:>12.4f} "
+                     f"{spread(v, s['runs']):<8}{s['epoch_s']:>12.3f}{s['peak_mb']:>12.1f}")
     if res.get("leaderboard"):
         m, sd = res["leaderboard"]
         off = official_differences(res)

@@ -216,10 +216,11 @@ class GraphTask:
 
 
 class GraphTrainer(Trainer):
-    """Mini-batches of graphs.  With several processes each rank trains on its share of every epoch
-    (``DistributedSampler``, reshuffled per epoch from the seed, full batches only so every rank takes
-    the same number of steps) and evaluates its share of valid/test; rank 0 gathers the predictions and
-    computes the score once with OGB's ``Evaluator``."""
+    """Mini-batches of graphs, as OGB's example: shuffled, the last batch partial, a batch of one graph skipped (batch
+    norm).  With several processes each rank trains on its share of every epoch (``DistributedSampler``, reshuffled
+    per epoch from the seed; it repeats up to ``P - 1`` graphs so the shares are equal, hence every rank's batches
+    have the same sizes and every rank takes the same steps) and evaluates its share of valid/test; rank 0 gathers
+    the predictions and computes the score once with OGB's ``Evaluator``."""
 
     def __init__(self, task: GraphTask, lib: str, seed: int, init_state: Optional[Dict[str, Tensor]],
                  ctx: DistContext = _LOCAL):
@@ -236,10 +237,17 @@ class GraphTrainer(Trainer):
         self.epoch = 0
         ds = task.dataset
         train = ds[task.split["train"]]
+        share = -(-len(train) // ctx.world_size)  # graphs per process and epoch (the sampler pads to equal shares)
+        if cfg.batch_size < 2 or share < 2:
+            raise ValueError(f"--batch-size {cfg.batch_size} over {len(train)} training graphs"
+                             f"{f' in {ctx.world_size} processes ({share} each)' if ctx.enabled else ''}: every "
+                             "batch would hold one graph, which OGB's loop skips (batch norm), so no training step "
+                             "would be taken; fix: --batch-size >= 2 and at least 2 training graphs per process")
         if ctx.enabled:
             from torch.utils.data.distributed import DistributedSampler
             self.sampler = DistributedSampler(train, ctx.world_size, ctx.rank, shuffle=True, seed=seed)
-            self.train_loader = DataLoader(train, batch_size=cfg.batch_size, sampler=self.sampler, drop_last=True)
+            # (no drop_last: equal shares give every rank the same batch sizes, the partial last one included)
+            self.train_loader = DataLoader(train, batch_size=cfg.batch_size, sampler=self.sampler)
         else:
             self.sampler = None
             self.train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=self.gen)
@@ -254,8 +262,10 @@ class GraphTrainer(Trainer):
         total, count = 0.0, 0
         for batch in _bar(self.train_loader, len(self.train_loader), progress, "train"):
             batch = batch.to(self.device)
-            if self.sampler is None and (batch.x.size(0) == 1 or int(batch.batch[-1]) == 0):
-                continue  # OGB's examples skip single-node / single-graph batches (batch norm)
+            if batch.x.size(0) == 1 or int(batch.batch[-1]) == 0:
+                # OGB's examples skip single-node / single-graph batches (batch norm); under several processes every
+                # rank's batch holds as many graphs (equal shares), so every rank skips the same step
+                continue
             pred = self.net(batch)
             y = batch.y.to(pred.dtype)
             labelled = y == y  # NaN marks a missing label
