@@ -50,5 +50,5 @@ def check_number(name: str, value: object, minimum: float, who: str = "") -> flo
     if _bool_like(value) or not isinstance(value, numbers.Real):
         raise ValueError(f"{pre}{name} must be a number >= {minimum}, got {value!r}")
     if not math.isfinite(float(value)) or float(value) < minimum:
-        raise ValueError(f"{pre}{name} must be a finite number >= {minimum}, got {value!r}")
+        raise ValueError(f"{pre}{name} must be a number >= {minimum} (finite), got {value!r}")
     return float(value)

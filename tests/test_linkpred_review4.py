@@ -44,10 +44,10 @@ def test_split_flags_refuse_strings(cls, arg):
 @pytest.mark.parametrize("ratio", [float("inf"), float("nan"), -1, "1"])
 def test_negative_ratios_must_be_finite_numbers(ratio):
     for cls in (TransductiveLinkSplit, InductiveLinkSplit):
-        with pytest.raises(ValueError, match="neg_sampling_ratio must be a"):
+        with pytest.raises(ValueError, match="neg_sampling_ratio must be a number"):
             cls(neg_sampling_ratio=ratio, seed=0)
     tr, _, _ = TransductiveLinkSplit(seed=0)(_data())
-    with pytest.raises(ValueError, match="train_negative_sampler: neg_sampling_ratio must be a"):
+    with pytest.raises(ValueError, match="train_negative_sampler: neg_sampling_ratio must be a number"):
         train_negative_sampler(tr, neg_sampling_ratio=ratio)
 
 

@@ -266,3 +266,71 @@ def test_cycle_counts_exact_in_float64_on_request():
     assert cycle_count_features(e, m + 1, 4).dtype == torch.get_default_dtype()
     with pytest.raises(ValueError, match="dtype must be a floating"):
         cycle_count_features(e, m + 1, 4, dtype=torch.long)
+
+
+# ------------------------------------------------------------------------------------------- ops and blocks
+@pytest.mark.parametrize("block", ["add", "mean", "max", "virtual_node", "gated", "idgnn", "idgnn_id", "pgnn"])
+def test_graph_level_blocks_compile_without_graph_breaks(block):
+    """Issue 11: "No graph breaks (fullgraph=True), backward included"; the pools, VirtualNode, GatedReadout, IDGNNConv
+    and PGNNConv checked their inputs with data-dependent Python branches (Could not guard on data-dependent
+    expression)."""
+    torch._dynamo.reset()
+    x = torch.randn(10, 4, requires_grad=True)
+    b = torch.tensor([0] * 5 + [1] * 5)
+    ei = torch.tensor([[0, 1, 2, 3, 5, 6, 7, 8], [1, 2, 3, 4, 6, 7, 8, 9]])
+    vn, gr, idc, pg = gnn.VirtualNode(4), gnn.GatedReadout(4, 4), gnn.IDGNNConv(4, 4), gnn.PGNNConv(4, 4)
+    dm, da = torch.rand(10, 3), torch.randint(0, 10, (10, 3), generator=torch.Generator().manual_seed(0))
+    f = {"add": lambda: gnn.global_add_pool(x, b, 2), "mean": lambda: gnn.global_mean_pool(x, b, 2),
+         "max": lambda: gnn.global_max_pool(x, b, 2),
+         "virtual_node": lambda: vn.broadcast(x, vn.initial_state(b, 2), b),
+         "gated": lambda: gr(x, b, 2), "idgnn": lambda: idc(x, ei),
+         "idgnn_id": lambda: idc(x, ei, torch.tensor([0, 3])), "pgnn": lambda: pg(x, dm, da)[0]}[block]
+    ref = f()
+    out = torch.compile(f, fullgraph=True, backend="aot_eager")()
+    assert torch.allclose(out, ref)
+    out.sum().backward()
+    assert x.grad is not None
+
+
+def test_gat_attention_names_integer_inputs_and_compiles_with_one_score_tensor():
+    """Integer x: the attention weights were cast to it (all 0, silently); a_src is a_dst: under compile,
+    autograd.Function refused the duplicate input."""
+    from gnnkit.ops import Graph, gat_attention
+    g = Graph.build(torch.tensor([[0, 1, 2], [3, 3, 3]]), num_nodes=4)
+    a = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="gat_attention: x must be a floating-point tensor"):
+        gat_attention(g, torch.ones(4, 2, 3, dtype=torch.long), a, a)
+    torch._dynamo.reset()
+    x, a = torch.randn(4, 2, 3, requires_grad=True), torch.randn(4, 2, requires_grad=True)
+    f = lambda: gat_attention(g, x, a, a)[0]  # noqa: E731
+    out = torch.compile(f, fullgraph=True, backend="aot_eager")()
+    assert torch.allclose(out, f())
+    out.sum().backward()
+
+
+def test_a_structured_edit_across_fingerprint_blocks_is_seen():
+    """Blocks of 2^20 ids were weighted 1, 3, 5, ...: +1, -2, +1 at one offset of three blocks kept both sums, and
+    the cache returned the old graph (2.21 off)."""
+    from gnnkit.ops import as_graph
+    n, e = 1000, 1_200_000  # > 2^21 ids: three fingerprint blocks
+    ei = torch.randint(1, n - 2, (2, e), generator=torch.Generator().manual_seed(0))
+    g1, _ = as_graph(ei, num_nodes=n)
+    flat, block = ei.data.view(-1), 2 ** 20
+    flat[5] += 1
+    flat[5 + block] -= 2
+    flat[5 + 2 * block] += 1
+    g2, _ = as_graph(ei, num_nodes=n)
+    assert g2 is not g1
+
+
+@pytest.mark.parametrize("layer", ["transformer", "idgnn", "pgnn"])
+def test_layers_reading_the_edge_list_name_a_graph_or_sparse_input(layer):
+    from gnnkit.ops import Graph
+    ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    x = torch.randn(3, 8)
+    call = {"transformer": lambda adj: gnn.GraphTransformerConv(8, heads=2)(x, adj, torch.zeros(3, dtype=torch.long)),
+            "idgnn": lambda adj: gnn.IDGNN(8, 8, 2)(x, adj), "pgnn": lambda adj: gnn.PGNN(8, 8)(x, adj)}[layer]
+    for adj in (Graph.build(ei, num_nodes=3), torch.sparse_coo_tensor(ei.flip(0), torch.ones(3), (3, 3))):
+        with pytest.raises(ValueError, match=r"takes edge_index as a \[2, E\] tensor"):
+            call(adj)
+    call(ei)

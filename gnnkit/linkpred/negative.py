@@ -98,14 +98,20 @@ class PairSpace:
             if batch is not None:
                 raise ValueError("batch is not supported with bipartite num_nodes=(num_src, num_dst)")
             self.bipartite = True
-            self.num_src = check_int("num_nodes[0] (num_src)", _as_int(num_nodes[0]), 1)
-            self.num_dst = check_int("num_nodes[1] (num_dst)", _as_int(num_nodes[1]), 1)
+            sides = [_as_int(v) for v in num_nodes]
+            if all(isinstance(v, int) for v in sides) and min(sides) <= 0:
+                raise ValueError(f"num_nodes sides must be positive, got {num_nodes!r}")
+            self.num_src = check_int("num_nodes[0] (num_src)", sides[0], 1)
+            self.num_dst = check_int("num_nodes[1] (num_dst)", sides[1], 1)
             self.size = self.num_src * self.num_dst
             _check_pair_ranks(self.size, num_nodes)
             self.ptr = None
             return
         self.bipartite = False
-        n = check_int("num_nodes", _as_int(num_nodes), 1)
+        n = _as_int(num_nodes)
+        if isinstance(n, int) and not isinstance(n, bool) and n <= 0:
+            raise ValueError(f"num_nodes must be positive, got {num_nodes!r}")
+        n = check_int("num_nodes", n, 1)
         _check_pair_ranks(n * n, num_nodes)
         self.num_src = self.num_dst = n
         if batch is None:

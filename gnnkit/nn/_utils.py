@@ -81,6 +81,15 @@ def edge_linear(lin: torch.nn.Module, x: Tensor) -> Tensor:
     return torch.cat([x, x.new_ones(x.size(0), 1)], 1) @ torch.cat([w.t(), b.view(1, -1)], 0)
 
 
+def require_edge_list(edge_index: Any, layer: str) -> None:
+    """Layers that read the edge list itself (distances, ego networks, anchor scores) take ``edge_index`` ``[2, E]``
+    only: a ``Graph`` or a sparse adjacency is refused by name (it failed deep inside with an ``AttributeError``)."""
+    if isinstance(edge_index, Graph) or is_sparse_adj(edge_index):
+        raise ValueError(f"{layer} takes edge_index as a [2, E] tensor (it reads the edge list itself), got a "
+                         f"{type(edge_index).__name__}{' (sparse)' if is_sparse_adj(edge_index) else ''}; fix: pass "
+                         "the edge_index (for a sparse adj_t: adj_t.coalesce().indices().flip(0))")
+
+
 def check_floating(layer: str, x: Any) -> None:
     """Integer or bool node features (``x``, or either side of a pair) are refused by name: the layer's weights are
     floating point (PyG fails there with a raw dtype error from deep inside)."""

@@ -12,6 +12,8 @@ from torch.nn import Embedding, LayerNorm, Linear, Parameter
 from gnnkit._checks import check_int
 from gnnkit.ops import batch_distances, cached_for, graph_attention, validate_edge_index
 
+from ._utils import require_edge_list
+
 MAX_NODES = 1024  # the largest graph the dense per-graph attention takes by default
 
 
@@ -103,6 +105,9 @@ class GraphTransformerConv(torch.nn.Module):
             raise ValueError(f"GraphTransformerConv: channels={channels} must be divisible by heads={heads}")
         if attention not in ("full", "adjacency"):
             raise ValueError(f"GraphTransformerConv: attention must be 'full' or 'adjacency', got {attention!r}")
+        if isinstance(max_distance, int) and not isinstance(max_distance, bool) and max_distance < 1:
+            raise ValueError(f"GraphTransformerConv: max_distance must be >= 1 (hops of the spatial bias), got "
+                             f"{max_distance}")
         max_distance = check_int("max_distance", max_distance, 1, who="GraphTransformerConv",
                                  hint=" (hops of the spatial bias)")
         max_nodes = check_int("max_nodes", max_nodes, 1, who="GraphTransformerConv")
@@ -134,6 +139,7 @@ class GraphTransformerConv(torch.nn.Module):
     # model the layer runs eagerly: one graph break instead of a dozen traced host syncs (fullgraph=True refuses it)
     @torch.compiler.disable
     def forward(self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+        require_edge_list(edge_index, "GraphTransformerConv")
         if batch is None:
             raise ValueError("GraphTransformerConv needs batch (the graph id of every node, PyG's Batch.batch); "
                              "for a single graph pass torch.zeros(N, dtype=torch.long)")

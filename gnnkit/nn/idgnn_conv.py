@@ -30,7 +30,7 @@ from torch.nn import Linear, ModuleList, Parameter
 from gnnkit._checks import check_int
 from gnnkit.ops import as_graph, cached_for, validate_edge_index
 
-from ._utils import aggregate
+from ._utils import aggregate, require_edge_list
 from .gcn_conv import gcn_norm
 
 
@@ -46,7 +46,7 @@ def _identity_mask(identity: Optional[Tensor], n: int, device: torch.device) -> 
         raise ValueError(f"IDGNNConv: identity must be a bool mask [N={n}] or integer node indices, got "
                          f"{identity.dtype}; fix: identity.long() if the values are whole node ids")
     idx = identity.long().view(-1)
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+    if idx.numel() and not torch.compiler.is_compiling() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise ValueError(f"IDGNNConv: identity indices must lie in [0, {n})")
     return torch.zeros(n, dtype=torch.bool, device=device).index_fill_(0, idx, True)
 
@@ -87,7 +87,7 @@ class IDGNNConv(torch.nn.Module):
         n = x.size(0)
         ident = _identity_mask(identity, n, x.device)
         h = self.lin(x)
-        if bool(ident.any()):
+        if torch.compiler.is_compiling() or bool(ident.any()):  # (compiled: no data-dependent branch; adds 0 rows)
             h = h + self.lin_id(x) * ident.unsqueeze(-1).to(x.dtype)
         if self.normalize:
             graph, w = gcn_norm(edge_index, num_nodes=n, dtype=x.dtype)
@@ -153,6 +153,7 @@ class IDGNN(torch.nn.Module):
         return cached_for(edge_index, tag, build)
 
     def forward(self, x: Tensor, edge_index: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
+        require_edge_list(edge_index, "IDGNN")
         width = self.convs[0].in_channels
         if x.dim() != 2 or x.size(1) != width:
             raise ValueError(f"IDGNN: x must be [N, in_channels={width}], got {list(x.shape)}")

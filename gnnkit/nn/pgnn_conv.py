@@ -34,6 +34,8 @@ from torch.nn import Linear, ModuleList, ReLU, Sequential
 
 from gnnkit.ops import validate_edge_index
 
+from ._utils import require_edge_list
+
 MAX_NODES = 50_000  # the [N, N] distance table: above this, P-GNN's exact distances do not fit
 
 
@@ -131,7 +133,8 @@ class PGNNConv(torch.nn.Module):
         n, k = dist_argmax.shape
         if x.dim() != 2 or x.size(0) != n or x.size(1) != self.in_channels:
             raise ValueError(f"PGNNConv: x must be [N={n}, in_channels={self.in_channels}], got {list(x.shape)}")
-        if dist_argmax.numel() and (int(dist_argmax.min()) < 0 or int(dist_argmax.max()) >= n):
+        if dist_argmax.numel() and not torch.compiler.is_compiling() and \
+                (int(dist_argmax.min()) < 0 or int(dist_argmax.max()) >= n):
             raise IndexError(f"PGNNConv: dist_argmax holds node ids outside [0, {n}) (from {int(dist_argmax.min())} "
                              f"to {int(dist_argmax.max())}); it must index rows of x (closest_anchors' output)")
         weight = dist_max.to(x.device, x.dtype).unsqueeze(-1)  # [N, k, 1]
@@ -227,6 +230,7 @@ class PGNN(torch.nn.Module):
         return bourgain_anchor_sets(num_nodes, self.copies, gen)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        require_edge_list(edge_index, "PGNN")
         if x.dim() != 2 or x.size(1) != self.lin_in.in_features:
             raise ValueError(f"PGNN: x must be [N, in_channels={self.lin_in.in_features}], got {list(x.shape)}")
         n = x.size(0)

@@ -46,6 +46,9 @@ def check_batch(batch: Tensor, num_nodes: Optional[int], size: Optional[int], si
     size = size_as_int(size)
     if size is not None:
         size = check_int(size_name, size, 0, who=who)
+    if torch.compiler.is_compiling():  # no data-dependent checks inside a compiled graph (fullgraph=True): ids
+        # are checked by eager calls only; without a size the graph count is read from the data, as PyG's pools do
+        return batch, size if size is not None else (int(batch.max()) + 1 if batch.numel() else 0)
     if batch.numel() > 0:
         lo, hi = torch.aminmax(batch)
         if int(lo) < 0:

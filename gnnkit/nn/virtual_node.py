@@ -91,6 +91,8 @@ class VirtualNode(torch.nn.Module):
         if batch.dim() != 1 or batch.numel() != x.size(0):
             raise ValueError(f"VirtualNode: batch must be [num_nodes={x.size(0)}] (each node's graph), got "
                              f"{list(batch.shape)}")
+        if torch.compiler.is_compiling():  # (no data-dependent check inside a compiled graph)
+            return x + state.index_select(0, batch.long())
         batch, needed = check_batch(batch, x.size(0), None, who="VirtualNode")  # needed: max(batch) + 1, one pass
         if needed > state.size(0):
             raise ValueError(f"VirtualNode: batch names graph {needed - 1} but the state holds "

@@ -800,8 +800,10 @@ def _fingerprint(t: Tensor) -> Optional[tuple]:
     the version counter (``t.data[...] = ...``, ``t.numpy()[...] = ...``) changes them (a different tensor
     matches with probability ~2^-60; the earlier sums of values, running sums and squares were equal for
     some different edge lists), so a cache hit cannot return the structure of edges that are no longer
-    there.  Blocks of 2^20 values share the weights, each block times its own odd factor.  Two passes
-    over the tensor and one host sync per lookup; int64 overflow wraps, deterministically."""
+    there.  Blocks of 2^20 values share the weights, each block times its own pseudo-random odd 64-bit factor
+    (seeded; the factors 1, 3, 5, ... used before let an edit of +1, -2, +1 at one offset of three blocks keep
+    both sums).  Two passes over the tensor and one host sync per lookup; int64 overflow wraps,
+    deterministically."""
     if t.layout != torch.strided or t.is_floating_point() or t.is_complex() or t.numel() == 0:
         return None
     flat = t.detach().reshape(-1).long()
@@ -814,9 +816,10 @@ def _fingerprint(t: Tensor) -> Optional[tuple]:
         h = (flat * w[:n]).sum()
     else:
         m = n // L
+        factors = (torch.randint(0, 2 ** 62, (m + 1,), generator=torch.Generator().manual_seed(0xB10C)) * 2 + 1
+                   ).to(flat.device)  # one per block and one for the tail (the same for every lookup)
         blocks = (flat[:m * L].view(m, L) * w).sum(1)
-        h = (blocks * (torch.arange(m, device=flat.device) * 2 + 1)).sum() \
-            + (flat[m * L:] * w[:n - m * L]).sum() * (2 * m + 1)
+        h = (blocks * factors[:m]).sum() + (flat[m * L:] * w[:n - m * L]).sum() * factors[m]
     return tuple(torch.stack([flat.sum(), h]).tolist())
 
 

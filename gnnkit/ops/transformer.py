@@ -118,6 +118,8 @@ def batch_distances(edge_index: Tensor, batch: Tensor, max_distance: int, num_gr
     num_nodes [B])`` with ``N`` the largest graph.  Distances above ``max_distance``, unreachable pairs and
     padding get ``max_distance + 1``; edges are taken as undirected.  Breadth-first by boolean matrix
     products (``max_distance`` of them, on the batch's device)."""
+    if isinstance(max_distance, int) and not isinstance(max_distance, bool) and max_distance < 1:
+        raise ValueError(f"batch_distances: max_distance must be >= 1, got {max_distance}")
     max_distance = check_int("max_distance", max_distance, 1, who="batch_distances")
     if batch.dim() != 1:
         raise ValueError(f"batch_distances: batch must be [N] graph ids, got {list(batch.shape)}")
