@@ -42,7 +42,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):  # someone else's process (or no way to tell): keep its files
+    except (PermissionError, OSError, OverflowError):  # someone else's process (or no way to tell): keep its files
         return True
     return True
 
@@ -50,23 +50,33 @@ def _alive(pid: int) -> bool:
 _SWEPT: set = set()  # (folder, name) already swept by this process: once is enough (a folder of many files)
 
 
+_STALE_S = 3600.0  # a temporary file untouched this long, of a process gone, is a killed write's
+
+
 def sweep_stale_temps(path: Path) -> None:
-    """Remove what writers of ``path`` that were killed mid-write left beside it (``.<name>.tmp-<pid>-*`` whose
-    process is gone: a whole temporary file or split folder each); a live writer's are kept.  Best effort, once
-    per path and process."""
+    """Remove what writers of ``path`` that were killed mid-write left beside it: ``.<name>.tmp-<pid>-XXXXXXXX``
+    (``.tmp``), the names :func:`temp_prefix` gives ``mkstemp`` / ``mkdtemp``, a whole temporary file or split folder
+    each, whose process is gone and which nothing touched for an hour (a writer in another PID namespace or on
+    another host sharing the folder looks gone; a write lasts seconds).  Best effort, once per path and process."""
     key = (str(path.parent), path.name)
     if key in _SWEPT:
         return
     _SWEPT.add(key)
     prefix = f".{path.name}.tmp-"
-    pattern = re.compile(re.escape(prefix) + r"(\d+)-")
+    pattern = re.compile(re.escape(prefix) + r"(\d{1,10})-[a-z0-9_]{8}(\.tmp)?")
     try:
         entries = [Path(e.path) for e in os.scandir(path.parent) if e.name.startswith(prefix)]
     except OSError:
         return
+    now = time.time()
     for entry in entries:
-        m = pattern.match(entry.name)
+        m = pattern.fullmatch(entry.name)
         if m is None or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        try:
+            if now - entry.lstat().st_mtime < _STALE_S:
+                continue
+        except OSError:
             continue
         with contextlib.suppress(OSError):
             if entry.is_dir() and not entry.is_symlink():

@@ -18,7 +18,8 @@ def check_int(name: str, value: object, minimum: int, who: str = "", hint: str =
 
 
 def _bool_like(value: object) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's bool, without importing numpy
+    import numpy as np
+    return isinstance(value, (bool, np.bool_))
 
 
 def check_flag(name: str, value: object, who: str = "") -> bool:
@@ -36,6 +37,12 @@ def check_seed(name: str, value: object, who: str = "") -> "int | None":
     if value is None:
         return None
     pre = f"{who}: " if who else ""
+    import torch
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool \
+            and not (value.is_floating_point() or value.is_complex()):
+        value = int(value)  # a one-element integer tensor (accepted before these checks)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 3.0 (accepted before); 1.5 would be cut to another seed
     if _bool_like(value) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{pre}{name} must be an integer seed (or None), got {value!r}")
     if not -(2 ** 63) <= int(value) < 2 ** 64:
@@ -52,3 +59,11 @@ def check_number(name: str, value: object, minimum: float, who: str = "") -> flo
     if not math.isfinite(float(value)) or float(value) < minimum:
         raise ValueError(f"{pre}{name} must be a number >= {minimum} (finite), got {value!r}")
     return float(value)
+
+
+def assert_in_graph(ok: object, message: str) -> None:
+    """Inside a compiled graph (``torch.compile``, where a Python branch on a tensor's values is a graph break or,
+    with ``fullgraph=True``, an error): ``ok`` (a bool tensor) is checked when the graph runs, and a False raises
+    ``RuntimeError(message)`` there (``torch._assert_async``) — the eager calls' named checks, at no sync."""
+    import torch
+    torch._assert_async(ok.all() if ok.dim() else ok, message)

@@ -70,11 +70,11 @@ SPLIT_FILES = ("train.pt", "val.pt", "test.pt", "manifest.json")
 
 
 def _is_split(folder: Path) -> bool:
-    """A gnnkit split folder: its manifest says so, or (a damaged or deleted manifest) the manifest's side file or
-    the split's three files are there (then checked, and bad: ``load_split`` refuses a split without its
-    manifest)."""
+    """A gnnkit split folder: its manifest says so, or (a damaged manifest) it holds the split's files, or (a deleted
+    manifest) its side file and the split's files are left (then checked, and bad: ``load_split`` refuses a split
+    without its manifest; three ``train/val/test.pt`` alone, as PyG's ZINC keeps, are no sign of a split)."""
     if not (folder / "manifest.json").is_file():
-        return (folder / "manifest.json.sha256").is_file() or all((folder / f).is_file() for f in SPLIT_FILES[:3])
+        return (folder / "manifest.json.sha256").is_file() and all((folder / f).is_file() for f in SPLIT_FILES[:3])
     try:
         meta = json.loads((folder / "manifest.json").read_text())
         if isinstance(meta, dict) and str(meta.get("format", "")).startswith("gnnkit-linkpred-split/"):

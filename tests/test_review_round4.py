@@ -334,3 +334,55 @@ def test_layers_reading_the_edge_list_name_a_graph_or_sparse_input(layer):
         with pytest.raises(ValueError, match=r"takes edge_index as a \[2, E\] tensor"):
             call(adj)
     call(ei)
+
+
+# ------------------------------------------------------------------ the re-read of this round's own change
+def test_float64_vq_with_ema_and_restarts_trains():
+    from gnnkit.latent import VectorQuantizer
+    for q in (VectorQuantizer(8, 4, ema=True), VectorQuantizer(8, 4, ema=True, dead_code_threshold=0.5).double(),
+              VectorQuantizer(8, 4, dead_code_threshold=0.5)):
+        q.train()
+        for _ in range(3):
+            out = q(torch.randn(50, 4, dtype=torch.float64, requires_grad=True))
+            out.loss.backward()
+        assert out.quantized.dtype == torch.float64
+
+
+@pytest.mark.parametrize("case", ["pool", "virtual_node", "pgnn"])
+def test_compiled_blocks_still_refuse_negative_ids(case):
+    """With the checks out of the compiled graph a negative id wrapped around (node 3 summed into graph 1)."""
+    torch._dynamo.reset()
+    x = torch.randn(4, 2)
+    vn, pg, dm = gnn.VirtualNode(2), gnn.PGNNConv(2, 2), torch.rand(4, 2)
+    bad = torch.tensor([0, 0, 1, -1])
+    f = {"pool": lambda: gnn.global_add_pool(x, bad, 2),
+         "virtual_node": lambda: vn.broadcast(x, vn.initial_state(None, 2), bad),
+         "pgnn": lambda: pg(x, dm, torch.tensor([[0, 1], [1, 2], [2, 3], [3, -1]]))}[case]
+    with pytest.raises(RuntimeError, match="outside"):
+        torch.compile(f, fullgraph=True)()
+
+
+def test_checks_keep_what_was_accepted_before():
+    import math
+
+    import numpy as np
+
+    from gnnkit._checks import check_flag, check_seed
+    from gnnkit.latent.fsq import fsq_levels_for
+    assert check_flag("f", np.True_) is True and check_flag("f", np.bool_(False)) is False
+    assert check_seed("seed", torch.tensor(3)) == 3 and check_seed("seed", 3.0) == 3
+    with pytest.raises(ValueError, match="seed must be an integer seed"):
+        check_seed("seed", 1.5)
+    gnn.GraphTransformerConv(8, heads=2, max_nodes=math.inf)
+    assert fsq_levels_for(256) == (8, 6, 5)
+
+
+def test_gin_refuses_bool_features_and_casts_integer_ones_on_static_graphs():
+    ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    with pytest.raises(ValueError, match="GINConv: x holds bool features"):
+        gnn.GINConv(Linear(2, 2))(torch.ones(3, 2, dtype=torch.bool), ei)
+    torch.manual_seed(0)
+    p, q = pnn.GINConv(Linear(2, 2)), gnn.GINConv(Linear(2, 2))
+    q.load_state_dict(p.state_dict())
+    x = torch.randint(0, 3, (4, 3, 2))  # [B, N, F]: a static graph
+    assert torch.allclose(p(x.float(), ei), q(x, ei))

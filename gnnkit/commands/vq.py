@@ -164,7 +164,8 @@ def _train(args) -> int:
         if given.get("quantizer") == "fsq" and "codes" in given:  # --codes K: FSQ levels of about K codes
             from gnnkit.latent.fsq import fsq_levels_for
             k = given.pop("codes")
-            if "fsq_levels" in given and math.prod(given["fsq_levels"]) != k:
+            if "fsq_levels" in given and math.prod(given["fsq_levels"]) != k and \
+                    tuple(given["fsq_levels"]) != fsq_levels_for(k):  # (the paper's 8,6,5 for 256 agrees)
                 raise ValueError(f"--codes {k} and --fsq-levels {','.join(map(str, given['fsq_levels']))} "
                                  f"({math.prod(given['fsq_levels'])} codes) disagree; give one of them")
             given.setdefault("fsq_levels", fsq_levels_for(k))

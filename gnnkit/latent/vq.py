@@ -221,8 +221,8 @@ class VectorQuantizer(torch.nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, zf: Tensor, idx: Tensor, counts: Tensor) -> None:
-        counts = counts.float()
-        sums = torch.zeros(self.num_codes, self.dim, device=zf.device).index_add_(0, idx, zf)
+        counts = counts.to(self.cluster_size.dtype)  # (zf in the work dtype, float64 for a float64 input)
+        sums = zf.new_zeros(self.num_codes, self.dim).index_add_(0, idx, zf).to(self.embed_sum.dtype)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         n = self.cluster_size.sum()
@@ -250,7 +250,7 @@ class VectorQuantizer(torch.nn.Module):
         # grace: a restarted code starts at the expected use per code, not at the threshold
         self.usage_ema[dead] = max(self.dead_code_threshold, zf.size(0) / self.num_codes)
         self.restart_pending[dead] = True
-        self.restart_vectors[dead] = zf.index_select(0, pick)
+        self.restart_vectors[dead] = zf.index_select(0, pick).to(self.restart_vectors.dtype)
 
     @torch.no_grad()
     def _apply_restart(self) -> None:

@@ -70,9 +70,7 @@ class GINConv(CSRMessagePassing):
             return self._static(x, edge_index)
         edge_index = self.oriented(edge_index)
         x_src, x_dst, _ = node_pair(x, "GINConv")
-        if not (x_src.is_floating_point() or x_src.is_complex()):  # integer features: PyG sums them, then adds
-            x_src = x_src.to(self.eps.dtype)  # (1 + eps) x, a float: the same values (exact below 2^24)
-            x_dst = x_dst if x_dst is None else x_dst.to(self.eps.dtype)
+        x_src, x_dst = self._floating(x_src), self._floating(x_dst)
         width = _input_width(self.nn)
         if width is not None and x_src.size(-1) != width:
             raise ValueError(f"GINConv: x has {x_src.size(-1)} features but nn expects {width} (its first layer's "
@@ -100,7 +98,18 @@ class GINConv(CSRMessagePassing):
         out = aggregate(graph, x_src, w, self._reduce, x_dst, scale)
         return self.nn(out)
 
+    def _floating(self, x: Optional[Tensor]) -> Optional[Tensor]:
+        """Integer features as PyG takes them: summed, then ``(1 + eps) x`` added, a float — the same values from
+        features cast to eps' dtype first (exact below 2^24).  Bool features are refused (PyG's sum of bools is a
+        logical or)."""
+        if x is None or x.is_floating_point() or x.is_complex():
+            return x
+        if x.dtype == torch.bool:
+            raise ValueError("GINConv: x holds bool features (PyG sums them as a logical or); fix: x.float()")
+        return x.to(self.eps.dtype)
+
     def _static(self, x: Tensor, edge_index: Adj) -> Tensor:
+        x = self._floating(x)
         B, N, F = x.shape
         flat = x.transpose(0, 1).reshape(N, B * F)  # every batch row aggregated by one SpMM
         graph, w = graph_of(self.oriented(edge_index), N, N, use_values=False)

@@ -2,6 +2,7 @@
 as a bias (Graphormer, Ying et al. 2021)."""
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -110,7 +111,8 @@ class GraphTransformerConv(torch.nn.Module):
                              f"{max_distance}")
         max_distance = check_int("max_distance", max_distance, 1, who="GraphTransformerConv",
                                  hint=" (hops of the spatial bias)")
-        max_nodes = check_int("max_nodes", max_nodes, 1, who="GraphTransformerConv")
+        if max_nodes != math.inf:  # (math.inf: no bound)
+            max_nodes = check_int("max_nodes", max_nodes, 1, who="GraphTransformerConv")
         ffn_ratio = check_int("ffn_ratio", ffn_ratio, 0, who="GraphTransformerConv")
         self.channels, self.heads, self.attention = channels, heads, attention
         self.max_distance, self.max_degree, self.max_nodes, self.dropout = max_distance, max_degree, max_nodes, dropout

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Linear, ModuleList, Parameter
 
-from gnnkit._checks import check_int
+from gnnkit._checks import assert_in_graph, check_int
 from gnnkit.ops import as_graph, cached_for, validate_edge_index
 
 from ._utils import aggregate, require_edge_list
@@ -46,7 +46,9 @@ def _identity_mask(identity: Optional[Tensor], n: int, device: torch.device) -> 
         raise ValueError(f"IDGNNConv: identity must be a bool mask [N={n}] or integer node indices, got "
                          f"{identity.dtype}; fix: identity.long() if the values are whole node ids")
     idx = identity.long().view(-1)
-    if idx.numel() and not torch.compiler.is_compiling() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+    if torch.compiler.is_compiling():  # checked as the compiled graph runs
+        assert_in_graph((idx >= 0) & (idx < n), f"IDGNNConv: identity indices must lie in [0, {n})")
+    elif idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
         raise ValueError(f"IDGNNConv: identity indices must lie in [0, {n})")
     return torch.zeros(n, dtype=torch.bool, device=device).index_fill_(0, idx, True)
 

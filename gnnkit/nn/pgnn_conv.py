@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Linear, ModuleList, ReLU, Sequential
 
+from gnnkit._checks import assert_in_graph
 from gnnkit.ops import validate_edge_index
 
 from ._utils import require_edge_list
@@ -133,8 +134,10 @@ class PGNNConv(torch.nn.Module):
         n, k = dist_argmax.shape
         if x.dim() != 2 or x.size(0) != n or x.size(1) != self.in_channels:
             raise ValueError(f"PGNNConv: x must be [N={n}, in_channels={self.in_channels}], got {list(x.shape)}")
-        if dist_argmax.numel() and not torch.compiler.is_compiling() and \
-                (int(dist_argmax.min()) < 0 or int(dist_argmax.max()) >= n):
+        if torch.compiler.is_compiling():  # checked as the compiled graph runs
+            assert_in_graph((dist_argmax >= 0) & (dist_argmax < n), f"PGNNConv: dist_argmax holds node ids outside "
+                            f"[0, {n}); it must index rows of x (closest_anchors' output)")
+        elif dist_argmax.numel() and (int(dist_argmax.min()) < 0 or int(dist_argmax.max()) >= n):
             raise IndexError(f"PGNNConv: dist_argmax holds node ids outside [0, {n}) (from {int(dist_argmax.min())} "
                              f"to {int(dist_argmax.max())}); it must index rows of x (closest_anchors' output)")
         weight = dist_max.to(x.device, x.dtype).unsqueeze(-1)  # [N, k, 1]

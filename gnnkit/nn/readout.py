@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn import Linear, ReLU, Sequential
 
-from gnnkit._checks import check_int
+from gnnkit._checks import assert_in_graph, check_int
 from gnnkit.ops import validate_edge_index
 
 from ._utils import check_graph_channels, edge_linear, graph_features
@@ -46,8 +46,10 @@ def check_batch(batch: Tensor, num_nodes: Optional[int], size: Optional[int], si
     size = size_as_int(size)
     if size is not None:
         size = check_int(size_name, size, 0, who=who)
-    if torch.compiler.is_compiling():  # no data-dependent checks inside a compiled graph (fullgraph=True): ids
-        # are checked by eager calls only; without a size the graph count is read from the data, as PyG's pools do
+    if torch.compiler.is_compiling():  # no Python branch on values inside a compiled graph (fullgraph=True): the ids
+        # are checked when the graph runs; without a size the graph count is read from the data, as PyG's pools do
+        assert_in_graph(batch >= 0 if size is None else (batch >= 0) & (batch < size),
+                        f"{pre}batch holds a graph id outside [0, {size_name})")
         return batch, size if size is not None else (int(batch.max()) + 1 if batch.numel() else 0)
     if batch.numel() > 0:
         lo, hi = torch.aminmax(batch)
