@@ -145,3 +145,16 @@ def test_a_hits_at_k_above_the_negatives_is_said_not_computed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "note: test hits@5000 not computed" in err and "note: val hits@5000 not computed" in err
     assert set(json.loads(js.read_text())["not_computed"]) == {"val", "test"}
+
+
+def test_verify_does_not_call_a_split_good_when_nothing_vouches_for_its_manifest(tmp_path):
+    """With manifest.json.sha256 deleted, an edited setting in manifest.json passed `gnnkit verify` as "ok"
+    (docs/reliability.md: no record is "unchecked", never reported as good)."""
+    out = tmp_path / "s"
+    save_split(out, TransductiveLinkSplit(seed=0)(_data()), {"dataset": "random", "seed": 0})
+    assert [f.status for f in verify(out)] == ["ok"]
+    (out / "manifest.json.sha256").unlink()
+    meta = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(dict(meta, seed=7)))
+    found = verify(out)
+    assert [f.status for f in found] == ["unchecked"] and "no manifest.json.sha256" in found[0].detail

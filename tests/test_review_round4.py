@@ -160,7 +160,8 @@ def test_vq_train_takes_codes_with_fsq_as_the_issue_writes_it(tmp_path, monkeypa
     base = ["vq", "train", "community-small", "--levels", "1", "--quantizer", "fsq", "--epochs", "1",
             "--prior-epochs", "1", "--hidden", "16", "--layers", "1", "--no-progress"]
     assert main(base + ["--codes", "64", "--out", "r"]) == 0
-    assert VQRun.resume(tmp_path / "r", load_data=False).cfg.fsq_levels == (8, 8)
+    cfg = VQRun.resume(tmp_path / "r", load_data=False).cfg
+    assert cfg.fsq_levels == (8, 8) and cfg.codes == 64  # the K asked for is recorded
     assert console_main(base + ["--codes", "64", "--fsq-levels", "8,5,5", "--out", "r2"]) == 2  # 200 codes: disagree
     assert main(["vq", "sample", "r", "-n", "3", "--out", "s"]) == 0
     d = torch.load(tmp_path / "s" / "graph_000.pt")  # gnnkit.latent imported: torch.load's default reads Data

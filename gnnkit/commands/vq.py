@@ -168,7 +168,12 @@ def _train(args) -> int:
                     tuple(given["fsq_levels"]) != fsq_levels_for(k):  # (the paper's 8,6,5 for 256 agrees)
                 raise ValueError(f"--codes {k} and --fsq-levels {','.join(map(str, given['fsq_levels']))} "
                                  f"({math.prod(given['fsq_levels'])} codes) disagree; give one of them")
+            from gnnkit.latent.train import MAX_CODES
+            if k > MAX_CODES:
+                raise ValueError(f"--codes gives {k:,} codes; the prior's vocabulary takes at most {MAX_CODES:,} "
+                                 "(2**16); fix: a smaller codebook")
             given.setdefault("fsq_levels", fsq_levels_for(k))
+            given["codes"] = k  # recorded in the run's settings as asked (FSQ's K is the levels' product)
         cfg = config_for(args.dataset, **given)
         _check_applicable(cfg, given)
         if args.out is not None:
