@@ -17,6 +17,15 @@ def check_int(name: str, value: object, minimum: int, who: str = "", hint: str =
     return int(value)
 
 
+def size_as_int(value: object) -> object:
+    """A one-element integer tensor (PyG's pools take one for ``size``, ``data.num_nodes`` may be one) as a Python
+    int; anything else unchanged (the check that follows names what is wrong with it)."""
+    import torch
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not (value.is_floating_point() or value.is_complex()):
+        return int(value)
+    return value
+
+
 def _bool_like(value: object) -> bool:
     import numpy as np
     return isinstance(value, (bool, np.bool_))
@@ -38,9 +47,8 @@ def check_seed(name: str, value: object, who: str = "") -> "int | None":
         return None
     pre = f"{who}: " if who else ""
     import torch
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool \
-            and not (value.is_floating_point() or value.is_complex()):
-        value = int(value)  # a one-element integer tensor (accepted before these checks)
+    if not (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        value = size_as_int(value)  # a one-element integer tensor (accepted before these checks)
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 3.0 (accepted before); 1.5 would be cut to another seed
     if _bool_like(value) or not isinstance(value, numbers.Integral):

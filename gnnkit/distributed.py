@@ -210,6 +210,11 @@ def init(device: str = "cpu", timeout_s: Optional[float] = None) -> DistContext:
     return _CTX
 
 
+def world_size() -> int:
+    """The processes of a ``torchrun`` job, 1 for a plain process (reads the environment; opens nothing)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_main_process() -> bool:
     """Rank 0 of a ``torchrun`` job, or a plain process (reads the environment; opens nothing)."""
     return int(os.environ.get("RANK", "0")) == 0

@@ -13,7 +13,6 @@ use before it.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -252,8 +251,9 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
             "runs": rs,
         }
     # the processes that trained (torchrun): epoch times and results of 1 and P processes are not the same thing
+    from gnnkit.distributed import world_size as distributed_world_size
     return {"config": asdict(cfg), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "world_size": int(os.environ.get("WORLD_SIZE", "1")), "summary": summary}
+            "world_size": distributed_world_size(), "summary": summary}
 
 
 def format_table(res: dict) -> str:

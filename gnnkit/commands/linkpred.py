@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -188,6 +187,7 @@ def _run(args) -> int:
             if "x" in d and d.x is not None:
                 x = d.x.float()
                 d.x = x / x.sum(1, keepdim=True).clamp_min(1e-12)
+    from gnnkit import distributed
     from gnnkit._atomic import write_json_verified
     from gnnkit.linkpred.metrics import too_few_negatives
 
@@ -200,13 +200,12 @@ def _run(args) -> int:
         payload = {"dataset": args.dataset, "complete": complete, "epochs_done": len(res.history),
                    "best_epoch": res.best_epoch, "val": res.val, "test": res.test, "seconds": res.seconds,
                    "not_computed": {k: v for k, v in not_ranked.items() if v},
-                   "world_size": int(os.environ.get("WORLD_SIZE", "1")),  # processes that trained (torchrun)
+                   "world_size": distributed.world_size(),  # processes that trained (torchrun)
                    "config": res.config, "split": info, "history": res.history,
                    "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
         write_json_verified(payload, args.json)
     res = fit(tr, va, te, cfg, progress=not args.no_progress, on_epoch=save if args.json else None,
               checkpoint=args.checkpoint, resume=args.resume, checkpoint_every_s=args.checkpoint_every)
-    from gnnkit import distributed
     if not distributed.is_main_process():  # under torchrun rank 0 reports and writes
         return 0
     print(f"{args.dataset}: {cfg.model}+{cfg.decoder}, {cfg.epochs} epochs, {res.seconds:.1f} s; "

@@ -27,7 +27,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
-from gnnkit._checks import check_flag, check_int, check_seed
+from gnnkit._checks import check_flag, check_int, check_seed, size_as_int
 
 from .hard import hard_candidates
 
@@ -72,13 +72,6 @@ def _rand_subset(n: int, k: int, gen: Optional[torch.Generator], device) -> Tens
 
 
 # --------------------------------------------------------------------------- pair space
-def _as_int(v: object) -> object:
-    """A one-element integer tensor as an int (what ``data.num_nodes`` may hold); anything else unchanged."""
-    if isinstance(v, Tensor) and v.numel() == 1 and not (v.is_floating_point() or v.is_complex()):
-        return int(v)
-    return v
-
-
 def _check_pair_ranks(size: int, num_nodes: object) -> None:
     """Pairs are numbered in int64: ``num_src * num_dst`` must fit."""
     if size >= 2 ** 63:
@@ -98,7 +91,7 @@ class PairSpace:
             if batch is not None:
                 raise ValueError("batch is not supported with bipartite num_nodes=(num_src, num_dst)")
             self.bipartite = True
-            sides = [_as_int(v) for v in num_nodes]
+            sides = [size_as_int(v) for v in num_nodes]
             if all(isinstance(v, int) for v in sides) and min(sides) <= 0:
                 raise ValueError(f"num_nodes sides must be positive, got {num_nodes!r}")
             self.num_src = check_int("num_nodes[0] (num_src)", sides[0], 1)
@@ -108,7 +101,7 @@ class PairSpace:
             self.ptr = None
             return
         self.bipartite = False
-        n = _as_int(num_nodes)
+        n = size_as_int(num_nodes)
         if isinstance(n, int) and not isinstance(n, bool) and n <= 0:
             raise ValueError(f"num_nodes must be positive, got {num_nodes!r}")
         n = check_int("num_nodes", n, 1)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn import Linear, ReLU, Sequential
 
-from gnnkit._checks import assert_in_graph, check_int
+from gnnkit._checks import assert_in_graph, check_int, size_as_int
 from gnnkit.ops import validate_edge_index
 
 from ._utils import check_graph_channels, edge_linear, graph_features
@@ -19,14 +19,6 @@ def _node_dim(x: Tensor) -> int:
     if x.dim() not in (1, 2, 3):
         raise ValueError(f"x must be [num_nodes, F] (or [num_nodes], or [B, num_nodes, F] as PyG), got {list(x.shape)}")
     return 0 if x.dim() == 1 else x.dim() - 2
-
-
-def size_as_int(size: object) -> object:
-    """A one-element integer tensor (PyG's pools take one for ``size`` / ``num_graphs``) as a Python int; anything
-    else unchanged (``check_int`` names what is wrong with it)."""
-    if isinstance(size, Tensor) and size.numel() == 1 and not (size.is_floating_point() or size.is_complex()):
-        return int(size)
-    return size
 
 
 def check_batch(batch: Tensor, num_nodes: Optional[int], size: Optional[int], size_name: str = "size",

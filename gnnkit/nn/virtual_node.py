@@ -6,10 +6,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, Embedding, Linear, ReLU, Sequential
 
-from gnnkit._checks import assert_in_graph, check_int
+from gnnkit._checks import check_int, size_as_int
 
 from ._utils import check_graph_channels, graph_features
-from .readout import check_batch, global_add_pool, size_as_int
+from .readout import check_batch, global_add_pool
 
 
 class VirtualNode(torch.nn.Module):
@@ -91,10 +91,9 @@ class VirtualNode(torch.nn.Module):
         if batch.dim() != 1 or batch.numel() != x.size(0):
             raise ValueError(f"VirtualNode: batch must be [num_nodes={x.size(0)}] (each node's graph), got "
                              f"{list(batch.shape)}")
-        if torch.compiler.is_compiling():  # (no Python branch on values inside a compiled graph: checked as it runs)
-            assert_in_graph((batch >= 0) & (batch < state.size(0)), "VirtualNode: batch holds a graph id outside "
-                            "[0, num_graphs); fix: num_graphs > max(batch) for initial_state, ids >= 0")
-            return x + state.index_select(0, batch.long())
+        if torch.compiler.is_compiling():  # check_batch checks the ids as the compiled graph runs
+            batch, _ = check_batch(batch, x.size(0), state.size(0), "num_graphs", "VirtualNode")
+            return x + state.index_select(0, batch)
         batch, needed = check_batch(batch, x.size(0), None, who="VirtualNode")  # needed: max(batch) + 1, one pass
         if needed > state.size(0):
             raise ValueError(f"VirtualNode: batch names graph {needed - 1} but the state holds "

@@ -238,7 +238,7 @@ class GraphTrainer(Trainer):
         ds = task.dataset
         train = ds[task.split["train"]]
         share = -(-len(train) // ctx.world_size)  # graphs per process and epoch (the sampler pads to equal shares)
-        if cfg.batch_size < 2 or share < 2:
+        if share < 2:  # (--batch-size >= 2 is OGBConfig's check)
             raise ValueError(f"--batch-size {cfg.batch_size} over {len(train)} training graphs"
                              f"{f' in {ctx.world_size} processes ({share} each)' if ctx.enabled else ''}: every "
                              "batch would hold one graph, which OGB's loop skips (batch norm), so no training step "
