@@ -158,3 +158,10 @@ def test_verify_does_not_call_a_split_good_when_nothing_vouches_for_its_manifest
     (out / "manifest.json").write_text(json.dumps(dict(meta, seed=7)))
     found = verify(out)
     assert [f.status for f in found] == ["unchecked"] and "no manifest.json.sha256" in found[0].detail
+
+
+def test_too_few_negatives_names_bad_arguments():
+    for args, arg in (((-1, [5]), "num_negatives"), (("x", [5]), "num_negatives"), ((10, "20"), "ks"),
+                      ((10, [0]), "ks")):
+        with pytest.raises(ValueError, match=f"too_few_negatives: {arg}"):
+            too_few_negatives(*args)

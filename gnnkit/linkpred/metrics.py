@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gnnkit._checks import check_int
+
 Scores = Union[Tensor, Sequence[float]]  # a 1-D tensor of scores (lists and arrays are converted)
 
 
@@ -121,7 +123,10 @@ def average_precision(pos_scores: Scores, neg_scores: Scores) -> float:
 def too_few_negatives(num_negatives: int, ks: Sequence[int]) -> List[int]:
     """The ``k`` of ``ks`` that ``num_negatives`` negatives cannot rank (Hits@K needs at least K of them):
     :func:`evaluate` leaves them out, and ``gnnkit linkpred`` says so."""
-    return [k for k in ks if num_negatives < k]
+    num_negatives = check_int("num_negatives", num_negatives, 0, who="too_few_negatives")
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence):
+        raise ValueError(f"too_few_negatives: ks must be a sequence of ints >= 1 (e.g. (20, 50, 100)), got {ks!r}")
+    return [k for k in ks if num_negatives < check_int("ks[i]", k, 1, who="too_few_negatives")]
 
 
 def evaluate(pos_scores: Scores, neg_scores: Scores, ks: Sequence[int] = (20, 50, 100)) -> Dict[str, float]:
