@@ -143,20 +143,23 @@ def attention_edge_index(st: AttnStructure, edge_index: Any) -> Tensor:
     return torch.cat([ei.index_select(1, st.keep), torch.stack([loops, loops])], 1)
 
 
-def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int, nd: int, flipped: bool = False):
+def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int, nd: int, flipped: bool = False,
+                     given: Any = None):
     """What PyG returns with ``return_attention_weights``, from ``alpha`` ``[E', H]`` in CSR slot
     order: ``(edge_index, alpha)`` (attention edge order) for ``edge_index`` and ``Graph``,
     ``(adj_t with alpha values, alpha)`` for ``torch.sparse``, a ``SparseTensor`` with alpha
-    values for ``SparseTensor``.  Sparse results are row-major."""
+    values for ``SparseTensor``.  Sparse results are row-major.  ``given``: the user's ``edge_index``
+    before ``flow="target_to_source"`` flipped it (an ``EdgeIndex`` comes back as one, as in PyG)."""
     g = st.graph
     if not is_sparse_adj(edge_index):
         ei = attention_edge_index(st, edge_index)
         # flow="target_to_source": the user's orientation, as PyG returns it
         ei = ei.flip(0) if flipped else ei
-        if isinstance(edge_index, EdgeIndex):
-            if st.keep is None and not flipped:  # no loops added: PyG hands the input back (its sort order kept)
-                return edge_index, g.from_csr_order(alpha)
-            ei = EdgeIndex(ei, sparse_size=edge_index.sparse_size())  # loops added: sizes kept, no sort order
+        given = edge_index if given is None else given
+        if isinstance(given, EdgeIndex):
+            if st.keep is None:  # no loops added: PyG hands the input back (its sort order kept)
+                return given, g.from_csr_order(alpha)
+            ei = EdgeIndex(ei, sparse_size=given.sparse_size())  # loops added: sizes kept, no sort order
         return ei, g.from_csr_order(alpha)
     a = alpha
     if SparseTensor is not None and isinstance(edge_index, SparseTensor):

@@ -121,7 +121,7 @@ class GATConv(CSRMessagePassing):
                 edge_attr: Optional[Tensor] = None, size: Optional[Tuple[int, int]] = None,
                 return_attention_weights: Optional[bool] = None) -> AttentionOutput:
         H, C = self.heads, self.out_channels
-        edge_index = self.oriented(edge_index)
+        given, edge_index = edge_index, self.oriented(edge_index)
         x_src, x_dst, is_pair = node_pair(x, "GATConv")
         check_floating("GATConv", x)
         if self.lin is not None:
@@ -166,7 +166,7 @@ class GATConv(CSRMessagePassing):
                                     self.dropout, self.training)
         if out is None:
             out, weights = self._csr_attention(edge_index, edge_attr, h_src, a_src, a_dst, ns, nd,
-                                               bool(return_attention_weights))
+                                               bool(return_attention_weights), given)
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if res is not None:
             out = out + res
@@ -175,7 +175,7 @@ class GATConv(CSRMessagePassing):
         return (out, weights) if return_attention_weights else out
 
     def _csr_attention(self, edge_index: Adj, edge_attr: Optional[Tensor], h_src: Tensor, a_src: Tensor,
-                       a_dst: Tensor, ns: int, nd: int, return_attention_weights: bool
+                       a_dst: Tensor, ns: int, nd: int, return_attention_weights: bool, given: Adj = None
                        ) -> Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]:
         """The attention over the graph's CSR (with its loops): ``([nd, H, C], None)``, or with
         ``return_attention_weights`` PyG's ``(edge_index, alpha)`` in place of ``None``."""
@@ -199,7 +199,7 @@ class GATConv(CSRMessagePassing):
                                          self._reduce, st.draw_in_csr_order)
         if not return_attention_weights:
             return out, None
-        return out, attention_output(edge_index, st, alpha, ns, nd, self.flow == "target_to_source")
+        return out, attention_output(edge_index, st, alpha, ns, nd, self.flow == "target_to_source", given)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads})"

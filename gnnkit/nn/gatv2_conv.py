@@ -93,7 +93,7 @@ class GATv2Conv(CSRMessagePassing):
                 edge_attr: Optional[Tensor] = None,
                 return_attention_weights: Optional[bool] = None) -> AttentionOutput:
         H, C = self.heads, self.out_channels
-        edge_index = self.oriented(edge_index)
+        given, edge_index = edge_index, self.oriented(edge_index)
         x_src, x_dst, _ = node_pair(x, "GATv2Conv")
         check_floating("GATv2Conv", x)
         if x_dst is None:
@@ -133,7 +133,8 @@ class GATv2Conv(CSRMessagePassing):
             out = out + self.bias
         if return_attention_weights:
             # after dropout, as PyG returns them
-            return out, attention_output(edge_index, st, weights_dropped, ns, nd, self.flow == "target_to_source")
+            return out, attention_output(edge_index, st, weights_dropped, ns, nd, self.flow == "target_to_source",
+                                         given)
         return out
 
     def __repr__(self) -> str:
