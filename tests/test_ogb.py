@@ -549,3 +549,22 @@ def test_review4_one_graph_batches_single_runs_and_a_missing_resume(synth, tmp_p
     assert "note: no run in" in captured.err and "(1 run)" in captured.out
     res = json.loads((tmp_path / "new" / "results.json").read_text())
     assert res["summary"]["gnnkit"]["test"]["std"] is None  # NaN in the JSON: null
+
+
+def test_a_process_share_under_two_graphs_is_named_before_training(synth):
+    """Review 2026-12-05 (fifth round): the check of a process's share of the training graphs (< 2 graphs: every
+    batch one graph, which OGB's loop skips) had no test; it now runs before a model or a process group is
+    touched, so a world size too large for the data is named on every rank before DDP is set up."""
+    from gnnkit.distributed import DistContext
+    from gnnkit.ogb.tasks import GraphTask
+    task = GraphTask(OGBConfig("ogbg-molhiv", "gin", runs=1, epochs=1, root=str(synth), hidden=8))
+    n = len(task.split["train"])
+    assert n >= 4
+    with pytest.raises(ValueError, match=rf"over {n} training graphs in {n} processes \(1 each\).*at least 2 "
+                                         "training graphs per process"):
+        task.trainer("gnnkit", 0, ctx=DistContext(rank=0, world_size=n))  # no process group: refused before DDP
+    task.split["train"] = task.split["train"][:1]
+    with pytest.raises(ValueError, match=r"over 1 training graphs: every batch would hold one graph"):
+        task.trainer("gnnkit", 0)
+    task.split["train"] = task.split["train"][:1].repeat(2)
+    assert task.trainer("gnnkit", 0).train_epoch() >= 0  # two graphs: one step

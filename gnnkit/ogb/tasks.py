@@ -226,6 +226,14 @@ class GraphTrainer(Trainer):
                  ctx: DistContext = _LOCAL):
         from torch_geometric.loader import DataLoader
         cfg = self._start(task, seed, ctx)
+        ds = task.dataset  # the share check first: before a model or a process group is touched
+        train = ds[task.split["train"]]
+        share = -(-len(train) // ctx.world_size)  # graphs per process and epoch (the sampler pads to equal shares)
+        if share < 2:  # (--batch-size >= 2 is OGBConfig's check)
+            raise ValueError(f"--batch-size {cfg.batch_size} over {len(train)} training graphs"
+                             f"{f' in {ctx.world_size} processes ({share} each)' if ctx.enabled else ''}: every "
+                             "batch would hold one graph, which OGB's loop skips (batch norm), so no training step "
+                             "would be taken; fix: --batch-size >= 2 and at least 2 training graphs per process")
         self.model = MolGNN(cfg.model, lib, task.dataset.num_tasks, cfg.num_layers, cfg.hidden, cfg.dropout,
                             cfg.extra.get("pooling", "mean"))
         if init_state is not None:
@@ -235,14 +243,6 @@ class GraphTrainer(Trainer):
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(seed)
         self.epoch = 0
-        ds = task.dataset
-        train = ds[task.split["train"]]
-        share = -(-len(train) // ctx.world_size)  # graphs per process and epoch (the sampler pads to equal shares)
-        if share < 2:  # (--batch-size >= 2 is OGBConfig's check)
-            raise ValueError(f"--batch-size {cfg.batch_size} over {len(train)} training graphs"
-                             f"{f' in {ctx.world_size} processes ({share} each)' if ctx.enabled else ''}: every "
-                             "batch would hold one graph, which OGB's loop skips (batch norm), so no training step "
-                             "would be taken; fix: --batch-size >= 2 and at least 2 training graphs per process")
         if ctx.enabled:
             from torch.utils.data.distributed import DistributedSampler
             self.sampler = DistributedSampler(train, ctx.world_size, ctx.rank, shuffle=True, seed=seed)
