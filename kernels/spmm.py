@@ -184,9 +184,11 @@ def split_among_extrema(rowptr: torch.Tensor, msg: torch.Tensor, ext: torch.Tens
     """Per-slot gradient of a max/min over the CSR rows of ``rowptr``: ``grad_out[i]`` split evenly among the
     slots of row ``i`` (``srow``: each slot's row) whose value in ``msg`` ``[E, H, F]`` equals the extremum
     ``ext[i]`` (the gradient of torch's scatter ``amax``/``amin``).  The ties are counted by
-    :func:`reduce_rows` (sums in slot order: deterministic); everything in ``msg``'s dtype."""
+    :func:`reduce_rows` (sums in slot order: deterministic); everything in ``msg``'s dtype.  As in PyG (its zero
+    start, which torch's backward counts as a tie), an extremum of exactly 0 in a non-empty row counts one more."""
     hit = (msg == ext.index_select(0, srow)).to(msg.dtype)
     count = reduce_rows(rowptr, None, None, hit, "sum", sched=sched)  # ties per (row, head, feature)
+    count = count + ((ext == 0) & (count > 0)).to(count.dtype)
     return hit * (grad_out.to(msg.dtype) / count.clamp(min=1)).index_select(0, srow)
 
 

@@ -136,6 +136,14 @@ def test_spmm_arg_backward_splits_among_tied_slots():
     expect = torch.zeros(4, 1, 3)
     expect[1], expect[2], expect[3] = 0.25, 0.5, 0.25
     assert torch.equal(gx, expect)
+    # a maximum of exactly 0: PyG's zero start counts as one more tie (torch's backward of its scatter amax)
+    gx, _ = kspmm.spmm_arg_bwd(rp, col, None, torch.zeros(4, 1, 3), go, "max", rpt, colt, permt)
+    expect[1], expect[2], expect[3] = 0.2, 0.4, 0.2
+    torch.testing.assert_close(gx, expect)
+    vals = torch.tensor([[0.0], [0.0], [-1.0]])
+    srp = torch.tensor([0, 3])
+    torch.testing.assert_close(kseg.segment_reduce_bwd(srp, vals, torch.ones(1, 1), "max"),
+                               torch.tensor([[1 / 3], [1 / 3], [0.0]]))
 
 
 @pytest.mark.parametrize("dtype,idx_dtype,H", COMBOS)

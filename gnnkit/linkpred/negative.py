@@ -397,8 +397,14 @@ class NegativeSampler:
         if self._degree_weights is None:
             s, d = self.edge_index
             ns, nd = self.space.num_src, self.space.num_dst
+            # degrees of the graph, not of its storage: an undirected edge stored both ways (PyG's habit) or an
+            # edge given twice counts once, so a graph gets the same weights however its edges are stored
             if self.undirected:
-                deg = torch.bincount(torch.cat([s, d]), minlength=ns).double()
+                s, d = torch.minimum(s, d), torch.maximum(s, d)
+            if s.numel():
+                s, d = torch.unique(torch.stack([s, d]), dim=1)
+            if self.undirected:
+                deg = torch.bincount(torch.cat([s, d[d != s]]), minlength=ns).double()  # a self-loop: once
                 ws = wd = deg + 1.0
             else:
                 ws = torch.bincount(s, minlength=ns).double() + 1.0

@@ -67,6 +67,15 @@ def _count(x: Ratio, total: int, name: str) -> int:
     return int(x)
 
 
+def _negative_count(ratio: float, positives: int, who: str = "") -> int:
+    """``round(neg_sampling_ratio * positives)``; a product past any count (a huge finite ratio) is named."""
+    k = ratio * positives
+    if k > 2 ** 62:
+        raise ValueError(f"{who + ': ' if who else ''}neg_sampling_ratio={ratio!r} asks for {k:g} negatives for "
+                         f"{positives} positives, more than any graph holds; fix: a smaller neg_sampling_ratio")
+    return int(round(k))
+
+
 def _check_not_rounded_away(counts: Tuple[int, int], requested: Tuple[Ratio, Ratio], total: int, what: str) -> None:
     """A part asked for (``num_val`` / ``num_test`` above 0) must not round to nothing: a split without
     validation or test positives would be written and fail only when a model is evaluated on it."""
@@ -178,7 +187,7 @@ def train_negative_sampler(train_data: Data, neg_sampling_ratio: float = 1.0, me
         is_undirected = infer_undirected(train_data)
     else:
         is_undirected = check_flag("is_undirected", is_undirected, who="train_negative_sampler")
-    k = int(round(neg_sampling_ratio * pos.size(1)))
+    k = _negative_count(neg_sampling_ratio, pos.size(1), "train_negative_sampler")
     batch = train_data.batch if "batch" in train_data else None
     return NegativeSampler(train_data.edge_index, _num_nodes(train_data), k, method, exclude=pos,
                            force_undirected=is_undirected, seed=seed, batch=batch, targets=pos)
@@ -267,6 +276,11 @@ class TransductiveLinkSplit:
         n_test = _count(self.num_test, E, "num_test")
         n_val = _count(self.num_val, E, "num_val")
         n_train = E - n_val - n_test
+        if E == 0:  # (the message below would tell the user to shrink parts that cannot help)
+            raise ValueError(f"edge_index holds 0 edges to split ({st['input_edges']} given, "
+                             f"{st['self_loops_removed']} of them self-loops, which are not split), so num_val="
+                             f"{self.num_val} and num_test={self.num_test} leave no training edges; fix: a graph with "
+                             "edges (smaller parts cannot help)")
         if n_train <= 0:
             raise ValueError(f"num_val={self.num_val} and num_test={self.num_test} leave no training edges "
                              f"out of {E}; fix: smaller num_val / num_test")
@@ -297,7 +311,7 @@ class TransductiveLinkSplit:
         base = _strip_edge_attrs(data)
         r = self.neg_sampling_ratio
         for i, (msg, sup, kn) in enumerate(zip(msgs, sups, known)):
-            k = int(round(r * sup.size(1)))
+            k = _negative_count(r, sup.size(1))
             if i == 0 and not self.add_negative_train_samples:
                 k = 0
             # hard negatives score on the split's message graph and corrupt its positives
@@ -334,10 +348,16 @@ def _as_union(dataset) -> Tuple[Data, int]:
     slices = getattr(dataset, "slices", None)
     indices = getattr(dataset, "_indices", None)
     if (store is not None and slices is not None and indices is None and "x" in slices
-            and "edge_index" in slices):
+            and "edge_index" in slices and "num_src" not in slices and "num_dst" not in slices):
         # fast path on InMemoryDataset storage: edge_index is stored per graph (local ids)
         nptr, eptr = slices["x"].long(), slices["edge_index"].long()
         ecount = eptr.diff()
+        gid = torch.repeat_interleave(torch.arange(n), ecount)
+        size = nptr.diff()[gid]
+        bad = ((store.edge_index < 0) | (store.edge_index >= size)).any(0)
+        if bool(bad.any()):
+            first = int(gid[bad.nonzero()[0, 0]])
+            _bad_graph_ids(first, int(nptr[first + 1] - nptr[first]))
         offs = torch.repeat_interleave(nptr[:-1], ecount)
         u = Data(x=store.x, edge_index=store.edge_index.long() + offs, num_nodes=int(nptr[-1]))
         u.batch = torch.repeat_interleave(torch.arange(n), nptr.diff())
@@ -345,13 +365,29 @@ def _as_union(dataset) -> Tuple[Data, int]:
             u.y = store.y
         return u, n
     from torch_geometric.data import Batch
-    b = Batch.from_data_list([dataset[i] for i in range(n)])
+    graphs = [dataset[i] for i in range(n)]
+    for i, g in enumerate(graphs):
+        if is_bipartite(g):
+            raise ValueError(f"graph {i} of the dataset is bipartite (num_src / num_dst): a dataset is split as "
+                             "homogeneous graphs (its users and items would share ids, user j -> item j read as a "
+                             "self-loop); fix: split one bipartite Data at a time, or give each graph one id space")
+        ei = g.edge_index
+        if ei is not None and ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= g.num_nodes):
+            _bad_graph_ids(i, g.num_nodes)
+    b = Batch.from_data_list(graphs)
     u = Data(edge_index=b.edge_index, num_nodes=b.num_nodes, batch=b.batch)
     if "x" in b:
         u.x = b.x
     if "y" in b and b.y is not None and b.y.size(0) == n:
         u.y = b.y
     return u, n
+
+
+def _bad_graph_ids(i: int, num_nodes: int) -> None:
+    """A dataset's graph with ids outside its own nodes: after the union's offsets they would join graphs."""
+    raise IndexError(f"graph {i} of the dataset has edge_index ids outside [0, num_nodes={num_nodes}) (after the "
+                     "union's offsets they would point into a neighbouring graph); fix: that graph's edge_index or "
+                     "num_nodes")
 
 
 def _region_partition(edges: Tensor, n: int, sizes: Sequence[int], gen: torch.Generator) -> Tensor:
@@ -522,7 +558,7 @@ class InductiveLinkSplit:
             if batch is not None:  # each node's graph as its position in this part's graph_id (graphs
                 # without nodes keep their place: batch, graph_id and y stay aligned)
                 lbatch = torch.searchsorted((graph_part == p).nonzero().view(-1), batch[src_nodes])
-            k = int(round(self.neg_sampling_ratio * n_sup))
+            k = _negative_count(self.neg_sampling_ratio, n_sup)
             if p == 0 and not self.add_negative_train_samples:
                 k = 0
             seed_p = _subseed(gen)

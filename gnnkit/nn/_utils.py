@@ -258,7 +258,9 @@ def add_root(out: Tensor, root: Optional[Tensor] = None, root_scale: Union[Tenso
     unless the dtypes differ (then torch's promotion, out of place); ``root`` None: ``out``."""
     if root is None:
         return out
-    if root.dtype != out.dtype:  # mixed dtypes: out of place, torch's promotion
+    if root.dtype != out.dtype or (isinstance(root_scale, Tensor) and root_scale.dim() > 0
+                                   and torch.promote_types(root.dtype, root_scale.dtype) != out.dtype):
+        # mixed dtypes (e.g. GIN's fp32 [1] eps with bf16 x, which promotes as in PyG): out of place, promoted
         return out + root * (1.0 if root_scale is None else root_scale)
     if root_scale is None or isinstance(root_scale, (int, float)):
         return out.add_(root, alpha=1.0 if root_scale is None else root_scale)

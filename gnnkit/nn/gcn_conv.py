@@ -154,7 +154,16 @@ def _sparse_with_loops(adj: Any, num_nodes: Optional[int], fill: float, add_self
         dst = torch.cat([graph.row, nodes])
         vals = torch.cat([w, torch.full((n,), fill, dtype=dt, device=graph.device)])
     g2 = Graph.from_coo(src, dst, n, n, check=False)
-    return g2, g2.to_csr_order(vals)
+    vals = g2.to_csr_order(vals)
+    if not (SparseTensor is not None and isinstance(adj, SparseTensor)):
+        # PyG's add_self_loops coalesces a torch.sparse matrix: a diagonal entry already there and its new loop
+        # are one entry (values summed), so a mean or max aggregation sees one neighbour, not two
+        key = g2.row * n + g2.col  # CSR order sorts by (destination, source): duplicates are neighbours
+        uniq, inv = torch.unique_consecutive(key, return_inverse=True)
+        if uniq.numel() != key.numel():
+            g2 = Graph.from_coo(uniq % n, uniq // n, n, n, check=False)
+            vals = vals.new_zeros(uniq.numel()).index_add(0, inv, vals)
+    return g2, vals
 
 
 def _add_bias(out: Tensor, bias: Tensor) -> Tensor:
@@ -311,7 +320,7 @@ class GCNConv(CSRMessagePassing):
             graph, w, w_t = self._normalised(edge_index, edge_weight, n, dt)
             if cache:
                 kept = w.detach()
-                if kept.is_inference() and not torch.compiler.is_compiling():
+                if not torch.compiler.is_compiling() and kept.is_inference():
                     with torch.inference_mode(False):  # a first call under inference_mode: keep a normal
                         kept = kept.clone()  # tensor, so training with this cache can save it for backward
                 self._cached_norm = (graph, kept)

@@ -85,7 +85,10 @@ class GINConv(CSRMessagePassing):
         scale = None
         if x_dst is not None:
             scale = 1 + self.eps
-            if not self.eps.requires_grad and self.eps.device.type == "cpu" and not torch.compiler.is_compiling():
+            # a wider eps (fp32 with bf16 x, or a .double() layer) promotes the result, as PyG's (1 + eps) * x: kept
+            # as a tensor then
+            if not self.eps.requires_grad and self.eps.device.type == "cpu" and not torch.compiler.is_compiling() \
+                    and torch.promote_types(x_dst.dtype, self.eps.dtype) == x_dst.dtype:
                 scale = float(1 + self.eps)  # rounded in eps' dtype first, as PyG's (1 + eps) * x
         if self._explain is not True:  # a small mini-batch's edge_index: no graph to build
             out = small_aggregate(edge_index, x_src, ns, nd, self._reduce, x_dst, scale)

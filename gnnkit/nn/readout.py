@@ -3,6 +3,7 @@ r"""Graph readouts (sum / mean / max pooling, the gated readout) and the edge re
 Pooling reduces node rows into their graph (``batch[i]`` = graph of node ``i``, any order)
 with ``index_add``/``scatter_reduce`` (deterministic on CPU); graphs without nodes give 0.
 """
+import numbers
 from typing import Optional, Tuple
 
 import torch
@@ -37,12 +38,21 @@ def check_batch(batch: Tensor, num_nodes: Optional[int], size: Optional[int], si
     batch = batch.long()
     size = size_as_int(size)
     if size is not None:
-        size = check_int(size_name, size, 0, who=who)
+        if torch.compiler.is_compiling() and isinstance(size, numbers.Integral) and not isinstance(size, bool):
+            # possibly a count read from the ids inside the compiled graph (a model's check_batch hands its
+            # max(batch) + 1 to the pools): a Python comparison would guard on data, so checked as the graph runs
+            torch._check(size >= 0)
+        else:
+            size = check_int(size_name, size, 0, who=who)
     if torch.compiler.is_compiling():  # no Python branch on values inside a compiled graph (fullgraph=True): the ids
         # are checked when the graph runs; without a size the graph count is read from the data, as PyG's pools do
         assert_in_graph(batch >= 0 if size is None else (batch >= 0) & (batch < size),
                         f"{pre}batch holds a graph id outside [0, {size_name})")
-        return batch, size if size is not None else (int(batch.max()) + 1 if batch.numel() else 0)
+        if size is None and batch.numel():
+            top = int(batch.max())
+            torch._check(top >= 0)  # (asserted above): the count max + 1 is known to be positive when tracing
+            size = top + 1
+        return batch, size if size is not None else 0
     if batch.numel() > 0:
         lo, hi = torch.aminmax(batch)
         if int(lo) < 0:

@@ -22,6 +22,7 @@ from torch_geometric.nn.aggr import (
 )
 from torch_geometric.nn.dense.linear import Linear
 
+from gnnkit._checks import assert_in_graph
 from gnnkit.ops import Graph, bias_add, gather_slots, quantile_aggregate_slots, softmax_aggregate_slots
 from gnnkit.typing import Adj, NodeFeatures
 
@@ -87,20 +88,26 @@ def _flag(kwargs: dict, name: str, default: bool) -> bool:
 def _check_sorted_by_destination(graph: Graph, lstm: bool = True) -> None:
     """PyG's LSTM aggregation (and every aggregation that reads a neighbourhood as a sequence, ``lstm=False``)
     refuses an ``edge_index`` not sorted by destination; so does gnnkit's drop-in (under ``torch.compile`` the
-    check uses what an eager call on the same graph found, else is skipped)."""
+    check uses what an eager call on the same graph found, else it runs as the compiled graph runs: a
+    ``RuntimeError`` with the same words)."""
     ok = graph.derived_or_none("destinations_sorted")
-    if ok is None and not torch.compiler.is_compiling():
+    who = "SAGEConv(aggr='lstm')" if lstm else "SAGEConv"
+    what = "PyG's LSTM aggregation requires" if lstm else \
+        "PyG's aggregations that read each neighbourhood as a sequence (to_dense_batch) require"
+    fix = ", or pass aggr_kwargs={'require_sorted': False} to read each node's neighbours in input order" \
+        if lstm else ""
+    message = (f"{who}: the 'index' tensor is not sorted: edge_index[1] (the destinations) must be sorted, "
+               f"as {what}; sort it with torch_geometric.utils.sort_edge_index(edge_index, sort_by_row=False){fix}")
+    if ok is None and torch.compiler.is_compiling():
+        if graph.perm is not None:  # (None: already in CSR order, hence sorted)
+            dst = graph.from_csr_order(graph.row)
+            assert_in_graph((dst[1:] >= dst[:-1]).all(), message)
+        return
+    if ok is None:
         ok = _destinations_sorted(graph)
         graph.keep("destinations_sorted", ok)  # a bool: kept under inference mode too
     if ok is False:
-        who = "SAGEConv(aggr='lstm')" if lstm else "SAGEConv"
-        what = "PyG's LSTM aggregation requires" if lstm else \
-            "PyG's aggregations that read each neighbourhood as a sequence (to_dense_batch) require"
-        fix = ", or pass aggr_kwargs={'require_sorted': False} to read each node's neighbours in input order" \
-            if lstm else ""
-        raise ValueError(f"{who}: the 'index' tensor is not sorted: edge_index[1] (the destinations) must be sorted, "
-                         f"as {what}; sort it with torch_geometric.utils.sort_edge_index(edge_index, "
-                         f"sort_by_row=False){fix}")
+        raise ValueError(message)
 
 
 def _reads_in_order(module: Any) -> bool:

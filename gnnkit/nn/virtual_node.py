@@ -104,7 +104,15 @@ class VirtualNode(torch.nn.Module):
         """New state from the pooled nodes plus the old state."""
         pooled = global_add_pool(x, batch, state.size(0))
         h = pooled + state
-        if self.training and h.size(0) == 1:
+        one = h.size(0) == 1
+        if torch.compiler.is_compiling() and self.training:
+            # a graph count read from batch inside a compiled graph is not known when tracing: taken as several
+            # graphs, asserted when the graph runs (BatchNorm's own check of its batch would need the count)
+            from torch.fx.experimental.symbolic_shapes import guard_or_false
+            one = guard_or_false(one)
+            if not one:
+                torch._check(h.size(0) >= 2)
+        if self.training and one:
             # one graph (a node task, or a batch of one): batch statistics over a single row do not exist
             # (BatchNorm raises); its BatchNorms normalise with their running statistics for this step instead
             for m in self.mlp:

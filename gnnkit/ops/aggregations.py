@@ -26,6 +26,8 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from gnnkit._checks import assert_in_graph
+
 from ._autograd import apply_function, first_order_only
 from ._custom_op import custom_op
 from .graph import Graph, check_op_inputs
@@ -227,6 +229,11 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
             raise ValueError(f"quantile_aggregate_slots: one q at a time, got {q.numel()} values")
         q = q.reshape(())
         q = q if q.is_floating_point() else q.to(torch.float64)
+        if q.device.type == "cpu" and not torch.compiler.is_compiling():
+            if not 0.0 <= float(q) <= 1.0:  # (outside, the position ran into the next row's slots)
+                raise ValueError(f"quantile_aggregate_slots: q must lie in [0, 1], got {float(q)}")
+        else:  # checked as the graph runs, no sync
+            assert_in_graph((q >= 0) & (q <= 1), "quantile_aggregate_slots: q must lie in [0, 1]")
     elif not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile_aggregate_slots: q must lie in [0, 1], got {q}")
     _check("quantile_aggregate_slots", graph, x)
@@ -235,8 +242,8 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
                          "the 32-bit sort key); use float32 or PyG's QuantileAggregation")
     E, F = graph.num_edges, x.size(1)
     count = graph.rowptr.diff()
-    if E == 0:
-        return x.new_full((graph.num_dst, F), fill_value)
+    if E == 0:  # attached to x (a zero gradient), as the other aggregations' empty results
+        return x.new_full((graph.num_dst, F), fill_value).add(x[:0].sum(0))
     with torch.no_grad():
         vals = x.detach().float().t().contiguous().index_select(1, graph.col)  # [F, E]: channels in rows
         key = _order_keys(vals).bitwise_or_(graph.row.view(1, -1) << 32)

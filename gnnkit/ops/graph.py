@@ -191,6 +191,15 @@ def _sorted_self_loops(src: Tensor, dst: Tensor, n: int, ids: Optional[Tensor]
     # the last self-loop edge of a node wins (deterministic; PyG's assignment picks one of them)
     loop_edge.scatter_reduce_(0, dst.index_select(0, loops), loop_ids, "amax")
     nodes = torch.arange(n, device=src.device)
+    if _is_compiling():
+        # the same pairs picked from [pairs, loops] by one nonzero: their count is one unbacked size u, not the sum
+        # "u + n" of a cat, which inductor's backward of a second layer could not bind ("For u2 + n, expected [u2]
+        # to have been codegen-ed": a two-layer GCN on a plain edge_index failed in backward)
+        sel = torch.cat([~is_loop, torch.ones(n, dtype=torch.bool, device=src.device)]).nonzero().view(-1)
+        torch._check(sel.numel() >= n)  # every loop is picked
+        graph = Graph.from_coo(torch.cat([src, nodes]).index_select(0, sel),
+                               torch.cat([dst, nodes]).index_select(0, sel), n, n, check=False)
+        return graph, keep, loop_edge
     graph = Graph.from_coo(torch.cat([src.index_select(0, kept), nodes]), torch.cat([dst.index_select(0, kept), nodes]),
                            n, n, check=False)
     return graph, keep, loop_edge
@@ -300,7 +309,7 @@ class Graph:
         row = dst[perm]
         col = src[perm]
         rowptr = rowptr_of(row, num_dst)
-        if perm.numel() > 0 and not _is_compiling() and bool((perm[1:] > perm[:-1]).all()):
+        if not _is_compiling() and perm.numel() > 0 and bool((perm[1:] > perm[:-1]).all()):
             perm = None  # already in CSR order (sorted by destination): per-edge tensors need no gather
         return cls(rowptr, col, row, perm, num_src, num_dst)
 
@@ -556,9 +565,10 @@ class Graph:
                 f"device={self.device})")
 
 
-def check_op_inputs(op: str, graph: object, **tensors: Optional[Tensor]) -> None:
+def check_op_inputs(op: str, graph: object, floating: Tuple[str, ...] = (), **tensors: Optional[Tensor]) -> None:
     """The public ops' first check: ``graph`` is a :class:`Graph` (not an ``edge_index``) and every given
-    tensor (by argument name) is a tensor on the graph's device."""
+    tensor (by argument name) is a tensor on the graph's device; those named in ``floating`` hold floating-point
+    values (an integer product wraps round silently, a bool one is a logical or)."""
     if not isinstance(graph, Graph):
         raise ValueError(f"{op}: graph must be a gnnkit.ops.Graph, got {type(graph).__name__}; fix: "
                          "graph, _ = gnnkit.ops.as_graph(edge_index, num_nodes=N) (or Graph.build(...))")
@@ -570,6 +580,8 @@ def check_op_inputs(op: str, graph: object, **tensors: Optional[Tensor]) -> None
         if t.device != graph.device:
             raise ValueError(f"{op}: {name} is on {t.device} but the graph is on {graph.device}; fix: "
                              f"{name}.to(graph.device) (or build the graph on {t.device})")
+        if name in floating and not t.is_floating_point():
+            raise ValueError(f"{op}: {name} must be a floating-point tensor, got {t.dtype}; fix: {name}.float()")
 
 
 def check_rows(t: Optional[Tensor], n: int, name: str, what: str) -> None:

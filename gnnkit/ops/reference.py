@@ -236,11 +236,20 @@ def route_to_extrema(msg: Tensor, out: Tensor, row: Tensor, grad_out: Tensor) ->
     ``msg`` ``[E, ...]`` are the slot values, ``out`` ``[N, ...]`` their row extrema and ``row``
     the row of each slot; each entry of ``grad_out`` is split evenly among the slots whose message
     equals the extremum — the gradient of torch's ``scatter_reduce`` ``amax``/``amin``, which PyG's
-    max/min aggregations use.  The tie counts are whole numbers, exact in any order of summation.
+    max/min aggregations use.  The tie counts are whole numbers, exact in any order of summation.  As there,
+    an extremum of exactly 0 counts one tie more (:func:`zero_start_ties`).
     """
     hit = (msg == out.index_select(0, row)).to(grad_out.dtype)
-    count = grad_out.new_zeros(out.shape).index_add_(0, row, hit)
+    count = zero_start_ties(grad_out.new_zeros(out.shape).index_add_(0, row, hit), out)
     return hit * (grad_out / count.clamp(min=1)).index_select(0, row)
+
+
+def zero_start_ties(count: Tensor, out: Tensor) -> Tensor:
+    """Tie counts of a max/min as PyG's gradient splits them: PyG reduces with ``new_zeros(...).scatter_reduce_(...,
+    "amax"/"amin", include_self=False)``, and torch's backward of that still counts the zero it started from as
+    one more tie wherever a non-empty row's extremum is exactly 0 (e.g. after a ReLU): two messages of 0 get a
+    third of the gradient each, one gets a half.  ``count``: ties among the messages per entry of ``out``."""
+    return count + ((out == 0) & (count > 0)).to(count.dtype)
 
 
 # ---------------------------------------------------------------------- SDDMM

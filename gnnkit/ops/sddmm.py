@@ -68,7 +68,7 @@ def sddmm(graph: Graph, a: Tensor, b: Tensor) -> Tensor:
     Returns:
         ``[E]`` (or ``[E, H]``) in the input edge order.
     """
-    check_op_inputs("sddmm", graph, a=a, b=b)
+    check_op_inputs("sddmm", graph, floating=("a", "b"), a=a, b=b)
     if a.dim() != b.dim() or a.dim() not in (2, 3) or a.shape[1:] != b.shape[1:]:
         raise ValueError(f"a and b must both be [nodes, F] or [nodes, H, F] with equal trailing sizes, "
                          f"got a {list(a.shape)} and b {list(b.shape)}")
