@@ -23,7 +23,7 @@ from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import check_floating, loops_from_tensor
+from ._utils import check_floating, loops_from_tensor, mark_torch_sparse, torch_sparse_extrema
 
 
 def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
@@ -137,32 +137,28 @@ def _sparse_with_loops(adj: Any, num_nodes: Optional[int], fill: float, add_self
         raise ValueError(f"GCNConv needs a square adjacency, got adj_t of shape [{graph.num_dst}, {graph.num_src}]")
     dt = dtype or (w.dtype if w is not None else torch.get_default_dtype())
     w = torch.ones(graph.num_edges, dtype=dt, device=graph.device) if w is None else w.to(dt)
+    torch_sparse = not (SparseTensor is not None and isinstance(adj, SparseTensor))
+    if torch_sparse:
+        mark_torch_sparse(graph)
     if not add_self_loops:
         return graph, w
     n = graph.num_dst
     is_loop = graph.row == graph.col
     nodes = torch.arange(n, device=graph.device)
-    if SparseTensor is not None and isinstance(adj, SparseTensor):
-        # torch_sparse.fill_diag: the diagonal is replaced by the fill value
-        keep = (~is_loop).nonzero().view(-1)
-        src = torch.cat([graph.col[keep], nodes])
-        dst = torch.cat([graph.row[keep], nodes])
-        vals = torch.cat([w[keep], torch.full((n,), fill, dtype=dt, device=graph.device)])
-    else:
-        # torch.sparse + add_self_loops: loops are appended and duplicates summed on coalesce
-        src = torch.cat([graph.col, nodes])
-        dst = torch.cat([graph.row, nodes])
-        vals = torch.cat([w, torch.full((n,), fill, dtype=dt, device=graph.device)])
+    keep = (~is_loop).nonzero().view(-1)
+    loop_vals = torch.full((n,), fill, dtype=dt, device=graph.device)
+    if torch_sparse:
+        # PyG's add_self_loops appends a loop per node and coalesces a torch.sparse matrix: a diagonal entry already
+        # there and its new loop are one entry, their values summed (so a mean or max sees one neighbour, not two);
+        # (torch_sparse.fill_diag, for a SparseTensor, replaces the diagonal by the fill value instead)
+        loops = is_loop.nonzero().view(-1)
+        loop_vals = loop_vals.index_add(0, graph.row.index_select(0, loops), w.index_select(0, loops))
+    src = torch.cat([graph.col[keep], nodes])
+    dst = torch.cat([graph.row[keep], nodes])
     g2 = Graph.from_coo(src, dst, n, n, check=False)
-    vals = g2.to_csr_order(vals)
-    if not (SparseTensor is not None and isinstance(adj, SparseTensor)):
-        # PyG's add_self_loops coalesces a torch.sparse matrix: a diagonal entry already there and its new loop
-        # are one entry (values summed), so a mean or max aggregation sees one neighbour, not two
-        key = g2.row * n + g2.col  # CSR order sorts by (destination, source): duplicates are neighbours
-        uniq, inv = torch.unique_consecutive(key, return_inverse=True)
-        if uniq.numel() != key.numel():
-            g2 = Graph.from_coo(uniq % n, uniq // n, n, n, check=False)
-            vals = vals.new_zeros(uniq.numel()).index_add(0, inv, vals)
+    vals = g2.to_csr_order(torch.cat([w[keep], loop_vals]))
+    if torch_sparse:
+        mark_torch_sparse(g2)
     return g2, vals
 
 
@@ -247,6 +243,8 @@ class GCNConv(CSRMessagePassing):
         """``(graph, weights, weights in transposed slot order or None)``."""
         if not self.normalize:
             graph, w = as_graph(edge_index, num_nodes=n)
+            if is_sparse_adj(edge_index) and not (SparseTensor is not None and isinstance(edge_index, SparseTensor)):
+                mark_torch_sparse(graph)  # PyG's max / min there: torch.sparse.mm
             if w is not None and edge_weight is not None:
                 raise ValueError("edge_weight must be None when the adjacency is a sparse matrix: "
                                  "its values are the edge weights")
@@ -360,6 +358,10 @@ class GCNConv(CSRMessagePassing):
 
     def _propagate(self, graph: Graph, w: Tensor, w_t: Optional[Tensor], h: Tensor, bias: Optional[Tensor] = None
                    ) -> Tensor:
+        if h.dim() == 2:
+            ext = torch_sparse_extrema(graph, h, w, self._reduce)  # PyG's max / min on a torch.sparse adj_t
+            if ext is not None:
+                return ext if bias is None else _add_bias(ext, bias)
         vt = None if w_t is None else w_t.to(h.dtype).view(-1, 1)
         out = spmm_slots(graph, h.unsqueeze(1), w.to(h.dtype).view(-1, 1), self._reduce, vt)
         return (out if bias is None else _add_bias(out, bias)).squeeze(1)
