@@ -351,3 +351,35 @@ def test_max_min_on_a_torch_sparse_adj_take_pyg_sparse_mm_gradients(layout, laye
     params_p, params_k = [x] + list(p.parameters()), [x] + list(k.parameters())
     for a, b in zip(torch.autograd.grad(ko, params_k, go), torch.autograd.grad(po, params_p, go)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_labelled_uniqueness_and_novelty_compare_labels_by_value():
+    """The WL bucket hashed str(label) while the isomorphism test compares with ==: labels 1 and 1.0 (a long and a
+    float one-hot) fell in different buckets, so equal labelled graphs counted as unique / novel."""
+    import networkx as nx
+    from torch_geometric.data import Data
+
+    from gnnkit.latent.metrics import novelty, uniqueness
+    a, b = nx.path_graph(3), nx.path_graph(3)
+    nx.set_node_attributes(a, {0: 1, 1: 2, 2: 1}, "label")
+    nx.set_node_attributes(b, {0: 1.0, 1: 2.0, 2: 1.0}, "label")
+    assert uniqueness([a, b], node_attr="label") == 0.5
+    assert novelty([b], [a], node_attr="label") == 0.0
+    c = nx.path_graph(3)
+    nx.set_node_attributes(c, {0: 2, 1: 1, 2: 1}, "label")  # another labelling: stays apart
+    assert uniqueness([a, c], node_attr="label") == 1.0
+    ei = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    onehot = torch.eye(2)[torch.tensor([0, 1, 0])]
+    d1, d2 = Data(edge_index=ei, num_nodes=3, label=onehot.long()), Data(edge_index=ei, num_nodes=3, label=onehot)
+    assert uniqueness([d1, d2], node_attr="label") == 0.5
+
+
+@pytest.mark.parametrize("label", [torch.tensor([2]), torch.tensor([1, 2]), torch.tensor(2)])
+def test_a_label_without_one_entry_per_node_is_named(label):
+    """A graph-level attribute given as node_attr reached PyG's to_networkx and an IndexError."""
+    from torch_geometric.data import Data
+
+    from gnnkit.latent.metrics import uniqueness
+    d = Data(edge_index=torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), num_nodes=3, label=label)
+    with pytest.raises(ValueError, match=r"generated\[0\]\.label must hold one entry per node \(3\)"):
+        uniqueness([d, d], node_attr="label")

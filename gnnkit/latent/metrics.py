@@ -90,7 +90,7 @@ import numbers
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import networkx as nx
 import numpy as np
@@ -254,6 +254,13 @@ def _convert_one(g: object, name: str, index: int, node_attrs: Optional[Sequence
             keys = set(g.keys())
             na = [a for a in (node_attrs or ()) if a in keys] or None
             ea = [a for a in (edge_attrs or ()) if a in keys] or None
+            for attrs, count, what in ((na, g.num_nodes, "node"), (ea, ei.size(1), "edge")):
+                for a in attrs or ():
+                    t = g[a]
+                    if not hasattr(t, "__len__") or getattr(t, "dim", lambda: 1)() == 0 or len(t) != count:
+                        raise ValueError(f"{name}[{index}].{a} must hold one entry per {what} ({count}), got "
+                                         f"{list(t.shape) if hasattr(t, 'shape') else type(t).__name__}; fix: a "
+                                         f"per-{what} label (a graph-level attribute such as y cannot label {what}s)")
             return to_networkx(g, node_attrs=na, edge_attrs=ea, to_undirected=True)
     raise ValueError(
         f"{name}[{index}] is a {type(g).__module__}.{type(g).__qualname__}, not a graph; "
@@ -754,6 +761,16 @@ def validity(generated: Iterable[GraphLike],
     return sum(bool(is_valid(g)) for g in gen) / len(gen)
 
 
+def _canon_label(v: Any) -> str:
+    """One string per ==-class of labels: numbers by value (1, 1.0, True and numpy's 1 alike), sequences by item."""
+    if isinstance(v, (list, tuple)):
+        return "(" + ",".join(_canon_label(u) for u in v) + ")"
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        return str(int(f)) if f.is_integer() else repr(f)
+    return str(v)
+
+
 class _IsoIndex:
     """Buckets graphs by Weisfeiler-Lehman hash, then confirms with ``nx.is_isomorphic``."""
 
@@ -765,6 +782,16 @@ class _IsoIndex:
         self.edge_match = iso.categorical_edge_match(edge_attr, None) if edge_attr else None
 
     def _key(self, g: nx.Graph) -> str:
+        if self.node_attr or self.edge_attr:
+            # the hash reads str(label) while the isomorphism test compares labels with ==: 1 and 1.0 (or a long
+            # and a float one-hot) would fall in different buckets and never be compared — hash canonical labels
+            g = g.copy()
+            if self.node_attr:
+                nx.set_node_attributes(g, {v: _canon_label(d.get(self.node_attr)) for v, d in g.nodes(data=True)},
+                                       self.node_attr)
+            if self.edge_attr:
+                nx.set_edge_attributes(g, {(u, v): _canon_label(d.get(self.edge_attr))
+                                           for u, v, d in g.edges(data=True)}, self.edge_attr)
         with warnings.catch_warnings():
             # networkx >= 3.5 warns that unlabelled hashes changed in 3.5; only equality within
             # one run matters here
