@@ -383,3 +383,83 @@ def test_a_label_without_one_entry_per_node_is_named(label):
     d = Data(edge_index=torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), num_nodes=3, label=label)
     with pytest.raises(ValueError, match=r"generated\[0\]\.label must hold one entry per node \(3\)"):
         uniqueness([d, d], node_attr="label")
+
+
+@pytest.mark.parametrize("layer", ["sage", "gin"])
+@pytest.mark.parametrize("values", ["ones", "rand"])
+def test_an_aggregation_object_on_a_torch_sparse_adj_takes_pyg_message_path(layer, values):
+    """PyG fuses (torch.sparse.mm, the matrix's values as weights) only a string aggr: an Aggregation object goes
+    through the messages — zero-start scatter max, values ignored. The first mend used torch.sparse.mm for any form
+    (0.23-0.67 off PyG's gradient), and SAGE weighted by the values (0.29-0.87 off PyG's output, older)."""
+    from torch_geometric.nn import aggr as A
+    x, ei = _relu_graph(1)
+    x.requires_grad_()
+    g = torch.Generator().manual_seed(2)
+    vals = torch.ones(ei.size(1)) if values == "ones" else torch.rand(ei.size(1), generator=g) + 0.5
+    adj = torch.sparse_coo_tensor(ei.flip(0), vals, (20, 20)).coalesce().to_sparse_csr()
+    torch.manual_seed(0)
+    if layer == "sage":
+        p, k = pnn.SAGEConv(5, 4, aggr=A.MaxAggregation()), gnn.SAGEConv(5, 4, aggr=A.MaxAggregation())
+    else:
+        p = pnn.GINConv(torch.nn.Linear(5, 4), aggr=A.MaxAggregation())
+        k = gnn.GINConv(torch.nn.Linear(5, 4), aggr=A.MaxAggregation())
+    k.load_state_dict(p.state_dict())
+    po, ko = p(x, adj), k(x, adj)
+    torch.testing.assert_close(ko, po, atol=1e-5, rtol=1e-5)
+    go = torch.randn_like(po)
+    torch.testing.assert_close(torch.autograd.grad(ko, x, go)[0], torch.autograd.grad(po, x, go)[0],
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", ["SAGEConv", "GINConv"])
+def test_an_explained_layer_on_a_torch_sparse_adj_takes_pyg_message_path(cls):
+    """PyG does not fuse an explained call (set_masks): message * mask, then the zero-start scatter max."""
+    from torch_geometric.explain.algorithm.utils import set_masks
+    torch.manual_seed(0)
+    n = 10
+    ei = torch.unique(torch.randint(0, n, (2, 30)), dim=1)
+    adj = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1)), (n, n)).coalesce()
+    idx = adj.indices()
+    x0 = torch.randn(n, 4).relu()
+    torch.manual_seed(1)
+    if cls == "SAGEConv":
+        p, k = pnn.SAGEConv(4, 3, aggr="max"), gnn.SAGEConv(4, 3, aggr="max")
+    else:
+        p, k = pnn.GINConv(torch.nn.Linear(4, 3), aggr="max"), gnn.GINConv(torch.nn.Linear(4, 3), aggr="max")
+    k.load_state_dict(p.state_dict())
+    gx = []
+    for m in (p, k):
+        set_masks(m, torch.linspace(0.2, 2.0, idx.size(1)), torch.stack([idx[1], idx[0]]), apply_sigmoid=True)
+        x = x0.clone().requires_grad_()
+        gx.append(torch.autograd.grad(m(x, adj.to_sparse_csr()).sum(), x)[0])
+    torch.testing.assert_close(gx[1], gx[0], atol=1e-6, rtol=1e-6)
+
+
+def test_a_users_graph_of_a_sparse_adj_is_not_changed_by_a_layer_call():
+    """The first mend marked the Graph cached on the sparse tensor, which Graph.build(adj) hands to the user too."""
+    from gnnkit.ops import Graph
+    x, ei = _relu_graph(3)
+    adj = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1)), (20, 20)).coalesce().to_sparse_csr()
+    graph = Graph.build(adj)
+    k = gnn.SAGEConv(5, 4, aggr="max")
+    go = torch.randn(20, 4)
+    xa = x.clone().requires_grad_()
+    before = torch.autograd.grad(k(xa, graph), xa, go)[0]
+    k(x, adj)
+    after = torch.autograd.grad(k(xa, graph), xa, go)[0]
+    torch.testing.assert_close(after, before, atol=0, rtol=0)
+
+
+def test_label_canonicalisation_keeps_numpy_bools_and_huge_integers():
+    import networkx as nx
+    import numpy as np
+
+    from gnnkit.latent.metrics import novelty, uniqueness
+    a, b = nx.path_graph(2), nx.path_graph(2)
+    nx.set_node_attributes(a, {0: True, 1: False}, "label")
+    nx.set_node_attributes(b, {0: np.True_, 1: np.False_}, "label")
+    assert uniqueness([a, b], node_attr="label") == 0.5
+    assert novelty([b], [a], node_attr="label") == 0.0
+    c = nx.path_graph(2)
+    nx.set_node_attributes(c, {0: 10 ** 400, 1: 1}, "label")
+    assert uniqueness([c, c.copy()], node_attr="label") == 0.5

@@ -765,6 +765,8 @@ def _canon_label(v: Any) -> str:
     """One string per ==-class of labels: numbers by value (1, 1.0, True and numpy's 1 alike), sequences by item."""
     if isinstance(v, (list, tuple)):
         return "(" + ",".join(_canon_label(u) for u in v) + ")"
+    if isinstance(v, (bool, np.bool_, numbers.Integral)):  # exactly, however large (numpy's bool is not Real)
+        return str(int(v))
     if isinstance(v, numbers.Real):
         f = float(v)
         return str(int(f)) if f.is_integer() else repr(f)

@@ -222,28 +222,26 @@ def graph_of(edge_index: Any, num_src: int, num_dst: int, use_values: bool = Tru
                         name="adj_t" if is_sparse_adj(edge_index) else "edge_index")
     if w is not None and not use_values and SparseTensor is not None and isinstance(edge_index, SparseTensor):
         w = None
-    if isinstance(edge_index, Tensor) and edge_index.is_sparse or getattr(edge_index, "layout", None) in _CSR_LIKE:
-        mark_torch_sparse(graph)
     return graph, w
 
 
-_CSR_LIKE = (torch.sparse_csr, torch.sparse_csc)
-TORCH_SPARSE_INPUT = "built_from_torch_sparse"
-
-
-def mark_torch_sparse(graph: Graph) -> None:
-    """Note on ``graph`` that it is a ``torch.sparse`` ``adj_t``'s (built and cached for that tensor alone), whose
-    max / min PyG computes with ``torch.sparse.mm`` (:func:`aggregate`)."""
-    graph.keep(TORCH_SPARSE_INPUT, True)
+def pyg_fuses(layer: Any, edge_index: Any, mask: Optional[Tensor]) -> bool:
+    """Whether PyG's layer would aggregate this call with its fused ``message_and_aggregate`` on a ``torch.sparse``
+    ``adj_t`` (``torch.sparse.mm``, the matrix's values weighting the messages): a string ``aggr`` (PyG fuses
+    only those) and no explainer's mask (PyG's explained calls go through the messages)."""
+    return isinstance(edge_index, Tensor) and (edge_index.is_sparse or edge_index.layout in (torch.sparse_csr,
+                                                                                             torch.sparse_csc)) \
+        and getattr(layer, "aggr", None) in ("add", "sum", "mean", "min", "max") and mask is None  # PyG's FUSE_AGGRS
+    # (PyG keeps str(aggr): an Aggregation object reads "MaxAggregation()" there, and is not fused)
 
 
 def torch_sparse_extrema(graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str) -> Optional[Tensor]:
-    """PyG's max / min over a ``torch.sparse`` ``adj_t`` on the CPU: ``torch.sparse.mm(adj, x, reduce)``, whose
-    backward hands each output's whole gradient to one neighbour (the extremum's argument) — not the even split
-    (with its zero start) of PyG's ``edge_index`` path, which gnnkit's own max / min follows.  ``None`` where that
-    does not apply (another reduce or input, a device PyG refuses max / min on, a compiled region)."""
-    if reduce not in ("max", "min") or graph.derived_or_none(TORCH_SPARSE_INPUT) is not True \
-            or x.device.type != "cpu" or x.dim() != 2 or torch.compiler.is_compiling():
+    """PyG's fused max / min over a ``torch.sparse`` ``adj_t`` on the CPU (:func:`pyg_fuses`):
+    ``torch.sparse.mm(adj, x, reduce)``, whose backward hands each output's whole gradient to one neighbour (the
+    extremum's argument) — not the even split (with its zero start) of PyG's message path, which gnnkit's own
+    max / min follows.  ``None`` where that does not apply (another reduce, a device PyG refuses max / min on, a
+    compiled region)."""
+    if reduce not in ("max", "min") or x.device.type != "cpu" or x.dim() != 2 or torch.compiler.is_compiling():
         return None
     vals = x.new_ones(graph.num_edges) if value is None else value.reshape(-1).to(x.dtype)
     adj = torch.sparse_csr_tensor(graph.rowptr, graph.col, vals, (graph.num_dst, graph.num_src),
@@ -267,15 +265,17 @@ def check_edge_rows(t: Optional[Tensor], num_edges: int, layer: str, arg: str, m
 
 
 def aggregate(graph: Graph, x: Tensor, csr_weight: Optional[Tensor], reduce: str,
-              root: Optional[Tensor] = None, root_scale: Union[Tensor, float, None] = None) -> Tensor:
+              root: Optional[Tensor] = None, root_scale: Union[Tensor, float, None] = None,
+              fused_sparse: bool = False) -> Tensor:
     """``reduce_{j -> i} w_ji x_j`` for ``x`` ``[num_src, F]`` with weights already in CSR order;
     with ``root`` ``[num_dst, F]``, plus ``root_scale * root`` (added in place into the fresh
     SpMM result: one pass, no extra ``[N, F]`` tensor).  A number as ``root_scale`` (1 or None:
-    the gradient passes to ``root`` without a multiply) or a tensor (e.g. a learnt ``1 + eps``)."""
+    the gradient passes to ``root`` without a multiply) or a tensor (e.g. a learnt ``1 + eps``).
+    ``fused_sparse``: PyG would fuse this call on a ``torch.sparse`` ``adj_t`` (:func:`pyg_fuses`)."""
     if x.size(0) != graph.num_src:
         raise ValueError(f"x has {x.size(0)} rows but the graph has {graph.num_src} source nodes; "
                          "check the node features against edge_index/size")
-    out = torch_sparse_extrema(graph, x, csr_weight, reduce)
+    out = torch_sparse_extrema(graph, x, csr_weight, reduce) if fused_sparse else None
     if out is not None:
         return add_root(out, root, root_scale)
     value = None if csr_weight is None else csr_weight.to(x.dtype).view(-1, 1)

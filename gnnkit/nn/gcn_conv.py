@@ -23,7 +23,7 @@ from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import check_floating, loops_from_tensor, mark_torch_sparse, torch_sparse_extrema
+from ._utils import check_floating, loops_from_tensor, pyg_fuses, torch_sparse_extrema
 
 
 def _self_loop_structure(base: Graph, num_nodes: int) -> Tuple[Graph, Tensor, Tensor]:
@@ -138,8 +138,6 @@ def _sparse_with_loops(adj: Any, num_nodes: Optional[int], fill: float, add_self
     dt = dtype or (w.dtype if w is not None else torch.get_default_dtype())
     w = torch.ones(graph.num_edges, dtype=dt, device=graph.device) if w is None else w.to(dt)
     torch_sparse = not (SparseTensor is not None and isinstance(adj, SparseTensor))
-    if torch_sparse:
-        mark_torch_sparse(graph)
     if not add_self_loops:
         return graph, w
     n = graph.num_dst
@@ -157,8 +155,6 @@ def _sparse_with_loops(adj: Any, num_nodes: Optional[int], fill: float, add_self
     dst = torch.cat([graph.row[keep], nodes])
     g2 = Graph.from_coo(src, dst, n, n, check=False)
     vals = g2.to_csr_order(torch.cat([w[keep], loop_vals]))
-    if torch_sparse:
-        mark_torch_sparse(g2)
     return g2, vals
 
 
@@ -243,8 +239,6 @@ class GCNConv(CSRMessagePassing):
         """``(graph, weights, weights in transposed slot order or None)``."""
         if not self.normalize:
             graph, w = as_graph(edge_index, num_nodes=n)
-            if is_sparse_adj(edge_index) and not (SparseTensor is not None and isinstance(edge_index, SparseTensor)):
-                mark_torch_sparse(graph)  # PyG's max / min there: torch.sparse.mm
             if w is not None and edge_weight is not None:
                 raise ValueError("edge_weight must be None when the adjacency is a sparse matrix: "
                                  "its values are the edge weights")
@@ -348,7 +342,8 @@ class GCNConv(CSRMessagePassing):
         if agg_first and dt == x.dtype:
             out = self.lin(self._propagate(graph, w, w_t, x))
             return out if self.bias is None else _add_bias(out, self.bias)
-        return self._propagate(graph, w, w_t, (self.lin(x) if h is None else h).to(dt), self.bias)
+        return self._propagate(graph, w, w_t, (self.lin(x) if h is None else h).to(dt), self.bias,
+                               pyg_fuses(self, edge_index, mask))
 
     def _slot_mask(self, edge_index: Any, graph: Graph, mask: Tensor, n: int) -> Tensor:
         if not self.add_self_loops:
@@ -356,10 +351,10 @@ class GCNConv(CSRMessagePassing):
         _, keep, _ = _loop_structure(edge_index, n)
         return slot_mask(graph, mask, keep, n)
 
-    def _propagate(self, graph: Graph, w: Tensor, w_t: Optional[Tensor], h: Tensor, bias: Optional[Tensor] = None
-                   ) -> Tensor:
-        if h.dim() == 2:
-            ext = torch_sparse_extrema(graph, h, w, self._reduce)  # PyG's max / min on a torch.sparse adj_t
+    def _propagate(self, graph: Graph, w: Tensor, w_t: Optional[Tensor], h: Tensor, bias: Optional[Tensor] = None,
+                   fused_sparse: bool = False) -> Tensor:
+        if fused_sparse and h.dim() == 2:  # PyG's fused max / min on a torch.sparse adj_t: torch.sparse.mm
+            ext = torch_sparse_extrema(graph, h, w, self._reduce)
             if ext is not None:
                 return ext if bias is None else _add_bias(ext, bias)
         vt = None if w_t is None else w_t.to(h.dtype).view(-1, 1)

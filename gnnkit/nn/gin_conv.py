@@ -9,7 +9,7 @@ from gnnkit.typing import Adj, NodeFeatures
 
 from ._attention import num_input_edges
 from ._base import CSRMessagePassing, reduce_of, slot_mask
-from ._utils import aggregate, graph_of, node_pair, resolve_size, small_aggregate
+from ._utils import aggregate, graph_of, node_pair, pyg_fuses, resolve_size, small_aggregate
 
 
 def _input_width(nn: Any) -> Optional[int]:
@@ -96,9 +96,12 @@ class GINConv(CSRMessagePassing):
                 return self.nn(out)
         graph, w = graph_of(edge_index, ns, nd, use_values=False)
         mask = self.explain_mask(num_input_edges(edge_index))
+        fused = pyg_fuses(self, edge_index, mask)
         if mask is not None:  # PyG's explain_message: each edge's message times its mask
             w = slot_mask(graph, mask)
-        out = aggregate(graph, x_src, w, self._reduce, x_dst, scale)
+        elif not fused:  # PyG's message path (an Aggregation object) ignores a torch.sparse adj_t's values
+            w = None
+        out = aggregate(graph, x_src, w, self._reduce, x_dst, scale, fused)
         return self.nn(out)
 
     def _floating(self, x: Optional[Tensor]) -> Optional[Tensor]:

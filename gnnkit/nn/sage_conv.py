@@ -36,6 +36,7 @@ from ._utils import (
     linear,
     node_pair,
     plain_linears,
+    pyg_fuses,
     resolve_size,
     small_aggregate,
 )
@@ -260,10 +261,13 @@ class SAGEConv(CSRMessagePassing):
                 _check_sorted_by_destination(graph)
             out = self.aggr_module(x_src, graph, slot_mask(graph, mask) if mask is not None else None)
         elif self._native_for(x_src, mask):
-            # a torch.sparse adj_t's values weight the SpMM reductions (PyG's fused path), not the others;
-            # an explainer's mask weights the messages (for softmax/powermean: PyG's module, below)
-            weights = w if self._kind in _SPMM else None
-            out = self._csr_aggregate(graph, x_src, slot_mask(graph, mask) if mask is not None else weights)
+            # a torch.sparse adj_t's values weight the SpMM reductions of PyG's fused path (a string aggr), not its
+            # message path (an Aggregation object, other reductions); an explainer's mask weights the messages (for
+            # softmax/powermean: PyG's module, below)
+            fused = pyg_fuses(self, edge_index, mask)
+            weights = w if self._kind in _SPMM and fused else None
+            out = self._csr_aggregate(graph, x_src, slot_mask(graph, mask) if mask is not None else weights,
+                                      fused_sparse=fused)
         else:  # PyG's Aggregation module(s) on gnnkit's sorted CSR: messages per slot, index = row, ptr = rowptr
             msg = self._messages(graph, gather_slots(graph, x_src), mask)
             out = self.aggr_module(msg, index=graph.row, ptr=graph.rowptr, dim_size=graph.num_dst)
@@ -315,13 +319,14 @@ class SAGEConv(CSRMessagePassing):
             return False
         return self._kind != "quantile" or x.dtype in (torch.float32, torch.float16, torch.bfloat16)
 
-    def _csr_aggregate(self, graph: Graph, x: Tensor, w: Optional[Tensor], repeat: int = 1) -> Tensor:
+    def _csr_aggregate(self, graph: Graph, x: Tensor, w: Optional[Tensor], repeat: int = 1,
+                       fused_sparse: bool = False) -> Tensor:
         """The aggregations gnnkit runs on its CSR ops (``w``: per-slot weights, e.g. an explainer's mask; not
         for softmax/powermean), PyG's definitions (see :func:`_native`), column by column, so ``x`` may hold
         ``repeat`` batch rows side by side (per-channel parameters are repeated to match)."""
         kind, module = self._kind, self.aggr_module
         if kind in _SPMM:
-            return aggregate(graph, x, w, kind)
+            return aggregate(graph, x, w, kind, fused_sparse=fused_sparse)
         if kind == "softmax":
             t = module.t
             if isinstance(t, Tensor) and t.numel() > 1:
