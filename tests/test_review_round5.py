@@ -88,6 +88,16 @@ def test_gin_double_layer_with_float_x_promotes_as_pyg():
     torch.testing.assert_close(k(x, ei), p(x, ei))
 
 
+def _same_output_and_x_grad(p, k, x, edges):
+    """PyG's layer ``p`` and gnnkit's ``k`` (``p``'s weights loaded) give the same output and gradient into ``x``."""
+    k.load_state_dict(p.state_dict())
+    po, ko = p(x, edges), k(x, edges)
+    torch.testing.assert_close(ko, po, atol=1e-5, rtol=1e-5)
+    go = torch.randn_like(po)
+    torch.testing.assert_close(torch.autograd.grad(ko, x, go)[0], torch.autograd.grad(po, x, go)[0],
+                               atol=1e-5, rtol=1e-5)
+
+
 def _pyg_scatter(src, index, n, reduce):
     from torch_geometric.utils import scatter
     return scatter(src, index, 0, dim_size=n, reduce=reduce)
@@ -126,12 +136,7 @@ def test_sage_max_on_relu_features_matches_pyg_gradients(reduce):
         x = (-x.detach()).requires_grad_()
     p = pnn.SAGEConv(6, 4, aggr=reduce)
     k = gnn.SAGEConv(6, 4, aggr=reduce)
-    k.load_state_dict(p.state_dict())
-    po, ko = p(x, ei), k(x, ei)
-    torch.testing.assert_close(ko, po, atol=1e-5, rtol=1e-5)
-    go = torch.randn_like(po)
-    torch.testing.assert_close(torch.autograd.grad(ko, x, go)[0], torch.autograd.grad(po, x, go)[0],
-                               atol=1e-5, rtol=1e-5)
+    _same_output_and_x_grad(p, k, x, ei)
 
 
 def test_quantile_with_a_tensor_q_out_of_range_is_named():
@@ -403,12 +408,7 @@ def test_an_aggregation_object_on_a_torch_sparse_adj_takes_pyg_message_path(laye
     else:
         p = pnn.GINConv(torch.nn.Linear(5, 4), aggr=A.MaxAggregation())
         k = gnn.GINConv(torch.nn.Linear(5, 4), aggr=A.MaxAggregation())
-    k.load_state_dict(p.state_dict())
-    po, ko = p(x, adj), k(x, adj)
-    torch.testing.assert_close(ko, po, atol=1e-5, rtol=1e-5)
-    go = torch.randn_like(po)
-    torch.testing.assert_close(torch.autograd.grad(ko, x, go)[0], torch.autograd.grad(po, x, go)[0],
-                               atol=1e-5, rtol=1e-5)
+    _same_output_and_x_grad(p, k, x, adj)
 
 
 @pytest.mark.parametrize("cls", ["SAGEConv", "GINConv"])
