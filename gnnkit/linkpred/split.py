@@ -372,8 +372,10 @@ def _as_union(dataset) -> Tuple[Data, int]:
                              "homogeneous graphs (its users and items would share ids, user j -> item j read as a "
                              "self-loop); fix: split one bipartite Data at a time, or give each graph one id space")
         ei = g.edge_index
-        if ei is not None and ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= g.num_nodes):
-            _bad_graph_ids(i, g.num_nodes)
+        if ei is not None and ei.numel():
+            lo, hi = torch.aminmax(ei)  # one pass
+            if int(lo) < 0 or int(hi) >= g.num_nodes:
+                _bad_graph_ids(i, g.num_nodes)
     b = Batch.from_data_list(graphs)
     u = Data(edge_index=b.edge_index, num_nodes=b.num_nodes, batch=b.batch)
     if "x" in b:

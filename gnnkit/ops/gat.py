@@ -224,13 +224,11 @@ def gat_attention(graph: Graph, x: Tensor, a_src: Tensor, a_dst: Tensor, edge_te
     Returns:
         ``(out [num_dst, H, F], alpha or None)``.
     """
-    check_op_inputs("gat_attention", graph, x=x, a_src=a_src, a_dst=a_dst, edge_term=edge_term)
+    # (integer x: the weights were cast to it, all 0 — refused by name)
+    check_op_inputs("gat_attention", graph, floating=("x", "a_src", "a_dst", "edge_term"), x=x, a_src=a_src,
+                    a_dst=a_dst, edge_term=edge_term)
     if x.dim() != 3 or x.size(0) != graph.num_src:
         raise ValueError(f"x must have shape [num_src={graph.num_src}, H, F], got {list(x.shape)}")
-    for name, t in (("x", x), ("a_src", a_src), ("a_dst", a_dst), ("edge_term", edge_term)):
-        if t is not None and not t.is_floating_point():  # integer x: the weights were cast to it (all 0)
-            raise ValueError(f"gat_attention: {name} must be a floating-point tensor, got {t.dtype}; fix: "
-                             f"{name}.float()")
     if a_dst is a_src:  # one tensor for both (autograd.Function under torch.compile refuses a duplicate input)
         a_dst = a_src.view_as(a_src)
     H = x.size(1)

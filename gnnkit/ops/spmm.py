@@ -395,13 +395,11 @@ def spmm(graph: Graph, x: Tensor, edge_weight: Optional[Tensor] = None, reduce: 
     Returns:
         ``[num_dst, F]`` (or ``[num_dst, H, F]``).
     """
-    check_op_inputs("spmm", graph, x=x, edge_weight=edge_weight)
+    check_op_inputs("spmm", graph, floating=("x", "edge_weight"), x=x, edge_weight=edge_weight)
     check_reduce(reduce)
     if x.dim() not in (2, 3) or x.size(0) != graph.num_src:
         raise ValueError(f"x must have shape [num_src={graph.num_src}, F] or [num_src, H, F], "
                          f"got {list(x.shape)}; check that x matches the graph's node count")
-    if not x.is_floating_point():
-        raise ValueError(f"x must be a floating-point tensor, got {x.dtype}; fix: x.float()")
     x3 = x.unsqueeze(1) if x.dim() == 2 else x
     value = None
     if edge_weight is not None:
@@ -411,8 +409,6 @@ def spmm(graph: Graph, x: Tensor, edge_weight: Optional[Tensor] = None, reduce: 
             raise ValueError(f"edge_weight must have shape [E={graph.num_edges}]"
                              f"{'' if H == 1 else f' or [E, H={H}]'}, got {list(edge_weight.shape)}; "
                              "pass one weight per edge of edge_index")
-        if not edge_weight.is_floating_point():
-            raise ValueError(f"edge_weight must be a floating-point tensor, got {edge_weight.dtype}")
         value = graph.to_csr_order(edge_weight)
         value = value.view(-1, 1).expand(-1, H) if value.dim() == 1 else value
         value = value.to(x.dtype).contiguous()
