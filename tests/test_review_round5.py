@@ -305,7 +305,7 @@ def test_ready_models_compile_with_batch_and_no_num_graphs(kind):
     for a, b in zip(_grads(out, params), _grads(ref, params)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     if kind == "vn":  # one graph in a training batch: asserted as the graph runs (eager uses running statistics)
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="batch of one graph.*num_graphs=1"):
             torch.compile(m, fullgraph=True, backend="aot_eager")(x[:5], ei[:, :8], batch=batch[:5])
 
 
@@ -467,3 +467,22 @@ def test_label_canonicalisation_keeps_numpy_bools_and_huge_integers():
     c = nx.path_graph(2)
     nx.set_node_attributes(c, {0: 10 ** 400, 1: 1}, "label")
     assert uniqueness([c, c.copy()], node_attr="label") == 0.5
+
+
+def test_compiled_virtual_node_names_a_batch_of_one_graph():
+    """A VirtualNode used on its own, compiled, with a training batch of one graph: the refusal said only
+    "Runtime assertion failed for expression u0 >= 1"; it names the cause and the fix now."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    vn = gnn.VirtualNode(4)
+    batch = torch.tensor([0, 0, 1, 1, 1])
+    x = torch.randn(5, 4)
+
+    def step(x, batch):
+        s = vn.initial_state(batch)
+        return vn.update(vn.broadcast(x, s, batch), s, batch)
+
+    f = torch.compile(step, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(f(x, batch), step(x, batch))
+    with pytest.raises(RuntimeError, match="batch of one graph.*num_graphs=1"):
+        f(x[:2], batch[:2])

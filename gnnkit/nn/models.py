@@ -26,7 +26,7 @@ from .gine_conv import GINEConv
 from .readout import POOLS, GatedReadout, check_batch
 from .sage_conv import SAGEConv
 from .skip import JumpingKnowledge
-from .virtual_node import VirtualNode
+from .virtual_node import VirtualNode, assert_several_graphs
 
 _NORMS = {"batch": BatchNorm1d, "layer": LayerNorm}
 
@@ -148,6 +148,8 @@ class _GNN(torch.nn.Module):
             raise ValueError(f"{name} does not use edge_weight (only GCN does); drop edge_weight, or pass edge "
                              "features as edge_attr to a model built with edge_dim=... (GAT, GIN)")
         if batch is not None:
+            if self.vn is not None:
+                assert_several_graphs(self, batch, num_graphs)
             _, num_graphs = check_batch(batch, x.size(-2), num_graphs, "num_graphs", name)
         if graph_attr is not None and not self.graph_channels:
             raise ValueError(f"{type(self).__name__} got graph_attr but was built without graph_channels; fix: "

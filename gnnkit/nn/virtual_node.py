@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, Embedding, Linear, ReLU, Sequential
 
-from gnnkit._checks import check_int, size_as_int
+from gnnkit._checks import assert_in_graph, check_int, size_as_int
 
 from ._utils import check_graph_channels, graph_features
 from .readout import check_batch, global_add_pool
@@ -72,6 +72,7 @@ class VirtualNode(torch.nn.Module):
             raise ValueError("VirtualNode.initial_state: this VirtualNode was built with initial_embedding=False (a "
                              "later layer's); call initial_state on the first layer's VirtualNode")
         if batch is not None:
+            assert_several_graphs(self, batch, num_graphs)
             _, n = check_batch(batch, None, num_graphs, "num_graphs", "VirtualNode.initial_state")
             num_graphs = n if num_graphs is not None or batch.numel() > 0 else 1
         elif num_graphs is None:
@@ -126,3 +127,13 @@ class VirtualNode(torch.nn.Module):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels})"
+
+
+def assert_several_graphs(module: torch.nn.Module, batch: Tensor, num_graphs: Optional[int]) -> None:
+    """A compiled training step that reads its graph count from ``batch`` assumes two or more graphs (the
+    one-graph branch of :meth:`VirtualNode.update` cannot be chosen while tracing); a batch of one is refused as
+    the graph runs, with this message instead of torch's "Runtime assertion failed for expression u0 >= 1"
+    (the tensor check runs before the count is read)."""
+    if torch.compiler.is_compiling() and module.training and num_graphs is None and batch.numel():
+        assert_in_graph(batch.max() >= 1, "VirtualNode: a compiled training step got a batch of one graph (its "
+                        "MLP's BatchNorm needs two or more); fix: pass num_graphs=1 for a batch of one")
