@@ -45,7 +45,7 @@ class _GNN(torch.nn.Module):
     lazy_input = True  # in_channels=-1 allowed
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
-                 dropout: float = 0.0, node_dropout: float = 0.0, norm: Optional[str] = None,
+                 dropout: float = 0.0, *, node_dropout: float = 0.0, norm: Optional[str] = None,
                  jk: Optional[str] = None, residual: bool = False, virtual_node: bool = False,
                  readout: Optional[str] = None, graph_channels: int = 0):
         super().__init__()
@@ -233,11 +233,12 @@ class GraphSAGE(_GNN):
     padding; ``aggr_kwargs={"pyg_padding": True}`` gives PyG's outputs (docs/layers/sage.md)."""
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
-                 aggr: str = "mean", project: bool = False, aggr_kwargs: Optional[dict] = None, **options):
+                 dropout: float = 0.0, *, aggr: str = "mean", project: bool = False,
+                 aggr_kwargs: Optional[dict] = None, **options):
         if aggr_kwargs is not None and not isinstance(aggr_kwargs, dict):
             raise ValueError(f"GraphSAGE: aggr_kwargs must be a dict (or None), got {type(aggr_kwargs).__name__}")
         self.aggr, self.project, self.aggr_kwargs = aggr, project, aggr_kwargs
-        super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
+        super().__init__(in_channels, hidden_channels, num_layers, out_channels, dropout, **options)
 
     def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         extra = {} if self.aggr_kwargs is None else {"aggr_kwargs": dict(self.aggr_kwargs)}
@@ -253,12 +254,12 @@ class GAT(_GNN):
     supports_edge_attr = True
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
-                 heads: int = 8, out_heads: int = 1, attn_dropout: float = 0.0, edge_dim: Optional[int] = None,
-                 **options):
+                 dropout: float = 0.0, *, heads: int = 8, out_heads: int = 1, attn_dropout: float = 0.0,
+                 edge_dim: Optional[int] = None, **options):
         if hidden_channels % heads != 0:
             raise ValueError(f"GAT: hidden_channels={hidden_channels} must be divisible by heads={heads}")
         self.heads, self.out_heads, self.attn_dropout, self.edge_dim = heads, out_heads, attn_dropout, edge_dim
-        super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
+        super().__init__(in_channels, hidden_channels, num_layers, out_channels, dropout, **options)
 
     def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         if is_output:
@@ -274,10 +275,10 @@ class GIN(_GNN):
     lazy_input = False  # the MLP's first Linear needs its input width
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
-                 train_eps: bool = False, edge_dim: Optional[int] = None, **options):
+                 dropout: float = 0.0, *, train_eps: bool = False, edge_dim: Optional[int] = None, **options):
         self.train_eps, self.edge_dim = train_eps, edge_dim
         self.supports_edge_attr = edge_dim is not None
-        super().__init__(in_channels, hidden_channels, num_layers, out_channels, **options)
+        super().__init__(in_channels, hidden_channels, num_layers, out_channels, dropout, **options)
 
     def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         mlp = Sequential(Linear(in_channels, out_channels), BatchNorm1d(out_channels), ReLU(),
