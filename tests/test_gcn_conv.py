@@ -277,7 +277,8 @@ def test_gcn_norm_infers_the_node_count_as_pyg_without_a_csr_of_the_input():
     assert torch.equal(graph.col, ref_graph.col) and torch.equal(v, ref_v)
     pei, pw = pyg_gcn_norm(ei, w, add_self_loops=True)
     n = graph.num_dst
-    dense = torch.zeros(n, n).index_put_((graph.row, graph.col), v, accumulate=True)
+    src, dst = graph.edge_index()  # the weights come in the graph's edge order
+    dense = torch.zeros(n, n).index_put_((dst, src), v, accumulate=True)
     ref = torch.zeros(n, n).index_put_((pei[1], pei[0]), pw, accumulate=True)
     torch.testing.assert_close(dense, ref)
     with pytest.raises(IndexError, match="negative node id"):

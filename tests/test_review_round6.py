@@ -40,3 +40,32 @@ def test_graphsage_model_positional_dropout_matches_pyg():
     m = gnn.GraphSAGE(5, 16, 2, 4, 0.5).eval()
     m.load_state_dict(p.state_dict())
     torch.testing.assert_close(m(x, ei), p(x, ei), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("loops", [True, False])
+@pytest.mark.parametrize("form", ["graph", "edge_index", "sparse"])
+def test_gcn_norm_then_gcnconv_without_normalisation_is_pygs_idiom(weighted, loops, form):
+    """Normalise once with gcn_norm, then GCNConv(normalize=False): gnnkit's gcn_norm returned CSR-ordered
+    weights that the layer read in edge order (5.35 off on a weighted graph, no error)."""
+    from torch_geometric.nn import GCNConv as PygGCNConv
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm as pyg_gcn_norm
+    torch.manual_seed(0)
+    n = 7
+    ei = torch.randint(0, n, (2, 20))
+    ei = torch.cat([ei, torch.tensor([[2], [2]])], 1)  # one loop of its own
+    x = torch.randn(n, 5)
+    w = torch.rand(ei.size(1)) if weighted else None
+    if form == "sparse":
+        adj = torch.sparse_coo_tensor(ei.flip(0), torch.ones(ei.size(1)) if w is None else w, (n, n)).coalesce()
+        pe, pw = pyg_gcn_norm(adj, None, n, add_self_loops=loops)[0], None
+        graph, gw = gnn.gcn_norm(adj, None, n, add_self_loops=loops)
+    else:
+        pe, pw = pyg_gcn_norm(ei, w, n, add_self_loops=loops)
+        graph, gw = gnn.gcn_norm(ei, w, n, add_self_loops=loops)
+    p = PygGCNConv(5, 4, normalize=False)
+    g = gnn.GCNConv(5, 4, normalize=False)
+    g.load_state_dict(p.state_dict())
+    want = p(x, pe, pw)
+    got = g(x, graph.edge_index() if form == "edge_index" else graph, gw)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

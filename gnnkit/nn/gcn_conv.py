@@ -66,11 +66,23 @@ def gcn_norm(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: O
 
     The arguments are PyG's, in PyG's order (``flow``: ``"source_to_target"`` only; flip ``edge_index``
     for the other); ``dtype`` last.  Unlike PyG's, it returns a :class:`gnnkit.ops.Graph` (with the
-    self-loops) and the weights in its CSR slot order, not an ``(edge_index, edge_weight)`` pair.
+    self-loops) instead of an ``edge_index``; the weights are in the graph's edge order, so PyG's idiom
+    "normalise once, then ``GCNConv(normalize=False)``" works with either form:
+    ``conv(x, graph, weight)`` or ``conv(x, graph.edge_index(), weight)``.  (Before 2026-12-05 the weights
+    came in CSR slot order, which those calls read as edge order: wrong results without an error.)
 
     Returns:
-        ``(graph, weight)`` with ``weight`` ``[E']`` in ``graph``'s CSR slot order.
+        ``(graph, weight)`` with ``weight`` ``[E']`` in ``graph``'s edge order (``graph.edge_index()``'s;
+        ``graph.to_csr_order(weight)`` gives the slot order the ops use inside).
     """
+    graph, w = gcn_norm_slots(edge_index, edge_weight, num_nodes, improved, add_self_loops, flow, dtype)
+    return graph, graph.from_csr_order(w)
+
+
+def gcn_norm_slots(edge_index: Any, edge_weight: Optional[Tensor] = None, num_nodes: Optional[int] = None,
+                   improved: bool = False, add_self_loops: bool = True, flow: str = "source_to_target",
+                   dtype: Optional[torch.dtype] = None) -> Tuple[Graph, Tensor]:
+    """:func:`gcn_norm` with the weights in the graph's CSR slot order (what the layers hand the ops)."""
     if flow != "source_to_target":
         raise ValueError(f"gcn_norm: flow={flow!r} is not supported here; pass edge_index.flip(0) with the "
                          "default flow='source_to_target'")
@@ -256,14 +268,14 @@ class GCNConv(CSRMessagePassing):
             else:
                 holder, _ = as_graph(edge_index, num_nodes=n)
             key = ("gcn_norm", self.improved, self.add_self_loops, dtype)
-            graph, w = holder.derived(key, lambda: gcn_norm(edge_index, None, n, self.improved, self.add_self_loops,
-                                                            dtype=dtype))
+            graph, w = holder.derived(key, lambda: gcn_norm_slots(edge_index, None, n, self.improved,
+                                                                  self.add_self_loops, dtype=dtype))
             if not torch.is_grad_enabled():  # no backward can follow (evaluation): no transpose to build
                 return graph, w, None
             # and in transposed slot order, for the backward (read, not gathered, under torch.compile too)
             w_t = holder.derived(key + ("transposed",), lambda: w.index_select(0, graph.transpose()[2]))
             return graph, w, w_t
-        return gcn_norm(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype=dtype) + (None,)
+        return gcn_norm_slots(edge_index, edge_weight, n, self.improved, self.add_self_loops, dtype=dtype) + (None,)
 
     def forward(self, x: Tensor, edge_index: Adj, edge_weight: Optional[Tensor] = None) -> Tensor:
         if isinstance(x, (tuple, list)):

@@ -31,7 +31,7 @@ from gnnkit._checks import assert_in_graph, check_int
 from gnnkit.ops import as_graph, cached_for, validate_edge_index
 
 from ._utils import aggregate, require_edge_list
-from .gcn_conv import gcn_norm
+from .gcn_conv import gcn_norm_slots
 
 
 def _identity_mask(identity: Optional[Tensor], n: int, device: torch.device) -> Tensor:
@@ -92,7 +92,7 @@ class IDGNNConv(torch.nn.Module):
         if torch.compiler.is_compiling() or bool(ident.any()):  # (compiled: no data-dependent branch; adds 0 rows)
             h = h + self.lin_id(x) * ident.unsqueeze(-1).to(x.dtype)
         if self.normalize:
-            graph, w = gcn_norm(edge_index, num_nodes=n, dtype=x.dtype)
+            graph, w = gcn_norm_slots(edge_index, num_nodes=n, dtype=x.dtype)
             out = aggregate(graph, h, w, "sum")
         else:
             graph, _ = as_graph(edge_index, num_nodes=n)
