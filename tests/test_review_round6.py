@@ -69,3 +69,39 @@ def test_gcn_norm_then_gcnconv_without_normalisation_is_pygs_idiom(weighted, loo
     want = p(x, pe, pw)
     got = g(x, graph.edge_index() if form == "edge_index" else graph, gw)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_layers_run_from_several_threads_at_once():
+    """Threads calling layers on their own graphs (a threaded inference server): the shared graph cache raised
+    "OrderedDict mutated during iteration" in 1-5 of 6 threads; every thread's outputs equal a lone call's."""
+    import threading
+    torch.manual_seed(0)
+    convs = [gnn.GCNConv(8, 4), gnn.GATConv(8, 4, heads=2), gnn.SAGEConv(8, 4, aggr="max")]
+    errors, wrong = [], []
+
+    def work(seed):
+        gen = torch.Generator().manual_seed(seed)
+        try:
+            for _ in range(80):
+                n = int(torch.randint(5, 60, (1,), generator=gen))
+                ei = torch.randint(0, n, (2, int(torch.randint(5, 300, (1,), generator=gen))), generator=gen)
+                x = torch.randn(n, 8, generator=gen)
+                for c in convs:
+                    a, b = c(x, ei), c(x, ei.clone())  # the second: a fresh tensor, no cache entry
+                    if not torch.allclose(a, b, atol=1e-6):
+                        wrong.append(seed)
+        except Exception as exc:  # the test's point: no thread may fail
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ts = [threading.Thread(target=work, args=(s,)) for s in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        torch.set_num_threads(threads_before)
+    assert not errors, errors[:3]
+    assert not wrong

@@ -187,7 +187,10 @@ def _lstm_aggr_keep_op(x: Tensor, rowptr: Tensor, col: Tensor, slots: Tensor, w_
     key = next(_TOKENS)
     _KEPT[key] = (out, inputs)
     while len(_KEPT) > _KEEP_MAX:
-        _KEPT.popitem(last=False)
+        try:
+            _KEPT.popitem(last=False)
+        except KeyError:  # another thread emptied it meanwhile
+            break
     return out.detach(), torch.full((1,), key, dtype=torch.long)
 
 

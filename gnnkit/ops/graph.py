@@ -25,6 +25,7 @@ epoch with the same ``edge_index`` does not sort again.
 from __future__ import annotations
 
 import operator
+import threading
 import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Hashable, Optional, Tuple
@@ -786,11 +787,20 @@ def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Option
 # ---------------------------------------------------------------------- cache
 _CACHE: "OrderedDict[tuple, Tuple[weakref.ref, Any, Optional[tuple]]]" = OrderedDict()
 _CACHE_SIZE = 16
+# threads share the cache (a threaded inference server, DataParallel): its lookups, scans and evictions hold this
+# lock (re-entrant: a dead tensor's weakref callback may run inside them); the builds run outside it
+_CACHE_LOCK = threading.RLock()
 
 
 def clear_cache() -> None:
     """Forget every cached :class:`Graph`."""
-    _CACHE.clear()
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _uncache(key: tuple) -> None:
+    with _CACHE_LOCK:
+        _CACHE.pop(key, None)
 
 
 _FP_BLOCK = 1 << 20
@@ -885,25 +895,28 @@ def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
     # a structure built under inference_mode holds inference tensors, unusable by a later training step:
     # it is kept under its own key, which only calls under inference_mode read
     inference = torch.is_inference_mode_enabled()
-    for k in (key, key + ("inference_mode",)) if inference else (key,):
-        hit = _CACHE.get(k)
-        if hit is not None and hit[0]() is t and content.matches(hit[2]):
-            _CACHE.move_to_end(k)
-            return hit[1]
-    if inference:
-        key = key + ("inference_mode",)
-    else:  # the main entry serves every call: the inference-mode twin goes
-        _CACHE.pop(key + ("inference_mode",), None)
-    # entries of this very tensor from before an in-place refill (older version, other data or values) can
-    # never match again: dropped, so a buffer refilled every step does not fill the cache with dead graphs
-    for k in [k for k, v in _CACHE.items()
-              if v[0]() is t and ((k[1], k[2]) != (ptr, t._version) or not content.matches(v[2]))]:
-        _CACHE.pop(k, None)
+    with _CACHE_LOCK:
+        for k in (key, key + ("inference_mode",)) if inference else (key,):
+            hit = _CACHE.get(k)
+            if hit is not None and hit[0]() is t and content.matches(hit[2]):
+                _CACHE.move_to_end(k)
+                return hit[1]
+        if inference:
+            key = key + ("inference_mode",)
+        else:  # the main entry serves every call: the inference-mode twin goes
+            _CACHE.pop(key + ("inference_mode",), None)
+        # entries of this very tensor from before an in-place refill (older version, other data or values) can
+        # never match again: dropped, so a buffer refilled every step does not fill the cache with dead graphs
+        for k in [k for k, v in list(_CACHE.items())
+                  if v[0]() is t and ((k[1], k[2]) != (ptr, t._version) or not content.matches(v[2]))]:
+            _CACHE.pop(k, None)
     out = build()
-    # the entry goes when t dies: a deleted edge_index does not keep its structure alive
-    _CACHE[key] = (weakref.ref(t, lambda _, k=key: _CACHE.pop(k, None)), out, content.kept())
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    kept = content.kept()
+    with _CACHE_LOCK:
+        # the entry goes when t dies: a deleted edge_index does not keep its structure alive
+        _CACHE[key] = (weakref.ref(t, lambda _, k=key: _uncache(k)), out, kept)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return out
 
 

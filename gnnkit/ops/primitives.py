@@ -96,13 +96,19 @@ def _schedule(rowptr: Tensor, plan: Optional[Tensor], plan_meta: Optional[List[i
     key = (id(rowptr), rowptr.data_ptr(), rowptr._version, rowptr.numel(), rowptr.device, split_len)
     hit = _RUNTIME_PLANS.get(key)
     if hit is not None and hit[0]() is rowptr:
-        _RUNTIME_PLANS.move_to_end(key)
+        try:
+            _RUNTIME_PLANS.move_to_end(key)
+        except KeyError:  # another thread evicted it meanwhile (threads share the plans)
+            pass
         return hit[1]
     with torch.inference_mode(False):
         sched = _config.build_schedule(rowptr, split_len)
     _RUNTIME_PLANS[key] = (weakref.ref(rowptr, lambda _, k=key: _RUNTIME_PLANS.pop(k, None)), sched)
-    if len(_RUNTIME_PLANS) > _RUNTIME_PLANS_SIZE:
-        _RUNTIME_PLANS.popitem(last=False)
+    while len(_RUNTIME_PLANS) > _RUNTIME_PLANS_SIZE:
+        try:
+            _RUNTIME_PLANS.popitem(last=False)
+        except KeyError:
+            break
     return sched
 
 
