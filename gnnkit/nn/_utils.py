@@ -100,8 +100,17 @@ def check_floating(layer: str, x: Any) -> None:
                              "pass the features as floats (x.float())")
 
 
-def node_pair(x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], layer: str) -> Tuple[Tensor, Optional[Tensor], bool]:
-    """``(x_src, x_dst, is_pair)``; a plain tensor gives ``(x, x, False)``."""
+def node_pair(x: Union[Tensor, Tuple[Tensor, Optional[Tensor]]], layer: str,
+              dense: bool = False) -> Tuple[Tensor, Optional[Tensor], bool]:
+    """``(x_src, x_dst, is_pair)``; a plain tensor gives ``(x, x, False)``.  ``dense``: sparse features (COO or
+    CSR layout; GCN and GAT transform them first, layers that aggregate ``x`` itself cannot) are refused by name
+    (PyG fails there too, with a raw error)."""
+    if dense:
+        for arg, t in [("x", x)] if isinstance(x, Tensor) else zip(("x[0] (x_src)", "x[1] (x_dst)"), x):
+            if isinstance(t, Tensor) and t.layout != torch.strided:
+                raise ValueError(f"{layer}: {arg} is a sparse tensor ({t.layout}) but {layer} aggregates the "
+                                 f"features themselves, which needs them dense; fix: pass {arg.split()[0]}.to_dense() "
+                                 "(GCNConv and GATConv take sparse x)")
     if isinstance(x, (tuple, list)):
         if len(x) != 2:
             raise ValueError(f"{layer}: x must be a tensor or a pair (x_src, x_dst), got a sequence of {len(x)}")

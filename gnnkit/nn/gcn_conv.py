@@ -304,7 +304,7 @@ class GCNConv(CSRMessagePassing):
         agg_first = self._reduce in ("sum", "mean") and f_in * (2 if x.requires_grad else 1) < 2 * f_out
         h = None
         if not cache and self.normalize and not self.improved and edge_weight is None and x.dim() == 2 \
-                and not x.is_sparse and self._reduce == "sum" and self._explain is not True:
+                and not x.layout != torch.strided and self._reduce == "sum" and self._explain is not True:
             # a small plain edge_index (a mini-batch): PyG's gather and scatter, no CSR to build
             h = x if agg_first else self.lin(x)
             out = coo_gcn_sum(edge_index, h, self.add_self_loops)
@@ -338,7 +338,7 @@ class GCNConv(CSRMessagePassing):
             if is_sparse_adj(edge_index):
                 raise ValueError("GCNConv: explaining needs an edge_index [2, E] (as in PyG); got a sparse adj_t")
             w, w_t = w * self._slot_mask(edge_index, graph, mask, n).to(w.dtype), None
-        if x.dim() == 3 or x.is_sparse:
+        if x.dim() == 3 or x.layout != torch.strided:
             # static graph [B, N, F] (one graph for every batch row) or sparse x: transform first, then
             # aggregate all batch rows in one SpMM over the node axis
             h = self.lin(x).to(dt)

@@ -69,7 +69,7 @@ class GINConv(CSRMessagePassing):
                 return self._static(x.transpose(0, 1), edge_index).transpose(0, 1)
             return self._static(x, edge_index)
         edge_index = self.oriented(edge_index)
-        x_src, x_dst, _ = node_pair(x, "GINConv")
+        x_src, x_dst, _ = node_pair(x, "GINConv", dense=True)
         x_src, x_dst = self._floating(x_src), self._floating(x_dst)
         width = _input_width(self.nn)
         if width is not None and x_src.size(-1) != width:

@@ -97,7 +97,7 @@ class GINEConv(CSRMessagePassing):
             x_src = x_dst = x if nodes_first else x.transpose(0, 1)
             ns = nd = x_src.size(0)
         else:
-            x_src, x_dst, _ = node_pair(x, "GINEConv")
+            x_src, x_dst, _ = node_pair(x, "GINEConv", dense=True)
             ns, nd = resolve_size(edge_index, x_src, x_dst, size)
         if edge_attr is None and is_sparse_adj(edge_index) and isinstance(edge_index, Tensor) \
                 and edge_index.dim() == 3 and edge_index.dense_dim() == 1:

@@ -93,7 +93,7 @@ class MPNNConv(torch.nn.Module):
             g.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor] = None) -> Tensor:
-        x, _, is_pair = node_pair(x, "MPNNConv")
+        x, _, is_pair = node_pair(x, "MPNNConv", dense=True)
         if is_pair:
             raise ValueError("MPNNConv updates node states in place of themselves; pass one tensor x, not a pair")
         check_width(x, self.channels, "MPNNConv", "x", "channels")

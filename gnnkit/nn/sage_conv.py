@@ -237,7 +237,7 @@ class SAGEConv(CSRMessagePassing):
             if self.static_nodes_first(x):  # node_dim=0: [N, B, F]
                 return self._static(x.transpose(0, 1), edge_index).transpose(0, 1)
             return self._static(x, edge_index)
-        x_src, x_dst, _ = node_pair(x, "SAGEConv")
+        x_src, x_dst, _ = node_pair(x, "SAGEConv", dense=True)
         check_floating("SAGEConv", x)
         check_width(x_src, self._in[0], "SAGEConv", "x", "in_channels")
         check_width(x_dst, self._in[1], "SAGEConv", "x_dst", "in_channels[1]")
