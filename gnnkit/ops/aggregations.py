@@ -212,11 +212,12 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
     One sort instead of PyG's two: the messages of a CSR row are contiguous, so sorting the int64 key
     ``(row << 32) | order-preserving bits of the value`` sorts every row's values at once.  The output
     gathers the chosen sources' features from ``x``, so the gradient goes straight to them (no ``[E, F]``
-    tensor is kept).  Among equal values the earlier slot is chosen — the lower source id — so the gradient of a
-    tie goes to that source (PyG's choice among ties follows ``torch.sort``'s unstable order of all messages,
-    implementation-defined: the same output, another tied source's gradient).  The quantile's position is
-    computed inside each row (``q`` times the row's count less one in ``q``'s precision: float64 for a Python float, as ``torch.quantile``; a tensor's own dtype, as
-    PyG's module, whose float32 ``q = 0.7`` gives position 7.0 in a row of 11, not 6.99999988), then in
+    tensor is kept).  Among equal values the earlier slot is chosen (the lower source id), so the gradient
+    of a tie goes to that source (PyG's choice among ties follows ``torch.sort``'s unstable order of all
+    messages, implementation-defined: the same output, another tied source's gradient).  The quantile's
+    position is computed inside each row (``q`` times the row's count less one in ``q``'s precision: float64
+    for a Python float, as ``torch.quantile``; a tensor's own dtype, as PyG's module, whose float32 ``q = 0.7``
+    gives position 7.0 in a row of 11, not 6.99999988), then in
     float64: PyG computes it in float32 after adding the row's offset, so its interpolation fraction coarsens
     once offsets pass ~10^5 (rows past 2^24 slots pick wrong elements), and its "nearest" rounds a .5
     position up or down depending on the parity of the row's offset (here: half to even inside the row, as
