@@ -140,3 +140,22 @@ def test_layers_that_aggregate_x_itself_name_sparse_features(make, layout):
     m(xd, ei, *extra)
     with pytest.raises(ValueError, match=r"x is a sparse tensor.*x\.to_dense\(\)"):
         m(xs, ei, *extra)
+
+
+@pytest.mark.parametrize("transform", ["grad", "vmap"])
+def test_torch_func_transforms_are_refused_by_name(transform):
+    """torch.func.grad over functional_call raised "Cannot access data pointer of Tensor that doesn't have
+    storage" and vmap torch's autograd.Function message; both name the layer and the fix now, and
+    functional_call without a transform still works."""
+    from torch.func import functional_call, grad, vmap
+    torch.manual_seed(0)
+    ei = torch.randint(0, 7, (2, 20))
+    x = torch.randn(7, 5)
+    conv = gnn.GCNConv(5, 4)
+    params = {k: v.detach() for k, v in conv.named_parameters()}
+    torch.testing.assert_close(functional_call(conv, params, (x, ei)), conv(x, ei))
+    with pytest.raises(RuntimeError, match="GCNConv: torch.func transforms .* not supported.*torch.autograd.grad"):
+        if transform == "grad":
+            grad(lambda p: functional_call(conv, p, (x, ei)).pow(2).sum())(params)
+        else:
+            vmap(lambda xx: conv(xx, ei))(torch.stack([x, 2 * x]))

@@ -94,7 +94,14 @@ class CSRMessagePassing(MessagePassing):
     # ------------------------------------------------------------------ PyG options
     def oriented(self, edge_index: Any) -> Any:
         """``edge_index`` as ``source -> target`` rows: flipped (once per tensor, cached) under
-        ``flow="target_to_source"``."""
+        ``flow="target_to_source"``.  Every layer's forward starts here, so it also refuses ``torch.func``
+        transforms by name (below)."""
+        if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None:
+            raise RuntimeError(
+                f"{type(self).__name__}: torch.func transforms (grad, vmap, jacrev, jvp) are not supported by "
+                "gnnkit's layers: their fused ops are autograd Functions and custom ops without functorch rules; "
+                "fix: torch.autograd.grad on the output (torch.func.functional_call alone works), a loop instead "
+                f"of vmap, or {_pyg_twin(type(self))} (gnnkit's state_dict loads into it)")
         if self.flow == "source_to_target":
             return edge_index
         if isinstance(edge_index, Graph) or is_sparse_adj(edge_index):
