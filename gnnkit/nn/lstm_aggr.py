@@ -289,7 +289,8 @@ class LSTMAggregation(torch.nn.Module):
         PyG's call form works too: ``aggr(x, index)`` (or ``index=`` / ``ptr=``, ``dim_size=``, ``dim=-2``,
         ``max_num_elements=``) reduces the rows of ``x`` into the groups ``index`` names, in their order;
         ``index`` must be sorted, as PyG's ``LSTMAggregation`` requires; positionally as PyG's, ``aggr(x, index, ptr,
-        dim_size, dim)``."""
+        dim_size, dim)``.  The call form is PyG's, the result is PyG's only with ``pyg_padding=True``: by default
+        the LSTM reads each group's own rows, without PyG's zero padding up to the largest group."""
         if isinstance(graph, Tensor) or index is not None or ptr is not None:
             if isinstance(graph, Tensor):
                 if index is not None:
