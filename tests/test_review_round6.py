@@ -159,3 +159,80 @@ def test_torch_func_transforms_are_refused_by_name(transform):
             grad(lambda p: functional_call(conv, p, (x, ei)).pow(2).sum())(params)
         else:
             vmap(lambda xx: conv(xx, ei))(torch.stack([x, 2 * x]))
+
+
+@pytest.mark.parametrize("tf", ["one_hot_degree", "drop_edge"])
+def test_inductive_split_of_a_dataset_applies_its_transform(tf):
+    """InductiveLinkSplit(dataset) read an InMemoryDataset's storage directly and dropped its transform (features
+    and edges), where the same graphs as a list were transformed."""
+    import torch_geometric.transforms as T
+
+    from gnnkit.data import load_dataset
+    from gnnkit.linkpred import InductiveLinkSplit
+
+    def drop_first_pair(d):
+        d = d.clone()
+        u, v = d.edge_index[:, 0].tolist()
+        keep = ~(((d.edge_index[0] == u) & (d.edge_index[1] == v)) | ((d.edge_index[0] == v) & (d.edge_index[1] == u)))
+        d.edge_index = d.edge_index[:, keep]
+        return d
+
+    ds = load_dataset("MUTAG", transform=T.OneHotDegree(10) if tf == "one_hot_degree" else drop_first_pair)
+    a, b = InductiveLinkSplit(0.1, 0.2, seed=0), InductiveLinkSplit(0.1, 0.2, seed=0)
+    got, want = a(ds), b([ds[i] for i in range(len(ds))])
+    assert a.stats["unique_edges"] == b.stats["unique_edges"]
+    for g, w in zip(got, want):
+        assert torch.equal(g.x, w.x) and torch.equal(g.edge_index, w.edge_index)
+        assert torch.equal(g.edge_label_index, w.edge_label_index)
+
+
+def test_load_split_takes_the_dataset_the_split_was_made_from(tmp_path):
+    """load_split(folder, full=dataset) raised "'TUDataset' object has no attribute 'num_nodes'" although its own
+    errors say "pass the graph (or dataset) the split was made from"."""
+    from gnnkit.cli import main
+    from gnnkit.data import load_dataset
+    from gnnkit.linkpred.io import load_split
+    out = tmp_path / "sp"
+    assert main(["split", "MUTAG", "--mode", "inductive", "--out", str(out)]) == 0
+    ds = load_dataset("MUTAG")
+    tr, va, te, _ = load_split(out, full=ds)
+    tr2, _, _, _ = load_split(out, full=[ds[i] for i in range(len(ds))])
+    assert tr.x.size(0) == tr.n_id.numel() and torch.equal(tr.x, tr2.x)
+    with pytest.raises(TypeError, match="full must be"):
+        load_split(out, full=torch.zeros(3))
+
+
+def test_linkpred_names_a_saved_split_without_negatives(tmp_path, capsys):
+    """gnnkit split --neg-ratio 0 wrote a split that gnnkit linkpred trained on for an epoch and then failed with
+    "no negative scores" (no fix named)."""
+    from gnnkit.cli import main
+    out = tmp_path / "sp0"
+    assert main(["split", "Cora", "--neg-ratio", "0", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["linkpred", "Cora", "--split", str(out), "--epochs", "1", "--no-progress"]) == 2
+    assert "holds no negatives" in capsys.readouterr().err
+
+
+def test_vq_evaluation_calibration_row_of_edgeless_training_graphs_is_nan(tmp_path):
+    """The calibration row (random training graphs) crashed with "generated holds only graphs with no nodes" when
+    they had no edges (GRAN's pipeline empties them); the model's own edgeless samples were already NaN."""
+    import math
+
+    import networkx as nx
+
+    from gnnkit.latent.datasets import GenerationDataset
+    from gnnkit.latent.train import VQRun, config_for
+    train = [nx.cycle_graph(6)] + [nx.empty_graph(5) for _ in range(9)]
+    ds = GenerationDataset(name="sparse", train=train, test=[nx.cycle_graph(6), nx.path_graph(5)],
+                           description="mostly edgeless", max_nodes=6)
+    cfg = config_for("community-small", epochs=1, prior_epochs=1, hidden=16, prior_d_model=16, prior_layers=1,
+                     batch_size=4)
+    run = VQRun.create(cfg, run_dir=tmp_path / "run", data=ds).fit(progress=False)
+    res = run.evaluate(num_samples=2, repeats=1, protocols=("gran",))
+    assert math.isnan(res["mmd_gran"]["train_subset_degree"])
+
+
+def test_add_k_hop_edges_names_a_node_count_given_as_edge_weight():
+    from gnnkit.nn import add_k_hop_edges
+    with pytest.raises(ValueError, match="edge_weight .*second argument.*num_nodes=..., k=..."):
+        add_k_hop_edges(torch.tensor([[0, 1], [1, 2]]), 3)

@@ -70,7 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=_args.probability, default=None, help="dropout (default: OGB's)")
     p.add_argument("--lr", type=_args.positive_float, default=None, help="Adam learning rate (default: OGB's)")
     p.add_argument("--batch-size", type=_args.nonneg_int, default=None,
-                   help="graphs / seed nodes / edges per step (default: OGB's; 0 = full batch); under torchrun "
+                   help="graphs / seed nodes / edges per step (default: OGB's; 0 = full batch, ogbn-* and ogbl-* only; "
+                        "ogbg-* takes >= 2 graphs); under torchrun "
                         "graphs and seed nodes are per process, edges (ogbl) are shared out")
     p.add_argument("--fanout", default=None,
                    help="ogbn-* mini-batches (--batch-size > 0): neighbours per layer, e.g. 15,10,5 (default: OGB's "

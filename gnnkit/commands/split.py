@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inductive: fraction of each part's edges used as supervision (default 0.3)")
     p.add_argument("--partition", choices=("random", "region"), default=None,
                    help="inductive node partition: random nodes or connected regions (default random)")
-    p.add_argument("--neg-ratio", type=_args.nonneg_float, default=1.0, help="negatives per positive")
+    p.add_argument("--neg-ratio", type=_args.nonneg_float, default=1.0,
+                   help="negatives per positive (default 1; 0 writes none, which gnnkit linkpred cannot score)")
     p.add_argument("--undirected", choices=("auto", "yes", "no"), default="auto",
                    help="treat edges as undirected (auto: when the dataset stores both directions)")
     p.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")

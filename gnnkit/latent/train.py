@@ -620,6 +620,19 @@ class VQRun:
         n = len(self.data.test) if num_samples is None else check_int("num_samples", num_samples, 1,
                                                                       who="VQRun.evaluate")
         attr = "label" if self.meta["num_node_labels"] else None  # labelled graphs: isomorphism respects labels
+
+        def scored_mmd(graphs: list, protocol: str) -> dict:
+            """MMD² of ``graphs`` against the test graphs after the protocol's removal of isolated nodes; graphs
+            that all lose every node (none has an edge, GRAN's pipeline) have undefined MMDs: NaN, as GRAN's."""
+            scored, removed = as_scored(graphs, protocol)
+            if any(h.number_of_nodes() for h in scored):
+                out = generation_mmd(self.data.test, scored, protocol=protocol)
+            else:
+                out = {"protocol": protocol, **{s: math.nan for s in STATISTICS},
+                       "num_reference": len(self.data.test), "num_generated": 0, "num_generated_empty": len(graphs)}
+            out["isolated_nodes_removed"] = removed
+            return out
+
         runs = []
         from tqdm.auto import tqdm
         for r in tqdm(range(repeats), desc="sampling seeds (sample, MMD, V.U.N.)", unit="seed", disable=not progress):
@@ -632,14 +645,7 @@ class VQRun:
                    "nodes_mean": sum(g.number_of_nodes() for g in gen) / n,
                    "edges_mean": sum(g.number_of_edges() for g in gen) / n}
             for protocol in protocols:  # isolated nodes removed first, as the protocol's reference pipeline does
-                scored, removed = as_scored(gen, protocol)
-                if any(h.number_of_nodes() for h in scored):
-                    one[f"mmd_{protocol}"] = generation_mmd(self.data.test, scored, protocol=protocol)
-                else:  # every sample without edges, emptied (GRAN's pipeline): its MMDs are undefined (NaN there)
-                    one[f"mmd_{protocol}"] = {"protocol": protocol, **{s: math.nan for s in STATISTICS},
-                                              "num_reference": len(self.data.test), "num_generated": 0,
-                                              "num_generated_empty": n}
-                one[f"mmd_{protocol}"]["isolated_nodes_removed"] = removed
+                one[f"mmd_{protocol}"] = scored_mmd(gen, protocol)
             runs.append(one)
 
         def mean_std(values: List[float]) -> Tuple[float, float]:
@@ -652,7 +658,7 @@ class VQRun:
         base = []
         for r in range(repeats):
             subset = random.Random(seed + r).sample(list(self.data.train), min(n, len(self.data.train)))
-            base.append({p: generation_mmd(self.data.test, as_scored(subset, p)[0], protocol=p) for p in protocols})
+            base.append({p: scored_mmd(subset, p) for p in protocols})  # (edgeless training graphs: NaN too)
 
         res = {"dataset": self.meta["dataset"], "description": self.meta["description"], "num_samples": n,
                "num_test": len(self.data.test), "sample_seeds": [seed + r for r in range(repeats)],

@@ -34,6 +34,7 @@ from torch_geometric.data import Data
 from gnnkit._atomic import IntegrityError, _fsync_dir, digest_line, read_verified, sweep_stale_temps, temp_prefix
 
 from .leakage import check_leakage
+from .split import _as_union
 
 PathLike = Union[str, os.PathLike]
 FORMAT = "gnnkit-linkpred-split/1"
@@ -248,9 +249,10 @@ def _check_full(path: Path, d: Data, num_nodes: Optional[int], full: Data) -> No
                                  "fix: pass the graph the split was made from")
 
 
-def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = True
+def load_split(split_dir: PathLike, full: Any = None, verify: bool = True
                ) -> Tuple[Data, Data, Data, Dict[str, object]]:
-    """Load a split folder; with ``full`` (the graph or union it came from) node features return.
+    """Load a split folder; with ``full`` (the graph, or the dataset / list of graphs, it came from) node features
+    return (a dataset is read as the split read it: the disjoint union of its graphs, in order).
 
     ``x`` is copied from ``full.x`` (rows ``n_id`` for inductive splits); a bipartite graph's ``x_src`` /
     ``x_dst`` likewise (rows ``n_id_src`` / ``n_id_dst``).  Every file is checked
@@ -274,6 +276,11 @@ def load_split(split_dir: PathLike, full: Optional[Data] = None, verify: bool = 
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise SplitFileError(f"{man_path}: format {got!r}, expected {FORMAT!r}")
     shas = manifest.get("sha256") or {}
+    if full is not None and not isinstance(full, Data):
+        if isinstance(full, Tensor) or not hasattr(full, "__len__") or not hasattr(full, "__getitem__"):
+            raise TypeError(f"load_split: full must be the torch_geometric.data.Data, or the dataset / list of Data, "
+                            f"the split was made from, got {type(full).__name__}")
+        full = _as_union(full)[0]  # the graphs' disjoint union, as the split made it
     out = []
     for name in SPLIT_FILES:
         raw = _read_split_file(p / name, shas.get(name))

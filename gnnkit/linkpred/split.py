@@ -348,8 +348,10 @@ def _as_union(dataset) -> Tuple[Data, int]:
     slices = getattr(dataset, "slices", None)
     indices = getattr(dataset, "_indices", None)
     if (store is not None and slices is not None and indices is None and "x" in slices
-            and "edge_index" in slices and "num_src" not in slices and "num_dst" not in slices):
-        # fast path on InMemoryDataset storage: edge_index is stored per graph (local ids)
+            and "edge_index" in slices and "num_src" not in slices and "num_dst" not in slices
+            and getattr(dataset, "transform", None) is None):
+        # fast path on InMemoryDataset storage: edge_index is stored per graph (local ids); a dataset with a
+        # transform goes through dataset[i], which applies it (the storage holds the untransformed graphs)
         nptr, eptr = slices["x"].long(), slices["edge_index"].long()
         ecount = eptr.diff()
         gid = torch.repeat_interleave(torch.arange(n), ecount)

@@ -44,6 +44,10 @@ def add_k_hop_edges(edge_index: Tensor, edge_weight: Optional[Tensor] = None, nu
     if edge_weight is None:
         w = torch.ones(E, dtype=torch.get_default_dtype(), device=edge_index.device)
     else:
+        if not isinstance(edge_weight, Tensor):  # e.g. add_k_hop_edges(edge_index, 3): a node count given second
+            raise ValueError(f"add_k_hop_edges: edge_weight (the second argument) must be a tensor [E] or None, got "
+                             f"{type(edge_weight).__name__} {edge_weight!r}; fix: pass the node count and the power "
+                             "by name (num_nodes=..., k=...)")
         if edge_weight.dim() != 1 or edge_weight.numel() != E:
             raise ValueError(f"edge_weight must have shape [E={E}], got {list(edge_weight.shape)}")
         if not edge_weight.is_floating_point():
