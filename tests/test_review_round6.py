@@ -2,9 +2,11 @@
 each a test that fails on the code before its fix."""
 import pytest
 import torch
+from torch_geometric.data import Data
 from torch_geometric.nn.models import GAT as PygGAT, GraphSAGE as PygGraphSAGE
 
 import gnnkit.nn as gnn
+from gnnkit.linkpred import TransductiveLinkSplit
 
 
 def _graph(seed=0, n=30, e=90, f=5):
@@ -211,6 +213,21 @@ def test_linkpred_names_a_saved_split_without_negatives(tmp_path, capsys):
     capsys.readouterr()
     assert main(["linkpred", "Cora", "--split", str(out), "--epochs", "1", "--no-progress"]) == 2
     assert "holds no negatives" in capsys.readouterr().err
+    out0 = tmp_path / "val0"  # an empty validation part keeps its own error (not "no negatives")
+    assert main(["split", "Cora", "--num-val", "0", "--out", str(out0)]) == 0
+    capsys.readouterr()
+    assert main(["linkpred", "Cora", "--split", str(out0), "--epochs", "1", "--no-progress"]) == 2
+    assert "no positive edges to score" in capsys.readouterr().err
+
+
+def test_fit_names_a_split_without_negatives_before_training():
+    """The library's fit() trained and then failed at the first evaluation ("no negative scores")."""
+    from gnnkit.linkpred.train import LinkPredConfig, fit
+    ei = torch.randint(0, 30, (2, 120), generator=torch.Generator().manual_seed(0))
+    data = Data(edge_index=ei, num_nodes=30, x=torch.randn(30, 4))
+    tr, va, te = TransductiveLinkSplit(0.1, 0.1, neg_sampling_ratio=0, is_undirected=False, seed=0)(data)
+    with pytest.raises(ValueError, match="val split holds no negatives"):
+        fit(tr, va, te, LinkPredConfig(epochs=1))
 
 
 def test_vq_evaluation_calibration_row_of_edgeless_training_graphs_is_nan(tmp_path):
@@ -236,3 +253,22 @@ def test_add_k_hop_edges_names_a_node_count_given_as_edge_weight():
     from gnnkit.nn import add_k_hop_edges
     with pytest.raises(ValueError, match="edge_weight .*second argument.*num_nodes=..., k=..."):
         add_k_hop_edges(torch.tensor([[0, 1], [1, 2]]), 3)
+
+
+@pytest.mark.parametrize("name", ["EdgeGCNConv", "IDGNNConv", "MPNNConv", "GraphTransformerConv", "PGNN"])
+def test_torch_func_is_refused_by_name_beyond_the_drop_in_layers(name):
+    """The re-read of this round: gnnkit's own layers (not PyG drop-ins) still raised torch's raw errors."""
+    from torch.func import functional_call, grad
+    torch.manual_seed(0)
+    ei = torch.randint(0, 7, (2, 20))
+    x = torch.randn(7, 4)
+    m, extra = {"EdgeGCNConv": (lambda: gnn.EdgeGCNConv(4), (torch.randn(20, 4),)),
+                "IDGNNConv": (lambda: gnn.IDGNNConv(4, 4), ()),
+                "MPNNConv": (lambda: gnn.MPNNConv(4, edge_dim=3), (torch.randn(20, 3),)),
+                "GraphTransformerConv": (lambda: gnn.GraphTransformerConv(4, heads=2),
+                                         (torch.zeros(7, dtype=torch.long),)),
+                "PGNN": (lambda: gnn.PGNN(4, 8, 2), ())}[name]
+    m = m()
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    with pytest.raises(RuntimeError, match=f"{name}: torch.func transforms .* not supported"):
+        grad(lambda p: functional_call(m, p, (x, ei, *extra)).pow(2).sum())(params)

@@ -261,6 +261,10 @@ class LinkPredTrainer:
                        "test": "num_test > 0 (--num-test)"}[what]
                 verb = "train on" if what == "train" else "score"
                 raise ValueError(f"the {what} split has no positive edges to {verb}; fix: a split with {fix}")
+            if what != "train" and not bool((lab == 0).any()):  # ROC-AUC, AP and MRR failed after the first epoch
+                raise ValueError(f"the {what} split holds no negatives (split with neg_sampling_ratio=0, "
+                                 "--neg-ratio 0?), and ROC-AUC, AP and MRR need them; fix: a split with "
+                                 "neg_sampling_ratio > 0 (gnnkit split ... --neg-ratio 1)")
         if "x" not in train_data or train_data.x is None:
             if "n_id" in train_data or "n_id_src" in train_data:
                 raise ValueError("an inductive split of a featureless graph cannot use node embeddings "

@@ -31,6 +31,8 @@ from torch_geometric.nn.conv import MessagePassing
 
 from gnnkit.ops import Graph, cached_for, is_sparse_adj
 
+from ._utils import refuse_torch_func
+
 _HOOKS = ("register_propagate_forward_pre_hook", "register_propagate_forward_hook",
           "register_message_forward_pre_hook", "register_message_forward_hook",
           "register_aggregate_forward_pre_hook", "register_aggregate_forward_hook",
@@ -96,12 +98,7 @@ class CSRMessagePassing(MessagePassing):
         """``edge_index`` as ``source -> target`` rows: flipped (once per tensor, cached) under
         ``flow="target_to_source"``.  Every layer's forward starts here, so it also refuses ``torch.func``
         transforms by name (below)."""
-        if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None:
-            raise RuntimeError(
-                f"{type(self).__name__}: torch.func transforms (grad, vmap, jacrev, jvp) are not supported by "
-                "gnnkit's layers: their fused ops are autograd Functions and custom ops without functorch rules; "
-                "fix: torch.autograd.grad on the output (torch.func.functional_call alone works), a loop instead "
-                f"of vmap, or {_pyg_twin(type(self))} (gnnkit's state_dict loads into it)")
+        refuse_torch_func(type(self).__name__, f"{_pyg_twin(type(self))} (gnnkit's state_dict loads into it)")
         if self.flow == "source_to_target":
             return edge_index
         if isinstance(edge_index, Graph) or is_sparse_adj(edge_index):

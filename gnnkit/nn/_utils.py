@@ -14,6 +14,18 @@ from gnnkit.ops import Graph, Size, SparseTensor, as_graph, bias_add, coo_sum, i
 PairTensor = Tuple[Tensor, Optional[Tensor]]
 
 
+def refuse_torch_func(layer: str, alternative: str = "") -> None:
+    """``torch.func`` transforms (grad, vmap, jacrev, jvp) are refused by name: the layers' fused ops are autograd
+    Functions and custom ops without functorch rules (raw torch errors came from deep inside before).  Free
+    under ``torch.compile`` (no check) and ~0.2 µs in eager mode."""
+    if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None:
+        raise RuntimeError(
+            f"{layer}: torch.func transforms (grad, vmap, jacrev, jvp) are not supported by gnnkit's layers: their "
+            "fused ops are autograd Functions and custom ops without functorch rules; fix: torch.autograd.grad on "
+            "the output (torch.func.functional_call alone works), a loop instead of vmap"
+            + (f", or {alternative}" if alternative else ""))
+
+
 def loops_from_tensor(edge_index: Any) -> bool:
     """A plain ``edge_index`` tensor in eager mode: layers build their derived graph (self-loops) straight from
     it and cache it on the tensor; compiled code keeps the :class:`Graph` path, which inductor lowers."""

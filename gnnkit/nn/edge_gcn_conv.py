@@ -7,7 +7,7 @@ from gnnkit.ops import relu_message_slots, segment_reduce_slots
 from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
-from ._utils import check_edge_rows, graph_of
+from ._utils import check_edge_rows, graph_of, refuse_torch_func
 
 
 class EdgeGCNConv(torch.nn.Module):
@@ -38,6 +38,7 @@ class EdgeGCNConv(torch.nn.Module):
         self.root_emb.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Adj, edge_attr: Tensor) -> Tensor:
+        refuse_torch_func("EdgeGCNConv")
         if x.dim() != 2 or x.size(-1) != self.channels:
             raise ValueError(f"EdgeGCNConv: x must be [N, channels={self.channels}], got {list(x.shape)}")
         n = x.size(0)

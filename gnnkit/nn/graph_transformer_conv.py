@@ -13,7 +13,7 @@ from torch.nn import Embedding, LayerNorm, Linear, Parameter
 from gnnkit._checks import check_int
 from gnnkit.ops import batch_distances, cached_for, graph_attention, validate_edge_index
 
-from ._utils import require_edge_list
+from ._utils import refuse_torch_func, require_edge_list
 
 MAX_NODES = 1024  # the largest graph the dense per-graph attention takes by default
 
@@ -141,6 +141,7 @@ class GraphTransformerConv(torch.nn.Module):
     # model the layer runs eagerly: one graph break instead of a dozen traced host syncs (fullgraph=True refuses it)
     @torch.compiler.disable
     def forward(self, x: Tensor, edge_index: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+        refuse_torch_func("GraphTransformerConv")
         require_edge_list(edge_index, "GraphTransformerConv")
         if batch is None:
             raise ValueError("GraphTransformerConv needs batch (the graph id of every node, PyG's Batch.batch); "

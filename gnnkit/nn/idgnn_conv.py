@@ -30,7 +30,7 @@ from torch.nn import Linear, ModuleList, Parameter
 from gnnkit._checks import assert_in_graph, check_int
 from gnnkit.ops import as_graph, cached_for, validate_edge_index
 
-from ._utils import aggregate, require_edge_list
+from ._utils import aggregate, refuse_torch_func, require_edge_list
 from .gcn_conv import gcn_norm_slots
 
 
@@ -84,6 +84,7 @@ class IDGNNConv(torch.nn.Module):
             torch.nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor, edge_index: Tensor, identity: Optional[Tensor] = None) -> Tensor:
+        refuse_torch_func("IDGNNConv")
         if x.dim() != 2 or x.size(-1) != self.in_channels:
             raise ValueError(f"IDGNNConv: x must be [N, in_channels={self.in_channels}], got {list(x.shape)}")
         n = x.size(0)
@@ -155,6 +156,7 @@ class IDGNN(torch.nn.Module):
         return cached_for(edge_index, tag, build)
 
     def forward(self, x: Tensor, edge_index: Tensor, nodes: Optional[Tensor] = None) -> Tensor:
+        refuse_torch_func("IDGNN")
         require_edge_list(edge_index, "IDGNN")
         width = self.convs[0].in_channels
         if x.dim() != 2 or x.size(1) != width:

@@ -10,7 +10,16 @@ from gnnkit.ops import gather_slots, segment_reduce_slots
 from gnnkit.typing import Adj
 
 from ._attention import num_input_edges
-from ._utils import check_edge_rows, check_width, edge_linear, graph_of, linear, node_pair, resolve_size
+from ._utils import (
+    check_edge_rows,
+    check_width,
+    edge_linear,
+    graph_of,
+    linear,
+    node_pair,
+    refuse_torch_func,
+    resolve_size,
+)
 
 _AGGRS = ("sum", "mean", "max")
 
@@ -93,6 +102,7 @@ class MPNNConv(torch.nn.Module):
             g.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor] = None) -> Tensor:
+        refuse_torch_func("MPNNConv")
         x, _, is_pair = node_pair(x, "MPNNConv", dense=True)
         if is_pair:
             raise ValueError("MPNNConv updates node states in place of themselves; pass one tensor x, not a pair")

@@ -35,7 +35,7 @@ from torch.nn import Linear, ModuleList, ReLU, Sequential
 from gnnkit._checks import assert_in_graph
 from gnnkit.ops import validate_edge_index
 
-from ._utils import require_edge_list
+from ._utils import refuse_torch_func, require_edge_list
 
 MAX_NODES = 50_000  # the [N, N] distance table: above this, P-GNN's exact distances do not fit
 
@@ -233,6 +233,7 @@ class PGNN(torch.nn.Module):
         return bourgain_anchor_sets(num_nodes, self.copies, gen)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        refuse_torch_func("PGNN")
         require_edge_list(edge_index, "PGNN")
         if x.dim() != 2 or x.size(1) != self.lin_in.in_features:
             raise ValueError(f"PGNN: x must be [N, in_channels={self.lin_in.in_features}], got {list(x.shape)}")

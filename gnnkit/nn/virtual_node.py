@@ -133,7 +133,8 @@ def assert_several_graphs(module: torch.nn.Module, batch: Tensor, num_graphs: Op
     """A compiled training step that reads its graph count from ``batch`` assumes two or more graphs (the
     one-graph branch of :meth:`VirtualNode.update` cannot be chosen while tracing); a batch of one is refused as
     the graph runs, with this message instead of torch's "Runtime assertion failed for expression u0 >= 1"
-    (the tensor check runs before the count is read)."""
+    (the tensor check runs before the count is read; inductor checks its own assertion first and keeps torch's
+    words)."""
     if torch.compiler.is_compiling() and module.training and num_graphs is None and batch.numel():
         assert_in_graph(batch.max() >= 1, "VirtualNode: a compiled training step got a batch of one graph (its "
                         "MLP's BatchNorm needs two or more); fix: pass num_graphs=1 for a batch of one")

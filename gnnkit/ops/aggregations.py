@@ -212,9 +212,10 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
     One sort instead of PyG's two: the messages of a CSR row are contiguous, so sorting the int64 key
     ``(row << 32) | order-preserving bits of the value`` sorts every row's values at once.  The output
     gathers the chosen sources' features from ``x``, so the gradient goes straight to them (no ``[E, F]``
-    tensor is kept).  Among equal values the earlier slot is chosen (the lower source id), so the gradient
-    of a tie goes to that source (PyG's choice among ties follows ``torch.sort``'s unstable order of all
-    messages, implementation-defined: the same output, another tied source's gradient).  The quantile's
+    tensor is kept).  Among equal values the earlier slot is chosen (the lower source id for an ``edge_index``;
+    a sparse ``adj_t``'s own column order within a row), so the gradient of a tie goes to that source (PyG's
+    choice among ties follows ``torch.sort``'s unstable order of all messages, implementation-defined: the same
+    output, another tied source's gradient).  The quantile's
     position is computed inside each row (``q`` times the row's count less one in ``q``'s precision: float64
     for a Python float, as ``torch.quantile``; a tensor's own dtype, as PyG's module, whose float32 ``q = 0.7``
     gives position 7.0 in a row of 11, not 6.99999988), then in
@@ -250,8 +251,8 @@ def quantile_aggregate_slots(graph: Graph, x: Tensor, q: Union[float, Tensor] = 
         vals = x.detach().float().t().contiguous().index_select(1, graph.col)  # [F, E]: channels in rows
         key = _order_keys(vals).bitwise_or_(graph.row.view(1, -1) << 32)
         del vals
-        # each channel's slots, row by row; stable: ties go to the earlier slot (a CSR row holds its slots by
-        # source id, so the lower source id)
+        # each channel's slots, row by row; stable: ties go to the earlier slot (a CSR row built from an
+        # edge_index holds its slots by source id; a sparse adj_t keeps its own column order)
         perm = torch.sort(key, dim=1, stable=True).indices
         # position inside each row.  A tensor q (PyG's module keeps a float32 buffer) multiplies in its own
         # precision, as PyG does: float32 0.7 times 10 rounds to 7.0 there, but is 6.99999988 in float64,
