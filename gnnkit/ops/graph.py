@@ -636,6 +636,11 @@ def _check_count(v: Any, name: str, where: str) -> None:
     """``v`` is a node count: a non-negative integer (Python, numpy or a one-element integer tensor)."""
     if isinstance(v, torch.SymInt):
         return
+    if torch.compiler.is_compiling() and isinstance(v, int) and not isinstance(v, bool):
+        # a traced size (x.size(0) under dynamic shapes reads as an int here): operator.index would specialise it,
+        # a recompilation for every new graph size; checked as the graph runs instead
+        torch._check(v >= 0)
+        return
     try:
         ok = not isinstance(v, bool) and operator.index(v) >= 0
     except TypeError:
