@@ -93,6 +93,13 @@ class CSRMessagePassing(MessagePassing):
                 f"{_pyg_twin(type(self))} for a custom message passing (gnnkit's state_dict loads into it)")
         super().__init__(aggr, **kwargs)
 
+    def __prepare_scriptable__(self) -> "CSRMessagePassing":
+        """``torch.jit.script`` calls this first: refused by name (it failed on a type annotation it cannot
+        resolve, naming neither the cause nor the fix)."""
+        raise RuntimeError(f"{type(self).__name__}: TorchScript (torch.jit.script) is not supported by gnnkit's "
+                           "layers: they call Python autograd Functions and custom ops; fix: torch.compile, or "
+                           f"{_pyg_twin(type(self))} for a scripted model (gnnkit's state_dict loads into it)")
+
     # ------------------------------------------------------------------ PyG options
     def oriented(self, edge_index: Any) -> Any:
         """``edge_index`` as ``source -> target`` rows: flipped (once per tensor, cached) under
