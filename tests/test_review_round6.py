@@ -298,3 +298,84 @@ def test_torch_jit_script_is_refused_by_name():
     for m in (gnn.GCNConv(4, 4), gnn.GCN(4, 8, 2, 3), torch.nn.Sequential(gnn.SAGEConv(4, 4))):
         with pytest.raises(RuntimeError, match="TorchScript .* not supported.*torch.compile"):
             torch.jit.script(m)
+
+
+# ---------------------------------------------------------------- command-line fuzzing (sixth round, second part)
+def _exit_code(argv):
+    """The ``gnnkit`` executable's exit code for ``argv`` (its one-line errors on stderr)."""
+    from gnnkit.cli import console_main
+    return console_main(argv)
+
+
+def test_report_paths_never_replace_a_checkpoint_or_a_split_manifest(tmp_path, capsys):
+    """`vq eval RUN --json RUN/checkpoint.pt` replaced the trained checkpoint with a JSON report (and rewrote its
+    .sha256, so `gnnkit verify` called it intact); `train --out SPLIT/manifest.json` replaced a split's manifest."""
+    from gnnkit.cli import main
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"PK\x03\x04 a torch zip")
+    assert _exit_code(["vq", "eval", str(run), "--json", str(run / "checkpoint.pt")]) == 2
+    assert "not a JSON report" in capsys.readouterr().err
+    assert (run / "checkpoint.pt").read_bytes() == b"PK\x03\x04 a torch zip"
+    split = tmp_path / "split"
+    assert main(["split", "Cora", "--out", str(split)]) == 0
+    before = (split / "manifest.json").read_bytes()
+    capsys.readouterr()
+    assert _exit_code(["train", "--epochs", "1", "--runs", "1", "--no-progress", "--out",
+                       str(split / "manifest.json")]) == 2
+    assert "record of a gnnkit split or run" in capsys.readouterr().err
+    assert (split / "manifest.json").read_bytes() == before
+    report = tmp_path / "r.json"  # an earlier report is replaced, as before
+    report.write_text('{"old": 1}')
+    assert main(["train", "--epochs", "1", "--runs", "1", "--impl", "gnnkit", "--no-progress", "--out",
+                 str(report)]) == 0
+    assert "old" not in report.read_text()
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["train", "--hidden", str(2 ** 70)], "--hidden: .* too large"),
+    (["train", "--weight-decay", "1e308"], "--weight-decay: .* too large for float32"),
+    (["linkpred", "Cora", "--layers", "100000000000"], "--layers: .* too large"),
+    (["profile", "--edges", ""], "--edges: an empty value"),
+    (["profile", "--quick", "--plot", "p.png", "--no-plot"], "--plot p.png and --no-plot contradict"),
+    (["verify", ""], "PATH: an empty value"),
+    (["ogb", "ogbg-molhiv", "--model", ""], "--model: an empty value"),
+    (["vq", "train", "community-small", "--quantizer", "fsq", "--codes", "1"], "--codes 1: FSQ needs at least 3"),
+])
+def test_command_line_extremes_are_refused_by_name(argv, words, tmp_path, monkeypatch, capsys):
+    """Command-line fuzzing: huge numbers reached torch's overflow or allocation errors as tracebacks, empty
+    sources fell back to defaults, a contradiction was ignored, a library function's name replaced the flag's."""
+    monkeypatch.chdir(tmp_path)
+    assert _exit_code(argv) == 2
+    import re
+    assert re.search(words, capsys.readouterr().err)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_verify_names_a_folder_it_cannot_read(tmp_path, capsys):
+    """`gnnkit verify /proc` ended in a PermissionError traceback."""
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    (locked / "inner" / "f.pt").write_bytes(b"x")
+    import os
+    os.chmod(locked / "inner", 0)
+    try:
+        if os.access(locked / "inner", os.R_OK):  # root reads anything: use /proc, where root cannot either
+            locked = "/proc"
+        assert _exit_code(["verify", str(locked)]) == 2
+        assert "cannot read" in capsys.readouterr().err
+    finally:
+        os.chmod(tmp_path / "locked" / "inner", 0o755)
+
+
+def test_train_names_a_graph_dataset_without_masks(monkeypatch, capsys):
+    """`gnnkit train --dataset ogbg-molhiv` failed in NormalizeFeatures on its integer features (a traceback) before
+    the check that names node-classification datasets."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("GNNKIT_DATA")
+    if not root or not (Path(root) / "ogb").is_dir():
+        pytest.skip("ogbg-molhiv is found through GNNKIT_DATA (CI sets it)")
+    assert _exit_code(["train", "--dataset", "ogbg-molhiv", "--epochs", "1", "--no-progress"]) == 2
+    assert "has no train/val/test masks" in capsys.readouterr().err

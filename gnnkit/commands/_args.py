@@ -13,6 +13,8 @@ from typing import Union
 import torch
 
 MAX_SEED = 2 ** 63 - 1
+MAX_INT = 2 ** 31 - 1  # counts and sizes on the command line
+MAX_FLOAT = float(torch.finfo(torch.float32).max)
 
 
 def seed(value: str) -> int:
@@ -32,7 +34,21 @@ def _int_at_least(value: str, lo: int) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
     if v < lo:
         raise argparse.ArgumentTypeError(f"{value} must be >= {lo}")
+    if v > MAX_INT:  # 2**70 hidden units or samples reached torch's overflow or allocation errors as tracebacks
+        raise argparse.ArgumentTypeError(f"{value} is too large (at most 2**31 - 1 = {MAX_INT})")
     return v
+
+
+def bounded_int(value: str) -> int:
+    """An integer of at most 2**31 - 1 either way (the command names a value out of its own range)."""
+    return _int_at_least(value, -MAX_INT)
+
+
+def nonempty(value: str) -> str:
+    """A non-empty string (an empty ``--edges ""`` fell back to the default synthetic graph)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty value")
+    return value
 
 
 def positive_int(value: str) -> int:
@@ -61,6 +77,8 @@ def _finite(value: str) -> float:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
     if not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"{value} is not a finite number")
+    if abs(v) > MAX_FLOAT:  # torch's float32 parameters: 1e308 failed as "cannot be converted ... without overflow"
+        raise argparse.ArgumentTypeError(f"{value} is too large for float32 (at most {MAX_FLOAT:.3g})")
     return v
 
 
@@ -152,6 +170,32 @@ def out_file(value: str) -> str:
                                          "files through a rename, which would replace it; pass a file path")
     _writable_ancestor(p.parent if str(p.parent) else Path("."))
     return str(p)
+
+
+def report_file(value: str) -> str:
+    """A JSON report to write (:func:`out_file`) that may replace an earlier report, but not a file of another
+    kind: an existing file that is not JSON (a checkpoint, a split's tensors, an image) or a JSON file that a gnnkit
+    folder lives on (a split's or run's ``manifest.json``, an OGB run's ``log.json``) is refused — the atomic
+    write replaced it, and rewrote its ``.sha256`` record, so ``gnnkit verify`` called the loss intact."""
+    value = out_file(value)
+    p = Path(value)
+    if not p.is_file():
+        return value
+    with open(p, "rb") as f:
+        head = f.read(64).lstrip()
+    if head[:1] not in (b"{", b"["):
+        raise argparse.ArgumentTypeError(f"{value} exists and is not a JSON report (a checkpoint, tensors or an "
+                                         "image?); gnnkit does not replace it; fix: another path for the report")
+    import json
+    try:
+        obj = json.loads(p.read_text()) if p.stat().st_size < 2 ** 24 else None
+    except (OSError, ValueError):
+        obj = None
+    own = isinstance(obj, dict) and str(obj.get("format", "")).startswith("gnnkit")
+    if own or (p.name == "log.json" and (p.parent / "checkpoint.pt").is_file()):
+        raise argparse.ArgumentTypeError(f"{value} is the record of a gnnkit split or run (its manifest or log); "
+                                         "gnnkit does not replace it; fix: another path for the report")
+    return value
 
 
 def figure_file(value: str) -> str:

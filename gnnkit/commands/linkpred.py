@@ -37,19 +37,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use OGB's official edge split (auto: yes for ogbl-* datasets)")
     p.add_argument("--model", choices=("gcn", "sage"), default=None, help="encoder (default: per-dataset preset)")
     p.add_argument("--decoder", choices=("dot", "mlp"), default=None, help="decoder (default: preset)")
-    p.add_argument("--decoder-layers", type=int, default=None,
+    p.add_argument("--decoder-layers", type=_args.bounded_int, default=None,
                    help="linear layers of the MLP decoder (default: preset)")
     p.add_argument("--clip-grad", type=_args.nonneg_float, default=None,
                    help="clip each part's gradient norm to this, 0 = off (default: preset)")
     p.add_argument("--hidden", type=_args.positive_int, default=None, help="hidden channels (default: preset)")
     p.add_argument("--out-channels", type=_args.positive_int, default=None, help="embedding size (default: preset)")
-    p.add_argument("--layers", type=int, default=None, help="GNN layers (default: preset)")
+    p.add_argument("--layers", type=_args.bounded_int, default=None, help="GNN layers (default: preset)")
     p.add_argument("--dropout", type=_args.probability, default=None, help="dropout (default: preset)")
     p.add_argument("--lr", type=_args.positive_float, default=None, help="Adam learning rate (default: preset)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: preset)")
+    p.add_argument("--epochs", type=_args.bounded_int, default=None, help="training epochs (default: preset)")
     p.add_argument("--batch-size", type=_args.nonneg_int, default=None,
                    help="supervision edges per step, 0 = all (default: preset)")
-    p.add_argument("--eval-every", type=int, default=None,
+    p.add_argument("--eval-every", type=_args.bounded_int, default=None,
                    help="evaluate every N epochs (default: preset)")
     p.add_argument("--select", default=None, help="validation metric that picks the epoch (default: preset)")
     p.add_argument("--ks", default=None, help="comma-separated K for Hits@K (default: preset)")
@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="row-normalise node features (as the GAE / PyG examples do)")
     p.add_argument("--device", type=_args.device, default="cpu",
                    help="torch device")
-    p.add_argument("--json", type=_args.out_file, default=None,
+    p.add_argument("--json", type=_args.report_file, default=None,
                    help="also write the results as JSON to this file (atomically)")
     p.add_argument("--checkpoint", type=_args.out_file, default=None,
                    help="keep the run in this file (weights, optimizer, random streams, history; atomic), so that "

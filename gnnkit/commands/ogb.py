@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.formatter_class = _Formatter
     p.add_argument("dataset", help="ogbg-molhiv, ogbn-arxiv, ogbn-products or ogbl-ddi")
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", type=_args.nonempty, default=None,
                    help="model (default: gin-virtual for ogbg, gcn for arxiv, sage for products and ddi)")
     p.add_argument("--runs", type=_args.positive_int, default=None, help="seeds (default: OGB's 10)")
     p.add_argument("--epochs", type=_args.positive_int, default=None, help="epochs per run (default: OGB's)")

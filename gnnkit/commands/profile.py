@@ -13,16 +13,19 @@ HELP = "time gnnkit's sparse ops against PyG, torch.sparse and torch-scatter/spa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from gnnkit.profile import BACKENDS, MODES, OPS
     src = parser.add_mutually_exclusive_group()
-    src.add_argument("--dataset", help="a dataset name for gnnkit.data.load_dataset (e.g. Cora, ogbl-ddi); "
-                                       "graph collections are profiled as one disjoint union")
-    src.add_argument("--edges", help="edge-list file: .pt with a [2, E] tensor, or text 'src dst' per line")
+    src.add_argument("--dataset", type=_args.nonempty,
+                     help="a dataset name for gnnkit.data.load_dataset (e.g. Cora, ogbl-ddi); "
+                          "graph collections are profiled as one disjoint union")
+    src.add_argument("--edges", type=_args.nonempty,
+                     help="edge-list file: .pt with a [2, E] tensor, or text 'src dst' per line")
     src.add_argument("--synthetic", nargs=2, type=_args.positive_int, metavar=("N", "E"), default=None,
                      help="synthetic power-law graph with N nodes and E edges (default when no source "
                           "is given: 10000 100000; --quick: 300 2000)")
-    parser.add_argument("--features", "-F", type=int, default=None,
+    parser.add_argument("--features", "-F", type=_args.bounded_int, default=None,
                         help="feature width F of spmm/sddmm/segment (default 64; --quick: 16)")
-    parser.add_argument("--heads", type=int, default=None, help="heads H of softmax and gat (default 8; --quick: 2)")
-    parser.add_argument("--head-dim", type=int, default=None, help="gat width per head (default F // H)")
+    parser.add_argument("--heads", type=_args.bounded_int, default=None,
+                        help="heads H of softmax and gat (default 8; --quick: 2)")
+    parser.add_argument("--head-dim", type=_args.bounded_int, default=None, help="gat width per head (default F // H)")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
                         help="feature dtype")
     parser.add_argument("--device", type=_args.device, default=None,
@@ -31,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None,
                         help="backends to time (default: every one available here)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="fwd and/or fwd+bwd")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed runs before timing (default 2; --quick: 1)")
-    parser.add_argument("--repeats", type=int, default=None,
+    parser.add_argument("--warmup", type=_args.bounded_int, default=None,
+                        help="untimed runs before timing (default 2; --quick: 1)")
+    parser.add_argument("--repeats", type=_args.bounded_int, default=None,
                         help="timed runs, the median is reported (default 10; --quick: 3)")
     parser.add_argument("--no-compile", action="store_true", help="skip the pyg-compiled backend")
     parser.add_argument("--quick", action="store_true",
@@ -40,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "3 repeats, no torch.compile, 16 MiB copy probe (flags given explicitly win)")
     parser.add_argument("--seed", type=_args.seed, default=0,
                         help="seed of the synthetic graph and the features")
-    parser.add_argument("--out", type=_args.out_file, default="profile.json",
+    parser.add_argument("--out", type=_args.report_file, default="profile.json",
                         help="JSON report path (written atomically)")
     parser.add_argument("--plot", type=_args.figure_file, default=None,
                         help="plot path, .png (or .svg, .pdf, ... by its suffix; default: the JSON path with .png)")
@@ -53,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     from gnnkit import profile as prof
 
+    if args.plot and args.no_plot:
+        raise ValueError(f"--plot {args.plot} and --no-plot contradict each other; fix: give one of them")
     png = None if args.no_plot else Path(args.plot) if args.plot else Path(args.out).with_suffix(".png")
     if png is not None and png.resolve() == Path(args.out).resolve():
         which = f"--plot {args.plot} is" if args.plot else f"the plot's default path ({png}, --out's name with .png) is"

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", choices=["both", "gnnkit", "pyg"], default="both",
                    help="which implementation(s) to train")
     p.add_argument("--root", default=None, help="data root (default: $GNNKIT_DATA, then the bundled datasets/)")
-    p.add_argument("--out", type=_args.out_file, default=None, help="also write the results as JSON to this file")
+    p.add_argument("--out", type=_args.report_file, default=None, help="also write the results as JSON to this file")
     p.add_argument("--num-layers", type=_args.positive_int, default=d.num_layers, help="conv layers")
     p.add_argument("--diagnose", type=_args.figure_file, default=None, metavar="PNG",
                    help="after training, print the Dirichlet energy and MAD of every layer's output "

@@ -76,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        formatter_class=HelpFormatter)
     s.add_argument("checkpoint",
                    help="run folder or its checkpoint.pt")
-    s.add_argument("-n", "--num", type=int, default=16, help="number of graphs")
+    s.add_argument("-n", "--num", type=_args.bounded_int, default=16, help="number of graphs")
     s.add_argument("--out", type=_args.out_dir, required=True,
                    help="folder for graph_*.txt (u v per line), graph_*.pt, graphs.png")
     s.add_argument("--seed", type=_args.seed, default=0, help="sampling seed (same seed, same graphs)")
@@ -88,14 +88,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        formatter_class=HelpFormatter)
     e.add_argument("checkpoint", help="run folder or its checkpoint.pt")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.add_argument("-n", "--num", type=int, default=None,
+    e.add_argument("-n", "--num", type=_args.bounded_int, default=None,
                    help="graphs to sample (default: as many as test graphs)")
     e.add_argument("--seed", type=_args.seed, default=0, help="first sampling seed")
     e.add_argument("--repeats", type=_args.positive_int, default=3,
                    help="sampling seeds (seed, seed+1, ...) to average over")
     e.add_argument("--temperature", type=_args.positive_float, default=1.0, help="prior sampling temperature (> 0)")
     e.add_argument("--root", default=None, help="dataset root (default: $GNNKIT_DATA, then bundled)")
-    e.add_argument("--json", type=_args.out_file, default=None, help="write the full result here (atomically)")
+    e.add_argument("--json", type=_args.report_file, default=None, help="write the full result here (atomically)")
     e.add_argument("--device", type=_args.device, default="cpu", help="torch device (cpu, cuda, ...)")
 
 
@@ -164,6 +164,9 @@ def _train(args) -> int:
         if given.get("quantizer") == "fsq" and "codes" in given:  # --codes K: FSQ levels of about K codes
             from gnnkit.latent.fsq import fsq_levels_for
             k = given.pop("codes")
+            if k < 3:  # (fsq_levels_for's own words name its argument, not the flag)
+                raise ValueError(f"--codes {k}: FSQ needs at least 3 codes (one channel of 3 levels); "
+                                 "fix: --codes >= 3")
             if "fsq_levels" in given and math.prod(given["fsq_levels"]) != k and \
                     tuple(given["fsq_levels"]) != fsq_levels_for(k):  # (the paper's 8,6,5 for 256 agrees)
                 raise ValueError(f"--codes {k} and --fsq-levels {','.join(map(str, given['fsq_levels']))} "
