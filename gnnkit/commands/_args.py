@@ -4,6 +4,7 @@ before any long work starts, and a bad one is one line naming the flag (argparse
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import tempfile
@@ -181,15 +182,14 @@ def report_file(value: str) -> str:
     p = Path(value)
     if not p.is_file():
         return value
-    with open(p, "rb") as f:
-        head = f.read(64).lstrip()
-    if head[:1] not in (b"{", b"["):
+    with open(p, "rb") as f:  # one read: the whole of a report-sized file, the head of anything larger
+        data = f.read(2 ** 24)
+    if data.lstrip()[:1] not in (b"{", b"["):
         raise argparse.ArgumentTypeError(f"{value} exists and is not a JSON report (a checkpoint, tensors or an "
                                          "image?); gnnkit does not replace it; fix: another path for the report")
-    import json
     try:
-        obj = json.loads(p.read_text()) if p.stat().st_size < 2 ** 24 else None
-    except (OSError, ValueError):
+        obj = json.loads(data)
+    except ValueError:  # (a larger file's head, or not quite JSON: no gnnkit record is either)
         obj = None
     own = isinstance(obj, dict) and str(obj.get("format", "")).startswith("gnnkit")
     if own or (p.name == "log.json" and (p.parent / "checkpoint.pt").is_file()):

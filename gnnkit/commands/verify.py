@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import _args
+
 HELP = "check saved files (checkpoints, logs, results, splits, samples, datasets) against their SHA-256 records"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from . import _args
     p.add_argument("paths", nargs="+", metavar="PATH", type=_args.nonempty,
                    help="files or folders gnnkit wrote (run folders, split folders, sample folders, a data root)")
     p.add_argument("--strict", action="store_true",

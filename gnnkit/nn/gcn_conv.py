@@ -304,7 +304,7 @@ class GCNConv(CSRMessagePassing):
         agg_first = self._reduce in ("sum", "mean") and f_in * (2 if x.requires_grad else 1) < 2 * f_out
         h = None
         if not cache and self.normalize and not self.improved and edge_weight is None and x.dim() == 2 \
-                and not x.layout != torch.strided and self._reduce == "sum" and self._explain is not True:
+                and x.layout == torch.strided and self._reduce == "sum" and self._explain is not True:
             # a small plain edge_index (a mini-batch): PyG's gather and scatter, no CSR to build
             h = x if agg_first else self.lin(x)
             out = coo_gcn_sum(edge_index, h, self.add_self_loops)
