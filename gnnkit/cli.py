@@ -78,7 +78,10 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 def console_main(argv: Optional[List[str]] = None) -> int:
     """The ``gnnkit`` executable: :func:`main`, with bad input reported as one line, not a traceback."""
     given = argv if argv is not None else sys.argv[1:]
-    cmd = next((a for a in given if a in COMMANDS), "")
+    at = next((k for k, a in enumerate(given) if a in COMMANDS), None)
+    cmd = "" if at is None else given[at]
+    if cmd == "vq" and at + 1 < len(given) and given[at + 1] in ("train", "sample", "eval"):
+        cmd = f"vq {given[at + 1]}"  # errors name the action, as argparse's own do ("gnnkit vq train: error:")
     # the runs the same command with --resume continues (vq train names its own resume command)
     resumable = cmd == "ogb" or (cmd == "linkpred" and any(
         a == "--checkpoint" or a.startswith("--checkpoint=") for a in given))
@@ -93,6 +96,11 @@ def console_main(argv: Optional[List[str]] = None) -> int:
         print(f"gnnkit {cmd}: error: {e}".replace("gnnkit : ", "gnnkit: "), file=sys.stderr)
         return 2
     except RuntimeError as e:  # under torchrun: another rank died (a failed collective), one line, exit 3
+        if _out_of_memory(e):  # a model or batch too large for this machine: one line naming the sizes, exit 1
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"gnnkit {cmd}: error: out of memory ({first[:200]}); fix: smaller sizes (--hidden, layers, "
+                  "batch size) or a device with more memory", file=sys.stderr)
+            return 1
         from gnnkit.distributed import DistributedError, comm_failure, is_comm_error
         if isinstance(e, DistributedError):
             print(f"gnnkit {cmd}: error: {e}", file=sys.stderr)
@@ -112,6 +120,12 @@ def console_main(argv: Optional[List[str]] = None) -> int:
         print(f"gnnkit {cmd}: interrupted" + ("; continue with the same command and --resume" if resumable else ""),
               file=sys.stderr)
         return 130
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """torch's allocation failures: ``torch.OutOfMemoryError`` (CUDA) and the CPU allocator's enforce message."""
+    import torch
+    return isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e)
 
 
 if __name__ == "__main__":

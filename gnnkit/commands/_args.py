@@ -136,7 +136,32 @@ def device(value: str) -> str:
             raise argparse.ArgumentTypeError(f"{value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif d.type != "cpu":
         raise argparse.ArgumentTypeError(f"{value}: gnnkit runs on cpu or cuda")
+    elif d.index not in (None, 0):  # torch takes "cpu:1" and runs on the one CPU device: not what was asked
+        raise argparse.ArgumentTypeError(f"{value}: there is one CPU device (its threads are set by "
+                                         "OMP_NUM_THREADS); use cpu")
     return value
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_model_size(hidden: int, layers: int, hidden_flag: str = "--hidden", layers_flag: str = "--num-layers"
+                     ) -> None:
+    """Refuse a model whose hidden-to-hidden weights alone (``(layers - 2) * hidden**2`` float32 numbers, a lower
+    bound for every model the commands build: the first and last layers may be narrower) exceed this machine's
+    memory, before building it (``--num-layers 100000000`` built layers for hours). A single layer too large to
+    allocate is named by ``gnnkit.cli.console_main``."""
+    need = 4 * (max(layers - 2, 0) * hidden * hidden + hidden)
+    have = physical_memory()
+    if have and need > have:
+        raise ValueError(f"{hidden_flag} {hidden} with {layers_flag} {layers} needs at least {need / 2 ** 30:,.0f} GiB "
+                         f"of weights; this machine has {have / 2 ** 30:,.0f} GiB; fix: a smaller {hidden_flag} or "
+                         f"{layers_flag}")
 
 
 def _writable_ancestor(p: Path) -> Path:

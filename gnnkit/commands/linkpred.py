@@ -112,10 +112,12 @@ def config_from_args(args: argparse.Namespace) -> "LinkPredConfig":
         except ValueError:
             raise ValueError(f"--ks must be comma-separated integers, got {args.ks!r}") from None
     try:
-        return LinkPredConfig(neg_method=args.neg, seed=args.seed, device=args.device, **preset)
+        cfg = LinkPredConfig(neg_method=args.neg, seed=args.seed, device=args.device, **preset)
     except ValueError as e:  # name the flag the user typed, not the config field behind it
         pattern = r"(?<![-\w])(" + "|".join(sorted(_FLAGS, key=len, reverse=True)) + r")\b"
         raise ValueError(re.sub(pattern, lambda m: _FLAGS[m.group(1)], str(e))) from None
+    _args.check_model_size(cfg.hidden, cfg.num_layers, "--hidden", "--layers")
+    return cfg
 
 
 # LinkPredConfig fields -> the command-line flags that set them (for error messages)

@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from gnnkit.ogb import format_table, run as ogb_run
     try:
         cfg = config_from_args(args)
+        _args.check_model_size(cfg.hidden, cfg.num_layers)
         out = args.out or f"ogb-runs/{cfg.dataset}-{cfg.model}"
         res = ogb_run(cfg, out, resume=args.resume, progress=not args.no_progress)
     except (ValueError, DatasetNotFoundError, DatasetIntegrityError) as e:

@@ -107,4 +107,9 @@ def run(args: argparse.Namespace) -> int:
     prof.write_report(report, out, png)
     print(prof.format_table(report))
     print(f"wrote {out}" + (f" and {png}" if png else ""))
+    if not any(r["error"] is None for r in report["results"]):  # a report of errors only is not a success
+        first = next((r for r in report["results"] if r["error"] is not None), None)
+        why = f" (first: {first['op']} {first['backend']} {first['mode']}: {first['error'][:120]})" if first else ""
+        print(f"gnnkit profile: error: nothing was measured{why}; the report lists every error", file=sys.stderr)
+        return 1
     return 0

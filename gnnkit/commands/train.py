@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("hidden", "epochs", "runs"):
         if getattr(args, name) < 1:
             raise SystemExit(f"gnnkit train: --{name} must be >= 1, got {getattr(args, name)}")
+    _args.check_model_size(args.hidden, args.num_layers)
     if not 0.0 <= args.dropout < 1.0:
         raise SystemExit(f"gnnkit train: --dropout must lie in [0, 1), got {args.dropout}")
     if args.out and args.diagnose and Path(args.out).resolve() == Path(args.diagnose).resolve():

@@ -179,12 +179,17 @@ def _train(args) -> int:
             given["codes"] = k  # recorded in the run's settings as asked (FSQ's K is the levels' product)
         cfg = config_for(args.dataset, **given)
         _check_applicable(cfg, given)
+        _args.check_model_size(cfg.hidden, cfg.layers, "--hidden", "--layers")
+        _args.check_model_size(cfg.prior_d_model, cfg.prior_layers, "--prior-d-model", "--prior-layers")
         if args.out is not None:
             _check_output(args.out, "--out", folder=True)
         run_dir = Path(args.out) if args.out else _new_run_dir(cfg)
         if (run_dir / "checkpoint.pt").exists():
             raise ValueError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
                              f"or choose another folder")
+        if run_dir.is_dir() and any(run_dir.iterdir()):  # the run's files would sit among others
+            raise ValueError(f"--out {run_dir} is not empty and holds no gnnkit run (no checkpoint.pt); fix: an "
+                             "empty or new folder")
         run = VQRun.create(cfg, run_dir, root=args.root, device=args.device)
         run.save()
     try:

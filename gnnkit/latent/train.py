@@ -268,6 +268,19 @@ def _seed(cfg: VQConfig, stage: int, epoch: int) -> None:
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
+def _check_new_run_dir(run_dir: Path) -> None:
+    """A new run's folder: absent or empty (a run's first save would replace another run's checkpoint, or sit
+    among files that are not the run's)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"VQRun.create: run_dir {run_dir} is a file; fix: a folder path")
+    if (run_dir / CHECKPOINT).exists():
+        raise ValueError(f"VQRun.create: run_dir {run_dir} already holds a run ({CHECKPOINT}); continue it with "
+                         f"VQRun.resume({str(run_dir)!r}) or choose another folder")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ValueError(f"VQRun.create: run_dir {run_dir} is not empty and holds no gnnkit run; fix: an empty or "
+                         "new folder")
+
+
 def save_checkpoint(state: dict, path: Union[str, Path]) -> None:
     """Write ``state`` whole or not at all (temporary file + rename), with its SHA-256 in
     ``<path>.sha256`` (torch's zip format does not check its own CRCs: a flipped byte in a tensor
@@ -352,6 +365,8 @@ class VQRun:
     def create(cls, cfg: VQConfig, run_dir: Optional[Union[str, Path]] = None, root: Optional[str] = None,
                data: Optional[GenerationDataset] = None, device: Union[str, torch.device] = "cpu") -> "VQRun":
         cfg.validate()
+        if run_dir is not None:
+            _check_new_run_dir(Path(run_dir))
         data = data if data is not None else load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed)
         if not isinstance(data, GenerationDataset):
             raise ValueError(f"VQRun.create: data must be a GenerationDataset (gnnkit.latent.load_generation_dataset "
