@@ -47,7 +47,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     threshold = round(p * _ONE)
     if (x.device.type != "cpu" or p == 1.0 or threshold >= _ONE or not x.is_floating_point()
-            or torch.compiler.is_compiling()):
+            or torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is not None):
         return F.dropout(x, p, training)
     if not x.is_contiguous():
         x = x.contiguous()

@@ -40,6 +40,12 @@ def apply_function(fn: type, *args: Any) -> Any:
     PyG layer's does there."""
     if torch.compiler.is_compiling():  # (dynamo cannot trace the tests; the compiled graph records as asked)
         return fn.apply(*args)
+    if torch._C._functorch.peek_interpreter_stack() is not None:  # (the layers name themselves first; this names
+        raise RuntimeError(  # the op to whoever calls gnnkit.ops under a transform)
+            f"{fn.__name__}: torch.func transforms (grad, vmap, jacrev, jvp) are not supported by gnnkit's sparse "
+            "ops: they are autograd Functions without functorch rules; fix: torch.autograd.grad on the output, a "
+            "loop instead of vmap, or the pure-torch references in gnnkit.ops (spmm_csr_ref, segment_softmax_ref, "
+            "...)")
     if torch.is_inference_mode_enabled():
         with torch.no_grad():
             return fn.apply(*_detached(args))
