@@ -188,3 +188,56 @@ def test_gnnkit_dropout_under_torch_func_is_torchs_dropout():
     assert torch.allclose(y[kept], 2 * x[kept]) and 0.3 < kept.float().mean() < 0.7
     g = torch.func.grad(lambda v: dropout(v, 0.25).sum())(x[0])
     assert torch.isclose(g, torch.tensor(0.0)).logical_or(torch.isclose(g, torch.tensor(4 / 3))).all()
+
+
+class _ScriptedTrainer:
+    """An OGB trainer whose validation / test scores are given per epoch (the runner's selection rule alone)."""
+
+    def __init__(self, scores):
+        self.scores, self.epoch = scores, 0
+
+    def initial_state(self):
+        return {}
+
+    def train_epoch(self, progress=False):
+        self.epoch += 1
+        return 1.0 / self.epoch
+
+    def evaluate(self):
+        valid, test = self.scores[self.epoch - 1]
+        return {"valid": valid, "test": test}
+
+    def state_dict(self):
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state):
+        self.epoch = state["epoch"]
+
+    def generators(self):
+        return []
+
+
+@pytest.mark.parametrize("scores,best_epoch,test", [
+    ([(0.5, 0.1), (0.7, 0.2), (0.7, 0.9), (0.6, 0.95)], 2, 0.2),   # a tie: the earlier epoch wins (OGB's Logger)
+    ([(0.7, 0.3), (0.7, 0.4), (0.7, 0.5)], 1, 0.3),
+    ([(0.5, 0.1), (0.6, 0.2), (0.8, 0.3)], 3, 0.3),                # a strictly better later epoch wins
+])
+def test_ogb_reports_the_test_score_of_the_first_best_validation_epoch(scores, best_epoch, test, tmp_path,
+                                                                      monkeypatch):
+    """OGB's Logger takes ``argmax`` of the validation column (its first maximum); the runner's `>` keeps the earlier
+    epoch on a tie. Untested before (mutation testing: `>=` survived)."""
+    import gnnkit.ogb.runner as runner
+    from gnnkit.ogb import OGBConfig
+
+    class Task:
+        metric = "rocauc"
+
+        def trainer(self, lib, seed, init=None, ctx=None):
+            return _ScriptedTrainer(scores)
+    monkeypatch.setattr(runner, "make_task", lambda cfg: Task())
+    cfg = OGBConfig(dataset="ogbg-molhiv", model="gin", runs=1, epochs=len(scores), layers=("gnnkit",), device="cpu")
+    res = runner.run(cfg, str(tmp_path / "run"), progress=False)
+    import json
+    record = json.loads((tmp_path / "run" / "log.json").read_text())["runs"]["gnnkit"][0]
+    assert record["best_epoch"] == best_epoch
+    assert res["summary"]["gnnkit"]["test"]["mean"] == test
