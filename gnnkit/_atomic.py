@@ -37,6 +37,16 @@ def temp_prefix(path: Path) -> str:
     return f".{path.name}.tmp-{os.getpid()}-"
 
 
+TEMP_NAME = re.compile(r"\.(.+)\.tmp-(\d{1,10})-[a-z0-9_]{8}(\.tmp)?")  # temp_prefix + mkstemp / mkdtemp
+
+
+def write_leftover(name: str, target: str) -> bool:
+    """``name`` is what an interrupted write of the file ``target`` leaves beside it: the side file that is renamed
+    into place first (:func:`write_verified`) or a temporary file of ``target`` or of its side file."""
+    m = TEMP_NAME.fullmatch(name)
+    return name == target + ".sha256" or (m is not None and m.group(1) in (target, target + ".sha256"))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

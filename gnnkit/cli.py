@@ -75,8 +75,32 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, ``docker stop``, a batch scheduler) raised in the ``gnnkit`` executable as an
+    interrupt, so an unfinished write removes its temporary files as on Ctrl-C (the default action killed the
+    process and left them, a whole split copy among them); exit status 143 (128 + SIGTERM)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def console_main(argv: Optional[List[str]] = None) -> int:
     """The ``gnnkit`` executable: :func:`main`, with bad input reported as one line, not a traceback."""
+    import signal
+    import threading
+    previous = None
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # (a handler someone installed stays theirs)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _console_main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _console_main(argv: Optional[List[str]]) -> int:
     given = argv if argv is not None else sys.argv[1:]
     at = next((k for k, a in enumerate(given) if a in COMMANDS), None)
     cmd = "" if at is None else given[at]
@@ -116,10 +140,10 @@ def console_main(argv: Optional[List[str]] = None) -> int:
         except (OSError, ValueError):
             pass
         return 141
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; what is saved is whole (temp file + rename)
-        print(f"gnnkit {cmd}: interrupted" + ("; continue with the same command and --resume" if resumable else ""),
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: one line, not a traceback; what is saved is whole
+        print(f"gnnkit {cmd}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}"
+              + ("; continue with the same command and --resume" if resumable else ""), file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
 
 
 def _out_of_memory(e: BaseException) -> bool:

@@ -30,7 +30,9 @@ from typing import List, Optional, Union
 
 from gnnkit._atomic import (
     SUM_MISMATCH,
+    TEMP_NAME,
     IntegrityError,
+    _alive,
     digest_path,
     read_json_verified,
     sha256_file,
@@ -196,6 +198,18 @@ def _check_processed(stamp: Path) -> Finding:
     return Finding(stamp.parent, {"ok": OK, "bad": BAD}.get(status, UNCHECKED), detail)
 
 
+def _stray(path: Path) -> Finding:
+    """A temporary file or folder of a gnnkit write (``.<name>.tmp-<pid>-XXXXXXXX``), left when its process was
+    killed (SIGKILL, a power cut) or still being written."""
+    m = TEMP_NAME.fullmatch(path.name)
+    pid = int(m.group(2))
+    state = "still running: a write in progress" if _alive(pid) and pid != os.getpid() else \
+        "gone: a write that was killed"
+    return Finding(path, UNCHECKED, f"a temporary {'folder' if path.is_dir() else 'file'} of a gnnkit write of "
+                                    f"{m.group(1)} (process {pid} {state}), not saved data; fix: delete it once no "
+                                    "gnnkit command writes here (the next write there removes it after an hour)")
+
+
 def verify(path: Union[str, Path]) -> List[Finding]:
     """Check a file or a folder gnnkit wrote (module doc); a path that does not exist raises
     ``FileNotFoundError``.  Folders are walked: split and sample folders anywhere below are checked as
@@ -204,6 +218,8 @@ def verify(path: Union[str, Path]) -> List[Finding]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; pass a file or folder gnnkit wrote")
+    if TEMP_NAME.fullmatch(path.name):
+        return [_stray(path)]
     if path.is_file():
         if path.name.endswith(".sha256"):
             target = path.with_name(path.name[:-len(".sha256")])
@@ -225,6 +241,11 @@ def verify(path: Union[str, Path]) -> List[Finding]:
         findings += listed
         data_roots.append(path)
     entries = sorted(path.rglob("*"))  # one walk of the tree (a data root can hold many files)
+    # a killed write's temporary file or folder (a whole split copy) is named, not checked as saved data
+    strays = [p for p in entries if TEMP_NAME.fullmatch(p.name) and not any(TEMP_NAME.fullmatch(a.name)
+                                                                              for a in p.parents)]
+    findings += [_stray(p) for p in strays]
+    entries = [p for p in entries if not any(p == t or t in p.parents for t in strays)]
     for folder in [path, *(p for p in entries if p.is_dir())]:  # (path sorts before everything below it)
         if _is_split(folder):
             findings.append(_check_split(folder))

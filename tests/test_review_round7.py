@@ -1,6 +1,7 @@
 """Seventh round (2026-12-05): the command-line items the sixth round left, and the clean-ups of its "not mended"
 list. Each test fails on the code before this round."""
 import re
+from pathlib import Path
 
 import pytest
 
@@ -241,3 +242,132 @@ def test_ogb_reports_the_test_score_of_the_first_best_validation_epoch(scores, b
     record = json.loads((tmp_path / "run" / "log.json").read_text())["runs"]["gnnkit"][0]
     assert record["best_epoch"] == best_epoch
     assert res["summary"]["gnnkit"]["test"]["mean"] == test
+
+
+# ---------------------------------------------------------------- seventh-round reviews: dtypes, serialization, signals
+def test_gine_passes_gradients_through_a_nan_message_as_pyg():
+    """gnnkit's GINE message saved `result > 0` for its backward, which drops the gradient of a NaN message where
+    torch's ReLU (PyG's) passes it: finite gradients 18-54 % off PyG's with one NaN feature."""
+    import torch
+    from torch_geometric.nn import GINEConv as PygGINE
+
+    import gnnkit.nn as gnn
+    x = torch.tensor([[1., 2.], [float("nan"), 3.], [-1., 0.5]])
+    ei = torch.tensor([[1, 0, 1], [0, 2, 2]])
+    ea = torch.tensor([[0.5, -4.], [1., 1.], [2., 1.]])
+    grads = []
+    for cls in (PygGINE, gnn.GINEConv):
+        conv = cls(torch.nn.Identity())
+        xx, e = x.clone().requires_grad_(), ea.clone().requires_grad_()
+        out = conv(xx, ei, e)  # (the sum is NaN; its gradient is 1 everywhere)
+        grads.append(torch.autograd.grad(out.sum(), [xx, e]))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, equal_nan=True)
+    assert grads[1][0].tolist() == [[2.0, 2.0], [3.0, 2.0], [1.0, 1.0]]  # PyG's (gnnkit's before: [1, 2] for x[1])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_lstm_aggregation_names_an_input_dtype_its_weights_do_not_have(dtype):
+    """SAGEConv(aggr='lstm') with float64 x on a float32 layer: 'mat1 and mat2 must have the same dtype'; bf16: an
+    MKL-DNN primitive-descriptor error. PyG names the dtypes (torch's LSTM)."""
+    import torch
+
+    import gnnkit.nn as gnn
+    conv = gnn.SAGEConv(4, 3, aggr="lstm")
+    x = torch.randn(5, 4, dtype=getattr(torch, dtype))
+    with pytest.raises(ValueError, match=rf"x is torch.{dtype} but the LSTM's weights are torch.float32.*fix"):
+        conv(x, torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]]))
+
+
+def test_pgnn_pickles_without_its_distance_tables():
+    """`torch.save(model)` of a PGNN stored its [N, N] distance tables (up to 1 GiB by default): 655 kB against 15 kB
+    at N = 400."""
+    import io
+
+    import torch
+
+    import gnnkit.nn as gnn
+    torch.manual_seed(0)
+    n = 200
+    ei = torch.randint(0, n, (2, 800))
+    model = gnn.PGNN(8, 16, num_layers=1).eval()
+    x = torch.randn(n, 8)
+    out = model(x, ei)
+    assert len(model._scores) == 1
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    assert buf.tell() < 4 * n * n  # (a float32 table alone is 4 N^2 bytes)
+    buf.seek(0)
+    again = torch.load(buf, weights_only=False)
+    assert len(again._scores) == 0 and len(model._scores) == 1
+    torch.testing.assert_close(again(x, ei), out)
+
+
+def test_a_run_folder_left_by_an_interrupted_first_save_is_taken_again(tmp_path):
+    """A Ctrl-C during `vq train`'s first checkpoint write leaves checkpoint.pt.sha256 (renamed into place first)
+    and maybe a temporary file: --resume had no checkpoint and --out refused the folder as foreign — no way on."""
+    from gnnkit.latent.train import VQRun, config_for, foreign_files, load_checkpoint
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt.sha256").write_text("0" * 64 + "  checkpoint.pt\n")
+    (run / ".checkpoint.pt.tmp-99999999-abcd1234.tmp").write_bytes(b"half")
+    with pytest.raises(FileNotFoundError, match="first save was interrupted.*start the run again"):
+        load_checkpoint(run)
+    assert foreign_files(run) == []
+    (run / "mine.txt").write_text("x")
+    assert [p.name for p in foreign_files(run)] == ["mine.txt"]
+    (run / "mine.txt").unlink()
+    cfg = config_for("community-small", epochs=1, prior_epochs=1)
+    VQRun.create(cfg, run).save()
+    assert load_checkpoint(run)["stage"] == "autoencoder"
+
+
+def test_verify_names_a_killed_writes_temporary_copy_instead_of_calling_it_a_split(tmp_path, capsys):
+    """SIGKILL/SIGTERM during `gnnkit split` over an existing split left `.sp.tmp-PID-XXXXXXXX` (a whole split
+    copy), which `gnnkit verify` reported as an intact split."""
+    import shutil
+
+    from gnnkit.cli import main
+    from gnnkit.integrity import UNCHECKED, verify
+    assert main(["split", "Cora", "--out", str(tmp_path / "sp")]) == 0
+    stray = tmp_path / ".sp.tmp-99999999-abcd1234"
+    shutil.copytree(tmp_path / "sp", stray)
+    found = verify(tmp_path)
+    strays = [f for f in found if f.path == stray]
+    assert len(strays) == 1 and strays[0].status == UNCHECKED and "temporary folder" in strays[0].detail \
+        and "killed" in strays[0].detail
+    assert not any(stray in Path(f.path).parents for f in found)
+    assert [f.status for f in verify(stray)] == [UNCHECKED]
+    (tmp_path / "sp" / ".manifest.json.tmp-99999999-abcd1234.tmp").write_bytes(b"{")
+    assert any("temporary file" in f.detail for f in verify(tmp_path / "sp"))
+
+
+def test_sigterm_during_a_split_write_cleans_up_as_ctrl_c_does(tmp_path, monkeypatch, capsys):
+    """No module set a SIGTERM handler: `kill`, `timeout` or a scheduler ending `gnnkit split` over an existing
+    split left its temporary copy of the split beside it. The executable now raises SIGTERM as an interrupt (exit
+    143), so the write removes it; the old split stays, intact."""
+    import os
+    import signal
+
+    import gnnkit.linkpred.io as lio
+    from gnnkit.cli import console_main
+    from gnnkit.integrity import OK, verify
+    monkeypatch.setattr(signal, "SIGTERM", signal.SIGTERM)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        assert console_main(["split", "Cora", "--out", str(tmp_path / "sp")]) == 0
+        before = (tmp_path / "sp" / "manifest.json").read_bytes()
+        real = lio._fsync_dir
+
+        def killed(folder):
+            os.kill(os.getpid(), signal.SIGTERM)
+            real(folder)
+        monkeypatch.setattr(lio, "_fsync_dir", killed)
+        assert console_main(["split", "Cora", "--seed", "1", "--out", str(tmp_path / "sp")]) == 143
+        assert "gnnkit split: terminated" in capsys.readouterr().err
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handed back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sp"]
+    assert (tmp_path / "sp" / "manifest.json").read_bytes() == before
+    assert all(f.status == OK for f in verify(tmp_path / "sp"))

@@ -187,16 +187,19 @@ def _train(args) -> int:
         if (run_dir / "checkpoint.pt").exists():
             raise ValueError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
                              f"or choose another folder")
-        if run_dir.is_dir() and any(run_dir.iterdir()):  # the run's files would sit among others
+        from gnnkit.latent.train import foreign_files
+        if foreign_files(run_dir):  # the run's files would sit among others (an interrupted first save's are fine)
             raise ValueError(f"--out {run_dir} is not empty and holds no gnnkit run (no checkpoint.pt); fix: an "
                              "empty or new folder")
         run = VQRun.create(cfg, run_dir, root=args.root, device=args.device)
         run.save()
     try:
         run.fit(progress=not args.no_progress)
-    except KeyboardInterrupt:  # the run folder may be auto-named: say which command continues it
-        print(f"gnnkit vq train: interrupted; continue with: gnnkit vq train --resume {run.run_dir}", file=sys.stderr)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as e:  # the run folder may be auto-named: say which command continues it
+        from gnnkit.cli import Terminated
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"gnnkit vq train: {how}; continue with: gnnkit vq train --resume {run.run_dir}", file=sys.stderr)
+        raise SystemExit(143 if isinstance(e, Terminated) else 130) from None
     last_ae = next((h for h in reversed(run.history) if h["stage"] == "autoencoder"), {})
     last_pr = next((h for h in reversed(run.history) if h["stage"] == "prior"), {})
     print(f"autoencoder: loss {last_ae.get('loss', float('nan')):.4f}, "

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch_geometric.data import Batch, Data
 
-from gnnkit._atomic import IntegrityError, verify_file, write_verified
+from gnnkit._atomic import IntegrityError, digest_path, verify_file, write_verified
 
 from ._common import check_int, code_counts, evaluating, usage_stats
 from .datasets import (
@@ -276,9 +276,18 @@ def _check_new_run_dir(run_dir: Path) -> None:
     if (run_dir / CHECKPOINT).exists():
         raise ValueError(f"VQRun.create: run_dir {run_dir} already holds a run ({CHECKPOINT}); continue it with "
                          f"VQRun.resume({str(run_dir)!r}) or choose another folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if foreign_files(run_dir):
         raise ValueError(f"VQRun.create: run_dir {run_dir} is not empty and holds no gnnkit run; fix: an empty or "
                          "new folder")
+
+
+def foreign_files(run_dir: Path) -> List[Path]:
+    """What ``run_dir`` holds besides what an interrupted first save of a run leaves (the checkpoint's side file,
+    temporary files): a run may start there only when this is empty."""
+    from gnnkit._atomic import write_leftover
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.iterdir() if not write_leftover(p.name, CHECKPOINT))
 
 
 def save_checkpoint(state: dict, path: Union[str, Path]) -> None:
@@ -298,6 +307,10 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.exists():
+        if digest_path(path).is_file():  # the side file is renamed into place first: the first save was cut
+            raise FileNotFoundError(f"checkpoint {path} does not exist: the run's first save was interrupted "
+                                    f"(only {digest_path(path).name} is there); fix: start the run again with the "
+                                    f"same folder (gnnkit vq train DATASET --out {path.parent})")
         raise FileNotFoundError(f"checkpoint {path} does not exist; give a run folder written by "
                                 f"'gnnkit vq train' or its {CHECKPOINT}")
     try:

@@ -331,8 +331,12 @@ class LSTMAggregation(torch.nn.Module):
             raise ValueError(f"LSTMAggregation: x has {x.size(1)} features but in_channels={self.in_channels}")
         if x.size(0) != graph.num_src:
             raise ValueError(f"LSTMAggregation: x has {x.size(0)} rows but the graph has {graph.num_src} sources")
-        slots = _slot_order(graph, self.training and self.shuffle)
         weights = self.lstm.flat_weights()
+        if x.dtype != weights[0].dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"LSTMAggregation: x is {x.dtype} but the LSTM's weights are {weights[0].dtype} (torch's "
+                             f"LSTM, which PyG's calls, refuses that too); fix: x.to({weights[0].dtype}) or the layer "
+                             f".to({x.dtype})")
+        slots = _slot_order(graph, self.training and self.shuffle)
         col = graph.col
         if weight is not None:  # per-slot messages x_j * w_ji; the LSTM reads message s as "source" s
             x = gather_slots(graph, x) * weight.to(x.dtype).view(-1, 1)

@@ -199,6 +199,13 @@ class PGNN(torch.nn.Module):
         self.cache_bytes = cache_bytes
         self._scores: "OrderedDict[tuple, Tensor]" = OrderedDict()  # least recently used first
 
+    def __getstate__(self) -> dict:
+        """Pickled (``torch.save`` of the model, ``copy.deepcopy``) without the distance tables it keeps: up to
+        ``cache_bytes`` (1 GiB by default) of ``[N, N]`` scores any call recomputes."""
+        state = self.__dict__.copy()
+        state["_scores"] = OrderedDict()
+        return state
+
     def reset_parameters(self) -> None:
         self.lin_in.reset_parameters()
         for conv in self.convs:

@@ -174,7 +174,8 @@ def keep_where(grad: Tensor, mask: Tensor) -> Tensor:
 
 @custom_op("gnnkit::relu_message")
 def relu_message_op(x: Tensor, index: Tensor, edge_term: Tensor) -> Tuple[Tensor, Tensor]:
-    """``(relu(x[index] + edge_term), mask)`` with ``mask = result > 0`` (bool, for the backward): one
+    """``(relu(x[index] + edge_term), mask)`` with ``mask = result != 0`` (bool, for the backward: torch's ReLU
+    passes the gradient where ``result <= 0`` is false, a NaN message included, as PyG's GINE does): one
     fresh ``[E, F]`` buffer, worked in place.  Opaque to ``torch.compile``: inductor's generated CPU
     loops for this gather-add-ReLU were slower than aten's kernels (benchmarks/layers_compile.py)."""
     m = x.index_select(0, index)
@@ -183,7 +184,7 @@ def relu_message_op(x: Tensor, index: Tensor, edge_term: Tensor) -> Tuple[Tensor
     else:  # mixed dtypes: torch's promotion
         m = m + edge_term
     m.relu_()
-    return m, m > 0
+    return m, m != 0
 
 
 @relu_message_op.register_fake
