@@ -93,24 +93,33 @@ def console_main(argv: Optional[List[str]] = None) -> int:
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # (a handler someone installed stays theirs)
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    given = argv if argv is not None else sys.argv[1:]
     try:
-        return _console_main(argv)
+        return _console_main(given)
+    except Terminated:  # a SIGTERM while an error was being reported (torchrun's agent stops the survivors so)
+        print(f"gnnkit {_command(given)}: terminated".replace("gnnkit : ", "gnnkit: "), file=sys.stderr)
+        return 143
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _console_main(argv: Optional[List[str]]) -> int:
-    given = argv if argv is not None else sys.argv[1:]
+def _command(given: List[str]) -> str:
+    """The command ``given`` runs, as its errors name it: ``train``, ``vq train`` (argparse's own say so too)."""
     at = next((k for k, a in enumerate(given) if a in COMMANDS), None)
     cmd = "" if at is None else given[at]
     if cmd == "vq" and at + 1 < len(given) and given[at + 1] in ("train", "sample", "eval"):
-        cmd = f"vq {given[at + 1]}"  # errors name the action, as argparse's own do ("gnnkit vq train: error:")
+        cmd = f"vq {given[at + 1]}"
+    return cmd
+
+
+def _console_main(given: List[str]) -> int:
+    cmd = _command(given)
     # the runs the same command with --resume continues (vq train names its own resume command)
     resumable = cmd == "ogb" or (cmd == "linkpred" and any(
         a == "--checkpoint" or a.startswith("--checkpoint=") for a in given))
     try:
-        return main(argv)
+        return main(given)
     except SystemExit as e:  # argparse: its error line is printed already; a command's own message is not
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)

@@ -371,3 +371,44 @@ def test_sigterm_during_a_split_write_cleans_up_as_ctrl_c_does(tmp_path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sp"]
     assert (tmp_path / "sp" / "manifest.json").read_bytes() == before
     assert all(f.status == OK for f in verify(tmp_path / "sp"))
+
+
+def test_a_deepcopy_of_a_compiled_pgnn_runs_its_own_weights_and_saves():
+    """The first `PGNN.__getstate__` (this round) kept torch's compiled call in the state: a deepcopy of a compiled
+    model ran the original's weights, and `torch.save` of it failed with a PicklingError."""
+    import copy
+    import io
+
+    import torch
+
+    import gnnkit.nn as gnn
+    torch.manual_seed(0)
+    model = gnn.PGNN(4, 8, num_layers=1).eval()
+    model.compile(backend="eager")
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.zero_()
+    x, ei = torch.randn(30, 4), torch.randint(0, 30, (2, 90))
+    assert not torch.allclose(model(x, ei), twin(x, ei))
+    torch.save(model, io.BytesIO())
+
+
+def test_a_sigterm_while_an_error_is_reported_exits_143(monkeypatch, capsys):
+    """Under torchrun the agent's SIGTERM reaches the survivors while they report the dead rank: a `Terminated` raised
+    inside `console_main`'s error handlers escaped as a traceback."""
+    import gnnkit.train
+    from gnnkit import cli
+
+    def failing(cfg, progress=True):
+        raise ValueError("a bad value")
+    monkeypatch.setattr(gnnkit.train, "run", failing)
+    real_print = print
+
+    def terminated_print(*args, **kwargs):  # the signal arrives while the error line is printed
+        if "a bad value" in " ".join(map(str, args)):
+            raise cli.Terminated()
+        real_print(*args, **kwargs)
+    monkeypatch.setattr("builtins.print", terminated_print)
+    assert cli.console_main(["train", "--epochs", "1", "--runs", "1", "--no-progress"]) == 143
+    assert "gnnkit train: terminated" in capsys.readouterr().err

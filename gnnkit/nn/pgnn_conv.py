@@ -202,7 +202,7 @@ class PGNN(torch.nn.Module):
     def __getstate__(self) -> dict:
         """Pickled (``torch.save`` of the model, ``copy.deepcopy``) without the distance tables it keeps: up to
         ``cache_bytes`` (1 GiB by default) of ``[N, N]`` scores any call recomputes."""
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())  # (torch's drops a compiled model's call: a copy would run the original)
         state["_scores"] = OrderedDict()
         return state
 
