@@ -2,7 +2,7 @@ r"""LSTM neighbourhood aggregation (GraphSAGE-LSTM) without padding.
 
 .. math::
     \mathbf{h}_{\mathcal{N}(i)} = \mathrm{LSTM}\big(\mathbf{x}_{\pi(1)}, \ldots,
-    \mathbf{x}_{\pi(d_i)}\big)_{d_i}, \qquad \pi \text{ a random permutation of } \mathcal{N}(i)
+    \mathbf{x}_{\pi(d_i)}\big)_{d_i}, \qquad \pi \text{ an order of } \mathcal{N}(i)
 
 Each node's neighbours are fed to the LSTM as one sequence and the hidden state after
 the node's *last real neighbour* is its aggregate.  Nodes are bucketed by in-degree and each
@@ -10,9 +10,10 @@ bucket of degree ``d`` is one dense ``[n_d, d, F]`` LSTM batch built straight fr
 structure, so no node is padded (PyG pads ``N x max_deg x F`` and reads the state after
 the padding), the dense batches take PyTorch's fast LSTM kernel (a ``PackedSequence`` version ran
 2.8x slower on CPU: 4.70 s vs 1.68 s forward+backward on ``benchmarks/layers_speed.py``'s
-``sage_lstm_small`` graph), no pre-sorted ``edge_index`` is needed, and in training every
-call shuffles each neighbourhood with a fresh permutation (GraphSAGE, Hamilton et al.
-2017); in eval each neighbourhood is read in input edge order (as PyG reads it), so results are repeatable.
+``sage_lstm_small`` graph) and no pre-sorted ``edge_index`` is needed.  By default each neighbourhood is read
+in input edge order (as PyG reads it), so results are repeatable; ``shuffle=True`` draws a fresh random
+permutation of every neighbourhood in each training call — the lecture's and GraphSAGE's (Hamilton et al. 2017)
+"LSTM + random order-permutation" — and reads edge order in eval.
 Nodes without neighbours get zeros.
 
 Under ``torch.compile`` the bucketing (data-dependent shapes) cannot be traced (and inductor
