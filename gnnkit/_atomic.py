@@ -73,15 +73,14 @@ def sweep_stale_temps(path: Path) -> None:
         return
     _SWEPT.add(key)
     prefix = f".{path.name}.tmp-"
-    pattern = re.compile(re.escape(prefix) + r"(\d{1,10})-[a-z0-9_]{8}(\.tmp)?")
     try:
         entries = [Path(e.path) for e in os.scandir(path.parent) if e.name.startswith(prefix)]
     except OSError:
         return
     now = time.time()
     for entry in entries:
-        m = pattern.fullmatch(entry.name)
-        if m is None or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+        m = TEMP_NAME.fullmatch(entry.name)
+        if m is None or m.group(1) != path.name or int(m.group(2)) == os.getpid() or _alive(int(m.group(2))):
             continue
         try:
             if now - entry.lstat().st_mtime < _STALE_S:

@@ -216,8 +216,7 @@ def run(cfg: TrainConfig, progress: bool = True) -> dict:
         raise ValueError(f"dataset {cfg.dataset!r} has no train/val/test masks; gnnkit train needs a node "
                          "classification dataset such as Cora, CiteSeer or PubMed")
     data = T.NormalizeFeatures()(data.clone())  # (in place on its argument)
-    if cfg.model == "idgnn-fast":  # computed once, the same input for both libraries
-        data = data.clone()
+    if cfg.model == "idgnn-fast":  # computed once, the same input for both libraries (data is a copy already)
         data.x = identity_features(data.x, data.edge_index)
     results = {impl: [] for impl in cfg.impls}
     bar = tqdm(total=cfg.runs * len(cfg.impls) * cfg.epochs, disable=not progress, unit="epoch",

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch_geometric.data import Batch, Data
 
-from gnnkit._atomic import IntegrityError, digest_path, verify_file, write_verified
+from gnnkit._atomic import IntegrityError, digest_path, verify_file, write_leftover, write_verified
 
 from ._common import check_int, code_counts, evaluating, usage_stats
 from .datasets import (
@@ -281,10 +281,10 @@ def _check_new_run_dir(run_dir: Path) -> None:
                          "new folder")
 
 
-def foreign_files(run_dir: Path) -> List[Path]:
+def foreign_files(run_dir: Union[str, Path]) -> List[Path]:
     """What ``run_dir`` holds besides what an interrupted first save of a run leaves (the checkpoint's side file,
     temporary files): a run may start there only when this is empty."""
-    from gnnkit._atomic import write_leftover
+    run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
     return sorted(p for p in run_dir.iterdir() if not write_leftover(p.name, CHECKPOINT))

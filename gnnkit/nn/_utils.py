@@ -14,11 +14,17 @@ from gnnkit.ops import Graph, Size, SparseTensor, as_graph, bias_add, coo_sum, i
 PairTensor = Tuple[Tensor, Optional[Tensor]]
 
 
+def functorch_active() -> bool:
+    """A ``torch.func`` transform is active (torch's private interpreter stack, read in this one place of
+    ``gnnkit.nn``; ``gnnkit.ops`` reads it in ``_custom_op``)."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
 def refuse_torch_func(layer: str, alternative: str = "") -> None:
     """``torch.func`` transforms (grad, vmap, jacrev, jvp) are refused by name: the layers' fused ops are autograd
     Functions and custom ops without functorch rules (raw torch errors came from deep inside before).  Free
     under ``torch.compile`` (no check) and ~0.2 µs in eager mode."""
-    if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() is not None:
+    if not torch.compiler.is_compiling() and functorch_active():
         raise RuntimeError(
             f"{layer}: torch.func transforms (grad, vmap, jacrev, jvp) are not supported by gnnkit's layers: their "
             "fused ops are autograd Functions and custom ops without functorch rules; fix: torch.autograd.grad on "

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._utils import functorch_active
+
 _BITS = 15
 _ONE = 1 << _BITS
 
@@ -47,7 +49,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     threshold = round(p * _ONE)
     if (x.device.type != "cpu" or p == 1.0 or threshold >= _ONE or not x.is_floating_point()
-            or torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is not None):
+            or torch.compiler.is_compiling() or functorch_active()):
         return F.dropout(x, p, training)
     if not x.is_contiguous():
         x = x.contiguous()

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from ._custom_op import transforms_active as _transforms_active
+from ._custom_op import functorch_active as _functorch_active, transforms_active as _transforms_active
 
 
 def first_order_only(backward: Callable) -> Callable:
@@ -40,7 +40,7 @@ def apply_function(fn: type, *args: Any) -> Any:
     PyG layer's does there."""
     if torch.compiler.is_compiling():  # (dynamo cannot trace the tests; the compiled graph records as asked)
         return fn.apply(*args)
-    if torch._C._functorch.peek_interpreter_stack() is not None:  # (the layers name themselves first; this names
+    if _functorch_active():  # (the layers name themselves first; this names
         raise RuntimeError(  # the op to whoever calls gnnkit.ops under a transform)
             f"{fn.__name__}: torch.func transforms (grad, vmap, jacrev, jvp) are not supported by gnnkit's sparse "
             "ops: they are autograd Functions without functorch rules; fix: torch.autograd.grad on the output, a "

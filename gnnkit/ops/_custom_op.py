@@ -59,12 +59,17 @@ def forward_ad_active() -> bool:
     return torch.autograd.forward_ad._current_level >= 0
 
 
+def functorch_active() -> bool:
+    """A ``torch.func`` transform (grad, vmap, jvp, functionalize) is active.  torch has no public query; this reads
+    the private interpreter stack, in this one place of ``gnnkit.ops``."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
 def transforms_active() -> bool:
     """A compiled region, a dispatch mode, a functorch transform or forward-mode AD is active: a call must go
     through the registered op (or the autograd Function), not straight to an implementation."""
     return (torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None
-            or torch._C._functorch.peek_interpreter_stack() is not None
-            or forward_ad_active())
+            or functorch_active() or forward_ad_active())
 
 
 def _grad_inputs(args: Any, kwargs: Any) -> list:
