@@ -46,7 +46,7 @@ lint: setup
 
 # The CPU benchmarks behind the README's speed and memory claims (JSON + plots in
 # benchmarks/results/): compiled vs eager layers (gnnkit's, then gnnkit's beside PyG's and a plain Linear), then
-# layers vs PyG on Cora, on MUTAG mini-batches and on the arxiv-like graph.
+# layers vs PyG on Cora, on MUTAG mini-batches, on the arxiv-like graph and on graphs of extreme shapes.
 # Long: tens of minutes.
 bench: setup
 	$(PY) benchmarks/layers_compile.py
@@ -54,6 +54,7 @@ bench: setup
 	$(PY) benchmarks/cora_layers.py
 	$(PY) benchmarks/minibatch_layers.py
 	$(PY) benchmarks/layers_speed.py
+	$(PY) benchmarks/layers_shapes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -129,7 +129,39 @@ def compile_section():
     return "\n".join(out)
 
 
-SECTIONS = {"accuracy": accuracy_section, "speed": speed_section, "compile": compile_section}
+def shapes_section():
+    p = RES / "layers_shapes.json"
+    if not p.exists():
+        return "Not run yet: `python benchmarks/layers_shapes.py`."
+    r = json.loads(p.read_text())
+    g, shapes, layers = r["graph"], list(r["shapes"]), list(r["results"])
+    out = [f"N={g['nodes']:,}, E={g['edges']:,} (unless the shape says otherwise), F={g['features']}, {r['device']}, "
+           f"torch {r['torch']}; PyG time / gnnkit time, median of the per-round ratios [95 % CI] "
+           "(`benchmarks/results/layers_shapes.json`, `.png`).", "",
+           "| shape | nodes | edges | max in / out degree | " + " | ".join(layers) + " |",
+           "|---|---|---|---|" + "---|" * len(layers)]
+    for s in shapes:
+        sh = r["shapes"][s]
+        cells = []
+        for name in layers:
+            pr = r["results"][name]["speedup"].get(s)
+            cells.append(f"{pr['median']:.2f} [{pr['ci95'][0]:.2f}, {pr['ci95'][1]:.2f}]" if pr else "–")
+        out.append(f"| {s} | {sh['nodes']:,} | {sh['edges']:,} | {sh['max_in_degree']:,} / {sh['max_out_degree']:,} | "
+                   + " | ".join(cells) + " |")
+    out += ["", "Peak memory of one step (MiB; gnnkit with the same `edge_index` / with a fresh copy, whose "
+            "structure is built inside the step / PyG):", "",
+            "| shape | " + " | ".join(layers) + " |", "|---|" + "---|" * len(layers)]
+    for s in shapes:
+        cells = []
+        for name in layers:
+            pk = r["results"][name]["peak_mib"].get(s)
+            cells.append(f"{pk['gnnkit']:g} / {pk['gnnkit_fresh']:g} / {pk['pyg']:g}" if pk else "–")
+        out.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+SECTIONS = {"accuracy": accuracy_section, "speed": speed_section, "compile": compile_section,
+            "shapes": shapes_section}
 
 
 def _markers(name: str) -> Tuple[str, str]:

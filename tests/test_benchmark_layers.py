@@ -394,3 +394,52 @@ def test_pygs_csr_baselines_compute_the_same_function():
     for layer in ("sage", "gin"):
         assert all(r["max_abs_diff_vs_first"] < 1e-4 for r in res[layer].values()), res[layer]
     assert "median_s" in res["gcn"]["pyg-torchcsr-cached"]
+
+
+def test_layers_shapes_graphs_are_the_shapes_they_name():
+    """benchmarks/layers_shapes.py's graphs: each shape has the degree extreme its name promises."""
+    ls = load_benchmark("layers_shapes")
+    n, e = 1000, 10_000
+    got = {s: ls.make_graph(s, n, e) for s in ls.SHAPES}
+    for s, (ei, nodes) in got.items():
+        assert ei.dtype == torch.long and ei.min() >= 0 and ei.max() < nodes, s
+    indeg = {s: torch.bincount(ei[1], minlength=nodes) for s, (ei, nodes) in got.items()}
+    outdeg = {s: torch.bincount(ei[0], minlength=nodes) for s, (ei, nodes) in got.items()}
+    assert got["star_in"][0].size(1) == n - 1 and int(indeg["star_in"].max()) == n - 1
+    assert int(outdeg["star_out"].max()) == n - 1 and int(indeg["star_out"].max()) == 1
+    assert got["isolated"][1] == 10 * n and int((indeg["isolated"] + outdeg["isolated"] > 0).sum()) <= n // 10
+    assert int(got["multi"][0].max()) < 100 and int(indeg["multi"].max()) > 50  # every pair many times
+    # skewed shapes: the largest in-degree far above the uniform graph's
+    for s in ("powerlaw", "hub_in"):
+        assert int(indeg[s].max()) > 10 * int(indeg["uniform"].max()), s
+    with pytest.raises(ValueError, match="unknown shape"):
+        ls.make_graph("ring", n, e)
+
+
+def test_layers_shapes_benchmark_short_run(tmp_path, monkeypatch, capsys):
+    """benchmarks/layers_shapes.py on small graphs, two rounds: gnnkit matches PyG on every shape (outputs and
+    gradients), paired statistics and three peak-memory readings per shape, JSON and plot; bad flags name
+    themselves."""
+    import json
+    import sys
+    ls = load_benchmark("layers_shapes")
+    out = tmp_path / "shapes.json"
+    monkeypatch.setattr(sys, "argv", ["layers_shapes.py", "--nodes", "300", "--edges", "3000", "--only", "GCN,SAGE-max",
+                                      "--shapes", "star_in,multi", "--rounds", "2", "--budget-s", "0",
+                                      "--out", str(out)])
+    ls.main()
+    rep = json.loads(out.read_text())
+    assert set(rep["shapes"]) == {"star_in", "multi"} and rep["shapes"]["star_in"]["max_in_degree"] == 299
+    assert set(rep["results"]) == {"GCN", "SAGE-max"}
+    for v in rep["results"].values():
+        for s in ("star_in", "multi"):
+            assert v["max_abs_diff"][s]["out"] < 1e-4 and v["max_abs_diff"][s]["grad"] < 1e-3
+            assert v["speedup"][s]["rounds"] == 2 and v["speedup"][s]["verdict"] in ("faster", "slower", "parity")
+            assert set(v["peak_mib"][s]) == {"gnnkit", "pyg", "gnnkit_fresh"}
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    for bad in (["--only", "GXN"], ["--shapes", "ring"], ["--features", "12"], ["--nodes", "5"],
+                ["--budget-s", "nan"]):
+        monkeypatch.setattr(sys, "argv", ["layers_shapes.py", *bad, "--out", str(tmp_path / "x.json")])
+        with pytest.raises(SystemExit):
+            ls.main()
+        assert bad[0] in capsys.readouterr().err  # the error names the argument
