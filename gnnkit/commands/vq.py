@@ -184,13 +184,8 @@ def _train(args) -> int:
         if args.out is not None:
             _check_output(args.out, "--out", folder=True)
         run_dir = Path(args.out) if args.out else _new_run_dir(cfg)
-        if (run_dir / "checkpoint.pt").exists():
-            raise ValueError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
-                             f"or choose another folder")
-        from gnnkit.latent.train import foreign_files
-        if foreign_files(run_dir):  # the run's files would sit among others (an interrupted first save's are fine)
-            raise ValueError(f"--out {run_dir} is not empty and holds no gnnkit run (no checkpoint.pt); fix: an "
-                             "empty or new folder")
+        from gnnkit.latent.train import check_new_run_dir  # before the data loads: VQRun.create's check, our words
+        check_new_run_dir(run_dir, name="--out", resume="--resume {dir}")
         run = VQRun.create(cfg, run_dir, root=args.root, device=args.device)
         run.save()
     try:

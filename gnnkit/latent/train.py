@@ -268,22 +268,28 @@ def _seed(cfg: VQConfig, stage: int, epoch: int) -> None:
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
-def _check_new_run_dir(run_dir: Path) -> None:
-    """A new run's folder: absent or empty (a run's first save would replace another run's checkpoint, or sit
-    among files that are not the run's)."""
+def check_new_run_dir(run_dir: Union[str, Path], name: str = "VQRun.create: run_dir",
+                      resume: str = "VQRun.resume({dir!r})") -> None:
+    """Refuse a folder a new run may not start in: a file, a folder that holds a run (its first save would replace
+    that run's checkpoint), or one holding files that are not a run's (:func:`foreign_files`).  ``name`` and
+    ``resume`` word the error for the caller (``gnnkit vq train`` says ``--out`` and ``--resume``)."""
+    if not isinstance(run_dir, (str, Path)):
+        raise TypeError(f"{name} must be a folder path (str or Path), got {type(run_dir).__name__}")
+    run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"VQRun.create: run_dir {run_dir} is a file; fix: a folder path")
+        raise ValueError(f"{name} {run_dir} is a file; fix: a folder path")
     if (run_dir / CHECKPOINT).exists():
-        raise ValueError(f"VQRun.create: run_dir {run_dir} already holds a run ({CHECKPOINT}); continue it with "
-                         f"VQRun.resume({str(run_dir)!r}) or choose another folder")
+        raise ValueError(f"{name} {run_dir} already holds a run ({CHECKPOINT}); continue it with "
+                         f"{resume.format(dir=str(run_dir))} or choose another folder")
     if foreign_files(run_dir):
-        raise ValueError(f"VQRun.create: run_dir {run_dir} is not empty and holds no gnnkit run; fix: an empty or "
-                         "new folder")
+        raise ValueError(f"{name} {run_dir} is not empty and holds no gnnkit run; fix: an empty or new folder")
 
 
 def foreign_files(run_dir: Union[str, Path]) -> List[Path]:
     """What ``run_dir`` holds besides what an interrupted first save of a run leaves (the checkpoint's side file,
     temporary files): a run may start there only when this is empty."""
+    if not isinstance(run_dir, (str, Path)):
+        raise TypeError(f"foreign_files: run_dir must be a folder path (str or Path), got {type(run_dir).__name__}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
@@ -379,7 +385,7 @@ class VQRun:
                data: Optional[GenerationDataset] = None, device: Union[str, torch.device] = "cpu") -> "VQRun":
         cfg.validate()
         if run_dir is not None:
-            _check_new_run_dir(Path(run_dir))
+            check_new_run_dir(run_dir)
         data = data if data is not None else load_generation_dataset(cfg.dataset, root=root, seed=cfg.data_seed)
         if not isinstance(data, GenerationDataset):
             raise ValueError(f"VQRun.create: data must be a GenerationDataset (gnnkit.latent.load_generation_dataset "
