@@ -150,8 +150,10 @@ def _console_main(given: List[str]) -> int:
             pass
         return 141
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: one line, not a traceback; what is saved is whole
+        saved = getattr(e, "gnnkit_saved", None)  # set where the interrupt came after the result was in place
         print(f"gnnkit {cmd}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}"
-              + ("; continue with the same command and --resume" if resumable else ""), file=sys.stderr)
+              + (f" ({saved})" if saved else "; continue with the same command and --resume" if resumable else ""),
+              file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
 
 

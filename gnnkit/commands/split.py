@@ -154,6 +154,14 @@ def _run(args) -> int:
         print("split NOT written: the leakage check failed", file=sys.stderr)
         return 1
     out = save_split(args.out, splits, manifest)
+    try:
+        return _summary(out, args, manifest)
+    except KeyboardInterrupt as e:  # the split is whole: the "interrupted" line says so
+        e.gnnkit_saved = f"{out} was written whole before it"
+        raise
+
+
+def _summary(out, args, manifest) -> int:
     s = manifest["sizes"]
     print(f"wrote {out} ({args.mode}, seed {args.seed}, {manifest['split_seconds']:.2f} s)")
     for name in ("train", "val", "test"):

@@ -128,6 +128,7 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
     check_split_folder(out)
     sweep_stale_temps(out)  # what a killed earlier write left (a whole copy of a split each)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), dir=out.parent))
+    swapped = False  # the new split is in place: an interrupt from here on only stops the old copy's removal
     try:
         for name, data in files.items():
             with open(tmp / name, "wb") as f:
@@ -149,12 +150,14 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
                     _link_tree(entry, tmp / entry.name)
             os.chmod(tmp, out.stat().st_mode & 0o7777)
             if _exchange(tmp, out):  # tmp now holds the old split
+                swapped = True
                 _fsync_dir(out.parent)
                 shutil.rmtree(tmp, ignore_errors=True)
                 return out
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.rename(out, old / "split")
             os.rename(tmp, out)
+            swapped, tmp = True, old  # (tmp is gone: renamed)
             _fsync_dir(out.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -162,9 +165,12 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
             os.umask(umask)
             os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a new folder gets the usual permissions
             os.rename(tmp, out)
+            swapped = True
             _fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # the unfinished new copy, or once swapped the old split
+        if swapped and isinstance(e, KeyboardInterrupt):  # the command's "interrupted" line says the split is whole
+            e.gnnkit_saved = f"{out} was written whole before it"
         raise
     return out
 
