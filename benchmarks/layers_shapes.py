@@ -7,7 +7,8 @@ same training step on (``N`` nodes, ``E`` edges unless said):
 
 * ``uniform``: endpoints uniform at random (the main table's shape);
 * ``powerlaw``: in- and out-degrees power-law, exponent 2.1 (``gnnkit.profile.power_law_graph``);
-* ``hub_in``: sources uniform, destinations Zipf-distributed (exponent 1.1): a few nodes receive most edges;
+* ``hub_in``: sources uniform, destinations Zipf-distributed (exponent 1.1): the largest in-degree is ~15 % of
+  the edges and a few dozen nodes receive half of them;
 * ``star_in`` / ``star_out``: one node receives / sends an edge from / to every other node (``N - 1`` edges);
 * ``isolated``: ``10 N`` nodes, the ``E`` edges among the first ``N / 10`` of them (99 % of the nodes have
   no edge: the feature-sized work dominates);
