@@ -30,7 +30,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from gnnkit._atomic import write_json_atomic
 from gnnkit.ops import Graph
-from gnnkit.profile import require_at_least_one
+from gnnkit.profile import require_at_least_one, sync as prof_sync
 
 
 def main() -> None:
@@ -60,7 +60,8 @@ def main() -> None:
     # the layers with edge features get layers_compile.py's [E, 4] ones
     extra = (torch.randn(e, 4, generator=g).to(device),) if args.layer in ("GINEConv", "MPNNConv") else ()
     cuda = device.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    def sync() -> None:
+        prof_sync(device)
     variants = {"eager": (layer, Graph.build(ei, num_nodes=n)),
                 "compiled": (torch.compile(layer, fullgraph=True), Graph.build(ei.clone(), num_nodes=n))}
     report = {"layer": args.layer, "graph": {"nodes": n, "edges": e, "features": f}, "device": str(device),

@@ -148,15 +148,8 @@ def gat3_train_bench(g: prof.GraphSpec, device: torch.device, in_channels: int, 
             stats: Dict[str, float] = {}
             with mem.measure(stats):
                 row["losses"].append(step())
-            times = []
-            for _ in range(steps - 1):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                row["losses"].append(step())
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - t)
+            times = prof.time_fn(lambda: row["losses"].append(step()), device, warmup=0, repeats=steps - 1) \
+                if steps > 1 else []
             row.update(peak_mb=stats["peak_bytes"] / 2 ** 20, times_ms=[t * 1e3 for t in times],
                        median_step_ms=statistics.median(times) * 1e3 if times else float("nan"))
         except Exception as e:  # PyG running out of memory is the expected result on products-like

@@ -33,14 +33,13 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
 from gnnkit._atomic import write_figure_atomic, write_json_atomic
-from gnnkit.profile import PeakMemory
+from gnnkit.profile import PeakMemory, interleaved, skewed_in_degree_graph
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N, E, F = 169_343, 1_166_243, 128
@@ -51,20 +50,8 @@ SMALL_N = 20_000  # the LSTM comparison graph: same generator, same average degr
 
 
 def make_graph(seed: int = 0, cap: int = 0, n: int = N, e: int = E) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(0, n, (e,), generator=g)
-    w = (torch.arange(n, dtype=torch.float64) + 1).pow(-0.6)
-    dst = torch.multinomial(w, e, replacement=True, generator=g)
-    relabel = torch.randperm(n, generator=g)
-    ei = torch.stack([relabel[src], relabel[dst]])
-    if cap:
-        # keep the first `cap` in-edges of each node (in input order)
-        order = torch.sort(ei[1], stable=True).indices
-        d = ei[1, order]
-        start = torch.searchsorted(d, torch.arange(n))
-        pos = torch.arange(e) - start[d]
-        ei = ei[:, order[pos < cap]]  # sorted by destination, as PyG's LSTM aggregation needs
-    return ei
+    """The arxiv-like graph (``gnnkit.profile.skewed_in_degree_graph``, destinations ~ rank^-0.6)."""
+    return skewed_in_degree_graph(n, e, 0.6, seed=seed, cap=cap)
 
 
 # ---------------------------------------------------------------------------- layers
@@ -152,12 +139,7 @@ def paired_worker(layer: str, impls: list, reps: int) -> dict:
         diffs[impl] = float((y - ref_out).abs().max()) if len(impls) > 1 and y.shape == ref_out.shape else None
         step()  # warm-up: caches, allocator
         steps[impl] = step
-    times = {impl: [] for impl in steps}
-    for _ in range(reps):
-        for impl, step in steps.items():
-            t = time.perf_counter()
-            step()
-            times[impl].append(time.perf_counter() - t)
+    times = interleaved(steps, reps, torch.device("cpu"), warmup=0)  # round-robin: one call of each per round
     mem = PeakMemory(torch.device("cpu"))  # gnnkit profile's probe: peak-RSS delta of one step
     for impl, step in steps.items():
         rec = {}

@@ -11,21 +11,19 @@ import argparse
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from gnnkit._atomic import write_json_atomic
+from gnnkit.profile import time_fn
 
 
 def timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return out, times
+    """(the last call's result, the wall time of each call): ``gnnkit.profile.time_fn``, keeping the result."""
+    out = []
+    times = time_fn(lambda: out.append(fn()), torch.device("cpu"), warmup=0, repeats=repeats)
+    return out[-1], times
 
 
 def main() -> int:

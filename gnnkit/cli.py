@@ -1,8 +1,9 @@
 """The ``gnnkit`` command line: one sub-command per module in ``gnnkit.commands``.
 
 Each module in :data:`COMMANDS` defines ``HELP`` (one line), ``add_arguments(parser)``
-and ``run(args) -> int``.  Modules are imported only when their command runs
-(or for ``--help``), so ``gnnkit --help`` stays fast.
+and ``run(args) -> int``.  Every module is imported (for its ``HELP``; keep their top-level imports light),
+but only the command that runs gets its arguments added: ``gnnkit vq``'s import ``gnnkit.latent`` and PyG,
+seconds that ``gnnkit --help`` and the other commands do not pay.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the command it names (its first word) gets its arguments (all without)."""
+    chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     parser = argparse.ArgumentParser(
         prog="gnnkit",
         description="gnnkit: drop-in PyG layers on CSR sparse ops, with Triton kernels on CUDA.")
@@ -36,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP,
                            formatter_class=HelpFormatter)
-        mod.add_arguments(p)
+        if chosen is None or name == chosen:
+            mod.add_arguments(p)
         p.set_defaults(_module=mod)
     return parser
 
@@ -55,8 +59,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command and return its exit code; a flag argparse rejects raises ``SystemExit(2)`` after
     printing its one-line error (``--help``/``--version``: ``SystemExit(0)``)."""
-    parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(given)
     args, extra = parser.parse_known_args(given)
     if extra:  # named by the sub-command that was given them ("gnnkit vq train: error: ..."), not by "gnnkit"
         at = given.index(args.command) if args.command in given else len(given)

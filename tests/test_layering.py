@@ -1,5 +1,6 @@
 """The layering rules of docs/architecture.md, checked on the source: layers import only
-``gnnkit.ops`` (never an ops submodule or ``gnnkit.kernels``), only ``gnnkit/ops/primitives.py``
+``gnnkit.ops`` (never an ops submodule or ``gnnkit.kernels``; besides it only the shared leaf modules
+``gnnkit.typing`` and ``gnnkit._checks``), only ``gnnkit/ops/primitives.py``
 imports ``gnnkit.kernels``, kernels import nothing from gnnkit, and no two modules import each
 other in a circle (imports inside functions and under TYPE_CHECKING included)."""
 import ast
@@ -47,7 +48,28 @@ def test_layers_import_only_the_public_ops_api():
             for imp in _imports(name, path, mods, targets_only=True):
                 if imp.startswith("gnnkit.ops.") or imp.startswith("gnnkit.kernels"):
                     bad.append(f"{name} imports {imp}")
-    assert not bad, "layers must import gnnkit.ops only:\n" + "\n".join(bad)
+                # beside the ops API only the layers' own package and the two shared leaf modules (type aliases,
+                # argument checks), which import nothing from gnnkit above them
+                elif imp != "gnnkit.ops" and not imp.startswith("gnnkit.nn") and imp not in SHARED:
+                    bad.append(f"{name} imports {imp}")
+    assert not bad, "layers must import gnnkit.ops only (and gnnkit.typing, gnnkit._checks):\n" + "\n".join(bad)
+
+
+SHARED = ("gnnkit.typing", "gnnkit._checks")
+
+
+def test_shared_leaf_modules_import_no_gnnkit_module():
+    """At run time: an import under ``if TYPE_CHECKING:`` (gnnkit.typing names ``Graph`` for annotations) is not
+    executed."""
+    for name in SHARED:
+        tree = ast.parse(_modules()[name].read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+                node.body = []
+        found = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith(
+            "gnnkit")] + [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+                          if a.name.startswith("gnnkit")]
+        assert not found, f"{name} must stay a leaf (no gnnkit imports at run time), imports {found}"
 
 
 def test_only_primitives_reach_the_kernels():

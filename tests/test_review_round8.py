@@ -66,3 +66,72 @@ def test_an_interrupt_during_the_split_summary_says_the_split_is_whole(tmp_path,
     monkeypatch.setattr(cmd, "_summary", summary)
     assert console_main(["split", "Cora", "--out", str(tmp_path / "sp")]) == 130
     assert f"interrupted ({tmp_path / 'sp'} was written whole before it)" in capsys.readouterr().err
+
+
+def test_graph_transpose_rows_is_the_transposed_csr_row():
+    import torch
+
+    from gnnkit.ops import Graph
+    torch.manual_seed(0)
+    for n_src, n_dst, e in ((30, 30, 200), (7, 40, 90), (50, 3, 120), (5, 5, 0)):
+        ei = torch.stack([torch.randint(0, n_src, (e,)), torch.randint(0, n_dst, (e,))])
+        g = Graph.build(ei, size=(n_src, n_dst))
+        rowptr_t = g.transpose()[0]
+        want = torch.repeat_interleave(torch.arange(g.num_src), rowptr_t.diff(), output_size=e)
+        assert torch.equal(g.transpose_rows(), want)
+        assert g.transpose_rows() is g.transpose_rows()  # built once
+
+
+def test_ops_read_the_graphs_slot_rows_instead_of_rebuilding_them(monkeypatch):
+    """An issue-11 audit (session 32): a multi-head SpMM of more than 64 values per slot rebuilt each slot's row
+    from rowptr with repeat_interleave on every call, forward (Graph.row was at hand) and backward (the transposed
+    CSR's rows), and SAGE's softmax aggregation rebuilt both per chunk. The ops read the Graph's now; results equal."""
+    import torch
+
+    import gnnkit.ops.reference as ref
+    from gnnkit.nn import GATConv, GATv2Conv, SAGEConv
+    from gnnkit.ops import Graph
+    torch.manual_seed(0)
+    n, f = 30, 96
+    ei = torch.randint(0, n, (2, 200))
+    makers = (lambda: GATConv(f, f // 4, heads=4), lambda: GATv2Conv(f, f // 4, heads=4),
+              lambda: SAGEConv(f, f, aggr="softmax", aggr_kwargs={"learn": True}))
+    x0 = torch.randn(n, f)
+
+    def step(layer):
+        x = x0.clone().requires_grad_()
+        out = layer(x, Graph.build(ei, num_nodes=n))
+        out.square().sum().backward()
+        return out.detach(), x.grad, [p.grad for p in layer.parameters()]
+    expected = []
+    for make in makers:
+        torch.manual_seed(1)
+        expected.append(step(make()))
+    real, calls = ref.slot_rows, []
+
+    def counted(rowptr, num_slots):
+        calls.append(num_slots)
+        return real(rowptr, num_slots)
+    monkeypatch.setattr(ref, "slot_rows", counted)
+    for make, (out, gx, gp) in zip(makers, expected):
+        torch.manual_seed(1)
+        o, g, p = step(make())
+        assert torch.equal(o, out) and torch.equal(g, gx) and all(torch.equal(a, b) for a, b in zip(p, gp))
+    assert calls == []
+
+
+def test_only_the_running_command_builds_its_arguments():
+    """The issue-11 audit: cli.py said command modules were imported only when their command ran; every command's
+    arguments were built on every call, and `gnnkit vq`'s import gnnkit.latent and PyG (~3 s): `gnnkit --help` and
+    `gnnkit verify` paid for them. Now only the named command's arguments are built; the help text is the same."""
+    import subprocess
+    import sys
+    code = ("import sys; from gnnkit.cli import build_parser; build_parser({argv}); "
+            "print('gnnkit.latent' in sys.modules, 'torch_geometric' in sys.modules)")
+    for argv, want in ((["--help"], "False False"), (["verify", "x"], "False False"), (["vq", "train"], "True True")):
+        out = subprocess.run([sys.executable, "-c", code.format(argv=argv)], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        assert out == want, (argv, out)
+    from gnnkit.cli import build_parser
+    full, lazy = build_parser(), build_parser(["vq", "train"])
+    assert full.format_help() == lazy.format_help()

@@ -14,9 +14,10 @@ from ._utils import graph_of, loops_from_tensor, plain_edge_index
 _FILLS = ("mean", "add", "sum", "max", "min", "mul")
 
 
-def set_attention_options(layer: torch.nn.Module, name: str, in_channels, out_channels: int, heads: int,
-                          concat: bool, negative_slope: float, dropout: float, add_self_loops: bool,
-                          edge_dim: Optional[int], fill_value, residual: bool) -> None:
+def set_attention_options(layer: torch.nn.Module, name: str, in_channels: Union[int, Tuple[int, int]],
+                          out_channels: int, heads: int, concat: bool, negative_slope: float, dropout: float,
+                          add_self_loops: bool, edge_dim: Optional[int], fill_value: Union[float, Tensor, str],
+                          residual: bool) -> None:
     """Validate and store the constructor options GATConv and GATv2Conv share (PyG's attribute names)."""
     if heads < 1:
         raise ValueError(f"{name}: heads must be >= 1, got {heads}")
@@ -144,7 +145,7 @@ def attention_edge_index(st: AttnStructure, edge_index: Any) -> Tensor:
 
 
 def attention_output(edge_index: Any, st: AttnStructure, alpha: Tensor, ns: int, nd: int, flipped: bool = False,
-                     given: Any = None):
+                     given: Any = None) -> Any:
     """What PyG returns with ``return_attention_weights``, from ``alpha`` ``[E', H]`` in CSR slot
     order: ``(edge_index, alpha)`` (attention edge order) for ``edge_index`` and ``Graph``,
     ``(adj_t with alpha values, alpha)`` for ``torch.sparse``, a ``SparseTensor`` with alpha

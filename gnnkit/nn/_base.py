@@ -112,12 +112,9 @@ class CSRMessagePassing(MessagePassing):
             raise ValueError(f"{type(self).__name__}: flow='target_to_source' needs an edge_index [2, E]; a "
                              f"{type(edge_index).__name__} is already oriented (as in PyG, which rejects "
                              "sparse adjacencies with this flow) — flip it yourself or use the default flow")
-        try:  # torch_geometric.EdgeIndex: flip the plain tensor
-            from torch_geometric import EdgeIndex
-            if isinstance(edge_index, EdgeIndex):
-                edge_index = edge_index.as_tensor()
-        except ImportError:  # pragma: no cover
-            pass
+        from torch_geometric import EdgeIndex  # flip the plain tensor
+        if isinstance(edge_index, EdgeIndex):
+            edge_index = edge_index.as_tensor()
         if not isinstance(edge_index, Tensor):
             return edge_index  # the layer's own check names the problem
         return cached_for(edge_index, ("flipped",), lambda: _flip(edge_index))

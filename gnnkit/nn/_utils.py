@@ -9,9 +9,8 @@ from torch.nn.modules import module as _m
 from torch_geometric.nn.dense.linear import Linear as PyGLinear, is_uninitialized_parameter
 
 from gnnkit._checks import check_int
-from gnnkit.ops import Graph, Size, SparseTensor, as_graph, bias_add, coo_sum, is_sparse_adj, spmm_slots
-
-PairTensor = Tuple[Tensor, Optional[Tensor]]
+from gnnkit.ops import Graph, SparseTensor, as_graph, bias_add, coo_sum, is_sparse_adj, spmm_slots
+from gnnkit.typing import Size
 
 
 def functorch_active() -> bool:
@@ -189,23 +188,13 @@ def graph_features(g: Optional[Tensor], graph_channels: int, num_graphs: int, la
 
 def plain_edge_index(edge_index: Tensor) -> Tensor:
     """A ``torch_geometric.EdgeIndex`` as a plain tensor (other tensors unchanged)."""
-    try:
-        from torch_geometric import EdgeIndex
-        if isinstance(edge_index, EdgeIndex):
-            return edge_index.as_tensor()
-    except ImportError:  # pragma: no cover
-        pass
-    return edge_index
+    from torch_geometric import EdgeIndex
+    return edge_index.as_tensor() if isinstance(edge_index, EdgeIndex) else edge_index
 
 
 def edge_index_size(edge_index: Any) -> Optional[Tuple[Optional[int], Optional[int]]]:
-    try:
-        from torch_geometric import EdgeIndex
-        if isinstance(edge_index, EdgeIndex):
-            return edge_index.sparse_size()
-    except ImportError:  # pragma: no cover
-        pass
-    return None
+    from torch_geometric import EdgeIndex
+    return edge_index.sparse_size() if isinstance(edge_index, EdgeIndex) else None
 
 
 def resolve_size(edge_index: Any, x_src: Tensor, x_dst: Optional[Tensor], size: Size) -> Tuple[int, Optional[int]]:

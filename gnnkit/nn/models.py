@@ -9,7 +9,7 @@ residual connections, Jumping Knowledge, a virtual node, and a graph readout.
 * Graph tasks (``readout="sum" | "mean" | "max" | "gated"``): every conv is hidden, nodes
   are pooled per graph (``batch``) and a linear layer maps to ``out_channels``.
 """
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -234,7 +234,7 @@ class GraphSAGE(_GNN):
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
                  dropout: float = 0.0, *, aggr: str = "mean", project: bool = False,
-                 aggr_kwargs: Optional[dict] = None, **options):
+                 aggr_kwargs: Optional[dict] = None, **options: Any) -> None:
         if aggr_kwargs is not None and not isinstance(aggr_kwargs, dict):
             raise ValueError(f"GraphSAGE: aggr_kwargs must be a dict (or None), got {type(aggr_kwargs).__name__}")
         self.aggr, self.project, self.aggr_kwargs = aggr, project, aggr_kwargs
@@ -255,7 +255,7 @@ class GAT(_GNN):
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
                  dropout: float = 0.0, *, heads: int = 8, out_heads: int = 1, attn_dropout: float = 0.0,
-                 edge_dim: Optional[int] = None, **options):
+                 edge_dim: Optional[int] = None, **options: Any) -> None:
         if hidden_channels % heads != 0:
             raise ValueError(f"GAT: hidden_channels={hidden_channels} must be divisible by heads={heads}")
         self.heads, self.out_heads, self.attn_dropout, self.edge_dim = heads, out_heads, attn_dropout, edge_dim
@@ -275,7 +275,8 @@ class GIN(_GNN):
     lazy_input = False  # the MLP's first Linear needs its input width
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
-                 dropout: float = 0.0, *, train_eps: bool = False, edge_dim: Optional[int] = None, **options):
+                 dropout: float = 0.0, *, train_eps: bool = False, edge_dim: Optional[int] = None,
+                 **options: Any) -> None:
         self.train_eps, self.edge_dim = train_eps, edge_dim
         self.supports_edge_attr = edge_dim is not None
         super().__init__(in_channels, hidden_channels, num_layers, out_channels, dropout, **options)

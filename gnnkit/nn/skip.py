@@ -1,5 +1,5 @@
 """Skip connections: a residual wrapper around any conv and Jumping Knowledge."""
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 from torch import Tensor
@@ -34,7 +34,7 @@ class Residual(torch.nn.Module):
         if self.proj is not None:
             self.proj.reset_parameters()
 
-    def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         out = self.conv(x, *args, **kwargs)
         if out.shape[:-1] != x.shape[:-1]:
             raise ValueError(f"Residual needs the conv to keep one row per node: input {list(x.shape)}, "

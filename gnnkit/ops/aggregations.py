@@ -55,44 +55,43 @@ def _chunks(rowptr: Tensor, width: int):
         yield bounds[i], bounds[i + 1], starts[i], starts[i + 1]
 
 
-def _local_rows(rowptr: Tensor, r0: int, r1: int, s0: int, s1: int) -> Tuple[Tensor, Tensor]:
-    """Local ``rowptr`` and per-slot row (0-based within the range) of rows ``r0:r1``."""
-    local = rowptr[r0:r1 + 1] - s0
-    row = torch.repeat_interleave(torch.arange(r1 - r0, device=rowptr.device), local.diff(), output_size=s1 - s0)
-    return local, row
+def _local_rows(rowptr: Tensor, row: Tensor, r0: int, r1: int, s0: int, s1: int) -> Tuple[Tensor, Tensor]:
+    """Local ``rowptr`` and per-slot row (0-based within the range) of rows ``r0:r1``, from the CSR's slot rows
+    ``row`` (:attr:`Graph.row`, or :meth:`Graph.transpose_rows` for the transposed CSR)."""
+    return rowptr[r0:r1 + 1] - s0, row[s0:s1] - r0
 
 
 # Both passes are custom ops: opaque to torch.compile (their chunk boundaries are data-dependent), so a
 # compiled model (fullgraph=True) calls them as it calls the SpMM ops.
 @custom_op("gnnkit::softmax_aggr_fwd")
-def _forward_op(rowptr: Tensor, col: Tensor, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def _forward_op(rowptr: Tensor, col: Tensor, row: Tensor, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """``(out, m, s)``: the aggregation, each row's maximum logit and normaliser ``[num_dst, F]``."""
     n, F = rowptr.numel() - 1, x.size(1)
     out, m, s = x.new_zeros(n, F), x.new_zeros(n, F), x.new_full((n, F), _EPS)
     for r0, r1, s0, s1 in _chunks(rowptr, F):  # destination rows, about _CHUNK elements at a time
         if s1 == s0:
             continue
-        local, row = _local_rows(rowptr, r0, r1, s0, s1)
+        local, rows = _local_rows(rowptr, row, r0, r1, s0, s1)
         xj = x.index_select(0, col[s0:s1])
         e = xj * t
-        mc = e.new_full((r1 - r0, F), float("-inf")).scatter_reduce_(0, row.view(-1, 1).expand_as(e), e, "amax")
+        mc = e.new_full((r1 - r0, F), float("-inf")).scatter_reduce_(0, rows.view(-1, 1).expand_as(e), e, "amax")
         mc.masked_fill_(mc == float("-inf"), 0.0)  # rows without slots
-        e.sub_(mc.index_select(0, row)).exp_()
-        sc = segment_sum(local, e, row).add_(_EPS)
-        out[r0:r1] = segment_sum(local, e.mul_(xj), row).div_(sc)
+        e.sub_(mc.index_select(0, rows)).exp_()
+        sc = segment_sum(local, e, rows).add_(_EPS)
+        out[r0:r1] = segment_sum(local, e.mul_(xj), rows).div_(sc)
         m[r0:r1], s[r0:r1] = mc, sc
     return out, m, s
 
 
 @_forward_op.register_fake
-def _(rowptr, col, x, t):
+def _(rowptr, col, row, x, t):
     n = rowptr.numel() - 1
     return x.new_empty(n, x.size(1)), x.new_empty(n, x.size(1)), x.new_empty(n, x.size(1))
 
 
 @custom_op("gnnkit::softmax_aggr_bwd")
-def _backward_op(rowptr_t: Tensor, col_t: Tensor, x: Tensor, t: Tensor, out: Tensor, m: Tensor, s: Tensor,
-                 grad_out: Tensor, semi_grad: bool, need_t: bool) -> Tuple[Tensor, Tensor]:
+def _backward_op(rowptr_t: Tensor, col_t: Tensor, row_t: Tensor, x: Tensor, t: Tensor, out: Tensor, m: Tensor,
+                 s: Tensor, grad_out: Tensor, semi_grad: bool, need_t: bool) -> Tuple[Tensor, Tensor]:
     """``(grad_x, grad_t)`` over the transposed CSR (source rows), weights recomputed from ``m`` and ``s``;
     ``grad_t`` is zeros unless ``need_t``."""
     F = x.size(1)
@@ -102,7 +101,7 @@ def _backward_op(rowptr_t: Tensor, col_t: Tensor, x: Tensor, t: Tensor, out: Ten
     for r0, r1, s0, s1 in _chunks(rowptr_t, F):
         if s1 == s0:
             continue
-        local, src = _local_rows(rowptr_t, r0, r1, s0, s1)
+        local, src = _local_rows(rowptr_t, row_t, r0, r1, s0, s1)
         dst = col_t[s0:s1]
         xj = x[r0:r1].index_select(0, src)
         ga = (xj * t).sub_(m.index_select(0, dst)).exp_().mul_(g.index_select(0, dst))  # a_ij * g_i
@@ -116,29 +115,30 @@ def _backward_op(rowptr_t: Tensor, col_t: Tensor, x: Tensor, t: Tensor, out: Ten
 
 
 @_backward_op.register_fake
-def _(rowptr_t, col_t, x, t, out, m, s, grad_out, semi_grad, need_t):
+def _(rowptr_t, col_t, row_t, x, t, out, m, s, grad_out, semi_grad, need_t):
     return x.new_empty(x.shape), t.new_empty(t.shape)  # contiguous, as the real op's results
 
 
 class SoftmaxAggregateFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, x: Tensor, t: Tensor, semi_grad: bool) -> Tensor:
-        out, m, s = _forward_op(graph.rowptr, graph.col, x, t)
+        out, m, s = _forward_op(graph.rowptr, graph.col, graph.row, x, t)
         if not (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):  # no backward follows: nothing to keep
             return out
         rowptr_t, col_t, _ = graph.transpose()  # fetched here: what the backward reads (also under compile)
+        row_t = graph.transpose_rows()
         ctx.semi_grad = semi_grad
         if not torch.compiler.is_compiling() and x.is_inference():  # made under inference_mode: not savable
             x = x.clone()
-        ctx.save_for_backward(x, t, out, m, s, rowptr_t, col_t)
+        ctx.save_for_backward(x, t, out, m, s, rowptr_t, col_t, row_t)
         return out
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad_out: Tensor):
-        x, t, out, m, s, rowptr_t, col_t = ctx.saved_tensors
+    def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
+        x, t, out, m, s, rowptr_t, col_t, row_t = ctx.saved_tensors
         need_x, need_t = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
-        grad_x, grad_t = _backward_op(rowptr_t, col_t, x, t, out, m, s, grad_out.contiguous(), ctx.semi_grad,
+        grad_x, grad_t = _backward_op(rowptr_t, col_t, row_t, x, t, out, m, s, grad_out.contiguous(), ctx.semi_grad,
                                       bool(need_t))
         return None, grad_x if need_x else None, grad_t if need_t else None, None
 
@@ -169,7 +169,7 @@ def softmax_aggregate_slots(graph: Graph, x: Tensor, t: Union[float, Tensor] = 1
     ``t``: the inverse temperature, a number or a tensor with one value or one per channel (learnable:
     it gets a gradient); ``semi_grad=True`` treats the weights as constants in the backward."""
     _check("softmax_aggregate_slots", graph, x)
-    graph.prepare_backward(x, t)
+    graph.prepare_backward(x, t, transpose_rows=True)
     if x.dtype in LOW:  # computed in fp32 (t too, not rounded to x's dtype first), returned in x's dtype
         xf = x.float()
         return apply_function(SoftmaxAggregateFunction, graph, xf, _as_t(t, xf), semi_grad).to(x.dtype)

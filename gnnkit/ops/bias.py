@@ -1,4 +1,6 @@
 """``bias_add``: a layer's bias added to its output, with the bias gradient taken by aten under ``torch.compile``."""
+from typing import Optional, Tuple
+
 import torch
 from torch import Tensor
 
@@ -14,7 +16,7 @@ class BiasAddFunction(torch.autograd.Function):
         return out + bias
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         return grad, bias_grad_op(grad) if ctx.needs_input_grad[1] else None
 
 

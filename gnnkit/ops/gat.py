@@ -53,7 +53,7 @@ class FusedGATFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         graph: Graph = ctx.graph
         x, a_src, a_dst, edge_term, out, m, z = ctx.saved_tensors
         rowptr_t, col_t, perm_t = ctx.t
@@ -96,7 +96,7 @@ class EdgeScoresFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         graph: Graph = ctx.graph
         (saved,) = ctx.saved_tensors
         grad = grad.contiguous()

@@ -33,6 +33,8 @@ from typing import Any, Callable, Dict, Hashable, Optional, Tuple
 import torch
 from torch import Tensor
 
+from gnnkit.typing import Size  # (num_src, num_dst), PyG's order; either may be None
+
 from ._backend import use_triton
 from ._custom_op import custom_op, transforms_active
 
@@ -40,8 +42,6 @@ try:  # optional peer
     from torch_sparse import SparseTensor  # type: ignore
 except Exception:  # pragma: no cover - depends on the environment
     SparseTensor = None  # type: ignore
-
-Size = Optional[Tuple[int, int]]  # (num_src, num_dst), PyG's order
 
 
 def _is_compiling() -> bool:
@@ -219,7 +219,7 @@ class PermuteRows(torch.autograd.Function):
         return t.index_select(0, index)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         (inverse,) = ctx.saved_tensors
         return grad.index_select(0, inverse), None, None
 
@@ -419,11 +419,12 @@ class Graph:
         return hit
 
     def prepare_backward(self, *inputs: Any, transpose: bool = True, sddmm: bool = False,
-                         slot_ids: bool = False) -> None:
+                         slot_ids: bool = False, transpose_rows: bool = False) -> None:
         """Build what a backward through this graph reads — the transpose, and as asked the SDDMM
-        pattern and the slot ids — when one of ``inputs`` (tensors; anything else is ignored) will get
-        a gradient: called by the ops before ``Function.apply``, so under ``torch.compile`` the entries
-        are kept (see :meth:`derived`).  Eager mode needs no call: the forward builds and keeps them."""
+        pattern, the slot ids and the transposed CSR's slot rows — when one of ``inputs`` (tensors; anything
+        else is ignored) will get a gradient: called by the ops before ``Function.apply``, so under
+        ``torch.compile`` the entries are kept (see :meth:`derived`).  Eager mode needs no call: the forward
+        builds and keeps them."""
         if not (torch.compiler.is_compiling() and torch.is_grad_enabled()
                 and any(isinstance(t, Tensor) and t.requires_grad for t in inputs)):
             return
@@ -433,6 +434,8 @@ class Graph:
             self.sddmm_pattern()
         if slot_ids:
             self.slot_ids()
+        if transpose_rows:
+            self.transpose_rows()
 
     def keep(self, key: Hashable, value: Any) -> None:
         """Store ``value`` under ``key`` whatever the inference mode — only for entries that hold no tensor
@@ -483,6 +486,12 @@ class Graph:
         perm_t = stable_argsort(self.col, max(self.num_src, 1))
         rowptr_t = rowptr_of(self.col[perm_t], self.num_src)
         return rowptr_t, self.row[perm_t], perm_t
+
+    def transpose_rows(self) -> Tensor:
+        """The source of each transposed-CSR slot (the transposed CSR's :attr:`row`), ``[E]`` int64: what the
+        torch path of a sum over the transposed CSR reads where it cannot use MKL (more than 64 values per slot)
+        instead of rebuilding it from ``rowptr_t``.  Built once, when first asked for."""
+        return self.derived("transpose_rows", lambda: self.col.index_select(0, self.transpose()[2]))
 
     def mean_scale(self) -> Tensor:
         """``[num_dst, 1]`` float32 ``1 / max(in_degree, 1)``: the backward of a mean aggregation scales the
@@ -621,7 +630,7 @@ def _(rowptr, col, row):
 
 
 # ---------------------------------------------------------------------- validation
-_UNSIGNED_WIDE = tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n))
+_UNSIGNED_WIDE = (torch.uint16, torch.uint32, torch.uint64)
 
 
 def check_id_dtype(t: Tensor, name: str, where: str = "", what: str = "node ids") -> None:
@@ -991,15 +1000,12 @@ def as_graph(adj: Any, num_nodes: Optional[int] = None, size: Size = None,
         raise ValueError(f"{name}: sparse layout {adj.layout} is not supported; use COO or CSR "
                          f"(adj_t.to_sparse_csr()) or an edge_index [2, E]")
     if isinstance(adj, Tensor):
-        try:  # torch_geometric.EdgeIndex knows its sparse size
-            from torch_geometric import EdgeIndex
-            if isinstance(adj, EdgeIndex):
-                s0, s1 = adj.sparse_size()
-                num_src = num_src if num_src is not None else s0
-                num_dst = num_dst if num_dst is not None else s1
-                adj = adj.as_tensor()
-        except ImportError:  # pragma: no cover
-            pass
+        from torch_geometric import EdgeIndex  # (torch-geometric >= 2.5) knows its sparse size
+        if isinstance(adj, EdgeIndex):
+            s0, s1 = adj.sparse_size()
+            num_src = num_src if num_src is not None else s0
+            num_dst = num_dst if num_dst is not None else s1
+            adj = adj.as_tensor()
 
     def build():
         ns, nd = validate_edge_index(adj, num_src, num_dst, name)

@@ -118,7 +118,8 @@ def spmm_op(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor, red
             plan: Optional[Tensor] = None, plan_meta: Optional[List[int]] = None,
             row: Optional[Tensor] = None) -> Tensor:
     """``out[i] = reduce_{slots k of row i} value[k] * x[col[k]]`` -> ``[N, H, F]``.  ``row``: each slot's
-    destination (:attr:`Graph.row`), read by the torch path's max / min off the CPU (rebuilt when not given)."""
+    destination (:attr:`Graph.row`; :meth:`Graph.transpose_rows` for the transposed CSR), read by the torch path's
+    max / min off the CPU and its multi-head sums of more than 64 values per slot (rebuilt when not given)."""
     if use_triton("spmm", x):
         from gnnkit.kernels import spmm as kernels
         return kernels.spmm_fwd(rowptr, col, value, x, reduce, sched=_schedule(rowptr, plan, plan_meta))

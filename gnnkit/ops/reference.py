@@ -199,7 +199,7 @@ def spmm_csr_ref(rowptr: Tensor, col: Tensor, value: Optional[Tensor], x: Tensor
     elif H == 1:  # one weighted product, written in place (no per-head output copy)
         out = product(outside_inference(value.to(xc.dtype).reshape(-1)), xc.reshape(S, F)).reshape(N, 1, F)
     elif r == "sum" and col.numel() * H * F <= _SMALL_MESSAGES:  # small: one gather, one sum (torch.func: no mul_)
-        out = segment_sum(rowptr, xc.index_select(0, col) * value.to(xc.dtype).unsqueeze(-1))
+        out = segment_sum(rowptr, xc.index_select(0, col) * value.to(xc.dtype).unsqueeze(-1), row)
     else:
         vc = value.to(xc.dtype)
         out = xc.new_empty(N, H, F)

@@ -7,6 +7,8 @@ r"""SDDMM: one dot product per edge, sampled on the graph's sparsity pattern.
 (destination side) and ``b`` ``[S, H, F]`` (source side) and returns ``[E, H]`` in CSR slot
 order.  Kernel contract: :func:`gnnkit.ops.primitives.sddmm_op`.
 """
+from typing import Optional, Tuple
+
 import torch
 from torch import Tensor
 
@@ -32,7 +34,7 @@ class SDDMMFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         graph: Graph = ctx.graph
         a, b = ctx.saved_tensors
         grad = grad.contiguous().to(a.dtype)

@@ -12,6 +12,7 @@ the slots that attain the extremum (as torch's scatter amax/amin and PyG; determ
 ``[E, ...]`` values in CSR slot order.  Kernel contract: :func:`gnnkit.ops.primitives.segment_op`.
 """
 import math
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -36,7 +37,7 @@ class SegmentReduceFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         (values,) = ctx.saved_tensors
         if ctx.reduce in ("sum", "mean"):
             values = values.new_empty(ctx.shape)  # only its shape/dtype is read
@@ -81,7 +82,7 @@ class InputOrderSumFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         dst, rowptr = ctx.saved_tensors
         # the slots' backward with each edge's destination as its row: gathered straight into input order (16-bit
         # means divided in float32); values: only their dtype is read

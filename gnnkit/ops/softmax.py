@@ -9,6 +9,8 @@ Backward: :math:`\partial s = \alpha \odot (\partial\alpha - \sum_{e' \to i} \al
 :func:`segment_softmax` takes scores in the input edge order; :func:`segment_softmax_slots`
 ``[E, H]`` scores in CSR slot order.  Kernel contract: :func:`gnnkit.ops.primitives.softmax_op`.
 """
+from typing import Optional, Tuple
+
 import torch
 from torch import Tensor
 
@@ -29,7 +31,7 @@ class SegmentSoftmaxFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         (p,) = ctx.saved_tensors
         graph: Graph = ctx.graph
         return None, softmax_bwd_op(graph.rowptr, graph.row, p, grad.contiguous(), *ctx.plan)

@@ -71,11 +71,12 @@ class SpMMFunction(torch.autograd.Function):
     def forward(ctx, graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str,
                 value_t: Optional[Tensor] = None) -> Tensor:
         plan = kernel_plan(graph, "spmm", x)
-        out = spmm_op(graph.rowptr, graph.col, value, x, reduce, *plan,
-                      row=graph.row if reduce in ("max", "min") else None)
+        out = spmm_op(graph.rowptr, graph.col, value, x, reduce, *plan, row=graph.row)
         ctx.graph = graph
         ctx.reduce = reduce
         ctx.value_t = value_t
+        # a multi-head sum over the transposed CSR may need its slot rows (the torch path, > 64 values per slot)
+        ctx.row_t = graph.transpose_rows() if ctx.needs_input_grad[1] and x.size(1) > 1 else None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             ctx.t = graph.transpose()
             # the transposed CSR's plan: for x's gradient and the max/min backward (not for value's SDDMM)
@@ -88,7 +89,7 @@ class SpMMFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         graph: Graph = ctx.graph
         x, value = ctx.saved_tensors
         need_x, need_v = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
@@ -111,7 +112,7 @@ class SpMMFunction(torch.autograd.Function):
         gx = gv = None
         if need_x:
             vt = _values_t(graph, value, ctx.value_t)
-            gx = spmm_op(rowptr_t, col_t, vt, grad_out, "sum", *ctx.plans[2:])
+            gx = spmm_op(rowptr_t, col_t, vt, grad_out, "sum", *ctx.plans[2:], row=ctx.row_t)
         if need_v:
             gv = sddmm_op(graph.rowptr, graph.col, graph.row, grad_out, x.to(grad_out.dtype).contiguous(),
                           *ctx.pattern)
@@ -141,7 +142,7 @@ class CpuSumFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         rowptr_t, col_t, _ = ctx.t
         vt = None if ctx.vt is None else ctx.vt.to(grad_out.dtype)
         if ctx.scale is not None:  # the mean: the gradient times 1 / degree, then the unweighted sum (as the op path)
@@ -186,7 +187,8 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
     value = None if value is None else value.contiguous()  # the kernels' contract (the torch path reads any)
     if _cpu_direct(graph, x, value, reduce):
         return apply_function(CpuSumFunction, graph, x.contiguous(), value, reduce, value_t)
-    graph.prepare_backward(x, value, sddmm=value is not None and value.requires_grad and reduce not in ("max", "min"))
+    graph.prepare_backward(x, value, sddmm=value is not None and value.requires_grad and reduce not in ("max", "min"),
+                           transpose_rows=x.size(1) > 1 and x.requires_grad)
     return apply_function(SpMMFunction, graph, x.contiguous(), value, reduce, value_t)
 
 
@@ -219,7 +221,7 @@ class CooSumFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         src, dst = ctx.pairs.unbind(0)
         g = grad_out * ctx.inv.to(grad_out.dtype).view(-1, 1)
         gx = g.new_zeros(ctx.num_src, g.size(1)).index_add_(0, src, g.index_select(0, dst))
@@ -329,7 +331,7 @@ class GatherFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         rowptr, slots = ctx.index
         g3 = grad.reshape(grad.size(0), 1, math.prod(grad.shape[1:])).contiguous()
         out = spmm_op(rowptr, slots, None, g3, "sum", *ctx.plan)  # [num_nodes, 1, prod(trailing)]
@@ -362,7 +364,7 @@ class ReluMessageFunction(torch.autograd.Function):
 
     @staticmethod
     @first_order_only
-    def backward(ctx, grad: Tensor):
+    def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         (mask,) = ctx.saved_tensors
         if ctx.t is None:  # only edge_term needs a gradient
             return None, None, relu_message_mask_bwd_op(grad, mask)

@@ -41,7 +41,7 @@ from .backends import (
                        make_problem,
                        run_one,
 )
-from .graphs import GraphSpec, dataset_graph, edge_list_graph, power_law_graph
+from .graphs import GraphSpec, dataset_graph, edge_list_graph, power_law_graph, skewed_in_degree_graph
 from .measure import (
     OPS,
     PeakMemory,
@@ -57,7 +57,8 @@ from .report import format_table, plot, plot_ratios, profile, write_report
 
 __all__ = [
     "BACKENDS", "DTYPES", "MODES", "OPS", "Problem", "Record", "available_backends", "build_callables",
-    "make_problem", "run_one", "GraphSpec", "dataset_graph", "edge_list_graph", "power_law_graph", "PeakMemory",
+    "make_problem", "run_one", "GraphSpec", "dataset_graph", "edge_list_graph", "power_law_graph",
+    "skewed_in_degree_graph", "PeakMemory",
     "compulsory_bytes", "copy_bandwidth", "time_fn", "interleaved", "paired_ratio", "require_at_least_one", "sync",
     "format_table", "plot", "plot_ratios", "profile", "write_report",
 ]

@@ -15,6 +15,30 @@ class GraphSpec:
     num_nodes: int
 
 
+def skewed_in_degree_graph(num_nodes: int, num_edges: int, exponent: float = 0.6, seed: int = 0,
+                           cap: int = 0) -> Tensor:
+    """``edge_index`` ``[2, E]`` with uniform sources and destinations drawn with probability proportional to
+    ``rank^(-exponent)`` (node ids shuffled): the arxiv-like graph of ``benchmarks/layers_speed.py``.  ``cap``: keep
+    only the first ``cap`` in-edges of each node (in input order), sorted by destination (as PyG's LSTM
+    aggregation needs)."""
+    if num_nodes < 1 or num_edges < 0 or cap < 0:
+        raise ValueError(f"skewed_in_degree_graph: needs num_nodes >= 1, num_edges >= 0, cap >= 0; got {num_nodes}, "
+                         f"{num_edges}, {cap}")
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, num_nodes, (num_edges,), generator=g)
+    w = (torch.arange(num_nodes, dtype=torch.float64) + 1).pow(-exponent)
+    dst = torch.multinomial(w, num_edges, replacement=True, generator=g)
+    relabel = torch.randperm(num_nodes, generator=g)
+    ei = torch.stack([relabel[src], relabel[dst]])
+    if cap:
+        order = torch.sort(ei[1], stable=True).indices
+        d = ei[1, order]
+        start = torch.searchsorted(d, torch.arange(num_nodes))
+        pos = torch.arange(num_edges) - start[d]
+        ei = ei[:, order[pos < cap]]
+    return ei
+
+
 def power_law_graph(num_nodes: int, num_edges: int, exponent: float = 2.1, seed: int = 0) -> GraphSpec:
     """Directed graph whose in- and out-degrees follow a power law (Chung–Lu style sampling:
     endpoints drawn with probability proportional to ``rank^(-1/(exponent-1))``)."""
