@@ -66,9 +66,10 @@ def test_shared_leaf_modules_import_no_gnnkit_module():
         for node in ast.walk(tree):
             if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
                 node.body = []
-        found = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith(
-            "gnnkit")] + [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
-                          if a.name.startswith("gnnkit")]
+        found = [("." * n.level) + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                 and (n.level > 0 or (n.module or "").startswith("gnnkit"))]  # relative: inside gnnkit too
+        found += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+                  if a.name.startswith("gnnkit")]
         assert not found, f"{name} must stay a leaf (no gnnkit imports at run time), imports {found}"
 
 

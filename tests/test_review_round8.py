@@ -85,39 +85,59 @@ def test_graph_transpose_rows_is_the_transposed_csr_row():
 def test_ops_read_the_graphs_slot_rows_instead_of_rebuilding_them(monkeypatch):
     """An issue-11 audit (session 32): a multi-head SpMM of more than 64 values per slot rebuilt each slot's row
     from rowptr with repeat_interleave on every call, forward (Graph.row was at hand) and backward (the transposed
-    CSR's rows), and SAGE's softmax aggregation rebuilt both per chunk. The ops read the Graph's now; results equal."""
+    CSR's rows), and SAGE's softmax aggregation rebuilt both per chunk. The ops read the Graph's now: a training
+    step on a Graph whose state is built makes no repeat_interleave call, and matches PyG."""
     import torch
+    import torch_geometric.nn as pnn
 
-    import gnnkit.ops.reference as ref
-    from gnnkit.nn import GATConv, GATv2Conv, SAGEConv
+    import gnnkit.nn as gnn
     from gnnkit.ops import Graph
     torch.manual_seed(0)
     n, f = 30, 96
     ei = torch.randint(0, n, (2, 200))
-    makers = (lambda: GATConv(f, f // 4, heads=4), lambda: GATv2Conv(f, f // 4, heads=4),
-              lambda: SAGEConv(f, f, aggr="softmax", aggr_kwargs={"learn": True}))
-    x0 = torch.randn(n, f)
+    pairs = ((gnn.GATConv(f, f // 4, heads=4), pnn.GATConv(f, f // 4, heads=4)),
+             (gnn.GATv2Conv(f, f // 4, heads=4), pnn.GATv2Conv(f, f // 4, heads=4)),
+             (gnn.SAGEConv(f, f, aggr="softmax", aggr_kwargs={"learn": True}),
+              pnn.SAGEConv(f, f, aggr="softmax", aggr_kwargs={"learn": True})))
+    real, calls = torch.repeat_interleave, []
 
-    def step(layer):
-        x = x0.clone().requires_grad_()
-        out = layer(x, Graph.build(ei, num_nodes=n))
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    for ours, theirs in pairs:
+        ours.load_state_dict(theirs.state_dict())
+        g = Graph.build(ei, num_nodes=n)
+        x = torch.randn(n, f, requires_grad=True)
+        ours(x, g).sum().backward()  # builds the graph's state (self-loops, transpose, rows)
+        x.grad = None
+        monkeypatch.setattr(torch, "repeat_interleave", counted)
+        out = ours(x, g)
         out.square().sum().backward()
-        return out.detach(), x.grad, [p.grad for p in layer.parameters()]
-    expected = []
-    for make in makers:
-        torch.manual_seed(1)
-        expected.append(step(make()))
-    real, calls = ref.slot_rows, []
+        monkeypatch.setattr(torch, "repeat_interleave", real)
+        assert calls == [], type(ours).__name__
+        gx = x.grad
+        x.grad = None
+        ref = theirs(x, ei)
+        ref.square().sum().backward()
+        assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(gx, x.grad, atol=1e-4)
 
-    def counted(rowptr, num_slots):
-        calls.append(num_slots)
-        return real(rowptr, num_slots)
-    monkeypatch.setattr(ref, "slot_rows", counted)
-    for make, (out, gx, gp) in zip(makers, expected):
-        torch.manual_seed(1)
-        o, g, p = step(make())
-        assert torch.equal(o, out) and torch.equal(g, gx) and all(torch.equal(a, b) for a, b in zip(p, gp))
-    assert calls == []
+
+def test_transpose_rows_is_kept_only_where_a_backward_reads_it():
+    """The re-read of this round: SpMM kept Graph.transpose_rows (8 bytes per edge) for every multi-head product
+    with a gradient, though only the torch path's weighted sums wider than 64 values per slot read it."""
+    import torch
+
+    from gnnkit.ops import Graph, spmm_slots
+    torch.manual_seed(0)
+    n, e = 100, 2000
+    ei = torch.randint(0, n, (2, e))
+    for reduce, heads, width, kept in (("sum", 4, 24, True), ("mean", 4, 24, True), ("sum", 4, 8, False),
+                                       ("max", 4, 24, False), ("sum", 1, 96, False)):
+        g = Graph.build(ei.clone(), num_nodes=n)
+        x = torch.randn(n, heads, width, requires_grad=True)
+        v = torch.rand(e, heads, requires_grad=True)
+        spmm_slots(g, x, v, reduce).sum().backward()
+        assert (g.derived_or_none("transpose_rows") is not None) == kept, (reduce, heads, width)
 
 
 def test_only_the_running_command_builds_its_arguments():
@@ -133,5 +153,14 @@ def test_only_the_running_command_builds_its_arguments():
                              check=True).stdout.strip()
         assert out == want, (argv, out)
     from gnnkit.cli import build_parser
-    full, lazy = build_parser(), build_parser(["vq", "train"])
-    assert full.format_help() == lazy.format_help()
+
+    def sub(parser, *names):
+        for name in names:
+            parser = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices[name]
+        return parser
+    full = build_parser()
+    for argv in (["vq", "train"], ["train"], ["split", "Cora"], ["verify", "x"]):
+        names = argv[:2] if argv[0] == "vq" else argv[:1]
+        text = sub(build_parser(argv), *names).format_help()
+        assert text == sub(full, *names).format_help() and "--" in text  # the command's own flags, as before
+    assert build_parser([]).format_help() == full.format_help()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,8 +274,8 @@ def check_new_run_dir(run_dir: Union[str, Path], name: str = "VQRun.create: run_
     """Refuse a folder a new run may not start in: a file, a folder that holds a run (its first save would replace
     that run's checkpoint), or one holding files that are not a run's (:func:`foreign_files`).  ``name`` and
     ``resume`` word the error for the caller (``gnnkit vq train`` says ``--out`` and ``--resume``)."""
-    if not isinstance(run_dir, (str, Path)):
-        raise TypeError(f"{name} must be a folder path (str or Path), got {type(run_dir).__name__}")
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a folder path (str or os.PathLike), got {type(run_dir).__name__}")
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{name} {run_dir} is a file; fix: a folder path")
@@ -288,8 +289,9 @@ def check_new_run_dir(run_dir: Union[str, Path], name: str = "VQRun.create: run_
 def foreign_files(run_dir: Union[str, Path]) -> List[Path]:
     """What ``run_dir`` holds besides what an interrupted first save of a run leaves (the checkpoint's side file,
     temporary files): a run may start there only when this is empty."""
-    if not isinstance(run_dir, (str, Path)):
-        raise TypeError(f"foreign_files: run_dir must be a folder path (str or Path), got {type(run_dir).__name__}")
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"foreign_files: run_dir must be a folder path (str or os.PathLike), got "
+                        f"{type(run_dir).__name__}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []

@@ -55,6 +55,16 @@ def _mkl_serves(t: Tensor, width: int, *extents: int) -> bool:
             and all(n <= _INT32_MAX for n in extents) and torch.backends.mkl.is_available())
 
 
+def sum_reads_rows(x: Tensor, num_slots: int, weighted: bool) -> bool:
+    """Whether :func:`spmm_csr_ref`'s sum over ``x`` ``[S, H, F]`` reads each slot's row: the weighted multi-head
+    sum of a small graph (one gather, one :func:`segment_sum`) wider than MKL's 64 columns, which sums with
+    ``index_add_`` over the rows.  :class:`gnnkit.ops.spmm.SpMMFunction` fetches
+    :meth:`gnnkit.ops.Graph.transpose_rows` for its backward only then."""
+    H, F = x.shape[1], x.shape[2]
+    return (weighted and H > 1 and x.device.type == "cpu" and 0 < num_slots * H * F <= _SMALL_MESSAGES
+            and H * F > _MKL_MAX_WIDTH)
+
+
 def _mkl_fits(dense: Tensor, *extents: int) -> bool:
     """Whether a CSR sum over ``dense`` ``[S, F]`` runs through MKL (:func:`_mkl_serves`) with nothing tracking
     a gradient (backward or forward mode: the references keep autograd on torch.sparse.mm / index_add_)."""

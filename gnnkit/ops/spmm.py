@@ -44,7 +44,7 @@ from .primitives import (
     spmm_arg_bwd_op,
     spmm_op,
 )
-from .reference import _mkl_serves, mkl_one_head_sum, spmm_arg_bwd_ref, spmm_csr_ref  # noqa: F401
+from .reference import _mkl_serves, mkl_one_head_sum, spmm_arg_bwd_ref, spmm_csr_ref, sum_reads_rows  # noqa: F401
 
 REDUCES = ("sum", "mean", "max", "min")
 
@@ -53,6 +53,12 @@ def _values_t(graph: Graph, value: Optional[Tensor], value_t: Optional[Tensor]) 
     """The weights of a sum's backward, in transposed-CSR slot order: the caller's ``value_t`` when it keeps
     one, else ``value`` gathered (:meth:`Graph.values_t`); None without weights."""
     return value_t if value_t is not None else None if value is None else graph.values_t(value)
+
+
+def _backward_reads_rows(graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str, need_x: bool) -> bool:
+    """Whether the backward's sum of ``x``'s gradient over the transposed CSR reads that CSR's slot rows."""
+    return (need_x and reduce in ("sum", "mean") and not use_triton("spmm", x)
+            and sum_reads_rows(x, graph.num_edges, value is not None))
 
 
 def check_reduce(reduce: str) -> None:
@@ -75,8 +81,9 @@ class SpMMFunction(torch.autograd.Function):
         ctx.graph = graph
         ctx.reduce = reduce
         ctx.value_t = value_t
-        # a multi-head sum over the transposed CSR may need its slot rows (the torch path, > 64 values per slot)
-        ctx.row_t = graph.transpose_rows() if ctx.needs_input_grad[1] and x.size(1) > 1 else None
+        # the torch path's sum over the transposed CSR reads its slot rows in one case (sum_reads_rows)
+        ctx.row_t = graph.transpose_rows() if _backward_reads_rows(graph, x, value, reduce, ctx.needs_input_grad[1]) \
+            else None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             ctx.t = graph.transpose()
             # the transposed CSR's plan: for x's gradient and the max/min backward (not for value's SDDMM)
@@ -188,7 +195,7 @@ def spmm_slots(graph: Graph, x: Tensor, value: Optional[Tensor] = None, reduce: 
     if _cpu_direct(graph, x, value, reduce):
         return apply_function(CpuSumFunction, graph, x.contiguous(), value, reduce, value_t)
     graph.prepare_backward(x, value, sddmm=value is not None and value.requires_grad and reduce not in ("max", "min"),
-                           transpose_rows=x.size(1) > 1 and x.requires_grad)
+                           transpose_rows=_backward_reads_rows(graph, x, value, reduce, x.requires_grad))
     return apply_function(SpMMFunction, graph, x.contiguous(), value, reduce, value_t)
 
 
