@@ -61,8 +61,11 @@ def sum_reads_rows(x: Tensor, num_slots: int, weighted: bool) -> bool:
     ``index_add_`` over the rows.  :class:`gnnkit.ops.spmm.SpMMFunction` fetches
     :meth:`gnnkit.ops.Graph.transpose_rows` for its backward only then."""
     H, F = x.shape[1], x.shape[2]
-    return (weighted and H > 1 and x.device.type == "cpu" and 0 < num_slots * H * F <= _SMALL_MESSAGES
-            and H * F > _MKL_MAX_WIDTH)
+    if not (weighted and H > 1 and x.device.type == "cpu" and H * F > _MKL_MAX_WIDTH):
+        return False
+    if isinstance(num_slots, int):
+        return 0 < num_slots * H * F <= _SMALL_MESSAGES
+    return True  # a number of slots a compiled region does not know (a data-dependent size): the rows may be read
 
 
 def _mkl_fits(dense: Tensor, *extents: int) -> bool:
