@@ -77,7 +77,10 @@ class SpMMFunction(torch.autograd.Function):
     def forward(ctx, graph: Graph, x: Tensor, value: Optional[Tensor], reduce: str,
                 value_t: Optional[Tensor] = None) -> Tensor:
         plan = kernel_plan(graph, "spmm", x)
-        out = spmm_op(graph.rowptr, graph.col, value, x, reduce, *plan, row=graph.row)
+        # each slot's row, where the torch path reads it (max / min off the CPU, multi-head sums: sum_reads_rows);
+        # not passed to a one-head sum (GCN's), whose compiled call then takes one input fewer
+        out = spmm_op(graph.rowptr, graph.col, value, x, reduce, *plan,
+                      row=graph.row if reduce in ("max", "min") or x.size(1) > 1 else None)
         ctx.graph = graph
         ctx.reduce = reduce
         ctx.value_t = value_t
