@@ -47,6 +47,12 @@ def write_leftover(name: str, target: str) -> bool:
     return name == target + ".sha256" or (m is not None and m.group(1) in (target, target + ".sha256"))
 
 
+def mark_written(exc: BaseException, path: Path) -> None:
+    """Note on an interrupt that arrived after ``path`` was in place, whole: the ``gnnkit`` executable's
+    "interrupted" line then says so (``gnnkit.cli``) instead of implying nothing was written."""
+    exc.gnnkit_saved = f"{path} was written whole before it"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -154,7 +154,7 @@ def _console_main(given: List[str]) -> int:
             pass
         return 141
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: one line, not a traceback; what is saved is whole
-        saved = getattr(e, "gnnkit_saved", None)  # set where the interrupt came after the result was in place
+        saved = getattr(e, "gnnkit_saved", None)  # gnnkit._atomic.mark_written: the result was in place, whole
         print(f"gnnkit {cmd}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}"
               + (f" ({saved})" if saved else "; continue with the same command and --resume" if resumable else ""),
               file=sys.stderr)

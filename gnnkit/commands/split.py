@@ -157,7 +157,8 @@ def _run(args) -> int:
     try:
         return _summary(out, args, manifest)
     except KeyboardInterrupt as e:  # the split is whole: the "interrupted" line says so
-        e.gnnkit_saved = f"{out} was written whole before it"
+        from gnnkit._atomic import mark_written
+        mark_written(e, out)
         raise
 
 

@@ -31,7 +31,15 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from gnnkit._atomic import IntegrityError, _fsync_dir, digest_line, read_verified, sweep_stale_temps, temp_prefix
+from gnnkit._atomic import (
+    IntegrityError,
+    _fsync_dir,
+    digest_line,
+    mark_written,
+    read_verified,
+    sweep_stale_temps,
+    temp_prefix,
+)
 
 from .leakage import check_leakage
 from .split import _as_union
@@ -170,7 +178,7 @@ def write_atomic_dir(out_dir: PathLike, files: Dict[str, bytes], manifest: Dict[
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)  # the unfinished new copy, or once swapped the old split
         if swapped and isinstance(e, KeyboardInterrupt):  # the command's "interrupted" line says the split is whole
-            e.gnnkit_saved = f"{out} was written whole before it"
+            mark_written(e, out)
         raise
     return out
 

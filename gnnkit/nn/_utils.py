@@ -9,14 +9,8 @@ from torch.nn.modules import module as _m
 from torch_geometric.nn.dense.linear import Linear as PyGLinear, is_uninitialized_parameter
 
 from gnnkit._checks import check_int
-from gnnkit.ops import Graph, SparseTensor, as_graph, bias_add, coo_sum, is_sparse_adj, spmm_slots
+from gnnkit.ops import Graph, SparseTensor, as_graph, bias_add, coo_sum, functorch_active, is_sparse_adj, spmm_slots
 from gnnkit.typing import Size
-
-
-def functorch_active() -> bool:
-    """A ``torch.func`` transform is active (torch's private interpreter stack, read in this one place of
-    ``gnnkit.nn``; ``gnnkit.ops`` reads it in ``_custom_op``)."""
-    return torch._C._functorch.peek_interpreter_stack() is not None
 
 
 def refuse_torch_func(layer: str, alternative: str = "") -> None:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._utils import functorch_active
+from gnnkit.ops import functorch_active
 
 _BITS = 15
 _ONE = 1 << _BITS

@@ -15,6 +15,7 @@ a registered custom op (:mod:`.primitives`) that runs the Triton kernel from
 import warnings as _warnings
 
 from ._backend import backend_mode, use_triton
+from ._custom_op import functorch_active
 from .aggregations import quantile_aggregate_slots, softmax_aggregate_ref, softmax_aggregate_slots
 from .bias import bias_add
 from .gat import coo_gat_attention, edge_dropout, gat_attention, gat_attention_slots
@@ -40,5 +41,5 @@ __all__ = [
     "gat_attention", "gat_attention_slots", "coo_gat_attention", "edge_dropout", "nearest_code", "nearest_code_ref",
     "backend_mode",
     "use_triton", "graph_attention", "batch_distances", "softmax_aggregate_slots", "softmax_aggregate_ref",
-    "quantile_aggregate_slots", "bias_add",
+    "quantile_aggregate_slots", "bias_add", "functorch_active",
 ]

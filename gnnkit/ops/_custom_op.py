@@ -61,7 +61,7 @@ def forward_ad_active() -> bool:
 
 def functorch_active() -> bool:
     """A ``torch.func`` transform (grad, vmap, jvp, functionalize) is active.  torch has no public query; this reads
-    the private interpreter stack, in this one place of ``gnnkit.ops``."""
+    the private interpreter stack, in this one place of gnnkit (``gnnkit.nn`` imports it from ``gnnkit.ops``)."""
     return torch._C._functorch.peek_interpreter_stack() is not None
 
 
