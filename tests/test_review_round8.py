@@ -164,3 +164,23 @@ def test_only_the_running_command_builds_its_arguments():
         text = sub(build_parser(argv), *names).format_help()
         assert text == sub(full, *names).format_help() and "--" in text  # the command's own flags, as before
     assert build_parser([]).format_help() == full.format_help()
+
+
+def test_skewed_in_degree_graph_names_bad_arguments():
+    import pytest as _pytest
+
+    from gnnkit.profile import skewed_in_degree_graph
+    ei = skewed_in_degree_graph(50, 400, seed=3)
+    assert ei.shape == (2, 400) and int(ei.max()) < 50 and torch_equal(ei, skewed_in_degree_graph(50, 400, seed=3))
+    capped = skewed_in_degree_graph(50, 400, cap=2)
+    assert int(capped[1].bincount().max()) <= 2 and bool((capped[1].diff() >= 0).all())  # sorted by destination
+    for kw, name in ((dict(num_nodes=0), "num_nodes"), (dict(num_nodes=10.5), "num_nodes"), (dict(num_edges=-1),
+                     "num_edges"), (dict(cap=-1), "cap"), (dict(exponent=float("nan")), "exponent")):
+        args = {"num_nodes": 10, "num_edges": 5, **kw}
+        with _pytest.raises(ValueError, match=f"skewed_in_degree_graph: {name} must be"):
+            skewed_in_degree_graph(**args)
+
+
+def torch_equal(a, b):
+    import torch
+    return torch.equal(a, b)

@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from gnnkit._checks import check_int, check_number
+
 
 @dataclass
 class GraphSpec:
@@ -21,9 +23,11 @@ def skewed_in_degree_graph(num_nodes: int, num_edges: int, exponent: float = 0.6
     ``rank^(-exponent)`` (node ids shuffled): the arxiv-like graph of ``benchmarks/layers_speed.py``.  ``cap``: keep
     only the first ``cap`` in-edges of each node (in input order), sorted by destination (as PyG's LSTM
     aggregation needs)."""
-    if num_nodes < 1 or num_edges < 0 or cap < 0:
-        raise ValueError(f"skewed_in_degree_graph: needs num_nodes >= 1, num_edges >= 0, cap >= 0; got {num_nodes}, "
-                         f"{num_edges}, {cap}")
+    who = "skewed_in_degree_graph"
+    check_int("num_nodes", num_nodes, 1, who)
+    check_int("num_edges", num_edges, 0, who)
+    check_int("cap", cap, 0, who, hint=" (0: no cap)")
+    check_number("exponent", exponent, 0.0, who)
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(0, num_nodes, (num_edges,), generator=g)
     w = (torch.arange(num_nodes, dtype=torch.float64) + 1).pow(-exponent)
