@@ -19,7 +19,17 @@ from ._custom_op import functorch_active
 from .aggregations import quantile_aggregate_slots, softmax_aggregate_ref, softmax_aggregate_slots
 from .bias import bias_add
 from .gat import coo_gat_attention, edge_dropout, gat_attention, gat_attention_slots
-from .graph import Graph, Size, SparseTensor, as_graph, cached_for, clear_cache, is_sparse_adj, validate_edge_index
+from .graph import (
+                    Graph,
+                    Size,
+                    SparseTensor,
+                    as_graph,
+                    cached_for,
+                    clear_cache,
+                    is_sparse_adj,
+                    set_cache_limit,
+                    validate_edge_index,
+)
 from .reference import sddmm_csr_ref, segment_reduce_ref, segment_softmax_ref, spmm_csr_ref
 from .sddmm import sddmm, sddmm_slots
 from .segment import segment_reduce, segment_reduce_slots
@@ -33,7 +43,7 @@ from .vq import nearest_code, nearest_code_ref
 _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 __all__ = [
-    "Graph", "Size", "SparseTensor", "as_graph", "cached_for", "clear_cache", "is_sparse_adj",
+    "Graph", "Size", "SparseTensor", "as_graph", "cached_for", "clear_cache", "is_sparse_adj", "set_cache_limit",
     "validate_edge_index", "coo_sum", "coo_gcn_sum",
     "spmm", "spmm_slots", "gather_slots", "relu_message_slots", "spmm_csr_ref", "sddmm", "sddmm_slots", "sddmm_csr_ref",
     "segment_softmax", "segment_softmax_slots", "segment_softmax_ref",

@@ -799,8 +799,13 @@ def validate_edge_index(edge_index: Any, num_src: Optional[int], num_dst: Option
 
 
 # ---------------------------------------------------------------------- cache
-_CACHE: "OrderedDict[tuple, Tuple[weakref.ref, Any, Optional[tuple]]]" = OrderedDict()
-_CACHE_SIZE = 16
+_CACHE: "OrderedDict[tuple, Tuple[weakref.ref, Any, Any, int]]" = OrderedDict()
+_CACHE_IDS: Dict[int, set] = {}  # id(tensor) -> its entries' keys (a key starts with the id)
+_CACHE_HELD = 0  # the entries' key tensors' bytes (_index_bytes), summed
+# the least recently used entries go once there are more than _CACHE_ENTRIES of them and their key tensors
+# (the edge_index / adjacency inputs) hold more than _CACHE_INDEX_BYTES together (set_cache_limit)
+_CACHE_ENTRIES = 16
+_CACHE_INDEX_BYTES = 64 << 20
 # threads share the cache (a threaded inference server, DataParallel): its lookups, scans and evictions hold this
 # lock (re-entrant: a dead tensor's weakref callback may run inside them); the builds run outside it
 _CACHE_LOCK = threading.RLock()
@@ -808,13 +813,79 @@ _CACHE_LOCK = threading.RLock()
 
 def clear_cache() -> None:
     """Forget every cached :class:`Graph`."""
+    global _CACHE_HELD
     with _CACHE_LOCK:
         _CACHE.clear()
+        _CACHE_IDS.clear()
+        _CACHE_HELD = 0
+
+
+def set_cache_limit(entries: Optional[int] = None, index_bytes: Optional[int] = None) -> Tuple[int, int]:
+    """Bound the cache of graphs built from ``edge_index`` / adjacency inputs; returns the previous bounds.
+
+    An entry lives as long as its input tensor (a deleted ``edge_index`` drops its graph) and holds that
+    tensor's CSR structure and what layers derive from it (transpose, normalised weights): about 3-4 times the
+    input's bytes.  The least recently used entries are dropped only while there are more than ``entries`` of
+    them (default 16) *and* their inputs hold more than ``index_bytes`` together (default 64 MiB of
+    ``edge_index``), so a training loop that cycles over many kept graphs sorts each one once.  Lower
+    ``index_bytes`` (or both) where memory is short, raise it for many large kept graphs; ``None`` keeps a
+    bound.  A :class:`Graph` built once (``Graph.build``) and passed instead of ``edge_index`` keeps its own
+    state whatever the bounds.
+    """
+    global _CACHE_ENTRIES, _CACHE_INDEX_BYTES
+    for name, v in (("entries", entries), ("index_bytes", index_bytes)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ValueError(f"set_cache_limit: {name} must be an int >= 0 (or None to keep the bound), got {v!r}")
+    with _CACHE_LOCK:
+        old = (_CACHE_ENTRIES, _CACHE_INDEX_BYTES)
+        if entries is not None:
+            _CACHE_ENTRIES = entries
+        if index_bytes is not None:
+            _CACHE_INDEX_BYTES = index_bytes
+        _evict()
+    return old
+
+
+def _index_bytes(t: Tensor) -> int:
+    """The bytes of a cache key tensor's index data (a sparse tensor's indices, a strided tensor's values)."""
+    if t.layout == torch.sparse_coo:
+        return t._indices().nbytes
+    if t.layout == torch.sparse_csr:
+        return t.crow_indices().nbytes + t.col_indices().nbytes
+    return t.numel() * t.element_size() if t.layout == torch.strided else 0
+
+
+def _put(key: tuple, entry: tuple) -> None:
+    """Store an entry (caller holds the lock)."""
+    global _CACHE_HELD
+    _pop(key)  # (another thread may have stored the same key while this one built it)
+    _CACHE[key] = entry
+    _CACHE_IDS.setdefault(key[0], set()).add(key)
+    _CACHE_HELD += entry[3]
+
+
+def _pop(key: tuple) -> None:
+    """Drop an entry if present (caller holds the lock)."""
+    global _CACHE_HELD
+    entry = _CACHE.pop(key, None)
+    if entry is not None:
+        _CACHE_HELD -= entry[3]
+        keys = _CACHE_IDS.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del _CACHE_IDS[key[0]]
+
+
+def _evict() -> None:
+    """Drop the least recently used entries while both bounds are exceeded (caller holds the lock)."""
+    while len(_CACHE) > _CACHE_ENTRIES and _CACHE_HELD > _CACHE_INDEX_BYTES:
+        _pop(next(iter(_CACHE)))
 
 
 def _uncache(key: tuple) -> None:
     with _CACHE_LOCK:
-        _CACHE.pop(key, None)
+        _pop(key)
 
 
 _FP_BLOCK = 1 << 20
@@ -918,19 +989,19 @@ def cached_for(t: Tensor, tag: tuple, build: Callable[[], Any]) -> Any:
         if inference:
             key = key + ("inference_mode",)
         else:  # the main entry serves every call: the inference-mode twin goes
-            _CACHE.pop(key + ("inference_mode",), None)
+            _pop(key + ("inference_mode",))
         # entries of this very tensor from before an in-place refill (older version, other data or values) can
         # never match again: dropped, so a buffer refilled every step does not fill the cache with dead graphs
-        for k in [k for k, v in list(_CACHE.items())
-                  if v[0]() is t and ((k[1], k[2]) != (ptr, t._version) or not content.matches(v[2]))]:
-            _CACHE.pop(k, None)
+        for k in list(_CACHE_IDS.get(id(t), ())):
+            v = _CACHE.get(k)
+            if v is not None and v[0]() is t and ((k[1], k[2]) != (ptr, t._version) or not content.matches(v[2])):
+                _pop(k)
     out = build()
     kept = content.kept()
     with _CACHE_LOCK:
         # the entry goes when t dies: a deleted edge_index does not keep its structure alive
-        _CACHE[key] = (weakref.ref(t, lambda _, k=key: _uncache(k)), out, kept)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        _put(key, (weakref.ref(t, lambda _, k=key: _uncache(k)), out, kept, _index_bytes(t)))
+        _evict()
     return out
 
 

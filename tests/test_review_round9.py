@@ -1,0 +1,100 @@
+"""Session 33's mends (docs/reliability.md, "Independent review, 2026-12-06, ninth round")."""
+import gc
+
+import pytest
+import torch
+
+import gnnkit.ops.graph as graph_mod
+from gnnkit.ops import cached_for, clear_cache, set_cache_limit
+
+
+@pytest.fixture
+def fresh_cache():
+    clear_cache()
+    old = set_cache_limit()
+    yield
+    set_cache_limit(*old)
+    clear_cache()
+
+
+def _consistent() -> None:
+    """The cache's bookkeeping agrees with its entries."""
+    assert graph_mod._CACHE_HELD == sum(v[3] for v in graph_mod._CACHE.values())
+    assert sorted(graph_mod._CACHE) == sorted(k for ks in graph_mod._CACHE_IDS.values() for k in ks)
+
+
+def test_cycling_over_more_than_16_kept_graphs_builds_each_once(fresh_cache):
+    """The cache dropped its oldest entry past 16, so a loop over 17+ kept edge_index tensors rebuilt (sorted)
+    every graph on every visit; entries now stay while their inputs fit the byte bound."""
+    builds = []
+    eis = [torch.randint(0, 50, (2, 100)) for _ in range(40)]
+    for _ in range(3):
+        for i, ei in enumerate(eis):
+            cached_for(ei, ("t",), lambda i=i: builds.append(i) or i)
+    assert len(builds) == 40 and len(graph_mod._CACHE) == 40
+    _consistent()
+    del eis, ei
+    gc.collect()
+    assert len(graph_mod._CACHE) == 0 and not graph_mod._CACHE_IDS and graph_mod._CACHE_HELD == 0
+
+
+def test_cache_bounds_drop_least_recently_used_only_past_both(fresh_cache):
+    eis = [torch.randint(0, 50, (2, 100)) for _ in range(10)]  # 1,600 bytes each
+    set_cache_limit(entries=4, index_bytes=0)
+    for i, ei in enumerate(eis):
+        cached_for(ei, ("t",), lambda i=i: i)
+    assert len(graph_mod._CACHE) == 4  # past 4 entries and past 0 bytes: the oldest went
+    assert [id(v[0]()) for v in graph_mod._CACHE.values()] == [id(e) for e in eis[6:]]  # the 4 most recent
+    _consistent()
+    clear_cache()
+    set_cache_limit(entries=4, index_bytes=3 * 1600)
+    for i, ei in enumerate(eis):
+        cached_for(ei, ("t",), lambda i=i: i)
+    assert len(graph_mod._CACHE) == 4  # 4 entries hold 6,400 bytes > 4,800: still bounded by the count
+    set_cache_limit(index_bytes=8 * 1600)
+    for i, ei in enumerate(eis):
+        cached_for(ei, ("t",), lambda i=i: i)
+    assert len(graph_mod._CACHE) == 8  # past 4 entries, the byte bound holds 8
+    _consistent()
+    assert set_cache_limit(entries=2) == (4, 8 * 1600)
+    assert len(graph_mod._CACHE) == 8  # lowering the count alone drops nothing while the bytes fit
+    set_cache_limit(index_bytes=0)
+    assert len(graph_mod._CACHE) == 2
+    _consistent()
+
+
+def test_refilled_tensor_keeps_one_entry_among_many(fresh_cache):
+    """The scan for a tensor's stale entries reads that tensor's keys only, and still finds them."""
+    others = [torch.randint(0, 50, (2, 100)) for _ in range(30)]
+    for o in others:
+        cached_for(o, ("t",), lambda: 0)
+    buf = torch.randint(0, 50, (2, 100))
+    for step in range(5):
+        buf.random_(0, 50)  # refilled in place: a new version each step
+        assert cached_for(buf, ("t",), lambda step=step: step) == step
+    assert sum(1 for v in graph_mod._CACHE.values() if v[0]() is buf) == 1
+    _consistent()
+
+
+@pytest.mark.parametrize("kwargs, name", [({"entries": -1}, "entries"), ({"index_bytes": 1.5}, "index_bytes"),
+                                          ({"entries": True}, "entries")])
+def test_set_cache_limit_refuses_bad_bounds_by_name(fresh_cache, kwargs, name):
+    with pytest.raises(ValueError, match=rf"set_cache_limit: {name} must be an int >= 0"):
+        set_cache_limit(**kwargs)
+
+
+def test_a_layer_cycling_over_17_graphs_sorts_once_per_graph(fresh_cache, monkeypatch):
+    """The reviewer's case: SAGEConv over 17 kept graphs sorted 34 times in every epoch (CSR and transpose)."""
+    import gnnkit.nn as gn
+    sorts = []
+    real = graph_mod._radix_perm
+    monkeypatch.setattr(graph_mod, "_radix_perm", lambda *a, **k: sorts.append(1) or real(*a, **k))
+    torch.manual_seed(0)
+    conv = gn.SAGEConv(8, 8)
+    x = torch.randn(300, 8, requires_grad=True)
+    eis = [torch.randint(0, 300, (2, 2000)) for _ in range(17)]
+    for epoch in range(3):
+        sorts.clear()
+        for ei in eis:
+            conv(x, ei).sum().backward()
+    assert sorts == []
