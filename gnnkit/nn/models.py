@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, LayerNorm, Linear, ModuleList, ReLU, Sequential
+from torch_geometric.utils import trim_to_layer
 
 from gnnkit.typing import Adj
 
@@ -44,7 +45,8 @@ class _GNN(torch.nn.Module):
     supports_edge_weight = False  # GCN: forward(..., edge_weight=) goes to every GCNConv
     lazy_input = True  # in_channels=-1 allowed
 
-    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int,
+                 out_channels: Optional[int] = None,
                  dropout: float = 0.0, *, node_dropout: float = 0.0, norm: Optional[str] = None,
                  jk: Optional[str] = None, residual: bool = False, virtual_node: bool = False,
                  readout: Optional[str] = None, graph_channels: int = 0):
@@ -64,7 +66,8 @@ class _GNN(torch.nn.Module):
                              "the input width")
         hidden_channels = check_count(hidden_channels, "hidden_channels", name)
         num_layers = check_count(num_layers, "num_layers", name)
-        out_channels = check_count(out_channels, "out_channels", name)
+        # None: PyG's default, the hidden width (the last conv, or the head, maps to hidden_channels)
+        out_channels = hidden_channels if out_channels is None else check_count(out_channels, "out_channels", name)
         if jk is not None:
             if not isinstance(jk, str):
                 raise ValueError(f"{name}: jk={jk!r} must be None or a JumpingKnowledge mode name (e.g. 'cat')")
@@ -136,8 +139,20 @@ class _GNN(torch.nn.Module):
 
     def forward(self, x: Tensor, edge_index: Adj, edge_attr: Optional[Tensor] = None,
                 batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
-                graph_attr: Optional[Tensor] = None, edge_weight: Optional[Tensor] = None) -> Tensor:
+                graph_attr: Optional[Tensor] = None, edge_weight: Optional[Tensor] = None, *,
+                batch_size: Optional[int] = None, num_sampled_nodes_per_hop: Optional[List[int]] = None,
+                num_sampled_edges_per_hop: Optional[List[int]] = None) -> Tensor:
+        """``batch_size`` is PyG's name for ``num_graphs``; ``num_sampled_nodes_per_hop`` /
+        ``num_sampled_edges_per_hop`` (a ``NeighborLoader`` batch's) trim the nodes and edges no later layer
+        reads before each layer, as PyG's ``BasicGNN`` does (``torch_geometric.utils.trim_to_layer``)."""
         name = type(self).__name__
+        if batch_size is not None:
+            if num_graphs is not None and num_graphs != batch_size:
+                raise ValueError(f"{name}: batch_size={batch_size} (PyG's name for the number of graphs) and "
+                                 f"num_graphs={num_graphs} disagree; pass one of them")
+            num_graphs = batch_size
+        trim = self._check_trim(num_sampled_nodes_per_hop, num_sampled_edges_per_hop, edge_index, edge_attr,
+                                edge_weight)
         if not isinstance(x, Tensor) or x.dim() < 2:
             raise ValueError(f"{name}: x must be a [num_nodes, in_channels] tensor, got "
                              f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
@@ -179,6 +194,13 @@ class _GNN(torch.nn.Module):
             if self.vn is not None:
                 x = self.vn[0].broadcast(x, state, batch)
                 h_vn = x
+            if trim and i > 0:
+                x, edge_index, value = trim_to_layer(i, num_sampled_nodes_per_hop, num_sampled_edges_per_hop, x,
+                                                     edge_index, edge_weight if edge_weight is not None else edge_attr)
+                if edge_weight is not None:
+                    edge_weight = value
+                else:
+                    edge_attr = value
             if self.node_dropout > 0 and self.training:
                 keep = torch.rand(x.size(0), 1, device=x.device) >= self.node_dropout
                 x = x * keep.to(x.dtype) / (1 - self.node_dropout)
@@ -202,6 +224,128 @@ class _GNN(torch.nn.Module):
                 POOLS[self.readout](x, batch, num_graphs)
         return self.lin(x) if head else x
 
+    def _check_trim(self, nodes: Any, edges: Any, edge_index: Adj, edge_attr: Optional[Tensor],
+                    edge_weight: Optional[Tensor]) -> bool:
+        """Whether ``forward`` trims per layer; refuses, by name, what trimming cannot serve."""
+        if nodes is None and edges is None:
+            return False
+        name = type(self).__name__
+        if nodes is None or edges is None:
+            given, missing = (("num_sampled_nodes_per_hop", "num_sampled_edges_per_hop") if edges is None
+                              else ("num_sampled_edges_per_hop", "num_sampled_nodes_per_hop"))
+            raise ValueError(f"{name}: {given} needs {missing} too (a NeighborLoader batch holds both: "
+                             f"batch.{missing})")
+        for arg, v in (("num_sampled_nodes_per_hop", nodes), ("num_sampled_edges_per_hop", edges)):
+            if not isinstance(v, (list, tuple)) or not all(isinstance(k, int) and k >= 0 for k in v):
+                raise ValueError(f"{name}: {arg} must be a list of counts per hop (a NeighborLoader batch's "
+                                 f"batch.{arg}), got {v!r}")
+        if len(nodes) < self.num_layers or len(edges) < self.num_layers:
+            raise ValueError(f"{name}: num_sampled_nodes_per_hop / num_sampled_edges_per_hop hold "
+                             f"{len(nodes)} / {len(edges)} hops for {self.num_layers} layers; sample as many hops "
+                             f"as layers (NeighborLoader(num_neighbors=[...] of length {self.num_layers}))")
+        why = ("readout (a graph task)" if self.readout is not None else "virtual_node=True" if self.vn is not None
+               else f"jk={self.jk_mode!r} (it combines every layer's rows)"
+               if self.jk_mode not in (None, "last") else None)
+        if why is not None:
+            raise ValueError(f"{name}: num_sampled_nodes_per_hop trims the nodes layer by layer, which {why} cannot "
+                             "take; drop the per-hop counts, or use a node model with jk=None or 'last'")
+        if edge_weight is not None and edge_attr is not None:
+            raise ValueError(f"{name}: trimming takes edge_weight or edge_attr, not both (as PyG's BasicGNN)")
+        if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
+            raise ValueError(f"{name}: num_sampled_nodes_per_hop trims an edge_index [2, E] tensor (a NeighborLoader "
+                             f"batch's batch.edge_index), got {type(edge_index).__name__}; pass the edge_index")
+        return True
+
+    @torch.no_grad()
+    def inference_per_layer(self, layer: int, x: Tensor, edge_index: Adj, batch_size: int) -> Tensor:
+        """Layer ``layer`` of the model in eval mode for the first ``batch_size`` nodes of ``x`` (the seed nodes of
+        a one-hop ``NeighborLoader`` batch), as PyG's ``BasicGNN.inference_per_layer``."""
+        h = self.convs[layer](x, edge_index)[:batch_size]
+        last = layer == self.num_layers - 1
+        head = self.lin is not None
+        if not (last and not head):
+            if len(self.norms) > 0:
+                h = self.norms[layer](h)
+            h = h.relu()
+        x = x[:batch_size]
+        if self.residual and h.shape == x.shape:
+            h = h + x
+        if last and head:
+            h = self.lin(h)
+        return h
+
+    @torch.no_grad()
+    def inference(self, loader: Any, device: Any = None, embedding_device: Any = "cpu", progress_bar: bool = False,
+                  cache: bool = False) -> Tensor:
+        """Layer-wise inference for every node of a large graph, as PyG's ``BasicGNN.inference``: ``loader`` is a
+        ``torch_geometric.loader.NeighborLoader`` over all nodes that samples one hop (``num_neighbors=[-1]``
+        reads every neighbour, so the outputs equal a full-graph eval forward); each layer runs over all
+        batches before the next, with the intermediate embeddings kept on ``embedding_device``.  Any loader
+        whose batches carry ``n_id``, ``batch_size`` and ``edge_index`` (or ``adj_t``), with the node features in
+        ``loader.data.x``, serves.  Each batch's seed rows are placed by their ids, so a shuffling loader gives
+        the same result; every node must be a seed once.  ``cache=True`` keeps the batches (PyG's
+        ``CachedLoader``).  Node models only (no readout or virtual node, ``jk`` None or ``'last'``), in eval
+        mode, without edge features (as PyG's)."""
+        name = type(self).__name__
+        if self.training:
+            raise RuntimeError(f"{name}.inference runs the model in eval mode; call model.eval() first")
+        why = ("readout (a graph task)" if self.readout is not None else "virtual_node=True" if self.vn is not None
+               else f"jk={self.jk_mode!r}" if self.jk_mode not in (None, "last")
+               else "edge_dim (edge features)" if getattr(self, "edge_dim", None) is not None else None)
+        if why is not None:
+            raise ValueError(f"{name}.inference runs the model one layer at a time over one-hop batches, which "
+                             f"{why} cannot take; call the model on the whole graph (model(x, edge_index)) instead")
+        data = getattr(loader, "data", None)
+        if getattr(data, "x", None) is None:
+            raise ValueError(f"{name}.inference: loader.data.x holds no node features; pass a NeighborLoader over a "
+                             "Data with x")
+        sampler = getattr(loader, "node_sampler", None)
+        hops = getattr(getattr(sampler, "num_neighbors", None), "values", None)
+        if isinstance(hops, list) and len(hops) != 1:
+            raise ValueError(f"{name}.inference: the loader samples {len(hops)} hops; build it for one layer at a "
+                             "time, NeighborLoader(data, num_neighbors=[-1], ...)")
+        num_nodes = data.x.size(0)
+        if cache:
+            from torch_geometric.data import Data
+            from torch_geometric.loader import CachedLoader
+
+            def keep(b: Any) -> Any:
+                kept = {"n_id": b.n_id, "batch_size": b.batch_size}
+                kept.update({"adj_t": b.adj_t} if hasattr(b, "adj_t") else {"edge_index": b.edge_index})
+                return Data.from_dict(kept)
+            loader = CachedLoader(loader, device=device, transform=keep)
+        bar = None
+        if progress_bar:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=self.num_layers * len(loader), desc="Inference")
+        x_all = data.x.to(embedding_device)
+        try:
+            for i in range(self.num_layers):
+                out, seen = None, torch.zeros(num_nodes, dtype=torch.bool, device=embedding_device)
+                for b in loader:
+                    n_id, size = b.n_id, int(b.batch_size)
+                    adj = b.adj_t if hasattr(b, "adj_t") else b.edge_index
+                    h = self.inference_per_layer(i, x_all[n_id.to(x_all.device)].to(device), adj.to(device), size)
+                    seeds = n_id[:size].to(embedding_device)
+                    if out is None:
+                        out = torch.empty(num_nodes, h.size(-1), dtype=h.dtype, device=embedding_device)
+                    if bool(seen[seeds].any()):
+                        raise ValueError(f"{name}.inference: a node is a seed of two batches; the loader must visit "
+                                         "every node once (input_nodes=None)")
+                    out[seeds] = h.to(embedding_device)
+                    seen[seeds] = True
+                    if bar is not None:
+                        bar.update(1)
+                if out is None or not bool(seen.all()):
+                    missing = num_nodes - int(seen.sum())
+                    raise ValueError(f"{name}.inference: {missing} of {num_nodes} nodes were in no batch's seeds; the "
+                                     "loader must visit every node (NeighborLoader(data, input_nodes=None, ...))")
+                x_all = out
+        finally:
+            if bar is not None:
+                bar.close()
+        return x_all
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, num_layers={self.num_layers})")
 
@@ -215,10 +359,14 @@ class GCN(_GNN):
 
     def forward(self, x: Tensor, edge_index: Adj, edge_weight: Optional[Tensor] = None,
                 batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
-                graph_attr: Optional[Tensor] = None, edge_attr: Optional[Tensor] = None) -> Tensor:
+                graph_attr: Optional[Tensor] = None, edge_attr: Optional[Tensor] = None, *,
+                batch_size: Optional[int] = None, num_sampled_nodes_per_hop: Optional[List[int]] = None,
+                num_sampled_edges_per_hop: Optional[List[int]] = None) -> Tensor:
         """As the other models', with PyG's ``GCN`` order: the third argument is ``edge_weight`` (GCN reads no
-        edge features; ``edge_attr`` is refused by name)."""
-        return super().forward(x, edge_index, edge_attr, batch, num_graphs, graph_attr, edge_weight)
+        edge features; ``edge_attr`` is refused by name); ``batch_size`` and the per-hop counts as theirs."""
+        return super().forward(x, edge_index, edge_attr, batch, num_graphs, graph_attr, edge_weight,
+                               batch_size=batch_size, num_sampled_nodes_per_hop=num_sampled_nodes_per_hop,
+                               num_sampled_edges_per_hop=num_sampled_edges_per_hop)
 
     def init_conv(self, in_channels: int, out_channels: int, is_output: bool) -> torch.nn.Module:
         return GCNConv(in_channels, out_channels)
@@ -232,7 +380,8 @@ class GraphSAGE(_GNN):
     sort_by_row=False)``); an unsorted one raises.  gnnkit's LSTM reads each neighbourhood without PyG's zero
     padding; ``aggr_kwargs={"pyg_padding": True}`` gives PyG's outputs (docs/layers/sage.md)."""
 
-    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int,
+                 out_channels: Optional[int] = None,
                  dropout: float = 0.0, *, aggr: str = "mean", project: bool = False,
                  aggr_kwargs: Optional[dict] = None, **options: Any) -> None:
         if aggr_kwargs is not None and not isinstance(aggr_kwargs, dict):
@@ -253,7 +402,8 @@ class GAT(_GNN):
 
     supports_edge_attr = True
 
-    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int,
+                 out_channels: Optional[int] = None,
                  dropout: float = 0.0, *, heads: int = 8, out_heads: int = 1, attn_dropout: float = 0.0,
                  edge_dim: Optional[int] = None, **options: Any) -> None:
         if hidden_channels % heads != 0:
@@ -274,7 +424,8 @@ class GIN(_GNN):
     (Linear, BatchNorm, ReLU, Linear) per layer; with ``edge_dim`` it uses :class:`GINEConv`."""
     lazy_input = False  # the MLP's first Linear needs its input width
 
-    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int,
+                 out_channels: Optional[int] = None,
                  dropout: float = 0.0, *, train_eps: bool = False, edge_dim: Optional[int] = None,
                  **options: Any) -> None:
         self.train_eps, self.edge_dim = train_eps, edge_dim
