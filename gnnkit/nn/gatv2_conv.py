@@ -56,7 +56,7 @@ class GATv2Conv(CSRMessagePassing):
                  add_self_loops: bool = True, edge_dim: Optional[int] = None,
                  fill_value: Union[float, Tensor, str] = "mean", bias: bool = True,
                  share_weights: bool = False, residual: bool = False, **kwargs: Any):
-        kwargs.setdefault("aggr", "add")
+        kwargs.setdefault("aggr", "sum")  # PyG 2.8's default name (GATConv's is "add")
         reduce = reduce_of("GATv2Conv", kwargs["aggr"])
         super().__init__(node_dim=kwargs.pop("node_dim", 0), **kwargs)
         self._reduce = reduce
