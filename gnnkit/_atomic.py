@@ -47,6 +47,12 @@ def write_leftover(name: str, target: str) -> bool:
     return name == target + ".sha256" or (m is not None and m.group(1) in (target, target + ".sha256"))
 
 
+def mark_unsaved(exc: BaseException, why: str) -> None:
+    """Note on an interrupt of a resumable command that had kept nothing yet: the ``gnnkit`` executable's
+    "interrupted" line then says ``why`` instead of "continue with the same command and --resume"."""
+    exc.gnnkit_unsaved = why
+
+
 def mark_written(exc: BaseException, path: Path) -> None:
     """Note on an interrupt that arrived after ``path`` was in place, whole: the ``gnnkit`` executable's
     "interrupted" line then says so (``gnnkit.cli``) instead of implying nothing was written."""

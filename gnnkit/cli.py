@@ -155,8 +155,10 @@ def _console_main(given: List[str]) -> int:
         return 141
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: one line, not a traceback; what is saved is whole
         saved = getattr(e, "gnnkit_saved", None)  # gnnkit._atomic.mark_written: the result was in place, whole
+        unsaved = getattr(e, "gnnkit_unsaved", None)  # gnnkit._atomic.mark_unsaved: nothing to resume yet
         print(f"gnnkit {cmd}: {'terminated' if isinstance(e, Terminated) else 'interrupted'}"
-              + (f" ({saved})" if saved else "; continue with the same command and --resume" if resumable else ""),
+              + (f" ({saved})" if saved else f" ({unsaved})" if unsaved
+                 else "; continue with the same command and --resume" if resumable else ""),
               file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
 

@@ -568,3 +568,92 @@ def test_a_process_share_under_two_graphs_is_named_before_training(synth):
         task.trainer("gnnkit", 0)
     task.split["train"] = task.split["train"][:1].repeat(2)
     assert task.trainer("gnnkit", 0).train_epoch() >= 0  # two graphs: one step
+
+
+# ------------------------------------------------------------------------------ interrupted saves (review)
+def _scores(log):
+    return {lib: [[{k: e[k] for k in ("epoch", "loss", "valid", "test")} for e in r["epochs"]] + [r["complete"]]
+                  for r in rs] for lib, rs in log["runs"].items()}
+
+
+def _interrupt_write(monkeypatch, when):
+    """Make the runner's JSON writer raise KeyboardInterrupt (a kill) on the write of the log ``when`` picks."""
+    import gnnkit.ogb.runner as runner
+    real = runner.write_json_verified
+
+    def cut(obj, path):
+        if path.name == "log.json" and when(obj):
+            raise KeyboardInterrupt
+        return real(obj, path)
+    monkeypatch.setattr(runner, "write_json_verified", cut)
+
+
+def test_a_kill_while_writing_the_last_log_is_repaired_on_resume(synth, tmp_path, monkeypatch):
+    """Killed while the last epoch's log was written (its checkpoint in place), --resume had nothing left to train
+    and never rewrote the log: it kept the epoch before, complete false, while verify said ok (review)."""
+    cfg = OGBConfig("ogbn-arxiv", "gcn", runs=1, epochs=2, root=str(synth), hidden=8, layers=("gnnkit",))
+    ref = ogb_run(cfg, str(tmp_path / "ref"), progress=False)
+    out = tmp_path / "cut"
+    with monkeypatch.context() as m:
+        _interrupt_write(m, lambda log: len(log["runs"]["gnnkit"][0]["epochs"]) == 2)
+        with pytest.raises(KeyboardInterrupt):
+            ogb_run(cfg, str(out), progress=False)
+    assert len(json.loads((out / "log.json").read_text())["runs"]["gnnkit"][0]["epochs"]) == 1  # the old log
+    res = ogb_run(cfg, str(out), resume=True, progress=False)
+    assert _scores(json.loads((out / "log.json").read_text())) == _scores(json.loads((tmp_path / "ref" /
+                                                                                     "log.json").read_text()))
+    assert res["summary"]["gnnkit"]["test"] == ref["summary"]["gnnkit"]["test"]
+
+
+@pytest.mark.parametrize("resume", [True, False], ids=["resume", "fresh"])
+def test_a_cut_first_save_is_taken_again(synth, tmp_path, monkeypatch, capsys, resume):
+    """Killed between the first checkpoint and the first log (or with only the checkpoint's side file in place),
+    the folder was refused by both --resume ("another command's run?") and a new start; it is taken again now."""
+    cfg = OGBConfig("ogbn-arxiv", "gcn", runs=1, epochs=2, root=str(synth), hidden=8, layers=("gnnkit",))
+    ref = json.loads((Path(ogb_run(cfg, str(tmp_path / "ref"), progress=False) and tmp_path / "ref") /
+                      "log.json").read_text())
+    out = tmp_path / "cut"
+    with monkeypatch.context() as m:
+        _interrupt_write(m, lambda log: True)
+        with pytest.raises(KeyboardInterrupt):
+            ogb_run(cfg, str(out), progress=False)
+    assert (out / "checkpoint.pt").is_file() and not (out / "log.json").exists()
+    capsys.readouterr()
+    ogb_run(cfg, str(out), resume=resume, progress=False)
+    assert "first save was interrupted" in capsys.readouterr().err
+    assert _scores(json.loads((out / "log.json").read_text())) == _scores(ref)
+    side = tmp_path / "side"  # the side file alone (it is renamed into place first) and a temporary file
+    side.mkdir()
+    (side / "checkpoint.pt.sha256").write_text((out / "checkpoint.pt.sha256").read_text())
+    (side / ".checkpoint.pt.tmp-4242-abcdefgh").write_bytes(b"half")
+    ogb_run(cfg, str(side), resume=resume, progress=False)
+    assert _scores(json.loads((side / "log.json").read_text())) == _scores(ref)
+
+
+def test_a_later_checkpoint_without_its_log_is_refused_by_name(synth, tmp_path):
+    cfg = OGBConfig("ogbn-arxiv", "gcn", runs=1, epochs=2, root=str(synth), hidden=8, layers=("gnnkit",))
+    out = tmp_path / "o"
+    ogb_run(cfg, str(out), progress=False)
+    (out / "log.json").unlink()
+    with pytest.raises(ResumeError, match=r"holds gnnkit ogb's checkpoint.pt \(run 1, 2 epochs of gnnkit\) but no "
+                                          r"log.json.*fix: restore log.json, or delete checkpoint.pt"):
+        ogb_run(cfg, str(out), resume=True, progress=False)
+
+
+def test_an_interrupt_before_anything_was_kept_says_so(synth, tmp_path, monkeypatch, capsys):
+    """Ctrl-C before the first epoch printed "continue with the same command and --resume" for a folder never
+    made (review)."""
+    import gnnkit.ogb
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(gnnkit.ogb, "run", stop)
+    out = tmp_path / "never"
+    assert console_main(["ogb", "ogbn-arxiv", "--model", "gcn", "--root", str(synth), "--out", str(out),
+                         "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted (nothing was kept yet in {out}" in err and "--resume" not in err
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"x")  # something kept: the resume hint stays
+    assert console_main(["ogb", "ogbn-arxiv", "--model", "gcn", "--root", str(synth), "--out", str(out),
+                         "--no-progress"]) == 130
+    assert "continue with the same command and --resume" in capsys.readouterr().err

@@ -98,3 +98,53 @@ def test_a_layer_cycling_over_17_graphs_sorts_once_per_graph(fresh_cache, monkey
         for ei in eis:
             conv(x, ei).sum().backward()
     assert sorts == []
+
+
+def test_linkpred_interrupt_before_the_first_checkpoint_says_nothing_was_kept(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before the first timed save said "continue with the same command and --resume"; the resumed run
+    then started over (review)."""
+    import gnnkit.linkpred.train as lt
+    from gnnkit.cli import console_main
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(lt, "fit", stop)
+    ck = tmp_path / "run.pt"
+    assert console_main(["linkpred", "Cora", "--epochs", "2", "--no-progress", "--checkpoint", str(ck)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted (nothing was kept yet in {ck}: it is written after an epoch once 10 s" in err
+    assert "--resume" not in err
+    ck.write_bytes(b"kept")
+    assert console_main(["linkpred", "Cora", "--epochs", "2", "--no-progress", "--checkpoint", str(ck)]) == 130
+    assert "continue with the same command and --resume" in capsys.readouterr().err
+
+
+def test_vq_resume_after_a_cut_first_save_with_only_a_temporary_file(tmp_path):
+    """Killed while only the side file's temporary copy existed, --resume said "give a run folder written by
+    'gnnkit vq train'" instead of naming the cut first save (review)."""
+    from gnnkit.latent.train import load_checkpoint
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".checkpoint.pt.sha256.tmp-4242-abcdefgh").write_bytes(b"half")
+    with pytest.raises(FileNotFoundError, match=r"first save was interrupted \(only \.checkpoint\.pt\.sha256\.tmp"):
+        load_checkpoint(run)
+    (run / ".checkpoint.pt.sha256.tmp-4242-abcdefgh").unlink()
+    with pytest.raises(FileNotFoundError, match="give a run folder written by 'gnnkit vq train'"):
+        load_checkpoint(run)
+
+
+def test_linkpred_resume_mismatch_names_the_flags(tmp_path, capsys):
+    """A resume with other settings named LinkPredConfig's fields (neg_method, eval_every) and, for another split,
+    not the flag that made it (review)."""
+    from gnnkit.cli import console_main
+    ck = tmp_path / "run.pt"
+    base = ["linkpred", "Cora", "--epochs", "1", "--hidden", "8", "--no-progress", "--checkpoint", str(ck),
+            "--checkpoint-every", "0"]
+    assert console_main(base) == 0
+    capsys.readouterr()
+    assert console_main([*base, "--resume", "--neg", "degree", "--eval-every", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "'--neg': ('uniform', 'degree')" in err and "'--eval-every': (1, 2)" in err and "neg_method" not in err
+    assert console_main([*base, "--resume", "--num-val", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "trained on another split" in err and "--num-val" in err and "--normalize-features" in err

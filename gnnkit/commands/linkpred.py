@@ -114,8 +114,7 @@ def config_from_args(args: argparse.Namespace) -> "LinkPredConfig":
     try:
         cfg = LinkPredConfig(neg_method=args.neg, seed=args.seed, device=args.device, **preset)
     except ValueError as e:  # name the flag the user typed, not the config field behind it
-        pattern = r"(?<![-\w])(" + "|".join(sorted(_FLAGS, key=len, reverse=True)) + r")\b"
-        raise ValueError(re.sub(pattern, lambda m: _FLAGS[m.group(1)], str(e))) from None
+        raise ValueError(_flag_names(str(e))) from None
     _args.check_model_size(cfg.hidden, cfg.num_layers, "--hidden", "--layers")
     return cfg
 
@@ -124,7 +123,14 @@ def config_from_args(args: argparse.Namespace) -> "LinkPredConfig":
 _FLAGS = {"decoder_layers": "--decoder-layers", "clip_grad": "--clip-grad", "eval_every": "--eval-every",
           "num_layers": "--layers", "out_channels": "--out-channels", "batch_size": "--batch-size",
           "epochs": "--epochs", "decoder": "--decoder", "model": "--model", "select": "--select",
-          "hidden": "--hidden", "dropout": "--dropout", "lr": "--lr", "ks": "--ks"}
+          "hidden": "--hidden", "dropout": "--dropout", "lr": "--lr", "ks": "--ks", "neg_method": "--neg",
+          "seed": "--seed"}
+
+
+def _flag_names(message: str) -> str:
+    """``message`` with LinkPredConfig's field names replaced by the flags that set them."""
+    pattern = r"(?<![-\w])(" + "|".join(sorted(_FLAGS, key=len, reverse=True)) + r")\b"
+    return re.sub(pattern, lambda m: _FLAGS[m.group(1)], message)
 
 
 def get_splits(args: argparse.Namespace) -> Tuple[Data, Data, Data, str]:
@@ -176,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args) -> int:
+    from gnnkit._atomic import mark_unsaved
     from gnnkit.linkpred.train import fit
     if args.resume and args.checkpoint is None:
         raise ValueError("--resume needs --checkpoint FILE: the file the run was kept in")
@@ -206,8 +213,20 @@ def _run(args) -> int:
                    "config": res.config, "split": info, "history": res.history,
                    "arguments": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
         write_json_verified(payload, args.json)
-    res = fit(tr, va, te, cfg, progress=not args.no_progress, on_epoch=save if args.json else None,
-              checkpoint=args.checkpoint, resume=args.resume, checkpoint_every_s=args.checkpoint_every)
+    try:
+        res = fit(tr, va, te, cfg, progress=not args.no_progress, on_epoch=save if args.json else None,
+                  checkpoint=args.checkpoint, resume=args.resume, checkpoint_every_s=args.checkpoint_every)
+    except ValueError as e:  # a resume with other settings: the flags, not the config fields; the split's flags
+        message = _flag_names(str(e))
+        if "trained on another split" in message:
+            message += (" (a split made here comes from --seed and " +
+                        ", ".join("--" + f.replace("_", "-") for f in SPLIT_FLAGS) + ")")
+        raise ValueError(message) from None
+    except KeyboardInterrupt as e:
+        if args.checkpoint is not None and not Path(args.checkpoint).expanduser().exists():
+            mark_unsaved(e, f"nothing was kept yet in {args.checkpoint}: it is written after an epoch once "
+                            f"{args.checkpoint_every:g} s have passed (--checkpoint-every; 0: every epoch)")
+        raise
     if not distributed.is_main_process():  # under torchrun rank 0 reports and writes
         return 0
     print(f"{args.dataset}: {cfg.model}+{cfg.decoder}, {cfg.epochs} epochs, {res.seconds:.1f} s; "

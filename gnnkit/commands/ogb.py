@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _args
@@ -108,13 +109,19 @@ def config_from_args(args: argparse.Namespace) -> "OGBConfig":
 
 def run(args: argparse.Namespace) -> int:
     from gnnkit import distributed
+    from gnnkit._atomic import mark_unsaved
     from gnnkit.data import DatasetIntegrityError, DatasetNotFoundError
     from gnnkit.ogb import format_table, run as ogb_run
     try:
         cfg = config_from_args(args)
         _args.check_model_size(cfg.hidden, cfg.num_layers)
         out = args.out or f"ogb-runs/{cfg.dataset}-{cfg.model}"
-        res = ogb_run(cfg, out, resume=args.resume, progress=not args.no_progress)
+        try:
+            res = ogb_run(cfg, out, resume=args.resume, progress=not args.no_progress)
+        except KeyboardInterrupt as e:
+            if not (Path(out).expanduser() / "checkpoint.pt").exists():
+                mark_unsaved(e, f"nothing was kept yet in {out}: a run is saved after each finished epoch")
+            raise
     except (ValueError, DatasetNotFoundError, DatasetIntegrityError) as e:
         print(f"gnnkit ogb: error: {str(e).removeprefix('gnnkit ogb: ')}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch_geometric.data import Batch, Data
 
-from gnnkit._atomic import IntegrityError, digest_path, verify_file, write_leftover, write_verified
+from gnnkit._atomic import IntegrityError, verify_file, write_leftover, write_verified
 
 from ._common import check_int, code_counts, evaluating, usage_stats
 from .datasets import (
@@ -315,9 +315,12 @@ def load_checkpoint(path: Union[str, Path]) -> dict:
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.exists():
-        if digest_path(path).is_file():  # the side file is renamed into place first: the first save was cut
+        # the side file is renamed into place first, each from a temporary file: what is left of a cut first save
+        left = sorted(q.name for q in path.parent.iterdir() if write_leftover(q.name, path.name)) \
+            if path.parent.is_dir() else []
+        if left:
             raise FileNotFoundError(f"checkpoint {path} does not exist: the run's first save was interrupted "
-                                    f"(only {digest_path(path).name} is there); fix: start the run again with the "
+                                    f"(only {', '.join(left)} is there); fix: start the run again with the "
                                     f"same folder (gnnkit vq train DATASET --out {path.parent})")
         raise FileNotFoundError(f"checkpoint {path} does not exist; give a run folder written by "
                                 f"'gnnkit vq train' or its {CHECKPOINT}")

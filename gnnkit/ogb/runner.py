@@ -41,6 +41,7 @@ from gnnkit._atomic import (
     read_json_verified,
     save_torch_verified,
     write_json_verified,
+    write_leftover,
 )
 from gnnkit.distributed import rank_streams, restore_rank_streams, rng_state, set_rng_state
 
@@ -233,6 +234,9 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                "config": log["config"], "summary": summarize(log, cfg.runs, cfg.layers),
                "leaderboard": LEADERBOARD.get((cfg.dataset, cfg.model))}
     if ctx.is_main:
+        # the log once more: a run killed while writing the last epoch's log resumes with nothing left to train,
+        # and its log must still end where the checkpoint does
+        write_json_verified(log, log_path)
         write_json_verified(results, res_path)
     ctx.barrier()
     return results
@@ -278,19 +282,46 @@ def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
             raise ResumeError(f"--resume: {out_dir} was run with another protocol (saved, now): {diff}; fix: the "
                               "same settings, or another --out")
         return log, (_load_checkpoint(ckpt_path) if ckpt_path.exists() else None)
-    if ckpt_path.exists():  # another command's run (a VQ run's checkpoint.pt): never overwritten
-        raise ResumeError(f"{out_dir}: holds a checkpoint.pt but no gnnkit ogb log.json (another command's run?); "
-                          "fix: another --out")
+    cut = False  # the first save was cut: checkpoint first, log second (or only the checkpoint's side file)
+    if ckpt_path.exists():
+        try:
+            first = load_torch_verified(ckpt_path)
+        except IntegrityError:
+            first = None
+        if not _is_ogb_checkpoint(first):  # another command's run (a VQ run's checkpoint.pt): never overwritten
+            raise ResumeError(f"{out_dir}: holds a checkpoint.pt but no gnnkit ogb log.json (another command's "
+                              "run?); fix: another --out")
+        done = len(first["record"]["epochs"])
+        if first["run"] != 0 or done > 1:
+            raise ResumeError(f"{out_dir}: holds gnnkit ogb's checkpoint.pt (run {first['run'] + 1}, {done} epochs of "
+                              f"{first['lib']}) but no log.json, which keeps the finished runs' scores (removed?); "
+                              "fix: restore log.json, or delete checkpoint.pt to start the run over, or another --out")
+        cut = True
     # a new run writes log.json, checkpoint.pt and results.json (with .sha256 side files; hidden temp files while
-    # writing): a folder holding anything else (a split, samples, a results.json of its own) is not ours
+    # writing): a folder holding anything else (a split, samples, a results.json of its own) is not ours; what an
+    # interrupted first save leaves (the checkpoint and its side file, or the side file alone) is taken again
     others = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(".")) if out_dir.is_dir() else []
+    leftovers = [n for n in others if n == ckpt_path.name or write_leftover(n, ckpt_path.name)
+                 or write_leftover(n, log_path.name)]
+    others = [n for n in others if n not in leftovers]
+    cut = cut or bool(leftovers)
     if others:
         raise ResumeError(f"{out_dir}: holds {others[:5]}{' ...' if len(others) > 5 else ''} but no gnnkit ogb "
                           "log.json: a new run would write its files among them (and replace a results.json); "
                           "fix: a new or empty --out")
-    if resume:  # say so: a mistyped --out would otherwise redo the whole run silently (as gnnkit linkpred says it)
+    if cut:  # the files a first save left are replaced by the new run's
+        print(f"note: {out_dir}: the run's first save was interrupted (no log.json; {', '.join(leftovers)}); "
+              "starting the run again", file=sys.stderr)
+    elif resume:  # say so: a mistyped --out would otherwise redo the whole run silently (as gnnkit linkpred says it)
         print(f"note: no run in {out_dir} (no log.json); starting a new run", file=sys.stderr)
     return {"protocol": protocol, "runs": {}}, None
+
+
+def _is_ogb_checkpoint(state: Any) -> bool:
+    """``state`` is what ``run`` saves as ``checkpoint.pt``."""
+    return (isinstance(state, dict) and {"lib", "run", "trainer", "record"} <= set(state)
+            and isinstance(state["record"], dict) and isinstance(state["record"].get("epochs"), list)
+            and isinstance(state["run"], int))
 
 
 def official_differences(res: Dict[str, Any]) -> List[str]:
