@@ -99,6 +99,14 @@ def test_trimming_refuses_what_it_cannot_serve_by_name():
     with pytest.raises(ValueError, match="readout"):
         gnn.GIN(6, 8, 2, 3, readout="sum")(xb, local, num_sampled_nodes_per_hop=nodes,
                                            num_sampled_edges_per_hop=edges)
+    import numpy as np
+    sage = gnn.GraphSAGE(6, 8, 2, 3).eval()
+    kw = dict(num_sampled_nodes_per_hop=nodes, num_sampled_edges_per_hop=edges)
+    torch.testing.assert_close(sage(xb, local, num_sampled_nodes_per_hop=[np.int64(v) for v in nodes],
+                                    num_sampled_edges_per_hop=edges), sage(xb, local, **kw))  # numpy counts too
+    with pytest.raises(ValueError, match=r"num_sampled_nodes_per_hop needs num_sampled_edges_per_hop too \(a "
+                                         r"NeighborLoader batch holds both: batch.num_sampled_edges\)"):
+        sage(xb, local, num_sampled_nodes_per_hop=nodes)
     with pytest.raises(ValueError, match="must be a list of counts per hop"):
         gnn.GraphSAGE(6, 8, 2, 3)(xb, local, num_sampled_nodes_per_hop=[1.5, 2, 3], num_sampled_edges_per_hop=edges)
 

@@ -90,14 +90,19 @@ def test_a_layer_cycling_over_17_graphs_sorts_once_per_graph(fresh_cache, monkey
     real = graph_mod._radix_perm
     monkeypatch.setattr(graph_mod, "_radix_perm", lambda *a, **k: sorts.append(1) or real(*a, **k))
     torch.manual_seed(0)
-    conv = gn.SAGEConv(8, 8)
-    x = torch.randn(300, 8, requires_grad=True)
-    eis = [torch.randint(0, 300, (2, 2000)) for _ in range(17)]
+    conv = gn.SAGEConv(16, 16)
+    x = torch.randn(1500, 16, requires_grad=True)
+    eis = [torch.randint(0, 1500, (2, 12000)) for _ in range(17)]  # large enough for the cached CSR path
     for epoch in range(3):
         sorts.clear()
         for ei in eis:
             conv(x, ei).sum().backward()
+        assert epoch > 0 or len(sorts) >= 17  # the first epoch builds every graph
     assert sorts == []
+    set_cache_limit(16, 0)  # the old bound: the 17th graph evicts the first, every visit sorts again
+    for ei in eis:
+        conv(x, ei).sum().backward()
+    assert len(sorts) >= 17
 
 
 def test_linkpred_interrupt_before_the_first_checkpoint_says_nothing_was_kept(tmp_path, monkeypatch, capsys):
@@ -148,3 +153,25 @@ def test_linkpred_resume_mismatch_names_the_flags(tmp_path, capsys):
     assert console_main([*base, "--resume", "--num-val", "0.1"]) == 2
     err = capsys.readouterr().err
     assert "trained on another split" in err and "--num-val" in err and "--normalize-features" in err
+
+
+def test_gatv2_aggr_reads_as_pygs():
+    import torch_geometric.nn as pyg_nn
+
+    import gnnkit.nn as gn
+    assert gn.GATv2Conv(4, 4).aggr == pyg_nn.GATv2Conv(4, 4).aggr == "sum"
+    assert gn.GATConv(4, 4).aggr == pyg_nn.GATConv(4, 4).aggr
+
+
+def test_linkpred_errors_keep_paths_whole(tmp_path, capsys):
+    """The flag rewriting of resume errors turned a checkpoint path's parts into flags (lp/model.pt ->
+    lp/--model.pt) in every error of the run (re-read of this round's diff)."""
+    from gnnkit.cli import console_main
+    ck = tmp_path / "seed" / "model.pt"
+    base = ["linkpred", "Cora", "--epochs", "1", "--hidden", "8", "--no-progress", "--checkpoint", str(ck),
+            "--checkpoint-every", "0"]
+    assert console_main(base) == 0
+    capsys.readouterr()
+    assert console_main(base) == 2  # exists, no --resume
+    err = capsys.readouterr().err
+    assert f"checkpoint {ck} already exists" in err and "--model" not in err and "--seed" not in err

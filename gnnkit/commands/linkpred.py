@@ -217,11 +217,15 @@ def _run(args) -> int:
         res = fit(tr, va, te, cfg, progress=not args.no_progress, on_epoch=save if args.json else None,
                   checkpoint=args.checkpoint, resume=args.resume, checkpoint_every_s=args.checkpoint_every)
     except ValueError as e:  # a resume with other settings: the flags, not the config fields; the split's flags
-        message = _flag_names(str(e))
+        message = str(e)
+        head, sep, rest = message.partition("was started with other settings (saved, now): ")
+        if sep:  # only the settings' dict is rewritten (a path or other text in the message is not)
+            diff, semi, tail = rest.partition("; fix")
+            raise ValueError(head + sep + _flag_names(diff) + semi + tail) from None
         if "trained on another split" in message:
-            message += (" (a split made here comes from --seed and " +
-                        ", ".join("--" + f.replace("_", "-") for f in SPLIT_FLAGS) + ")")
-        raise ValueError(message) from None
+            raise ValueError(message + " (a split made here comes from --seed and " +
+                             ", ".join("--" + f.replace("_", "-") for f in SPLIT_FLAGS) + ")") from None
+        raise
     except KeyboardInterrupt as e:
         if args.checkpoint is not None and not Path(args.checkpoint).expanduser().exists():
             mark_unsaved(e, f"nothing was kept yet in {args.checkpoint}: it is written after an epoch once "

@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             res = ogb_run(cfg, out, resume=args.resume, progress=not args.no_progress)
         except KeyboardInterrupt as e:
-            if not (Path(out).expanduser() / "checkpoint.pt").exists():
+            kept = Path(out).expanduser()
+            if not (kept / "checkpoint.pt").exists() and not (kept / "log.json").exists():
                 mark_unsaved(e, f"nothing was kept yet in {out}: a run is saved after each finished epoch")
             raise
     except (ValueError, DatasetNotFoundError, DatasetIntegrityError) as e:

@@ -9,6 +9,7 @@ residual connections, Jumping Knowledge, a virtual node, and a graph readout.
 * Graph tasks (``readout="sum" | "mean" | "max" | "gated"``): every conv is hidden, nodes
   are pooled per graph (``batch``) and a linear layer maps to ``out_channels``.
 """
+import numbers
 from typing import Any, List, Optional
 
 import torch
@@ -30,6 +31,8 @@ from .skip import JumpingKnowledge
 from .virtual_node import VirtualNode, assert_several_graphs
 
 _NORMS = {"batch": BatchNorm1d, "layer": LayerNorm}
+# forward's per-hop counts -> the NeighborLoader batch attributes that hold them
+_BATCH_ATTR = {"num_sampled_nodes_per_hop": "num_sampled_nodes", "num_sampled_edges_per_hop": "num_sampled_edges"}
 
 
 def _drop_unused_embeddings(state_dict, prefix, *args) -> None:
@@ -195,8 +198,9 @@ class _GNN(torch.nn.Module):
                 x = self.vn[0].broadcast(x, state, batch)
                 h_vn = x
             if trim and i > 0:
-                x, edge_index, value = trim_to_layer(i, num_sampled_nodes_per_hop, num_sampled_edges_per_hop, x,
-                                                     edge_index, edge_weight if edge_weight is not None else edge_attr)
+                x, edge_index, value = trim_to_layer(i, [int(k) for k in num_sampled_nodes_per_hop],
+                                                     [int(k) for k in num_sampled_edges_per_hop], x, edge_index,
+                                                     edge_weight if edge_weight is not None else edge_attr)
                 if edge_weight is not None:
                     edge_weight = value
                 else:
@@ -234,11 +238,12 @@ class _GNN(torch.nn.Module):
             given, missing = (("num_sampled_nodes_per_hop", "num_sampled_edges_per_hop") if edges is None
                               else ("num_sampled_edges_per_hop", "num_sampled_nodes_per_hop"))
             raise ValueError(f"{name}: {given} needs {missing} too (a NeighborLoader batch holds both: "
-                             f"batch.{missing})")
+                             f"batch.{_BATCH_ATTR[missing]})")
         for arg, v in (("num_sampled_nodes_per_hop", nodes), ("num_sampled_edges_per_hop", edges)):
-            if not isinstance(v, (list, tuple)) or not all(isinstance(k, int) and k >= 0 for k in v):
+            if not isinstance(v, (list, tuple)) or not all(
+                    isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 0 for k in v):
                 raise ValueError(f"{name}: {arg} must be a list of counts per hop (a NeighborLoader batch's "
-                                 f"batch.{arg}), got {v!r}")
+                                 f"batch.{_BATCH_ATTR[arg]}), got {v!r}")
         if len(nodes) < self.num_layers or len(edges) < self.num_layers:
             raise ValueError(f"{name}: num_sampled_nodes_per_hop / num_sampled_edges_per_hop hold "
                              f"{len(nodes)} / {len(edges)} hops for {self.num_layers} layers; sample as many hops "

@@ -25,6 +25,7 @@ number of processes.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import statistics
@@ -39,6 +40,7 @@ from gnnkit._atomic import (
     IntegrityError,
     load_torch_verified,
     read_json_verified,
+    read_verified,
     save_torch_verified,
     write_json_verified,
     write_leftover,
@@ -284,9 +286,9 @@ def _read_state(out_dir: Path, protocol: Dict[str, Any], resume: bool) -> Any:
         return log, (_load_checkpoint(ckpt_path) if ckpt_path.exists() else None)
     cut = False  # the first save was cut: checkpoint first, log second (or only the checkpoint's side file)
     if ckpt_path.exists():
-        try:
-            first = load_torch_verified(ckpt_path)
-        except IntegrityError:
+        try:  # tensors and plain containers only: a checkpoint of another tool is not unpickled
+            first = torch.load(io.BytesIO(read_verified(ckpt_path)), map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - damaged, unverified or not loadable as weights: not this runner's
             first = None
         if not _is_ogb_checkpoint(first):  # another command's run (a VQ run's checkpoint.pt): never overwritten
             raise ResumeError(f"{out_dir}: holds a checkpoint.pt but no gnnkit ogb log.json (another command's "
