@@ -221,11 +221,19 @@ def test_the_direct_cpu_path_serves_only_what_it_computes(monkeypatch):
         assert not direct(graph, x, None, "sum")
 
 
-def test_the_direct_cpu_path_refuses_a_second_derivative():
-    graph = Graph.from_coo(torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0]), 3, 3)
-    x = torch.randn(3, 1, 4, requires_grad=True)
-    with pytest.raises(RuntimeError, match="CpuSumFunction: gnnkit's sparse ops have first derivatives only"):
-        torch.autograd.grad(_spmm_mod.spmm_slots(graph, x).pow(2).sum(), x, create_graph=True)
+def test_the_direct_cpu_path_gives_second_derivatives():
+    """It refused them (a RuntimeError) until 2026-12-06; now ||A x||^2's gradient 2 A^T A x is differentiable:
+    d(sum of it)/dx = 2 A^T A 1, against a dense A (duplicate edges counted twice)."""
+    src, dst = torch.tensor([0, 1, 2, 2, 0]), torch.tensor([1, 2, 0, 0, 0])
+    graph = Graph.from_coo(src, dst, 3, 3)
+    x = torch.randn(3, 1, 4, dtype=torch.float64, requires_grad=True)
+    assert _spmm_mod._cpu_direct(graph, x, None, "sum")
+    (g,) = torch.autograd.grad(_spmm_mod.spmm_slots(graph, x).pow(2).sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.sum(), x)
+    A = torch.zeros(3, 3, dtype=torch.float64).index_put_((dst, src), torch.ones(5, dtype=torch.float64),
+                                                          accumulate=True)
+    torch.testing.assert_close(g, 2 * torch.einsum("ji,jk,khf->ihf", A, A, x))
+    torch.testing.assert_close(gg, 2 * (A.T @ A @ torch.ones(3, dtype=torch.float64)).view(3, 1, 1).expand(3, 1, 4))
 
 
 @settings(max_examples=40, deadline=None)

@@ -7,23 +7,33 @@ penalty) it returns a first derivative detached from ``x``, so the second deriva
 wrong.  This decorator raises instead, naming the op.
 """
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
 from ._custom_op import functorch_active as _functorch_active, transforms_active as _transforms_active
 
 
-def first_order_only(backward: Callable) -> Callable:
+def first_order_only(backward: Optional[Callable] = None, *,
+                     differentiable: Optional[Callable] = None) -> Callable:
+    """``@first_order_only`` or ``@first_order_only(differentiable=f)``: under ``create_graph=True`` the backward
+    is ``f(ctx, *grads)``, a formula of plain differentiable torch ops (so second derivatives flow), where ``f``
+    is given and returns something other than ``NotImplemented``; otherwise that call raises, naming the op."""
+    if backward is None:
+        return functools.partial(first_order_only, differentiable=differentiable)
     inner = torch.autograd.function.once_differentiable(backward)
 
     @functools.wraps(backward)
     def wrapper(ctx, *grads):
         if torch.is_grad_enabled():  # backward under create_graph=True
+            if differentiable is not None:
+                out = differentiable(ctx, *grads)
+                if out is not NotImplemented:
+                    return out
             raise RuntimeError(f"{backward.__qualname__.split('.')[0]}: gnnkit's sparse ops have first derivatives "
-                               "only; a second derivative (create_graph=True, e.g. a gradient penalty) is not "
-                               "supported — use PyG's layers for that model, or torch.func on the pure-torch "
-                               "references in gnnkit.ops")
+                               "only here; a second derivative (create_graph=True, e.g. a gradient penalty) is "
+                               "supported by sum and mean aggregations only (GCN, GIN, GINE, SAGE mean/sum) — use "
+                               "PyG's layers for this model, or torch.func on the pure-torch references in gnnkit.ops")
         return inner(ctx, *grads)
     return wrapper
 

@@ -25,6 +25,29 @@ from .reference import route_to_extrema, segment_reduce_bwd_ref, segment_reduce_
 REDUCES = ("sum", "mean", "max", "min")
 
 
+def _per_edge_grad(grad_out: Tensor, index: Tensor, rowptr: Tensor, reduce: str) -> object:
+    """Each edge's gradient of a segment sum / mean, its destination's, as differentiable torch ops (the backward
+    under ``create_graph=True``, ``first_order_only``); max / min: ``NotImplemented`` (they refuse)."""
+    if reduce not in ("sum", "mean"):
+        return NotImplemented
+    g = grad_out
+    if reduce == "mean":
+        count = rowptr.diff().clamp(min=1).to(g.dtype)
+        g = g / count.view((-1,) + (1,) * (g.dim() - 1))
+    return g.index_select(0, index)
+
+
+def _segment_backward_graph(ctx, grad_out: Tensor) -> object:
+    grad = _per_edge_grad(grad_out, ctx.graph.row, ctx.graph.rowptr, ctx.reduce)
+    return grad if grad is NotImplemented else (None, grad, None)
+
+
+def _input_order_backward_graph(ctx, grad_out: Tensor) -> object:
+    dst, rowptr = ctx.saved_tensors
+    grad = _per_edge_grad(grad_out, dst, rowptr, ctx.reduce)
+    return grad if grad is NotImplemented else (None, grad, None, None)
+
+
 class SegmentReduceFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, values: Tensor, reduce: str) -> Tensor:
@@ -36,7 +59,7 @@ class SegmentReduceFunction(torch.autograd.Function):
         return segment_op(graph.rowptr, values, reduce, *ctx.plan, row=graph.row)
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_segment_backward_graph)
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         (values,) = ctx.saved_tensors
         if ctx.reduce in ("sum", "mean"):
@@ -81,7 +104,7 @@ class InputOrderSumFunction(torch.autograd.Function):
         return torch.ops.aten._unsafe_view(out, (graph.num_dst,) + tuple(rest))
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_input_order_backward_graph)
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         dst, rowptr = ctx.saved_tensors
         # the slots' backward with each edge's destination as its row: gathered straight into input order (16-bit

@@ -66,6 +66,43 @@ def check_reduce(reduce: str) -> None:
         raise ValueError(f"reduce={reduce!r} is not supported; use one of {REDUCES}")
 
 
+def _sum_through_transpose(t: Tuple[Tensor, Tensor, Tensor], vt: Optional[Tensor], g: Tensor, num_src: int) -> Tensor:
+    """``A^T g`` for the transposed CSR ``t`` (``vt``: its weights ``[E, H]`` or None) in plain differentiable torch
+    ops: the backward of a sum under ``create_graph=True`` (second derivatives), not a fast path."""
+    rowptr_t, col_t, _ = t
+    rows_t = torch.repeat_interleave(torch.arange(num_src, device=g.device), rowptr_t.diff())
+    msg = g.index_select(0, col_t)
+    if vt is not None:
+        msg = msg * vt.to(g.dtype).reshape(msg.size(0), -1, 1)
+    return torch.zeros((num_src, *g.shape[1:]), dtype=g.dtype, device=g.device).index_add(0, rows_t, msg)
+
+
+def _spmm_backward_graph(ctx, grad_out: Tensor) -> object:
+    """:class:`SpMMFunction`'s backward for sum and mean as differentiable torch ops (``first_order_only``)."""
+    if ctx.reduce not in ("sum", "mean"):
+        return NotImplemented
+    graph: Graph = ctx.graph
+    x, value = ctx.saved_tensors
+    g = grad_out
+    if ctx.reduce == "mean":
+        g = g / graph.in_degree().clamp(min=1).to(g.dtype).view(-1, 1, 1)
+    gx = gv = None
+    if ctx.needs_input_grad[1]:
+        vt = None
+        if value is not None:  # the slot-order weights in transposed slot order, differentiably
+            vt = value.index_select(0, ctx.t[2])
+        gx = _sum_through_transpose(ctx.t, vt, g, graph.num_src)
+    if ctx.needs_input_grad[2]:
+        gv = (g.index_select(0, graph.row) * x.to(g.dtype).index_select(0, graph.col)).sum(-1)
+    return None, gx, gv, None, None
+
+
+def _cpu_sum_backward_graph(ctx, grad_out: Tensor) -> object:
+    """:class:`CpuSumFunction`'s backward as differentiable torch ops (``first_order_only``)."""
+    g = grad_out if ctx.scale is None else grad_out * ctx.scale.to(grad_out.dtype).view(-1, 1, 1)
+    return None, _sum_through_transpose(ctx.t, ctx.vt, g, ctx.graph.num_src), None, None, None
+
+
 class SpMMFunction(torch.autograd.Function):
     """Autograd of CSR SpMM.  Backward: features through the transposed CSR (no atomics),
     edge weights through SDDMM, max/min split evenly among the tied extrema (as PyG).
@@ -98,7 +135,7 @@ class SpMMFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_spmm_backward_graph)
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         graph: Graph = ctx.graph
         x, value = ctx.saved_tensors
@@ -151,7 +188,7 @@ class CpuSumFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_cpu_sum_backward_graph)
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         rowptr_t, col_t, _ = ctx.t
         vt = None if ctx.vt is None else ctx.vt.to(grad_out.dtype)
@@ -215,6 +252,13 @@ def _coo_mean(edge_index: Tensor, x: Tensor, num_dst: int, deg: Tensor) -> Tenso
     return out.div_(deg.to(out.dtype).view(-1, 1))
 
 
+def _coo_mean_backward_graph(ctx, grad_out: Tensor) -> object:
+    """:class:`CooSumFunction`'s backward as differentiable torch ops (``first_order_only``)."""
+    src, dst = ctx.pairs.unbind(0)
+    g = grad_out * ctx.inv.to(grad_out.dtype).view(-1, 1)
+    return None, g.new_zeros(ctx.num_src, g.size(1)).index_add(0, src, g.index_select(0, dst)), None, None
+
+
 class CooSumFunction(torch.autograd.Function):
     """:func:`coo_sum`'s mean: ``x[src]`` summed into ``dst`` by ``index_add_``, divided by the clamped float32
     in-degree ``deg``, as ``torch.sparse.mm(reduce="mean")`` does; backward: the gradient times the reciprocal
@@ -230,7 +274,7 @@ class CooSumFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_coo_mean_backward_graph)
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         src, dst = ctx.pairs.unbind(0)
         g = grad_out * ctx.inv.to(grad_out.dtype).view(-1, 1)
@@ -325,6 +369,12 @@ def _gcn_edges(edge_index: Tensor, n: int, add_self_loops: bool, dtype: torch.dt
     return src, dst, dis.index_select(0, src) * dis.index_select(0, dst)
 
 
+def _gather_backward_graph(ctx, grad: Tensor) -> object:
+    """:class:`GatherFunction`'s backward as differentiable torch ops (``first_order_only``)."""
+    index = ctx.graph.col if ctx.side == "src" else ctx.graph.row
+    return None, grad.new_zeros((ctx.num_nodes, *grad.shape[1:])).index_add(0, index, grad), None
+
+
 class GatherFunction(torch.autograd.Function):
     """``x[col]`` (``side="src"``) or ``x[row]`` (``side="dst"``): one row per CSR slot.  Backward: the
     slot gradients summed into their node by one SpMM over the transposed CSR (source side) or the
@@ -340,7 +390,7 @@ class GatherFunction(torch.autograd.Function):
         return x.index_select(0, graph.col if side == "src" else graph.row)
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_gather_backward_graph)
     def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         rowptr, slots = ctx.index
         g3 = grad.reshape(grad.size(0), 1, math.prod(grad.shape[1:])).contiguous()
@@ -360,20 +410,31 @@ def gather_slots(graph: Graph, x: Tensor, side: str = "src") -> Tensor:
     return apply_function(GatherFunction, graph, x, side)
 
 
+def _relu_message_backward_graph(ctx, grad: Tensor) -> object:
+    """:class:`ReluMessageFunction`'s backward as differentiable torch ops (``first_order_only``): the mask is
+    constant (ReLU's second derivative is zero)."""
+    (mask,) = ctx.saved_tensors
+    g = grad * mask.to(grad.dtype)
+    gx = None
+    if ctx.needs_input_grad[1]:
+        gx = g.new_zeros((ctx.num_nodes, *g.shape[1:])).index_add(0, ctx.col, g).to(ctx.x_dtype)
+    return None, gx, g if ctx.needs_input_grad[2] else None
+
+
 class ReluMessageFunction(torch.autograd.Function):
     """``relu(x[col] + edge_term)`` per CSR slot (GINE's message); saves a bool mask, not the messages."""
 
     @staticmethod
     def forward(ctx, graph: Graph, x: Tensor, edge_term: Tensor) -> Tensor:
         out, mask = relu_message_op(x, graph.col, edge_term)
-        ctx.num_nodes, ctx.x_dtype = x.size(0), x.dtype
+        ctx.num_nodes, ctx.x_dtype, ctx.col = x.size(0), x.dtype, graph.col
         ctx.t = graph.transpose() if ctx.needs_input_grad[1] else None
         ctx.plan_t = kernel_plan(graph, "spmm", x, transposed=True) if ctx.t is not None else None
         ctx.save_for_backward(mask)
         return out
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_relu_message_backward_graph)
     def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         (mask,) = ctx.saved_tensors
         if ctx.t is None:  # only edge_term needs a gradient
