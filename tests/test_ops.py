@@ -615,19 +615,17 @@ def test_quantile_aggregate_names_bad_input():
     assert quantile_aggregate_slots(empty, torch.randn(3, 2), fill_value=7.0).eq(7.0).all()
 
 
-@pytest.mark.parametrize("op", ["spmm_max", "segment_softmax", "softmax_aggregate", "gat"])
+@pytest.mark.parametrize("op", ["spmm_max", "softmax_aggregate"])
 def test_second_derivatives_are_refused_not_silently_wrong(op):
     """once_differentiable alone lets grad(create_graph=True) of a plain loss through, detached from x, so a
     gradient of that gradient came out wrong; gnnkit's Functions raise instead (sums and means give them:
-    tests/test_second_derivatives.py)."""
+    tests/test_second_derivatives.py, which also covers the edge softmax and GAT's attention)."""
     from gnnkit.ops import softmax_aggregate_slots
     ei = random_graph(8, 30, seed=3)
     g, _ = as_graph(ei, num_nodes=8)
     x = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
     run = {"spmm_max": lambda: spmm(g, x, None, "max"),
-           "segment_softmax": lambda: segment_softmax(g, x[:, :1].index_select(0, ei[0])),
-           "softmax_aggregate": lambda: softmax_aggregate_slots(g, x, 1.5),
-           "gat": lambda: gat_attention(g, x.view(8, 1, 4), x[:, :1], x[:, 1:2])[0]}[op]
+           "softmax_aggregate": lambda: softmax_aggregate_slots(g, x, 1.5)}[op]
     with pytest.raises(RuntimeError, match="first derivatives only"):
         torch.autograd.grad(run().sum(), x, create_graph=True)
     (first,) = torch.autograd.grad(run().square().sum(), x)  # first derivatives are unaffected

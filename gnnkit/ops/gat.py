@@ -66,6 +66,19 @@ class FusedGATFunction(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------- composite path
+def _edge_scores_backward_graph(ctx, grad: Tensor) -> object:
+    """:class:`EdgeScoresFunction`'s backward as differentiable torch ops (``first_order_only``): the LeakyReLU's
+    slope per slot is constant (its second derivative is zero)."""
+    graph: Graph = ctx.graph
+    (saved,) = ctx.saved_tensors
+    pos = saved > 0 if ctx.slope >= 0 else saved
+    g = grad * torch.where(pos, 1.0, ctx.slope).to(grad.dtype)
+    need = ctx.needs_input_grad
+    g_src = g.new_zeros((ctx.num_src, *g.shape[1:])).index_add(0, graph.col, g) if need[1] else None
+    g_dst = g.new_zeros((graph.num_dst, *g.shape[1:])).index_add(0, graph.row, g) if need[2] else None
+    return None, g_src, g_dst, (g if ctx.has_term and need[3] else None), None
+
+
 class EdgeScoresFunction(torch.autograd.Function):
     """``s = LeakyReLU(a_src[col] + a_dst[row] + t)`` in CSR slot order, built in place in one
     ``[E, H]`` tensor.  Backward: both node gradients are deterministic sums of the per-slot gradient
@@ -95,7 +108,7 @@ class EdgeScoresFunction(torch.autograd.Function):
         return s
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_edge_scores_backward_graph)
     def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         graph: Graph = ctx.graph
         (saved,) = ctx.saved_tensors

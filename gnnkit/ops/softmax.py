@@ -20,6 +20,16 @@ from .primitives import kernel_plan, softmax_bwd_op, softmax_op
 from .reference import segment_softmax_bwd_ref, segment_softmax_ref  # noqa: F401  (re-exported)
 
 
+def _softmax_backward_graph(ctx, grad: Tensor) -> object:
+    """:class:`SegmentSoftmaxFunction`'s backward as differentiable torch ops (``first_order_only``):
+    ``p * (grad - sum_dst(grad * p))``, the saved output ``p`` carrying its own graph."""
+    (p,) = ctx.saved_tensors
+    row = ctx.graph.row
+    gp = grad * p
+    sums = gp.new_zeros((ctx.graph.num_dst, *gp.shape[1:])).index_add(0, row, gp)
+    return None, gp - p * sums.index_select(0, row)
+
+
 class SegmentSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, logits: Tensor) -> Tensor:
@@ -30,7 +40,7 @@ class SegmentSoftmaxFunction(torch.autograd.Function):
         return p
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_softmax_backward_graph)
     def backward(ctx, grad: Tensor) -> Tuple[Optional[Tensor], ...]:
         (p,) = ctx.saved_tensors
         graph: Graph = ctx.graph
