@@ -1,10 +1,12 @@
 """``first_order_only``: the backward decorator of gnnkit's autograd Functions.
 
-Their backwards are written out for first derivatives only.  PyTorch's ``once_differentiable`` refuses a
-second derivative only when the incoming gradient itself requires grad; with ``create_graph=True`` on a
+Their fast backwards (kernels, MKL, custom ops) are first derivatives only.  PyTorch's ``once_differentiable``
+refuses a second derivative only when the incoming gradient itself requires grad; with ``create_graph=True`` on a
 plain loss (``grad(loss, x, create_graph=True)``, then a gradient of that gradient, e.g. a gradient
 penalty) it returns a first derivative detached from ``x``, so the second derivative comes out silently
-wrong.  This decorator raises instead, naming the op.
+wrong.  Under ``create_graph=True`` this decorator runs the Function's ``differentiable=`` formula instead (the
+same gradient in plain torch ops, so autograd records it: second and higher derivatives), or raises, naming the
+op, where there is none.
 """
 import functools
 from typing import Any, Callable, Optional
