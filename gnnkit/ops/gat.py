@@ -72,7 +72,7 @@ def _edge_scores_backward_graph(ctx, grad: Tensor) -> object:
     graph: Graph = ctx.graph
     (saved,) = ctx.saved_tensors
     pos = saved > 0 if ctx.slope >= 0 else saved
-    g = grad * torch.where(pos, 1.0, ctx.slope).to(grad.dtype)
+    g = torch.where(pos, grad, grad * ctx.slope)  # the slope in grad's dtype (a float32 factor rounded 0.2)
     need = ctx.needs_input_grad
     g_src = g.new_zeros((ctx.num_src, *g.shape[1:])).index_add(0, graph.col, g) if need[1] else None
     g_dst = g.new_zeros((graph.num_dst, *g.shape[1:])).index_add(0, graph.row, g) if need[2] else None

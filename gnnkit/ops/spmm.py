@@ -72,8 +72,9 @@ def _sum_through_transpose(t: Tuple[Tensor, Tensor, Tensor], vt: Optional[Tensor
     rowptr_t, col_t, _ = t
     rows_t = torch.repeat_interleave(torch.arange(num_src, device=g.device), rowptr_t.diff())
     msg = g.index_select(0, col_t)
-    if vt is not None:
-        msg = msg * vt.to(g.dtype).reshape(msg.size(0), -1, 1)
+    if vt is not None:  # [E, H] (or [E]) weights against [E, H, F] messages; E may be 0
+        v = vt.to(g.dtype)
+        msg = msg * (v.unsqueeze(-1) if v.dim() == 2 else v.reshape(v.size(0), 1, 1))
     return torch.zeros((num_src, *g.shape[1:]), dtype=g.dtype, device=g.device).index_add(0, rows_t, msg)
 
 
