@@ -615,17 +615,20 @@ def test_quantile_aggregate_names_bad_input():
     assert quantile_aggregate_slots(empty, torch.randn(3, 2), fill_value=7.0).eq(7.0).all()
 
 
-@pytest.mark.parametrize("op", ["spmm_max", "softmax_aggregate"])
+@pytest.mark.parametrize("op", ["softmax_aggregate_semi_grad", "graph_attention"])
 def test_second_derivatives_are_refused_not_silently_wrong(op):
     """once_differentiable alone lets grad(create_graph=True) of a plain loss through, detached from x, so a
     gradient of that gradient came out wrong; gnnkit's Functions raise instead (sums and means give them:
-    tests/test_second_derivatives.py, which also covers the edge softmax and GAT's attention)."""
+    tests/test_second_derivatives.py, which also covers max / min, softmax aggregation, the edge softmax and
+    GAT's attention)."""
     from gnnkit.ops import softmax_aggregate_slots
     ei = random_graph(8, 30, seed=3)
     g, _ = as_graph(ei, num_nodes=8)
     x = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
-    run = {"spmm_max": lambda: spmm(g, x, None, "max"),
-           "softmax_aggregate": lambda: softmax_aggregate_slots(g, x, 1.5)}[op]
+    from gnnkit.ops import graph_attention
+    q = x.view(1, 1, 8, 4)
+    run = {"softmax_aggregate_semi_grad": lambda: softmax_aggregate_slots(g, x, 1.5, semi_grad=True),
+           "graph_attention": lambda: graph_attention(q, q, q, torch.tensor([8]))}[op]
     with pytest.raises(RuntimeError, match="first derivatives only"):
         torch.autograd.grad(run().sum(), x, create_graph=True)
     (first,) = torch.autograd.grad(run().square().sum(), x)  # first derivatives are unaffected

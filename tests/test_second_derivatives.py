@@ -54,8 +54,11 @@ def _penalty(conv, x, ei, w=None):
     (lambda M: M.GATv2Conv(8, 4, heads=2), False),
     (lambda M: M.SAGEConv(8, 8, aggr="std"), False),
     (lambda M: M.SAGEConv(8, 8, aggr="median"), False),
+    (lambda M: M.SAGEConv(8, 8, aggr="max"), False),
+    (lambda M: M.SAGEConv(8, 8, aggr="min", project=True), False),
+    (lambda M: M.SAGEConv(8, 8, aggr="softmax", aggr_kwargs={"learn": True}), False),
 ], ids=["gcn", "gcn-edge-weight", "gin", "sage-mean", "sage-sum", "gine", "gat", "gat-edge", "gatv2", "sage-std",
-        "sage-median"])
+        "sage-median", "sage-max", "sage-min-pool", "sage-softmax-learned"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_gradient_penalty_matches_pyg_on_the_csr_path(make, weighted, dtype):
     """At 3,000 nodes / 15,000 edges the layers take the CSR ops (before 2026-12-06: a RuntimeError there, while the
@@ -79,17 +82,13 @@ def test_gradient_penalty_matches_pyg_on_the_csr_path(make, weighted, dtype):
         torch.testing.assert_close(a, b, **tol)
 
 
-@pytest.mark.parametrize("make, extra", [
-    (lambda: gnn.SAGEConv(8, 8, aggr="softmax"), ()),
-    (lambda: gnn.SAGEConv(8, 8, aggr="max"), ()),
-], ids=["sage-softmax", "sage-max"])
-def test_other_ops_still_refuse_second_derivatives_by_name(make, extra):
+def test_semi_gradient_softmax_still_refuses_second_derivatives_by_name():
     n, e = 3000, 15000
     ei = torch.randint(0, n, (2, e), generator=torch.Generator().manual_seed(1))
     x = torch.randn(n, 8, requires_grad=True)
-    out = make()(x, ei, *extra)
+    out = gnn.SAGEConv(8, 8, aggr="softmax", aggr_kwargs={"semi_grad": True})(x, ei)
     with pytest.raises(RuntimeError, match="first derivatives only here; .* supported by GCN, GIN, GINE, GAT, "
-                                           "GATv2 and SAGE's sum / mean / std / median / LSTM, not by this op"):
+                                           "GATv2 and SAGE's aggregations, not by this op"):
         g, = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
         g.sum().backward()
 
@@ -196,3 +195,14 @@ def test_third_derivatives_match_pyg():
         (g3,) = torch.autograd.grad(g2.sum(), x)
         return g3
     torch.testing.assert_close(third(ours), third(theirs), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("reduce", ["max", "min"])
+def test_max_min_and_softmax_aggregation_pass_gradgradcheck(reduce):
+    from gnnkit.ops import softmax_aggregate_slots
+    graph = Graph.build(_graph(20, 80, seed=10), num_nodes=20)
+    x = torch.randn(20, 3, dtype=torch.float64, requires_grad=True)  # continuous values: no ties
+    w = torch.rand(80, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, w: spmm(graph, x, w, reduce=reduce).pow(2), (x, w))
+    t = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, t: softmax_aggregate_slots(graph, x, t), (x, t))

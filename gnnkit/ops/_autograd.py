@@ -34,9 +34,9 @@ def first_order_only(backward: Optional[Callable] = None, *,
                     return out
             raise RuntimeError(f"{backward.__qualname__.split('.')[0]}: gnnkit's sparse ops have first derivatives "
                                "only here; a second derivative (create_graph=True, e.g. a gradient penalty) is "
-                               "supported by GCN, GIN, GINE, GAT, GATv2 and SAGE's sum / mean / std / median / LSTM, "
-                               "not by this op — use PyG's layers for this model, or torch.func on the pure-torch "
-                               "references in gnnkit.ops")
+                               "supported by GCN, GIN, GINE, GAT, GATv2 and SAGE's aggregations, not by this op — "
+                               "use PyG's layers for this model, or torch.func on the pure-torch references in "
+                               "gnnkit.ops")
         return inner(ctx, *grads)
     return wrapper
 

@@ -119,6 +119,21 @@ def _(rowptr_t, col_t, row_t, x, t, out, m, s, grad_out, semi_grad, need_t):
     return x.new_empty(x.shape), t.new_empty(t.shape)  # contiguous, as the real op's results
 
 
+def _softmax_aggregate_backward_graph(ctx, grad_out: Tensor) -> object:
+    """:class:`SoftmaxAggregateFunction`'s backward under ``create_graph=True`` (``first_order_only``): the
+    forward recomputed by :func:`softmax_aggregate_ref` (plain autograd) from the saved inputs and differentiated
+    with a graph; ``semi_grad`` (constant weights) has no such formula and refuses."""
+    if ctx.semi_grad:
+        return NotImplemented
+    x, t, out, _, _, _, col_t, row_t = ctx.saved_tensors
+    with torch.enable_grad():
+        xs = x if x.requires_grad else x.detach().requires_grad_()
+        ts = t if t.requires_grad else t.detach().requires_grad_()
+        ref = softmax_aggregate_ref(col_t, xs.index_select(0, row_t), out.size(0), ts)
+        gx, gt = torch.autograd.grad(ref, (xs, ts), grad_out, create_graph=True, allow_unused=True)
+    return None, gx if ctx.needs_input_grad[1] else None, gt if ctx.needs_input_grad[2] else None, None
+
+
 class SoftmaxAggregateFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graph: Graph, x: Tensor, t: Tensor, semi_grad: bool) -> Tensor:
@@ -134,7 +149,7 @@ class SoftmaxAggregateFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @first_order_only
+    @first_order_only(differentiable=_softmax_aggregate_backward_graph)
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
         x, t, out, m, s, rowptr_t, col_t, row_t = ctx.saved_tensors
         need_x, need_t = ctx.needs_input_grad[1], ctx.needs_input_grad[2]

@@ -79,11 +79,13 @@ def _sum_through_transpose(t: Tuple[Tensor, Tensor, Tensor], vt: Optional[Tensor
 
 
 def _spmm_backward_graph(ctx, grad_out: Tensor) -> object:
-    """:class:`SpMMFunction`'s backward for sum and mean as differentiable torch ops (``first_order_only``)."""
-    if ctx.reduce not in ("sum", "mean"):
-        return NotImplemented
+    """:class:`SpMMFunction`'s backward as differentiable torch ops (``first_order_only``); max / min through the
+    reference's routing to the extrema (plain torch: the tie mask is constant, the split as the first-order one)."""
     graph: Graph = ctx.graph
     x, value = ctx.saved_tensors
+    if ctx.reduce in ("max", "min"):
+        gx, gv = spmm_arg_bwd_ref(graph.rowptr, graph.col, value, x, grad_out, ctx.reduce, graph.row)
+        return None, gx if ctx.needs_input_grad[1] else None, gv if ctx.needs_input_grad[2] else None, None, None
     g = grad_out
     if ctx.reduce == "mean":
         g = g / graph.in_degree().clamp(min=1).to(g.dtype).view(-1, 1, 1)
