@@ -177,3 +177,14 @@ def test_out_channels_defaults_to_hidden_as_pyg(kind):
     assert ours.out_channels == 16
     torch.testing.assert_close(ours(x, ei), theirs(x, ei))
     assert gnn.GIN(6, 16, 2, None, jk="cat")(x, ei).shape == (60, 16)
+
+
+def test_mini_batch_arguments_are_named_when_wrong():
+    x, ei = graph()
+    model = gnn.GraphSAGE(6, 8, 2, 3).eval()
+    with pytest.raises(ValueError, match=r"inference_per_layer: layer must be an int in \[0, 2\)"):
+        model.inference_per_layer(5, x, ei, 3)
+    with pytest.raises(ValueError, match="inference_per_layer: batch_size must be an int >= 1"):
+        model.inference_per_layer(0, x, ei, -1)
+    with pytest.raises(ValueError, match="GraphSAGE: batch_size must be an int >= 1"):
+        model(x, ei, batch_size="a")

@@ -150,6 +150,7 @@ class _GNN(torch.nn.Module):
         reads before each layer, as PyG's ``BasicGNN`` does (``torch_geometric.utils.trim_to_layer``)."""
         name = type(self).__name__
         if batch_size is not None:
+            batch_size = check_count(batch_size, "batch_size", name)
             if num_graphs is not None and num_graphs != batch_size:
                 raise ValueError(f"{name}: batch_size={batch_size} (PyG's name for the number of graphs) and "
                                  f"num_graphs={num_graphs} disagree; pass one of them")
@@ -265,6 +266,11 @@ class _GNN(torch.nn.Module):
     def inference_per_layer(self, layer: int, x: Tensor, edge_index: Adj, batch_size: int) -> Tensor:
         """Layer ``layer`` of the model in eval mode for the first ``batch_size`` nodes of ``x`` (the seed nodes of
         a one-hop ``NeighborLoader`` batch), as PyG's ``BasicGNN.inference_per_layer``."""
+        name = f"{type(self).__name__}.inference_per_layer"
+        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 0 <= layer < self.num_layers:
+            raise ValueError(f"{name}: layer must be an int in [0, {self.num_layers}) (the model's layers), got "
+                             f"{layer!r}")
+        batch_size = check_count(batch_size, "batch_size", name)
         h = self.convs[layer](x, edge_index)[:batch_size]
         last = layer == self.num_layers - 1
         head = self.lin is not None
