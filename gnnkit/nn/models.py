@@ -10,7 +10,7 @@ residual connections, Jumping Knowledge, a virtual node, and a graph readout.
   are pooled per graph (``batch``) and a linear layer maps to ``out_channels``.
 """
 import numbers
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -156,7 +156,7 @@ class _GNN(torch.nn.Module):
                                  f"num_graphs={num_graphs} disagree; pass one of them")
             num_graphs = batch_size
         trim = self._check_trim(num_sampled_nodes_per_hop, num_sampled_edges_per_hop, edge_index, edge_attr,
-                                edge_weight)
+                                edge_weight)  # (nodes, edges) per hop as ints, or None
         if not isinstance(x, Tensor) or x.dim() < 2:
             raise ValueError(f"{name}: x must be a [num_nodes, in_channels] tensor, got "
                              f"{list(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
@@ -198,9 +198,8 @@ class _GNN(torch.nn.Module):
             if self.vn is not None:
                 x = self.vn[0].broadcast(x, state, batch)
                 h_vn = x
-            if trim and i > 0:
-                x, edge_index, value = trim_to_layer(i, [int(k) for k in num_sampled_nodes_per_hop],
-                                                     [int(k) for k in num_sampled_edges_per_hop], x, edge_index,
+            if trim is not None and i > 0:
+                x, edge_index, value = trim_to_layer(i, *trim, x, edge_index,
                                                      edge_weight if edge_weight is not None else edge_attr)
                 if edge_weight is not None:
                     edge_weight = value
@@ -230,10 +229,11 @@ class _GNN(torch.nn.Module):
         return self.lin(x) if head else x
 
     def _check_trim(self, nodes: Any, edges: Any, edge_index: Adj, edge_attr: Optional[Tensor],
-                    edge_weight: Optional[Tensor]) -> bool:
-        """Whether ``forward`` trims per layer; refuses, by name, what trimming cannot serve."""
+                    edge_weight: Optional[Tensor]) -> Optional[Tuple[List[int], List[int]]]:
+        """The per-hop node and edge counts ``forward`` trims with (as ints), or None without them; refuses, by name,
+        what trimming cannot serve."""
         if nodes is None and edges is None:
-            return False
+            return None
         name = type(self).__name__
         if nodes is None or edges is None:
             given, missing = (("num_sampled_nodes_per_hop", "num_sampled_edges_per_hop") if edges is None
@@ -249,9 +249,7 @@ class _GNN(torch.nn.Module):
             raise ValueError(f"{name}: num_sampled_nodes_per_hop / num_sampled_edges_per_hop hold "
                              f"{len(nodes)} / {len(edges)} hops for {self.num_layers} layers; sample as many hops "
                              f"as layers (NeighborLoader(num_neighbors=[...] of length {self.num_layers}))")
-        why = ("readout (a graph task)" if self.readout is not None else "virtual_node=True" if self.vn is not None
-               else f"jk={self.jk_mode!r} (it combines every layer's rows)"
-               if self.jk_mode not in (None, "last") else None)
+        why = self._layerwise_refusal(" (it combines every layer's rows)")
         if why is not None:
             raise ValueError(f"{name}: num_sampled_nodes_per_hop trims the nodes layer by layer, which {why} cannot "
                              "take; drop the per-hop counts, or use a node model with jk=None or 'last'")
@@ -260,7 +258,21 @@ class _GNN(torch.nn.Module):
         if not isinstance(edge_index, Tensor) or edge_index.layout != torch.strided:
             raise ValueError(f"{name}: num_sampled_nodes_per_hop trims an edge_index [2, E] tensor (a NeighborLoader "
                              f"batch's batch.edge_index), got {type(edge_index).__name__}; pass the edge_index")
-        return True
+        return [int(k) for k in nodes], [int(k) for k in edges]
+
+    def _layerwise_refusal(self, jk_note: str = "", edge_features: bool = False) -> Optional[str]:
+        """What keeps the model from running layer by layer on shrinking node sets (trimming, ``inference``):
+        a readout, a virtual node, a ``jk`` mode other than None / ``'last'`` (``jk_note`` says why), and with
+        ``edge_features`` an ``edge_dim``; None when nothing does."""
+        if self.readout is not None:
+            return "readout (a graph task)"
+        if self.vn is not None:
+            return "virtual_node=True"
+        if self.jk_mode not in (None, "last"):
+            return f"jk={self.jk_mode!r}{jk_note}"
+        if edge_features and getattr(self, "edge_dim", None) is not None:
+            return "edge_dim (edge features)"
+        return None
 
     @torch.no_grad()
     def inference_per_layer(self, layer: int, x: Tensor, edge_index: Adj, batch_size: int) -> Tensor:
@@ -300,9 +312,7 @@ class _GNN(torch.nn.Module):
         name = type(self).__name__
         if self.training:
             raise RuntimeError(f"{name}.inference runs the model in eval mode; call model.eval() first")
-        why = ("readout (a graph task)" if self.readout is not None else "virtual_node=True" if self.vn is not None
-               else f"jk={self.jk_mode!r}" if self.jk_mode not in (None, "last")
-               else "edge_dim (edge features)" if getattr(self, "edge_dim", None) is not None else None)
+        why = self._layerwise_refusal(edge_features=True)
         if why is not None:
             raise ValueError(f"{name}.inference runs the model one layer at a time over one-hop batches, which "
                              f"{why} cannot take; call the model on the whole graph (model(x, edge_index)) instead")

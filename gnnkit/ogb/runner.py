@@ -154,6 +154,7 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
     log["metric"] = task.metric
     memory = PeakMemory(device)
     progress = progress and ctx.is_main
+    trained = False  # whether this call ran an epoch (and so wrote the log)
 
     for r in range(cfg.runs):
         seed = cfg.seed + r
@@ -190,6 +191,7 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                        desc=f"{cfg.dataset} {cfg.model} [{lib}] run {r + 1}/{cfg.runs}", initial=start,
                        total=cfg.epochs)
             for epoch in bar:
+                trained = True
                 measure = record["peak_mb"] is None
                 peak: Dict[str, float] = {}
                 _sync(device)
@@ -236,9 +238,8 @@ def run(cfg: OGBConfig, out: str, resume: bool = False, progress: bool = True,
                "config": log["config"], "summary": summarize(log, cfg.runs, cfg.layers),
                "leaderboard": LEADERBOARD.get((cfg.dataset, cfg.model))}
     if ctx.is_main:
-        # the log once more: a run killed while writing the last epoch's log resumes with nothing left to train,
-        # and its log must still end where the checkpoint does
-        write_json_verified(log, log_path)
+        if not trained:  # resumed with nothing left to train (killed while the last epoch's log was written): the
+            write_json_verified(log, log_path)  # log must still end where the checkpoint does
         write_json_verified(results, res_path)
     ctx.barrier()
     return results

@@ -66,11 +66,10 @@ def check_reduce(reduce: str) -> None:
         raise ValueError(f"reduce={reduce!r} is not supported; use one of {REDUCES}")
 
 
-def _sum_through_transpose(t: Tuple[Tensor, Tensor, Tensor], vt: Optional[Tensor], g: Tensor, num_src: int) -> Tensor:
-    """``A^T g`` for the transposed CSR ``t`` (``vt``: its weights ``[E, H]`` or None) in plain differentiable torch
+def _sum_through_transpose(graph: Graph, vt: Optional[Tensor], g: Tensor) -> Tensor:
+    """``A^T g`` over ``graph``'s transposed CSR (``vt``: its weights ``[E, H]`` or None) in plain differentiable torch
     ops: the backward of a sum under ``create_graph=True`` (second derivatives), not a fast path."""
-    rowptr_t, col_t, _ = t
-    rows_t = torch.repeat_interleave(torch.arange(num_src, device=g.device), rowptr_t.diff())
+    col_t, rows_t, num_src = graph.transpose()[1], graph.transpose_rows(), graph.num_src
     msg = g.index_select(0, col_t)
     if vt is not None:  # [E, H] (or [E]) weights against [E, H, F] messages; E may be 0
         v = vt.to(g.dtype)
@@ -94,7 +93,7 @@ def _spmm_backward_graph(ctx, grad_out: Tensor) -> object:
         vt = None
         if value is not None:  # the slot-order weights in transposed slot order, differentiably
             vt = value.index_select(0, ctx.t[2])
-        gx = _sum_through_transpose(ctx.t, vt, g, graph.num_src)
+        gx = _sum_through_transpose(graph, vt, g)
     if ctx.needs_input_grad[2]:
         gv = (g.index_select(0, graph.row) * x.to(g.dtype).index_select(0, graph.col)).sum(-1)
     return None, gx, gv, None, None
@@ -103,7 +102,7 @@ def _spmm_backward_graph(ctx, grad_out: Tensor) -> object:
 def _cpu_sum_backward_graph(ctx, grad_out: Tensor) -> object:
     """:class:`CpuSumFunction`'s backward as differentiable torch ops (``first_order_only``)."""
     g = grad_out if ctx.scale is None else grad_out * ctx.scale.to(grad_out.dtype).view(-1, 1, 1)
-    return None, _sum_through_transpose(ctx.t, ctx.vt, g, ctx.graph.num_src), None, None, None
+    return None, _sum_through_transpose(ctx.graph, ctx.vt, g), None, None, None
 
 
 class SpMMFunction(torch.autograd.Function):
@@ -255,13 +254,6 @@ def _coo_mean(edge_index: Tensor, x: Tensor, num_dst: int, deg: Tensor) -> Tenso
     return out.div_(deg.to(out.dtype).view(-1, 1))
 
 
-def _coo_mean_backward_graph(ctx, grad_out: Tensor) -> object:
-    """:class:`CooSumFunction`'s backward as differentiable torch ops (``first_order_only``)."""
-    src, dst = ctx.pairs.unbind(0)
-    g = grad_out * ctx.inv.to(grad_out.dtype).view(-1, 1)
-    return None, g.new_zeros(ctx.num_src, g.size(1)).index_add(0, src, g.index_select(0, dst)), None, None
-
-
 class CooSumFunction(torch.autograd.Function):
     """:func:`coo_sum`'s mean: ``x[src]`` summed into ``dst`` by ``index_add_``, divided by the clamped float32
     in-degree ``deg``, as ``torch.sparse.mm(reduce="mean")`` does; backward: the gradient times the reciprocal
@@ -277,8 +269,8 @@ class CooSumFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @first_order_only(differentiable=_coo_mean_backward_graph)
     def backward(ctx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:
+        # plain torch ops on a fresh tensor: differentiable as it is (second derivatives under create_graph=True)
         src, dst = ctx.pairs.unbind(0)
         g = grad_out * ctx.inv.to(grad_out.dtype).view(-1, 1)
         gx = g.new_zeros(ctx.num_src, g.size(1)).index_add_(0, src, g.index_select(0, dst))
